@@ -1,0 +1,128 @@
+"""config.json (seed fields plus ours, all optional) and secrets from the environment or ~/.secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class DownloadConfig:
+    max_concurrent: int = 3
+    connections_per_file: int = 8
+    timeout_seconds: float = 60.0  # per read; a stalled connection is retried after this
+    retries: int = 5
+    allow_pickle: bool = True
+    extra_allowed_hosts: list[str] = field(default_factory=list)
+    min_free_margin_bytes: int = 256 * 2**20
+    verify_batch_every: int = 6
+
+
+@dataclass
+class LLMConfig:
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:11434/v1"
+    model: str = "qwen2.5:7b"
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+@dataclass
+class SearchConfig:
+    fuzzy_threshold: float = 0.7
+    per_host_concurrency: int = 4
+    timeout_seconds: float = 20.0
+    retries: int = 4
+    use_catalogs: bool = True
+    civitai: bool = True
+    huggingface: bool = True
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+
+@dataclass
+class Config:
+    comfyui_root: str | None = None
+    workflow_directories: list[str] = field(default_factory=list)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    check_on_load: bool = True
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        f = known.get(key)
+        if f is None:
+            continue  # unknown keys are tolerated so older/newer configs still load
+        default = getattr(cls(), key)
+        if is_dataclass(default):
+            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+        else:
+            kwargs[key] = _coerce(value, default, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where} must be a non-negative number, got {value!r}")
+        return type(default)(value)
+    if isinstance(default, list):
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def load_config(path: str | os.PathLike | None) -> Config:
+    """Read config.json; a missing default file is fine, a broken one names the problem."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    if not p.exists():
+        return Config()
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"Cannot read config {p}: {e}. Fix or remove the file.") from e
+    return _build(Config, data, str(p))
+
+
+SECRET_NAMES = ("HF_TOKEN", "CIVITAI_API_KEY")
+
+
+def load_secrets(extra: dict[str, str] | None = None, secrets_file: str | None = None) -> dict[str, str]:
+    """Tokens from (lowest first) ~/.secrets, the environment, then `extra` (the ComfyUI settings)."""
+    out: dict[str, str] = {}
+    sf = Path(secrets_file) if secrets_file else Path.home() / ".secrets"
+    try:
+        for line in sf.read_text(encoding="utf-8").splitlines():
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and key.strip() in SECRET_NAMES and value.strip():
+                out[key.strip()] = value.strip().strip("'\"")
+    except OSError:
+        pass
+    for name in SECRET_NAMES:
+        if os.environ.get(name):
+            out[name] = os.environ[name]
+    for name, value in (extra or {}).items():
+        if name in SECRET_NAMES and value:
+            out[name] = value
+    return out

@@ -1,0 +1,47 @@
+"""Every environment variable and default in one place, read once (as huggingface_hub does)."""
+
+from __future__ import annotations
+
+import os
+
+# Extensions ComfyUI's folder_paths accepts for model folders, plus formats custom loaders use.
+MODEL_EXTENSIONS = frozenset(
+    {".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf", ".onnx", ".engine"}
+)
+# Formats that can execute code when loaded (pickle-based).
+PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
+
+# Folder keys ComfyUI knows by default (folder_paths.py), in canonical form.
+CORE_FOLDERS = (
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
+    "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models",
+    "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders",
+)
+# Subfolder names under models/ for each key, first is the download default (as folder_paths registers them).
+DEFAULT_FOLDER_DIRS: dict[str, tuple[str, ...]] = {
+    "text_encoders": ("text_encoders", "clip"),
+    "diffusion_models": ("unet", "diffusion_models"),
+    "controlnet": ("controlnet", "t2i_adapter"),
+}
+LEGACY_FOLDERS = {"unet": "diffusion_models", "clip": "text_encoders"}
+
+# Node types the frontend owns: never "missing" on the server.
+FRONTEND_ONLY_NODE_TYPES = frozenset(
+    {"Reroute", "Note", "MarkdownNote", "PrimitiveNode", "PrimitiveInt", "PrimitiveFloat",
+     "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean", "Comfy.ImagePreview"}
+)
+
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+CIVITAI_DEFAULT_BASE_URL = "https://civitai.com"
+
+
+def hf_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+def civitai_base_url() -> str:
+    return os.environ.get("CIVITAI_BASE_URL", CIVITAI_DEFAULT_BASE_URL).rstrip("/")
+
+
+def map_legacy(folder: str) -> str:
+    return LEGACY_FOLDERS.get(folder, folder)

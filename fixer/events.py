@@ -1,0 +1,85 @@
+"""Typed events the pipeline emits; the CLI, status.json, the log and the websocket subscribe."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Event:
+    pass
+
+
+@dataclass
+class PhaseChanged(Event):
+    phase: str  # idle, scanning, resolving, downloading, verifying, complete, error
+    total: int = 0
+
+
+@dataclass
+class Progress(Event):
+    current: int
+    total: int
+    message: str = ""
+
+
+@dataclass
+class ScanFinished(Event):
+    report: Any  # ScanReport
+
+
+@dataclass
+class ModelResolved(Event):
+    resolution: Any  # Resolution
+
+
+@dataclass
+class TransferProgress(Event):
+    transfer: Any  # Transfer
+
+
+@dataclass
+class TransferDone(Event):
+    transfer: Any  # Transfer (state done, failed or cancelled)
+
+
+@dataclass
+class VerificationReport(Event):
+    verified: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class ErrorRaised(Event):
+    error: str
+    details: str = ""
+
+
+@dataclass
+class RunFinished(Event):
+    summary: dict = field(default_factory=dict)
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Fan-out to subscribers; a failing subscriber is logged, never breaks the run."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscriber] = []
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        self._subs.append(fn)
+        return lambda: self._subs.remove(fn) if fn in self._subs else None
+
+    def emit(self, event: Event) -> None:
+        for fn in list(self._subs):
+            try:
+                fn(event)
+            except Exception:  # a UI/log subscriber must not stop a download
+                log.exception("event subscriber %r failed on %s", fn, type(event).__name__)

@@ -1,0 +1,189 @@
+"""The host adapter: which folders ComfyUI has, where they are, and which node types it knows.
+
+`StandaloneHost` reads a ComfyUI root and its extra_model_paths.yaml the way ComfyUI does (CLI).
+`FolderPathsHost` wraps ComfyUI's own `folder_paths` module, handed in by the adapter, so this
+package never imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, MODEL_EXTENSIONS, map_legacy
+from .errors import ConfigError
+
+PT_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
+
+
+class Host(Protocol):
+    def folders(self) -> dict[str, list[str]]:
+        """Folder key -> absolute paths, [0] being where downloads go."""
+
+    def extensions(self, folder: str) -> frozenset[str]:
+        """File extensions the folder lists (empty: every file)."""
+
+    def node_types(self) -> set[str] | None:
+        """Node types the host knows; None when unknown (node checking skipped)."""
+
+    def node_defs(self) -> dict[str, Any] | None:
+        """/object_info-shaped definitions, to learn a custom loader's folder from its COMBO."""
+
+
+@dataclass
+class StandaloneHost:
+    """A ComfyUI install read from disk, plus optional node definitions from /object_info."""
+
+    root: Path
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    exts: dict[str, frozenset[str]] = field(default_factory=dict)
+    object_info: dict[str, Any] | None = None
+    node_source: str = "skipped"
+
+    @classmethod
+    def from_root(cls, root: str | os.PathLike, extra_configs: list[str] | None = None) -> "StandaloneHost":
+        root = Path(root).expanduser().resolve()
+        models = root / "models"
+        paths: dict[str, list[str]] = {}
+        exts: dict[str, frozenset[str]] = {}
+        for key in CORE_FOLDERS:
+            dirs = DEFAULT_FOLDER_DIRS.get(key, (key,))
+            paths[key] = [str(models / d) for d in dirs]
+            exts[key] = PT_EXTENSIONS
+        exts["configs"] = frozenset({".yaml"})
+        exts["diffusers"] = frozenset({"folder"})
+        exts["classifiers"] = frozenset({""})
+        paths.pop("custom_nodes", None)
+        # ComfyUI main.py apply_custom_paths: outputs of model-saving nodes are listed too, never default.
+        for key, sub in (("checkpoints", "checkpoints"), ("text_encoders", "clip"), ("vae", "vae"),
+                         ("diffusion_models", "diffusion_models"), ("loras", "loras")):
+            paths[key].append(str(root / "output" / sub))
+        host = cls(root=root, paths=paths, exts=exts)
+        yamls = [root / "extra_model_paths.yaml"] + [Path(p) for p in (extra_configs or [])]
+        for y in yamls:
+            if y.is_file():
+                host.apply_extra_paths(y)
+        return host
+
+    def apply_extra_paths(self, yaml_path: Path) -> None:
+        """As ComfyUI utils/extra_config.py `load_extra_path_config`."""
+        import yaml  # ComfyUI's own dependency; only needed when a yaml exists
+
+        try:
+            config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"Cannot read {yaml_path}: {e}. Fix the YAML or move the file away.") from e
+        if not isinstance(config, dict):
+            raise ConfigError(f"{yaml_path} must hold sections of folder paths, got {type(config).__name__}")
+        yaml_dir = yaml_path.parent.resolve()
+        for section in config.values():
+            if not isinstance(section, dict):
+                continue
+            base = section.get("base_path")
+            if base:
+                base = os.path.expandvars(os.path.expanduser(str(base)))
+                if not os.path.isabs(base):
+                    base = os.path.abspath(os.path.join(yaml_dir, base))
+            is_default = bool(section.get("is_default", False))
+            for key, value in section.items():
+                if key in ("base_path", "is_default") or value is None:
+                    continue
+                folder = map_legacy(key)
+                if folder == "custom_nodes":
+                    continue
+                for line in str(value).split("\n"):
+                    line = line.strip()
+                    if not line:
+                        continue
+                    full = os.path.join(base, line) if base else os.path.join(yaml_dir, line)
+                    self.add_path(folder, os.path.normpath(full), is_default)
+
+    def add_path(self, folder: str, path: str, is_default: bool = False) -> None:
+        lst = self.paths.setdefault(folder, [])
+        self.exts.setdefault(folder, frozenset())  # unknown keys list every file, like ComfyUI
+        if path in lst:
+            if is_default:
+                lst.remove(path)
+                lst.insert(0, path)
+            return
+        lst.insert(0, path) if is_default else lst.append(path)
+
+    def with_object_info(self, info: dict[str, Any], source: str) -> "StandaloneHost":
+        self.object_info = info
+        self.node_source = source
+        return self
+
+    def folders(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.paths.items()}
+
+    def extensions(self, folder: str) -> frozenset[str]:
+        return self.exts.get(folder, frozenset())
+
+    def node_types(self) -> set[str] | None:
+        return set(self.object_info) if self.object_info is not None else None
+
+    def node_defs(self) -> dict[str, Any] | None:
+        return self.object_info
+
+
+@dataclass
+class FolderPathsHost:
+    """Inside ComfyUI: `folder_paths` (the module) and a callable giving the live node classes."""
+
+    folder_paths: Any
+    node_classes: Callable[[], dict[str, Any]] | None = None
+    node_source: str = "host"
+
+    def folders(self) -> dict[str, list[str]]:
+        fp = self.folder_paths
+        return {k: list(v[0]) for k, v in fp.folder_names_and_paths.items() if k != "custom_nodes"}
+
+    def extensions(self, folder: str) -> frozenset[str]:
+        entry = self.folder_paths.folder_names_and_paths.get(map_legacy(folder))
+        return frozenset(entry[1]) if entry else frozenset()
+
+    def node_types(self) -> set[str] | None:
+        return set(self.node_classes()) if self.node_classes else None
+
+    def node_defs(self) -> dict[str, Any] | None:
+        if not self.node_classes:
+            return None
+        defs: dict[str, Any] = {}
+        for name, cls in self.node_classes().items():
+            try:
+                defs[name] = {"input": cls.INPUT_TYPES()}
+            except Exception:  # a broken custom node must not break our scan
+                continue
+        return defs
+
+
+def load_object_info(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"Cannot read --object-info {path}: {e}. Save /object_info from a running ComfyUI.") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"--object-info {path} is not an /object_info answer (expected a JSON object)")
+    return data
+
+
+def fetch_object_info(server: str, timeout: float = 20.0) -> dict[str, Any]:
+    import requests
+
+    url = server.rstrip("/") + "/object_info"
+    try:
+        r = requests.get(url, timeout=timeout)
+        r.raise_for_status()
+        data = r.json()
+    except (requests.RequestException, ValueError) as e:
+        raise ConfigError(f"Cannot read node definitions from {url}: {e}. Is ComfyUI running there?") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{url} did not answer an /object_info object")
+    return data
+
+
+def is_model_filename(value: str) -> bool:
+    return os.path.splitext(value.strip().lower())[1] in MODEL_EXTENSIONS

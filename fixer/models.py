@@ -1,0 +1,177 @@
+"""The data that flows between stages (design.md "The data that flows"). Plain dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ModelState = Literal["present", "elsewhere", "missing", "unsafe", "unused"]
+FolderSource = Literal["node_table", "hint", "node_def", "keyword", "unknown"]
+Source = Literal["local", "embedded", "catalog", "civitai", "huggingface", "fuzzy", "llm", "not_found"]
+TransferState = Literal["queued", "downloading", "verifying", "done", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class ModelHint:
+    """What a workflow says about a model file itself (`models[]` / `properties.models`)."""
+
+    url: str | None = None
+    hash: str | None = None
+    hash_type: str | None = None
+    directory: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One place a workflow references a model or node type."""
+
+    workflow: str
+    node_id: str
+    node_type: str
+    input_name: str | None = None
+    subgraph_path: tuple[str, ...] = ()
+    optional: bool = False  # muted (mode 2) or bypassed (mode 4)
+
+
+@dataclass
+class ModelRef:
+    """One model file the scanned workflows need, merged across every place that names it."""
+
+    name: str  # as the widget names it, separators normalised to "/"
+    folder: str | None  # canonical ComfyUI folder key; None when it cannot be known
+    folder_source: FolderSource = "unknown"
+    usages: list[Usage] = field(default_factory=list)
+    hints: list[ModelHint] = field(default_factory=list)
+    unsafe_reason: str | None = None
+    declared_only: bool = False  # listed in models[] but no node uses it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.folder or "", self.name.lower())
+
+    @property
+    def optional(self) -> bool:
+        return bool(self.usages) and all(u.optional for u in self.usages)
+
+    @property
+    def basename(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+    def hint(self, attr: str) -> str | None:
+        return next((getattr(h, attr) for h in self.hints if getattr(h, attr)), None)
+
+
+@dataclass
+class NodeRef:
+    """A node type the host does not have."""
+
+    node_type: str
+    usages: list[Usage] = field(default_factory=list)
+    cnr_id: str | None = None
+    aux_id: str | None = None
+    ver: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    folder: str
+    relpath: str  # "/"-separated, relative to the folder root it was found in
+    path: str  # absolute
+    size: int
+
+
+@dataclass
+class ModelStatus:
+    """A ModelRef checked against the local inventory."""
+
+    ref: ModelRef
+    state: ModelState
+    local: LocalFile | None = None  # where it is, for "present"
+    elsewhere: list[LocalFile] = field(default_factory=list)  # relinkable copies
+
+
+@dataclass
+class ParseProblem:
+    path: str
+    error: str
+
+
+@dataclass
+class ScanReport:
+    workflows: list[str] = field(default_factory=list)
+    problems: list[ParseProblem] = field(default_factory=list)
+    models: list[ModelStatus] = field(default_factory=list)
+    missing_nodes: list[NodeRef] = field(default_factory=list)
+    node_check: str = "skipped"  # "server", "object_info", "host" or "skipped"
+    node_types_seen: int = 0
+
+    def by_state(self, state: ModelState) -> list[ModelStatus]:
+        return [m for m in self.models if m.state == state]
+
+
+@dataclass
+class Candidate:
+    """A place a missing model can be had."""
+
+    source: Source
+    filename: str
+    folder: str | None
+    confidence: float
+    reason: str
+    url: str | None = None
+    local_path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    gated: bool = False
+    needs_token: str | None = None  # "HF_TOKEN" / "CIVITAI_API_KEY" when the source needs one
+    ids: dict[str, Any] = field(default_factory=dict)  # repo_id, model_id, version_id, file_id ...
+
+
+@dataclass
+class Resolution:
+    name: str
+    folder: str | None
+    chosen: Candidate | None
+    candidates: list[Candidate] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return self.chosen.source if self.chosen else "not_found"
+
+
+@dataclass
+class TransferRequest:
+    """What the downloader needs to fetch one file into place."""
+
+    url: str
+    folder: str
+    filename: str  # relative to the folder; may hold a subfolder
+    expected_size: int | None = None
+    sha256: str | None = None
+    source: str = ""
+    model_name: str = ""  # the name the workflow uses, for messages
+
+
+@dataclass
+class Transfer:
+    request: TransferRequest
+    target: str
+    part: str
+    bytes_done: int = 0
+    total: int | None = None
+    speed: float = 0.0  # bytes/s
+    state: TransferState = "queued"
+    error: str | None = None
+    sha256: str | None = None
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses (nested) to plain JSON types."""
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: to_jsonable(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    return obj
