@@ -164,6 +164,7 @@ class Transfer:
     state: TransferState = "queued"
     error: str | None = None
     sha256: str | None = None
+    warning: str | None = None  # e.g. a pickle format; shown in the report and the panel
 
 
 def to_jsonable(obj: Any) -> Any:
