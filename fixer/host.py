@@ -61,6 +61,13 @@ class StandaloneHost:
         for key, sub in (("checkpoints", "checkpoints"), ("text_encoders", "clip"), ("vae", "vae"),
                          ("diffusion_models", "diffusion_models"), ("loras", "loras")):
             paths[key].append(str(root / "output" / sub))
+        # Custom packs register their own keys as models/<key> (ipadapter, ultralytics, ...): honour any such dir.
+        registered = {os.path.normpath(p) for lst in paths.values() for p in lst}
+        if models.is_dir():
+            for d in sorted(models.iterdir()):
+                if d.is_dir() and os.path.normpath(str(d)) not in registered:
+                    paths[d.name] = [str(d)]
+                    exts[d.name] = frozenset()
         host = cls(root=root, paths=paths, exts=exts)
         yamls = [root / "extra_model_paths.yaml"] + [Path(p) for p in (extra_configs or [])]
         for y in yamls:

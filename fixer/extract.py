@@ -1,0 +1,202 @@
+"""Walk one workflow document (UI or API JSON) and list the model files and node types it uses.
+
+Pure: no file system, no network. Folder knowledge comes from loaders.py and an optional
+`combo_folder(node_type, input_name)` callback (the live node definitions, via the scan).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
+from .loaders import core_inputs, guess_folder, widget_names_from_def
+from .models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
+from .names import is_model_value, normalise, unsafe_reason
+
+ComboFolder = Callable[[str, str], "str | None"]
+_URL = re.compile(r"https?://[^\s<>\"')\]]+")
+NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
+
+
+@dataclass
+class Extracted:
+    models: list[ModelRef] = field(default_factory=list)
+    nodes: list[NodeRef] = field(default_factory=list)
+    note_urls: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Node:
+    """One node in any format, flattened: what the walkers below yield."""
+
+    node_id: str
+    node_type: str
+    values: list[Any] | dict[str, Any]
+    properties: dict[str, Any]
+    path: tuple[str, ...]
+    optional: bool
+
+
+def _hint_from(entry: Any) -> tuple[str, ModelHint] | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        return None
+    get = lambda k: entry.get(k) if isinstance(entry.get(k), str) and entry.get(k) else None  # noqa: E731
+    directory = get("directory")
+    return normalise(entry["name"]), ModelHint(
+        url=get("url"), hash=get("hash"), hash_type=get("hash_type"),
+        directory=map_legacy(directory) if directory else None)
+
+
+def _ui_nodes(doc: dict) -> Iterator[_Node]:
+    """Root nodes, subgraph definitions (any depth, cycle-safe) and legacy group-node definitions."""
+    defs = {}
+    for sg in ((doc.get("definitions") or {}).get("subgraphs") or []) if isinstance(doc.get("definitions"), dict) else []:
+        if isinstance(sg, dict) and isinstance(sg.get("id"), str):
+            defs[sg["id"]] = sg
+    reached: set[str] = set()
+    stack: list[tuple[list, tuple[str, ...], bool, frozenset[str]]] = [(doc.get("nodes") or [], (), False, frozenset())]
+    while stack:
+        nodes, path, parent_optional, ancestors = stack.pop()
+        if not isinstance(nodes, list):
+            continue
+        for node in nodes:
+            if not isinstance(node, dict):
+                continue
+            ntype = node.get("type")
+            if not isinstance(ntype, str):
+                continue
+            optional = parent_optional or node.get("mode") in (2, 4)
+            node_id = str(node.get("id", "?"))
+            if ntype in defs:
+                if ntype not in ancestors:  # a subgraph that contains itself is not walked twice
+                    reached.add(ntype)
+                    sg = defs[ntype]
+                    label = f"{sg.get('name') or ntype}#{node_id}"
+                    stack.append((sg.get("nodes") or [], path + (label,), optional, ancestors | {ntype}))
+                continue
+            values = node.get("widgets_values")
+            props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+            yield _Node(node_id, ntype, values if isinstance(values, (list, dict)) else [], props, path, optional)
+    for sg_id, sg in defs.items():
+        if sg_id not in reached:  # defined but never instantiated: still a workflow's content
+            for n in _ui_nodes({"nodes": sg.get("nodes") or []}):
+                n.path = (str(sg.get("name") or sg_id),) + n.path
+                yield n
+    groups = (doc.get("extra") or {}).get("groupNodes") if isinstance(doc.get("extra"), dict) else None
+    if isinstance(groups, dict):
+        for gname, gdef in groups.items():
+            for i, node in enumerate((gdef or {}).get("nodes") or [] if isinstance(gdef, dict) else []):
+                if isinstance(node, dict) and isinstance(node.get("type"), str):
+                    values = node.get("widgets_values")
+                    props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+                    yield _Node(str(node.get("index", i)), node["type"],
+                                values if isinstance(values, (list, dict)) else [], props,
+                                (f"group node {gname}",), False)
+
+
+def _api_nodes(doc: dict) -> Iterator[_Node]:
+    for node_id, node in doc.items():
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            continue
+        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        meta = node.get("_meta") if isinstance(node.get("_meta"), dict) else {}
+        values = {k: v for k, v in inputs.items() if not isinstance(v, list)}  # lists are links
+        path = tuple(str(node_id).split(":")[:-1])
+        yield _Node(str(node_id), node["class_type"], values, meta, path, False)
+
+
+def _is_structural(node_type: str, subgraph_ids: set[str]) -> bool:
+    return (node_type in FRONTEND_ONLY_NODE_TYPES or node_type in subgraph_ids
+            or node_type.startswith("workflow>") or node_type.startswith("workflow/"))
+
+
+def _named_values(node: _Node, node_defs: dict | None) -> Iterator[tuple[str | None, Any]]:
+    """(input name or None, value) pairs for a node's widget values."""
+    if isinstance(node.values, dict):
+        yield from node.values.items()
+        return
+    core = core_inputs(node.node_type)
+    names: list[str] = list(core[0]) if core and core[0] else []
+    if not names and node_defs and isinstance(node_defs.get(node.node_type), dict):
+        names = widget_names_from_def(node_defs[node.node_type])
+    for i, value in enumerate(node.values):
+        yield (names[i] if i < len(names) else None), value
+
+
+def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
+            combo_folder: ComboFolder | None = None) -> Extracted:
+    """Model refs and node types of one document; `kind` is "workflow" (UI) or "prompt" (API)."""
+    out = Extracted()
+    if kind == "workflow":
+        nodes = _ui_nodes(doc)
+        subgraph_ids = {sg.get("id") for sg in ((doc.get("definitions") or {}).get("subgraphs") or [])
+                        if isinstance(sg, dict)} if isinstance(doc.get("definitions"), dict) else set()
+        declared = [h for h in (_hint_from(e) for e in (doc.get("models") or [] if isinstance(doc.get("models"), list) else [])) if h]
+    else:
+        nodes, subgraph_ids, declared = _api_nodes(doc), set(), []
+    declared_by_name = {name.lower(): hint for name, hint in declared}
+    refs: dict[tuple[str, str], ModelRef] = {}
+    node_refs: dict[str, NodeRef] = {}
+
+    for node in nodes:
+        if node.node_type in NOTE_TYPES:
+            for value in (node.values.values() if isinstance(node.values, dict) else node.values):
+                if isinstance(value, str):
+                    out.note_urls.extend(u.rstrip(".,;") for u in _URL.findall(value))
+            continue
+        if not _is_structural(node.node_type, subgraph_ids):
+            nref = node_refs.get(node.node_type)
+            if nref is None:
+                p = node.properties
+                pick = lambda k: p.get(k) if isinstance(p.get(k), str) else None  # noqa: E731
+                nref = node_refs[node.node_type] = NodeRef(node.node_type, cnr_id=pick("cnr_id"),
+                                                           aux_id=pick("aux_id"), ver=pick("ver"))
+            nref.usages.append(Usage(label, node.node_id, node.node_type, None, node.path, node.optional))
+        local_hints = dict(h for h in (_hint_from(e) for e in (node.properties.get("models") or [] if isinstance(node.properties.get("models"), list) else [])) if h)
+        local_hints_lower = {k.lower(): v for k, v in local_hints.items()}
+        core = core_inputs(node.node_type)
+        for input_name, value in _named_values(node, node_defs):
+            if not is_model_value(value):
+                continue
+            name = normalise(value)
+            hint = local_hints_lower.get(name.lower()) or declared_by_name.get(name.lower())
+            folder, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
+            key = (folder or "", name.lower())
+            ref = refs.get(key)
+            if ref is None:
+                ref = refs[key] = ModelRef(name=name, folder=folder, folder_source=source,
+                                           unsafe_reason=unsafe_reason(value))
+            ref.usages.append(Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional))
+            if hint and hint not in ref.hints:
+                ref.hints.append(hint)
+    used = {name for _, name in refs}
+    for name, hint in declared:
+        if name.lower() not in used:
+            key = (hint.directory or "", name.lower())
+            if key not in refs:
+                refs[key] = ModelRef(name=name, folder=hint.directory, folder_source="hint",
+                                     unsafe_reason=unsafe_reason(name), declared_only=True)
+            if hint not in refs[key].hints:
+                refs[key].hints.append(hint)
+    out.models = list(refs.values())
+    out.nodes = list(node_refs.values())
+    return out
+
+
+def _folder_for(node_type: str, input_name: str | None, name: str, core, hint: ModelHint | None,
+                combo_folder: ComboFolder | None) -> tuple[str | None, FolderSource]:
+    if core and input_name in core[1]:
+        return core[1][input_name], "node_table"
+    if core and not core[0]:  # a core node matched by input name only (e.g. TrainLoraNode)
+        folder = next(iter(core[1].values()))
+        return folder, "node_table"
+    if hint and hint.directory:
+        return hint.directory, "hint"
+    if combo_folder and input_name:
+        folder = combo_folder(node_type, input_name)
+        if folder:
+            return folder, "node_def"
+    folder = guess_folder(node_type, input_name, name)
+    return (folder, "keyword") if folder else (None, "unknown")

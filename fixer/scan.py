@@ -1,0 +1,187 @@
+"""The scan stage: workflows in, a ScanReport out (what is present, present elsewhere, missing)."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import unquote, urlparse
+
+from .actionlog import action
+from .errors import WorkflowError
+from .extract import Extracted, extract
+from .host import Host
+from .inventory import Inventory, build_inventory
+from .loaders import combo_options
+from .models import ModelHint, ModelRef, ModelStatus, NodeRef, ParseProblem, ScanReport
+from .readers import file_label, iter_workflow_files, read_documents, split_documents
+
+log = logging.getLogger(__name__)
+
+
+def combo_folder_finder(node_defs: dict | None, inventory: Inventory) -> Callable[[str, str], str | None]:
+    """A custom loader's folder is the one whose file list its COMBO options are (the live definitions)."""
+    cache: dict[tuple[str, str], str | None] = {}
+    listing = {f: inventory.relpaths(f) for f in inventory.folder_names()}
+
+    def find(node_type: str, input_name: str) -> str | None:
+        key = (node_type, input_name)
+        if key in cache:
+            return cache[key]
+        node_def = (node_defs or {}).get(node_type)
+        options = combo_options(node_def, input_name) if isinstance(node_def, dict) else None
+        best = None
+        if options:
+            opts = {o.replace("\\", "/") for o in options}
+            scored = [(len(opts & files), folder) for folder, files in listing.items() if files]
+            scored = [s for s in scored if s[0] * 2 >= len(opts)]
+            best = max(scored)[1] if scored else None
+        cache[key] = best
+        return best
+
+    return find
+
+
+def _merge(into: dict[tuple[str, str], ModelRef], refs: list[ModelRef]) -> None:
+    for ref in refs:
+        cur = into.get(ref.key)
+        if cur is None:
+            into[ref.key] = ref
+            continue
+        cur.usages.extend(ref.usages)
+        cur.hints.extend(h for h in ref.hints if h not in cur.hints)
+        cur.declared_only = cur.declared_only and ref.declared_only
+
+
+def _fold_unknown_folders(refs: dict[tuple[str, str], ModelRef]) -> list[ModelRef]:
+    """A name seen with no folder somewhere and a known folder elsewhere is the same model."""
+    known = {name: ref for (folder, name), ref in refs.items() if folder}
+    out = []
+    for (folder, name), ref in refs.items():
+        if not folder and name in known:
+            _merge({known[name].key: known[name]}, [ref])
+            continue
+        out.append(ref)
+    return out
+
+
+def _attach_note_urls(refs: list[ModelRef], urls: list[str]) -> None:
+    by_base: dict[str, list[str]] = {}
+    for u in urls:
+        base = posixpath.basename(unquote(urlparse(u).path)).lower()
+        if base:
+            by_base.setdefault(base, []).append(u)
+    for ref in refs:
+        for u in by_base.get(ref.basename.lower(), []):
+            hint = ModelHint(url=u)
+            if all(h.url != u for h in ref.hints):
+                ref.hints.append(hint)
+
+
+def classify(ref: ModelRef, inv: Inventory) -> ModelStatus:
+    if ref.unsafe_reason:
+        return ModelStatus(ref, "unsafe")
+    if ref.folder:
+        hit = inv.lookup(ref.folder, ref.name)
+        if hit:
+            return ModelStatus(ref, "unused" if ref.declared_only else "present", local=hit)
+    else:
+        hits = [f for f in inv.named(ref.basename) if f.relpath == ref.name]
+        if hits:
+            return ModelStatus(ref, "unused" if ref.declared_only else "present", local=hits[0])
+    if ref.declared_only:
+        return ModelStatus(ref, "unused")
+    elsewhere = inv.named(ref.basename)
+    return ModelStatus(ref, "elsewhere" if elsewhere else "missing", elsewhere=elsewhere)
+
+
+def _missing_nodes(nodes: dict[str, NodeRef], known: set[str] | None) -> list[NodeRef]:
+    if known is None:
+        return []
+    return sorted((n for t, n in nodes.items() if t not in known), key=lambda n: n.node_type)
+
+
+class Scanner:
+    """Collects documents from files or in-memory data, then checks them against one inventory."""
+
+    def __init__(self, host: Host, inventory: Inventory | None = None):
+        self.host = host
+        self.inventory = inventory if inventory is not None else build_inventory(host)
+        self.node_defs = host.node_defs()
+        self.known_types = host.node_types()
+        self._combo = combo_folder_finder(self.node_defs, self.inventory)
+        self.report = ScanReport(node_check=getattr(host, "node_source", "host") if self.known_types is not None
+                                 else "skipped")
+        self._refs: dict[tuple[str, str], ModelRef] = {}
+        self._nodes: dict[str, NodeRef] = {}
+        self._urls: list[str] = []
+
+    def add_documents(self, docs: list[tuple[str, dict]], label: str) -> None:
+        self.report.workflows.append(label)
+        # A file holding both UI and API forms describes one graph: the UI form is richer (hints, subgraphs).
+        kinds = {k for k, _ in docs}
+        for kind, doc in docs:
+            if kind == "prompt" and "workflow" in kinds:
+                continue
+            self._add(extract(kind, doc, label, self.node_defs, self._combo))
+
+    def _add(self, ex: Extracted) -> None:
+        _merge(self._refs, ex.models)
+        for n in ex.nodes:
+            cur = self._nodes.get(n.node_type)
+            if cur is None:
+                self._nodes[n.node_type] = n
+            else:
+                cur.usages.extend(n.usages)
+                cur.cnr_id, cur.aux_id, cur.ver = cur.cnr_id or n.cnr_id, cur.aux_id or n.aux_id, cur.ver or n.ver
+        self._urls.extend(ex.note_urls)
+
+    def add_file(self, path: Path, label: str) -> None:
+        try:
+            docs = read_documents(path)
+        except WorkflowError as e:
+            self.report.problems.append(ParseProblem(label, e.reason))
+            action("parse_error", workflow=label, error=e.reason)
+            return
+        self.add_documents(docs, label)
+
+    def add_data(self, data: Any, label: str) -> None:
+        try:
+            docs = split_documents(data, label)
+        except WorkflowError as e:
+            self.report.problems.append(ParseProblem(label, e.reason))
+            return
+        self.add_documents(docs, label)
+
+    def finish(self) -> ScanReport:
+        refs = _fold_unknown_folders(self._refs)
+        _attach_note_urls(refs, self._urls)
+        self.report.models = sorted((classify(r, self.inventory) for r in refs),
+                                    key=lambda s: (s.state, s.ref.folder or "~", s.ref.name.lower()))
+        self.report.missing_nodes = _missing_nodes(self._nodes, self.known_types)
+        self.report.node_types_seen = len(self._nodes)
+        for s in self.report.models:
+            if s.state != "present":
+                action("model_" + s.state, name=s.ref.name, folder=s.ref.folder, folder_source=s.ref.folder_source,
+                       workflows=sorted({u.workflow for u in s.ref.usages}),
+                       elsewhere=[f.path for f in s.elsewhere][:5], reason=s.ref.unsafe_reason)
+        for n in self.report.missing_nodes:
+            action("node_missing", node_type=n.node_type, workflows=sorted({u.workflow for u in n.usages}))
+        return self.report
+
+
+def scan_paths(paths: list[str], host: Host, inventory: Inventory | None = None) -> ScanReport:
+    scanner = Scanner(host, inventory)
+    roots = [Path(p).expanduser() for p in paths]
+    for f in iter_workflow_files(paths):
+        root = next((r for r in roots if r.is_dir() and (r == f or r in f.parents)), None)
+        scanner.add_file(f, file_label(f, root))
+    return scanner.finish()
+
+
+def scan_workflow_data(data: Any, name: str, host: Host, inventory: Inventory | None = None) -> ScanReport:
+    """One workflow handed over in memory (the ComfyUI page, a running prompt)."""
+    scanner = Scanner(host, inventory)
+    scanner.add_data(data, name)
+    return scanner.finish()

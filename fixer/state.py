@@ -1,0 +1,153 @@
+"""Run state on disk: atomic JSON writes, the status.json document, and the state-dir lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import RunLocked
+from .events import ErrorRaised, Event, PhaseChanged, Progress
+from .models import to_jsonable
+
+PHASES = ("idle", "scanning", "resolving", "downloading", "verifying", "complete", "error")
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temp file beside `path`, fsync, then rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(to_jsonable(data), f, indent=2, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+class StatusDocument:
+    """The seed's status.json: {timestamp, phase, progress, data, errors}; thread-safe, written atomically.
+
+    An event subscriber: phases, progress and errors come from the pipeline's events; `data` is
+    whatever the owner puts there (per-model rows for the panel).
+    """
+
+    def __init__(self, path: Path | None, min_interval: float = 0.25):
+        self.path = path
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+        self.doc: dict[str, Any] = {"timestamp": now_iso(), "phase": "idle",
+                                    "progress": {"current": 0, "total": 0, "percent": 0.0},
+                                    "data": {}, "errors": []}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, PhaseChanged):
+            self.update(phase=event.phase, force=True)
+        elif isinstance(event, Progress):
+            self.set_progress(event.current, event.total)
+        elif isinstance(event, ErrorRaised):
+            self.add_error(event.error, event.details)
+
+    def set_progress(self, current: int, total: int) -> None:
+        pct = round(100.0 * current / total, 1) if total else 0.0
+        self.update(progress={"current": current, "total": total, "percent": pct})
+
+    def add_error(self, error: str, details: str = "") -> None:
+        with self._lock:
+            self.doc["errors"].append({"timestamp": now_iso(), "error": error, "details": details})
+        self.flush()
+
+    def update(self, force: bool = False, **fields: Any) -> None:
+        with self._lock:
+            self.doc.update(fields)
+            self.doc["timestamp"] = now_iso()
+        if force or time.monotonic() - self._last_write >= self.min_interval:
+            self.flush()
+
+    def set_data(self, data: dict[str, Any], force: bool = False) -> None:
+        self.update(force=force, data=data)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return json.loads(json.dumps(to_jsonable(self.doc)))
+
+    def flush(self) -> None:
+        if self.path is None:
+            return
+        snap = self.snapshot()
+        with self._lock:
+            self._last_write = time.monotonic()
+        write_json_atomic(self.path, snap)
+
+
+class StateLock:
+    """One run per state directory: an exclusive lock file (fcntl), released on exit or process death."""
+
+    def __init__(self, state_dir: Path, what: str = "run"):
+        self.path = Path(state_dir) / ".comfyfixer.lock"
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> "StateLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            raise RunLocked(str(self.path), holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} {self.what} since {now_iso()}".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "StateLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
