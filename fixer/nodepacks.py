@@ -1,0 +1,648 @@
+"""Which custom node pack provides a missing node type, and how to install it by hand.
+
+Trust order for one type (issue 6): the node's own `properties` (`cnr_id`, then `aux_id`), then
+ComfyUI-Manager's `extension-node-map.json` (its `preemptions`, exact names, then the
+`nodename_pattern` regexes). The map is read where Manager is installed (a
+`custom_nodes/ComfyUI-Manager*` folder or the `comfyui-manager` package), never copied here.
+
+Several packs listing the same type are ranked, most likely first, by:
+1. the pack claims the type in its `preemptions` (Manager's own tie-breaker),
+2. how many of this run's missing types the pack provides (one pack covering a workflow beats
+   several covering one type each),
+3. GitHub stars from Manager's `github-stats.json`,
+4. position in the map (the pack Manager itself would pick first).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+import shlex
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from .models import NodeRef
+
+log = logging.getLogger("fixer.nodepacks")
+
+MatchKind = Literal["cnr_id", "aux_id", "exact", "pattern", "update_comfyui", "unknown"]
+
+MAP_FILE = "extension-node-map.json"
+LIST_FILE = "custom-node-list.json"
+STATS_FILE = "github-stats.json"
+MANAGER_PACKAGE = "comfyui_manager"  # import name of the `comfyui-manager` PyPI package
+CORE_REPOS = frozenset({"github.com/comfyanonymous/comfyui", "github.com/comfy-org/comfyui"})
+CORE_ID = "comfy-core"
+REGISTRY_URL = "https://registry.comfy.org/nodes/"
+
+# Third-party regexes run on node type names: bound both sides so a bad one cannot stall a scan.
+MAX_PATTERN_LEN = 200
+MAX_TYPE_LEN_FOR_PATTERNS = 256
+# A quantified group that itself holds a quantifier ("(a+)+", "(\w*)*"): the classic
+# catastrophic-backtracking shape. Such patterns are skipped rather than risked.
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}]\)[*+{]")
+
+
+def normalize_repo(url: str) -> str:
+    """`https://github.com/A/B.git/` -> `github.com/a/b`: one key for every spelling of a repo."""
+    u = url.strip().lower()
+    for prefix in ("https://", "http://", "git+https://", "ssh://git@", "git@"):
+        if u.startswith(prefix):
+            u = u[len(prefix):]
+            break
+    u = u.replace("github.com:", "github.com/").rstrip("/")
+    return u[:-4] if u.endswith(".git") else u
+
+
+def aux_id_repository(aux_id: str) -> str | None:
+    """ComfyUI's `aux_id` is "github-user/repo"; anything else is not a repository we can name."""
+    parts = aux_id.strip().strip("/").split("/")
+    if len(parts) == 2 and all(re.fullmatch(r"[A-Za-z0-9_.-]+", p) for p in parts):
+        return f"https://github.com/{parts[0]}/{parts[1]}"
+    return None
+
+
+def compile_pattern(pattern: Any) -> re.Pattern[str] | None:
+    """A Manager `nodename_pattern`, or None when it is not a string, too long, invalid or risky."""
+    if not isinstance(pattern, str) or not pattern or len(pattern) > MAX_PATTERN_LEN:
+        return None
+    if _NESTED_QUANTIFIER.search(pattern):
+        return None
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return None
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One pack as ComfyUI-Manager's lists describe it."""
+
+    repository: str  # the map's key, as written there
+    title: str
+    list_id: str | None = None  # custom-node-list `id` (a Manager nickname, sometimes the registry id)
+    files: tuple[str, ...] = ()
+    install_type: str = "git-clone"
+    pip: tuple[str, ...] = ()
+    stars: int | None = None
+    order: int = 0  # position in extension-node-map.json
+    preempts: frozenset[str] = frozenset()
+    node_count: int = 0
+
+    @property
+    def key(self) -> str:
+        return normalize_repo(self.repository)
+
+    @property
+    def id(self) -> str:
+        """`author/repo` for a GitHub pack (ComfyUI's aux_id form), else the last URL part."""
+        return _repo_id(self.repository) or self.key
+
+
+@dataclass
+class IndexData:
+    """What the three Manager files say, shared by every PackIndex loaded from the same files."""
+
+    packs: dict[str, Pack] = field(default_factory=dict)  # normalized repo -> pack
+    by_type: dict[str, list[str]] = field(default_factory=dict)  # node type -> normalized repos, map order
+    patterns: list[tuple[re.Pattern[str], str]] = field(default_factory=list)
+    core_types: frozenset[str] = frozenset()
+    skipped_patterns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PackIndex:
+    """Node type -> pack knowledge from ComfyUI-Manager's data files."""
+
+    data: IndexData = field(default_factory=IndexData)
+    source: str | None = None  # the extension-node-map.json read, None when none was found
+    comfyui_root: Path | None = None
+    load_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, comfyui_root: Path | str | None, *, search_package: bool = True) -> "PackIndex":
+        """Find Manager's files under the root's custom_nodes or in the installed package; empty if none.
+
+        Parsed once per process per file version (path + mtime): the map is megabytes.
+        """
+        root = Path(comfyui_root).expanduser() if comfyui_root else None
+        started = time.perf_counter()
+        found = find_manager_data(root, search_package=search_package)
+        if found is None:
+            log.info("ComfyUI-Manager's %s not found; node packs cannot be named", MAP_FILE)
+            return cls(comfyui_root=root)
+        map_path = found / MAP_FILE
+        stamp = (str(map_path), map_path.stat().st_mtime_ns)
+        data = _CACHE.get(stamp)
+        if data is None:
+            data = read_index_data(found)
+            _CACHE.clear()  # keep only the current version in memory
+            _CACHE[stamp] = data
+        seconds = time.perf_counter() - started
+        log.info("Node pack index: %d packs, %d node types, %d patterns from %s in %.0f ms",
+                 len(data.packs), len(data.by_type), len(data.patterns), map_path, seconds * 1000)
+        return cls(data=data, source=str(map_path), comfyui_root=root, load_seconds=seconds)
+
+    @property
+    def empty(self) -> bool:
+        return not self.data.packs
+
+    def pack(self, repository: str) -> Pack | None:
+        return self.data.packs.get(normalize_repo(repository))
+
+    def packs_for(self, node_type: str) -> tuple[list[Pack], MatchKind | None]:
+        """Packs listing the type by name; else packs whose pattern matches it; in map order."""
+        keys = self.data.by_type.get(node_type)
+        if keys:
+            return [self.data.packs[k] for k in keys], "exact"
+        if len(node_type) > MAX_TYPE_LEN_FOR_PATTERNS:
+            return [], None
+        hits = [self.data.packs[k] for p, k in self.data.patterns if p.search(node_type)]
+        return (hits, "pattern") if hits else ([], None)
+
+    def pack_by_id(self, pack_id: str, node_type: str | None = None) -> Pack | None:
+        """The pack a registry id names, offline: custom-node-list's `id`, else the repository name.
+
+        Registry ids are usually the lower-cased repo name; when several repos share it, the one
+        listing `node_type`, then the most starred, wins.
+        """
+        want = pack_id.strip().lower()
+        by_list = [p for p in self.data.packs.values() if (p.list_id or "").lower() == want]
+        found = by_list or [p for p in self.data.packs.values() if p.key.rsplit("/", 1)[-1] == want]
+        if not found:
+            return None
+        listing = set(self.data.by_type.get(node_type or "", ()))
+        return min(found, key=lambda p: (p.key not in listing, -(p.stars or 0), p.order))
+
+
+_CACHE: dict[tuple[str, int], IndexData] = {}
+
+
+def find_manager_data(root: Path | None, *, search_package: bool = True) -> Path | None:
+    """The folder holding extension-node-map.json: the newest of the root's Manager folders and the package."""
+    found: list[Path] = []
+    custom_nodes = root / "custom_nodes" if root else None
+    if custom_nodes and custom_nodes.is_dir():
+        for d in sorted(custom_nodes.iterdir()):
+            name = d.name.lower()
+            if d.is_dir() and name.startswith("comfyui-manager") and not name.endswith(".disabled"):
+                found += [c for c in (d, d / MANAGER_PACKAGE) if (c / MAP_FILE).is_file()]
+    if search_package:
+        try:
+            spec = importlib.util.find_spec(MANAGER_PACKAGE)  # locates without importing (it needs ComfyUI)
+        except (ImportError, ValueError):
+            spec = None
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            if (Path(loc) / MAP_FILE).is_file():
+                found.append(Path(loc))
+    if not found:
+        return None
+    return max(found, key=lambda d: (d / MAP_FILE).stat().st_mtime_ns)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("Cannot read %s: %s; continuing without it", path, e)
+        return None
+
+
+def read_index_data(folder: Path) -> IndexData:
+    """Parse Manager's map, list and stats. Malformed entries are skipped one by one."""
+    ext_map = _read_json(folder / MAP_FILE)
+    if not isinstance(ext_map, dict):
+        log.warning("%s is not a JSON object; node packs cannot be named", folder / MAP_FILE)
+        return IndexData()
+    listing = _read_json(folder / LIST_FILE)
+    stats = _read_json(folder / STATS_FILE)
+    stats = stats if isinstance(stats, dict) else {}
+    stars = {normalize_repo(u): s.get("stars") for u, s in stats.items() if isinstance(s, dict)}
+    entries: dict[str, dict[str, Any]] = {}
+    for item in (listing or {}).get("custom_nodes", []) if isinstance(listing, dict) else []:
+        if not isinstance(item, dict):
+            continue
+        for url in [item.get("reference"), *(item.get("files") or [])]:
+            if isinstance(url, str):
+                entries.setdefault(normalize_repo(url), item)
+
+    data = IndexData()
+    by_type: dict[str, list[str]] = defaultdict(list)
+    core: set[str] = set()
+    for order, (url, value) in enumerate(ext_map.items()):
+        if not (isinstance(value, list) and len(value) >= 1 and isinstance(value[0], list)):
+            continue
+        names = [n for n in value[0] if isinstance(n, str)]
+        meta = value[1] if len(value) > 1 and isinstance(value[1], dict) else {}
+        key = normalize_repo(url)
+        if key in CORE_REPOS:
+            core.update(names)
+            continue
+        item = entries.get(key, {})
+        s = stars.get(key)
+        pack = Pack(
+            repository=url,
+            title=str(item.get("title") or meta.get("title_aux") or meta.get("title") or url.rsplit("/", 1)[-1]),
+            list_id=item.get("id") if isinstance(item.get("id"), str) else None,
+            files=tuple(f for f in item.get("files") or [url] if isinstance(f, str)),
+            install_type=str(item.get("install_type") or "git-clone"),
+            pip=tuple(p for p in item.get("pip") or [] if isinstance(p, str)),
+            stars=s if isinstance(s, int) else None,
+            order=order,
+            preempts=frozenset(p for p in meta.get("preemptions") or [] if isinstance(p, str)),
+            node_count=len(names),
+        )
+        if key in data.packs:
+            continue
+        data.packs[key] = pack
+        for n in names:
+            by_type[n].append(key)
+        if "nodename_pattern" in meta:
+            compiled = compile_pattern(meta["nodename_pattern"])
+            if compiled is None:
+                data.skipped_patterns.append(f"{url}: {meta['nodename_pattern']!r}")
+            else:
+                data.patterns.append((compiled, key))
+    data.by_type = dict(by_type)
+    data.core_types = frozenset(core)
+    if data.skipped_patterns:
+        log.warning("Skipped %d unusable nodename_pattern(s): %s", len(data.skipped_patterns),
+                    "; ".join(data.skipped_patterns))
+    return data
+
+
+# ---------------------------------------------------------------- versions
+
+_SEMVER = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+.][0-9A-Za-z.+-]*)?")
+
+
+def parse_version(ver: str | None) -> tuple[int, int, int] | None:
+    """"0.3.64", "v0.3.64", "0.3.64-rc1" -> (0, 3, 64); a git hash, "unknown" or None -> None."""
+    if not ver:
+        return None
+    m = _SEMVER.fullmatch(ver.strip())
+    return (int(m[1]), int(m[2]), int(m[3] or 0)) if m else None
+
+
+def is_newer(ver: str | None, running: str | None) -> bool | None:
+    """Is `ver` newer than the running ComfyUI? None when either is not a version."""
+    a, b = parse_version(ver), parse_version(running)
+    return None if a is None or b is None else a > b
+
+
+def comfyui_version_from_root(root: Path | str | None) -> str | None:
+    """The version a ComfyUI checkout declares in comfyui_version.py (CLI side; in ComfyUI import it)."""
+    if not root:
+        return None
+    try:
+        text = (Path(root) / "comfyui_version.py").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", text)
+    return m[1] if m else None
+
+
+# ---------------------------------------------------------------- matching
+
+
+@dataclass
+class PackCandidate:
+    """Another pack that provides some of the same node types (for the user to choose)."""
+
+    id: str
+    title: str
+    repository: str
+    stars: int | None
+    node_types: list[str]
+    install: list[str]
+    files: list[str] = field(default_factory=list)
+    pip: list[str] = field(default_factory=list)
+    cnr_id: str | None = None
+
+
+@dataclass
+class PackMatch:
+    """One pack (or "update ComfyUI", or one unknown type) and the missing node types it accounts for."""
+
+    id: str | None  # registry id, or "author/repo"; None for an unknown type
+    title: str
+    repository: str | None
+    version: str | None  # the `ver` the workflow recorded, when it did
+    matched_by: MatchKind
+    node_types: list[str]
+    workflows: list[str]
+    reason: str
+    candidates: list[PackCandidate] = field(default_factory=list)
+    install: list[str] = field(default_factory=list)
+    search_url: str | None = None
+    cnr_id: str | None = None  # registry id, when known (Manager installs by it)
+    files: list[str] = field(default_factory=list)  # what Manager's list says to fetch
+    pip: list[str] = field(default_factory=list)
+
+
+def search_url(node_type: str) -> str:
+    """Where a person can look for a type no list knows: GitHub code search for its exact name."""
+    return "https://github.com/search?type=code&q=" + quote(f'"{node_type}"', safe="")
+
+
+@dataclass
+class _Decision:
+    kind: MatchKind
+    pack: Pack | None = None
+    ranked: list[Pack] = field(default_factory=list)
+    cnr_id: str | None = None
+    repository: str | None = None
+    reason: str = ""
+
+
+def match_missing_nodes(nodes: list[NodeRef], index: PackIndex, comfyui_version: str | None,
+                        *, python: str = "python") -> list[PackMatch]:
+    """Group missing node types by the pack that provides them; `python` goes into pip commands."""
+    if not nodes:
+        return []
+    provided: dict[str, list[Pack]] = {}
+    kinds: dict[str, MatchKind | None] = {}
+    for ref in nodes:
+        provided[ref.node_type], kinds[ref.node_type] = index.packs_for(ref.node_type)
+    coverage: dict[str, int] = defaultdict(int)
+    for packs in provided.values():
+        for p in packs:
+            coverage[p.key] += 1
+
+    decisions = {ref.node_type: _decide(ref, index, comfyui_version, provided[ref.node_type],
+                                        kinds[ref.node_type], coverage) for ref in nodes}
+    groups: dict[tuple[str, str], list[NodeRef]] = defaultdict(list)
+    for ref in nodes:
+        d = decisions[ref.node_type]
+        groups[_group_key(ref, d)].append(ref)
+
+    out = [_build_match(refs, [decisions[r.node_type] for r in refs], index, python)
+           for refs in groups.values()]
+    order = {"cnr_id": 0, "aux_id": 0, "exact": 0, "pattern": 0, "update_comfyui": 1, "unknown": 2}
+    out.sort(key=lambda m: (order[m.matched_by], -len(m.node_types), m.title.lower()))
+    return out
+
+
+def _rank(packs: list[Pack], node_type: str, coverage: dict[str, int]) -> list[Pack]:
+    return sorted(packs, key=lambda p: (node_type not in p.preempts, -coverage[p.key], -(p.stars or 0), p.order))
+
+
+def _rank_reason(ranked: list[Pack], node_type: str, coverage: dict[str, int]) -> str:
+    if len(ranked) == 1:
+        return ""
+    top, second = ranked[0], ranked[1]
+    if node_type in top.preempts:
+        why = "it claims this type in Manager's preemptions"
+    elif coverage[top.key] > coverage[second.key]:
+        why = f"it provides {coverage[top.key]} of the missing types"
+    elif (top.stars or 0) > (second.stars or 0):
+        why = f"most GitHub stars ({top.stars})"
+    else:
+        why = "listed first in Manager's map"
+    return f"; {len(ranked)} packs provide it, ranked first because {why}"
+
+
+def _decide(ref: NodeRef, index: PackIndex, running: str | None, packs: list[Pack],
+            kind: MatchKind | None, coverage: dict[str, int]) -> _Decision:
+    t = ref.node_type
+    ranked = _rank(packs, t, coverage)
+    cnr = (ref.cnr_id or "").strip()
+    if cnr == CORE_ID:
+        newer = is_newer(ref.ver, running)
+        if newer or newer is None:
+            need = f"ComfyUI {ref.ver}" if parse_version(ref.ver) else "a newer ComfyUI"
+            have = f"this is {running}" if running else "this ComfyUI lacks it"
+            return _Decision("update_comfyui", ranked=ranked, reason=f"core node from {need}; {have}")
+        # Running ComfyUI is as new as the workflow's, yet lacks the type: renamed, removed or
+        # disabled (e.g. --disable-api-nodes). Fall through to the lists below.
+    elif cnr:
+        pack = _aux_pack(ref, index) or index.pack_by_id(cnr, t)
+        ranked_others = [p for p in ranked if pack is None or p.key != pack.key]
+        return _Decision("cnr_id", pack=pack, ranked=ranked_others, cnr_id=cnr,
+                         repository=pack.repository if pack else aux_id_repository(ref.aux_id or ""),
+                         reason=f"the workflow names registry pack {cnr!r}")
+    if ref.aux_id:
+        repo = aux_id_repository(ref.aux_id)
+        if repo:
+            pack = index.pack(repo)
+            others = [p for p in ranked if p.key != normalize_repo(repo)]
+            return _Decision("aux_id", pack=pack, ranked=others, repository=repo,
+                             reason=f"the workflow names repository {ref.aux_id!r}")
+    if t in index.data.core_types:
+        return _Decision("update_comfyui", ranked=ranked,
+                         reason="Manager lists it as a ComfyUI core node; this ComfyUI lacks it")
+    if ranked and kind:
+        how = "listed by name" if kind == "exact" else "matched by its nodename_pattern"
+        return _Decision(kind, pack=ranked[0], ranked=ranked[1:], repository=ranked[0].repository,
+                         reason=f"{how} in Manager's map{_rank_reason(ranked, t, coverage)}")
+    note = ""
+    if cnr == CORE_ID:
+        note = f"; the workflow calls it a core node of ComfyUI {ref.ver} but this ComfyUI ({running}) lacks it"
+    where = "ComfyUI-Manager's map" if not index.empty else "any list (ComfyUI-Manager's map was not found)"
+    return _Decision("unknown", reason=f"no pack in {where} provides it{note}")
+
+
+def _aux_pack(ref: NodeRef, index: PackIndex) -> Pack | None:
+    repo = aux_id_repository(ref.aux_id or "")
+    return index.pack(repo) if repo else None
+
+
+def _group_key(ref: NodeRef, d: _Decision) -> tuple[str, str]:
+    if d.kind == "update_comfyui":
+        return ("core", "")
+    if d.kind == "unknown":
+        return ("unknown", ref.node_type)
+    if d.cnr_id:
+        return ("pack", d.cnr_id.lower())
+    return ("pack", normalize_repo(d.repository or ""))
+
+
+def _build_match(refs: list[NodeRef], decisions: list[_Decision], index: PackIndex, python: str) -> PackMatch:
+    d = decisions[0]
+    types = sorted({r.node_type for r in refs})
+    workflows = sorted({u.workflow for r in refs for u in r.usages})
+    versions = [r.ver for r in refs if r.ver and r.ver != "unknown"]
+    version = max(versions, key=lambda v: parse_version(v) or (-1, -1, -1)) if versions else None
+    reasons = sorted({x.reason for x in decisions})
+    reason = " | ".join(reasons)
+    own = d.pack.key if d.pack else normalize_repo(d.repository or "")
+    # Candidates keep the rank of the first type that listed them (most likely first).
+    seen: dict[str, PackCandidate] = {}
+    for ref, x in zip(refs, decisions):
+        for p in x.ranked:
+            if p.key == own:
+                continue
+            c = seen.get(p.key)
+            if c is None:
+                seen[p.key] = c = PackCandidate(
+                    id=p.id, title=p.title, repository=p.repository, stars=p.stars, node_types=[],
+                    install=install_commands(p.repository, files=p.files, install_type=p.install_type,
+                                             pip=p.pip, root=index.comfyui_root, python=python),
+                    files=list(p.files), pip=list(p.pip))
+            if ref.node_type not in c.node_types:
+                c.node_types.append(ref.node_type)
+    candidates = list(seen.values())
+
+    if d.kind == "update_comfyui":
+        return PackMatch(id=CORE_ID, title="ComfyUI (core)", repository="https://github.com/comfyanonymous/ComfyUI",
+                         version=version, matched_by=d.kind, node_types=types, workflows=workflows, reason=reason,
+                         candidates=candidates, install=update_comfyui_commands(index.comfyui_root), cnr_id=CORE_ID)
+    if d.kind == "unknown":
+        return PackMatch(id=None, title=f"Unknown pack for {types[0]}", repository=None, version=None,
+                         matched_by="unknown", node_types=types, workflows=workflows, reason=reason,
+                         search_url=search_url(types[0]))
+    pack = d.pack
+    repo = d.repository or (pack.repository if pack else None)
+    files = list(pack.files) if pack else ([repo] if repo else [])
+    pip = list(pack.pip) if pack else []
+    title = pack.title if pack else (d.cnr_id or (repo or "").rstrip("/").rsplit("/", 1)[-1])
+    pack_id = d.cnr_id or (pack.id if pack else _repo_id(repo))
+    if d.cnr_id:
+        install = registry_install_commands(d.cnr_id, index.comfyui_root)
+    else:
+        install = install_commands(repo or "", files=tuple(files), install_type=pack.install_type if pack else "git-clone",
+                                   pip=tuple(pip), root=index.comfyui_root, python=python)
+    return PackMatch(id=pack_id, title=title, repository=repo, version=version, matched_by=d.kind,
+                     node_types=types, workflows=workflows, reason=reason, candidates=candidates,
+                     install=install, cnr_id=d.cnr_id, files=files, pip=pip)
+
+
+def _repo_id(repo: str | None) -> str | None:
+    """`https://github.com/Author/Repo` -> `Author/Repo` (case kept: Manager and git care)."""
+    if not repo:
+        return None
+    parts = repo.strip().rstrip("/").removesuffix(".git").split("://", 1)[-1].split("/")
+    if len(parts) == 3 and parts[0].lower() == "github.com":
+        return f"{parts[1]}/{parts[2]}"
+    return parts[-1]
+
+
+# ---------------------------------------------------------------- install commands (by hand)
+
+
+def _custom_nodes(root: Path | None) -> str:
+    return str(Path(root) / "custom_nodes") if root else "custom_nodes"
+
+
+def install_commands(repository: str, *, files: tuple[str, ...] = (), install_type: str = "git-clone",
+                     pip: tuple[str, ...] = (), root: Path | None = None, python: str = "python") -> list[str]:
+    """The exact shell commands that install a pack by hand (relative paths: run them in the ComfyUI folder)."""
+    cn = _custom_nodes(root)
+    q = shlex.quote
+    sources = list(files) or [repository]
+    cmds: list[str] = []
+    if install_type == "copy":
+        for url in sources:
+            name = url.rstrip("/").rsplit("/", 1)[-1]
+            cmds.append(f"curl -L -o {q(f'{cn}/{name}')} {q(url)}")
+    elif install_type == "unzip":
+        for url in sources:
+            name = url.rstrip("/").rsplit("/", 1)[-1]
+            cmds.append(f"curl -L -o {q(name)} {q(url)} && unzip -o {q(name)} -d {q(cn)}")
+    else:
+        url = sources[0]
+        folder = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+        target = f"{cn}/{folder}"
+        cmds.append(f"git clone {q(url)} {q(target)}")
+        # Most packs ship one; pip fails harmlessly with "No such file" when this one does not.
+        cmds.append(f"{q(python)} -m pip install -r {q(f'{target}/requirements.txt')}")
+    if pip:
+        cmds.append(f"{q(python)} -m pip install " + " ".join(q(p) for p in pip))
+    return cmds
+
+
+def registry_install_commands(cnr_id: str, root: Path | None) -> list[str]:
+    """comfy-cli installs a registry pack (and its requirements) into the workspace."""
+    ws = f"--workspace {shlex.quote(str(root))} " if root else ""
+    return [f"comfy {ws}node install {shlex.quote(cnr_id)}"]
+
+
+def update_comfyui_commands(root: Path | None) -> list[str]:
+    ws = f"--workspace {shlex.quote(str(root))} " if root else ""
+    return [f"comfy {ws}update comfy"]
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def missing_nodes_json(nodes: list[NodeRef], matches: list[PackMatch]) -> list[dict]:
+    """output/missing_nodes.json: one entry per missing type, with the pack that provides it."""
+    by_type = {t: m for m in matches for t in m.node_types}
+    out = []
+    for ref in sorted(nodes, key=lambda r: r.node_type.lower()):
+        m = by_type.get(ref.node_type)
+        out.append({
+            "node_type": ref.node_type,
+            "class_type": ref.node_type,
+            "count": len(ref.usages),
+            "workflows": sorted({u.workflow for u in ref.usages}),
+            "node_ids": sorted({u.node_id for u in ref.usages}, key=_natural),
+            "usages": [{"workflow": u.workflow, "node_id": u.node_id, "subgraph_path": list(u.subgraph_path),
+                        "optional": u.optional} for u in ref.usages],
+            "optional": bool(ref.usages) and all(u.optional for u in ref.usages),
+            "cnr_id": ref.cnr_id,
+            "aux_id": ref.aux_id,
+            "ver": ref.ver,
+            "pack_id": m.id if m else None,
+            "pack_title": m.title if m else None,
+            "repository": m.repository if m else None,
+            "version": m.version if m else None,
+            "matched_by": m.matched_by if m else "unknown",
+            "reason": m.reason if m else "",
+            "candidates": [{"id": c.id, "title": c.title, "repository": c.repository, "stars": c.stars}
+                           for c in (m.candidates if m else [])],
+            "install": m.install if m else [],
+            "search_url": (m.search_url if m else None) or (search_url(ref.node_type) if not m else None),
+        })
+    return out
+
+
+def _natural(node_id: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", node_id))
+
+
+def packs_markdown(matches: list[PackMatch]) -> str:
+    """The "Missing custom nodes" section of output/summary_report.md, grouped by pack."""
+    lines = ["## Missing custom nodes", ""]
+    if not matches:
+        return "\n".join(lines + ["No node types are missing.", ""])
+    n_types = sum(len(m.node_types) for m in matches)
+    packs = [m for m in matches if m.matched_by not in ("update_comfyui", "unknown")]
+    unknown = [m for m in matches if m.matched_by == "unknown"]
+    lines += [f"{n_types} missing node type(s): {len(packs)} pack(s) to install"
+              + (", ComfyUI to update" if any(m.matched_by == "update_comfyui" for m in matches) else "")
+              + (f", {len(unknown)} type(s) no list knows" if unknown else "") + ".", ""]
+    for m in matches:
+        if m.matched_by == "unknown":
+            lines.append(f"### Unknown: `{m.node_types[0]}`")
+            lines.append(f"- {m.reason}. Search: {m.search_url}")
+        else:
+            head = f"### {m.title}" + (f" (`{m.id}`)" if m.id and m.id != m.title else "")
+            lines.append(head)
+            if m.matched_by == "update_comfyui":
+                lines.append("- Update ComfyUI" + (f" to {m.version} or newer" if m.version else "")
+                             + "; these are core nodes, not a custom pack.")
+            if m.repository:
+                lines.append(f"- Repository: {m.repository}")
+            if m.version:
+                lines.append(f"- Version in workflow: {m.version}")
+            lines.append(f"- Matched by: {m.matched_by} ({m.reason})")
+        lines.append("- Node types: " + ", ".join(f"`{t}`" for t in m.node_types))
+        lines.append("- Workflows: " + ", ".join(m.workflows))
+        if m.candidates:
+            lines.append("- Also provided by: " + ", ".join(
+                f"{c.title} ({c.repository}" + (f", {c.stars} stars" if c.stars is not None else "") + ")"
+                for c in m.candidates[:5]) + (f" and {len(m.candidates) - 5} more" if len(m.candidates) > 5 else ""))
+        if m.install:
+            lines += ["- Install by hand (in the ComfyUI folder), then restart ComfyUI:", "", "```sh",
+                      *m.install, "```"]
+        lines.append("")
+    return "\n".join(lines)
