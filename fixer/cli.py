@@ -1,0 +1,197 @@
+"""`comfy-fixer` / `python -m fixer`: the seed's flags over the same engine the ComfyUI panel uses.
+
+Exit codes: 0 nothing missing (or the action succeeded), 1 something is missing or failed,
+2 usage or input error (bad flags, unreadable config, no ComfyUI root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .actionlog import close_run_log, open_run_log
+from .config import Config, load_config, load_secrets
+from .errors import FixerError
+from .events import EventBus, PhaseChanged, ScanFinished
+from .host import StandaloneHost, fetch_object_info, load_object_info
+from .models import ScanReport
+from .state import StatusDocument, read_json
+
+EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
+PACK_DIR = Path(__file__).resolve().parent.parent
+log = logging.getLogger("fixer.cli")
+
+
+@dataclass
+class RunContext:
+    args: argparse.Namespace
+    config: Config
+    state_dir: Path
+    root: Path | None
+    workflows: list[str]
+    bus: EventBus
+    status: StatusDocument
+
+    def host(self) -> StandaloneHost:
+        if self.root is None:
+            raise FixerError("No ComfyUI folder given: pass --comfyui-root DIR, set comfyui_root in config.json, "
+                             "or install this pack in ComfyUI/custom_nodes/")
+        if not self.root.is_dir():
+            raise FixerError(f"--comfyui-root {self.root} is not a folder")
+        host = StandaloneHost.from_root(self.root, self.args.extra_model_paths)
+        if self.args.object_info:
+            host.with_object_info(load_object_info(self.args.object_info), "object_info")
+        elif self.args.server:
+            host.with_object_info(fetch_object_info(self.args.server), "server")
+        return host
+
+    def secrets(self) -> dict[str, str]:
+        return load_secrets()
+
+
+def default_root(config: Config) -> Path | None:
+    """The ComfyUI holding this pack (custom_nodes/<pack>), else config.json's comfyui_root."""
+    if PACK_DIR.parent.name == "custom_nodes" and (PACK_DIR.parent.parent / "main.py").exists():
+        return PACK_DIR.parent.parent
+    return Path(config.comfyui_root).expanduser() if config.comfyui_root else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="comfy-fixer",
+        description="Find what ComfyUI workflows are missing (models, custom nodes), find where each model can be "
+                    "had, download it verified into the right folder.",
+        epilog="Exit codes: 0 nothing missing / success, 1 something missing or failed, 2 usage or input error. "
+               "One-off download: comfy-fixer get URL --folder FOLDER [--name FILE] [--sha256 HEX]",
+    )
+    act = p.add_argument_group("actions (one)").add_mutually_exclusive_group()
+    act.add_argument("--scan", action="store_true", help="find missing models and nodes (the default action)")
+    act.add_argument("--status", action="store_true", help="show the state of the last or running run")
+    p.add_argument("--comfyui-root", metavar="DIR", help="ComfyUI folder (default: the one holding this pack, "
+                   "else comfyui_root from config.json)")
+    p.add_argument("--workflow", metavar="PATH", action="append", default=[],
+                   help="workflow file or folder (repeatable; default: workflow_directories from config, "
+                        "else ComfyUI's user/default/workflows)")
+    p.add_argument("--state-dir", metavar="DIR", default=".", help="where status.json, output/ and log/ go (default .)")
+    p.add_argument("--config", metavar="FILE", help="config.json (default: <state-dir>/config.json)")
+    p.add_argument("--extra-model-paths", metavar="YAML", action="append", default=[],
+                   help="an extra_model_paths.yaml besides the one in the ComfyUI folder (repeatable)")
+    nodes = p.add_mutually_exclusive_group()
+    nodes.add_argument("--server", metavar="URL", help="a running ComfyUI to check node types against")
+    nodes.add_argument("--object-info", metavar="FILE", help="a saved /object_info answer to check node types against")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def make_context(args: argparse.Namespace) -> RunContext:
+    state_dir = Path(args.state_dir).expanduser()
+    config = load_config(args.config or state_dir / "config.json")
+    root = Path(args.comfyui_root).expanduser() if args.comfyui_root else default_root(config)
+    workflows = args.workflow or config.workflow_directories or (
+        [str(root / "user" / "default" / "workflows")] if root else [])
+    bus = EventBus()
+    status = StatusDocument(state_dir / "status.json")
+    bus.subscribe(status)
+    return RunContext(args, config, state_dir, root, workflows, bus, status)
+
+
+def run_scan(ctx: RunContext) -> ScanReport:
+    from .nodepacks import PackIndex, match_missing_nodes
+    from .report import write_scan_outputs
+    from .scan import scan_paths
+
+    host = ctx.host()
+    if not ctx.workflows:
+        raise FixerError("No workflows to scan: pass --workflow PATH or set workflow_directories in config.json")
+    if not any(Path(w).expanduser().exists() for w in ctx.workflows):
+        raise FixerError(f"No workflow found at {', '.join(ctx.workflows)}: check --workflow")
+    ctx.bus.emit(PhaseChanged("scanning"))
+    report = scan_paths(ctx.workflows, host)
+    packs = match_missing_nodes(report.missing_nodes, PackIndex.load(ctx.root), None) if report.missing_nodes else []
+    write_scan_outputs(report, ctx.state_dir, packs)
+    ctx.bus.emit(ScanFinished(report))
+    ctx.report_packs = packs  # type: ignore[attr-defined]
+    return report
+
+
+def cmd_scan(ctx: RunContext) -> int:
+    from .report import counts, model_entry, summary_text
+
+    report = run_scan(ctx)
+    c = counts(report)
+    ctx.status.set_data({"scan": c})
+    ctx.bus.emit(PhaseChanged("complete"))
+    if ctx.args.json:
+        json.dump({"summary": c, "node_check": report.node_check,
+                   "models": [model_entry(s) for s in report.models],
+                   "missing_nodes": json.loads((ctx.state_dir / "output" / "missing_nodes.json").read_text()),
+                   "problems": [{"path": p.path, "error": p.error} for p in report.problems]},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        print(summary_text(report))
+        print(f"Reports: {ctx.state_dir / 'output'}")
+    return EXIT_MISSING if (c["missing"] or c["elsewhere"] or c["unsafe"] or c["missing_nodes"]) else EXIT_OK
+
+
+def cmd_status(ctx: RunContext) -> int:
+    doc = read_json(ctx.state_dir / "status.json")
+    if doc is None:
+        print(f"No run state in {ctx.state_dir} (status.json not found)", file=sys.stderr)
+        return EXIT_USAGE
+    if ctx.args.json:
+        json.dump(doc, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    prog = doc.get("progress") or {}
+    print(f"Phase: {doc.get('phase')}  ({prog.get('current', 0)}/{prog.get('total', 0)}, "
+          f"{prog.get('percent', 0)}%)  updated {doc.get('timestamp')}")
+    for row in (doc.get("data") or {}).get("models", []):
+        print(f"  {row.get('state', ''):<12} {row.get('folder') or '?'}/{row.get('name')}"
+              + (f"  {row['error']}" if row.get("error") else ""))
+    for err in doc.get("errors") or []:
+        print(f"  error: {err.get('error')}")
+    return EXIT_OK
+
+
+COMMANDS = {"scan": cmd_scan, "status": cmd_status}
+
+
+def chosen_command(args: argparse.Namespace) -> str:
+    return next((name for name in COMMANDS if getattr(args, name, False)), "scan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)  # decisions go to the run log; the terminal gets the summary
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(console)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        ctx = make_context(args)
+    except FixerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    name = chosen_command(args)
+    handler = open_run_log(ctx.state_dir / "log", name) if name != "status" else None
+    try:
+        return COMMANDS[name](ctx)
+    except FixerError as e:
+        ctx.status.add_error(str(e))
+        ctx.bus.emit(PhaseChanged("error"))
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; run again with --resume to continue", file=sys.stderr)
+        return 130
+    finally:
+        if handler:
+            close_run_log(handler)

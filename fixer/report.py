@@ -1,0 +1,140 @@
+"""Scan results as the seed documents: missing_models.json, missing_nodes.json, summary_report.md, stdout."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .constants import PICKLE_EXTENSIONS
+from .models import ModelStatus, ScanReport
+from .state import now_iso, write_json_atomic, write_text_atomic
+
+
+def is_pickle(name: str) -> bool:
+    return Path(name).suffix.lower() in PICKLE_EXTENSIONS
+
+
+def model_entry(s: ModelStatus) -> dict[str, Any]:
+    """One row of missing_models.json: the seed's fields first, then what we know beyond them."""
+    ref = s.ref
+    first = ref.usages[0] if ref.usages else None
+    hints = {k: ref.hint(k) for k in ("url", "hash", "hash_type", "directory") if ref.hint(k)}
+    return {
+        "filename": ref.name,
+        "expected_type": ref.folder,
+        "folder": ref.folder,
+        "workflow": first.workflow if first else None,
+        "node_type": first.node_type if first else None,
+        "node_id": first.node_id if first else None,
+        "state": s.state,
+        "folder_source": ref.folder_source,
+        "optional": ref.optional,
+        "pickle": is_pickle(ref.name),
+        "workflows": sorted({u.workflow for u in ref.usages}),
+        "nodes": [{"workflow": u.workflow, "node_id": u.node_id, "node_type": u.node_type,
+                   "input_name": u.input_name, "subgraph_path": list(u.subgraph_path), "optional": u.optional}
+                  for u in ref.usages],
+        "hints": hints,
+        "elsewhere": [{"folder": f.folder, "relpath": f.relpath, "path": f.path, "size": f.size}
+                      for f in s.elsewhere],
+        "unsafe_reason": ref.unsafe_reason,
+    }
+
+
+def counts(report: ScanReport) -> dict[str, int]:
+    c = defaultdict(int)
+    for s in report.models:
+        c[s.state] += 1
+    return {"workflows": len(report.workflows), "unreadable": len(report.problems),
+            "models": sum(1 for s in report.models if s.state != "unused"),
+            "present": c["present"], "elsewhere": c["elsewhere"], "missing": c["missing"],
+            "unsafe": c["unsafe"], "unused": c["unused"], "missing_nodes": len(report.missing_nodes)}
+
+
+def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None = None) -> None:
+    from .nodepacks import missing_nodes_json
+
+    out = state_dir / "output"
+    rows = [model_entry(s) for s in report.models if s.state in ("missing", "elsewhere", "unsafe")]
+    write_json_atomic(out / "missing_models.json", rows)
+    write_json_atomic(out / "missing_nodes.json", missing_nodes_json(report.missing_nodes, packs or []))
+    write_text_atomic(out / "summary_report.md", summary_markdown(report, packs or []))
+
+
+def _by_folder(report: ScanReport, state: str) -> dict[str, list[ModelStatus]]:
+    groups: dict[str, list[ModelStatus]] = defaultdict(list)
+    for s in report.by_state(state):  # type: ignore[arg-type]
+        groups[s.ref.folder or "(folder unknown)"].append(s)
+    return dict(sorted(groups.items()))
+
+
+def summary_text(report: ScanReport) -> str:
+    """The human summary the CLI prints."""
+    c = counts(report)
+    lines = [f"Scanned {c['workflows']} workflow file(s)" + (f", {c['unreadable']} could not be read" if c["unreadable"] else ""),
+             f"Models referenced: {c['models']}  present: {c['present']}  present elsewhere: {c['elsewhere']}  "
+             f"missing: {c['missing']}" + (f"  unsafe names: {c['unsafe']}" if c["unsafe"] else "")]
+    missing = _by_folder(report, "missing")
+    if missing:
+        lines.append("Missing by folder:")
+        for folder, items in missing.items():
+            names = ", ".join(s.ref.name + (" (optional)" if s.ref.optional else "") for s in items[:6])
+            more = f" … +{len(items) - 6}" if len(items) > 6 else ""
+            lines.append(f"  {folder:<20} {len(items):>3}  {names}{more}")
+    for s in report.by_state("elsewhere"):
+        where = ", ".join(f"{f.folder}/{f.relpath}" for f in s.elsewhere[:3])
+        lines.append(f"Present elsewhere: {s.ref.folder}/{s.ref.name} -> found at {where} (relink instead of downloading)")
+    for s in report.by_state("unsafe"):
+        lines.append(f"Unsafe name refused: {s.ref.name!r}: {s.ref.unsafe_reason}")
+    if report.node_check == "skipped":
+        lines.append("Node check skipped: pass --server URL (a running ComfyUI) or --object-info FILE")
+    elif report.missing_nodes:
+        types = ", ".join(n.node_type for n in report.missing_nodes[:10])
+        more = f" … +{len(report.missing_nodes) - 10}" if len(report.missing_nodes) > 10 else ""
+        lines.append(f"Missing node types: {len(report.missing_nodes)} ({types}{more})")
+    else:
+        lines.append("Missing node types: none")
+    if report.problems:
+        lines.append("Could not read:")
+        lines.extend(f"  {p.path}: {p.error}" for p in report.problems)
+    return "\n".join(lines)
+
+
+def summary_markdown(report: ScanReport, packs: list, extra_sections: list[str] | None = None) -> str:
+    from .nodepacks import packs_markdown
+
+    c = counts(report)
+    md = [f"# ComfyFixerSmart report", "", f"Generated {now_iso()}", "",
+          "| | count |", "|---|---|"]
+    md += [f"| {k.replace('_', ' ')} | {v} |" for k, v in c.items()]
+    for state, title in (("missing", "Missing models"), ("elsewhere", "Present elsewhere (relinkable)"),
+                         ("unsafe", "Unsafe names (refused)"), ("unused", "Declared but unused")):
+        groups = _by_folder(report, state)
+        if not groups:
+            continue
+        md += ["", f"## {title}", "", "| folder | file | used by | note |", "|---|---|---|---|"]
+        for folder, items in groups.items():
+            for s in items:
+                used = "; ".join(sorted({f"{u.workflow} #{u.node_id} {u.node_type}" for u in s.ref.usages})[:3])
+                note = []
+                if s.ref.optional:
+                    note.append("only in muted/bypassed nodes")
+                if is_pickle(s.ref.name):
+                    note.append("pickle format")
+                if s.elsewhere:
+                    note.append("found at " + ", ".join(f"{f.folder}/{f.relpath}" for f in s.elsewhere[:2]))
+                if s.ref.unsafe_reason:
+                    note.append(s.ref.unsafe_reason)
+                if s.ref.folder_source == "unknown":
+                    note.append("folder unknown: choose one")
+                md.append(f"| {folder} | `{s.ref.name}` | {used} | {'; '.join(note)} |")
+    if report.node_check == "skipped":
+        md += ["", "## Custom nodes", "", "Node check skipped: no running ComfyUI or /object_info was given."]
+    elif report.missing_nodes:
+        md += ["", "## Missing custom nodes", "", packs_markdown(packs)]
+    if report.problems:
+        md += ["", "## Files that could not be read", ""] + [f"- `{p.path}`: {p.error}" for p in report.problems]
+    for section in extra_sections or []:
+        md += ["", section]
+    return "\n".join(md) + "\n"
