@@ -1,0 +1,268 @@
+"""The fix run: resolve -> download -> verify, incremental, one failure never stopping the rest.
+
+One `FixRun` per run. It owns the per-model rows the status document and the panel show, and it
+is the only stateful object; the stages it drives are the resolver and the transfer manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .actionlog import action
+from .config import Config
+from .errors import FixerError, UnsafePath
+from .events import (ErrorRaised, Event, EventBus, ModelResolved, PhaseChanged, Progress, RunFinished,
+                     TransferDone, TransferProgress)
+from .inventory import Inventory
+from .models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
+from .names import confine
+from .report import is_pickle
+from .state import write_json_atomic
+
+log = logging.getLogger(__name__)
+FINAL_STATES = ("done", "failed", "cancelled", "not_found", "needs_choice", "skipped")
+
+
+@dataclass
+class Row:
+    """What the panel shows for one model."""
+
+    name: str
+    folder: str | None
+    state: str = "queued"
+    source: str | None = None
+    url: str | None = None
+    reason: str | None = None
+    confidence: float | None = None
+    size: int | None = None
+    sha256: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+    bytes_done: int = 0
+    total: int | None = None
+    speed: float = 0.0
+    eta: float | None = None
+    error: str | None = None
+    path: str | None = None
+
+
+def candidate_summary(c: Candidate) -> dict[str, Any]:
+    return {"source": c.source, "url": c.url, "local_path": c.local_path, "reason": c.reason,
+            "confidence": round(c.confidence, 3), "filename": c.filename, "folder": c.folder,
+            "size": c.size, "gated": c.gated}
+
+
+def target_root(folders: dict[str, list[str]], models_dir: Path | None, folder: str) -> str:
+    """Where a new file for `folder` goes: the first registered path (extra_model_paths.yaml honoured)."""
+    paths = folders.get(folder)
+    if paths:
+        return paths[0]
+    if models_dir is None:
+        raise FixerError(f"ComfyUI has no model folder '{folder}' (is the custom node pack that uses it installed?)")
+    return str(models_dir / folder)
+
+
+def place_local_copy(src: str, dest_root: str, name: str) -> str:
+    """Hard-link a file the user already has into place (copy across file systems); never moves theirs."""
+    dest = confine(dest_root, name)
+    if dest.exists():
+        return str(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+    return str(dest)
+
+
+class FixRun:
+    def __init__(self, refs: list[ModelRef], *, config: Config, secrets: dict[str, str], bus: EventBus,
+                 folders: dict[str, list[str]], models_dir: Path | None, inventory: Inventory | None,
+                 state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = ""):
+        self.run_id = uuid.uuid4().hex[:12]
+        self.refs = refs
+        self.config = config
+        self.secrets = secrets
+        self.bus = bus
+        self.folders = folders
+        self.models_dir = models_dir
+        self.inventory = inventory
+        self.state_dir = state_dir
+        self.comfyui_root = comfyui_root
+        self.workflow = workflow
+        self.rows: dict[str, Row] = {r.name: Row(r.name, r.folder) for r in refs}
+        self.resolutions: dict[str, Resolution] = {}
+        self.transfers: dict[str, Transfer] = {}
+        self.started = time.time()
+        self.manager = None
+        self._cancelled = False
+        self._unsubscribe = bus.subscribe(self._on_event)
+
+    # --- state the panel reads ------------------------------------------------------------
+    def data(self) -> dict[str, Any]:
+        rows = [to_jsonable(r) for r in self.rows.values()]
+        active = [r for r in self.rows.values() if r.total]
+        done = sum(r.bytes_done for r in active)
+        total = sum(r.total or 0 for r in active)
+        speed = sum(r.speed for r in self.rows.values() if r.state == "downloading")
+        eta = (total - done) / speed if speed > 0 and total > done else None
+        finished = [r for r in self.rows.values() if r.state in FINAL_STATES]
+        summary = None
+        if len(finished) == len(self.rows):
+            summary = {s: sum(1 for r in self.rows.values() if r.state == s) for s in FINAL_STATES}
+        return {"run_id": self.run_id, "workflow": self.workflow, "models": rows,
+                "overall": {"bytes_done": done, "total": total, "speed": speed, "eta": eta}, "summary": summary}
+
+    def _progress(self) -> None:
+        finished = sum(1 for r in self.rows.values() if r.state in FINAL_STATES)
+        self.bus.emit(Progress(finished, len(self.rows)))
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, (TransferProgress, TransferDone)):
+            t: Transfer = event.transfer
+            row = self.rows.get(t.request.model_name)
+            if row is None:
+                return
+            row.bytes_done, row.total, row.speed = t.bytes_done, t.total, t.speed
+            row.eta = (t.total - t.bytes_done) / t.speed if t.speed and t.total else None
+            row.state = t.state if t.state != "queued" else "resolved"
+            if t.state == "done":
+                row.path, row.sha256, row.speed, row.eta = t.target, t.sha256 or row.sha256, 0.0, None
+            if t.state in ("failed", "cancelled"):
+                row.error = t.error
+                row.speed, row.eta = 0.0, None
+            if isinstance(event, TransferDone):
+                self._progress()
+
+    # --- the run ------------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        from .resolve import ResolveContext, Resolver
+        from .transfer import TransferManager
+
+        out_dir = self.state_dir / "output" if self.state_dir else None
+        self.manager = TransferManager(self.config.download, self.secrets, self.bus, out_dir)
+        self.bus.emit(PhaseChanged("resolving", total=len(self.refs)))
+        ctx = ResolveContext(config=self.config.search, secrets=self.secrets, inventory=self.inventory,
+                             state_dir=self.state_dir, comfyui_root=self.comfyui_root,
+                             catalogs=self.config.search.use_catalogs)
+        for row in self.rows.values():
+            row.state = "resolving"
+        try:
+            async for res in Resolver(ctx).resolve(self.refs):
+                if self._cancelled:
+                    break
+                await self._handle(res)
+        except Exception as e:  # a resolver crash must not lose the downloads already running
+            log.exception("resolver failed")
+            self.bus.emit(ErrorRaised(f"Searching for sources failed: {e}"))
+            for row in self.rows.values():
+                if row.state == "resolving":
+                    row.state, row.error = "failed", f"search failed: {e}"
+        self.bus.emit(PhaseChanged("downloading"))
+        await self.manager.wait()
+        return self._finish()
+
+    async def _handle(self, res: Resolution) -> None:
+        self.resolutions[res.name] = res
+        self.bus.emit(ModelResolved(res))
+        row = self.rows[res.name]
+        row.candidates = [candidate_summary(c) for c in res.candidates[:5]]
+        c = res.chosen
+        if c is None:
+            row.state = "needs_choice" if res.candidates else "not_found"
+            row.reason = "; ".join(res.tried) if not res.candidates else (
+                "no match is sure enough to download automatically: pick one of the candidates")
+            action("unresolved", name=res.name, folder=res.folder, tried=res.tried,
+                   candidates=len(res.candidates))
+            self._progress()
+            return
+        row.source, row.url, row.reason, row.confidence = c.source, c.url, c.reason, c.confidence
+        row.size, row.sha256 = c.size, c.sha256
+        folder = c.folder or res.folder
+        row.folder = folder
+        if is_pickle(c.filename or res.name):
+            row.warnings.append("pickle format (.ckpt/.pt/.pth/.bin) can run code when loaded; prefer .safetensors")
+        if c.gated or c.needs_token:
+            token = c.needs_token or "HF_TOKEN"
+            if not self.secrets.get(token):
+                row.warnings.append(f"needs {token}" + (f" and the license accepted at {c.url}" if c.gated else ""))
+        if not folder:
+            row.state, row.error = "needs_choice", "the folder for this file is unknown: choose one"
+            self._progress()
+            return
+        try:
+            await self.start(row, c, folder, res.name)
+        except FixerError as e:
+            row.state, row.error = "failed", str(e)
+            self.bus.emit(ErrorRaised(f"{res.name}: {e}"))
+            self._progress()
+
+    async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
+        dest_root = target_root(self.folders, self.models_dir, folder)
+        if c.source == "local" and c.local_path:
+            row.path = await asyncio.to_thread(place_local_copy, c.local_path, dest_root, name)
+            row.state = "done"
+            action("linked", name=name, folder=folder, src=c.local_path, dest=row.path)
+            self._progress()
+            return
+        if not c.url:
+            raise UnsafePath(name, "the chosen source has no download address")
+        req = TransferRequest(url=c.url, folder=folder, filename=name, expected_size=c.size, sha256=c.sha256,
+                              source=c.source, model_name=name)
+        row.state = "resolved"
+        self.transfers[name] = await self.manager.submit(req, dest_root)
+
+    def cancel(self, name: str | None = None) -> None:
+        if name is None:
+            self._cancelled = True
+        if self.manager is None:
+            return
+        if name is None:
+            self.manager.cancel()
+            for row in self.rows.values():
+                if row.state not in FINAL_STATES:
+                    row.state = "cancelled"
+        elif name in self.transfers:
+            self.manager.cancel(self.transfers[name].target)
+
+    async def choose(self, name: str, candidate: Candidate) -> None:
+        """The user picked a candidate (or retries): download it within this run's manager."""
+        row = self.rows[name]
+        row.error, row.state = None, "resolved"
+        folder = candidate.folder or row.folder
+        if not folder:
+            raise FixerError(f"{name}: choose the folder it belongs in")
+        row.folder = folder
+        await self.start(row, candidate, folder, name)
+        await self.manager.wait()
+
+    def _finish(self) -> dict[str, Any]:
+        self._unsubscribe()
+        data = self.data()
+        summary = {s: sum(1 for r in self.rows.values() if r.state == s) for s in FINAL_STATES}
+        summary["seconds"] = round(time.time() - self.started, 2)
+        data["summary"] = summary
+        if self.state_dir:
+            out = self.state_dir / "output"
+            write_json_atomic(out / "resolutions.json", [resolution_row(r) for r in self.resolutions.values()])
+            write_json_atomic(out / "downloaded_models.json",
+                              [to_jsonable(r) for r in self.rows.values() if r.state == "done"])
+        self.bus.emit(RunFinished(summary))
+        self.bus.emit(PhaseChanged("complete" if not summary["failed"] else "error"))
+        return data
+
+
+def resolution_row(res: Resolution) -> dict[str, Any]:
+    from .resolve import resolution_json
+
+    return resolution_json(res)

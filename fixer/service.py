@@ -1,0 +1,246 @@
+"""The engine as ComfyUI's server side sees it: scan a posted workflow, run fixes, report status.
+
+Thin adapters (server_routes.py) call this; it knows nothing about aiohttp or ComfyUI. Settings
+the page changes persist in the state directory; tokens are kept there with owner-only
+permissions and never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import Config, load_secrets
+from .errors import ConfigError, FixerError, UnsafePath
+from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
+from .host import Host
+from .inventory import build_inventory
+from .models import ModelRef
+from .pipeline import FixRun, place_local_copy, target_root
+from .report import counts, model_entry
+from .state import StateLock, StatusDocument, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+Listener = Callable[[str, dict], None]
+SETTING_FIELDS = {"max_concurrent": ("download", int, 1, 16), "connections_per_file": ("download", int, 1, 32),
+                  "allow_pickle": ("download", bool, None, None), "check_on_load": (None, bool, None, None)}
+TOKEN_FIELDS = {"hf_token": "HF_TOKEN", "civitai_api_key": "CIVITAI_API_KEY"}
+
+
+class RunBusy(FixerError):
+    def __init__(self) -> None:
+        super().__init__("A fix is already running: wait for it to finish or cancel it first.")
+
+
+class FixerService:
+    def __init__(self, host: Host, state_dir: Path, config: Config | None = None,
+                 secrets_provider: Callable[[], dict[str, str]] | None = None,
+                 comfyui_root: Path | None = None, comfyui_version: str | None = None):
+        self.host = host
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config = self._load_settings(config or Config())
+        self._secrets_provider = secrets_provider or (lambda: {})
+        self.comfyui_root = comfyui_root
+        self.comfyui_version = comfyui_version
+        self.bus = EventBus()
+        self.status_doc = StatusDocument(self.state_dir / "status.json")
+        self.bus.subscribe(self.status_doc)
+        self.bus.subscribe(self._forward)
+        self._listeners: list[Listener] = []
+        self._run: FixRun | None = None
+        self._task: asyncio.Task | None = None
+        self._last_workflow: tuple[Any, str] | None = None
+        self._last_sent = 0.0
+        self._send_lock = threading.Lock()
+
+    # --- events --------------------------------------------------------------------------
+    def on_event(self, fn: Listener) -> None:
+        self._listeners.append(fn)
+
+    def _emit(self, name: str, payload: dict) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(name, payload)
+            except Exception:
+                log.exception("event listener failed")
+
+    def _forward(self, event: Event) -> None:
+        if self._run is not None:
+            self.status_doc.set_data(self._run.data(), force=isinstance(event, (TransferDone, RunFinished)))
+        forced = isinstance(event, (PhaseChanged, TransferDone, RunFinished))
+        with self._send_lock:
+            now = time.monotonic()
+            if not forced and now - self._last_sent < 0.25:
+                return
+            self._last_sent = now
+        self._emit("comfyfixer.status", self.status())
+
+    # --- scan ----------------------------------------------------------------------------
+    def _scan_sync(self, workflow: Any, name: str):
+        from .nodepacks import PackIndex, match_missing_nodes
+        from .scan import scan_workflow_data
+
+        inventory = build_inventory(self.host)
+        report = scan_workflow_data(workflow, name, self.host, inventory)
+        if report.problems:
+            raise ConfigError(f"workflow: {report.problems[0].error}")
+        packs = match_missing_nodes(report.missing_nodes, PackIndex.load(self.comfyui_root),
+                                    self.comfyui_version) if report.missing_nodes else []
+        return report, packs, inventory
+
+    async def scan(self, workflow: dict, name: str = "workflow") -> dict[str, Any]:
+        report, packs, _ = await asyncio.to_thread(self._scan_sync, workflow, name)
+        return {
+            "workflow": name, "node_check": report.node_check, "summary": counts(report),
+            "models": [model_entry(s) for s in report.models],
+            "missing_nodes": [{"node_type": n.node_type, "cnr_id": n.cnr_id, "aux_id": n.aux_id, "ver": n.ver,
+                               "nodes": [{"node_id": u.node_id, "workflow": u.workflow,
+                                          "subgraph_path": list(u.subgraph_path)} for u in n.usages]}
+                              for n in report.missing_nodes],
+            "packs": [p.to_json() for p in packs],
+        }
+
+    # --- fix runs ------------------------------------------------------------------------
+    def secrets(self) -> dict[str, str]:
+        stored = read_json(self.state_dir / "secrets.json", {}) or {}
+        return load_secrets({**stored, **self._secrets_provider()})
+
+    def _new_run(self, refs: list[ModelRef], inventory, name: str) -> FixRun:
+        models_dir = self.comfyui_root / "models" if self.comfyui_root else None
+        return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
+                      models_dir=models_dir, inventory=inventory, state_dir=self.state_dir,
+                      comfyui_root=self.comfyui_root, workflow=name)
+
+    async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None) -> dict:
+        if self._task is not None and not self._task.done():
+            raise RunBusy()
+        self.status_doc.update(phase="scanning", errors=[], force=True)
+        report, _, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
+        wanted = {i.replace("\\", "/") for i in items} if items else None
+        refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
+        self._last_workflow = (workflow, name)
+        lock = StateLock(self.state_dir, f"fix of {name}").acquire()
+        self._run = self._new_run(refs, inventory, name)
+        self._task = asyncio.create_task(self._drive(self._run, lock))
+        self.status_doc.set_data(self._run.data(), force=True)
+        return self.status()
+
+    async def _drive(self, run: FixRun, lock: StateLock) -> None:
+        try:
+            data = await run.run()
+            files = [{"folder": r["folder"], "name": r["name"]} for r in data["models"] if r["state"] == "done"]
+            self._emit("comfyfixer.done", {"run_id": run.run_id, "summary": data["summary"], "files": files})
+        except Exception as e:  # the run's own errors are per model; this is a bug or a disk failure
+            log.exception("fix run failed")
+            self.status_doc.add_error(f"The fix run stopped: {e}")
+            self.status_doc.update(phase="error", force=True)
+        finally:
+            lock.release()
+            self._emit("comfyfixer.status", self.status())
+
+    def status(self) -> dict[str, Any]:
+        return self.status_doc.snapshot()
+
+    def cancel(self, name: str | None = None) -> dict:
+        if self._run is not None:
+            self._run.cancel(name)
+            self.status_doc.set_data(self._run.data(), force=True)
+        return self.status()
+
+    async def retry(self, name: str) -> dict:
+        run = self._run
+        active = self._task is not None and not self._task.done()
+        if run is not None and name in run.rows and active:
+            res = run.resolutions.get(name)
+            if res is None or res.chosen is None:
+                raise FixerError(f"{name}: no source to retry; pick a candidate or check the name")
+            asyncio.create_task(run.choose(name, res.chosen))
+            return self.status()
+        if self._last_workflow is None:
+            raise FixerError(f"{name}: nothing to retry; run a fix first")
+        workflow, wf_name = self._last_workflow
+        return await self.start_fix(workflow, wf_name, [name])
+
+    async def relink(self, name: str, folder: str, path: str) -> dict:
+        folders = self.host.folders()
+        real = os.path.realpath(path)
+        inside = any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root)
+                     for roots in folders.values() for root in roots if os.path.isdir(root))
+        if not inside or not os.path.isfile(real):
+            raise UnsafePath(path, "only files inside ComfyUI's model folders can be relinked")
+        models_dir = self.comfyui_root / "models" if self.comfyui_root else None
+        dest = await asyncio.to_thread(place_local_copy, real, target_root(folders, models_dir, folder), name)
+        self._emit("comfyfixer.done", {"run_id": None, "summary": None, "files": [{"folder": folder, "name": name}]})
+        return {"ok": True, "folder": folder, "relpath": name.replace("\\", "/"), "path": dest}
+
+    def portable(self, workflow: dict) -> dict:
+        from .portable import make_portable
+
+        resolutions = list(self._run.resolutions.values()) if self._run else []
+        return make_portable(workflow, resolutions)
+
+    # --- settings ------------------------------------------------------------------------
+    def _settings_path(self) -> Path:
+        return self.state_dir / "settings.json"
+
+    def _load_settings(self, config: Config) -> Config:
+        saved = read_json(self._settings_path(), {}) or {}
+        for key, value in saved.items():
+            if key in SETTING_FIELDS:
+                config = _apply_setting(config, key, value)
+        return config
+
+    def settings(self) -> dict[str, Any]:
+        secrets = self.secrets()
+        return {"hf_token_set": bool(secrets.get("HF_TOKEN")),
+                "civitai_api_key_set": bool(secrets.get("CIVITAI_API_KEY")),
+                "max_concurrent": self.config.download.max_concurrent,
+                "connections_per_file": self.config.download.connections_per_file,
+                "allow_pickle": self.config.download.allow_pickle,
+                "check_on_load": self.config.check_on_load}
+
+    def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - set(SETTING_FIELDS) - set(TOKEN_FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        config = self.config
+        for key in SETTING_FIELDS:
+            if key in changes:
+                config = _apply_setting(config, key, changes[key])
+        tokens = {TOKEN_FIELDS[k]: v for k, v in changes.items() if k in TOKEN_FIELDS}
+        for key, value in tokens.items():
+            if not isinstance(value, str) or len(value) > 512 or any(c.isspace() for c in value):
+                raise ConfigError(f"{key} must be a single-line token without spaces")
+        self.config = config
+        saved = read_json(self._settings_path(), {}) or {}
+        saved.update({k: changes[k] for k in SETTING_FIELDS if k in changes})
+        write_json_atomic(self._settings_path(), saved)
+        if tokens:
+            path = self.state_dir / "secrets.json"
+            stored = read_json(path, {}) or {}
+            stored.update(tokens)
+            stored = {k: v for k, v in stored.items() if v}
+            fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(stored, f)
+            os.replace(path.with_suffix(".tmp"), path)
+        return self.settings()
+
+
+def _apply_setting(config: Config, key: str, value: Any) -> Config:
+    section, kind, lo, hi = SETTING_FIELDS[key]
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
+        raise ConfigError(f"{key} must be a whole number from {lo} to {hi}")
+    if section is None:
+        return replace(config, **{key: value})
+    return replace(config, **{section: replace(getattr(config, section), **{key: value})})
