@@ -22,7 +22,7 @@ from .errors import ConfigError, FixerError, UnsafePath
 from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from .host import Host
 from .inventory import build_inventory
-from .models import ModelRef
+from .models import ModelRef, to_jsonable
 from .pipeline import FixRun, place_local_copy, target_root
 from .report import counts, model_entry
 from .state import StateLock, StatusDocument, read_json, write_json_atomic
@@ -105,7 +105,7 @@ class FixerService:
                                "nodes": [{"node_id": u.node_id, "workflow": u.workflow,
                                           "subgraph_path": list(u.subgraph_path)} for u in n.usages]}
                               for n in report.missing_nodes],
-            "packs": [p.to_json() for p in packs],
+            "packs": [to_jsonable(p) for p in packs],
         }
 
     # --- fix runs ------------------------------------------------------------------------
