@@ -1,0 +1,193 @@
+"""Resolve missing models: every model searched concurrently, each handed out the moment it is final.
+
+Per model the sources run in order of trust. The offline ones (local disk, the workflow's own hints,
+the offline catalogs) go first; when one of them is sure enough, no upstream is asked at all.
+Otherwise Civitai and Hugging Face are asked together, then the fuzzy matcher looks at every file
+name they saw, then (only if enabled) the LLM plug-in. The best candidate is chosen when its
+confidence reaches search.fuzzy_threshold; below it nothing is chosen and the candidates are listed.
+A remote pick with a known sha256 and size is checked against the local disk first: the same bytes
+under another name are linked instead of downloaded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable
+
+from .actionlog import action
+from .config import SearchConfig
+from .constants import PICKLE_EXTENSIONS
+from .http import HttpClient
+from .models import Candidate, ModelRef, Resolution
+from .sources import Found, SearchRun, Source
+from .sources.catalogs import CatalogSource
+from .sources.civitai import CivitaiSource
+from .sources.embedded import EmbeddedSource
+from .sources.fuzzy import FuzzySource
+from .sources.history import SearchHistory
+from .sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
+from .sources.llm import LLMSource
+from .sources.local import HashCache, LocalSource
+
+log = logging.getLogger("fixer.resolve")
+
+# Order of trust, used to break ties between candidates of equal confidence.
+SOURCE_RANK = {"local": 7, "embedded": 6, "catalog": 5, "civitai": 4, "huggingface": 3, "llm": 2, "fuzzy": 1}
+MAX_MODELS_IN_FLIGHT = 32
+
+
+@dataclass
+class ResolveContext:
+    config: SearchConfig
+    secrets: dict[str, str]
+    inventory: Any = None  # fixer.inventory.Inventory
+    state_dir: Path | None = None  # search history goes to state_dir/log/search_history.log
+    comfyui_root: Path | None = None
+    catalogs: bool = True
+    hf_endpoint: str | None = None  # default: fixer.constants.hf_endpoint() (HF_ENDPOINT)
+    civitai_base_url: str | None = None  # default: CIVITAI_BASE_URL
+    extra_sources: list[Source] = field(default_factory=list)  # tried after the built-in ones
+
+
+def rank_key(c: Candidate) -> tuple:
+    """Highest confidence, then the more trusted source, then safetensors over pickle formats, then an
+    official repo, then the most downloaded."""
+    name = (c.ids.get("path") or c.url or c.local_path or c.filename or "").split("?")[0].lower()
+    pickle = os.path.splitext(name)[1] in PICKLE_EXTENSIONS or c.ids.get("format") == "PickleTensor"
+    repo = c.ids.get("repo_id") or ""
+    official = 2 if repo.split("/")[0] in COMFY_ORGS else 1 if repo and trusted(repo) else 0
+    return (round(c.confidence, 4), SOURCE_RANK.get(c.source, 0), not pickle, official, int(c.ids.get("downloads") or 0))
+
+
+def choose(ref: ModelRef, candidates: list[Candidate], threshold: float) -> tuple[Candidate | None, list[Candidate]]:
+    ordered = sorted(candidates, key=rank_key, reverse=True)
+    best = ordered[0] if ordered else None
+    if best is not None and best.confidence >= threshold and best.folder:
+        return best, ordered[1:]
+    return None, ordered
+
+
+class Resolver:
+    def __init__(self, ctx: ResolveContext):
+        self.ctx = ctx
+        cfg = ctx.config
+        cache = HashCache(ctx.state_dir / "cache" / "sha256.json" if ctx.state_dir else None)
+        self.local = LocalSource(cache)
+        self.offline: list[Source] = [self.local, EmbeddedSource()]
+        if ctx.catalogs and cfg.use_catalogs:
+            self.offline.append(CatalogSource(ctx.comfyui_root))
+        self.online: list[Source] = []
+        if cfg.civitai:
+            self.online.append(CivitaiSource())
+        if cfg.huggingface:
+            self.online.append(HuggingFaceSource())
+        self.fuzzy = FuzzySource()
+        self.last: list[Source] = ([LLMSource()] if cfg.llm.enabled else []) + list(ctx.extra_sources)
+
+    async def resolve(self, refs: Iterable[ModelRef]) -> AsyncIterator[Resolution]:
+        """Yield one Resolution per ref as soon as it is final (not in input order); never raises per model."""
+        refs = list(refs)
+        if not refs:
+            return
+        cfg = self.ctx.config
+        history = SearchHistory(self.ctx.state_dir / "log" / "search_history.log" if self.ctx.state_dir else None)
+        async with HttpClient(per_service=cfg.per_host_concurrency, timeout=cfg.timeout_seconds,
+                              retries=cfg.retries) as http:
+            run = SearchRun(config=cfg, secrets=self.ctx.secrets, http=http, history=history,
+                            inventory=self.ctx.inventory, comfyui_root=self.ctx.comfyui_root,
+                            state_dir=self.ctx.state_dir)
+            if self.ctx.hf_endpoint:
+                run.hf_endpoint = self.ctx.hf_endpoint.rstrip("/")
+            if self.ctx.civitai_base_url:
+                run.civitai_base = self.ctx.civitai_base_url.rstrip("/")
+            gate = asyncio.Semaphore(MAX_MODELS_IN_FLIGHT)
+
+            async def one(ref: ModelRef) -> Resolution:
+                async with gate:
+                    return await self.resolve_one(ref, run)
+
+            tasks = [asyncio.ensure_future(one(r)) for r in refs]
+            try:
+                for fut in asyncio.as_completed(tasks):
+                    yield await fut
+            finally:
+                for t in tasks:
+                    t.cancel()
+
+    async def _ask(self, sources: list[Source], ref: ModelRef, run: SearchRun) -> Found:
+        """Ask sources concurrently; a source that raises costs only its own answer."""
+        results = await asyncio.gather(*(s.find(ref, run) for s in sources), return_exceptions=True)
+        out = Found()
+        for s, r in zip(sources, results):
+            if isinstance(r, BaseException):
+                if isinstance(r, asyncio.CancelledError):
+                    raise r
+                log.warning("source %s failed for %s: %r", s.name, ref.name, r)
+                out.tried.append(f"{s.name}: failed ({r.__class__.__name__}: {r})")
+            else:
+                out.extend(r)
+        return out
+
+    async def resolve_one(self, ref: ModelRef, run: SearchRun) -> Resolution:
+        threshold = self.ctx.config.fuzzy_threshold
+        found = Found()
+        try:
+            for stage in (self.offline, self.online, [self.fuzzy], self.last):
+                if not stage:
+                    continue
+                found.extend(await self._ask(stage, ref, run))
+                chosen, _ = choose(ref, found.candidates, threshold)
+                if chosen is not None:
+                    break
+            chosen, others = choose(ref, found.candidates, threshold)
+            if chosen is not None and chosen.source != "local" and chosen.sha256 and chosen.size:
+                local = await self.local.by_content(ref, chosen.sha256, chosen.size, run)
+                if local is not None:
+                    others.insert(0, chosen)
+                    chosen = local
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # one model's trouble never stops the others
+            log.exception("resolving %s failed", ref.name)
+            found.tried.append(f"resolver error: {e.__class__.__name__}: {e}")
+            chosen, others = None, sorted(found.candidates, key=rank_key, reverse=True)
+        res = Resolution(name=ref.name, folder=chosen.folder if chosen else ref.folder, chosen=chosen,
+                         candidates=others, tried=found.tried)
+        if chosen:
+            action("model_resolved", model=ref.name, folder=chosen.folder, source=chosen.source,
+                   confidence=chosen.confidence, url=chosen.url, local_path=chosen.local_path, reason=chosen.reason)
+        else:
+            action("model_not_resolved", model=ref.name, folder=ref.folder, candidates=len(others),
+                   best=(others[0].url or others[0].local_path) if others else None, tried=found.tried)
+        return res
+
+
+async def resolve_all(ctx: ResolveContext, refs: Iterable[ModelRef]) -> list[Resolution]:
+    return [r async for r in Resolver(ctx).resolve(refs)]
+
+
+def resolution_record(res: Resolution) -> dict[str, Any]:
+    """One entry of output/resolutions.json in the seed schema (filename, source incl. not_found, ids,
+    download_url, expected_type), plus what the panel and report show."""
+    c = res.chosen
+    return {
+        "filename": res.name,
+        "source": res.source,
+        "ids": dict(c.ids) if c else {},
+        "download_url": c.url if c else None,
+        "expected_type": res.folder,
+        "local_path": c.local_path if c else None,
+        "size": c.size if c else None,
+        "sha256": c.sha256 if c else None,
+        "confidence": c.confidence if c else None,
+        "reason": c.reason if c else "not found",
+        "gated": c.gated if c else False,
+        "needs_token": c.needs_token if c else None,
+        "candidates": [{"source": x.source, "url": x.url, "local_path": x.local_path, "folder": x.folder,
+                        "confidence": x.confidence, "reason": x.reason} for x in res.candidates[:10]],
+        "tried": res.tried,
+    }

@@ -1,0 +1,117 @@
+"""Where a missing model can be had: one module per source, all with the same small interface.
+
+A source is an object with a `name` and `async def find(ref, run) -> Found`. It never raises for a
+model: upstream trouble becomes words in `Found.tried`, so one failure never stops the rest.
+`SearchRun` is what the sources of one resolve run share: the HTTP client with its per-service
+limits, the search history log, and per-run memos so that two models in the same repo cost one
+listing. Memos die with the run: every run searches afresh (no cached failures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
+
+from ..config import SearchConfig
+from ..constants import civitai_base_url, hf_endpoint
+from ..http import HttpClient
+from ..models import Candidate, ModelRef
+from .history import SearchHistory
+
+T = TypeVar("T")
+
+# How sure each kind of evidence makes us (0..1). In one place so the scale can be read as a whole;
+# search.fuzzy_threshold (default 0.7) splits "download it" from "ask the user".
+CONFIDENCE = {
+    "local_content": 1.0,      # same sha256 as the file the workflow names
+    "hash_match": 0.99,        # upstream file whose sha256 equals the workflow's hint
+    "civitai_hash": 0.98,      # Civitai by-hash hit for a hash the workflow carries
+    "embedded": 0.95,          # the workflow's own URL that ends in the file name
+    "local_name": 0.95,        # the same file name elsewhere on this disk
+    "catalog": 0.92,           # ComfyUI's official templates / Manager's model list name the file
+    "hf_trusted": 0.9,         # exact file name in an official or first-party repo
+    "civitai_name": 0.85,      # exact file name in a Civitai version found by name search
+    "hf_only": 0.8,            # exact file name, no other repo disagrees, publisher not known
+    "llm_confirmed": 0.75,     # an LLM proposal confirmed against the real API
+    "contested": 0.55,         # exact name, but repos of equal standing hold different bytes
+    "generic_name": 0.5,       # names like model.safetensors say nothing about which model
+    "wrong_folder": 0.6,       # found, but the source files it under another model folder
+}
+
+# File names that many unrelated models share; a match on them proves nothing.
+GENERIC_STEMS = frozenset({
+    "model", "pytorch_model", "diffusion_pytorch_model", "adapter_model", "config", "vae", "unet", "model_fp16",
+    "diffusion_pytorch_model.fp16", "ema", "last", "final", "lora", "pytorch_lora_weights", "weights",
+})
+
+
+@dataclass
+class Found:
+    candidates: list[Candidate] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)
+
+    def extend(self, other: "Found") -> None:
+        self.candidates.extend(other.candidates)
+        self.tried.extend(other.tried)
+
+
+@dataclass(frozen=True)
+class SeenFile:
+    """A file an upstream offered while searching for a model, under a name that differs from the wanted one."""
+
+    filename_seen: str
+    candidate: Candidate
+
+
+class Source(Protocol):
+    name: str
+
+    async def find(self, ref: ModelRef, run: "SearchRun") -> Found: ...
+
+
+@dataclass
+class SearchRun:
+    config: SearchConfig
+    secrets: dict[str, str]
+    http: HttpClient
+    history: SearchHistory
+    inventory: Any = None  # fixer.inventory.Inventory (lookup/named/with_size)
+    comfyui_root: Path | None = None
+    state_dir: Path | None = None
+    hf_endpoint: str = field(default_factory=hf_endpoint)
+    civitai_base: str = field(default_factory=civitai_base_url)
+    _memo: dict[Any, asyncio.Future] = field(default_factory=dict)
+    _seen: dict[tuple[str, str], list[SeenFile]] = field(default_factory=dict)
+
+    async def once(self, key: Any, make: Callable[[], Awaitable[T]]) -> T:
+        """Run `make()` once per key for this run; concurrent callers share the one request."""
+        fut = self._memo.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(make())
+            self._memo[key] = fut
+        return await asyncio.shield(fut)
+
+    def saw(self, ref: ModelRef, filename: str, candidate: Candidate) -> None:
+        self._seen.setdefault(ref.key, []).append(SeenFile(filename, candidate))
+
+    def seen_files(self, ref: ModelRef) -> list[SeenFile]:
+        return self._seen.get(ref.key, [])
+
+    def hf_headers(self) -> dict[str, str]:
+        token = self.secrets.get("HF_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def civitai_headers(self) -> dict[str, str]:
+        token = self.secrets.get("CIVITAI_API_KEY")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def is_generic(name: str) -> bool:
+    from .fuzzy import stem
+
+    return stem(name).lower() in GENERIC_STEMS
+
+
+__all__ = ["CONFIDENCE", "Found", "SearchRun", "SeenFile", "Source", "is_generic"]

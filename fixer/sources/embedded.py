@@ -1,0 +1,118 @@
+"""The workflow's own hints: `models[]` / `properties.models` entries and Note URLs (the scan turns both
+into ModelHint). A hint is checked against the service it points to when it can be (Hugging Face
+paths-info, Civitai model version), so a dead link falls through to the other sources instead of
+becoming a failed download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+
+from ..constants import map_legacy
+from ..models import Candidate, ModelHint, ModelRef
+from . import CONFIDENCE, Found, SearchRun
+from .civitai import version_candidate
+from .huggingface import gated_note, lfs_facts, parse_hf_url, paths_info, repo_gated, resolve_url
+
+_CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
+_CIVITAI_PAGE = re.compile(r"/models/(\d+)")
+
+
+def _civitai_version_id(url: str, base: str) -> str | None:
+    parts = urlsplit(url)
+    if not (parts.netloc.endswith("civitai.com") or parts.netloc == urlsplit(base).netloc):
+        return None
+    m = _CIVITAI_DOWNLOAD.search(parts.path)
+    if m:
+        return m.group(1)
+    v = re.search(r"modelVersionId=(\d+)", parts.query)
+    return v.group(1) if v and _CIVITAI_PAGE.search(parts.path) else None
+
+
+class EmbeddedSource:
+    name = "embedded"
+
+    async def find(self, ref: ModelRef, run: SearchRun) -> Found:
+        found = Found()
+        hints = [h for h in ref.hints if h.url]
+        if not hints:
+            found.tried.append("workflow hints: none carry a URL")
+            return found
+        for h in hints:
+            try:
+                cand = await self._check(ref, run, h, found)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                cand = self._plain(ref, h, f"could not check it ({e.__class__.__name__})")
+            if cand:
+                found.candidates.append(cand)
+        return found
+
+    def _folder(self, ref: ModelRef, h: ModelHint) -> str | None:
+        return ref.folder or (map_legacy(h.directory) if h.directory else None)
+
+    def _plain(self, ref: ModelRef, h: ModelHint, note: str) -> Candidate | None:
+        """A URL we cannot check with an API: trusted when it ends in the file name."""
+        url_name = unquote(urlsplit(h.url or "").path.rsplit("/", 1)[-1])
+        conf = CONFIDENCE["embedded"] if url_name == ref.basename else CONFIDENCE["contested"]
+        folder = self._folder(ref, h)
+        reason = f"the workflow gives this URL ({note})"
+        if folder is None:
+            conf, reason = min(conf, CONFIDENCE["contested"]), reason + "; the model folder is unknown"
+        want = (h.hash or "").lower() if (h.hash_type or "sha256").lower() == "sha256" and len(h.hash or "") == 64 else None
+        return Candidate(source="embedded", filename=ref.name, folder=folder, confidence=conf, reason=reason,
+                         url=h.url, sha256=want)
+
+    async def _check(self, ref: ModelRef, run: SearchRun, h: ModelHint, found: Found) -> Candidate | None:
+        url = h.url or ""
+        hf = parse_hf_url(url, run.hf_endpoint)
+        want_sha = (h.hash or "").lower() if len(h.hash or "") == 64 else None
+        if hf:
+            repo_id, rev, path = hf
+            (entry, err), gated = await asyncio.gather(paths_info(run, repo_id, path, rev), repo_gated(run, repo_id))
+            run.history.record("huggingface", f"hint {repo_id}/{path}", "exists" if entry else err, ref.name)
+            if entry is None:
+                found.tried.append(f"workflow hint {url}: {err}")
+                return None
+            size, sha = lfs_facts(entry)
+            if want_sha and sha and sha != want_sha:
+                found.tried.append(f"workflow hint {url}: the file there has another sha256 than the hint says")
+                return None
+            reason = f"the workflow's own link: {path} in {repo_id}"
+            conf = CONFIDENCE["hash_match"] if want_sha and sha == want_sha else CONFIDENCE["embedded"]
+            folder = self._folder(ref, h)
+            if folder is None:
+                conf, reason = CONFIDENCE["contested"], reason + "; the model folder is unknown"
+            if gated:
+                reason += "; " + gated_note(run, repo_id)
+            return Candidate(source="embedded", filename=ref.name, folder=folder, confidence=conf, reason=reason,
+                             url=resolve_url(run.hf_endpoint, repo_id, path, rev), size=size, sha256=sha or want_sha,
+                             gated=gated, needs_token="HF_TOKEN" if gated else None,
+                             ids={"repo_id": repo_id, "path": path, "revision": rev})
+        vid = _civitai_version_id(url, run.civitai_base)
+        if vid:
+            reply = await run.http.get("civitai", f"{run.civitai_base}/api/v1/model-versions/{vid}",
+                                       headers=run.civitai_headers())
+            run.history.record("civitai", f"hint version {vid}", "exists" if reply.ok else f"HTTP {reply.status}",
+                               ref.name)
+            if not reply.ok:
+                found.tried.append(f"workflow hint {url}: Civitai says {reply.error_text()} (HTTP {reply.status})")
+                return None
+            version = reply.json() or {}
+            files = version.get("files", [])
+            model_type = (version.get("model") or {}).get("type")
+            pick = next((f for f in files if want_sha and (f.get("hashes") or {}).get("SHA256", "").lower() == want_sha), None) \
+                or next((f for f in files if str(f.get("name", "")).lower() == ref.basename.lower()), None) \
+                or next((f for f in files if f.get("primary")), files[0] if files else None)
+            if pick is None:
+                found.tried.append(f"workflow hint {url}: Civitai version {vid} has no downloadable file (archived?)")
+                return None
+            cand = version_candidate(ref, version, pick, model_type, CONFIDENCE["embedded"], "the workflow's own link")
+            cand.source = "embedded"
+            if self._folder(ref, h) and not ref.folder:
+                cand.folder = self._folder(ref, h)
+            return cand
+        return self._plain(ref, h, "not a Hugging Face or Civitai link, not checked")

@@ -1,0 +1,334 @@
+"""Hugging Face: search repo ids with words of the file name, then match the exact file name in each
+repo's file list (subfolders included), then read sha256/size from paths-info.
+
+The Hub's search matches substrings of repo ids only, never file names (upstream-apis.md), so the
+query terms come from the name: the whole stem (exact-name mirrors), the leading words
+(`wan_2.1` finds `Comfy-Org/Wan_2.1_ComfyUI_repackaged`), and each distinctive word (`hidream` in
+`clip_l_hidream`), each also asked of the Comfy-Org organisation, whose repackaged repos hold most
+files ComfyUI workflows name. `full=true` makes one search return every repo's file list, so a
+search costs one request; a tree listing is the fallback when a server leaves the list out.
+
+We call the HTTP API with aiohttp rather than HfApi: huggingface_hub is synchronous (a thread per
+call) and its session does not share our per-service limit and Retry-After handling; the endpoints
+and parameters are exactly the ones HfApi sends (list_models, list_repo_tree, get_paths_info).
+
+Repos that hold the same name with different bytes are weighed: an official or first-party
+publisher, or one with ten times the downloads, wins; otherwise the choice goes to the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import aiohttp
+
+from ..constants import CORE_FOLDERS, map_legacy
+from ..models import Candidate, ModelRef
+from . import CONFIDENCE, Found, SearchRun, is_generic
+from .fuzzy import likeness, stem
+
+log = logging.getLogger("fixer.sources.huggingface")
+
+# Publishers whose repos are the origin of the files ComfyUI workflows name (ComfyUI's own repackaging
+# orgs first). A file there is the reference copy; same-named files elsewhere are mirrors or decoys.
+TRUSTED_ORGS = frozenset(o.lower() for o in (
+    "Comfy-Org", "comfyanonymous", "black-forest-labs", "stabilityai", "Lightricks", "Kijai", "lightx2v", "Wan-AI",
+    "Qwen", "tencent", "city96", "lllyasviel", "h94", "xinsir", "madebyollin", "openai", "google", "laion",
+    "runwayml", "stable-diffusion-v1-5", "Kwai-Kolors", "alibaba-pai", "ByteDance", "InstantX", "Shakker-Labs",
+    "XLabs-AI", "guoyww", "THUDM", "hunyuanvideo-community", "microsoft", "facebook", "nvidia", "deepseek-ai",
+    "ostris", "lodestones", "kandinskylab", "DiffSynth-Studio", "FastVideo", "VAST-AI", "Tencent-Hunyuan",
+))
+COMFY_ORGS = ("Comfy-Org", "comfyanonymous")  # ComfyUI's own repackaging orgs
+# Words of a file name that say nothing about which repo holds it.
+STOPWORDS = frozenset({
+    "vae", "clip", "model", "models", "safetensors", "text", "encoder", "encoders", "lora", "loras", "fp16", "bf16",
+    "fp32", "fp8", "scaled", "mixed", "e4m3fn", "e5m2", "pruned", "ema", "only", "diffusion", "pytorch", "the",
+    "comfy", "comfyui", "unet", "weights", "base", "dev", "full", "fp8mixed", "fp8_scaled", "int8", "fp4", "nvfp4",
+    "image", "video", "edit", "distilled", "step", "steps", "high", "low", "noise", "repackaged", "split", "files",
+    "gguf", "q4", "q8", "v1", "v2", "v3", "lite", "large", "small", "medium", "turbo", "upscaler", "control", "and",
+})
+SEARCH_LIMIT = 50
+FOLDER_WORDS = {**{f: f for f in CORE_FOLDERS}, "unet": "diffusion_models", "clip": "text_encoders",
+                "lora": "loras", "upscale": "upscale_models", "embedding": "embeddings"}
+
+
+# ---------------------------------------------------------------- URLs ---------------------------------
+
+_RESOLVE = re.compile(r"^/(?:models/)?([^/]+/[^/]+)/(?:resolve|blob)/([^/]+)/(.+)$")
+
+
+def parse_hf_url(url: str, endpoint: str) -> tuple[str, str, str] | None:
+    """(repo_id, revision, path) of a huggingface.co (or HF_ENDPOINT) file URL, else None."""
+    parts = urlsplit(url)
+    hosts = {"huggingface.co", "hf.co", "www.huggingface.co", urlsplit(endpoint).netloc}
+    if parts.netloc not in hosts:
+        return None
+    m = _RESOLVE.match(parts.path)
+    if not m:
+        return None
+    return m.group(1), unquote(m.group(2)), unquote(m.group(3))
+
+
+def resolve_url(endpoint: str, repo_id: str, path: str, revision: str = "main") -> str:
+    return f"{endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
+
+
+def folder_from_path(path: str) -> str | None:
+    """`split_files/vae/ae.safetensors` -> vae: repackaged repos file models under ComfyUI folder names."""
+    for part in reversed(path.split("/")[:-1]):
+        folder = FOLDER_WORDS.get(part.lower())
+        if folder:
+            return map_legacy(folder)
+    return None
+
+
+def trusted(repo_id: str) -> bool:
+    return repo_id.split("/")[0].lower() in TRUSTED_ORGS
+
+
+# ---------------------------------------------------------------- search terms -------------------------
+
+_SPLIT = re.compile(r"[\s_\-]+")
+
+
+def search_terms(name: str) -> list[str]:
+    """Repo-id substrings worth searching for a file name, most specific first (at most five)."""
+    s = stem(name)
+    words = [w for w in _SPLIT.split(s) if w]
+    terms: list[str] = [s]
+    if len(words) >= 2:
+        terms.append(f"{words[0]}_{words[1]}")
+        terms.append(f"{words[0]}-{words[1]}")
+    for w in words:
+        for part in (w.lower(), re.match(r"[a-z]*", w.lower()).group(0)):  # "wan2.1" -> "wan"
+            if len(part) >= 3 and part not in STOPWORDS and not part.isdigit() and not re.fullmatch(r"v?\d+(\.\d+)*b?", part):
+                terms.append(part)
+    out: list[str] = []
+    for t in terms:
+        if t.lower() not in (o.lower() for o in out):
+            out.append(t)
+    return out[:6]
+
+
+# ---------------------------------------------------------------- API calls ----------------------------
+
+
+async def list_models(run: SearchRun, ref: ModelRef, **params: str) -> list[dict[str, Any]]:
+    """GET /api/models (HfApi.list_models), first page only; memoised per run."""
+    query = {"full": "true", "sort": "downloads", "direction": "-1", "limit": str(SEARCH_LIMIT), **params}
+    key = ("hf_search", tuple(sorted(query.items())))
+
+    async def call() -> list[dict[str, Any]]:
+        reply = await run.http.get("huggingface", f"{run.hf_endpoint}/api/models", params=query,
+                                   headers=run.hf_headers())
+        if not reply.ok:
+            run.history.record("huggingface", _q(query), f"HTTP {reply.status}: {reply.error_text()}", ref.name)
+            return []
+        items = reply.json() or []
+        run.history.record("huggingface", _q(query), f"{len(items)} repos", ref.name)
+        return items if isinstance(items, list) else []
+
+    return await run.once(key, call)
+
+
+async def repo_tree(run: SearchRun, repo_id: str, ref: ModelRef) -> list[str]:
+    """All file paths of a repo (recursive tree, following Link pages); used when a search omits siblings."""
+
+    async def call() -> list[str]:
+        url: str | None = f"{run.hf_endpoint}/api/models/{repo_id}/tree/main"
+        params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
+        paths: list[str] = []
+        while url:
+            reply = await run.http.get("huggingface", url, params=params, headers=run.hf_headers())
+            if not reply.ok:
+                run.history.record("huggingface", f"tree {repo_id}", f"HTTP {reply.status}", ref.name)
+                break
+            paths += [e["path"] for e in reply.json() or [] if e.get("type") == "file"]
+            url, params = _next_link(reply.headers.get("Link")), None
+        run.history.record("huggingface", f"tree {repo_id}", f"{len(paths)} files", ref.name)
+        return paths
+
+    return await run.once(("hf_tree", repo_id), call)
+
+
+async def paths_info(run: SearchRun, repo_id: str, path: str, revision: str = "main") -> tuple[dict | None, str]:
+    """(tree entry with size and lfs.oid, error words) for one file (HfApi.get_paths_info)."""
+
+    async def call() -> tuple[dict | None, str]:
+        url = f"{run.hf_endpoint}/api/models/{repo_id}/paths-info/{quote(revision, safe='')}"
+        try:
+            reply = await run.http.post("huggingface", url, data={"paths": path, "expand": "false"},
+                                        headers=run.hf_headers())
+        except (aiohttp.ClientError, TimeoutError) as e:
+            return None, f"could not reach Hugging Face ({e.__class__.__name__})"
+        if reply.status in (401, 403, 404):
+            code = reply.headers.get("X-Error-Code", "")
+            return None, f"{repo_id} answered {reply.status} {code or reply.error_text()}".strip()
+        if not reply.ok:
+            return None, f"{repo_id} answered HTTP {reply.status}"
+        entries = [e for e in reply.json() or [] if e.get("path") == path and e.get("type") == "file"]
+        return (entries[0], "") if entries else (None, f"{path} is not in {repo_id}")
+
+    return await run.once(("hf_paths_info", repo_id, revision, path), call)
+
+
+async def repo_gated(run: SearchRun, repo_id: str) -> bool:
+    async def call() -> bool:
+        reply = await run.http.get("huggingface", f"{run.hf_endpoint}/api/models/{repo_id}", headers=run.hf_headers())
+        data = reply.json() if reply.ok else None
+        return bool(isinstance(data, dict) and data.get("gated"))
+
+    return await run.once(("hf_gated", repo_id), call)
+
+
+def _next_link(link: str | None) -> str | None:
+    m = re.search(r'<([^>]+)>;\s*rel="next"', link or "")
+    return m.group(1) if m else None
+
+
+def _q(params: dict[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in params.items() if k in ("search", "author"))
+
+
+def lfs_facts(entry: dict[str, Any]) -> tuple[int | None, str | None]:
+    lfs = entry.get("lfs") or {}
+    return entry.get("size") or lfs.get("size"), (lfs.get("oid") or lfs.get("sha256") or None)
+
+
+def gated_note(run: SearchRun, repo_id: str) -> str:
+    return f"gated: needs HF_TOKEN and the license accepted at {run.hf_endpoint}/{repo_id}"
+
+
+# ---------------------------------------------------------------- the source ---------------------------
+
+
+@dataclass
+class Match:
+    repo_id: str
+    path: str
+    downloads: int
+    gated: bool
+    size: int | None = None
+    sha256: str | None = None
+    exact_case: bool = True
+
+    @property
+    def trusted(self) -> bool:
+        return trusted(self.repo_id)
+
+
+def _differs(a: Match, b: Match) -> bool:
+    if a.sha256 and b.sha256:
+        return a.sha256 != b.sha256
+    return bool(a.size and b.size and a.size != b.size)
+
+
+class HuggingFaceSource:
+    name = "huggingface"
+
+    async def find(self, ref: ModelRef, run: SearchRun) -> Found:
+        found = Found()
+        terms = search_terms(ref.basename)
+        queries = [{"search": t} for t in terms] + [{"author": "Comfy-Org", "search": t} for t in terms[1:4]]
+        items: dict[str, dict[str, Any]] = {}
+        errors = 0
+        for q in queries:
+            try:
+                for item in await list_models(run, ref, **q):
+                    items.setdefault(item.get("id", ""), item)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                errors += 1
+                run.history.record("huggingface", _q(q), f"unreachable: {e.__class__.__name__}", ref.name)
+        found.tried.append(f"Hugging Face: searched repo ids for {', '.join(repr(t) for t in terms)} "
+                           f"({len(items)} repos){'; some searches failed' if errors else ''}")
+        matches = await self._matches(ref, run, items, found)
+        if not matches:
+            found.tried.append(f"Hugging Face: no repo among them holds a file named {ref.basename}")
+            return found
+        for m in matches:
+            entry, err = await paths_info(run, m.repo_id, m.path)
+            if entry:
+                m.size, m.sha256 = lfs_facts(entry)
+            elif err:
+                found.tried.append(f"Hugging Face: {err}")
+        found.candidates.extend(self._score(ref, run, matches))
+        return found
+
+    async def _matches(self, ref: ModelRef, run: SearchRun, items: dict[str, dict[str, Any]], found: Found) -> list[Match]:
+        want = ref.basename
+        matches: list[Match] = []
+        for repo_id, item in items.items():
+            if "siblings" in item:
+                paths = [s["rfilename"] for s in item.get("siblings") or []]
+            else:
+                paths = await repo_tree(run, repo_id, ref)
+            for p in paths:
+                base = p.rsplit("/", 1)[-1]
+                m = Match(repo_id, p, int(item.get("downloads") or 0), bool(item.get("gated")))
+                if base == want:
+                    matches.append(m)
+                elif base.lower() == want.lower():
+                    m.exact_case = False
+                    matches.append(m)
+                elif os.path.splitext(base)[1].lower() == os.path.splitext(want)[1].lower() and \
+                        likeness(want, base).score >= 0.5:
+                    run.saw(ref, base, self._candidate(ref, run, m, CONFIDENCE["hf_only"], "near name"))
+        return matches
+
+    def _candidate(self, ref: ModelRef, run: SearchRun, m: Match, conf: float, why: str) -> Candidate:
+        path_folder = folder_from_path(m.path)
+        folder = ref.folder or path_folder
+        reason = f"{why}: {m.path} in {m.repo_id}" + (" (official publisher)" if m.trusted else "")
+        if ref.folder and path_folder and path_folder != ref.folder:
+            conf = min(conf, CONFIDENCE["wrong_folder"])
+            reason += f"; the repo files it under {path_folder}, the workflow loads it from {ref.folder}"
+        if folder is None:
+            conf = min(conf, CONFIDENCE["contested"])
+            reason += "; the model folder is unknown: choose where it goes"
+        if not m.exact_case:
+            conf = min(conf, CONFIDENCE["hf_only"])
+            reason += " (name differs in case)"
+        if m.gated:
+            reason += "; " + gated_note(run, m.repo_id)
+        return Candidate(source="huggingface", filename=ref.name, folder=folder, confidence=conf, reason=reason,
+                         url=resolve_url(run.hf_endpoint, m.repo_id, m.path), size=m.size, sha256=m.sha256,
+                         gated=m.gated, needs_token="HF_TOKEN" if m.gated else None,
+                         ids={"repo_id": m.repo_id, "path": m.path, "revision": "main", "downloads": m.downloads})
+
+    def _score(self, ref: ModelRef, run: SearchRun, matches: list[Match]) -> list[Candidate]:
+        want_sha = (ref.hint("hash") or "").lower()
+        has_token = bool(run.secrets.get("HF_TOKEN"))
+        if len(want_sha) == 64:
+            same = [m for m in matches if m.sha256 == want_sha]
+            if same:
+                best = max(same, key=lambda m: (m.trusted, not m.gated or has_token, m.downloads))
+                return [self._candidate(ref, run, best, CONFIDENCE["hash_match"], "sha256 equals the workflow's hash")]
+        # Rank: official publisher, then usable without a token, then downloads.
+        ranked = sorted(matches, key=lambda m: (m.trusted, m.exact_case, not m.gated or has_token, m.downloads),
+                        reverse=True)
+        best = ranked[0]
+        rivals = [m for m in ranked[1:] if _differs(m, best)]
+        generic = is_generic(ref.basename)
+        out: list[Candidate] = []
+        if generic:
+            conf, why = CONFIDENCE["generic_name"], "a generic file name that many models share"
+        elif not rivals:
+            conf = CONFIDENCE["hf_trusted"] if best.trusted else CONFIDENCE["hf_only"]
+            why = "exact file name" + (f", same bytes in {len(ranked)} repos" if len(ranked) > 1 else "")
+        elif (best.trusted and not any(r.trusted for r in rivals)) or \
+                all(best.downloads >= 10 * max(r.downloads, 1) for r in rivals):
+            conf = CONFIDENCE["hf_trusted"] if best.trusted else CONFIDENCE["hf_only"]
+            why = (f"exact file name; {len(rivals)} other repo(s) hold different bytes under this name, "
+                   f"{best.repo_id} is the {'official publisher' if best.trusted else 'most used by far'}")
+        else:
+            conf, why = CONFIDENCE["contested"], "exact file name, but repos of equal standing hold different bytes"
+        out.append(self._candidate(ref, run, best, conf, why))
+        for r in rivals[:5]:
+            out.append(self._candidate(ref, run, r, min(conf, CONFIDENCE["contested"]) - 0.05,
+                                       "same name, different bytes than the preferred repo"))
+        return out
