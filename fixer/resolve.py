@@ -170,7 +170,7 @@ async def resolve_all(ctx: ResolveContext, refs: Iterable[ModelRef]) -> list[Res
     return [r async for r in Resolver(ctx).resolve(refs)]
 
 
-def resolution_record(res: Resolution) -> dict[str, Any]:
+def resolution_json(res: Resolution) -> dict[str, Any]:
     """One entry of output/resolutions.json in the seed schema (filename, source incl. not_found, ids,
     download_url, expected_type), plus what the panel and report show."""
     c = res.chosen
