@@ -1,0 +1,737 @@
+"""The downloader: one file, several ranged connections, hashed while it arrives, verified, renamed.
+
+How one file is fetched (`FileJob.run`):
+1. Safety first: the target is confined to the model folder, the start URL must be allowed,
+   pickle formats may be refused; a final file already on disk is never overwritten.
+2. Probe: `GET url` with `Range: bytes=0-`, following redirects by hand so each hop is checked
+   and the token is sent only to its own origin. The answer tells the size, whether ranges work
+   and the validator (HF X-Linked-Etag, else ETag, else Last-Modified).
+3. Resume or start over: the sidecar beside `<name>.part` is kept only when URL, size and
+   validator match. Free space for what is left (plus a margin) is checked before a byte is written.
+4. Fetch: the missing ranges are cut into pieces handed out in file order to up to
+   `connections_per_file` workers (one stream when the server ignores Range or the file is
+   small). Workers pwrite at offsets from a thread pool; a hashing thread follows the contiguous
+   prefix, reading it back from the page cache, so sha256 is ready moments after the last byte
+   and the event loop never hashes. Memory stays bounded: about 2 MiB per connection.
+5. Verify (size, sha256 when known, safetensors header) and `os.replace` onto the final name.
+
+Transient failures (timeouts, resets, a trickle below LOW_SPEED_BYTES_PER_S, 408/429/5xx) are
+retried per piece with exponential backoff and jitter, honouring Retry-After; 401/403/404/410
+end the file at once with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urljoin, urlsplit
+
+import aiohttp
+
+from .. import events
+from ..actionlog import action
+from ..config import DownloadConfig
+from ..constants import hf_endpoint
+from ..errors import AuthRequired, DownloadError, FixerError, IntegrityError, NotEnoughSpace, NotFoundUpstream
+from ..models import Transfer
+from ..names import confine
+from . import resume, verify
+from .policy import auth_headers, check_redirect, check_start_url, redact, strip_secret_query, token_name_for
+
+log = logging.getLogger("fixer.transfer")
+
+WRITE_CHUNK = 1 << 20  # bytes gathered per pwrite
+HASH_BLOCK = 8 << 20  # bytes read back per hash step
+MIN_PIECE = 4 << 20
+MAX_PIECE = 64 << 20
+PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
+MIN_SPLIT_SIZE = 8 << 20  # below this one connection is as fast as several
+LOW_SPEED_BYTES_PER_S = 10 * 1024  # slower than this over timeout_seconds counts as stalled
+MAX_REDIRECTS = 10
+MAX_RESTARTS = 2  # the remote file changed under us: start over at most this often
+PROGRESS_INTERVAL = 0.25  # ~4 progress events per second per file
+SIDECAR_INTERVAL = 1.0
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 5
+    base: float = 1.0  # first backoff, doubled per attempt
+    cap: float = 30.0
+    max_retry_after: float = 120.0  # a longer Retry-After fails the file instead of hanging the run
+
+
+def retry_delay(attempt: int, retry_after: float | None, policy: RetryPolicy,
+                rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry number `attempt` (0-based): Retry-After wins, else backoff with jitter."""
+    if retry_after is not None:
+        return max(0.0, min(retry_after, policy.max_retry_after))
+    return min(policy.cap, policy.base * 2**attempt) * (0.5 + rand() / 2)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+class Retryable(Exception):
+    """A failure worth another try (network, 5xx, 429, stall)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ValidatorChanged(Exception):
+    """The remote file is not the one the bytes on disk came from: start over."""
+
+
+@dataclass
+class Remote:
+    """What the probe learned about the remote file."""
+
+    url: str  # after redirects; pieces are fetched from here
+    total: int | None
+    ranges: bool
+    validator: str | None
+    if_range: str | None  # a strong ETag, sent as If-Range so a changed file answers 200
+    etag: str | None
+    linked_size: int | None
+
+
+def _strip_etag(value: str | None) -> str | None:
+    if not value:
+        return None
+    return value.strip().removeprefix("W/").strip('"') or None
+
+
+def _content_range_total(value: str | None) -> tuple[int, int | None] | None:
+    """(start, total) from `bytes START-END/TOTAL`."""
+    m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", value or "")
+    if not m:
+        return None
+    return int(m.group(1)), (int(m.group(3)) if m.group(3) != "*" else None)
+
+
+def plan_pieces(todo: list[resume.Range], total: int, connections: int) -> list[resume.Range]:
+    """Cut the missing ranges into pieces, in file order, sized so each connection gets several."""
+    size = min(MAX_PIECE, max(MIN_PIECE, total // max(1, connections * PIECES_PER_CONNECTION)))
+    pieces: list[resume.Range] = []
+    for start, end in todo:
+        pos = start
+        while pos < end:
+            pieces.append((pos, min(end, pos + size)))
+            pos += size
+    return pieces
+
+
+class PrefixHasher:
+    """sha256 of the file's contiguous prefix, computed in its own thread as the prefix grows.
+
+    Reads back from the .part (the page cache still holds bytes just written), so pieces may
+    arrive in any order and no data is kept in memory for the hash.
+    """
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._h = hashlib.sha256()
+        self._hashed = 0
+        self._avail = 0
+        self._final: int | None = None
+        self._cond = threading.Condition()
+        self._abort = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fixer-sha256", daemon=True)
+        self._thread.start()
+
+    def advance(self, prefix_end: int) -> None:
+        with self._cond:
+            if prefix_end > self._avail:
+                self._avail = prefix_end
+                self._cond.notify()
+
+    def finish(self, total: int) -> None:
+        with self._cond:
+            self._final = total
+            self._avail = max(self._avail, total)
+            self._cond.notify()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._abort = True
+            self._cond.notify()
+        self._thread.join()
+
+    def result(self) -> str:
+        """Blocks until the whole file is hashed (call from a thread)."""
+        self._thread.join()
+        if self.error:
+            raise self.error
+        return self._h.hexdigest()
+
+    def _run(self) -> None:
+        buf = bytearray(HASH_BLOCK)
+        view = memoryview(buf)
+        try:
+            while True:
+                with self._cond:
+                    while not self._abort and self._hashed >= self._avail and (
+                            self._final is None or self._hashed < self._final):
+                        self._cond.wait()
+                    if self._abort or (self._final is not None and self._hashed >= self._final):
+                        return
+                    want = min(HASH_BLOCK, self._avail - self._hashed)
+                n = os.preadv(self._fd, [view[:want]], self._hashed)
+                if n <= 0:
+                    raise OSError(f"the .part file is shorter than the {self._avail} bytes written")
+                self._h.update(view[:n])
+                self._hashed += n
+        except BaseException as e:  # surfaced by result(); a thread must not die silently
+            self.error = e
+
+
+class FileJob:
+    """One Transfer from start to final name. `run()` never raises except CancelledError."""
+
+    def __init__(self, transfer: Transfer, dest_root: str, config: DownloadConfig, secrets: dict[str, str],
+                 session_factory: Callable[[], aiohttp.ClientSession], pool: ThreadPoolExecutor,
+                 emit: Callable[[events.Event], None], retry: RetryPolicy):
+        self.t = transfer
+        self.req = transfer.request
+        self.dest_root = dest_root
+        self.config = config
+        self.secrets = secrets
+        self.session_factory = session_factory
+        self.pool = pool
+        self.emit = emit
+        self.retry = retry
+        self.start_url = strip_secret_query(self.req.url)
+        self.label = self.req.model_name or self.req.filename
+        self.done: list[resume.Range] = []
+        self.fd: int | None = None
+        self.hasher: PrefixHasher | None = None
+        self.sidecar: resume.Sidecar | None = None
+        self.connections_used = 0
+        self._samples: deque[tuple[float, int]] = deque()
+        self._last_emit = 0.0
+        self._last_sidecar = 0.0
+
+    # -- entry -------------------------------------------------------------------------
+    async def run(self) -> Transfer:
+        t = self.t
+        try:
+            self._prepare()
+            for restart in range(MAX_RESTARTS + 1):
+                try:
+                    await self._attempt()
+                    break
+                except ValidatorChanged as e:
+                    self._close_part(keep=False)
+                    action("download_restart", target=t.target, reason=str(e), attempt=restart + 1)
+                    if restart == MAX_RESTARTS:
+                        raise DownloadError(f"{self.label}: the file kept changing on the server while it "
+                                            "downloaded; try again later") from None
+            t.state = "done"
+            t.speed = 0.0
+            action("download_done", target=t.target, size=t.total, sha256=t.sha256, source=self.req.source,
+                   connections=self.connections_used)
+        except asyncio.CancelledError:
+            self._close_part(keep=True)
+            t.state = "cancelled"
+            t.speed = 0.0
+            action("download_cancelled", target=t.target, kept_part=os.path.exists(t.part))
+            raise
+        except FixerError as e:
+            self._fail(str(e), keep=not isinstance(e, IntegrityError))
+        except Exception as e:  # an unexpected bug must still end as one failed file, not a dead run
+            log.exception("download of %s failed unexpectedly", self.label)
+            self._fail(f"{self.label}: unexpected error {type(e).__name__}: {e}", keep=True)
+        finally:
+            self.emit(events.TransferProgress(t))
+        return t
+
+    def _fail(self, message: str, keep: bool) -> None:
+        self._close_part(keep=keep)
+        self.t.state = "failed"
+        self.t.error = message
+        self.t.speed = 0.0
+        action("download_failed", target=self.t.target, url=redact(self.start_url), error=message)
+
+    def _prepare(self) -> None:
+        """Checks that need no network: path, host, pickle policy, an existing final file."""
+        req = self.req
+        target = confine(self.dest_root, req.filename)
+        self.t.target = str(target)
+        self.t.part = str(resume.part_path(target))
+        check_start_url(self.start_url, self.config.extra_allowed_hosts)
+        warning = verify.pickle_warning(req.filename)
+        if warning:
+            if not self.config.allow_pickle:
+                raise DownloadError(f"{self.label}: refusing a pickle-format file ({os.path.basename(req.filename)}) "
+                                    "because download.allow_pickle is false; look for a .safetensors version")
+            self.t.warning = warning
+            action("pickle_warning", target=self.t.target)
+        if target.exists():
+            raise DownloadError(f"{self.label}: {target} already exists; it was not overwritten. "
+                                "Move it away to download again")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        confine(self.dest_root, req.filename)  # again: mkdir must not have walked through a symlink
+
+    # -- one attempt from probe to rename ----------------------------------------------------
+    async def _attempt(self) -> None:
+        t = self.t
+        resp, remote = await self._probe_with_retries()
+        try:
+            expected = self.req.expected_size or remote.linked_size or remote.total
+            announced = remote.total if remote.total is not None else remote.linked_size
+            if expected is not None and announced is not None and announced != expected:
+                raise IntegrityError("size", f"{expected} bytes", f"{announced} bytes announced by the server",
+                                     self.label)
+            t.total = expected
+            self._resume_or_fresh(remote)
+            left = (t.total - resume.covered(self.done)) if t.total is not None else 0
+            self._check_space(left)
+            split = (remote.ranges and t.total is not None and t.total >= MIN_SPLIT_SIZE)
+            connections = max(1, self.config.connections_per_file) if split else 1
+            self._open_part()
+            t.state = "downloading"
+            action("download_start", target=t.target, url=redact(self.start_url), source=self.req.source,
+                   size=t.total, resumed_bytes=resume.covered(self.done), ranges=remote.ranges,
+                   connections=connections)
+            self._progress(force=True)
+            await self._fetch_all(resp, remote, connections)
+            resp = None
+        finally:
+            if resp is not None:
+                resp.close()
+        await self._verify_and_place(remote)
+
+    async def _probe_with_retries(self) -> tuple[aiohttp.ClientResponse, Remote]:
+        attempt = 0
+        while True:
+            try:
+                return await self._probe()
+            except Retryable as e:
+                if attempt >= self.retry.retries:
+                    raise DownloadError(f"{self.label}: {e} (gave up after {attempt + 1} attempts; try again later)"
+                                        ) from None
+                delay = retry_delay(attempt, e.retry_after, self.retry)
+                action("download_retry", target=self.t.target, error=str(e), wait=round(delay, 2), attempt=attempt + 1)
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _probe(self) -> tuple[aiohttp.ClientResponse, Remote]:
+        resp, hops = await self._open(self.start_url, {"Range": "bytes=0-"})
+        linked_etag = next((_strip_etag(h.get("X-Linked-Etag")) for h in hops if h.get("X-Linked-Etag")), None)
+        linked_size = next((int(h["X-Linked-Size"]) for h in hops if (h.get("X-Linked-Size") or "").isdigit()), None)
+        encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
+        total: int | None = None
+        ranges = False
+        if resp.status == 206 and not encoded:
+            cr = _content_range_total(resp.headers.get("Content-Range"))
+            if cr is None or cr[0] != 0:
+                resp.close()
+                raise Retryable("the server answered a range request with a malformed Content-Range")
+            total, ranges = cr[1], cr[1] is not None
+        elif not encoded and resp.content_length is not None:
+            total = resp.content_length
+        etag_raw = resp.headers.get("ETag")
+        etag = _strip_etag(etag_raw)
+        strong = etag_raw if etag_raw and not etag_raw.startswith("W/") else None
+        validator = linked_etag or etag or resp.headers.get("Last-Modified")
+        return resp, Remote(url=str(resp.url), total=total, ranges=ranges, validator=validator, if_range=strong,
+                            etag=etag, linked_size=linked_size)
+
+    async def _open(self, url: str, headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, list]:
+        """GET following redirects by hand: each hop checked, the token only on its own origin."""
+        session = self.session_factory()
+        hops: list = []
+        for _ in range(MAX_REDIRECTS + 1):
+            hdrs = {"Accept-Encoding": "identity", **headers,
+                    **auth_headers(url, self.secrets, self.start_url, self.req.source)}
+            try:
+                resp = await session.get(url, headers=hdrs, allow_redirects=False)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                raise Retryable(f"cannot reach {urlsplit(url).hostname}: {_describe(e)}") from None
+            if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
+                hops.append(resp.headers)
+                location = urljoin(url, resp.headers["Location"])
+                resp.release()
+                check_redirect(url, location)
+                url = location
+                continue
+            if resp.status >= 400:
+                await self._raise_for_status(resp)
+            return resp, hops
+        raise DownloadError(f"{self.label}: too many redirects (more than {MAX_REDIRECTS}) from "
+                            f"{redact(self.start_url)}; the link is broken")
+
+    async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
+        status = resp.status
+        try:
+            body = (await resp.content.read(65536)).decode("utf-8", "replace")
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            body = ""
+        finally:
+            resp.release()
+        if status in RETRYABLE_STATUS:
+            raise Retryable(f"HTTP {status} from {resp.url.host}",
+                            parse_retry_after(resp.headers.get("Retry-After")))
+        raise self._http_error(status, resp.headers, body)
+
+    def _http_error(self, status: int, headers, body: str) -> FixerError:
+        """The specific, actionable error for a refusal (401/403/404/410/other 4xx)."""
+        service = token_name_for(self.start_url, self.req.source)
+        message = _server_message(headers, body)
+        if service == "HF_TOKEN":
+            repo = _hf_repo(self.start_url)
+            page = f"{hf_endpoint()}/{repo}" if repo else hf_endpoint()
+            has_token = bool(self.secrets.get("HF_TOKEN"))
+            if headers.get("X-Error-Code") == "GatedRepo":
+                who = ("the account of HF_TOKEN has not been granted access yet" if has_token
+                       else "no HF_TOKEN is set")
+                return AuthRequired("Hugging Face", f"{repo} is a gated repo and {who}: accept its license at "
+                                    f"{page} while signed in, then set HF_TOKEN to a token of that account")
+            if status in (401, 403):
+                if headers.get("X-Error-Code") == "RepoNotFound" or not has_token:
+                    return AuthRequired("Hugging Face", f"{repo or 'the repo'} is private or does not exist; check "
+                                        "the URL, and if it is private set HF_TOKEN to a token with access")
+                return AuthRequired("Hugging Face", f"HF_TOKEN was rejected ({message or status}); create a new "
+                                    "read token at huggingface.co/settings/tokens")
+            if status in (404, 410):
+                return NotFoundUpstream("Hugging Face", f"{_hf_path(self.start_url) or self.label} in {repo}")
+        if service == "CIVITAI_API_KEY":
+            has_key = bool(self.secrets.get("CIVITAI_API_KEY"))
+            if status == 401:
+                remedy = ("the CIVITAI_API_KEY was rejected: it is invalid or expired; create a new key in Civitai's "
+                          "account settings" if has_key else
+                          "this file needs a Civitai account: set CIVITAI_API_KEY (Civitai account settings, API keys)")
+                return AuthRequired("Civitai", f"{remedy} ({message})" if message else remedy)
+            if status == 403:
+                if "early access" in body.lower():
+                    deadline = re.search(r'"deadline"\s*:\s*"([^"]+)"', body)
+                    until = f" until {deadline.group(1)}" if deadline else ""
+                    return AuthRequired("Civitai", f"this version is in Early Access{until}; buy access on its "
+                                        "Civitai page with the account of CIVITAI_API_KEY, or choose another version")
+                return AuthRequired("Civitai", f"your account has no access to this file ({message or 'forbidden'}); "
+                                    "check that CIVITAI_API_KEY belongs to an account that may download it")
+            if status == 404:
+                return NotFoundUpstream("Civitai", f"{self.label} ({redact(self.start_url)})")
+            if status == 410:
+                return DownloadError(f"Civitai: {self.label} is archived and no longer downloadable ({message})")
+        host = urlsplit(self.start_url).hostname
+        if status in (401, 403):
+            return AuthRequired(str(host), f"HTTP {status} ({message or 'access denied'}); this host needs "
+                                "credentials the fixer does not have")
+        if status in (404, 410):
+            return NotFoundUpstream(str(host), f"{self.label} ({redact(self.start_url)})")
+        return DownloadError(f"{self.label}: {host} answered HTTP {status} ({message or 'no message'})")
+
+    # -- state on disk ---------------------------------------------------------------
+    def _resume_or_fresh(self, remote: Remote) -> None:
+        old = resume.load(self.t.part)
+        if old and os.path.exists(self.t.part) and remote.ranges and old.matches(
+                self.start_url, remote.validator, self.t.total):
+            self.done = [r for r in old.ranges if self.t.total is None or r[1] <= self.t.total]
+            action("download_resume", target=self.t.target, bytes_on_disk=resume.covered(self.done))
+        else:
+            if old or os.path.exists(self.t.part):
+                action("download_fresh", target=self.t.target,
+                       reason="no sidecar" if not old else "the remote file changed or does not support ranges")
+            resume.discard(self.t.part)
+            self.done = []
+        self.sidecar = resume.Sidecar(url=self.start_url, validator=remote.validator, total=self.t.total,
+                                      ranges=list(self.done), sha256=self.req.sha256)
+
+    def _check_space(self, needed: int) -> None:
+        where = str(Path(self.t.target).parent)
+        free = shutil.disk_usage(where).free
+        want = needed + self.config.min_free_margin_bytes
+        if free < want:
+            raise NotEnoughSpace(want, free, where)
+
+    def _open_part(self) -> None:
+        self.fd = os.open(self.t.part, os.O_RDWR | os.O_CREAT, 0o644)
+        resume.save(self.t.part, self.sidecar)
+        self.hasher = PrefixHasher(self.fd)
+        self.hasher.advance(resume.prefix_end(self.done))
+        self.t.bytes_done = resume.covered(self.done)
+
+    def _close_part(self, keep: bool) -> None:
+        if self.hasher:
+            self.hasher.abort()
+            self.hasher = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if keep and self.sidecar and os.path.exists(self.t.part):
+            self.sidecar.ranges = list(self.done)
+            resume.save(self.t.part, self.sidecar)
+        elif not keep:
+            resume.discard(self.t.part)
+            self.done = []
+
+    # -- fetching -----------------------------------------------------------------------
+    async def _fetch_all(self, probe: aiohttp.ClientResponse, remote: Remote, connections: int) -> None:
+        t = self.t
+        if t.total is None:  # no length known: one stream to EOF
+            pieces: deque[tuple[int, int | None]] = deque([(0, None)])
+        elif connections > 1:
+            pieces = deque(plan_pieces(resume.gaps(self.done, t.total), t.total, connections))
+        else:
+            pieces = deque(resume.gaps(self.done, t.total))
+        first = pieces[0] if pieces else None
+        handoff = probe if first is not None and first[0] == 0 else None
+        if handoff is None:
+            probe.close()
+        if not remote.ranges and first is not None and handoff is None:
+            raise ValidatorChanged("the server stopped honouring ranges")
+        self.connections_used = min(connections, len(pieces)) or 1
+        workers = [asyncio.create_task(self._worker(pieces, remote, handoff if i == 0 else None))
+                   for i in range(self.connections_used)]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if handoff is not None:
+                handoff.close()
+            raise
+
+    async def _worker(self, pieces: deque, remote: Remote, handoff: aiohttp.ClientResponse | None) -> None:
+        while pieces:
+            start, end = pieces.popleft()
+            await self._fetch_piece(start, end, remote, handoff)
+            handoff = None
+
+    async def _fetch_piece(self, start: int, end: int | None, remote: Remote,
+                           handoff: aiohttp.ClientResponse | None) -> None:
+        """Fetch [start, end) (end None: to EOF), retrying transient failures from where it stopped."""
+        failures = 0
+        pos = start
+        while True:
+            before = pos
+            try:
+                resp = handoff or await self._open_range(pos, end, remote)
+                handoff = None
+                reached = await self._stream(resp, pos, end)
+                if end is None:
+                    return
+                if reached >= end:
+                    return
+                raise Retryable(f"the connection closed at byte {reached} of {end}")
+            except Retryable as e:
+                pos = self._reached(start, end)
+                if pos - before >= WRITE_CHUNK:
+                    failures = 0  # it made progress: a flaky link, not a dead one
+                if failures >= self.retry.retries:
+                    raise DownloadError(f"{self.label}: {e} (gave up after {failures + 1} attempts at byte {pos}; "
+                                        "run again to resume)") from None
+                delay = retry_delay(failures, e.retry_after, self.retry)
+                action("download_retry", target=self.t.target, error=str(e), at=pos, wait=round(delay, 2),
+                       attempt=failures + 1)
+                failures += 1
+                await asyncio.sleep(delay)
+
+    def _reached(self, start: int, end: int | None) -> int:
+        """Where a piece starting at `start` has to continue: the end of the written run from `start`."""
+        for a, b in self.done:
+            if a <= start < b:
+                return b if end is None else min(b, end)
+        return start
+
+    async def _open_range(self, pos: int, end: int | None, remote: Remote) -> aiohttp.ClientResponse:
+        if end is None:
+            raise ValidatorChanged("the stream broke and the server does not support resuming")
+        headers = {"Range": f"bytes={pos}-{end - 1}"}
+        if remote.if_range:
+            headers["If-Range"] = remote.if_range
+        resp, _ = await self._open(remote.url, headers)
+        etag = _strip_etag(resp.headers.get("ETag"))
+        if resp.status == 200 or (remote.etag and etag and etag != remote.etag):
+            resp.close()
+            raise ValidatorChanged("the file on the server changed (ETag or range support) since the download began")
+        cr = _content_range_total(resp.headers.get("Content-Range"))
+        if resp.status != 206 or cr is None or cr[0] != pos or (cr[1] is not None and cr[1] != self.t.total):
+            resp.close()
+            raise Retryable(f"unexpected answer to a range request (HTTP {resp.status}, "
+                            f"{resp.headers.get('Content-Range')})")
+        return resp
+
+    async def _stream(self, resp: aiohttp.ClientResponse, pos: int, end: int | None) -> int:
+        """Copy the body into the .part from `pos`; returns the offset reached. Checks for stalls."""
+        loop = asyncio.get_running_loop()
+        buf = bytearray()
+        pending: asyncio.Future | None = None
+        pending_range = (0, 0)
+        window_start = time.monotonic()
+        window_bytes = 0
+        timeout = self.config.timeout_seconds
+        try:
+            while end is None or pos + len(buf) < end:
+                want = WRITE_CHUNK - len(buf) if end is None else min(WRITE_CHUNK - len(buf), end - pos - len(buf))
+                try:
+                    data = await resp.content.read(want)
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                    raise Retryable(f"download interrupted: {_describe(e)}") from None
+                if not data:
+                    break
+                buf += data
+                window_bytes += len(data)
+                now = time.monotonic()
+                if now - window_start >= timeout:
+                    if window_bytes < LOW_SPEED_BYTES_PER_S * (now - window_start):
+                        raise Retryable(f"the server sent only {window_bytes} bytes in {now - window_start:.1f} s "
+                                        f"(stalled; timeout {timeout:g} s)")
+                    window_start, window_bytes = now, 0
+                if len(buf) >= WRITE_CHUNK or (end is not None and pos + len(buf) >= end):
+                    if pending is not None:
+                        await pending
+                        self._written(*pending_range)
+                    pending_range = (pos, pos + len(buf))
+                    pending = loop.run_in_executor(self.pool, _pwrite_all, self.fd, bytes(buf), pos)
+                    pos += len(buf)
+                    buf = bytearray()
+            if buf:
+                if pending is not None:
+                    await pending
+                    self._written(*pending_range)
+                pending_range = (pos, pos + len(buf))
+                pending = loop.run_in_executor(self.pool, _pwrite_all, self.fd, bytes(buf), pos)
+                pos += len(buf)
+            if pending is not None:
+                await pending
+                self._written(*pending_range)
+                pending = None
+            return pos
+        except BaseException:
+            if pending is not None:  # the bytes handed to the kernel count; never claim unwritten ones
+                try:
+                    await asyncio.shield(pending)
+                except BaseException:
+                    pass
+                else:
+                    self._written(*pending_range)
+            raise
+        finally:
+            if end is not None and pos >= end:
+                resp.release()
+            else:
+                resp.close()
+
+    def _written(self, start: int, end: int) -> None:
+        self.done = resume.merge(self.done + [(start, end)])
+        self.t.bytes_done = resume.covered(self.done)
+        if self.hasher:
+            self.hasher.advance(resume.prefix_end(self.done))
+        now = time.monotonic()
+        if now - self._last_sidecar >= SIDECAR_INTERVAL and self.sidecar:
+            self._last_sidecar = now
+            self.sidecar.ranges = list(self.done)
+            resume.save(self.t.part, self.sidecar)
+        self._progress()
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        self._samples.append((now, self.t.bytes_done))
+        while len(self._samples) > 2 and now - self._samples[0][0] > 2.0:
+            self._samples.popleft()
+        t0, b0 = self._samples[0]
+        if now > t0:
+            self.t.speed = (self.t.bytes_done - b0) / (now - t0)
+        if force or now - self._last_emit >= PROGRESS_INTERVAL:
+            self._last_emit = now
+            self.emit(events.TransferProgress(self.t))
+
+    # -- verification ------------------------------------------------------------------
+    async def _verify_and_place(self, remote: Remote) -> None:
+        t = self.t
+        total = t.total if t.total is not None else resume.covered(self.done)
+        if t.total is None:
+            t.total = total
+        missing = resume.gaps(self.done, total)
+        if missing:
+            raise DownloadError(f"{self.label}: bytes {missing[0][0]}-{missing[0][1]} never arrived")
+        t.state = "verifying"
+        t.speed = 0.0
+        self._progress(force=True)
+        assert self.hasher is not None and self.fd is not None
+        self.hasher.finish(total)
+        digest = await asyncio.to_thread(self.hasher.result)
+        self.hasher = None
+        t.sha256 = digest
+        os.close(self.fd)
+        self.fd = None
+        await asyncio.to_thread(self._checks, total, digest)
+        os.replace(t.part, t.target)
+        resume.discard(t.part)  # the sidecar; the .part itself is already renamed
+        t.bytes_done = total
+        action("verify", target=t.target, size=total, sha256=digest, expected_sha256=self.req.sha256)
+
+    def _checks(self, total: int, digest: str) -> None:
+        verify.check_size(self.t.part, self.req.expected_size or total, self.label)
+        verify.check_sha256(digest, self.req.sha256, self.label)
+        if verify.looks_safetensors(self.req.filename):
+            verify.check_safetensors(self.t.part, self.label)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out waiting for data"
+    text = str(e) or type(e).__name__
+    return re.sub(r"(token|api_key)=[^&\s'\"]+", r"\1=***", text)
+
+
+def _server_message(headers, body: str) -> str:
+    if headers.get("X-Error-Message"):
+        return headers["X-Error-Message"]
+    m = re.search(r'"message"\s*:\s*"([^"]+)"', body) or re.search(r'"error"\s*:\s*"([^"]+)"', body)
+    if m:
+        return m.group(1)
+    return body.strip()[:200] if body and "<html" not in body.lower() else ""
+
+
+def _hf_repo(url: str) -> str:
+    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
+    if "resolve" in parts:
+        i = parts.index("resolve")
+        return "/".join(parts[:i])
+    return "/".join(parts[:2])
+
+
+def _hf_path(url: str) -> str:
+    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
+    if "resolve" in parts:
+        return "/".join(parts[parts.index("resolve") + 2:])
+    return ""

@@ -1,0 +1,198 @@
+"""TransferManager: the queue of downloads of one run (CLI) or one ComfyUI session (panel).
+
+At most `max_concurrent` files at once; the same target submitted twice is downloaded once.
+Failures never raise out of `submit`/`wait`: they end as state "failed" with a message.
+It also writes the seed outputs when given an output folder: a curl script per download,
+`downloaded_models.json`, and the batch verification report every `verify_batch_every` files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import aiohttp
+
+from .. import events
+from ..actionlog import action
+from ..config import DownloadConfig
+from ..errors import FixerError
+from ..models import Transfer, TransferRequest
+from ..names import confine
+from . import verify
+from .engine import FileJob, RetryPolicy
+from .policy import redact
+from .resume import part_path
+from .scripts import write_script
+
+log = logging.getLogger("fixer.transfer")
+
+DOWNLOADED_FILE = "downloaded_models.json"
+REPORT_FILE = "verification_report.json"
+READ_BUFSIZE = 1 << 20  # aiohttp's per-connection buffer; bounds memory per connection
+
+
+class TransferManager:
+    def __init__(self, config: DownloadConfig, secrets: dict[str, str], bus: events.EventBus | None = None,
+                 output_dir: Path | None = None, retry: RetryPolicy | None = None):
+        self.config = config
+        self.secrets = dict(secrets)
+        self.bus = bus
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.retry = retry or RetryPolicy(retries=config.retries)
+        self.transfers: dict[str, Transfer] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._sem: asyncio.Semaphore | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._batch: list[Transfer] = []
+        self.report = verify.BatchReport()
+
+    # -- public ----------------------------------------------------------------------
+    async def submit(self, req: TransferRequest, dest_root: str) -> Transfer:
+        """Queue one download; returns its Transfer at once (the same one for a repeated target)."""
+        try:
+            target = str(confine(dest_root, req.filename))
+        except FixerError as e:
+            t = Transfer(request=req, target=os.path.join(dest_root, req.filename), part="", state="failed",
+                         error=str(e))
+            action("download_failed", target=t.target, url=redact(req.url), error=str(e))
+            self._finished(t)
+            return t
+        existing = self.transfers.get(target)
+        if existing is not None and existing.state not in ("failed", "cancelled"):
+            return existing  # queued, running or done: one download per target
+        t = Transfer(request=req, target=target, part=str(part_path(target)), total=req.expected_size)
+        self.transfers[target] = t
+        if self.output_dir is not None:
+            try:
+                write_script(self.output_dir, req, target, req.expected_size)
+            except OSError as e:  # a script is a convenience; it must not stop the download
+                log.warning("could not write the download script for %s: %s", req.filename, e)
+        self._tasks[target] = asyncio.create_task(self._run(t, dest_root), name=f"download {req.filename}")
+        self._emit(events.TransferProgress(t))
+        return t
+
+    async def wait(self) -> list[Transfer]:
+        """Until every submitted transfer has finished (done, failed or cancelled); then flushes reports."""
+        while True:
+            pending = [task for task in self._tasks.values() if not task.done()]
+            if not pending:
+                break
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self._flush_batch()
+        await self.close()
+        return list(self.transfers.values())
+
+    def cancel(self, target: str | None = None) -> None:
+        """Cancel one download (by target path) or all; the .part and sidecar stay for a resume."""
+        for key, task in self._tasks.items():
+            if target is None or key == target or os.path.abspath(target) == key:
+                task.cancel()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- internals -------------------------------------------------------------------------
+    def _session_factory(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.timeout_seconds,
+                                            sock_read=self.config.timeout_seconds)
+            limit = max(1, self.config.max_concurrent) * max(1, self.config.connections_per_file) + 4
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
+                read_bufsize=READ_BUFSIZE, headers={"User-Agent": "ComfyFixerSmart/0.1"})
+        return self._session
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fixer-write")
+        return self._pool
+
+    async def _run(self, t: Transfer, dest_root: str) -> None:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(max(1, self.config.max_concurrent))
+        try:
+            async with self._sem:
+                job = FileJob(t, dest_root, self.config, self.secrets, self._session_factory, self._executor(),
+                              self._emit, self.retry)
+                await job.run()
+        except asyncio.CancelledError:
+            if t.state not in ("done", "failed"):
+                t.state = "cancelled"
+        finally:
+            self._finished(t)
+            if t.state == "done":
+                self._batch.append(t)
+                if len(self._batch) >= max(1, self.config.verify_batch_every):
+                    await self._flush_batch()
+
+    def _finished(self, t: Transfer) -> None:
+        self._emit(events.TransferDone(t))
+        if self.output_dir is not None:
+            try:
+                record_download(self.output_dir / DOWNLOADED_FILE, t)
+            except OSError as e:
+                log.warning("could not update %s: %s", DOWNLOADED_FILE, e)
+
+    async def _flush_batch(self) -> None:
+        """The seeds' batch check (exists, size, header); recorded, never stops the run."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        entries = [(t.request.model_name or t.request.filename, t.target, t.total) for t in batch]
+        verified, failed = await asyncio.to_thread(verify.verify_batch, entries)
+        self.report.verified += verified
+        self.report.failed += failed
+        action("verify_batch", verified=len(verified), failed=len(failed))
+        self._emit(events.VerificationReport(verified=verified, failed=failed))
+        if self.output_dir is not None:
+            try:
+                verify.write_report(self.output_dir / REPORT_FILE, self.report)
+            except OSError as e:
+                log.warning("could not write %s: %s", REPORT_FILE, e)
+
+    def _emit(self, event: events.Event) -> None:
+        if self.bus is not None:
+            self.bus.emit(event)
+
+
+def transfer_record(t: Transfer) -> dict:
+    """One entry of downloaded_models.json (no tokens: the URL is redacted)."""
+    req = t.request
+    return {"name": req.model_name or req.filename, "filename": req.filename, "folder": req.folder,
+            "path": t.target, "url": redact(req.url), "source": req.source, "state": t.state, "size": t.total,
+            "sha256": t.sha256, "expected_sha256": req.sha256, "error": t.error, "warning": t.warning}
+
+
+def record_download(path: Path, t: Transfer) -> None:
+    """Add or replace this target's entry in downloaded_models.json (kept across runs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data.get("downloads", []) if isinstance(data, dict) else []
+    except (OSError, ValueError):
+        entries = []
+    entries = [e for e in entries if isinstance(e, dict) and e.get("path") != t.target]
+    entries.append(transfer_record(t))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"downloads": entries}, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+async def download_one(req: TransferRequest, dest_root: str, config: DownloadConfig, secrets: dict[str, str],
+                       bus: events.EventBus | None = None, output_dir: Path | None = None) -> Transfer:
+    """Download one file and wait for it (the `get` command, tests)."""
+    mgr = TransferManager(config, secrets, bus=bus, output_dir=output_dir)
+    t = await mgr.submit(req, dest_root)
+    await mgr.wait()
+    return t
