@@ -93,7 +93,7 @@ class Pack:
     stars: int | None = None
     order: int = 0  # position in extension-node-map.json
     preempts: frozenset[str] = frozenset()
-    node_count: int = 0
+    node_types: tuple[str, ...] = ()  # as the map lists them (ComfyUI-Manager's /getmappings echoes this)
 
     @property
     def key(self) -> str:
@@ -258,7 +258,7 @@ def read_index_data(folder: Path) -> IndexData:
             stars=s if isinstance(s, int) else None,
             order=order,
             preempts=frozenset(p for p in meta.get("preemptions") or [] if isinstance(p, str)),
-            node_count=len(names),
+            node_types=tuple(names),
         )
         if key in data.packs:
             continue
