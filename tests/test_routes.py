@@ -1,0 +1,257 @@
+"""The /comfyfixer routes: request checks as pure functions, then through aiohttp's test client."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+
+import server_routes as sr
+from server_routes import RequestRefused
+
+JSON = {"Content-Type": "application/json"}
+
+
+# ---- pure checks -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("origin,host", [
+    (None, "127.0.0.1:8188"),
+    ("http://127.0.0.1:8188", "127.0.0.1:8188"),
+    ("http://192.168.1.20:8188", "192.168.1.20:8188"),
+    ("https://comfy.example.org", "comfy.example.org:443"),
+    ("http://LOCALHOST:8188", "localhost:8188"),
+])
+def test_same_origin_or_no_origin_is_allowed(origin, host):
+    scheme = "https" if origin and origin.startswith("https") else "http"
+    assert sr.cross_origin_reason(origin, host, scheme) is None
+
+
+@pytest.mark.parametrize("origin,host", [
+    ("http://evil.example", "127.0.0.1:8188"),
+    ("http://evil.example", "0.0.0.0:8188"),
+    ("http://evil.example:8188", "192.168.1.20:8188"),
+    ("http://192.168.1.20:9999", "192.168.1.20:8188"),
+    ("http://127.0.0.1", "127.0.0.1:8188"),
+    ("null", "127.0.0.1:8188"),
+    ("file://", "127.0.0.1:8188"),
+    ("http://127.0.0.1:8188", None),
+])
+def test_cross_origin_is_refused(origin, host):
+    assert "Cross-origin request refused" in sr.cross_origin_reason(origin, host, "http")
+
+
+@pytest.mark.parametrize("ct", ["application/json", "application/json; charset=utf-8", "Application/JSON"])
+def test_json_content_types_are_accepted(ct):
+    assert sr.json_content_type_reason(ct) is None
+
+
+@pytest.mark.parametrize("ct", [None, "", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_non_json_content_types_are_refused(ct):
+    assert "Content-Type: application/json" in sr.json_content_type_reason(ct)
+
+
+@pytest.mark.parametrize("raw,words", [(b"", "empty"), (b"{not json", "not valid JSON"),
+                                        (b"[1, 2]", "must be a JSON object"), (b"\xff\xfe", "not valid JSON")])
+def test_decode_body_refuses_what_is_not_a_json_object(raw, words):
+    with pytest.raises(RequestRefused, match=words) as e:
+        sr.decode_body(raw)
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize("name", ["../x.safetensors", "a/../../x.safetensors", "/etc/passwd", "C:/x.safetensors",
+                                  "c:\\models\\x.safetensors", "\\\\server\\share\\x.safetensors", "a\x00b",
+                                  "a\nb.safetensors"])
+def test_model_names_that_leave_the_folder_are_refused(name):
+    with pytest.raises(RequestRefused) as e:
+        sr.field_model_name({"name": name})
+    assert e.value.status == 400 and "'name'" in e.value.message
+
+
+def test_model_name_with_subfolder_is_accepted():
+    assert sr.field_model_name({"name": "SDXL/x.safetensors"}) == "SDXL/x.safetensors"
+
+
+def test_items_must_be_a_list_of_safe_names():
+    assert sr.field_items({"items": ["a.safetensors", "sub/b.pt"]}) == ["a.safetensors", "sub/b.pt"]
+    with pytest.raises(RequestRefused, match=r"'items\[1\]' must be a string"):
+        sr.field_items({"items": ["a.safetensors", 3]})
+    with pytest.raises(RequestRefused, match=r"'items\[0\]'"):
+        sr.field_items({"items": ["../a.safetensors"]})
+    with pytest.raises(RequestRefused, match="'items' must be a list"):
+        sr.field_items({"items": "a.safetensors"})
+
+
+@pytest.mark.parametrize("folder", ["../loras", "loras/x", "/abs", "..", ""])
+def test_folder_must_be_a_plain_key(folder):
+    with pytest.raises(RequestRefused, match="'folder'"):
+        sr.field_folder({"folder": folder})
+
+
+@pytest.mark.parametrize("path", ["relative/x.safetensors", "x.safetensors", "C:x"])
+def test_relink_path_must_be_absolute(path):
+    with pytest.raises(RequestRefused, match="'path' must be an absolute path"):
+        sr.field_abs_path({"path": path})
+
+
+@pytest.mark.parametrize("pack_id", ["comfyui-foo", "github-user/repo.name", "rgthree-comfy"])
+def test_pack_ids_in_manager_form_are_accepted(pack_id):
+    assert sr.field_pack_id({"pack_id": pack_id}) == pack_id
+
+
+@pytest.mark.parametrize("pack_id", ["../x", "a/b/c", "https://github.com/a/b", "a b", "-rf"])
+def test_pack_ids_that_are_not_ids_are_refused(pack_id):
+    with pytest.raises(RequestRefused, match="'pack_id'"):
+        sr.field_pack_id({"pack_id": pack_id})
+
+
+def test_settings_patch_keeps_known_typed_fields():
+    patch = {"hf_token": " hf_abc ", "civitai_api_key": "", "max_concurrent": 2, "allow_pickle": False}
+    assert sr.settings_patch(patch) == {"hf_token": "hf_abc", "civitai_api_key": "", "max_concurrent": 2,
+                                        "allow_pickle": False}
+
+
+@pytest.mark.parametrize("patch,field", [({"nope": 1}, "'nope' is not a setting"),
+                                          ({"max_concurrent": "3"}, "'max_concurrent' must be a whole number"),
+                                          ({"max_concurrent": 0}, "'max_concurrent' must be a whole number"),
+                                          ({"connections_per_file": True}, "'connections_per_file'"),
+                                          ({"allow_pickle": "yes"}, "'allow_pickle' must be true or false"),
+                                          ({"hf_token": 5}, "'hf_token' must be a string"),
+                                          ({"hf_token": "a b"}, "'hf_token' is not a token")])
+def test_settings_patch_refuses_bad_fields_by_name(patch, field):
+    with pytest.raises(RequestRefused, match=field):
+        sr.settings_patch(patch)
+
+
+def test_public_settings_drop_token_values():
+    out = sr.public_settings({"hf_token": "secret", "civitai_api_key": "secret", "hf_token_set": True})
+    assert out == {"hf_token_set": True}
+
+
+# ---- through aiohttp, refused before the service is touched ------------------------------------
+
+def untouchable_service():
+    raise AssertionError("a refused request must not reach the service")
+
+
+@pytest.fixture
+async def refusing_client(aiohttp_client):
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service, install_pack=lambda pack_id: None, max_body_bytes=4096)
+    app = web.Application()
+    app.add_routes(routes)
+    return await aiohttp_client(app)
+
+
+POST_ROUTES = ["scan", "fix", "cancel", "retry", "relink", "settings", "portable", "install_pack"]
+
+
+def test_every_contract_route_is_registered_once():
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service)
+    got = sorted((r.method, r.path) for r in routes)
+    want = sorted([("POST", f"/comfyfixer/{p}") for p in POST_ROUTES]
+                  + [("GET", "/comfyfixer/status"), ("GET", "/comfyfixer/settings")])
+    assert got == want
+
+
+@pytest.mark.parametrize("route", POST_ROUTES)
+async def test_cross_origin_post_is_refused_on_a_lan_host(refusing_client, route):
+    r = await refusing_client.post(f"/comfyfixer/{route}", json={"workflow": {}},
+                                   headers={"Origin": "http://evil.example", "Host": "192.168.1.20:8188"})
+    assert r.status == 403
+    assert "Cross-origin" in (await r.json())["error"]
+
+
+async def test_cross_origin_post_is_refused_when_listening_on_all_interfaces(refusing_client):
+    r = await refusing_client.post("/comfyfixer/fix", json={"workflow": {}},
+                                   headers={"Origin": "http://attacker.test:8188", "Host": "0.0.0.0:8188"})
+    assert r.status == 403
+
+
+async def test_cross_origin_get_is_refused(refusing_client):
+    r = await refusing_client.get("/comfyfixer/settings", headers={"Origin": "http://evil.example"})
+    assert r.status == 403
+
+
+@pytest.mark.parametrize("ct", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_post_without_json_content_type_is_refused(refusing_client, ct):
+    r = await refusing_client.post("/comfyfixer/fix", data=b'{"workflow": {}}', headers={"Content-Type": ct})
+    assert r.status == 415
+    assert "application/json" in (await r.json())["error"]
+
+
+@pytest.mark.parametrize("raw,words", [(b"{oops", "not valid JSON"), (b"[]", "must be a JSON object"),
+                                        (b"", "empty")])
+async def test_post_with_a_body_that_is_not_a_json_object_is_refused(refusing_client, raw, words):
+    r = await refusing_client.post("/comfyfixer/scan", data=raw, headers=JSON)
+    assert r.status == 400
+    assert words in (await r.json())["error"]
+
+
+@pytest.mark.parametrize("route,body,words", [
+    ("scan", {}, "'workflow' is missing"),
+    ("scan", {"workflow": []}, "'workflow' must be a workflow JSON object"),
+    ("scan", {"workflow": {}, "name": 7}, "'name' must be a string"),
+    ("fix", {"workflow": {}, "items": "x.safetensors"}, "'items' must be a list"),
+    ("retry", {}, "'name' is missing"),
+    ("retry", {"name": ""}, "'name' is empty"),
+    ("retry", {"name": "../../x.safetensors"}, "'name' '../../x.safetensors' is refused"),
+    ("cancel", {"name": "/abs/x.safetensors"}, "'name' '/abs/x.safetensors' is refused"),
+    ("relink", {"name": "x.safetensors", "folder": "loras"}, "'path' is missing"),
+    ("relink", {"name": "C:\\x.safetensors", "folder": "loras", "path": "/m/x"}, "'name'"),
+    ("relink", {"name": "x.safetensors", "folder": "../loras", "path": "/m/x"}, "'folder'"),
+    ("settings", {"max_concurrent": "many"}, "'max_concurrent'"),
+    ("portable", {"workflow": "x"}, "'workflow'"),
+    ("install_pack", {"pack_id": "../evil"}, "'pack_id'"),
+])
+async def test_bad_bodies_are_refused_naming_the_field(refusing_client, route, body, words):
+    r = await refusing_client.post(f"/comfyfixer/{route}", json=body)
+    assert r.status == 400
+    assert words in (await r.json())["error"]
+
+
+async def test_huge_body_with_content_length_is_refused(aiohttp_client):
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service)  # the default cap
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    big = b'{"workflow": {"x": "' + b"a" * (sr.MAX_BODY_BYTES + 1) + b'"}}'
+    r = await client.post("/comfyfixer/scan", data=big, headers=JSON)
+    assert r.status == 413
+    assert "larger than" in (await r.json())["error"]
+
+
+async def test_huge_chunked_body_is_refused(refusing_client):
+    async def chunks():
+        yield b'{"workflow": {"x": "'
+        for _ in range(10):
+            yield b"a" * 1024
+        yield b'"}}'
+
+    r = await refusing_client.post("/comfyfixer/scan", data=chunks(), headers=JSON)
+    assert r.status == 413
+
+
+async def test_install_pack_without_manager_is_409(aiohttp_client):
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service, install_pack=lambda pack_id: None)
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
+    assert r.status == 409
+    assert "ComfyUI-Manager" in (await r.json())["error"]
+
+
+async def test_install_pack_queues_with_the_installer(aiohttp_client):
+    queued = []
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service,
+                  install_pack=lambda pack_id: queued.append(pack_id) or "restart ComfyUI")
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
+    assert r.status == 202
+    assert await r.json() == {"ok": True, "message": "restart ComfyUI"}
+    assert queued == ["comfyui-foo"]
