@@ -18,6 +18,7 @@ publisher, or one with ten times the downloads, wins; otherwise the choice goes 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -51,6 +52,7 @@ STOPWORDS = frozenset({
     "comfy", "comfyui", "unet", "weights", "base", "dev", "full", "fp8mixed", "fp8_scaled", "int8", "fp4", "nvfp4",
     "image", "video", "edit", "distilled", "step", "steps", "high", "low", "noise", "repackaged", "split", "files",
     "gguf", "q4", "q8", "v1", "v2", "v3", "lite", "large", "small", "medium", "turbo", "upscaler", "control", "and",
+    "t2v", "i2v", "ti2v", "s2v", "t2i", "i2i", "v2v", "fun", "inp", "fp8e4m3fn", "scaled_fp8",
 })
 SEARCH_LIMIT = 50
 FOLDER_WORDS = {**{f: f for f in CORE_FOLDERS}, "unet": "diffusion_models", "clip": "text_encoders",
@@ -96,23 +98,25 @@ def trusted(repo_id: str) -> bool:
 _SPLIT = re.compile(r"[\s_\-]+")
 
 
-def search_terms(name: str) -> list[str]:
-    """Repo-id substrings worth searching for a file name, most specific first (at most five)."""
+def search_terms(name: str) -> tuple[list[str], list[str]]:
+    """(broad, narrow) repo-id substrings for a file name.
+
+    Broad terms are the distinctive words (`wan`, `hidream`); narrow ones the whole stem (exact-name
+    mirrors) and the leading two words (`wan_2.1`). Every repo a narrow term finds, its broad word finds
+    too, so narrow terms are asked only when a broad answer was cut off at the page limit, as it always
+    is on the real Hub for popular words.
+    """
     s = stem(name)
     words = [w for w in _SPLIT.split(s) if w]
-    terms: list[str] = [s]
-    if len(words) >= 2:
-        terms.append(f"{words[0]}_{words[1]}")
-        terms.append(f"{words[0]}-{words[1]}")
+    broad: list[str] = []
     for w in words:
         for part in (w.lower(), re.match(r"[a-z]*", w.lower()).group(0)):  # "wan2.1" -> "wan"
-            if len(part) >= 3 and part not in STOPWORDS and not part.isdigit() and not re.fullmatch(r"v?\d+(\.\d+)*b?", part):
-                terms.append(part)
-    out: list[str] = []
-    for t in terms:
-        if t.lower() not in (o.lower() for o in out):
-            out.append(t)
-    return out[:6]
+            if len(part) >= 3 and part not in STOPWORDS and not re.fullmatch(r"v?\d+(\.\d+)*[bkp]?", part) \
+                    and part not in broad:
+                broad.append(part)
+    narrow = [s] + ([f"{words[0]}_{words[1]}", f"{words[0]}-{words[1]}"] if len(words) >= 2 else [])
+    narrow = [t for i, t in enumerate(narrow) if t.lower() not in [x.lower() for x in narrow[:i]] + broad]
+    return broad[:3], narrow
 
 
 # ---------------------------------------------------------------- API calls ----------------------------
@@ -233,19 +237,32 @@ class HuggingFaceSource:
 
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
-        terms = search_terms(ref.basename)
-        queries = [{"search": t} for t in terms] + [{"author": "Comfy-Org", "search": t} for t in terms[1:4]]
+        broad, narrow = search_terms(ref.basename)
         items: dict[str, dict[str, Any]] = {}
-        errors = 0
-        for q in queries:
-            try:
-                for item in await list_models(run, ref, **q):
+        failed: list[str] = []
+
+        async def ask(queries: list[dict[str, str]]) -> bool:
+            """True when some answer filled a whole page (the Hub had more to say)."""
+            answers = await asyncio.gather(*(list_models(run, ref, **q) for q in queries), return_exceptions=True)
+            full = False
+            for q, a in zip(queries, answers):
+                if isinstance(a, BaseException):
+                    if not isinstance(a, (aiohttp.ClientError, TimeoutError)):
+                        raise a
+                    failed.append(_q(q))
+                    run.history.record("huggingface", _q(q), f"unreachable: {a.__class__.__name__}", ref.name)
+                    continue
+                full = full or len(a) >= SEARCH_LIMIT
+                for item in a:
                     items.setdefault(item.get("id", ""), item)
-            except (aiohttp.ClientError, TimeoutError) as e:
-                errors += 1
-                run.history.record("huggingface", _q(q), f"unreachable: {e.__class__.__name__}", ref.name)
-        found.tried.append(f"Hugging Face: searched repo ids for {', '.join(repr(t) for t in terms)} "
-                           f"({len(items)} repos){'; some searches failed' if errors else ''}")
+            return full
+
+        asked = list(broad)
+        if not broad or await ask([{"search": t} for t in broad]):
+            asked += narrow
+            await ask([{"search": t} for t in narrow] + [{"author": o, "search": t} for o in COMFY_ORGS[:1] for t in broad])
+        found.tried.append(f"Hugging Face: searched repo ids for {', '.join(repr(t) for t in asked)} "
+                           f"({len(items)} repos){'; unreachable for ' + ', '.join(failed) if failed else ''}")
         matches = await self._matches(ref, run, items, found)
         if not matches:
             found.tried.append(f"Hugging Face: no repo among them holds a file named {ref.basename}")
