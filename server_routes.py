@@ -9,11 +9,10 @@ so tests hit them directly as well as through aiohttp's test client.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import sys
 import unicodedata
-import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
@@ -43,7 +42,7 @@ SETTINGS_TYPES: dict[str, type] = {
 SECRET_SETTINGS = ("hf_token", "civitai_api_key")
 # FixerError subclasses whose HTTP status is not 400. Matched by class name so the pack's copy of
 # the engine (`<pack>.fixer`) and a top-level `fixer` map alike.
-STATUS_BY_ERROR = {"RunBusy": 409}
+STATUS_BY_ERROR = {"RunBusy": 409, "ManagerError": 409}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -290,15 +289,15 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
 
 
 def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
-               install_pack: Callable[[str], str | None] | None = None,
+               install_pack: Callable[[str], Awaitable[str | None]] | None = None,
                max_body_bytes: int = MAX_BODY_BYTES) -> None:
     """Register the /comfyfixer routes of the contract on `routes` (exactly once per table).
 
-    `get_service()` returns the FixerService (created lazily by the caller). `install_pack(pack_id)`
+    `get_service()` returns the FixerService (created lazily by the caller). `await install_pack(pack_id)`
     queues a node pack install and returns a message, or None when no installer is available
-    (default: ComfyUI-Manager in this process).
+    (default: the ComfyUI-Manager this ComfyUI runs).
     """
-    installer = install_pack or manager_install
+    installer = install_pack or comfy_install_pack
 
     def post(path: str) -> Callable:
         def deco(fn):
@@ -363,7 +362,7 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     @post("/install_pack")
     async def install(request: web.Request, body: dict[str, Any]) -> web.Response:
         pack_id = field_pack_id(body)
-        message = installer(pack_id)
+        message = await installer(pack_id)
         if message is None:
             raise RequestRefused(409, f"ComfyUI-Manager is not running in this ComfyUI, so {pack_id} cannot be "
                                       "installed from here. Start ComfyUI with --enable-manager, or install "
@@ -447,19 +446,45 @@ def build_comfy_service() -> Any:
     return svc
 
 
-def manager_install(pack_id: str) -> str | None:
-    """Queue `pack_id` with the ComfyUI-Manager running in this process; None when there is none.
+def comfy_base_url() -> str:
+    """How this process reaches its own ComfyUI server (Manager's install API is HTTP only)."""
+    from server import PromptServer
 
-    Only the Manager package ComfyUI loads with --enable-manager (comfyui_manager.glob) keeps a
-    task queue we can hand work to; the legacy UI and old custom-node Managers do not.
+    ps = PromptServer.instance
+    address, port = getattr(ps, "address", None) or "127.0.0.1", getattr(ps, "port", 8188)
+    if address in ("0.0.0.0", "::", ""):
+        address = "127.0.0.1"  # listening everywhere: loopback reaches it without leaving the host
+    if ":" in address:
+        address = f"[{address}]"
+    try:
+        from comfy.cli_args import args
+        scheme = "https" if getattr(args, "tls_keyfile", None) else "http"
+    except ImportError:
+        scheme = "http"
+    return f"{scheme}://{address}:{port}"
+
+
+async def comfy_install_pack(pack_id: str) -> str | None:
+    """Queue `pack_id` with the ComfyUI-Manager this ComfyUI runs; None when it runs none.
+
+    The API is told apart by Manager's routes on our own server, looked up now: Manager may
+    register after this pack. The pack id is what the scan's `packs[].id` says: a registry id
+    or "github-user/repo".
     """
-    mgr = sys.modules.get("comfyui_manager.glob.manager_server")
-    queue = getattr(getattr(mgr, "TaskQueue", None), "instance", None)
-    if queue is None:
+    from server import PromptServer
+
+    manager, nodepacks = _engine("manager"), _engine("nodepacks")
+    paths = [getattr(getattr(r, "resource", None), "canonical", None) for r in PromptServer.instance.app.router.routes()]
+    api = manager.detect_from_routes(paths)
+    if api is None:
         return None
-    queue.put({"ui_id": f"comfyfixer-{uuid.uuid4().hex[:12]}", "client_id": "comfyfixer", "kind": "install",
-               "params": {"id": pack_id, "version": "latest", "selected_version": "latest",
-                          "mode": "remote", "channel": "default"}})
-    queue.start_worker()
-    log.info("comfyfixer: queued install of node pack %s with ComfyUI-Manager", pack_id)
-    return f"ComfyUI-Manager is installing {pack_id}; restart ComfyUI when it is done."
+    import folder_paths
+
+    index = await asyncio.to_thread(nodepacks.PackIndex.load, folder_paths.base_path)
+    if "/" in pack_id:
+        pack: Any = index.pack(f"https://github.com/{pack_id}") or {"title": pack_id,
+                                                                     "repository": f"https://github.com/{pack_id}"}
+    else:
+        pack = index.pack_by_id(pack_id) or {"title": pack_id, "cnr_id": pack_id}
+    queued = await manager.queue_install(comfy_base_url(), pack, api, index=index)
+    return f"ComfyUI-Manager is installing {queued.title}. {manager.RESTART_NOTE}"

@@ -132,10 +132,14 @@ def untouchable_service():
     raise AssertionError("a refused request must not reach the service")
 
 
+async def no_manager(pack_id: str) -> None:
+    return None
+
+
 @pytest.fixture
 async def refusing_client(aiohttp_client):
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service, install_pack=lambda pack_id: None, max_body_bytes=4096)
+    sr.add_routes(routes, untouchable_service, install_pack=no_manager, max_body_bytes=4096)
     app = web.Application()
     app.add_routes(routes)
     return await aiohttp_client(app)
@@ -234,7 +238,7 @@ async def test_huge_chunked_body_is_refused(refusing_client):
 
 async def test_install_pack_without_manager_is_409(aiohttp_client):
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service, install_pack=lambda pack_id: None)
+    sr.add_routes(routes, untouchable_service, install_pack=no_manager)
     app = web.Application()
     app.add_routes(routes)
     client = await aiohttp_client(app)
@@ -245,9 +249,13 @@ async def test_install_pack_without_manager_is_409(aiohttp_client):
 
 async def test_install_pack_queues_with_the_installer(aiohttp_client):
     queued = []
+
+    async def installer(pack_id: str) -> str:
+        queued.append(pack_id)
+        return "restart ComfyUI"
+
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service,
-                  install_pack=lambda pack_id: queued.append(pack_id) or "restart ComfyUI")
+    sr.add_routes(routes, untouchable_service, install_pack=installer)
     app = web.Application()
     app.add_routes(routes)
     client = await aiohttp_client(app)
