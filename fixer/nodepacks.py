@@ -610,10 +610,10 @@ def _natural(node_id: str) -> tuple:
 
 
 def packs_markdown(matches: list[PackMatch]) -> str:
-    """The "Missing custom nodes" section of output/summary_report.md, grouped by pack."""
-    lines = ["## Missing custom nodes", ""]
+    """The body of summary_report.md's "Missing custom nodes" section (the caller writes the heading)."""
+    lines: list[str] = []
     if not matches:
-        return "\n".join(lines + ["No node types are missing.", ""])
+        return "No node types are missing.\n"
     n_types = sum(len(m.node_types) for m in matches)
     packs = [m for m in matches if m.matched_by not in ("update_comfyui", "unknown")]
     unknown = [m for m in matches if m.matched_by == "unknown"]

@@ -331,8 +331,7 @@ def test_packs_markdown_groups_types_and_workflows_by_pack(real):
             make_ref("EmptyFutureLatent", "c.json", cnr_id="comfy-core", ver="0.9.2"),
             make_ref("Zq9 Nobody Ships This", "d.json")]
     md = packs_markdown(match_missing_nodes(refs, real, RUNNING))
-    assert md.startswith("## Missing custom nodes")
-    assert "4 missing node type(s): 1 pack(s) to install, ComfyUI to update, 1 type(s) no list knows." in md
+    assert md.startswith("4 missing node type(s): 1 pack(s) to install, ComfyUI to update, 1 type(s) no list knows.")
     section = md.split("### Comfyroll Studio")[1].split("###")[0]
     assert "`CR Image Output`, `CR Seed to Int`" in section and "a.json, b.json" in section
     assert "git clone https://github.com/Suzie1/ComfyUI_Comfyroll_CustomNodes" in section
