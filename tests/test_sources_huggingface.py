@@ -1,0 +1,119 @@
+"""Hugging Face source against the fake Hub: search semantics, exact names in subfolders, decoys, gated, errors."""
+
+from __future__ import annotations
+
+from fixer.config import SearchConfig
+from fixer.models import ModelHint, ModelRef
+from fixer.resolve import ResolveContext, Resolver
+from fixer.sources.huggingface import folder_from_path, parse_hf_url, search_terms
+from tests.fake_upstream import Fault
+from tests.fake_upstream.api_routes import add_hf_repo
+
+SHA = {k: k * 64 for k in "abcdef"}
+
+
+async def hf_only(ref: ModelRef, secrets: dict | None = None, tmp_path=None):
+    ctx = ResolveContext(config=SearchConfig(civitai=False, use_catalogs=False, retries=2), secrets=secrets or {},
+                         inventory=None, state_dir=tmp_path, comfyui_root=None)
+    return [r async for r in Resolver(ctx).resolve([ref])][0]
+
+
+def test_search_terms_come_from_the_words_of_the_file_name():
+    assert search_terms("clip_l_hidream.safetensors") == (["hidream"], ["clip_l_hidream", "clip_l", "clip-l"])
+    assert search_terms("wan2.1_t2v_14B_fp16.safetensors")[0] == ["wan2.1", "wan"]
+
+
+def test_folder_comes_from_repackaged_path():
+    assert folder_from_path("split_files/vae/wan_2.1_vae.safetensors") == "vae"
+    assert folder_from_path("split_files/unet/x.safetensors") == "diffusion_models"
+    assert folder_from_path("x.safetensors") is None
+
+
+def test_parse_hf_url_reads_repo_revision_and_subfolder_path():
+    url = "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors?download=true"
+    assert parse_hf_url(url, "http://x") == ("Comfy-Org/flux2-dev", "main", "split_files/vae/flux2-vae.safetensors")
+
+
+async def test_file_in_a_subfolder_of_a_repo_found_by_a_word_of_its_name(upstream):
+    r = await hf_only(ModelRef("mistral_3_small_flux2_fp8.safetensors", "text_encoders"))
+    assert r.source == "huggingface"
+    assert r.chosen.ids["repo_id"] == "Comfy-Org/flux2-dev"
+    assert r.chosen.url.endswith("/Comfy-Org/flux2-dev/resolve/main/split_files/text_encoders/"
+                                 "mistral_3_small_flux2_fp8.safetensors")
+    assert r.chosen.sha256 and len(r.chosen.sha256) == 64 and r.chosen.size > 0
+
+
+async def test_fake_search_matches_repo_ids_never_file_names(upstream):
+    # "t5xxl" is in file names of comfyanonymous/flux_text_encoders but in no repo id.
+    r = await hf_only(ModelRef("t5xxl_fp16.safetensors", "text_encoders"))
+    assert r.source == "not_found"
+
+
+async def test_official_repo_wins_over_a_decoy_named_like_the_file(upstream):
+    add_hf_repo(upstream, "Comfy-Org/Zed_ComfyUI_repackaged", {"split_files/vae/zed_vae.safetensors": (100, SHA["a"])},
+                downloads=500)
+    add_hf_repo(upstream, "randomuser/zed_vae", {"zed_vae.safetensors": (90, SHA["b"])}, downloads=5000)
+    r = await hf_only(ModelRef("zed_vae.safetensors", "vae"))
+    assert r.chosen.ids["repo_id"] == "Comfy-Org/Zed_ComfyUI_repackaged" and r.chosen.confidence >= 0.7
+    assert any(c.ids.get("repo_id") == "randomuser/zed_vae" and c.confidence < 0.7 for c in r.candidates)
+
+
+async def test_repos_of_equal_standing_with_different_bytes_leave_the_choice_to_the_user(upstream):
+    add_hf_repo(upstream, "alice/quux_style", {"quux_style.safetensors": (100, SHA["c"])}, downloads=100)
+    add_hf_repo(upstream, "bob/quux_style_mirror", {"quux_style.safetensors": (120, SHA["d"])}, downloads=150)
+    r = await hf_only(ModelRef("quux_style.safetensors", "loras"))
+    assert r.chosen is None and len(r.candidates) == 2 and all(c.confidence < 0.7 for c in r.candidates)
+
+
+async def test_the_workflow_hash_picks_the_repo_with_those_bytes(upstream):
+    add_hf_repo(upstream, "alice/quux_style", {"quux_style.safetensors": (100, SHA["c"])}, downloads=100)
+    add_hf_repo(upstream, "bob/quux_style_mirror", {"quux_style.safetensors": (120, SHA["d"])}, downloads=150)
+    ref = ModelRef("quux_style.safetensors", "loras", hints=[ModelHint(hash=SHA["c"], hash_type="sha256")])
+    r = await hf_only(ref)
+    assert r.chosen.ids["repo_id"] == "alice/quux_style" and r.chosen.confidence >= 0.99
+
+
+async def test_gated_repo_is_flagged_with_what_to_do(upstream):
+    r = await hf_only(ModelRef("flux2-dev.safetensors", "diffusion_models"))
+    assert r.chosen.ids["repo_id"] == "black-forest-labs/FLUX.2-dev"
+    assert r.chosen.gated and r.chosen.needs_token == "HF_TOKEN"
+    assert "needs HF_TOKEN and the license accepted at" in r.chosen.reason
+    assert r.chosen.reason.endswith("/black-forest-labs/FLUX.2-dev")
+
+
+async def test_same_bytes_in_a_gated_and_an_open_repo_prefers_the_open_one_without_token(upstream):
+    r = await hf_only(ModelRef("fixture_hf_model.safetensors", "checkpoints"))
+    assert r.chosen.ids["repo_id"] == "comfy-fixer-fixtures/tiny-model" and not r.chosen.gated
+
+
+async def test_token_is_sent_to_hugging_face(upstream):
+    await hf_only(ModelRef("flux2-vae.safetensors", "vae"), secrets={"HF_TOKEN": "hf_secret"})
+    api = [r for r in upstream.requests if r.path_qs.startswith("/api/models")]
+    assert api and all(r.headers.get("Authorization") == "Bearer hf_secret" for r in api)
+
+
+async def test_429_with_retry_after_is_waited_out_and_retried(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models\?", status=429, headers={"Retry-After": "0.2"}, times=1))
+    r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"))
+    assert r.source == "huggingface"
+
+
+async def test_503_backs_off_and_retries(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models\?", status=503, times=2))
+    r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"))
+    assert r.source == "huggingface"
+
+
+async def test_persistent_429_reports_the_failure(upstream, tmp_path):
+    upstream.add_fault(Fault(path=r"^/api/models\?", status=429, headers={"Retry-After": "0"}, times=None,
+                             body={"error": "rate limited"}))
+    r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"), tmp_path=tmp_path)
+    assert r.source == "not_found"
+    assert "HTTP 429" in (tmp_path / "log" / "search_history.log").read_text()
+
+
+async def test_paths_info_401_for_a_match_is_reported_and_the_match_kept_without_hash(upstream):
+    upstream.add_fault(Fault(path=r"/paths-info/", status=401, headers={"X-Error-Code": "RepoNotFound"}, times=None))
+    r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"))
+    assert r.chosen.ids["repo_id"] == "Comfy-Org/flux2-dev" and r.chosen.sha256 is None
+    assert any("401 RepoNotFound" in t for t in r.tried)
