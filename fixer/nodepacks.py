@@ -436,7 +436,7 @@ def _decide(ref: NodeRef, index: PackIndex, running: str | None, packs: list[Pac
             others = [p for p in ranked if p.key != normalize_repo(repo)]
             return _Decision("aux_id", pack=pack, ranked=others, repository=repo,
                              reason=f"the workflow names repository {ref.aux_id!r}")
-    if t in index.data.core_types:
+    if t in index.data.core_types and cnr != CORE_ID:  # (not when the workflow's core version is no newer)
         return _Decision("update_comfyui", ranked=ranked,
                          reason="Manager lists it as a ComfyUI core node; this ComfyUI lacks it")
     if ranked and kind:
@@ -460,13 +460,20 @@ def _group_key(ref: NodeRef, d: _Decision) -> tuple[str, str]:
         return ("core", "")
     if d.kind == "unknown":
         return ("unknown", ref.node_type)
+    # One pack named several ways (a cnr_id on one node, found by name for another) is one group.
+    if d.pack:
+        return ("pack", d.pack.key)
     if d.cnr_id:
-        return ("pack", d.cnr_id.lower())
+        return ("cnr", d.cnr_id.lower())
     return ("pack", normalize_repo(d.repository or ""))
 
 
+_TRUST: dict[str, int] = {"cnr_id": 0, "aux_id": 1, "exact": 2, "pattern": 3, "update_comfyui": 4, "unknown": 5}
+
+
 def _build_match(refs: list[NodeRef], decisions: list[_Decision], index: PackIndex, python: str) -> PackMatch:
-    d = decisions[0]
+    d = min(decisions, key=lambda x: _TRUST[x.kind])  # the group is described by its most trusted evidence
+    cnr_id = next((x.cnr_id for x in decisions if x.cnr_id), None)
     types = sorted({r.node_type for r in refs})
     workflows = sorted({u.workflow for r in refs for u in r.usages})
     versions = [r.ver for r in refs if r.ver and r.ver != "unknown"]
@@ -503,16 +510,16 @@ def _build_match(refs: list[NodeRef], decisions: list[_Decision], index: PackInd
     repo = d.repository or (pack.repository if pack else None)
     files = list(pack.files) if pack else ([repo] if repo else [])
     pip = list(pack.pip) if pack else []
-    title = pack.title if pack else (d.cnr_id or (repo or "").rstrip("/").rsplit("/", 1)[-1])
-    pack_id = d.cnr_id or (pack.id if pack else _repo_id(repo))
-    if d.cnr_id:
-        install = registry_install_commands(d.cnr_id, index.comfyui_root)
+    title = pack.title if pack else (cnr_id or (repo or "").rstrip("/").rsplit("/", 1)[-1])
+    pack_id = cnr_id or (pack.id if pack else _repo_id(repo))
+    if cnr_id:
+        install = registry_install_commands(cnr_id, index.comfyui_root)
     else:
         install = install_commands(repo or "", files=tuple(files), install_type=pack.install_type if pack else "git-clone",
                                    pip=tuple(pip), root=index.comfyui_root, python=python)
     return PackMatch(id=pack_id, title=title, repository=repo, version=version, matched_by=d.kind,
                      node_types=types, workflows=workflows, reason=reason, candidates=candidates,
-                     install=install, cnr_id=d.cnr_id, files=files, pip=pip)
+                     install=install, cnr_id=cnr_id, files=files, pip=pip)
 
 
 def _repo_id(repo: str | None) -> str | None:

@@ -167,6 +167,13 @@ def test_types_of_one_pack_are_grouped_with_their_workflows(real):
     assert matches[0] is cr  # the pack covering most types comes first
 
 
+def test_pack_named_by_cnr_id_on_one_node_and_found_by_name_for_another_is_one_group(real):
+    refs = [make_ref("UnetLoaderGGUF", "a.json", cnr_id="comfyui-gguf", ver="1.1.4"), make_ref("CLIPLoaderGGUF", "b.json")]
+    [m] = match_missing_nodes(refs, real, RUNNING)
+    assert (m.matched_by, m.id, m.node_types) == ("cnr_id", "comfyui-gguf", ["CLIPLoaderGGUF", "UnetLoaderGGUF"])
+    assert m.workflows == ["a.json", "b.json"]
+
+
 def test_no_manager_installed_gives_empty_index_and_unknown_types(tmp_path):
     index = PackIndex.load(tmp_path, search_package=False)
     assert index.empty and index.source is None
