@@ -100,7 +100,7 @@ class FixerService:
         report, packs, _ = await asyncio.to_thread(self._scan_sync, workflow, name)
         return {
             "workflow": name, "node_check": report.node_check, "summary": counts(report),
-            "models": [model_entry(s) for s in report.models],
+            "models": [{"name": s.ref.name, **model_entry(s)} for s in report.models],
             "missing_nodes": [{"node_type": n.node_type, "cnr_id": n.cnr_id, "aux_id": n.aux_id, "ver": n.ver,
                                "nodes": [{"node_id": u.node_id, "workflow": u.workflow,
                                           "subgraph_path": list(u.subgraph_path)} for u in n.usages]}

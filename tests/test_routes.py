@@ -263,3 +263,141 @@ async def test_install_pack_queues_with_the_installer(aiohttp_client):
     assert r.status == 202
     assert await r.json() == {"ok": True, "message": "restart ComfyUI"}
     assert queued == ["comfyui-foo"]
+
+
+# ---- through aiohttp, against the real FixerService over a temp ComfyUI tree --------------------
+
+from types import SimpleNamespace  # noqa: E402
+
+from conftest import make_workflow, node  # noqa: E402
+from fixer.host import StandaloneHost  # noqa: E402
+from fixer.service import FixerService  # noqa: E402
+
+TINY_LORA = "fixture_tiny_lora.safetensors"  # Civitai version 9100101, payload "tiny-lora"
+SENTINELS = {"hf_token": "hf_SENTINELxHFxTOKENx0123456789", "civitai_api_key": "SENTINELxCIVITAIxKEYx9876543210"}
+
+
+@pytest.fixture
+async def live(aiohttp_client, comfy_root, tmp_path, upstream, object_info):
+    # Node definitions of a stock ComfyUI, so node types are checked as inside ComfyUI.
+    host = StandaloneHost.from_root(comfy_root).with_object_info(object_info, "host")
+    svc = FixerService(host, tmp_path / "state", comfyui_root=comfy_root)
+    events: list[tuple[str, dict]] = []
+    svc.on_event(lambda event, payload: events.append((event, payload)))
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, lambda: svc, install_pack=no_manager)
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    return SimpleNamespace(client=client, svc=svc, events=events, root=comfy_root, up=upstream, tmp=tmp_path)
+
+
+def lora_workflow(up, name: str = TINY_LORA) -> dict:
+    hint = {"name": name, "url": f"{up.base}/api/download/models/9100101", "directory": "loras"}
+    return make_workflow([node(1, "CheckpointLoaderSimple", ["present.safetensors"]),
+                          node(2, "LoraLoader", [name, 1.0, 1.0], models=[hint]),
+                          node(3, "NoSuchCustomNode", [])])
+
+
+async def wait_for_run(client, seconds: float = 30.0) -> dict:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = await (await client.get("/comfyfixer/status")).json()
+        if status["phase"] in ("complete", "error"):
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the run did not finish in {seconds} s: {status}")
+
+
+async def test_scan_of_a_workflow_with_missing_models_has_the_contract_shape(live):
+    (live.root / "models/checkpoints/present.safetensors").write_bytes(b"x")
+    r = await live.client.post("/comfyfixer/scan", json={"workflow": lora_workflow(live.up), "name": "wf.json"})
+    assert r.status == 200
+    report = await r.json()
+    assert report["workflow"] == "wf.json"
+    assert set(report) >= {"workflow", "node_check", "summary", "models", "missing_nodes", "packs"}
+    assert {k: report["summary"][k] for k in ("models", "present", "missing", "missing_nodes")} == \
+        {"models": 2, "present": 1, "missing": 1, "missing_nodes": 1}
+    assert set(report["summary"]) >= {"models", "present", "elsewhere", "missing", "unsafe", "unused", "missing_nodes"}
+    lora = next(m for m in report["models"] if m["state"] == "missing")
+    assert set(lora) >= {"name", "folder", "folder_source", "state", "optional", "nodes", "hints", "elsewhere",
+                         "unsafe_reason", "pickle"}
+    assert (lora["name"], lora["folder"], lora["optional"], lora["pickle"]) == (TINY_LORA, "loras", False, False)
+    usage = lora["nodes"][0]
+    assert {k: usage[k] for k in ("node_id", "node_type", "input_name", "subgraph_path")} == \
+        {"node_id": "2", "node_type": "LoraLoader", "input_name": "lora_name", "subgraph_path": []}
+    assert lora["hints"]["url"].endswith("/api/download/models/9100101")
+    assert [n["node_type"] for n in report["missing_nodes"]] == ["NoSuchCustomNode"]
+    assert set(report["missing_nodes"][0]) >= {"node_type", "nodes", "cnr_id", "aux_id", "ver"}
+
+
+async def test_fix_run_puts_the_file_in_its_folder_and_announces_it(live):
+    import hashlib
+
+    r = await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up), "name": "wf.json"})
+    assert r.status == 202, await r.text()
+    status = await wait_for_run(live.client)
+    assert status["phase"] == "complete", status
+    target = live.root / "models" / "loras" / TINY_LORA
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == live.up.payloads["tiny-lora"]["hashes"]["SHA256"].lower()
+    row = next(m for m in status["data"]["models"] if m["name"] == TINY_LORA)
+    assert (row["folder"], row["state"]) == ("loras", "done")
+    done = [p for e, p in live.events if e == "comfyfixer.done"]
+    assert done and {"folder": "loras", "name": TINY_LORA} in done[-1]["files"]
+
+
+async def test_second_fix_while_one_runs_is_409(live):
+    from fake_upstream import Fault
+
+    live.up.add_fault(Fault(path=r"/api/download/models/9100101", delay=3.0, times=None))
+    first = await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    assert first.status == 202
+    second = await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    assert second.status == 409
+    assert "already running" in (await second.json())["error"]
+    cancelled = await live.client.post("/comfyfixer/cancel", json={})
+    assert cancelled.status == 200
+
+
+async def test_settings_and_status_never_carry_token_values(live):
+    r = await live.client.post("/comfyfixer/settings", json={**SENTINELS, "max_concurrent": 2})
+    assert r.status == 200
+    answers = [await r.text(), await (await live.client.get("/comfyfixer/settings")).text(),
+               await (await live.client.get("/comfyfixer/status")).text()]
+    for text in answers:
+        for secret in SENTINELS.values():
+            assert secret not in text
+    settings = await (await live.client.get("/comfyfixer/settings")).json()
+    assert settings["hf_token_set"] is True and settings["civitai_api_key_set"] is True
+    assert settings["max_concurrent"] == 2
+
+
+async def test_setting_out_of_range_is_400_naming_it(live):
+    r = await live.client.post("/comfyfixer/settings", json={"max_concurrent": 1000})
+    assert r.status == 400
+    assert "max_concurrent" in (await r.json())["error"]
+
+
+async def test_relink_of_a_file_outside_the_model_folders_is_refused(live):
+    outside = live.tmp / "elsewhere" / "x.safetensors"
+    outside.parent.mkdir()
+    outside.write_bytes(b"x")
+    r = await live.client.post("/comfyfixer/relink", json={"name": "x.safetensors", "folder": "loras",
+                                                           "path": str(outside)})
+    assert r.status == 400
+    assert "model folders" in (await r.json())["error"]
+    assert not (live.root / "models" / "loras" / "x.safetensors").exists()
+
+
+async def test_relink_puts_a_copy_from_another_model_folder_in_place(live):
+    src = live.root / "models" / "checkpoints" / "x.safetensors"
+    src.write_bytes(b"weights")
+    r = await live.client.post("/comfyfixer/relink", json={"name": "sub/x.safetensors", "folder": "loras",
+                                                           "path": str(src)})
+    assert r.status == 200, await r.text()
+    answer = await r.json()
+    assert (answer["ok"], answer["folder"], answer["relpath"]) == (True, "loras", "sub/x.safetensors")
+    assert (live.root / "models" / "loras" / "sub" / "x.safetensors").read_bytes() == b"weights"
