@@ -155,7 +155,8 @@ def installed_location(comfyui_root: Path | str | None, *, search_package: bool 
         if custom_nodes.is_dir():
             for d in sorted(custom_nodes.iterdir()):
                 name = d.name.lower()
-                if name.startswith("comfyui-manager") and not name.endswith(".disabled") and (d / "__init__.py").is_file():
+                is_pack = (d / "__init__.py").is_file() or (d / MANAGER_PACKAGE).is_dir()
+                if name.startswith("comfyui-manager") and not name.endswith(".disabled") and is_pack:
                     return str(d)
     if search_package:
         try:

@@ -6,11 +6,12 @@ ComfyUI-Manager's `extension-node-map.json` (its `preemptions`, exact names, the
 `custom_nodes/ComfyUI-Manager*` folder or the `comfyui-manager` package), never copied here.
 
 Several packs listing the same type are ranked, most likely first, by:
-1. the pack claims the type in its `preemptions` (Manager's own tie-breaker),
-2. how many of this run's missing types the pack provides (one pack covering a workflow beats
+1. another node of the same run names the pack outright (`cnr_id`/`aux_id`),
+2. the pack claims the type in its `preemptions` (Manager's own tie-breaker),
+3. how many of this run's missing types the pack provides (one pack covering a workflow beats
    several covering one type each),
-3. GitHub stars from Manager's `github-stats.json`,
-4. position in the map (the pack Manager itself would pick first).
+4. GitHub stars from Manager's `github-stats.json`,
+5. position in the map (the pack Manager itself would pick first).
 """
 
 from __future__ import annotations
@@ -376,9 +377,17 @@ def match_missing_nodes(nodes: list[NodeRef], index: PackIndex, comfyui_version:
     for packs in provided.values():
         for p in packs:
             coverage[p.key] += 1
+    # Packs other nodes of the run name outright (cnr_id/aux_id) are the likeliest for hint-less types.
+    named: set[str] = set()
+    for ref in nodes:
+        pack = _aux_pack(ref, index) or (index.pack_by_id(ref.cnr_id, ref.node_type)
+                                         if ref.cnr_id and ref.cnr_id != CORE_ID else None)
+        if pack:
+            named.add(pack.key)
+    rank = _Ranking(coverage, named)
 
     decisions = {ref.node_type: _decide(ref, index, comfyui_version, provided[ref.node_type],
-                                        kinds[ref.node_type], coverage) for ref in nodes}
+                                        kinds[ref.node_type], rank) for ref in nodes}
     groups: dict[tuple[str, str], list[NodeRef]] = defaultdict(list)
     for ref in nodes:
         d = decisions[ref.node_type]
@@ -391,29 +400,38 @@ def match_missing_nodes(nodes: list[NodeRef], index: PackIndex, comfyui_version:
     return out
 
 
-def _rank(packs: list[Pack], node_type: str, coverage: dict[str, int]) -> list[Pack]:
-    return sorted(packs, key=lambda p: (node_type not in p.preempts, -coverage[p.key], -(p.stars or 0), p.order))
+@dataclass
+class _Ranking:
+    """Most likely first: named by the run's other nodes, Manager's preemptions, coverage, stars, map order."""
 
+    coverage: dict[str, int]
+    named: set[str]
 
-def _rank_reason(ranked: list[Pack], node_type: str, coverage: dict[str, int]) -> str:
-    if len(ranked) == 1:
-        return ""
-    top, second = ranked[0], ranked[1]
-    if node_type in top.preempts:
-        why = "it claims this type in Manager's preemptions"
-    elif coverage[top.key] > coverage[second.key]:
-        why = f"it provides {coverage[top.key]} of the missing types"
-    elif (top.stars or 0) > (second.stars or 0):
-        why = f"most GitHub stars ({top.stars})"
-    else:
-        why = "listed first in Manager's map"
-    return f"; {len(ranked)} packs provide it, ranked first because {why}"
+    def sort(self, packs: list[Pack], node_type: str) -> list[Pack]:
+        return sorted(packs, key=lambda p: (p.key not in self.named, node_type not in p.preempts,
+                                            -self.coverage[p.key], -(p.stars or 0), p.order))
+
+    def reason(self, ranked: list[Pack], node_type: str) -> str:
+        if len(ranked) == 1:
+            return ""
+        top, second = ranked[0], ranked[1]
+        if top.key in self.named and second.key not in self.named:
+            why = "other nodes of the workflows name this pack"
+        elif node_type in top.preempts and node_type not in second.preempts:
+            why = "it claims this type in Manager's preemptions"
+        elif self.coverage[top.key] > self.coverage[second.key]:
+            why = f"it provides {self.coverage[top.key]} of the missing types"
+        elif (top.stars or 0) > (second.stars or 0):
+            why = f"most GitHub stars ({top.stars})"
+        else:
+            why = "listed first in Manager's map"
+        return f"; {len(ranked)} packs provide it, ranked first because {why}"
 
 
 def _decide(ref: NodeRef, index: PackIndex, running: str | None, packs: list[Pack],
-            kind: MatchKind | None, coverage: dict[str, int]) -> _Decision:
+            kind: MatchKind | None, rank: _Ranking) -> _Decision:
     t = ref.node_type
-    ranked = _rank(packs, t, coverage)
+    ranked = rank.sort(packs, t)
     cnr = (ref.cnr_id or "").strip()
     if cnr == CORE_ID:
         newer = is_newer(ref.ver, running)
@@ -442,7 +460,7 @@ def _decide(ref: NodeRef, index: PackIndex, running: str | None, packs: list[Pac
     if ranked and kind:
         how = "listed by name" if kind == "exact" else "matched by its nodename_pattern"
         return _Decision(kind, pack=ranked[0], ranked=ranked[1:], repository=ranked[0].repository,
-                         reason=f"{how} in Manager's map{_rank_reason(ranked, t, coverage)}")
+                         reason=f"{how} in Manager's map{rank.reason(ranked, t)}")
     note = ""
     if cnr == CORE_ID:
         note = f"; the workflow calls it a core node of ComfyUI {ref.ver} but this ComfyUI ({running}) lacks it"
@@ -607,7 +625,7 @@ def missing_nodes_json(nodes: list[NodeRef], matches: list[PackMatch]) -> list[d
             "candidates": [{"id": c.id, "title": c.title, "repository": c.repository, "stars": c.stars}
                            for c in (m.candidates if m else [])],
             "install": m.install if m else [],
-            "search_url": (m.search_url if m else None) or (search_url(ref.node_type) if not m else None),
+            "search_url": m.search_url if m else search_url(ref.node_type),
         })
     return out
 

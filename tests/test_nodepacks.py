@@ -196,6 +196,14 @@ def test_pack_providing_more_of_the_missing_types_beats_more_stars(tmp_path):
     assert "provides 2 of the missing types" in matches[0].reason
 
 
+def test_pack_other_nodes_name_outright_ranks_first_for_a_hintless_type(real):
+    refs = [make_ref("ShowText"), make_ref("SomeOtherShowNode", aux_id="fairy-root/ComfyUI-Show-Text")]
+    matches = match_missing_nodes(refs, real, RUNNING)
+    assert [(m.id, m.node_types) for m in matches] == [
+        ("fairy-root/ComfyUI-Show-Text", ["ShowText", "SomeOtherShowNode"])]
+    assert "other nodes of the workflows name this pack" in matches[0].reason
+
+
 def test_map_order_breaks_a_tie(tmp_path):
     index = local_index(tmp_path, {"https://github.com/a/First": {"nodes": ["T"]},
                                    "https://github.com/b/Second": {"nodes": ["T"]}})
