@@ -30,6 +30,7 @@ CONFIDENCE = {
     "civitai_hash": 0.98,      # Civitai by-hash hit for a hash the workflow carries
     "embedded": 0.95,          # the workflow's own URL that ends in the file name
     "local_name": 0.95,        # the same file name elsewhere on this disk
+    "local_case": 0.9,         # the same name elsewhere, differing only in case
     "catalog": 0.92,           # ComfyUI's official templates / Manager's model list name the file
     "hf_trusted": 0.9,         # exact file name in an official or first-party repo
     "civitai_name": 0.85,      # exact file name in a Civitai version found by name search

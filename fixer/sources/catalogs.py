@@ -161,7 +161,7 @@ class CatalogSource:
             conf = CONFIDENCE["generic_name"] if generic else CONFIDENCE["catalog"]
             reason = f"{e.origin} lists {e.name}"
             if e.name != ref.basename:
-                conf, reason = min(conf, CONFIDENCE["catalog"] - 0.05), reason + " (name differs in case)"
+                conf, reason = min(conf, CONFIDENCE["local_case"]), reason + " (name differs in case)"
             folder = ref.folder or e.folder
             if ref.folder and e.folder and e.folder != ref.folder:
                 conf = min(conf, CONFIDENCE["wrong_folder"])

@@ -104,7 +104,7 @@ class LocalSource:
         hits = [f for f in inv.named(ref.basename) if not (f.folder == ref.folder and f.relpath == ref.name)]
         for f in hits:
             exact = f.relpath.rsplit("/", 1)[-1] == ref.basename
-            conf = CONFIDENCE["local_name"] if exact else CONFIDENCE["local_name"] - 0.05
+            conf = CONFIDENCE["local_name"] if exact else CONFIDENCE["local_case"]
             reason = _offer(ref, f) + ("" if exact else " (the name differs in case)")
             sha = None
             if len(want_sha) == 64:

@@ -1,0 +1,61 @@
+"""The shared HTTP helper: Retry-After in both forms, jittered backoff, retries on 429/503 and connection errors."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import socket
+
+import aiohttp
+import pytest
+
+from fixer.http import HttpClient, backoff_delay, retry_after_seconds
+from tests.fake_upstream import Fault
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds(email.utils.formatdate(1000 + 30, usegmt=True), now=1000) == pytest.approx(30, abs=1)
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_backoff_grows_and_is_capped():
+    rng = random.Random(1)
+    assert all(0 <= backoff_delay(a, 0.25, 8.0, rng) <= min(8.0, 0.25 * 2**a) for a in range(10))
+
+
+async def test_retries_until_the_service_answers(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models\?", status=503, times=2))
+    async with HttpClient(retries=3, backoff_base=0.01) as http:
+        reply = await http.get("huggingface", f"{upstream.base}/api/models", params={"search": "flux"})
+    assert reply.status == 200 and len([r for r in upstream.requests if r.path_qs.startswith("/api/models")]) == 3
+
+
+async def test_gives_back_the_last_answer_when_retries_run_out(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models", status=429, headers={"Retry-After": "0"}, times=None))
+    async with HttpClient(retries=1) as http:
+        reply = await http.get("huggingface", f"{upstream.base}/api/models")
+    assert reply.status == 429
+
+
+async def test_404_is_not_retried(upstream):
+    async with HttpClient(retries=3) as http:
+        reply = await http.get("civitai", f"{upstream.base}/api/v1/model-versions/1")
+    assert reply.status == 404 and reply.error_text() == "Model not found" and len(upstream.requests) == 1
+
+
+async def test_unreachable_service_raises_after_retries():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    async with HttpClient(retries=1, backoff_base=0.01) as http:
+        with pytest.raises(aiohttp.ClientError):
+            await http.get("civitai", f"http://127.0.0.1:{port}/x")
+
+
+async def test_slow_answer_times_out(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models", delay=2.0, times=None))
+    async with HttpClient(retries=0, timeout=0.3) as http:
+        with pytest.raises(TimeoutError):
+            await http.get("huggingface", f"{upstream.base}/api/models")
