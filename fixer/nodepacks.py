@@ -369,6 +369,8 @@ def match_missing_nodes(nodes: list[NodeRef], index: PackIndex, comfyui_version:
     """Group missing node types by the pack that provides them; `python` goes into pip commands."""
     if not nodes:
         return []
+    if comfyui_version is None:  # the CLI may not know it; the checkout under the root says it
+        comfyui_version = comfyui_version_from_root(index.comfyui_root)
     provided: dict[str, list[Pack]] = {}
     kinds: dict[str, MatchKind | None] = {}
     for ref in nodes:
@@ -519,7 +521,7 @@ def _build_match(refs: list[NodeRef], decisions: list[_Decision], index: PackInd
     if d.kind == "update_comfyui":
         return PackMatch(id=CORE_ID, title="ComfyUI (core)", repository="https://github.com/comfyanonymous/ComfyUI",
                          version=version, matched_by=d.kind, node_types=types, workflows=workflows, reason=reason,
-                         candidates=candidates, install=update_comfyui_commands(index.comfyui_root), cnr_id=CORE_ID)
+                         candidates=candidates, install=update_comfyui_commands(index.comfyui_root, python), cnr_id=CORE_ID)
     if d.kind == "unknown":
         return PackMatch(id=None, title=f"Unknown pack for {types[0]}", repository=None, version=None,
                          matched_by="unknown", node_types=types, workflows=workflows, reason=reason,
@@ -590,9 +592,11 @@ def registry_install_commands(cnr_id: str, root: Path | None) -> list[str]:
     return [f"comfy {ws}node install {shlex.quote(cnr_id)}"]
 
 
-def update_comfyui_commands(root: Path | None) -> list[str]:
-    ws = f"--workspace {shlex.quote(str(root))} " if root else ""
-    return [f"comfy {ws}update comfy"]
+def update_comfyui_commands(root: Path | None, python: str = "python") -> list[str]:
+    """A git checkout of ComfyUI (the portable and desktop builds have their own updaters)."""
+    q = shlex.quote
+    where = str(root) if root else "."
+    return [f"git -C {q(where)} pull", f"{q(python)} -m pip install -r {q(str(Path(where) / 'requirements.txt'))}"]
 
 
 # ---------------------------------------------------------------- outputs
@@ -667,7 +671,7 @@ def packs_markdown(matches: list[PackMatch]) -> str:
                 f"{c.title} ({c.repository}" + (f", {c.stars} stars" if c.stars is not None else "") + ")"
                 for c in m.candidates[:5]) + (f" and {len(m.candidates) - 5} more" if len(m.candidates) > 5 else ""))
         if m.install:
-            lines += ["- Install by hand (in the ComfyUI folder), then restart ComfyUI:", "", "```sh",
-                      *m.install, "```"]
+            verb = "Update" if m.matched_by == "update_comfyui" else "Install"
+            lines += [f"- {verb} by hand, then restart ComfyUI:", "", "```sh", *m.install, "```"]
         lines.append("")
     return "\n".join(lines)

@@ -137,7 +137,7 @@ def test_comfy_core_node_from_newer_comfyui_means_update_comfyui(real):
     [m] = match_missing_nodes([make_ref("EmptyFutureLatent", cnr_id="comfy-core", ver="0.9.2")], real, RUNNING)
     assert (m.matched_by, m.id, m.version) == ("update_comfyui", "comfy-core", "0.9.2")
     assert "0.9.2" in m.reason and RUNNING in m.reason
-    assert "node install" not in " ".join(m.install)
+    assert m.install == ["git -C . pull", "python -m pip install -r requirements.txt"]
 
 
 def test_comfy_core_with_git_hash_version_still_means_update_comfyui(real):
@@ -317,6 +317,14 @@ def test_is_newer_compares_numerically_and_gives_none_when_not_comparable():
     assert is_newer("0.3.64", "0.3.64") is False
     assert is_newer("abc123", "0.3.64") is None
     assert is_newer("0.4.0", None) is None
+
+
+def test_running_version_read_from_the_root_when_not_given(tmp_path):
+    root = make_comfy_root(tmp_path, {})
+    (root / "comfyui_version.py").write_text('__version__ = "0.9.5"\n')
+    index = PackIndex.load(root, search_package=False)
+    [m] = match_missing_nodes([make_ref("EmptyFutureLatent", cnr_id="comfy-core", ver="0.9.2")], index, None)
+    assert m.matched_by == "unknown" and "(0.9.5) lacks it" in m.reason
 
 
 def test_comfyui_version_from_root(tmp_path):
