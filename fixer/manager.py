@@ -227,10 +227,11 @@ def registry_id_from_mappings(mappings: Any, repository: str, node_types: Iterab
     registry (`map_to_unified_keys`) and keeps the entry itself, so the pack is recognised by its
     node list. A URL key (or no match) means: not in the registry.
     """
-    if not isinstance(mappings, dict):
+    if not isinstance(mappings, dict) or not node_types:
         return None
     want = set(node_types)
     repo = normalize_repo(repository)
+    found: list[tuple[bool, bool, str]] = []
     for key, value in mappings.items():
         if not isinstance(key, str):
             continue
@@ -239,9 +240,14 @@ def registry_id_from_mappings(mappings: Any, repository: str, node_types: Iterab
                 return None
             continue
         names = value[0] if isinstance(value, list) and value and isinstance(value[0], list) else None
-        if want and names is not None and set(n for n in names if isinstance(n, str)) == want:
-            return key
-    return None
+        # A superset is fine: getmappings appends installed types its nodename_pattern matches.
+        if names is not None and want <= (have := {n for n in names if isinstance(n, str)}):
+            found.append((have != want, key.lower() != repo.rsplit("/", 1)[-1], key))
+    found.sort()
+    if len(found) > 1 and found[0][:2] == found[1][:2]:
+        log.info("%s matches several registry packs (%s); not guessing", repository, [f[2] for f in found])
+        return None  # forks with the same node list: installing the wrong one is worse than failing
+    return found[0][2] if found else None
 
 
 async def queue_install(base_url: str, pack: Any, api: ManagerApi, *, client_id: str = "comfyfixer",

@@ -233,6 +233,16 @@ def test_registry_id_found_by_node_list_in_running_managers_mappings(real):
     assert registry_id_from_mappings(kept_url, pack.repository, pack.node_types) is None
 
 
+def test_registry_id_tolerates_pattern_appended_types_but_not_indistinguishable_forks():
+    repo, types = "https://github.com/me/Nodes", ["A (me)", "B (me)"]
+    appended = {"me-nodes": [types + ["C (me)"], {"nodename_pattern": r" \(me\)$"}]}
+    assert registry_id_from_mappings(appended, repo, types) == "me-nodes"
+    forks = {"fork-one": [types, {}], "fork-two": [types, {}]}
+    assert registry_id_from_mappings(forks, repo, types) is None
+    forks["nodes"] = [types, {}]  # the registry id that is the repository's own name wins
+    assert registry_id_from_mappings(forks, repo, types) == "nodes"
+
+
 # ---------------------------------------------------------------- queueing
 
 
