@@ -1,0 +1,92 @@
+""""Make this workflow portable": a copy of a workflow whose top-level `models[]` names, for every model
+it uses that we resolved, where to get it (ComfyUI frontend schema: name, url, hash, hash_type,
+directory), so the next user's ComfyUI offers the download in one click.
+
+URLs are written in their public form (huggingface.co / civitai.com) even when this run used a mirror
+or a test endpoint, and never with a token in them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .constants import CIVITAI_DEFAULT_BASE_URL, HF_DEFAULT_ENDPOINT, civitai_base_url, hf_endpoint
+from .models import Candidate, Resolution
+
+
+def public_url(url: str, hf: str | None = None, civitai: str | None = None) -> str:
+    """The URL as another user would fetch it: default hosts instead of configured ones, no token."""
+    for mine, public in ((hf or hf_endpoint(), HF_DEFAULT_ENDPOINT), (civitai or civitai_base_url(), CIVITAI_DEFAULT_BASE_URL)):
+        mine = mine.rstrip("/")
+        if mine != public and url.startswith(mine + "/"):
+            url = public + url[len(mine):]
+            break
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "token"]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+def _strings(obj: Any) -> Iterator[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def used_names(workflow: dict[str, Any]) -> set[str]:
+    """Widget values of every node, subgraphs included, with separators normalised to "/"."""
+    nodes = list(workflow.get("nodes") or [])
+    for sg in ((workflow.get("definitions") or {}).get("subgraphs") or []):
+        nodes += list(sg.get("nodes") or [])
+    return {s.strip().replace("\\", "/") for n in nodes if isinstance(n, dict)
+            for s in _strings(n.get("widgets_values"))}
+
+
+def _downloadable(res: Resolution, threshold: float) -> Candidate | None:
+    """The chosen candidate if it has a URL; a local pick falls back to the best sure remote one."""
+    if res.chosen is None:
+        return None
+    pool = [res.chosen] + [c for c in res.candidates if c.confidence >= threshold]
+    return next((c for c in pool if c.url and c.folder), None)
+
+
+def model_entry(res: Resolution, c: Candidate) -> dict[str, str]:
+    entry = {"name": res.name, "url": public_url(c.url or ""), "directory": c.folder or res.folder or ""}
+    if c.sha256:
+        entry.update(hash=c.sha256.lower(), hash_type="sha256")
+    return entry
+
+
+def make_portable(workflow: dict[str, Any], resolutions: Iterable[Resolution], threshold: float = 0.7) -> dict[str, Any]:
+    """A copy of `workflow` with a models[] entry for each resolved model it uses; existing entries
+    for other names are kept, entries for the same name are replaced."""
+    names = used_names(workflow)
+    entries: dict[str, dict[str, str]] = {}
+    for res in resolutions:
+        c = _downloadable(res, threshold)
+        if c is not None and res.name in names:
+            entries[res.name] = model_entry(res, c)
+    out = json.loads(json.dumps(workflow))
+    kept = [m for m in out.get("models") or [] if isinstance(m, dict) and m.get("name") not in entries]
+    out["models"] = kept + sorted(entries.values(), key=lambda m: m["name"])
+    return out
+
+
+def write_portable(src: str | os.PathLike, resolutions: Iterable[Resolution],
+                   dest: str | os.PathLike | None = None, threshold: float = 0.7) -> Path:
+    """Write `<name>.portable.json` beside the original (or to `dest`); the original is never touched."""
+    src = Path(src)
+    data = json.loads(src.read_text(encoding="utf-8"))
+    target = Path(dest) if dest else src.with_name(f"{src.stem}.portable.json")
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(make_portable(data, resolutions, threshold), indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, target)
+    return target

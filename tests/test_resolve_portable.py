@@ -1,0 +1,58 @@
+"""'Make this workflow portable': models[] entries for every resolved model the workflow uses."""
+
+from __future__ import annotations
+
+import json
+
+from fixer.models import Candidate, Resolution
+from fixer.portable import make_portable, public_url, write_portable
+from tests.conftest import make_workflow, node, write_json
+
+
+def hf(name: str, folder: str, sha: str | None = "ab" * 32, conf: float = 0.9) -> Candidate:
+    return Candidate(source="huggingface", filename=name, folder=folder, confidence=conf, reason="r",
+                     url=f"http://127.0.0.1:9/Comfy-Org/x/resolve/main/split_files/{folder}/{name}", sha256=sha)
+
+
+def test_public_url_maps_endpoints_back_and_drops_tokens():
+    assert public_url("http://127.0.0.1:9/a/b/resolve/main/c.safetensors", hf="http://127.0.0.1:9") == \
+        "https://huggingface.co/a/b/resolve/main/c.safetensors"
+    assert public_url("http://m:1/api/download/models/5?type=Model&token=SECRET", hf="http://x", civitai="http://m:1") == \
+        "https://civitai.com/api/download/models/5?type=Model"
+
+
+def test_resolved_models_used_by_the_workflow_get_entries(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    wf = make_workflow([node(1, "VAELoader", ["ae.safetensors"]), node(2, "LoraLoader", ["sub\\l.safetensors", 1, 1])],
+                       models=[{"name": "other.safetensors", "url": "https://x/other.safetensors", "directory": "vae"}])
+    res = [Resolution("ae.safetensors", "vae", hf("ae.safetensors", "vae")),
+           Resolution("sub/l.safetensors", "loras", hf("l.safetensors", "loras", sha=None)),
+           Resolution("unused.safetensors", "vae", hf("unused.safetensors", "vae")),
+           Resolution("nf.safetensors", "vae", None)]
+    out = make_portable(wf, res)
+    by_name = {m["name"]: m for m in out["models"]}
+    assert set(by_name) == {"other.safetensors", "ae.safetensors", "sub/l.safetensors"}
+    assert by_name["ae.safetensors"] == {"name": "ae.safetensors", "directory": "vae", "hash": "ab" * 32,
+                                         "hash_type": "sha256",
+                                         "url": "https://huggingface.co/Comfy-Org/x/resolve/main/split_files/vae/ae.safetensors"}
+    assert "hash" not in by_name["sub/l.safetensors"]
+    assert "models" not in wf or len(wf["models"]) == 1  # the input is not modified
+
+
+def test_local_pick_falls_back_to_the_sure_remote_candidate():
+    wf = make_workflow([node(1, "VAELoader", ["ae.safetensors"])])
+    local = Candidate(source="local", filename="ae.safetensors", folder="vae", confidence=1.0, reason="r",
+                      local_path="/m/vae/old.safetensors")
+    res = Resolution("ae.safetensors", "vae", local, candidates=[hf("ae.safetensors", "vae", conf=0.5),
+                                                                  hf("ae.safetensors", "vae", conf=0.92)])
+    out = make_portable(wf, [res])
+    assert len(out["models"]) == 1 and out["models"][0]["url"].endswith("/ae.safetensors")
+    assert make_portable(wf, [Resolution("ae.safetensors", "vae", local)])["models"] == []
+
+
+def test_written_beside_the_original_which_is_left_alone(tmp_path):
+    src = write_json(tmp_path / "wf.json", make_workflow([node(1, "VAELoader", ["ae.safetensors"])]))
+    before = src.read_text()
+    dest = write_portable(src, [Resolution("ae.safetensors", "vae", hf("ae.safetensors", "vae"))])
+    assert dest.name == "wf.portable.json" and src.read_text() == before
+    assert json.loads(dest.read_text())["models"][0]["name"] == "ae.safetensors"
