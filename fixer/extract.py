@@ -27,7 +27,7 @@ class Extracted:
     note_urls: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     """One node in any format, flattened: what the walkers below yield."""
 
@@ -154,8 +154,9 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 nref = node_refs[node.node_type] = NodeRef(node.node_type, cnr_id=pick("cnr_id"),
                                                            aux_id=pick("aux_id"), ver=pick("ver"))
             nref.usages.append(Usage(label, node.node_id, node.node_type, None, node.path, node.optional))
-        local_hints = dict(h for h in (_hint_from(e) for e in (node.properties.get("models") or [] if isinstance(node.properties.get("models"), list) else [])) if h)
-        local_hints_lower = {k.lower(): v for k, v in local_hints.items()}
+        prop_models = node.properties.get("models")
+        local_hints_lower = {name.lower(): hint for name, hint in
+                             (h for h in map(_hint_from, prop_models) if h)} if isinstance(prop_models, list) else {}
         core = core_inputs(node.node_type)
         for input_name, value in _named_values(node, node_defs):
             if not is_model_value(value):

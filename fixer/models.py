@@ -21,7 +21,7 @@ class ModelHint:
     directory: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Usage:
     """One place a workflow references a model or node type."""
 

@@ -14,6 +14,7 @@ from .errors import UnsafePath
 NON_FILE_VALUES = frozenset({"", "none", "[none]", "null", "pixel_space", "taesd", "taesdxl", "taesd3", "taef1",
                              "default", "disabled", "auto"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_NAME_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 
@@ -25,12 +26,13 @@ def normalise(name: str) -> str:
 
 def is_model_value(value: object) -> bool:
     """A widget value that names a model file (known model extension), not a virtual choice."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 4096:
         return False
+    dot = value.rfind(".")
+    if dot < 0 or value[dot:].strip().lower() not in MODEL_EXTENSIONS:
+        return False  # the common case (prompts, numbers as text) leaves here cheaply
     v = value.strip()
-    if v.lower() in NON_FILE_VALUES or len(v) > 4096 or "\n" in v:
-        return False
-    return os.path.splitext(v.lower())[1] in MODEL_EXTENSIONS
+    return "\n" not in v and v.lower() not in NON_FILE_VALUES and "/" not in v[v.rfind("."):]
 
 
 def unsafe_reason(name: str) -> str | None:
@@ -38,7 +40,7 @@ def unsafe_reason(name: str) -> str | None:
     n = normalise(name)
     if "\x00" in n:
         return "it contains a NUL byte"
-    if any(unicodedata.category(c) == "Cc" for c in n):
+    if _CONTROL.search(n):
         return "it contains control characters"
     if len(n.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return "it is longer than any file system allows"

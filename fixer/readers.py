@@ -25,23 +25,23 @@ Doc = tuple[str, dict[str, Any]]
 
 
 def iter_workflow_files(paths: list[str]) -> Iterator[Path]:
-    """Files under each path (recursively for folders), sorted, each once."""
-    seen: set[Path] = set()
+    """Files under each path (recursively for folders, hidden folders skipped), sorted, each once."""
+    seen: set[str] = set()
     for raw in paths:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*")
-                if f.suffix.lower() in WORKFLOW_EXTS and f.is_file() and not any(
-                    part.startswith(".") for part in f.relative_to(p).parts)
-            )
+        top = os.path.abspath(os.path.expanduser(raw))
+        if os.path.isdir(top):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                found.extend(os.path.join(dirpath, f) for f in filenames
+                             if not f.startswith(".") and os.path.splitext(f)[1].lower() in WORKFLOW_EXTS)
+            found.sort()
         else:
-            found = [p]
+            found = [top]
         for f in found:
-            key = f.resolve() if f.exists() else f
-            if key not in seen:
-                seen.add(key)
-                yield f
+            if f not in seen:
+                seen.add(f)
+                yield Path(f)
 
 
 def read_documents(path: Path) -> list[Doc]:
@@ -226,10 +226,9 @@ def _media_documents(path: Path) -> list[Doc]:
     return _docs_from_texts({k: v for k, v in meta.items() if k in ("workflow", "prompt")}, path)
 
 
-def file_label(path: Path, root: Path | None = None) -> str:
-    if root is not None:
-        try:
-            return str(path.relative_to(root))
-        except ValueError:
-            pass
-    return os.fspath(path)
+def file_label(path: Path, root: str | None = None) -> str:
+    """A workflow's name in reports: relative to the folder given on the command line."""
+    p = os.fspath(path)
+    if root and p.startswith(root.rstrip(os.sep) + os.sep):
+        return p[len(root.rstrip(os.sep)) + 1:]
+    return p

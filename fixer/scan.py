@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import posixpath
+import os
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 from .actionlog import action
 from .errors import WorkflowError
@@ -67,9 +67,11 @@ def _fold_unknown_folders(refs: dict[tuple[str, str], ModelRef]) -> list[ModelRe
 
 
 def _attach_note_urls(refs: list[ModelRef], urls: list[str]) -> None:
+    if not urls:
+        return
     by_base: dict[str, list[str]] = {}
     for u in urls:
-        base = posixpath.basename(unquote(urlparse(u).path)).lower()
+        base = unquote(u.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]).lower()
         if base:
             by_base.setdefault(base, []).append(u)
     for ref in refs:
@@ -173,9 +175,9 @@ class Scanner:
 
 def scan_paths(paths: list[str], host: Host, inventory: Inventory | None = None) -> ScanReport:
     scanner = Scanner(host, inventory)
-    roots = [Path(p).expanduser() for p in paths]
+    roots = [r for r in (os.path.abspath(os.path.expanduser(p)) for p in paths) if os.path.isdir(r)]
     for f in iter_workflow_files(paths):
-        root = next((r for r in roots if r.is_dir() and (r == f or r in f.parents)), None)
+        root = next((r for r in roots if str(f).startswith(r.rstrip(os.sep) + os.sep)), None)
         scanner.add_file(f, file_label(f, root))
     return scanner.finish()
 

@@ -22,24 +22,13 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file beside `path`, fsync, then rename: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(to_jsonable(data), f, indent=2, ensure_ascii=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Readers (and a run killed at any moment) see the old or the new file, never half of one."""
+    # Compact, C-encoded: indenting switches json to its pure-Python encoder, 6x slower on big reports.
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, default=to_jsonable))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file beside `path`, then rename over it (atomic on POSIX and Windows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -1,0 +1,114 @@
+"""Scan speed, each figure beside its baseline measured in the same run.
+
+1. The official templates (comfyui-workflow-templates-json) scanned end to end by the CLI code path,
+   vs plain json.load of the same files. Target: at most 1.5x.
+2. A synthetic 5,000-node workflow: target under 100 ms.
+3. An inventory of 20,000 model files across 10 folders plus an extra_model_paths.yaml: target under 1 s.
+
+Run: python benchmarks/scan_bench.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fixer import cli  # noqa: E402
+from fixer.host import StandaloneHost  # noqa: E402
+from fixer.inventory import build_inventory  # noqa: E402
+from fixer.scan import scan_workflow_data  # noqa: E402
+
+TEMPLATES = Path(str(resources.files("comfyui_workflow_templates_json") / "templates"))
+
+
+def best_of(fn, n: int = 5) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> int:
+    tmp = Path(tempfile.mkdtemp())
+    root = tmp / "ComfyUI"
+    (root / "models").mkdir(parents=True)
+    host = StandaloneHost.from_root(root)
+    files = sorted(TEMPLATES.glob("*.json"))
+    size = sum(f.stat().st_size for f in files)
+
+    def plain_json():
+        for f in files:
+            with open(f, encoding="utf-8") as fh:
+                json.load(fh)
+
+    state = tmp / "state"
+
+    def scan_templates():  # the CLI's own entry point: scan, outputs, summary (stdout discarded)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            cli.main(["--scan", "--comfyui-root", str(root), "--workflow", str(TEMPLATES), "--state-dir", str(state)])
+
+    ok = True
+    for _ in range(2):  # warm the page cache for both
+        plain_json(), scan_templates()
+    base, ours = [], []
+    for _ in range(5):  # interleaved, so machine noise hits both alike
+        base.append(best_of(plain_json, 1))
+        ours.append(best_of(scan_templates, 1))
+    b, o = statistics.median(base), statistics.median(ours)
+    ratio = o / b
+    ok &= ratio <= 1.5
+    print(f"templates: {len(files)} files, {size / 2**20:.1f} MiB")
+    print(f"  json.load baseline         {b * 1000:8.1f} ms")
+    print(f"  CLI --scan end to end         {o * 1000:8.1f} ms   ratio {ratio:.2f}x (target <= 1.50x)")
+
+    nodes = []
+    for i in range(5000):
+        kind = i % 5
+        if kind == 0:
+            nodes.append({"id": i, "type": "LoraLoader", "mode": 0, "widgets_values": [f"l{i % 300}.safetensors", 1, 1]})
+        elif kind == 1:
+            nodes.append({"id": i, "type": "KSampler", "mode": 0, "widgets_values": [i, "fixed", 20, 7.0, "euler", "normal", 1.0]})
+        elif kind == 2:
+            nodes.append({"id": i, "type": "CLIPTextEncode", "mode": 0, "widgets_values": ["a prompt " * 20]})
+        elif kind == 3:
+            nodes.append({"id": i, "type": "CustomThing", "mode": 0, "widgets_values": {"model": f"c{i}.ckpt", "x": 1}})
+        else:
+            nodes.append({"id": i, "type": "VAELoader", "mode": 0, "widgets_values": ["ae.safetensors"]})
+    wf = {"nodes": nodes, "links": [], "version": 0.4}
+    inv = build_inventory(host)
+    t5k = best_of(lambda: scan_workflow_data(wf, "synthetic", host, inv))
+    ok &= t5k < 0.1
+    print(f"synthetic 5,000-node workflow: {t5k * 1000:.1f} ms (target < 100 ms)")
+
+    folders = ["checkpoints", "loras", "vae", "text_encoders", "diffusion_models", "controlnet",
+               "upscale_models", "embeddings", "clip_vision", "hypernetworks"]
+    extra = tmp / "extra_models"
+    for i in range(20000):
+        folder = folders[i % 10]
+        base_dir = (extra if i % 4 == 0 else root / "models") / folder / f"sub{i % 37}"
+        base_dir.mkdir(parents=True, exist_ok=True)
+        (base_dir / f"model_{i}.safetensors").touch()
+    (root / "extra_model_paths.yaml").write_text(
+        "shared:\n  base_path: " + str(extra) + "\n" + "".join(f"  {f}: {f}\n" for f in folders))
+    big_host = StandaloneHost.from_root(root)
+    t_inv = best_of(lambda: build_inventory(big_host), 3)
+    n = len(build_inventory(big_host).files)
+    ok &= t_inv < 1.0 and n == 20000
+    print(f"inventory: {n} files in 10 folders + extra_model_paths.yaml: {t_inv * 1000:.1f} ms (target < 1000 ms)")
+    print("all targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
