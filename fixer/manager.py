@@ -172,7 +172,7 @@ async def probe(base_url: str, *, comfyui_root: Path | str | None = None,
                 session: aiohttp.ClientSession | None = None, search_package: bool = True) -> ManagerStatus:
     """From outside: ask a ComfyUI server which Manager API it runs. GET requests only."""
     location = installed_location(comfyui_root, search_package=search_package)
-    async with _session(session, PROBE_TIMEOUT) as s:
+    async with _SessionScope(session, PROBE_TIMEOUT) as s:
         version = await _get_text(s, base_url, "/v2/manager/version")
         if version is not None:
             flag = await _get_json(s, base_url, "/v2/manager/is_legacy_manager_ui")
@@ -259,7 +259,7 @@ async def queue_install(base_url: str, pack: Any, api: ManagerApi, *, client_id:
     """
     target = InstallTarget.of(pack)
     ui_id = f"comfyfixer-{uuid.uuid4().hex[:12]}"
-    async with _session(session, SEND_TIMEOUT) as s:
+    async with _SessionScope(session, SEND_TIMEOUT) as s:
         registry_id = None
         known = index.pack(target.repository) if index and target.repository and not target.cnr_id else None
         if known is not None:
@@ -286,7 +286,7 @@ def queue_install_sync(base_url: str, pack: Any, api: ManagerApi, **kw: Any) -> 
 # ---------------------------------------------------------------- HTTP edge
 
 
-class _session:
+class _SessionScope:
     """Use the caller's session, or open (and close) one with a timeout."""
 
     def __init__(self, session: aiohttp.ClientSession | None, timeout: float):
