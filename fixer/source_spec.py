@@ -80,21 +80,22 @@ def parse_source(text: str, hf_base: str | None = None, civitai_base: str | None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"Source {s!r} is not a link or a hf:/civitai: name. {USAGE}")
     host = parts.netloc.lower()
-    if host in _HF_HOSTS or host == urlsplit(hf_base).netloc.lower():
-        m = _HF_FILE_PATH.match(parts.path)
-        if not m:
-            raise ConfigError(f"Source {s!r}: link to one file (…/<org>/<repo>/resolve/<revision>/<file>), "
-                              "not to a repository page.")
+    # Both hosts are checked before either complains: in tests HF_ENDPOINT and CIVITAI_BASE_URL are one server.
+    is_hf = host in _HF_HOSTS or host == urlsplit(hf_base).netloc.lower()
+    is_civitai = host == "civitai.com" or host.endswith(".civitai.com") or host == urlsplit(civitai_base).netloc.lower()
+    if is_hf and (m := _HF_FILE_PATH.match(parts.path)):
         return _hf_spec(m.group(1), unquote(m.group(2)), unquote(m.group(3)), hf_base)
-    if host == "civitai.com" or host.endswith(".civitai.com") or host == urlsplit(civitai_base).netloc.lower():
-        m = _CIVITAI_DOWNLOAD.match(parts.path)
-        if m:
+    if is_civitai:
+        if m := _CIVITAI_DOWNLOAD.match(parts.path):
             return SourceSpec("civitai", version_id=int(m.group(1)), file_query=parts.query)
-        m = _CIVITAI_MODEL_PAGE.match(parts.path)
-        if m:
+        if m := _CIVITAI_MODEL_PAGE.match(parts.path):
             version = parse_qs(parts.query).get("modelVersionId", [""])[0]
             return SourceSpec("civitai", model_id=int(m.group(1)),
                               version_id=int(version) if version.isdigit() else None)
+    if is_hf:
+        raise ConfigError(f"Source {s!r}: link to one file (…/<org>/<repo>/resolve/<revision>/<file>), "
+                          "not to a repository page.")
+    if is_civitai:
         raise ConfigError(f"Source {s!r}: link to a Civitai model or model version. {USAGE}")
     raise ConfigError(f"Source {s!r} is neither Hugging Face nor Civitai. {USAGE}")
 
