@@ -1,0 +1,95 @@
+"""`comfy-fixer --scan` / `--status` as a user runs them: outputs, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT, SHARED, make_comfy_root, make_workflow, node, write_json
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "fixer", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_scan_writes_the_seed_outputs_and_exits_1_when_something_is_missing(tmp_path):
+    root = make_comfy_root(tmp_path, {"models/loras/have.safetensors": ""})
+    write_json(root / "user/default/workflows/a.json", make_workflow([
+        node(1, "LoraLoader", ["have.safetensors", 1, 1]), node(2, "VAELoader", ["need.safetensors"]),
+        node(3, "SomeCustomNode", cnr_id="comfyui-some-pack")]))
+    state = tmp_path / "state"
+    r = run_cli("--scan", "--comfyui-root", str(root), "--state-dir", str(state),
+                "--object-info", str(SHARED / "fixtures/comfyui/object_info.json"))
+    assert r.returncode == 1, r.stderr
+    assert "missing: 1" in r.stdout and "vae" in r.stdout and "Missing node types: 1" in r.stdout
+    models = json.loads((state / "output/missing_models.json").read_text())
+    assert [(m["filename"], m["expected_type"], m["workflow"], m["node_type"], m["node_id"]) for m in models] == [
+        ("need.safetensors", "vae", "a.json", "VAELoader", "2")]
+    nodes = json.loads((state / "output/missing_nodes.json").read_text())
+    assert [n["node_type"] for n in nodes] == ["SomeCustomNode"]
+    assert "need.safetensors" in (state / "output/summary_report.md").read_text()
+    status = json.loads((state / "status.json").read_text())
+    assert status["phase"] == "complete" and set(status) >= {"timestamp", "progress", "data", "errors"}
+    (log,) = (state / "log").glob("scan_*.log")
+    actions = [json.loads(line.split("ACTION: ", 1)[1]) for line in log.read_text().splitlines() if "ACTION: " in line]
+    assert {"action": "model_missing", "name": "need.safetensors"}.items() <= actions[0].items()
+
+
+def test_scan_exits_0_when_nothing_is_missing_and_json_is_machine_readable(tmp_path):
+    root = make_comfy_root(tmp_path, {"models/vae/v.safetensors": ""})
+    wf = write_json(tmp_path / "wf.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
+    r = run_cli("--comfyui-root", str(root), "--workflow", str(wf), "--state-dir", str(tmp_path / "s"), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["summary"]["present"] == 1 and out["node_check"] == "skipped"
+
+
+def test_unreadable_files_are_listed_and_the_run_goes_on(tmp_path):
+    root = make_comfy_root(tmp_path)
+    d = tmp_path / "wfs"
+    write_json(d / "ok.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
+    (d / "bad.json").write_text("{oops")
+    r = run_cli("--comfyui-root", str(root), "--workflow", str(d), "--state-dir", str(tmp_path / "s"))
+    assert r.returncode == 1
+    assert "Could not read:" in r.stdout and "bad.json: malformed JSON" in r.stdout
+    assert "Traceback" not in r.stderr
+
+
+def test_usage_errors_exit_2_with_a_message_that_says_what_to_do(tmp_path):
+    r = run_cli("--scan", "--state-dir", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "--comfyui-root" in r.stderr
+    (tmp_path / "config.json").write_text("{not json")
+    r = run_cli("--scan", "--state-dir", str(tmp_path))
+    assert r.returncode == 2 and "config.json" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("--scan", "--comfyui-root", str(tmp_path / "nope"), "--state-dir", str(tmp_path / "x"))
+    assert r.returncode == 2 and "is not a folder" in r.stderr
+
+
+def test_config_json_supplies_root_and_workflow_directories(tmp_path):
+    root = make_comfy_root(tmp_path)
+    wf_dir = tmp_path / "elsewhere"
+    write_json(wf_dir / "w.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
+    (tmp_path / "config.json").write_text(json.dumps({"comfyui_root": str(root), "workflow_directories": [str(wf_dir)]}))
+    r = run_cli("--state-dir", str(tmp_path), "--json")
+    assert r.returncode == 1 and json.loads(r.stdout)["summary"]["missing"] == 1
+
+
+def test_status_prints_the_last_run(tmp_path):
+    root = make_comfy_root(tmp_path)
+    wf = write_json(tmp_path / "wf.json", make_workflow([]))
+    run_cli("--comfyui-root", str(root), "--workflow", str(wf), "--state-dir", str(tmp_path))
+    r = run_cli("--status", "--state-dir", str(tmp_path))
+    assert r.returncode == 0 and "Phase: complete" in r.stdout
+    r = run_cli("--status", "--state-dir", str(tmp_path / "empty"))
+    assert r.returncode == 2 and "status.json not found" in r.stderr
+
+
+def test_help_lists_the_flags_and_exit_codes():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for flag in ("--scan", "--status", "--comfyui-root", "--workflow", "--state-dir", "--config", "--json", "Exit codes"):
+        assert flag in r.stdout
