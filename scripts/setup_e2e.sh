@@ -60,12 +60,14 @@ PY
 sed -i -E 's/^@torch\.library\.register_fake\("(torchvision::(nms|qnms))"\)$/@(torch.library.register_fake("\1") if torchvision.extension._has_ops() else (lambda f: f))/' "$meta"
 "$COMFY_VENV/bin/python" -c "import torchvision" || { echo "torchvision still fails to import" >&2; exit 1; }
 
-step "this pack's dependencies"
+step "this pack's dependencies + ComfyUI-Manager's data (names the pack behind a missing node type)"
 if [ -f "$REPO/requirements.txt" ]; then
   "${PIP[@]}" -c "$tmp/constraints.txt" -r "$REPO/requirements.txt"
 else
   "${PIP[@]}" -c "$tmp/constraints.txt" aiohttp requests huggingface_hub safetensors Pillow PyYAML
 fi
+# This ComfyUI has no --enable-manager, so the package only provides extension-node-map.json.
+"${PIP[@]}" -c "$tmp/constraints.txt" comfyui-manager==4.3
 
 if [ -n "${COMFY_FRONTEND_VERSION:-}" ]; then
   fe="$(dirname "$COMFYUI_DIR")/frontend-$COMFY_FRONTEND_VERSION"

@@ -1,0 +1,491 @@
+// ComfyFixerSmart in the ComfyUI page: the "Fix missing models" button and command, the panel in
+// the sidebar, the notice on workflow load, and the settings. The server does the work
+// (/comfyfixer/* routes); this file wires ComfyUI's extension points to it.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { createClient } from "./lib/api.js";
+import { h, plural } from "./lib/dom.js";
+import { currentWorkflow, findNode, revealNode, rootGraph, setModelWidgets, workflowName } from "./lib/graph.js";
+import { isRunActive, renderPanel } from "./lib/panel.js";
+
+const EXTENSION = "ComfyFixerSmart";
+const TAB_ID = "comfyfixer-models";
+const CMD_FIX = "ComfyFixerSmart.FixMissingModels";
+const CMD_PANEL = "ComfyFixerSmart.ShowPanel";
+const CMD_PORTABLE = "ComfyFixerSmart.MakePortable";
+const FIX_LABEL = "Fix missing models";
+// ComfyUI setting id -> server setting. The server is the truth; these mirror it in ComfyUI's
+// settings dialog. Tokens are not here: they are write-only and never stored in comfy.settings.json.
+const SERVER_SETTINGS = {
+  "ComfyFixerSmart.Downloads.MaxConcurrent": "max_concurrent",
+  "ComfyFixerSmart.Downloads.ConnectionsPerFile": "connections_per_file",
+  "ComfyFixerSmart.Downloads.AllowPickle": "allow_pickle",
+  "ComfyFixerSmart.General.CheckOnLoad": "check_on_load",
+};
+
+const client = createClient(api);
+const state = {
+  workflowName: null,
+  report: null,
+  scanning: false,
+  scanError: null,
+  status: null,
+  settings: null,
+  busy: new Set(),
+  notice: null,
+};
+let panelHost = null; // the sidebar's element while the tab is open
+let renderQueued = false;
+let syncingSettings = false;
+const notified = new Set();
+
+// --- rendering ---------------------------------------------------------------------------------
+function rerender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    if (panelHost) panelHost.replaceChildren(renderPanel(state, actions));
+    updateLegacyButton();
+  });
+}
+
+function setNotice(kind, text) {
+  state.notice = text ? { kind, text } : null;
+  rerender();
+}
+
+async function withBusy(key, fn) {
+  if (state.busy.has(key)) return undefined;
+  state.busy.add(key);
+  setNotice(null, null);
+  try {
+    return await fn();
+  } catch (e) {
+    setNotice("error", e.message);
+    return undefined;
+  } finally {
+    state.busy.delete(key);
+    rerender();
+  }
+}
+
+// --- scanning and runs ---------------------------------------------------------------------------
+let scanSeq = 0;
+async function scan() {
+  const seq = ++scanSeq;
+  state.scanning = true;
+  state.workflowName = workflowName(app);
+  rerender();
+  try {
+    const report = await client.scan(currentWorkflow(app), state.workflowName);
+    if (seq === scanSeq) {
+      state.report = report;
+      state.scanError = null;
+    }
+    return report;
+  } catch (e) {
+    if (seq === scanSeq) state.scanError = e.message;
+    return null;
+  } finally {
+    if (seq === scanSeq) state.scanning = false;
+    rerender();
+  }
+}
+
+function missingWithFolder(report) {
+  return (report?.models ?? []).filter((m) => m.state === "missing" && m.folder).map((m) => m.name ?? m.filename);
+}
+
+async function fix(items) {
+  await withBusy("fix", async () => {
+    state.status = await client.fix(currentWorkflow(app), workflowName(app), items);
+  });
+}
+
+/** The button, the command and the notice's action: open the panel, scan, download what is missing. */
+async function fixMissingModels() {
+  openPanel();
+  const report = await scan();
+  if (!report || isRunActive(state.status)) return;
+  const items = missingWithFolder(report);
+  if (items.length) await fix(items);
+}
+
+function onStatus(doc) {
+  state.status = doc;
+  rerender();
+}
+
+async function onDone(detail) {
+  const landed = new Set((detail?.files ?? []).map((f) => f.name));
+  // New files only show up in the loaders' combos after the node definitions are fetched again.
+  try {
+    await app.refreshComboInNodes?.();
+  } catch (e) {
+    console.warn("[ComfyFixerSmart] refreshing the model lists failed", e);
+  }
+  clearModelErrors(landed);
+  await scan();
+}
+
+/** Loaders outlined red by the last queue attempt turn normal once their file has landed. */
+function clearModelErrors(landedNames) {
+  const errors = app.lastNodeErrors;
+  if (!errors || !landedNames.size || !state.report) return;
+  const fixedIds = new Set();
+  for (const m of state.report.models ?? []) {
+    if (!landedNames.has(m.name ?? m.filename)) continue;
+    for (const u of m.nodes ?? []) if (!u.subgraph_path?.length) fixedIds.add(String(u.node_id));
+  }
+  const remaining = Object.fromEntries(Object.entries(errors).filter(([id, e]) => !(
+    fixedIds.has(String(id)) && (e.errors ?? []).every((x) => x.type === "value_not_in_list"))));
+  if (Object.keys(remaining).length === Object.keys(errors).length) return;
+  app.lastNodeErrors = Object.keys(remaining).length ? remaining : null;
+  rootGraph(app).setDirtyCanvas?.(true, true);
+}
+
+// --- panel actions -----------------------------------------------------------------------------
+const actions = {
+  scan: () => scan(),
+  fix: (items) => fix(items),
+  cancel: (name) => withBusy(`cancel:${name ?? "*"}`, async () => {
+    state.status = await client.cancel(name ?? undefined);
+  }),
+  retry: (name, url) => withBusy(`retry:${name}`, async () => {
+    state.status = await client.retry(name, url);
+  }),
+  relink: (model, where) => withBusy(`relink:${model.name ?? model.filename}`, async () => {
+    const name = model.name ?? model.filename;
+    let value = where.relpath;
+    if (where.folder !== model.folder) {
+      // Another folder: the server links the file into the right one under the expected name.
+      value = (await client.relink(name, model.folder, where.path)).relpath ?? name;
+      await app.refreshComboInNodes?.();
+    }
+    const changed = setModelWidgets(app, model.nodes ?? [], name, comboValue(model, value));
+    setNotice("ok", `${name} now uses ${where.folder}/${where.relpath}` +
+      (changed ? ` (${plural(changed, "node")} updated; save the workflow to keep it).` : "."));
+    await scan();
+  }),
+  installPack: (pack) => withBusy(`pack:${pack.id}`, async () => {
+    const answer = await client.installPack(pack.id);
+    setNotice("ok", answer?.message ?? `Installing ${pack.title || pack.id}: restart ComfyUI when it is done.`);
+  }),
+  copy: async (text) => {
+    try {
+      await navigator.clipboard.writeText(text);
+      setNotice("ok", "Copied the install commands.");
+    } catch {
+      setNotice("error", "The browser refused the clipboard; select the commands and copy them by hand.");
+    }
+  },
+  portable: () => withBusy("portable", makePortable),
+  reveal: (usage) => {
+    if (!revealNode(app, usage)) setNotice("error", `Node #${usage.node_id} is not on the canvas (inside a group node?).`);
+  },
+  openSettings: () => app.extensionManager?.command?.execute?.("Comfy.ShowSettingsDialog"),
+};
+
+/** The combo entry matching `value` (the server's separators and case), or `value` itself. */
+function comboValue(model, value) {
+  const usage = (model.nodes ?? [])[0];
+  const node = usage && findNode(app, usage);
+  const widget = node?.widgets?.find((w) => w.name === usage.input_name);
+  const options = widget?.options?.values;
+  const norm = (s) => String(s).replaceAll("\\", "/").toLowerCase();
+  return (Array.isArray(options) && options.find((o) => norm(o) === norm(value))) || value;
+}
+
+async function makePortable() {
+  const answer = await client.portable(currentWorkflow(app));
+  const name = `${workflowName(app)}.portable.json`;
+  const blob = new Blob([JSON.stringify(answer.workflow, null, 2)], { type: "application/json" });
+  const link = h("a", { href: URL.createObjectURL(blob), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  const models = answer.workflow?.models?.length ?? 0;
+  setNotice("ok", `Saved ${name}: it carries ${plural(models, "download link")}.`);
+}
+
+// --- the sidebar panel and the button ----------------------------------------------------------
+function openPanel() {
+  const tabs = app.extensionManager?.sidebarTab;
+  if (tabs?.activeSidebarTabId === TAB_ID) return;
+  if (typeof tabs?.toggleSidebarTab === "function") tabs.toggleSidebarTab(TAB_ID);
+  else app.extensionManager?.command?.execute?.(`Workspace.ToggleSidebarTab.${TAB_ID}`);
+}
+
+function registerPanel() {
+  const tab = {
+    id: TAB_ID,
+    icon: "pi pi-download",
+    title: "Model fixer",
+    tooltip: "Missing models and nodes (ComfyFixerSmart)",
+    label: "Model fixer",
+    type: "custom",
+    render: (el) => {
+      panelHost = h("div.cfx-host");
+      el.replaceChildren(panelHost);
+      panelHost.replaceChildren(renderPanel(state, actions));
+      if (!state.scanning && state.report?.workflow !== workflowName(app)) scan();
+    },
+    destroy: () => {
+      panelHost = null;
+    },
+  };
+  const em = app.extensionManager;
+  if (em?.sidebarTab?.registerSidebarTab) em.sidebarTab.registerSidebarTab(tab);
+  else em?.registerSidebarTab?.(tab);
+}
+
+// Newer frontends show `actionBarButtons` next to Run; older ones have the legacy menu groups.
+let legacyButton = null;
+async function addLegacyButton() {
+  await new Promise((r) => setTimeout(r, 500));
+  const bar = document.querySelector('[data-testid="action-bar-buttons"]');
+  if (bar || !app.menu?.settingsGroup?.element?.isConnected) return;
+  try {
+    const { ComfyButton } = await import("../../scripts/ui/components/button.js");
+    const { ComfyButtonGroup } = await import("../../scripts/ui/components/buttonGroup.js");
+    legacyButton = new ComfyButton({
+      icon: "download-circle-outline",
+      action: () => app.extensionManager.command.execute(CMD_FIX),
+      tooltip: "Find, download and verify the models this workflow is missing (Alt+Shift+M)",
+      content: FIX_LABEL,
+      classList: "comfyui-button comfyui-menu-mobile-collapse cfx-menu-button",
+    });
+    legacyButton.element.dataset.testid = "cfx-menu-button";
+    app.menu.settingsGroup.element.before(new ComfyButtonGroup(legacyButton.element).element);
+  } catch (e) {
+    console.warn("[ComfyFixerSmart] no menu button (the command and the sidebar tab still work)", e);
+  }
+  updateLegacyButton();
+}
+
+function updateLegacyButton() {
+  const el = legacyButton?.element;
+  if (!el) return;
+  const status = state.status;
+  const overall = status?.data?.overall;
+  const label = isRunActive(status)
+    ? `Fixing… ${overall?.total ? `${Math.floor((100 * overall.bytes_done) / overall.total)}%` : ""}`.trim()
+    : FIX_LABEL;
+  const span = el.querySelector("span:not([class*=mdi])") ?? el;
+  if (span.textContent !== label) span.textContent = label;
+}
+
+// --- the notice on workflow load ---------------------------------------------------------------
+function problemCounts(report) {
+  const s = report?.summary ?? {};
+  return { missing: s.missing ?? 0, elsewhere: s.elsewhere ?? 0, nodes: s.missing_nodes ?? 0 };
+}
+
+function notifyProblems(report) {
+  const c = problemCounts(report);
+  if (!c.missing && !c.elsewhere && !c.nodes) return;
+  const key = `${report.workflow}|${c.missing}|${c.elsewhere}|${c.nodes}`;
+  if (notified.has(key)) return;
+  notified.add(key);
+  const title = [
+    c.missing ? `${plural(c.missing, "model")} missing` : null,
+    c.elsewhere ? `${plural(c.elsewhere, "model")} on disk elsewhere` : null,
+    c.nodes ? `${plural(c.nodes, "node type")} missing` : null,
+  ].filter(Boolean).join(", ");
+  const detail = c.missing
+    ? "ComfyFixerSmart can find, download and verify them."
+    : c.elsewhere ? "ComfyFixerSmart can point the loaders at your copies." : "ComfyFixerSmart knows which packs provide them.";
+  const toast = app.extensionManager?.toast;
+  if (typeof toast?.info === "function") {
+    // Newer frontends: their own toast takes an action button.
+    toast.info(title, { description: detail, duration: 10_000, action: { label: FIX_LABEL, onClick: fixMissingModels } });
+    return;
+  }
+  showNotice(title, detail);
+}
+
+/** A one-line notice with the fix button, for frontends whose toasts cannot carry a button. */
+function showNotice(title, detail) {
+  document.querySelector(".cfx-toast")?.remove();
+  const close = () => el.remove();
+  const el = h("div.cfx-toast", { role: "status", "data-testid": "cfx-toast" },
+    h("i.pi.pi-info-circle"),
+    h("div.cfx-toast-text", h("div.cfx-toast-title", title), h("div.cfx-muted", detail)),
+    h("button.cfx-btn.cfx-btn-primary", { type: "button", onclick: () => { close(); fixMissingModels(); } }, FIX_LABEL),
+    h("button.cfx-btn.cfx-toast-close", { type: "button", title: "Dismiss", "aria-label": "Dismiss", onclick: close }, h("i.pi.pi-times")));
+  document.body.append(el);
+  setTimeout(close, 12_000);
+}
+
+let loadTimer = null;
+function onWorkflowLoaded() {
+  clearTimeout(loadTimer);
+  // Loading fires this once per graph; wait for the canvas to settle, then scan once.
+  loadTimer = setTimeout(async () => {
+    if (app.extensionManager?.setting?.get("ComfyFixerSmart.General.CheckOnLoad") === false) {
+      if (panelHost) scan();
+      return;
+    }
+    const report = await scan();
+    if (report) notifyProblems(report);
+  }, 300);
+}
+
+// --- settings ----------------------------------------------------------------------------------
+function serverSetting(key) {
+  return async (value, old) => {
+    if (old === undefined || syncingSettings || value === old) return; // registration or our own sync
+    try {
+      state.settings = await client.saveSettings({ [key]: value });
+    } catch (e) {
+      app.extensionManager?.toast?.add?.({ severity: "error", summary: "ComfyFixerSmart setting not saved", detail: e.message, life: 6000 });
+    }
+  };
+}
+
+/** Copy the server's settings into ComfyUI's dialog without posting them back. */
+async function syncSettings() {
+  try {
+    state.settings = await client.settings();
+  } catch (e) {
+    console.warn("[ComfyFixerSmart] settings not loaded", e);
+    return;
+  }
+  const store = app.extensionManager?.setting;
+  if (!store) return;
+  syncingSettings = true;
+  try {
+    for (const [id, key] of Object.entries(SERVER_SETTINGS)) {
+      if (key in state.settings && store.get(id) !== state.settings[key]) await store.set(id, state.settings[key]);
+    }
+  } finally {
+    syncingSettings = false;
+  }
+}
+
+/** A write-only token field: the value goes to the server and is never kept in the page. */
+function secretField(key, what) {
+  return () => {
+    const input = h("input.cfx-secret-input", {
+      type: "password", autocomplete: "off", spellcheck: "false", placeholder: `Paste your ${what}`, "data-testid": `cfx-${key}`,
+    });
+    const status = h("span.cfx-muted");
+    const show = () => {
+      status.textContent = state.settings?.[`${key}_set`] ? "Saved on the server" : "Not set";
+    };
+    const save = async (value) => {
+      try {
+        state.settings = await client.saveSettings({ [key]: value });
+        input.value = "";
+        show();
+      } catch (e) {
+        status.textContent = e.message;
+      }
+    };
+    show();
+    client.settings().then((s) => { state.settings = s; show(); }, () => {});
+    return h("div.cfx-secret",
+      input,
+      h("button.cfx-btn", { type: "button", onclick: () => input.value.trim() && save(input.value.trim()) }, "Save"),
+      h("button.cfx-btn", { type: "button", title: "Forget the stored value", onclick: () => save("") }, "Clear"),
+      status);
+  };
+}
+
+const settings = [
+  {
+    id: "ComfyFixerSmart.Tokens.Civitai",
+    category: [EXTENSION, "Tokens", "Civitai API key"],
+    name: "Civitai API key",
+    tooltip: "Needed for models that require a Civitai login. Stored by the ComfyUI server (never in the browser or comfy.settings.json).",
+    type: secretField("civitai_api_key", "Civitai API key"),
+    defaultValue: "",
+  },
+  {
+    id: "ComfyFixerSmart.Tokens.HuggingFace",
+    category: [EXTENSION, "Tokens", "Hugging Face token"],
+    name: "Hugging Face token",
+    tooltip: "Needed for gated repositories (accept the license on the model page first). Stored by the ComfyUI server only.",
+    type: secretField("hf_token", "Hugging Face token"),
+    defaultValue: "",
+  },
+  {
+    id: "ComfyFixerSmart.Downloads.MaxConcurrent",
+    category: [EXTENSION, "Downloads", "Max concurrent downloads"],
+    name: "Files downloaded at the same time",
+    type: "number",
+    attrs: { min: 1, max: 16, step: 1 },
+    defaultValue: 3,
+    onChange: serverSetting("max_concurrent"),
+  },
+  {
+    id: "ComfyFixerSmart.Downloads.ConnectionsPerFile",
+    category: [EXTENSION, "Downloads", "Connections per file"],
+    name: "Connections per file",
+    tooltip: "Parallel ranged requests for one large file.",
+    type: "number",
+    attrs: { min: 1, max: 32, step: 1 },
+    defaultValue: 8,
+    onChange: serverSetting("connections_per_file"),
+  },
+  {
+    id: "ComfyFixerSmart.Downloads.AllowPickle",
+    category: [EXTENSION, "Downloads", "Allow pickle formats"],
+    name: "Allow pickle formats (.ckpt, .pt, .pth, .bin)",
+    tooltip: "Pickle files can run code when loaded. Off: only .safetensors and other safe formats are downloaded.",
+    type: "boolean",
+    defaultValue: true,
+    onChange: serverSetting("allow_pickle"),
+  },
+  {
+    id: "ComfyFixerSmart.General.CheckOnLoad",
+    category: [EXTENSION, "General", "Check on load"],
+    name: "Check each workflow for missing models when it opens",
+    tooltip: "Shows a short notice with a fix button when something is missing.",
+    type: "boolean",
+    defaultValue: true,
+    onChange: serverSetting("check_on_load"),
+  },
+];
+
+// --- registration ------------------------------------------------------------------------------
+app.registerExtension({
+  name: EXTENSION,
+  settings,
+  commands: [
+    { id: CMD_FIX, label: FIX_LABEL, icon: "pi pi-download", tooltip: "Find, download and verify the models this workflow is missing", function: fixMissingModels },
+    { id: CMD_PANEL, label: "Show missing models panel", icon: "pi pi-list", function: () => { openPanel(); scan(); } },
+    { id: CMD_PORTABLE, label: "Make this workflow portable", icon: "pi pi-file-export", function: () => withBusy("portable", makePortable) },
+  ],
+  keybindings: [{ combo: { key: "m", alt: true, shift: true }, commandId: CMD_FIX }],
+  menuCommands: [{ path: ["Extensions", "ComfyFixerSmart"], commands: [CMD_FIX, CMD_PANEL, CMD_PORTABLE] }],
+  actionBarButtons: [{
+    icon: "pi pi-download",
+    label: FIX_LABEL,
+    tooltip: "Find, download and verify the models this workflow is missing (Alt+Shift+M)",
+    onClick: () => app.extensionManager.command.execute(CMD_FIX),
+  }],
+
+  async setup() {
+    document.head.append(h("link", { rel: "stylesheet", href: new URL("./comfyfixer.css", import.meta.url).href }));
+    // Custom websocket events are dropped unless a listener exists before the first one arrives.
+    client.listen(onStatus, onDone);
+    registerPanel();
+    addLegacyButton();
+    syncSettings();
+    try {
+      state.status = await client.status();
+    } catch (e) {
+      state.scanError = e.message;
+    }
+    // A reload in the middle of a run shows that run again.
+    if (isRunActive(state.status)) openPanel();
+    rerender();
+  },
+
+  afterConfigureGraph() {
+    onWorkflowLoaded();
+  },
+});

@@ -1,0 +1,63 @@
+// The one module that talks to the ComfyFixerSmart server routes and websocket events.
+// Side-effect free: createClient(api) is called by the extension with ComfyUI's `api` object.
+
+export const EVENT_STATUS = "comfyfixer.status";
+export const EVENT_DONE = "comfyfixer.done";
+
+/** A refused or failed call; `message` is the server's person-readable {error}. */
+export class FixerRequestError extends Error {
+  constructor(route, status, message) {
+    super(message);
+    this.name = "FixerRequestError";
+    this.route = route;
+    this.status = status;
+  }
+}
+
+export function createClient(api) {
+  async function call(route, body) {
+    const init = body === undefined
+      ? { method: "GET" }
+      : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+    let response;
+    try {
+      response = await api.fetchApi(`/comfyfixer${route}`, init);
+    } catch (e) {
+      throw new FixerRequestError(route, 0, `ComfyUI did not answer (${e.message}). Is the server still running?`);
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      // Not JSON: a 404 from an older pack or a proxy error page; reported below by status.
+    }
+    if (!response.ok) {
+      const message = data?.error
+        ?? (response.status === 404
+          ? "ComfyFixerSmart's server part is not loaded; check the ComfyUI log for an import error and restart."
+          : `The server answered ${response.status} ${response.statusText}.`);
+      throw new FixerRequestError(route, response.status, message);
+    }
+    return data;
+  }
+
+  return {
+    scan: (workflow, name) => call("/scan", { workflow, name }),
+    fix: (workflow, name, items) => call("/fix", items ? { workflow, name, items } : { workflow, name }),
+    status: () => call("/status"),
+    cancel: (name) => call("/cancel", name ? { name } : {}),
+    retry: (name, url) => call("/retry", url ? { name, url } : { name }),
+    relink: (name, folder, path) => call("/relink", { name, folder, path }),
+    settings: () => call("/settings"),
+    saveSettings: (patch) => call("/settings", patch),
+    portable: (workflow) => call("/portable", { workflow }),
+    installPack: (packId) => call("/install_pack", { pack_id: packId }),
+    /** Listen to the run's websocket events; register in setup(), before any run can start. */
+    listen(onStatus, onDone) {
+      api.addEventListener(EVENT_STATUS, (e) => onStatus(e.detail));
+      api.addEventListener(EVENT_DONE, (e) => onDone(e.detail));
+      // A dropped socket misses events: the status route has the whole state, so re-read it.
+      api.addEventListener("reconnected", () => call("/status").then(onStatus, () => {}));
+    },
+  };
+}

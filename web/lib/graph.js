@@ -1,0 +1,71 @@
+// What the panel needs from the LiteGraph graph: the workflow JSON, its name, and rewriting the
+// model widgets of the nodes a scan reported. Side-effect free.
+
+export function rootGraph(app) {
+  return app.rootGraph ?? app.graph; // app.graph is deprecated on newer frontends
+}
+
+/** The open workflow as UI JSON (subgraph definitions included). */
+export function currentWorkflow(app) {
+  return rootGraph(app).serialize();
+}
+
+export function workflowName(app) {
+  const wf = app.extensionManager?.workflow?.activeWorkflow;
+  return wf?.filename ?? wf?.path?.split("/").pop()?.replace(/\.json$/i, "") ?? "workflow";
+}
+
+/**
+ * The LiteGraph node a scan's usage points at, or null. The scanner labels each subgraph level
+ * "<name>#<instance node id>", so walk those instance nodes down to the inner graph.
+ */
+export function findNode(app, usage) {
+  let graph = rootGraph(app);
+  for (const label of usage.subgraph_path ?? []) {
+    const hash = label.lastIndexOf("#");
+    if (hash < 0) return null; // a group node or an unused definition: not a live node
+    const holder = graph?.getNodeById?.(label.slice(hash + 1));
+    graph = holder?.subgraph;
+    if (!graph) return null;
+  }
+  return graph?.getNodeById?.(usage.node_id) ?? null;
+}
+
+/**
+ * Point every node that uses `oldName` at `newValue` (a name the combo lists). Returns how many
+ * widgets changed. Values are matched too, so a node whose widget order differs still works.
+ */
+export function setModelWidgets(app, usages, oldName, newValue) {
+  let changed = 0;
+  const same = (v) => typeof v === "string" && v.replaceAll("\\", "/") === oldName.replaceAll("\\", "/");
+  for (const usage of usages) {
+    const node = findNode(app, usage);
+    if (!node?.widgets) continue;
+    const widget = node.widgets.find((w) => w.name === usage.input_name && same(w.value))
+      ?? node.widgets.find((w) => same(w.value));
+    if (!widget) continue;
+    widget.value = newValue;
+    widget.callback?.(newValue, app.canvas, node);
+    node.onWidgetChanged?.(widget.name, newValue, oldName, widget);
+    changed += 1;
+  }
+  if (changed) {
+    rootGraph(app).setDirtyCanvas?.(true, true);
+    app.canvas?.setDirty?.(true, true);
+    // Mark the workflow modified so the user is offered to save the fix.
+    app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.();
+  }
+  return changed;
+}
+
+/** Select and center the canvas on a node so the user sees which loader a row is about. */
+export function revealNode(app, usage) {
+  const node = findNode(app, usage);
+  if (!node) return false;
+  const canvas = app.canvas;
+  if (node.graph && canvas?.graph !== node.graph && canvas?.setGraph) canvas.setGraph(node.graph);
+  canvas?.selectNode?.(node, false);
+  canvas?.centerOnNode?.(node);
+  canvas?.setDirty?.(true, true);
+  return true;
+}
