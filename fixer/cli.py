@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     act = p.add_argument_group("actions (one)").add_mutually_exclusive_group()
     act.add_argument("--scan", action="store_true", help="find missing models and nodes (the default action)")
     act.add_argument("--status", action="store_true", help="show the state of the last or running run")
+    act.add_argument("--auto", action="store_true",
+                     help="scan, find sources, then download and verify everything missing (asks first)")
+    p.add_argument("--yes", "-y", action="store_true", help="with --auto: do not ask before downloading")
     p.add_argument("--comfyui-root", metavar="DIR", help="ComfyUI folder (default: the one holding this pack, "
                    "else comfyui_root from config.json)")
     p.add_argument("--workflow", metavar="PATH", action="append", default=[],
@@ -160,7 +163,77 @@ def cmd_status(ctx: RunContext) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"scan": cmd_scan, "status": cmd_status}
+def confirm(refs: list, stream_in=None) -> bool:
+    """The seed's prompt: y downloads, n stops, v lists what would be fetched."""
+    stream_in = stream_in or sys.stdin
+    while True:
+        print(f"Fix {len(refs)} model(s) now? Your choice [y/n/v]: ", end="", flush=True)
+        answer = stream_in.readline()
+        if not answer:
+            return False
+        answer = answer.strip().lower()
+        if answer in ("y", "yes"):
+            return True
+        if answer in ("n", "no", "q"):
+            return False
+        if answer == "v":
+            for ref in refs:
+                print(f"  {ref.folder or '(folder unknown)'}/{ref.name}")
+
+
+def final_summary(data: dict) -> str:
+    rows = data["models"]
+    by = lambda state: [r for r in rows if r["state"] == state]  # noqa: E731
+    done = by("done")
+    lines = ["", "=== Summary ===",
+             f"Fixed: {len(done)} ({sum(r.get('total') or r.get('size') or 0 for r in done) / 1e9:.2f} GB)"]
+    lines += [f"  {r['folder']}/{r['name']}  <- {r['source']}" for r in done]
+    for state, title in (("needs_choice", "Needs your choice"), ("not_found", "Not found"),
+                         ("failed", "Failed"), ("cancelled", "Cancelled")):
+        for r in by(state):
+            lines.append(f"{title}: {r['folder'] or '?'}/{r['name']}: {r.get('error') or r.get('reason') or ''}")
+            lines += [f"    candidate: {c['source']} {c.get('url') or c.get('local_path')} "
+                      f"({c['confidence']:.2f}) {c['reason']}" for c in r.get("candidates", [])[:3]]
+    lines.append(f"Took {data['summary'].get('seconds', 0):.1f} s. Details: output/resolutions.json, "
+                 "output/downloaded_models.json, status.json")
+    return "\n".join(lines)
+
+
+def cmd_auto(ctx: RunContext) -> int:
+    import asyncio
+
+    from .console import ConsoleProgress
+    from .inventory import build_inventory
+    from .pipeline import FixRun
+    from .report import summary_text
+    from .state import StateLock
+
+    with StateLock(ctx.state_dir, "comfy-fixer --auto"):
+        report = run_scan(ctx)
+        print(summary_text(report))
+        refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
+        if not refs:
+            print("No model is missing.")
+            ctx.bus.emit(PhaseChanged("complete"))
+            return EXIT_MISSING if report.missing_nodes else EXIT_OK
+        if not ctx.args.yes and sys.stdin.isatty() and not confirm(refs):
+            print("Nothing downloaded.")
+            ctx.bus.emit(PhaseChanged("complete"))
+            return EXIT_MISSING
+        host = ctx.host()
+        run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=host.folders(),
+                     models_dir=ctx.root / "models" if ctx.root else None, inventory=build_inventory(host),
+                     state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows))
+        ctx.bus.subscribe(ConsoleProgress())
+        ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))
+        data = asyncio.run(run.run())
+        ctx.status.set_data(data, force=True)
+        print(final_summary(data))
+        ok = all(r["state"] == "done" for r in data["models"])
+        return EXIT_OK if ok and not report.missing_nodes else EXIT_MISSING
+
+
+COMMANDS = {"scan": cmd_scan, "status": cmd_status, "auto": cmd_auto}
 
 
 def chosen_command(args: argparse.Namespace) -> str:

@@ -26,6 +26,7 @@ from .models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, 
 from .names import confine
 from .report import is_pickle
 from .state import write_json_atomic
+from .transfer.progress import eta_seconds
 
 log = logging.getLogger(__name__)
 FINAL_STATES = ("done", "failed", "cancelled", "not_found", "needs_choice", "skipped")
@@ -115,7 +116,7 @@ class FixRun:
         done = sum(r.bytes_done for r in active)
         total = sum(r.total or 0 for r in active)
         speed = sum(r.speed for r in self.rows.values() if r.state == "downloading")
-        eta = (total - done) / speed if speed > 0 and total > done else None
+        eta = eta_seconds(done, total, speed)
         finished = [r for r in self.rows.values() if r.state in FINAL_STATES]
         summary = None
         if len(finished) == len(self.rows):
@@ -134,7 +135,7 @@ class FixRun:
             if row is None:
                 return
             row.bytes_done, row.total, row.speed = t.bytes_done, t.total, t.speed
-            row.eta = (t.total - t.bytes_done) / t.speed if t.speed and t.total else None
+            row.eta = eta_seconds(t.bytes_done, t.total, t.speed)
             row.state = t.state if t.state != "queued" else "resolved"
             if t.state == "done":
                 row.path, row.sha256, row.speed, row.eta = t.target, t.sha256 or row.sha256, 0.0, None
@@ -253,16 +254,10 @@ class FixRun:
         summary["seconds"] = round(time.time() - self.started, 2)
         data["summary"] = summary
         if self.state_dir:
-            out = self.state_dir / "output"
-            write_json_atomic(out / "resolutions.json", [resolution_row(r) for r in self.resolutions.values()])
-            write_json_atomic(out / "downloaded_models.json",
-                              [to_jsonable(r) for r in self.rows.values() if r.state == "done"])
+            from .resolve import resolution_json
+
+            write_json_atomic(self.state_dir / "output" / "resolutions.json",
+                              [resolution_json(r) for r in self.resolutions.values()])
         self.bus.emit(RunFinished(summary))
         self.bus.emit(PhaseChanged("complete" if not summary["failed"] else "error"))
         return data
-
-
-def resolution_row(res: Resolution) -> dict[str, Any]:
-    from .resolve import resolution_json
-
-    return resolution_json(res)
