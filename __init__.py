@@ -29,10 +29,15 @@ def _register_routes() -> None:
     # Set first: a half-registered table must not be completed twice by a second import, since
     # ComfyUI refuses to start on back-to-back duplicate routes.
     setattr(prompt_server, _REGISTERED_FLAG, True)
-    from . import server_routes
+    log = logging.getLogger("fixer.comfyui")
+    try:
+        from . import server_routes
 
-    server_routes.add_routes(prompt_server.routes, server_routes.comfy_service)
-    logging.getLogger("fixer.comfyui").info("ComfyFixerSmart: routes registered under %s", server_routes.PREFIX)
+        server_routes.add_routes(prompt_server.routes, server_routes.comfy_service)
+    except Exception:  # keep the nodes loadable; the log says why the panel has no server side
+        log.exception("ComfyFixerSmart: the /comfyfixer routes could not be registered; the panel will not work")
+        return
+    log.info("ComfyFixerSmart: routes registered under %s", server_routes.PREFIX)
 
 
 _register_routes()

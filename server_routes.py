@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import unicodedata
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -418,15 +419,28 @@ def event_forwarder(send_sync: Callable[..., None], folder_paths: Any) -> Callab
     return forward
 
 
-_service: Any = None
+_SERVICE_ATTR = "_comfyfixer_service"
+_service_lock = threading.Lock()
 
 
 def comfy_service() -> Any:
-    """The FixerService of this ComfyUI, built on the first request (keeps ComfyUI's start-up fast)."""
-    global _service
-    if _service is None:
-        _service = build_comfy_service()
-    return _service
+    """The FixerService of this ComfyUI, built on first use (keeps ComfyUI's start-up fast).
+
+    Kept on the PromptServer, like the route guard in __init__.py: if the pack was imported twice,
+    the routes (first copy) and the nodes (last copy) still share one service and its settings.
+    The download node may ask first, from ComfyUI's prompt worker thread, hence the lock.
+    """
+    from server import PromptServer
+
+    ps = PromptServer.instance
+    svc = getattr(ps, _SERVICE_ATTR, None)
+    if svc is None:
+        with _service_lock:
+            svc = getattr(ps, _SERVICE_ATTR, None)
+            if svc is None:
+                svc = build_comfy_service()
+                setattr(ps, _SERVICE_ATTR, svc)
+    return svc
 
 
 def build_comfy_service() -> Any:

@@ -104,3 +104,10 @@ async def test_relink_through_the_comfy_service_refreshes_the_list_and_tells_the
     assert done and done[-1]["files"] == [{"folder": "loras", "name": "x.safetensors"}]
     assert "loras" not in folder_paths.filename_list_cache
     assert (comfy_root / "models" / "loras" / "x.safetensors").read_bytes() == b"weights"
+
+
+def test_both_imports_share_one_service(comfy):
+    first = load_pack(COMFY_NAME)
+    second = load_pack("custom_nodes.ComfyFixerSmart")
+    assert first.server_routes is not second.server_routes
+    assert first.server_routes.comfy_service() is second.server_routes.comfy_service()

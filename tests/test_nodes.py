@@ -21,9 +21,6 @@ def comfy(monkeypatch, comfy_root):
     comfy_mod, utils, updates = make_comfy_utils()
     monkeypatch.setitem(sys.modules, "comfy", comfy_mod)
     monkeypatch.setitem(sys.modules, "comfy.utils", utils)
-    import server_routes
-
-    monkeypatch.setattr(server_routes, "_service", None)  # built afresh over this test's tree
     spec = importlib.util.spec_from_file_location("comfyfixer_nodes_under_test", PACK_DIR / "nodes.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
