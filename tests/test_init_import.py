@@ -107,7 +107,10 @@ async def test_relink_through_the_comfy_service_refreshes_the_list_and_tells_the
 
 
 def test_both_imports_share_one_service(comfy):
-    first = load_pack(COMFY_NAME)
-    second = load_pack("custom_nodes.ComfyFixerSmart")
-    assert first.server_routes is not second.server_routes
-    assert first.server_routes.comfy_service() is second.server_routes.comfy_service()
+    import importlib
+
+    # The second import registers no routes; its nodes reach the service through their own copy.
+    routes_copy = importlib.import_module(load_pack(COMFY_NAME).__name__ + ".server_routes")
+    nodes_copy = importlib.import_module(load_pack("custom_nodes.ComfyFixerSmart").__name__ + ".server_routes")
+    assert routes_copy is not nodes_copy
+    assert routes_copy.comfy_service() is nodes_copy.comfy_service()
