@@ -53,12 +53,13 @@ from .policy import auth_headers, check_redirect, check_start_url, redact, strip
 
 log = logging.getLogger("fixer.transfer")
 
-WRITE_CHUNK = 1 << 20  # bytes gathered per pwrite
-HASH_BLOCK = 8 << 20  # bytes read back per hash step
+WRITE_CHUNK = 512 << 10  # bytes gathered per pwritev
+HASH_BLOCK = 4 << 20  # bytes read back per hash step
 MIN_PIECE = 4 << 20
 MAX_PIECE = 64 << 20
 PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
 MIN_SPLIT_SIZE = 8 << 20  # below this one connection is as fast as several
+CPU_BOUND_SPEED = 250e6  # bytes/s; above it several connections cost CPU instead of adding speed
 LOW_SPEED_BYTES_PER_S = 10 * 1024  # slower than this over timeout_seconds counts as stalled
 MAX_REDIRECTS = 10
 MAX_RESTARTS = 2  # the remote file changed under us: start over at most this often
@@ -234,6 +235,7 @@ class FileJob:
         self.hasher: PrefixHasher | None = None
         self.sidecar: resume.Sidecar | None = None
         self.connections_used = 0
+        self._active = 0
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
         self._last_sidecar = 0.0
@@ -522,10 +524,16 @@ class FileJob:
             raise
 
     async def _worker(self, pieces: deque, remote: Remote, handoff: aiohttp.ClientResponse | None) -> None:
-        while pieces:
-            start, end = pieces.popleft()
-            await self._fetch_piece(start, end, remote, handoff)
-            handoff = None
+        self._active += 1
+        try:
+            while pieces:
+                if self._active > 2 and self.t.speed > CPU_BOUND_SPEED:
+                    return  # more connections only add CPU once the link is this fast (a LAN / local mirror)
+                start, end = pieces.popleft()
+                await self._fetch_piece(start, end, remote, handoff)
+                handoff = None
+        finally:
+            self._active -= 1
 
     async def _fetch_piece(self, start: int, end: int | None, remote: Remote,
                            handoff: aiohttp.ClientResponse | None) -> None:
@@ -582,24 +590,31 @@ class FileJob:
         return resp
 
     async def _stream(self, resp: aiohttp.ClientResponse, pos: int, end: int | None) -> int:
-        """Copy the body into the .part from `pos`; returns the offset reached. Checks for stalls."""
+        """Copy the body into the .part from `pos`; returns the offset reached. Checks for stalls.
+
+        Chunks are written as they came off the socket (pwritev of a list, no joining), one write
+        in flight per connection while the next chunks are read.
+        """
         loop = asyncio.get_running_loop()
-        buf = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         pending: asyncio.Future | None = None
         pending_range = (0, 0)
         window_start = time.monotonic()
         window_bytes = 0
         timeout = self.config.timeout_seconds
         try:
-            while end is None or pos + len(buf) < end:
-                want = WRITE_CHUNK - len(buf) if end is None else min(WRITE_CHUNK - len(buf), end - pos - len(buf))
+            while end is None or pos + size < end:
                 try:
-                    data = await resp.content.read(want)
+                    data = await resp.content.readany()
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                     raise Retryable(f"download interrupted: {_describe(e)}") from None
                 if not data:
                     break
-                buf += data
+                if end is not None and pos + size + len(data) > end:
+                    data = data[: end - pos - size]  # an open-ended probe stream runs past this piece
+                chunks.append(data)
+                size += len(data)
                 window_bytes += len(data)
                 now = time.monotonic()
                 if now - window_start >= timeout:
@@ -607,25 +622,22 @@ class FileJob:
                         raise Retryable(f"the server sent only {window_bytes} bytes in {now - window_start:.1f} s "
                                         f"(stalled; timeout {timeout:g} s)")
                     window_start, window_bytes = now, 0
-                if len(buf) >= WRITE_CHUNK or (end is not None and pos + len(buf) >= end):
+                if size >= WRITE_CHUNK or (end is not None and pos + size >= end):
                     if pending is not None:
                         await pending
                         self._written(*pending_range)
-                    pending_range = (pos, pos + len(buf))
-                    pending = loop.run_in_executor(self.pool, _pwrite_all, self.fd, bytes(buf), pos)
-                    pos += len(buf)
-                    buf = bytearray()
-            if buf:
-                if pending is not None:
-                    await pending
-                    self._written(*pending_range)
-                pending_range = (pos, pos + len(buf))
-                pending = loop.run_in_executor(self.pool, _pwrite_all, self.fd, bytes(buf), pos)
-                pos += len(buf)
+                    pending_range = (pos, pos + size)
+                    pending = loop.run_in_executor(self.pool, _pwrite_all, self.fd, chunks, pos)
+                    pos += size
+                    chunks, size = [], 0
             if pending is not None:
                 await pending
                 self._written(*pending_range)
                 pending = None
+            if chunks:
+                await loop.run_in_executor(self.pool, _pwrite_all, self.fd, chunks, pos)
+                self._written(pos, pos + size)
+                pos += size
             return pos
         except BaseException:
             if pending is not None:  # the bytes handed to the kernel count; never claim unwritten ones
@@ -698,12 +710,17 @@ class FileJob:
             verify.check_safetensors(self.t.part, self.label)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view = view[n:]
+def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """pwritev the chunks at `offset`, continuing after short writes."""
+    views = [memoryview(c) for c in chunks]
+    while views:
+        n = os.pwritev(fd, views[:1024], offset)  # IOV_MAX
         offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
 
 
 def _describe(e: BaseException) -> str:

@@ -33,7 +33,7 @@ log = logging.getLogger("fixer.transfer")
 
 DOWNLOADED_FILE = "downloaded_models.json"
 REPORT_FILE = "verification_report.json"
-READ_BUFSIZE = 1 << 20  # aiohttp's per-connection buffer; bounds memory per connection
+READ_BUFSIZE = 512 << 10  # aiohttp's per-connection buffer; bounds memory per connection
 
 
 class TransferManager:

@@ -1,0 +1,241 @@
+"""Download speed, side by side, measured in one run on 127.0.0.1.
+
+    python benchmarks/download_bench.py [--throttled-mib 256] [--plain-mib 1024] [--rate-mb 25]
+
+Two cases, served by the project's fake upstream in a separate process (so the server never
+shares a GIL with the client being measured), both as Hugging Face LFS files (`/resolve` 302 to
+the CDN host, Range honoured):
+1. "throttled": each connection limited to --rate-mb MB/s (as CDNs effectively do), a
+   --throttled-mib file. Fetched by this engine (verification on: sha256 + size), by
+   `aria2c -x8 -s8` and by `huggingface_hub.hf_hub_download`. Target: engine <= 1.1x aria2c.
+2. "plain": unthrottled --plain-mib file served with sendfile. This engine (hash included) vs a
+   plain `curl -o`. Target: engine <= 1.2x curl.
+Peak memory of the engine: the growth of this process's RSS during the download (sampled every
+5 ms), which is what the download itself costs; the interpreter's baseline is printed beside it.
+A comparator whose binary or package is missing is skipped with the reason printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def make_file(path: Path, size: int) -> str:
+    """Incompressible bytes (a repeated random 4 MiB block would do as well; random avoids surprises)."""
+    h = hashlib.sha256()
+    block = 8 << 20
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(block, left))
+            f.write(chunk)
+            h.update(chunk)
+            left -= len(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- server process --------------
+
+
+def serve(spec_path: str) -> None:
+    """Child process: the fake upstream with the benchmark files registered; prints its port."""
+    from tests.fake_upstream import FakeUpstream
+    from tests.fake_upstream import file_routes
+
+    spec = json.loads(Path(spec_path).read_text())
+    up = FakeUpstream().start()
+    for f in spec["files"]:
+        file_routes.register_hf_file(up, f["repo"], f["path"], disk_path=f["disk_path"])
+        served = file_routes._served(up, file_routes.hf_key(f["repo"], f["path"]))
+        served._sha256 = f["sha256"]
+        if f.get("rate"):
+            file_routes.faults(up, served.key).rate = f["rate"]
+    print(up.port, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    up.stop()
+
+
+# --------------------------------------------------------------------------- measurements ---------------
+
+
+class RssSampler:
+    def __init__(self) -> None:
+        self.base = self._rss()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> "RssSampler":
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def run_engine(url: str, sha256: str, size: int, dest: Path, connections: int) -> tuple[float, int, int]:
+    from fixer.config import DownloadConfig
+    from fixer.models import TransferRequest
+    from fixer.transfer import download_one
+
+    cfg = DownloadConfig(connections_per_file=connections, min_free_margin_bytes=0)
+    req = TransferRequest(url=url, folder="checkpoints", filename=dest.name, expected_size=size, sha256=sha256)
+    with RssSampler() as mem:
+        t0 = time.perf_counter()
+        t = asyncio.run(download_one(req, str(dest.parent), cfg, {}))
+        elapsed = time.perf_counter() - t0
+    if t.state != "done":
+        raise SystemExit(f"engine failed: {t.error}")
+    return elapsed, mem.peak - mem.base, mem.base
+
+
+def run_cmd(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def run_hf(endpoint: str, repo: str, filename: str, dest: Path) -> float:
+    code = ("import sys,time; from huggingface_hub import hf_hub_download; t=time.perf_counter(); "
+            f"hf_hub_download({repo!r}, {filename!r}, local_dir={str(dest)!r}); print(time.perf_counter()-t)")
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HOME": str(dest / ".hf_home")}
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def fmt(x: float | None) -> str:
+    return "skipped" if x is None else f"{x:6.2f} s"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--throttled-mib", type=int, default=256)
+    ap.add_argument("--plain-mib", type=int, default=1024)
+    ap.add_argument("--rate-mb", type=float, default=25.0, help="per-connection limit, MB/s (10^6 bytes)")
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the best is compared (shared machines)")
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        return serve(args.serve)
+
+    work = Path(tempfile.mkdtemp(prefix="fixer-bench-"))
+    try:
+        print(f"preparing files in {work} ...", flush=True)
+        thr_size, plain_size = args.throttled_mib << 20, args.plain_mib << 20
+        thr_sha = make_file(work / "throttled.safetensors.src", thr_size)
+        plain_sha = make_file(work / "plain.bin.src", plain_size)
+        spec = {"files": [
+            {"repo": "bench/throttled", "path": "throttled.bin", "disk_path": str(work / "throttled.safetensors.src"),
+             "sha256": thr_sha, "rate": args.rate_mb * 1e6},
+            {"repo": "bench/plain", "path": "plain.bin", "disk_path": str(work / "plain.bin.src"),
+             "sha256": plain_sha}]}
+        (work / "spec.json").write_text(json.dumps(spec))
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(work / "spec.json")],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        port = int(server.stdout.readline())  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{port}"
+        os.environ["HF_ENDPOINT"] = base
+        thr_url = f"{base}/bench/throttled/resolve/main/throttled.bin"
+        plain_url = f"{base}/bench/plain/resolve/main/plain.bin"
+        out = work / "out"
+
+        def fresh() -> Path:
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            return out
+
+        aria2 = shutil.which("aria2c")
+        curl = shutil.which("curl")
+        try:
+            import huggingface_hub  # noqa: F401
+            hf_ok = True
+        except ImportError:
+            hf_ok = False
+
+        def best(times: list[float | None]) -> float | None:
+            vals = [t for t in times if t is not None]
+            return min(vals) if vals else None
+
+        print(f"\n1) {args.throttled_mib} MiB, each connection limited to {args.rate_mb:g} MB/s "
+              f"(best of {args.repeat}, runs interleaved)")
+        if not aria2:
+            print("   aria2c: skipped (binary not found; apt-get install aria2)")
+        if not hf_ok:
+            print("   hf_hub_download: skipped (huggingface_hub not installed)")
+        eng_runs, aria_runs, hf_runs, mem = [], [], [], 0
+        for i in range(args.repeat):
+            t, m, base_rss = run_engine(thr_url, thr_sha, thr_size, fresh() / "throttled.bin", args.connections)
+            eng_runs.append(t)
+            mem = max(mem, m)
+            if aria2:
+                aria_runs.append(run_cmd([aria2, "-x8", "-s8", "-k1M", "--allow-overwrite=true",
+                                          "--file-allocation=none", "--console-log-level=error",
+                                          "--summary-interval=0", "-d", str(fresh()), "-o", "throttled.bin", thr_url]))
+            if hf_ok and i == 0:  # ~10 s a run; once is enough to show the gap
+                hf_runs.append(run_hf(base, "bench/throttled", "throttled.bin", fresh()))
+        eng_t, aria_t, hf_t = best(eng_runs), best(aria_runs), best(hf_runs)
+        runs = lambda xs: " ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+        print(f"   engine (sha256+size verified) {fmt(eng_t)}   runs {runs(eng_runs)}   "
+              f"peak memory +{mem / 2**20:.1f} MiB (process baseline {base_rss / 2**20:.0f} MiB)")
+        print(f"   aria2c -x8 -s8                 {fmt(aria_t)}   runs {runs(aria_runs)}")
+        print(f"   hf_hub_download                {fmt(hf_t)}")
+        if aria_t:
+            print(f"   ratio engine/aria2c = {eng_t / aria_t:.2f}x (target <= 1.10x)")
+        if hf_t:
+            print(f"   ratio engine/hf_hub_download = {eng_t / hf_t:.2f}x")
+
+        print(f"\n2) {args.plain_mib} MiB, unthrottled (best of {args.repeat}, runs interleaved)")
+        if not curl:
+            print("   curl: skipped (binary not found; apt-get install curl)")
+        eng2_runs, curl_runs, mem2 = [], [], 0
+        for _ in range(args.repeat):
+            t, m, _ = run_engine(plain_url, plain_sha, plain_size, fresh() / "plain.bin", args.connections)
+            eng2_runs.append(t)
+            mem2 = max(mem2, m)
+            if curl:
+                curl_runs.append(run_cmd([curl, "-sfL", "-o", str(fresh() / "plain.bin"), plain_url]))
+        eng2_t, curl_t = best(eng2_runs), best(curl_runs)
+        print(f"   engine (sha256+size verified) {fmt(eng2_t)}   runs {runs(eng2_runs)}   "
+              f"peak memory +{mem2 / 2**20:.1f} MiB")
+        print(f"   curl -o (no hash)              {fmt(curl_t)}   runs {runs(curl_runs)}")
+        if curl_t:
+            print(f"   ratio engine/curl = {eng2_t / curl_t:.2f}x (target <= 1.20x)")
+        print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(10)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
