@@ -108,7 +108,17 @@ def install_comfy(monkeypatch: Any, root: Path) -> ModuleType:
 
 
 def load_pack(module_name: str, pack_dir: Path = PACK_DIR) -> ModuleType:
-    """Import the pack as ComfyUI's load_custom_node does, under `module_name` (a package: __init__.py)."""
+    """Import the pack as ComfyUI's load_custom_node does, under `module_name` (a package: __init__.py).
+
+    A dotted name such as `custom_nodes.<folder>` gets a stand-in parent package, as ComfyUI's
+    directory on sys.path provides one (relative imports below the pack need it).
+    """
+    parent = module_name.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        stand_in = ModuleType(parent)
+        stand_in.__path__ = [str(pack_dir.parent)]
+        stand_in.stand_in = True
+        sys.modules[parent] = stand_in
     spec = importlib.util.spec_from_file_location(module_name, pack_dir / "__init__.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -120,3 +130,6 @@ def load_pack(module_name: str, pack_dir: Path = PACK_DIR) -> ModuleType:
 def unload_pack(module_name: str) -> None:
     for key in [k for k in sys.modules if k == module_name or k.startswith(module_name + ".")]:
         del sys.modules[key]
+    parent = module_name.rpartition(".")[0]
+    if parent and getattr(sys.modules.get(parent), "stand_in", False):
+        del sys.modules[parent]
