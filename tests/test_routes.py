@@ -401,3 +401,39 @@ async def test_relink_puts_a_copy_from_another_model_folder_in_place(live):
     answer = await r.json()
     assert (answer["ok"], answer["folder"], answer["relpath"]) == (True, "loras", "sub/x.safetensors")
     assert (live.root / "models" / "loras" / "sub" / "x.safetensors").read_bytes() == b"weights"
+
+
+async def test_status_document_has_the_contract_shape_after_a_run(live):
+    await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    status = await wait_for_run(live.client)
+    assert set(status) >= {"timestamp", "phase", "progress", "data", "errors"}
+    assert set(status["progress"]) >= {"current", "total", "percent"}
+    assert set(status["data"]) >= {"run_id", "workflow", "models", "overall", "summary"}
+    row = status["data"]["models"][0]
+    assert set(row) >= {"name", "folder", "state", "source", "url", "reason", "confidence", "size", "sha256",
+                        "warnings", "candidates", "bytes_done", "total", "speed", "eta", "error"}
+    assert set(status["data"]["overall"]) >= {"bytes_done", "total", "speed", "eta"}
+
+
+async def test_retry_after_a_failed_download_fetches_it(live):
+    from fake_upstream import Fault
+
+    live.up.add_fault(Fault(path=r"/api/download/models/9100101", status=404, times=None))
+    await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    failed = await wait_for_run(live.client)
+    row = next(m for m in failed["data"]["models"] if m["name"] == TINY_LORA)
+    assert row["state"] == "failed" and row["error"]
+    live.up.clear()
+    r = await live.client.post("/comfyfixer/retry", json={"name": TINY_LORA})
+    assert r.status == 200, await r.text()
+    await wait_for_run(live.client)
+    assert (live.root / "models" / "loras" / TINY_LORA).is_file()
+
+
+async def test_portable_answers_the_workflow_with_its_models(live):
+    await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    await wait_for_run(live.client)
+    r = await live.client.post("/comfyfixer/portable", json={"workflow": lora_workflow(live.up)})
+    assert r.status == 200, await r.text()
+    workflow = (await r.json())["workflow"]
+    assert workflow["nodes"] and any(m.get("name") == TINY_LORA for m in workflow.get("models", []))
