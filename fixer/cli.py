@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--status", action="store_true", help="show the state of the last or running run")
     act.add_argument("--auto", action="store_true",
                      help="scan, find sources, then download and verify everything missing (asks first)")
+    act.add_argument("--download", action="store_true", help="download what output/resolutions.json chose")
+    act.add_argument("--resume", action="store_true",
+                     help="continue unfinished downloads (output/downloaded_models.json); .part files resume")
     p.add_argument("--yes", "-y", action="store_true", help="with --auto: do not ask before downloading")
     p.add_argument("--comfyui-root", metavar="DIR", help="ComfyUI folder (default: the one holding this pack, "
                    "else comfyui_root from config.json)")
@@ -233,7 +236,26 @@ def cmd_auto(ctx: RunContext) -> int:
         return EXIT_OK if ok and not report.missing_nodes else EXIT_MISSING
 
 
-COMMANDS = {"scan": cmd_scan, "status": cmd_status, "auto": cmd_auto}
+def cmd_get(ctx: RunContext) -> int:
+    from .transfer.commands import cmd_get as run
+
+    return run(ctx)
+
+
+def cmd_download(ctx: RunContext) -> int:
+    from .transfer.commands import cmd_download as run
+
+    return run(ctx)
+
+
+def cmd_resume(ctx: RunContext) -> int:
+    from .transfer.commands import cmd_resume as run
+
+    return run(ctx)
+
+
+COMMANDS = {"scan": cmd_scan, "status": cmd_status, "auto": cmd_auto, "get": cmd_get, "download": cmd_download,
+            "resume": cmd_resume}
 
 
 def chosen_command(args: argparse.Namespace) -> str:
@@ -247,7 +269,15 @@ def main(argv: list[str] | None = None) -> int:
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(console)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["get"]:  # the one-off download: `comfy-fixer get URL --folder F [...]`
+        from .transfer.commands import add_get_arguments
+
+        parser.prog = "comfy-fixer get"
+        add_get_arguments(parser)
+        args = parser.parse_args(argv[1:])
+        args.get = True
+    else:
+        args = parser.parse_args(argv)
     try:
         ctx = make_context(args)
     except FixerError as e:

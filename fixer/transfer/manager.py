@@ -25,7 +25,7 @@ from ..models import Transfer, TransferRequest
 from ..names import confine
 from . import verify
 from .engine import FileJob, RetryPolicy
-from .policy import redact
+from .policy import redact, strip_secret_query
 from .resume import part_path
 from .scripts import write_script
 
@@ -50,6 +50,7 @@ class TransferManager:
         self._session: aiohttp.ClientSession | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._batch: list[Transfer] = []
+        self._roots: dict[str, str] = {}  # target -> dest_root, for the resumable record
         self.report = verify.BatchReport()
 
     # -- public ----------------------------------------------------------------------
@@ -68,11 +69,13 @@ class TransferManager:
             return existing  # queued, running or done: one download per target
         t = Transfer(request=req, target=target, part=str(part_path(target)), total=req.expected_size)
         self.transfers[target] = t
+        self._roots[target] = dest_root
         if self.output_dir is not None:
             try:
                 write_script(self.output_dir, req, target, req.expected_size)
-            except OSError as e:  # a script is a convenience; it must not stop the download
-                log.warning("could not write the download script for %s: %s", req.filename, e)
+                record_download(self.output_dir / DOWNLOADED_FILE, t, dest_root)
+            except OSError as e:  # scripts and records are conveniences; they must not stop the download
+                log.warning("could not write the download script or record for %s: %s", req.filename, e)
         self._tasks[target] = asyncio.create_task(self._run(t, dest_root), name=f"download {req.filename}")
         self._emit(events.TransferProgress(t))
         return t
@@ -81,12 +84,14 @@ class TransferManager:
         """Until every submitted transfer has finished (done, failed or cancelled); then flushes reports."""
         while True:
             pending = [task for task in self._tasks.values() if not task.done()]
-            if not pending:
-                break
-            await asyncio.gather(*pending, return_exceptions=True)
-        await self._flush_batch()
-        await self.close()
-        return list(self.transfers.values())
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                continue
+            await self._flush_batch()
+            if any(not task.done() for task in self._tasks.values()):
+                continue  # something was submitted while the report was written
+            await self.close()
+            return list(self.transfers.values())
 
     def cancel(self, target: str | None = None) -> None:
         """Cancel one download (by target path) or all; the .part and sidecar stay for a resume."""
@@ -95,12 +100,13 @@ class TransferManager:
                 task.cancel()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Release the HTTP session and write threads; a later submit opens new ones."""
+        session, self._session = self._session, None
+        pool, self._pool = self._pool, None
+        if session is not None:
+            await session.close()
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     # -- internals -------------------------------------------------------------------------
     def _session_factory(self) -> aiohttp.ClientSession:
@@ -140,7 +146,7 @@ class TransferManager:
         self._emit(events.TransferDone(t))
         if self.output_dir is not None:
             try:
-                record_download(self.output_dir / DOWNLOADED_FILE, t)
+                record_download(self.output_dir / DOWNLOADED_FILE, t, self._roots.get(t.target))
             except OSError as e:
                 log.warning("could not update %s: %s", DOWNLOADED_FILE, e)
 
@@ -166,33 +172,46 @@ class TransferManager:
             self.bus.emit(event)
 
 
-def transfer_record(t: Transfer) -> dict:
-    """One entry of downloaded_models.json (no tokens: the URL is redacted)."""
+def transfer_record(t: Transfer, dest_root: str | None = None) -> dict:
+    """One entry of downloaded_models.json: enough to resume it (`--resume`), never a token."""
     req = t.request
     return {"name": req.model_name or req.filename, "filename": req.filename, "folder": req.folder,
-            "path": t.target, "url": redact(req.url), "source": req.source, "state": t.state, "size": t.total,
-            "sha256": t.sha256, "expected_sha256": req.sha256, "error": t.error, "warning": t.warning}
+            "path": t.target, "dest_root": dest_root, "url": strip_secret_query(req.url), "source": req.source,
+            "state": t.state, "size": t.total if t.total is not None else req.expected_size,
+            "expected_size": req.expected_size, "sha256": t.sha256, "expected_sha256": req.sha256,
+            "error": t.error, "warning": t.warning}
 
 
-def record_download(path: Path, t: Transfer) -> None:
+def record_download(path: Path, t: Transfer, dest_root: str | None = None) -> None:
     """Add or replace this target's entry in downloaded_models.json (kept across runs)."""
+    entries = [e for e in read_records(path) if e.get("path") != t.target]
+    entries.append(transfer_record(t, dest_root))
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = data.get("downloads", []) if isinstance(data, dict) else []
-    except (OSError, ValueError):
-        entries = []
-    entries = [e for e in entries if isinstance(e, dict) and e.get("path") != t.target]
-    entries.append(transfer_record(t))
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps({"downloads": entries}, indent=2), encoding="utf-8")
     os.replace(tmp, path)
 
 
+def read_records(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = data.get("downloads", []) if isinstance(data, dict) else []
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def request_from_record(entry: dict) -> TransferRequest:
+    return TransferRequest(url=entry["url"], folder=entry.get("folder") or "", filename=entry["filename"],
+                           expected_size=entry.get("expected_size"), sha256=entry.get("expected_sha256"),
+                           source=entry.get("source") or "", model_name=entry.get("name") or "")
+
+
 async def download_one(req: TransferRequest, dest_root: str, config: DownloadConfig, secrets: dict[str, str],
-                       bus: events.EventBus | None = None, output_dir: Path | None = None) -> Transfer:
+                       bus: events.EventBus | None = None, output_dir: Path | None = None,
+                       retry: RetryPolicy | None = None) -> Transfer:
     """Download one file and wait for it (the `get` command, tests)."""
-    mgr = TransferManager(config, secrets, bus=bus, output_dir=output_dir)
+    mgr = TransferManager(config, secrets, bus=bus, output_dir=output_dir, retry=retry)
     t = await mgr.submit(req, dest_root)
     await mgr.wait()
     return t
