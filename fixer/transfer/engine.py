@@ -120,6 +120,7 @@ class Remote:
     if_range: str | None  # a strong ETag, sent as If-Range so a changed file answers 200
     etag: str | None
     linked_size: int | None
+    linked_sha256: str | None = None  # HF's X-Linked-Etag of an LFS file is its sha256
 
 
 def _strip_etag(value: str | None) -> str | None:
@@ -363,8 +364,9 @@ class FileJob:
         etag = _strip_etag(etag_raw)
         strong = etag_raw if etag_raw and not etag_raw.startswith("W/") else None
         validator = linked_etag or etag or resp.headers.get("Last-Modified")
+        linked_sha256 = linked_etag.lower() if linked_etag and re.fullmatch(r"[0-9a-fA-F]{64}", linked_etag) else None
         return resp, Remote(url=str(resp.url), total=total, ranges=ranges, validator=validator, if_range=strong,
-                            etag=etag, linked_size=linked_size)
+                            etag=etag, linked_size=linked_size, linked_sha256=linked_sha256)
 
     async def _open(self, url: str, headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, list]:
         """GET following redirects by hand: each hop checked, the token only on its own origin."""
@@ -697,15 +699,16 @@ class FileJob:
         t.sha256 = digest
         os.close(self.fd)
         self.fd = None
-        await asyncio.to_thread(self._checks, total, digest)
+        expected_sha256 = self.req.sha256 or remote.linked_sha256
+        await asyncio.to_thread(self._checks, total, digest, expected_sha256)
         os.replace(t.part, t.target)
         resume.discard(t.part)  # the sidecar; the .part itself is already renamed
         t.bytes_done = total
-        action("verify", target=t.target, size=total, sha256=digest, expected_sha256=self.req.sha256)
+        action("verify", target=t.target, size=total, sha256=digest, expected_sha256=expected_sha256)
 
-    def _checks(self, total: int, digest: str) -> None:
+    def _checks(self, total: int, digest: str, expected_sha256: str | None) -> None:
         verify.check_size(self.t.part, self.req.expected_size or total, self.label)
-        verify.check_sha256(digest, self.req.sha256, self.label)
+        verify.check_sha256(digest, expected_sha256, self.label)
         if verify.looks_safetensors(self.req.filename):
             verify.check_safetensors(self.t.part, self.label)
 
