@@ -174,7 +174,7 @@ def format_report(report: Any, node_types: list[str]) -> str:
     lines = []
     models = [s for s in report.models if s.state != "unused"]
     states = {st: sum(1 for s in models if s.state == st) for st in ("present", "elsewhere", "missing", "unsafe")}
-    lines.append(f"Models: {len(models)} needed, " + ", ".join(f"{n} {st}" for st, n in states.items() if n))
+    lines.append(", ".join([f"Models: {len(models)} needed"] + [f"{n} {st}" for st, n in states.items() if n]))
     for s in models:
         ref = s.ref
         where = ", ".join(f"node {u.node_id} {u.node_type}" + (f".{u.input_name}" if u.input_name else "")

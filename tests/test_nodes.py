@@ -131,3 +131,9 @@ def test_report_from_an_api_prompt_alone(comfy):
     prompt = {"5": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "absent.safetensors"}}}
     text = comfy.Report().report(prompt=prompt)["result"][0]
     assert "[missing] checkpoints/absent.safetensors" in text and "[ok] CheckpointLoaderSimple" in text
+
+
+def test_report_of_a_graph_that_needs_no_model_says_so(comfy):
+    prompt = {"1": {"class_type": "KSampler", "inputs": {}}}
+    text = comfy.Report().report(prompt=prompt)["result"][0]
+    assert text.splitlines()[0] == "Models: 0 needed"
