@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aiohttp
+
 from fixer.config import SearchConfig
 from fixer.models import ModelHint, ModelRef
 from fixer.resolve import ResolveContext, Resolver
@@ -45,8 +47,48 @@ async def test_file_in_a_subfolder_of_a_repo_found_by_a_word_of_its_name(upstrea
 
 async def test_fake_search_matches_repo_ids_never_file_names(upstream):
     # "t5xxl" is in file names of comfyanonymous/flux_text_encoders but in no repo id.
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{upstream.base}/api/models", params={"search": "t5xxl"}) as r:
+            assert await r.json() == []
+        async with s.get(f"{upstream.base}/api/models", params={"search": "TEXT_enc", "full": "true"}) as r:
+            [item] = await r.json()
+    assert item["id"] == "comfyanonymous/flux_text_encoders" and {"rfilename": "clip_l.safetensors"} in item["siblings"]
+
+
+async def test_file_no_repo_id_hints_at_is_found_in_comfyui_org_listings(upstream):
     r = await hf_only(ModelRef("t5xxl_fp16.safetensors", "text_encoders"))
-    assert r.source == "not_found"
+    assert r.chosen.ids["repo_id"] == "comfyanonymous/flux_text_encoders" and r.chosen.confidence == 0.9
+    assert any("all of comfyanonymous" in t for t in r.tried)
+
+
+async def test_fake_lists_pages_with_link_headers(upstream):
+    for i in range(3):
+        add_hf_repo(upstream, f"pager/repo-{i}", {"f.safetensors": (1, SHA["e"])})
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{upstream.base}/api/models", params={"author": "pager", "limit": "2"}) as r:
+            first, link = await r.json(), r.headers["Link"]
+        async with s.get(link.split(";")[0].strip("<>")) as r:
+            second = await r.json()
+        async with s.get(f"{upstream.base}/api/models/pager/repo-0/tree/main") as r:
+            tree = await r.json()
+        async with s.post(f"{upstream.base}/api/models/pager/repo-0/paths-info/main",
+                          data=[("paths", "f.safetensors"), ("paths", "nope"), ("expand", "false")]) as r:
+            info = await r.json()
+    assert len(first) == 2 and len(second) == 1 and 'rel="next"' in link
+    assert [e["path"] for e in tree] == ["f.safetensors"] and [e["lfs"]["oid"] for e in info] == [SHA["e"]]
+
+
+async def test_re_upload_named_after_the_file_alone_is_listed_not_chosen(upstream):
+    add_hf_repo(upstream, "someone/glimmer_vae", {"glimmer_vae.safetensors": (100, SHA["f"])}, downloads=10**6)
+    r = await hf_only(ModelRef("glimmer_vae.safetensors", "vae"))
+    assert r.chosen is None and r.candidates[0].confidence == 0.65 and "re-upload" in r.candidates[0].reason
+
+
+async def test_publisher_folder_wins_over_a_keyword_guess(upstream):
+    add_hf_repo(upstream, "Comfy-Org/Depthy", {"geometry_estimation/depthy_large.safetensors": (100, SHA["a"])})
+    ref = ModelRef("depthy_large.safetensors", "controlnet", folder_source="keyword")
+    r = await hf_only(ref)
+    assert r.chosen.folder == "geometry_estimation" and "filed under geometry_estimation" in r.chosen.reason
 
 
 async def test_official_repo_wins_over_a_decoy_named_like_the_file(upstream):

@@ -36,6 +36,7 @@ CONFIDENCE = {
     "civitai_name": 0.85,      # exact file name in a Civitai version found by name search
     "hf_only": 0.8,            # exact file name, no other repo disagrees, publisher not known
     "llm_confirmed": 0.75,     # an LLM proposal confirmed against the real API
+    "reupload": 0.65,          # exact name, only in a re-upload named after the file
     "contested": 0.55,         # exact name, but repos of equal standing hold different bytes
     "generic_name": 0.5,       # names like model.safetensors say nothing about which model
     "wrong_folder": 0.6,       # found, but the source files it under another model folder

@@ -5,6 +5,7 @@ ComfyUI-Manager's `model-list.json`. Read where they are installed, loaded once 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import importlib.metadata
@@ -149,7 +150,8 @@ class CatalogSource:
 
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
-        index = self.index()
+        # Parsing ~650 templates takes a fraction of a second: once per process, off the event loop.
+        index = await run.once(("catalog_index",), lambda: asyncio.to_thread(self.index))
         entries = [e for e in index.get(ref.basename.lower(), [])]
         found.tried.append(f"offline catalogs: {len(self.templates)} ComfyUI templates, {len(self.managers)} "
                            f"Manager list(s), {len(entries)} entries named {ref.basename}")

@@ -52,9 +52,12 @@ STOPWORDS = frozenset({
     "comfy", "comfyui", "unet", "weights", "base", "dev", "full", "fp8mixed", "fp8_scaled", "int8", "fp4", "nvfp4",
     "image", "video", "edit", "distilled", "step", "steps", "high", "low", "noise", "repackaged", "split", "files",
     "gguf", "q4", "q8", "v1", "v2", "v3", "lite", "large", "small", "medium", "turbo", "upscaler", "control", "and",
-    "t2v", "i2v", "ti2v", "s2v", "t2i", "i2i", "v2v", "fun", "inp", "fp8e4m3fn", "scaled_fp8",
+    "t2v", "i2v", "ti2v", "s2v", "t2i", "i2i", "v2v", "fun", "inp", "fp8e4m3fn", "scaled_fp8", "with", "for", "from",
+    "all", "one", "proj", "pretrained", "rank", "convrot", "mixed", "distill", "cfg", "int",
 })
 SEARCH_LIMIT = 50
+ORG_PAGE_SIZE = 100
+ORG_PAGES = 5  # Comfy-Org has a few hundred repos; their file lists are what most workflows name
 FOLDER_WORDS = {**{f: f for f in CORE_FOLDERS}, "unet": "diffusion_models", "clip": "text_encoders",
                 "lora": "loras", "upscale": "upscale_models", "embedding": "embeddings"}
 
@@ -80,13 +83,50 @@ def resolve_url(endpoint: str, repo_id: str, path: str, revision: str = "main") 
     return f"{endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
-def folder_from_path(path: str) -> str | None:
-    """`split_files/vae/ae.safetensors` -> vae: repackaged repos file models under ComfyUI folder names."""
-    for part in reversed(path.split("/")[:-1]):
+_FOLDER_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def folder_from_path(path: str, repo_id: str = "") -> str | None:
+    """`split_files/vae/ae.safetensors` -> vae. Repos file models under ComfyUI folder names; in ComfyUI's
+    own repackaging orgs the folder holding the file *is* the folder key (`geometry_estimation/...`),
+    also for folders that custom nodes register."""
+    dirs = [d for d in path.split("/")[:-1] if d != "split_files"]
+    for part in reversed(dirs):
         folder = FOLDER_WORDS.get(part.lower())
         if folder:
             return map_legacy(folder)
+    if repo_id and dirs and repo_id.split("/")[0] in COMFY_ORGS and _FOLDER_KEY.match(dirs[-1]):
+        return dirs[-1]
     return None
+
+
+def weak_folder(ref: ModelRef) -> bool:
+    """The scan only guessed the folder from words of the name (or could not tell at all)."""
+    return ref.folder is None or ref.folder_source == "keyword"
+
+
+# Common abbreviations in file names and the words publishers use in repo ids.
+ALIASES = {"sdxl": ["stable-diffusion-xl"], "sd_xl": ["stable-diffusion-xl", "sdxl"],
+           "svd": ["stable-video-diffusion"], "sd3": ["stable-diffusion-3"], "sd3.5": ["stable-diffusion-3.5"],
+           "sd_1.5": ["stable-diffusion-v1-5"], "sd15": ["stable-diffusion-v1-5"], "sd2": ["stable-diffusion-2"]}
+# Repo-name marks of a derivative copy: "<model>-mirror", "<model>_backup", "<model>-GGUF" holding no .gguf ...
+_REUPLOAD = re.compile(r"(?:^|[\s_\-.])(mirror|backup|re-?upload|copy|archive|gguf|quants?|fp8|fp16|bf16|nf4|int8)"
+                       r"(?:$|[\s_\-.])", re.I)
+
+
+def standing(repo_id: str, filename: str) -> int:
+    """3 official/first-party publisher; 2 another publisher; 1 a re-upload: a repo named exactly like the
+    file's stem (upstream-apis.md: many exist, some true mirrors, some other bytes) or marked as a mirror."""
+    if trusted(repo_id):
+        return 3
+    name = repo_id.split("/")[-1]
+    norm = lambda x: re.sub(r"[\s_\-.]+", "_", x.lower())  # noqa: E731
+    mark = _REUPLOAD.search(name)
+    if mark and mark.group(1).lower() == "gguf" and filename.lower().endswith(".gguf"):
+        mark = None  # a GGUF repo is the origin of its .gguf files
+    if norm(name) == norm(stem(filename)) or mark:
+        return 1
+    return 2
 
 
 def trusted(repo_id: str) -> bool:
@@ -110,13 +150,22 @@ def search_terms(name: str) -> tuple[list[str], list[str]]:
     words = [w for w in _SPLIT.split(s) if w]
     broad: list[str] = []
     for w in words:
-        for part in (w.lower(), re.match(r"[a-z]*", w.lower()).group(0)):  # "wan2.1" -> "wan"
+        family = re.match(r"([a-z]+?)(?:v?\d|$)", w.lower())  # "wan2.1" -> "wan", "netayumev35" -> "netayume"
+        for part in (w.lower(), family.group(1) if family else ""):
             if len(part) >= 3 and part not in STOPWORDS and not re.fullmatch(r"v?\d+(\.\d+)*[bkp]?", part) \
                     and part not in broad:
                 broad.append(part)
+    low = s.lower()
+    for abbr, longs in ALIASES.items():
+        if low == abbr or low.startswith(abbr + "_") or low.startswith(abbr + "-"):
+            broad[:0] = [x for x in longs if x not in broad]
     narrow = [s] + ([f"{words[0]}_{words[1]}", f"{words[0]}-{words[1]}"] if len(words) >= 2 else [])
+    for w in words:  # "flux3" is "FLUX-3" / "flux.3" in repo ids
+        m = re.fullmatch(r"([a-z]{3,})(\d+(?:\.\d+)?)", w.lower())
+        if m:
+            narrow.append(f"{m.group(1)}-{m.group(2)}")
     narrow = [t for i, t in enumerate(narrow) if t.lower() not in [x.lower() for x in narrow[:i]] + broad]
-    return broad[:3], narrow
+    return broad[:4], narrow
 
 
 # ---------------------------------------------------------------- API calls ----------------------------
@@ -138,6 +187,32 @@ async def list_models(run: SearchRun, ref: ModelRef, **params: str) -> list[dict
         return items if isinstance(items, list) else []
 
     return await run.once(key, call)
+
+
+async def org_repos(run: SearchRun, org: str, ref: ModelRef) -> list[dict[str, Any]]:
+    """Every repo of one organisation with its file list (list_models(author=org, full=True)), following
+    Link pages up to ORG_PAGES; asked once per run and shared by all models."""
+
+    async def call() -> list[dict[str, Any]]:
+        url: str | None = f"{run.hf_endpoint}/api/models"
+        params: dict[str, str] | None = {"author": org, "full": "true", "sort": "downloads", "direction": "-1",
+                                         "limit": str(ORG_PAGE_SIZE)}
+        items: list[dict[str, Any]] = []
+        for _ in range(ORG_PAGES):
+            if not url:
+                break
+            reply = await run.http.get("huggingface", url, params=params, headers=run.hf_headers())
+            if not reply.ok:
+                run.history.record("huggingface", f"author={org}", f"HTTP {reply.status}: {reply.error_text()}",
+                                   ref.name)
+                break
+            page = reply.json() or []
+            items += page if isinstance(page, list) else []
+            url, params = _next_link(reply.headers.get("Link")), None
+        run.history.record("huggingface", f"author={org} (all repos)", f"{len(items)} repos", ref.name)
+        return items
+
+    return await run.once(("hf_org", org), call)
 
 
 async def repo_tree(run: SearchRun, repo_id: str, ref: ModelRef) -> list[str]:
@@ -225,6 +300,10 @@ class Match:
     def trusted(self) -> bool:
         return trusted(self.repo_id)
 
+    @property
+    def standing(self) -> int:
+        return standing(self.repo_id, self.path.rsplit("/", 1)[-1])
+
 
 def _differs(a: Match, b: Match) -> bool:
     if a.sha256 and b.sha256:
@@ -258,9 +337,19 @@ class HuggingFaceSource:
             return full
 
         asked = list(broad)
+        orgs = asyncio.gather(*(org_repos(run, o, ref) for o in COMFY_ORGS), return_exceptions=True)
         if not broad or await ask([{"search": t} for t in broad]):
             asked += narrow
-            await ask([{"search": t} for t in narrow] + [{"author": o, "search": t} for o in COMFY_ORGS[:1] for t in broad])
+            await ask([{"search": t} for t in narrow])
+        for o, listed in zip(COMFY_ORGS, await orgs):
+            if isinstance(listed, BaseException):
+                if not isinstance(listed, (aiohttp.ClientError, TimeoutError)):
+                    raise listed
+                failed.append(f"author={o}")
+                continue
+            for item in listed:
+                items.setdefault(item.get("id", ""), item)
+        asked += [f"all of {o}" for o in COMFY_ORGS]
         found.tried.append(f"Hugging Face: searched repo ids for {', '.join(repr(t) for t in asked)} "
                            f"({len(items)} repos){'; unreachable for ' + ', '.join(failed) if failed else ''}")
         matches = await self._matches(ref, run, items, found)
@@ -298,10 +387,14 @@ class HuggingFaceSource:
         return matches
 
     def _candidate(self, ref: ModelRef, run: SearchRun, m: Match, conf: float, why: str) -> Candidate:
-        path_folder = folder_from_path(m.path)
-        folder = ref.folder or path_folder
+        path_folder = folder_from_path(m.path)  # core folder names only: safe to contradict the workflow
+        publisher_folder = folder_from_path(m.path, m.repo_id) if m.standing == 3 else path_folder
+        folder = ref.folder or publisher_folder
         reason = f"{why}: {m.path} in {m.repo_id}" + (" (official publisher)" if m.trusted else "")
-        if ref.folder and path_folder and path_folder != ref.folder:
+        if ref.folder and publisher_folder and publisher_folder != ref.folder and weak_folder(ref) and m.standing == 3:
+            folder = path_folder = publisher_folder
+            reason += f"; filed under {publisher_folder} by the publisher (the workflow's node does not say)"
+        elif ref.folder and path_folder and path_folder != ref.folder:
             conf = min(conf, CONFIDENCE["wrong_folder"])
             reason += f"; the repo files it under {path_folder}, the workflow loads it from {ref.folder}"
         if folder is None:
@@ -325,25 +418,29 @@ class HuggingFaceSource:
             if same:
                 best = max(same, key=lambda m: (m.trusted, not m.gated or has_token, m.downloads))
                 return [self._candidate(ref, run, best, CONFIDENCE["hash_match"], "sha256 equals the workflow's hash")]
-        # Rank: official publisher, then usable without a token, then downloads.
-        ranked = sorted(matches, key=lambda m: (m.trusted, m.exact_case, not m.gated or has_token, m.downloads),
+        # Rank: standing of the publisher, then usable without a token, then downloads.
+        ranked = sorted(matches, key=lambda m: (m.standing, m.exact_case, not m.gated or has_token, m.downloads),
                         reverse=True)
         best = ranked[0]
         rivals = [m for m in ranked[1:] if _differs(m, best)]
-        generic = is_generic(ref.basename)
+        peers = [r for r in rivals if r.standing >= best.standing]
         out: list[Candidate] = []
-        if generic:
+        if is_generic(ref.basename):
             conf, why = CONFIDENCE["generic_name"], "a generic file name that many models share"
-        elif not rivals:
-            conf = CONFIDENCE["hf_trusted"] if best.trusted else CONFIDENCE["hf_only"]
-            why = "exact file name" + (f", same bytes in {len(ranked)} repos" if len(ranked) > 1 else "")
-        elif (best.trusted and not any(r.trusted for r in rivals)) or \
-                all(best.downloads >= 10 * max(r.downloads, 1) for r in rivals):
-            conf = CONFIDENCE["hf_trusted"] if best.trusted else CONFIDENCE["hf_only"]
-            why = (f"exact file name; {len(rivals)} other repo(s) hold different bytes under this name, "
-                   f"{best.repo_id} is the {'official publisher' if best.trusted else 'most used by far'}")
-        else:
+        elif peers and not all(best.downloads >= 10 * max(r.downloads, 1) for r in peers):
             conf, why = CONFIDENCE["contested"], "exact file name, but repos of equal standing hold different bytes"
+        elif best.standing == 1:
+            conf = CONFIDENCE["reupload"]
+            why = "exact file name, but only in a re-upload named after the file; nothing shows it is the original"
+        else:
+            conf = CONFIDENCE["hf_trusted"] if best.standing == 3 else CONFIDENCE["hf_only"]
+            why = "exact file name"
+            if len(ranked) > len(rivals) + 1:
+                why += f", same bytes in {len(ranked) - len(rivals)} repos"
+            if rivals:
+                why += (f"; {len(rivals)} other repo(s) hold different bytes under this name, {best.repo_id} is "
+                        + ("the official publisher" if best.standing == 3 else
+                           "the original publisher" if not peers else "the most used by far"))
         out.append(self._candidate(ref, run, best, conf, why))
         for r in rivals[:5]:
             out.append(self._candidate(ref, run, r, min(conf, CONFIDENCE["contested"]) - 0.05,
