@@ -106,6 +106,8 @@ def decode_body(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise RequestRefused(400, f"The request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise RequestRefused(400, "The request body is nested too deeply to be a workflow.") from None
     if not isinstance(body, dict):
         raise RequestRefused(400, f"The request body must be a JSON object, got {type(body).__name__}.")
     return body

@@ -50,7 +50,8 @@ def test_non_json_content_types_are_refused(ct):
 
 
 @pytest.mark.parametrize("raw,words", [(b"", "empty"), (b"{not json", "not valid JSON"),
-                                        (b"[1, 2]", "must be a JSON object"), (b"\xff\xfe", "not valid JSON")])
+                                        (b"[1, 2]", "must be a JSON object"), (b"\xff\xfe", "not valid JSON"),
+                                        (b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply")])
 def test_decode_body_refuses_what_is_not_a_json_object(raw, words):
     with pytest.raises(RequestRefused, match=words) as e:
         sr.decode_body(raw)
