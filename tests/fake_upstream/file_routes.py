@@ -30,6 +30,7 @@ from urllib.parse import quote, unquote, urlencode
 
 from aiohttp import web
 
+_FLIP = bytes(b ^ 0x5A for b in range(256))  # "other bytes of the same length", fast via translate
 STAND_IN = b"fixture stand-in: the real file is not served by the fake\n"
 CHUNK = 64 * 1024
 
@@ -67,6 +68,7 @@ class ServedFile:
         return len(self.data) if self.data is not None else os.path.getsize(self.disk_path or "")
 
     def sha256(self) -> str:
+        """Of the original bytes (a stable identity; ETags derive from it)."""
         if self._sha256 is None:
             h = hashlib.sha256()
             if self.data is not None:
@@ -77,6 +79,15 @@ class ServedFile:
                         h.update(block)
             self._sha256 = h.hexdigest()
         return self._sha256
+
+    def served_sha256(self) -> str:
+        """Of the bytes served now: what HF's X-Linked-Etag announces once the file was replaced."""
+        if not self.changed:
+            return self.sha256()
+        h = hashlib.sha256()
+        for pos in range(0, self.size, 8 << 20):
+            h.update(self.read(pos, min(self.size, pos + (8 << 20))))
+        return h.hexdigest()
 
     def etag(self) -> str:
         base = self.sha256()[:32]
@@ -91,7 +102,7 @@ class ServedFile:
                 self._fd = os.open(self.disk_path or "", os.O_RDONLY)
             out = os.pread(self._fd, end - start, start)
         if self.changed or self.faults.wrong_bytes:
-            out = bytes(b ^ 0x5A for b in out)
+            out = out.translate(_FLIP)
         return out
 
 
@@ -250,7 +261,7 @@ async def hf_resolve(request: web.Request) -> web.StreamResponse:
         return web.Response(body=sf.read(0, sf.size), headers={
             "X-Repo-Commit": commit, "ETag": entry.get("ETag") or sf.etag(), "Accept-Ranges": "bytes"})
     registered = key in _files(up) and (sf.data is not STAND_IN)
-    sha = sf.sha256() if registered or entry.get("payload") else (
+    sha = sf.served_sha256() if registered or entry.get("payload") else (
         (entry.get("X-Linked-Etag") or "").strip('"') or entry.get("sha256") or sf.sha256())
     size = sf.size if registered or entry.get("payload") else int(entry.get("X-Linked-Size") or entry.get("size") or 0)
     name = path.rsplit("/", 1)[-1]
