@@ -77,7 +77,7 @@ class Resolver:
         cfg = ctx.config
         cache = HashCache(ctx.state_dir / "cache" / "sha256.json" if ctx.state_dir else None)
         self.local = LocalSource(cache)
-        self.offline: list[Source] = [self.local, EmbeddedSource()]
+        self.offline: list[Source] = [EmbeddedSource()]
         if ctx.catalogs and cfg.use_catalogs:
             self.offline.append(CatalogSource(ctx.comfyui_root))
         self.online: list[Source] = []
@@ -136,7 +136,7 @@ class Resolver:
         threshold = self.ctx.config.fuzzy_threshold
         found = Found()
         try:
-            for stage in (self.offline, self.online, [self.fuzzy], self.last):
+            for stage in ([self.local], self.offline, self.online, [self.fuzzy], self.last):
                 if not stage:
                     continue
                 found.extend(await self._ask(stage, ref, run))
