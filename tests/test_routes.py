@@ -237,17 +237,6 @@ async def test_huge_chunked_body_is_refused(refusing_client):
     assert r.status == 413
 
 
-async def test_install_pack_without_manager_is_409(aiohttp_client):
-    routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service, install_pack=no_manager)
-    app = web.Application()
-    app.add_routes(routes)
-    client = await aiohttp_client(app)
-    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
-    assert r.status == 409
-    assert "ComfyUI-Manager" in (await r.json())["error"]
-
-
 async def test_install_pack_queues_with_the_installer(aiohttp_client):
     queued = []
 
@@ -438,3 +427,49 @@ async def test_portable_answers_the_workflow_with_its_models(live):
     assert r.status == 200, await r.text()
     workflow = (await r.json())["workflow"]
     assert workflow["nodes"] and any(m.get("name") == TINY_LORA for m in workflow.get("models", []))
+
+
+# ---- install_pack inside ComfyUI: Manager found by its routes on our own server -----------------
+
+async def test_install_pack_is_queued_with_the_manager_comfyui_runs(monkeypatch, comfy_root, aiohttp_server,
+                                                                   aiohttp_client):
+    from fake_comfy import install_comfy
+
+    received: list[dict] = []
+
+    async def queue_task(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response()
+
+    async def queue_start(request: web.Request) -> web.Response:
+        return web.Response()
+
+    server = install_comfy(monkeypatch, comfy_root)
+    ps = server.PromptServer.instance
+    ps.app.router.add_post("/v2/manager/queue/task", queue_task)  # what comfyui-manager 4.x registers
+    ps.app.router.add_post("/v2/manager/queue/start", queue_start)
+    comfy = await aiohttp_server(ps.app)
+    ps.port = comfy.port
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service)  # the default installer: ComfyUI's Manager
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
+    assert r.status == 202, await r.text()
+    assert "restart ComfyUI" in (await r.json())["message"]
+    assert [(t["kind"], t["params"]["id"], t["params"]["selected_version"]) for t in received] == \
+        [("install", "comfyui-foo", "latest")]
+
+
+async def test_install_pack_without_manager_routes_is_409(monkeypatch, comfy_root, aiohttp_client):
+    from fake_comfy import install_comfy
+
+    install_comfy(monkeypatch, comfy_root)
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service)
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
+    assert r.status == 409
