@@ -74,10 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--status", action="store_true", help="show the state of the last or running run")
     act.add_argument("--auto", action="store_true",
                      help="scan, find sources, then download and verify everything missing (asks first)")
+    act.add_argument("--resolve", action="store_true",
+                     help="scan, then find where each missing model can be had (output/resolutions.json); no download")
     act.add_argument("--download", action="store_true", help="download what output/resolutions.json chose")
     act.add_argument("--resume", action="store_true",
                      help="continue unfinished downloads (output/downloaded_models.json); .part files resume")
     p.add_argument("--yes", "-y", action="store_true", help="with --auto: do not ask before downloading")
+    p.add_argument("--portable", action="store_true",
+                   help="with --resolve: also write each workflow with models[] download links to output/portable/")
     p.add_argument("--comfyui-root", metavar="DIR", help="ComfyUI folder (default: the one holding this pack, "
                    "else comfyui_root from config.json)")
     p.add_argument("--workflow", metavar="PATH", action="append", default=[],
@@ -236,6 +240,12 @@ def cmd_auto(ctx: RunContext) -> int:
         return EXIT_OK if ok and not report.missing_nodes else EXIT_MISSING
 
 
+def cmd_resolve(ctx: RunContext) -> int:
+    from .resolve import cmd_resolve as run
+
+    return run(ctx)
+
+
 def cmd_get(ctx: RunContext) -> int:
     from .transfer.commands import cmd_get as run
 
@@ -254,7 +264,8 @@ def cmd_resume(ctx: RunContext) -> int:
     return run(ctx)
 
 
-COMMANDS = {"scan": cmd_scan, "status": cmd_status, "auto": cmd_auto, "get": cmd_get, "download": cmd_download,
+COMMANDS = {"scan": cmd_scan, "status": cmd_status, "auto": cmd_auto, "resolve": cmd_resolve, "get": cmd_get,
+            "download": cmd_download,
             "resume": cmd_resume}
 
 

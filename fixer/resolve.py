@@ -191,3 +191,59 @@ def resolution_json(res: Resolution) -> dict[str, Any]:
                         "confidence": x.confidence, "reason": x.reason} for x in res.candidates[:10]],
         "tried": res.tried,
     }
+
+
+def cmd_resolve(ctx: Any) -> int:
+    """`comfy-fixer --resolve`: scan, then find a source for every missing model; writes
+    output/resolutions.json as each model resolves (and, with --portable, a portable copy of each
+    workflow under output/portable/). Downloads nothing. `ctx` is the CLI's RunContext."""
+    import json
+    import sys
+
+    from .cli import EXIT_MISSING, EXIT_OK, run_scan
+    from .events import ModelResolved, PhaseChanged
+    from .inventory import build_inventory
+    from .portable import write_portable
+    from .readers import iter_workflow_files
+    from .state import StateLock, write_json_atomic
+
+    with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
+        report = run_scan(ctx)
+        refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
+        host = ctx.host()
+        rctx = ResolveContext(config=ctx.config.search, secrets=ctx.secrets(), inventory=build_inventory(host),
+                              state_dir=ctx.state_dir, comfyui_root=ctx.root)
+        out = ctx.state_dir / "output" / "resolutions.json"
+        ctx.bus.emit(PhaseChanged("resolving", total=len(refs)))
+        done: list[Resolution] = []
+
+        async def run() -> None:
+            async for res in Resolver(rctx).resolve(refs):
+                done.append(res)
+                ctx.bus.emit(ModelResolved(res))
+                write_json_atomic(out, [resolution_json(r) for r in done])
+                if not ctx.args.json:
+                    c = res.chosen
+                    where = (c.url or c.local_path) if c else f"{len(res.candidates)} candidate(s) to choose from" \
+                        if res.candidates else "; ".join(res.tried[-2:])
+                    conf = f" ({c.confidence:.2f})" if c else ""
+                    print(f"  {res.source:<12} {res.folder or '?'}/{res.name}{conf}: {where}", flush=True)
+
+        asyncio.run(run())
+        write_json_atomic(out, [resolution_json(r) for r in done])
+        if getattr(ctx.args, "portable", False):
+            dest = ctx.state_dir / "output" / "portable"
+            dest.mkdir(parents=True, exist_ok=True)
+            for wf in iter_workflow_files(ctx.workflows):
+                try:
+                    write_portable(wf, done, dest / f"{wf.stem}.portable.json", ctx.config.search.fuzzy_threshold)
+                except (OSError, ValueError) as e:
+                    print(f"  cannot write a portable copy of {wf}: {e}", file=sys.stderr)
+        ctx.bus.emit(PhaseChanged("complete"))
+        if ctx.args.json:
+            json.dump([resolution_json(r) for r in done], sys.stdout, indent=2)
+            print()
+        else:
+            found = sum(1 for r in done if r.chosen)
+            print(f"{found} of {len(done)} missing model(s) have a source; details in {out}")
+        return EXIT_OK if all(r.chosen for r in done) else EXIT_MISSING
