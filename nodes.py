@@ -43,6 +43,11 @@ def model_folders(folder_paths: Any) -> list[str]:
     return sorted(k for k in folder_paths.folder_names_and_paths if k != "custom_nodes")
 
 
+# (source, folder) -> file name learnt from the source (a Civitai version's file), so later runs
+# and IS_CHANGED find the file without asking Civitai again.
+_learnt_names: dict[tuple[str, str], str] = {}
+
+
 def find_existing(folder_paths: Any, folder: str, name: str) -> str | None:
     path = folder_paths.get_full_path(folder, name)
     return path if path and os.path.isfile(path) else None
@@ -71,7 +76,8 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
     if folder not in folder_paths.folder_names_and_paths:
         raise errors.ConfigError(f"ComfyUI has no model folder '{folder}'; pick one of the list.")
     spec = spec_mod.parse_source(source)
-    known = (file_name or "").strip().replace("\\", "/") or spec.file_name
+    key = (source.strip(), folder)
+    known = (file_name or "").strip().replace("\\", "/") or spec.file_name or _learnt_names.get(key)
     if known and find_existing(folder_paths, folder, known):
         return known
     config, secrets = engine_settings()
@@ -79,6 +85,7 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
     if spec.source == "civitai":
         version = await asyncio.to_thread(spec_mod.fetch_civitai_version, spec, secrets.get("CIVITAI_API_KEY"))
     req = spec_mod.transfer_request(spec, folder, file_name, sha256, version)
+    _learnt_names[key] = req.filename
     if find_existing(folder_paths, folder, req.filename):
         return req.filename
     bus = _engine("events").EventBus()
@@ -141,8 +148,10 @@ class DownloadModel:
         import folder_paths
 
         try:
-            name = (file_name or "").strip() or _engine("source_spec").parse_source(source).file_name
-            path = find_existing(folder_paths, _engine("constants").map_legacy(folder), name) if name else None
+            folder = _engine("constants").map_legacy(folder)
+            name = ((file_name or "").strip() or _engine("source_spec").parse_source(source).file_name
+                    or _learnt_names.get((source.strip(), folder)))
+            path = find_existing(folder_paths, folder, name) if name else None
         except Exception:
             path = None
         if path is None:

@@ -137,3 +137,11 @@ def test_report_of_a_graph_that_needs_no_model_says_so(comfy):
     prompt = {"1": {"class_type": "KSampler", "inputs": {}}}
     text = comfy.Report().report(prompt=prompt)["result"][0]
     assert text.splitlines()[0] == "Models: 0 needed"
+
+
+async def test_civitai_source_is_not_asked_again_once_its_file_is_there(comfy, upstream):
+    await comfy.DownloadModel().fetch("civitai:9100101", "loras")
+    assert TINY_LORA in comfy.DownloadModel.IS_CHANGED("civitai:9100101", "loras")  # the file, not NaN
+    upstream.clear()
+    (out,) = await comfy.DownloadModel().fetch("civitai:9100101", "loras")
+    assert out == TINY_LORA and upstream.requests == []
