@@ -59,3 +59,8 @@ async def test_manager_list_under_the_comfyui_root_is_read(upstream, tmp_path):
     assert p in manager_lists(tmp_path)
     r = await catalog_only(ModelRef("only_here.safetensors", "loras"), root=tmp_path)
     assert r.chosen.url == "https://example.org/only_here.safetensors" and r.chosen.folder == "loras"
+
+
+async def test_catalog_folder_wins_over_a_keyword_guess(upstream):
+    r = await catalog_only(ModelRef("qwen_image_vae.safetensors", "loras", folder_source="keyword"))
+    assert r.chosen.source == "catalog" and r.chosen.folder == "vae"

@@ -41,3 +41,23 @@ async def test_other_precision_is_listed_not_downloaded(upstream):
                          state_dir=None, comfyui_root=None)
     r = [x async for x in Resolver(ctx).resolve([ModelRef("blorp_te_fp8_e4m3fn.safetensors", "text_encoders")])][0]
     assert r.chosen is None and r.candidates[0].source == "fuzzy" and "precision" in r.candidates[0].reason
+
+
+async def test_local_file_differing_in_separators_is_offered_through_fuzzy(tmp_path):
+    from fixer.host import StandaloneHost
+    from fixer.inventory import build_inventory
+    from tests.conftest import make_comfy_root
+
+    root = make_comfy_root(tmp_path, {"models/loras/My-Style.safetensors": b"1"})
+    ctx = ResolveContext(config=SearchConfig(civitai=False, huggingface=False, use_catalogs=False), secrets={},
+                         inventory=build_inventory(StandaloneHost.from_root(root)), state_dir=None, comfyui_root=root)
+    r = [x async for x in Resolver(ctx).resolve([ModelRef("my_style.safetensors", "loras")])][0]
+    assert r.chosen.source == "fuzzy" and r.chosen.local_path.endswith("My-Style.safetensors")
+    assert r.chosen.ids["rewrite_to"] == "My-Style.safetensors"
+
+
+async def test_catalog_name_differing_in_separators_is_offered_through_fuzzy(upstream):
+    ctx = ResolveContext(config=SearchConfig(civitai=False, huggingface=False), secrets={}, inventory=None,
+                         state_dir=None, comfyui_root=None)
+    r = [x async for x in Resolver(ctx).resolve([ModelRef("Qwen-Image-VAE.safetensors", "vae")])][0]
+    assert r.chosen.source == "fuzzy" and r.chosen.ids["matched_name"] == "qwen_image_vae.safetensors"

@@ -159,3 +159,14 @@ async def test_paths_info_401_for_a_match_is_reported_and_the_match_kept_without
     r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"))
     assert r.chosen.ids["repo_id"] == "Comfy-Org/flux2-dev" and r.chosen.sha256 is None
     assert any("401 RepoNotFound" in t for t in r.tried)
+
+
+async def test_search_answers_without_file_lists_fall_back_to_tree_listings(upstream):
+    add_hf_repo(upstream, "Comfy-Org/Plinth_repackaged", {"split_files/vae/plinth_vae.safetensors": (7, SHA["b"])})
+    upstream.add_fault(Fault(path=r"^/api/models\?.*search=plinth", status=200, times=None,
+                             body=[{"id": "Comfy-Org/Plinth_repackaged", "downloads": 3}]))
+    upstream.add_fault(Fault(path=r"^/api/models\?.*author=", status=200, times=None, body=[]))
+    r = await hf_only(ModelRef("plinth_vae.safetensors", "vae"))
+    assert r.chosen.ids["path"] == "split_files/vae/plinth_vae.safetensors"
+    assert any("/tree/main" in q.path_qs for q in upstream.requests)
+

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ..constants import map_legacy
 from ..models import Candidate, ModelRef
 from . import CONFIDENCE, Found, SearchRun, is_generic
-from .huggingface import parse_hf_url, resolve_url
+from .fuzzy import loose
+from .huggingface import parse_hf_url, resolve_url, weak_folder
 
 log = logging.getLogger("fixer.sources.catalogs")
 
@@ -138,6 +139,16 @@ def load_index(template_paths: tuple[Path, ...], manager_paths: tuple[Path, ...]
     return index
 
 
+@functools.lru_cache(maxsize=8)
+def loose_index(template_paths: tuple[Path, ...], manager_paths: tuple[Path, ...]) -> dict[str, list[CatalogEntry]]:
+    """Entries by name with case and separators folded, for the fuzzy source."""
+    out: dict[str, list[CatalogEntry]] = {}
+    for entries in load_index(template_paths, manager_paths).values():
+        for e in entries:
+            out.setdefault(loose(e.name), []).append(e)
+    return out
+
+
 class CatalogSource:
     name = "catalog"
 
@@ -148,11 +159,18 @@ class CatalogSource:
     def index(self) -> dict[str, list[CatalogEntry]]:
         return load_index(self.templates, self.managers)
 
+    def loose_index(self) -> dict[str, list[CatalogEntry]]:
+        return loose_index(self.templates, self.managers)
+
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
         # Parsing ~650 templates takes a fraction of a second: once per process, off the event loop.
         index = await run.once(("catalog_index",), lambda: asyncio.to_thread(self.index))
         entries = [e for e in index.get(ref.basename.lower(), [])]
+        near = await run.once(("catalog_loose_index",), lambda: asyncio.to_thread(self.loose_index))
+        for e in near.get(loose(ref.basename), []):
+            if e.name.lower() != ref.basename.lower():
+                run.saw(ref, e.name, self._candidate(ref, run, e, CONFIDENCE["catalog"], f"{e.origin} lists {e.name}"))
         found.tried.append(f"offline catalogs: {len(self.templates)} ComfyUI templates, {len(self.managers)} "
                            f"Manager list(s), {len(entries)} entries named {ref.basename}")
         if not entries:
@@ -164,21 +182,27 @@ class CatalogSource:
             reason = f"{e.origin} lists {e.name}"
             if e.name != ref.basename:
                 conf, reason = min(conf, CONFIDENCE["local_case"]), reason + " (name differs in case)"
-            folder = ref.folder or e.folder
-            if ref.folder and e.folder and e.folder != ref.folder:
-                conf = min(conf, CONFIDENCE["wrong_folder"])
-                reason += f" for {e.folder}, but the workflow loads it from {ref.folder}"
-            elif not ref.folder and len(folders) > 1:
+            if not ref.folder and len(folders) > 1:
                 conf = min(conf, CONFIDENCE["contested"])
                 reason += f"; catalogs disagree on its folder ({', '.join(sorted(folders))})"
-            if folder is None:
-                conf = min(conf, CONFIDENCE["contested"])
-                reason += "; the model folder is unknown"
-            url, ids = e.url, {"origin": e.origin, "downloads": e.mentions}
-            hf = parse_hf_url(e.url, run.hf_endpoint)
-            if hf:
-                url = resolve_url(run.hf_endpoint, hf[0], hf[2], hf[1])  # honour HF_ENDPOINT as Manager does
-                ids.update(repo_id=hf[0], path=hf[2], revision=hf[1])
-            found.candidates.append(Candidate(source="catalog", filename=ref.name, folder=folder, confidence=conf,
-                                              reason=reason, url=url, sha256=e.sha256, ids=ids))
+            found.candidates.append(self._candidate(ref, run, e, conf, reason))
         return found
+
+    def _candidate(self, ref: ModelRef, run: SearchRun, e: CatalogEntry, conf: float, reason: str) -> Candidate:
+        folder = ref.folder or e.folder
+        if ref.folder and e.folder and e.folder != ref.folder and weak_folder(ref):
+            folder = e.folder
+            reason += f" for {e.folder} (the workflow's node does not say where it loads from)"
+        elif ref.folder and e.folder and e.folder != ref.folder:
+            conf = min(conf, CONFIDENCE["wrong_folder"])
+            reason += f" for {e.folder}, but the workflow loads it from {ref.folder}"
+        if folder is None:
+            conf = min(conf, CONFIDENCE["contested"])
+            reason += "; the model folder is unknown"
+        url, ids = e.url, {"origin": e.origin, "downloads": e.mentions}
+        hf = parse_hf_url(e.url, run.hf_endpoint)
+        if hf:
+            url = resolve_url(run.hf_endpoint, hf[0], hf[2], hf[1])  # honour HF_ENDPOINT as Manager does
+            ids.update(repo_id=hf[0], path=hf[2], revision=hf[1])
+        return Candidate(source="catalog", filename=ref.name, folder=folder, confidence=conf, reason=reason,
+                         url=url, sha256=e.sha256, ids=ids)

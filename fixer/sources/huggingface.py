@@ -57,7 +57,8 @@ STOPWORDS = frozenset({
 })
 SEARCH_LIMIT = 50
 ORG_PAGE_SIZE = 100
-ORG_PAGES = 5  # Comfy-Org has a few hundred repos; their file lists are what most workflows name
+ORG_PAGES = 5
+TREE_FALLBACK = 8  # Comfy-Org has a few hundred repos; their file lists are what most workflows name
 FOLDER_WORDS = {**{f: f for f in CORE_FOLDERS}, "unet": "diffusion_models", "clip": "text_encoders",
                 "lora": "loras", "upscale": "upscale_models", "embedding": "embeddings"}
 
@@ -253,7 +254,14 @@ async def paths_info(run: SearchRun, repo_id: str, path: str, revision: str = "m
         entries = [e for e in reply.json() or [] if e.get("path") == path and e.get("type") == "file"]
         return (entries[0], "") if entries else (None, f"{path} is not in {repo_id}")
 
-    return await run.once(("hf_paths_info", repo_id, revision, path), call)
+    async def logged() -> tuple[dict | None, str]:
+        entry, err = await call()
+        size, sha = lfs_facts(entry) if entry else (None, None)
+        run.history.record("huggingface", f"paths-info {repo_id}/{path}",
+                           f"size {size}, sha256 {sha}" if entry else err)
+        return entry, err
+
+    return await run.once(("hf_paths_info", repo_id, revision, path), logged)
 
 
 async def repo_gated(run: SearchRun, repo_id: str) -> bool:
@@ -367,12 +375,18 @@ class HuggingFaceSource:
 
     async def _matches(self, ref: ModelRef, run: SearchRun, items: dict[str, dict[str, Any]], found: Found) -> list[Match]:
         want = ref.basename
+        # A server that leaves the file lists out of search answers costs a tree listing per repo:
+        # only the most promising few are listed.
+        unlisted = sorted((i for i in items.values() if "siblings" not in i),
+                          key=lambda i: (trusted(i.get("id", "")), int(i.get("downloads") or 0)), reverse=True)
+        trees = dict(zip([i["id"] for i in unlisted[:TREE_FALLBACK]],
+                         await asyncio.gather(*(repo_tree(run, i["id"], ref) for i in unlisted[:TREE_FALLBACK]))))
         matches: list[Match] = []
         for repo_id, item in items.items():
             if "siblings" in item:
                 paths = [s["rfilename"] for s in item.get("siblings") or []]
             else:
-                paths = await repo_tree(run, repo_id, ref)
+                paths = trees.get(repo_id, [])
             for p in paths:
                 base = p.rsplit("/", 1)[-1]
                 m = Match(repo_id, p, int(item.get("downloads") or 0), bool(item.get("gated")))

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..models import Candidate, LocalFile, ModelRef
 from . import CONFIDENCE, Found, SearchRun
+from .fuzzy import loose
 
 log = logging.getLogger("fixer.sources.local")
 CHUNK = 8 * 2**20
@@ -118,6 +119,12 @@ class LocalSource:
             content = await self.by_content(ref, want_sha, None, run)
             if content:
                 found.candidates.append(content)
+        # Same name apart from case and separators, in the folder the loader reads: for the fuzzy source.
+        wanted = loose(ref.basename)
+        for f in getattr(inv, "files", []):
+            base = f.relpath.rsplit("/", 1)[-1]
+            if f.folder == ref.folder and base.lower() != ref.basename.lower() and loose(base) == wanted:
+                run.saw(ref, base, _candidate(ref, f, CONFIDENCE["local_name"], _offer(ref, f)))
         found.tried.append(f"local disk: {len(hits)} file(s) named {ref.basename} in other places")
         return found
 
