@@ -339,7 +339,8 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     @post("/retry")
     async def retry(request: web.Request, body: dict[str, Any]) -> web.Response:
         name = field_model_name(body)
-        return web.json_response(await get_service().retry(name))
+        url = field_text(body, "url", default=None)
+        return web.json_response(await get_service().retry(name, url))
 
     @post("/relink")
     async def relink(request: web.Request, body: dict[str, Any]) -> web.Response:

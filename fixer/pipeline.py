@@ -89,7 +89,8 @@ def place_local_copy(src: str, dest_root: str, name: str) -> str:
 class FixRun:
     def __init__(self, refs: list[ModelRef], *, config: Config, secrets: dict[str, str], bus: EventBus,
                  folders: dict[str, list[str]], models_dir: Path | None, inventory: Inventory | None,
-                 state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = ""):
+                 state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = "",
+                 chosen: dict[str, Candidate] | None = None):
         self.run_id = uuid.uuid4().hex[:12]
         self.refs = refs
         self.config = config
@@ -102,6 +103,7 @@ class FixRun:
         self.comfyui_root = comfyui_root
         self.workflow = workflow
         self.rows: dict[str, Row] = {r.name: Row(r.name, r.folder) for r in refs}
+        self.chosen = dict(chosen or {})  # sources the user picked: downloaded without searching again
         self.resolutions: dict[str, Resolution] = {}
         self.transfers: dict[str, Transfer] = {}
         self.started = time.time()
@@ -158,8 +160,11 @@ class FixRun:
                              catalogs=self.config.search.use_catalogs)
         for row in self.rows.values():
             row.state = "resolving"
+        for ref in self.refs:
+            if ref.name in self.chosen:
+                await self._handle(Resolution(ref.name, ref.folder, self.chosen[ref.name], tried=["chosen by you"]))
         try:
-            async for res in Resolver(ctx).resolve(self.refs):
+            async for res in Resolver(ctx).resolve([r for r in self.refs if r.name not in self.chosen]):
                 if self._cancelled:
                     break
                 await self._handle(res)

@@ -22,7 +22,7 @@ from .errors import ConfigError, FixerError, UnsafePath
 from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from .host import Host
 from .inventory import build_inventory
-from .models import ModelRef, to_jsonable
+from .models import Candidate, ModelRef, to_jsonable
 from .pipeline import FixRun, place_local_copy, target_root
 from .report import counts, model_entry
 from .state import StateLock, StatusDocument, read_json, write_json_atomic
@@ -113,13 +113,15 @@ class FixerService:
         stored = read_json(self.state_dir / "secrets.json", {}) or {}
         return load_secrets({**stored, **self._secrets_provider()})
 
-    def _new_run(self, refs: list[ModelRef], inventory, name: str) -> FixRun:
+    def _new_run(self, refs: list[ModelRef], inventory, name: str,
+                 chosen: dict[str, Candidate] | None = None) -> FixRun:
         models_dir = self.comfyui_root / "models" if self.comfyui_root else None
         return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
                       models_dir=models_dir, inventory=inventory, state_dir=self.state_dir,
-                      comfyui_root=self.comfyui_root, workflow=name)
+                      comfyui_root=self.comfyui_root, workflow=name, chosen=chosen)
 
-    async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None) -> dict:
+    async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None,
+                        chosen: dict[str, Candidate] | None = None) -> dict:
         if self._task is not None and not self._task.done():
             raise RunBusy()
         self.status_doc.update(phase="scanning", errors=[], force=True)
@@ -128,7 +130,7 @@ class FixerService:
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
         lock = StateLock(self.state_dir, f"fix of {name}").acquire()
-        self._run = self._new_run(refs, inventory, name)
+        self._run = self._new_run(refs, inventory, name, chosen)
         self._task = asyncio.create_task(self._drive(self._run, lock))
         self.status_doc.set_data(self._run.data(), force=True)
         return self.status()
@@ -155,19 +157,28 @@ class FixerService:
             self.status_doc.set_data(self._run.data(), force=True)
         return self.status()
 
-    async def retry(self, name: str) -> dict:
+    async def retry(self, name: str, url: str | None = None) -> dict:
+        """Download one failed, cancelled or unresolved model again: from `url` when the user picked one of
+        the candidates the panel listed, else from the source chosen before."""
         run = self._run
+        res = run.resolutions.get(name) if run is not None else None
+        if url is not None:
+            offered = ([res.chosen] if res and res.chosen else []) + (res.candidates if res else [])
+            candidate = next((c for c in offered if c.url == url or c.local_path == url), None)
+            if candidate is None:
+                raise FixerError(f"{name}: {url} is not one of the sources found for it; scan again to see them")
+        else:
+            candidate = res.chosen if res is not None else None
         active = self._task is not None and not self._task.done()
-        if run is not None and name in run.rows and active:
-            res = run.resolutions.get(name)
-            if res is None or res.chosen is None:
-                raise FixerError(f"{name}: no source to retry; pick a candidate or check the name")
-            asyncio.create_task(run.choose(name, res.chosen))
+        if active and run is not None and name in run.rows:
+            if candidate is None:
+                raise FixerError(f"{name}: no source to retry; pick one of the candidates")
+            asyncio.create_task(run.choose(name, candidate))
             return self.status()
         if self._last_workflow is None:
             raise FixerError(f"{name}: nothing to retry; run a fix first")
         workflow, wf_name = self._last_workflow
-        return await self.start_fix(workflow, wf_name, [name])
+        return await self.start_fix(workflow, wf_name, [name], {name: candidate} if candidate else None)
 
     async def relink(self, name: str, folder: str, path: str) -> dict:
         folders = self.host.folders()

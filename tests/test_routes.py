@@ -473,3 +473,26 @@ async def test_install_pack_without_manager_routes_is_409(monkeypatch, comfy_roo
     client = await aiohttp_client(app)
     r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
     assert r.status == 409
+
+
+async def test_retry_with_a_picked_source_downloads_from_it(live):
+    from fake_upstream import Fault
+
+    live.up.add_fault(Fault(path=r"/api/download/models/9100101", status=404, times=None))
+    await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    failed = await wait_for_run(live.client)
+    row = next(m for m in failed["data"]["models"] if m["name"] == TINY_LORA)
+    assert row["state"] == "failed"
+    live.up.clear()
+    r = await live.client.post("/comfyfixer/retry", json={"name": TINY_LORA, "url": row["url"]})
+    assert r.status == 200, await r.text()
+    await wait_for_run(live.client)
+    assert (live.root / "models" / "loras" / TINY_LORA).is_file()
+
+
+async def test_retry_with_a_source_that_was_never_offered_is_refused(live):
+    await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    await wait_for_run(live.client)
+    r = await live.client.post("/comfyfixer/retry", json={"name": TINY_LORA, "url": "https://example.com/evil.safetensors"})
+    assert 400 <= r.status < 500
+    assert "not one of the sources found" in (await r.json())["error"]
