@@ -117,6 +117,8 @@ class Resolver:
             finally:
                 for t in tasks:
                     t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await run.close()
 
     async def _ask(self, sources: list[Source], ref: ModelRef, run: SearchRun) -> Found:
         """Ask sources concurrently; a source that raises costs only its own answer."""

@@ -95,6 +95,16 @@ class SearchRun:
             self._memo[key] = fut
         return await asyncio.shield(fut)
 
+    async def close(self) -> None:
+        """Cancel shared requests nobody waits for any more (the consumer stopped early)."""
+        pending = [f for f in self._memo.values() if not f.done()]
+        for f in pending:
+            f.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for f in self._memo.values():  # retrieve failures so asyncio does not log them as unhandled
+            if f.done() and not f.cancelled():
+                f.exception()
+
     def saw(self, ref: ModelRef, filename: str, candidate: Candidate) -> None:
         self._seen.setdefault(ref.key, []).append(SeenFile(filename, candidate))
 
