@@ -1,19 +1,23 @@
-"""Hugging Face: search repo ids with words of the file name, then match the exact file name in each
-repo's file list (subfolders included), then read sha256/size from paths-info.
+"""Hugging Face: find repos with words of the file name, match the exact file name in each repo's file
+list (subfolders included), read sha256/size from paths-info, and weigh repos that disagree.
 
-The Hub's search matches substrings of repo ids only, never file names (upstream-apis.md), so the
-query terms come from the name: the whole stem (exact-name mirrors), the leading words
-(`wan_2.1` finds `Comfy-Org/Wan_2.1_ComfyUI_repackaged`), and each distinctive word (`hidream` in
-`clip_l_hidream`), each also asked of the Comfy-Org organisation, whose repackaged repos hold most
-files ComfyUI workflows name. `full=true` makes one search return every repo's file list, so a
-search costs one request; a tree listing is the fallback when a server leaves the list out.
+The Hub's search matches substrings of repo ids only, never file names (upstream-apis.md). So:
+- ComfyUI's own orgs (Comfy-Org, comfyanonymous) are listed once per run with their file lists; they
+  hold most files workflows name, often under ids that share no word with the file (`t5xxl_fp16`);
+- the distinctive words of the name are searched (`hidream` in `clip_l_hidream`, `wan` in
+  `wan2.1_...`, `stable-diffusion-xl` for `sd_xl_...`); only when such an answer fills a whole page
+  (always, on the real Hub, for popular words) are the narrow terms asked too: the whole stem
+  (exact-name mirrors) and the leading words (`wan_2.1` finds `Comfy-Org/Wan_2.1_ComfyUI_repackaged`).
+`full=true` makes a search return each repo's file list, so a search costs one request; a tree
+listing is the fallback for a server that leaves the lists out.
 
 We call the HTTP API with aiohttp rather than HfApi: huggingface_hub is synchronous (a thread per
 call) and its session does not share our per-service limit and Retry-After handling; the endpoints
 and parameters are exactly the ones HfApi sends (list_models, list_repo_tree, get_paths_info).
 
-Repos that hold the same name with different bytes are weighed: an official or first-party
-publisher, or one with ten times the downloads, wins; otherwise the choice goes to the user.
+Repos holding the same name with different bytes are weighed by standing (official or first-party
+publisher > another publisher > a re-upload named after the file or marked as a mirror) and, between
+equals, by ten times the downloads; otherwise the choice goes to the user.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ STOPWORDS = frozenset({
     "image", "video", "edit", "distilled", "step", "steps", "high", "low", "noise", "repackaged", "split", "files",
     "gguf", "q4", "q8", "v1", "v2", "v3", "lite", "large", "small", "medium", "turbo", "upscaler", "control", "and",
     "t2v", "i2v", "ti2v", "s2v", "t2i", "i2i", "v2v", "fun", "inp", "fp8e4m3fn", "scaled_fp8", "with", "for", "from",
-    "all", "one", "proj", "pretrained", "rank", "convrot", "mixed", "distill", "cfg", "int",
+    "all", "one", "proj", "pretrained", "rank", "convrot", "distill", "cfg", "int",
 })
 SEARCH_LIMIT = 50
 ORG_PAGE_SIZE = 100
