@@ -59,7 +59,7 @@ MIN_PIECE = 4 << 20
 MAX_PIECE = 64 << 20
 PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
 MIN_SPLIT_SIZE = 8 << 20  # below this one connection is as fast as several
-CPU_BOUND_SPEED = 250e6  # bytes/s; above it several connections cost CPU instead of adding speed
+FAST_CONNECTION = 100e6  # bytes/s one connection reached; no CDN limits a connection this high
 LOW_SPEED_BYTES_PER_S = 10 * 1024  # slower than this over timeout_seconds counts as stalled
 MAX_REDIRECTS = 10
 MAX_RESTARTS = 2  # the remote file changed under us: start over at most this often
@@ -244,8 +244,13 @@ class FileJob:
     # -- entry -------------------------------------------------------------------------
     async def run(self) -> Transfer:
         t = self.t
+        lock_fd: int | None = None
         try:
             self._prepare()
+            lock_fd = lock_target(self.t.part, self.label)
+            if os.path.exists(t.target):  # the holder we waited behind may have just finished it
+                raise DownloadError(f"{self.label}: {t.target} already exists; it was not overwritten. "
+                                    "Move it away to download again")
             for restart in range(MAX_RESTARTS + 1):
                 try:
                     await self._attempt()
@@ -272,6 +277,8 @@ class FileJob:
             log.exception("download of %s failed unexpectedly", self.label)
             self._fail(f"{self.label}: unexpected error {type(e).__name__}: {e}", keep=True)
         finally:
+            if lock_fd is not None:
+                unlock_target(lock_fd, self.t.part)
             self.emit(events.TransferProgress(t))
         return t
 
@@ -529,11 +536,15 @@ class FileJob:
         self._active += 1
         try:
             while pieces:
-                if self._active > 2 and self.t.speed > CPU_BOUND_SPEED:
-                    return  # more connections only add CPU once the link is this fast (a LAN / local mirror)
                 start, end = pieces.popleft()
+                began = time.monotonic()
                 await self._fetch_piece(start, end, remote, handoff)
                 handoff = None
+                own_speed = ((end or start) - start) / max(time.monotonic() - began, 1e-6)
+                if own_speed > FAST_CONNECTION and self._active > 2:
+                    # This connection alone is faster than any per-connection CDN limit: the server does
+                    # not throttle connections, so more of them only cost CPU (a LAN mirror, localhost).
+                    return
         finally:
             self._active -= 1
 
@@ -711,6 +722,44 @@ class FileJob:
         verify.check_sha256(digest, expected_sha256, self.label)
         if verify.looks_safetensors(self.req.filename):
             verify.check_safetensors(self.t.part, self.label)
+
+
+def lock_target(part: str, label: str) -> int | None:
+    """Hold `<part>.lock` (flock) while one process downloads this target.
+
+    Two runs with different state dirs (the CLI beside the ComfyUI panel) could otherwise share one
+    .part: one discarding or renaming it while the other still writes. The second is refused.
+    The lock file is removed by its holder; a stale one (a killed run) holds no lock and is reused.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the state-dir lock is the only guard there
+        return None
+    path = f"{part}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise DownloadError(f"{label}: another ComfyFixerSmart process is downloading "
+                                f"{part.removesuffix(resume.PART_SUFFIX)} right now; wait for it to finish, "
+                                "then run again") from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)  # its holder removed it between our open and flock: lock the file now there
+
+
+def unlock_target(fd: int, part: str) -> None:
+    try:
+        os.unlink(f"{part}.lock")  # while still holding it, so no one locks a file about to vanish
+    except FileNotFoundError:
+        pass
+    os.close(fd)
 
 
 def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
