@@ -34,6 +34,12 @@ def cfile(name: str, sha: str, kind: str = "Model", fmt: str = "SafeTensor") -> 
 
 def test_query_is_the_file_stem_in_words():
     assert query_words("add_detail-v2.safetensors") == "add detail v2"
+    assert query_words("majicmixRealistic_v7.safetensors") == "majicmix Realistic v7"
+
+
+async def test_camel_case_file_name_finds_the_model_named_in_words(upstream):
+    r = await civitai_only(ModelRef("majicmixRealistic_v7.safetensors", "checkpoints"))
+    assert r.chosen.ids["version_id"] == 176425
 
 
 def test_file_type_decides_the_folder_before_the_model_type():
@@ -123,3 +129,11 @@ async def test_fake_batch_by_hash_returns_version_bodies(upstream):
             body = await r.json()
     assert [v["id"] for v in body] == [9100101]
     assert body[0]["downloadUrl"].startswith(upstream.base)
+
+
+async def test_two_models_with_different_bytes_under_one_name_leave_the_choice_to_the_user(upstream):
+    add_civitai_model(upstream, model(780, "Moss Style", "LORA", [cfile("moss_style.safetensors", "12" * 32)]))
+    add_civitai_model(upstream, model(781, "Moss Style XL", "LORA", [cfile("moss_style.safetensors", "34" * 32)]))
+    r = await civitai_only(ModelRef("moss_style.safetensors", "loras"))
+    assert r.chosen is None and len(r.candidates) == 2
+    assert all("different files under this name" in c.reason for c in r.candidates)

@@ -45,7 +45,10 @@ def file_folder(model_type: str | None, file: dict[str, Any]) -> str | None:
 
 
 def query_words(name: str) -> str:
-    return " ".join(w for w in re.split(r"[\s_\-.]+", stem(name)) if w)
+    """The file stem as words, camelCase split: model names are written as words
+    (`majicmixRealistic_v7` is "majicMIX realistic"), and Civitai matches words, not file names."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stem(name))
+    return " ".join(w for w in re.split(r"[\s_\-.]+", spaced) if w)
 
 
 def hash_type_of(h: str) -> str:
@@ -72,6 +75,26 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
         ids={"model_id": version.get("modelId"), "version_id": version.get("id"), "file_id": file.get("id"),
              "model_type": model_type, "format": (file.get("metadata") or {}).get("format")},
     )
+
+
+def weigh_same_name(cands: list[Candidate]) -> list[Candidate]:
+    """Different models shipping different bytes under one file name: none is sure unless one is used
+    ten times more than every other."""
+    models = {c.ids.get("model_id") for c in cands}
+    shas = {c.sha256 for c in cands if c.sha256}
+    if len(models) < 2 or len(shas) < 2:
+        return cands
+    top = max(cands, key=lambda c: c.ids.get("downloads", 0))
+    others = [c for c in cands if c.ids.get("model_id") != top.ids.get("model_id") and c.sha256 != top.sha256]
+    if all(top.ids.get("downloads", 0) >= 10 * max(o.ids.get("downloads", 0), 1) for o in others):
+        for o in others:
+            o.confidence = min(o.confidence, CONFIDENCE["contested"] - 0.05)
+        top.reason += "; other models ship other bytes under this name, this one is the most used by far"
+        return cands
+    for c in cands:
+        c.confidence = min(c.confidence, CONFIDENCE["contested"])
+        c.reason += "; several Civitai models ship different files under this name"
+    return cands
 
 
 class CivitaiSource:
@@ -123,6 +146,7 @@ class CivitaiSource:
         items = (reply.json() or {}).get("items", [])
         run.history.record("civitai", f"query={query}", f"{len(items)} models", ref.name)
         hits = 0
+        exact: list[Candidate] = []
         want = ref.basename.lower()
         generic = is_generic(ref.basename)
         for model in items:
@@ -133,9 +157,12 @@ class CivitaiSource:
                     if fname.lower() == want:
                         hits += 1
                         conf = CONFIDENCE["generic_name"] if generic else CONFIDENCE["civitai_name"]
-                        found.candidates.append(version_candidate(
-                            ref, version, f, model.get("type"), conf, f"exact file name in \"{model.get('name')}\""))
+                        cand = version_candidate(ref, version, f, model.get("type"), conf,
+                                                 f"exact file name in \"{model.get('name')}\"")
+                        cand.ids["downloads"] = int((model.get("stats") or {}).get("downloadCount") or 0)
+                        exact.append(cand)
                     elif likeness(ref.basename, fname).score >= 0.5:
                         run.saw(ref, fname, version_candidate(ref, version, f, model.get("type"),
                                                               CONFIDENCE["civitai_name"], f"\"{model.get('name')}\""))
+        found.candidates.extend(weigh_same_name(exact))
         found.tried.append(f"Civitai: searched {query!r} ({len(items)} models, {hits} with a file of this name)")
