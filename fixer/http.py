@@ -13,6 +13,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -69,6 +70,13 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     except (TypeError, ValueError, IndexError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
+
+
+def ratelimit_reset_seconds(value: str | None) -> float | None:
+    """Seconds until the window resets from the IETF RateLimit header the Hub sends on 429
+    (`"api";r=0;t=120`), which huggingface_hub >= 1.2 also honours."""
+    m = re.search(r"(?:^|;)\s*t=(\d+(?:\.\d+)?)", value or "")
+    return float(m.group(1)) if m else None
 
 
 def backoff_delay(attempt: int, base: float = 0.25, cap: float = 8.0, rng: random.Random | None = None) -> float:
@@ -139,6 +147,8 @@ class HttpClient:
                 if reply.status not in RETRY_STATUSES or attempt >= self.retries:
                     return reply
                 wait = retry_after_seconds(reply.headers.get("Retry-After"))
+                if wait is None and reply.status == 429:
+                    wait = ratelimit_reset_seconds(reply.headers.get("RateLimit"))
                 delay = min(MAX_RETRY_AFTER, wait) if wait is not None else backoff_delay(attempt, self.backoff_base)
                 log.info("%s %s answered %d; retry %d in %.2fs", method, url, reply.status, attempt + 1, delay)
             attempt += 1

@@ -137,6 +137,9 @@ class Resolver:
     async def resolve_one(self, ref: ModelRef, run: SearchRun) -> Resolution:
         threshold = self.ctx.config.fuzzy_threshold
         found = Found()
+        if ref.unsafe_reason:  # never searched for, never written anywhere
+            found.tried.append(f"refused: the name is unsafe ({ref.unsafe_reason}); fix it in the workflow")
+            return Resolution(name=ref.name, folder=ref.folder, chosen=None, tried=found.tried)
         try:
             for stage in ([self.local], self.offline, self.online, [self.fuzzy], self.last):
                 if not stage:

@@ -168,3 +168,9 @@ async def test_cancelled_consumer_stops_the_searches(upstream, tmp_path):
     first = await asyncio.wait_for(gen.__anext__(), 3)
     assert first.name == "clip_l.safetensors"
     await asyncio.wait_for(gen.aclose(), 1)  # does not wait for the slow searches
+
+
+async def test_unsafe_name_is_refused_without_any_search(upstream, tmp_path):
+    ref = ModelRef("../../etc/passwd.safetensors", "loras", unsafe_reason="it climbs out of its folder with '..'")
+    r = (await resolve([ref], ctx_for(tmp_path)))[ref.name]
+    assert r.source == "not_found" and "unsafe" in r.tried[0] and not upstream.requests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import socket
@@ -9,7 +10,7 @@ import socket
 import aiohttp
 import pytest
 
-from fixer.http import HttpClient, backoff_delay, retry_after_seconds
+from fixer.http import HttpClient, backoff_delay, ratelimit_reset_seconds, retry_after_seconds
 from tests.fake_upstream import Fault
 
 
@@ -17,6 +18,20 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds("2") == 2.0
     assert retry_after_seconds(email.utils.formatdate(1000 + 30, usegmt=True), now=1000) == pytest.approx(30, abs=1)
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_hub_ratelimit_header_gives_the_reset():
+    assert ratelimit_reset_seconds('"api";r=0;t=120') == 120.0
+    assert ratelimit_reset_seconds(None) is None
+
+
+async def test_429_without_retry_after_waits_for_the_ratelimit_reset(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models", status=429, headers={"RateLimit": '"api";r=0;t=0.3'}, times=1))
+    async with HttpClient(retries=2, backoff_base=0.0) as http:
+        t0 = asyncio.get_running_loop().time()
+        reply = await http.get("huggingface", f"{upstream.base}/api/models")
+        waited = asyncio.get_running_loop().time() - t0
+    assert reply.status == 200 and waited >= 0.3
 
 
 def test_backoff_grows_and_is_capped():
