@@ -170,3 +170,11 @@ async def test_search_answers_without_file_lists_fall_back_to_tree_listings(upst
     assert r.chosen.ids["path"] == "split_files/vae/plinth_vae.safetensors"
     assert any("/tree/main" in q.path_qs for q in upstream.requests)
 
+
+
+async def test_refused_token_is_reported_with_what_to_do(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models\?", status=401, times=None,
+                             headers={"X-Error-Message": "Invalid credentials in Authorization header"}))
+    r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"), secrets={"HF_TOKEN": "hf_bad"})
+    assert r.source == "not_found"
+    assert any("HF_TOKEN was refused (invalid credentials): fix or remove it" in t for t in r.tried)

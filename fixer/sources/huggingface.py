@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote, urlsplit
 import aiohttp
 
 from ..constants import CORE_FOLDERS, map_legacy
+from ..errors import UpstreamError
 from ..models import Candidate, ModelRef
 from . import CONFIDENCE, Found, SearchRun, is_generic
 from .fuzzy import likeness, stem
@@ -186,7 +187,7 @@ async def list_models(run: SearchRun, ref: ModelRef, **params: str) -> list[dict
                                    headers=run.hf_headers())
         if not reply.ok:
             run.history.record("huggingface", _q(query), f"HTTP {reply.status}: {reply.error_text()}", ref.name)
-            return []
+            raise UpstreamError("Hugging Face", _refusal(reply.status, reply.error_text()), reply.status)
         items = reply.json() or []
         run.history.record("huggingface", _q(query), f"{len(items)} repos", ref.name)
         return items if isinstance(items, list) else []
@@ -277,6 +278,14 @@ async def repo_gated(run: SearchRun, repo_id: str) -> bool:
     return await run.once(("hf_gated", repo_id), call)
 
 
+def _refusal(status: int, text: str) -> str:
+    if status == 401 and "credentials" in text.lower():
+        return "HF_TOKEN was refused (invalid credentials): fix or remove it"
+    if status == 429:
+        return "rate limited (HTTP 429) after retries: try again in a few minutes, or set HF_TOKEN for a higher limit"
+    return f"HTTP {status}: {text}"
+
+
 def _next_link(link: str | None) -> str | None:
     m = re.search(r'<([^>]+)>;\s*rel="next"', link or "")
     return m.group(1) if m else None
@@ -337,10 +346,13 @@ class HuggingFaceSource:
             answers = await asyncio.gather(*(list_models(run, ref, **q) for q in queries), return_exceptions=True)
             full = False
             for q, a in zip(queries, answers):
+                if isinstance(a, UpstreamError):
+                    failed.append(f"{_q(q)} ({a})")
+                    continue
                 if isinstance(a, BaseException):
                     if not isinstance(a, (aiohttp.ClientError, TimeoutError)):
                         raise a
-                    failed.append(_q(q))
+                    failed.append(f"{_q(q)} (unreachable)")
                     run.history.record("huggingface", _q(q), f"unreachable: {a.__class__.__name__}", ref.name)
                     continue
                 full = full or len(a) >= SEARCH_LIMIT
@@ -363,7 +375,7 @@ class HuggingFaceSource:
                 items.setdefault(item.get("id", ""), item)
         asked += [f"all of {o}" for o in COMFY_ORGS]
         found.tried.append(f"Hugging Face: searched repo ids for {', '.join(repr(t) for t in asked)} "
-                           f"({len(items)} repos){'; unreachable for ' + ', '.join(failed) if failed else ''}")
+                           f"({len(items)} repos){'; failed: ' + ', '.join(sorted(set(failed))) if failed else ''}")
         matches = await self._matches(ref, run, items, found)
         if not matches:
             found.tried.append(f"Hugging Face: no repo among them holds a file named {ref.basename}")
