@@ -84,23 +84,6 @@ def test_two_managers_on_the_same_target_never_interleave(tmp_path, upstream):
     assert sorted(os.listdir(tmp_path)) == ["same.bin"]
 
 
-def test_same_file_requested_twice_in_one_run_downloads_once(tmp_path, upstream):
-    data = random.Random(3).randbytes(1 << 20)
-    url = register_hf_file(upstream, REPO, "twice.bin", data)
-
-    async def go():
-        mgr = TransferManager(cfg(), {})
-        t1 = await mgr.submit(request(url, "twice.bin"), str(tmp_path))
-        t2 = await mgr.submit(request(url, "twice.bin"), str(tmp_path))
-        t3 = await mgr.submit(request(url, "./twice.bin".removeprefix("./")), str(tmp_path))
-        await mgr.wait()
-        return t1, t2, t3
-
-    t1, t2, t3 = asyncio.run(go())
-    assert t1 is t2 is t3 and t1.state == "done"
-    assert len([r for r in upstream.requests if "/resolve/" in r.path_qs]) == 1
-
-
 def test_same_model_in_two_workflows_of_one_cli_run_downloads_once(tmp_path, upstream):
     from tests.fake_upstream import payload_bytes
     from tests.fake_upstream.api_routes import add_hf_repo

@@ -27,7 +27,6 @@ from fixer.host import StandaloneHost
 from fixer.models import TransferRequest
 from fixer.names import confine, unsafe_reason
 from fixer.pipeline import place_local_copy
-from fixer.readers import read_documents
 from fixer.scan import scan_workflow_data
 from fixer.transfer import TransferManager
 from tests.conftest import make_comfy_root
