@@ -450,3 +450,24 @@ async def test_batch_check_runs_every_n_downloads_and_writes_the_report(upstream
     assert {r["state"] for r in records} == {"done"} and len(records) == 3
     assert sorted(p.name for p in out.glob("download_*.sh")) == [
         "download_001_m0.gguf.sh", "download_002_m1.gguf.sh", "download_003_m2.gguf.sh"]
+
+
+async def test_expired_signed_link_is_renewed_without_losing_bytes(upstream, tmp_path):
+    data = blob(24 * MiB)
+    url = fr.register_hf_file(upstream, "t/expire", "x.bin", data)
+    fr.faults(upstream, fr.hf_key("t/expire", "x.bin")).expire_after = 3  # the link dies mid-download
+    t = await get(upstream, url, tmp_path, "x.bin", sha256=sha(data), config=cfg(connections_per_file=2))
+    assert t.state == "done", t.error
+    assert sum("/resolve/" in r.path_qs for r in upstream.requests) == 2  # resolved once more, not restarted
+    refused = [r for r in upstream.requests if r.path_qs.startswith("/cdn/") and "fake0-" in r.path_qs]
+    assert len(refused) >= 4  # the three served before the expiry, then the refused one(s)
+    assert (tmp_path / "x.bin").read_bytes() == data
+
+
+async def test_storage_host_refusing_the_first_link_is_not_blamed_on_the_token(upstream, tmp_path):
+    upstream.add_fault(Fault(path=r"^/storage/", status=403, times=None))
+    t = await get(upstream, f"{upstream.base}/api/download/models/9100101", tmp_path, "l.safetensors",
+                  secrets={"CIVITAI_API_KEY": "civ_secret"})
+    assert t.state == "failed"
+    assert "localhost refused the signed download link (HTTP 403)" in t.error
+    assert "CIVITAI_API_KEY" not in t.error

@@ -49,7 +49,8 @@ from ..errors import AuthRequired, DownloadError, FixerError, IntegrityError, No
 from ..models import Transfer
 from ..names import confine
 from . import resume, verify
-from .policy import auth_headers, check_redirect, check_start_url, redact, strip_secret_query, token_name_for
+from .policy import (Origin, auth_headers, check_redirect, check_start_url, redact, strip_secret_query,
+                     token_name_for)
 
 log = logging.getLogger("fixer.transfer")
 
@@ -103,6 +104,10 @@ class Retryable(Exception):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LinkExpired(Exception):
+    """The storage/CDN host refused a signed link (they expire, e.g. after an hour): resolve it again."""
 
 
 class ValidatorChanged(Exception):
@@ -237,6 +242,7 @@ class FileJob:
         self.sidecar: resume.Sidecar | None = None
         self.connections_used = 0
         self._active = 0
+        self._refreshing: asyncio.Future | None = None  # one link renewal shared by all connections
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
         self._last_sidecar = 0.0
@@ -343,6 +349,11 @@ class FileJob:
         while True:
             try:
                 return await self._probe()
+            except LinkExpired as e:
+                if attempt >= 1:
+                    raise DownloadError(f"{self.label}: {e} twice in a row, right after {redact(self.start_url)} "
+                                        "issued it; the source is misbehaving, try again later") from None
+                attempt += 1
             except Retryable as e:
                 if attempt >= self.retry.retries:
                     raise DownloadError(f"{self.label}: {e} (gave up after {attempt + 1} attempts; try again later)"
@@ -401,6 +412,9 @@ class FileJob:
 
     async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
         status = resp.status
+        if status in (401, 403, 404, 410) and Origin.of(str(resp.url)) != Origin.of(self.start_url):
+            resp.release()
+            raise LinkExpired(f"{resp.url.host} refused the signed download link (HTTP {status})")
         try:
             body = (await resp.content.read(65536)).decode("utf-8", "replace")
         except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -564,18 +578,40 @@ class FileJob:
                 if reached >= end:
                     return
                 raise Retryable(f"the connection closed at byte {reached} of {end}")
-            except Retryable as e:
+            except (Retryable, LinkExpired) as e:
                 pos = self._reached(start, end)
                 if pos - before >= WRITE_CHUNK:
                     failures = 0  # it made progress: a flaky link, not a dead one
                 if failures >= self.retry.retries:
                     raise DownloadError(f"{self.label}: {e} (gave up after {failures + 1} attempts at byte {pos}; "
                                         "run again to resume)") from None
-                delay = retry_delay(failures, e.retry_after, self.retry)
+                delay = retry_delay(failures, getattr(e, "retry_after", None), self.retry)
                 action("download_retry", target=self.t.target, error=str(e), at=pos, wait=round(delay, 2),
                        attempt=failures + 1)
                 failures += 1
                 await asyncio.sleep(delay)
+
+    async def _refresh_link(self, remote: Remote, why: str) -> None:
+        """Ask the start URL for a new signed link; the bytes on disk stay valid if the file did not change."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._resolve_again(remote, why))
+        try:
+            await asyncio.shield(self._refreshing)
+        finally:
+            if self._refreshing.done():
+                self._refreshing = None
+
+    async def _resolve_again(self, remote: Remote, why: str) -> None:
+        action("download_relink", target=self.t.target, reason=why)
+        resp, hops = await self._open(self.start_url, {"Range": "bytes=0-0"})
+        try:
+            linked = next((_strip_etag(h.get("X-Linked-Etag")) for h in hops if h.get("X-Linked-Etag")), None)
+            validator = linked or _strip_etag(resp.headers.get("ETag")) or resp.headers.get("Last-Modified")
+            if validator != remote.validator:
+                raise ValidatorChanged("the file on the server changed while its download link was renewed")
+            remote.url = str(resp.url)
+        finally:
+            resp.close()
 
     def _reached(self, start: int, end: int | None) -> int:
         """Where a piece starting at `start` has to continue: the end of the written run from `start`."""
@@ -590,7 +626,11 @@ class FileJob:
         headers = {"Range": f"bytes={pos}-{end - 1}"}
         if remote.if_range:
             headers["If-Range"] = remote.if_range
-        resp, _ = await self._open(remote.url, headers)
+        try:
+            resp, _ = await self._open(remote.url, headers)
+        except LinkExpired as e:
+            await self._refresh_link(remote, str(e))
+            resp, _ = await self._open(remote.url, headers)
         etag = _strip_etag(resp.headers.get("ETag"))
         if resp.status == 200 or (remote.etag and etag and etag != remote.etag):
             resp.close()
@@ -779,7 +819,7 @@ def _describe(e: BaseException) -> str:
     if isinstance(e, asyncio.TimeoutError):
         return "timed out waiting for data"
     text = str(e) or type(e).__name__
-    return re.sub(r"(token|api_key)=[^&\s'\"]+", r"\1=***", text)
+    return re.sub(r"https?://[^\s'\"<>]+", lambda m: redact(m.group(0)), text)  # no tokens or signatures
 
 
 def _server_message(headers, body: str) -> str:

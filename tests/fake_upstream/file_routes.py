@@ -49,6 +49,7 @@ class FileFaults:
     redirect_loop: bool = False  # the resolve/download route redirects to itself
     redirect_to: str | None = None  # the resolve/download route redirects here instead of the CDN
     rate: float | None = None  # per-connection bytes per second (benchmarks: 25 MB/s like a CDN)
+    expire_after: int | None = None  # after this many CDN GETs the signed links issued so far expire (403)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class ServedFile:
     faults: FileFaults = field(default_factory=FileFaults)
     gets: int = 0
     changed: bool = False
+    signature: int = 0  # generation of the signed links; older ones are refused once expired
     _sha256: str | None = None
     _fd: int | None = None  # kept open: the throttled benchmark reads thousands of chunks a second
 
@@ -265,7 +267,7 @@ async def hf_resolve(request: web.Request) -> web.StreamResponse:
         (entry.get("X-Linked-Etag") or "").strip('"') or entry.get("sha256") or sf.sha256())
     size = sf.size if registered or entry.get("payload") else int(entry.get("X-Linked-Size") or entry.get("size") or 0)
     name = path.rsplit("/", 1)[-1]
-    query = urlencode({"X-Amz-Expires": "3600", "X-Amz-Signature": "fake" + sha[:16],
+    query = urlencode({"X-Amz-Expires": "3600", "X-Amz-Signature": f"fake{sf.signature}-{sha[:16]}",
                        "response-content-disposition": f"inline; filename*=UTF-8''{quote(name)}; filename=\"{name}\";"})
     location = f"{up.cdn_base}/cdn/{quote(key)}?{query}"
     location = _redirect_fault(request, sf, location)
@@ -307,7 +309,7 @@ async def civitai_download(request: web.Request) -> web.StreamResponse:
     key = civitai_key(vid)
     sf = _served(up, key)
     disposition = f'attachment; filename="{filename}"'
-    query = urlencode({"X-Amz-Expires": "86400", "X-Amz-Signature": "fake" + vid,
+    query = urlencode({"X-Amz-Expires": "86400", "X-Amz-Signature": f"fake{sf.signature}-{vid}",
                        "response-content-disposition": disposition})
     location = _redirect_fault(request, sf, f"{up.cdn_base}/storage/{quote(key)}?{query}")
     return web.json_response({}, status=307, headers={"Location": location, "Cache-Control": "no-store, max-age=0"})
@@ -344,6 +346,11 @@ async def _cdn(request: web.Request) -> web.StreamResponse:
         f = sf.faults
         if f.etag_change_after is not None and sf.gets > f.etag_change_after:
             sf.changed = True
+        if f.expire_after is not None and sf.gets == f.expire_after + 1:
+            sf.signature += 1
+        if not request.query.get("X-Amz-Signature", "").startswith(f"fake{sf.signature}-"):
+            return web.Response(status=403, content_type="application/xml",
+                                text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
     size = sf.size
     headers = {"ETag": sf.etag(), "Content-Type": "application/octet-stream"}
     if sf.content_disposition and request.path.startswith("/storage/"):
