@@ -171,10 +171,6 @@ class Resolver:
         return res
 
 
-async def resolve_all(ctx: ResolveContext, refs: Iterable[ModelRef]) -> list[Resolution]:
-    return [r async for r in Resolver(ctx).resolve(refs)]
-
-
 def resolution_json(res: Resolution) -> dict[str, Any]:
     """One entry of output/resolutions.json in the seed schema (filename, source incl. not_found, ids,
     download_url, expected_type), plus what the panel and report show."""
