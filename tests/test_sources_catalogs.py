@@ -64,3 +64,12 @@ async def test_manager_list_under_the_comfyui_root_is_read(upstream, tmp_path):
 async def test_catalog_folder_wins_over_a_keyword_guess(upstream):
     r = await catalog_only(ModelRef("qwen_image_vae.safetensors", "loras", folder_source="keyword"))
     assert r.chosen.source == "catalog" and r.chosen.folder == "vae"
+
+
+def test_templates_in_the_comfyui_venv_are_found(tmp_path):
+    pkg = tmp_path / "venv/lib/python3.12/site-packages/comfyui_workflow_templates_media_other/templates"
+    pkg.mkdir(parents=True)
+    (pkg / "t.json").write_text(json.dumps({"models": [{"name": "x.safetensors", "url": "u", "directory": "vae"}]}))
+    (pkg / "index.json").write_text("[]")
+    files = template_files(tmp_path)
+    assert pkg / "t.json" in files and pkg / "index.json" not in files

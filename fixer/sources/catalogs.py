@@ -60,9 +60,19 @@ def walk_models(obj: Any) -> Iterator[dict[str, Any]]:
             yield from walk_models(v)
 
 
-def template_files() -> list[Path]:
-    """Template JSON files of every installed `comfyui-workflow-templates*` distribution."""
+VENV_DIRS = ("venv", ".venv", "python_embeded", "../python_embeded")  # portable Windows builds keep it beside
+
+
+def template_files(comfyui_root: Path | None = None) -> list[Path]:
+    """Template JSON files of every `comfyui-workflow-templates*` distribution: in this Python, and in
+    the ComfyUI's own environment when the CLI runs from another one."""
     out: list[Path] = []
+    if comfyui_root:
+        for venv in VENV_DIRS:
+            base = Path(comfyui_root) / venv
+            for pkg in [*base.glob("lib/python3*/site-packages/comfyui_workflow_templates*"),
+                        *base.glob("Lib/site-packages/comfyui_workflow_templates*")]:
+                out += [p for p in pkg.glob("templates/*.json") if not p.name.startswith("index")]
     for dist in importlib.metadata.distributions():
         name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
         if not name.startswith("comfyui-workflow-templates"):
@@ -153,7 +163,7 @@ class CatalogSource:
     name = "catalog"
 
     def __init__(self, comfyui_root: Path | None = None):
-        self.templates = tuple(template_files())
+        self.templates = tuple(template_files(comfyui_root))
         self.managers = tuple(manager_lists(comfyui_root))
 
     def index(self) -> dict[str, list[CatalogEntry]]:
