@@ -9,6 +9,7 @@ from typing import Any
 from .constants import PICKLE_EXTENSIONS
 from .models import ModelStatus, ScanReport
 from .state import now_iso, write_json_atomic, write_text_atomic
+from .transfer.policy import redact
 
 
 def is_pickle(name: str) -> bool:
@@ -20,6 +21,8 @@ def model_entry(s: ModelStatus) -> dict[str, Any]:
     ref = s.ref
     first = ref.usages[0] if ref.usages else None
     hints = {k: ref.hint(k) for k in ("url", "hash", "hash_type", "directory") if ref.hint(k)}
+    if "url" in hints:  # a workflow's link may carry ?token=: reports are shared, credentials are not
+        hints["url"] = redact(hints["url"])
     return {
         "filename": ref.name,
         "expected_type": ref.folder,
