@@ -55,7 +55,7 @@ _NODE_RULES = [
     (r"lora", "loras"), (r"checkpoint|ckpt", "checkpoints"), (r"clipvision|clip_vision", "clip_vision"),
     (r"ipadapter", "ipadapter"), (r"controlnet|control_net|t2iadapter", "controlnet"),
     (r"upscal", "upscale_models"), (r"animatediff|motion", "animatediff_models"),
-    (r"vae", "vae"), (r"unet|diffusion|gguf|dit", "diffusion_models"),
+    (r"vae", "vae"), (r"unet|diffusion|gguf|(^|[^a-z])dit([^a-z]|$)", "diffusion_models"),
     (r"clip|textencoder|t5", "text_encoders"), (r"ultralytics|yolo|bbox", "ultralytics"),
     (r"sam(model)?loader", "sams"),
 ]
@@ -64,15 +64,20 @@ _FILE_RULES = [
     (r"(^|[_\-.])vae([_\-.]|$)|^ae\.safetensors$|taesd", "vae"),
     (r"t5xxl|umt5|clip_[lg]\b|clip_[lg][_.]|qwen_?\d.*vl|text_?encoder|llava|gemma", "text_encoders"),
     (r"clip_vision|clipvision|image_encoder|siglip", "clip_vision"),
-    (r"control[_-]?net|controlnet|t2i[_-]?adapter|canny|depth|openpose", "controlnet"),
+    (r"control[_-]?net|controlnet|t2i[_-]?adapter|control_v\d|control-lora", "controlnet"),
     (r"(^|[_\-])\d+x[_\-]|esrgan|swinir|ultrasharp|upscal", "upscale_models"),
     (r"ip[_-]?adapter", "ipadapter"),
     (r"mm_sd|mm-sd|motion|animatediff", "animatediff_models"),
 ]
 
 
+def _words(text: str) -> str:
+    """CamelCase and separators to spaced lower-case words, so "ConditioningLoader" never matches "dit"."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text).lower()
+
+
 def _first(rules: list[tuple[str, str]], text: str) -> str | None:
-    low = text.lower()
+    low = _words(text)
     return next((folder for rx, folder in rules if re.search(rx, low)), None)
 
 
