@@ -471,3 +471,11 @@ async def test_storage_host_refusing_the_first_link_is_not_blamed_on_the_token(u
     assert t.state == "failed"
     assert "localhost refused the signed download link (HTTP 403)" in t.error
     assert "CIVITAI_API_KEY" not in t.error
+
+
+async def test_civitai_link_pasted_with_its_token_uses_it_as_a_header(upstream, tmp_path):
+    t = await get(upstream, f"{upstream.base}/api/download/models/9100102?token=pasted_key", tmp_path)
+    assert t.state == "done", t.error
+    assert "pasted_key" not in t.request.url  # what the panel and status see
+    first = upstream.requests[0]
+    assert first.headers.get("Authorization") == "Bearer pasted_key" and "pasted_key" not in first.path_qs

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import aiohttp
 
@@ -229,12 +229,12 @@ class FileJob:
         self.req = transfer.request
         self.dest_root = dest_root
         self.config = config
-        self.secrets = secrets
         self.session_factory = session_factory
         self.pool = pool
         self.emit = emit
         self.retry = retry
         self.start_url = strip_secret_query(self.req.url)
+        self.secrets = with_url_token(self.req.url, secrets, self.req.source)
         self.label = self.req.model_name or self.req.filename
         self.done: list[resume.Range] = []
         self.fd: int | None = None
@@ -800,6 +800,15 @@ def unlock_target(fd: int, part: str) -> None:
     except FileNotFoundError:
         pass
     os.close(fd)
+
+
+def with_url_token(url: str, secrets: dict[str, str], source: str = "") -> dict[str, str]:
+    """A Civitai link pasted with ?token=KEY: use KEY (as a header, never in the URL) when none is configured."""
+    name = token_name_for(strip_secret_query(url), source)
+    token = next((v for k, v in parse_qsl(urlsplit(url).query) if k.lower() == "token" and v), None)
+    if name == "CIVITAI_API_KEY" and token and not secrets.get(name):
+        return {**secrets, name: token}
+    return secrets
 
 
 def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:

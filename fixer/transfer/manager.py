@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -24,7 +25,7 @@ from ..errors import FixerError
 from ..models import Transfer, TransferRequest
 from ..names import confine
 from . import verify
-from .engine import FileJob, RetryPolicy
+from .engine import FileJob, RetryPolicy, with_url_token
 from .policy import redact, strip_secret_query
 from .resume import part_path
 from .scripts import write_script
@@ -56,6 +57,10 @@ class TransferManager:
     # -- public ----------------------------------------------------------------------
     async def submit(self, req: TransferRequest, dest_root: str) -> Transfer:
         """Queue one download; returns its Transfer at once (the same one for a repeated target)."""
+        # A token pasted into the link moves to this job's secrets, so the Transfer the panel, the
+        # status and the records see never carries it.
+        secrets = with_url_token(req.url, self.secrets, req.source)
+        req = replace(req, url=strip_secret_query(req.url))
         try:
             target = str(confine(dest_root, req.filename))
         except FixerError as e:
@@ -76,7 +81,7 @@ class TransferManager:
                 record_download(self.output_dir / DOWNLOADED_FILE, t, dest_root)
             except OSError as e:  # scripts and records are conveniences; they must not stop the download
                 log.warning("could not write the download script or record for %s: %s", req.filename, e)
-        self._tasks[target] = asyncio.create_task(self._run(t, dest_root), name=f"download {req.filename}")
+        self._tasks[target] = asyncio.create_task(self._run(t, dest_root, secrets), name=f"download {req.filename}")
         self._emit(events.TransferProgress(t))
         return t
 
@@ -124,12 +129,12 @@ class TransferManager:
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fixer-write")
         return self._pool
 
-    async def _run(self, t: Transfer, dest_root: str) -> None:
+    async def _run(self, t: Transfer, dest_root: str, secrets: dict[str, str]) -> None:
         if self._sem is None:
             self._sem = asyncio.Semaphore(max(1, self.config.max_concurrent))
         try:
             async with self._sem:
-                job = FileJob(t, dest_root, self.config, self.secrets, self._session_factory, self._executor(),
+                job = FileJob(t, dest_root, self.config, secrets, self._session_factory, self._executor(),
                               self._emit, self.retry)
                 await job.run()
         except asyncio.CancelledError:
