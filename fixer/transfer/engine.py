@@ -23,6 +23,7 @@ end the file at once with a message that says what to do.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
@@ -280,8 +281,13 @@ class FileJob:
         except FixerError as e:
             self._fail(str(e), keep=not isinstance(e, IntegrityError))
         except Exception as e:  # an unexpected bug must still end as one failed file, not a dead run
-            log.exception("download of %s failed unexpectedly", self.label)
-            self._fail(f"{self.label}: unexpected error {type(e).__name__}: {e}", keep=True)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self._fail(f"{self.label}: the disk filled up while writing {t.part} ({e.strerror}); free some "
+                           "space and run again: the bytes already written are kept and the download resumes",
+                           keep=True)
+            else:
+                log.exception("download of %s failed unexpectedly", self.label)
+                self._fail(f"{self.label}: unexpected error {type(e).__name__}: {e}", keep=True)
         finally:
             if lock_fd is not None:
                 unlock_target(lock_fd, self.t.part)
@@ -513,7 +519,10 @@ class FileJob:
             self.fd = None
         if keep and self.sidecar and os.path.exists(self.t.part):
             self.sidecar.ranges = list(self.done)
-            resume.save(self.t.part, self.sidecar)
+            try:
+                resume.save(self.t.part, self.sidecar)
+            except OSError as e:  # a full disk: the last sidecar written stays valid (saves are atomic)
+                log.warning("could not update the resume record of %s: %s", self.t.part, e)
         elif not keep:
             resume.discard(self.t.part)
             self.done = []
