@@ -1,0 +1,101 @@
+"""Disk: a model folder on a small real filesystem (a tmpfs this test mounts; skipped, with the reason
+printed, where mounting is not allowed). Too little space is refused before downloading; filling up
+mid-way is a clear error that keeps the partial file for resume and harms nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fixer.config import DownloadConfig
+from fixer.models import TransferRequest
+from fixer.transfer import RetryPolicy, TransferManager
+from tests.fake_upstream.file_routes import faults, hf_key, register_hf_file
+
+REPO = "disk/tests"
+MiB = 1 << 20
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        reason = f"cannot mount a 3 MiB tmpfs here ({(r.stderr or r.stdout).strip() or r.returncode})"
+        print(reason)
+        pytest.skip(reason)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fetch(url: str, dest: Path, name: str, during=None):
+    async def go():
+        mgr = TransferManager(DownloadConfig(min_free_margin_bytes=0, timeout_seconds=5), {},
+                              retry=RetryPolicy(retries=1, base=0.01, cap=0.02))
+        t = await mgr.submit(TransferRequest(url=url, folder="loras", filename=name, model_name=name), str(dest))
+        if during:
+            await asyncio.to_thread(during, t)
+        await mgr.wait()
+        return t
+    return asyncio.run(go())
+
+
+def recorded(part: str) -> int:
+    try:
+        return sum(b - a for a, b in json.loads(Path(f"{part}.json").read_text())["ranges"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_not_enough_space_is_refused_before_a_byte_is_written(small_fs, upstream):
+    url = register_hf_file(upstream, REPO, "big.bin", random.Random(1).randbytes(4 * MiB))
+    t = fetch(url, small_fs, "big.bin")
+    assert t.state == "failed" and "Not enough disk space" in (t.error or ""), t.error
+    assert os.listdir(small_fs) == []
+
+
+def test_disk_filling_up_mid_download_is_a_clear_error_and_the_part_is_kept_for_resume(small_fs, upstream):
+    data = random.Random(2).randbytes(2 * MiB)
+    url = register_hf_file(upstream, REPO, "fill.bin", data)
+    faults(upstream, hf_key(REPO, "fill.bin")).rate = 2 * MiB
+    other = small_fs / "someone_elses.safetensors"
+    other.write_bytes(b"keep me" * 1000)
+    filler = small_fs / "filler.tmp"
+
+    def fill_the_disk(t) -> None:
+        deadline = time.monotonic() + 20
+        while recorded(t.part) < 512 * 1024 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with open(filler, "wb") as f:  # another program takes the rest of the space
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+    t = fetch(url, small_fs, "fill.bin", during=fill_the_disk)
+    assert t.state == "failed", t.error
+    assert "space" in (t.error or "").lower() and "fill.bin" in t.error, t.error
+    assert not (small_fs / "fill.bin").exists()
+    assert (small_fs / "fill.bin.part").exists() and (small_fs / "fill.bin.part.json").exists()
+    assert other.read_bytes() == b"keep me" * 1000
+    filler.unlink()  # space is back: the next run continues from the kept bytes
+    faults(upstream, hf_key(REPO, "fill.bin")).rate = None
+    upstream.requests.clear()
+    t = fetch(url, small_fs, "fill.bin")
+    assert t.state == "done", t.error
+    assert hashlib.sha256((small_fs / "fill.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    ranges = [r.headers.get("Range") for r in upstream.requests if r.path_qs.startswith("/cdn/")]
+    assert len(ranges) >= 2 and ranges[1] != "bytes=0-", ranges
