@@ -8,7 +8,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
 from fixer.config import DownloadConfig
 from fixer.events import EventBus, TransferDone, TransferProgress, VerificationReport
@@ -265,6 +264,12 @@ async def test_civitai_early_access_explains_the_deadline(upstream, tmp_path):
     assert "Early Access until 2099-01-01" in t.error
 
 
+async def test_unknown_or_private_hf_repo_says_check_the_url_or_set_hf_token(upstream, tmp_path):
+    t = await get(upstream, f"{upstream.base}/someone/private-repo/resolve/main/x.safetensors", tmp_path)
+    assert t.state == "failed"
+    assert "someone/private-repo is private or does not exist" in t.error and "HF_TOKEN" in t.error
+
+
 async def test_404_says_not_found_at_that_source(upstream, tmp_path):
     t = await get(upstream, f"{upstream.base}/{TINY_HF}/resolve/main/nope.safetensors", tmp_path)
     assert t.state == "failed"
@@ -301,6 +306,12 @@ async def test_download_from_a_host_not_allowed_never_starts(upstream, tmp_path)
 async def test_name_climbing_out_of_the_folder_is_refused(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream), tmp_path / "loras", "../evil.safetensors")
     assert t.state == "failed" and "climbs out" in t.error
+    assert upstream.requests == []
+
+
+async def test_absolute_name_is_refused(upstream, tmp_path):
+    t = await get(upstream, tiny_hf_url(upstream), tmp_path, "/etc/evil.gguf")
+    assert t.state == "failed" and "absolute path" in t.error
     assert upstream.requests == []
 
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -67,7 +68,7 @@ class TransferManager:
             t = Transfer(request=req, target=os.path.join(dest_root, req.filename), part="", state="failed",
                          error=str(e))
             action("download_failed", target=t.target, url=redact(req.url), error=str(e))
-            self._finished(t)
+            await self._finished(t)
             return t
         existing = self.transfers.get(target)
         if existing is not None and existing.state not in ("failed", "cancelled"):
@@ -76,9 +77,9 @@ class TransferManager:
         self.transfers[target] = t
         self._roots[target] = dest_root
         if self.output_dir is not None:
-            try:
-                write_script(self.output_dir, req, target, req.expected_size)
-                record_download(self.output_dir / DOWNLOADED_FILE, t, dest_root)
+            try:  # in a thread: a busy disk must not stall ComfyUI's event loop
+                await asyncio.to_thread(write_script, self.output_dir, req, target, req.expected_size)
+                await asyncio.to_thread(record_download, self.output_dir / DOWNLOADED_FILE, t, dest_root)
             except OSError as e:  # scripts and records are conveniences; they must not stop the download
                 log.warning("could not write the download script or record for %s: %s", req.filename, e)
         self._tasks[target] = asyncio.create_task(self._run(t, dest_root, secrets), name=f"download {req.filename}")
@@ -141,17 +142,18 @@ class TransferManager:
             if t.state not in ("done", "failed"):
                 t.state = "cancelled"
         finally:
-            self._finished(t)
+            await self._finished(t)
             if t.state == "done":
                 self._batch.append(t)
                 if len(self._batch) >= max(1, self.config.verify_batch_every):
                     await self._flush_batch()
 
-    def _finished(self, t: Transfer) -> None:
+    async def _finished(self, t: Transfer) -> None:
         self._emit(events.TransferDone(t))
         if self.output_dir is not None:
             try:
-                record_download(self.output_dir / DOWNLOADED_FILE, t, self._roots.get(t.target))
+                await asyncio.to_thread(record_download, self.output_dir / DOWNLOADED_FILE, t,
+                                        self._roots.get(t.target))
             except OSError as e:
                 log.warning("could not update %s: %s", DOWNLOADED_FILE, e)
 
@@ -187,14 +189,18 @@ def transfer_record(t: Transfer, dest_root: str | None = None) -> dict:
             "error": t.error, "warning": t.warning}
 
 
+_RECORDS_LOCK = threading.Lock()  # records are rewritten from worker threads; one writer at a time
+
+
 def record_download(path: Path, t: Transfer, dest_root: str | None = None) -> None:
     """Add or replace this target's entry in downloaded_models.json (kept across runs)."""
-    entries = [e for e in read_records(path) if e.get("path") != t.target]
-    entries.append(transfer_record(t, dest_root))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"downloads": entries}, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    with _RECORDS_LOCK:
+        entries = [e for e in read_records(path) if e.get("path") != t.target]
+        entries.append(transfer_record(t, dest_root))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"downloads": entries}, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def read_records(path: Path) -> list[dict]:

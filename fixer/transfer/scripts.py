@@ -33,8 +33,6 @@ def next_number(output_dir: Path) -> int:
         f.seek(0)
         f.truncate()
         f.write(f"{n}\n")
-        f.flush()
-        os.fsync(f.fileno())
     return n
 
 
