@@ -15,6 +15,8 @@ NON_FILE_VALUES = frozenset({"", "none", "[none]", "null", "pixel_space", "taesd
                              "default", "disabled", "auto"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_SLASH_LOOKALIKE = re.compile("[\u2044\u2215\u29f8\u29f9\uff0f\uff3c\u2216]")
 MAX_NAME_BYTES = 1024
 MAX_COMPONENT_BYTES = 255
 
@@ -42,6 +44,10 @@ def unsafe_reason(name: str) -> str | None:
         return "it contains a NUL byte"
     if _CONTROL.search(n):
         return "it contains control characters"
+    if _INVISIBLE.search(n):
+        return "it contains invisible formatting characters (bidi overrides, zero-width) that hide its real name"
+    if _SLASH_LOOKALIKE.search(n):
+        return "it uses a character that looks like a path separator"
     if len(n.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         return "it is longer than any file system allows"
     if n.startswith("/") or _DRIVE.match(n) or n.startswith("//"):

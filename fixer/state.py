@@ -106,6 +106,18 @@ class StatusDocument:
         write_json_atomic(self.path, snap)
 
 
+def _lock_fd(fd: int) -> None:
+    """An exclusive, non-blocking lock the OS drops when the process dies (OSError if held)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte instead
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 class StateLock:
     """One run per state directory: an exclusive lock file (fcntl), released on exit or process death."""
 
@@ -115,18 +127,17 @@ class StateLock:
         self._fd: int | None = None
 
     def acquire(self) -> "StateLock":
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_fd(fd)
         except OSError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown process"
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
             raise RunLocked(str(self.path), holder) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} {self.what} since {now_iso()}".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()} {self.what} since {now_iso()}".encode())
         self._fd = fd
         return self
 

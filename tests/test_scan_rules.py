@@ -136,3 +136,9 @@ def test_same_model_in_two_workflows_is_one_entry_with_both_usages(tmp_path, hos
 def test_custom_pack_folders_under_models_are_registered_for_the_cli(tmp_path):
     root = make_comfy_root(tmp_path, {"models/ultralytics/bbox/face_yolov8m.pt": ""})
     assert StandaloneHost.from_root(root).folders()["ultralytics"] == [str(root / "models" / "ultralytics")]
+
+
+@pytest.mark.parametrize("name", ["evil\u202egnp.safetensors", "a\u2215b.safetensors", "zero\u200bwidth.safetensors"])
+def test_names_that_hide_their_real_shape_are_unsafe(comfy_root, host_for, name):
+    report = scan_workflow_data(make_workflow([node(1, "LoraLoader", [name, 1, 1])]), "wf", host_for(comfy_root))
+    assert [s.state for s in report.models] == ["unsafe"]
