@@ -77,7 +77,21 @@ def make_portable(workflow: dict[str, Any], resolutions: Iterable[Resolution], t
     out = json.loads(json.dumps(workflow))
     kept = [m for m in out.get("models") or [] if isinstance(m, dict) and m.get("name") not in entries]
     out["models"] = kept + sorted(entries.values(), key=lambda m: m["name"])
+    _scrub_model_urls(out)
     return out
+
+
+def _scrub_model_urls(workflow: dict[str, Any]) -> None:
+    """A copy made for sharing must not carry a token someone pasted into a model link."""
+    nodes = list(workflow.get("nodes") or [])
+    for sg in ((workflow.get("definitions") or {}).get("subgraphs") or []):
+        nodes += list(sg.get("nodes") or []) if isinstance(sg, dict) else []
+    lists = [workflow.get("models")] + [(n.get("properties") or {}).get("models") for n in nodes
+                                        if isinstance(n, dict) and isinstance(n.get("properties"), dict)]
+    for entries in lists:
+        for m in entries if isinstance(entries, list) else []:
+            if isinstance(m, dict) and isinstance(m.get("url"), str):
+                m["url"] = public_url(m["url"])
 
 
 def write_portable(src: str | os.PathLike, resolutions: Iterable[Resolution],

@@ -56,3 +56,15 @@ def test_written_beside_the_original_which_is_left_alone(tmp_path):
     dest = write_portable(src, [Resolution("ae.safetensors", "vae", hf("ae.safetensors", "vae"))])
     assert dest.name == "wf.portable.json" and src.read_text() == before
     assert json.loads(dest.read_text())["models"][0]["name"] == "ae.safetensors"
+
+
+def test_portable_copy_drops_tokens_pasted_into_existing_model_links():
+    from fixer.portable import make_portable
+
+    wf = {"nodes": [{"id": 1, "type": "LoraLoader", "widgets_values": ["a.safetensors", 1, 1],
+                     "properties": {"models": [{"name": "a.safetensors", "directory": "loras",
+                                                "url": "https://civitai.com/api/download/models/1?token=SECRET"}]}}],
+          "models": [{"name": "b.safetensors", "directory": "vae", "url": "https://civitai.com/api/download/models/2?type=Model&token=SECRET"}]}
+    out = make_portable(wf, [])
+    assert "SECRET" not in json.dumps(out)
+    assert out["models"][0]["url"] == "https://civitai.com/api/download/models/2?type=Model"
