@@ -490,3 +490,16 @@ async def test_civitai_link_pasted_with_its_token_uses_it_as_a_header(upstream, 
     assert "pasted_key" not in t.request.url  # what the panel and status see
     first = upstream.requests[0]
     assert first.headers.get("Authorization") == "Bearer pasted_key" and "pasted_key" not in first.path_qs
+
+
+async def test_idle_connections_take_over_the_tail_of_a_slow_one(upstream, tmp_path):
+    data = blob(24 * MiB)
+    url = fr.register_hf_file(upstream, "t/straggler", "s.bin", data)
+    f = fr.faults(upstream, fr.hf_key("t/straggler", "s.bin"))
+    f.straggler_at, f.straggler_rate = 20 * MiB, 2 * MiB  # the last 4 MiB piece gets a crawling connection
+    t = await get(upstream, url, tmp_path, "s.bin", sha256=sha(data), config=cfg(connections_per_file=4))
+    assert t.state == "done", t.error
+    starts = [int(r.headers["Range"][6:].split("-")[0]) for r in upstream.requests
+              if r.path_qs.startswith("/cdn/") and r.headers.get("Range")]
+    assert any(20 * MiB < s < 24 * MiB for s in starts)  # someone else fetched part of the slow piece
+    assert (tmp_path / "s.bin").read_bytes() == data

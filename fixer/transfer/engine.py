@@ -61,6 +61,7 @@ MIN_PIECE = 4 << 20
 MAX_PIECE = 64 << 20
 PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
 MIN_SPLIT_SIZE = 8 << 20  # below this one connection is as fast as several
+STEAL_MIN = 2 << 20  # an idle connection takes half of a piece with at least this much left (stragglers)
 FAST_CONNECTION = 100e6  # bytes/s one connection reached; no CDN limits a connection this high
 LOW_SPEED_BYTES_PER_S = 10 * 1024  # slower than this over timeout_seconds counts as stalled
 MAX_REDIRECTS = 10
@@ -155,6 +156,23 @@ def plan_pieces(todo: list[resume.Range], total: int, connections: int) -> list[
     return pieces
 
 
+@dataclass(eq=False)
+class Piece:
+    """A byte range one connection fetches; `end` moves down when an idle connection takes its tail."""
+
+    start: int
+    end: int | None  # None: to EOF (size unknown)
+    pos: int = -1  # the next byte expected from the connection (bytes read, written or not)
+
+    def __post_init__(self) -> None:
+        if self.pos < 0:
+            self.pos = self.start
+
+    @property
+    def left(self) -> int:
+        return 0 if self.end is None else max(0, self.end - self.pos)
+
+
 class PrefixHasher:
     """sha256 of the file's contiguous prefix, computed in its own thread as the prefix grows.
 
@@ -243,6 +261,7 @@ class FileJob:
         self.sidecar: resume.Sidecar | None = None
         self.connections_used = 0
         self._active = 0
+        self._inflight: set[Piece] = set()
         self._refreshing: asyncio.Future | None = None  # one link renewal shared by all connections
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
@@ -531,16 +550,16 @@ class FileJob:
     async def _fetch_all(self, probe: aiohttp.ClientResponse, remote: Remote, connections: int) -> None:
         t = self.t
         if t.total is None:  # no length known: one stream to EOF
-            pieces: deque[tuple[int, int | None]] = deque([(0, None)])
+            spans: list[tuple[int, int | None]] = [(0, None)]
         elif connections > 1:
-            pieces = deque(plan_pieces(resume.gaps(self.done, t.total), t.total, connections))
+            spans = list(plan_pieces(resume.gaps(self.done, t.total), t.total, connections))
         else:
-            pieces = deque(resume.gaps(self.done, t.total))
-        first = pieces[0] if pieces else None
-        handoff = probe if first is not None and first[0] == 0 else None
+            spans = list(resume.gaps(self.done, t.total))
+        pieces = deque(Piece(a, b) for a, b in spans)
+        handoff = probe if pieces and pieces[0].start == 0 else None
         if handoff is None:
             probe.close()
-        if not remote.ranges and first is not None and handoff is None:
+        if not remote.ranges and pieces and handoff is None:
             raise ValidatorChanged("the server stopped honouring ranges")
         self.connections_used = min(connections, len(pieces)) or 1
         workers = [asyncio.create_task(self._worker(pieces, remote, handoff if i == 0 else None))
@@ -558,12 +577,18 @@ class FileJob:
     async def _worker(self, pieces: deque, remote: Remote, handoff: aiohttp.ClientResponse | None) -> None:
         self._active += 1
         try:
-            while pieces:
-                start, end = pieces.popleft()
+            while True:
+                piece = pieces.popleft() if pieces else self._steal()
+                if piece is None:
+                    return
                 began = time.monotonic()
-                await self._fetch_piece(start, end, remote, handoff)
+                self._inflight.add(piece)
+                try:
+                    await self._fetch_piece(piece, remote, handoff)
+                finally:
+                    self._inflight.discard(piece)
                 handoff = None
-                own_speed = ((end or start) - start) / max(time.monotonic() - began, 1e-6)
+                own_speed = ((piece.end or piece.start) - piece.start) / max(time.monotonic() - began, 1e-6)
                 if own_speed > FAST_CONNECTION and self._active > 2:
                     # This connection alone is faster than any per-connection CDN limit: the server does
                     # not throttle connections, so more of them only cost CPU (a LAN mirror, localhost).
@@ -571,24 +596,33 @@ class FileJob:
         finally:
             self._active -= 1
 
-    async def _fetch_piece(self, start: int, end: int | None, remote: Remote,
-                           handoff: aiohttp.ClientResponse | None) -> None:
-        """Fetch [start, end) (end None: to EOF), retrying transient failures from where it stopped."""
+    def _steal(self) -> Piece | None:
+        """Nothing queued: take the second half of the piece with the most left (a slow connection's)."""
+        victim = max(self._inflight, key=lambda p: p.left, default=None)
+        if victim is None or victim.end is None or victim.left < STEAL_MIN:
+            return None
+        mid = victim.pos + victim.left // 2
+        tail = Piece(mid, victim.end)
+        victim.end = mid  # its connection stops at mid; the bytes it already asked for beyond are dropped
+        return tail
+
+    async def _fetch_piece(self, piece: Piece, remote: Remote, handoff: aiohttp.ClientResponse | None) -> None:
+        """Fetch the piece (to EOF when its end is unknown), retrying transient failures from where it stopped."""
         failures = 0
-        pos = start
         while True:
-            before = pos
+            pos = self._reached(piece.start, piece.end)
+            if piece.end is not None and pos >= piece.end:
+                return
+            piece.pos = before = pos
             try:
-                resp = handoff or await self._open_range(pos, end, remote)
+                resp = handoff or await self._open_range(pos, piece.end, remote)
                 handoff = None
-                reached = await self._stream(resp, pos, end)
-                if end is None:
+                reached = await self._stream(resp, piece)
+                if piece.end is None or reached >= piece.end:
                     return
-                if reached >= end:
-                    return
-                raise Retryable(f"the connection closed at byte {reached} of {end}")
+                raise Retryable(f"the connection closed at byte {reached} of {piece.end}")
             except (Retryable, LinkExpired) as e:
-                pos = self._reached(start, end)
+                pos = self._reached(piece.start, piece.end)
                 if pos - before >= WRITE_CHUNK:
                     failures = 0  # it made progress: a flaky link, not a dead one
                 if failures >= self.retry.retries:
@@ -602,12 +636,13 @@ class FileJob:
 
     async def _refresh_link(self, remote: Remote, why: str) -> None:
         """Ask the start URL for a new signed link; the bytes on disk stay valid if the file did not change."""
-        if self._refreshing is None:
-            self._refreshing = asyncio.ensure_future(self._resolve_again(remote, why))
+        refreshing = self._refreshing
+        if refreshing is None:
+            refreshing = self._refreshing = asyncio.ensure_future(self._resolve_again(remote, why))
         try:
-            await asyncio.shield(self._refreshing)
+            await asyncio.shield(refreshing)
         finally:
-            if self._refreshing.done():
+            if refreshing.done() and self._refreshing is refreshing:
                 self._refreshing = None
 
     async def _resolve_again(self, remote: Remote, why: str) -> None:
@@ -635,10 +670,12 @@ class FileJob:
         headers = {"Range": f"bytes={pos}-{end - 1}"}
         if remote.if_range:
             headers["If-Range"] = remote.if_range
+        used = remote.url
         try:
-            resp, _ = await self._open(remote.url, headers)
+            resp, _ = await self._open(used, headers)
         except LinkExpired as e:
-            await self._refresh_link(remote, str(e))
+            if remote.url == used:  # else another connection already renewed it meanwhile
+                await self._refresh_link(remote, str(e))
             resp, _ = await self._open(remote.url, headers)
         etag = _strip_etag(resp.headers.get("ETag"))
         if resp.status == 200 or (remote.etag and etag and etag != remote.etag):
@@ -651,13 +688,16 @@ class FileJob:
                             f"{resp.headers.get('Content-Range')})")
         return resp
 
-    async def _stream(self, resp: aiohttp.ClientResponse, pos: int, end: int | None) -> int:
-        """Copy the body into the .part from `pos`; returns the offset reached. Checks for stalls.
+    async def _stream(self, resp: aiohttp.ClientResponse, piece: Piece) -> int:
+        """Copy the body into the .part from `piece.pos` up to `piece.end` (read anew each time: an idle
+        connection may take the tail); returns the offset reached. Checks for stalls.
 
         Chunks are written as they came off the socket (pwritev of a list, no joining), one write
         in flight per connection while the next chunks are read.
         """
         loop = asyncio.get_running_loop()
+        pos = piece.pos
+        asked_end = piece.end
         chunks: list[bytes] = []
         size = 0
         pending: asyncio.Future | None = None
@@ -666,17 +706,19 @@ class FileJob:
         window_bytes = 0
         timeout = self.config.timeout_seconds
         try:
-            while end is None or pos + size < end:
+            while piece.end is None or pos + size < piece.end:
                 try:
                     data = await resp.content.readany()
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
                     raise Retryable(f"download interrupted: {_describe(e)}") from None
                 if not data:
                     break
+                end = piece.end
                 if end is not None and pos + size + len(data) > end:
-                    data = data[: end - pos - size]  # an open-ended probe stream runs past this piece
+                    data = data[: max(0, end - pos - size)]  # an open-ended or split request runs past the piece
                 chunks.append(data)
                 size += len(data)
+                piece.pos = pos + size
                 window_bytes += len(data)
                 now = time.monotonic()
                 if now - window_start >= timeout:
@@ -711,8 +753,8 @@ class FileJob:
                     self._written(*pending_range)
             raise
         finally:
-            if end is not None and pos >= end:
-                resp.release()
+            if asked_end is not None and pos >= asked_end:
+                resp.release()  # the whole answer was read: the connection can serve the next piece
             else:
                 resp.close()
 

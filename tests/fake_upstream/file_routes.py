@@ -50,6 +50,8 @@ class FileFaults:
     redirect_to: str | None = None  # the resolve/download route redirects here instead of the CDN
     rate: float | None = None  # per-connection bytes per second (benchmarks: 25 MB/s like a CDN)
     expire_after: int | None = None  # after this many CDN GETs the signed links issued so far expire (403)
+    straggler_at: int | None = None  # the first response starting at this offset crawls at straggler_rate
+    straggler_rate: float = 512 * 1024
 
 
 @dataclass
@@ -368,7 +370,8 @@ async def _cdn(request: web.Request) -> web.StreamResponse:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     status = 206 if rng is not None else 200
     f = sf.faults
-    plain = (not f.rate and not f.trickle and f.reset_at is None and not f.wrong_bytes and not sf.changed)
+    plain = (not f.rate and not f.trickle and f.reset_at is None and not f.wrong_bytes and not sf.changed
+             and f.straggler_at is None)
     if plain and sf.disk_path and request.method == "GET":
         return await _sendfile(request, sf, start, end, status, headers)
     resp = web.StreamResponse(status=status, headers=headers)
@@ -383,6 +386,9 @@ async def _cdn(request: web.Request) -> web.StreamResponse:
         f.reset_times is None or f.reset_times > 0) else None
     if reset_at is not None and f.reset_times is not None:
         f.reset_times -= 1
+    rate = f.rate
+    if f.straggler_at is not None and start == f.straggler_at:
+        rate, f.straggler_at = f.straggler_rate, None  # one slow connection, as a CDN edge sometimes gives
     began = time.monotonic()
     pos = start
     while pos < end:
@@ -398,8 +404,8 @@ async def _cdn(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(0.05)  # let the bytes leave before the connection drops
             request.transport.close()  # type: ignore[union-attr]
             return resp
-        if f.rate:
-            ahead = (pos - start) / f.rate - (time.monotonic() - began)
+        if rate:
+            ahead = (pos - start) / rate - (time.monotonic() - began)
             if ahead > 0:
                 await asyncio.sleep(ahead)
     await resp.write_eof()
