@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from fixer.errors import HostNotAllowed
@@ -141,3 +143,20 @@ def test_unreadable_sidecar_means_start_over(tmp_path):
     part = tmp_path / "x.part"
     resume.sidecar_path(part).write_text("{not json")
     assert resume.load(part) is None
+
+
+def test_positional_io_fallbacks_write_and_read_at_offsets(tmp_path, monkeypatch):
+    """Windows has no pwritev/pwrite/preadv/pread: the seek-under-a-lock path must give the same bytes."""
+    from fixer.transfer import engine
+
+    fd = os.open(tmp_path / "f.part", os.O_RDWR | os.O_CREAT)
+    try:
+        for name in ("pwritev", "pwrite", "preadv", "pread"):
+            monkeypatch.delattr(os, name, raising=False)
+        engine._pwrite_all(fd, [b"world"], 6)
+        engine._pwrite_all(fd, [b"hello", b" "], 0)
+        buf = bytearray(11)
+        assert engine._pread_into(fd, memoryview(buf), 0) == 11
+        assert bytes(buf) == b"hello world"
+    finally:
+        os.close(fd)

@@ -229,7 +229,7 @@ class PrefixHasher:
                     if self._abort or (self._final is not None and self._hashed >= self._final):
                         return
                     want = min(HASH_BLOCK, self._avail - self._hashed)
-                n = os.preadv(self._fd, [view[:want]], self._hashed)
+                n = _pread_into(self._fd, view[:want], self._hashed)
                 if n <= 0:
                     raise OSError(f"the .part file is shorter than the {self._avail} bytes written")
                 self._h.update(view[:n])
@@ -523,7 +523,7 @@ class FileJob:
             raise NotEnoughSpace(want, free, where)
 
     def _open_part(self) -> None:
-        self.fd = os.open(self.t.part, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(self.t.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
         resume.save(self.t.part, self.sidecar)
         self.hasher = PrefixHasher(self.fd)
         self.hasher.advance(resume.prefix_end(self.done))
@@ -862,8 +862,17 @@ def with_url_token(url: str, secrets: dict[str, str], source: str = "") -> dict[
     return secrets
 
 
+# Windows has no pread/pwrite: there a lock makes seek + read/write one step for all threads.
+_SEEK_LOCK = threading.Lock()
+
+
 def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """pwritev the chunks at `offset`, continuing after short writes."""
+    """Write the chunks at `offset` (pwritev where the OS has it), continuing after short writes."""
+    if not hasattr(os, "pwritev"):
+        for chunk in chunks:
+            _pwrite_one(fd, chunk, offset)
+            offset += len(chunk)
+        return
     views = [memoryview(c) for c in chunks]
     while views:
         n = os.pwritev(fd, views[:1024], offset)  # IOV_MAX
@@ -873,6 +882,32 @@ def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
             views.pop(0)
         if views and n:
             views[0] = views[0][n:]
+
+
+def _pwrite_one(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, view, offset)
+        else:
+            with _SEEK_LOCK:
+                os.lseek(fd, offset, os.SEEK_SET)
+                n = os.write(fd, view)
+        view = view[n:]
+        offset += n
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    if hasattr(os, "pread"):
+        data = os.pread(fd, len(view), offset)
+    else:
+        with _SEEK_LOCK:
+            os.lseek(fd, offset, os.SEEK_SET)
+            data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
 
 
 def _describe(e: BaseException) -> str:

@@ -9,7 +9,6 @@ host. The script downloads to `<target>.curl.part` (not the engine's sparse `.pa
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shlex
@@ -26,7 +25,12 @@ def next_number(output_dir: Path) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / COUNTER_FILE
     with open(path, "a+", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            import fcntl  # not on Windows, where one run at a time is the norm
+        except ImportError:
+            pass
+        else:
+            fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         text = f.read().strip()
         n = int(text) + 1 if text.isdigit() else 1
