@@ -112,9 +112,25 @@ async function fixMissingModels() {
   if (items.length) await fix(items);
 }
 
+let lastStatusAt = 0;
 function onStatus(doc) {
   state.status = doc;
+  lastStatusAt = Date.now();
   rerender();
+}
+
+// While a run is active, re-read the status when the socket has been quiet for a while: a
+// throttled or missed event must not leave the panel showing a stale state.
+const STATUS_POLL_MS = 2000;
+function pollWhileRunning() {
+  setInterval(async () => {
+    if (!isRunActive(state.status) || Date.now() - lastStatusAt < STATUS_POLL_MS) return;
+    try {
+      onStatus(await client.status());
+    } catch {
+      // The server is restarting or gone; the next tick tries again.
+    }
+  }, STATUS_POLL_MS);
 }
 
 async function onDone(detail) {
@@ -319,8 +335,16 @@ function showNotice(title, detail) {
   setTimeout(close, 12_000);
 }
 
+let reopenPanel = false;
+function reopenPanelOnce() {
+  if (!reopenPanel) return;
+  reopenPanel = false;
+  openPanel();
+}
+
 let loadTimer = null;
 function onWorkflowLoaded() {
+  if (reopenPanel) setTimeout(reopenPanelOnce, 0);
   clearTimeout(loadTimer);
   // Loading fires this once per graph; wait for the canvas to settle, then scan once.
   loadTimer = setTimeout(async () => {
@@ -472,16 +496,19 @@ app.registerExtension({
     document.head.append(h("link", { rel: "stylesheet", href: new URL("./comfyfixer.css", import.meta.url).href }));
     // Custom websocket events are dropped unless a listener exists before the first one arrives.
     client.listen(onStatus, onDone);
+    pollWhileRunning();
     registerPanel();
     addLegacyButton();
     syncSettings();
     try {
-      state.status = await client.status();
+      onStatus(await client.status());
     } catch (e) {
       state.scanError = e.message;
     }
-    // A reload in the middle of a run shows that run again.
-    if (isRunActive(state.status)) openPanel();
+    // A reload in the middle of a run shows that run again, once the restored workflow is on the
+    // canvas (opening the sidebar during setup is undone by the workspace's own restore).
+    reopenPanel = isRunActive(state.status);
+    if (reopenPanel) setTimeout(reopenPanelOnce, 3000);
     rerender();
   },
 

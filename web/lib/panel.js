@@ -29,6 +29,11 @@ const ROW_STATES = {
 };
 
 const modelName = (m) => m.name ?? m.filename;
+
+/** A file name that wraps after "_", "-", "." and "/" in a narrow sidebar instead of mid-word. */
+function nameEl(name, tag = "span.cfx-name") {
+  return h(tag, { title: name }, String(name).split(/(?<=[_\-./])/).flatMap((part, i) => (i ? [h("wbr"), part] : [part])));
+}
 export const isRunActive = (status) => ACTIVE_PHASES.has(status?.phase);
 
 function button(label, onClick, { icon, kind = "", title, busy = false, disabled = false, testid } = {}) {
@@ -44,15 +49,16 @@ function progressBar(done, total, state) {
     h("div.cfx-bar-fill", { style: { width: `${pct}%` }, dataset: { state: state ?? "" } }));
 }
 
-function usageLine(model, actions) {
+function usageLine(model, actions, folder) {
   const nodes = model.nodes ?? [];
-  if (!nodes.length) return null;
+  const badge = folder ? h("span.cfx-badge", { title: "ComfyUI model folder" }, folder) : null;
+  if (!nodes.length) return badge ? h("div.cfx-meta", badge) : null;
   const shown = nodes.slice(0, 3).map((u) => h("a.cfx-node", {
     href: "#", title: "Show this node on the canvas",
     onclick: (e) => { e.preventDefault(); actions.reveal(u); },
   }, `${u.node_type} #${u.node_id}${u.subgraph_path?.length ? ` in ${u.subgraph_path.join(" › ")}` : ""}`));
   const more = nodes.length > 3 ? ` and ${nodes.length - 3} more` : "";
-  return h("div.cfx-meta", "Used by ", shown.flatMap((el, i) => (i ? [", ", el] : [el])), more);
+  return h("div.cfx-meta", badge, badge ? " " : null, "used by ", shown.flatMap((el, i) => (i ? [", ", el] : [el])), more);
 }
 
 function sourceLine(row, model) {
@@ -61,7 +67,7 @@ function sourceLine(row, model) {
     return h("div.cfx-source",
       h("span.cfx-source-name", SOURCE_LABELS[row.source] ?? row.source),
       h("span.cfx-muted", ` ${dotted("", conf, fmtBytes(row.size ?? row.total))}`),
-      row.reason ? h("div.cfx-reason", row.reason) : null);
+      row.reason ? h("div.cfx-reason", { title: row.reason }, row.reason) : null);
   }
   if (row && !ACTIVE_ROW_STATES.has(row.state) && row.reason) return h("div.cfx-reason", row.reason);
   const url = model?.hints?.url;
@@ -80,7 +86,7 @@ function candidatesList(row, actions, busy) {
     h("div.cfx-candidates-title", "Not sure which file this is. Pick one:"),
     row.candidates.map((c) => h("div.cfx-candidate",
       h("div.cfx-candidate-text",
-        h("div.cfx-name", c.filename ?? c.url),
+        nameEl(c.filename ?? c.url, "div.cfx-name"),
         h("div.cfx-muted", dotted(SOURCE_LABELS[c.source] ?? c.source,
           typeof c.confidence === "number" ? `${Math.round(c.confidence * 100)}% sure` : null,
           fmtBytes(c.size), c.reason))),
@@ -122,9 +128,8 @@ function modelItem(name, model, row, state, actions) {
   return h("li.cfx-item", { dataset: { state: rowState, name } },
     h("div.cfx-item-head",
       h(`i.cfx-state-icon.${icon.split(" ").join(".")}`, { title: label }),
-      h("span.cfx-name", { title: name }, name),
-      folder ? h("span.cfx-badge", { title: "ComfyUI model folder" }, folder) : null),
-    usageLine(model ?? {}, actions),
+      nameEl(name)),
+    usageLine(model ?? { nodes: [] }, actions, folder),
     sourceLine(row, model),
     warnings.map((w) => h("div.cfx-warning", h("i.pi.pi-exclamation-triangle"), h("span", w))),
     downloading ? progressBar(row.bytes_done, total, rowState) : null,
@@ -140,11 +145,8 @@ function modelItem(name, model, row, state, actions) {
 function elsewhereItem(model, actions, busy) {
   const name = modelName(model);
   return h("li.cfx-item", { dataset: { state: "elsewhere", name } },
-    h("div.cfx-item-head",
-      h("i.cfx-state-icon.pi.pi-link"),
-      h("span.cfx-name", { title: name }, name),
-      model.folder ? h("span.cfx-badge", model.folder) : null),
-    usageLine(model, actions),
+    h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-link"), nameEl(name)),
+    usageLine(model, actions, model.folder),
     (model.elsewhere ?? []).slice(0, 3).map((where) => {
       const sameFolder = where.folder === model.folder;
       return h("div.cfx-candidate",
@@ -230,14 +232,14 @@ function runBlock(status, state, actions) {
   }
   const phase = { scanning: "Scanning", resolving: "Finding sources", downloading: "Downloading", verifying: "Verifying" }[status.phase];
   return h("div.cfx-run", { "data-testid": "cfx-run" },
-    h("div.cfx-run-head",
-      h("span.cfx-run-title", `${phase} · ${finished} of ${rows.length} finished`),
-      h("span.cfx-spacer"),
-      button("Cancel all", () => actions.cancel(null), { icon: "pi pi-stop-circle", kind: "danger", busy: state.busy.has("cancel:*") })),
+    h("div.cfx-run-title", `${phase}: ${finished} of ${plural(rows.length, "model")} finished`),
     progressBar(overall.bytes_done ?? 0, overall.total ?? 0, "downloading"),
-    h("div.cfx-muted", dotted(
-      overall.total ? `${fmtBytes(overall.bytes_done)} of ${fmtBytes(overall.total)}` : null,
-      fmtSpeed(overall.speed), fmtEta(overall.eta)) || "Preparing…"));
+    h("div.cfx-run-foot",
+      h("span.cfx-muted", dotted(
+        overall.total ? `${fmtBytes(overall.bytes_done)} of ${fmtBytes(overall.total)}` : null,
+        fmtSpeed(overall.speed), fmtEta(overall.eta)) || "Preparing…"),
+      h("span.cfx-spacer"),
+      button("Cancel all", () => actions.cancel(null), { icon: "pi pi-stop-circle", kind: "danger", busy: state.busy.has("cancel:*") })));
 }
 
 /**
@@ -288,7 +290,7 @@ export function renderPanel(state, actions) {
       [...packs.map((p) => packItem(p, actions, state.busy)), ...unknownNodes.map(unknownNodeItem)],
       packs.some((p) => p.manager_available) ? null : "Restart ComfyUI after installing."),
     section("Refused names", unsafe.length, unsafe.map((m) => h("li.cfx-item", { dataset: { state: "unsafe" } },
-      h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-ban"), h("span.cfx-name", modelName(m))),
+      h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-ban"), nameEl(modelName(m))),
       h("div.cfx-error", m.unsafe_reason ?? "unsafe file name")))),
     h("footer.cfx-foot",
       button("Make this workflow portable", actions.portable, {

@@ -1,0 +1,62 @@
+// Headless Debian Chromium through playwright-core, the way the e2e runbook found to work:
+// a fresh profile, no browser download, and every request that is not to loopback aborted.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const LOOPBACK = /^(https?|wss?):\/\/(127\.0\.0\.1|localhost)(:\d+)?\//;
+
+export async function openBrowser({ viewport = { width: 1400, height: 900 }, colorScheme = "dark" } = {}) {
+  const profile = mkdtempSync(join(tmpdir(), "cfx-chromium-"));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    viewport,
+    colorScheme,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const blocked = [];
+  await context.route((u) => !LOOPBACK.test(u.href) && !/^(data|blob):/.test(u.href), (route) => {
+    blocked.push(route.request().url());
+    return route.abort();
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.text().includes("ComfyFixerSmart")) errors.push(`console.${m.type()}: ${m.text()}`);
+  });
+  return {
+    context, page, errors, blocked,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Open ComfyUI and wait until the app, its workspace and the named extension are ready. */
+export async function openComfy(page, url, extension) {
+  await page.goto(url, { waitUntil: "load" });
+  await page.waitForFunction((name) => window.app?.graph && window.app?.extensionManager
+    && window.app.extensions?.some((e) => e.name === name), extension, { timeout: 60_000 });
+}
+
+/** Close whatever dialog the frontend opened (missing nodes, errors) so the canvas is usable. */
+export async function closeDialogs(page) {
+  for (let i = 0; i < 4; i += 1) {
+    const open = await page.locator(".p-dialog").count();
+    if (!open) return;
+    await page.keyboard.press("Escape");
+    await page.waitForTimeout(200);
+  }
+}
+
+export async function dialogTexts(page) {
+  return page.$$eval(".p-dialog", (els) => els.map((e) => ({
+    id: e.getAttribute("aria-labelledby"),
+    text: e.innerText.replace(/\s+/g, " ").trim().slice(0, 400),
+  })));
+}

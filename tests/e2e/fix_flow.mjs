@@ -1,0 +1,172 @@
+// Drives the whole "fix missing models" flow in a real ComfyUI page, as a person would, and writes
+// what it saw to <artifacts>/result.json plus screenshots. pytest (test_e2e_fix.py) starts ComfyUI
+// and the fake upstream, runs this, then checks files on disk and the result.
+//
+//   node fix_flow.mjs scenario.json
+//   scenario: {url, artifacts, workflow, lora, checkpoint, notice, relinkWrongFolder, relinkSameFolder}
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { closeDialogs, dialogTexts, openBrowser, openComfy } from "./browser.mjs";
+
+const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const out = scenario.artifacts;
+mkdirSync(out, { recursive: true });
+const result = { steps: [] };
+const step = (name, data = {}) => {
+  result.steps.push({ name, t: Date.now(), ...data });
+  console.log(`[fix_flow] ${name}`);
+};
+
+const b = await openBrowser();
+const { page } = b;
+const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
+const panel = page.locator('[data-testid="cfx-panel"]');
+const item = (name) => panel.locator(`.cfx-item[data-name="${name}"]`);
+
+async function queue() {
+  const answer = page.waitForResponse((r) => r.url().endsWith("/api/prompt") && r.request().method() === "POST");
+  await page.evaluate(() => app.queuePrompt(0, 1));
+  const response = await answer;
+  let body = null;
+  try { body = await response.json(); } catch { /* not JSON */ }
+  await page.waitForTimeout(300);
+  const nodeErrors = await page.evaluate(() => Object.keys(app.lastNodeErrors ?? {}));
+  return { status: response.status(), body, nodeErrors };
+}
+
+async function widgetState() {
+  return page.evaluate(() => app.graph.nodes.map((n) => ({
+    id: n.id, type: n.type,
+    widgets: (n.widgets ?? []).filter((w) => typeof w.value === "string")
+      .map((w) => ({ name: w.name, value: w.value, options: Array.isArray(w.options?.values) ? w.options.values : null })),
+  })));
+}
+
+try {
+  await openComfy(page, scenario.url, "ComfyFixerSmart");
+  result.frontend = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
+  result.registration = await page.evaluate(() => {
+    const em = app.extensionManager;
+    const ids = em.command.commands.map((c) => c.id);
+    return {
+      commands: ids.filter((id) => id.startsWith("ComfyFixerSmart.")),
+      sidebarTab: ids.includes("Workspace.ToggleSidebarTab.comfyfixer-models"),
+      settings: Object.keys(em.setting.settings ?? {}).filter((id) => id.startsWith("ComfyFixerSmart.")),
+    };
+  });
+  await page.waitForTimeout(1000); // the menu button is added after the menus settle
+  const fixButton = page.locator('[data-testid="cfx-menu-button"], [data-testid="action-bar-buttons"] button')
+    .filter({ hasText: "Fix missing models" }).first();
+  result.buttonVisible = await fixButton.isVisible();
+  step("app ready", { frontend: result.frontend });
+
+  // 1. Load a workflow with missing models and a missing node type: the notice appears.
+  await page.evaluate((wf) => app.loadGraphData(wf), scenario.workflow);
+  // Match this workflow's counts: the default graph restored at startup may have had its own notice.
+  await page.getByText(scenario.notice).first().waitFor({ timeout: 30_000 });
+  await page.waitForTimeout(500);
+  result.dialogsOnLoad = await dialogTexts(page);
+  result.noticeText = await page.evaluate(() => document.body.innerText.match(/\d+ models? missing[^\n]*/)?.[0] ?? null);
+  await shot("01-workflow-loaded");
+  step("notice shown", { notice: result.noticeText });
+  await closeDialogs(page);
+
+  // 2. Before the fix, ComfyUI refuses the prompt: the loaders' values are not in their lists.
+  result.queueBefore = await queue();
+  await closeDialogs(page);
+  step("queued before fix", { status: result.queueBefore.status });
+
+  // 3. The panel lists what is missing, where it goes, who uses it; relink what is elsewhere.
+  await page.evaluate(() => app.extensionManager.command.execute("ComfyFixerSmart.ShowPanel"));
+  await item(scenario.lora).waitFor({ timeout: 30_000 });
+  await item(scenario.relinkWrongFolder).waitFor();
+  await page.waitForTimeout(300);
+  result.panelBefore = await panel.innerText();
+  await shot("02-panel-before");
+  step("panel before");
+
+  for (const name of [scenario.relinkWrongFolder, scenario.relinkSameFolder]) {
+    await item(name).locator('[data-testid="cfx-relink"]').first().click();
+    await item(name).waitFor({ state: "detached", timeout: 20_000 });
+  }
+  result.widgetsAfterRelink = await widgetState();
+  result.noticeAfterRelink = await panel.locator(".cfx-notice").allInnerTexts();
+  step("relinked");
+
+  // 4. The button: downloads start, the panel shows per-file progress and the overall bar.
+  await page.evaluate(() => {
+    const t0 = performance.now();
+    window.__cfxTimeline = [];
+    window.comfyAPI.api.api.addEventListener("comfyfixer.status", (e) => window.__cfxTimeline.push([
+      Math.round(performance.now() - t0), e.detail.phase,
+      ...(e.detail.data?.models ?? []).map((m) => `${m.state}:${m.bytes_done}`)]));
+  });
+  await fixButton.click();
+  await panel.locator('[data-testid="cfx-run"]').waitFor({ timeout: 30_000 });
+  await panel.locator('.cfx-item[data-state="downloading"]').first().waitFor({ timeout: 60_000 });
+  result.timelineBeforeReload = await page.evaluate(() => window.__cfxTimeline);
+  step("downloads started");
+
+  // 5. A reload in the middle of the run shows the run again, without a click.
+  await page.reload({ waitUntil: "load" });
+  await page.waitForFunction(() => window.app?.graph && window.app?.extensionManager
+    && window.app.extensions?.some((e) => e.name === "ComfyFixerSmart"), null, { timeout: 60_000 });
+  result.statusAfterReload = await page.evaluate(() => fetch("/api/comfyfixer/status").then((r) => r.json()));
+  await closeDialogs(page);
+  result.runVisibleAfterReload = await panel.locator('[data-testid="cfx-run"]').waitFor({ timeout: 15_000 })
+    .then(() => true, () => false);
+  step("reloaded", { runVisible: result.runVisibleAfterReload });
+  if (!result.runVisibleAfterReload) await page.evaluate(() => app.extensionManager.command.execute("ComfyFixerSmart.ShowPanel"));
+
+  // 6. Per-file progress with speed and ETA (the pack reports progress per 512 KB written).
+  await page.waitForFunction(() => [...document.querySelectorAll('.cfx-item[data-state="downloading"] .cfx-bar-fill')]
+    .some((el) => parseFloat(el.style.width) > 0), null, { timeout: 60_000 }).catch(() => {});
+  result.panelDuring = await panel.innerText();
+  await shot("03-panel-during");
+  step("progress shown");
+
+  // 7. The run ends with a summary; the loaders' lists now hold the new files.
+  const statesSeen = new Set();
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline) {
+    for (const s of await panel.locator(".cfx-item").evaluateAll((els) => els.map((e) => e.dataset.state))) statesSeen.add(s);
+    if (await panel.locator('[data-testid="cfx-summary"]').count()) break;
+    await page.waitForTimeout(250);
+  }
+  result.statesSeen = [...statesSeen];
+  await page.waitForFunction((name) => app.graph.nodes.some((n) => n.widgets?.some(
+    (w) => Array.isArray(w.options?.values) && w.options.values.includes(name))), scenario.lora, { timeout: 30_000 })
+    .catch(() => {});
+  await page.waitForTimeout(800); // the rescan after comfyfixer.done
+  result.summary = await panel.locator('[data-testid="cfx-summary"]').innerText().catch(() => null);
+  result.panelAfter = await panel.innerText();
+  result.widgetsAfterFix = await widgetState();
+  result.nodeErrorsAfterFix = await page.evaluate(() => Object.keys(app.lastNodeErrors ?? {}));
+  await closeDialogs(page);
+  await shot("05-panel-after");
+  step("run finished", { summary: result.summary });
+
+  // 8. The workflow now queues: no validation error.
+  result.queueAfter = await queue();
+  await page.evaluate(() => fetch("/api/interrupt", { method: "POST" })); // the fixture weights are not a real model
+  await page.waitForTimeout(500);
+  await closeDialogs(page);
+  await shot("06-queued");
+  step("queued after fix", { status: result.queueAfter.status });
+
+  // 9. The same panel in the light theme, for the README and to check the colours hold up.
+  await page.evaluate(() => app.extensionManager.setting.set("Comfy.ColorPalette", "light"));
+  await page.waitForTimeout(800);
+  await shot("07-panel-after-light");
+  await page.evaluate(() => app.extensionManager.setting.set("Comfy.ColorPalette", "dark"));
+} catch (e) {
+  result.failure = `${e.stack ?? e}`;
+  await shot("99-failure").catch(() => {});
+  result.panelAtFailure = await panel.innerText().catch(() => null);
+} finally {
+  result.errors = b.errors;
+  result.blocked = b.blocked;
+  writeFileSync(join(out, "result.json"), JSON.stringify(result, null, 2));
+  await b.close();
+}
+process.exit(result.failure ? 1 : 0);

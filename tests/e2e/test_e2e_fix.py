@@ -1,0 +1,124 @@
+"""The pack in a real ComfyUI, driven from a real browser: load, notice, panel, relink, download, queue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.comfyui_proc import ARTIFACTS, E2E, pack_import_line
+from tests.fake_upstream import file_routes
+
+pytestmark = pytest.mark.e2e
+
+LORA = "fixture_tiny_lora.safetensors"  # Civitai version 9100101, payload "tiny-lora"
+CHECKPOINT = "fixture_hf_model.safetensors"  # HF comfy-fixer-fixtures/tiny-model (bytes: conftest.serve_valid_hf_checkpoint)
+VAE_ELSEWHERE = "fixture_vae.safetensors"  # seeded under checkpoints/: wrong folder
+LORA_ELSEWHERE = "old/style_lora.safetensors"  # seeded as loras/style_lora.safetensors
+MISSING_NODE = "IPAdapterAdvanced"  # ComfyUI_IPAdapter_plus, known to ComfyUI-Manager's map
+# Per-connection bytes/s: the 1.1-1.2 MB fixtures take ~30 s, long enough to reload and watch.
+RATE = 40_000
+
+
+def graph_node(node_id: int, node_type: str, widgets: list, *, inputs=(), outputs=(), mode: int = 0) -> dict:
+    return {"id": node_id, "type": node_type, "pos": [100 + 320 * ((node_id - 1) % 3), 100 + 260 * ((node_id - 1) // 3)],
+            "size": [300, 120], "flags": {}, "order": node_id, "mode": mode, "properties": {},
+            "inputs": [{"name": n, "type": t, "link": link} for n, t, link in inputs],
+            "outputs": [{"name": n, "type": t, "links": links, "slot_index": i}
+                        for i, (n, t, links) in enumerate(outputs)],
+            "widgets_values": widgets}
+
+
+def loader_workflow() -> dict:
+    """Checkpoint (HF) -> LoRA (Civitai) -> Preview, plus two relink cases and a muted unknown node."""
+    nodes = [
+        graph_node(1, "CheckpointLoaderSimple", [CHECKPOINT],
+                   outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2]), ("VAE", "VAE", [])]),
+        graph_node(2, "LoraLoader", [LORA, 1.0, 1.0], inputs=[("model", "MODEL", 1), ("clip", "CLIP", 2)],
+                   outputs=[("MODEL", "MODEL", [3]), ("CLIP", "CLIP", [])]),
+        graph_node(3, "PreviewAny", [], inputs=[("source", "*", 3)]),
+        graph_node(4, "VAELoader", [VAE_ELSEWHERE], outputs=[("VAE", "VAE", [])]),
+        graph_node(5, "LoraLoader", [LORA_ELSEWHERE, 1.0, 1.0], inputs=[("model", "MODEL", None), ("clip", "CLIP", None)],
+                   outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [])]),
+        # Muted, so the prompt can queue once the models are fixed; still reported as missing.
+        graph_node(6, MISSING_NODE, [], mode=2),
+    ]
+    links = [[1, 1, 0, 2, 0, "MODEL"], [2, 1, 1, 2, 1, "CLIP"], [3, 2, 0, 3, 0, "MODEL"]]
+    return {"id": "0f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e", "revision": 0, "last_node_id": 6, "last_link_id": 3, "nodes": nodes, "links": links,
+            "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pack_imports_and_serves_its_page_script(comfy):
+    log = comfy.log()
+    line = pack_import_line(log)
+    assert line is not None, "ComfyFixerSmart is missing from 'Import times for custom nodes'"
+    assert "IMPORT FAILED" not in line
+    assert "Cannot import" not in "\n".join(x for x in log.splitlines() if "ComfyFixerSmart" in x)
+    print(f"\n[{comfy.label}] {line}")
+    assert "/extensions/ComfyFixerSmart/comfyfixer.js" in comfy.get_json("/api/extensions")
+    assert comfy.get_json("/api/comfyfixer/status")["phase"] in ("idle", "complete")
+
+
+def test_fix_missing_models_from_the_browser(comfy, upstream):
+    for key in (file_routes.hf_key("comfy-fixer-fixtures/tiny-model", CHECKPOINT), file_routes.civitai_key(9100101)):
+        file_routes.faults(upstream, key).rate = RATE
+    # One connection per file so the rate above is the speed the panel shows.
+    assert comfy.post_json("/api/comfyfixer/settings", {"connections_per_file": 1})[0] == 200
+    out = ARTIFACTS / comfy.label
+    scenario = {"url": comfy.url, "artifacts": str(out), "workflow": loader_workflow(), "lora": LORA,
+                "checkpoint": CHECKPOINT, "notice": "2 models missing", "relinkWrongFolder": VAE_ELSEWHERE, "relinkSameFolder": LORA_ELSEWHERE}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scenario.json").write_text(json.dumps(scenario))
+
+    run = subprocess.run(["node", str(E2E / "fix_flow.mjs"), str(out / "scenario.json")], cwd=E2E,
+                         capture_output=True, text=True, timeout=420)
+    result = json.loads((out / "result.json").read_text())
+    assert "failure" not in result, f"{result['failure']}\npanel: {result.get('panelAtFailure')}\n{run.stdout}"
+
+    # The extension registered its command, button, panel and settings.
+    assert {"ComfyFixerSmart.FixMissingModels", "ComfyFixerSmart.ShowPanel"} <= set(result["registration"]["commands"])
+    assert result["registration"]["sidebarTab"] and result["buttonVisible"]
+    assert "ComfyFixerSmart.Tokens.HuggingFace" in result["registration"]["settings"]
+    assert result["noticeText"].startswith("2 models missing")
+
+    # Before: ComfyUI refused the prompt for the two loaders.
+    assert result["queueBefore"]["status"] == 400
+    assert {"1", "2"} <= set(result["queueBefore"]["nodeErrors"])
+
+    # The panel named folders, users, and the node pack.
+    before = result["panelBefore"]
+    for text in (LORA, CHECKPOINT, "loras", "checkpoints", "LoraLoader #2", "ComfyUI_IPAdapter_plus", "Use this file"):
+        assert text in before, f"{text!r} not in the panel:\n{before}"
+
+    # Relinks: the wrong-folder file was linked into vae/, the widget moved to the local relpath.
+    assert (comfy.models / "vae" / VAE_ELSEWHERE).is_file()
+    widgets = {(n["id"], w["name"]): w["value"] for n in result["widgetsAfterRelink"] for w in n["widgets"]}
+    assert widgets[(4, "vae_name")] == VAE_ELSEWHERE
+    assert widgets[(5, "lora_name")] == "style_lora.safetensors"
+
+    # During: per-file progress, and a reload mid-run shows the run again.
+    assert result["runVisibleAfterReload"], result["statusAfterReload"]
+    assert "Downloading" in result["panelDuring"] and "/s" in result["panelDuring"], result["panelDuring"]
+
+    # After: verified files in the right folders, listed by the loaders, and the prompt validates.
+    assert sha256(comfy.models / "loras" / LORA) == hashlib.sha256(upstream.payload("tiny-lora")).hexdigest()
+    assert sha256(comfy.models / "checkpoints" / CHECKPOINT) == hashlib.sha256(upstream.state["e2e_hf_checkpoint"]).hexdigest()
+    assert "2 downloaded and verified" in (result["summary"] or "")
+    options = {(n["id"], w["name"]): w["options"] for n in result["widgetsAfterFix"] for w in n["widgets"]}
+    assert LORA in options[(2, "lora_name")] and CHECKPOINT in options[(1, "ckpt_name")]
+    assert not {"1", "2"} & set(result["nodeErrorsAfterFix"]), "the loaders are still outlined red"
+    assert LORA in comfy.get_json("/api/object_info/LoraLoader")["LoraLoader"]["input"]["required"]["lora_name"][0]
+    assert result["queueAfter"]["status"] == 200, result["queueAfter"]["body"]
+    assert not result["queueAfter"]["body"].get("node_errors")
+
+    # Nothing left the machine that should not have, and our code threw nothing in the page.
+    assert not [e for e in result["errors"] if "ComfyFixerSmart" in e or "comfyfixer" in e]
+    for shot in ("02-panel-before", "03-panel-during", "05-panel-after"):
+        assert (out / f"{shot}.png").stat().st_size > 10_000
