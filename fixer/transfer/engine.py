@@ -128,7 +128,6 @@ class Remote:
     etag: str | None
     linked_size: int | None
     linked_sha256: str | None = None  # HF's X-Linked-Etag of an LFS file is its sha256
-    body_start: int = 0  # the file offset the probe's body starts at (a resumed download asks from its gap)
 
 
 def _strip_etag(value: str | None) -> str | None:
@@ -389,29 +388,19 @@ class FileJob:
                 await asyncio.sleep(delay)
                 attempt += 1
 
-    def _resume_offset(self) -> int:
-        """Where a resumed download's first gap starts, so the probe's answer is already useful bytes."""
-        old = resume.load(self.t.part)
-        if old is None or old.url != self.start_url or old.total is None or not os.path.exists(self.t.part):
-            return 0
-        missing = resume.gaps(old.ranges, old.total)
-        return missing[0][0] if missing else 0
-
     async def _probe(self) -> tuple[aiohttp.ClientResponse, Remote]:
-        start_at = self._resume_offset()
-        resp, hops = await self._open(self.start_url, {"Range": f"bytes={start_at}-"})
+        resp, hops = await self._open(self.start_url, {"Range": "bytes=0-"})
         linked_etag = next((_strip_etag(h.get("X-Linked-Etag")) for h in hops if h.get("X-Linked-Etag")), None)
         linked_size = next((int(h["X-Linked-Size"]) for h in hops if (h.get("X-Linked-Size") or "").isdigit()), None)
         encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
         total: int | None = None
         ranges = False
-        body_start = 0  # a 200 (Range ignored) starts at byte 0
         if resp.status == 206 and not encoded:
             cr = _content_range_total(resp.headers.get("Content-Range"))
-            if cr is None or cr[0] != start_at:
+            if cr is None or cr[0] != 0:
                 resp.close()
                 raise Retryable("the server answered a range request with a malformed Content-Range")
-            total, ranges, body_start = cr[1], cr[1] is not None, start_at
+            total, ranges = cr[1], cr[1] is not None
         elif not encoded and resp.content_length is not None:
             total = resp.content_length
         etag_raw = resp.headers.get("ETag")
@@ -420,7 +409,7 @@ class FileJob:
         validator = linked_etag or etag or resp.headers.get("Last-Modified")
         linked_sha256 = linked_etag.lower() if linked_etag and re.fullmatch(r"[0-9a-fA-F]{64}", linked_etag) else None
         return resp, Remote(url=str(resp.url), total=total, ranges=ranges, validator=validator, if_range=strong,
-                            etag=etag, linked_size=linked_size, linked_sha256=linked_sha256, body_start=body_start)
+                            etag=etag, linked_size=linked_size, linked_sha256=linked_sha256)
 
     async def _open(self, url: str, headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, list]:
         """GET following redirects by hand: each hop checked, the token only on its own origin."""
@@ -567,7 +556,7 @@ class FileJob:
         else:
             spans = list(resume.gaps(self.done, t.total))
         pieces = deque(Piece(a, b) for a, b in spans)
-        handoff = probe if pieces and pieces[0].start == remote.body_start else None
+        handoff = probe if pieces and pieces[0].start == 0 else None
         if handoff is None:
             probe.close()
         if not remote.ranges and pieces and handoff is None:
