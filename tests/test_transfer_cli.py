@@ -75,7 +75,7 @@ def test_get_killed_mid_download_resumes_to_the_right_bytes(upstream, tmp_path):
     assert record["state"] == "done" and record["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_get_names_the_file_from_content_disposition_and_writes_a_token_free_script(upstream, tmp_path):
+def test_get_takes_name_and_sha256_from_civitai_and_writes_a_token_free_script(upstream, tmp_path):
     root = make_comfy_root(tmp_path)
     state = tmp_path / "state"
     env = {**cli_env(upstream), "CIVITAI_API_KEY": "civ_secret_key"}
@@ -84,6 +84,8 @@ def test_get_names_the_file_from_content_disposition_and_writes_a_token_free_scr
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
     assert (root / "models" / "loras" / "fixture_tiny_lora.safetensors").is_file()
+    record = json.loads((state / "output" / "downloaded_models.json").read_text())["downloads"][0]
+    assert record["expected_sha256"] == hashlib.sha256(upstream.payload("tiny-lora")).hexdigest()
     script = state / "output" / "download_001_fixture_tiny_lora.safetensors.sh"
     assert "$CIVITAI_API_KEY" in script.read_text()
     for path in (state / "output").iterdir():
@@ -120,3 +122,26 @@ def test_download_command_fetches_what_resolutions_json_chose(upstream, tmp_path
     status = json.loads((state / "status.json").read_text())
     assert status["phase"] == "complete"
     assert status["data"]["overall"]["bytes_done"] == 1200144
+
+
+def test_get_accepts_a_hugging_face_blob_link(upstream, tmp_path):
+    root = make_comfy_root(tmp_path)
+    link = f"{upstream.base}/comfy-fixer-fixtures/tiny-model/blob/main/fixture_hf_model.safetensors"
+    proc = run_cli(["get", link, "--folder", "checkpoints", "--name", "tiny.gguf", "--comfyui-root", str(root),
+                    "--state-dir", str(tmp_path / "state")], cli_env(upstream))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert (root / "models" / "checkpoints" / "tiny.gguf").stat().st_size == 1100000
+
+
+def test_get_from_another_allowed_host_names_the_file_from_content_disposition(upstream, tmp_path):
+    root = make_comfy_root(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "config.json").write_text(json.dumps({"download": {"extra_allowed_hosts": ["localhost"]}}))
+    storage = f"{upstream.cdn_base}/storage/civitai:9100101?X-Amz-Signature=fake0-x"
+    proc = run_cli(["get", storage, "--folder", "loras", "--comfyui-root", str(root), "--state-dir", str(state)],
+                   cli_env(upstream))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out + err
+    assert (root / "models" / "loras" / "fixture_tiny_lora.safetensors").is_file()

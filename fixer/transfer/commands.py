@@ -20,7 +20,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import aiohttp
 
 from ..constants import MODEL_EXTENSIONS
-from ..errors import FixerError
+from ..errors import ConfigError, FixerError
 from ..events import PhaseChanged, TransferDone, TransferProgress
 from ..models import Transfer, TransferRequest
 from ..names import safe_relpath
@@ -126,15 +126,34 @@ def _report(ctx: Any, transfers: list[Transfer]) -> int:
     return EXIT_OK if transfers and all(t.state == "done" for t in transfers) else EXIT_FAILED
 
 
+def request_for_link(url: str, folder: str, name: str | None, sha256: str | None, secrets: dict[str, str],
+                     extra_hosts: list[str], timeout: float) -> TransferRequest:
+    """What `get` downloads: Hugging Face and Civitai links in any form source_spec knows (file and blob
+    links, model pages; Civitai's published sha256 becomes the expected hash), other allowed hosts as given."""
+    from ..source_spec import fetch_civitai_version, parse_source, transfer_request
+
+    try:
+        spec = parse_source(url)
+    except ConfigError:
+        spec = None  # a host the user allowed in config: take the link as it is
+    if spec is not None:
+        version = None
+        if spec.source == "civitai":
+            version = fetch_civitai_version(spec, secrets.get("CIVITAI_API_KEY"), timeout)
+        return transfer_request(spec, folder, name or "", sha256 or "", version)
+    name = name or asyncio.run(suggest_filename(url, secrets, extra_hosts, timeout))
+    return TransferRequest(url=url, folder=folder, filename=safe_relpath(name),
+                           sha256=(sha256 or "").lower() or None, model_name=name)
+
+
 def cmd_get(ctx: Any) -> int:
     from ..state import StateLock
 
     args = ctx.args
     with StateLock(ctx.state_dir, "comfy-fixer get"):
-        name = args.name or asyncio.run(suggest_filename(args.url, ctx.secrets(), ctx.config.download.extra_allowed_hosts,
-                                                         ctx.config.download.timeout_seconds))
-        req = TransferRequest(url=args.url, folder=args.folder, filename=safe_relpath(name),
-                              sha256=(args.sha256 or None), source="", model_name=name)
+        dl = ctx.config.download
+        req = request_for_link(args.url, args.folder, args.name, args.sha256, ctx.secrets(), dl.extra_allowed_hosts,
+                               dl.timeout_seconds)
         transfers = asyncio.run(_run(ctx, [(req, _dest_root(ctx, args.folder))]))
     return _report(ctx, transfers)
 
