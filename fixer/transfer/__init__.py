@@ -5,8 +5,10 @@
     done = await mgr.wait()
     t = await download_one(request, dest_root, config.download, secrets)
 
-Modules: policy (hosts, tokens), engine (one file), resume (.part + sidecar), verify (checks and
-the batch report), scripts (curl scripts + counter), progress (status.json figures), manager.
+Modules: policy (allowed hosts, https, which token goes where), engine (one file: probe, ranged
+pieces, hashing, retries, verification, rename), resume (.part + sidecar), verify (checks and the
+batch report), scripts (curl scripts + counter), progress (status.json figures), manager (the
+queue, records, reports), commands (the CLI's get / --download / --resume).
 """
 
 from .engine import RetryPolicy
