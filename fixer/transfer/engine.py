@@ -77,7 +77,7 @@ class RetryPolicy:
     retries: int = 5
     base: float = 1.0  # first backoff, doubled per attempt
     cap: float = 30.0
-    max_retry_after: float = 120.0  # a longer Retry-After fails the file instead of hanging the run
+    max_retry_after: float = 120.0  # a longer Retry-After is cut to this, so one answer cannot hang the run
 
 
 def retry_delay(attempt: int, retry_after: float | None, policy: RetryPolicy,
