@@ -33,6 +33,10 @@ PREFIX = "/comfyfixer"
 # A UI workflow with several subgraph definitions is a few MB; 16 MiB leaves room and still
 # bounds what one request can make the server hold.
 MAX_BODY_BYTES = 16 * 2**20
+# Bodies up to this size decode on the loop (well under a millisecond); larger ones in a thread.
+INLINE_DECODE_BYTES = 64 * 2**10
+# Bodies larger than that are decoded and handled one at a time (see _guarded).
+MAX_BIG_BODIES = 1
 MAX_TEXT_CHARS = 1024
 MAX_ITEMS = 10_000
 # Settings the page may change; tokens are write-only (the service stores them, never returns them).
@@ -247,7 +251,7 @@ def error_response(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-async def read_json_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+async def read_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     reason = json_content_type_reason(request.headers.get("Content-Type"))
     if reason:
         raise RequestRefused(415, reason)
@@ -262,11 +266,11 @@ async def read_json_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) 
         if size > max_bytes:
             raise too_big
         chunks.append(chunk)
-    return decode_body(b"".join(chunks))
+    return b"".join(chunks)
 
 
 def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]],
-             *, has_body: bool, max_bytes: int) -> Handler:
+             *, has_body: bool, max_bytes: int, big_bodies: asyncio.Semaphore) -> Handler:
     """Refuse cross-origin calls, read the JSON body, and turn every failure into {"error"}."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -276,8 +280,15 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
             if reason:
                 log.warning("comfyfixer: %s %s: %s", request.method, request.path, reason)
                 raise RequestRefused(403, reason)
-            body = await read_json_body(request, max_bytes) if has_body else {}
-            return await fn(request, body)
+            raw = await read_body(request, max_bytes) if has_body else b"{}"
+            if len(raw) <= INLINE_DECODE_BYTES:
+                return await fn(request, decode_body(raw))
+            # A decoded multi-MB workflow is ~10x its size in Python objects, and every full garbage
+            # collection walks them all while holding the GIL: with 20 such bodies live at once a
+            # collection stalled the loop for seconds. So one at a time, decoded off the loop
+            # (json.loads takes ~15 ms per MiB); the bytes of the others wait, untouched by the collector.
+            async with big_bodies:
+                return await fn(request, await asyncio.to_thread(decode_body, raw))
         except RequestRefused as e:
             return error_response(e.status, e.message)
         except FixerError as e:
@@ -301,16 +312,19 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     (default: the ComfyUI-Manager this ComfyUI runs).
     """
     installer = install_pack or comfy_install_pack
+    big_bodies = asyncio.Semaphore(MAX_BIG_BODIES)
 
     def post(path: str) -> Callable:
         def deco(fn):
-            routes.post(PREFIX + path)(_guarded(fn, has_body=True, max_bytes=max_body_bytes))
+            routes.post(PREFIX + path)(_guarded(fn, has_body=True, max_bytes=max_body_bytes,
+                                                big_bodies=big_bodies))
             return fn
         return deco
 
     def get(path: str) -> Callable:
         def deco(fn):
-            routes.get(PREFIX + path)(_guarded(fn, has_body=False, max_bytes=max_body_bytes))
+            routes.get(PREFIX + path)(_guarded(fn, has_body=False, max_bytes=max_body_bytes,
+                                               big_bodies=big_bodies))
             return fn
         return deco
 
