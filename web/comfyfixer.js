@@ -38,6 +38,7 @@ let panelHost = null; // the sidebar's element while the tab is open
 let renderQueued = false;
 let syncingSettings = false;
 const notified = new Set();
+let lastToastId = null;
 
 // --- rendering ---------------------------------------------------------------------------------
 function rerender() {
@@ -133,15 +134,21 @@ function pollWhileRunning() {
   }, STATUS_POLL_MS);
 }
 
-async function onDone(detail) {
-  const landed = new Set((detail?.files ?? []).map((f) => f.name));
-  // New files only show up in the loaders' combos after the node definitions are fetched again.
+/** New files only show up in the loaders' combos after the node definitions are fetched again. */
+async function refreshModelLists() {
   try {
     await app.refreshComboInNodes?.();
+    // Newer frontends keep their own missing-model markers (red loaders, "issues found"): re-check.
+    if (typeof app.refreshMissingModels === "function") await app.refreshMissingModels({ reloadDefs: false });
+    app.canvas?.setDirty?.(true, true);
   } catch (e) {
     console.warn("[ComfyFixerSmart] refreshing the model lists failed", e);
   }
-  clearModelErrors(landed);
+}
+
+async function onDone(detail) {
+  await refreshModelLists();
+  clearModelErrors(new Set((detail?.files ?? []).map((f) => f.name)));
   await scan();
 }
 
@@ -177,9 +184,10 @@ const actions = {
     if (where.folder !== model.folder) {
       // Another folder: the server links the file into the right one under the expected name.
       value = (await client.relink(name, model.folder, where.path)).relpath ?? name;
-      await app.refreshComboInNodes?.();
     }
+    await refreshModelLists();
     const changed = setModelWidgets(app, model.nodes ?? [], name, comboValue(model, value));
+    if (typeof app.refreshMissingModels === "function") await app.refreshMissingModels({ reloadDefs: false });
     setNotice("ok", `${name} now uses ${where.folder}/${where.relpath}` +
       (changed ? ` (${plural(changed, "node")} updated; save the workflow to keep it).` : "."));
     await scan();
@@ -269,7 +277,7 @@ async function addLegacyButton() {
     legacyButton = new ComfyButton({
       icon: "download-circle-outline",
       action: () => app.extensionManager.command.execute(CMD_FIX),
-      tooltip: "Find, download and verify the models this workflow is missing (Alt+Shift+M)",
+      tooltip: "Find, download and verify the models this workflow is missing (Alt+Shift+F)",
       content: FIX_LABEL,
       classList: "comfyui-button comfyui-menu-mobile-collapse cfx-menu-button",
     });
@@ -315,8 +323,11 @@ function notifyProblems(report) {
     : c.elsewhere ? "ComfyFixerSmart can point the loaders at your copies." : "ComfyFixerSmart knows which packs provide them.";
   const toast = app.extensionManager?.toast;
   if (typeof toast?.info === "function") {
-    // Newer frontends: their own toast takes an action button.
-    toast.info(title, { description: detail, duration: 10_000, action: { label: FIX_LABEL, onClick: fixMissingModels } });
+    // Newer frontends: their own toast takes an action button. One of ours at a time, beside theirs.
+    if (lastToastId !== null) toast.dismiss?.(lastToastId);
+    lastToastId = toast.info(title, {
+      description: detail, duration: 10_000, action: { label: FIX_LABEL, onClick: fixMissingModels },
+    }) ?? null;
     return;
   }
   showNotice(title, detail);
@@ -483,12 +494,12 @@ app.registerExtension({
     { id: CMD_PANEL, label: "Show missing models panel", icon: "pi pi-list", function: () => { openPanel(); scan(); } },
     { id: CMD_PORTABLE, label: "Make this workflow portable", icon: "pi pi-file-export", function: () => withBusy("portable", makePortable) },
   ],
-  keybindings: [{ combo: { key: "m", alt: true, shift: true }, commandId: CMD_FIX }],
+  keybindings: [{ combo: { key: "f", alt: true, shift: true }, commandId: CMD_FIX }], // Alt+Shift+M is the minimap on newer frontends
   menuCommands: [{ path: ["Extensions", "ComfyFixerSmart"], commands: [CMD_FIX, CMD_PANEL, CMD_PORTABLE] }],
   actionBarButtons: [{
     icon: "pi pi-download",
     label: FIX_LABEL,
-    tooltip: "Find, download and verify the models this workflow is missing (Alt+Shift+M)",
+    tooltip: "Find, download and verify the models this workflow is missing (Alt+Shift+F)",
     onClick: () => app.extensionManager.command.execute(CMD_FIX),
   }],
 

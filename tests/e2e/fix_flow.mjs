@@ -36,7 +36,7 @@ async function queue() {
 
 async function widgetState() {
   return page.evaluate(() => app.graph.nodes.map((n) => ({
-    id: n.id, type: n.type,
+    id: n.id, type: n.type, hasErrors: Boolean(n.has_errors),
     widgets: (n.widgets ?? []).filter((w) => typeof w.value === "string")
       .map((w) => ({ name: w.name, value: w.value, options: Array.isArray(w.options?.values) ? w.options.values : null })),
   })));

@@ -99,9 +99,9 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
 
     # Relinks: the wrong-folder file was linked into vae/, the widget moved to the local relpath.
     assert (comfy.models / "vae" / VAE_ELSEWHERE).is_file()
-    widgets = {(n["id"], w["name"]): w["value"] for n in result["widgetsAfterRelink"] for w in n["widgets"]}
-    assert widgets[(4, "vae_name")] == VAE_ELSEWHERE
-    assert widgets[(5, "lora_name")] == "style_lora.safetensors"
+    widgets = {(str(n["id"]), w["name"]): w["value"] for n in result["widgetsAfterRelink"] for w in n["widgets"]}
+    assert widgets[("4", "vae_name")] == VAE_ELSEWHERE
+    assert widgets[("5", "lora_name")] == "style_lora.safetensors"
 
     # During: per-file progress, and a reload mid-run shows the run again.
     assert result["runVisibleAfterReload"], result["statusAfterReload"]
@@ -111,9 +111,11 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert sha256(comfy.models / "loras" / LORA) == hashlib.sha256(upstream.payload("tiny-lora")).hexdigest()
     assert sha256(comfy.models / "checkpoints" / CHECKPOINT) == hashlib.sha256(upstream.state["e2e_hf_checkpoint"]).hexdigest()
     assert "2 downloaded and verified" in (result["summary"] or "")
-    options = {(n["id"], w["name"]): w["options"] for n in result["widgetsAfterFix"] for w in n["widgets"]}
-    assert LORA in options[(2, "lora_name")] and CHECKPOINT in options[(1, "ckpt_name")]
-    assert not {"1", "2"} & set(result["nodeErrorsAfterFix"]), "the loaders are still outlined red"
+    options = {(str(n["id"]), w["name"]): w["options"] for n in result["widgetsAfterFix"] for w in n["widgets"]}
+    assert LORA in options[("2", "lora_name")] and CHECKPOINT in options[("1", "ckpt_name")]
+    assert not {"1", "2"} & set(result["nodeErrorsAfterFix"]), "the loaders still carry the queue's errors"
+    assert not [n["id"] for n in result["widgetsAfterFix"] if n["hasErrors"] and str(n["id"]) in ("1", "2")], \
+        "the loaders are still outlined red"
     assert LORA in comfy.get_json("/api/object_info/LoraLoader")["LoraLoader"]["input"]["required"]["lora_name"][0]
     assert result["queueAfter"]["status"] == 200, result["queueAfter"]["body"]
     assert not result["queueAfter"]["body"].get("node_errors")
