@@ -244,6 +244,7 @@ async def run(args: argparse.Namespace) -> bool:
         # Warm-up: one small scan so imports and the Manager's node map are loaded, as after a
         # ComfyUI page's first check; the burst measures steady serving.
         warm = json.dumps({"workflow": big_workflow(pool, 200, 0)}).encode()
+        del pool  # the templates are the client's; every collection here would walk them too
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /comfyfixer/scan HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(warm) + warm)
