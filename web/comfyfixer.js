@@ -404,7 +404,7 @@ async function syncSettings() {
 function secretField(key, what) {
   return () => {
     const input = h("input.cfx-secret-input", {
-      type: "password", autocomplete: "off", spellcheck: "false", placeholder: `Paste your ${what}`, "data-testid": `cfx-${key}`,
+      type: "password", autocomplete: "off", spellcheck: "false", placeholder: `Paste the ${what}`, "data-testid": `cfx-${key}`,
     });
     const status = h("span.cfx-muted");
     const show = () => {
@@ -435,7 +435,7 @@ const settings = [
     category: [EXTENSION, "Tokens", "Civitai API key"],
     name: "Civitai API key",
     tooltip: "Needed for models that require a Civitai login. Stored by the ComfyUI server (never in the browser or comfy.settings.json).",
-    type: secretField("civitai_api_key", "Civitai API key"),
+    type: secretField("civitai_api_key", "API key"),
     defaultValue: "",
   },
   {
@@ -443,7 +443,7 @@ const settings = [
     category: [EXTENSION, "Tokens", "Hugging Face token"],
     name: "Hugging Face token",
     tooltip: "Needed for gated repositories (accept the license on the model page first). Stored by the ComfyUI server only.",
-    type: secretField("hf_token", "Hugging Face token"),
+    type: secretField("hf_token", "token"),
     defaultValue: "",
   },
   {

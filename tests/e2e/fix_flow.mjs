@@ -3,7 +3,7 @@
 // and the fake upstream, runs this, then checks files on disk and the result.
 //
 //   node fix_flow.mjs scenario.json
-//   scenario: {url, artifacts, workflow, lora, checkpoint, notice, relinkWrongFolder, relinkSameFolder}
+//   scenario: {url, artifacts, workflow, lora, checkpoint, notice, relinkWrongFolder, relinkSameFolder, token}
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { closeDialogs, dialogTexts, openBrowser, openComfy } from "./browser.mjs";
@@ -154,7 +154,27 @@ try {
   await shot("06-queued");
   step("queued after fix", { status: result.queueAfter.status });
 
-  // 9. The same panel in the light theme, for the README and to check the colours hold up.
+  // 9. "Make this workflow portable" saves a copy carrying the download links.
+  const [download] = await Promise.all([
+    page.waitForEvent("download", { timeout: 30_000 }),
+    panel.locator('[data-testid="cfx-portable"]').click(),
+  ]);
+  await download.saveAs(join(out, "portable.json"));
+  step("portable saved");
+
+  // 10. Tokens: typed in ComfyUI's settings dialog, sent to the server, never kept in the page.
+  await page.evaluate(() => app.extensionManager.command.execute("Comfy.ShowSettingsDialog"));
+  await page.getByText("ComfyFixerSmart", { exact: true }).first().click();
+  const tokenField = page.locator('[data-testid="cfx-hf_token"]');
+  await tokenField.fill(scenario.token);
+  await tokenField.locator("xpath=..").getByText("Save", { exact: true }).click();
+  await tokenField.locator("xpath=..").getByText("Saved on the server").waitFor({ timeout: 10_000 });
+  result.tokenFieldAfterSave = await tokenField.inputValue();
+  await shot("08-settings");
+  await page.keyboard.press("Escape");
+  step("token saved");
+
+  // 11. The same panel in the light theme, for the README and to check the colours hold up.
   await page.evaluate(() => app.extensionManager.setting.set("Comfy.ColorPalette", "light"));
   await page.waitForTimeout(800);
   await shot("07-panel-after-light");

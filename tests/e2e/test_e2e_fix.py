@@ -18,6 +18,7 @@ LORA = "fixture_tiny_lora.safetensors"  # Civitai version 9100101, payload "tiny
 CHECKPOINT = "fixture_hf_model.safetensors"  # HF comfy-fixer-fixtures/tiny-model (bytes: conftest.serve_valid_hf_checkpoint)
 VAE_ELSEWHERE = "fixture_vae.safetensors"  # seeded under checkpoints/: wrong folder
 LORA_ELSEWHERE = "old/style_lora.safetensors"  # seeded as loras/style_lora.safetensors
+TOKEN = "hf_e2eWriteOnlyToken123"
 MISSING_NODE = "IPAdapterAdvanced"  # ComfyUI_IPAdapter_plus, known to ComfyUI-Manager's map
 # Per-connection bytes/s: the 1.1-1.2 MB fixtures take ~30 s, long enough to reload and watch.
 RATE = 40_000
@@ -73,7 +74,8 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert comfy.post_json("/api/comfyfixer/settings", {"connections_per_file": 1})[0] == 200
     out = ARTIFACTS / comfy.label
     scenario = {"url": comfy.url, "artifacts": str(out), "workflow": loader_workflow(), "lora": LORA,
-                "checkpoint": CHECKPOINT, "notice": "2 models missing", "relinkWrongFolder": VAE_ELSEWHERE, "relinkSameFolder": LORA_ELSEWHERE}
+                "checkpoint": CHECKPOINT, "notice": "2 models missing", "relinkWrongFolder": VAE_ELSEWHERE, "relinkSameFolder": LORA_ELSEWHERE,
+                "token": TOKEN}
     out.mkdir(parents=True, exist_ok=True)
     (out / "scenario.json").write_text(json.dumps(scenario))
 
@@ -120,7 +122,17 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert result["queueAfter"]["status"] == 200, result["queueAfter"]["body"]
     assert not result["queueAfter"]["body"].get("node_errors")
 
-    # Nothing left the machine that should not have, and our code threw nothing in the page.
+    # The portable copy carries a download link for each model the run resolved.
+    portable = json.loads((out / "portable.json").read_text())
+    assert {LORA, CHECKPOINT} <= {m["name"] for m in portable.get("models", [])}
+
+    # The token reached the server and nowhere else: not the field, not ComfyUI's settings file.
+    assert result["tokenFieldAfterSave"] == ""
+    assert comfy.get_json("/api/comfyfixer/settings")["hf_token_set"] is True
+    settings_files = list((comfy.base / "user").rglob("comfy.settings.json"))
+    assert settings_files and all(TOKEN not in p.read_text() for p in settings_files)
+
+    # Our code threw nothing in the page.
     assert not [e for e in result["errors"] if "ComfyFixerSmart" in e or "comfyfixer" in e]
     for shot in ("02-panel-before", "03-panel-during", "05-panel-after"):
         assert (out / f"{shot}.png").stat().st_size > 10_000
