@@ -208,8 +208,18 @@ const actions = {
   reveal: (usage) => {
     if (!revealNode(app, usage)) setNotice("error", `Node #${usage.node_id} is not on the canvas (inside a group node?).`);
   },
-  openSettings: () => app.extensionManager?.command?.execute?.("Comfy.ShowSettingsDialog"),
+  openSettings,
 };
+
+/** ComfyUI's settings dialog, on our category when it can be found by its label. */
+async function openSettings() {
+  await app.extensionManager?.command?.execute?.("Comfy.ShowSettingsDialog");
+  setTimeout(() => {
+    const label = [...document.querySelectorAll("[role=dialog] *, .p-dialog *")]
+      .find((el) => el.childElementCount === 0 && el.textContent.trim() === EXTENSION);
+    label?.click();
+  }, 300);
+}
 
 /** The combo entry matching `value` (the server's separators and case), or `value` itself. */
 function comboValue(model, value) {

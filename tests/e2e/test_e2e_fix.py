@@ -18,6 +18,7 @@ LORA = "fixture_tiny_lora.safetensors"  # Civitai version 9100101, payload "tiny
 CHECKPOINT = "fixture_hf_model.safetensors"  # HF comfy-fixer-fixtures/tiny-model (bytes: conftest.serve_valid_hf_checkpoint)
 VAE_ELSEWHERE = "fixture_vae.safetensors"  # seeded under checkpoints/: wrong folder
 LORA_ELSEWHERE = "old/style_lora.safetensors"  # seeded as loras/style_lora.safetensors
+LOGIN_CHECKPOINT = "fixture_tiny_checkpoint.safetensors"  # Civitai 9100102: 401 without a key
 TOKEN = "hf_e2eWriteOnlyToken123"
 MISSING_NODE = "IPAdapterAdvanced"  # ComfyUI_IPAdapter_plus, known to ComfyUI-Manager's map
 # Per-connection bytes/s: the 1.1-1.2 MB fixtures take ~30 s, long enough to reload and watch.
@@ -52,6 +53,17 @@ def loader_workflow() -> dict:
             "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
+def run_driver(script: str, scenario: dict, out: Path, result_name: str) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{Path(script).stem}-scenario.json"
+    path.write_text(json.dumps(scenario))
+    run = subprocess.run(["node", str(E2E / script), str(path)], cwd=E2E, capture_output=True, text=True,
+                         timeout=420)
+    result = json.loads((out / result_name).read_text())
+    assert "failure" not in result, f"{result['failure']}\npanel: {result.get('panelAtFailure')}\n{run.stdout}"
+    return result
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -74,15 +86,9 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert comfy.post_json("/api/comfyfixer/settings", {"connections_per_file": 1})[0] == 200
     out = ARTIFACTS / comfy.label
     scenario = {"url": comfy.url, "artifacts": str(out), "workflow": loader_workflow(), "lora": LORA,
-                "checkpoint": CHECKPOINT, "notice": "2 models missing", "relinkWrongFolder": VAE_ELSEWHERE, "relinkSameFolder": LORA_ELSEWHERE,
-                "token": TOKEN}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scenario.json").write_text(json.dumps(scenario))
-
-    run = subprocess.run(["node", str(E2E / "fix_flow.mjs"), str(out / "scenario.json")], cwd=E2E,
-                         capture_output=True, text=True, timeout=420)
-    result = json.loads((out / "result.json").read_text())
-    assert "failure" not in result, f"{result['failure']}\npanel: {result.get('panelAtFailure')}\n{run.stdout}"
+                "checkpoint": CHECKPOINT, "notice": "2 models missing", "relinkWrongFolder": VAE_ELSEWHERE,
+                "relinkSameFolder": LORA_ELSEWHERE, "token": TOKEN}
+    result = run_driver("fix_flow.mjs", scenario, out, "result.json")
 
     # The extension registered its command, button, panel and settings.
     assert {"ComfyFixerSmart.FixMissingModels", "ComfyFixerSmart.ShowPanel"} <= set(result["registration"]["commands"])
@@ -136,3 +142,21 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert not [e for e in result["errors"] if "ComfyFixerSmart" in e or "comfyfixer" in e]
     for shot in ("02-panel-before", "03-panel-during", "05-panel-after"):
         assert (out / f"{shot}.png").stat().st_size > 10_000
+
+
+def test_login_required_download_fails_clearly_then_retries_after_the_key_is_saved(comfy, upstream):
+    file_routes.faults(upstream, file_routes.civitai_key(9100102)).rate = RATE
+    workflow = {"id": "7a0d2c4e-1f3b-4d5a-9c6e-2b8f0a1d3e5c", "revision": 0, "last_node_id": 1, "last_link_id": 0,
+                "nodes": [graph_node(1, "CheckpointLoaderSimple", [LOGIN_CHECKPOINT],
+                                     outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", []), ("VAE", "VAE", [])])],
+                "links": [], "groups": [], "config": {}, "extra": {}, "version": 0.4}
+    scenario = {"url": comfy.url, "artifacts": str(ARTIFACTS / comfy.label), "workflow": workflow,
+                "model": LOGIN_CHECKPOINT, "token": "civitai-e2e-key"}
+    result = run_driver("retry_flow.mjs", scenario, ARTIFACTS / comfy.label, "retry-result.json")
+
+    assert "Failed" in result["failedText"] and "CIVITAI_API_KEY" in result["failedText"], result["failedText"]
+    assert "Cancelled" in result["cancelledText"] and "Retry" in result["cancelledText"]
+    assert "Downloaded and verified" in result["doneText"]
+    assert sha256(comfy.models / "checkpoints" / LOGIN_CHECKPOINT) == \
+        hashlib.sha256(upstream.payload("tiny-checkpoint-auth")).hexdigest()
+    assert not [e for e in result["errors"] if "comfyfixer" in e.lower()]

@@ -121,6 +121,12 @@ function modelItem(name, model, row, state, actions) {
   if (row && ["failed", "cancelled", "not_found"].includes(rowState)) {
     actionButtons.push(button("Retry", () => actions.retry(name), { icon: "pi pi-refresh", busy: busy.has(`retry:${name}`) }));
   }
+  const needsToken = /CIVITAI_API_KEY|HF_TOKEN/.test(`${row?.error ?? ""} ${warnings.join(" ")}`);
+  if (needsToken && !ACTIVE_ROW_STATES.has(rowState)) {
+    actionButtons.unshift(button("Add key in settings", actions.openSettings, {
+      icon: "pi pi-key", title: "Settings → ComfyFixerSmart → Tokens (stored on the server only)",
+    }));
+  }
   if (!row && !runActive && folder) {
     actionButtons.push(button("Download", () => actions.fix([name]), { icon: "pi pi-download", busy: busy.has("fix") }));
   }
@@ -203,7 +209,7 @@ function summaryLine(report) {
     s.elsewhere ? h("span.cfx-chip.cfx-chip-elsewhere", `${s.elsewhere} on disk elsewhere`) : null,
     s.missing_nodes ? h("span.cfx-chip.cfx-chip-missing", plural(s.missing_nodes, "node type") + " missing") : null,
     s.unsafe ? h("span.cfx-chip.cfx-chip-missing", `${s.unsafe} refused`) : null,
-    h("span.cfx-chip", `${s.present} present`),
+    s.present ? h("span.cfx-chip", `${s.present} present`) : null,
   ];
   return h("div.cfx-summary", parts);
 }

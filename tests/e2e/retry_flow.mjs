@@ -1,0 +1,83 @@
+// A download that needs a login: it fails with a message saying what to do, the user saves the
+// Civitai key in the settings, retries, cancels mid-way, retries again. Writes result.json and
+// screenshots to <artifacts>; pytest (test_e2e_fix.py) checks the file on disk.
+//
+//   node retry_flow.mjs scenario.json
+//   scenario: {url, artifacts, workflow, model, token}
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { closeDialogs, openBrowser, openComfy } from "./browser.mjs";
+
+const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const out = scenario.artifacts;
+mkdirSync(out, { recursive: true });
+const result = { steps: [] };
+const step = (name, data = {}) => {
+  result.steps.push({ name, t: Date.now(), ...data });
+  console.log(`[retry_flow] ${name}`);
+};
+
+const b = await openBrowser();
+const { page } = b;
+const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
+const panel = page.locator('[data-testid="cfx-panel"]');
+const row = panel.locator(`.cfx-item[data-name="${scenario.model}"]`);
+const rowIn = (state, timeout = 60_000) => panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="${state}"]`)
+  .waitFor({ timeout });
+
+try {
+  await openComfy(page, scenario.url, "ComfyFixerSmart");
+  await page.evaluate((wf) => app.loadGraphData(wf), scenario.workflow);
+  await page.waitForTimeout(1000);
+  await closeDialogs(page);
+  await page.evaluate(() => app.extensionManager.command.execute("ComfyFixerSmart.ShowPanel"));
+  await row.waitFor({ timeout: 30_000 });
+  step("panel open");
+
+  // 1. No key: the download fails and the row says why and what to do.
+  await panel.locator('[data-testid="cfx-fix-all"]').click();
+  await rowIn("failed");
+  result.failedText = await row.innerText();
+  await shot("11-login-required");
+  step("failed without a key");
+
+  // 2. The row's button opens the settings on our tokens; save the key there, then retry.
+  await row.getByText("Add key in settings", { exact: true }).click();
+  const keyField = page.locator('[data-testid="cfx-civitai_api_key"]');
+  await keyField.waitFor({ timeout: 10_000 });
+  await keyField.fill(scenario.token);
+  await keyField.locator("xpath=..").getByText("Save", { exact: true }).click();
+  await keyField.locator("xpath=..").getByText("Saved on the server").waitFor({ timeout: 10_000 });
+  await page.keyboard.press("Escape");
+  await row.getByText("Retry", { exact: true }).click();
+  await rowIn("downloading");
+  step("retrying with the key");
+
+  // 3. Cancel the download from its row; it can be retried again.
+  await row.getByText("Cancel", { exact: true }).click();
+  await rowIn("cancelled", 30_000);
+  // The engine's last progress event may still be in flight: read the row once it has settled.
+  await page.waitForTimeout(1500);
+  await rowIn("cancelled", 30_000);
+  result.cancelledText = await row.innerText();
+  await shot("12-cancelled");
+  step("cancelled");
+
+  await row.getByText("Retry", { exact: true }).click();
+  await rowIn("done", 120_000);
+  await panel.locator('[data-testid="cfx-summary"]').waitFor({ timeout: 30_000 });
+  await page.waitForTimeout(800);
+  result.doneText = await row.innerText();
+  result.summary = await panel.locator('[data-testid="cfx-summary"]').innerText();
+  await shot("13-retried");
+  step("done after retry");
+} catch (e) {
+  result.failure = `${e.stack ?? e}`;
+  await shot("99-retry-failure").catch(() => {});
+  result.panelAtFailure = await panel.innerText().catch(() => null);
+} finally {
+  result.errors = b.errors;
+  writeFileSync(join(out, "retry-result.json"), JSON.stringify(result, null, 2));
+  await b.close();
+}
+process.exit(result.failure ? 1 : 0);
