@@ -10,6 +10,8 @@ so tests hit them directly as well as through aiohttp's test client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import logging
 import threading
@@ -276,6 +278,36 @@ async def read_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> by
     return b"".join(chunks)
 
 
+def free_gradually(body: dict[str, Any]) -> None:
+    """Drop a big decoded workflow a slice at a time: freeing it in one call holds the GIL (and so
+    ComfyUI's event loop) for the whole cascade, while a Python loop lets other threads in between."""
+    stack: list[Any] = [body]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            stack.extend(v for v in obj.values() if isinstance(v, (dict, list)) and len(v) > 256)
+        elif isinstance(obj, list):
+            stack.extend(v for v in obj if isinstance(v, (dict, list)) and len(v) > 256)
+            while obj:
+                del obj[-256:]
+    body.clear()
+
+
+@contextlib.asynccontextmanager
+async def collector_paused():
+    """No garbage collection while one big workflow is alive: a decoded workflow holds no reference
+    cycles (refcounting frees it), but each full collection would walk its millions of objects with the
+    GIL held, ~130 ms a time. Big bodies are handled one at a time, so this never nests; garbage other
+    threads make meanwhile waits the few seconds until the collector is back."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]],
              *, has_body: bool, max_bytes: int, big_bodies: asyncio.Semaphore) -> Handler:
     """Refuse cross-origin calls, read the JSON body, and turn every failure into {"error"}."""
@@ -294,12 +326,12 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
             # collection walks them all while holding the GIL: with 20 such bodies live at once a
             # collection stalled the loop for seconds. So one at a time, decoded off the loop
             # (json.loads takes ~15 ms per MiB); the bytes of the others wait, untouched by the collector.
-            async with big_bodies:
+            async with big_bodies, collector_paused():
                 body = await asyncio.to_thread(decode_body, raw)
                 try:
                     return await fn(request, body)
-                finally:  # freeing it is ~40 ms per 13 MiB: let a thread drop the last reference
-                    await asyncio.to_thread(body.clear)
+                finally:  # freeing it is ~40 ms per 13 MiB: a thread drops it piece by piece
+                    await asyncio.to_thread(free_gradually, body)
         except RequestRefused as e:
             return error_response(e.status, e.message)
         except FixerError as e:
