@@ -102,6 +102,7 @@ def frontend(request) -> tuple[str, str | None]:
 def comfy(frontend, upstream, tmp_path_factory):
     """A fresh ComfyUI per frontend, with files placed for the relink cases before it starts."""
     label, root = frontend
+    shutil.rmtree(ARTIFACTS / label, ignore_errors=True)  # screenshots of this run only
     base = tmp_path_factory.mktemp(f"comfy-{label}")
     for rel, data in SEED_FILES.items():
         (base / "models" / rel).parent.mkdir(parents=True, exist_ok=True)

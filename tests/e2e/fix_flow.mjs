@@ -146,6 +146,12 @@ try {
   await shot("05-panel-after");
   step("run finished", { summary: result.summary });
 
+  // The same panel in the light theme, to check the colours hold up (before the queue marks nodes).
+  await page.evaluate(() => app.extensionManager.setting.set("Comfy.ColorPalette", "light"));
+  await page.waitForTimeout(800);
+  await shot("07-panel-after-light");
+  await page.evaluate(() => app.extensionManager.setting.set("Comfy.ColorPalette", "dark"));
+
   // 8. The workflow now queues: no validation error.
   result.queueAfter = await queue();
   await page.evaluate(() => fetch("/api/interrupt", { method: "POST" })); // the fixture weights are not a real model
@@ -174,11 +180,6 @@ try {
   await page.keyboard.press("Escape");
   step("token saved");
 
-  // 11. The same panel in the light theme, for the README and to check the colours hold up.
-  await page.evaluate(() => app.extensionManager.setting.set("Comfy.ColorPalette", "light"));
-  await page.waitForTimeout(800);
-  await shot("07-panel-after-light");
-  await page.evaluate(() => app.extensionManager.setting.set("Comfy.ColorPalette", "dark"));
 } catch (e) {
   result.failure = `${e.stack ?? e}`;
   await shot("99-failure").catch(() => {});

@@ -19,6 +19,7 @@ CHECKPOINT = "fixture_hf_model.safetensors"  # HF comfy-fixer-fixtures/tiny-mode
 VAE_ELSEWHERE = "fixture_vae.safetensors"  # seeded under checkpoints/: wrong folder
 LORA_ELSEWHERE = "old/style_lora.safetensors"  # seeded as loras/style_lora.safetensors
 LOGIN_CHECKPOINT = "fixture_tiny_checkpoint.safetensors"  # Civitai 9100102: 401 without a key
+NEAR_MISS_LORA = "fixture_tiny_lora_v2.safetensors"  # no exact match: "Fixture Tiny LoRA" is only a candidate
 TOKEN = "hf_e2eWriteOnlyToken123"
 MISSING_NODE = "IPAdapterAdvanced"  # ComfyUI_IPAdapter_plus, known to ComfyUI-Manager's map
 # Per-connection bytes/s: the 1.1-1.2 MB fixtures take ~30 s, long enough to reload and watch.
@@ -144,12 +145,16 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
         assert (out / f"{shot}.png").stat().st_size > 10_000
 
 
+def one_node_workflow(uid: str, node: dict) -> dict:
+    return {"id": uid, "revision": 0, "last_node_id": 1, "last_link_id": 0, "nodes": [node], "links": [],
+            "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
 def test_login_required_download_fails_clearly_then_retries_after_the_key_is_saved(comfy, upstream):
     file_routes.faults(upstream, file_routes.civitai_key(9100102)).rate = RATE
-    workflow = {"id": "7a0d2c4e-1f3b-4d5a-9c6e-2b8f0a1d3e5c", "revision": 0, "last_node_id": 1, "last_link_id": 0,
-                "nodes": [graph_node(1, "CheckpointLoaderSimple", [LOGIN_CHECKPOINT],
-                                     outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", []), ("VAE", "VAE", [])])],
-                "links": [], "groups": [], "config": {}, "extra": {}, "version": 0.4}
+    workflow = one_node_workflow("7a0d2c4e-1f3b-4d5a-9c6e-2b8f0a1d3e5c", graph_node(
+        1, "CheckpointLoaderSimple", [LOGIN_CHECKPOINT],
+        outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", []), ("VAE", "VAE", [])]))
     scenario = {"url": comfy.url, "artifacts": str(ARTIFACTS / comfy.label), "workflow": workflow,
                 "model": LOGIN_CHECKPOINT, "token": "civitai-e2e-key"}
     result = run_driver("retry_flow.mjs", scenario, ARTIFACTS / comfy.label, "retry-result.json")
@@ -159,4 +164,19 @@ def test_login_required_download_fails_clearly_then_retries_after_the_key_is_sav
     assert "Downloaded and verified" in result["doneText"]
     assert sha256(comfy.models / "checkpoints" / LOGIN_CHECKPOINT) == \
         hashlib.sha256(upstream.payload("tiny-checkpoint-auth")).hexdigest()
+    assert not [e for e in result["errors"] if "comfyfixer" in e.lower()]
+
+
+def test_low_confidence_match_downloads_the_candidate_the_user_picks(comfy, upstream):
+    workflow = one_node_workflow("3c9e1a7b-5d2f-4e8a-b6c0-7f1d2e3a4b5c", graph_node(
+        1, "LoraLoader", [NEAR_MISS_LORA, 1.0, 1.0], inputs=[("model", "MODEL", None), ("clip", "CLIP", None)],
+        outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [])]))
+    scenario = {"url": comfy.url, "artifacts": str(ARTIFACTS / comfy.label), "workflow": workflow,
+                "model": NEAR_MISS_LORA}
+    result = run_driver("choice_flow.mjs", scenario, ARTIFACTS / comfy.label, "choice-result.json")
+
+    assert "Pick a source" in result["choiceText"] and "Fixture Tiny LoRA" in result["choiceText"]
+    assert "Downloaded and verified" in result["doneText"] or "Already on this disk" in result["doneText"]
+    # Saved under the name the workflow asks for, with the picked file's bytes.
+    assert sha256(comfy.models / "loras" / NEAR_MISS_LORA) == hashlib.sha256(upstream.payload("tiny-lora")).hexdigest()
     assert not [e for e in result["errors"] if "comfyfixer" in e.lower()]

@@ -11,6 +11,7 @@ const SOURCE_LABELS = {
   embedded: "Link in the workflow",
   local: "Already on this disk",
   catalog: "Model catalog",
+  fuzzy: "Similar name",
 };
 
 const ROW_STATES = {
@@ -69,6 +70,8 @@ function sourceLine(row, model) {
       h("span.cfx-muted", ` ${dotted("", conf, fmtBytes(row.size ?? row.total))}`),
       row.reason ? h("div.cfx-reason", { title: row.reason }, row.reason) : null);
   }
+  // A row waiting for a pick explains itself in its candidate list.
+  if (row?.state === "needs_choice" && row.candidates?.length) return null;
   if (row && !ACTIVE_ROW_STATES.has(row.state) && row.reason) return h("div.cfx-reason", row.reason);
   const url = model?.hints?.url;
   if (url) {
@@ -86,11 +89,10 @@ function candidatesList(row, actions, busy) {
     h("div.cfx-candidates-title", "Not sure which file this is. Pick one:"),
     row.candidates.map((c) => h("div.cfx-candidate",
       h("div.cfx-candidate-text",
-        nameEl(c.filename ?? c.url, "div.cfx-name"),
-        h("div.cfx-muted", dotted(SOURCE_LABELS[c.source] ?? c.source,
-          typeof c.confidence === "number" ? `${Math.round(c.confidence * 100)}% sure` : null,
-          fmtBytes(c.size), c.reason))),
-      button("Use", () => actions.retry(row.name, c.url), {
+        h("div", h("span.cfx-source-name", SOURCE_LABELS[c.source] ?? c.source), h("span.cfx-muted", ` ${dotted("",
+          typeof c.confidence === "number" ? `${Math.round(c.confidence * 100)}% sure` : null, fmtBytes(c.size))}`)),
+        c.reason ? h("div.cfx-reason", { title: c.reason }, c.reason) : null),
+      button("Use this one", () => actions.retry(row.name, c.url ?? c.local_path), {
         icon: "pi pi-download", title: `Download ${c.filename ?? "this file"} as ${row.name}`,
         busy: busy.has(`retry:${row.name}`),
       }))));
