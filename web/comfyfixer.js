@@ -100,7 +100,7 @@ function missingWithFolder(report) {
 
 async function fix(items) {
   await withBusy("fix", async () => {
-    state.status = await client.fix(currentWorkflow(app), workflowName(app), items);
+    onStatus(await client.fix(currentWorkflow(app), workflowName(app), items));
   });
 }
 
@@ -115,6 +115,8 @@ async function fixMissingModels() {
 
 let lastStatusAt = 0;
 function onStatus(doc) {
+  // A poll answer can arrive after a newer websocket event; keep the newest document.
+  if (doc?.timestamp && state.status?.timestamp && doc.timestamp < state.status.timestamp) return;
   state.status = doc;
   lastStatusAt = Date.now();
   rerender();
@@ -164,7 +166,11 @@ function clearModelErrors(landedNames) {
   const remaining = Object.fromEntries(Object.entries(errors).filter(([id, e]) => !(
     fixedIds.has(String(id)) && (e.errors ?? []).every((x) => x.type === "value_not_in_list"))));
   if (Object.keys(remaining).length === Object.keys(errors).length) return;
-  app.lastNodeErrors = Object.keys(remaining).length ? remaining : null;
+  try {
+    app.lastNodeErrors = Object.keys(remaining).length ? remaining : null;
+  } catch {
+    return; // newer frontends keep it in a store behind a getter and re-check on refresh themselves
+  }
   rootGraph(app).setDirtyCanvas?.(true, true);
 }
 
@@ -173,10 +179,10 @@ const actions = {
   scan: () => scan(),
   fix: (items) => fix(items),
   cancel: (name) => withBusy(`cancel:${name ?? "*"}`, async () => {
-    state.status = await client.cancel(name ?? undefined);
+    onStatus(await client.cancel(name ?? undefined));
   }),
   retry: (name, url) => withBusy(`retry:${name}`, async () => {
-    state.status = await client.retry(name, url);
+    onStatus(await client.retry(name, url));
   }),
   relink: (model, where) => withBusy(`relink:${model.name ?? model.filename}`, async () => {
     const name = model.name ?? model.filename;

@@ -48,6 +48,8 @@ class ComfyUI:
     port: int
     proc: subprocess.Popen
     log_path: Path
+    start_seconds: float = 0.0  # process start -> "To see the GUI go to"
+    label: str = ""  # which frontend (the e2e fixture sets it)
 
     @property
     def url(self) -> str:
@@ -110,13 +112,15 @@ def start_comfyui(comfyui_dir: Path, base: Path, *, env: dict[str, str] | None =
         proc = subprocess.Popen(cmd, cwd=comfyui_dir, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     comfy = ComfyUI(base, port, proc, log_path)
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = began + timeout
     while READY_LINE not in comfy.log():
         if proc.poll() is not None or time.monotonic() > deadline:
             comfy.stop()
             tail = "\n".join(comfy.log().splitlines()[-40:])
             raise RuntimeError(f"ComfyUI did not start (exit code {proc.poll()}); log tail:\n{tail}")
         time.sleep(0.2)
+    comfy.start_seconds = round(time.monotonic() - began, 1)
     comfy.get_json("/system_stats")
     # A fresh user dir opens the template browser over the canvas; mark the tutorial as done.
     comfy.post_json("/api/settings/Comfy.TutorialCompleted", True)

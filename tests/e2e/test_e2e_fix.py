@@ -75,7 +75,7 @@ def test_pack_imports_and_serves_its_page_script(comfy):
     assert line is not None, "ComfyFixerSmart is missing from 'Import times for custom nodes'"
     assert "IMPORT FAILED" not in line
     assert "Cannot import" not in "\n".join(x for x in log.splitlines() if "ComfyFixerSmart" in x)
-    print(f"\n[{comfy.label}] {line}")
+    print(f"\n[{comfy.label}] ComfyUI ready in {comfy.start_seconds} s; {line}")
     assert "/extensions/ComfyFixerSmart/comfyfixer.js" in comfy.get_json("/api/extensions")
     assert comfy.get_json("/api/comfyfixer/status")["phase"] in ("idle", "complete")
 
