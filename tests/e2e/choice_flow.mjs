@@ -1,5 +1,6 @@
-// A low-confidence match: the run stops at "Pick a source", lists the candidates with why each was
-// found, and downloads the one the user picks. Writes choice-result.json and screenshots.
+// A low-confidence match: the run (started with the keybinding) stops at "Pick a source", lists the
+// candidates with why each was found, and downloads the one the user picks. Also: with "check on
+// load" off no notice appears. Writes choice-result.json and screenshots.
 //
 //   node choice_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, model}
@@ -18,12 +19,23 @@ const row = panel.locator(`.cfx-item[data-name="${scenario.model}"]`);
 
 try {
   await openComfy(page, scenario.url, "ComfyFixerSmart");
+  await page.waitForTimeout(1500); // the restored workflow's own check
+  // With "check on load" off, loading a workflow with a missing model shows no new notice.
+  await page.evaluate(() => app.extensionManager.setting.set("ComfyFixerSmart.General.CheckOnLoad", false));
+  const notices = () => page.getByText("ComfyFixerSmart can find, download and verify them.").count();
+  const before = await notices();
   await page.evaluate((wf) => app.loadGraphData(wf), scenario.workflow);
-  await page.waitForTimeout(1000);
+  await page.waitForTimeout(2000);
+  result.newNoticesWithCheckOff = (await notices()) - before;
+  result.serverCheckOnLoad = await page.evaluate(() => fetch("/api/comfyfixer/settings").then((r) => r.json())
+    .then((s) => s.check_on_load));
+  await page.evaluate(() => app.extensionManager.setting.set("ComfyFixerSmart.General.CheckOnLoad", true));
   await closeDialogs(page);
-  await page.evaluate(() => app.extensionManager.command.execute("ComfyFixerSmart.ShowPanel"));
+
+  // The keybinding runs "Fix missing models": it opens the panel and starts the run.
+  await page.mouse.click(900, 750); // focus the canvas, away from any node
+  await page.keyboard.press("Alt+Shift+F");
   await row.waitFor({ timeout: 30_000 });
-  await panel.locator('[data-testid="cfx-fix-all"]').click();
   await panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="needs_choice"]`).waitFor({ timeout: 60_000 });
   result.choiceText = await row.innerText();
   await page.screenshot({ path: join(out, "21-pick-a-source.png") });

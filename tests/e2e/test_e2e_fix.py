@@ -167,7 +167,7 @@ def test_login_required_download_fails_clearly_then_retries_after_the_key_is_sav
     assert not [e for e in result["errors"] if "comfyfixer" in e.lower()]
 
 
-def test_low_confidence_match_downloads_the_candidate_the_user_picks(comfy, upstream):
+def test_keybinding_run_stops_at_a_low_confidence_match_and_downloads_the_pick(comfy, upstream):
     workflow = one_node_workflow("3c9e1a7b-5d2f-4e8a-b6c0-7f1d2e3a4b5c", graph_node(
         1, "LoraLoader", [NEAR_MISS_LORA, 1.0, 1.0], inputs=[("model", "MODEL", None), ("clip", "CLIP", None)],
         outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [])]))
@@ -175,6 +175,7 @@ def test_low_confidence_match_downloads_the_candidate_the_user_picks(comfy, upst
                 "model": NEAR_MISS_LORA}
     result = run_driver("choice_flow.mjs", scenario, ARTIFACTS / comfy.label, "choice-result.json")
 
+    assert result["newNoticesWithCheckOff"] == 0 and result["serverCheckOnLoad"] is False
     assert "Pick a source" in result["choiceText"] and "Fixture Tiny LoRA" in result["choiceText"]
     assert "Downloaded and verified" in result["doneText"] or "Already on this disk" in result["doneText"]
     # Saved under the name the workflow asks for, with the picked file's bytes.
