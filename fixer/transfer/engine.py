@@ -57,6 +57,8 @@ log = logging.getLogger("fixer.transfer")
 
 WRITE_CHUNK = 512 << 10  # bytes gathered per pwritev
 HASH_BLOCK = 4 << 20  # bytes read back per hash step
+SYNC_EVERY = 256 << 20  # flush written data to disk as the hash passes it, so the final flush is short
+_datasync = getattr(os, "fdatasync", os.fsync)  # Windows has only fsync
 MIN_PIECE = 4 << 20
 MAX_PIECE = 64 << 20
 PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
@@ -184,6 +186,7 @@ class PrefixHasher:
         self._fd = fd
         self._h = hashlib.sha256()
         self._hashed = 0
+        self._synced = 0
         self._avail = 0
         self._final: int | None = None
         self._cond = threading.Condition()
@@ -234,6 +237,9 @@ class PrefixHasher:
                     raise OSError(f"the .part file is shorter than the {self._avail} bytes written")
                 self._h.update(view[:n])
                 self._hashed += n
+                if self._hashed - self._synced >= SYNC_EVERY:
+                    _datasync(self._fd)
+                    self._synced = self._hashed
         except BaseException as e:  # surfaced by result(); a thread must not die silently
             self.error = e
 
@@ -799,6 +805,8 @@ class FileJob:
         digest = await asyncio.to_thread(self.hasher.result)
         self.hasher = None
         t.sha256 = digest
+        # On disk before it takes its name: after a power cut a verified name must not hold a short file.
+        await asyncio.to_thread(_datasync, self.fd)
         os.close(self.fd)
         self.fd = None
         expected_sha256 = self.req.sha256 or remote.linked_sha256
