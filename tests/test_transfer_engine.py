@@ -350,6 +350,15 @@ async def test_existing_file_is_never_overwritten(upstream, tmp_path):
     assert (tmp_path / "model.gguf").read_bytes() == b"mine"
 
 
+async def test_a_sidecar_left_by_a_kill_after_the_rename_is_cleaned_up(upstream, tmp_path):
+    (tmp_path / "model.gguf").write_bytes(b"finished")
+    stale = tmp_path / "model.gguf.part.json"
+    stale.write_text("{}")
+    t = await get(upstream, tiny_hf_url(upstream), tmp_path)
+    assert t.state == "failed" and "already exists" in t.error
+    assert not stale.exists() and (tmp_path / "model.gguf").read_bytes() == b"finished"
+
+
 # ----------------------------------------------------------------- resume and the manager --------------
 
 

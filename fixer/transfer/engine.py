@@ -341,6 +341,8 @@ class FileJob:
             self.t.warning = warning
             action("pickle_warning", target=self.t.target)
         if target.exists():
+            if not os.path.exists(self.t.part):  # a run killed between the rename and this cleanup
+                resume.discard(self.t.part)
             raise DownloadError(f"{self.label}: {target} already exists; it was not overwritten. "
                                 "Move it away to download again")
         target.parent.mkdir(parents=True, exist_ok=True)
