@@ -37,6 +37,7 @@ PREFIX = "/comfyfixer"
 MAX_BODY_BYTES = 16 * 2**20
 # Bodies up to this size decode on the loop (well under a millisecond); larger ones in a thread.
 INLINE_DECODE_BYTES = 64 * 2**10
+BIG_BODY_READ_SECONDS = 120
 # Bodies larger than that are decoded and handled one at a time (see _guarded).
 MAX_BIG_BODIES = 1
 MAX_TEXT_CHARS = 1024
@@ -319,19 +320,28 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
             if reason:
                 log.warning("comfyfixer: %s %s: %s", request.method, request.path, reason)
                 raise RequestRefused(403, reason)
-            raw = await read_body(request, max_bytes) if has_body else b"{}"
-            if len(raw) <= INLINE_DECODE_BYTES:
-                return await fn(request, decode_body(raw))
-            # A decoded multi-MB workflow is ~10x its size in Python objects, and every full garbage
-            # collection walks them all while holding the GIL: with 20 such bodies live at once a
-            # collection stalled the loop for seconds. So one at a time, decoded off the loop
-            # (json.loads takes ~15 ms per MiB); the bytes of the others wait, untouched by the collector.
-            async with big_bodies, collector_paused():
-                body = await asyncio.to_thread(decode_body, raw)
-                try:
-                    return await fn(request, body)
-                finally:  # freeing it is ~40 ms per 13 MiB: a thread drops it piece by piece
-                    await asyncio.to_thread(free_gradually, body)
+            length = request.content_length if has_body else 0
+            if length is not None and length <= INLINE_DECODE_BYTES:
+                raw = await read_body(request, max_bytes) if has_body else b"{}"
+                if len(raw) <= INLINE_DECODE_BYTES:
+                    return await fn(request, decode_body(raw))
+                raise RequestRefused(400, "The request body is longer than its Content-Length.")
+            # Big workflows (or bodies of unknown length) go one at a time, read, decoded off the loop
+            # and scanned, while the others wait unread in their sockets. Read all at once, every
+            # socket read re-takes the GIL from the busy scan thread (up to 5 ms each): with 20
+            # uploads that stalled the loop for over 100 ms. Decoded, a multi-MB workflow is ~10x its
+            # size in objects that each full garbage collection would walk: the collector pauses.
+            async with big_bodies:
+                try:  # a stalled upload must not hold the queue of big bodies forever
+                    raw = await asyncio.wait_for(read_body(request, max_bytes), BIG_BODY_READ_SECONDS)
+                except asyncio.TimeoutError:
+                    raise RequestRefused(408, "The request body did not arrive in time; send it again.") from None
+                async with collector_paused():
+                    body = await asyncio.to_thread(decode_body, raw)
+                    try:
+                        return await fn(request, body)
+                    finally:  # freeing it is ~40 ms per 13 MiB: a thread drops it piece by piece
+                        await asyncio.to_thread(free_gradually, body)
         except RequestRefused as e:
             return error_response(e.status, e.message)
         except FixerError as e:
