@@ -24,9 +24,9 @@ from .events import (ErrorRaised, Event, EventBus, ModelResolved, PhaseChanged, 
 from .inventory import Inventory
 from .models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
 from .names import confine
-from .report import is_pickle
 from .state import write_json_atomic
 from .transfer.progress import eta_seconds
+from .transfer.verify import is_pickle
 
 log = logging.getLogger(__name__)
 FINAL_STATES = ("done", "failed", "cancelled", "not_found", "needs_choice", "skipped")

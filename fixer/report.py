@@ -6,14 +6,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .constants import PICKLE_EXTENSIONS
 from .models import ModelStatus, ScanReport
 from .state import now_iso, write_json_atomic, write_text_atomic
 from .transfer.policy import redact
-
-
-def is_pickle(name: str) -> bool:
-    return Path(name).suffix.lower() in PICKLE_EXTENSIONS
+from .transfer.verify import is_pickle
 
 
 def model_entry(s: ModelStatus) -> dict[str, Any]:

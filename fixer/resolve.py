@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
 from .actionlog import action
 from .config import SearchConfig
-from .constants import PICKLE_EXTENSIONS
 from .http import HttpClient
 from .models import Candidate, ModelRef, Resolution
 from .sources import Found, SearchRun, Source
@@ -32,6 +30,7 @@ from .sources.history import SearchHistory
 from .sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
 from .sources.llm import LLMSource
 from .sources.local import HashCache, LocalSource
+from .transfer.verify import is_pickle
 
 log = logging.getLogger("fixer.resolve")
 
@@ -57,7 +56,7 @@ def rank_key(c: Candidate) -> tuple:
     """Highest confidence, then the more trusted source, then safetensors over pickle formats, then an
     official repo, then the most downloaded."""
     name = (c.ids.get("path") or c.url or c.local_path or c.filename or "").split("?")[0].lower()
-    pickle = os.path.splitext(name)[1] in PICKLE_EXTENSIONS or c.ids.get("format") == "PickleTensor"
+    pickle = is_pickle(name) or c.ids.get("format") == "PickleTensor"
     repo = c.ids.get("repo_id") or ""
     official = 2 if repo.split("/")[0] in COMFY_ORGS else 1 if repo and trusted(repo) else 0
     return (round(c.confidence, 4), SOURCE_RANK.get(c.source, 0), not pickle, official, int(c.ids.get("downloads") or 0))
