@@ -4,7 +4,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { createClient } from "./lib/api.js";
-import { h, plural } from "./lib/dom.js";
+import { h, morph, plural } from "./lib/dom.js";
 import { currentWorkflow, findNode, revealNode, rootGraph, setModelWidgets, workflowName } from "./lib/graph.js";
 import { isRunActive, renderPanel } from "./lib/panel.js";
 
@@ -46,9 +46,16 @@ function rerender() {
   renderQueued = true;
   requestAnimationFrame(() => {
     renderQueued = false;
-    if (panelHost) panelHost.replaceChildren(renderPanel(state, actions));
+    if (panelHost) drawPanel();
     updateLegacyButton();
   });
+}
+
+function drawPanel() {
+  const next = renderPanel(state, actions);
+  const live = panelHost.firstElementChild;
+  if (live) morph(live, next);
+  else panelHost.append(next);
 }
 
 function setNotice(kind, text) {
@@ -269,7 +276,7 @@ function registerPanel() {
     render: (el) => {
       panelHost = h("div.cfx-host");
       el.replaceChildren(panelHost);
-      panelHost.replaceChildren(renderPanel(state, actions));
+      drawPanel();
       if (!state.scanning && state.report?.workflow !== workflowName(app)) scan();
     },
     destroy: () => {

@@ -121,6 +121,7 @@ try {
   // 6. Per-file progress with speed and ETA (the pack reports progress per 512 KB written).
   await page.waitForFunction(() => [...document.querySelectorAll('.cfx-item[data-state="downloading"] .cfx-bar-fill')]
     .some((el) => parseFloat(el.style.width) > 0), null, { timeout: 60_000 }).catch(() => {});
+  await page.waitForTimeout(400); // the bars animate to their new width
   result.panelDuring = await panel.innerText();
   await shot("03-panel-during");
   step("progress shown");

@@ -12,7 +12,11 @@ export function h(spec, props, ...children) {
   }
   for (const [key, value] of Object.entries(props || {})) {
     if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    // Handlers as properties (not listeners) so `morph` can carry them over to a live element.
+    if (key.startsWith("on") && typeof value === "function") {
+      el[key.toLowerCase()] = value;
+      el.cfxHandlers = true;
+    }
     else if (key === "style" && typeof value === "object") Object.assign(el.style, value);
     else if (key === "dataset") Object.assign(el.dataset, value);
     else if (key === "class") el.className += (el.className ? " " : "") + value;
@@ -28,6 +32,77 @@ function append(el, children) {
     if (child === undefined || child === null || child === false) continue;
     if (Array.isArray(child)) append(el, child);
     else el.append(child instanceof Node ? child : String(child));
+  }
+}
+
+const HANDLERS = ["onclick", "oninput", "onchange", "onkeydown"];
+
+/**
+ * Make the live element `live` look like the freshly built `next`, changing only what differs:
+ * attributes, text, handler properties, children (by position). Unchanged nodes are left alone,
+ * so a button under the mouse survives a re-render and only changed rows get restyled. Elements
+ * with equal `data-sig` attributes (a signature of everything they show) are skipped whole.
+ * Returns the node now in the document.
+ */
+export function morph(live, next) {
+  if (live.nodeType !== next.nodeType || live.nodeName !== next.nodeName
+    || (live.nodeType !== Node.ELEMENT_NODE && live.nodeType !== Node.TEXT_NODE)) {
+    live.replaceWith(next);
+    return next;
+  }
+  if (live.nodeType === Node.TEXT_NODE) {
+    if (live.data !== next.data) live.data = next.data;
+    return live;
+  }
+  const sig = next.getAttribute("data-sig");
+  if (sig !== null && live.getAttribute("data-sig") === sig) return live;
+  syncAttributes(live, next);
+  if (live.cfxHandlers || next.cfxHandlers) {
+    for (const key of HANDLERS) if (live[key] !== next[key]) live[key] = next[key];
+    live.cfxHandlers = next.cfxHandlers;
+  }
+  let child = live.firstChild;
+  let nextChild = next.firstChild;
+  while (nextChild) {
+    const following = nextChild.nextSibling; // read first: morph or append may move nextChild
+    if (child) {
+      const after = child.nextSibling;
+      morph(child, nextChild);
+      child = after;
+    } else {
+      live.appendChild(nextChild);
+    }
+    nextChild = following;
+  }
+  while (child) {
+    const after = child.nextSibling;
+    child.remove();
+    child = after;
+  }
+  return live;
+}
+
+/** A short signature of JSON-able data for `data-sig` (cyrb53: 53-bit, fast, well mixed). */
+export function signature(data) {
+  const text = JSON.stringify(data) ?? "";
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 2654435761);
+    h2 = Math.imul(h2 ^ c, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
+
+function syncAttributes(live, next) {
+  const have = live.attributes;
+  for (let i = have.length - 1; i >= 0; i -= 1) if (!next.hasAttribute(have[i].name)) live.removeAttribute(have[i].name);
+  const want = next.attributes;
+  for (let i = 0; i < want.length; i += 1) {
+    if (live.getAttribute(want[i].name) !== want[i].value) live.setAttribute(want[i].name, want[i].value);
   }
 }
 

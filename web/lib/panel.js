@@ -1,6 +1,6 @@
 // Renders the ComfyFixerSmart panel from plain state. No network, no graph access: every button
 // calls one of the `actions` the extension hands in. Side-effect free module.
-import { dotted, fmtBytes, fmtEta, fmtPercent, fmtSpeed, h, plural } from "./dom.js";
+import { dotted, fmtBytes, fmtEta, fmtPercent, fmtSpeed, h, plural, signature } from "./dom.js";
 
 export const ACTIVE_PHASES = new Set(["scanning", "resolving", "downloading", "verifying"]);
 const ACTIVE_ROW_STATES = new Set(["queued", "resolving", "resolved", "downloading", "verifying"]);
@@ -133,7 +133,8 @@ function modelItem(name, model, row, state, actions) {
     actionButtons.push(button("Download", () => actions.fix([name]), { icon: "pi pi-download", busy: busy.has("fix") }));
   }
 
-  return h("li.cfx-item", { dataset: { state: rowState, name } },
+  const sig = signature([model, row, runActive, busy.has("fix"), busy.has(`cancel:${name}`), busy.has(`retry:${name}`)]);
+  return h("li.cfx-item", { dataset: { state: rowState, name, sig } },
     h("div.cfx-item-head",
       h(`i.cfx-state-icon.${icon.split(" ").join(".")}`, { title: label }),
       nameEl(name)),
@@ -152,7 +153,7 @@ function modelItem(name, model, row, state, actions) {
 
 function elsewhereItem(model, actions, busy) {
   const name = modelName(model);
-  return h("li.cfx-item", { dataset: { state: "elsewhere", name } },
+  return h("li.cfx-item", { dataset: { state: "elsewhere", name, sig: signature([model, busy.has(`relink:${name}`)]) } },
     h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-link"), nameEl(name)),
     usageLine(model, actions, model.folder),
     (model.elsewhere ?? []).slice(0, 3).map((where) => {
@@ -170,7 +171,7 @@ function elsewhereItem(model, actions, busy) {
 
 function packItem(pack, actions, busy) {
   const commands = (pack.install ?? []).join("\n");
-  return h("li.cfx-item", { dataset: { state: "pack", name: pack.id } },
+  return h("li.cfx-item", { dataset: { state: "pack", name: pack.id, sig: signature([pack, busy.has(`pack:${pack.id}`)]) } },
     h("div.cfx-item-head",
       h("i.cfx-state-icon.pi.pi-box"),
       h("span.cfx-name", pack.title || pack.id),
@@ -253,6 +254,8 @@ function runBlock(status, state, actions) {
 /**
  * Build the panel's DOM for `state`:
  * {workflowName, report, scanning, scanError, status, busy: Set<string>, notice: {kind, text}|null}
+ * The extension morphs the live panel into this tree (dom.js `morph`), so rebuilding on every
+ * status event touches only what changed.
  */
 export function renderPanel(state, actions) {
   const { report, status } = state;
