@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 Listener = Callable[[str, dict], None]
 SETTING_FIELDS = {"max_concurrent": ("download", int, 1, 16), "connections_per_file": ("download", int, 1, 32),
                   "allow_pickle": ("download", bool, None, None), "check_on_load": (None, bool, None, None)}
+SEND_INTERVAL = 0.25  # at most ~4 status events a second to the page
 TOKEN_FIELDS = {"hf_token": "HF_TOKEN", "civitai_api_key": "CIVITAI_API_KEY"}
 
 
@@ -59,6 +60,7 @@ class FixerService:
         self._task: asyncio.Task | None = None
         self._last_workflow: tuple[Any, str] | None = None
         self._last_sent = 0.0
+        self._trailing: threading.Timer | None = None
         self._send_lock = threading.Lock()
 
     # --- events --------------------------------------------------------------------------
@@ -78,9 +80,22 @@ class FixerService:
         forced = isinstance(event, (PhaseChanged, TransferDone, RunFinished))
         with self._send_lock:
             now = time.monotonic()
-            if not forced and now - self._last_sent < 0.25:
+            wait = SEND_INTERVAL - (now - self._last_sent)
+            if not forced and wait > 0:
+                # Throttled, but the newest state must still reach the page: send it when the interval ends.
+                if self._trailing is None:
+                    self._trailing = threading.Timer(wait, self._send_latest)
+                    self._trailing.daemon = True
+                    self._trailing.start()
                 return
             self._last_sent = now
+        self._emit("comfyfixer.status", self.status())
+
+    def _send_latest(self) -> None:
+        with self._send_lock:
+            self._trailing = None
+            self._last_sent = time.monotonic()
+        self.status_doc.flush()
         self._emit("comfyfixer.status", self.status())
 
     # --- scan ----------------------------------------------------------------------------

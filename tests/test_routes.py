@@ -496,3 +496,19 @@ async def test_retry_with_a_source_that_was_never_offered_is_refused(live):
     r = await live.client.post("/comfyfixer/retry", json={"name": TINY_LORA, "url": "https://example.com/evil.safetensors"})
     assert 400 <= r.status < 500
     assert "not one of the sources found" in (await r.json())["error"]
+
+
+def test_a_throttled_status_event_is_still_sent_when_the_interval_ends(tmp_path, comfy_root):
+    import time as _time
+
+    from fixer.events import Progress
+    from fixer.service import SEND_INTERVAL
+
+    svc = FixerService(StandaloneHost.from_root(comfy_root), tmp_path / "state", comfyui_root=comfy_root)
+    sent: list[dict] = []
+    svc.on_event(lambda event, payload: sent.append(payload) if event == "comfyfixer.status" else None)
+    svc.bus.emit(Progress(1, 3))  # sent at once
+    svc.bus.emit(Progress(2, 3))  # inside the interval: held back, not dropped
+    assert [p["progress"]["current"] for p in sent] == [1]
+    _time.sleep(SEND_INTERVAL + 0.2)
+    assert [p["progress"]["current"] for p in sent] == [1, 2]
