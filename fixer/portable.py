@@ -20,7 +20,10 @@ from .models import Candidate, Resolution
 
 def public_url(url: str, hf: str | None = None, civitai: str | None = None) -> str:
     """The URL as another user would fetch it: default hosts instead of configured ones, no token."""
-    for mine, public in ((hf or hf_endpoint(), HF_DEFAULT_ENDPOINT), (civitai or civitai_base_url(), CIVITAI_DEFAULT_BASE_URL)):
+    pairs = [(hf or hf_endpoint(), HF_DEFAULT_ENDPOINT), (civitai or civitai_base_url(), CIVITAI_DEFAULT_BASE_URL)]
+    if urlsplit(url).path.startswith(("/api/download/", "/api/v1/")):
+        pairs.reverse()  # Civitai's own paths: decides when both services sit behind one address (a mirror)
+    for mine, public in pairs:
         mine = mine.rstrip("/")
         if mine != public and url.startswith(mine + "/"):
             url = public + url[len(mine):]

@@ -68,3 +68,11 @@ def test_portable_copy_drops_tokens_pasted_into_existing_model_links():
     out = make_portable(wf, [])
     assert "SECRET" not in json.dumps(out)
     assert out["models"][0]["url"] == "https://civitai.com/api/download/models/2?type=Model"
+
+
+def test_one_mirror_for_both_services_maps_each_link_to_its_own_public_host():
+    base = "http://127.0.0.1:9999"
+    assert public_url(f"{base}/api/download/models/9100101", hf=base, civitai=base) == \
+        "https://civitai.com/api/download/models/9100101"
+    assert public_url(f"{base}/org/repo/resolve/main/x.safetensors", hf=base, civitai=base) == \
+        "https://huggingface.co/org/repo/resolve/main/x.safetensors"
