@@ -18,6 +18,9 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds("2") == 2.0
     assert retry_after_seconds(email.utils.formatdate(1000 + 30, usegmt=True), now=1000) == pytest.approx(30, abs=1)
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert retry_after_seconds("soon") is None
 
 
 def test_hub_ratelimit_header_gives_the_reset():

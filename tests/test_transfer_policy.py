@@ -8,7 +8,7 @@ import pytest
 
 from fixer.errors import HostNotAllowed
 from fixer.transfer import resume
-from fixer.transfer.engine import MIN_PIECE, RetryPolicy, parse_retry_after, plan_pieces, retry_delay
+from fixer.transfer.engine import MIN_PIECE, RetryPolicy, plan_pieces, retry_delay
 from fixer.transfer.policy import (auth_headers, check_redirect, check_start_url, redact, strip_secret_query,
                                    token_name_for)
 
@@ -105,12 +105,6 @@ def test_backoff_doubles_with_jitter_and_is_capped():
     assert retry_delay(0, None, policy, rand=lambda: 1.0) == 1.0
     assert retry_delay(2, None, policy, rand=lambda: 0.0) == 2.0  # 4 s halved by the jitter
     assert retry_delay(10, None, policy, rand=lambda: 1.0) == 5.0
-
-
-def test_retry_after_is_read_as_seconds_or_http_date():
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert parse_retry_after("soon") is None
 
 
 def test_pieces_cover_only_the_missing_ranges_in_file_order():

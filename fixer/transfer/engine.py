@@ -35,7 +35,6 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
@@ -47,6 +46,7 @@ from ..actionlog import action
 from ..config import DownloadConfig
 from ..constants import hf_endpoint
 from ..errors import AuthRequired, DownloadError, FixerError, IntegrityError, NotEnoughSpace, NotFoundUpstream
+from ..http import retry_after_seconds
 from ..models import Transfer
 from ..names import confine
 from . import resume, verify
@@ -88,18 +88,6 @@ def retry_delay(attempt: int, retry_after: float | None, policy: RetryPolicy,
     if retry_after is not None:
         return max(0.0, min(retry_after, policy.max_retry_after))
     return min(policy.cap, policy.base * 2**attempt) * (0.5 + rand() / 2)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class Retryable(Exception):
@@ -456,7 +444,7 @@ class FileJob:
             resp.release()
         if status in RETRYABLE_STATUS:
             raise Retryable(f"HTTP {status} from {resp.url.host}",
-                            parse_retry_after(resp.headers.get("Retry-After")))
+                            retry_after_seconds(resp.headers.get("Retry-After")))
         raise self._http_error(status, resp.headers, body)
 
     def _http_error(self, status: int, headers, body: str) -> FixerError:
