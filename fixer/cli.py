@@ -10,8 +10,9 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .actionlog import close_run_log, open_run_log
@@ -21,6 +22,9 @@ from .events import EventBus, PhaseChanged, ScanFinished
 from .host import StandaloneHost, fetch_object_info, load_object_info
 from .models import ScanReport
 from .state import StatusDocument, read_json
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
 PACK_DIR = Path(__file__).resolve().parent.parent
@@ -36,8 +40,24 @@ class RunContext:
     workflows: list[str]
     bus: EventBus
     status: StatusDocument
+    _host: StandaloneHost | None = field(default=None, init=False, repr=False)
+    _inventory: Inventory | None = field(default=None, init=False, repr=False)
 
     def host(self) -> StandaloneHost:
+        """The ComfyUI this run works on, built once: --server means a request to that ComfyUI."""
+        if self._host is None:
+            self._host = self._make_host()
+        return self._host
+
+    def inventory(self) -> Inventory:
+        """The model files on disk, walked once per run: the scan and the fix after it share it."""
+        from .inventory import build_inventory
+
+        if self._inventory is None:
+            self._inventory = build_inventory(self.host())
+        return self._inventory
+
+    def _make_host(self) -> StandaloneHost:
         if self.root is None:
             raise FixerError("No ComfyUI folder given: pass --comfyui-root DIR, set comfyui_root in config.json, "
                              "or install this pack in ComfyUI/custom_nodes/")
@@ -122,11 +142,10 @@ def run_scan(ctx: RunContext) -> ScanReport:
     if not any(Path(w).expanduser().exists() for w in ctx.workflows):
         raise FixerError(f"No workflow found at {', '.join(ctx.workflows)}: check --workflow")
     ctx.bus.emit(PhaseChanged("scanning"))
-    report = scan_paths(ctx.workflows, host)
+    report = scan_paths(ctx.workflows, host, ctx.inventory())
     packs = match_missing_nodes(report.missing_nodes, PackIndex.load(ctx.root), None) if report.missing_nodes else []
     write_scan_outputs(report, ctx.state_dir, packs)
     ctx.bus.emit(ScanFinished(report))
-    ctx.report_packs = packs  # type: ignore[attr-defined]
     return report
 
 
@@ -210,7 +229,6 @@ def cmd_auto(ctx: RunContext) -> int:
     import asyncio
 
     from .console import ConsoleProgress
-    from .inventory import build_inventory
     from .pipeline import FixRun
     from .report import summary_text
     from .state import StateLock
@@ -227,9 +245,8 @@ def cmd_auto(ctx: RunContext) -> int:
             print("Nothing downloaded.")
             ctx.bus.emit(PhaseChanged("complete"))
             return EXIT_MISSING
-        host = ctx.host()
-        run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=host.folders(),
-                     models_dir=ctx.root / "models" if ctx.root else None, inventory=build_inventory(host),
+        run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
+                     models_dir=ctx.root / "models" if ctx.root else None, inventory=ctx.inventory(),
                      state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows))
         ctx.bus.subscribe(ConsoleProgress())
         ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))

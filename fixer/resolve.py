@@ -202,7 +202,6 @@ def cmd_resolve(ctx: Any) -> int:
 
     from .cli import EXIT_MISSING, EXIT_OK, run_scan
     from .events import ModelResolved, PhaseChanged
-    from .inventory import build_inventory
     from .portable import write_portable
     from .readers import iter_workflow_files
     from .state import StateLock, write_json_atomic
@@ -210,8 +209,7 @@ def cmd_resolve(ctx: Any) -> int:
     with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
         report = run_scan(ctx)
         refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
-        host = ctx.host()
-        rctx = ResolveContext(config=ctx.config.search, secrets=ctx.secrets(), inventory=build_inventory(host),
+        rctx = ResolveContext(config=ctx.config.search, secrets=ctx.secrets(), inventory=ctx.inventory(),
                               state_dir=ctx.state_dir, comfyui_root=ctx.root)
         out = ctx.state_dir / "output" / "resolutions.json"
         ctx.bus.emit(PhaseChanged("resolving", total=len(refs)))

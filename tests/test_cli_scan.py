@@ -93,3 +93,21 @@ def test_help_lists_the_flags_and_exit_codes():
     assert r.returncode == 0
     for flag in ("--scan", "--status", "--comfyui-root", "--workflow", "--state-dir", "--config", "--json", "Exit codes"):
         assert flag in r.stdout
+
+
+def test_a_run_asks_the_comfyui_server_once_and_walks_the_model_folders_once(tmp_path, monkeypatch):
+    from fixer import cli, inventory
+
+    root = make_comfy_root(tmp_path)
+    write_json(root / "user/default/workflows/a.json", make_workflow([node(1, "VAELoader", ["need.safetensors"])]))
+    asked, walked = [], []
+    monkeypatch.setattr(cli, "fetch_object_info", lambda url: asked.append(url) or {"VAELoader": {}})
+    real_build = inventory.build_inventory
+    monkeypatch.setattr(inventory, "build_inventory", lambda host: walked.append(host) or real_build(host))
+    ctx = cli.make_context(cli.build_parser().parse_args(
+        ["--resolve", "--comfyui-root", str(root), "--state-dir", str(tmp_path / "state"),
+         "--server", "http://127.0.0.1:8188"]))
+    report = cli.run_scan(ctx)  # what --auto and --resolve do first, before they fix
+    assert [s.state for s in report.models] == ["missing"]
+    assert ctx.host() is ctx.host() and ctx.inventory() is ctx.inventory()
+    assert asked == ["http://127.0.0.1:8188"] and len(walked) == 1
