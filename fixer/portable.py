@@ -12,10 +12,11 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .constants import CIVITAI_DEFAULT_BASE_URL, HF_DEFAULT_ENDPOINT, civitai_base_url, hf_endpoint
 from .models import Candidate, Resolution
+from .transfer.policy import strip_secret_query
 
 
 def public_url(url: str, hf: str | None = None, civitai: str | None = None) -> str:
@@ -28,9 +29,7 @@ def public_url(url: str, hf: str | None = None, civitai: str | None = None) -> s
         if mine != public and url.startswith(mine + "/"):
             url = public + url[len(mine):]
             break
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() != "token"]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+    return urlunsplit(urlsplit(strip_secret_query(url))._replace(fragment=""))
 
 
 def _strings(obj: Any) -> Iterator[str]:

@@ -19,6 +19,8 @@ def test_public_url_maps_endpoints_back_and_drops_tokens():
         "https://huggingface.co/a/b/resolve/main/c.safetensors"
     assert public_url("http://m:1/api/download/models/5?type=Model&token=SECRET", hf="http://x", civitai="http://m:1") == \
         "https://civitai.com/api/download/models/5?type=Model"
+    assert public_url("https://civitai.com/api/download/models/5?api_key=SECRET&type=Model") == \
+        "https://civitai.com/api/download/models/5?type=Model"  # every credential key the downloader knows
 
 
 def test_resolved_models_used_by_the_workflow_get_entries(monkeypatch):
