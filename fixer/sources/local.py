@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import Candidate, LocalFile, ModelRef
+from ..state import read_json, write_text_atomic
 from . import CONFIDENCE, Found, SearchRun
 from .fuzzy import loose
 
@@ -36,12 +37,7 @@ class HashCache:
 
     def __init__(self, path: Path | None):
         self.path = path
-        self._data: dict[str, dict[str, Any]] = {}
-        if path is not None:
-            try:
-                self._data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                self._data = {}
+        self._data: dict[str, dict[str, Any]] = read_json(path, {}) if path is not None else {}
 
     async def sha256(self, path: str) -> str | None:
         try:
@@ -64,10 +60,7 @@ class HashCache:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._data), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(self._data))
         except OSError as e:
             log.warning("Cannot write the hash cache %s: %s", self.path, e)
 

@@ -25,6 +25,7 @@ from ..config import DownloadConfig
 from ..errors import FixerError
 from ..models import Transfer, TransferRequest
 from ..names import confine
+from ..state import read_json, write_text_atomic
 from . import verify
 from .engine import FileJob, RetryPolicy, with_url_token
 from .policy import redact, strip_secret_query
@@ -197,17 +198,11 @@ def record_download(path: Path, t: Transfer, dest_root: str | None = None) -> No
     with _RECORDS_LOCK:
         entries = [e for e in read_records(path) if e.get("path") != t.target]
         entries.append(transfer_record(t, dest_root))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"downloads": entries}, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps({"downloads": entries}, indent=2))
 
 
 def read_records(path: Path) -> list[dict]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
+    data = read_json(path)
     entries = data.get("downloads", []) if isinstance(data, dict) else []
     return [e for e in entries if isinstance(e, dict)]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..constants import PICKLE_EXTENSIONS
 from ..errors import IntegrityError
+from ..state import write_text_atomic
 
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
 
@@ -132,7 +133,4 @@ def verify_batch(entries: list[tuple[str, str, int | None]]) -> tuple[list[dict]
 
 
 def write_report(path: Path, report: BatchReport) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(report.to_json(), indent=2))
