@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, MODEL_EXTENSIONS, map_legacy
+from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
 from .errors import ConfigError
 
 PT_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
@@ -190,7 +190,3 @@ def fetch_object_info(server: str, timeout: float = 20.0) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{url} did not answer an /object_info object")
     return data
-
-
-def is_model_filename(value: str) -> bool:
-    return os.path.splitext(value.strip().lower())[1] in MODEL_EXTENSIONS

@@ -273,16 +273,6 @@ async def queue_install(base_url: str, pack: Any, api: ManagerApi, *, client_id:
     return queued
 
 
-def probe_sync(base_url: str, **kw: Any) -> ManagerStatus:
-    """For the CLI."""
-    return asyncio.run(probe(base_url, **kw))
-
-
-def queue_install_sync(base_url: str, pack: Any, api: ManagerApi, **kw: Any) -> InstallQueued:
-    """For the CLI, on an explicit `--install` style request only."""
-    return asyncio.run(queue_install(base_url, pack, api, **kw))
-
-
 # ---------------------------------------------------------------- HTTP edge
 
 
