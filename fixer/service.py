@@ -75,8 +75,6 @@ class FixerService:
                 log.exception("event listener failed")
 
     def _forward(self, event: Event) -> None:
-        if self._run is not None:
-            self.status_doc.set_data(self._run.data(), force=isinstance(event, (TransferDone, RunFinished)))
         forced = isinstance(event, (PhaseChanged, TransferDone, RunFinished))
         with self._send_lock:
             now = time.monotonic()
@@ -89,13 +87,19 @@ class FixerService:
                     self._trailing.start()
                 return
             self._last_sent = now
+        self._refresh(force=forced)
         self._emit("comfyfixer.status", self.status())
+
+    def _refresh(self, force: bool) -> None:
+        """The run's rows into the status document (built only when they are sent, not per event)."""
+        if self._run is not None:
+            self.status_doc.set_data(self._run.data(), force=force)
 
     def _send_latest(self) -> None:
         with self._send_lock:
             self._trailing = None
             self._last_sent = time.monotonic()
-        self.status_doc.flush()
+        self._refresh(force=True)
         self._emit("comfyfixer.status", self.status())
 
     # --- scan ----------------------------------------------------------------------------
