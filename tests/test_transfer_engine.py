@@ -143,6 +143,21 @@ async def test_trickling_server_times_out_as_stalled(upstream, tmp_path):
     assert not (tmp_path / "s.bin").exists()
 
 
+async def test_a_slow_link_still_reports_progress_several_times_a_second(upstream, tmp_path):
+    from fixer import events
+
+    data = blob(400 * 1024)
+    url = fr.register_hf_file(upstream, "t/crawl", "c.bin", data)
+    fr.faults(upstream, fr.hf_key("t/crawl", "c.bin")).trickle = 300_000.0  # small pieces, under 512 KiB a second
+    bus = events.EventBus()
+    seen: list[int] = []
+    bus.subscribe(lambda e: seen.append(e.transfer.bytes_done) if isinstance(e, events.TransferProgress) else None)
+    t = await download_one(TransferRequest(url=url, folder="loras", filename="c.bin"), str(tmp_path),
+                           cfg(connections_per_file=1), {}, bus=bus, retry=FAST)
+    assert t.state == "done", t.error
+    assert len({b for b in seen if 0 < b < len(data)}) >= 3  # progress between the first and the last byte
+
+
 async def test_trickle_once_then_normal_speed_succeeds(upstream, tmp_path):
     data = blob(2 * MiB)
     url = fr.register_hf_file(upstream, "t/slow1", "s.bin", data)

@@ -698,7 +698,7 @@ class FileJob:
         size = 0
         pending: asyncio.Future | None = None
         pending_range = (0, 0)
-        window_start = time.monotonic()
+        window_start = last_write = time.monotonic()
         window_bytes = 0
         timeout = self.config.timeout_seconds
         try:
@@ -722,7 +722,10 @@ class FileJob:
                         raise Retryable(f"the server sent only {window_bytes} bytes in {now - window_start:.1f} s "
                                         f"(stalled; timeout {timeout:g} s)")
                     window_start, window_bytes = now, 0
-                if size >= WRITE_CHUNK or (end is not None and pos + size >= end):
+                # Also write (and so report progress) at least every PROGRESS_INTERVAL on a slow link.
+                if size >= WRITE_CHUNK or (end is not None and pos + size >= end) or \
+                        now - last_write >= PROGRESS_INTERVAL:
+                    last_write = now
                     if pending is not None:
                         await pending
                         self._written(*pending_range)
