@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import posixpath
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .constants import civitai_base_url, hf_endpoint
 from .errors import ConfigError, NotFoundUpstream, UpstreamError
+from .http import MAX_RETRY_AFTER, RETRY_STATUSES, backoff_delay, retry_after_seconds
 from .models import TransferRequest
 from .names import safe_relpath
 
@@ -144,6 +146,9 @@ def transfer_request(spec: SourceSpec, folder: str, file_name: str = "", sha256:
                            model_name=name)
 
 
+ATTEMPTS = 4  # 429/5xx answers are retried like every other upstream call (fixer.http's rules)
+
+
 def fetch_civitai_version(spec: SourceSpec, token: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
     """GET /api/v1/model-versions/<id> (or the model's newest version) from CIVITAI_BASE_URL."""
     import requests
@@ -152,10 +157,15 @@ def fetch_civitai_version(spec: SourceSpec, token: str | None = None, timeout: f
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(path: str, what: str) -> dict[str, Any]:
-        try:
-            r = requests.get(base + path, headers=headers, timeout=timeout)
-        except requests.RequestException as e:
-            raise UpstreamError("Civitai", f"cannot reach {base}: {e}. Check the network and retry.") from e
+        for attempt in range(ATTEMPTS):
+            try:
+                r = requests.get(base + path, headers=headers, timeout=timeout)
+            except requests.RequestException as e:
+                raise UpstreamError("Civitai", f"cannot reach {base}: {e}. Check the network and retry.") from e
+            if r.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
+                break
+            wait = retry_after_seconds(r.headers.get("Retry-After"))
+            time.sleep(min(MAX_RETRY_AFTER, wait) if wait is not None else backoff_delay(attempt))
         if r.status_code == 404:
             raise NotFoundUpstream("Civitai", what)
         if r.status_code in (401, 403):

@@ -125,3 +125,13 @@ def test_civitai_model_link_fetches_its_newest_version(upstream):
 def test_unknown_civitai_version_says_not_found(upstream):
     with pytest.raises(NotFoundUpstream, match="Model version 424242"):
         fetch_civitai_version(parse_source("civitai:424242"))
+
+
+def test_civitai_version_lookup_waits_out_a_429_then_succeeds(upstream):
+    from tests.fake_upstream import Fault
+
+    upstream.add_fault(Fault(path=r"/api/v1/model-versions/9100101", status=429, headers={"Retry-After": "0"},
+                             body={"error": "slow down"}, times=2))
+    version = fetch_civitai_version(parse_source("civitai:9100101"))
+    assert version["id"] == 9100101
+    assert sum(1 for r in upstream.requests if r.path_qs.startswith("/api/v1/model-versions/9100101")) == 3
