@@ -112,17 +112,13 @@ def _is_structural(node_type: str, subgraph_ids: set[str]) -> bool:
             or node_type.startswith("workflow>") or node_type.startswith("workflow/"))
 
 
-def _named_values(node: _Node, node_defs: dict | None) -> Iterator[tuple[str | None, Any]]:
-    """(input name or None, value) pairs for a node's widget values."""
-    if isinstance(node.values, dict):
-        yield from node.values.items()
-        return
-    core = core_inputs(node.node_type)
-    names: list[str] = list(core[0]) if core and core[0] else []
-    if not names and node_defs and isinstance(node_defs.get(node.node_type), dict):
-        names = widget_names_from_def(node_defs[node.node_type])
-    for i, value in enumerate(node.values):
-        yield (names[i] if i < len(names) else None), value
+def _widget_names(node_type: str, core, node_defs: dict | None) -> list[str]:
+    """Input names in widgets_values order: the core table, else the live definition, else none."""
+    if core and core[0]:
+        return list(core[0])
+    if node_defs and isinstance(node_defs.get(node_type), dict):
+        return widget_names_from_def(node_defs[node_type])
+    return []
 
 
 def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
@@ -154,13 +150,24 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 nref = node_refs[node.node_type] = NodeRef(node.node_type, cnr_id=pick("cnr_id"),
                                                            aux_id=pick("aux_id"), ver=pick("ver"))
             nref.usages.append(Usage(label, node.node_id, node.node_type, None, node.path, node.optional))
-        prop_models = node.properties.get("models")
-        local_hints_lower = {name.lower(): hint for name, hint in
-                             (h for h in map(_hint_from, prop_models) if h)} if isinstance(prop_models, list) else {}
-        core = core_inputs(node.node_type)
-        for input_name, value in _named_values(node, node_defs):
+        local_hints_lower: dict[str, ModelHint] | None = None
+        names: list[str] | None = None
+        core = None
+        by_name = isinstance(node.values, dict)
+        for key, value in (node.values.items() if by_name else enumerate(node.values)):
             if not is_model_value(value):
-                continue
+                continue  # most widget values: the work below is done only for model files
+            if local_hints_lower is None:
+                core = core_inputs(node.node_type)
+                prop_models = node.properties.get("models")
+                local_hints_lower = {n.lower(): h for n, h in (x for x in map(_hint_from, prop_models) if x)} \
+                    if isinstance(prop_models, list) else {}
+            if by_name:
+                input_name = key
+            else:
+                if names is None:
+                    names = _widget_names(node.node_type, core, node_defs)
+                input_name = names[key] if key < len(names) else None
             name = normalise(value)
             hint = local_hints_lower.get(name.lower()) or declared_by_name.get(name.lower())
             folder, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
