@@ -23,6 +23,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .server import UPSTREAM
+
 REAL_CIVITAI_ORIGINS = ("https://api.civitai.com", "https://civitai.com")
 IGNORED_CIVITAI_MATCH_PARAMS = {"limit", "nsfw", "token"}
 
@@ -223,7 +225,7 @@ def _paginate(request: web.Request, items: list[Any], page_size: int) -> web.Res
 
 
 async def hf_list_models(request: web.Request) -> web.Response:
-    up = request.app["upstream"]
+    up = request.app[UPSTREAM]
     st = _state(up)
     params = {k: v for k, v in request.query.items()}
     for entry in st["hf_canned"].values():
@@ -243,7 +245,7 @@ async def hf_list_models(request: web.Request) -> web.Response:
 
 
 async def hf_model_info(request: web.Request) -> web.Response:
-    repo, err = _hf_repo_or_error(request.app["upstream"], request)
+    repo, err = _hf_repo_or_error(request.app[UPSTREAM], request)
     if err:
         return err
     info = copy.deepcopy(repo["info"])
@@ -254,7 +256,7 @@ async def hf_model_info(request: web.Request) -> web.Response:
 
 
 async def hf_tree(request: web.Request) -> web.Response:
-    up = request.app["upstream"]
+    up = request.app[UPSTREAM]
     repo, err = _hf_repo_or_error(up, request)
     if err:
         return err
@@ -274,7 +276,7 @@ async def hf_tree(request: web.Request) -> web.Response:
 
 
 async def hf_paths_info(request: web.Request) -> web.Response:
-    repo, err = _hf_repo_or_error(request.app["upstream"], request)
+    repo, err = _hf_repo_or_error(request.app[UPSTREAM], request)
     if err:
         return err
     form = await request.post()
@@ -320,7 +322,7 @@ def _meili_rank(models: list[dict[str, Any]], query: str) -> list[dict[str, Any]
 
 
 async def civitai_models(request: web.Request) -> web.Response:
-    up = request.app["upstream"]
+    up = request.app[UPSTREAM]
     st = _state(up)
     q = request.query
     if "page" in q and "query" in q:
@@ -356,7 +358,7 @@ async def civitai_models(request: web.Request) -> web.Response:
 
 
 async def civitai_model(request: web.Request) -> web.Response:
-    st = _state(request.app["upstream"])
+    st = _state(request.app[UPSTREAM])
     mid = request.match_info["id"]
     model = st["civitai_models"].get(int(mid)) if mid.isdigit() else None
     if model is None:
@@ -372,7 +374,7 @@ def _version_body(st: dict[str, Any], vid: int) -> dict[str, Any] | None:
 
 
 async def civitai_version(request: web.Request) -> web.Response:
-    st = _state(request.app["upstream"])
+    st = _state(request.app[UPSTREAM])
     vid = request.match_info["id"]
     if not vid.isdigit():
         return web.json_response({"error": "Invalid id"}, status=400)
@@ -396,14 +398,14 @@ def _find_by_hash(st: dict[str, Any], h: str) -> dict[str, Any] | None:
 
 
 async def civitai_by_hash(request: web.Request) -> web.Response:
-    body = _find_by_hash(_state(request.app["upstream"]), request.match_info["hash"])
+    body = _find_by_hash(_state(request.app[UPSTREAM]), request.match_info["hash"])
     if body is None:
         return web.json_response({"error": "Model not found"}, status=404)
     return _civitai_json(request, body)
 
 
 async def civitai_by_hash_batch(request: web.Request) -> web.Response:
-    st = _state(request.app["upstream"])
+    st = _state(request.app[UPSTREAM])
     try:
         hashes = await request.json()
     except ValueError:
@@ -422,7 +424,7 @@ async def civitai_by_hash_batch(request: web.Request) -> web.Response:
 
 
 async def chat_completions(request: web.Request) -> web.Response:
-    st = _state(request.app["upstream"])
+    st = _state(request.app[UPSTREAM])
     body = await request.json()
     prompt = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
     content = next((reply for needle, reply in st["llm_replies"] if needle in prompt), "{}")

@@ -30,6 +30,8 @@ from urllib.parse import quote, unquote, urlencode
 
 from aiohttp import web
 
+from .server import UPSTREAM
+
 _FLIP = bytes(b ^ 0x5A for b in range(256))  # "other bytes of the same length", fast via translate
 STAND_IN = b"fixture stand-in: the real file is not served by the fake\n"
 CHUNK = 64 * 1024
@@ -237,7 +239,7 @@ def _hf_repo(up: Any, repo_id: str) -> dict[str, Any] | None:
 
 
 async def hf_resolve(request: web.Request) -> web.StreamResponse:
-    up = request.app["upstream"]
+    up = request.app[UPSTREAM]
     _load_errors(up)
     repo_id = f"{request.match_info['org']}/{request.match_info['name']}"
     rev = unquote(request.match_info["rev"])
@@ -288,7 +290,7 @@ def _redirect_fault(request: web.Request, sf: ServedFile, location: str) -> str:
 
 
 async def civitai_download(request: web.Request) -> web.StreamResponse:
-    up = request.app["upstream"]
+    up = request.app[UPSTREAM]
     vid = request.match_info["vid"]
     v = _civitai_versions(up).get(vid)
     if v is None:
@@ -340,7 +342,7 @@ async def cdn(request: web.Request) -> web.StreamResponse:
 
 
 async def _cdn(request: web.Request) -> web.StreamResponse:
-    up = request.app["upstream"]
+    up = request.app[UPSTREAM]
     key = unquote(request.match_info["key"])
     sf = _served(up, key)
     if request.method == "GET":

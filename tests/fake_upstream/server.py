@@ -32,6 +32,9 @@ def payload_bytes(p: dict) -> bytes:
     return struct.pack("<Q", len(hdr)) + hdr + data
 
 
+UPSTREAM = web.AppKey("upstream", object)  # route handlers find the FakeUpstream here
+
+
 @dataclass
 class Fault:
     """Answer requests whose path matches `path` (regex) with `status` (and headers/body), `times` times.
@@ -141,7 +144,7 @@ class FakeUpstream:
         from . import api_routes, file_routes
 
         app = web.Application(middlewares=[self._middleware])
-        app["upstream"] = self
+        app[UPSTREAM] = self
         file_routes.add_routes(app, self)
         api_routes.add_routes(app, self)
         return app
