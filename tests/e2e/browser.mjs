@@ -1,6 +1,6 @@
 // Headless Debian Chromium through playwright-core, the way the e2e runbook found to work:
 // a fresh profile, no browser download, and every request that is not to loopback aborted.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -59,4 +59,38 @@ export async function dialogTexts(page) {
     id: e.getAttribute("aria-labelledby"),
     text: e.innerText.replace(/\s+/g, " ").trim().slice(0, 400),
   })));
+}
+
+// The frame every flow script shares: the scenario pytest wrote (argv[2]), the artifacts folder, a
+// result record with named steps, the browser and the panel. `run(body)` runs the flow; on failure it
+// keeps a screenshot and the panel's text; it always writes <resultFile> and exits 0 or 1.
+export async function startFlow(tag, resultFile) {
+  const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
+  const out = scenario.artifacts;
+  mkdirSync(out, { recursive: true });
+  const result = { steps: [] };
+  const b = await openBrowser();
+  const { page } = b;
+  const panel = page.locator('[data-testid="cfx-panel"]');
+  const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
+  const step = (name, data = {}) => {
+    result.steps.push({ name, t: Date.now(), ...data });
+    console.log(`[${tag}] ${name}`);
+  };
+  async function run(body) {
+    try {
+      await body();
+    } catch (e) {
+      result.failure = `${e.stack ?? e}`;
+      await shot(`99-${tag}-failure`).catch(() => {});
+      result.panelAtFailure = await panel.innerText().catch(() => null);
+    } finally {
+      result.errors = b.errors;
+      result.blocked = b.blocked;
+      writeFileSync(join(out, resultFile), JSON.stringify(result, null, 2));
+      await b.close();
+    }
+    process.exit(result.failure ? 1 : 0);
+  }
+  return { scenario, out, result, page, panel, shot, step, run };
 }

@@ -4,20 +4,12 @@
 //
 //   node choice_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, model}
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { closeDialogs, openBrowser, openComfy } from "./browser.mjs";
+import { closeDialogs, openComfy, startFlow } from "./browser.mjs";
 
-const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const out = scenario.artifacts;
-mkdirSync(out, { recursive: true });
-const result = {};
-const b = await openBrowser();
-const { page } = b;
-const panel = page.locator('[data-testid="cfx-panel"]');
+const { scenario, result, page, panel, shot, run } = await startFlow("choice_flow", "choice-result.json");
 const row = panel.locator(`.cfx-item[data-name="${scenario.model}"]`);
 
-try {
+await run(async () => {
   await openComfy(page, scenario.url, "ComfyFixerSmart");
   await page.waitForTimeout(1500); // the restored workflow's own check
   // With "check on load" off, loading a workflow with a missing model shows no new notice.
@@ -38,19 +30,10 @@ try {
   await row.waitFor({ timeout: 30_000 });
   await panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="needs_choice"]`).waitFor({ timeout: 60_000 });
   result.choiceText = await row.innerText();
-  await page.screenshot({ path: join(out, "21-pick-a-source.png") });
+  await shot("21-pick-a-source");
   await row.locator(".cfx-candidate").first().getByText("Use this one", { exact: true }).click();
   await panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="done"]`).waitFor({ timeout: 120_000 });
   await page.waitForTimeout(800);
   result.doneText = await row.innerText();
-  await page.screenshot({ path: join(out, "22-picked.png") });
-} catch (e) {
-  result.failure = `${e.stack ?? e}`;
-  await page.screenshot({ path: join(out, "99-choice-failure.png") }).catch(() => {});
-  result.panelAtFailure = await panel.innerText().catch(() => null);
-} finally {
-  result.errors = b.errors;
-  writeFileSync(join(out, "choice-result.json"), JSON.stringify(result, null, 2));
-  await b.close();
-}
-process.exit(result.failure ? 1 : 0);
+  await shot("22-picked");
+});

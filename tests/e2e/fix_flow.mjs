@@ -4,23 +4,11 @@
 //
 //   node fix_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, lora, checkpoint, notice, relinkWrongFolder, relinkSameFolder, token}
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { closeDialogs, dialogTexts, openBrowser, openComfy } from "./browser.mjs";
+import { closeDialogs, dialogTexts, openComfy, startFlow } from "./browser.mjs";
 
-const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const out = scenario.artifacts;
-mkdirSync(out, { recursive: true });
-const result = { steps: [] };
-const step = (name, data = {}) => {
-  result.steps.push({ name, t: Date.now(), ...data });
-  console.log(`[fix_flow] ${name}`);
-};
+const { scenario, out, result, page, panel, shot, step, run } = await startFlow("fix_flow", "result.json");
 
-const b = await openBrowser();
-const { page } = b;
-const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
-const panel = page.locator('[data-testid="cfx-panel"]');
 const item = (name) => panel.locator(`.cfx-item[data-name="${name}"]`);
 
 async function queue() {
@@ -42,7 +30,7 @@ async function widgetState() {
   })));
 }
 
-try {
+await run(async () => {
   await openComfy(page, scenario.url, "ComfyFixerSmart");
   result.frontend = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
   result.registration = await page.evaluate(() => {
@@ -181,14 +169,4 @@ try {
   await page.keyboard.press("Escape");
   step("token saved");
 
-} catch (e) {
-  result.failure = `${e.stack ?? e}`;
-  await shot("99-failure").catch(() => {});
-  result.panelAtFailure = await panel.innerText().catch(() => null);
-} finally {
-  result.errors = b.errors;
-  result.blocked = b.blocked;
-  writeFileSync(join(out, "result.json"), JSON.stringify(result, null, 2));
-  await b.close();
-}
-process.exit(result.failure ? 1 : 0);
+});

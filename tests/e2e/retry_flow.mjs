@@ -4,28 +4,15 @@
 //
 //   node retry_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, model, token}
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { closeDialogs, openBrowser, openComfy } from "./browser.mjs";
+import { closeDialogs, openComfy, startFlow } from "./browser.mjs";
 
-const scenario = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const out = scenario.artifacts;
-mkdirSync(out, { recursive: true });
-const result = { steps: [] };
-const step = (name, data = {}) => {
-  result.steps.push({ name, t: Date.now(), ...data });
-  console.log(`[retry_flow] ${name}`);
-};
+const { scenario, result, page, panel, shot, step, run } = await startFlow("retry_flow", "retry-result.json");
 
-const b = await openBrowser();
-const { page } = b;
-const shot = (name) => page.screenshot({ path: join(out, `${name}.png`) });
-const panel = page.locator('[data-testid="cfx-panel"]');
 const row = panel.locator(`.cfx-item[data-name="${scenario.model}"]`);
 const rowIn = (state, timeout = 60_000) => panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="${state}"]`)
   .waitFor({ timeout });
 
-try {
+await run(async () => {
   await openComfy(page, scenario.url, "ComfyFixerSmart");
   await page.evaluate((wf) => app.loadGraphData(wf), scenario.workflow);
   await page.waitForTimeout(1000);
@@ -71,13 +58,4 @@ try {
   result.summary = await panel.locator('[data-testid="cfx-summary"]').innerText();
   await shot("13-retried");
   step("done after retry");
-} catch (e) {
-  result.failure = `${e.stack ?? e}`;
-  await shot("99-retry-failure").catch(() => {});
-  result.panelAtFailure = await panel.innerText().catch(() => null);
-} finally {
-  result.errors = b.errors;
-  writeFileSync(join(out, "retry-result.json"), JSON.stringify(result, null, 2));
-  await b.close();
-}
-process.exit(result.failure ? 1 : 0);
+});
