@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
 from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
@@ -155,16 +156,35 @@ class FolderPathsHost:
     def node_types(self) -> set[str] | None:
         return set(self.node_classes()) if self.node_classes else None
 
-    def node_defs(self) -> dict[str, Any] | None:
-        if not self.node_classes:
-            return None
-        defs: dict[str, Any] = {}
-        for name, cls in self.node_classes().items():
+    def node_defs(self) -> Mapping[str, Any] | None:
+        return LiveNodeDefs(self.node_classes()) if self.node_classes else None
+
+
+class LiveNodeDefs(Mapping):
+    """Node definitions asked of the node classes one type at a time, only for the types a workflow
+    uses: INPUT_TYPES() of every installed pack (as /object_info does) can take seconds, and some
+    packs list folders in it."""
+
+    def __init__(self, classes: dict[str, Any]):
+        self._classes = classes
+        self._defs: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._defs:
+            cls = self._classes[name]
             try:
-                defs[name] = {"input": cls.INPUT_TYPES()}
+                self._defs[name] = {"input": cls.INPUT_TYPES()}
             except Exception:  # a broken custom node must not break our scan
-                continue
-        return defs
+                self._defs[name] = None
+        if self._defs[name] is None:
+            raise KeyError(name)
+        return self._defs[name]
+
+    def __iter__(self):
+        return iter(self._classes)
+
+    def __len__(self) -> int:
+        return len(self._classes)
 
 
 def load_object_info(path: str | os.PathLike) -> dict[str, Any]:

@@ -142,3 +142,27 @@ def test_custom_pack_folders_under_models_are_registered_for_the_cli(tmp_path):
 def test_names_that_hide_their_real_shape_are_unsafe(comfy_root, host_for, name):
     report = scan_workflow_data(make_workflow([node(1, "LoraLoader", [name, 1, 1])]), "wf", host_for(comfy_root))
     assert [s.state for s in report.models] == ["unsafe"]
+
+
+def test_inside_comfyui_only_the_workflows_node_types_are_asked_for_their_inputs(comfy_root):
+    from types import SimpleNamespace
+
+    from fixer.host import FolderPathsHost
+
+    asked: list[str] = []
+
+    def node_class(name: str, inputs: dict):
+        def input_types():
+            asked.append(name)
+            return inputs
+        return SimpleNamespace(INPUT_TYPES=input_types)
+
+    classes = {"VAELoader": node_class("VAELoader", {"required": {"vae_name": [[], {}]}}),
+               "HeavyPackNode": node_class("HeavyPackNode", {"required": {}}),
+               "BrokenNode": SimpleNamespace(INPUT_TYPES=lambda: 1 / 0)}
+    folder_paths = SimpleNamespace(folder_names_and_paths={"vae": ([str(comfy_root / "models" / "vae")], {".safetensors"})})
+    host = FolderPathsHost(folder_paths, node_classes=lambda: classes)
+    wf = make_workflow([node(1, "VAELoader", ["v.safetensors"]), node(2, "BrokenNode", ["x.safetensors"])])
+    report = scan_workflow_data(wf, "wf", host)
+    assert [s.ref.name for s in report.by_state("missing")] == ["v.safetensors", "x.safetensors"]
+    assert "HeavyPackNode" not in asked and report.missing_nodes == []
