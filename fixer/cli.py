@@ -208,11 +208,13 @@ def confirm(refs: list, stream_in=None) -> bool:
 
 
 def final_summary(data: dict) -> str:
+    from .console import human_bytes
+
     rows = data["models"]
     by = lambda state: [r for r in rows if r["state"] == state]  # noqa: E731
     done = by("done")
     lines = ["", "=== Summary ===",
-             f"Fixed: {len(done)} ({sum(r.get('total') or r.get('size') or 0 for r in done) / 1e9:.2f} GB)"]
+             f"Fixed: {len(done)} ({human_bytes(sum(r.get('total') or r.get('size') or 0 for r in done))})"]
     lines += [f"  {r['folder']}/{r['name']}  <- {r['source']}" for r in done]
     for state, title in (("needs_choice", "Needs your choice"), ("not_found", "Not found"),
                          ("failed", "Failed"), ("cancelled", "Cancelled")):
