@@ -527,3 +527,26 @@ async def test_idle_connections_take_over_the_tail_of_a_slow_one(upstream, tmp_p
               if r.path_qs.startswith("/cdn/") and r.headers.get("Range")]
     assert any(20 * MiB < s < 24 * MiB for s in starts)  # someone else fetched part of the slow piece
     assert (tmp_path / "s.bin").read_bytes() == data
+
+
+async def test_a_host_that_cannot_be_reached_fails_the_other_files_at_once(tmp_path):
+    import time as _time
+
+    from fixer.transfer import TransferManager
+
+    # A port nothing listens on: connection refused, as for a dead mirror or a machine offline.
+    import socket as _socket
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mgr = TransferManager(cfg(max_concurrent=1, extra_allowed_hosts=["127.0.0.1"]), {},
+                          retry=RetryPolicy(retries=2, base=0.05, cap=0.05))
+    for i in range(4):
+        await mgr.submit(TransferRequest(url=f"http://127.0.0.1:{port}/f{i}.safetensors", folder="loras",
+                                         filename=f"f{i}.safetensors"), str(tmp_path))
+    started = _time.monotonic()
+    done = await mgr.wait()
+    assert [t.state for t in done] == ["failed"] * 4
+    assert sum("just gave up" in t.error for t in done) == 3  # only the first spent its retries
+    assert all("cannot reach 127.0.0.1" in t.error for t in done)
+    assert _time.monotonic() - started < 5

@@ -31,6 +31,7 @@ import random
 import re
 import shutil
 import threading
+import socket
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ log = logging.getLogger("fixer.transfer")
 
 WRITE_CHUNK = 512 << 10  # bytes gathered per pwritev
 HASH_BLOCK = 4 << 20  # bytes read back per hash step
+UNREACHABLE_MEMO_SECONDS = 60.0  # a retry a minute later tries the host again
 SYNC_EVERY = 256 << 20  # flush written data to disk as the hash passes it, so the final flush is short
 _datasync = getattr(os, "fdatasync", os.fsync)  # Windows has only fsync
 MIN_PIECE = 4 << 20
@@ -93,9 +95,12 @@ def retry_delay(attempt: int, retry_after: float | None, policy: RetryPolicy,
 class Retryable(Exception):
     """A failure worth another try (network, 5xx, 429, stall)."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, unreachable: bool = False,
+                 dns: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.unreachable = unreachable  # no answer at all (connection or name resolution failed)
+        self.dns = dns
 
 
 class LinkExpired(Exception):
@@ -237,8 +242,12 @@ class FileJob:
 
     def __init__(self, transfer: Transfer, dest_root: str, config: DownloadConfig, secrets: dict[str, str],
                  session_factory: Callable[[], aiohttp.ClientSession], pool: ThreadPoolExecutor,
-                 emit: Callable[[events.Event], None], retry: RetryPolicy):
+                 emit: Callable[[events.Event], None], retry: RetryPolicy,
+                 unreachable: dict[str, tuple[str, float]] | None = None):
         self.t = transfer
+        # Hosts this run could not reach at all, shared by the manager's jobs: the next file from the
+        # same host fails at once instead of spending its own retries (an offline machine, a dead mirror).
+        self.unreachable = unreachable if unreachable is not None else {}
         self.req = transfer.request
         self.dest_root = dest_root
         self.config = config
@@ -366,6 +375,11 @@ class FileJob:
         await self._verify_and_place(remote)
 
     async def _probe_with_retries(self) -> tuple[aiohttp.ClientResponse, Remote]:
+        host = urlsplit(self.start_url).hostname or ""
+        why, when = self.unreachable.get(host, ("", -UNREACHABLE_MEMO_SECONDS))
+        if time.monotonic() - when < UNREACHABLE_MEMO_SECONDS:
+            raise DownloadError(f"{self.label}: {why} (another download from {host} just gave up; "
+                                "check the network or the address, then run again)")
         attempt = 0
         while True:
             try:
@@ -376,7 +390,10 @@ class FileJob:
                                         "issued it; the source is misbehaving, try again later") from None
                 attempt += 1
             except Retryable as e:
-                if attempt >= self.retry.retries:
+                # A name that does not resolve rarely starts resolving within seconds: one more try only.
+                if attempt >= (min(1, self.retry.retries) if e.dns else self.retry.retries):
+                    if e.unreachable:
+                        self.unreachable[host] = (str(e), time.monotonic())
                     raise DownloadError(f"{self.label}: {e} (gave up after {attempt + 1} attempts; try again later)"
                                         ) from None
                 delay = retry_delay(attempt, e.retry_after, self.retry)
@@ -417,7 +434,8 @@ class FileJob:
             try:
                 resp = await session.get(url, headers=hdrs, allow_redirects=False)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-                raise Retryable(f"cannot reach {urlsplit(url).hostname}: {_describe(e)}") from None
+                raise Retryable(f"cannot reach {urlsplit(url).hostname}: {_describe(e)}", unreachable=True,
+                                dns=_is_dns_failure(e)) from None
             if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
                 hops.append(resp.headers)
                 location = urljoin(url, resp.headers["Location"])
@@ -909,6 +927,12 @@ def _pread_into(fd: int, view: memoryview, offset: int) -> int:
             data = os.read(fd, len(view))
     view[: len(data)] = data
     return len(data)
+
+
+def _is_dns_failure(e: BaseException) -> bool:
+    dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)  # aiohttp >= 3.10
+    return (dns_error is not None and isinstance(e, dns_error)) or isinstance(
+        getattr(e, "os_error", None) or e.__cause__, socket.gaierror)
 
 
 def _describe(e: BaseException) -> str:

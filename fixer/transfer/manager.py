@@ -48,6 +48,7 @@ class TransferManager:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.retry = retry or RetryPolicy(retries=config.retries)
         self.transfers: dict[str, Transfer] = {}
+        self._unreachable: dict[str, tuple[str, float]] = {}  # host -> (why, when) it could not be reached
         self._tasks: dict[str, asyncio.Task] = {}
         self._sem: asyncio.Semaphore | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -137,7 +138,7 @@ class TransferManager:
         try:
             async with self._sem:
                 job = FileJob(t, dest_root, self.config, secrets, self._session_factory, self._executor(),
-                              self._emit, self.retry)
+                              self._emit, self.retry, self._unreachable)
                 await job.run()
         except asyncio.CancelledError:
             if t.state not in ("done", "failed"):
