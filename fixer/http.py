@@ -14,6 +14,7 @@ import json
 import logging
 import random
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -23,6 +24,7 @@ import aiohttp
 log = logging.getLogger("fixer.http")
 
 RETRY_STATUSES = frozenset({429, 503, 502, 504})
+DOWN_MEMO_SECONDS = 60.0  # how long a service that did not answer is skipped
 MAX_RETRY_AFTER = 60.0  # never sleep longer than this on one answer, whatever the server says
 
 
@@ -99,6 +101,9 @@ class HttpClient:
     backoff_base: float = 0.25
     _session: aiohttp.ClientSession | None = None
     _limits: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    # Services that did not answer at all after every retry: the run's other queries to them fail at
+    # once for a while (a machine offline would otherwise spend every retry on every model).
+    _down: dict[str, tuple[BaseException, float]] = field(default_factory=dict)
 
     async def __aenter__(self) -> "HttpClient":
         self._session = aiohttp.ClientSession(
@@ -130,6 +135,9 @@ class HttpClient:
         """Send with retries; returns the last answer. Raises aiohttp.ClientError/TimeoutError when the
         service could not be reached at all after every retry."""
         assert self._session is not None, "use `async with HttpClient()`"
+        down = self._down.get(service)
+        if down and time.monotonic() - down[1] < DOWN_MEMO_SECONDS:
+            raise aiohttp.ClientConnectionError(f"{service} could not be reached a moment ago: {down[0]}")
         attempt = 0
         while True:
             try:
@@ -139,7 +147,11 @@ class HttpClient:
                     ) as resp:
                         reply = Reply(resp.status, resp.headers, await resp.read(), str(resp.url))
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                if attempt >= self.retries:
+                dns = isinstance(e, getattr(aiohttp, "ClientConnectorDNSError", ())) or isinstance(
+                    getattr(e, "os_error", None), socket.gaierror)
+                if attempt >= (min(1, self.retries) if dns else self.retries):  # a name rarely resolves seconds later
+                    if isinstance(e, aiohttp.ClientConnectionError):
+                        self._down[service] = (e, time.monotonic())
                     raise
                 delay = backoff_delay(attempt, self.backoff_base)
                 log.info("%s %s failed (%s); retry %d in %.2fs", method, url, e.__class__.__name__, attempt + 1, delay)

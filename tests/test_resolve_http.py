@@ -77,3 +77,20 @@ async def test_slow_answer_times_out(upstream):
     async with HttpClient(retries=0, timeout=0.3) as http:
         with pytest.raises(TimeoutError):
             await http.get("huggingface", f"{upstream.base}/api/models")
+
+
+async def test_a_service_that_cannot_be_reached_is_not_asked_again_in_the_same_run():
+    import socket as _socket
+
+    import aiohttp
+
+    from fixer.http import HttpClient
+
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens: connection refused
+    async with HttpClient(retries=2, backoff_base=0.01) as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get("civitai", f"http://127.0.0.1:{port}/api/v1/models")
+        with pytest.raises(aiohttp.ClientConnectionError, match="could not be reached a moment ago"):
+            await http.get("civitai", f"http://127.0.0.1:{port}/api/v1/models?query=x")
