@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-log = logging.getLogger("fixer")
+log = logging.getLogger("fixer.action")
 
 
 def action(kind: str, **fields: object) -> None:
@@ -24,6 +24,8 @@ def open_run_log(log_dir: Path, prefix: str) -> logging.Handler:
     handler.setLevel(logging.INFO)
     root = logging.getLogger("fixer")
     root.addHandler(handler)
+    if not log.propagate:  # a ComfyUI service in this process keeps ACTION lines off the console
+        log.addHandler(handler)
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
     return handler
@@ -31,4 +33,27 @@ def open_run_log(log_dir: Path, prefix: str) -> logging.Handler:
 
 def close_run_log(handler: logging.Handler) -> None:
     logging.getLogger("fixer").removeHandler(handler)
+    log.removeHandler(handler)
     handler.close()
+
+
+def keep_actions_in(log_dir: Path) -> logging.Handler:
+    """Inside ComfyUI: every engine log line goes to log/comfyfixer.log (rotated), and the ACTION lines
+    go only there, not into ComfyUI's console, where a scan on each workflow load would flood it."""
+    from logging.handlers import RotatingFileHandler
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = str(log_dir / "comfyfixer.log")
+    engine = logging.getLogger("fixer")
+    for h in engine.handlers:
+        if getattr(h, "baseFilename", None) == path:
+            return h  # a second service over the same state dir (tests, a reload) shares the file
+    handler = RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    engine.addHandler(handler)
+    if engine.level == logging.NOTSET or engine.level > logging.INFO:
+        engine.setLevel(logging.INFO)
+    log.propagate = False
+    log.addHandler(handler)
+    return handler

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from .actionlog import keep_actions_in
 from .config import Config, load_secrets
 from .errors import ConfigError, FixerError, UnsafePath
 from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
@@ -47,6 +48,7 @@ class FixerService:
         self.host = host
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        keep_actions_in(self.state_dir / "log")
         self.config = self._load_settings(config or Config())
         self._secrets_provider = secrets_provider or (lambda: {})
         self.comfyui_root = comfyui_root

@@ -111,3 +111,24 @@ def test_a_run_asks_the_comfyui_server_once_and_walks_the_model_folders_once(tmp
     assert [s.state for s in report.models] == ["missing"]
     assert ctx.host() is ctx.host() and ctx.inventory() is ctx.inventory()
     assert asked == ["http://127.0.0.1:8188"] and len(walked) == 1
+
+
+def test_inside_comfyui_action_lines_go_to_the_state_log_not_the_console(tmp_path, caplog):
+    import logging
+
+    from fixer import cli
+    from fixer.actionlog import action
+    from fixer.host import StandaloneHost
+    from fixer.service import FixerService
+
+    root = make_comfy_root(tmp_path)
+    FixerService(StandaloneHost.from_root(root), tmp_path / "comfy_state", comfyui_root=root)
+    with caplog.at_level(logging.INFO):
+        action("probe_decision", name="x")
+    assert "probe_decision" not in caplog.text  # ComfyUI's console (the root logger) stays quiet
+    assert "probe_decision" in (tmp_path / "comfy_state/log/comfyfixer.log").read_text()
+    # and a CLI run in the same process still gets its decisions in its own run log
+    wf = write_json(tmp_path / "wf.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
+    cli.main(["--comfyui-root", str(root), "--workflow", str(wf), "--state-dir", str(tmp_path / "cli_state")])
+    (log,) = (tmp_path / "cli_state/log").glob("scan_*.log")
+    assert '"action": "model_missing"' in log.read_text()
