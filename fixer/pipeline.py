@@ -24,7 +24,9 @@ from .events import (ErrorRaised, Event, EventBus, ModelResolved, PhaseChanged, 
 from .inventory import Inventory
 from .models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
 from .names import confine
+from .resolve import ResolveContext, Resolver, candidate_json, resolution_json
 from .state import write_json_atomic
+from .transfer import TransferManager
 from .transfer.progress import eta_seconds
 from .transfer.verify import is_pickle
 
@@ -53,12 +55,6 @@ class Row:
     eta: float | None = None
     error: str | None = None
     path: str | None = None
-
-
-def candidate_summary(c: Candidate) -> dict[str, Any]:
-    return {"source": c.source, "url": c.url, "local_path": c.local_path, "reason": c.reason,
-            "confidence": round(c.confidence, 3), "filename": c.filename, "folder": c.folder,
-            "size": c.size, "gated": c.gated}
 
 
 def target_root(folders: dict[str, list[str]], models_dir: Path | None, folder: str) -> str:
@@ -149,9 +145,6 @@ class FixRun:
 
     # --- the run ------------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
-        from .resolve import ResolveContext, Resolver
-        from .transfer import TransferManager
-
         out_dir = self.state_dir / "output" if self.state_dir else None
         self.manager = TransferManager(self.config.download, self.secrets, self.bus, out_dir)
         self.bus.emit(PhaseChanged("resolving", total=len(self.refs)))
@@ -182,7 +175,7 @@ class FixRun:
         self.resolutions[res.name] = res
         self.bus.emit(ModelResolved(res))
         row = self.rows[res.name]
-        row.candidates = [candidate_summary(c) for c in res.candidates[:5]]
+        row.candidates = [candidate_json(c) for c in res.candidates[:5]]
         c = res.chosen
         if c is None:
             row.state = "needs_choice" if res.candidates else "not_found"
@@ -259,8 +252,6 @@ class FixRun:
         summary["seconds"] = round(time.time() - self.started, 2)
         data["summary"] = summary
         if self.state_dir:
-            from .resolve import resolution_json
-
             write_json_atomic(self.state_dir / "output" / "resolutions.json",
                               [resolution_json(r) for r in self.resolutions.values()])
         self.bus.emit(RunFinished(summary))

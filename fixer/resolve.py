@@ -170,6 +170,13 @@ class Resolver:
         return res
 
 
+def candidate_json(c: Candidate) -> dict[str, Any]:
+    """A candidate as resolutions.json and the panel list it for the user to pick from."""
+    return {"source": c.source, "url": c.url, "local_path": c.local_path, "reason": c.reason,
+            "confidence": round(c.confidence, 3), "filename": c.filename, "folder": c.folder,
+            "size": c.size, "gated": c.gated}
+
+
 def resolution_json(res: Resolution) -> dict[str, Any]:
     """One entry of output/resolutions.json in the seed schema (filename, source incl. not_found, ids,
     download_url, expected_type), plus what the panel and report show."""
@@ -187,8 +194,7 @@ def resolution_json(res: Resolution) -> dict[str, Any]:
         "reason": c.reason if c else "not found",
         "gated": c.gated if c else False,
         "needs_token": c.needs_token if c else None,
-        "candidates": [{"source": x.source, "url": x.url, "local_path": x.local_path, "folder": x.folder,
-                        "confidence": x.confidence, "reason": x.reason} for x in res.candidates[:10]],
+        "candidates": [candidate_json(x) for x in res.candidates[:10]],
         "tried": res.tried,
     }
 
