@@ -33,8 +33,23 @@ class Usage:
     optional: bool = False  # muted (mode 2) or bypassed (mode 4)
 
 
+class UsedIn:
+    """What ModelRef and NodeRef derive alike from where the workflows use them (`self.usages`)."""
+
+    usages: list[Usage]
+
+    @property
+    def optional(self) -> bool:
+        """Only muted or bypassed nodes use it."""
+        return bool(self.usages) and all(u.optional for u in self.usages)
+
+    @property
+    def workflows(self) -> list[str]:
+        return sorted({u.workflow for u in self.usages})
+
+
 @dataclass
-class ModelRef:
+class ModelRef(UsedIn):
     """One model file the scanned workflows need, merged across every place that names it."""
 
     name: str  # as the widget names it, separators normalised to "/"
@@ -49,9 +64,6 @@ class ModelRef:
     def key(self) -> tuple[str, str]:
         return (self.folder or "", self.name.lower())
 
-    @property
-    def optional(self) -> bool:
-        return bool(self.usages) and all(u.optional for u in self.usages)
 
     @property
     def basename(self) -> str:
@@ -62,7 +74,7 @@ class ModelRef:
 
 
 @dataclass
-class NodeRef:
+class NodeRef(UsedIn):
     """A node type the host does not have."""
 
     node_type: str

@@ -30,7 +30,7 @@ def model_entry(s: ModelStatus) -> dict[str, Any]:
         "folder_source": ref.folder_source,
         "optional": ref.optional,
         "pickle": is_pickle(ref.name),
-        "workflows": sorted({u.workflow for u in ref.usages}),
+        "workflows": ref.workflows,
         "nodes": [{"workflow": u.workflow, "node_id": u.node_id, "node_type": u.node_type,
                    "input_name": u.input_name, "subgraph_path": list(u.subgraph_path), "optional": u.optional}
                   for u in ref.usages],

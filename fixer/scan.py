@@ -166,10 +166,10 @@ class Scanner:
         for s in self.report.models:
             if s.state != "present":
                 action("model_" + s.state, name=s.ref.name, folder=s.ref.folder, folder_source=s.ref.folder_source,
-                       workflows=sorted({u.workflow for u in s.ref.usages}),
+                       workflows=s.ref.workflows,
                        elsewhere=[f.path for f in s.elsewhere][:5], reason=s.ref.unsafe_reason)
         for n in self.report.missing_nodes:
-            action("node_missing", node_type=n.node_type, workflows=sorted({u.workflow for u in n.usages}))
+            action("node_missing", node_type=n.node_type, workflows=n.workflows)
         return self.report
 
 
