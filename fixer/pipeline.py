@@ -115,12 +115,13 @@ class FixRun:
         total = sum(r.total or 0 for r in active)
         speed = sum(r.speed for r in self.rows.values() if r.state == "downloading")
         eta = eta_seconds(done, total, speed)
-        finished = [r for r in self.rows.values() if r.state in FINAL_STATES]
-        summary = None
-        if len(finished) == len(self.rows):
-            summary = {s: sum(1 for r in self.rows.values() if r.state == s) for s in FINAL_STATES}
+        summary = self._summary() if all(r.state in FINAL_STATES for r in self.rows.values()) else None
         return {"run_id": self.run_id, "workflow": self.workflow, "models": rows,
                 "overall": {"bytes_done": done, "total": total, "speed": speed, "eta": eta}, "summary": summary}
+
+    def _summary(self) -> dict[str, Any]:
+        """How many models ended in each final state."""
+        return {s: sum(1 for r in self.rows.values() if r.state == s) for s in FINAL_STATES}
 
     def _progress(self) -> None:
         finished = sum(1 for r in self.rows.values() if r.state in FINAL_STATES)
@@ -248,7 +249,7 @@ class FixRun:
     def _finish(self) -> dict[str, Any]:
         self._unsubscribe()
         data = self.data()
-        summary = {s: sum(1 for r in self.rows.values() if r.state == s) for s in FINAL_STATES}
+        summary = self._summary()
         summary["seconds"] = round(time.time() - self.started, 2)
         data["summary"] = summary
         if self.state_dir:
