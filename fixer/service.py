@@ -106,19 +106,25 @@ class FixerService:
 
     # --- scan ----------------------------------------------------------------------------
     def _scan_sync(self, workflow: Any, name: str):
-        from .nodepacks import PackIndex, match_missing_nodes
         from .scan import scan_workflow_data
 
         inventory = build_inventory(self.host)
         report = scan_workflow_data(workflow, name, self.host, inventory)
         if report.problems:
             raise ConfigError(f"workflow: {report.problems[0].error}")
+        return report, inventory
+
+    def _scan_with_packs(self, workflow: Any, name: str):
+        """The panel's scan also names the packs of missing node types (a fix run has no use for them)."""
+        from .nodepacks import PackIndex, match_missing_nodes
+
+        report, _ = self._scan_sync(workflow, name)
         packs = match_missing_nodes(report.missing_nodes, PackIndex.load(self.comfyui_root),
                                     self.comfyui_version) if report.missing_nodes else []
-        return report, packs, inventory
+        return report, packs
 
     async def scan(self, workflow: dict, name: str = "workflow") -> dict[str, Any]:
-        report, packs, _ = await asyncio.to_thread(self._scan_sync, workflow, name)
+        report, packs = await asyncio.to_thread(self._scan_with_packs, workflow, name)
         return {
             "workflow": name, "node_check": report.node_check, "summary": counts(report),
             "models": [{"name": s.ref.name, **model_entry(s)} for s in report.models],
@@ -146,7 +152,7 @@ class FixerService:
         if self._task is not None and not self._task.done():
             raise RunBusy()
         self.status_doc.update(phase="scanning", errors=[], force=True)
-        report, _, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
+        report, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
         wanted = {i.replace("\\", "/") for i in items} if items else None
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
