@@ -7,12 +7,13 @@ Exit codes: 0 nothing missing (or the action succeeded), 1 something is missing 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .actionlog import close_run_log, open_run_log
@@ -259,33 +260,20 @@ def cmd_auto(ctx: RunContext) -> int:
         return EXIT_OK if ok and not report.missing_nodes else EXIT_MISSING
 
 
-def cmd_resolve(ctx: RunContext) -> int:
-    from .resolve import cmd_resolve as run
-
-    return run(ctx)
-
-
-def cmd_get(ctx: RunContext) -> int:
-    from .transfer.commands import cmd_get as run
-
-    return run(ctx)
+def _elsewhere(module: str, name: str) -> Callable[[RunContext], int]:
+    """A command that lives beside its stage, imported only when it runs (keeps --scan light)."""
+    def run(ctx: RunContext) -> int:
+        return getattr(importlib.import_module(module, __package__), name)(ctx)
+    return run
 
 
-def cmd_download(ctx: RunContext) -> int:
-    from .transfer.commands import cmd_download as run
-
-    return run(ctx)
-
-
-def cmd_resume(ctx: RunContext) -> int:
-    from .transfer.commands import cmd_resume as run
-
-    return run(ctx)
-
-
-COMMANDS = {"scan": cmd_scan, "status": cmd_status, "auto": cmd_auto, "resolve": cmd_resolve, "get": cmd_get,
-            "download": cmd_download,
-            "resume": cmd_resume}
+COMMANDS: dict[str, Callable[[RunContext], int]] = {
+    "scan": cmd_scan, "status": cmd_status, "auto": cmd_auto,
+    "resolve": _elsewhere(".resolve", "cmd_resolve"),
+    "get": _elsewhere(".transfer.commands", "cmd_get"),
+    "download": _elsewhere(".transfer.commands", "cmd_download"),
+    "resume": _elsewhere(".transfer.commands", "cmd_resume"),
+}
 
 
 def chosen_command(args: argparse.Namespace) -> str:
