@@ -86,7 +86,7 @@ class FixRun:
     def __init__(self, refs: list[ModelRef], *, config: Config, secrets: dict[str, str], bus: EventBus,
                  folders: dict[str, list[str]], models_dir: Path | None, inventory: Inventory | None,
                  state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = "",
-                 chosen: dict[str, Candidate] | None = None):
+                 chosen: dict[str, Candidate] | None = None, review: bool = False):
         self.run_id = uuid.uuid4().hex[:12]
         self.refs = refs
         self.config = config
@@ -105,6 +105,11 @@ class FixRun:
         self.started = time.time()
         self.manager = None
         self._cancelled = False
+        # Review before download: resolved files wait in state "review" until approve() (the panel's
+        # "Download 6 models, 41.2 GB" click); nothing is fetched before.
+        self.review = review
+        self._held: list[tuple[Row, Candidate, str, str]] = []
+        self._approved = asyncio.Event()
         self._unsubscribe = bus.subscribe(self._on_event)
 
     # --- state the panel reads ------------------------------------------------------------
@@ -168,9 +173,22 @@ class FixRun:
             for row in self.rows.values():
                 if row.state == "resolving":
                     row.state, row.error = "failed", f"search failed: {e}"
+        if self._held and not self._cancelled:
+            self.bus.emit(PhaseChanged("review"))
+            await self._approved.wait()
+            for row, c, folder, name in self._held:
+                if row.state == "review":
+                    await self._start_or_fail(row, c, folder, name)
         self.bus.emit(PhaseChanged("downloading"))
         await self.manager.wait()
         return self._finish()
+
+    def approve(self, names: set[str] | None = None) -> None:
+        """Start the reviewed downloads (all, or only `names`; the others are skipped)."""
+        for row, _c, _folder, name in self._held:
+            if row.state == "review" and names is not None and name not in names:
+                row.state = "skipped"
+        self._approved.set()
 
     async def _handle(self, res: Resolution) -> None:
         self.resolutions[res.name] = res
@@ -200,11 +218,18 @@ class FixRun:
             row.state, row.error = "needs_choice", "the folder for this file is unknown: choose one"
             self._progress()
             return
+        if self.review:
+            row.state = "review"
+            self._held.append((row, c, folder, res.name))
+            return
+        await self._start_or_fail(row, c, folder, res.name)
+
+    async def _start_or_fail(self, row: Row, c: Candidate, folder: str, name: str) -> None:
         try:
-            await self.start(row, c, folder, res.name)
+            await self.start(row, c, folder, name)
         except FixerError as e:
             row.state, row.error = "failed", str(e)
-            self.bus.emit(ErrorRaised(f"{res.name}: {e}"))
+            self.bus.emit(ErrorRaised(f"{name}: {e}"))
             self._progress()
 
     async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
@@ -225,6 +250,9 @@ class FixRun:
     def cancel(self, name: str | None = None) -> None:
         if name is None:
             self._cancelled = True
+            self._approved.set()
+        elif name in self.rows and self.rows[name].state == "review":
+            self.rows[name].state = "cancelled"
         if self.manager is None:
             return
         if name is None:
