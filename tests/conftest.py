@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"  # every fixture the tests read lives in the checkout
+OBJECT_INFO = DATA / "comfyui" / "object_info.json"
 sys.path.insert(0, str(ROOT))
 
 from fixer.host import StandaloneHost  # noqa: E402
@@ -53,7 +54,7 @@ def comfy_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def object_info() -> dict:
-    return json.loads((SHARED / "fixtures" / "comfyui" / "object_info.json").read_text())
+    return json.loads(OBJECT_INFO.read_text())
 
 
 @pytest.fixture

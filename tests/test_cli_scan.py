@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import ROOT, SHARED, make_comfy_root, make_workflow, node, write_json
+from tests.conftest import OBJECT_INFO, ROOT, make_comfy_root, make_workflow, node, write_json
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -23,7 +23,7 @@ def test_scan_writes_the_seed_outputs_and_exits_1_when_something_is_missing(tmp_
         node(3, "SomeCustomNode", cnr_id="comfyui-some-pack")]))
     state = tmp_path / "state"
     r = run_cli("--scan", "--comfyui-root", str(root), "--state-dir", str(state),
-                "--object-info", str(SHARED / "fixtures/comfyui/object_info.json"))
+                "--object-info", str(OBJECT_INFO))
     assert r.returncode == 1, r.stderr
     assert "missing: 1" in r.stdout and "vae" in r.stdout and "Missing node types: 1" in r.stdout
     models = json.loads((state / "output/missing_models.json").read_text())
