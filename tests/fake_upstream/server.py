@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "upstream"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "upstream"
 
 
 def payload_bytes(p: dict) -> bytes:
-    """The byte recipe of shared/fixtures/upstream/README.md."""
+    """The byte recipe of tests/data/upstream/README.md."""
     unit = p["seed"].encode()
     if p["recipe"] == "repeat":
         return (unit * (p["size"] // len(unit) + 1))[: p["size"]]
