@@ -11,7 +11,12 @@ Heavy modules (the engine's service, HTTP clients, huggingface_hub) load on firs
 import logging
 import sys
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+if __package__:  # how ComfyUI imports the pack
+    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+else:
+    # pytest imports this file alone, as a plain module, when the checkout's folder is no valid
+    # package name (a GitHub zip unpacks to ComfyFixerSmart-main): there is nothing to register then.
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = {}, {}
 
 WEB_DIRECTORY = "./web"
 
