@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from huggingface_hub import HfApi
-from huggingface_hub.errors import RepositoryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 
 from tests.fake_upstream.api_routes import add_hf_repo
@@ -51,6 +51,11 @@ def test_hfapi_paths_info_drops_unknown_paths(upstream):
     assert [e.path for e in got] == ["split_files/vae/flux2-vae.safetensors"] and got[0].lfs.sha256
 
 
-def test_hfapi_unknown_repo_raises_repository_not_found(upstream):
-    with pytest.raises(RepositoryNotFoundError):
+def test_hfapi_unknown_repo_is_a_bare_401_anonymous_and_repo_not_found_signed_in(upstream):
+    # The live Hub answers an anonymous caller with a bare 401 (no X-Error-Code); over plain http
+    # huggingface_hub cannot map that to RepositoryNotFoundError (its regex wants https).
+    with pytest.raises(HfHubHTTPError) as e:
         HfApi(endpoint=upstream.base).model_info("nobody/nothing")
+    assert e.value.response.status_code == 401 and "X-Error-Code" not in e.value.response.headers
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(endpoint=upstream.base, token="hf_fake").model_info("nobody/nothing")

@@ -10,6 +10,7 @@ listing. Memos die with the run: every run searches afresh (no cached failures).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
@@ -120,10 +121,24 @@ class SearchRun:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+_MARKUP = re.compile(r"<\s*(?:!doctype|html|head|body|title|h1|div|p|\?xml|error)\b", re.I)
+STATUS_WORDS = {401: "refused without a login", 403: "refused", 404: "not found", 429: "rate limited",
+                500: "server error", 502: "bad gateway", 503: "unavailable", 504: "gateway timeout"}
+
+
+def said(reply: Any) -> str:
+    """What a server said, fit to show a person: its own error words, never an HTML or XML page (Cloudflare
+    and storage hosts answer errors with markup)."""
+    text = " ".join(reply.error_text().split())
+    if _MARKUP.search(text):
+        return f"HTTP {reply.status} {STATUS_WORDS.get(reply.status, 'error')}"
+    return text[:200]
+
+
 def is_generic(name: str) -> bool:
     from .fuzzy import stem
 
     return stem(name).lower() in GENERIC_STEMS
 
 
-__all__ = ["CONFIDENCE", "Found", "SearchRun", "SeenFile", "Source", "is_generic"]
+__all__ = ["CONFIDENCE", "Found", "SearchRun", "SeenFile", "Source", "is_generic", "said"]

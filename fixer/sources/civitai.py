@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from ..models import Candidate, ModelRef
-from . import CONFIDENCE, Found, SearchRun, is_generic
+from . import CONFIDENCE, Found, SearchRun, is_generic, said
 from .fuzzy import likeness, stem
 
 log = logging.getLogger("fixer.sources.civitai")
@@ -116,10 +116,10 @@ class CivitaiSource:
 
     async def _by_hash(self, ref: ModelRef, run: SearchRun, api: str, h: str, found: Found) -> None:
         reply = await run.http.get("civitai", f"{api}/model-versions/by-hash/{h}", headers=run.civitai_headers())
-        run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {reply.error_text()}",
+        run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
                            ref.name)
         if not reply.ok:
-            found.tried.append(f"Civitai by hash {h} ({hash_type_of(h)}): {reply.error_text()} (HTTP {reply.status})")
+            found.tried.append(f"Civitai by hash {h} ({hash_type_of(h)}): {said(reply)} (HTTP {reply.status})")
             return
         version = reply.json() or {}
         model_type = (version.get("model") or {}).get("type")
@@ -140,8 +140,8 @@ class CivitaiSource:
 
         reply = await run.once(("civitai_search", tuple(params)), call)
         if not reply.ok:
-            run.history.record("civitai", f"query={query}", f"HTTP {reply.status}: {reply.error_text()}", ref.name)
-            found.tried.append(f"Civitai search {query!r}: {reply.error_text()} (HTTP {reply.status})")
+            run.history.record("civitai", f"query={query}", f"HTTP {reply.status}: {said(reply)}", ref.name)
+            found.tried.append(f"Civitai search {query!r}: {said(reply)} (HTTP {reply.status})")
             return
         items = (reply.json() or {}).get("items", [])
         run.history.record("civitai", f"query={query}", f"{len(items)} models", ref.name)

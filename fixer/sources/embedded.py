@@ -14,7 +14,7 @@ import aiohttp
 
 from ..constants import map_legacy
 from ..models import Candidate, ModelHint, ModelRef
-from . import CONFIDENCE, Found, SearchRun
+from . import CONFIDENCE, Found, SearchRun, said
 from .civitai import version_candidate
 from .huggingface import gated_note, lfs_facts, parse_hf_url, paths_info, repo_gated, resolve_url
 
@@ -99,7 +99,7 @@ class EmbeddedSource:
             run.history.record("civitai", f"hint version {vid}", "exists" if reply.ok else f"HTTP {reply.status}",
                                ref.name)
             if not reply.ok:
-                found.tried.append(f"workflow hint {url}: Civitai says {reply.error_text()} (HTTP {reply.status})")
+                found.tried.append(f"workflow hint {url}: Civitai says {said(reply)} (HTTP {reply.status})")
                 return None
             version = reply.json() or {}
             files = version.get("files", [])

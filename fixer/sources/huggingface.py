@@ -35,7 +35,7 @@ import aiohttp
 from ..constants import CORE_FOLDERS, map_legacy
 from ..errors import UpstreamError
 from ..models import Candidate, ModelRef
-from . import CONFIDENCE, Found, SearchRun, is_generic
+from . import CONFIDENCE, Found, SearchRun, is_generic, said
 from .fuzzy import likeness, stem
 
 log = logging.getLogger("fixer.sources.huggingface")
@@ -186,8 +186,8 @@ async def list_models(run: SearchRun, ref: ModelRef, **params: str) -> list[dict
         reply = await run.http.get("huggingface", f"{run.hf_endpoint}/api/models", params=query,
                                    headers=run.hf_headers())
         if not reply.ok:
-            run.history.record("huggingface", _q(query), f"HTTP {reply.status}: {reply.error_text()}", ref.name)
-            raise UpstreamError("Hugging Face", _refusal(reply.status, reply.error_text()), reply.status)
+            run.history.record("huggingface", _q(query), f"HTTP {reply.status}: {said(reply)}", ref.name)
+            raise UpstreamError("Hugging Face", _refusal(reply.status, said(reply)), reply.status)
         items = reply.json() or []
         run.history.record("huggingface", _q(query), f"{len(items)} repos", ref.name)
         return items if isinstance(items, list) else []
@@ -209,7 +209,7 @@ async def org_repos(run: SearchRun, org: str, ref: ModelRef) -> list[dict[str, A
                 break
             reply = await run.http.get("huggingface", url, params=params, headers=run.hf_headers())
             if not reply.ok:
-                run.history.record("huggingface", f"author={org}", f"HTTP {reply.status}: {reply.error_text()}",
+                run.history.record("huggingface", f"author={org}", f"HTTP {reply.status}: {said(reply)}",
                                    ref.name)
                 break
             page = reply.json() or []
@@ -253,7 +253,10 @@ async def paths_info(run: SearchRun, repo_id: str, path: str, revision: str = "m
             return None, f"could not reach Hugging Face ({e.__class__.__name__})"
         if reply.status in (401, 403, 404):
             code = reply.headers.get("X-Error-Code", "")
-            return None, f"{repo_id} answered {reply.status} {code or reply.error_text()}".strip()
+            if reply.status == 401 and not code and not run.secrets.get("HF_TOKEN"):
+                # The Hub's answer to an anonymous caller for a repo that does not exist or is private (B.3).
+                return None, f"{repo_id} does not exist or is private (set HF_TOKEN if it is yours)"
+            return None, f"{repo_id} answered {reply.status} {code or said(reply)}".strip()
         if not reply.ok:
             return None, f"{repo_id} answered HTTP {reply.status}"
         entries = [e for e in reply.json() or [] if e.get("path") == path and e.get("type") == "file"]

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from ..models import Candidate, ModelRef
-from . import CONFIDENCE, Found, SearchRun
+from . import CONFIDENCE, Found, SearchRun, said
 from .civitai import version_candidate
 from .huggingface import folder_from_path, lfs_facts, paths_info, resolve_url
 
@@ -61,7 +61,7 @@ class LLMSource:
             found.tried.append(f"LLM at {cfg.endpoint}: unreachable ({e.__class__.__name__})")
             return found
         if not reply.ok:
-            found.tried.append(f"LLM at {cfg.endpoint}: HTTP {reply.status} {reply.error_text()}")
+            found.tried.append(f"LLM at {cfg.endpoint}: HTTP {reply.status} {said(reply)}")
             return found
         try:
             text = reply.json()["choices"][0]["message"]["content"]

@@ -27,6 +27,7 @@ from .server import UPSTREAM
 
 REAL_CIVITAI_ORIGINS = ("https://api.civitai.com", "https://civitai.com")
 IGNORED_CIVITAI_MATCH_PARAMS = {"limit", "nsfw", "token"}
+HF_PAGE_SIZE = 50  # the Hub pages search answers; the rest is behind the Link header (upstream-apis.md)
 
 
 # ---------------------------------------------------------------- catalogue ----------------------------
@@ -139,9 +140,32 @@ def add_civitai_model(up: Any, model: dict[str, Any]) -> None:
     st["civitai_models"][int(model["id"])] = model
     for mv in model.get("modelVersions", []):
         body = {**mv, "modelId": int(model["id"]),
-                "model": {"name": model["name"], "type": model["type"], "nsfw": False, "poi": False}}
+                "model": {"name": model["name"], "type": model["type"], "nsfw": bool(model.get("nsfw")), "poi": False}}
         body.setdefault("status", "Published")
         st["civitai_versions"][int(mv["id"])] = body
+
+
+def crowd_searches(up: Any, hf_words: list[str] = (), civitai_words: list[str] = (), per_word: int = 120) -> None:
+    """Popular words fill whole result pages on the real services: add `per_word` busy repos / models whose
+    ids or names hold each word and that are downloaded more than anything a test adds, none of them holding
+    a file a workflow names. A resolver that reads only the first page of a popular word misses the rest."""
+    for word in hf_words:
+        for i in range(per_word):
+            add_hf_repo(up, f"crowd{i % 13}/{word}-finetune-{i}", {f"{word}_finetune_{i}.safetensors":
+                                                                   (4096 + i, hashlib.sha256(f"crowd:{word}:{i}".encode()).hexdigest())},
+                        downloads=10_000_000 - i)
+    for j, word in enumerate(civitai_words):
+        for i in range(per_word):
+            mid = 5_000_000 + j * 10_000 + i
+            sha = hashlib.sha256(f"crowd:civitai:{word}:{i}".encode()).hexdigest().upper()
+            add_civitai_model(up, {
+                "id": mid, "name": f"{word.title()} Crowd {i}", "type": "LORA", "nsfw": i % 3 == 0,
+                "creator": {"username": f"crowd{i % 7}"}, "stats": {"downloadCount": 10_000_000 - i},
+                "modelVersions": [{"id": mid * 10, "name": "v1", "baseModel": "SDXL 1.0", "trainedWords": [word],
+                                   "files": [{"id": mid * 10, "name": f"{word}_crowd_{i}.safetensors", "sizeKB": 4.0,
+                                              "type": "Model", "metadata": {"format": "SafeTensor"}, "primary": True,
+                                              "hashes": {"SHA256": sha},
+                                              "downloadUrl": f"https://civitai.com/api/download/models/{mid * 10}"}]}]})
 
 
 # ---------------------------------------------------------------- helpers ------------------------------
@@ -169,6 +193,12 @@ def _hf_error(code: str, message: str, status: int, **extra: str) -> web.Respons
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+def hf_bare_401() -> web.Response:
+    return web.json_response({"error": "Invalid username or password."}, status=401, headers={
+        "X-Error-Message": "Invalid username or password.",
+        "WWW-Authenticate": 'Bearer realm="Authentication required", charset="UTF-8"'})
+
+
 def _multi(request: web.Request, key: str) -> list[str]:
     """Repeated (`types=A&types=B`) and comma-separated (`types=A,B`) values, both as the docs allow."""
     out: list[str] = []
@@ -188,10 +218,11 @@ def _hf_repo_or_error(up: Any, request: web.Request) -> tuple[dict[str, Any] | N
     repo_id = f"{request.match_info['org']}/{request.match_info['name']}"
     repo = _state(up)["hf_repos"].get(repo_id)
     if repo is None:
-        # Live HF answers 401 to anonymous callers and 404 RepoNotFound to signed-in ones; the fake always
-        # sets the error code, as upstream-apis.md B.3 advises.
-        status = 404 if request.headers.get("Authorization") else 401
-        return None, _hf_error("RepoNotFound", "Repository not found", status)
+        # Live HF answers a signed-in caller 404 RepoNotFound, and an anonymous one a bare 401 with no error
+        # code (upstream-apis.md B.3): the same answer a private repo gets, so the client cannot tell them apart.
+        if request.headers.get("Authorization"):
+            return None, _hf_error("RepoNotFound", "Repository not found", 404)
+        return None, hf_bare_401()
     rev = request.match_info.get("rev")
     if rev is not None and rev not in ("main", repo["commit"]):
         return None, _hf_error("RevisionNotFound", f"Invalid rev id: {rev}", 404)
@@ -240,8 +271,8 @@ async def hf_list_models(request: web.Request) -> web.Response:
     if sort in ("downloads", "likes", "trendingScore", "lastModified", "createdAt"):
         descending = request.query.get("direction", "-1") == "-1"
         repos.sort(key=lambda r: r["info"].get(sort) or 0, reverse=descending)
-    limit = int(request.query.get("limit") or 1000)
-    return _paginate(request, [_hf_list_item(r, full) for r in repos], max(1, min(limit, 1000)))
+    limit = int(request.query.get("limit") or HF_PAGE_SIZE)
+    return _paginate(request, [_hf_list_item(r, full) for r in repos], max(1, min(limit, HF_PAGE_SIZE)))
 
 
 async def hf_model_info(request: web.Request) -> web.Response:
@@ -297,6 +328,14 @@ def _searchable(model: dict[str, Any]) -> set[str]:
     return words
 
 
+def _file_named(models: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    """Civitai answers a query that is exactly a file name (civitai/civitai#933); how is undocumented, so the
+    fake assumes the least: the whole query equals a file's name, never words of file names."""
+    want = query.strip().lower()
+    return [m for m in models if any(str(f.get("name", "")).lower() == want
+                                     for mv in m.get("modelVersions", []) for f in mv.get("files", []))]
+
+
 def _meili_rank(models: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
     """Meilisearch matchingStrategy "last": all words first, then drop words from the end; the last
     query word matches as a prefix (Meilisearch's prefix search)."""
@@ -331,10 +370,14 @@ async def civitai_models(request: web.Request) -> web.Response:
     if "page" in q and int(q["page"]) * limit > 1000:
         return _civitai_error(up, "429_too_many_pages", 429)
     wanted = {k: v for k, v in q.items() if k not in IGNORED_CIVITAI_MATCH_PARAMS}
+    # Without nsfw=true the search keeps to public browsing levels: NSFW-rated models are silently absent.
+    shown = (lambda m: True) if _truthy(q.get("nsfw")) else (lambda m: not m.get("nsfw"))
     for entry in st["civitai_canned"]:
         if {k: v for k, v in entry["query"].items() if k not in IGNORED_CIVITAI_MATCH_PARAMS} == wanted:
-            return _civitai_json(request, json.loads((up.fixtures / "civitai" / entry["file"]).read_text()))
-    models = list(st["civitai_models"].values())
+            body = json.loads((up.fixtures / "civitai" / entry["file"]).read_text())
+            body["items"] = [m for m in body.get("items", []) if shown(m)]
+            return _civitai_json(request, body)
+    models = [m for m in st["civitai_models"].values() if shown(m)]
     types = {t.lower() for t in _multi(request, "types")}
     if types:
         models = [m for m in models if str(m.get("type", "")).lower() in types]
@@ -344,7 +387,8 @@ async def civitai_models(request: web.Request) -> web.Response:
     if bases:
         models = [m for m in models if any(v.get("baseModel") in bases for v in m.get("modelVersions", []))]
     if q.get("query"):
-        models = _meili_rank(models, q["query"])
+        named = _file_named(models, q["query"])
+        models = named + [m for m in _meili_rank(models, q["query"]) if m not in named]
     elif q.get("sort") == "Most Downloaded":
         models.sort(key=lambda m: -(m.get("stats") or {}).get("downloadCount", 0))
     start = int(q.get("cursor") or 0) if q.get("cursor", "0").isdigit() else 0
@@ -452,4 +496,4 @@ def add_routes(app: web.Application, up: Any) -> None:
     r.add_post("/v1/chat/completions", chat_completions)
 
 
-__all__ = ["add_routes", "add_hf_repo", "add_civitai_model"]
+__all__ = ["add_routes", "add_hf_repo", "add_civitai_model", "crowd_searches"]

@@ -63,6 +63,46 @@ class Fault:
         return re.search(self.path, request.path_qs) is not None
 
 
+CLOUDFLARE_1015 = ("<!DOCTYPE html><html><head><title>Access denied | civitai.com used Cloudflare to restrict "
+                   "access</title></head><body><h1>Error 1015</h1><h2>You are being rate limited</h2></body></html>")
+
+
+def service_of(path: str) -> str | None:
+    """Which upstream a request is for (both are served from one port): their limits are separate."""
+    if path.startswith(("/api/v1/", "/api/download/")):
+        return "civitai"
+    if path.startswith("/api/models") or "/resolve/" in path:
+        return "huggingface"
+    return None
+
+
+@dataclass
+class RateLimit:
+    """Every `every`-th request to `service` answers 429 with Retry-After, as both services do to a client that
+    asks too fast (upstream-apis.md A.8, B.7): the Hub with its RateLimit headers, Civitai's edge (Cloudflare)
+    with an HTML page. Retry-After may be fractional here so that tests stay fast."""
+
+    service: str  # "huggingface" or "civitai"
+    every: int
+    retry_after: float = 1.0
+    seen: int = 0
+    hits: int = 0
+
+    def answer(self, request: web.Request) -> web.Response | None:
+        if service_of(request.path) != self.service:
+            return None
+        self.seen += 1
+        if self.seen % self.every:
+            return None
+        self.hits += 1
+        wait = f"{self.retry_after:g}"
+        if self.service == "huggingface":
+            return web.json_response({"error": "You have exceeded our rate limit. Please retry later."}, status=429,
+                                     headers={"Retry-After": wait, "RateLimit": f'"api";r=0;t={wait}',
+                                              "RateLimit-Policy": '"fixed window";"api";q=500;w=300'})
+        return web.Response(status=429, text=CLOUDFLARE_1015, content_type="text/html", headers={"Retry-After": wait})
+
+
 @dataclass
 class LoggedRequest:
     method: str
@@ -78,6 +118,7 @@ class FakeUpstream:
         self.fixtures = fixtures
         self.latency = latency  # seconds added to every request (benchmarks)
         self.faults: list[Fault] = []
+        self.rate_limits: list[RateLimit] = []
         self.requests: list[LoggedRequest] = []
         self.state: dict[str, Any] = {}  # route modules keep their own mutable state here
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,8 +158,15 @@ class FakeUpstream:
         self.faults.append(fault)
         return fault
 
+    def rate_limit(self, service: str, every: int, retry_after: float = 1.0) -> RateLimit:
+        """Switch on 429s for one service: every `every`-th request to it is refused."""
+        rule = RateLimit(service, every, retry_after)
+        self.rate_limits.append(rule)
+        return rule
+
     def clear(self) -> None:
         self.faults.clear()
+        self.rate_limits.clear()
         self.requests.clear()
 
     @web.middleware
@@ -126,6 +174,10 @@ class FakeUpstream:
         self.requests.append(LoggedRequest(request.method, request.host, request.path_qs, dict(request.headers)))
         if self.latency:
             await asyncio.sleep(self.latency)
+        for rule in self.rate_limits:
+            refused = rule.answer(request)
+            if refused is not None:
+                return refused
         for fault in self.faults:
             if fault.matches(request):
                 fault.hits += 1
