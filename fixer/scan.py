@@ -43,15 +43,20 @@ def combo_folder_finder(node_defs: dict | None, inventory: Inventory) -> Callabl
     return find
 
 
+def _absorb(cur: ModelRef, ref: ModelRef) -> None:
+    """`ref` names the same model as `cur`: its usages and hints become cur's."""
+    cur.usages.extend(ref.usages)
+    cur.hints.extend(h for h in ref.hints if h not in cur.hints)
+    cur.declared_only = cur.declared_only and ref.declared_only
+
+
 def _merge(into: dict[tuple[str, str], ModelRef], refs: list[ModelRef]) -> None:
     for ref in refs:
         cur = into.get(ref.key)
         if cur is None:
             into[ref.key] = ref
-            continue
-        cur.usages.extend(ref.usages)
-        cur.hints.extend(h for h in ref.hints if h not in cur.hints)
-        cur.declared_only = cur.declared_only and ref.declared_only
+        else:
+            _absorb(cur, ref)
 
 
 def _fold_unknown_folders(refs: dict[tuple[str, str], ModelRef]) -> list[ModelRef]:
@@ -60,7 +65,7 @@ def _fold_unknown_folders(refs: dict[tuple[str, str], ModelRef]) -> list[ModelRe
     out = []
     for (folder, name), ref in refs.items():
         if not folder and name in known:
-            _merge({known[name].key: known[name]}, [ref])
+            _absorb(known[name], ref)
             continue
         out.append(ref)
     return out
