@@ -249,8 +249,7 @@ def cmd_auto(ctx: RunContext) -> int:
             ctx.bus.emit(PhaseChanged("complete"))
             return EXIT_MISSING
         run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
-                     models_dir=ctx.root / "models" if ctx.root else None, inventory=ctx.inventory(),
-                     state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows))
+                     inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows))
         ctx.bus.subscribe(ConsoleProgress())
         ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))
         data = asyncio.run(run.run())

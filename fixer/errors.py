@@ -86,3 +86,11 @@ class RunLocked(FixerError):
             f"Another ComfyFixerSmart run holds {path} ({holder}). Wait for it to finish, or remove the lock "
             "file if that process is gone."
         )
+
+
+class UnsafeFolder(UnsafePath):
+    """A write location that is not one of ComfyUI's model folders: nothing is ever written there."""
+
+    def __init__(self, folder: str, reason: str):
+        super().__init__(folder, reason)
+        self.args = (f"Refusing to write into {folder!r}: {reason}.",)

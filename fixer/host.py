@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
 from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
-from .errors import ConfigError
+from .errors import ConfigError, UnsafeFolder
+from .names import normalise, unsafe_reason
+
+# Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
+NON_MODEL_FOLDERS = frozenset({"custom_nodes", "configs"})
 
 PT_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
 
@@ -62,13 +66,9 @@ class StandaloneHost:
         for key, sub in (("checkpoints", "checkpoints"), ("text_encoders", "clip"), ("vae", "vae"),
                          ("diffusion_models", "diffusion_models"), ("loras", "loras")):
             paths[key].append(str(root / "output" / sub))
-        # Custom packs register their own keys as models/<key> (ipadapter, ultralytics, ...): honour any such dir.
-        registered = {os.path.normpath(p) for lst in paths.values() for p in lst}
-        if models.is_dir():
-            for d in sorted(models.iterdir()):
-                if d.is_dir() and os.path.normpath(str(d)) not in registered:
-                    paths[d.name] = [str(d)]
-                    exts[d.name] = frozenset()
+        for key, path in pack_model_dirs(models, paths).items():
+            paths[key] = [path]
+            exts[key] = frozenset()
         host = cls(root=root, paths=paths, exts=exts)
         yamls = [root / "extra_model_paths.yaml"] + [Path(p) for p in (extra_configs or [])]
         for y in yamls:
@@ -147,7 +147,11 @@ class FolderPathsHost:
 
     def folders(self) -> dict[str, list[str]]:
         fp = self.folder_paths
-        return {k: list(v[0]) for k, v in fp.folder_names_and_paths.items() if k != "custom_nodes"}
+        paths = {k: list(v[0]) for k, v in fp.folder_names_and_paths.items() if k != "custom_nodes"}
+        models_dir = getattr(fp, "models_dir", None)
+        if models_dir:
+            paths.update({k: [p] for k, p in pack_model_dirs(Path(models_dir), paths).items()})
+        return paths
 
     def extensions(self, folder: str) -> frozenset[str]:
         entry = self.folder_paths.folder_names_and_paths.get(map_legacy(folder))
@@ -158,6 +162,56 @@ class FolderPathsHost:
 
     def node_defs(self) -> Mapping[str, Any] | None:
         return LiveNodeDefs(self.node_classes()) if self.node_classes else None
+
+
+def pack_model_dirs(models_dir: Path, registered: dict[str, list[str]]) -> dict[str, str]:
+    """`models/<key>` folders no registered key covers: a pack registers its own key there (ipadapter,
+    ultralytics, ...), and its files stay known (present, not downloaded again) while that pack is
+    not loaded, as in the CLI and inside ComfyUI alike."""
+    known = {os.path.normpath(p) for lst in registered.values() for p in lst}
+    try:
+        dirs = sorted(d for d in models_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError:
+        return {}
+    return {d.name: str(d) for d in dirs
+            if os.path.normpath(str(d)) not in known and d.name not in registered and d.name not in NON_MODEL_FOLDERS}
+
+
+def model_folders(folders: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The registered folders that hold models: the only places anything is ever written."""
+    return {k: v for k, v in folders.items() if k not in NON_MODEL_FOLDERS and v}
+
+
+def write_location_reason(folders: dict[str, list[str]], directory: str) -> str | None:
+    """Why `directory` (a folder key, optionally with a plain subfolder: `loras/sdxl`) is not a place to
+    write models, or None when it is one."""
+    reason = unsafe_reason(directory)
+    if reason:
+        return f"{reason}; only ComfyUI's model folders are written to"
+    key, _, sub = normalise(directory).partition("/")
+    key = map_legacy(key)
+    if key in NON_MODEL_FOLDERS:
+        return f"{key!r} is ComfyUI's folder for {'node packs' if key == 'custom_nodes' else key}, not a model folder"
+    paths = model_folders(folders).get(key)
+    if not paths:
+        return (f"ComfyUI has no model folder {key!r}: install the node pack that registers it and restart "
+                "ComfyUI (or put the file in place yourself)")
+    if sub:
+        base = os.path.realpath(paths[0])
+        real = os.path.realpath(os.path.join(base, sub))
+        if os.path.commonpath([base, real]) != base:
+            return f"it resolves outside {paths[0]} (through a symlink)"
+    return None
+
+
+def target_root(folders: dict[str, list[str]], directory: str) -> str:
+    """Where a new file for `directory` goes: the real path of the folder's first registered path
+    (extra_model_paths.yaml honoured), plus the subfolder; UnsafePath for anything else."""
+    reason = write_location_reason(folders, directory)
+    if reason:
+        raise UnsafeFolder(directory, reason)
+    key, _, sub = normalise(directory).partition("/")
+    return os.path.realpath(os.path.join(model_folders(folders)[map_legacy(key)][0], sub))
 
 
 class LiveNodeDefs(Mapping):

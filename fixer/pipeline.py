@@ -21,6 +21,7 @@ from .config import Config
 from .errors import FixerError, UnsafePath
 from .events import (ErrorRaised, Event, EventBus, ModelResolved, PhaseChanged, Progress, RunFinished,
                      TransferDone, TransferProgress)
+from .host import target_root
 from .inventory import Inventory
 from .models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
 from .names import confine
@@ -57,16 +58,6 @@ class Row:
     path: str | None = None
 
 
-def target_root(folders: dict[str, list[str]], models_dir: Path | None, folder: str) -> str:
-    """Where a new file for `folder` goes: the first registered path (extra_model_paths.yaml honoured)."""
-    paths = folders.get(folder)
-    if paths:
-        return paths[0]
-    if models_dir is None:
-        raise FixerError(f"ComfyUI has no model folder '{folder}' (is the custom node pack that uses it installed?)")
-    return str(models_dir / folder)
-
-
 def place_local_copy(src: str, dest_root: str, name: str) -> str:
     """Hard-link a file the user already has into place (copy across file systems); never moves theirs."""
     dest = confine(dest_root, name)
@@ -84,7 +75,7 @@ def place_local_copy(src: str, dest_root: str, name: str) -> str:
 
 class FixRun:
     def __init__(self, refs: list[ModelRef], *, config: Config, secrets: dict[str, str], bus: EventBus,
-                 folders: dict[str, list[str]], models_dir: Path | None, inventory: Inventory | None,
+                 folders: dict[str, list[str]], inventory: Inventory | None,
                  state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = "",
                  chosen: dict[str, Candidate] | None = None, review: bool = False):
         self.run_id = uuid.uuid4().hex[:12]
@@ -93,7 +84,6 @@ class FixRun:
         self.secrets = secrets
         self.bus = bus
         self.folders = folders
-        self.models_dir = models_dir
         self.inventory = inventory
         self.state_dir = state_dir
         self.comfyui_root = comfyui_root
@@ -233,7 +223,7 @@ class FixRun:
             self._progress()
 
     async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
-        dest_root = target_root(self.folders, self.models_dir, folder)
+        dest_root = target_root(self.folders, folder)
         if c.source == "local" and c.local_path:
             row.path = await asyncio.to_thread(place_local_copy, c.local_path, dest_root, name)
             row.state = "done"

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from .actionlog import action
 from .errors import WorkflowError
 from .extract import Extracted, extract
-from .host import Host
+from .host import Host, write_location_reason
 from .inventory import Inventory, build_inventory
 from .loaders import combo_options
 from .models import ModelHint, ModelRef, ModelStatus, NodeRef, ParseProblem, ScanReport
@@ -69,6 +69,19 @@ def _fold_unknown_folders(refs: dict[tuple[str, str], ModelRef]) -> list[ModelRe
             continue
         out.append(ref)
     return out
+
+
+def _refuse_foreign_folders(refs: list[ModelRef], folders: dict[str, list[str]]) -> None:
+    """A workflow's `models[].directory` is honoured only when it is one of ComfyUI's model folders (plus a
+    plain subfolder); a reference whose workflow names any other place is unsafe, never fetched."""
+    for ref in refs:
+        if ref.unsafe_reason:
+            continue
+        for directory in dict.fromkeys(h.directory for h in ref.hints if h.directory):
+            reason = write_location_reason(folders, directory)
+            if reason:
+                ref.unsafe_reason = f"the workflow puts it in {directory!r}: {reason}"
+                break
 
 
 def _attach_note_urls(refs: list[ModelRef], urls: list[str]) -> None:
@@ -163,6 +176,7 @@ class Scanner:
 
     def finish(self) -> ScanReport:
         refs = _fold_unknown_folders(self._refs)
+        _refuse_foreign_folders(refs, self.host.folders())
         _attach_note_urls(refs, self._urls)
         self.report.models = sorted((classify(r, self.inventory) for r in refs),
                                     key=lambda s: (s.state, s.ref.folder or "~", s.ref.name.lower()))

@@ -21,10 +21,10 @@ from .actionlog import keep_actions_in
 from .config import Config, load_secrets
 from .errors import ConfigError, FixerError, UnsafePath
 from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
-from .host import Host
+from .host import Host, model_folders, target_root
 from .inventory import build_inventory
 from .models import Candidate, ModelRef, to_jsonable
-from .pipeline import FixRun, place_local_copy, target_root
+from .pipeline import FixRun, place_local_copy
 from .report import counts, model_entry
 from .state import StateLock, StatusDocument, read_json, write_json_atomic
 
@@ -142,9 +142,8 @@ class FixerService:
 
     def _new_run(self, refs: list[ModelRef], inventory, name: str,
                  chosen: dict[str, Candidate] | None = None) -> FixRun:
-        models_dir = self.comfyui_root / "models" if self.comfyui_root else None
         return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
-                      models_dir=models_dir, inventory=inventory, state_dir=self.state_dir,
+                      inventory=inventory, state_dir=self.state_dir,
                       comfyui_root=self.comfyui_root, workflow=name, chosen=chosen)
 
     async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None,
@@ -211,11 +210,10 @@ class FixerService:
         folders = self.host.folders()
         real = os.path.realpath(path)
         inside = any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root)
-                     for roots in folders.values() for root in roots if os.path.isdir(root))
+                     for roots in model_folders(folders).values() for root in roots if os.path.isdir(root))
         if not inside or not os.path.isfile(real):
             raise UnsafePath(path, "only files inside ComfyUI's model folders can be relinked")
-        models_dir = self.comfyui_root / "models" if self.comfyui_root else None
-        dest = await asyncio.to_thread(place_local_copy, real, target_root(folders, models_dir, folder), name)
+        dest = await asyncio.to_thread(place_local_copy, real, target_root(folders, folder), name)
         self._emit("comfyfixer.done", {"run_id": None, "summary": None, "files": [{"folder": folder, "name": name}]})
         return {"ok": True, "folder": folder, "relpath": name.replace("\\", "/"), "path": dest}
 

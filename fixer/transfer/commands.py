@@ -22,6 +22,7 @@ import aiohttp
 from ..constants import MODEL_EXTENSIONS
 from ..errors import ConfigError, FixerError
 from ..events import PhaseChanged, TransferDone, TransferProgress
+from ..host import target_root
 from ..models import Transfer, TransferRequest
 from ..names import safe_relpath
 from .manager import DOWNLOADED_FILE, TransferManager, read_records, request_from_record
@@ -76,10 +77,7 @@ def _disposition_name(value: str) -> str | None:
 
 
 def _dest_root(ctx: Any, folder: str) -> str:
-    from ..pipeline import target_root
-
-    host = ctx.host()
-    return target_root(host.folders(), ctx.root / "models" if ctx.root else None, folder)
+    return target_root(ctx.host().folders(), folder)
 
 
 async def _run(ctx: Any, jobs: list[tuple[TransferRequest, str]]) -> list[Transfer]:
@@ -198,6 +196,7 @@ def cmd_resume(ctx: Any) -> int:
         print("Nothing to resume: every recorded download finished.", file=sys.stderr)
         return EXIT_OK
     with StateLock(ctx.state_dir, "comfy-fixer --resume"):
-        jobs = [(request_from_record(e), e.get("dest_root") or _dest_root(ctx, e["folder"])) for e in todo]
+        # The record's own dest_root is never used: the records file is as untrusted as any input.
+        jobs = [(req, _dest_root(ctx, req.folder)) for req in map(request_from_record, todo)]
         transfers = asyncio.run(_run(ctx, jobs))
     return _report(ctx, transfers)
