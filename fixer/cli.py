@@ -21,7 +21,7 @@ from .config import Config, load_config, load_secrets
 from .errors import FixerError
 from .events import EventBus, PhaseChanged, ScanFinished
 from .host import StandaloneHost, fetch_object_info, load_object_info
-from .models import ScanReport
+from .models import Resolution, ScanReport
 from .state import StatusDocument, read_json
 
 if TYPE_CHECKING:
@@ -259,6 +259,59 @@ def cmd_auto(ctx: RunContext) -> int:
         return EXIT_OK if ok and not report.missing_nodes else EXIT_MISSING
 
 
+def cmd_resolve(ctx: RunContext) -> int:
+    """`comfy-fixer --resolve`: scan, then find a source for every missing model; writes
+    output/resolutions.json as each model resolves (and, with --portable, a portable copy of each
+    workflow under output/portable/). Downloads nothing."""
+    import asyncio
+
+    from .events import ModelResolved
+    from .portable import write_portable
+    from .readers import iter_workflow_files
+    from .resolve import ResolveContext, Resolver, resolution_json
+    from .state import StateLock, write_json_atomic
+
+    with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
+        report = run_scan(ctx)
+        refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
+        rctx = ResolveContext(config=ctx.config.search, secrets=ctx.secrets(), inventory=ctx.inventory(),
+                              state_dir=ctx.state_dir, comfyui_root=ctx.root)
+        out = ctx.state_dir / "output" / "resolutions.json"
+        ctx.bus.emit(PhaseChanged("resolving", total=len(refs)))
+        done: list[Resolution] = []
+
+        async def run() -> None:
+            async for res in Resolver(rctx).resolve(refs):
+                done.append(res)
+                ctx.bus.emit(ModelResolved(res))
+                write_json_atomic(out, [resolution_json(r) for r in done])
+                if not ctx.args.json:
+                    c = res.chosen
+                    where = (c.url or c.local_path) if c else f"{len(res.candidates)} candidate(s) to choose from" \
+                        if res.candidates else "; ".join(res.tried[-2:])
+                    conf = f" ({c.confidence:.2f})" if c else ""
+                    print(f"  {res.source:<12} {res.folder or '?'}/{res.name}{conf}: {where}", flush=True)
+
+        asyncio.run(run())
+        write_json_atomic(out, [resolution_json(r) for r in done])
+        if getattr(ctx.args, "portable", False):
+            dest = ctx.state_dir / "output" / "portable"
+            dest.mkdir(parents=True, exist_ok=True)
+            for wf in iter_workflow_files(ctx.workflows):
+                try:
+                    write_portable(wf, done, dest / f"{wf.stem}.portable.json", ctx.config.search.fuzzy_threshold)
+                except (OSError, ValueError) as e:
+                    print(f"  cannot write a portable copy of {wf}: {e}", file=sys.stderr)
+        ctx.bus.emit(PhaseChanged("complete"))
+        if ctx.args.json:
+            json.dump([resolution_json(r) for r in done], sys.stdout, indent=2)
+            print()
+        else:
+            found = sum(1 for r in done if r.chosen)
+            print(f"{found} of {len(done)} missing model(s) have a source; details in {out}")
+        return EXIT_OK if all(r.chosen for r in done) else EXIT_MISSING
+
+
 def _elsewhere(module: str, name: str) -> Callable[[RunContext], int]:
     """A command that lives beside its stage, imported only when it runs (keeps --scan light)."""
     def run(ctx: RunContext) -> int:
@@ -268,7 +321,7 @@ def _elsewhere(module: str, name: str) -> Callable[[RunContext], int]:
 
 COMMANDS: dict[str, Callable[[RunContext], int]] = {
     "scan": cmd_scan, "status": cmd_status, "auto": cmd_auto,
-    "resolve": _elsewhere(".resolve", "cmd_resolve"),
+    "resolve": cmd_resolve,
     "get": _elsewhere(".transfer.commands", "cmd_get"),
     "download": _elsewhere(".transfer.commands", "cmd_download"),
     "resume": _elsewhere(".transfer.commands", "cmd_resume"),
