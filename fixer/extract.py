@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
-from .loaders import core_inputs, guess_folder, widget_names_from_def
+from .folder_probe import folder_map_of
+from .loaders import combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
 from .models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
 from .names import is_model_value, normalise, unsafe_reason
+from .prompt_refs import has_prompt_syntax, prompt_refs
 
 ComboFolder = Callable[[str, str], "str | None"]
 _URL = re.compile(r"https?://[^\s<>\"')\]]+")
@@ -154,31 +156,51 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
         names: list[str] | None = None
         core = None
         by_name = isinstance(node.values, dict)
+        node_def: Any = _UNSET
         for key, value in (node.values.items() if by_name else enumerate(node.values)):
-            if not is_model_value(value):
-                continue  # most widget values: the work below is done only for model files
+            if not isinstance(value, str):
+                continue
+            model_like = is_model_value(value)
+            if not model_like and not _MAYBE_FILE.match(value) and not has_prompt_syntax(value):
+                continue  # most widget values: the work below is done only for model files and prompts
             if local_hints_lower is None:
                 core = core_inputs(node.node_type)
                 prop_models = node.properties.get("models")
                 local_hints_lower = {n.lower(): h for n, h in (x for x in map(_hint_from, prop_models) if x)} \
                     if isinstance(prop_models, list) else {}
+            if node_def is _UNSET:
+                node_def = _node_def(node_defs, node.node_type)
             if by_name:
                 input_name = key
             else:
                 if names is None:
                     names = _widget_names(node.node_type, core, node_defs)
                 input_name = names[key] if key < len(names) else None
+            usage = Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional)
+            if has_prompt_syntax(value):
+                for p in prompt_refs(node.node_type, input_name, node_def, value):
+                    _add_ref(refs, ModelRef(name=p.name, folder=p.folder, folder_source="prompt",
+                                            unsafe_reason=unsafe_reason(p.written), alternatives=p.alternatives),
+                             usage, None)
+                continue  # prompt text is never itself a file name
+            folder_map = folder_map_of(node_def)
+            if not model_like and not (folder_map and folder_map.accepts_extension(input_name, value)):
+                continue
+            if _is_text(value, node_def, input_name):
+                continue
             name = normalise(value)
             hint = local_hints_lower.get(name.lower()) or declared_by_name.get(name.lower())
-            folder, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
-            key = (folder or "", name.lower())
-            ref = refs.get(key)
-            if ref is None:
-                ref = refs[key] = ModelRef(name=name, folder=folder, folder_source=source,
-                                           unsafe_reason=unsafe_reason(value))
-            ref.usages.append(Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional))
-            if hint and hint not in ref.hints:
-                ref.hints.append(hint)
+            listed = None if core and input_name in core[1] else (folder_map and folder_map.locate(input_name, name))
+            if listed:
+                folder, in_folder = listed
+                ref = ModelRef(name=in_folder, folder=folder, folder_source=folder_map.source,
+                               unsafe_reason=unsafe_reason(in_folder))
+            elif folder_map and folder_map.reads_no_folder(input_name) and value in _options(node_def, input_name):
+                ref = ModelRef(name=name, folder=None, folder_source=folder_map.source, by_node=True)
+            else:
+                folder, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
+                ref = ModelRef(name=name, folder=folder, folder_source=source, unsafe_reason=unsafe_reason(value))
+            _add_ref(refs, ref, usage, hint)
     used = {name for _, name in refs}
     for name, hint in declared:
         if name.lower() not in used:
@@ -191,6 +213,42 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
     out.models = list(refs.values())
     out.nodes = list(node_refs.values())
     return out
+
+
+_UNSET = object()
+# A single word with a short extension that is not in MODEL_EXTENSIONS (`.patch`): a file name when the
+# input lists a folder that takes it.
+_MAYBE_FILE = re.compile(r"^[^\s]+\.[A-Za-z][A-Za-z0-9]{0,7}$")
+_PROSE = re.compile(r",\s|\s\S+\s\S+\s\S+\s|[()]")
+
+
+def _node_def(node_defs: Any, node_type: str) -> Any:
+    try:
+        return node_defs.get(node_type) if node_defs is not None else None
+    except Exception:  # live definitions: a node whose INPUT_TYPES() fails has none
+        return None
+
+
+def _options(node_def: Any, input_name: str | None) -> list[str]:
+    return (combo_options(node_def, input_name) or []) if isinstance(node_def, dict) and input_name else []
+
+
+def _is_text(value: str, node_def: Any, input_name: str | None) -> bool:
+    """Free text, not a file: several words in a STRING input, or prose-like text when the input's type is
+    unknown (a prompt that happens to end in `.pt`)."""
+    if not any(c.isspace() for c in value):
+        return False
+    spec = input_spec(node_def, input_name) if isinstance(node_def, dict) and input_name else None
+    if spec is not None:
+        return spec[0] == "STRING"
+    return bool(_PROSE.search(value))
+
+
+def _add_ref(refs: dict[tuple[str, str], ModelRef], ref: ModelRef, usage: Usage, hint: ModelHint | None) -> None:
+    cur = refs.setdefault(ref.key, ref)
+    cur.usages.append(usage)
+    if hint and hint not in cur.hints:
+        cur.hints.append(hint)
 
 
 def _folder_for(node_type: str, input_name: str | None, name: str, core, hint: ModelHint | None,

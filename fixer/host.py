@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol
 
 from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
 from .errors import ConfigError, UnsafeFolder
+from .folder_probe import FolderProbe, probe_for, with_folder_map
 from .names import normalise, unsafe_reason
 
 # Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
@@ -161,7 +162,9 @@ class FolderPathsHost:
         return set(self.node_classes()) if self.node_classes else None
 
     def node_defs(self) -> Mapping[str, Any] | None:
-        return LiveNodeDefs(self.node_classes()) if self.node_classes else None
+        if not self.node_classes:
+            return None
+        return LiveNodeDefs(self.node_classes(), probe_for(self.folder_paths))
 
 
 def pack_model_dirs(models_dir: Path, registered: dict[str, list[str]]) -> dict[str, str]:
@@ -217,17 +220,20 @@ def target_root(folders: dict[str, list[str]], directory: str) -> str:
 class LiveNodeDefs(Mapping):
     """Node definitions asked of the node classes one type at a time, only for the types a workflow
     uses: INPUT_TYPES() of every installed pack (as /object_info does) can take seconds, and some
-    packs list folders in it."""
+    packs list folders in it. Each carries the folders its inputs list, asked of the node (folder_probe)."""
 
-    def __init__(self, classes: dict[str, Any]):
+    def __init__(self, classes: dict[str, Any], probe: FolderProbe | None = None):
         self._classes = classes
+        self._probe = probe
         self._defs: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._defs:
             cls = self._classes[name]
             try:
-                self._defs[name] = {"input": cls.INPUT_TYPES()}
+                # Probe first: the plain call after it leaves whatever the pack caches in its real state.
+                folder_map = self._probe.probe(cls) if self._probe else None
+                self._defs[name] = with_folder_map({"input": cls.INPUT_TYPES()}, folder_map)
             except Exception:  # a broken custom node must not break our scan
                 self._defs[name] = None
         if self._defs[name] is None:

@@ -117,15 +117,24 @@ def widget_names_from_def(node_def: dict) -> list[str]:
     return names
 
 
-def combo_options(node_def: dict, input_name: str) -> list[str] | None:
-    """The COMBO options of an input (V1 `[[...], {}]` or V3 `["COMBO", {"options": [...]}]`)."""
+def input_spec(node_def: dict, input_name: str) -> list | tuple | None:
+    """An input's entry in a node definition: `(type or options, {config})`."""
     inputs = node_def.get("input") or {}
     for section in ("required", "optional"):
-        entry = (inputs.get(section) or {}).get(input_name)
-        if not isinstance(entry, (list, tuple)) or not entry:
-            continue
-        if isinstance(entry[0], list):
-            return [str(v) for v in entry[0]]
-        if entry[0] == "COMBO" and len(entry) > 1 and isinstance(entry[1], dict):
-            return [str(v) for v in entry[1].get("options") or []]
+        spec = inputs.get(section)
+        entry = spec.get(input_name) if isinstance(spec, dict) else None
+        if isinstance(entry, (list, tuple)) and entry:
+            return entry
+    return None
+
+
+def combo_options(node_def: dict, input_name: str) -> list[str] | None:
+    """The COMBO options of an input (V1 `[[...], {}]` or V3 `["COMBO", {"options": [...]}]`)."""
+    entry = input_spec(node_def, input_name)
+    if entry is None:
+        return None
+    if isinstance(entry[0], (list, tuple)):
+        return [str(v) for v in entry[0]]
+    if entry[0] == "COMBO" and len(entry) > 1 and isinstance(entry[1], dict):
+        return [str(v) for v in entry[1].get("options") or []]
     return None

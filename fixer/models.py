@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-ModelState = Literal["present", "elsewhere", "missing", "unsafe", "unused"]
-FolderSource = Literal["node_table", "hint", "node_def", "keyword", "unknown"]
+ModelState = Literal["present", "elsewhere", "missing", "unsafe", "unused", "by_node"]  # by_node: the node downloads it
+# How a reference's folder was learned: the core table, asking the node (probe), reading its pack's sources
+# (static), a running ComfyUI's pack (server), prompt syntax, the workflow's hint, its COMBO vs disk, keywords.
+FolderSource = Literal["node_table", "probe", "static", "server", "prompt", "hint", "node_def", "keyword", "unknown"]
 Source = Literal["local", "embedded", "catalog", "civitai", "huggingface", "fuzzy", "llm", "not_found"]
 TransferState = Literal["queued", "downloading", "verifying", "done", "failed", "cancelled"]
 
@@ -59,6 +61,8 @@ class ModelRef(UsedIn):
     hints: list[ModelHint] = field(default_factory=list)
     unsafe_reason: str | None = None
     declared_only: bool = False  # listed in models[] but no node uses it
+    alternatives: tuple[str, ...] = ()  # other names the node accepts for it (a prompt's name without extension)
+    by_node: bool = False  # one of the node's own choices that it downloads on first run: never queued
 
     @property
     def key(self) -> tuple[str, str]:

@@ -48,7 +48,8 @@ def counts(report: ScanReport) -> dict[str, int]:
     return {"workflows": len(report.workflows), "unreadable": len(report.problems),
             "models": sum(1 for s in report.models if s.state != "unused"),
             "present": c["present"], "elsewhere": c["elsewhere"], "missing": c["missing"],
-            "unsafe": c["unsafe"], "unused": c["unused"], "missing_nodes": len(report.missing_nodes)}
+            "unsafe": c["unsafe"], "unused": c["unused"], "by_node": c["by_node"],
+            "missing_nodes": len(report.missing_nodes)}
 
 
 def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None = None) -> None:
@@ -86,6 +87,8 @@ def summary_text(report: ScanReport) -> str:
         lines.append(f"Present elsewhere: {s.ref.folder}/{s.ref.name} -> found at {where} (relink instead of downloading)")
     for s in report.by_state("unsafe"):
         lines.append(f"Unsafe name refused: {s.ref.name!r}: {s.ref.unsafe_reason}")
+    for s in report.by_state("by_node"):
+        lines.append(f"Downloaded by the node on first run: {s.ref.name} ({s.ref.usages[0].node_type})")
     if report.node_check == "skipped":
         lines.append("Node check skipped: pass --server URL (a running ComfyUI) or --object-info FILE")
     elif report.missing_nodes:

@@ -102,8 +102,10 @@ def _attach_note_urls(refs: list[ModelRef], urls: list[str]) -> None:
 def classify(ref: ModelRef, inv: Inventory) -> ModelStatus:
     if ref.unsafe_reason:
         return ModelStatus(ref, "unsafe")
+    if ref.by_node:
+        return ModelStatus(ref, "by_node")
     if ref.folder:
-        hit = inv.lookup(ref.folder, ref.name)
+        hit = next(filter(None, (inv.lookup(ref.folder, n) for n in (ref.name, *ref.alternatives))), None)
         if hit:
             return ModelStatus(ref, "unused" if ref.declared_only else "present", local=hit)
     else:

@@ -1,0 +1,321 @@
+"""Which folder each input of a node lists, in one shape whoever learned it (host contract §8).
+
+Inside ComfyUI the node is asked: its INPUT_TYPES() runs while folder_paths answers every listing with a
+marker name per folder, and the markers found in an input's options name the folders it reads, even when
+they are empty (a fresh install). Outside ComfyUI the same `FolderMap` comes from reading the packs'
+sources (static_folders.py) or from a running ComfyUI's pack (the route). It travels inside a node
+definition under FOLDER_MAP_KEY, so extract.py finds it where it already looks for a node's inputs.
+
+The wrappers are installed on folder_paths once, process-wide; they record only while this module's
+context variable is set, which happens for the duration of one INPUT_TYPES() call in the scanning thread.
+Everywhere else (/object_info, running prompts, other threads) they are exact pass-throughs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .constants import map_legacy
+
+log = logging.getLogger(__name__)
+
+FOLDER_MAP_KEY = "comfyfixer_folder_map"
+LISTERS = ("get_filename_list", "get_filename_list_", "get_full_path", "get_full_path_or_raise", "get_folder_paths")
+_MARKER = "__cfprobe{}__"
+_MARKER_RX = re.compile(r"__cfprobe(\d+)__")
+_ACTIVE: contextvars.ContextVar["_Recording | None"] = contextvars.ContextVar("comfyfixer_folder_probe", default=None)
+
+
+def extension_of(name: str) -> str:
+    base = name.rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    return base[dot:].lower() if dot > 0 else ""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One folder listed in an input's options, maybe under a prefix (Impact's `bbox/` + ultralytics_bbox)."""
+
+    folder: str
+    prefix: str = ""
+    extensions: frozenset[str] = frozenset()  # what the folder lists; empty: every file
+
+    def accepts(self, value: str) -> bool:
+        return value.startswith(self.prefix) and (not self.extensions or extension_of(value) in self.extensions)
+
+
+@dataclass(frozen=True)
+class FolderMap:
+    """A node type's inputs -> the folders their options list, and how that was learned."""
+
+    source: str  # "probe", "static" or "server"
+    inputs: dict[str, tuple[Listing, ...]] = field(default_factory=dict)
+    complete: bool = False  # True when an input absent from `inputs` is known to read no folder
+
+    def locate(self, input_name: str | None, value: str) -> tuple[str, str] | None:
+        """(folder, name inside it) for a value of this input: the listing whose prefix and extensions fit,
+        the longest prefix first; else the first listing whose prefix fits."""
+        listings = self.inputs.get(input_name or "")
+        if not listings:
+            return None
+        by_prefix = sorted(listings, key=lambda l: -len(l.prefix))
+        fit = next((l for l in by_prefix if l.accepts(value)), None) \
+            or next((l for l in by_prefix if value.startswith(l.prefix)), None)
+        if fit is None:
+            return None
+        return fit.folder, value[len(fit.prefix):]
+
+    def accepts_extension(self, input_name: str | None, value: str) -> bool:
+        """The input lists a folder that takes this value's extension (e.g. `.patch` for inpaint)."""
+        ext = extension_of(value)
+        return bool(ext) and any(ext in l.extensions for l in self.inputs.get(input_name or "", ()))
+
+    def reads_no_folder(self, input_name: str | None) -> bool:
+        return self.complete and bool(input_name) and input_name not in self.inputs
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "complete": self.complete,
+                "inputs": {k: [{"folder": l.folder, "prefix": l.prefix, "extensions": sorted(l.extensions)}
+                               for l in v] for k, v in self.inputs.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> "FolderMap | None":
+        """From a server's answer (untrusted): anything malformed is dropped, never raised."""
+        if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
+            return None
+        inputs: dict[str, tuple[Listing, ...]] = {}
+        for name, listings in data["inputs"].items():
+            if not isinstance(name, str) or not isinstance(listings, list):
+                continue
+            good = tuple(Listing(map_legacy(l["folder"]), l.get("prefix") if isinstance(l.get("prefix"), str) else "",
+                                 frozenset(e.lower() for e in l.get("extensions") or [] if isinstance(e, str)))
+                         for l in listings if isinstance(l, dict) and isinstance(l.get("folder"), str) and l["folder"])
+            if good:
+                inputs[name] = good
+        return cls(source, inputs, complete=data.get("complete") is True)
+
+
+def folder_map_of(node_def: Any) -> FolderMap | None:
+    fm = node_def.get(FOLDER_MAP_KEY) if isinstance(node_def, dict) else None
+    return fm if isinstance(fm, FolderMap) else None
+
+
+def combo_entries(input_types: Any) -> Iterable[tuple[str, list]]:
+    """(input name, options) of every COMBO in an INPUT_TYPES() answer (V1 list or V3 "COMBO")."""
+    if not isinstance(input_types, dict):
+        return
+    for section in ("required", "optional"):
+        spec = input_types.get(section)
+        if not isinstance(spec, dict):
+            continue
+        for name, entry in spec.items():
+            if not isinstance(entry, (list, tuple)) or not entry:
+                continue
+            if isinstance(entry[0], (list, tuple)):
+                yield name, list(entry[0])
+            elif entry[0] == "COMBO" and len(entry) > 1 and isinstance(entry[1], dict):
+                yield name, list(entry[1].get("options") or [])
+
+
+class _Recording:
+    """One INPUT_TYPES() call being recorded: the folders asked for, and the markers handed out."""
+
+    def __init__(self, probe: "FolderProbe"):
+        self.probe = probe
+        self.asked: set[str] = set()
+
+    def listing(self, folder: str) -> list[str] | None:
+        """Marker names for a registered folder, one per extension it lists (so a pack's own extension
+        filter keeps one); None for an unregistered folder (the real function decides what happens)."""
+        entry = self.probe.registered(folder)
+        if entry is None:
+            return None
+        self.asked.add(folder)
+        base = self.probe.marker(folder)
+        exts = sorted(e for e in entry if isinstance(e, str) and e.startswith("."))
+        return [base + e for e in exts] or [base]
+
+
+class FolderProbe:
+    """The probe for one folder_paths module: wrappers installed once, results cached per node class."""
+
+    def __init__(self, folder_paths: Any):
+        self.fp = folder_paths
+        self._index: dict[str, int] = {}
+        self._folders: list[str] = []
+        self._lock = threading.Lock()
+        self._cache: weakref.WeakKeyDictionary[type, FolderMap | None] = weakref.WeakKeyDictionary()
+        self._install()
+
+    # --- the wrappers ------------------------------------------------------------------------------
+    def _install(self) -> None:
+        for name in LISTERS:
+            real = getattr(self.fp, name, None)
+            if real is None or getattr(real, "_comfyfixer_probe", False):
+                continue
+            setattr(self.fp, name, _wrapper(name, real))
+
+    def registered(self, folder: str) -> Any:
+        entry = (getattr(self.fp, "folder_names_and_paths", None) or {}).get(folder)
+        return entry[1] if isinstance(entry, (list, tuple)) and len(entry) > 1 else None
+
+    def marker(self, folder: str) -> str:
+        with self._lock:
+            if folder not in self._index:
+                self._index[folder] = len(self._folders)
+                self._folders.append(folder)
+            return _MARKER.format(self._index[folder])
+
+    def folder_of_marker(self, index: int) -> str | None:
+        return self._folders[index] if index < len(self._folders) else None
+
+    def marker_dir(self, folder: str, recording: _Recording) -> str | None:
+        """A directory holding one marker file per extension and a marker subfolder, for packs that list
+        get_folder_paths() themselves (Florence2's LLM folders). It lives in ComfyUI's temp directory."""
+        names = recording.listing(folder)
+        temp = getattr(self.fp, "get_temp_directory", None)
+        if names is None or temp is None:
+            return None
+        d = Path(temp()) / "comfyfixer_probe" / str(self._index[folder])
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            for n in names:
+                (d / n).touch(exist_ok=True)
+            (d / (self.marker(folder) + "folder")).mkdir(exist_ok=True)
+        except OSError as e:
+            log.debug("no marker folder for %s: %s", folder, e)
+            return None
+        return str(d)
+
+    # --- probing -----------------------------------------------------------------------------------
+    def probe(self, cls: type) -> FolderMap | None:
+        """The folders each input of `cls` lists; None when INPUT_TYPES() fails. Cached per class."""
+        try:
+            return self._cache[cls]
+        except (KeyError, TypeError):
+            pass
+        result = self._probe(cls)
+        try:
+            self._cache[cls] = result
+        except TypeError:  # not weak-referenceable: probe again next time
+            pass
+        return result
+
+    def _probe(self, cls: type) -> FolderMap | None:
+        recording = _Recording(self)
+        saved = dict(vars(cls)) if isinstance(cls, type) else {}
+        token = _ACTIVE.set(recording)
+        try:
+            answer = cls.INPUT_TYPES()
+        except Exception as e:  # a broken custom node must not break our scan
+            log.debug("INPUT_TYPES of %s failed while probing: %s", getattr(cls, "__name__", cls), e)
+            return None
+        finally:
+            _ACTIVE.reset(token)
+            _restore_class(cls, saved)
+        inputs: dict[str, tuple[Listing, ...]] = {}
+        for name, options in combo_entries(answer):
+            found: list[Listing] = []
+            for opt in options:
+                m = _MARKER_RX.search(opt) if isinstance(opt, str) else None
+                folder = self.folder_of_marker(int(m.group(1))) if m else None
+                if folder is None:
+                    continue
+                exts = frozenset(e.lower() for e in self.registered(folder) or () if isinstance(e, str) and e.startswith("."))
+                listing = Listing(map_legacy(folder), opt[:m.start()], exts)
+                if listing not in found:
+                    found.append(listing)
+            if found:
+                inputs[name] = tuple(found)
+        # A folder asked for but found in no input's options (kept in a cache, a dict of paths...) leaves
+        # the fixed-options rule unsure: only then is "reads no folder" withheld.
+        listed = {l.folder for ls in inputs.values() for l in ls}
+        complete = {map_legacy(f) for f in recording.asked} <= listed
+        return FolderMap("probe", inputs, complete=complete)
+
+
+def _restore_class(cls: Any, saved: dict[str, Any]) -> None:
+    """Undo what INPUT_TYPES() stored on the class while it saw markers (Florence2 keeps a path dict)."""
+    if not isinstance(cls, type):
+        return
+    for key, value in list(vars(cls).items()):
+        if key not in saved:
+            _try(lambda: delattr(cls, key))
+        elif saved[key] is not value:
+            _try(lambda: setattr(cls, key, saved[key]))
+
+
+def _try(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except (AttributeError, TypeError):
+        pass
+
+
+def _wrapper(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        recording = _ACTIVE.get()
+        if recording is None or not args or not isinstance(args[0], str):
+            return real(*args, **kwargs)
+        folder = map_legacy(args[0])
+        if name in ("get_filename_list", "get_filename_list_"):
+            names = recording.listing(folder)
+            if names is None:
+                return real(*args, **kwargs)
+            return list(names) if name == "get_filename_list" else (list(names), {}, time.perf_counter())
+        if name == "get_folder_paths":
+            d = recording.probe.marker_dir(folder, recording)
+            return [d] if d else real(*args, **kwargs)
+        if recording.probe.registered(folder) is not None:
+            recording.asked.add(folder)
+        return real(*args, **kwargs)
+
+    wrapper._comfyfixer_probe = True  # type: ignore[attr-defined]
+    wrapper.__wrapped__ = real  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(real, "__name__", name)
+    wrapper.__doc__ = getattr(real, "__doc__", None)
+    return wrapper
+
+
+_PROBES: dict[int, tuple[Any, FolderProbe]] = {}  # id -> (module kept alive so the id stays its own, probe)
+_PROBES_LOCK = threading.Lock()
+
+
+def probe_for(folder_paths: Any) -> FolderProbe:
+    """The one probe of a folder_paths module (installing the wrappers the first time)."""
+    with _PROBES_LOCK:
+        entry = _PROBES.get(id(folder_paths))
+        if entry is None:
+            entry = _PROBES[id(folder_paths)] = (folder_paths, FolderProbe(folder_paths))
+        return entry[1]
+
+
+def with_folder_map(node_def: dict[str, Any], folder_map: FolderMap | None) -> dict[str, Any]:
+    if folder_map is None:
+        return node_def
+    return {**node_def, FOLDER_MAP_KEY: folder_map}
+
+
+def merge_node_defs(object_info: dict[str, Any] | None, maps: dict[str, FolderMap],
+                    static_defs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """/object_info definitions with the folder maps learned elsewhere; node types only read from
+    sources (no /object_info) get their read definition, so widget order is known for them too."""
+    if object_info is None and not maps and not static_defs:
+        return None
+    out: dict[str, Any] = dict(static_defs or {})
+    out.update(object_info or {})
+    for node_type, fm in maps.items():
+        d = out.get(node_type)
+        if isinstance(d, dict) and folder_map_of(d) is None:
+            out[node_type] = with_folder_map(d, fm)
+        elif d is None:
+            out[node_type] = {FOLDER_MAP_KEY: fm}
+    return out

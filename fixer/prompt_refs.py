@@ -1,0 +1,92 @@
+"""Model files named inside prompt text (host contract §8.6).
+
+`embedding:<name>` is ComfyUI's CLIP tokenizer syntax (comfy/sd1_clip.py): the name runs to the next
+space, may carry a weight inside brackets (`(embedding:x:1.2)`), a trailing comma is dropped, and a
+name without extension is tried as .safetensors, .pt and .bin in folder `embeddings`.
+`<lora:name:weight>` is parsed only by some custom nodes (Impact's wildcard encoders, rgthree's Power
+Prompt, LoRA Manager's loaders): the name is what precedes the first ':' and is looked up in `loras`,
+also without extension.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .folder_probe import extension_of
+
+_EMBEDDING = re.compile(r"embedding:([^\s()\[\]{}<>|]+)")
+_WEIGHT = re.compile(r":-?\d*\.?\d+$")
+_LORA = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
+# Names without extension are tried with these, first one first (sd1_clip.load_embed; loras as Impact does).
+EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
+LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin", ".pth")
+
+# Nodes that parse `<lora:...>` in their text (found in the packs' sources), by node type; Impact's
+# detailers parse it in their `wildcard` input (impact/core.py process_with_loras).
+_LORA_TAG_NODES = re.compile(r"^(ImpactWildcardEncode|Power Prompt|SDXL Power Prompt - Positive)|\(LoraManager\)$")
+_LORA_TAG_INPUTS = frozenset({"wildcard"})
+# Text encoders by name, for when no node definition says the node takes a CLIP.
+_ENCODER_NAME = re.compile(r"text_?encode|cliptext|textencoder|wildcardencode|power prompt", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PromptRef:
+    folder: str
+    name: str  # as the file is most likely named (extension added when the text omits it)
+    written: str  # as the text writes it
+    alternatives: tuple[str, ...] = ()  # other file names the node would accept for it
+
+
+def has_prompt_syntax(text: str) -> bool:
+    return "embedding:" in text or "<lora:" in text.lower()
+
+
+def encodes_text(node_type: str, node_def: object) -> bool:
+    """A node whose text reaches a CLIP tokenizer: it takes a CLIP input, else its name says so."""
+    inputs = node_def.get("input") if isinstance(node_def, dict) else None
+    if isinstance(inputs, dict):
+        for section in ("required", "optional"):
+            spec = inputs.get(section)
+            if isinstance(spec, dict) and any(isinstance(e, (list, tuple)) and e and e[0] == "CLIP"
+                                              for e in spec.values()):
+                return True
+    return bool(_ENCODER_NAME.search(node_type))
+
+
+def parses_lora_tags(node_type: str, input_name: str | None) -> bool:
+    return bool(_LORA_TAG_NODES.search(node_type)) or input_name in _LORA_TAG_INPUTS
+
+
+def _named(folder: str, written: str, extensions: tuple[str, ...]) -> PromptRef:
+    if extension_of(written) in extensions:
+        return PromptRef(folder, written, written)
+    return PromptRef(folder, written + extensions[0], written, tuple(written + e for e in extensions[1:]))
+
+
+def embeddings_in(text: str) -> list[PromptRef]:
+    out: list[PromptRef] = []
+    for m in _EMBEDDING.finditer(text):
+        written = _WEIGHT.sub("", m.group(1).rstrip(",")).rstrip(",")
+        if written and all(r.written != written for r in out):
+            out.append(_named("embeddings", written, EMBEDDING_EXTENSIONS))
+    return out
+
+
+def lora_tags_in(text: str) -> list[PromptRef]:
+    out: list[PromptRef] = []
+    for m in _LORA.finditer(text):
+        written = m.group(1).strip(":").split(":", 1)[0].strip()
+        if written and all(r.written != written for r in out):
+            out.append(_named("loras", written, LORA_EXTENSIONS))
+    return out
+
+
+def prompt_refs(node_type: str, input_name: str | None, node_def: object, text: str) -> list[PromptRef]:
+    """The model files one text value of a node names, for the syntax that node parses."""
+    refs: list[PromptRef] = []
+    if "embedding:" in text and encodes_text(node_type, node_def):
+        refs += embeddings_in(text)
+    if parses_lora_tags(node_type, input_name):
+        refs += lora_tags_in(text)
+    return refs
