@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .actionlog import keep_actions_in
+from .actionlog import action, keep_actions_in
 from .config import Config, load_secrets
 from .errors import ConfigError, FixerError, UnsafePath
 from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
@@ -26,7 +26,9 @@ from .inventory import build_inventory
 from .models import Candidate, ModelRef, to_jsonable
 from .pipeline import FixRun, place_local_copy
 from .report import counts, model_entry
+from .review import destination, make_plan
 from .state import StateLock, StatusDocument, read_json, write_json_atomic
+from .transfer.resume import discard
 
 log = logging.getLogger(__name__)
 Listener = Callable[[str, dict], None]
@@ -37,8 +39,10 @@ TOKEN_FIELDS = {"hf_token": "HF_TOKEN", "civitai_api_key": "CIVITAI_API_KEY"}
 
 
 class RunBusy(FixerError):
-    def __init__(self) -> None:
-        super().__init__("A fix is already running: wait for it to finish or cancel it first.")
+    def __init__(self, workflow: str = "") -> None:
+        self.workflow = workflow
+        what = f"A fix for {workflow}" if workflow else "A fix"
+        super().__init__(f"{what} is already running: wait for it to finish or cancel it first.")
 
 
 class FixerService:
@@ -95,7 +99,22 @@ class FixerService:
     def _refresh(self, force: bool) -> None:
         """The run's rows into the status document (built only when they are sent, not per event)."""
         if self._run is not None:
-            self.status_doc.set_data(self._run.data(), force=force)
+            self.status_doc.set_data(self._panel_data(self._run), force=force)
+
+    def _root_for(self, folder: str) -> str:
+        return target_root(self.host.folders(), folder)
+
+    def _panel_data(self, run: FixRun) -> dict[str, Any]:
+        """The run's rows plus where each file goes, and while the run waits for review, the plan."""
+        data = run.data()
+        for row in data["models"]:
+            if row.get("folder") and not row.get("path"):
+                row["dest"], _ = destination(self._root_for, row["folder"], row["name"])
+        held = [r for r in data["models"] if r["state"] == "review"]
+        if held:
+            plan = make_plan(((r["name"], r["folder"], r.get("size")) for r in held), self._root_for)
+            data["plan"] = plan.json(self.comfyui_root)
+        return data
 
     def _send_latest(self) -> None:
         with self._send_lock:
@@ -127,7 +146,7 @@ class FixerService:
         report, packs = await asyncio.to_thread(self._scan_with_packs, workflow, name)
         return {
             "workflow": name, "node_check": report.node_check, "summary": counts(report),
-            "models": [{"name": s.ref.name, **model_entry(s)} for s in report.models],
+            "models": [self._with_dest({"name": s.ref.name, **model_entry(s)}) for s in report.models],
             "missing_nodes": [{"node_type": n.node_type, "cnr_id": n.cnr_id, "aux_id": n.aux_id, "ver": n.ver,
                                "nodes": [{"node_id": u.node_id, "workflow": u.workflow,
                                           "subgraph_path": list(u.subgraph_path)} for u in n.usages]}
@@ -135,43 +154,76 @@ class FixerService:
             "packs": [to_jsonable(p) for p in packs],
         }
 
+    def _with_dest(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A missing model's real destination path, so the panel says where it goes before it goes."""
+        if entry.get("state") == "missing" and entry.get("folder"):
+            entry["dest"], _ = destination(self._root_for, entry["folder"], entry["name"])
+        return entry
+
     # --- fix runs ------------------------------------------------------------------------
     def secrets(self) -> dict[str, str]:
         stored = read_json(self.state_dir / "secrets.json", {}) or {}
         return load_secrets({**stored, **self._secrets_provider()})
 
     def _new_run(self, refs: list[ModelRef], inventory, name: str,
-                 chosen: dict[str, Candidate] | None = None) -> FixRun:
+                 chosen: dict[str, Candidate] | None = None, review: bool = False) -> FixRun:
         return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
                       inventory=inventory, state_dir=self.state_dir,
-                      comfyui_root=self.comfyui_root, workflow=name, chosen=chosen)
+                      comfyui_root=self.comfyui_root, workflow=name, chosen=chosen, review=review)
 
     async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None,
-                        chosen: dict[str, Candidate] | None = None) -> dict:
+                        chosen: dict[str, Candidate] | None = None, review: bool = False) -> dict:
+        """Resolve and download the workflow's missing models; with `review`, stop after resolving
+        until approve() (the panel's "Download 6 models, 41.2 GB" button)."""
         if self._task is not None and not self._task.done():
-            raise RunBusy()
+            raise RunBusy(self._run.workflow if self._run is not None else "")
         self.status_doc.update(phase="scanning", errors=[], force=True)
         report, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
         wanted = {i.replace("\\", "/") for i in items} if items else None
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
         lock = StateLock(self.state_dir, f"fix of {name}").acquire()
-        self._run = self._new_run(refs, inventory, name, chosen)
+        self._run = self._new_run(refs, inventory, name, chosen, review)
         self._task = asyncio.create_task(self._drive(self._run, lock))
-        self.status_doc.set_data(self._run.data(), force=True)
+        self.status_doc.set_data(self._panel_data(self._run), force=True)
+        return self.status()
+
+    def approve(self, names: list[str] | None = None) -> dict:
+        """Start the downloads the user reviewed (all, or only `names`)."""
+        run = self._run
+        if run is None or not any(r.state == "review" for r in run.rows.values()):
+            raise FixerError("Nothing is waiting for review: press Fix to look for the missing models first.")
+        run.approve({n.replace("\\", "/") for n in names} if names is not None else None)
+        self.status_doc.set_data(self._panel_data(run), force=True)
+        return self.status()
+
+    def discard_partial(self, name: str) -> dict:
+        """Delete the bytes a cancelled or failed download kept for resuming."""
+        run = self._run
+        row = run.rows.get(name) if run is not None else None
+        transfer = run.transfers.get(name) if run is not None else None
+        if row is None or transfer is None or row.state not in ("cancelled", "failed"):
+            raise FixerError(f"{name}: no stopped download of it in this run; nothing to discard")
+        discard(transfer.part)
+        row.bytes_done = 0
+        action("partial_discarded", name=name, part=transfer.part)
+        self.status_doc.set_data(self._panel_data(run), force=True)
+        self._emit("comfyfixer.status", self.status())
         return self.status()
 
     async def _drive(self, run: FixRun, lock: StateLock) -> None:
         try:
             data = await run.run()
             files = [{"folder": r["folder"], "name": r["name"]} for r in data["models"] if r["state"] == "done"]
-            self._emit("comfyfixer.done", {"run_id": run.run_id, "summary": data["summary"], "files": files})
+            self._emit("comfyfixer.done", {"run_id": run.run_id, "summary": data["summary"], "files": files,
+                                            "workflow": run.workflow})
         except Exception as e:  # the run's own errors are per model; this is a bug or a disk failure
             log.exception("fix run failed")
             self.status_doc.add_error(f"The fix run stopped: {e}")
             self.status_doc.update(phase="error", force=True)
         finally:
             lock.release()
+            prune_scripts(self.state_dir / "output", run.started)
             self._emit("comfyfixer.status", self.status())
 
     def status(self) -> dict[str, Any]:
@@ -269,6 +321,20 @@ class FixerService:
                 json.dump(stored, f)
             os.replace(path.with_suffix(".tmp"), path)
         return self.settings()
+
+
+def prune_scripts(output_dir: Path, since: float) -> int:
+    """Inside ComfyUI the seed's download scripts are only a record of the last run (the CLI keeps
+    them all): older ones go, so the folder does not grow by one file per download forever."""
+    removed = 0
+    for path in output_dir.glob("download_[0-9]*.sh"):  # transfer.scripts.script_name
+        try:
+            if path.stat().st_mtime < since:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # another process removed or is replacing it; not ours to fight over
+    return removed
 
 
 def _apply_setting(config: Config, key: str, value: Any) -> Config:
