@@ -25,6 +25,7 @@ from .sources import Found, SearchRun, Source
 from .sources.catalogs import CatalogSource
 from .sources.civitai import CivitaiSource
 from .sources.embedded import EmbeddedSource
+from .sources.family import workflow_families
 from .sources.fuzzy import FuzzySource
 from .sources.history import SearchHistory
 from .sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
@@ -50,6 +51,9 @@ class ResolveContext:
     hf_endpoint: str | None = None  # default: fixer.constants.hf_endpoint() (HF_ENDPOINT)
     civitai_base_url: str | None = None  # default: CIVITAI_BASE_URL
     extra_sources: list[Source] = field(default_factory=list)  # tried after the built-in ones
+    # workflow -> model family (SD 1.5, SDXL, Flux ...): pass sources.family.workflow_families(<every ModelRef of
+    # the scan, present ones too>, <node types per workflow>); None infers it from the refs being resolved.
+    families: dict[str, str] | None = None
 
 
 def rank_key(c: Candidate) -> tuple:
@@ -103,6 +107,7 @@ class Resolver:
                 run.hf_endpoint = self.ctx.hf_endpoint.rstrip("/")
             if self.ctx.civitai_base_url:
                 run.civitai_base = self.ctx.civitai_base_url.rstrip("/")
+            run.families = self.ctx.families if self.ctx.families is not None else workflow_families(refs)
             gate = asyncio.Semaphore(MAX_MODELS_IN_FLIGHT)
 
             async def one(ref: ModelRef) -> Resolution:

@@ -74,10 +74,13 @@ async def test_name_search_finds_model_whose_name_holds_the_words(upstream):
     assert r.chosen.folder == "loras" and r.chosen.sha256 == "ab" * 32
 
 
-async def test_file_names_are_not_searched(upstream):
-    # add_detail.safetensors is the file of "Detail Tweaker LoRA": its words are not in the model's name.
+async def test_words_of_file_names_are_not_searched_only_the_exact_name(upstream):
+    # add_detail.safetensors is the file of "Detail Tweaker LoRA": its words are not in the model's name;
+    # Civitai answers only the query that is exactly the file name (civitai/civitai#933).
     r = await civitai_only(ModelRef("add_detail.safetensors", "loras"))
-    assert r.source == "not_found"
+    assert r.chosen.ids["version_id"] == 62833
+    searches = [x.path_qs for x in upstream.requests if x.path_qs.startswith("/api/v1/models?")]
+    assert len(searches) == 1 and "query=add_detail.safetensors" in searches[0]
 
 
 async def test_search_drops_words_from_the_end_until_something_matches(upstream):

@@ -41,6 +41,8 @@ CONFIDENCE = {
     "contested": 0.55,         # exact name, but repos of equal standing hold different bytes
     "generic_name": 0.5,       # names like model.safetensors say nothing about which model
     "wrong_folder": 0.6,       # found, but the source files it under another model folder
+    "civitai_renamed": 0.82,   # a Civitai file whose name equals the wanted one through Civitai's renaming rules
+    "other_family": 0.45,      # made for another model family than the workflow's (SDXL LoRA, SD 1.5 workflow)
 }
 
 # File names that many unrelated models share; a match on them proves nothing.
@@ -85,6 +87,7 @@ class SearchRun:
     state_dir: Path | None = None
     hf_endpoint: str = field(default_factory=hf_endpoint)
     civitai_base: str = field(default_factory=civitai_base_url)
+    families: dict[str, str] = field(default_factory=dict)  # workflow -> model family (sources.family)
     _memo: dict[Any, asyncio.Future] = field(default_factory=dict)
     _seen: dict[tuple[str, str], list[SeenFile]] = field(default_factory=dict)
 
@@ -111,6 +114,12 @@ class SearchRun:
 
     def seen_files(self, ref: ModelRef) -> list[SeenFile]:
         return self._seen.get(ref.key, [])
+
+    def family(self, ref: ModelRef) -> str | None:
+        """The model family the workflows using `ref` are built for (SD 1.5, SDXL, Flux ...), if known."""
+        from .family import ref_family
+
+        return ref_family(ref, self.families)
 
     def hf_headers(self) -> dict[str, str]:
         token = self.secrets.get("HF_TOKEN")

@@ -1,15 +1,20 @@
-"""Civitai: by hash when the workflow gives one (any hash type), else a name search whose results are
-matched on the exact file name.
+"""Civitai as it really is: by hash when the workflow gives one (any hash type), else searches whose results
+are matched to the wanted file through Civitai's renaming rules.
 
-Civitai's search looks at model names, creators, hashes and trigger words, never file names, and drops
-query words from the end until something matches; so the query is the file stem in words, narrowed
-by the model types of the folder the workflow loads from, and only files whose name equals the
-wanted one count. The file's own type decides its folder before the model's type does.
+Civitai's search looks at model names, creators, hashes and trigger words, and (since 2025) answers a query
+that is exactly a file name; it drops query words from the end until something matches, and leaves NSFW-rated
+models out unless `nsfw=true` is sent. So the queries are, until one finds the file: the exact file name, the
+stem in words, the words without version and precision marks; each narrowed by the model types of the folder
+the workflow loads from. A file matches when its name equals the wanted one, or does so through Civitai's
+renaming (`{model}_{version}.{ext}` for checkpoints, a random `name.XXXX` suffix, case and separators).
+A version made for another model family than the workflow's is never chosen on its own. The file's own type
+decides its folder before the model's type does.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -17,7 +22,8 @@ import aiohttp
 
 from ..models import Candidate, ModelRef
 from . import CONFIDENCE, Found, SearchRun, is_generic, said
-from .fuzzy import likeness, stem
+from .family import family_of_base_model, fit, mismatch_words
+from .fuzzy import PRECISION_TAGS, likeness, loose, stem
 
 log = logging.getLogger("fixer.sources.civitai")
 
@@ -37,6 +43,11 @@ FOLDER_TYPES = {
     "clip_vision": ["CLIPVision"], "animatediff_models": ["MotionModule"],
 }
 SEARCH_LIMIT = 20
+MAX_QUERIES = 3  # name queries per model: each costs a request at the service's pace
+# Civitai's random download suffix (`name.k3x9.safetensors`, since 2026-02): a short tag with a digit in it.
+_RANDOM_SUFFIX = re.compile(r"^(?P<stem>.+)\.(?=[a-z0-9]*\d)[a-z0-9]{4,8}$", re.I)
+_VERSION_WORD = re.compile(r"^v?\d+(?:[._]\d+)*[a-z]?$|^v\d.*$", re.I)
+_PRECISION = frozenset(t for tag in PRECISION_TAGS for t in tag.split("_"))
 
 
 def file_folder(model_type: str | None, file: dict[str, Any]) -> str | None:
@@ -44,11 +55,54 @@ def file_folder(model_type: str | None, file: dict[str, Any]) -> str | None:
     return by_file or MODEL_TYPE_FOLDER.get(str(model_type or "").replace(" ", "").lower())
 
 
+def without_suffix(file_stem: str) -> str:
+    m = _RANDOM_SUFFIX.match(file_stem)
+    return m.group("stem") if m else file_stem
+
+
 def query_words(name: str) -> str:
     """The file stem as words, camelCase split: model names are written as words
     (`majicmixRealistic_v7` is "majicMIX realistic"), and Civitai matches words, not file names."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stem(name))
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", without_suffix(stem(name)))
     return " ".join(w for w in re.split(r"[\s_\-.]+", spaced) if w)
+
+
+def name_queries(name: str) -> list[str]:
+    """What to ask Civitai for a file name, best first: the exact name, its words, its words without version
+    and precision marks (Meilisearch drops words from the end only, so a mark in front would hide the rest)."""
+    words = query_words(name)
+    core = " ".join(w for w in words.split() if not _VERSION_WORD.match(w) and w.lower() not in _PRECISION)
+    out = [name, words, core]
+    return [q for i, q in enumerate(out) if q and q.lower() not in [x.lower() for x in out[:i]]]
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def download_name_key(model_name: str, version_name: str, file_type: str = "Model") -> str:
+    """Civitai's download name of a file, `{model}_{version}` (getDownloadFilename), as a comparison key:
+    letters and digits only, since its camel-casing of the words is not worth copying exactly."""
+    version = re.sub(re.escape(model_name), "", version_name, flags=re.I) if model_name else version_name
+    return _key(model_name) + _key(version) + ("" if file_type in ("Model", "") else _key(file_type))
+
+
+def file_matches(wanted: str, model: dict[str, Any], version: dict[str, Any], file: dict[str, Any]) -> str | None:
+    """Why a Civitai file is the wanted one (its name, or the name Civitai's renaming gives it), else None."""
+    fname = str(file.get("name", ""))
+    if fname.lower() == wanted.lower():
+        return "exact file name"
+    if os.path.splitext(wanted)[1].lower() != os.path.splitext(fname)[1].lower():
+        return None
+    w_stem, f_stem = without_suffix(stem(wanted)), without_suffix(stem(fname))
+    if w_stem.lower() == f_stem.lower():
+        return "the same file name without Civitai's random download suffix"
+    if loose(w_stem) == loose(f_stem):
+        return "the same file name apart from case and separators"
+    if model.get("name") and _key(w_stem) == download_name_key(str(model["name"]), str(version.get("name", "")),
+                                                               str(file.get("type") or "Model")):
+        return "Civitai's download name for it ({model}_{version})"
+    return None
 
 
 def hash_type_of(h: str) -> str:
@@ -56,10 +110,19 @@ def hash_type_of(h: str) -> str:
 
 
 def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, Any], model_type: str | None,
-                      conf: float, why: str) -> Candidate:
+                      conf: float, why: str, family: str | None = None) -> Candidate:
+    """A Civitai file as a candidate for `ref`; `family` is the workflow's model family when known."""
     folder_here = file_folder(model_type, file)
     folder = ref.folder or folder_here
     reason = f"{why}: {file.get('name')} in Civitai model {version.get('modelId')} version {version.get('id')}"
+    made_for = family_of_base_model(version.get("baseModel"))
+    match = fit(family, made_for)
+    if match == "other":
+        conf = min(conf, CONFIDENCE["other_family"])
+        reason = f"{mismatch_words(family, made_for)}; {reason}"
+    elif match == "kin":
+        conf -= 0.02  # loads, as SDXL fine-tunes share its architecture, but the same family is preferred
+        reason += f"; made for {made_for}, your workflow is {family} (both SDXL-based)"
     if ref.folder and folder_here and folder_here != ref.folder:
         conf = min(conf, CONFIDENCE["wrong_folder"])
         reason += f"; Civitai files it as {folder_here}, the workflow loads it from {ref.folder}"
@@ -73,25 +136,27 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
         url=file.get("downloadUrl") or version.get("downloadUrl"),
         size=round(size_kb * 1024) if isinstance(size_kb, (int, float)) else None, sha256=sha,
         ids={"model_id": version.get("modelId"), "version_id": version.get("id"), "file_id": file.get("id"),
-             "model_type": model_type, "format": (file.get("metadata") or {}).get("format")},
+             "model_type": model_type, "format": (file.get("metadata") or {}).get("format"),
+             "base_model": version.get("baseModel"), "family": made_for},
     )
 
 
 def weigh_same_name(cands: list[Candidate]) -> list[Candidate]:
-    """Different models shipping different bytes under one file name: none is sure unless one is used
-    ten times more than every other."""
-    models = {c.ids.get("model_id") for c in cands}
-    shas = {c.sha256 for c in cands if c.sha256}
+    """Different models shipping different bytes under one file name: none is sure unless one is used ten
+    times more than every other. Versions made for another family than the workflow's are no rivals."""
+    rivals = [c for c in cands if c.confidence > CONFIDENCE["other_family"]]
+    models = {c.ids.get("model_id") for c in rivals}
+    shas = {c.sha256 for c in rivals if c.sha256}
     if len(models) < 2 or len(shas) < 2:
         return cands
-    top = max(cands, key=lambda c: c.ids.get("downloads", 0))
-    others = [c for c in cands if c.ids.get("model_id") != top.ids.get("model_id") and c.sha256 != top.sha256]
+    top = max(rivals, key=lambda c: c.ids.get("downloads", 0))
+    others = [c for c in rivals if c.ids.get("model_id") != top.ids.get("model_id") and c.sha256 != top.sha256]
     if all(top.ids.get("downloads", 0) >= 10 * max(o.ids.get("downloads", 0), 1) for o in others):
         for o in others:
             o.confidence = min(o.confidence, CONFIDENCE["contested"] - 0.05)
         top.reason += "; other models ship other bytes under this name, this one is the most used by far"
         return cands
-    for c in cands:
+    for c in rivals:
         c.confidence = min(c.confidence, CONFIDENCE["contested"])
         c.reason += "; several Civitai models ship different files under this name"
     return cands
@@ -115,7 +180,8 @@ class CivitaiSource:
         return found
 
     async def _by_hash(self, ref: ModelRef, run: SearchRun, api: str, h: str, found: Found) -> None:
-        reply = await run.http.get("civitai", f"{api}/model-versions/by-hash/{h}", headers=run.civitai_headers())
+        reply = await run.once(("civitai_by_hash", h.upper()), lambda: run.http.get(
+            "civitai", f"{api}/model-versions/by-hash/{h}", headers=run.civitai_headers()))
         run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
                            ref.name)
         if not reply.ok:
@@ -125,14 +191,16 @@ class CivitaiSource:
         model_type = (version.get("model") or {}).get("type")
         for f in version.get("files", []):
             if any(str(v).upper() == h.upper() for v in (f.get("hashes") or {}).values()):
+                # The bytes the workflow was made with: their family is right by definition.
                 found.candidates.append(version_candidate(ref, version, f, model_type, CONFIDENCE["civitai_hash"],
                                                           f"Civitai file with the workflow's {hash_type_of(h)} hash"))
                 return
         found.tried.append(f"Civitai by hash {h}: version {version.get('id')} has no downloadable file with it")
 
-    async def _by_name(self, ref: ModelRef, run: SearchRun, api: str, found: Found) -> None:
-        query = query_words(ref.basename)
-        params: list[tuple[str, str]] = [("query", query), ("limit", str(SEARCH_LIMIT))]
+    async def search(self, run: SearchRun, ref: ModelRef, query: str) -> tuple[list[dict[str, Any]], str]:
+        """One page of models for `query` (NSFW-rated included), shared per run; (items, error words)."""
+        api = f"{run.civitai_base}/api/v1"
+        params: list[tuple[str, str]] = [("query", query), ("limit", str(SEARCH_LIMIT)), ("nsfw", "true")]
         params += [("types", t) for t in FOLDER_TYPES.get(ref.folder or "", [])]
 
         async def call():
@@ -141,28 +209,42 @@ class CivitaiSource:
         reply = await run.once(("civitai_search", tuple(params)), call)
         if not reply.ok:
             run.history.record("civitai", f"query={query}", f"HTTP {reply.status}: {said(reply)}", ref.name)
-            found.tried.append(f"Civitai search {query!r}: {said(reply)} (HTTP {reply.status})")
-            return
-        items = (reply.json() or {}).get("items", [])
+            return [], f"{said(reply)} (HTTP {reply.status})"
+        items = [m for m in (reply.json() or {}).get("items", []) if isinstance(m, dict)]
         run.history.record("civitai", f"query={query}", f"{len(items)} models", ref.name)
-        hits = 0
-        exact: list[Candidate] = []
-        want = ref.basename.lower()
+        return items, ""
+
+    async def _by_name(self, ref: ModelRef, run: SearchRun, api: str, found: Found) -> None:
+        family = run.family(ref)
+        asked: list[str] = []
+        for query in name_queries(ref.basename)[:MAX_QUERIES]:
+            items, err = await self.search(run, ref, query)
+            asked.append(f"{query!r}" + (f" ({err})" if err else f" ({len(items)} models)"))
+            matched = self._match(ref, run, items, family)
+            if matched:
+                found.candidates.extend(weigh_same_name(matched))
+                found.tried.append(f"Civitai: searched {', '.join(asked)}; {len(matched)} file(s) match the name")
+                return
+        found.tried.append(f"Civitai: searched {', '.join(asked)}; no file of this name")
+
+    def _match(self, ref: ModelRef, run: SearchRun, items: list[dict[str, Any]], family: str | None) -> list[Candidate]:
+        out: list[Candidate] = []
         generic = is_generic(ref.basename)
         for model in items:
-            for version in model.get("modelVersions", []):
+            for version in model.get("modelVersions") or []:
                 version = {**version, "modelId": version.get("modelId", model.get("id"))}
-                for f in version.get("files", []):
-                    fname = str(f.get("name", ""))
-                    if fname.lower() == want:
-                        hits += 1
-                        conf = CONFIDENCE["generic_name"] if generic else CONFIDENCE["civitai_name"]
-                        cand = version_candidate(ref, version, f, model.get("type"), conf,
-                                                 f"exact file name in \"{model.get('name')}\"")
-                        cand.ids["downloads"] = int((model.get("stats") or {}).get("downloadCount") or 0)
-                        exact.append(cand)
-                    elif likeness(ref.basename, fname).score >= 0.5:
-                        run.saw(ref, fname, version_candidate(ref, version, f, model.get("type"),
-                                                              CONFIDENCE["civitai_name"], f"\"{model.get('name')}\""))
-        found.candidates.extend(weigh_same_name(exact))
-        found.tried.append(f"Civitai: searched {query!r} ({len(items)} models, {hits} with a file of this name)")
+                for f in version.get("files") or []:
+                    why = file_matches(ref.basename, model, version, f)
+                    if why is None:
+                        if likeness(ref.basename, str(f.get("name", ""))).score >= 0.5:
+                            run.saw(ref, str(f.get("name", "")), version_candidate(
+                                ref, version, f, model.get("type"), CONFIDENCE["civitai_name"],
+                                f"\"{model.get('name')}\"", family))
+                        continue
+                    conf = CONFIDENCE["generic_name"] if generic else CONFIDENCE[
+                        "civitai_name" if why == "exact file name" else "civitai_renamed"]
+                    cand = version_candidate(ref, version, f, model.get("type"), conf,
+                                             f"{why} in \"{model.get('name')}\"", family)
+                    cand.ids["downloads"] = int((model.get("stats") or {}).get("downloadCount") or 0)
+                    out.append(cand)
+        return out

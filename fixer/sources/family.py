@@ -1,0 +1,119 @@
+"""Model families (base models): which one a workflow is built for, and which one a file is made for.
+
+A LoRA, checkpoint or ControlNet made for SDXL does not work in an SD 1.5 workflow, and the same file name
+exists for SD 1.5, SDXL, Pony and Flux. The workflow's family is read from its anchors (checkpoints,
+diffusion models, text encoders) and its node types; a candidate of another family is never chosen without
+asking. Pony and Illustrious are SDXL fine-tunes: their LoRAs load in each other's workflows, so they are
+kin (preferred less than the same family, but usable).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping
+
+from ..models import ModelRef
+
+# Civitai baseModel values (upstream-apis.md A.7, an open set) -> family; checked in order.
+_BASE_MODEL_RULES: tuple[tuple[str, str | None], ...] = (
+    (r"^sd 1", "SD 1.5"), (r"^sd 2", "SD 2"), (r"^pony", "Pony"), (r"^(illustrious|noobai)", "Illustrious"),
+    (r"^sdxl", "SDXL"), (r"^sd 3", "SD 3"), (r"^flux\.2", "Flux.2"), (r"^flux", "Flux"), (r"^wan", "Wan"),
+    (r"^qwen", "Qwen-Image"), (r"^hunyuan video", "HunyuanVideo"), (r"^ltxv", "LTXV"), (r"^chroma", "Chroma"),
+    (r"^hidream", "HiDream"), (r"^(upscaler|other)$", None),
+)
+# Words of file names that tell the family (loose names: lower case, separators folded to "_").
+_NAME_RULES: tuple[tuple[str, str], ...] = (
+    (r"pony", "Pony"), (r"illustrious|noobai|(^|_)wai(_|$)", "Illustrious"), (r"flux2|flux_2(_|$)", "Flux.2"),
+    (r"flux|(^|_)f1d(_|$)", "Flux"), (r"(^|_)wan(2|_2|_?video|$|_)|umt5", "Wan"), (r"qwen_image|qwen_2_5_vl", "Qwen-Image"),
+    (r"hunyuan_?video", "HunyuanVideo"), (r"(^|_)ltx", "LTXV"), (r"chroma", "Chroma"), (r"hidream", "HiDream"),
+    (r"(^|_)sd_?3|sd3_5", "SD 3"), (r"sd_?xl|(^|_)xl(_|$)|sdxl", "SDXL"),
+    (r"sd_?1_?5|v1_5|(^|_)sd15|(^|_)sd_?1(_|$)", "SD 1.5"), (r"(^|_)sd_?2(_|$)|v2_1_768", "SD 2"),
+)
+# Node types that exist for one family only.
+NODE_FAMILY = {
+    "CLIPTextEncodeFlux": "Flux", "FluxGuidance": "Flux", "FluxKontextImageScale": "Flux",
+    "CLIPTextEncodeSDXL": "SDXL", "CLIPTextEncodeSDXLRefiner": "SDXL",
+    "WanImageToVideo": "Wan", "WanFirstLastFrameToVideo": "Wan", "WanVaceToVideo": "Wan", "Wan22ImageToVideoLatent": "Wan",
+    "TextEncodeQwenImageEdit": "Qwen-Image", "TextEncodeQwenImageEditPlus": "Qwen-Image",
+    "EmptyLTXVLatentVideo": "LTXV", "LTXVConditioning": "LTXV", "CLIPTextEncodeHiDream": "HiDream",
+}
+KIN = {"SDXL": "SDXL", "Pony": "SDXL", "Illustrious": "SDXL"}
+ANCHOR_FOLDERS = ("checkpoints", "diffusion_models")  # what a workflow is built on; text encoders only back up
+_SEP = re.compile(r"[\s\-.]+")
+
+
+def family_of_base_model(base_model: str | None) -> str | None:
+    b = (base_model or "").strip().lower()
+    for pattern, fam in _BASE_MODEL_RULES:
+        if re.search(pattern, b):
+            return fam
+    return None
+
+
+def family_of_name(name: str) -> str | None:
+    """The family a file name announces (`ponyDiffusionV6XL` -> Pony, `sd_xl_base_1.0` -> SDXL), if any."""
+    low = _SEP.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1].lower())
+    low = re.sub(r"_(safetensors|ckpt|pt|pth|bin|gguf|sft)$", "", low)
+    for pattern, fam in _NAME_RULES:
+        if re.search(pattern, low):
+            return fam
+    return None
+
+
+def _pick(fams: set[str]) -> str | None:
+    """One family from several clues: a fine-tune beats its base (Pony over SDXL); disagreement is unknown."""
+    if len(fams) == 1:
+        return next(iter(fams))
+    specific = {f for f in fams if f not in ("SDXL",)} if fams <= set(KIN) else fams
+    return next(iter(specific)) if len(specific) == 1 else None
+
+
+def workflow_families(refs: Iterable[ModelRef], node_types: Mapping[str, Iterable[str]] | None = None) -> dict[str, str]:
+    """workflow -> family, from the models it loads (missing and present alike: pass every ModelRef the scan
+    found) and, when given, every node type it uses. Workflows whose clues disagree get none."""
+    anchors: dict[str, set[str]] = {}
+    backups: dict[str, set[str]] = {}
+    for ref in refs:
+        fam = family_of_name(ref.name)
+        if not fam:
+            continue
+        bucket = anchors if ref.folder in ANCHOR_FOLDERS else backups if ref.folder == "text_encoders" else None
+        if bucket is not None:
+            for wf in ref.workflows:
+                bucket.setdefault(wf, set()).add(fam)
+    for ref in refs:
+        for u in ref.usages:
+            fam = NODE_FAMILY.get(u.node_type)
+            if fam:
+                backups.setdefault(u.workflow, set()).add(fam)
+    for wf, types in (node_types or {}).items():
+        fams = {NODE_FAMILY[t] for t in types if t in NODE_FAMILY}
+        if fams:
+            backups.setdefault(wf, set()).update(fams)
+    out: dict[str, str] = {}
+    for wf in set(anchors) | set(backups):
+        fam = _pick(anchors.get(wf, set())) if anchors.get(wf) else _pick(backups.get(wf, set()))
+        if fam:
+            out[wf] = fam
+    return out
+
+
+def ref_family(ref: ModelRef, families: Mapping[str, str]) -> str | None:
+    """The family every workflow that uses `ref` is built for; None when unknown or they differ."""
+    fams = {families[wf] for wf in ref.workflows if wf in families}
+    return next(iter(fams)) if len(fams) == 1 else None
+
+
+def fit(wanted: str | None, made_for: str | None) -> str:
+    """"same", "kin" (SDXL fine-tunes), "other", or "unknown" when either side is not known."""
+    if not wanted or not made_for:
+        return "unknown"
+    if wanted == made_for:
+        return "same"
+    if KIN.get(wanted) and KIN.get(wanted) == KIN.get(made_for):
+        return "kin"
+    return "other"
+
+
+def mismatch_words(wanted: str, made_for: str) -> str:
+    return f"made for {made_for}, your workflow is {wanted}"
