@@ -29,16 +29,20 @@ def _register_routes() -> None:
     # Look the server up instead of importing it: outside ComfyUI an unrelated `server` module
     # could be importable, and importing it would be a side effect.
     prompt_server = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
-    if prompt_server is None or getattr(prompt_server, _REGISTERED_FLAG, False):
+    if prompt_server is None:
         return
-    # Set first: a half-registered table must not be completed twice by a second import, since
-    # ComfyUI refuses to start on back-to-back duplicate routes.
-    setattr(prompt_server, _REGISTERED_FLAG, True)
     log = logging.getLogger("fixer.comfyui")
     try:
         from . import server_routes
 
-        server_routes.add_routes(prompt_server.routes, server_routes.comfy_service)
+        # Every copy of the pack is handed ComfyUI's objects: its nodes reach the one shared service.
+        server_routes.comfy_runtime.attach(server_routes.comfy_links(prompt_server))
+        if getattr(prompt_server, _REGISTERED_FLAG, False):
+            return
+        # Set first: a half-registered table must not be completed twice by a second import, since
+        # ComfyUI refuses to start on back-to-back duplicate routes.
+        setattr(prompt_server, _REGISTERED_FLAG, True)
+        server_routes.add_routes(prompt_server.routes, server_routes.comfy_runtime.service)
     except Exception:  # keep the nodes loadable; the log says why the panel has no server side
         log.exception("ComfyFixerSmart: the /comfyfixer routes could not be registered; the panel will not work")
         return

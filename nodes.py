@@ -8,19 +8,18 @@ works outside ComfyUI.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 from typing import Any
 
+if __package__:  # inside ComfyUI: the pack's own copy of the engine
+    from .fixer import comfy_runtime
+else:  # tests and tools with the repo root on sys.path
+    from fixer import comfy_runtime
+
 log = logging.getLogger("fixer.comfyui")
 CATEGORY = "ComfyFixerSmart"
-
-
-def _engine(module: str) -> Any:
-    """fixer.<module> from the same copy of the engine as this file (the pack's own inside ComfyUI)."""
-    return importlib.import_module(f".fixer.{module}", __package__) if __package__ \
-        else importlib.import_module(f"fixer.{module}")
+_engine = comfy_runtime.engine
 
 
 class AnyType(str):
@@ -55,17 +54,11 @@ def find_existing(folder_paths: Any, folder: str, name: str) -> str | None:
 
 def engine_settings() -> tuple[Any, dict[str, str]]:
     """Download settings and tokens as the page saved them (the ComfyUI service), else defaults."""
-    try:
-        if __package__:
-            from . import server_routes
-        else:
-            import server_routes
-        svc = server_routes.comfy_service()
+    if comfy_runtime.attached() is not None:
+        svc = comfy_runtime.service()
         return svc.config.download, svc.secrets()
-    except Exception as e:  # no server (a bare script): engine defaults, tokens from env/~/.secrets
-        log.debug("comfyfixer: using default download settings (%s)", e)
-        config = _engine("config")
-        return config.DownloadConfig(), config.load_secrets()
+    config = _engine("config")  # no ComfyUI server (a bare script): engine defaults, tokens from env/~/.secrets
+    return config.DownloadConfig(), config.load_secrets()
 
 
 async def fetch_model(source: str, folder: str, file_name: str, sha256: str, folder_paths: Any,
@@ -93,7 +86,7 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
         progress_type = _engine("events").TransferProgress
         bus.subscribe(lambda e: on_progress(e.transfer.bytes_done, e.transfer.total)
                       if isinstance(e, progress_type) else None)
-    dest_root = _engine("host").target_root(_engine("host").FolderPathsHost(folder_paths).folders(), folder)
+    dest_root = folder_paths.get_folder_paths(folder)[0]
     t = await _engine("transfer").download_one(req, dest_root, config, secrets, bus=bus)
     if t.state != "done":
         raise errors.DownloadError(t.error or f"{req.filename}: the download ended as {t.state}")
@@ -216,14 +209,7 @@ def format_report(report: Any, node_types: list[str]) -> str:
 
 
 def comfy_host() -> Any:
-    import folder_paths
-
-    def node_classes() -> dict[str, Any]:
-        import nodes  # ComfyUI's nodes module (absolute import: never this file)
-
-        return nodes.NODE_CLASS_MAPPINGS
-
-    return _engine("host").FolderPathsHost(folder_paths, node_classes=node_classes)
+    return comfy_runtime.comfy_host(comfy_runtime.current_links())
 
 
 class Report:

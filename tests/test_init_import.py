@@ -80,10 +80,10 @@ async def test_registered_routes_survive_comfyuis_add_routes_and_serve_under_api
 async def test_done_event_refreshes_comfyuis_file_list_then_reaches_the_page(comfy):
     import folder_paths
 
-    import server_routes
+    from fixer import comfy_runtime
 
     folder_paths.filename_list_cache.update({"loras": (["old.safetensors"], {}, 0.0), "vae": ([], {}, 0.0)})
-    forward = server_routes.event_forwarder(comfy.PromptServer.instance.send_sync, folder_paths)
+    forward = comfy_runtime.event_forwarder(comfy.PromptServer.instance.send_sync, folder_paths)
     payload = {"run_id": "r1", "summary": {"done": 1}, "files": [{"folder": "loras", "name": "new.safetensors"}]}
     forward("comfyfixer.done", payload)
     assert "loras" not in folder_paths.filename_list_cache and "vae" in folder_paths.filename_list_cache
@@ -98,7 +98,7 @@ async def test_relink_through_the_comfy_service_refreshes_the_list_and_tells_the
     src = comfy_root / "models" / "checkpoints" / "x.safetensors"
     src.write_bytes(b"weights")
     folder_paths.filename_list_cache["loras"] = ([], {}, 0.0)
-    svc = server_routes.build_comfy_service()
+    svc = server_routes.comfy_runtime.build_service(server_routes.comfy_links(comfy.PromptServer.instance))
     await svc.relink("x.safetensors", "loras", str(src))
     done = [data for event, data in comfy.PromptServer.instance.sent if event == "comfyfixer.done"]
     assert done and done[-1]["files"] == [{"folder": "loras", "name": "x.safetensors"}]
@@ -110,7 +110,7 @@ def test_both_imports_share_one_service(comfy):
     import importlib
 
     # The second import registers no routes; its nodes reach the service through their own copy.
-    routes_copy = importlib.import_module(load_pack(COMFY_NAME).__name__ + ".server_routes")
-    nodes_copy = importlib.import_module(load_pack("custom_nodes.ComfyFixerSmart").__name__ + ".server_routes")
+    routes_copy = importlib.import_module(load_pack(COMFY_NAME).__name__ + ".fixer.comfy_runtime")
+    nodes_copy = importlib.import_module(load_pack("custom_nodes.ComfyFixerSmart").__name__ + ".fixer.comfy_runtime")
     assert routes_copy is not nodes_copy
-    assert routes_copy.comfy_service() is nodes_copy.comfy_service()
+    assert routes_copy.service() is nodes_copy.service()

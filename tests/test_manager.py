@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from fixer.manager import (
+from fixer.manager_client import (
     InstallTarget,
     ManagerError,
     detect_from_routes,

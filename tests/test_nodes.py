@@ -17,10 +17,14 @@ TINY_LORA = "fixture_tiny_lora.safetensors"  # Civitai version 9100101, payload 
 
 @pytest.fixture
 def comfy(monkeypatch, comfy_root):
-    install_comfy(monkeypatch, comfy_root)
+    server = install_comfy(monkeypatch, comfy_root)
     comfy_mod, utils, updates = make_comfy_utils()
     monkeypatch.setitem(sys.modules, "comfy", comfy_mod)
     monkeypatch.setitem(sys.modules, "comfy.utils", utils)
+    import server_routes
+
+    # As __init__.py does inside ComfyUI: the nodes reach ComfyUI's objects through the runtime.
+    monkeypatch.setattr(server_routes.comfy_runtime, "_links", server_routes.comfy_links(server.PromptServer.instance))
     spec = importlib.util.spec_from_file_location("comfyfixer_nodes_under_test", PACK_DIR / "nodes.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

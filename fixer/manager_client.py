@@ -1,4 +1,4 @@
-"""ComfyUI-Manager: is it installed and running, which install API it speaks, and queue one install.
+"""ComfyUI-Manager client: is it installed and running, which install API it speaks, and queue one install.
 
 Nothing here installs anything on its own: `queue_install` sends the one request a person asked
 for (the panel's "Install with Manager"), and Manager does the cloning and pip work. The node
@@ -42,7 +42,7 @@ import aiohttp
 from .errors import FixerError
 from .nodepacks import MANAGER_PACKAGE, PackIndex, normalize_repo
 
-log = logging.getLogger("fixer.manager")
+log = logging.getLogger("fixer.manager_client")
 
 ManagerApi = Literal["v2_task", "v2_batch", "legacy"]
 
@@ -114,6 +114,24 @@ class InstallTarget:
     def manager_key(self) -> str:
         """The id Manager's custom-node list uses for a pack outside the registry: its repo's last part."""
         return (self.files[0] if self.files else self.repository or "").rstrip("/").rsplit("/", 1)[-1]
+
+
+def listed_target(index: PackIndex, pack_id: str) -> InstallTarget:
+    """What to ask Manager to install for the panel's `pack_id`, only from a curated list.
+
+    A registry id is installed from the registry. A "github-user/repo" id must be a pack Manager's
+    own node list names (installed Manager or the shipped snapshot): a repository that only a shared
+    workflow names (its `aux_id`) could be anyone's code, so it is left to the person to review.
+    """
+    if "/" not in pack_id:
+        known = index.pack_by_id(pack_id)
+        return InstallTarget(title=known.title if known else pack_id, cnr_id=pack_id)
+    pack = index.pack(f"https://github.com/{pack_id}")
+    if pack is None:
+        raise ManagerError(f"https://github.com/{pack_id} is not in ComfyUI-Manager's list of node packs (an "
+                           "unlisted repository), so it is not installed from here. Read the repository first; "
+                           "if you trust it, install it by hand with the commands shown, then restart ComfyUI.")
+    return InstallTarget.of(pack)
 
 
 @dataclass(frozen=True)
