@@ -5,8 +5,9 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { createClient } from "./lib/api.js";
 import { h, morph, plural } from "./lib/dom.js";
-import { currentWorkflow, findNode, revealNode, rootGraph, setModelWidgets, workflowName } from "./lib/graph.js";
+import { clearNodeErrors, currentWorkflow, findNode, openWorkflowByName, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
 import { isRunActive, renderPanel } from "./lib/panel.js";
+import { frontendChecksModels, watchTheirList } from "./lib/theirs.js";
 
 const EXTENSION = "ComfyFixerSmart";
 const TAB_ID = "comfyfixer-models";
@@ -14,6 +15,8 @@ const CMD_FIX = "ComfyFixerSmart.FixMissingModels";
 const CMD_PANEL = "ComfyFixerSmart.ShowPanel";
 const CMD_PORTABLE = "ComfyFixerSmart.MakePortable";
 const FIX_LABEL = "Fix missing models";
+const SETTING_REVIEW = "ComfyFixerSmart.Downloads.ReviewFirst";
+const COMPACT_KEY = "ComfyFixerSmart.compact";
 // ComfyUI setting id -> server setting. The server is the truth; these mirror it in ComfyUI's
 // settings dialog. Tokens are not here: they are write-only and never stored in comfy.settings.json.
 const SERVER_SETTINGS = {
@@ -33,6 +36,11 @@ const state = {
   settings: null,
   busy: new Set(),
   notice: null,
+  compact: localStorage.getItem(COMPACT_KEY) === "1",
+  showDone: false,
+  expanded: new Set(),
+  pasting: null,
+  theirList: false, // the frontend has its own missing-models list (1.27's dialog, 1.58's Issues panel)
 };
 let panelHost = null; // the sidebar's element while the tab is open
 let renderQueued = false;
@@ -58,8 +66,8 @@ function drawPanel() {
   else panelHost.append(next);
 }
 
-function setNotice(kind, text) {
-  state.notice = text ? { kind, text } : null;
+function setNotice(kind, text, action = null) {
+  state.notice = text ? { kind, text, action } : null;
   rerender();
 }
 
@@ -70,7 +78,8 @@ async function withBusy(key, fn) {
   try {
     return await fn();
   } catch (e) {
-    setNotice("error", e.message);
+    if (e.status === 409 && isRunActive(state.status)) busyElsewhereNotice();
+    else setNotice("error", e.message);
     return undefined;
   } finally {
     state.busy.delete(key);
@@ -105,28 +114,59 @@ function missingWithFolder(report) {
   return (report?.models ?? []).filter((m) => m.state === "missing" && m.folder).map((m) => m.name ?? m.filename);
 }
 
+const reviewFirst = () => app.extensionManager?.setting?.get(SETTING_REVIEW) !== false;
+
 async function fix(items) {
   await withBusy("fix", async () => {
-    onStatus(await client.fix(currentWorkflow(app), workflowName(app), items));
+    onStatus(await client.fix(currentWorkflow(app), workflowName(app), items, reviewFirst()));
   });
 }
 
-/** The button, the command and the notice's action: open the panel, scan, download what is missing. */
+/** Another workflow's run is busy: say so, with a way to it (never a silent no-op). */
+function busyElsewhereNotice() {
+  const other = state.status?.data?.workflow ?? "another workflow";
+  setNotice("warn", `A fix for ${other} is still running; this one can start when it ends (or cancel it).`,
+    { label: `Open ${other}`, run: () => actions.openWorkflow(other) });
+}
+
+/** The button, the command and the notice's action: open the panel, scan, find what is missing. */
 async function fixMissingModels() {
   openPanel();
   const report = await scan();
-  if (!report || isRunActive(state.status)) return;
+  if (!report) return;
+  if (isRunActive(state.status)) {
+    if (state.status?.data?.workflow !== report.workflow) busyElsewhereNotice();
+    return; // this workflow's own run is on show in the panel
+  }
   const items = missingWithFolder(report);
   if (items.length) await fix(items);
+  else setNotice("ok", "Nothing to download: every model this workflow names with a known folder is here.");
 }
 
 let lastStatusAt = 0;
+let theirs = null;
 function onStatus(doc) {
   // A poll answer can arrive after a newer websocket event; keep the newest document.
   if (doc?.timestamp && state.status?.timestamp && doc.timestamp < state.status.timestamp) return;
   state.status = doc;
   lastStatusAt = Date.now();
+  theirs?.refresh();
   rerender();
+}
+
+/** What our run is fetching for the open workflow now (their browser downloads for these hide). */
+function fetchingNames() {
+  const data = state.status?.data;
+  if (!isRunActive(state.status) || data?.workflow !== workflowName(app)) return new Set();
+  return new Set((data.models ?? []).filter((r) => ["resolved", "downloading", "verifying", "review"].includes(r.state)).map((r) => r.name));
+}
+
+/** After a dropped socket or a ComfyUI restart the page may be stale: files may have landed. */
+async function onReconnected(doc) {
+  state.status = null; // a restarted server has no run: do not keep showing the old one
+  onStatus(doc);
+  await refreshModelLists();
+  await scan();
 }
 
 // While a run is active, re-read the status when the socket has been quiet for a while: a
@@ -158,27 +198,18 @@ async function refreshModelLists() {
 async function onDone(detail) {
   await refreshModelLists();
   clearModelErrors(new Set((detail?.files ?? []).map((f) => f.name)));
-  await scan();
+  if (!detail?.workflow || detail.workflow === workflowName(app)) await scan();
 }
 
 /** Loaders outlined red by the last queue attempt turn normal once their file has landed. */
 function clearModelErrors(landedNames) {
-  const errors = app.lastNodeErrors;
-  if (!errors || !landedNames.size || !state.report) return;
+  if (!landedNames.size || !state.report) return;
   const fixedIds = new Set();
   for (const m of state.report.models ?? []) {
     if (!landedNames.has(m.name ?? m.filename)) continue;
     for (const u of m.nodes ?? []) if (!u.subgraph_path?.length) fixedIds.add(String(u.node_id));
   }
-  const remaining = Object.fromEntries(Object.entries(errors).filter(([id, e]) => !(
-    fixedIds.has(String(id)) && (e.errors ?? []).every((x) => x.type === "value_not_in_list"))));
-  if (Object.keys(remaining).length === Object.keys(errors).length) return;
-  try {
-    app.lastNodeErrors = Object.keys(remaining).length ? remaining : null;
-  } catch {
-    return; // newer frontends keep it in a store behind a getter and re-check on refresh themselves
-  }
-  rootGraph(app).setDirtyCanvas?.(true, true);
+  clearNodeErrors(app, fixedIds);
 }
 
 // --- panel actions -----------------------------------------------------------------------------
@@ -201,7 +232,9 @@ const actions = {
     await refreshModelLists();
     const changed = setModelWidgets(app, model.nodes ?? [], name, comboValue(model, value));
     if (typeof app.refreshMissingModels === "function") await app.refreshMissingModels({ reloadDefs: false });
-    setNotice("ok", `${name} now uses ${where.folder}/${where.relpath}` +
+    // Linked into the loader's own folder under the expected name: say that folder, not the source's.
+    const shown = where.folder === model.folder ? `${where.folder}/${where.relpath}` : `${model.folder}/${value}`;
+    setNotice("ok", `${name} now uses ${shown}` +
       (changed ? ` (${plural(changed, "node")} updated; save the workflow to keep it).` : "."));
     await scan();
   }),
@@ -215,6 +248,41 @@ const actions = {
       setNotice("ok", "Copied the install commands.");
     } catch {
       setNotice("error", "The browser refused the clipboard; select the commands and copy them by hand.");
+    }
+  },
+  approve: (names) => withBusy("approve", async () => {
+    onStatus(await client.approve(names));
+  }),
+  discardPartial: (name) => withBusy(`discard:${name}`, async () => {
+    onStatus(await client.discardPartial(name));
+  }),
+  startPaste: (name) => {
+    state.pasting = name;
+    rerender();
+  },
+  pasteLink: (name, link) => withBusy(`paste:${name}`, async () => {
+    if (!link) return;
+    const started = await client.pasteLink(currentWorkflow(app), workflowName(app), name, link);
+    state.pasting = null;
+    onStatus(started);
+    setNotice("ok", `Checking ${link} for ${name}…`);
+  }),
+  toggle: (key) => {
+    if (!state.expanded.delete(key)) state.expanded.add(key);
+    rerender();
+  },
+  toggleDone: () => {
+    state.showDone = !state.showDone;
+    rerender();
+  },
+  toggleCompact: () => {
+    state.compact = !state.compact;
+    localStorage.setItem(COMPACT_KEY, state.compact ? "1" : "0");
+    rerender();
+  },
+  openWorkflow: async (name) => {
+    if (!(await openWorkflowByName(app, name))) {
+      setNotice("warn", `${name} is not open in a tab: open it from the workflow browser to see its rows.`);
     }
   },
   portable: () => withBusy("portable", makePortable),
@@ -254,7 +322,9 @@ async function makePortable() {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
   const models = answer.workflow?.models?.length ?? 0;
-  setNotice("ok", `Saved ${name}: it carries ${plural(models, "download link")}.`);
+  const without = answer.without_link ?? [];
+  setNotice(without.length ? "warn" : "ok", `Saved ${name}: it carries ${plural(models, "download link")}.` +
+    (without.length ? ` Still without a link: ${without.join(", ")}.` : ""));
 }
 
 // --- the sidebar panel and the button ----------------------------------------------------------
@@ -333,6 +403,9 @@ function problemCounts(report) {
 function notifyProblems(report) {
   const c = problemCounts(report);
   if (!c.missing && !c.elsewhere && !c.nodes) return;
+  // Frontends that check models themselves show their own notice and Issues list: ours goes into
+  // that list (lib/theirs.js), never a second toast with another count.
+  if (frontendChecksModels(app)) return;
   const key = `${report.workflow}|${c.missing}|${c.elsewhere}|${c.nodes}`;
   if (notified.has(key)) return;
   notified.add(key);
@@ -498,6 +571,14 @@ const settings = [
     onChange: serverSetting("allow_pickle"),
   },
   {
+    id: SETTING_REVIEW,
+    category: [EXTENSION, "Downloads", "Review before download"],
+    name: "Show what will be downloaded (count, size, folders) and wait for a click",
+    tooltip: "Off: Fix downloads right away, as the CLI's --yes does.",
+    type: "boolean",
+    defaultValue: true,
+  },
+  {
     id: "ComfyFixerSmart.General.CheckOnLoad",
     category: [EXTENSION, "General", "Check on load"],
     name: "Check each workflow for missing models when it opens",
@@ -529,7 +610,18 @@ app.registerExtension({
   async setup() {
     document.head.append(h("link", { rel: "stylesheet", href: new URL("./comfyfixer.css", import.meta.url).href }));
     // Custom websocket events are dropped unless a listener exists before the first one arrives.
-    client.listen(onStatus, onDone);
+    client.listen(onStatus, onDone, onReconnected);
+    theirs = watchTheirList({
+      label: FIX_LABEL,
+      onFix: fixMissingModels,
+      fetching: fetchingNames,
+      onSeen: () => {
+        if (!state.theirList) {
+          state.theirList = true;
+          rerender();
+        }
+      },
+    });
     pollWhileRunning();
     registerPanel();
     addLegacyButton();

@@ -43,7 +43,10 @@ export function createClient(api) {
 
   return {
     scan: (workflow, name) => call("/scan", { workflow, name }),
-    fix: (workflow, name, items) => call("/fix", items ? { workflow, name, items } : { workflow, name }),
+    fix: (workflow, name, items, review = false) => call("/fix", { workflow, name, ...(items ? { items } : {}), review }),
+    approve: (names) => call("/approve", names ? { items: names } : {}),
+    discardPartial: (name) => call("/discard_partial", { name }),
+    pasteLink: (workflow, workflowName, name, link) => call("/paste_link", { workflow, workflow_name: workflowName, name, link }),
     status: () => call("/status"),
     cancel: (name) => call("/cancel", name ? { name } : {}),
     retry: (name, url) => call("/retry", url ? { name, url } : { name }),
@@ -53,11 +56,12 @@ export function createClient(api) {
     portable: (workflow) => call("/portable", { workflow }),
     installPack: (packId) => call("/install_pack", { pack_id: packId }),
     /** Listen to the run's websocket events; register in setup(), before any run can start. */
-    listen(onStatus, onDone) {
+    listen(onStatus, onDone, onReconnected = onStatus) {
       api.addEventListener(EVENT_STATUS, (e) => onStatus(e.detail));
       api.addEventListener(EVENT_DONE, (e) => onDone(e.detail));
-      // A dropped socket misses events: the status route has the whole state, so re-read it.
-      api.addEventListener("reconnected", () => call("/status").then(onStatus, () => {}));
+      // A dropped socket (or a restarted ComfyUI) misses events: the status route has the whole
+      // state, so re-read it; the caller also scans again.
+      api.addEventListener("reconnected", () => call("/status").then(onReconnected, () => {}));
     },
   };
 }

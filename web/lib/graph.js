@@ -69,3 +69,45 @@ export function revealNode(app, usage) {
   canvas?.setDirty?.(true, true);
   return true;
 }
+
+/** The frontend's Pinia store `id` (1.27 keeps the queue's node errors there), or null. */
+function piniaStore(id) {
+  const pinia = document.querySelector("#vue-app")?.__vue_app__?.config?.globalProperties?.$pinia;
+  return pinia?._s?.get?.(id) ?? null;
+}
+
+/**
+ * Drop the "value not in list" errors the last queue attempt left on `nodeIds` (their file has
+ * landed), so their red outlines go. 1.27.10: `app.lastNodeErrors` is a read-only getter onto the
+ * execution store, whose change the canvas watches and redraws; newer frontends re-check
+ * themselves (`refreshMissingModels`). Returns how many nodes were cleared.
+ */
+export function clearNodeErrors(app, nodeIds) {
+  const errors = app.lastNodeErrors;
+  if (!errors || !nodeIds.size) return 0;
+  const kept = Object.entries(errors).filter(([id, e]) => !(
+    nodeIds.has(String(id)) && (e.errors ?? []).every((x) => x.type === "value_not_in_list")));
+  const cleared = Object.keys(errors).length - kept.length;
+  if (!cleared) return 0;
+  const next = kept.length ? Object.fromEntries(kept) : null;
+  const store = piniaStore("execution");
+  try {
+    if (store && "lastNodeErrors" in store) store.lastNodeErrors = next;
+    else app.lastNodeErrors = next;
+  } catch {
+    return 0; // a computed value on newer frontends: their own refresh clears it
+  }
+  rootGraph(app).setDirtyCanvas?.(true, true);
+  return cleared;
+}
+
+/** Switch to the open tab of workflow `name` with the frontend's own command; false if not open. */
+export async function openWorkflowByName(app, name) {
+  const store = app.extensionManager?.workflow;
+  const open = store?.openWorkflows ?? [];
+  if (!open.some((w) => w.filename === name)) return false;
+  for (let i = 0; i < open.length && store.activeWorkflow?.filename !== name; i += 1) {
+    await app.extensionManager.command.execute("Workspace.NextOpenedWorkflow");
+  }
+  return store.activeWorkflow?.filename === name;
+}

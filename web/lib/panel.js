@@ -1,9 +1,12 @@
 // Renders the ComfyFixerSmart panel from plain state. No network, no graph access: every button
 // calls one of the `actions` the extension hands in. Side-effect free module.
 import { dotted, fmtBytes, fmtEta, fmtPercent, fmtSpeed, h, plural, signature } from "./dom.js";
+import { errorWords, loginNeeded } from "./words.js";
 
-export const ACTIVE_PHASES = new Set(["scanning", "resolving", "downloading", "verifying"]);
-const ACTIVE_ROW_STATES = new Set(["queued", "resolving", "resolved", "downloading", "verifying"]);
+export const ACTIVE_PHASES = new Set(["scanning", "resolving", "review", "downloading", "verifying"]);
+const ACTIVE_ROW_STATES = new Set(["queued", "resolving", "resolved", "review", "downloading", "verifying"]);
+const PROBLEM_STATES = new Set(["failed", "cancelled", "not_found", "needs_choice"]);
+const FINISHED_OK = new Set(["done", "skipped"]);
 
 const SOURCE_LABELS = {
   civitai: "Civitai",
@@ -18,7 +21,8 @@ const ROW_STATES = {
   missing: ["pi pi-circle", "Missing"],
   queued: ["pi pi-clock", "Waiting"],
   resolving: ["pi pi-spin pi-spinner", "Looking for a source…"],
-  resolved: ["pi pi-clock", "Source found, starting"],
+  resolved: ["pi pi-clock", "Waiting for a download slot"],
+  review: ["pi pi-check-square", "Ready to download"],
   downloading: ["pi pi-spin pi-spinner", "Downloading"],
   verifying: ["pi pi-spin pi-spinner", "Checking sha256…"],
   done: ["pi pi-check-circle", "Downloaded and verified"],
@@ -30,6 +34,47 @@ const ROW_STATES = {
 };
 
 const modelName = (m) => m.name ?? m.filename;
+
+/** "…/models/unet/flux.safetensors" from an absolute path: the part a ComfyUI user recognises. */
+export function shortPath(path) {
+  if (!path) return "";
+  const p = String(path).replaceAll("\\", "/");
+  const at = p.lastIndexOf("/models/");
+  return at >= 0 ? p.slice(at + 1) : p;
+}
+
+/** "goes to models/unet/x.safetensors" with the folder key as a badge: where the file lands. */
+function destLine(folder, path, verb = "goes to") {
+  if (!folder && !path) return null;
+  return h("div.cfx-dest", { title: path ?? "" },
+    folder ? h("span.cfx-badge", { title: "ComfyUI model folder (the key loaders ask for)" }, folder) : null,
+    path ? [` ${verb} `, h("code.cfx-path", shortPath(path))] : null);
+}
+
+/** An error in words, with the raw message behind a toggle. */
+function errorBlock(raw, key, state, actions) {
+  const said = errorWords(raw);
+  if (!said) return null;
+  const open = state.expanded?.has(key);
+  return h("div.cfx-error", { "data-testid": "cfx-error" },
+    h("span", said.words),
+    said.details ? h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
+      open ? " Hide details" : " Details") : null,
+    open && said.details ? h("pre.cfx-details", said.details) : null);
+}
+
+/** One message per model that needs a login, with the two things to do about it. */
+function loginBlock(login, actions) {
+  return h("div.cfx-login", { "data-testid": "cfx-login" },
+    h("i.pi.pi-lock"),
+    h("span", login.text),
+    h("span.cfx-spacer"),
+    login.licenseUrl ? h("a.cfx-btn", { href: login.licenseUrl, target: "_blank", rel: "noopener noreferrer",
+      title: "Open the model's page to accept its license" }, h("i.pi.pi-external-link"), h("span", "Accept license")) : null,
+    button(login.service === "civitai" ? "Add key" : "Add token", actions.openSettings, {
+      icon: "pi pi-key", title: "Settings → ComfyFixerSmart → Tokens (stored on the server only)", testid: "cfx-add-token",
+    }));
+}
 
 /** A file name that wraps after "_", "-", "." and "/" in a narrow sidebar instead of mid-word. */
 function nameEl(name, tag = "span.cfx-name") {
@@ -100,19 +145,25 @@ function candidatesList(row, actions, busy) {
 
 function modelItem(name, model, row, state, actions) {
   const rowState = row?.state ?? "missing";
-  const [icon, label] = ROW_STATES[rowState] ?? ROW_STATES.missing;
+  const [icon, stateLabel] = ROW_STATES[rowState] ?? ROW_STATES.missing;
+  const login = loginNeeded(row);
+  const label = login ? "Needs a login" : stateLabel;
   const folder = row?.folder ?? model?.folder;
   const total = row?.total ?? row?.size ?? 0;
   const downloading = rowState === "downloading" || rowState === "verifying";
-  const warnings = [...(row?.warnings ?? [])];
+  // A login need is said once, by the login block; its raw warning and error are not repeated.
+  const warnings = login ? [] : [...(row?.warnings ?? [])];
   if (!row && model?.pickle) warnings.push("pickle format (.ckpt/.pt/.pth/.bin) can run code when loaded; prefer .safetensors");
   if (!folder) warnings.push("ComfyUI folder unknown: the loader is not a core node");
 
+  const kept = rowState === "cancelled" || rowState === "failed" ? row?.bytes_done ?? 0 : 0;
   const stateText = downloading
     ? dotted(fmtPercent(row.bytes_done, total),
       total ? `${fmtBytes(row.bytes_done)} of ${fmtBytes(total)}` : fmtBytes(row.bytes_done),
       fmtSpeed(row.speed), fmtEta(row.eta))
-    : rowState === "done" && row.sha256 ? `sha256 ${row.sha256.slice(0, 12)}…` : "";
+    : rowState === "done" && row.sha256 ? `sha256 ${row.sha256.slice(0, 12)}…`
+      : kept > 0 ? `${fmtBytes(kept)}${total ? ` of ${fmtBytes(total)}` : ""} kept for resuming`
+        : "";
 
   const busy = state.busy;
   const runActive = isRunActive(state.status);
@@ -120,35 +171,57 @@ function modelItem(name, model, row, state, actions) {
   if (row && ACTIVE_ROW_STATES.has(rowState) && runActive) {
     actionButtons.push(button("Cancel", () => actions.cancel(name), { icon: "pi pi-times", busy: busy.has(`cancel:${name}`) }));
   }
-  if (row && ["failed", "cancelled", "not_found"].includes(rowState)) {
-    actionButtons.push(button("Retry", () => actions.retry(name), { icon: "pi pi-refresh", busy: busy.has(`retry:${name}`) }));
+  if (row && ["failed", "cancelled", "not_found"].includes(rowState) && !login) {
+    actionButtons.push(button(kept > 0 ? "Resume" : "Retry", () => actions.retry(name), { icon: "pi pi-refresh", busy: busy.has(`retry:${name}`) }));
   }
-  const needsToken = /CIVITAI_API_KEY|HF_TOKEN/.test(`${row?.error ?? ""} ${warnings.join(" ")}`);
-  if (needsToken && !ACTIVE_ROW_STATES.has(rowState)) {
-    actionButtons.unshift(button("Add key in settings", actions.openSettings, {
-      icon: "pi pi-key", title: "Settings → ComfyFixerSmart → Tokens (stored on the server only)",
+  if (kept > 0) {
+    actionButtons.push(button("Discard partial", () => actions.discardPartial(name), {
+      icon: "pi pi-trash", title: `Delete the ${fmtBytes(kept)} downloaded so far`, busy: busy.has(`discard:${name}`),
+      testid: "cfx-discard",
     }));
   }
   if (!row && !runActive && folder) {
     actionButtons.push(button("Download", () => actions.fix([name]), { icon: "pi pi-download", busy: busy.has("fix") }));
   }
-
-  const sig = signature([model, row, runActive, busy.has("fix"), busy.has(`cancel:${name}`), busy.has(`retry:${name}`)]);
-  return h("li.cfx-item", { dataset: { state: rowState, name, sig } },
+  const canPaste = actions.pasteLink && (rowState === "not_found" || rowState === "needs_choice" || (rowState === "missing" && !runActive));
+  const sig = signature([model, row, runActive, busy.has("fix"), busy.has(`cancel:${name}`), busy.has(`retry:${name}`),
+    busy.has(`discard:${name}`), state.expanded?.has(`err:${name}`), state.pasting === name]);
+  return h("li.cfx-item", { dataset: { state: login ? "login" : rowState, name, sig } },
     h("div.cfx-item-head",
-      h(`i.cfx-state-icon.${icon.split(" ").join(".")}`, { title: label }),
-      nameEl(name)),
-    usageLine(model ?? { nodes: [] }, actions, folder),
-    sourceLine(row, model),
+      h(`i.cfx-state-icon.${(login ? "pi pi-lock" : icon).split(" ").join(".")}`, { title: label }),
+      nameEl(name),
+      total && !downloading && rowState !== "done" ? h("span.cfx-size", fmtBytes(total)) : null),
+    destLine(folder, row?.path ?? row?.dest ?? model?.dest, rowState === "done" ? "in" : "goes to"),
+    usageLine(model ?? { nodes: [] }, actions),
+    login ? null : sourceLine(row, model),
     warnings.map((w) => h("div.cfx-warning", h("i.pi.pi-exclamation-triangle"), h("span", w))),
     downloading ? progressBar(row.bytes_done, total, rowState) : null,
+    login ? loginBlock(login, actions) : null,
     h("div.cfx-item-foot",
       h("span.cfx-state-label", label),
       stateText ? h("span.cfx-muted", stateText) : null,
       h("span.cfx-spacer"),
+      canPaste ? button("Paste a link", () => actions.startPaste(name), { icon: "pi pi-link", title: "Give the address of the file yourself", testid: "cfx-paste" }) : null,
       actionButtons),
-    row?.error ? h("div.cfx-error", row.error) : null,
+    login ? null : errorBlock(row?.error, `err:${name}`, state, actions),
+    state.pasting === name ? pasteForm(name, state, actions) : null,
     candidatesList(row, actions, busy));
+}
+
+/** A link the user found: a Hugging Face file or repo, a Civitai page or download, hf:…, civitai:<id>. */
+function pasteForm(name, state, actions) {
+  const input = h("input.cfx-paste-input", {
+    type: "url", placeholder: "https://huggingface.co/… or https://civitai.com/models/… or hf:org/repo/file",
+    "aria-label": `Download address for ${name}`, "data-testid": "cfx-paste-input",
+    onkeydown: (e) => { if (e.key === "Enter") actions.pasteLink(name, e.target.value.trim()); },
+  });
+  return h("div.cfx-paste",
+    input,
+    button("Check and download", (e) => {
+      const value = e.currentTarget.parentElement.querySelector("input").value.trim();
+      if (value) actions.pasteLink(name, value);
+    }, { icon: "pi pi-check", kind: "primary", busy: state.busy.has(`paste:${name}`), testid: "cfx-paste-go" }),
+    button("", () => actions.startPaste(null), { icon: "pi pi-times", title: "Close" }));
 }
 
 function elsewhereItem(model, actions, busy) {
@@ -171,23 +244,28 @@ function elsewhereItem(model, actions, busy) {
 
 function packItem(pack, actions, busy) {
   const commands = (pack.install ?? []).join("\n");
+  const manager = pack.manager_available && !pack.unlisted;
   return h("li.cfx-item", { dataset: { state: "pack", name: pack.id, sig: signature([pack, busy.has(`pack:${pack.id}`)]) } },
     h("div.cfx-item-head",
       h("i.cfx-state-icon.pi.pi-box"),
       h("span.cfx-name", pack.title || pack.id),
+      pack.unlisted ? h("span.cfx-badge", { title: "Named by the workflow, not in ComfyUI-Manager's list" }, "unlisted repository") : null,
       pack.matched_by && pack.matched_by !== "exact" ? h("span.cfx-badge", { title: "How the pack was identified" }, pack.matched_by) : null),
     h("div.cfx-meta", `Provides ${(pack.node_types ?? []).join(", ")}`),
     pack.repository ? h("div.cfx-meta", h("a", { href: pack.repository, target: "_blank", rel: "noopener noreferrer" }, pack.repository)) : null,
-    pack.manager_available
+    (pack.models_downloaded_by_pack ?? []).length ? h("div.cfx-muted", `Downloads its own models on first run: ${pack.models_downloaded_by_pack.join(", ")}`) : null,
+    manager
       ? h("div.cfx-item-foot", h("span.cfx-spacer"),
         button("Install with Manager", () => actions.installPack(pack), {
           icon: "pi pi-download", kind: "primary", busy: busy.has(`pack:${pack.id}`),
         }))
-      : commands
-        ? h("div.cfx-commands",
-          h("pre.cfx-code", commands),
-          button("Copy", () => actions.copy(commands), { icon: "pi pi-copy", title: "Copy the install commands" }))
-        : null);
+      : null,
+    commands
+      ? h("div.cfx-commands",
+        h("div.cfx-muted", manager ? "Or by hand, in ComfyUI's folder:" : "Install by hand, in ComfyUI's folder:"),
+        h("pre.cfx-code", commands),
+        button("Copy", () => actions.copy(commands), { icon: "pi pi-copy", title: "Copy the install commands" }))
+      : null);
 }
 
 function unknownNodeItem(node) {
@@ -217,58 +295,131 @@ function summaryLine(report) {
   return h("div.cfx-summary", parts);
 }
 
+/** Counts a person reads: a row that needs a login is not a failure, it waits for the user. */
+function rowCounts(rows) {
+  const c = { done: 0, failed: 0, login: 0, not_found: 0, needs_choice: 0, cancelled: 0, skipped: 0 };
+  for (const r of rows) {
+    if (loginNeeded(r) && PROBLEM_STATES.has(r.state)) c.login += 1;
+    else if (r.state in c) c[r.state] += 1;
+  }
+  return c;
+}
+
+function countsText(c) {
+  return dotted(
+    c.done ? `${c.done} downloaded and verified` : null,
+    c.failed ? `${c.failed} failed` : null,
+    c.login ? `${c.login} need${c.login === 1 ? "s" : ""} a login` : null,
+    c.not_found ? `${c.not_found} not found` : null,
+    c.needs_choice ? `${c.needs_choice} to pick` : null,
+    c.cancelled ? `${c.cancelled} cancelled` : null,
+    c.skipped ? `${c.skipped} skipped` : null);
+}
+
+/** The overall time left, only when every file's size is known (else it would promise too soon). */
+function overallEta(rows, overall) {
+  const open = rows.filter((r) => ACTIVE_ROW_STATES.has(r.state));
+  if (!open.length || open.some((r) => !(r.total ?? r.size) || r.state === "resolving" || r.state === "queued")) return "";
+  return fmtEta(overall.eta);
+}
+
+/** A run for another workflow: said, with a way to it, never mixed into this workflow's rows. */
+function otherRunBanner(status, state, actions) {
+  const data = status.data;
+  const rows = data.models ?? [];
+  const finished = rows.filter((r) => !ACTIVE_ROW_STATES.has(r.state)).length;
+  const verb = status.phase === "review" ? "Waiting for your review" : "Downloading";
+  return h("div.cfx-run.cfx-run-other", { "data-testid": "cfx-other-run" },
+    h("div.cfx-run-title", `${verb} for ${data.workflow}`),
+    h("div.cfx-run-foot",
+      h("span.cfx-muted", `${finished} of ${plural(rows.length, "model")} finished`),
+      h("span.cfx-spacer"),
+      button(`Open ${data.workflow}`, () => actions.openWorkflow(data.workflow), { icon: "pi pi-arrow-right", testid: "cfx-open-run" }),
+      button("Cancel it", () => actions.cancel(null), { icon: "pi pi-stop-circle", kind: "danger", busy: state.busy.has("cancel:*") })));
+}
+
+/** "Download 6 models, 41.2 GB, into models/ (free: 120 GB)": nothing moves before this click. */
+function reviewBlock(data, state, actions) {
+  const plan = data.plan ?? {};
+  const held = (data.models ?? []).filter((r) => r.state === "review");
+  const blocked = held.filter((r) => loginNeeded(r));
+  const go = held.filter((r) => !loginNeeded(r)).map((r) => r.name);
+  const headline = plan.headline ?? `Download ${plural(go.length, "model")}`;
+  return h("div.cfx-review", { "data-testid": "cfx-review" },
+    h("div.cfx-run-title", "Found a source for each file below. Nothing is downloaded yet."),
+    plan.fits === false ? h("div.cfx-warning", h("i.pi.pi-exclamation-triangle"),
+      h("span", `Not enough free space: ${fmtBytes(plan.total_bytes)} to download, ${fmtBytes(plan.free_bytes)} free.`)) : null,
+    blocked.length ? h("div.cfx-muted", `${plural(blocked.length, "file")} need${blocked.length === 1 ? "s" : ""} a login first and ${blocked.length === 1 ? "is" : "are"} left out.`) : null,
+    h("div.cfx-review-actions",
+      button(blocked.length ? `Download ${plural(go.length, "model")}` : headline, () => actions.approve(go), {
+        icon: "pi pi-download", kind: "primary", busy: state.busy.has("approve"), disabled: !go.length, testid: "cfx-approve",
+        title: headline,
+      }),
+      button("Cancel", () => actions.cancel(null), { icon: "pi pi-times", busy: state.busy.has("cancel:*") })),
+    blocked.length ? h("div.cfx-muted", headline) : null);
+}
+
 function runBlock(status, state, actions) {
   const data = status?.data;
   if (!data?.models?.length && !isRunActive(status)) return null;
   const active = isRunActive(status);
-  const overall = data?.overall ?? {};
   const rows = data?.models ?? [];
-  const finished = rows.filter((r) => !ACTIVE_ROW_STATES.has(r.state)).length;
+  if (status.phase === "review") return reviewBlock(data, state, actions);
   if (!active) {
-    const s = data?.summary;
-    if (!s) return null;
-    const ok = (s.failed ?? 0) + (s.not_found ?? 0) + (s.needs_choice ?? 0) + (s.cancelled ?? 0) === 0;
-    const text = dotted(
-      s.done ? `${s.done} downloaded and verified` : null,
-      s.failed ? `${s.failed} failed` : null,
-      s.not_found ? `${s.not_found} not found` : null,
-      s.needs_choice ? `${s.needs_choice} to pick` : null,
-      s.cancelled ? `${s.cancelled} cancelled` : null,
-      s.skipped ? `${s.skipped} skipped` : null) || "Nothing was downloaded";
+    if (!data?.summary) return null;
+    const c = rowCounts(rows);
+    const ok = c.failed + c.not_found + c.needs_choice + c.cancelled + c.login === 0;
+    const text = countsText(c) || "Nothing was downloaded";
     return h(`div.cfx-banner.cfx-banner-${ok ? "ok" : "warn"}`, { "data-testid": "cfx-summary" },
       h(`i.pi.${ok ? "pi-check-circle" : "pi-exclamation-triangle"}`),
-      h("div", h("div.cfx-banner-title", ok ? "All done" : "Finished with problems"), h("div", text)));
+      h("div", h("div.cfx-banner-title", `${ok ? "All done" : "Finished with problems"} for ${data.workflow}`), h("div", text)));
   }
+  const overall = data?.overall ?? {};
+  const finished = rows.filter((r) => !ACTIVE_ROW_STATES.has(r.state)).length;
   const phase = { scanning: "Scanning", resolving: "Finding sources", downloading: "Downloading", verifying: "Verifying" }[status.phase];
   return h("div.cfx-run", { "data-testid": "cfx-run" },
-    h("div.cfx-run-title", `${phase}: ${finished} of ${plural(rows.length, "model")} finished`),
+    h("div.cfx-run-title", `${phase} for ${data.workflow}: ${finished} of ${plural(rows.length, "model")} finished`),
     progressBar(overall.bytes_done ?? 0, overall.total ?? 0, "downloading"),
     h("div.cfx-run-foot",
       h("span.cfx-muted", dotted(
         overall.total ? `${fmtBytes(overall.bytes_done)} of ${fmtBytes(overall.total)}` : null,
-        fmtSpeed(overall.speed), fmtEta(overall.eta)) || "Preparing…"),
+        fmtSpeed(overall.speed), overallEta(rows, overall)) || "Preparing…"),
       h("span.cfx-spacer"),
       button("Cancel all", () => actions.cancel(null), { icon: "pi pi-stop-circle", kind: "danger", busy: state.busy.has("cancel:*") })));
 }
 
+// Problems first: what needs the user, then what is moving, then what has not started; finished
+// rows fold into one line.
+function rowGroup(row) {
+  if (!row) return "missing";
+  if (PROBLEM_STATES.has(row.state) || loginNeeded(row)) return "attention";
+  if (FINISHED_OK.has(row.state)) return "finished";
+  return "active";
+}
+
 /**
  * Build the panel's DOM for `state`:
- * {workflowName, report, scanning, scanError, status, busy: Set<string>, notice: {kind, text}|null}
+ * {workflowName, report, scanning, scanError, status, busy: Set<string>, notice: {kind, text}|null,
+ *  compact, showDone, expanded: Set<string>, pasting, theirList}
  * The extension morphs the live panel into this tree (dom.js `morph`), so rebuilding on every
  * status event touches only what changed.
  */
 export function renderPanel(state, actions) {
   const { report, status } = state;
+  const runWorkflow = status?.data?.workflow;
+  // A run belongs to the workflow it was started for: another workflow's run is only a banner.
+  const sameWorkflow = !runWorkflow || runWorkflow === (report?.workflow ?? state.workflowName);
   const runActive = isRunActive(status);
-  const runRows = new Map((status?.data?.models ?? []).map((r) => [r.name, r]));
+  const runRows = new Map((sameWorkflow ? status?.data?.models ?? [] : []).map((r) => [r.name, r]));
   const reportModels = report?.models ?? [];
   const byName = new Map(reportModels.map((m) => [modelName(m), m]));
-  // The run shows the rows it works on; a reload mid-run shows them even before a scan answers.
-  const sameWorkflow = !report || status?.data?.workflow === report.workflow;
   const missingNames = reportModels.filter((m) => m.state === "missing").map(modelName);
-  const names = [...new Set([...(sameWorkflow ? runRows.keys() : []), ...missingNames])];
-  const rowFor = (n) => (sameWorkflow ? runRows.get(n) : undefined);
+  const names = [...new Set([...runRows.keys(), ...missingNames])];
+  const rowFor = (n) => runRows.get(n);
   const stillMissing = missingNames.filter((n) => !rowFor(n) || ["failed", "cancelled", "not_found"].includes(rowFor(n).state));
+  const groups = { attention: [], active: [], missing: [], finished: [] };
+  for (const n of names) groups[rowGroup(rowFor(n))].push(n);
+  const item = (n) => modelItem(n, byName.get(n), rowFor(n), state, actions);
 
   const elsewhere = reportModels.filter((m) => m.state === "elsewhere");
   const unsafe = reportModels.filter((m) => m.state === "unsafe");
@@ -276,25 +427,44 @@ export function renderPanel(state, actions) {
   const packed = new Set(packs.flatMap((p) => p.node_types ?? []));
   const unknownNodes = (report?.missing_nodes ?? []).filter((n) => !packed.has(n.node_type));
   const nothingWrong = report && !names.length && !elsewhere.length && !unsafe.length && !(report.missing_nodes ?? []).length;
+  const busyElsewhere = runActive && !sameWorkflow;
+  const finishedRows = groups.finished.map(rowFor);
 
-  return h("div.cfx-panel", { "data-testid": "cfx-panel" },
+  return h(`div.cfx-panel${state.compact ? ".cfx-compact" : ""}`, { "data-testid": "cfx-panel" },
     h("header.cfx-head",
       h("div.cfx-head-text",
         h("div.cfx-title", "Missing models"),
         h("div.cfx-muted", { title: "The workflow open on the canvas" }, state.workflowName ?? "")),
+      button("", actions.toggleCompact, {
+        icon: state.compact ? "pi pi-window-maximize" : "pi pi-list", testid: "cfx-compact",
+        title: state.compact ? "Show every detail" : "Compact: one line per file",
+      }),
       button("", actions.scan, { icon: "pi pi-refresh", title: "Scan the open workflow again", busy: state.scanning, testid: "cfx-scan" })),
     summaryLine(report),
     state.scanError ? h("div.cfx-error", state.scanError) : null,
-    state.notice ? h(`div.cfx-notice.cfx-notice-${state.notice.kind}`, state.notice.text) : null,
-    runBlock(status, state, actions),
+    state.notice ? h(`div.cfx-notice.cfx-notice-${state.notice.kind}`, { "data-testid": "cfx-notice" }, state.notice.text,
+      state.notice.action ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); state.notice.action.run(); } }, state.notice.action.label)] : null) : null,
+    busyElsewhere || (!sameWorkflow && status?.phase === "review") ? otherRunBanner(status, state, actions) : sameWorkflow ? runBlock(status, state, actions) : null,
     !runActive && stillMissing.length
       ? h("div.cfx-cta", button(`Download ${plural(stillMissing.length, "missing model")}`, () => actions.fix(stillMissing), {
         icon: "pi pi-download", kind: "primary", busy: state.busy.has("fix"), testid: "cfx-fix-all",
+        title: "Finds a source for each file and shows what will be downloaded where",
       }))
       : null,
+    state.theirList && stillMissing.length ? h("div.cfx-section-hint", { "data-testid": "cfx-their-list-note" },
+      "ComfyUI's own Download buttons save to your browser's Downloads folder; this panel puts each file into the right models/ folder and checks it.") : null,
     nothingWrong ? h("div.cfx-empty", h("i.pi.pi-check-circle"), h("span", "Every model and node this workflow uses is here.")) : null,
     !report && !status?.data?.models?.length && state.scanning ? h("div.cfx-empty", "Scanning the workflow…") : null,
-    section("Models", names.length, names.map((n) => modelItem(n, byName.get(n), rowFor(n), state, actions))),
+    section("Needs you", groups.attention.length, groups.attention.map(item)),
+    section(status?.phase === "review" ? "Ready to download" : "In progress", groups.active.length, groups.active.map(item)),
+    section("Missing", groups.missing.length, groups.missing.map(item)),
+    finishedRows.length ? h("section.cfx-section",
+      h("div.cfx-done-line", { "data-testid": "cfx-done-line" },
+        h("i.pi.pi-check-circle"),
+        h("span", countsText({ ...rowCounts(finishedRows) })),
+        h("span.cfx-spacer"),
+        h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggleDone(); } }, state.showDone ? "Hide" : "Show")),
+      state.showDone ? h("ul.cfx-list", groups.finished.map(item)) : null) : null,
     section("On disk in another place", elsewhere.length, elsewhere.map((m) => elsewhereItem(m, actions, state.busy)),
       "The file is already on this computer under another folder or name."),
     section("Missing node packs", packs.length + unknownNodes.length,
