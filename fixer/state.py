@@ -23,8 +23,19 @@ def now_iso() -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Readers (and a run killed at any moment) see the old or the new file, never half of one."""
-    # Compact, C-encoded: indenting switches json to its pure-Python encoder, 6x slower on big reports.
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, default=to_jsonable))
+    write_text_atomic(path, json_text(data))
+
+
+def json_text(data: Any) -> str:
+    """Compact, C-encoded JSON (indenting switches json to its pure-Python encoder, 6x slower on big
+    reports), readable UTF-8; names with lone surrogates (os.listdir's escapes of non-UTF-8 bytes)
+    are kept as \\udcxx escapes, which any JSON reader takes and UTF-8 cannot hold."""
+    text = json.dumps(data, ensure_ascii=False, default=to_jsonable)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, ensure_ascii=True, default=to_jsonable)
+    return text
 
 
 def write_text_atomic(path: Path, text: str) -> None:
