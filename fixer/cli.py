@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from . import __version__
 from .actionlog import close_run_log, open_run_log
 from .config import Config, load_config, load_secrets
-from .errors import FixerError
+from .errors import FixerError, RunLocked
 from .events import EventBus, PhaseChanged, ScanFinished
 from .host import StandaloneHost, fetch_object_info, load_object_info
 from .models import Resolution, ScanReport
@@ -151,6 +151,22 @@ def run_scan(ctx: RunContext) -> ScanReport:
 
 
 def cmd_scan(ctx: RunContext) -> int:
+    from .state import StateLock
+
+    # Scanning while another run works in this state dir is fine; only its status.json is not ours to write.
+    lock = StateLock(ctx.state_dir, "comfy-fixer --scan")
+    try:
+        lock.acquire()
+    except RunLocked as e:
+        ctx.status.path = None
+        print(f"note: {e} Its status.json is left alone.", file=sys.stderr)
+    try:
+        return _scan_and_report(ctx)
+    finally:
+        lock.release()
+
+
+def _scan_and_report(ctx: RunContext) -> int:
     from .report import counts, model_entry, summary_text
 
     report = run_scan(ctx)
@@ -332,6 +348,18 @@ def chosen_command(args: argparse.Namespace) -> str:
     return next((name for name in COMMANDS if getattr(args, name, False)), "scan")
 
 
+def report_error(ctx: RunContext, error: FixerError) -> None:
+    """The error into status.json, only while no other run holds the state dir (it owns the file then)."""
+    from .state import StateLock
+
+    try:
+        with StateLock(ctx.state_dir, "comfy-fixer error report"):
+            ctx.status.add_error(str(error))
+            ctx.bus.emit(PhaseChanged("error"))
+    except RunLocked:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     console = logging.StreamHandler(sys.stderr)
@@ -357,9 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     handler = open_run_log(ctx.state_dir / "log", name) if name != "status" else None
     try:
         return COMMANDS[name](ctx)
+    except RunLocked as e:  # the running run owns status.json: nothing of ours goes there
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except FixerError as e:
-        ctx.status.add_error(str(e))
-        ctx.bus.emit(PhaseChanged("error"))
+        report_error(ctx, e)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

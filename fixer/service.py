@@ -177,12 +177,17 @@ class FixerService:
         until approve() (the panel's "Download 6 models, 41.2 GB" button)."""
         if self._task is not None and not self._task.done():
             raise RunBusy(self._run.workflow if self._run is not None else "")
-        self.status_doc.update(phase="scanning", errors=[], force=True)
-        report, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
+        # The lock first: a fix refused because a CLI run holds the state dir never touches its status.json.
+        lock = StateLock(self.state_dir, f"fix of {name}").acquire()
+        try:
+            self.status_doc.update(phase="scanning", errors=[], force=True)
+            report, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
+        except BaseException:
+            lock.release()
+            raise
         wanted = {i.replace("\\", "/") for i in items} if items else None
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
-        lock = StateLock(self.state_dir, f"fix of {name}").acquire()
         self._run = self._new_run(refs, inventory, name, chosen, review)
         self._task = asyncio.create_task(self._drive(self._run, lock))
         self.status_doc.set_data(self._panel_data(self._run), force=True)
