@@ -86,7 +86,7 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
         progress_type = _engine("events").TransferProgress
         bus.subscribe(lambda e: on_progress(e.transfer.bytes_done, e.transfer.total)
                       if isinstance(e, progress_type) else None)
-    dest_root = folder_paths.get_folder_paths(folder)[0]
+    dest_root = _engine("host").target_root(_engine("host").FolderPathsHost(folder_paths).folders(), folder)
     t = await _engine("transfer").download_one(req, dest_root, config, secrets, bus=bus)
     if t.state != "done":
         raise errors.DownloadError(t.error or f"{req.filename}: the download ended as {t.state}")
