@@ -2,6 +2,11 @@
 into ModelHint). A hint is checked against the service it points to when it can be (Hugging Face
 paths-info, Civitai model version), so a dead link falls through to the other sources instead of
 becoming a failed download.
+
+A `models[]` entry pairs a name with a URL: that URL is the file, saved under the entry's name even when
+the URL's own file name differs (the frontend does the same; Note URLs only ever attach by file name).
+When the Hub API does not answer for a link (a mirror without `/api`), the file URL itself answering a
+HEAD is enough. Civitai AIR URNs (`urn:air:<base>:<type>:civitai:<model>@<version>`) name a version.
 """
 
 from __future__ import annotations
@@ -13,16 +18,42 @@ from urllib.parse import unquote, urlsplit
 import aiohttp
 
 from ..constants import map_legacy
+from ..errors import HostNotAllowed
 from ..models import Candidate, ModelHint, ModelRef
+from ..transfer.policy import check_start_url
 from . import CONFIDENCE, Found, SearchRun, said
 from .civitai import version_candidate
 from .huggingface import gated_note, lfs_facts, parse_hf_url, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
 _CIVITAI_PAGE = re.compile(r"/models/(\d+)")
+AIR = re.compile(r"urn:air:(?P<base>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)@(?P<version>\d+)", re.I)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# paths_info's words when the Hub answered for the file (anything else: the API did not answer, e.g. a mirror)
+HUB_VERDICTS = (" is not in ", "does not exist or is private", "RepoNotFound", "EntryNotFound", "GatedRepo",
+                "RevisionNotFound", "refused")
+
+
+def air_hints(obj: object, limit: int = 200) -> list[ModelHint]:
+    """Every Civitai AIR URN in a workflow's or image's JSON (strings at any depth) as a hint whose url is
+    the URN; the scan attaches them to the reference they belong to (EmbeddedSource reads them)."""
+    found: list[str] = []
+    stack = [obj]
+    while stack and len(found) < limit:
+        x = stack.pop()
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, str) and "urn:air:" in x.lower():
+            found.extend(m.group(0) for m in AIR.finditer(x) if m.group(0) not in found)
+    return [ModelHint(url=u) for u in found[:limit]]
 
 
 def _civitai_version_id(url: str, base: str) -> str | None:
+    air = AIR.fullmatch(url.strip())
+    if air:
+        return air.group("version")
     parts = urlsplit(url)
     if not (parts.netloc.endswith("civitai.com") or parts.netloc == urlsplit(base).netloc):
         return None
@@ -54,17 +85,44 @@ class EmbeddedSource:
     def _folder(self, ref: ModelRef, h: ModelHint) -> str | None:
         return ref.folder or (map_legacy(h.directory) if h.directory else None)
 
-    def _plain(self, ref: ModelRef, h: ModelHint, note: str) -> Candidate | None:
-        """A URL we cannot check with an API: trusted when it ends in the file name."""
+    def _plain(self, ref: ModelRef, h: ModelHint, note: str, conf: float | None = None, size: int | None = None,
+               sha256: str | None = None) -> Candidate:
+        """A URL no service API vouches for. The scan pairs Note URLs by file name and models[] entries by
+        their own name, so the link is this file even when its last path part reads otherwise."""
         url_name = unquote(urlsplit(h.url or "").path.rsplit("/", 1)[-1])
-        conf = CONFIDENCE["embedded"] if url_name == ref.basename else CONFIDENCE["contested"]
+        conf = CONFIDENCE["embedded"] if conf is None else conf
         folder = self._folder(ref, h)
         reason = f"the workflow gives this URL ({note})"
+        if url_name != ref.basename:
+            reason += f"; saved as {ref.basename}, the name the workflow pairs with it"
         if folder is None:
             conf, reason = min(conf, CONFIDENCE["contested"]), reason + "; the model folder is unknown"
         want = (h.hash or "").lower() if (h.hash_type or "sha256").lower() == "sha256" and len(h.hash or "") == 64 else None
         return Candidate(source="embedded", filename=ref.name, folder=folder, confidence=conf, reason=reason,
-                         url=h.url, sha256=want)
+                         url=h.url, size=size, sha256=sha256 or want)
+
+    async def _head(self, ref: ModelRef, run: SearchRun, h: ModelHint, found: Found, why: str) -> Candidate | None:
+        """Check a link by asking for the file itself (HEAD, redirects not followed): a 2xx or a redirect is a
+        file there (with its size and sha256 when the Hub's headers say), 401/403/404/410 a dead link."""
+        url = h.url or ""
+        try:
+            check_start_url(url)
+        except HostNotAllowed:
+            # Never ask a host the download guard does not know; the download itself applies the user's
+            # extra allowed hosts (download.extra_allowed_hosts) and refuses the rest with the reason.
+            return self._plain(ref, h, f"{why}, not checked")
+        reply = await run.http.request("huggingface" if parse_hf_url(url, run.hf_endpoint) else "links", "HEAD", url)
+        run.history.record("links", f"HEAD {url}", f"HTTP {reply.status}", ref.name)
+        if reply.status in (401, 403, 404, 410):
+            found.tried.append(f"workflow hint {url}: {why}, and the file URL answers HTTP {reply.status} "
+                               f"({'not found' if reply.status in (404, 410) else 'refused without a login'})")
+            return None
+        if not (200 <= reply.status < 400):
+            return self._plain(ref, h, f"{why}; the file URL answers HTTP {reply.status}, not checked")
+        size = reply.headers.get("X-Linked-Size") or (reply.headers.get("Content-Length") if reply.status < 300 else None)
+        etag = (reply.headers.get("X-Linked-Etag") or "").strip('"').lower()
+        return self._plain(ref, h, f"{why}; the file URL answers", size=int(size) if str(size or "").isdigit() else None,
+                           sha256=etag if _SHA256.match(etag) else None)
 
     async def _check(self, ref: ModelRef, run: SearchRun, h: ModelHint, found: Found) -> Candidate | None:
         url = h.url or ""
@@ -75,8 +133,10 @@ class EmbeddedSource:
             (entry, err), gated = await asyncio.gather(paths_info(run, repo_id, path, rev), repo_gated(run, repo_id))
             run.history.record("huggingface", f"hint {repo_id}/{path}", "exists" if entry else err, ref.name)
             if entry is None:
-                found.tried.append(f"workflow hint {url}: {err}")
-                return None
+                if any(w in err for w in HUB_VERDICTS):  # the Hub itself said no
+                    found.tried.append(f"workflow hint {url}: {err}")
+                    return None
+                return await self._head(ref, run, h, found, f"the Hub API did not vouch for it ({err})")
             size, sha = lfs_facts(entry)
             if want_sha and sha and sha != want_sha:
                 found.tried.append(f"workflow hint {url}: the file there has another sha256 than the hint says")
@@ -115,4 +175,4 @@ class EmbeddedSource:
             if self._folder(ref, h) and not ref.folder:
                 cand.folder = self._folder(ref, h)
             return cand
-        return self._plain(ref, h, "not a Hugging Face or Civitai link, not checked")
+        return await self._head(ref, run, h, found, "not a Hugging Face or Civitai link")

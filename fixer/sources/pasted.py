@@ -1,0 +1,116 @@
+"""A source the user gives for one model (pasted in the panel on a not-found or pick-a-source row).
+
+`check_link(text, ref, ...)` accepts what `fixer.source_spec.parse_source` accepts (a Hugging Face file URL,
+`hf:org/repo/path`, `civitai:<versionId>`, a Civitai model or version page or download URL), checks it
+against the service (the host is Hugging Face or Civitai, the file exists, its size, its sha256 against the
+workflow's hash when it carries one) and returns a Candidate to download like any other. The candidate keeps
+the file's real name and extension (in the reference's subfolder), so a `.safetensors` file is never saved
+under a `.pth` name: the caller repoints the widget to `candidate.filename`.
+Errors say what is wrong with the link, for a person: ConfigError (not a link we take), NotFoundUpstream,
+UpstreamError (the service refused or could not be reached), IntegrityError (not the file the workflow means).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+from typing import Any
+
+import aiohttp
+
+from ..config import SearchConfig
+from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
+from ..http import HttpClient
+from ..models import Candidate, ModelRef
+from ..source_spec import SourceSpec, parse_source, pick_civitai_file
+from . import SearchRun, said
+from .civitai import version_candidate
+from .history import SearchHistory
+from .huggingface import folder_from_path, gated_note, lfs_facts, paths_info, repo_gated
+
+PASTED_CONFIDENCE = 1.0  # the user chose it; the checks below decide whether it can be had
+
+
+def _real_name(ref: ModelRef, file_name: str) -> str:
+    sub = posixpath.dirname(ref.name)
+    return posixpath.join(sub, posixpath.basename(file_name)) if sub else posixpath.basename(file_name)
+
+
+def _check_hash(ref: ModelRef, sha256: str | None, what: str) -> None:
+    want = (ref.hint("hash") or "").lower()
+    if len(want) == 64 and sha256 and sha256.lower() != want:
+        raise IntegrityError("sha256", want, sha256.lower(), f"{what} is not the file the workflow names")
+
+
+async def _hf(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
+    assert spec.repo_id and spec.path and spec.url
+    (entry, err), gated = await asyncio.gather(paths_info(run, spec.repo_id, spec.path, spec.revision),
+                                               repo_gated(run, spec.repo_id))
+    if entry is None:
+        raise NotFoundUpstream("Hugging Face", f"{spec.path} in {spec.repo_id} ({err})")
+    size, sha = lfs_facts(entry)
+    _check_hash(ref, sha, f"{spec.path} in {spec.repo_id}")
+    reason = f"your link: {spec.path} in {spec.repo_id}" + (f"; {gated_note(run, spec.repo_id)}" if gated else "")
+    return Candidate(source="user", filename=_real_name(ref, spec.path), folder=ref.folder or folder_from_path(spec.path),
+                     confidence=PASTED_CONFIDENCE, reason=reason, url=spec.url, size=size, sha256=sha, gated=bool(gated),
+                     needs_token="HF_TOKEN" if gated else None,
+                     ids={"repo_id": spec.repo_id, "path": spec.path, "revision": spec.revision})
+
+
+async def _civitai_get(run: SearchRun, path: str, what: str) -> dict[str, Any]:
+    reply = await run.http.get("civitai", f"{run.civitai_base}{path}", headers=run.civitai_headers())
+    if reply.status == 404:
+        raise NotFoundUpstream("Civitai", what)
+    if reply.status in (401, 403):
+        raise UpstreamError("Civitai", f"{what} needs a login: set CIVITAI_API_KEY", reply.status)
+    body = reply.json() if reply.ok else None
+    if not isinstance(body, dict):
+        raise UpstreamError("Civitai", f"{what}: {said(reply) if not reply.ok else 'unexpected answer'}; retry later",
+                            reply.status)
+    return body
+
+
+async def _civitai(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
+    version_id = spec.version_id
+    if version_id is None:
+        model = await _civitai_get(run, f"/api/v1/models/{spec.model_id}", f"Civitai model {spec.model_id}")
+        versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
+        if not versions:
+            raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}")
+        version_id = int(versions[0]["id"])  # Civitai lists the newest version first
+    version = await _civitai_get(run, f"/api/v1/model-versions/{version_id}", f"Civitai model version {version_id}")
+    f = pick_civitai_file(version, None, spec.file_query)
+    sha = str((f.get("hashes") or {}).get("SHA256") or "").lower() or None
+    _check_hash(ref, sha, f"{f.get('name')} of Civitai version {version_id}")
+    cand = version_candidate(ref, version, f, (version.get("model") or {}).get("type"), PASTED_CONFIDENCE,
+                             "your link", run.family(ref))
+    cand.source, cand.filename = "user", _real_name(ref, str(f["name"]))
+    return cand
+
+
+async def check_link(text: str, ref: ModelRef, *, config: SearchConfig | None = None,
+                     secrets: dict[str, str] | None = None, hf_endpoint: str | None = None,
+                     civitai_base: str | None = None, families: dict[str, str] | None = None) -> Candidate:
+    """The checked Candidate for a link the user gave for `ref` (see the module docstring); raises FixerError
+    subclasses with a message to show as is."""
+    cfg = config or SearchConfig()
+    async with HttpClient(per_service=cfg.per_host_concurrency, timeout=cfg.timeout_seconds,
+                          retries=cfg.retries) as http:
+        run = SearchRun(config=cfg, secrets=secrets or {}, http=http, history=SearchHistory(None),
+                        families=families or {})
+        if hf_endpoint:
+            run.hf_endpoint = hf_endpoint.rstrip("/")
+        if civitai_base:
+            run.civitai_base = civitai_base.rstrip("/")
+        spec = parse_source(text, run.hf_endpoint, run.civitai_base)
+        service = "Hugging Face" if spec.source == "huggingface" else "Civitai"
+        try:
+            cand = await (_hf(spec, ref, run) if spec.source == "huggingface" else _civitai(spec, ref, run))
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise UpstreamError(service, f"could not be reached ({e.__class__.__name__}); check the network and "
+                                "retry") from None
+        finally:
+            await run.close()
+    if not cand.folder:
+        cand.reason += "; the model folder is unknown: choose where it goes"
+    return cand

@@ -1,0 +1,90 @@
+"""Community workflows: explicit models[] links, mirrors without /api, AIR URNs, links the user pastes."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixer.config import SearchConfig
+from fixer.errors import ConfigError, IntegrityError, NotFoundUpstream
+from fixer.models import ModelHint, ModelRef
+from fixer.resolve import ResolveContext, Resolver
+from fixer.sources.embedded import air_hints
+from fixer.sources.pasted import check_link
+from tests.fake_upstream import Fault
+from tests.fake_upstream.api_routes import add_hf_repo
+
+TINY_LORA_SHA = "918a1a96cdfff4248358c71d9cc53f8a02342c59326b341923c83dcefe224ea1"
+TINY_HF_REPO, TINY_HF_FILE = "comfy-fixer-fixtures/tiny-model", "fixture_hf_model.safetensors"
+
+
+async def resolve_one(ref: ModelRef, **cfg):
+    ctx = ResolveContext(config=SearchConfig(use_catalogs=False, retries=1, **cfg), secrets={}, inventory=None,
+                         state_dir=None, comfyui_root=None)
+    return [r async for r in Resolver(ctx).resolve([ref])][0]
+
+
+async def test_models_entry_url_is_saved_under_the_entrys_name_when_the_url_names_another_file(upstream):
+    url = f"{upstream.base}/{TINY_HF_REPO}/resolve/main/{TINY_HF_FILE}"
+    ref = ModelRef("my_model_name.safetensors", "checkpoints", hints=[ModelHint(url=url, directory="checkpoints")])
+    r = await resolve_one(ref, civitai=False, huggingface=False)
+    assert r.chosen.source == "embedded" and r.chosen.url == url and r.chosen.filename == "my_model_name.safetensors"
+    assert r.chosen.confidence >= 0.9
+
+
+async def test_a_mirror_without_api_is_checked_by_the_file_url_itself(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models/", status=404, body="Not Found", times=None))
+    url = f"{upstream.base}/{TINY_HF_REPO}/resolve/main/{TINY_HF_FILE}"
+    ref = ModelRef(TINY_HF_FILE, "checkpoints", hints=[ModelHint(url=url)])
+    r = await resolve_one(ref, civitai=False, huggingface=False)
+    assert r.chosen.source == "embedded" and r.chosen.size == 1_100_000 and "file URL answers" in r.chosen.reason
+    assert r.chosen.sha256 and len(r.chosen.sha256) == 64
+
+
+async def test_a_dead_link_on_a_mirror_without_api_falls_through(upstream):
+    upstream.add_fault(Fault(path=r"^/api/models/", status=404, body="Not Found", times=None))
+    url = f"{upstream.base}/{TINY_HF_REPO}/resolve/main/no_such_file.safetensors"
+    r = await resolve_one(ModelRef("no_such_file.safetensors", "checkpoints", hints=[ModelHint(url=url)]),
+                          civitai=False, huggingface=False)
+    assert r.chosen is None and any("file URL answers HTTP 404" in t for t in r.tried)
+
+
+async def test_air_urn_hint_names_the_civitai_version(upstream):
+    ref = ModelRef("whatever_i_called_it.safetensors", "loras",
+                   hints=[ModelHint(url="urn:air:sd1:lora:civitai:9000101@9100101")])
+    r = await resolve_one(ref, huggingface=False)
+    assert r.chosen.source == "embedded" and r.chosen.ids["version_id"] == 9100101
+
+
+def test_air_urns_are_read_anywhere_in_a_workflow():
+    wf = {"extra": {"airs": ["urn:air:sdxl:checkpoint:civitai:827184@2514310"]},
+          "nodes": [{"properties": {"note": "made with urn:air:sd1:lora:civitai:58390@62833 at 0.8"}}]}
+    assert sorted(h.url for h in air_hints(wf)) == ["urn:air:sd1:lora:civitai:58390@62833",
+                                                    "urn:air:sdxl:checkpoint:civitai:827184@2514310"]
+
+
+async def test_pasted_hf_link_is_checked_and_keeps_the_files_real_name(upstream):
+    ref = ModelRef("sub/wanted.pth", "checkpoints")
+    c = await check_link(f"hf:{TINY_HF_REPO}/{TINY_HF_FILE}", ref, hf_endpoint=upstream.base,
+                         civitai_base=upstream.base)
+    assert c.source == "user" and c.filename == f"sub/{TINY_HF_FILE}" and c.size == 1_100_000 and c.sha256
+    assert c.folder == "checkpoints"
+
+
+async def test_pasted_civitai_page_is_checked_against_the_workflows_hash(upstream):
+    ref = ModelRef("x.safetensors", "loras", hints=[ModelHint(hash=TINY_LORA_SHA)])
+    c = await check_link(f"{upstream.base}/models/9000101?modelVersionId=9100101", ref, hf_endpoint=upstream.base,
+                         civitai_base=upstream.base)
+    assert c.ids["version_id"] == 9100101 and c.sha256 == TINY_LORA_SHA and c.filename == "fixture_tiny_lora.safetensors"
+    with pytest.raises(IntegrityError):
+        await check_link("civitai:9100101", ModelRef("x.safetensors", "loras", hints=[ModelHint(hash="ab" * 32)]),
+                         hf_endpoint=upstream.base, civitai_base=upstream.base)
+
+
+async def test_pasted_link_to_a_missing_file_or_another_host_is_refused_with_words(upstream):
+    add_hf_repo(upstream, "someone/repo", {"a.safetensors": (10, "cd" * 32)})
+    with pytest.raises(NotFoundUpstream, match="b.safetensors in someone/repo"):
+        await check_link("hf:someone/repo/b.safetensors", ModelRef("b.safetensors", "loras"),
+                         hf_endpoint=upstream.base, civitai_base=upstream.base)
+    with pytest.raises(ConfigError, match="neither Hugging Face nor Civitai"):
+        await check_link("https://example.org/b.safetensors", ModelRef("b.safetensors", "loras"),
+                         hf_endpoint=upstream.base, civitai_base=upstream.base)
