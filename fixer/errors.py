@@ -65,6 +65,16 @@ class IntegrityError(DownloadError):
         super().__init__(f"{prefix}{what} mismatch: expected {expected}, got {actual}; the file was not kept")
 
 
+class RateLimited(UpstreamError, DownloadError):
+    """The service asks to wait (429/503): longer than we wait unattended, or again after every retry."""
+
+    def __init__(self, source: str, why: str, wait: float | None, what: str, remedy: str):
+        self.wait = wait
+        asked = f"asks to wait {wait:.0f} s ({why})" if wait is not None else f"kept refusing after retries ({why})"
+        super().__init__(source, f"{asked}; {remedy}", 429 if why == "rate limit" else 503)
+        self.args = (f"{source} {asked} for {what}; {remedy}",)
+
+
 class NotEnoughSpace(DownloadError):
     def __init__(self, needed: int, free: int, where: str):
         self.needed = needed
@@ -77,6 +87,7 @@ class NotEnoughSpace(DownloadError):
 
 class HostNotAllowed(DownloadError):
     def __init__(self, url: str, reason: str):
+        self.reason = reason
         super().__init__(f"Refusing to download {url}: {reason}")
 
 

@@ -8,6 +8,8 @@ Accepted forms:
 - a Civitai URL: `/api/download/models/<versionId>[?type=..&format=..]`,
   `/models/<modelId>?modelVersionId=<versionId>`, or `/models/<modelId>` (its newest version).
 Parsing is pure; `fetch_civitai_version` is the one network call (file name and sha256 of a version).
+`parse_hf_url` is the project's one reader of Hugging Face file URLs (the downloader and the
+resolver's sources use it too).
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from .constants import civitai_base_url, hf_endpoint
 from .errors import ConfigError, NotFoundUpstream, UpstreamError
-from .http import MAX_RETRY_AFTER, RETRY_STATUSES, backoff_delay, retry_after_seconds
+from .http import API_RETRY, asked_wait, http_error
 from .models import TransferRequest
 from .names import safe_relpath
 
 _HF_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
-_HF_FILE_PATH = re.compile(r"^/([^/]+/[^/]+)/(?:resolve|blob)/([^/]+)/(.+)$")
+# `/models/` is how some tools and catalogs prefix model repos; the Hub serves both forms.
+_HF_FILE_PATH = re.compile(r"^/(?:models/)?([^/]+/[^/]+)/(?:resolve|blob)/([^/]+)/(.+)$")
 _HF_SHORT = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([^/]+))?/(.+)$")
 _CIVITAI_SHORT = re.compile(r"^(?:(\d+)@)?(\d+)$")
 _CIVITAI_DOWNLOAD = re.compile(r"^/api/download/models/(\d+)/?$")
@@ -51,6 +54,20 @@ class SourceSpec:
     def file_name(self) -> str | None:
         """The file name the source itself gives, when known without asking it."""
         return posixpath.basename(self.path) if self.path else None
+
+
+def is_hf_host(netloc: str, endpoint: str | None = None) -> bool:
+    """huggingface.co (and its short names) or the host:port of HF_ENDPOINT."""
+    netloc = netloc.lower()
+    return netloc in _HF_HOSTS or netloc == urlsplit(endpoint or hf_endpoint()).netloc.lower()
+
+
+def parse_hf_url(url: str, endpoint: str | None = None) -> tuple[str, str, str] | None:
+    """(repo_id, revision, path) of a Hugging Face file URL (`resolve` or `blob`, on huggingface.co or
+    HF_ENDPOINT), else None."""
+    parts = urlsplit(url)
+    m = _HF_FILE_PATH.match(parts.path) if is_hf_host(parts.netloc, endpoint) else None
+    return (m.group(1), unquote(m.group(2)), unquote(m.group(3))) if m else None
 
 
 def _hf_spec(repo_id: str, revision: str, path: str, endpoint: str) -> SourceSpec:
@@ -83,10 +100,10 @@ def parse_source(text: str, hf_base: str | None = None, civitai_base: str | None
         raise ConfigError(f"Source {s!r} is not a link or a hf:/civitai: name. {USAGE}")
     host = parts.netloc.lower()
     # Both hosts are checked before either complains: in tests HF_ENDPOINT and CIVITAI_BASE_URL are one server.
-    is_hf = host in _HF_HOSTS or host == urlsplit(hf_base).netloc.lower()
+    is_hf = is_hf_host(host, hf_base)
     is_civitai = host == "civitai.com" or host.endswith(".civitai.com") or host == urlsplit(civitai_base).netloc.lower()
-    if is_hf and (m := _HF_FILE_PATH.match(parts.path)):
-        return _hf_spec(m.group(1), unquote(m.group(2)), unquote(m.group(3)), hf_base)
+    if hf := parse_hf_url(s, hf_base):
+        return _hf_spec(*hf, hf_base)
     if is_civitai:
         if m := _CIVITAI_DOWNLOAD.match(parts.path):
             return SourceSpec("civitai", version_id=int(m.group(1)), file_query=parts.query)
@@ -146,32 +163,28 @@ def transfer_request(spec: SourceSpec, folder: str, file_name: str = "", sha256:
                            model_name=name)
 
 
-ATTEMPTS = 4  # 429/5xx answers are retried like every other upstream call (fixer.http's rules)
-
-
 def fetch_civitai_version(spec: SourceSpec, token: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
-    """GET /api/v1/model-versions/<id> (or the model's newest version) from CIVITAI_BASE_URL."""
+    """GET /api/v1/model-versions/<id> (or the model's newest version) from CIVITAI_BASE_URL, retried and
+    its refusals mapped as every other upstream call is (fixer.http)."""
     import requests
 
     base = civitai_base_url()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    policy = API_RETRY
 
     def get(path: str, what: str) -> dict[str, Any]:
-        for attempt in range(ATTEMPTS):
+        for attempt in range(policy.retries + 1):
             try:
                 r = requests.get(base + path, headers=headers, timeout=timeout)
             except requests.RequestException as e:
                 raise UpstreamError("Civitai", f"cannot reach {base}: {e}. Check the network and retry.") from e
-            if r.status_code not in RETRY_STATUSES or attempt == ATTEMPTS - 1:
+            wait = asked_wait(r.status_code, r.headers)
+            if r.status_code not in policy.statuses or attempt == policy.retries or (
+                    wait is not None and wait > policy.max_retry_after):
                 break
-            wait = retry_after_seconds(r.headers.get("Retry-After"))
-            time.sleep(min(MAX_RETRY_AFTER, wait) if wait is not None else backoff_delay(attempt))
-        if r.status_code == 404:
-            raise NotFoundUpstream("Civitai", what)
-        if r.status_code in (401, 403):
-            raise UpstreamError("Civitai", f"{what} needs a login: set CIVITAI_API_KEY", r.status_code)
+            time.sleep(policy.delay(attempt, wait))
         if r.status_code != 200:
-            raise UpstreamError("Civitai", f"{what}: HTTP {r.status_code}; retry later", r.status_code)
+            raise http_error(r.status_code, r.headers, r.content, what=what, service="civitai", has_token=bool(token))
         try:
             body = r.json()
         except ValueError:

@@ -10,7 +10,9 @@ import socket
 import aiohttp
 import pytest
 
-from fixer.http import HttpClient, backoff_delay, ratelimit_reset_seconds, retry_after_seconds
+from fixer.errors import AuthRequired, NotFoundUpstream, RateLimited
+from fixer.http import (HttpClient, backoff_delay, http_error, next_link, ratelimit_reset_seconds, retry_after_seconds,
+                         server_message)
 from tests.fake_upstream import Fault
 
 
@@ -94,3 +96,66 @@ async def test_a_service_that_cannot_be_reached_is_not_asked_again_in_the_same_r
             await http.get("civitai", f"http://127.0.0.1:{port}/api/v1/models")
         with pytest.raises(aiohttp.ClientConnectionError, match="could not be reached a moment ago"):
             await http.get("civitai", f"http://127.0.0.1:{port}/api/v1/models?query=x")
+
+
+async def test_retry_after_beyond_the_cap_is_answered_at_once_not_slept_through(upstream):
+    rule = upstream.add_fault(Fault(path=r"^/api/models", status=429, headers={"Retry-After": "600"}, times=None))
+    async with HttpClient(retries=3) as http:
+        reply = await http.get("huggingface", f"{upstream.base}/api/models")
+    assert reply.status == 429 and rule.hits == 1
+
+
+def test_rate_limit_beyond_the_cap_says_how_long_and_what_to_do():
+    err = http_error(429, {"Retry-After": "600"}, b"", what="Model version 5", service="huggingface",
+                     has_token=False)
+    assert isinstance(err, RateLimited)
+    assert str(err) == ("Hugging Face asks to wait 600 s (rate limit) for Model version 5; try again later or add a "
+                        "token (HF_TOKEN)")
+
+
+def test_anonymous_401_from_the_hub_means_private_or_missing_and_names_the_token():
+    err = http_error(401, {}, b"", what="x.safetensors in org/repo", service="huggingface", has_token=False,
+                     repo="org/repo")
+    assert isinstance(err, AuthRequired) and "org/repo is private or does not exist" in str(err)
+    assert "HF_TOKEN" in str(err)
+
+
+def test_gated_repo_points_to_its_page_to_accept_the_license():
+    err = http_error(403, {"X-Error-Code": "GatedRepo"}, b"", what="x in org/repo", service="huggingface",
+                     has_token=True, repo="org/repo", repo_page="https://huggingface.co/org/repo")
+    assert isinstance(err, AuthRequired) and "accept its license at https://huggingface.co/org/repo" in str(err)
+
+
+def test_not_found_is_its_own_error_naming_the_thing():
+    err = http_error(404, {}, b'{"error": "Model not found"}', what="Model version 7", service="civitai",
+                     has_token=False)
+    assert isinstance(err, NotFoundUpstream) and str(err) == "Model version 7 was not found at Civitai"
+
+
+def test_an_html_error_page_never_reaches_a_message():
+    page = b"<!DOCTYPE html><html><head><title>502</title></head><body><h1>Bad gateway</h1>" + b"x" * 5000
+    err = http_error(418, {}, page, what="m.bin", service=None, has_token=False, host="cdn.example")
+    assert "<" not in str(err) and "xxxx" not in str(err)
+    assert server_message({}, page) == ""
+
+
+def test_a_long_server_message_is_cut_to_one_short_line():
+    said = server_message({}, b"line one\nline two " + b"y" * 1000)
+    assert "\n" not in said and len(said) <= 200 and said.startswith("line one line two")
+
+
+def test_link_header_next_page_is_found():
+    assert next_link('<https://hf.co/api/models?cursor=abc>; rel="next"') == "https://hf.co/api/models?cursor=abc"
+    assert next_link('<https://hf.co/x>; rel="prev"') is None and next_link(None) is None
+
+
+async def test_pages_follow_link_headers_until_the_last(upstream):
+    from tests.fake_upstream.api_routes import add_hf_repo
+
+    for i in range(3):
+        add_hf_repo(upstream, f"pagesorg/r{i}", {"a.safetensors": (1, "c" * 64)})
+    async with HttpClient() as http:
+        replies = [r async for r in http.pages("huggingface", f"{upstream.base}/api/models",
+                                               params={"author": "pagesorg", "limit": "1"})]
+    assert [r.status for r in replies] == [200, 200, 200]
+    assert sorted(item["id"] for r in replies for item in r.json()) == ["pagesorg/r0", "pagesorg/r1", "pagesorg/r2"]
