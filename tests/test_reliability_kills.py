@@ -34,11 +34,11 @@ NAME = "big.safetensors"
 # The child process: optional SIGKILL hooks at exact points, then the real CLI.
 HOOKED_CLI = """
 import os, signal, sys
-import fixer.transfer.verify as verify
+import fixer.transfer.finish as finish
 point = os.environ.get("KILL_AT")
 die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 if point == "verify":
-    verify.check_size = die
+    finish.check_size = die
 elif point in ("rename", "after_rename"):
     real = os.replace
     def replace(src, dst, *a, **k):

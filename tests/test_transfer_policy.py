@@ -7,10 +7,12 @@ import os
 import pytest
 
 from fixer.errors import HostNotAllowed
+from fixer.http import RetryPolicy, retry_delay
 from fixer.transfer import resume
-from fixer.transfer.engine import MIN_PIECE, RetryPolicy, plan_pieces, retry_delay
-from fixer.transfer.policy import (auth_headers, check_redirect, check_start_url, redact, strip_secret_query,
-                                   token_name_for)
+from fixer.transfer.pieces import plan_pieces
+from fixer.transfer.policy import (auth_headers, check_address, check_redirect, check_start_url, redact,
+                                   strip_secret_query, token_name_for)
+from fixer.transfer.settings import MIN_PIECE
 
 SECRETS = {"HF_TOKEN": "hf_secret", "CIVITAI_API_KEY": "civ_secret"}
 
@@ -141,16 +143,69 @@ def test_unreadable_sidecar_means_start_over(tmp_path):
 
 def test_positional_io_fallbacks_write_and_read_at_offsets(tmp_path, monkeypatch):
     """Windows has no pwritev/pwrite/preadv/pread: the seek-under-a-lock path must give the same bytes."""
-    from fixer.transfer import engine
+    from fixer.transfer import pieces
 
     fd = os.open(tmp_path / "f.part", os.O_RDWR | os.O_CREAT)
     try:
         for name in ("pwritev", "pwrite", "preadv", "pread"):
             monkeypatch.delattr(os, name, raising=False)
-        engine._pwrite_all(fd, [b"world"], 6)
-        engine._pwrite_all(fd, [b"hello", b" "], 0)
+        pieces.pwrite_all(fd, [b"world"], 6)
+        pieces.pwrite_all(fd, [b"hello", b" "], 0)
         buf = bytearray(11)
-        assert engine._pread_into(fd, memoryview(buf), 0) == 11
+        assert pieces.pread_into(fd, memoryview(buf), 0) == 11
         assert bytes(buf) == b"hello world"
     finally:
         os.close(fd)
+
+
+def test_an_endpoint_allows_its_own_port_not_every_port_of_its_host(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:8123")
+    check_start_url("http://127.0.0.1:8123/org/repo/resolve/main/x.safetensors")
+    with pytest.raises(HostNotAllowed, match="not an allowed download host"):
+        check_start_url("http://127.0.0.1:6379/org/repo/resolve/main/x.safetensors")
+
+
+def test_an_endpoint_allows_its_own_scheme_only(monkeypatch):
+    monkeypatch.setenv("CIVITAI_BASE_URL", "https://mirror.example.com")
+    check_start_url("https://mirror.example.com/api/download/models/1")
+    with pytest.raises(HostNotAllowed, match="not an allowed download host"):
+        check_start_url("https://mirror.example.com:8443/api/download/models/1")
+
+
+def test_an_extra_host_with_a_port_allows_that_origin_only():
+    check_start_url("https://models.example.com:8443/x.safetensors", ["models.example.com:8443"])
+    with pytest.raises(HostNotAllowed, match="not an allowed download host"):
+        check_start_url("https://models.example.com:9443/x.safetensors", ["models.example.com:8443"])
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "192.168.0.10", "172.16.5.4", "169.254.169.254", "0.0.0.0",
+                                     "100.64.0.1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+                                     "127.0.0.1", "::1"])
+def test_a_name_resolving_to_a_non_public_address_is_refused(address):
+    with pytest.raises(HostNotAllowed, match="public addresses"):
+        check_address("cdn.example.com", address)
+
+
+def test_a_name_resolving_to_a_public_address_is_allowed():
+    check_address("cdn.example.com", "93.184.216.34")
+    check_address("cdn.example.com", "2606:2800:220:1:248:1893:25c8:1946")
+
+
+def test_loopback_is_allowed_only_when_a_configured_endpoint_is_loopback(monkeypatch):
+    with pytest.raises(HostNotAllowed):
+        check_address("localhost", "127.0.0.1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:8123")
+    check_address("localhost", "127.0.0.1")
+    with pytest.raises(HostNotAllowed):
+        check_address("cdn.example.com", "10.0.0.5")  # loopback, not the private network
+
+
+def test_a_host_the_user_configured_may_live_on_their_own_network():
+    check_address("nas.lan", "192.168.1.20", ["nas.lan"])
+
+
+@pytest.mark.parametrize("location", ["https://10.0.0.8/x", "https://169.254.169.254/latest/meta-data",
+                                      "https://[::ffff:127.0.0.1]/x", "https://0.0.0.0/x", "https://[fe80::1]/x"])
+def test_redirect_to_a_private_link_local_unspecified_or_mapped_address_is_refused(location):
+    with pytest.raises(HostNotAllowed, match="public addresses|this machine"):
+        check_redirect("https://huggingface.co/a/b/resolve/main/x", location)

@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-import aiohttp
-
 from ..constants import MODEL_EXTENSIONS
 from ..errors import ConfigError, FixerError
 from ..events import PhaseChanged, TransferDone, TransferProgress
 from ..host import target_root
 from ..models import Transfer, TransferRequest
 from ..names import safe_relpath
-from .manager import DOWNLOADED_FILE, TransferManager, read_records, request_from_record
 from .policy import auth_headers, check_redirect, check_start_url, strip_secret_query
 from .progress import snapshot
+from .protocol import REDIRECT_STATUS, open_session
+from .queue import TransferManager
+from .records import DOWNLOADED_FILE, read_records, request_from_record
+from .settings import MAX_REDIRECTS
 
 EXIT_OK, EXIT_FAILED = 0, 1
 SKIPPED_SOURCES = frozenset({"local", "not_found", "embedded_local"})
@@ -49,16 +50,16 @@ async def suggest_filename(url: str, secrets: dict[str, str], extra_hosts: list[
     if os.path.splitext(own.lower())[1] in MODEL_EXTENSIONS:
         return own
     start = url
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        for _ in range(10):
+    async with open_session(extra_hosts, timeout) as session:
+        for _ in range(MAX_REDIRECTS):
             headers = {"Range": "bytes=0-0", **auth_headers(url, secrets, start)}
             async with session.get(url, headers=headers, allow_redirects=False) as resp:
                 found = _disposition_name(resp.headers.get("Content-Disposition", ""))
                 if found:
                     return found
-                if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
                     nxt = urljoin(url, resp.headers["Location"])
-                    check_redirect(url, nxt)
+                    check_redirect(url, nxt, extra_hosts)
                     from_query = _disposition_name(unquote(urlsplit(nxt).query))
                     if from_query:
                         return from_query

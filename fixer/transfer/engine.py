@@ -4,237 +4,60 @@ How one file is fetched (`FileJob.run`):
 1. Safety first: the target is confined to the model folder, the start URL must be allowed,
    pickle formats may be refused; a final file already on disk is never overwritten.
 2. Probe: `GET url` with `Range: bytes=0-`, following redirects by hand so each hop is checked
-   and the token is sent only to its own origin. The answer tells the size, whether ranges work
-   and the validator (HF X-Linked-Etag, else ETag, else Last-Modified).
+   (policy.check_redirect; names are checked as they resolve, protocol.open_session) and the token
+   is sent only to its own origin. The answer tells the size, whether ranges work and the validator
+   (HF X-Linked-Etag, else ETag, else Last-Modified): protocol.remote_of.
 3. Resume or start over: the sidecar beside `<name>.part` is kept only when URL, size and
    validator match. Free space for what is left (plus a margin) is checked before a byte is written.
-4. Fetch: the missing ranges are cut into pieces handed out in file order to up to
-   `connections_per_file` workers (one stream when the server ignores Range or the file is
-   small). Workers pwrite at offsets from a thread pool; a hashing thread follows the contiguous
-   prefix, reading it back from the page cache, so sha256 is ready moments after the last byte
-   and the event loop never hashes. Memory stays bounded: about 2 MiB per connection.
-5. Verify (size, sha256 when known, safetensors header) and `os.replace` onto the final name.
+4. Fetch: the missing ranges become pieces (pieces.PieceQueue) for up to `connections_per_file`
+   workers (one stream when the server ignores Range or the file is small); workers pwrite at
+   offsets from a thread pool and a hashing thread follows the contiguous prefix
+   (pieces.PrefixHasher). Memory stays bounded: about 2 MiB per connection.
+5. Verify (size, sha256 when known, safetensors header) and `os.replace` onto the final name
+   (finish.check, finish.place).
 
 Transient failures (timeouts, resets, a trickle below LOW_SPEED_BYTES_PER_S, 408/429/5xx) are
-retried per piece with exponential backoff and jitter, honouring Retry-After; 401/403/404/410
-end the file at once with a message that says what to do.
+retried per piece with exponential backoff and jitter, honouring Retry-After up to the policy's cap
+(fixer.http.RetryPolicy); a longer wait and 401/403/404/410 end the file at once with a message
+that says what to do (fixer.http.http_error).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import logging
 import os
-import random
-import re
 import shutil
-import threading
-import socket
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from .. import events
 from ..actionlog import action
 from ..config import DownloadConfig
-from ..constants import hf_endpoint
-from ..errors import AuthRequired, DownloadError, FixerError, IntegrityError, NotEnoughSpace, NotFoundUpstream
-from ..http import retry_after_seconds
+from ..errors import DownloadError, FixerError, IntegrityError, NotEnoughSpace
+from ..http import RetryPolicy, asked_wait, is_dns_failure
 from ..models import Transfer
 from ..names import confine
-from . import resume, verify
-from .policy import (Origin, auth_headers, check_redirect, check_start_url, redact, strip_secret_query,
-                     token_name_for)
+from .finish import check as check_part, place
+from .pieces import Piece, PieceQueue, PrefixHasher, datasync, plan_pieces, pwrite_all
+from .policy import Origin, auth_headers, check_redirect, check_start_url, redact, strip_secret_query, with_url_token
+from .protocol import (REDIRECT_STATUS, LinkExpired, Remote, Retryable, ValidatorChanged, content_range_total,
+                       describe, refusal, remote_of, strip_etag)
+from .resume import PART_SUFFIX, Range, Sidecar, covered, gaps, merge, part_path, prefix_end
+from .resume import discard as discard_part, load as load_sidecar, save as save_sidecar
+from .settings import (FAST_CONNECTION, LOW_SPEED_BYTES_PER_S, MAX_REDIRECTS, MAX_RESTARTS, MIN_SPLIT_SIZE,
+                       PROGRESS_INTERVAL, SIDECAR_INTERVAL, UNREACHABLE_MEMO_SECONDS, WRITE_CHUNK)
+from .verify import pickle_warning
+
 
 log = logging.getLogger("fixer.transfer")
-
-WRITE_CHUNK = 512 << 10  # bytes gathered per pwritev
-HASH_BLOCK = 4 << 20  # bytes read back per hash step
-UNREACHABLE_MEMO_SECONDS = 60.0  # a retry a minute later tries the host again
-SYNC_EVERY = 256 << 20  # flush written data to disk as the hash passes it, so the final flush is short
-_datasync = getattr(os, "fdatasync", os.fsync)  # Windows has only fsync
-MIN_PIECE = 4 << 20
-MAX_PIECE = 64 << 20
-PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
-MIN_SPLIT_SIZE = 8 << 20  # below this one connection is as fast as several
-STEAL_MIN = 2 << 20  # an idle connection takes half of a piece with at least this much left (stragglers)
-FAST_CONNECTION = 100e6  # bytes/s one connection reached; no CDN limits a connection this high
-LOW_SPEED_BYTES_PER_S = 10 * 1024  # slower than this over timeout_seconds counts as stalled
-MAX_REDIRECTS = 10
-MAX_RESTARTS = 2  # the remote file changed under us: start over at most this often
-PROGRESS_INTERVAL = 0.25  # ~4 progress events per second per file
-SIDECAR_INTERVAL = 1.0
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    retries: int = 5
-    base: float = 1.0  # first backoff, doubled per attempt
-    cap: float = 30.0
-    max_retry_after: float = 120.0  # a longer Retry-After is cut to this, so one answer cannot hang the run
-
-
-def retry_delay(attempt: int, retry_after: float | None, policy: RetryPolicy,
-                rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number `attempt` (0-based): Retry-After wins, else backoff with jitter."""
-    if retry_after is not None:
-        return max(0.0, min(retry_after, policy.max_retry_after))
-    return min(policy.cap, policy.base * 2**attempt) * (0.5 + rand() / 2)
-
-
-class Retryable(Exception):
-    """A failure worth another try (network, 5xx, 429, stall)."""
-
-    def __init__(self, message: str, retry_after: float | None = None, unreachable: bool = False,
-                 dns: bool = False):
-        super().__init__(message)
-        self.retry_after = retry_after
-        self.unreachable = unreachable  # no answer at all (connection or name resolution failed)
-        self.dns = dns
-
-
-class LinkExpired(Exception):
-    """The storage/CDN host refused a signed link (they expire, e.g. after an hour): resolve it again."""
-
-
-class ValidatorChanged(Exception):
-    """The remote file is not the one the bytes on disk came from: start over."""
-
-
-@dataclass
-class Remote:
-    """What the probe learned about the remote file."""
-
-    url: str  # after redirects; pieces are fetched from here
-    total: int | None
-    ranges: bool
-    validator: str | None
-    if_range: str | None  # a strong ETag, sent as If-Range so a changed file answers 200
-    etag: str | None
-    linked_size: int | None
-    linked_sha256: str | None = None  # HF's X-Linked-Etag of an LFS file is its sha256
-
-
-def _strip_etag(value: str | None) -> str | None:
-    if not value:
-        return None
-    return value.strip().removeprefix("W/").strip('"') or None
-
-
-def _content_range_total(value: str | None) -> tuple[int, int | None] | None:
-    """(start, total) from `bytes START-END/TOTAL`."""
-    m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", value or "")
-    if not m:
-        return None
-    return int(m.group(1)), (int(m.group(3)) if m.group(3) != "*" else None)
-
-
-def plan_pieces(todo: list[resume.Range], total: int, connections: int) -> list[resume.Range]:
-    """Cut the missing ranges into pieces, in file order, sized so each connection gets several."""
-    size = min(MAX_PIECE, max(MIN_PIECE, total // max(1, connections * PIECES_PER_CONNECTION)))
-    pieces: list[resume.Range] = []
-    for start, end in todo:
-        pos = start
-        while pos < end:
-            pieces.append((pos, min(end, pos + size)))
-            pos += size
-    return pieces
-
-
-@dataclass(eq=False)
-class Piece:
-    """A byte range one connection fetches; `end` moves down when an idle connection takes its tail."""
-
-    start: int
-    end: int | None  # None: to EOF (size unknown)
-    pos: int = -1  # the next byte expected from the connection (bytes read, written or not)
-
-    def __post_init__(self) -> None:
-        if self.pos < 0:
-            self.pos = self.start
-
-    @property
-    def left(self) -> int:
-        return 0 if self.end is None else max(0, self.end - self.pos)
-
-
-class PrefixHasher:
-    """sha256 of the file's contiguous prefix, computed in its own thread as the prefix grows.
-
-    Reads back from the .part (the page cache still holds bytes just written), so pieces may
-    arrive in any order and no data is kept in memory for the hash.
-    """
-
-    def __init__(self, fd: int):
-        self._fd = fd
-        self._h = hashlib.sha256()
-        self._hashed = 0
-        self._synced = 0
-        self._avail = 0
-        self._final: int | None = None
-        self._cond = threading.Condition()
-        self._abort = False
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="fixer-sha256", daemon=True)
-        self._thread.start()
-
-    def advance(self, prefix_end: int) -> None:
-        with self._cond:
-            if prefix_end > self._avail:
-                self._avail = prefix_end
-                self._cond.notify()
-
-    def finish(self, total: int) -> None:
-        with self._cond:
-            self._final = total
-            self._avail = max(self._avail, total)
-            self._cond.notify()
-
-    def abort(self) -> None:
-        with self._cond:
-            self._abort = True
-            self._cond.notify()
-        self._thread.join()
-
-    def result(self) -> str:
-        """Blocks until the whole file is hashed (call from a thread)."""
-        self._thread.join()
-        if self.error:
-            raise self.error
-        return self._h.hexdigest()
-
-    def _run(self) -> None:
-        buf = bytearray(HASH_BLOCK)
-        view = memoryview(buf)
-        try:
-            while True:
-                with self._cond:
-                    while not self._abort and self._hashed >= self._avail and (
-                            self._final is None or self._hashed < self._final):
-                        self._cond.wait()
-                    if self._abort or (self._final is not None and self._hashed >= self._final):
-                        return
-                    want = min(HASH_BLOCK, self._avail - self._hashed)
-                n = _pread_into(self._fd, view[:want], self._hashed)
-                if n <= 0:
-                    raise OSError(f"the .part file is shorter than the {self._avail} bytes written")
-                self._h.update(view[:n])
-                self._hashed += n
-                if self._hashed - self._synced >= SYNC_EVERY:
-                    _datasync(self._fd)
-                    self._synced = self._hashed
-        except BaseException as e:  # surfaced by result(); a thread must not die silently
-            self.error = e
 
 
 class FileJob:
@@ -258,13 +81,12 @@ class FileJob:
         self.start_url = strip_secret_query(self.req.url)
         self.secrets = with_url_token(self.req.url, secrets, self.req.source)
         self.label = self.req.model_name or self.req.filename
-        self.done: list[resume.Range] = []
+        self.done: list[Range] = []
         self.fd: int | None = None
         self.hasher: PrefixHasher | None = None
-        self.sidecar: resume.Sidecar | None = None
+        self.sidecar: Sidecar | None = None
         self.connections_used = 0
         self._active = 0
-        self._inflight: set[Piece] = set()
         self._refreshing: asyncio.Future | None = None  # one link renewal shared by all connections
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
@@ -328,9 +150,9 @@ class FileJob:
         req = self.req
         target = confine(self.dest_root, req.filename)
         self.t.target = str(target)
-        self.t.part = str(resume.part_path(target))
+        self.t.part = str(part_path(target))
         check_start_url(self.start_url, self.config.extra_allowed_hosts)
-        warning = verify.pickle_warning(req.filename)
+        warning = pickle_warning(req.filename)
         if warning:
             if not self.config.allow_pickle:
                 raise DownloadError(f"{self.label}: refusing a pickle-format file ({os.path.basename(req.filename)}) "
@@ -339,7 +161,7 @@ class FileJob:
             action("pickle_warning", target=self.t.target)
         if target.exists():
             if not os.path.exists(self.t.part):  # a run killed between the rename and this cleanup
-                resume.discard(self.t.part)
+                discard_part(self.t.part)
             raise DownloadError(f"{self.label}: {target} already exists; it was not overwritten. "
                                 "Move it away to download again")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -357,14 +179,14 @@ class FileJob:
                                      self.label)
             t.total = expected
             self._resume_or_fresh(remote)
-            left = (t.total - resume.covered(self.done)) if t.total is not None else 0
+            left = (t.total - covered(self.done)) if t.total is not None else 0
             self._check_space(left)
             split = (remote.ranges and t.total is not None and t.total >= MIN_SPLIT_SIZE)
             connections = max(1, self.config.connections_per_file) if split else 1
             self._open_part()
             t.state = "downloading"
             action("download_start", target=t.target, url=redact(self.start_url), source=self.req.source,
-                   size=t.total, resumed_bytes=resume.covered(self.done), ranges=remote.ranges,
+                   size=t.total, resumed_bytes=covered(self.done), ranges=remote.ranges,
                    connections=connections)
             self._progress(force=True)
             await self._fetch_all(resp, remote, connections)
@@ -396,33 +218,14 @@ class FileJob:
                         self.unreachable[host] = (str(e), time.monotonic())
                     raise DownloadError(f"{self.label}: {e} (gave up after {attempt + 1} attempts; try again later)"
                                         ) from None
-                delay = retry_delay(attempt, e.retry_after, self.retry)
+                delay = self.retry.delay(attempt, e.retry_after)
                 action("download_retry", target=self.t.target, error=str(e), wait=round(delay, 2), attempt=attempt + 1)
                 await asyncio.sleep(delay)
                 attempt += 1
 
     async def _probe(self) -> tuple[aiohttp.ClientResponse, Remote]:
         resp, hops = await self._open(self.start_url, {"Range": "bytes=0-"})
-        linked_etag = next((_strip_etag(h.get("X-Linked-Etag")) for h in hops if h.get("X-Linked-Etag")), None)
-        linked_size = next((int(h["X-Linked-Size"]) for h in hops if (h.get("X-Linked-Size") or "").isdigit()), None)
-        encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("identity", "")
-        total: int | None = None
-        ranges = False
-        if resp.status == 206 and not encoded:
-            cr = _content_range_total(resp.headers.get("Content-Range"))
-            if cr is None or cr[0] != 0:
-                resp.close()
-                raise Retryable("the server answered a range request with a malformed Content-Range")
-            total, ranges = cr[1], cr[1] is not None
-        elif not encoded and resp.content_length is not None:
-            total = resp.content_length
-        etag_raw = resp.headers.get("ETag")
-        etag = _strip_etag(etag_raw)
-        strong = etag_raw if etag_raw and not etag_raw.startswith("W/") else None
-        validator = linked_etag or etag or resp.headers.get("Last-Modified")
-        linked_sha256 = linked_etag.lower() if linked_etag and re.fullmatch(r"[0-9a-fA-F]{64}", linked_etag) else None
-        return resp, Remote(url=str(resp.url), total=total, ranges=ranges, validator=validator, if_range=strong,
-                            etag=etag, linked_size=linked_size, linked_sha256=linked_sha256)
+        return resp, remote_of(resp, hops)
 
     async def _open(self, url: str, headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, list]:
         """GET following redirects by hand: each hop checked, the token only on its own origin."""
@@ -434,13 +237,13 @@ class FileJob:
             try:
                 resp = await session.get(url, headers=hdrs, allow_redirects=False)
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-                raise Retryable(f"cannot reach {urlsplit(url).hostname}: {_describe(e)}", unreachable=True,
-                                dns=_is_dns_failure(e)) from None
+                raise Retryable(f"cannot reach {urlsplit(url).hostname}: {describe(e)}", unreachable=True,
+                                dns=is_dns_failure(e)) from None
             if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
                 hops.append(resp.headers)
                 location = urljoin(url, resp.headers["Location"])
                 resp.release()
-                check_redirect(url, location)
+                check_redirect(url, location, self.config.extra_allowed_hosts)
                 url = location
                 continue
             if resp.status >= 400:
@@ -455,78 +258,30 @@ class FileJob:
             resp.release()
             raise LinkExpired(f"{resp.url.host} refused the signed download link (HTTP {status})")
         try:
-            body = (await resp.content.read(65536)).decode("utf-8", "replace")
+            body = await resp.content.read(65536)
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            body = ""
+            body = b""
         finally:
             resp.release()
-        if status in RETRYABLE_STATUS:
-            raise Retryable(f"HTTP {status} from {resp.url.host}",
-                            retry_after_seconds(resp.headers.get("Retry-After")))
-        raise self._http_error(status, resp.headers, body)
-
-    def _http_error(self, status: int, headers, body: str) -> FixerError:
-        """The specific, actionable error for a refusal (401/403/404/410/other 4xx)."""
-        service = token_name_for(self.start_url, self.req.source)
-        message = _server_message(headers, body)
-        if service == "HF_TOKEN":
-            repo = _hf_repo(self.start_url)
-            page = f"{hf_endpoint()}/{repo}" if repo else hf_endpoint()
-            has_token = bool(self.secrets.get("HF_TOKEN"))
-            if headers.get("X-Error-Code") == "GatedRepo":
-                who = ("the account of HF_TOKEN has not been granted access yet" if has_token
-                       else "no HF_TOKEN is set")
-                return AuthRequired("Hugging Face", f"{repo} is a gated repo and {who}: accept its license at "
-                                    f"{page} while signed in, then set HF_TOKEN to a token of that account")
-            if status in (401, 403):
-                if headers.get("X-Error-Code") == "RepoNotFound" or not has_token:
-                    return AuthRequired("Hugging Face", f"{repo or 'the repo'} is private or does not exist; check "
-                                        "the URL, and if it is private set HF_TOKEN to a token with access")
-                return AuthRequired("Hugging Face", f"HF_TOKEN was rejected ({message or status}); create a new "
-                                    "read token at huggingface.co/settings/tokens")
-            if status in (404, 410):
-                return NotFoundUpstream("Hugging Face", f"{_hf_path(self.start_url) or self.label} in {repo}")
-        if service == "CIVITAI_API_KEY":
-            has_key = bool(self.secrets.get("CIVITAI_API_KEY"))
-            if status == 401:
-                remedy = ("the CIVITAI_API_KEY was rejected: it is invalid or expired; create a new key in Civitai's "
-                          "account settings" if has_key else
-                          "this file needs a Civitai account: set CIVITAI_API_KEY (Civitai account settings, API keys)")
-                return AuthRequired("Civitai", f"{remedy} ({message})" if message else remedy)
-            if status == 403:
-                if "early access" in body.lower():
-                    deadline = re.search(r'"deadline"\s*:\s*"([^"]+)"', body)
-                    until = f" until {deadline.group(1)}" if deadline else ""
-                    return AuthRequired("Civitai", f"this version is in Early Access{until}; buy access on its "
-                                        "Civitai page with the account of CIVITAI_API_KEY, or choose another version")
-                return AuthRequired("Civitai", f"your account has no access to this file ({message or 'forbidden'}); "
-                                    "check that CIVITAI_API_KEY belongs to an account that may download it")
-            if status == 404:
-                return NotFoundUpstream("Civitai", f"{self.label} ({redact(self.start_url)})")
-            if status == 410:
-                return DownloadError(f"Civitai: {self.label} is archived and no longer downloadable ({message})")
-        host = urlsplit(self.start_url).hostname
-        if status in (401, 403):
-            return AuthRequired(str(host), f"HTTP {status} ({message or 'access denied'}); this host needs "
-                                "credentials the fixer does not have")
-        if status in (404, 410):
-            return NotFoundUpstream(str(host), f"{self.label} ({redact(self.start_url)})")
-        return DownloadError(f"{self.label}: {host} answered HTTP {status} ({message or 'no message'})")
+        wait = asked_wait(status, resp.headers)
+        if status in self.retry.statuses and (wait is None or wait <= self.retry.max_retry_after):
+            raise Retryable(f"HTTP {status} from {resp.url.host}", wait)
+        raise refusal(status, resp.headers, body, self.start_url, self.label, self.req.source, self.secrets)
 
     # -- state on disk ---------------------------------------------------------------
     def _resume_or_fresh(self, remote: Remote) -> None:
-        old = resume.load(self.t.part)
+        old = load_sidecar(self.t.part)
         if old and os.path.exists(self.t.part) and remote.ranges and old.matches(
                 self.start_url, remote.validator, self.t.total):
             self.done = [r for r in old.ranges if self.t.total is None or r[1] <= self.t.total]
-            action("download_resume", target=self.t.target, bytes_on_disk=resume.covered(self.done))
+            action("download_resume", target=self.t.target, bytes_on_disk=covered(self.done))
         else:
             if old or os.path.exists(self.t.part):
                 action("download_fresh", target=self.t.target,
                        reason="no sidecar" if not old else "the remote file changed or does not support ranges")
-            resume.discard(self.t.part)
+            discard_part(self.t.part)
             self.done = []
-        self.sidecar = resume.Sidecar(url=self.start_url, validator=remote.validator, total=self.t.total,
+        self.sidecar = Sidecar(url=self.start_url, validator=remote.validator, total=self.t.total,
                                       ranges=list(self.done), sha256=self.req.sha256)
 
     def _check_space(self, needed: int) -> None:
@@ -538,10 +293,10 @@ class FileJob:
 
     def _open_part(self) -> None:
         self.fd = os.open(self.t.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-        resume.save(self.t.part, self.sidecar)
+        save_sidecar(self.t.part, self.sidecar)
         self.hasher = PrefixHasher(self.fd)
-        self.hasher.advance(resume.prefix_end(self.done))
-        self.t.bytes_done = resume.covered(self.done)
+        self.hasher.advance(prefix_end(self.done))
+        self.t.bytes_done = covered(self.done)
 
     def _close_part(self, keep: bool) -> None:
         if self.hasher:
@@ -553,11 +308,11 @@ class FileJob:
         if keep and self.sidecar and os.path.exists(self.t.part):
             self.sidecar.ranges = list(self.done)
             try:
-                resume.save(self.t.part, self.sidecar)
+                save_sidecar(self.t.part, self.sidecar)
             except OSError as e:  # a full disk: the last sidecar written stays valid (saves are atomic)
                 log.warning("could not update the resume record of %s: %s", self.t.part, e)
         elif not keep:
-            resume.discard(self.t.part)
+            discard_part(self.t.part)
             self.done = []
 
     # -- fetching -----------------------------------------------------------------------
@@ -566,14 +321,14 @@ class FileJob:
         if t.total is None:  # no length known: one stream to EOF
             spans: list[tuple[int, int | None]] = [(0, None)]
         elif connections > 1:
-            spans = list(plan_pieces(resume.gaps(self.done, t.total), t.total, connections))
+            spans = list(plan_pieces(gaps(self.done, t.total), t.total, connections))
         else:
-            spans = list(resume.gaps(self.done, t.total))
-        pieces = deque(Piece(a, b) for a, b in spans)
-        handoff = probe if pieces and pieces[0].start == 0 else None
+            spans = list(gaps(self.done, t.total))
+        pieces = PieceQueue(spans)
+        handoff = probe if pieces.first is not None and pieces.first.start == 0 else None
         if handoff is None:
             probe.close()
-        if not remote.ranges and pieces and handoff is None:
+        if not remote.ranges and pieces.first is not None and handoff is None:
             raise ValidatorChanged("the server stopped honouring ranges")
         self.connections_used = min(connections, len(pieces)) or 1
         workers = [asyncio.create_task(self._worker(pieces, remote, handoff if i == 0 else None))
@@ -588,19 +343,18 @@ class FileJob:
                 handoff.close()
             raise
 
-    async def _worker(self, pieces: deque, remote: Remote, handoff: aiohttp.ClientResponse | None) -> None:
+    async def _worker(self, pieces: PieceQueue, remote: Remote, handoff: aiohttp.ClientResponse | None) -> None:
         self._active += 1
         try:
             while True:
-                piece = pieces.popleft() if pieces else self._steal()
+                piece = pieces.take()
                 if piece is None:
                     return
                 began = time.monotonic()
-                self._inflight.add(piece)
                 try:
                     await self._fetch_piece(piece, remote, handoff)
                 finally:
-                    self._inflight.discard(piece)
+                    pieces.done(piece)
                 handoff = None
                 own_speed = ((piece.end or piece.start) - piece.start) / max(time.monotonic() - began, 1e-6)
                 if own_speed > FAST_CONNECTION and self._active > 2:
@@ -609,16 +363,6 @@ class FileJob:
                     return
         finally:
             self._active -= 1
-
-    def _steal(self) -> Piece | None:
-        """Nothing queued: take the second half of the piece with the most left (a slow connection's)."""
-        victim = max(self._inflight, key=lambda p: p.left, default=None)
-        if victim is None or victim.end is None or victim.left < STEAL_MIN:
-            return None
-        mid = victim.pos + victim.left // 2
-        tail = Piece(mid, victim.end)
-        victim.end = mid  # its connection stops at mid; the bytes it already asked for beyond are dropped
-        return tail
 
     async def _fetch_piece(self, piece: Piece, remote: Remote, handoff: aiohttp.ClientResponse | None) -> None:
         """Fetch the piece (to EOF when its end is unknown), retrying transient failures from where it stopped."""
@@ -642,7 +386,7 @@ class FileJob:
                 if failures >= self.retry.retries:
                     raise DownloadError(f"{self.label}: {e} (gave up after {failures + 1} attempts at byte {pos}; "
                                         "run again to resume)") from None
-                delay = retry_delay(failures, getattr(e, "retry_after", None), self.retry)
+                delay = self.retry.delay(failures, getattr(e, "retry_after", None))
                 action("download_retry", target=self.t.target, error=str(e), at=pos, wait=round(delay, 2),
                        attempt=failures + 1)
                 failures += 1
@@ -663,8 +407,8 @@ class FileJob:
         action("download_relink", target=self.t.target, reason=why)
         resp, hops = await self._open(self.start_url, {"Range": "bytes=0-0"})
         try:
-            linked = next((_strip_etag(h.get("X-Linked-Etag")) for h in hops if h.get("X-Linked-Etag")), None)
-            validator = linked or _strip_etag(resp.headers.get("ETag")) or resp.headers.get("Last-Modified")
+            linked = next((strip_etag(h.get("X-Linked-Etag")) for h in hops if h.get("X-Linked-Etag")), None)
+            validator = linked or strip_etag(resp.headers.get("ETag")) or resp.headers.get("Last-Modified")
             if validator != remote.validator:
                 raise ValidatorChanged("the file on the server changed while its download link was renewed")
             remote.url = str(resp.url)
@@ -691,11 +435,11 @@ class FileJob:
             if remote.url == used:  # else another connection already renewed it meanwhile
                 await self._refresh_link(remote, str(e))
             resp, _ = await self._open(remote.url, headers)
-        etag = _strip_etag(resp.headers.get("ETag"))
+        etag = strip_etag(resp.headers.get("ETag"))
         if resp.status == 200 or (remote.etag and etag and etag != remote.etag):
             resp.close()
             raise ValidatorChanged("the file on the server changed (ETag or range support) since the download began")
-        cr = _content_range_total(resp.headers.get("Content-Range"))
+        cr = content_range_total(resp.headers.get("Content-Range"))
         if resp.status != 206 or cr is None or cr[0] != pos or (cr[1] is not None and cr[1] != self.t.total):
             resp.close()
             raise Retryable(f"unexpected answer to a range request (HTTP {resp.status}, "
@@ -724,7 +468,7 @@ class FileJob:
                 try:
                     data = await resp.content.readany()
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-                    raise Retryable(f"download interrupted: {_describe(e)}") from None
+                    raise Retryable(f"download interrupted: {describe(e)}") from None
                 if not data:
                     break
                 end = piece.end
@@ -748,7 +492,7 @@ class FileJob:
                         await pending
                         self._written(*pending_range)
                     pending_range = (pos, pos + size)
-                    pending = loop.run_in_executor(self.pool, _pwrite_all, self.fd, chunks, pos)
+                    pending = loop.run_in_executor(self.pool, pwrite_all, self.fd, chunks, pos)
                     pos += size
                     chunks, size = [], 0
             if pending is not None:
@@ -756,7 +500,7 @@ class FileJob:
                 self._written(*pending_range)
                 pending = None
             if chunks:
-                await loop.run_in_executor(self.pool, _pwrite_all, self.fd, chunks, pos)
+                await loop.run_in_executor(self.pool, pwrite_all, self.fd, chunks, pos)
                 self._written(pos, pos + size)
                 pos += size
             return pos
@@ -776,15 +520,15 @@ class FileJob:
                 resp.close()
 
     def _written(self, start: int, end: int) -> None:
-        self.done = resume.merge(self.done + [(start, end)])
-        self.t.bytes_done = resume.covered(self.done)
+        self.done = merge(self.done + [(start, end)])
+        self.t.bytes_done = covered(self.done)
         if self.hasher:
-            self.hasher.advance(resume.prefix_end(self.done))
+            self.hasher.advance(prefix_end(self.done))
         now = time.monotonic()
         if now - self._last_sidecar >= SIDECAR_INTERVAL and self.sidecar:
             self._last_sidecar = now
             self.sidecar.ranges = list(self.done)
-            resume.save(self.t.part, self.sidecar)
+            save_sidecar(self.t.part, self.sidecar)
         self._progress()
 
     def _progress(self, force: bool = False) -> None:
@@ -799,13 +543,13 @@ class FileJob:
             self._last_emit = now
             self.emit(events.TransferProgress(self.t))
 
-    # -- verification ------------------------------------------------------------------
+    # -- verification hand-off ------------------------------------------------------------
     async def _verify_and_place(self, remote: Remote) -> None:
         t = self.t
-        total = t.total if t.total is not None else resume.covered(self.done)
+        total = t.total if t.total is not None else covered(self.done)
         if t.total is None:
             t.total = total
-        missing = resume.gaps(self.done, total)
+        missing = gaps(self.done, total)
         if missing:
             raise DownloadError(f"{self.label}: bytes {missing[0][0]}-{missing[0][1]} never arrived")
         t.state = "verifying"
@@ -813,25 +557,18 @@ class FileJob:
         self._progress(force=True)
         assert self.hasher is not None and self.fd is not None
         self.hasher.finish(total)
-        digest = await asyncio.to_thread(self.hasher.result)
+        t.sha256 = await asyncio.to_thread(self.hasher.result)
         self.hasher = None
-        t.sha256 = digest
         # On disk before it takes its name: after a power cut a verified name must not hold a short file.
-        await asyncio.to_thread(_datasync, self.fd)
+        await asyncio.to_thread(datasync, self.fd)
         os.close(self.fd)
         self.fd = None
         expected_sha256 = self.req.sha256 or remote.linked_sha256
-        await asyncio.to_thread(self._checks, total, digest, expected_sha256)
-        os.replace(t.part, t.target)
-        resume.discard(t.part)  # the sidecar; the .part itself is already renamed
+        await asyncio.to_thread(check_part, t.part, self.req, self.req.expected_size or total, t.sha256,
+                                expected_sha256, self.label)
+        place(t.part, t.target)
         t.bytes_done = total
-        action("verify", target=t.target, size=total, sha256=digest, expected_sha256=expected_sha256)
-
-    def _checks(self, total: int, digest: str, expected_sha256: str | None) -> None:
-        verify.check_size(self.t.part, self.req.expected_size or total, self.label)
-        verify.check_sha256(digest, expected_sha256, self.label)
-        if verify.looks_safetensors(self.req.filename):
-            verify.check_safetensors(self.t.part, self.label)
+        action("verify", target=t.target, size=total, sha256=t.sha256, expected_sha256=expected_sha256)
 
 
 def lock_target(part: str, label: str) -> int | None:
@@ -853,7 +590,7 @@ def lock_target(part: str, label: str) -> int | None:
         except OSError:
             os.close(fd)
             raise DownloadError(f"{label}: another ComfyFixerSmart process is downloading "
-                                f"{part.removesuffix(resume.PART_SUFFIX)} right now; wait for it to finish, "
+                                f"{part.removesuffix(PART_SUFFIX)} right now; wait for it to finish, "
                                 "then run again") from None
         try:
             current = os.stat(path).st_ino
@@ -870,97 +607,3 @@ def unlock_target(fd: int, part: str) -> None:
     except FileNotFoundError:
         pass
     os.close(fd)
-
-
-def with_url_token(url: str, secrets: dict[str, str], source: str = "") -> dict[str, str]:
-    """A Civitai link pasted with ?token=KEY: use KEY (as a header, never in the URL) when none is configured."""
-    name = token_name_for(strip_secret_query(url), source)
-    token = next((v for k, v in parse_qsl(urlsplit(url).query) if k.lower() == "token" and v), None)
-    if name == "CIVITAI_API_KEY" and token and not secrets.get(name):
-        return {**secrets, name: token}
-    return secrets
-
-
-# Windows has no pread/pwrite: there a lock makes seek + read/write one step for all threads.
-_SEEK_LOCK = threading.Lock()
-
-
-def _pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
-    """Write the chunks at `offset` (pwritev where the OS has it), continuing after short writes."""
-    if not hasattr(os, "pwritev"):
-        for chunk in chunks:
-            _pwrite_one(fd, chunk, offset)
-            offset += len(chunk)
-        return
-    views = [memoryview(c) for c in chunks]
-    while views:
-        n = os.pwritev(fd, views[:1024], offset)  # IOV_MAX
-        offset += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
-
-
-def _pwrite_one(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        if hasattr(os, "pwrite"):
-            n = os.pwrite(fd, view, offset)
-        else:
-            with _SEEK_LOCK:
-                os.lseek(fd, offset, os.SEEK_SET)
-                n = os.write(fd, view)
-        view = view[n:]
-        offset += n
-
-
-def _pread_into(fd: int, view: memoryview, offset: int) -> int:
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [view], offset)
-    if hasattr(os, "pread"):
-        data = os.pread(fd, len(view), offset)
-    else:
-        with _SEEK_LOCK:
-            os.lseek(fd, offset, os.SEEK_SET)
-            data = os.read(fd, len(view))
-    view[: len(data)] = data
-    return len(data)
-
-
-def _is_dns_failure(e: BaseException) -> bool:
-    dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)  # aiohttp >= 3.10
-    return (dns_error is not None and isinstance(e, dns_error)) or isinstance(
-        getattr(e, "os_error", None) or e.__cause__, socket.gaierror)
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, asyncio.TimeoutError):
-        return "timed out waiting for data"
-    text = str(e) or type(e).__name__
-    return re.sub(r"https?://[^\s'\"<>]+", lambda m: redact(m.group(0)), text)  # no tokens or signatures
-
-
-def _server_message(headers, body: str) -> str:
-    if headers.get("X-Error-Message"):
-        return headers["X-Error-Message"]
-    m = re.search(r'"message"\s*:\s*"([^"]+)"', body) or re.search(r'"error"\s*:\s*"([^"]+)"', body)
-    if m:
-        return m.group(1)
-    return body.strip()[:200] if body and "<html" not in body.lower() else ""
-
-
-def _hf_repo(url: str) -> str:
-    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
-    if "resolve" in parts:
-        i = parts.index("resolve")
-        return "/".join(parts[:i])
-    return "/".join(parts[:2])
-
-
-def _hf_path(url: str) -> str:
-    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
-    if "resolve" in parts:
-        return "/".join(parts[parts.index("resolve") + 2:])
-    return ""

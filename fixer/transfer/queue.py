@@ -1,4 +1,4 @@
-"""TransferManager: the queue of downloads of one run (CLI) or one ComfyUI session (panel).
+"""The download queue: TransferManager holds the downloads of one run (CLI) or one ComfyUI session (panel).
 
 At most `max_concurrent` files at once; the same target submitted twice is downloaded once.
 Failures never raise out of `submit`/`wait`: they end as state "failed" with a message.
@@ -9,10 +9,8 @@ It also writes the seed outputs when given an output folder: a curl script per d
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -24,19 +22,20 @@ from ..actionlog import action
 from ..config import DownloadConfig
 from ..errors import FixerError
 from ..models import Transfer, TransferRequest
+from ..http import RetryPolicy
 from ..names import confine
-from ..state import read_json, write_text_atomic
-from . import verify
-from .engine import FileJob, RetryPolicy, with_url_token
-from .policy import redact, strip_secret_query
+from .engine import FileJob
+from .policy import redact, strip_secret_query, with_url_token
+from .protocol import open_session
+from .records import DOWNLOADED_FILE, record_download
 from .resume import part_path
 from .scripts import write_script
+from .settings import WRITE_THREADS
+from .verify import BatchReport, verify_batch, write_report
 
 log = logging.getLogger("fixer.transfer")
 
-DOWNLOADED_FILE = "downloaded_models.json"
 REPORT_FILE = "verification_report.json"
-READ_BUFSIZE = 512 << 10  # aiohttp's per-connection buffer; bounds memory per connection
 
 
 class TransferManager:
@@ -55,7 +54,7 @@ class TransferManager:
         self._pool: ThreadPoolExecutor | None = None
         self._batch: list[Transfer] = []
         self._roots: dict[str, str] = {}  # target -> dest_root, for the resumable record
-        self.report = verify.BatchReport()
+        self.report = BatchReport()
 
     # -- public ----------------------------------------------------------------------
     async def submit(self, req: TransferRequest, dest_root: str) -> Transfer:
@@ -119,17 +118,13 @@ class TransferManager:
     # -- internals -------------------------------------------------------------------------
     def _session_factory(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.timeout_seconds,
-                                            sock_read=self.config.timeout_seconds)
             limit = max(1, self.config.max_concurrent) * max(1, self.config.connections_per_file) + 4
-            self._session = aiohttp.ClientSession(
-                timeout=timeout, connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit),
-                read_bufsize=READ_BUFSIZE, headers={"User-Agent": "ComfyFixerSmart/0.1"})
+            self._session = open_session(self.config.extra_allowed_hosts, self.config.timeout_seconds, limit)
         return self._session
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fixer-write")
+            self._pool = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="fixer-write")
         return self._pool
 
     async def _run(self, t: Transfer, dest_root: str, secrets: dict[str, str]) -> None:
@@ -165,53 +160,20 @@ class TransferManager:
         if not batch:
             return
         entries = [(t.request.model_name or t.request.filename, t.target, t.total) for t in batch]
-        verified, failed = await asyncio.to_thread(verify.verify_batch, entries)
+        verified, failed = await asyncio.to_thread(verify_batch, entries)
         self.report.verified += verified
         self.report.failed += failed
         action("verify_batch", verified=len(verified), failed=len(failed))
         self._emit(events.VerificationReport(verified=verified, failed=failed))
         if self.output_dir is not None:
             try:
-                verify.write_report(self.output_dir / REPORT_FILE, self.report)
+                write_report(self.output_dir / REPORT_FILE, self.report)
             except OSError as e:
                 log.warning("could not write %s: %s", REPORT_FILE, e)
 
     def _emit(self, event: events.Event) -> None:
         if self.bus is not None:
             self.bus.emit(event)
-
-
-def transfer_record(t: Transfer, dest_root: str | None = None) -> dict:
-    """One entry of downloaded_models.json: enough to resume it (`--resume`), never a token."""
-    req = t.request
-    return {"name": req.model_name or req.filename, "filename": req.filename, "folder": req.folder,
-            "path": t.target, "dest_root": dest_root, "url": strip_secret_query(req.url), "source": req.source,
-            "state": t.state, "size": t.total if t.total is not None else req.expected_size,
-            "expected_size": req.expected_size, "sha256": t.sha256, "expected_sha256": req.sha256,
-            "error": t.error, "warning": t.warning}
-
-
-_RECORDS_LOCK = threading.Lock()  # records are rewritten from worker threads; one writer at a time
-
-
-def record_download(path: Path, t: Transfer, dest_root: str | None = None) -> None:
-    """Add or replace this target's entry in downloaded_models.json (kept across runs)."""
-    with _RECORDS_LOCK:
-        entries = [e for e in read_records(path) if e.get("path") != t.target]
-        entries.append(transfer_record(t, dest_root))
-        write_text_atomic(path, json.dumps({"downloads": entries}, indent=2))
-
-
-def read_records(path: Path) -> list[dict]:
-    data = read_json(path)
-    entries = data.get("downloads", []) if isinstance(data, dict) else []
-    return [e for e in entries if isinstance(e, dict)]
-
-
-def request_from_record(entry: dict) -> TransferRequest:
-    return TransferRequest(url=entry["url"], folder=entry.get("folder") or "", filename=entry["filename"],
-                           expected_size=entry.get("expected_size"), sha256=entry.get("expected_sha256"),
-                           source=entry.get("source") or "", model_name=entry.get("name") or "")
 
 
 async def download_one(req: TransferRequest, dest_root: str, config: DownloadConfig, secrets: dict[str, str],

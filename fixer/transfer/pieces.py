@@ -1,0 +1,203 @@
+"""Pieces and work stealing: how a file's missing bytes are cut up, handed to connections, written at
+their offsets and hashed in order.
+
+The missing ranges are cut into pieces handed out in file order (`PieceQueue`); when none is left, an
+idle connection takes the second half of the piece with the most left (a slow connection's), so the
+last bytes never wait on one straggler. Connections write at offsets from a thread pool
+(`pwrite_all`); `PrefixHasher` follows the contiguous prefix in its own thread, reading it back from
+the page cache, so sha256 is ready moments after the last byte and the event loop never hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+from .resume import Range
+from .settings import HASH_BLOCK, MAX_PIECE, MIN_PIECE, PIECES_PER_CONNECTION, STEAL_MIN, SYNC_EVERY
+
+datasync = getattr(os, "fdatasync", os.fsync)  # Windows has only fsync
+
+
+def plan_pieces(todo: list[Range], total: int, connections: int) -> list[Range]:
+    """Cut the missing ranges into pieces, in file order, sized so each connection gets several."""
+    size = min(MAX_PIECE, max(MIN_PIECE, total // max(1, connections * PIECES_PER_CONNECTION)))
+    pieces: list[Range] = []
+    for start, end in todo:
+        pos = start
+        while pos < end:
+            pieces.append((pos, min(end, pos + size)))
+            pos += size
+    return pieces
+
+
+@dataclass(eq=False)
+class Piece:
+    """A byte range one connection fetches; `end` moves down when an idle connection takes its tail."""
+
+    start: int
+    end: int | None  # None: to EOF (size unknown)
+    pos: int = -1  # the next byte expected from the connection (bytes read, written or not)
+
+    def __post_init__(self) -> None:
+        if self.pos < 0:
+            self.pos = self.start
+
+    @property
+    def left(self) -> int:
+        return 0 if self.end is None else max(0, self.end - self.pos)
+
+
+class PieceQueue:
+    """The pieces still to fetch and those in flight; an idle connection steals the tail of the slowest."""
+
+    def __init__(self, spans: list[tuple[int, int | None]]):
+        self._queued: deque[Piece] = deque(Piece(a, b) for a, b in spans)
+        self._inflight: set[Piece] = set()
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    @property
+    def first(self) -> Piece | None:
+        return self._queued[0] if self._queued else None
+
+    def take(self) -> Piece | None:
+        """The next piece in file order, else a stolen tail; None when nothing is worth taking."""
+        piece = self._queued.popleft() if self._queued else self._steal()
+        if piece is not None:
+            self._inflight.add(piece)
+        return piece
+
+    def done(self, piece: Piece) -> None:
+        self._inflight.discard(piece)
+
+    def _steal(self) -> Piece | None:
+        """Nothing queued: take the second half of the piece with the most left (a slow connection's)."""
+        victim = max(self._inflight, key=lambda p: p.left, default=None)
+        if victim is None or victim.end is None or victim.left < STEAL_MIN:
+            return None
+        mid = victim.pos + victim.left // 2
+        tail = Piece(mid, victim.end)
+        victim.end = mid  # its connection stops at mid; the bytes it already asked for beyond are dropped
+        return tail
+
+
+class PrefixHasher:
+    """sha256 of the file's contiguous prefix, computed in its own thread as the prefix grows.
+
+    Reads back from the .part (the page cache still holds bytes just written), so pieces may
+    arrive in any order and no data is kept in memory for the hash.
+    """
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._h = hashlib.sha256()
+        self._hashed = 0
+        self._synced = 0
+        self._avail = 0
+        self._final: int | None = None
+        self._cond = threading.Condition()
+        self._abort = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="fixer-sha256", daemon=True)
+        self._thread.start()
+
+    def advance(self, prefix_end: int) -> None:
+        with self._cond:
+            if prefix_end > self._avail:
+                self._avail = prefix_end
+                self._cond.notify()
+
+    def finish(self, total: int) -> None:
+        with self._cond:
+            self._final = total
+            self._avail = max(self._avail, total)
+            self._cond.notify()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._abort = True
+            self._cond.notify()
+        self._thread.join()
+
+    def result(self) -> str:
+        """Blocks until the whole file is hashed (call from a thread)."""
+        self._thread.join()
+        if self.error:
+            raise self.error
+        return self._h.hexdigest()
+
+    def _run(self) -> None:
+        buf = bytearray(HASH_BLOCK)
+        view = memoryview(buf)
+        try:
+            while True:
+                with self._cond:
+                    while not self._abort and self._hashed >= self._avail and (
+                            self._final is None or self._hashed < self._final):
+                        self._cond.wait()
+                    if self._abort or (self._final is not None and self._hashed >= self._final):
+                        return
+                    want = min(HASH_BLOCK, self._avail - self._hashed)
+                n = pread_into(self._fd, view[:want], self._hashed)
+                if n <= 0:
+                    raise OSError(f"the .part file is shorter than the {self._avail} bytes written")
+                self._h.update(view[:n])
+                self._hashed += n
+                if self._hashed - self._synced >= SYNC_EVERY:
+                    datasync(self._fd)
+                    self._synced = self._hashed
+        except BaseException as e:  # surfaced by result(); a thread must not die silently
+            self.error = e
+
+
+# Windows has no pread/pwrite: there a lock makes seek + read/write one step for all threads.
+_SEEK_LOCK = threading.Lock()
+
+
+def pwrite_all(fd: int, chunks: list[bytes], offset: int) -> None:
+    """Write the chunks at `offset` (pwritev where the OS has it), continuing after short writes."""
+    if not hasattr(os, "pwritev"):
+        for chunk in chunks:
+            pwrite_one(fd, chunk, offset)
+            offset += len(chunk)
+        return
+    views = [memoryview(c) for c in chunks]
+    while views:
+        n = os.pwritev(fd, views[:1024], offset)  # IOV_MAX
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
+def pwrite_one(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        if hasattr(os, "pwrite"):
+            n = os.pwrite(fd, view, offset)
+        else:
+            with _SEEK_LOCK:
+                os.lseek(fd, offset, os.SEEK_SET)
+                n = os.write(fd, view)
+        view = view[n:]
+        offset += n
+
+
+def pread_into(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    if hasattr(os, "pread"):
+        data = os.pread(fd, len(view), offset)
+    else:
+        with _SEEK_LOCK:
+            os.lseek(fd, offset, os.SEEK_SET)
+            data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
