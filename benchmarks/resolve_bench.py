@@ -1,14 +1,23 @@
-"""Resolver benchmark against the fake upstream (no internet).
+"""Resolver benchmark against the fake upstream (no internet), made as unfriendly as the real services:
+both rate-limit (every Nth request a 429 with Retry-After), Civitai hides NSFW-rated models unless asked,
+popular words fill whole search pages.
 
-(a) The seed scenario: 21 missing models of mixed sources (local disk, workflow hints, catalogs,
-    Civitai, Hugging Face, one that exists nowhere) with 200 ms latency injected into every
-    upstream request. Prints the total resolve time (target < 10 s; the seeds took ~36 min).
+(a) The seed scenario: 21 missing models of mixed sources (local disk, workflow hints, catalogs, Civitai
+    under NSFW, suffixed, {model}_{version} and hash-only names, Hugging Face, two that exist nowhere) with
+    200 ms latency injected into every upstream request. Prints the total resolve time and how many of the
+    19 findable were found (targets: < 10 s, >= 18 found, no wrong pick; the seeds took ~36 min).
 (b) "Strip the URLs": every official template with its embedded URLs removed, offline catalogs off
     (they are built from the same templates). The fake Hub knows every repo those URLs pointed to,
     plus decoys: re-uploads named exactly like a file's stem or like the real repo, some with the same
     bytes (true mirrors), most with different bytes and often more downloads. Folders come from the
     scan of the stripped workflow (node types), not from the removed truth. Prints precision and
     recall of the chosen URL+folder (targets: recall >= 95%, no wrong file chosen above threshold).
+(c) Community workflows: per model family (SD 1.5, SDXL, Pony, Illustrious, Flux) Civitai-only LoRAs and
+    checkpoints under their original, renamed ({model}_{version}), suffixed and re-cased names, NSFW-rated
+    ones, a name whose words name no model, same-name LoRAs for another base model, hash-only and AIR-only
+    references, and ones nothing may be chosen for (nowhere, only v2 of a wanted v3, only another family).
+    Prints recall and wrong automatic picks, with the optional LLM helper off and on (a local stub model
+    that is right half the time). Targets: recall >= 97%, zero wrong automatic picks.
 
 Run: python benchmarks/resolve_bench.py [--seed N] [--verbose]
 """
@@ -29,18 +38,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fixer.config import SearchConfig  # noqa: E402
+from fixer.config import LLMConfig, SearchConfig  # noqa: E402
 from fixer.host import StandaloneHost  # noqa: E402
 from fixer.inventory import build_inventory  # noqa: E402
-from fixer.models import ModelHint, ModelRef  # noqa: E402
+from fixer.models import ModelHint, ModelRef, Usage  # noqa: E402
 from fixer.resolve import ResolveContext, Resolver  # noqa: E402
 from fixer.scan import scan_workflow_data  # noqa: E402
 from fixer.sources.catalogs import template_files, walk_models  # noqa: E402
 from fixer.sources.huggingface import parse_hf_url  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
-from tests.fake_upstream.api_routes import add_civitai_model, add_hf_repo  # noqa: E402
+from tests.fake_upstream.api_routes import add_civitai_model, add_hf_repo, crowd_searches  # noqa: E402
 
 OBJECT_INFO = ROOT.parent / "shared" / "fixtures" / "comfyui" / "object_info.json"
+CIVITAI_429_EVERY, HF_429_EVERY, RETRY_AFTER = 25, 40, 0.5  # the unfriendly fake's rate limits (benchmarks)
+CROWD_CIVITAI = ["style", "realistic", "anime", "pony", "detail", "ink", "portrait", "mix"]
+CROWD_HF = ["lora", "style", "flux", "sdxl", "controlnet", "upscale"]
 DECOY_USERS = ["ai-reuploads", "modelhub-mirror", "xXgenXx", "civit-backup", "open-weights-archive", "quantlab",
                "the-model-zoo", "fastmirror", "someuser123", "comfy-community-models"]
 
@@ -63,27 +75,42 @@ def comfy_root(base: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
+def unfriendly(up: FakeUpstream) -> None:
+    """The real services' manners: both rate-limit (429 + Retry-After), popular words fill whole pages."""
+    up.rate_limit("civitai", every=CIVITAI_429_EVERY, retry_after=RETRY_AFTER)
+    up.rate_limit("huggingface", every=HF_429_EVERY, retry_after=RETRY_AFTER)
+    crowd_searches(up, hf_words=CROWD_HF, civitai_words=CROWD_CIVITAI, per_word=60)
+
+
+def civitai_item(mid: int, name: str, file_name: str, sha: str, mtype: str = "LORA", base: str = "SDXL 1.0",
+                 version: str = "v1", nsfw: bool = False, downloads: int = 100) -> dict:
+    vid = mid + 1000
+    return {"id": mid, "name": name, "type": mtype, "nsfw": nsfw, "creator": {"username": "artist"},
+            "stats": {"downloadCount": downloads},
+            "modelVersions": [{"id": vid, "name": version, "trainedWords": [], "baseModel": base,
+                               "files": [{"id": vid + 1000, "name": file_name, "sizeKB": 1.0, "type": "Model",
+                                          "metadata": {"format": "SafeTensor"}, "primary": True,
+                                          "hashes": {"SHA256": sha.upper(), "AutoV2": sha[:10].upper()},
+                                          "downloadUrl": f"https://civitai.com/api/download/models/{vid}"}]}]}
+
+
 def seed_scenario(up: FakeUpstream, base: Path) -> tuple[list[ModelRef], object]:
-    """21 refs: 3 local, 3 hints, 4 catalog, 5 Civitai, 5 Hugging Face, 1 nowhere."""
+    """21 refs: 3 local, 3 hints, 4 catalog, 5 Civitai (NSFW-rated, a random download suffix, Civitai's
+    {model}_{version} download name, a model whose name shares no word with its file, a renamed file known by
+    its hash), 4 Hugging Face, 2 that exist nowhere: 19 findable."""
     for i, (name, org) in enumerate([("orbit_unet_fp16", "Comfy-Org/Orbit_ComfyUI_repackaged"),
                                      ("nimbus_vae", "Comfy-Org/Nimbus_repackaged"),
                                      ("sable_te_fp8_scaled", "sable-labs/sable-text-encoder"),
-                                     ("quasar_lora_v2", "quasar-ai/quasar-loras"),
-                                     ("helix_upscaler_4x", "helix/helix-upscalers")]):
+                                     ("quasar_lora_v2", "quasar-ai/quasar-loras")]):
         add_hf_repo(up, org, {f"split_files/{i}/{name}.safetensors": (1000 + i, fake_sha(org, name)),
                               "README.md": (10, None)}, downloads=10_000)
-    for i, word in enumerate(["Crimson Ink", "Velvet Dusk", "Paper Lantern", "Tin Soldier", "Glass Harbor"]):
-        stem = word.lower().replace(" ", "_")
-        sha = fake_sha("civitai", stem)
-        add_civitai_model(up, {
-            "id": 990000 + i, "name": f"{word} Style", "type": "LORA", "creator": {"username": "artist"},
-            "stats": {"downloadCount": 100},
-            "modelVersions": [{"id": 991000 + i, "name": "v1", "trainedWords": [], "baseModel": "SDXL 1.0",
-                               "files": [{"id": 992000 + i, "name": f"{stem}.safetensors", "sizeKB": 1.0, "type": "Model",
-                                          "metadata": {"format": "SafeTensor"}, "primary": True,
-                                          "hashes": {"SHA256": sha.upper()},
-                                          "downloadUrl": f"https://civitai.com/api/download/models/{991000 + i}"}]}],
-        })
+    civitai = [("Crimson Ink Style", "crimson_ink.safetensors", {"nsfw": True}),
+               ("Velvet Dusk Style", "velvet_dusk.safetensors", {}),
+               ("Paper Lantern", "lantern_final_upload.safetensors", {"mtype": "Checkpoint", "version": "v2"}),
+               ("Toy Army Figures", "tin_soldier.safetensors", {}),
+               ("Glass Harbor Style", "glass_harbor.safetensors", {})]
+    for i, (model_name, file_name, kw) in enumerate(civitai):
+        add_civitai_model(up, civitai_item(990000 + i, model_name, file_name, fake_sha("civitai", file_name), **kw))
     root = comfy_root(base, {"models/checkpoints/old/sd_local_a.safetensors": b"a",
                              "models/vae/Local_B.safetensors": b"b", "models/loras/x/local_c.safetensors": b"c"})
     inv = build_inventory(StandaloneHost.from_root(root))
@@ -96,14 +123,19 @@ def seed_scenario(up: FakeUpstream, base: Path) -> tuple[list[ModelRef], object]
             ModelRef("tiny.safetensors", "loras", hints=[ModelHint(url="https://civitai.com/api/download/models/9100101")]),
             ModelRef("clip_l.safetensors", "text_encoders"), ModelRef("qwen_image_vae.safetensors", "vae"),
             ModelRef("wan_2.1_vae.safetensors", "vae"), ModelRef("4x-UltraSharp.pth", "upscale_models"),
-            ModelRef("crimson_ink.safetensors", "loras"), ModelRef("velvet_dusk.safetensors", "loras"),
-            ModelRef("paper_lantern.safetensors", "loras"), ModelRef("tin_soldier.safetensors", "loras"),
-            ModelRef("renamed_lora.safetensors", "loras", hints=[ModelHint(hash=fake_sha("civitai", "glass_harbor"))]),
+            ModelRef("crimson_ink.safetensors", "loras"), ModelRef("velvet_dusk.q7k2.safetensors", "loras"),
+            ModelRef("paperLantern_v2.safetensors", "checkpoints"), ModelRef("tin_soldier.safetensors", "loras"),
+            ModelRef("renamed_lora.safetensors", "loras",
+                     hints=[ModelHint(hash=fake_sha("civitai", "glass_harbor.safetensors"))]),
             ModelRef("orbit_unet_fp16.safetensors", "diffusion_models"), ModelRef("nimbus_vae.safetensors", "vae"),
             ModelRef("sable_te_fp8_scaled.safetensors", "text_encoders"),
-            ModelRef("quasar_lora_v2.safetensors", "loras"), ModelRef("helix_upscaler_4x.safetensors", "upscale_models"),
-            ModelRef("zz_nowhere_model_q.safetensors", "checkpoints")]
+            ModelRef("quasar_lora_v2.safetensors", "loras"),
+            ModelRef("zz_nowhere_model_q.safetensors", "checkpoints"),
+            ModelRef("yy_private_merge_v3.safetensors", "loras")]
     return refs, inv
+
+
+SEED_NOWHERE = {"zz_nowhere_model_q.safetensors", "yy_private_merge_v3.safetensors"}
 
 
 async def run_resolver(refs, inventory, up: FakeUpstream, catalogs: bool, state: Path | None = None, **cfg):
@@ -119,17 +151,21 @@ async def run_resolver(refs, inventory, up: FakeUpstream, catalogs: bool, state:
 
 
 def bench_seed(latency: float, verbose: bool) -> None:
-    print(f"(a) seed scenario: 21 missing models, {latency * 1000:.0f} ms latency per upstream request")
+    print(f"(a) seed scenario: 21 missing models (19 findable), {latency * 1000:.0f} ms latency per upstream "
+          "request, unfriendly fake (429s, NSFW hidden, crowded pages)")
     for catalogs in (True, False):
         with tempfile.TemporaryDirectory() as tmp, FakeUpstream(latency=latency) as up:
             refs, inv = seed_scenario(up, Path(tmp))
+            unfriendly(up)
             up.requests.clear()
             res, total, first = asyncio.run(run_resolver(refs, inv, up, catalogs))
             by_source = defaultdict(int)
             for r in res.values():
                 by_source[r.source] += 1
+            found = sum(1 for r in res.values() if r.chosen and r.name not in SEED_NOWHERE)
+            wrong = sum(1 for r in res.values() if r.chosen and r.name in SEED_NOWHERE)
             print(f"    catalogs {'on ' if catalogs else 'off'}: {total:5.2f} s total, first result after "
-                  f"{first:4.2f} s, {len(up.requests):3d} upstream requests; "
+                  f"{first:4.2f} s, {len(up.requests):3d} upstream requests; found {found}/19, wrong picks {wrong}; "
                   + ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())))
             if verbose:
                 for r in res.values():
@@ -272,17 +308,154 @@ def bench_strip(seed: int, verbose: bool) -> None:
                       f" want={sorted({p[0] for p in truth[r.name.rsplit('/', 1)[-1]]})}")
 
 
+# ------------------------------------------------------------------ (c) community workflows -----------
+
+FAMILY_ANCHORS = {  # family -> (Civitai baseModel, the checkpoint / diffusion model its workflow loads)
+    "SD 1.5": ("SD 1.5", "checkpoints", "v1-5-pruned-emaonly.safetensors"),
+    "SDXL": ("SDXL 1.0", "checkpoints", "sd_xl_base_1.0.safetensors"),
+    "Pony": ("Pony", "checkpoints", "ponyDiffusionV6XL_v6StartWithThisOne.safetensors"),
+    "Illustrious": ("Illustrious", "checkpoints", "illustriousXL_v01.safetensors"),
+    "Flux": ("Flux.1 D", "diffusion_models", "flux1-dev-fp8.safetensors"),
+}
+WORDS = ("amber bramble cobalt dune ember fable garnet harbor indigo juniper kestrel lumen marble nectar onyx "
+         "pebble quartz russet saffron thistle umber velvet willow xenon yarrow zephyr basalt cinder drift "
+         "fennel glacier hollow ivory jasper kelp lichen mosaic nimbus orchid prism quill raven sable tundra "
+         "ultra vesper wisp yonder zinnia aurora blossom canyon delta echo fjord grove heron isle jade").split()
+KINDS = ("original", "filename_only", "ckpt_renamed", "ckpt_original", "suffixed", "case_seps", "same_name",
+         "hash_only", "air_only", "nowhere", "near_miss", "other_family_only")
+
+
+def community_cases(up: FakeUpstream, rng: random.Random) -> tuple[list[ModelRef], dict[str, tuple[int | None, str]]]:
+    """Civitai-only community references for each family's workflow; returns the refs and the truth:
+    name -> (version id to choose, folder), version None when nothing may be chosen automatically."""
+    words = iter(rng.sample(WORDS, len(WORDS)) + [f"{a}{b}" for a in WORDS for b in WORDS])
+    refs: list[ModelRef] = []
+    truth: dict[str, tuple[int | None, str]] = {}
+    mid = iter(range(700000, 800000, 7))
+    for family, (base, anchor_folder, anchor) in FAMILY_ANCHORS.items():
+        wf = f"community_{family.replace(' ', '').replace('.', '')}.json"
+        use = lambda node: [Usage(wf, str(len(refs)), node)]  # noqa: E731
+        refs.append(ModelRef(anchor, anchor_folder, "node_table", use("CheckpointLoaderSimple")))
+        other = rng.choice([b for f, (b, _, _) in FAMILY_ANCHORS.items() if f != family and "Flux" not in (f, family)]
+                           if family != "Flux" else ["SDXL 1.0", "SD 1.5"])
+        for kind in KINDS:
+            a, b = next(words), next(words)
+            m = next(mid)
+            nsfw = rng.random() < 0.35
+            sha = fake_sha("community", family, kind, a, b)
+            lora_file = f"{a}_{b}_style.safetensors"
+            folder, ckpt = "loras", False
+            if kind == "original":
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), lora_file
+            elif kind == "filename_only":
+                fname = f"{a[:2]}{rng.randint(10, 99)}_{b}.safetensors"
+                item, want = civitai_item(m, f"{next(words).title()} {next(words).title()} Pack", fname, sha, base=base,
+                                          nsfw=nsfw), fname
+            elif kind in ("ckpt_renamed", "ckpt_original"):
+                folder, ckpt = "checkpoints", True
+                version = f"v{rng.randint(1, 9)}.{rng.randint(0, 9)}"
+                download = f"{a}{b.title()}Mix_{version.replace('.', '')}.safetensors"
+                api_name = f"{a}_{b}_final_upload.safetensors" if kind == "ckpt_renamed" else download
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Mix", api_name, sha, mtype="Checkpoint", base=base,
+                                          version=version, nsfw=nsfw), download
+            elif kind == "suffixed":
+                tag = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{rng.randint(0, 9)}{rng.choice('abcdefghkmnpqrstuvwxyz')}{rng.randint(0, 9)}"
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), \
+                    lora_file.replace(".safetensors", f".{tag}.safetensors")
+            elif kind == "case_seps":
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), \
+                    f"{a.title()}-{b.title()}-Style.safetensors"
+            elif kind == "same_name":  # the same file name for another base model, used far more
+                add_civitai_model(up, civitai_item(next(mid), f"{a.title()} {b.title()} Style {other}", lora_file,
+                                                   fake_sha("other", sha), base=other, downloads=50_000))
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), lora_file
+            elif kind == "hash_only":
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), \
+                    f"my_renamed_{a}.safetensors"
+            elif kind == "air_only":
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), \
+                    f"downloaded_{a}.safetensors"
+            elif kind == "near_miss":  # v2 exists, the workflow wants v3: nothing may be chosen
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", f"{a}_{b}_style_v2.safetensors", sha,
+                                          base=base, nsfw=nsfw), f"{a}_{b}_style_v3.safetensors"
+            elif kind == "other_family_only":  # exists, but only for another base model: listed, never chosen
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=other, nsfw=nsfw), \
+                    lora_file
+            else:  # nowhere
+                item, want = None, f"zz_{a}_{b}_private_merge.safetensors"
+            if item:
+                add_civitai_model(up, item)
+            hints = []
+            if kind == "hash_only":
+                hints = [ModelHint(hash=sha[:10].upper() if rng.random() < 0.5 else sha, hash_type="sha256")]
+            elif kind == "air_only":
+                hints = [ModelHint(url=f"urn:air:{base.split()[0].lower()}:lora:civitai:{m}@{m + 1000}")]
+            refs.append(ModelRef(want, folder, "node_table", use("CheckpointLoaderSimple" if ckpt else "LoraLoader"),
+                                 hints))
+            findable = kind not in ("nowhere", "near_miss", "other_family_only")
+            truth[want] = (m + 1000 if findable else None, folder)
+    return refs, truth
+
+
+def llm_stub(up: FakeUpstream, truth: dict[str, tuple[int | None, str]], rng: random.Random) -> None:
+    """A local stub model: right about half the time, otherwise a confident made-up version id."""
+    for name, (vid, _) in truth.items():
+        guess = vid if vid and rng.random() < 0.5 else rng.randint(100000, 999999)
+        up.state.setdefault("llm_replies", []).append((f"File name: {name}\n", json.dumps({"civitai": [{"version_id": guess}]})))
+
+
+def bench_community(seed: int, verbose: bool, latency: float = 0.05) -> None:
+    print(f"(c) community workflows: Civitai-only references per model family, {latency * 1000:.0f} ms latency, "
+          "unfriendly fake")
+    for llm in (False, True):
+        with tempfile.TemporaryDirectory() as tmp, FakeUpstream(latency=latency) as up:
+            rng = random.Random(seed)
+            unfriendly(up)
+            refs, truth = community_cases(up, rng)
+            if llm:
+                llm_stub(up, truth, random.Random(seed))
+            anchors = {f"models/{folder}/{name}": b"anchor" for _, folder, name in FAMILY_ANCHORS.values()}
+            inv = build_inventory(StandaloneHost.from_root(comfy_root(Path(tmp), anchors)))
+            up.requests.clear()
+            extra = {"llm": LLMConfig(enabled=True, endpoint=f"{up.base}/v1")} if llm else {}
+            res, total, _ = asyncio.run(run_resolver(refs, inv, up, catalogs=False, **extra))
+            right = wrong = 0
+            findable = sum(1 for v, _ in truth.values() if v)
+            misses, wrongs = [], []
+            for name, (vid, folder) in truth.items():
+                c = res[name].chosen
+                if c is None:
+                    if vid:
+                        misses.append(name)
+                    continue
+                if vid and c.ids.get("version_id") == vid and c.folder == folder:
+                    right += 1
+                else:
+                    wrong += 1
+                    wrongs.append((name, c.ids.get("version_id"), vid))
+            print(f"    LLM helper {'on ' if llm else 'off'}: {len(truth)} references ({findable} findable) in {total:.2f} s, "
+                  f"{len(up.requests)} upstream requests; recall {right / findable:.1%} ({right}/{findable}), "
+                  f"wrong automatic picks {wrong}")
+            if verbose:
+                for n in misses:
+                    print(f"      MISS  {n}: {res[n].tried[-2:]}")
+                for n, got, want in wrongs:
+                    print(f"      WRONG {n}: chose version {got}, want {want}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--latency", type=float, default=0.2)
     ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--only", choices=["a", "b"])
+    ap.add_argument("--only", choices=["a", "b", "c"])
     args = ap.parse_args()
-    if args.only != "b":
+    if args.only in (None, "a"):
         bench_seed(args.latency, args.verbose)
-    if args.only != "a":
+    if args.only in (None, "b"):
         bench_strip(args.seed, args.verbose)
+    if args.only in (None, "c"):
+        bench_community(args.seed, args.verbose)
 
 
 if __name__ == "__main__":

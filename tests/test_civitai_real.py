@@ -116,3 +116,15 @@ def test_families_come_from_base_models_names_and_node_types():
             ModelRef("any_lora.safetensors", "loras", usages=used_in("a.json")),
             ModelRef("mystery.safetensors", "diffusion_models", usages=used_in("b.json", "UNETLoader"))]
     assert workflow_families(refs, {"b.json": ["FluxGuidance", "KSampler"]}) == {"a.json": "SD 1.5", "b.json": "Flux"}
+
+
+async def test_an_sdxl_lora_in_a_pony_workflow_is_listed_and_the_pony_one_chosen(upstream):
+    add_civitai_model(upstream, civitai(6109, "Dune Glow", [("dune_glow.safetensors", "c9" * 32)], base="SDXL 1.0",
+                                        downloads=90_000))
+    add_civitai_model(upstream, civitai(6110, "Dune Glow Pony", [("dune_glow.safetensors", "d0" * 32)], base="Pony"))
+    add_civitai_model(upstream, civitai(6111, "Kelp Glow", [("kelp_glow.safetensors", "e1" * 32)], base="SDXL 1.0"))
+    refs = [ModelRef(n, "loras", usages=used_in("pony.json")) for n in ("dune_glow.safetensors", "kelp_glow.safetensors")]
+    r = await resolve(refs, families={"pony.json": "Pony"})
+    assert r["dune_glow.safetensors"].chosen.ids["model_id"] == 6110
+    kelp = r["kelp_glow.safetensors"]
+    assert kelp.chosen is None and kelp.candidates[0].reason.startswith("made for SDXL, your workflow is Pony")

@@ -120,9 +120,9 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
     if match == "other":
         conf = min(conf, CONFIDENCE["other_family"])
         reason = f"{mismatch_words(family, made_for)}; {reason}"
-    elif match == "kin":
-        conf -= 0.02  # loads, as SDXL fine-tunes share its architecture, but the same family is preferred
-        reason += f"; made for {made_for}, your workflow is {family} (both SDXL-based)"
+    elif match == "kin":  # SDXL fine-tunes share its architecture: it loads, but is not what the author used
+        conf = min(conf, CONFIDENCE["kin_family"])
+        reason = f"{mismatch_words(family, made_for)} (both SDXL-based, it may work); {reason}"
     if ref.folder and folder_here and folder_here != ref.folder:
         conf = min(conf, CONFIDENCE["wrong_folder"])
         reason += f"; Civitai files it as {folder_here}, the workflow loads it from {ref.folder}"
@@ -137,14 +137,15 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
         size=round(size_kb * 1024) if isinstance(size_kb, (int, float)) else None, sha256=sha,
         ids={"model_id": version.get("modelId"), "version_id": version.get("id"), "file_id": file.get("id"),
              "model_type": model_type, "format": (file.get("metadata") or {}).get("format"),
-             "base_model": version.get("baseModel"), "family": made_for},
+             "base_model": version.get("baseModel"), "family": made_for, "family_fit": match},
     )
 
 
 def weigh_same_name(cands: list[Candidate]) -> list[Candidate]:
     """Different models shipping different bytes under one file name: none is sure unless one is used ten
     times more than every other. Versions made for another family than the workflow's are no rivals."""
-    rivals = [c for c in cands if c.confidence > CONFIDENCE["other_family"]]
+    same = [c for c in cands if c.ids.get("family_fit") == "same"]
+    rivals = same or [c for c in cands if c.ids.get("family_fit") not in ("other", "kin")]
     models = {c.ids.get("model_id") for c in rivals}
     shas = {c.sha256 for c in rivals if c.sha256}
     if len(models) < 2 or len(shas) < 2:

@@ -15,7 +15,7 @@ import aiohttp
 
 from ..models import Candidate, ModelRef
 from . import CONFIDENCE, Found, SearchRun, said
-from .civitai import version_candidate
+from .civitai import file_matches, version_candidate
 from .huggingface import folder_from_path, lfs_facts, paths_info, resolve_url
 
 SYSTEM_PROMPT = (
@@ -105,10 +105,13 @@ class LLMSource:
             found.tried.append(f"LLM proposal Civitai version {vid} not confirmed: HTTP {reply.status}")
             return
         version = reply.json() or {}
+        model = {"name": (version.get("model") or {}).get("name", "")}
         for f in version.get("files", []):
-            if str(f.get("name", "")).lower() == ref.basename.lower():
+            why = file_matches(ref.basename, model, version, f)
+            if why:
                 cand = version_candidate(ref, version, f, (version.get("model") or {}).get("type"),
-                                         CONFIDENCE["llm_confirmed"], "proposed by the LLM and confirmed on Civitai")
+                                         CONFIDENCE["llm_confirmed"], f"proposed by the LLM and confirmed on Civitai ({why})",
+                                         run.family(ref))
                 cand.source = "llm"
                 found.candidates.append(cand)
                 return
