@@ -20,6 +20,7 @@ from .actionlog import close_run_log, open_run_log
 from .config import Config, load_config, load_secrets
 from .errors import FixerError, RunLocked
 from .events import EventBus, PhaseChanged, ScanFinished
+from .folder_probe import apply_server_maps, fetch_folder_maps
 from .host import StandaloneHost, fetch_object_info, load_object_info
 from .models import Resolution, ScanReport
 from .state import StatusDocument, read_json
@@ -65,10 +66,12 @@ class RunContext:
         if not self.root.is_dir():
             raise FixerError(f"--comfyui-root {self.root} is not a folder")
         host = StandaloneHost.from_root(self.root, self.args.extra_model_paths)
+        host.custom_nodes = self.root / "custom_nodes"  # the packs' sources say which folder an input lists
         if self.args.object_info:
             host.with_object_info(load_object_info(self.args.object_info), "object_info")
         elif self.args.server:
             host.with_object_info(fetch_object_info(self.args.server), "server")
+            apply_server_maps(host.object_info, fetch_folder_maps(self.args.server))
         return host
 
     def secrets(self) -> dict[str, str]:
@@ -362,6 +365,9 @@ def report_error(ctx: RunContext, error: FixerError) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is printed escaped, never a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)  # decisions go to the run log; the terminal gets the summary
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

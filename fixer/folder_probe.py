@@ -61,13 +61,16 @@ class FolderMap:
     complete: bool = False  # True when an input absent from `inputs` is known to read no folder
 
     def locate(self, input_name: str | None, value: str) -> tuple[str, str] | None:
-        """(folder, name inside it) for a value of this input: the listing whose prefix and extensions fit,
-        the longest prefix first; else the first listing whose prefix fits."""
+        """(folder, name inside it) for a value of this input, the longest prefix first: a listing that names
+        the value's extension, else one that lists every file (or whose extensions are unknown), else the
+        first whose prefix fits."""
         listings = self.inputs.get(input_name or "")
         if not listings:
             return None
         by_prefix = sorted(listings, key=lambda l: -len(l.prefix))
-        fit = next((l for l in by_prefix if l.accepts(value)), None) \
+        ext = extension_of(value)
+        fit = next((l for l in by_prefix if value.startswith(l.prefix) and ext in l.extensions), None) \
+            or next((l for l in by_prefix if l.accepts(value)), None) \
             or next((l for l in by_prefix if value.startswith(l.prefix)), None)
         if fit is None:
             return None
@@ -304,18 +307,46 @@ def with_folder_map(node_def: dict[str, Any], folder_map: FolderMap | None) -> d
     return {**node_def, FOLDER_MAP_KEY: folder_map}
 
 
-def merge_node_defs(object_info: dict[str, Any] | None, maps: dict[str, FolderMap],
-                    static_defs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
-    """/object_info definitions with the folder maps learned elsewhere; node types only read from
-    sources (no /object_info) get their read definition, so widget order is known for them too."""
-    if object_info is None and not maps and not static_defs:
-        return None
-    out: dict[str, Any] = dict(static_defs or {})
-    out.update(object_info or {})
-    for node_type, fm in maps.items():
-        d = out.get(node_type)
-        if isinstance(d, dict) and folder_map_of(d) is None:
-            out[node_type] = with_folder_map(d, fm)
-        elif d is None:
-            out[node_type] = {FOLDER_MAP_KEY: fm}
+def probe_all(folder_paths: Any, classes: dict[str, Any], types: Iterable[str] | None = None) -> dict[str, Any]:
+    """Node type -> its folder map as JSON, for the route a CLI with --server asks (all types, or `types`)."""
+    probe = probe_for(folder_paths)
+    wanted = classes if types is None else {t: classes[t] for t in types if t in classes}
+    out: dict[str, Any] = {}
+    for node_type, cls in wanted.items():
+        fm = probe.probe(cls)
+        if fm is not None and fm.inputs:
+            out[node_type] = fm.to_json()
     return out
+
+
+def apply_server_maps(object_info: dict[str, Any], answer: Any) -> int:
+    """Put the folder maps a running ComfyUI's pack recorded into its /object_info definitions (untrusted
+    answer: malformed entries are skipped). Returns how many node types got one."""
+    if not isinstance(answer, dict):
+        return 0
+    count = 0
+    for node_type, data in answer.items():
+        d = object_info.get(node_type)
+        fm = FolderMap.from_json(data, "server") if isinstance(d, dict) else None
+        if fm is not None:
+            object_info[node_type] = with_folder_map(d, fm)
+            count += 1
+    return count
+
+
+FOLDER_MAP_ROUTE = "/comfyfixer/folder_map"
+
+
+def fetch_folder_maps(server: str, timeout: float = 60.0) -> Any:
+    """What this pack, running in the ComfyUI at `server`, records of its node types' folders; None when
+    that ComfyUI does not run this pack (or does not answer): the static reading and keywords remain."""
+    import requests
+
+    url = server.rstrip("/") + FOLDER_MAP_ROUTE
+    try:
+        r = requests.get(url, timeout=timeout)
+        r.raise_for_status()
+        return r.json()
+    except (requests.RequestException, ValueError) as e:
+        log.info("no folder map from %s (%s): custom inputs' folders come from the packs' sources", url, e)
+        return None

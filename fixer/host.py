@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol
 from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
 from .errors import ConfigError, UnsafeFolder
 from .folder_probe import FolderProbe, probe_for, with_folder_map
+from .static_folders import WithPackDefs
 from .names import normalise, unsafe_reason
 
 # Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
@@ -48,6 +49,7 @@ class StandaloneHost:
     exts: dict[str, frozenset[str]] = field(default_factory=dict)
     object_info: dict[str, Any] | None = None
     node_source: str = "skipped"
+    custom_nodes: Path | None = None  # packs whose sources say which folder each input lists (static_folders)
 
     @classmethod
     def from_root(cls, root: str | os.PathLike, extra_configs: list[str] | None = None) -> "StandaloneHost":
@@ -134,7 +136,9 @@ class StandaloneHost:
     def node_types(self) -> set[str] | None:
         return set(self.object_info) if self.object_info is not None else None
 
-    def node_defs(self) -> dict[str, Any] | None:
+    def node_defs(self) -> Mapping[str, Any] | None:
+        if self.custom_nodes is not None and self.custom_nodes.is_dir():
+            return WithPackDefs(self.object_info, self.custom_nodes)
         return self.object_info
 
 

@@ -1,0 +1,498 @@
+"""Which folder each input of a custom node lists, read from the pack's sources without importing them.
+
+For the CLI with a ComfyUI folder but no running ComfyUI (host contract §8.7): a node's INPUT_TYPES()
+(or a V3 node's define_schema()) usually returns literals built from `folder_paths.get_filename_list("x")`,
+directly or through a local variable, a helper function, a method, a list comprehension adding a prefix
+(`"bbox/" + x`) or a class constant naming the folder. This module follows those within the pack's own
+modules (parsed with `ast`, never executed) and builds the node definitions the scan needs: the input
+order (for UI workflows' widget lists) and a FolderMap with source "static". What it cannot follow is
+left out; the scan then falls back to the keyword rules.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any, Iterator
+
+from .folder_probe import FOLDER_MAP_KEY, FolderMap, Listing, folder_map_of, with_folder_map
+from .constants import map_legacy
+
+log = logging.getLogger(__name__)
+
+_FOLDER_CALLS = frozenset({"get_filename_list", "get_filename_list_", "get_folder_paths"})
+_WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+_V3_KINDS = {"Combo": "COMBO", "Int": "INT", "Float": "FLOAT", "String": "STRING", "Boolean": "BOOLEAN"}
+_SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "venv", ".venv", "site-packages",
+                        "tests", "test", "docs", "example_workflows", "examples", "workflows"})
+_MENTIONS = ("INPUT_TYPES", "define_schema", "folder_paths", "NODE_CLASS_MAPPINGS")
+_MAX_FILE_BYTES = 2_000_000
+_DEPTH = 6
+
+
+@dataclass
+class _Pack:
+    """One pack's parsed modules, indexed by name (first definition wins)."""
+
+    functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
+    classes: dict[str, ast.ClassDef] = field(default_factory=dict)
+    constants: dict[str, ast.expr] = field(default_factory=dict)
+    mappings: dict[str, str] = field(default_factory=dict)  # node type -> class name
+    extensions: dict[str, frozenset[str]] = field(default_factory=dict)  # folder key -> registered extensions
+    module_constants: dict[str, dict[str, ast.expr]] = field(default_factory=dict)  # class -> its module's names
+    pending: list[tuple[ast.expr, str]] = field(default_factory=list)  # NODE_CLASS_MAPPINGS (key, class) to resolve
+    unresolved: set[str] = field(default_factory=set)  # classes mapped under a key this reader cannot evaluate
+    unread: dict[Path, str] = field(default_factory=dict)  # modules without nodes, parsed when a name is looked up
+    looked_up: set[tuple[str, ...]] = field(default_factory=set)
+
+    def add(self, tree: ast.Module, walk: bool = True) -> None:
+        own: dict[str, ast.expr] = {}
+        for stmt in tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                own.setdefault(stmt.targets[0].id, stmt.value)
+                self.constants.setdefault(stmt.targets[0].id, stmt.value)
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.functions.setdefault(stmt.name, stmt)
+            elif isinstance(stmt, ast.ClassDef) and stmt.name not in self.classes:
+                self.classes[stmt.name] = stmt
+                self.module_constants[stmt.name] = own
+        for stmt in _module_level(tree.body) if walk else ():
+            for n in ast.walk(stmt):
+                self._mapping(n)
+                self._registration(n)
+
+    def _read_for(self, *patterns: str) -> None:
+        if patterns in self.looked_up:
+            return
+        self.looked_up.add(patterns)
+        for path, text in list(self.unread.items()):
+            if any(p in text for p in patterns):
+                del self.unread[path]
+                try:
+                    self.add(ast.parse(text, filename=str(path)), walk=False)
+                except (SyntaxError, ValueError, RecursionError):
+                    pass
+
+    def function(self, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        if name not in self.functions:
+            self._read_for(f"def {name}(")
+        return self.functions.get(name)
+
+    def constant(self, name: str) -> ast.expr | None:
+        if name not in self.constants:
+            self._read_for(f"\n{name} =", f"\n{name}=")
+        return self.constants.get(name)
+
+    def _mapping(self, n: ast.AST) -> None:
+        """NODE_CLASS_MAPPINGS = {...}, .update({...}) and ["Type"] = Class."""
+        if isinstance(n, ast.Assign) and any(_name_of(t) == "NODE_CLASS_MAPPINGS" for t in n.targets):
+            self._mapping_dict(n.value)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "update" \
+                and _name_of(n.func.value) == "NODE_CLASS_MAPPINGS" and n.args:
+            self._mapping_dict(n.args[0])
+        elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Subscript) \
+                and _name_of(n.targets[0].value) == "NODE_CLASS_MAPPINGS":
+            if isinstance(n.value, ast.Name):
+                self.pending.append((n.targets[0].slice, n.value.id))
+
+    def _mapping_dict(self, d: ast.expr) -> None:
+        if not isinstance(d, ast.Dict):
+            return
+        for k, v in zip(d.keys, d.values):
+            if isinstance(v, ast.Name) and k is not None:
+                self.pending.append((k, v.id))
+
+    def resolve_mappings(self) -> None:
+        """Keys like `LoraLoaderLM.NAME` name classes of modules parsed later: resolved once all are read."""
+        for k, cls in self.pending:
+            key = self.string(k, self.module_constants.get(cls, {}), {})
+            if key:
+                self.mappings.setdefault(key, cls)
+            else:
+                self.unresolved.add(cls)
+
+    def _registration(self, n: ast.AST) -> None:
+        """Extensions a pack registers for its folder: `folder_names_and_paths["k"] = (paths, {".gguf"})` or a
+        helper called with the key and a literal list of extensions (`_add_folder_path("inpaint", [...])`)."""
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Subscript) \
+                and _attr_name(n.targets[0].value) == "folder_names_and_paths":
+            key = _str(n.targets[0].slice)
+            if key and isinstance(n.value, ast.Tuple) and len(n.value.elts) == 2:
+                exts = _extensions(n.value.elts[1])
+                if exts:
+                    self.extensions.setdefault(key, exts)
+        elif isinstance(n, ast.Call) and len(n.args) >= 2 and _str(n.args[0]):
+            exts = next((e for e in map(_extensions, n.args[1:]) if e), None)
+            if exts:
+                self.extensions.setdefault(_str(n.args[0]), exts)
+
+    def class_constant(self, cls_name: str, attr: str) -> str | None:
+        """A string class attribute, followed through its module's names and small pack helpers
+        (rgthree: `NAME = NODE_NAME`, `NODE_NAME = get_name('Power Prompt')`)."""
+        cls = self.classes.get(cls_name)
+        for stmt in cls.body if cls else ():
+            if isinstance(stmt, ast.Assign) and any(_name_of(t) == attr for t in stmt.targets):
+                return self.string(stmt.value, self.module_constants.get(cls_name, {}), {})
+        return None
+
+    def string(self, e: ast.expr, names: dict[str, ast.expr], env: dict[str, str], depth: int = 0) -> str | None:
+        """The value of a string expression made of literals, names, `.format`, f-strings and `+`."""
+        if depth > _DEPTH:
+            return None
+        if _str(e) is not None:
+            return _str(e)
+        if isinstance(e, ast.Name):
+            if e.id in env:
+                return env[e.id]
+            v = names.get(e.id) or self.constant(e.id)
+            return self.string(v, names, {}, depth + 1) if v is not None else None
+        if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id in self.classes:
+            return self.class_constant(e.value.id, e.attr)
+        if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+            a, b = self.string(e.left, names, env, depth + 1), self.string(e.right, names, env, depth + 1)
+            return a + b if a is not None and b is not None else None
+        if isinstance(e, ast.JoinedStr):
+            parts = [self.string(v.value if isinstance(v, ast.FormattedValue) else v, names, env, depth + 1)
+                     for v in e.values]
+            return "".join(parts) if all(p is not None for p in parts) else None  # type: ignore[arg-type]
+        if not isinstance(e, ast.Call):
+            return None
+        args = [self.string(a, names, env, depth + 1) for a in e.args]
+        if any(a is None for a in args):
+            return None
+        if isinstance(e.func, ast.Attribute) and e.func.attr == "format":
+            fmt = self.string(e.func.value, names, env, depth + 1)
+            try:
+                return fmt.format(*args) if fmt is not None else None
+            except (IndexError, KeyError, ValueError):
+                return None
+        fn = self.function(_name_of(e.func) or "")
+        rets = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None] if fn else []
+        if len(rets) != 1:
+            return None
+        params = [a.arg for a in fn.args.args]  # type: ignore[union-attr]
+        return self.string(rets[0], names, dict(zip(params, args)), depth + 1)  # type: ignore[arg-type]
+
+
+def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
+    """Statements that run at import, through if/try/for/with blocks but not into functions and classes
+    (where NODE_CLASS_MAPPINGS and folder registrations are)."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        if isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
+            inner = list(getattr(stmt, "body", [])) + list(getattr(stmt, "orelse", [])) \
+                + [s for h in getattr(stmt, "handlers", []) for s in h.body] + list(getattr(stmt, "finalbody", []))
+            yield from _module_level(inner)
+        else:
+            yield stmt
+
+
+def _name_of(e: ast.AST) -> str | None:
+    return e.id if isinstance(e, ast.Name) else None
+
+
+def _attr_name(e: ast.AST) -> str | None:
+    return e.attr if isinstance(e, ast.Attribute) else e.id if isinstance(e, ast.Name) else None
+
+
+def _str(e: ast.AST | None) -> str | None:
+    return e.value if isinstance(e, ast.Constant) and isinstance(e.value, str) else None
+
+
+def _extensions(e: ast.AST) -> frozenset[str]:
+    if isinstance(e, ast.Call) and _attr_name(e.func) == "set" and e.args:
+        e = e.args[0]
+    if isinstance(e, (ast.Set, ast.List, ast.Tuple)):
+        exts = [_str(x) for x in e.elts]
+        if exts and all(x and x.startswith(".") for x in exts):
+            return frozenset(x.lower() for x in exts)  # type: ignore[union-attr]
+    return frozenset()
+
+
+class _Scope:
+    """Names assigned inside one function (and its class), to follow `bboxs = [...]` back to a listing."""
+
+    def __init__(self, pack: _Pack, fn: ast.AST | None, cls: ast.ClassDef | None):
+        self.pack, self.cls = pack, cls
+        self.assigned: dict[str, list[ast.expr]] = {}
+        for n in ast.walk(fn) if fn is not None else ():
+            if isinstance(n, ast.Assign):
+                for t in n.targets:
+                    if isinstance(t, ast.Name):
+                        self.assigned.setdefault(t.id, []).append(n.value)
+                    elif isinstance(t, ast.Attribute) and _name_of(t.value) in ("s", "cls", "self"):
+                        self.assigned.setdefault("." + t.attr, []).append(n.value)  # s.model_paths = ...
+            elif isinstance(n, (ast.AugAssign, ast.AnnAssign)) and isinstance(n.target, ast.Name) and n.value:
+                self.assigned.setdefault(n.target.id, []).append(n.value)
+            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("append", "extend") \
+                    and isinstance(n.func.value, ast.Name) and n.args:
+                self.assigned.setdefault(n.func.value.id, []).append(n.args[0])
+
+    def values(self, name: str) -> list[ast.expr]:
+        if name in self.assigned:
+            return self.assigned[name]
+        v = self.pack.constant(name)
+        return [v] if v is not None else []
+
+    def folder_name(self, e: ast.expr, depth: int = 0) -> str | None:
+        s = _str(e)
+        if s is not None or depth > _DEPTH:
+            return s
+        if isinstance(e, ast.Name):
+            return next((f for f in (self.folder_name(v, depth + 1) for v in self.values(e.id)) if f), None)
+        if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name):  # Folders.ANIMATEDIFF_MODELS
+            return self.pack.class_constant(e.value.id, e.attr)
+        return None
+
+    def method(self, e: ast.expr) -> ast.AST | None:
+        """`s.get_filename_list()` / `cls.x()` -> that method; `helper()` -> the pack's function."""
+        if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id in ("s", "cls", "self") \
+                and self.cls is not None:
+            return next((m for m in self.cls.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                         and m.name == e.attr), None)
+        name = _attr_name(e)
+        return self.pack.function(name) if name else None
+
+
+def _listings(e: ast.expr, scope: _Scope, depth: int = 0, prefix: str = "") -> list[tuple[str, str]]:
+    """(prefix, folder) of every folder listing an options expression is built from, in order."""
+    if depth > _DEPTH or e is None:
+        return []
+    if isinstance(e, ast.Call):
+        name = _attr_name(e.func)
+        if name in _FOLDER_CALLS and e.args:
+            folder = scope.folder_name(e.args[0])
+            return [(prefix, folder)] if folder else []
+        out: list[tuple[str, str]] = []
+        for a in list(e.args) + [k.value for k in e.keywords]:
+            out += _listings(a, scope, depth + 1, prefix)
+        target = scope.method(e.func) if not out else None
+        if target is not None:
+            inner = _Scope(scope.pack, target, scope.cls)
+            for ret in (n.value for n in ast.walk(target) if isinstance(n, ast.Return) and n.value is not None):
+                out += _listings(ret, inner, depth + 1, prefix)
+        return out
+    if isinstance(e, (ast.ListComp, ast.GeneratorExp, ast.SetComp)):
+        elt = e.elt
+        if isinstance(elt, ast.BinOp) and isinstance(elt.op, ast.Add) and _str(elt.left):
+            prefix += _str(elt.left)  # type: ignore[operator]
+        elif isinstance(elt, ast.JoinedStr) and elt.values and _str(elt.values[0]):
+            prefix += _str(elt.values[0])  # type: ignore[operator]
+        return [x for g in e.generators for x in _listings(g.iter, scope, depth + 1, prefix)]
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+        return _listings(e.left, scope, depth + 1, prefix) + _listings(e.right, scope, depth + 1, prefix)
+    if isinstance(e, (ast.List, ast.Tuple, ast.Set)):
+        return [x for el in e.elts for x in _listings(el.value if isinstance(el, ast.Starred) else el,
+                                                         scope, depth + 1, prefix)]
+    if isinstance(e, ast.Starred):
+        return _listings(e.value, scope, depth + 1, prefix)
+    if isinstance(e, ast.Name):
+        return [x for v in scope.values(e.id) for x in _listings(v, scope, depth + 1, prefix)]
+    if isinstance(e, ast.Attribute) and _name_of(e.value) in ("s", "cls", "self"):
+        return [x for v in scope.values("." + e.attr) for x in _listings(v, scope, depth + 1, prefix)]
+    if isinstance(e, ast.IfExp):
+        return _listings(e.body, scope, depth + 1, prefix) + _listings(e.orelse, scope, depth + 1, prefix)
+    return []
+
+
+def _entry(e: ast.expr, scope: _Scope) -> tuple[list, list[tuple[str, str]]] | None:
+    """An input's (definition entry, listings): `[kind or options, {config}]` as /object_info has it."""
+    if isinstance(e, ast.Name):
+        e = next((v for v in scope.values(e.id) if isinstance(v, (ast.Tuple, ast.List))), e)
+    if not isinstance(e, (ast.Tuple, ast.List)) or not e.elts:
+        return None
+    first = e.elts[0]
+    config: dict[str, Any] = {}
+    if len(e.elts) > 1 and isinstance(e.elts[1], ast.Dict):
+        for k, v in zip(e.elts[1].keys, e.elts[1].values):
+            if _str(k) in ("forceInput", "control_after_generate") and isinstance(v, ast.Constant):
+                config[_str(k)] = v.value  # type: ignore[index]
+    kind = _str(first)
+    if kind is None and isinstance(first, ast.Name):
+        kind = next((s for s in map(_str, scope.values(first.id)) if s), None)
+    if kind is not None:
+        return [kind, config], []
+    if isinstance(first, (ast.Name, ast.Attribute)) and not scope.values(_attr_name(first) or ""):
+        return ["*", config], []  # a custom type constant (any_type, IO.ANY): a link, not a widget
+    options = [x.value for x in first.elts if isinstance(x, ast.Constant)] if isinstance(first, ast.List) else []
+    return [options, config], _listings(first, scope)
+
+
+def _section_dicts(e: ast.expr | None, scope: _Scope, depth: int = 0) -> Iterator[ast.Dict]:
+    if depth > 3 or e is None:
+        return
+    if isinstance(e, ast.Dict):
+        yield e
+    elif isinstance(e, ast.Name):
+        for v in scope.values(e.id):
+            yield from _section_dicts(v, scope, depth + 1)
+
+
+class _NodeReader:
+    def __init__(self, pack: _Pack):
+        self.pack = pack
+
+    def v1(self, cls: ast.ClassDef, depth: int = 0) -> dict[str, Any] | None:
+        fn = next((m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name == "INPUT_TYPES"), None)
+        if fn is None:
+            for base in cls.bases:
+                parent = self.pack.classes.get(_attr_name(base) or "")
+                if parent is not None and parent is not cls and depth < 4:
+                    return self.v1(parent, depth + 1)
+            return None
+        scope = _Scope(self.pack, fn, cls)
+        inputs: dict[str, dict[str, list]] = {}
+        listings: dict[str, list[tuple[str, str]]] = {}
+        for ret in (n.value for n in ast.walk(fn) if isinstance(n, ast.Return)):
+            for top in _section_dicts(ret, scope):
+                for k, v in zip(top.keys, top.values):
+                    section = _str(k)
+                    if section not in ("required", "optional") or section in inputs:
+                        continue
+                    inputs[section] = {}
+                    for d in _section_dicts(v, scope):
+                        for name_node, entry_node in zip(d.keys, d.values):
+                            name = _str(name_node)
+                            entry = _entry(entry_node, scope) if name else None
+                            if entry is None:
+                                continue
+                            inputs[section][name] = entry[0]  # type: ignore[index]
+                            if entry[1]:
+                                listings[name] = entry[1]  # type: ignore[index]
+            if inputs:
+                break
+        return self._definition(inputs, listings) if inputs else None
+
+    def v3(self, cls: ast.ClassDef) -> tuple[str, dict[str, Any]] | None:
+        fn = next((m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name == "define_schema"), None)
+        schema = next((n for n in ast.walk(fn) if isinstance(n, ast.Call) and _attr_name(n.func) == "Schema"),
+                      None) if fn else None
+        if schema is None:
+            return None
+        kw = {k.arg: k.value for k in schema.keywords if k.arg}
+        node_id = _str(kw.get("node_id"))
+        if not node_id or not isinstance(kw.get("inputs"), ast.List):
+            return None
+        scope = _Scope(self.pack, fn, cls)
+        inputs: dict[str, dict[str, list]] = {"required": {}, "optional": {}}
+        listings: dict[str, list[tuple[str, str]]] = {}
+        for call in kw["inputs"].elts:  # type: ignore[union-attr]
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.args
+                    and _str(call.args[0]) and isinstance(call.func.value, ast.Attribute)):
+                continue
+            name, kind = _str(call.args[0]), _V3_KINDS.get(call.func.value.attr, "*")
+            optional = any(k.arg == "optional" and isinstance(k.value, ast.Constant) and k.value.value
+                           for k in call.keywords)
+            found = [x for a in call.args[1:] + [k.value for k in call.keywords if k.arg == "options"]
+                     for x in _listings(a, scope)]
+            inputs["optional" if optional else "required"][name] = [[] if kind == "COMBO" else kind, {}]  # type: ignore[index]
+            if found:
+                listings[name] = found  # type: ignore[index]
+        return node_id, self._definition(inputs, listings)
+
+    def _definition(self, inputs: dict[str, dict[str, list]], listings: dict[str, list[tuple[str, str]]]) -> dict:
+        ext = self.pack.extensions
+        folder_map = FolderMap("static", {
+            name: tuple(dict.fromkeys(Listing(map_legacy(f), p, ext.get(f, frozenset())) for p, f in found))
+            for name, found in listings.items()})
+        return {"input": inputs, "input_order": {s: list(v) for s, v in inputs.items()}, FOLDER_MAP_KEY: folder_map}
+
+
+def _py_files(pack_dir: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(pack_dir):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
+        for f in sorted(filenames):
+            if f.endswith(".py"):
+                yield Path(dirpath) / f
+
+
+def read_pack(pack_dir: Path) -> dict[str, dict[str, Any]]:
+    """Node type -> definition (input order and FolderMap) for one pack folder."""
+    pack = _Pack()
+    for path in _py_files(pack_dir):
+        try:
+            if path.stat().st_size > _MAX_FILE_BYTES:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if not any(m in text for m in _MENTIONS):
+                pack.unread[path] = text  # no node here: parsed only if a helper or constant is looked up in it
+                continue
+            pack.add(ast.parse(text, filename=str(path)))
+        except (OSError, SyntaxError, ValueError, RecursionError) as e:
+            log.debug("skipped %s: %s", path, e)
+    pack.resolve_mappings()
+    reader = _NodeReader(pack)
+    defs: dict[str, dict[str, Any]] = {}
+    for name, cls in list(pack.classes.items()):
+        v3 = reader.v3(cls)
+        if v3:
+            defs.setdefault(v3[0], v3[1])
+            continue
+        # Mapped classes under their keys; a pack with no mapping this reader can follow: by class name.
+        types = [t for t, c in pack.mappings.items() if c == name] \
+            or ([name] if not pack.mappings or name in pack.unresolved else [])
+        definition = reader.v1(cls) if types else None
+        for t in types if definition else ():
+            defs.setdefault(t, definition)
+    return defs
+
+
+def read_custom_nodes(base: Path) -> dict[str, dict[str, Any]]:
+    """Every pack in a custom_nodes folder read statically (disabled packs and this one left out)."""
+    defs: dict[str, dict[str, Any]] = {}
+    if not base.is_dir():
+        return defs
+    here = Path(__file__).resolve().parent.parent
+    for d in sorted(base.iterdir()):
+        try:
+            if not d.is_dir() or d.name.endswith(".disabled") or d.name.startswith(".") or d.resolve() == here:
+                continue
+        except OSError:
+            continue
+        for node_type, definition in read_pack(d).items():
+            defs.setdefault(node_type, definition)
+    return defs
+
+
+_READ: dict[Path, dict[str, dict[str, Any]]] = {}  # one reading per custom_nodes folder and process (the CLI)
+
+
+class WithPackDefs(Mapping):
+    """/object_info definitions (maybe none) completed by what the packs' sources say, read on first use:
+    a definition without a folder map gets the one read statically; a node type /object_info lacks gets
+    its read definition (input order included). Only `get`/`[]` are cheap: iterating reads every pack."""
+
+    def __init__(self, object_info: dict[str, Any] | None, custom_nodes: Path):
+        self._info = object_info or {}
+        self._custom_nodes = custom_nodes
+
+    def _read(self) -> dict[str, dict[str, Any]]:
+        if self._custom_nodes not in _READ:
+            _READ[self._custom_nodes] = read_custom_nodes(self._custom_nodes)
+        return _READ[self._custom_nodes]
+
+    def __getitem__(self, node_type: str) -> Any:
+        d = self._info.get(node_type)
+        if isinstance(d, dict) and folder_map_of(d) is not None:
+            return d
+        read = self._read().get(node_type)
+        if d is None:
+            if read is None:
+                raise KeyError(node_type)
+            return read
+        return with_folder_map(d, folder_map_of(read)) if read else d
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set(self._info) | set(self._read()))
+
+    def __len__(self) -> int:
+        return len(set(self._info) | set(self._read()))
+
+    def __bool__(self) -> bool:
+        return True
