@@ -1,9 +1,14 @@
 """Which custom node pack provides a missing node type, and how to install it by hand.
 
-Trust order for one type (issue 6): the node's own `properties` (`cnr_id`, then `aux_id`), then
+Trust order for one type (issue 6): the node's own `cnr_id` (a registry id), then
 ComfyUI-Manager's `extension-node-map.json` (its `preemptions`, exact names, then the
-`nodename_pattern` regexes). The map is read where Manager is installed (a
-`custom_nodes/ComfyUI-Manager*` folder or the `comfyui-manager` package), never copied here.
+`nodename_pattern` regexes). A node's `aux_id` (a GitHub repository the workflow names) only
+picks among the packs the map lists for its type; for a type the map lacks, it names the pack,
+marked `unlisted` when Manager's list does not know the repository (never installed with
+Manager: a shared workflow could name anyone's code). The map is read where Manager is installed
+(a `custom_nodes/ComfyUI-Manager*` folder, the `comfyui-manager` package, or the lists Manager
+downloaded into `user/__manager/cache`), else from the snapshot shipped in fixer/data (built by
+scripts/build_node_map.py).
 
 Several packs listing the same type are ranked, most likely first, by:
 1. another node of the same run names the pack outright (`cnr_id`/`aux_id`),
@@ -16,6 +21,7 @@ Several packs listing the same type are ranked, most likely first, by:
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import logging
@@ -38,6 +44,8 @@ MAP_FILE = "extension-node-map.json"
 LIST_FILE = "custom-node-list.json"
 STATS_FILE = "github-stats.json"
 MANAGER_PACKAGE = "comfyui_manager"  # import name of the `comfyui-manager` PyPI package
+MANAGER_CACHE = Path("user") / "__manager" / "cache"  # Manager 4.x: "<channel hash>_<file>"
+SNAPSHOT_FILE = Path(__file__).resolve().parent / "data" / "node_map.json.gz"
 CORE_REPOS = frozenset({"github.com/comfyanonymous/comfyui", "github.com/comfy-org/comfyui"})
 CORE_ID = "comfy-core"
 REGISTRY_URL = "https://registry.comfy.org/nodes/"
@@ -122,24 +130,27 @@ class PackIndex:
     """Node type -> pack knowledge from ComfyUI-Manager's data files."""
 
     data: IndexData = field(default_factory=IndexData)
-    source: str | None = None  # the extension-node-map.json read, None when none was found
+    source: str | None = None  # the map file read, None when none was found
     comfyui_root: Path | None = None
     load_seconds: float = 0.0
+    from_snapshot: bool = False  # the shipped snapshot, not an installed Manager's files
 
     @classmethod
-    def load(cls, comfyui_root: Path | str | None, *, search_package: bool = True) -> "PackIndex":
-        """Find Manager's files under the root's custom_nodes or in the installed package; empty if none.
+    def load(cls, comfyui_root: Path | str | None, *, search_package: bool = True,
+             snapshot: Path | None = SNAPSHOT_FILE) -> "PackIndex":
+        """Manager's files where it is installed (the newest copy), else the `snapshot`; empty if neither.
 
         Parsed once per process per file version (path + mtime): the map is megabytes.
         """
         root = Path(comfyui_root).expanduser() if comfyui_root else None
         started = time.perf_counter()
         found = find_manager_data(root, search_package=search_package)
+        if found is None and snapshot is not None and snapshot.is_file():
+            found = ManagerFiles(snapshot, snapshot=True)
         if found is None:
             log.info("ComfyUI-Manager's %s not found; node packs cannot be named", MAP_FILE)
             return cls(comfyui_root=root)
-        map_path = found / MAP_FILE
-        stamp = (str(map_path), map_path.stat().st_mtime_ns)
+        stamp = (str(found.map), found.map.stat().st_mtime_ns)
         data = _CACHE.get(stamp)
         if data is None:
             data = read_index_data(found)
@@ -147,8 +158,9 @@ class PackIndex:
             _CACHE[stamp] = data
         seconds = time.perf_counter() - started
         log.info("Node pack index: %d packs, %d node types, %d patterns from %s in %.0f ms",
-                 len(data.packs), len(data.by_type), len(data.patterns), map_path, seconds * 1000)
-        return cls(data=data, source=str(map_path), comfyui_root=root, load_seconds=seconds)
+                 len(data.packs), len(data.by_type), len(data.patterns), found.map, seconds * 1000)
+        return cls(data=data, source=str(found.map), comfyui_root=root, load_seconds=seconds,
+                   from_snapshot=found.snapshot)
 
     @property
     def empty(self) -> bool:
@@ -185,15 +197,35 @@ class PackIndex:
 _CACHE: dict[tuple[str, int], IndexData] = {}
 
 
-def find_manager_data(root: Path | None, *, search_package: bool = True) -> Path | None:
-    """The folder holding extension-node-map.json: the newest of the root's Manager folders and the package."""
-    found: list[Path] = []
+@dataclass(frozen=True)
+class ManagerFiles:
+    """Where one copy of Manager's lists is: its map, and the node list and stars beside it."""
+
+    map: Path
+    listing: Path | None = None
+    stats: Path | None = None
+    snapshot: bool = False  # `map` is the shipped gzip snapshot holding all three
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> "ManagerFiles":
+        return cls(folder / MAP_FILE, folder / LIST_FILE, folder / STATS_FILE)
+
+
+def find_manager_data(root: Path | None, *, search_package: bool = True) -> ManagerFiles | None:
+    """The newest of Manager's lists: the root's Manager folders, its download cache, the package."""
+    found: list[ManagerFiles] = []
     custom_nodes = root / "custom_nodes" if root else None
     if custom_nodes and custom_nodes.is_dir():
         for d in sorted(custom_nodes.iterdir()):
             name = d.name.lower()
             if d.is_dir() and name.startswith("comfyui-manager") and not name.endswith(".disabled"):
-                found += [c for c in (d, d / MANAGER_PACKAGE) if (c / MAP_FILE).is_file()]
+                found += [ManagerFiles.in_folder(c) for c in (d, d / MANAGER_PACKAGE) if (c / MAP_FILE).is_file()]
+    cache = root / MANAGER_CACHE if root else None
+    if cache and cache.is_dir():
+        # One set per channel, named "<hash of the channel URL>_<file>"; the three share the hash.
+        for m in cache.glob(f"*_{MAP_FILE}"):
+            prefix = m.name[: -len(MAP_FILE)]
+            found.append(ManagerFiles(m, cache / f"{prefix}{LIST_FILE}", cache / f"{prefix}{STATS_FILE}"))
     if search_package:
         try:
             spec = importlib.util.find_spec(MANAGER_PACKAGE)  # locates without importing (it needs ComfyUI)
@@ -201,13 +233,15 @@ def find_manager_data(root: Path | None, *, search_package: bool = True) -> Path
             spec = None
         for loc in (spec.submodule_search_locations or []) if spec else []:
             if (Path(loc) / MAP_FILE).is_file():
-                found.append(Path(loc))
+                found.append(ManagerFiles.in_folder(Path(loc)))
     if not found:
         return None
-    return max(found, key=lambda d: (d / MAP_FILE).stat().st_mtime_ns)
+    return max(found, key=lambda f: f.map.stat().st_mtime_ns)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path | None) -> Any:
+    if path is None:
+        return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -217,14 +251,29 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def read_index_data(folder: Path) -> IndexData:
+def _read_snapshot(path: Path) -> tuple[Any, Any, Any]:
+    """The shipped snapshot: the three lists, trimmed, in one gzip JSON (scripts/build_node_map.py)."""
+    try:
+        data = json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, ValueError) as e:  # gzip.BadGzipFile is an OSError; JSON errors ValueError
+        log.warning("Cannot read the node map snapshot %s: %s; node packs cannot be named", path, e)
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+    log.info("Node packs named from the snapshot of %s", data.get("source"))
+    return data.get(MAP_FILE.removesuffix(".json")), data.get(LIST_FILE.removesuffix(".json")), \
+        data.get(STATS_FILE.removesuffix(".json"))
+
+
+def read_index_data(files: ManagerFiles) -> IndexData:
     """Parse Manager's map, list and stats. Malformed entries are skipped one by one."""
-    ext_map = _read_json(folder / MAP_FILE)
+    if files.snapshot:
+        ext_map, listing, stats = _read_snapshot(files.map)
+    else:
+        ext_map, listing, stats = _read_json(files.map), _read_json(files.listing), _read_json(files.stats)
     if not isinstance(ext_map, dict):
-        log.warning("%s is not a JSON object; node packs cannot be named", folder / MAP_FILE)
+        log.warning("%s is not a JSON object; node packs cannot be named", files.map)
         return IndexData()
-    listing = _read_json(folder / LIST_FILE)
-    stats = _read_json(folder / STATS_FILE)
     stats = stats if isinstance(stats, dict) else {}
     stars = {normalize_repo(u): s.get("stars") for u, s in stats.items() if isinstance(s, dict)}
     entries: dict[str, dict[str, Any]] = {}
@@ -347,6 +396,11 @@ class PackMatch:
     cnr_id: str | None = None  # registry id, when known (Manager installs by it)
     files: list[str] = field(default_factory=list)  # what Manager's list says to fetch
     pip: list[str] = field(default_factory=list)
+    # The repository only the workflow names (`aux_id`): not in Manager's list, never installed with it.
+    unlisted: bool = False
+    manager_installable: bool = False  # "Install with Manager" may be offered (a registry id or a listed pack)
+    install_git: list[str] = field(default_factory=list)  # git clone + pip install -r, when the repo is known
+    install_cli: list[str] = field(default_factory=list)  # comfy node install <id>, for listed packs
 
 
 def search_url(node_type: str) -> str:
@@ -362,6 +416,7 @@ class _Decision:
     cnr_id: str | None = None
     repository: str | None = None
     reason: str = ""
+    unlisted: bool = False
 
 
 def match_missing_nodes(nodes: list[NodeRef], index: PackIndex, comfyui_version: str | None,
@@ -449,20 +504,28 @@ def _decide(ref: NodeRef, index: PackIndex, running: str | None, packs: list[Pac
         return _Decision("cnr_id", pack=pack, ranked=ranked_others, cnr_id=cnr,
                          repository=pack.repository if pack else aux_id_repository(ref.aux_id or ""),
                          reason=f"the workflow names registry pack {cnr!r}")
-    if ref.aux_id:
-        repo = aux_id_repository(ref.aux_id)
-        if repo:
-            pack = index.pack(repo)
-            others = [p for p in ranked if p.key != normalize_repo(repo)]
-            return _Decision("aux_id", pack=pack, ranked=others, repository=repo,
-                             reason=f"the workflow names repository {ref.aux_id!r}")
+    aux_note = ""
+    repo = aux_id_repository(ref.aux_id or "")
+    if repo:
+        # The map's packs for this type outrank the workflow's word: it only picks among them.
+        key = normalize_repo(repo)
+        named = next((p for p in ranked if p.key == key), None)
+        if named is not None or not (ranked and kind):
+            pack = named or index.pack(repo)
+            reason = f"the workflow names repository {ref.aux_id!r}"
+            if pack is None:
+                reason += (", which is not in ComfyUI-Manager's list (an unlisted repository): read it before "
+                           "installing it by hand")
+            return _Decision("aux_id", pack=pack, ranked=[p for p in ranked if p.key != key], repository=repo,
+                             reason=reason, unlisted=pack is None)
+        aux_note = f"; the workflow names {ref.aux_id!r} instead, which Manager's map does not list for this type"
     if t in index.data.core_types and cnr != CORE_ID:  # (not when the workflow's core version is no newer)
         return _Decision("update_comfyui", ranked=ranked,
                          reason="Manager lists it as a ComfyUI core node; this ComfyUI lacks it")
     if ranked and kind:
         how = "listed by name" if kind == "exact" else "matched by its nodename_pattern"
         return _Decision(kind, pack=ranked[0], ranked=ranked[1:], repository=ranked[0].repository,
-                         reason=f"{how} in Manager's map{rank.reason(ranked, t)}")
+                         reason=f"{how} in Manager's map{rank.reason(ranked, t)}{aux_note}")
     note = ""
     if cnr == CORE_ID:
         note = f"; the workflow calls it a core node of ComfyUI {ref.ver} but this ComfyUI ({running}) lacks it"
@@ -532,14 +595,17 @@ def _build_match(refs: list[NodeRef], decisions: list[_Decision], index: PackInd
     pip = list(pack.pip) if pack else []
     title = pack.title if pack else (cnr_id or (repo or "").rstrip("/").rsplit("/", 1)[-1])
     pack_id = cnr_id or (pack.id if pack else _repo_id(repo))
-    if cnr_id:
-        install = registry_install_commands(cnr_id, index.comfyui_root)
-    else:
-        install = install_commands(repo or "", files=tuple(files), install_type=pack.install_type if pack else "git-clone",
-                                   pip=tuple(pip), root=index.comfyui_root, python=python)
+    install_git = install_commands(repo, files=tuple(files), install_type=pack.install_type if pack else "git-clone",
+                                   pip=tuple(pip), root=index.comfyui_root, python=python) if repo else []
+    # comfy-cli takes a registry id; for a listed pack, Manager's key for it: the repository name, lower-cased.
+    cli_id = cnr_id or (pack.key.rsplit("/", 1)[-1] if pack else None)
+    install_cli = registry_install_commands(cli_id, index.comfyui_root) if cli_id else []
+    unlisted = not cnr_id and any(x.unlisted for x in decisions)
     return PackMatch(id=pack_id, title=title, repository=repo, version=version, matched_by=d.kind,
                      node_types=types, workflows=workflows, reason=reason, candidates=candidates,
-                     install=install, cnr_id=cnr_id, files=files, pip=pip)
+                     install=install_cli if cnr_id else install_git, cnr_id=cnr_id, files=files, pip=pip,
+                     unlisted=unlisted, manager_installable=not unlisted and bool(cnr_id or pack),
+                     install_git=install_git, install_cli=install_cli)
 
 
 def _repo_id(repo: str | None) -> str | None:
@@ -629,6 +695,10 @@ def missing_nodes_json(nodes: list[NodeRef], matches: list[PackMatch]) -> list[d
             "candidates": [{"id": c.id, "title": c.title, "repository": c.repository, "stars": c.stars}
                            for c in (m.candidates if m else [])],
             "install": m.install if m else [],
+            "install_git": m.install_git if m else [],
+            "install_cli": m.install_cli if m else [],
+            "unlisted": m.unlisted if m else False,
+            "manager_installable": m.manager_installable if m else False,
             "search_url": m.search_url if m else search_url(ref.node_type),
         })
     return out
@@ -660,7 +730,9 @@ def packs_markdown(matches: list[PackMatch]) -> str:
                 lines.append("- Update ComfyUI" + (f" to {m.version} or newer" if m.version else "")
                              + "; these are core nodes, not a custom pack.")
             if m.repository:
-                lines.append(f"- Repository: {m.repository}")
+                lines.append(f"- Repository: {m.repository}"
+                             + (" (unlisted: not in ComfyUI-Manager's list; read it before installing)"
+                                if m.unlisted else ""))
             if m.version:
                 lines.append(f"- Version in workflow: {m.version}")
             lines.append(f"- Matched by: {m.matched_by} ({m.reason})")
@@ -670,8 +742,10 @@ def packs_markdown(matches: list[PackMatch]) -> str:
             lines.append("- Also provided by: " + ", ".join(
                 f"{c.title} ({c.repository}" + (f", {c.stars} stars" if c.stars is not None else "") + ")"
                 for c in m.candidates[:5]) + (f" and {len(m.candidates) - 5} more" if len(m.candidates) > 5 else ""))
-        if m.install:
-            verb = "Update" if m.matched_by == "update_comfyui" else "Install"
-            lines += [f"- {verb} by hand, then restart ComfyUI:", "", "```sh", *m.install, "```"]
+        if m.matched_by == "update_comfyui":
+            lines += ["- Update by hand, then restart ComfyUI:", "", "```sh", *m.install, "```"]
+        for how, cmds in (("with git", m.install_git), ("with comfy-cli", m.install_cli)):
+            if cmds:
+                lines += [f"- Install {how}, then restart ComfyUI:", "", "```sh", *cmds, "```"]
         lines.append("")
     return "\n".join(lines)

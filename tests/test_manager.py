@@ -20,6 +20,7 @@ from fixer.manager_client import (
     detect_from_routes,
     install_requests,
     installed_location,
+    listed_target,
     probe,
     queue_install,
     registry_id_from_mappings,
@@ -303,3 +304,23 @@ async def test_wrong_api_guess_names_the_missing_route(aiohttp_server, real):
     url, _ = await start_fake(aiohttp_server, "legacy")
     with pytest.raises(ManagerError, match="no /v2/manager/queue/task route"):
         await queue_install(url, match_for(real, "UnetLoaderGGUF", cnr_id="comfyui-gguf"), "v2_task")
+
+
+# ---------------------------------------------------------------- what the install route may ask for
+
+
+def test_a_repository_in_managers_list_is_an_install_target(real):
+    target = listed_target(real, "cubiq/ComfyUI_IPAdapter_plus")
+    assert (target.repository, target.cnr_id) == ("https://github.com/cubiq/ComfyUI_IPAdapter_plus", None)
+
+
+def test_a_registry_id_is_installed_by_that_id(real):
+    target = listed_target(real, "comfyui-gguf")
+    assert (target.cnr_id, target.repository) == ("comfyui-gguf", None)
+
+
+def test_an_unlisted_repository_is_never_an_install_target(real):
+    with pytest.raises(ManagerError, match="unlisted repository") as e:
+        listed_target(real, "attacker/ComfyUI_IPAdapter_plus")
+    assert "https://github.com/attacker/ComfyUI_IPAdapter_plus" in str(e.value)
+

@@ -174,8 +174,8 @@ def test_pack_named_by_cnr_id_on_one_node_and_found_by_name_for_another_is_one_g
     assert m.workflows == ["a.json", "b.json"]
 
 
-def test_no_manager_installed_gives_empty_index_and_unknown_types(tmp_path):
-    index = PackIndex.load(tmp_path, search_package=False)
+def test_no_manager_installed_and_no_snapshot_gives_empty_index_and_unknown_types(tmp_path):
+    index = PackIndex.load(tmp_path, search_package=False, snapshot=None)
     assert index.empty and index.source is None
     [m] = match_missing_nodes([make_ref("CR Seed to Int")], index, RUNNING)
     assert m.matched_by == "unknown" and "was not found" in m.reason
@@ -391,3 +391,77 @@ def test_workflow_scanned_against_object_info_names_its_packs(tmp_path, real):
         ("cnr_id", "comfyui-videohelpersuite"), ("aux_id", "rgthree/rgthree-comfy")]
     assert one(matches, "VHS_VideoCombine").repository == "https://github.com/Kosinkadink/ComfyUI-VideoHelperSuite"
     assert all(m.workflows == ["shared.json"] for m in matches)
+
+
+# ---------------------------------------------------------------- without Manager: the shipped snapshot
+
+
+@pytest.fixture(scope="module")
+def snapshot_index() -> PackIndex:
+    index = PackIndex.load(None, search_package=False)
+    assert index.from_snapshot and index.source == str(nodepacks.SNAPSHOT_FILE)
+    return index
+
+
+def test_without_manager_the_snapshot_names_the_ipadapter_pack_with_both_install_ways(snapshot_index):
+    [m] = match_missing_nodes([make_ref("IPAdapterModelLoader")], snapshot_index, RUNNING)
+    assert (m.matched_by, m.id, m.title) == ("exact", "cubiq/ComfyUI_IPAdapter_plus", "ComfyUI_IPAdapter_plus")
+    assert m.repository == "https://github.com/cubiq/ComfyUI_IPAdapter_plus"
+    assert m.install_git == ["git clone https://github.com/cubiq/ComfyUI_IPAdapter_plus custom_nodes/ComfyUI_IPAdapter_plus",
+                             "python -m pip install -r custom_nodes/ComfyUI_IPAdapter_plus/requirements.txt",
+                             "python -m pip install insightface"]
+    assert m.install_cli == ["comfy node install comfyui_ipadapter_plus"]
+    assert m.manager_installable and not m.unlisted
+
+
+def test_snapshot_holds_what_the_installed_manager_map_says(snapshot_index, real):
+    assert snapshot_index.data.by_type == real.data.by_type
+    assert snapshot_index.data.core_types == real.data.core_types
+    assert [k for _, k in snapshot_index.data.patterns] == [k for _, k in real.data.patterns]
+    assert snapshot_index.data.packs == real.data.packs  # titles, list ids, files, pip, stars, preemptions
+
+
+def test_an_installed_manager_wins_over_the_snapshot(tmp_path):
+    index = local_index(tmp_path, {"https://github.com/me/Fork": {"nodes": ["IPAdapterModelLoader"]}})
+    assert not index.from_snapshot
+    [m] = match_missing_nodes([make_ref("IPAdapterModelLoader")], index, RUNNING)
+    assert m.id == "me/Fork"
+
+
+def test_the_lists_manager_downloaded_into_its_cache_are_read(tmp_path):
+    root = tmp_path / "ComfyUI"
+    cache = root / "user" / "__manager" / "cache"
+    make_manager_dir(cache, {"https://github.com/me/Cached": {"nodes": ["CachedNode"]}},
+                     listing=[{"title": "Cached Pack", "reference": "https://github.com/me/Cached", "id": "cached"}])
+    for name in ("extension-node-map.json", "custom-node-list.json", "github-stats.json"):
+        (cache / name).rename(cache / f"1514988643_{name}")  # Manager names them "<channel hash>_<file>"
+    index = PackIndex.load(root, search_package=False, snapshot=None)
+    assert index.source == str(cache / "1514988643_extension-node-map.json")
+    [m] = match_missing_nodes([make_ref("CachedNode")], index, RUNNING)
+    assert (m.id, m.title) == ("me/Cached", "Cached Pack")
+
+
+# ---------------------------------------------------------------- a workflow's aux_id vs Manager's curated map
+
+
+def test_aux_id_naming_another_repo_never_outranks_the_maps_pack_for_the_type(real):
+    [m] = match_missing_nodes([make_ref("IPAdapterModelLoader", aux_id="attacker/ComfyUI_IPAdapter_plus")],
+                              real, RUNNING)
+    assert (m.matched_by, m.id) == ("exact", "cubiq/ComfyUI_IPAdapter_plus")
+    assert m.manager_installable and not m.unlisted
+    assert "'attacker/ComfyUI_IPAdapter_plus' instead" in m.reason
+    assert all("attacker" not in c for c in m.install_git + m.install_cli + m.install)
+
+
+def test_aux_id_repository_no_list_knows_is_unlisted_and_not_for_manager(real):
+    [m] = match_missing_nodes([make_ref("TotallyNewNode", aux_id="someone/comfyui-new-pack")], real, RUNNING)
+    assert (m.matched_by, m.id, m.repository) == ("aux_id", "someone/comfyui-new-pack",
+                                                 "https://github.com/someone/comfyui-new-pack")
+    assert m.unlisted and not m.manager_installable
+    assert "unlisted repository" in m.reason
+    assert m.install_git[0] == "git clone https://github.com/someone/comfyui-new-pack custom_nodes/comfyui-new-pack"
+    assert m.install_cli == []
+    [entry] = missing_nodes_json([make_ref("TotallyNewNode", aux_id="someone/comfyui-new-pack")], [m])
+    assert (entry["unlisted"], entry["manager_installable"]) == (True, False)
+    assert "unlisted: not in ComfyUI-Manager's list" in packs_markdown([m])
+

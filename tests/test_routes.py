@@ -368,6 +368,31 @@ async def test_install_pack_is_queued_with_the_manager_comfyui_runs(monkeypatch,
         [("install", "comfyui-foo", "latest")]
 
 
+async def test_install_pack_of_an_unlisted_repository_is_409_and_manager_is_not_asked(monkeypatch, comfy_root,
+                                                                                     aiohttp_client):
+    from fake_comfy import install_comfy
+
+    asked: list[str] = []
+
+    async def queue_task(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.Response()
+
+    server = install_comfy(monkeypatch, comfy_root)
+    ps = server.PromptServer.instance
+    monkeypatch.setattr(sr.comfy_runtime, "_links", sr.comfy_links(ps))
+    ps.app.router.add_post("/v2/manager/queue/task", queue_task)
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service)
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "attacker/evil-nodes"})
+    assert r.status == 409
+    assert "unlisted repository" in (await r.json())["error"]
+    assert asked == []
+
+
 async def test_install_pack_without_manager_routes_is_409(monkeypatch, comfy_root, aiohttp_client):
     from fake_comfy import install_comfy
 
