@@ -149,7 +149,8 @@ class Resolution:
     folder: str | None
     chosen: Candidate | None
     candidates: list[Candidate] = field(default_factory=list)
-    tried: list[str] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)  # the details behind `why`, one line per search
+    why: str = ""  # one sentence for a person: where it was found, or why not ("searched 7 ways")
 
     @property
     def source(self) -> str:

@@ -143,11 +143,15 @@ class Resolver:
         found = Found()
         if ref.unsafe_reason:  # never searched for, never written anywhere
             found.tried.append(f"refused: the name is unsafe ({ref.unsafe_reason}); fix it in the workflow")
-            return Resolution(name=ref.name, folder=ref.folder, chosen=None, tried=found.tried)
+            return Resolution(name=ref.name, folder=ref.folder, chosen=None, tried=found.tried,
+                              why=f"Refused: the name is unsafe ({ref.unsafe_reason}); fix it in the workflow")
         try:
             for stage in ([self.local], self.offline, self.online, [self.fuzzy], self.last):
                 if not stage:
                     continue
+                for s in stage:
+                    if s.name in ("local", "catalog"):
+                        run.searched(ref, "this computer's model folders" if s.name == "local" else "model catalogs")
                 found.extend(await self._ask(stage, ref, run))
                 chosen, _ = choose(ref, found.candidates, threshold)
                 if chosen is not None:
@@ -166,6 +170,9 @@ class Resolver:
             chosen, others = None, sorted(found.candidates, key=rank_key, reverse=True)
         res = Resolution(name=ref.name, folder=chosen.folder if chosen else ref.folder, chosen=chosen,
                          candidates=others, tried=found.tried)
+        res.why = explain(res, [n for n, on in (("Civitai", self.ctx.config.civitai),
+                                                ("Hugging Face", self.ctx.config.huggingface)) if on],
+                          len(run.ways(ref)))
         if chosen:
             action("model_resolved", model=ref.name, folder=chosen.folder, source=chosen.source,
                    confidence=chosen.confidence, url=chosen.url, local_path=chosen.local_path, reason=chosen.reason)
@@ -173,6 +180,32 @@ class Resolver:
             action("model_not_resolved", model=ref.name, folder=ref.folder, candidates=len(others),
                    best=(others[0].url or others[0].local_path) if others else None, tried=found.tried)
         return res
+
+
+FOUND_WORDS = {"local": "on this computer", "embedded": "through the workflow's own link",
+               "catalog": "in ComfyUI's model catalogs", "civitai": "on Civitai", "huggingface": "on Hugging Face",
+               "fuzzy": "under a near name", "llm": "by the LLM helper, confirmed by the service",
+               "user": "through your link"}
+_UNREACHED = ("could not be reached", "rate limited", "unreachable")
+
+
+def explain(res: Resolution, services: list[str], ways: int) -> str:
+    """One sentence for a person: where a model was found, or why it was not (the details are `tried`).
+    Never a server's own page: every line it reads was written by a source from its own words."""
+    c = res.chosen
+    if c is not None:
+        return f"Found {FOUND_WORDS.get(c.source, 'by ' + c.source)}."
+    if res.candidates:
+        best = res.candidates[0].reason.split(";")[0]
+        if best.startswith("made for"):
+            return f"Only a file {best} was found: choose it if you want it."
+        n = len(res.candidates)
+        return f"{n} possible source{'s' if n > 1 else ''}, none sure enough to download without asking: choose one."
+    where = " or ".join(services) or "this computer and the workflow's links"
+    down = [s for s in services if any(s in t and any(w in t for w in _UNREACHED) for t in res.tried)]
+    if down:
+        return f"Not found: {' and '.join(down)} could not be searched right now (try again later)."
+    return f"Not found on {where} (searched {ways} way{'s' if ways != 1 else ''})."
 
 
 def candidate_json(c: Candidate) -> dict[str, Any]:
@@ -200,6 +233,7 @@ def resolution_json(res: Resolution) -> dict[str, Any]:
         "gated": c.gated if c else False,
         "needs_token": c.needs_token if c else None,
         "candidates": [candidate_json(x) for x in res.candidates[:10]],
+        "why": res.why,
         "tried": res.tried,
     }
 

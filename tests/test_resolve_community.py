@@ -88,3 +88,17 @@ async def test_pasted_link_to_a_missing_file_or_another_host_is_refused_with_wor
     with pytest.raises(ConfigError, match="neither Hugging Face nor Civitai"):
         await check_link("https://example.org/b.safetensors", ModelRef("b.safetensors", "loras"),
                          hf_endpoint=upstream.base, civitai_base=upstream.base)
+
+
+async def test_not_found_is_said_in_one_sentence_with_the_searches_as_details(upstream):
+    r = await resolve_one(ModelRef("zz_exists_nowhere_q9.safetensors", "loras"))
+    assert r.why.startswith("Not found on Civitai or Hugging Face (searched ") and r.why.endswith(" ways).")
+    ways = int(r.why.split("(searched ")[1].split()[0])
+    assert ways >= 5 and len(r.tried) >= 3
+
+
+async def test_an_html_error_page_never_reaches_the_words_shown(upstream):
+    upstream.rate_limit("civitai", every=1, retry_after=0.01)
+    r = await resolve_one(ModelRef("zz_exists_nowhere_q9.safetensors", "loras"), huggingface=False)
+    assert r.why == "Not found: Civitai could not be searched right now (try again later)."
+    assert not any("<" in t for t in r.tried) and any("rate limited (HTTP 429)" in t for t in r.tried)

@@ -91,6 +91,7 @@ class SearchRun:
     families: dict[str, str] = field(default_factory=dict)  # workflow -> model family (sources.family)
     _memo: dict[Any, asyncio.Future] = field(default_factory=dict)
     _seen: dict[tuple[str, str], list[SeenFile]] = field(default_factory=dict)
+    _ways: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     async def once(self, key: Any, make: Callable[[], Awaitable[T]]) -> T:
         """Run `make()` once per key for this run; concurrent callers share the one request."""
@@ -116,6 +117,15 @@ class SearchRun:
     def seen_files(self, ref: ModelRef) -> list[SeenFile]:
         return self._seen.get(ref.key, [])
 
+    def searched(self, ref: ModelRef, way: str) -> None:
+        """Count one way of looking for `ref` (a query, a hash, a link), for "searched 7 ways"."""
+        ways = self._ways.setdefault(ref.key, [])
+        if way not in ways:
+            ways.append(way)
+
+    def ways(self, ref: ModelRef) -> list[str]:
+        return self._ways.get(ref.key, [])
+
     def family(self, ref: ModelRef) -> str | None:
         """The model family the workflows using `ref` are built for (SD 1.5, SDXL, Flux ...), if known."""
         from .family import ref_family
@@ -140,8 +150,8 @@ def said(reply: Any) -> str:
     """What a server said, fit to show a person: its own error words, never an HTML or XML page (Cloudflare
     and storage hosts answer errors with markup)."""
     text = " ".join(reply.error_text().split())
-    if _MARKUP.search(text):
-        return f"HTTP {reply.status} {STATUS_WORDS.get(reply.status, 'error')}"
+    if _MARKUP.search(text):  # callers add "(HTTP <status>)"
+        return STATUS_WORDS.get(reply.status, "an error page")
     return text[:200]
 
 

@@ -181,6 +181,7 @@ class CivitaiSource:
         return found
 
     async def _by_hash(self, ref: ModelRef, run: SearchRun, api: str, h: str, found: Found) -> None:
+        run.searched(ref, f"Civitai by hash {h}")
         reply = await run.once(("civitai_by_hash", h.upper()), lambda: run.http.get(
             "civitai", f"{api}/model-versions/by-hash/{h}", headers=run.civitai_headers()))
         run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
@@ -219,6 +220,7 @@ class CivitaiSource:
         family = run.family(ref)
         asked: list[str] = []
         for query in name_queries(ref.basename)[:MAX_QUERIES]:
+            run.searched(ref, f"Civitai {query!r}")
             items, err = await self.search(run, ref, query)
             asked.append(f"{query!r}" + (f" ({err})" if err else f" ({len(items)} models)"))
             matched = self._match(ref, run, items, family)

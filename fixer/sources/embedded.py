@@ -74,6 +74,7 @@ class EmbeddedSource:
             found.tried.append("workflow hints: none carry a URL")
             return found
         for h in hints:
+            run.searched(ref, f"the workflow's link {h.url}")
             try:
                 cand = await self._check(ref, run, h, found)
             except (aiohttp.ClientError, TimeoutError) as e:

@@ -377,6 +377,8 @@ class HuggingFaceSource:
             for item in listed:
                 items.setdefault(item.get("id", ""), item)
         asked += [f"all of {o}" for o in COMFY_ORGS]
+        for t in asked:
+            run.searched(ref, f"Hugging Face {t}")
         found.tried.append(f"Hugging Face: searched repo ids for {', '.join(repr(t) for t in asked)} "
                            f"({len(items)} repos){'; failed: ' + ', '.join(sorted(set(failed))) if failed else ''}")
         matches = await self._matches(ref, run, items, found)

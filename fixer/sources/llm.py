@@ -68,6 +68,7 @@ class LLMSource:
         except (TypeError, KeyError, IndexError):
             text = ""
         proposals = parse_proposals(text)
+        run.searched(ref, "the LLM helper")
         run.history.record("llm", ref.basename, json.dumps(proposals), ref.name)
         for p in proposals.get("huggingface", []):
             await self._confirm_hf(ref, run, p, found)
