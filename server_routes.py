@@ -185,7 +185,24 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
         workflow = field_workflow(body)
         name = field_text(body, "name", default="workflow")
         items = field_items(body)
-        return web.json_response(await get_service().start_fix(workflow, name, items), status=202)
+        review = body.get("review") is True  # the panel's "Review before download" setting
+        return web.json_response(await get_service().start_fix(workflow, name, items, review=review), status=202)
+
+    @post("/approve")
+    async def approve(request: web.Request, body: dict[str, Any]) -> web.Response:
+        return web.json_response(get_service().approve(field_items(body)))
+
+    @post("/discard_partial")
+    async def discard_partial(request: web.Request, body: dict[str, Any]) -> web.Response:
+        return web.json_response(get_service().discard_partial(field_model_name(body)))
+
+    @post("/paste_link")
+    async def paste_link(request: web.Request, body: dict[str, Any]) -> web.Response:
+        workflow = field_workflow(body)
+        wf_name = field_text(body, "workflow_name", default="workflow")
+        name = field_model_name(body)
+        link = field_text(body, "link", required=True)
+        return web.json_response(await get_service().paste_link(workflow, wf_name, name, link), status=202)
 
     @get("/status")
     async def status(request: web.Request, body: dict[str, Any]) -> web.Response:
@@ -221,7 +238,7 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     @post("/portable")
     async def portable(request: web.Request, body: dict[str, Any]) -> web.Response:
         workflow = field_workflow(body)
-        return web.json_response({"workflow": get_service().portable(workflow)})
+        return web.json_response(await get_service().portable(workflow))
 
     @post("/install_pack")
     async def install(request: web.Request, body: dict[str, Any]) -> web.Response:

@@ -77,7 +77,8 @@ class FixRun:
     def __init__(self, refs: list[ModelRef], *, config: Config, secrets: dict[str, str], bus: EventBus,
                  folders: dict[str, list[str]], inventory: Inventory | None,
                  state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = "",
-                 chosen: dict[str, Candidate] | None = None, review: bool = False):
+                 chosen: dict[str, Candidate] | None = None, review: bool = False,
+                 save_as: dict[str, str] | None = None):
         self.run_id = uuid.uuid4().hex[:12]
         self.refs = refs
         self.config = config
@@ -90,6 +91,9 @@ class FixRun:
         self.workflow = workflow
         self.rows: dict[str, Row] = {r.name: Row(r.name, r.folder) for r in refs}
         self.chosen = dict(chosen or {})  # sources the user picked: downloaded without searching again
+        # A link the user pasted keeps its file's real name (a .safetensors is never saved as .pth);
+        # the panel repoints the widget to it.
+        self.save_as = dict(save_as or {})
         self.resolutions: dict[str, Resolution] = {}
         self.transfers: dict[str, Transfer] = {}
         self.started = time.time()
@@ -232,8 +236,8 @@ class FixRun:
             return
         if not c.url:
             raise UnsafePath(name, "the chosen source has no download address")
-        req = TransferRequest(url=c.url, folder=folder, filename=name, expected_size=c.size, sha256=c.sha256,
-                              source=c.source, model_name=name)
+        req = TransferRequest(url=c.url, folder=folder, filename=self.save_as.get(name, name), expected_size=c.size,
+                              sha256=c.sha256, source=c.source, model_name=name)
         row.state = "resolved"
         self.transfers[name] = await self.manager.submit(req, dest_root)
 

@@ -83,6 +83,46 @@ def make_portable(workflow: dict[str, Any], resolutions: Iterable[Resolution], t
     return out
 
 
+def recorded_resolutions(output_dir: Path, used: dict[str, str | None],
+                         comfyui_root: Path | None = None) -> list[Resolution]:
+    """Links for models the workflow uses that are already present: this pack's download records
+    first (what was really fetched, with its sha256), then the offline catalogs (ComfyUI's
+    templates, ComfyUI-Manager's model list) when they give one link for that name and folder."""
+    from .sources.catalogs import CatalogSource
+    from .transfer.records import DOWNLOADED_FILE, read_records
+
+    found: dict[str, Resolution] = {}
+    for e in read_records(output_dir / DOWNLOADED_FILE):
+        name = str(e.get("name") or "")
+        if e.get("state") == "done" and name in used and isinstance(e.get("url"), str) and e.get("folder"):
+            c = Candidate(source=e.get("source") or "record", filename=name, folder=e["folder"], confidence=1.0,
+                          reason="downloaded by ComfyFixerSmart", url=e["url"], sha256=e.get("sha256"))
+            found[name] = Resolution(name, e["folder"], c)
+    index = CatalogSource(comfyui_root).index() if any(n not in found for n in used) else {}
+    for name, folder in used.items():
+        if name in found:
+            continue
+        entries = [x for x in index.get(name.lower(), []) if x.name == name and (folder is None or x.folder == folder)]
+        if len({x.url for x in entries}) == 1 and entries[0].folder:
+            x = entries[0]
+            c = Candidate(source="catalog", filename=name, folder=x.folder, confidence=1.0, reason=f"{x.origin} lists it",
+                          url=x.url, sha256=x.sha256)
+            found[name] = Resolution(name, x.folder, c)
+    return list(found.values())
+
+
+def without_link(portable: dict[str, Any], used: dict[str, str | None]) -> list[str]:
+    """The models a portable copy still gives no download link for, by name."""
+    linked = {m.get("name") for m in portable.get("models") or [] if isinstance(m, dict) and m.get("url")}
+    nodes = list(portable.get("nodes") or [])
+    for sg in ((portable.get("definitions") or {}).get("subgraphs") or []):
+        nodes += list(sg.get("nodes") or []) if isinstance(sg, dict) else []
+    for n in nodes:
+        models = (n.get("properties") or {}).get("models") if isinstance(n, dict) and isinstance(n.get("properties"), dict) else None
+        linked |= {m.get("name") for m in models or [] if isinstance(m, dict) and m.get("url")}
+    return sorted(n for n in used if n not in linked)
+
+
 def _scrub_model_urls(workflow: dict[str, Any]) -> None:
     """A copy made for sharing must not carry a token someone pasted into a model link."""
     nodes = list(workflow.get("nodes") or [])

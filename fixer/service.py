@@ -26,6 +26,7 @@ from .inventory import build_inventory
 from .models import Candidate, ModelRef, to_jsonable
 from .pipeline import FixRun, place_local_copy
 from .report import counts, model_entry
+from .portable import public_url
 from .review import destination, make_plan
 from .state import StateLock, StatusDocument, read_json, write_json_atomic
 from .transfer.resume import discard
@@ -166,13 +167,16 @@ class FixerService:
         return load_secrets({**stored, **self._secrets_provider()})
 
     def _new_run(self, refs: list[ModelRef], inventory, name: str,
-                 chosen: dict[str, Candidate] | None = None, review: bool = False) -> FixRun:
+                 chosen: dict[str, Candidate] | None = None, review: bool = False,
+                 save_as: dict[str, str] | None = None) -> FixRun:
         return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
                       inventory=inventory, state_dir=self.state_dir,
-                      comfyui_root=self.comfyui_root, workflow=name, chosen=chosen, review=review)
+                      comfyui_root=self.comfyui_root, workflow=name, chosen=chosen, review=review,
+                      save_as=save_as)
 
     async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None,
-                        chosen: dict[str, Candidate] | None = None, review: bool = False) -> dict:
+                        chosen: dict[str, Candidate] | None = None, review: bool = False,
+                        save_as: dict[str, str] | None = None) -> dict:
         """Resolve and download the workflow's missing models; with `review`, stop after resolving
         until approve() (the panel's "Download 6 models, 41.2 GB" button)."""
         if self._task is not None and not self._task.done():
@@ -188,7 +192,7 @@ class FixerService:
         wanted = {i.replace("\\", "/") for i in items} if items else None
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
-        self._run = self._new_run(refs, inventory, name, chosen, review)
+        self._run = self._new_run(refs, inventory, name, chosen, review, save_as)
         self._task = asyncio.create_task(self._drive(self._run, lock))
         self.status_doc.set_data(self._panel_data(self._run), force=True)
         return self.status()
@@ -219,7 +223,10 @@ class FixerService:
     async def _drive(self, run: FixRun, lock: StateLock) -> None:
         try:
             data = await run.run()
-            files = [{"folder": r["folder"], "name": r["name"]} for r in data["models"] if r["state"] == "done"]
+            # saved_as: a pasted link's file keeps its real name; the page repoints the loaders to it.
+            files = [{"folder": r["folder"], "name": r["name"],
+                      **({"saved_as": run.save_as[r["name"]]} if r["name"] in run.save_as else {})}
+                     for r in data["models"] if r["state"] == "done"]
             self._emit("comfyfixer.done", {"run_id": run.run_id, "summary": data["summary"], "files": files,
                                             "workflow": run.workflow})
         except Exception as e:  # the run's own errors are per model; this is a bug or a disk failure
@@ -274,11 +281,42 @@ class FixerService:
         self._emit("comfyfixer.done", {"run_id": None, "summary": None, "files": [{"folder": folder, "name": name}]})
         return {"ok": True, "folder": folder, "relpath": name.replace("\\", "/"), "path": dest}
 
-    def portable(self, workflow: dict) -> dict:
-        from .portable import make_portable
+    async def paste_link(self, workflow: dict, wf_name: str, name: str, link: str) -> dict:
+        """A link the user found for `name` (a not-found or pick-a-source row, or one not run yet):
+        checked (sources.pasted), then downloaded like any other source under the file's real name;
+        the run's other rows keep their results. The panel repoints the widget when it lands."""
+        from .sources.pasted import check_link
 
-        resolutions = list(self._run.resolutions.values()) if self._run else []
-        return make_portable(workflow, resolutions)
+        report, _ = await asyncio.to_thread(self._scan_sync, workflow, wf_name)
+        ref = next((s.ref for s in report.models if s.ref.name == name), None)
+        if ref is None:
+            raise FixerError(f"{name} is not a model this workflow uses; scan again")
+        candidate = await check_link(link, ref, config=self.config.search, secrets=self.secrets())
+        folder = ref.folder or candidate.folder  # the folder the loader reads wins over the link's guess
+        if not folder:
+            raise FixerError(f"{name}: its ComfyUI folder is unknown, so the file has nowhere to go; install the "
+                             "node pack that loads it, then scan again")
+        candidate = replace(candidate, folder=folder)
+        action("user_link", name=name, folder=folder, source=candidate.source, saved_as=candidate.filename,
+               url=public_url(candidate.url or ""))
+        run = self._run
+        active = self._task is not None and not self._task.done()
+        if active and run is not None and name in run.rows:
+            run.save_as[name] = candidate.filename
+            asyncio.create_task(run.choose(name, candidate))
+            return self.status()
+        return await self.start_fix(workflow, wf_name, [name], {name: candidate}, save_as={name: candidate.filename})
+
+    async def portable(self, workflow: dict) -> dict:
+        """The portable copy and the names it still has no link for (the panel says them)."""
+        from .portable import make_portable, recorded_resolutions, without_link
+
+        report, _ = await asyncio.to_thread(self._scan_sync, workflow, "portable")
+        used = {s.ref.name: s.ref.folder for s in report.models}
+        known = await asyncio.to_thread(recorded_resolutions, self.state_dir / "output", used, self.comfyui_root)
+        resolutions = known + (list(self._run.resolutions.values()) if self._run else [])
+        out = make_portable(workflow, resolutions)
+        return {"workflow": out, "without_link": without_link(out, used)}
 
     # --- settings ------------------------------------------------------------------------
     def _settings_path(self) -> Path:

@@ -78,3 +78,36 @@ def test_one_mirror_for_both_services_maps_each_link_to_its_own_public_host():
         "https://civitai.com/api/download/models/9100101"
     assert public_url(f"{base}/org/repo/resolve/main/x.safetensors", hf=base, civitai=base) == \
         "https://huggingface.co/org/repo/resolve/main/x.safetensors"
+
+
+async def test_portable_links_present_files_from_download_records_and_names_the_rest(tmp_path):
+    from fixer.host import StandaloneHost
+    from fixer.service import FixerService
+    from tests.conftest import make_comfy_root
+
+    root = make_comfy_root(tmp_path, {"models/loras/got.safetensors": b"x", "models/vae/mine.safetensors": b"y"})
+    state = tmp_path / "state"
+    url = "https://huggingface.co/org/repo/resolve/main/got.safetensors"
+    write_json(state / "output" / "downloaded_models.json", {"downloads": [
+        {"name": "got.safetensors", "filename": "got.safetensors", "folder": "loras", "url": url, "source": "huggingface",
+         "state": "done", "sha256": "cd" * 32, "path": str(root / "models/loras/got.safetensors")},
+        {"name": "mine.safetensors", "folder": "vae", "url": "https://x/mine", "state": "failed"}]})
+    svc = FixerService(StandaloneHost.from_root(root), state, comfyui_root=root)
+    wf = make_workflow([node(1, "LoraLoader", ["got.safetensors", 1, 1]), node(2, "VAELoader", ["mine.safetensors"])])
+
+    answer = await svc.portable(wf)
+    by_name = {m["name"]: m for m in answer["workflow"]["models"]}
+    assert by_name["got.safetensors"] == {"name": "got.safetensors", "url": url, "directory": "loras",
+                                          "hash": "cd" * 32, "hash_type": "sha256"}
+    assert answer["without_link"] == ["mine.safetensors"]  # a failed record is no link
+
+
+def test_portable_takes_a_link_the_offline_catalog_gives_for_that_name_and_folder(tmp_path, monkeypatch):
+    from fixer import portable
+    from fixer.sources import catalogs
+
+    entry = catalogs.CatalogEntry("ae.safetensors", "https://huggingface.co/o/r/resolve/main/ae.safetensors", "vae",
+                                  "ef" * 32, "ComfyUI template flux")
+    monkeypatch.setattr(catalogs.CatalogSource, "index", lambda self: {"ae.safetensors": [entry]})
+    found = portable.recorded_resolutions(tmp_path, {"ae.safetensors": "vae", "x.safetensors": "loras"})
+    assert [(r.name, r.chosen.url, r.chosen.sha256) for r in found] == [("ae.safetensors", entry.url, "ef" * 32)]

@@ -29,7 +29,8 @@ async def refusing_client(aiohttp_client):
     return await aiohttp_client(app)
 
 
-POST_ROUTES = ["scan", "fix", "cancel", "retry", "relink", "settings", "portable", "install_pack"]
+POST_ROUTES = ["scan", "fix", "cancel", "retry", "relink", "settings", "portable", "install_pack",
+               "approve", "discard_partial", "paste_link"]
 
 
 def test_every_contract_route_is_registered_once():

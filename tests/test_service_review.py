@@ -154,3 +154,25 @@ def test_plan_names_a_folder_comfyui_does_not_have(tmp_path):
     plan = make_plan([("x.safetensors", "xlabs_loras", 10)], root_for)
     assert plan.files[0].path is None and "xlabs_loras" in plan.files[0].problem
     assert plan.headline() == "Download 1 model, 10 B"
+
+
+async def test_a_pasted_link_is_downloaded_under_the_files_real_name(comfy_root, tmp_path, upstream):
+    svc = service(comfy_root, tmp_path / "state")
+    events = []
+    svc.on_event(lambda name, payload: events.append((name, payload)))
+    wf = lora_workflow("my_own_name.pth")
+    await svc.paste_link(wf, "mine", "my_own_name.pth", "civitai:9100101")
+    await svc._task
+    done = row(svc.status(), "my_own_name.pth")
+    assert done["state"] == "done" and done["source"] == "user"
+    assert (comfy_root / "models" / "loras" / LORA).read_bytes() == upstream.payload("tiny-lora")
+    assert not (comfy_root / "models" / "loras" / "my_own_name.pth").exists()
+    files = next(p for n, p in events if n == "comfyfixer.done")["files"]
+    assert files == [{"folder": "loras", "name": "my_own_name.pth", "saved_as": LORA}]
+
+
+async def test_a_pasted_link_of_an_unknown_form_is_refused_with_the_forms_accepted(comfy_root, tmp_path):
+    svc = service(comfy_root, tmp_path / "state")
+    with pytest.raises(FixerError):
+        await svc.paste_link(lora_workflow(), "mine", LORA, "ftp://example.invalid/x.safetensors")
+    assert svc._task is None
