@@ -197,8 +197,20 @@ async function refreshModelLists() {
 
 async function onDone(detail) {
   await refreshModelLists();
+  repointRenamed(detail?.files ?? []);
   clearModelErrors(new Set((detail?.files ?? []).map((f) => f.name)));
   if (!detail?.workflow || detail.workflow === workflowName(app)) await scan();
+}
+
+/** A file from a pasted link keeps its real name: point the loaders that asked for the old one at it. */
+function repointRenamed(files) {
+  const changed = [];
+  for (const f of files) {
+    if (!f.saved_as || f.saved_as === f.name) continue;
+    const model = (state.report?.models ?? []).find((m) => (m.name ?? m.filename) === f.name);
+    if (model && setModelWidgets(app, model.nodes ?? [], f.name, comboValue(model, f.saved_as))) changed.push(f.saved_as);
+  }
+  if (changed.length) setNotice("ok", `The loaders now use ${changed.join(", ")}; save the workflow to keep it.`);
 }
 
 /** Loaders outlined red by the last queue attempt turn normal once their file has landed. */
@@ -589,6 +601,21 @@ const settings = [
   },
 ];
 
+// --- the Report node: its text on the node itself ----------------------------------------------
+const REPORT_NODE = "ComfyFixerReport";
+
+function showReportText(node, text) {
+  if (!node.cfxReportEl) {
+    const el = h("textarea.cfx-report-text", { readonly: true, spellcheck: "false", "data-testid": "cfx-report-text" });
+    // Not serialized: the text is an output, not a setting of the node.
+    node.addDOMWidget?.("report_text", "cfx_report", el, { serialize: false, getValue: () => el.value, setValue: () => {} });
+    node.cfxReportEl = el;
+    node.setSize?.([Math.max(node.size?.[0] ?? 0, 440), Math.max(node.size?.[1] ?? 0, 280)]);
+  }
+  node.cfxReportEl.value = text;
+  app.canvas?.setDirty?.(true, true);
+}
+
 // --- registration ------------------------------------------------------------------------------
 app.registerExtension({
   name: EXTENSION,
@@ -640,5 +667,14 @@ app.registerExtension({
 
   afterConfigureGraph() {
     onWorkflowLoaded();
+  },
+
+  beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name !== REPORT_NODE) return;
+    const executed = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function onReportExecuted(message) {
+      executed?.apply(this, arguments);
+      showReportText(this, (message?.text ?? []).join("\n"));
+    };
   },
 });

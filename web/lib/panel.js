@@ -15,6 +15,7 @@ const SOURCE_LABELS = {
   local: "Already on this disk",
   catalog: "Model catalog",
   fuzzy: "Similar name",
+  user: "The link you gave",
 };
 
 const ROW_STATES = {
