@@ -160,11 +160,18 @@ class FolderProbe:
 
     # --- the wrappers ------------------------------------------------------------------------------
     def _install(self) -> None:
+        """Wrap each listing function once per process. A second copy of this module (the pack imported
+        under another name) finds the wrappers in place and records through their context variable."""
+        self.active = _ACTIVE
         for name in LISTERS:
             real = getattr(self.fp, name, None)
-            if real is None or getattr(real, "_comfyfixer_probe", False):
+            if real is None:
                 continue
-            setattr(self.fp, name, _wrapper(name, real))
+            existing = getattr(real, "_comfyfixer_probe", None)
+            if existing is not None:
+                self.active = existing
+                continue
+            setattr(self.fp, name, _wrapper(name, real, self.active))
 
     def registered(self, folder: str) -> Any:
         entry = (getattr(self.fp, "folder_names_and_paths", None) or {}).get(folder)
@@ -215,14 +222,14 @@ class FolderProbe:
     def _probe(self, cls: type) -> FolderMap | None:
         recording = _Recording(self)
         saved = dict(vars(cls)) if isinstance(cls, type) else {}
-        token = _ACTIVE.set(recording)
+        token = self.active.set(recording)
         try:
             answer = cls.INPUT_TYPES()
         except Exception as e:  # a broken custom node must not break our scan
             log.debug("INPUT_TYPES of %s failed while probing: %s", getattr(cls, "__name__", cls), e)
             return None
         finally:
-            _ACTIVE.reset(token)
+            self.active.reset(token)
             _restore_class(cls, saved)
         inputs: dict[str, tuple[Listing, ...]] = {}
         for name, options in combo_entries(answer):
@@ -263,9 +270,9 @@ def _try(fn: Callable[[], Any]) -> None:
         pass
 
 
-def _wrapper(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+def _wrapper(name: str, real: Callable[..., Any], active: contextvars.ContextVar) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        recording = _ACTIVE.get()
+        recording = active.get()
         if recording is None or not args or not isinstance(args[0], str):
             return real(*args, **kwargs)
         folder = map_legacy(args[0])
@@ -281,7 +288,7 @@ def _wrapper(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
             recording.asked.add(folder)
         return real(*args, **kwargs)
 
-    wrapper._comfyfixer_probe = True  # type: ignore[attr-defined]
+    wrapper._comfyfixer_probe = active  # type: ignore[attr-defined]
     wrapper.__wrapped__ = real  # type: ignore[attr-defined]
     wrapper.__name__ = getattr(real, "__name__", name)
     wrapper.__doc__ = getattr(real, "__doc__", None)

@@ -22,9 +22,10 @@ _LORA = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
 LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin", ".pth")
 
-# Nodes that parse `<lora:...>` in their text (found in the packs' sources), by node type; Impact's
-# detailers parse it in their `wildcard` input (impact/core.py process_with_loras).
-_LORA_TAG_NODES = re.compile(r"^(ImpactWildcardEncode|Power Prompt|SDXL Power Prompt - Positive)|\(LoraManager\)$")
+# Nodes that parse `<lora:...>` in their text (found in the packs' sources), by node type: Impact's wildcard
+# nodes and detailer pipes (impact/wildcards.py process_with_loras), rgthree's Power Prompt, LoRA Manager's
+# nodes; any node's `wildcard` input (Impact's detailers).
+_LORA_TAG_NODES = re.compile(r"Wildcard|DetailerPipe|^Power Prompt|^SDXL Power Prompt - Positive|\(LoraManager\)$")
 _LORA_TAG_INPUTS = frozenset({"wildcard"})
 # Text encoders by name, for when no node definition says the node takes a CLIP.
 _ENCODER_NAME = re.compile(r"text_?encode|cliptext|textencoder|wildcardencode|power prompt", re.IGNORECASE)

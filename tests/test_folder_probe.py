@@ -7,6 +7,7 @@ Frame-Interpolation) without their code.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -203,3 +204,24 @@ def test_a_folder_map_from_a_server_keeps_only_well_formed_listings():
                          "c": (Listing("text_encoders"),)}
     assert FolderMap.from_json(fm.to_json(), "server") == fm
     assert FolderMap.from_json(["x"], "server") is None
+
+
+def test_a_second_copy_of_the_pack_records_through_the_installed_wrappers(fp, monkeypatch):
+    """ComfyUI may import the pack under two names (host contract 1): both probe the same folder_paths."""
+    import importlib.util
+
+    import fixer.folder_probe as first
+
+    spec = importlib.util.spec_from_file_location("fixer.copy_of_folder_probe", first.__file__)
+    second = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, second)
+    spec.loader.exec_module(second)
+
+    class Loader:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"vae_name": (fp.get_filename_list("vae"),)}}
+
+    first.probe_for(fp)
+    fm = second.FolderProbe(fp).probe(Loader)
+    assert fm.locate("vae_name", "ae.safetensors") == ("vae", "ae.safetensors")
