@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+
+log = logging.getLogger("fixer.config")
 
 
 @dataclass
@@ -59,8 +63,11 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         f = known.get(key)
-        if f is None:
-            continue  # unknown keys are tolerated so older/newer configs still load
+        if f is None:  # tolerated so older/newer configs still load, but a typo must not pass unseen
+            close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            log.warning("%s: unknown key %r is ignored%s", where, key, hint)
+            continue
         default = getattr(cls(), key)
         if is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{where}.{key}")
@@ -108,8 +115,26 @@ def load_config(path: str | os.PathLike | None) -> Config:
 SECRET_NAMES = ("HF_TOKEN", "CIVITAI_API_KEY")
 
 
+def saved_hf_token() -> str | None:
+    """The token `hf auth login` saved, read by huggingface_hub.get_token() (which also honours HF_TOKEN).
+
+    huggingface_hub costs about half a second to import, so it is asked only when its token file
+    exists; HF_HUB_DISABLE_IMPLICIT_TOKEN=1 keeps the saved token unused, as it does for the hub's clients.
+    """
+    try:
+        from huggingface_hub import constants  # a few ms: the package imports its members lazily
+    except ImportError:
+        return None
+    if constants.HF_HUB_DISABLE_IMPLICIT_TOKEN or not os.path.exists(constants.HF_TOKEN_PATH):
+        return None
+    from huggingface_hub import get_token
+
+    return get_token() or None
+
+
 def load_secrets(extra: dict[str, str] | None = None, secrets_file: str | None = None) -> dict[str, str]:
-    """Tokens from (lowest first) ~/.secrets, the environment, then `extra` (the ComfyUI settings)."""
+    """Tokens from (lowest first) the token `hf auth login` saved, ~/.secrets, the environment, then
+    `extra` (the ComfyUI settings)."""
     out: dict[str, str] = {}
     sf = Path(secrets_file) if secrets_file else Path.home() / ".secrets"
     try:
@@ -125,4 +150,8 @@ def load_secrets(extra: dict[str, str] | None = None, secrets_file: str | None =
     for name, value in (extra or {}).items():
         if name in SECRET_NAMES and value:
             out[name] = value
+    if not out.get("HF_TOKEN"):  # asked last: only a user without any other HF token pays its import
+        saved = saved_hf_token()
+        if saved:
+            out["HF_TOKEN"] = saved
     return out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-# Extensions ComfyUI's folder_paths accepts for model folders, plus formats custom loaders use.
-MODEL_EXTENSIONS = frozenset(
-    {".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf", ".onnx", ".engine"}
-)
+# ComfyUI's folder_paths.supported_pt_extensions: what its model folders list by default.
+COMFY_PT_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
+# A model file to us: those, plus the formats custom loaders use (GGUF, ONNX, TensorRT engines).
+MODEL_EXTENSIONS = COMFY_PT_EXTENSIONS | {".gguf", ".onnx", ".engine"}
 # Formats that can execute code when loaded (pickle-based).
 PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
 
@@ -37,6 +37,12 @@ CIVITAI_DEFAULT_BASE_URL = "https://civitai.com"
 
 def hf_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+def hf_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), read as huggingface_hub reads it: no request goes to the Hub."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.upper() in ("1", "ON", "YES", "TRUE")
 
 
 def civitai_base_url() -> str:

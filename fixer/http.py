@@ -28,6 +28,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 
+from .constants import hf_offline
 from .errors import AuthRequired, DownloadError, FixerError, NotFoundUpstream, RateLimited
 
 log = logging.getLogger("fixer.http")
@@ -261,6 +262,9 @@ class HttpClient:
         cap, at once). Raises aiohttp.ClientError/TimeoutError when the service could not be reached at
         all after every retry."""
         assert self._session is not None, "use `async with HttpClient()`"
+        if service == "huggingface" and hf_offline():
+            raise aiohttp.ClientConnectionError("HF_HUB_OFFLINE is set: no request is sent to Hugging Face "
+                                                "(unset it to search the Hub)")
         policy = self.retry
         down = self._down.get(service)
         if down and time.monotonic() - down[1] < DOWN_MEMO_SECONDS:

@@ -159,3 +159,12 @@ async def test_pages_follow_link_headers_until_the_last(upstream):
                                                params={"author": "pagesorg", "limit": "1"})]
     assert [r.status for r in replies] == [200, 200, 200]
     assert sorted(item["id"] for r in replies for item in r.json()) == ["pagesorg/r0", "pagesorg/r1", "pagesorg/r2"]
+
+
+async def test_hf_hub_offline_sends_no_request_to_the_hub_and_says_so(upstream, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    async with HttpClient() as http:
+        with pytest.raises(aiohttp.ClientConnectionError, match="HF_HUB_OFFLINE"):
+            await http.get("huggingface", f"{upstream.base}/api/models")
+        assert (await http.get("civitai", f"{upstream.base}/api/v1/model-versions/1")).status == 404
+    assert [r.path_qs for r in upstream.requests] == ["/api/v1/model-versions/1"]

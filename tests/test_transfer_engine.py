@@ -550,3 +550,11 @@ async def test_a_host_that_cannot_be_reached_fails_the_other_files_at_once(tmp_p
     assert sum("just gave up" in t.error for t in done) == 3  # only the first spent its retries
     assert all("cannot reach 127.0.0.1" in t.error for t in done)
     assert _time.monotonic() - started < 5
+
+
+async def test_hf_hub_offline_downloads_nothing_from_the_hub_and_says_so(upstream, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    upstream.requests.clear()
+    t = await get(upstream, tiny_hf_url(upstream), tmp_path)
+    assert t.state == "failed" and "HF_HUB_OFFLINE is set" in t.error and "unset it" in t.error
+    assert not upstream.requests and leftovers(tmp_path) == []

@@ -41,13 +41,15 @@ import aiohttp
 from .. import events
 from ..actionlog import action
 from ..config import DownloadConfig
+from ..constants import hf_offline
 from ..errors import DownloadError, FixerError, IntegrityError, NotEnoughSpace
 from ..http import RetryPolicy, asked_wait, is_dns_failure
 from ..models import Transfer
 from ..names import confine
 from .finish import check as check_part, place
 from .pieces import Piece, PieceQueue, PrefixHasher, datasync, plan_pieces, pwrite_all
-from .policy import Origin, auth_headers, check_redirect, check_start_url, redact, strip_secret_query, with_url_token
+from .policy import (Origin, auth_headers, check_redirect, check_start_url, redact, strip_secret_query, token_name_for,
+                     with_url_token)
 from .protocol import (REDIRECT_STATUS, LinkExpired, Remote, Retryable, ValidatorChanged, content_range_total,
                        describe, refusal, remote_of, strip_etag)
 from .resume import PART_SUFFIX, Range, Sidecar, covered, gaps, merge, part_path, prefix_end
@@ -152,6 +154,9 @@ class FileJob:
         self.t.target = str(target)
         self.t.part = str(part_path(target))
         check_start_url(self.start_url, self.config.extra_allowed_hosts)
+        if hf_offline() and token_name_for(self.start_url, req.source) == "HF_TOKEN":
+            raise DownloadError(f"{self.label}: HF_HUB_OFFLINE is set, so nothing is downloaded from Hugging Face; "
+                                "unset it to download")
         warning = pickle_warning(req.filename)
         if warning:
             if not self.config.allow_pickle:
