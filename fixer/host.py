@@ -14,7 +14,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
-from .constants import CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
+from .constants import COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
 from .errors import ConfigError, UnsafeFolder
 from .folder_probe import FolderProbe, probe_for, with_folder_map
 from .static_folders import WithPackDefs
@@ -22,8 +22,6 @@ from .names import normalise, unsafe_reason
 
 # Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
 NON_MODEL_FOLDERS = frozenset({"custom_nodes", "configs"})
-
-PT_EXTENSIONS = frozenset({".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"})
 
 
 class Host(Protocol):
@@ -60,7 +58,7 @@ class StandaloneHost:
         for key in CORE_FOLDERS:
             dirs = DEFAULT_FOLDER_DIRS.get(key, (key,))
             paths[key] = [str(models / d) for d in dirs]
-            exts[key] = PT_EXTENSIONS
+            exts[key] = COMFY_PT_EXTENSIONS
         exts["configs"] = frozenset({".yaml"})
         exts["diffusers"] = frozenset({"folder"})
         exts["classifiers"] = frozenset({""})
