@@ -19,7 +19,7 @@ def open_run_log(log_dir: Path, prefix: str) -> logging.Handler:
     """Attach log/<prefix>_YYYYMMDD_HHMMSS.log to the engine's logger; the caller removes it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"{prefix}_{time.strftime('%Y%m%d_%H%M%S')}.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")  # non-UTF-8 names stay a line
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     root = logging.getLogger("fixer")
@@ -48,7 +48,7 @@ def keep_actions_in(log_dir: Path) -> logging.Handler:
     for h in engine.handlers:
         if getattr(h, "baseFilename", None) == path:
             return h  # a second service over the same state dir (tests, a reload) shares the file
-    handler = RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=3, encoding="utf-8")
+    handler = RotatingFileHandler(path, maxBytes=5 * 2**20, backupCount=3, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     engine.addHandler(handler)

@@ -39,11 +39,12 @@ def json_text(data: Any) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file beside `path`, then rename over it (atomic on POSIX and Windows)."""
+    """Temp file beside `path`, then rename over it (atomic on POSIX and Windows). A lone surrogate (a
+    non-UTF-8 file name from os.listdir) is written as its \\udcxx escape: the file stays valid UTF-8."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
