@@ -59,11 +59,16 @@ function rerender() {
   });
 }
 
+let drawnPhase = null;
 function drawPanel() {
   const next = renderPanel(state, actions);
   const live = panelHost.firstElementChild;
   if (live) morph(live, next);
   else panelHost.append(next);
+  // The review is the question of the moment: bring it into view when it appears.
+  const phase = state.status?.phase ?? null;
+  if (phase === "review" && drawnPhase !== "review") panelHost.scrollTop = 0;
+  drawnPhase = phase;
 }
 
 function setNotice(kind, text, action = null) {
@@ -523,6 +528,7 @@ function secretField(key, what) {
         state.settings = await client.saveSettings({ [key]: value });
         input.value = "";
         show();
+        rerender(); // rows waiting for this token can go now
       } catch (e) {
         status.textContent = e.message;
       }

@@ -35,6 +35,7 @@ const ROW_STATES = {
 };
 
 const modelName = (m) => m.name ?? m.filename;
+let settingsOf = null; // the server's settings of the render in progress (which tokens are saved)
 
 /** "…/models/unet/flux.safetensors" from an absolute path: the part a ComfyUI user recognises. */
 export function shortPath(path) {
@@ -147,7 +148,7 @@ function candidatesList(row, actions, busy) {
 function modelItem(name, model, row, state, actions) {
   const rowState = row?.state ?? "missing";
   const [icon, stateLabel] = ROW_STATES[rowState] ?? ROW_STATES.missing;
-  const login = loginNeeded(row);
+  const login = loginNeeded(row, settingsOf);
   const label = login ? "Needs a login" : stateLabel;
   const folder = row?.folder ?? model?.folder;
   const total = row?.total ?? row?.size ?? 0;
@@ -172,7 +173,7 @@ function modelItem(name, model, row, state, actions) {
   if (row && ACTIVE_ROW_STATES.has(rowState) && runActive) {
     actionButtons.push(button("Cancel", () => actions.cancel(name), { icon: "pi pi-times", busy: busy.has(`cancel:${name}`) }));
   }
-  if (row && ["failed", "cancelled", "not_found"].includes(rowState) && !login) {
+  if (row && (["failed", "cancelled", "not_found"].includes(rowState) || (login && rowState === "skipped"))) {
     actionButtons.push(button(kept > 0 ? "Resume" : "Retry", () => actions.retry(name), { icon: "pi pi-refresh", busy: busy.has(`retry:${name}`) }));
   }
   if (kept > 0) {
@@ -186,7 +187,8 @@ function modelItem(name, model, row, state, actions) {
   }
   const canPaste = actions.pasteLink && (rowState === "not_found" || rowState === "needs_choice" || (rowState === "missing" && !runActive));
   const sig = signature([model, row, runActive, busy.has("fix"), busy.has(`cancel:${name}`), busy.has(`retry:${name}`),
-    busy.has(`discard:${name}`), state.expanded?.has(`err:${name}`), state.pasting === name]);
+    busy.has(`discard:${name}`), state.expanded?.has(`err:${name}`), state.pasting === name,
+    Boolean(settingsOf?.hf_token_set), Boolean(settingsOf?.civitai_api_key_set)]);
   return h("li.cfx-item", { dataset: { state: login ? "login" : rowState, name, sig } },
     h("div.cfx-item-head",
       h(`i.cfx-state-icon.${(login ? "pi pi-lock" : icon).split(" ").join(".")}`, { title: label }),
@@ -300,7 +302,7 @@ function summaryLine(report) {
 function rowCounts(rows) {
   const c = { done: 0, failed: 0, login: 0, not_found: 0, needs_choice: 0, cancelled: 0, skipped: 0 };
   for (const r of rows) {
-    if (loginNeeded(r) && PROBLEM_STATES.has(r.state)) c.login += 1;
+    if (loginNeeded(r, settingsOf) && PROBLEM_STATES.has(r.state)) c.login += 1;
     else if (r.state in c) c[r.state] += 1;
   }
   return c;
@@ -343,8 +345,8 @@ function otherRunBanner(status, state, actions) {
 function reviewBlock(data, state, actions) {
   const plan = data.plan ?? {};
   const held = (data.models ?? []).filter((r) => r.state === "review");
-  const blocked = held.filter((r) => loginNeeded(r));
-  const go = held.filter((r) => !loginNeeded(r)).map((r) => r.name);
+  const blocked = held.filter((r) => loginNeeded(r, settingsOf));
+  const go = held.filter((r) => !loginNeeded(r, settingsOf)).map((r) => r.name);
   const headline = plan.headline ?? `Download ${plural(go.length, "model")}`;
   return h("div.cfx-review", { "data-testid": "cfx-review" },
     h("div.cfx-run-title", "Found a source for each file below. Nothing is downloaded yet."),
@@ -393,7 +395,7 @@ function runBlock(status, state, actions) {
 // rows fold into one line.
 function rowGroup(row) {
   if (!row) return "missing";
-  if (PROBLEM_STATES.has(row.state) || loginNeeded(row)) return "attention";
+  if (PROBLEM_STATES.has(row.state) || loginNeeded(row, settingsOf)) return "attention";
   if (FINISHED_OK.has(row.state)) return "finished";
   return "active";
 }
@@ -407,6 +409,7 @@ function rowGroup(row) {
  */
 export function renderPanel(state, actions) {
   const { report, status } = state;
+  settingsOf = state.settings;
   const runWorkflow = status?.data?.workflow;
   // A run belongs to the workflow it was started for: another workflow's run is only a banner.
   const sameWorkflow = !runWorkflow || runWorkflow === (report?.workflow ?? state.workflowName);

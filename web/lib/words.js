@@ -39,12 +39,15 @@ export function hfRepoPage(url) {
  * The login a row needs before it can download, or null: {service: "huggingface"|"civitai", text,
  * licenseUrl}. Known from the source's answer at resolve time (warnings) or from its refusal.
  */
-export function loginNeeded(row) {
+export function loginNeeded(row, settings = null) {
   if (!row || ["done", "downloading", "verifying"].includes(row.state)) return null;
   const said = `${(row.warnings ?? []).join(" ")} ${row.error ?? ""}`;
   const hf = /HF_TOKEN|Hugging Face refused|gated repo/i.test(said);
   const civitai = /CIVITAI_API_KEY|Civitai refused/i.test(said);
   if (!hf && !civitai) return null;
+  // Known before downloading (a warning, no refusal yet) and the token has been saved since: go ahead.
+  const saved = hf ? settings?.hf_token_set : settings?.civitai_api_key_set;
+  if (saved && !row.error) return null;
   if (hf) {
     const gated = /licen[cs]e|gated/i.test(said);
     return {
