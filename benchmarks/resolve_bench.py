@@ -45,7 +45,7 @@ from fixer.models import ModelHint, ModelRef, Usage  # noqa: E402
 from fixer.resolve import ResolveContext, Resolver  # noqa: E402
 from fixer.scan import scan_workflow_data  # noqa: E402
 from fixer.sources.catalogs import template_files, walk_models  # noqa: E402
-from fixer.sources.huggingface import parse_hf_url  # noqa: E402
+from fixer.source_spec import parse_hf_url  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.fake_upstream.api_routes import add_civitai_model, add_hf_repo, crowd_searches  # noqa: E402
 

@@ -10,14 +10,13 @@ listing. Memos die with the run: every run searches afresh (no cached failures).
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 from ..config import SearchConfig
 from ..constants import civitai_base_url, hf_endpoint
-from ..http import HttpClient
+from ..http import HttpClient, Reply, server_message
 from ..models import Candidate, ModelRef
 from .history import SearchHistory
 
@@ -141,18 +140,14 @@ class SearchRun:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-_MARKUP = re.compile(r"<\s*(?:!doctype|html|head|body|title|h1|div|p|\?xml|error)\b", re.I)
 STATUS_WORDS = {401: "refused without a login", 403: "refused", 404: "not found", 429: "rate limited",
                 500: "server error", 502: "bad gateway", 503: "unavailable", 504: "gateway timeout"}
 
 
-def said(reply: Any) -> str:
-    """What a server said, fit to show a person: its own error words, never an HTML or XML page (Cloudflare
-    and storage hosts answer errors with markup)."""
-    text = " ".join(reply.error_text().split())
-    if _MARKUP.search(text):  # callers add "(HTTP <status>)"
-        return STATUS_WORDS.get(reply.status, "an error page")
-    return text[:200]
+def said(reply: Reply) -> str:
+    """What a server said, fit to show a person (callers add "(HTTP <status>)"): its own words, never an
+    HTML or XML page (Cloudflare and storage hosts answer errors with markup), else what the status means."""
+    return server_message(reply.headers, reply.body) or STATUS_WORDS.get(reply.status, "no message")
 
 
 def is_generic(name: str) -> bool:

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..constants import map_legacy
 from ..models import Candidate, ModelRef
+from ..source_spec import parse_hf_url
 from . import CONFIDENCE, Found, SearchRun, is_generic
 from .fuzzy import loose
-from .huggingface import parse_hf_url, resolve_url, weak_folder
+from .huggingface import resolve_url, weak_folder
 
 log = logging.getLogger("fixer.sources.catalogs")
 

@@ -20,10 +20,11 @@ import aiohttp
 from ..constants import map_legacy
 from ..errors import HostNotAllowed
 from ..models import Candidate, ModelHint, ModelRef
+from ..source_spec import parse_hf_url
 from ..transfer.policy import check_start_url
 from . import CONFIDENCE, Found, SearchRun, said
 from .civitai import version_candidate
-from .huggingface import gated_note, lfs_facts, parse_hf_url, paths_info, repo_gated, resolve_url
+from .huggingface import gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
 _CIVITAI_PAGE = re.compile(r"/models/(\d+)")

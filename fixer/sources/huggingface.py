@@ -28,13 +28,14 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import aiohttp
 
 from ..constants import CORE_FOLDERS, map_legacy
 from ..errors import UpstreamError
 from ..models import Candidate, ModelRef
+from ..source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
 from . import CONFIDENCE, Found, SearchRun, is_generic, said
 from .fuzzy import likeness, stem
 
@@ -69,21 +70,6 @@ FOLDER_WORDS = {**{f: f for f in CORE_FOLDERS}, "unet": "diffusion_models", "cli
 
 
 # ---------------------------------------------------------------- URLs ---------------------------------
-
-_RESOLVE = re.compile(r"^/(?:models/)?([^/]+/[^/]+)/(?:resolve|blob)/([^/]+)/(.+)$")
-
-
-def parse_hf_url(url: str, endpoint: str) -> tuple[str, str, str] | None:
-    """(repo_id, revision, path) of a huggingface.co (or HF_ENDPOINT) file URL, else None."""
-    parts = urlsplit(url)
-    hosts = {"huggingface.co", "hf.co", "www.huggingface.co", urlsplit(endpoint).netloc}
-    if parts.netloc not in hosts:
-        return None
-    m = _RESOLVE.match(parts.path)
-    if not m:
-        return None
-    return m.group(1), unquote(m.group(2)), unquote(m.group(3))
-
 
 def resolve_url(endpoint: str, repo_id: str, path: str, revision: str = "main") -> str:
     return f"{endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
@@ -174,6 +160,31 @@ def search_terms(name: str) -> tuple[list[str], list[str]]:
     return broad[:4], narrow
 
 
+# What a folder tells about where its files live: repo-id words of the kind of model (SAM files sit in
+# `*/segment-anything`, YOLO detectors in `*/adetailer`), asked besides the words of the file name.
+KIND_SEARCHES: dict[str, tuple[str, ...]] = {
+    "controlnet": ("controlnet",), "upscale_models": ("esrgan", "upscale"), "sams": ("segment-anything", "sam-vit"),
+    "ultralytics": ("adetailer", "yolo"), "ultralytics_bbox": ("adetailer", "yolo"),
+    "ultralytics_segm": ("adetailer", "yolo"), "clip_vision": ("clip-vit", "siglip"),
+    "ipadapter": ("ip-adapter",), "facerestore_models": ("gfpgan", "codeformer"), "instantid": ("instantid",),
+}
+# The known first-party publishers of a model family, listed (first page by downloads) for its files.
+FAMILY_PUBLISHERS: dict[str, tuple[str, ...]] = {
+    "Flux": ("black-forest-labs", "XLabs-AI"), "Flux.2": ("black-forest-labs",), "SDXL": ("stabilityai", "xinsir"),
+    "SD 1.5": ("stable-diffusion-v1-5", "lllyasviel"), "SD 3": ("stabilityai",), "Wan": ("Wan-AI", "Kijai"),
+    "Qwen-Image": ("Qwen", "DiffSynth-Studio"), "HunyuanVideo": ("tencent", "hunyuanvideo-community"),
+    "LTXV": ("Lightricks",), "HiDream": ("HiDream-ai",),
+}
+KIND_BUDGET = 3  # extra searches per model for its kind and family; each is shared by the run's models
+
+
+def kind_queries(folder: str | None, family: str | None) -> list[dict[str, str]]:
+    """The list_models queries a folder and a model family add (HF by kind), at most KIND_BUDGET."""
+    out = [{"search": w} for w in KIND_SEARCHES.get(folder or "", ())]
+    out += [{"author": org} for org in FAMILY_PUBLISHERS.get(family or "", ())]
+    return out[:KIND_BUDGET]
+
+
 # ---------------------------------------------------------------- API calls ----------------------------
 
 
@@ -200,21 +211,15 @@ async def org_repos(run: SearchRun, org: str, ref: ModelRef) -> list[dict[str, A
     Link pages up to ORG_PAGES; asked once per run and shared by all models."""
 
     async def call() -> list[dict[str, Any]]:
-        url: str | None = f"{run.hf_endpoint}/api/models"
-        params: dict[str, str] | None = {"author": org, "full": "true", "sort": "downloads", "direction": "-1",
-                                         "limit": str(ORG_PAGE_SIZE)}
+        params = {"author": org, "full": "true", "sort": "downloads", "direction": "-1", "limit": str(ORG_PAGE_SIZE)}
         items: list[dict[str, Any]] = []
-        for _ in range(ORG_PAGES):
-            if not url:
-                break
-            reply = await run.http.get("huggingface", url, params=params, headers=run.hf_headers())
+        async for reply in run.http.pages("huggingface", f"{run.hf_endpoint}/api/models", params=params,
+                                          headers=run.hf_headers(), max_pages=ORG_PAGES):
             if not reply.ok:
-                run.history.record("huggingface", f"author={org}", f"HTTP {reply.status}: {said(reply)}",
-                                   ref.name)
+                run.history.record("huggingface", f"author={org}", f"HTTP {reply.status}: {said(reply)}", ref.name)
                 break
             page = reply.json() or []
             items += page if isinstance(page, list) else []
-            url, params = _next_link(reply.headers.get("Link")), None
         run.history.record("huggingface", f"author={org} (all repos)", f"{len(items)} repos", ref.name)
         return items
 
@@ -225,16 +230,13 @@ async def repo_tree(run: SearchRun, repo_id: str, ref: ModelRef) -> list[str]:
     """All file paths of a repo (recursive tree, following Link pages); used when a search omits siblings."""
 
     async def call() -> list[str]:
-        url: str | None = f"{run.hf_endpoint}/api/models/{repo_id}/tree/main"
-        params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
         paths: list[str] = []
-        while url:
-            reply = await run.http.get("huggingface", url, params=params, headers=run.hf_headers())
+        async for reply in run.http.pages("huggingface", f"{run.hf_endpoint}/api/models/{repo_id}/tree/main",
+                                          params={"recursive": "true", "expand": "false"}, headers=run.hf_headers()):
             if not reply.ok:
                 run.history.record("huggingface", f"tree {repo_id}", f"HTTP {reply.status}", ref.name)
                 break
-            paths += [e["path"] for e in reply.json() or [] if e.get("type") == "file"]
-            url, params = _next_link(reply.headers.get("Link")), None
+            paths += [e["path"] for e in reply.json() or [] if isinstance(e, dict) and e.get("type") == "file"]
         run.history.record("huggingface", f"tree {repo_id}", f"{len(paths)} files", ref.name)
         return paths
 
@@ -287,11 +289,6 @@ def _refusal(status: int, text: str) -> str:
     if status == 429:
         return "rate limited (HTTP 429) after retries: try again in a few minutes, or set HF_TOKEN for a higher limit"
     return f"HTTP {status}: {text}"
-
-
-def _next_link(link: str | None) -> str | None:
-    m = re.search(r'<([^>]+)>;\s*rel="next"', link or "")
-    return m.group(1) if m else None
 
 
 def _q(params: dict[str, str]) -> str:
@@ -365,9 +362,13 @@ class HuggingFaceSource:
 
         asked = list(broad)
         orgs = asyncio.gather(*(org_repos(run, o, ref) for o in COMFY_ORGS), return_exceptions=True)
+        kinds = kind_queries(ref.folder, run.family(ref))
+        kind_answers = asyncio.ensure_future(ask(kinds))  # popular words: a full page says nothing here
         if not broad or await ask([{"search": t} for t in broad]):
             asked += narrow
             await ask([{"search": t} for t in narrow])
+        await kind_answers
+        asked += [" ".join(f"{k}={v}" for k, v in q.items()) for q in kinds]
         for o, listed in zip(COMFY_ORGS, await orgs):
             if isinstance(listed, BaseException):
                 if not isinstance(listed, (aiohttp.ClientError, TimeoutError)):
@@ -423,6 +424,8 @@ class HuggingFaceSource:
 
     def _candidate(self, ref: ModelRef, run: SearchRun, m: Match, conf: float, why: str) -> Candidate:
         path_folder = folder_from_path(m.path)  # core folder names only: safe to contradict the workflow
+        if path_folder == "checkpoints" and ref.folder and ref.folder not in CORE_FOLDERS:
+            path_folder = None  # research repos keep weights in checkpoints/ (SAM, YOLO): no ComfyUI folder meant
         publisher_folder = folder_from_path(m.path, m.repo_id) if m.standing == 3 else path_folder
         folder = ref.folder or publisher_folder
         reason = f"{why}: {m.path} in {m.repo_id}" + (" (official publisher)" if m.trusted else "")
