@@ -195,7 +195,7 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 folder, in_folder = listed
                 ref = ModelRef(name=in_folder, folder=folder, folder_source=folder_map.source,
                                unsafe_reason=unsafe_reason(in_folder))
-            elif folder_map and folder_map.reads_no_folder(input_name) and value in _options(node_def, input_name):
+            elif folder_map and folder_map.reads_no_folder(input_name) and _options(node_def, input_name):
                 ref = ModelRef(name=name, folder=None, folder_source=folder_map.source, by_node=True)
             else:
                 folder, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
@@ -230,6 +230,9 @@ def _node_def(node_defs: Any, node_type: str) -> Any:
 
 
 def _options(node_def: Any, input_name: str | None) -> list[str]:
+    """A COMBO input's fixed options. A value of such an input that reads no folder is the node's own
+    choice (weights it downloads itself), even when it is no longer among them (an older pack version's
+    `rife46.pth`): no file put in a model folder would make the node accept it."""
     return (combo_options(node_def, input_name) or []) if isinstance(node_def, dict) and input_name else []
 
 

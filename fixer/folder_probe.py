@@ -59,6 +59,7 @@ class FolderMap:
     source: str  # "probe", "static" or "server"
     inputs: dict[str, tuple[Listing, ...]] = field(default_factory=dict)
     complete: bool = False  # True when an input absent from `inputs` is known to read no folder
+    fixed: frozenset[str] = frozenset()  # inputs whose options are literals in the source: they read no folder
 
     def locate(self, input_name: str | None, value: str) -> tuple[str, str] | None:
         """(folder, name inside it) for a value of this input, the longest prefix first: a listing that names
@@ -82,10 +83,10 @@ class FolderMap:
         return bool(ext) and any(ext in l.extensions for l in self.inputs.get(input_name or "", ()))
 
     def reads_no_folder(self, input_name: str | None) -> bool:
-        return self.complete and bool(input_name) and input_name not in self.inputs
+        return bool(input_name) and input_name not in self.inputs and (self.complete or input_name in self.fixed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "complete": self.complete,
+        return {"source": self.source, "complete": self.complete, "fixed": sorted(self.fixed),
                 "inputs": {k: [{"folder": l.folder, "prefix": l.prefix, "extensions": sorted(l.extensions)}
                                for l in v] for k, v in self.inputs.items()}}
 
@@ -103,7 +104,9 @@ class FolderMap:
                          for l in listings if isinstance(l, dict) and isinstance(l.get("folder"), str) and l["folder"])
             if good:
                 inputs[name] = good
-        return cls(source, inputs, complete=data.get("complete") is True)
+        fixed = data.get("fixed") if isinstance(data.get("fixed"), list) else []
+        return cls(source, inputs, complete=data.get("complete") is True,
+                   fixed=frozenset(f for f in fixed if isinstance(f, str)))
 
 
 def folder_map_of(node_def: Any) -> FolderMap | None:

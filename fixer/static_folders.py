@@ -237,7 +237,8 @@ class _Scope:
     def values(self, name: str) -> list[ast.expr]:
         if name in self.assigned:
             return self.assigned[name]
-        v = self.pack.constant(name)
+        own = self.pack.module_constants.get(self.cls.name, {}) if self.cls is not None else {}
+        v = own.get(name) or self.pack.constant(name)
         return [v] if v is not None else []
 
     def folder_name(self, e: ast.expr, depth: int = 0) -> str | None:
@@ -301,8 +302,33 @@ def _listings(e: ast.expr, scope: _Scope, depth: int = 0, prefix: str = "") -> l
     return []
 
 
-def _entry(e: ast.expr, scope: _Scope) -> tuple[list, list[tuple[str, str]]] | None:
-    """An input's (definition entry, listings): `[kind or options, {config}]` as /object_info has it."""
+def _literal_options(e: ast.expr | None, scope: _Scope, depth: int = 0) -> list[str] | None:
+    """Options written out in the source (a list, a dict's keys, sorted(...) of them), else None."""
+    if e is None or depth > _DEPTH:
+        return None
+    if isinstance(e, (ast.List, ast.Tuple, ast.Set)):
+        opts = [_str(x) for x in e.elts]
+        return opts if all(o is not None for o in opts) else None  # type: ignore[return-value]
+    if isinstance(e, ast.Dict):
+        keys = [_str(k) for k in e.keys]
+        return keys if all(k is not None for k in keys) else None  # type: ignore[return-value]
+    if isinstance(e, ast.Name):
+        values = scope.values(e.id)
+        return _literal_options(values[0], scope, depth + 1) if len(values) == 1 else None
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+        a, b = _literal_options(e.left, scope, depth + 1), _literal_options(e.right, scope, depth + 1)
+        return a + b if a is not None and b is not None else None
+    if isinstance(e, ast.Call) and e.args:
+        if _name_of(e.func) in ("sorted", "list", "tuple", "set"):
+            return _literal_options(e.args[0], scope, depth + 1)
+    if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr == "keys" and not e.args:
+        return _literal_options(e.func.value, scope, depth + 1)
+    return None
+
+
+def _entry(e: ast.expr, scope: _Scope) -> tuple[list, list[tuple[str, str]], bool] | None:
+    """An input's (definition entry, listings, options all literal): `[kind or options, {config}]` as
+    /object_info has it."""
     if isinstance(e, ast.Name):
         e = next((v for v in scope.values(e.id) if isinstance(v, (ast.Tuple, ast.List))), e)
     if not isinstance(e, (ast.Tuple, ast.List)) or not e.elts:
@@ -317,11 +343,13 @@ def _entry(e: ast.expr, scope: _Scope) -> tuple[list, list[tuple[str, str]]] | N
     if kind is None and isinstance(first, ast.Name):
         kind = next((s for s in map(_str, scope.values(first.id)) if s), None)
     if kind is not None:
-        return [kind, config], []
+        return [kind, config], [], False
     if isinstance(first, (ast.Name, ast.Attribute)) and not scope.values(_attr_name(first) or ""):
-        return ["*", config], []  # a custom type constant (any_type, IO.ANY): a link, not a widget
-    options = [x.value for x in first.elts if isinstance(x, ast.Constant)] if isinstance(first, ast.List) else []
-    return [options, config], _listings(first, scope)
+        return ["*", config], [], False  # a custom type constant (any_type, IO.ANY): a link, not a widget
+    literal = _literal_options(first, scope)
+    if literal is not None:
+        return [literal, config], [], True
+    return [[], config], _listings(first, scope), False
 
 
 def _section_dicts(e: ast.expr | None, scope: _Scope, depth: int = 0) -> Iterator[ast.Dict]:
@@ -349,6 +377,7 @@ class _NodeReader:
         scope = _Scope(self.pack, fn, cls)
         inputs: dict[str, dict[str, list]] = {}
         listings: dict[str, list[tuple[str, str]]] = {}
+        fixed: set[str] = set()
         for ret in (n.value for n in ast.walk(fn) if isinstance(n, ast.Return)):
             for top in _section_dicts(ret, scope):
                 for k, v in zip(top.keys, top.values):
@@ -365,9 +394,11 @@ class _NodeReader:
                             inputs[section][name] = entry[0]  # type: ignore[index]
                             if entry[1]:
                                 listings[name] = entry[1]  # type: ignore[index]
+                            if entry[2]:
+                                fixed.add(name)  # type: ignore[arg-type]
             if inputs:
                 break
-        return self._definition(inputs, listings) if inputs else None
+        return self._definition(inputs, listings, fixed) if inputs else None
 
     def v3(self, cls: ast.ClassDef) -> tuple[str, dict[str, Any]] | None:
         fn = next((m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name == "define_schema"), None)
@@ -396,11 +427,12 @@ class _NodeReader:
                 listings[name] = found  # type: ignore[index]
         return node_id, self._definition(inputs, listings)
 
-    def _definition(self, inputs: dict[str, dict[str, list]], listings: dict[str, list[tuple[str, str]]]) -> dict:
+    def _definition(self, inputs: dict[str, dict[str, list]], listings: dict[str, list[tuple[str, str]]],
+                    fixed: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
         ext = self.pack.extensions
         folder_map = FolderMap("static", {
             name: tuple(dict.fromkeys(Listing(map_legacy(f), p, ext.get(f, frozenset())) for p, f in found))
-            for name, found in listings.items()})
+            for name, found in listings.items()}, fixed=frozenset(fixed))
         return {"input": inputs, "input_order": {s: list(v) for s, v in inputs.items()}, FOLDER_MAP_KEY: folder_map}
 
 

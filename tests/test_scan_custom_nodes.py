@@ -89,14 +89,25 @@ def test_weights_the_node_downloads_itself_are_not_missing(fp):
     assert report.by_state("missing") == []
 
 
-def test_a_value_not_among_the_fixed_options_is_still_reported(fp):
+def test_an_older_version_of_a_fixed_option_is_not_queued_either(fp):
     class RIFE_VFI:
         @classmethod
         def INPUT_TYPES(cls):
-            return {"required": {"ckpt_name": (["rife47.pth"],)}}
+            return {"required": {"ckpt_name": (["rife47.pth", "rife49.pth"],)}}
 
-    wf = make_workflow([node(1, "RIFE_VFI", ["my_rife.pth"])])
+    wf = make_workflow([node(1, "RIFE_VFI", ["rife46.pth"])])
     (s,) = scan_workflow_data(wf, "wf", host(fp, RIFE_VFI)).models
+    assert s.state == "by_node"
+
+
+def test_a_file_path_typed_into_a_string_input_is_still_a_reference(fp):
+    class PathLoader:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"model_path": ("STRING", {"default": ""})}}
+
+    wf = make_workflow([node(1, "PathLoader", ["my_lora.safetensors"])])
+    (s,) = scan_workflow_data(wf, "wf", host(fp, PathLoader)).models
     assert s.state == "missing"
 
 

@@ -176,3 +176,28 @@ def test_the_cli_reads_the_packs_in_the_comfyui_folder(tmp_path):
     models = json.loads((tmp_path / "state/output/missing_models.json").read_text())
     assert [(m["folder"], m["filename"], m["folder_source"]) for m in models] == [
         ("ultralytics_bbox", "face_yolov8m.pt", "static")], r.stderr
+
+
+def test_options_written_in_the_source_are_the_nodes_own_downloads(tmp_path, host_for):
+    root = make_comfy_root(tmp_path)
+    write_pack(root, "frame-interpolation", {
+        "vfi_models/rife/__init__.py": """
+            CKPT_NAME_VER_DICT = {"rife47.pth": "4.7", "rife49.pth": "4.7"}
+            class RIFE_VFI:
+                @classmethod
+                def INPUT_TYPES(s):
+                    return {"required": {"ckpt_name": (sorted(list(CKPT_NAME_VER_DICT.keys())),),
+                                         "multiplier": ("INT", {"default": 2})}}
+        """,
+        "vfi_models/amt/__init__.py": """
+            CKPT_NAME_VER_DICT = {"amt-s.pth": "1"}
+        """,
+        "__init__.py": """
+            from .vfi_models.rife import RIFE_VFI
+            NODE_CLASS_MAPPINGS = {"RIFE VFI": RIFE_VFI}
+        """})
+    host = host_for(root)
+    host.custom_nodes = root / "custom_nodes"
+    wf = make_workflow([node(1, "RIFE VFI", ["rife49.pth", 2])])
+    (s,) = scan_workflow_data(wf, "wf", host).models
+    assert s.state == "by_node"
