@@ -8,7 +8,7 @@ from fixer.config import SearchConfig
 from fixer.errors import ConfigError, IntegrityError, NotFoundUpstream
 from fixer.models import ModelHint, ModelRef
 from fixer.resolve import ResolveContext, Resolver
-from fixer.sources.embedded import air_hints
+from fixer.sources.clues import air_hints, parameters_hints
 from fixer.sources.pasted import check_link
 from tests.fake_upstream import Fault
 from tests.fake_upstream.api_routes import add_hf_repo
@@ -60,6 +60,23 @@ def test_air_urns_are_read_anywhere_in_a_workflow():
           "nodes": [{"properties": {"note": "made with urn:air:sd1:lora:civitai:58390@62833 at 0.8"}}]}
     assert sorted(h.url for h in air_hints(wf)) == ["urn:air:sd1:lora:civitai:58390@62833",
                                                     "urn:air:sdxl:checkpoint:civitai:827184@2514310"]
+
+
+async def test_workflow_wide_version_ids_count_only_for_a_reference_their_files_match(upstream):
+    hints = [ModelHint(url="urn:air:sd1:lora:civitai:9000101@9100101"), ModelHint(url="civitai:62833")]
+    r = await resolve_one(ModelRef("add_detail.safetensors", "loras", hints=hints), huggingface=False)
+    assert r.chosen.source == "embedded" and r.chosen.ids["version_id"] == 62833
+    r = await resolve_one(ModelRef("zz_unrelated_q1.safetensors", "loras", hints=hints), huggingface=False)
+    assert r.chosen is None and any("no file of Civitai version 9100101 matches" in t for t in r.tried)
+
+
+def test_a1111_parameters_give_hashes_by_name_and_civitai_resources_for_the_image():
+    text = ('masterpiece\nSteps: 20, Model hash: 879db523c3, Model: dreamshaper_8, '
+            'Lora hashes: "add_detail: 7c6bad76eb54, glow: 1a2b3c4d5e6f", '
+            'Civitai resources: [{"type":"lora","modelVersionId":62833}], Version: v1.6')
+    hints = parameters_hints(text)
+    assert hints["dreamshaper_8"][0].hash == "879DB523C3" and hints["add_detail"][0].hash == "7C6BAD76EB54"
+    assert [h.url for h in hints["*"]] == ["civitai:62833"] and hints["glow"][0].hash == "1A2B3C4D5E6F"
 
 
 async def test_pasted_hf_link_is_checked_and_keeps_the_files_real_name(upstream):

@@ -23,38 +23,25 @@ from ..models import Candidate, ModelHint, ModelRef
 from ..source_spec import parse_hf_url
 from ..transfer.policy import check_start_url
 from . import CONFIDENCE, Found, SearchRun, said
-from .civitai import version_candidate
+from .civitai import file_matches, version_candidate
+from .clues import AIR
 from .huggingface import gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
 _CIVITAI_PAGE = re.compile(r"/models/(\d+)")
-AIR = re.compile(r"urn:air:(?P<base>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)@(?P<version>\d+)", re.I)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # paths_info's words when the Hub answered for the file (anything else: the API did not answer, e.g. a mirror)
 HUB_VERDICTS = (" is not in ", "does not exist or is private", "RepoNotFound", "EntryNotFound", "GatedRepo",
                 "RevisionNotFound", "refused")
 
 
-def air_hints(obj: object, limit: int = 200) -> list[ModelHint]:
-    """Every Civitai AIR URN in a workflow's or image's JSON (strings at any depth) as a hint whose url is
-    the URN; the scan attaches them to the reference they belong to (EmbeddedSource reads them)."""
-    found: list[str] = []
-    stack = [obj]
-    while stack and len(found) < limit:
-        x = stack.pop()
-        if isinstance(x, dict):
-            stack.extend(x.values())
-        elif isinstance(x, list):
-            stack.extend(x)
-        elif isinstance(x, str) and "urn:air:" in x.lower():
-            found.extend(m.group(0) for m in AIR.finditer(x) if m.group(0) not in found)
-    return [ModelHint(url=u) for u in found[:limit]]
+_CIVITAI_SHORT = re.compile(r"^civitai:(?:\d+@)?(\d+)$", re.I)
 
 
 def _civitai_version_id(url: str, base: str) -> str | None:
-    air = AIR.fullmatch(url.strip())
-    if air:
-        return air.group("version")
+    short = AIR.fullmatch(url.strip()) or _CIVITAI_SHORT.match(url.strip())
+    if short:
+        return short.group("version") if "version" in short.groupdict() else short.group(1)
     parts = urlsplit(url)
     if not (parts.netloc.endswith("civitai.com") or parts.netloc == urlsplit(base).netloc):
         return None
@@ -63,6 +50,11 @@ def _civitai_version_id(url: str, base: str) -> str | None:
         return m.group(1)
     v = re.search(r"modelVersionId=(\d+)", parts.query)
     return v.group(1) if v and _CIVITAI_PAGE.search(parts.path) else None
+
+
+def short_id(url: str) -> bool:
+    """An AIR URN or `civitai:<id>`: names a version, not a file, and may come for the whole workflow."""
+    return bool(AIR.fullmatch(url.strip()) or _CIVITAI_SHORT.match(url.strip()))
 
 
 class EmbeddedSource:
@@ -166,13 +158,20 @@ class EmbeddedSource:
             version = reply.json() or {}
             files = version.get("files", [])
             model_type = (version.get("model") or {}).get("type")
+            model = {"name": (version.get("model") or {}).get("name", "")}
             pick = next((f for f in files if want_sha and (f.get("hashes") or {}).get("SHA256", "").lower() == want_sha), None) \
-                or next((f for f in files if str(f.get("name", "")).lower() == ref.basename.lower()), None) \
-                or next((f for f in files if f.get("primary")), files[0] if files else None)
+                or next((f for f in files if file_matches(ref.basename, model, version, f)), None)
+            # A version id names no file: it is this reference's only when the name matches, or when it is the
+            # one version the reference is pointed at (a URL's pairing, or its only AIR / resource).
+            if pick is None and (not short_id(url) or sum(1 for x in ref.hints if x.url and short_id(x.url)) == 1):
+                pick = next((f for f in files if f.get("primary")), files[0] if files else None)
             if pick is None:
-                found.tried.append(f"workflow hint {url}: Civitai version {vid} has no downloadable file (archived?)")
+                found.tried.append(f"workflow hint {url}: no file of Civitai version {vid} matches {ref.basename}"
+                                   if files else f"workflow hint {url}: Civitai version {vid} has no downloadable "
+                                   "file (archived?)")
                 return None
-            cand = version_candidate(ref, version, pick, model_type, CONFIDENCE["embedded"], "the workflow's own link")
+            cand = version_candidate(ref, version, pick, model_type, CONFIDENCE["embedded"], "the workflow's own link",
+                                     run.family(ref) if short_id(url) else None)  # a URL pairing is the author's word
             cand.source = "embedded"
             if self._folder(ref, h) and not ref.folder:
                 cand.folder = self._folder(ref, h)
