@@ -6,7 +6,7 @@ from __future__ import annotations
 # Writing and hashing
 WRITE_CHUNK = 512 << 10  # bytes gathered per pwritev
 HASH_BLOCK = 4 << 20  # bytes read back per hash step
-SYNC_EVERY = 256 << 20  # flush written data to disk as the hash passes it, so the final flush is short
+SYNC_EVERY = 16 << 20  # flush written data as the hash passes it: the final flush of a 256 MiB file took 0.47 s
 READ_BUFSIZE = 512 << 10  # aiohttp's per-connection buffer; bounds memory per connection
 WRITE_THREADS = 4
 
