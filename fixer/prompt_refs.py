@@ -22,11 +22,15 @@ _LORA = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
 LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin", ".pth")
 
-# Nodes that parse `<lora:...>` in their text (found in the packs' sources), by node type: Impact's wildcard
-# nodes and detailer pipes (impact/wildcards.py process_with_loras), rgthree's Power Prompt, LoRA Manager's
-# nodes; any node's `wildcard` input (Impact's detailers).
-_LORA_TAG_NODES = re.compile(r"Wildcard|DetailerPipe|^Power Prompt|^SDXL Power Prompt - Positive|\(LoraManager\)$")
-_LORA_TAG_INPUTS = frozenset({"wildcard"})
+# Where `<lora:...>` is parsed (found in the packs' sources): LoRA Manager's loaders and stackers (not its
+# Prompt/Text nodes, which encode the text as it is), rgthree's Power Prompt, and Impact's wildcard text
+# (impact/wildcards.py process_with_loras) in its `wildcard` / `wildcard_text` inputs, or in its wildcard
+# encoder when the input's name is unknown.
+_LORA_TAG_NODES = re.compile(r"^(Lora Loader|LoRA Text Loader|Lora Stacker|WanVideo Lora Select( From Text)?"
+                             r"|Lora Cycler|Lora Randomizer|LoRA Syntax → Path) \(LoraManager\)$"
+                             r"|^Power Prompt|^SDXL Power Prompt - Positive")
+_LORA_TAG_INPUTS = frozenset({"wildcard", "wildcard_text"})
+_LORA_TAG_UNNAMED = re.compile(r"^ImpactWildcardEncode$|DetailerPipe")
 # Text encoders by name, for when no node definition says the node takes a CLIP.
 _ENCODER_NAME = re.compile(r"text_?encode|cliptext|textencoder|wildcardencode|power prompt", re.IGNORECASE)
 
@@ -56,7 +60,9 @@ def encodes_text(node_type: str, node_def: object) -> bool:
 
 
 def parses_lora_tags(node_type: str, input_name: str | None) -> bool:
-    return bool(_LORA_TAG_NODES.search(node_type)) or input_name in _LORA_TAG_INPUTS
+    if _LORA_TAG_NODES.search(node_type) or input_name in _LORA_TAG_INPUTS:
+        return True
+    return input_name is None and bool(_LORA_TAG_UNNAMED.search(node_type))
 
 
 def _named(folder: str, written: str, extensions: tuple[str, ...]) -> PromptRef:

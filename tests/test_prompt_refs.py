@@ -34,6 +34,7 @@ def test_lora_tags_count_only_in_nodes_that_parse_them():
     assert names(prompt_refs("FaceDetailer", "wildcard", None, text)) == [("loras", "add_detail.safetensors")]
     assert names(prompt_refs("Lora Loader (LoraManager)", "text", None, text)) == [("loras", "add_detail.safetensors")]
     assert prompt_refs("CLIPTextEncode", "text", None, text) == []
+    assert prompt_refs("Prompt (LoraManager)", "text", None, text) == []  # encodes the text as it is
 
 
 def test_embeddings_count_in_custom_text_encoders_taking_a_clip():
