@@ -128,3 +128,11 @@ async def test_an_sdxl_lora_in_a_pony_workflow_is_listed_and_the_pony_one_chosen
     assert r["dune_glow.safetensors"].chosen.ids["model_id"] == 6110
     kelp = r["kelp_glow.safetensors"]
     assert kelp.chosen is None and kelp.candidates[0].reason.startswith("made for SDXL, your workflow is Pony")
+
+
+async def test_a_one_word_name_behind_a_full_first_page_is_found_on_the_next(upstream):
+    crowd_searches(upstream, civitai_words=["quill"], per_word=70)
+    add_civitai_model(upstream, civitai(6112, "Quill", [("quill.safetensors", "f2" * 32)], downloads=3))
+    r = (await resolve([ModelRef("quill.b7c1.safetensors", "loras")]))["quill.b7c1.safetensors"]
+    assert r.chosen and r.chosen.ids["model_id"] == 6112
+    assert any("cursor=" in x.path_qs for x in upstream.requests if x.path_qs.startswith("/api/v1/models?"))

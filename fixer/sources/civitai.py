@@ -42,8 +42,9 @@ FOLDER_TYPES = {
     "text_encoders": ["TextEncoder", "CLIP"], "diffusion_models": ["UNet", "Checkpoint"],
     "clip_vision": ["CLIPVision"], "animatediff_models": ["MotionModule"],
 }
-SEARCH_LIMIT = 20
-MAX_QUERIES = 3  # name queries per model: each costs a request at the service's pace
+SEARCH_LIMIT = 50
+SEARCH_PAGES = 2  # a popular word fills whole pages: follow the cursor once when nothing matched
+MAX_QUERIES = 3  # name queries per model: each costs a request or two at the service's pace
 # Civitai's random download suffix (`name.k3x9.safetensors`, since 2026-02): a short tag with a digit in it.
 _RANDOM_SUFFIX = re.compile(r"^(?P<stem>.+)\.(?=[a-z0-9]*\d)[a-z0-9]{4,8}$", re.I)
 _VERSION_WORD = re.compile(r"^v?\d+(?:[._]\d+)*[a-z]?$|^v\d.*$", re.I)
@@ -199,11 +200,14 @@ class CivitaiSource:
                 return
         found.tried.append(f"Civitai by hash {h}: version {version.get('id')} has no downloadable file with it")
 
-    async def search(self, run: SearchRun, ref: ModelRef, query: str) -> tuple[list[dict[str, Any]], str]:
-        """One page of models for `query` (NSFW-rated included), shared per run; (items, error words)."""
+    async def search(self, run: SearchRun, ref: ModelRef, query: str,
+                     cursor: str = "") -> tuple[list[dict[str, Any]], str, str]:
+        """One page of models for `query` (NSFW-rated included), shared per run:
+        (items, the next page's cursor or "", error words or "")."""
         api = f"{run.civitai_base}/api/v1"
         params: list[tuple[str, str]] = [("query", query), ("limit", str(SEARCH_LIMIT)), ("nsfw", "true")]
         params += [("types", t) for t in FOLDER_TYPES.get(ref.folder or "", [])]
+        params += [("cursor", cursor)] if cursor else []
 
         async def call():
             return await run.http.get("civitai", f"{api}/models", params=params, headers=run.civitai_headers())
@@ -211,19 +215,27 @@ class CivitaiSource:
         reply = await run.once(("civitai_search", tuple(params)), call)
         if not reply.ok:
             run.history.record("civitai", f"query={query}", f"HTTP {reply.status}: {said(reply)}", ref.name)
-            return [], f"{said(reply)} (HTTP {reply.status})"
-        items = [m for m in (reply.json() or {}).get("items", []) if isinstance(m, dict)]
-        run.history.record("civitai", f"query={query}", f"{len(items)} models", ref.name)
-        return items, ""
+            return [], "", f"{said(reply)} (HTTP {reply.status})"
+        data = reply.json()
+        body = data if isinstance(data, dict) else {}
+        items = [m for m in body.get("items") or [] if isinstance(m, dict)]
+        run.history.record("civitai", f"query={query}" + (f" cursor={cursor}" if cursor else ""), f"{len(items)} models",
+                           ref.name)
+        return items, str((body.get("metadata") or {}).get("nextCursor") or ""), ""
 
     async def _by_name(self, ref: ModelRef, run: SearchRun, api: str, found: Found) -> None:
         family = run.family(ref)
         asked: list[str] = []
         for query in name_queries(ref.basename)[:MAX_QUERIES]:
             run.searched(ref, f"Civitai {query!r}")
-            items, err = await self.search(run, ref, query)
-            asked.append(f"{query!r}" + (f" ({err})" if err else f" ({len(items)} models)"))
+            items, cursor, err = await self.search(run, ref, query)
             matched = self._match(ref, run, items, family)
+            pages = 1
+            while not matched and cursor and pages < SEARCH_PAGES:
+                more, cursor, err = await self.search(run, ref, query, cursor)
+                items, pages = items + more, pages + 1
+                matched = self._match(ref, run, more, family)
+            asked.append(f"{query!r}" + (f" ({err})" if err else f" ({len(items)} models)"))
             if matched:
                 found.candidates.extend(weigh_same_name(matched))
                 found.tried.append(f"Civitai: searched {', '.join(asked)}; {len(matched)} file(s) match the name")
