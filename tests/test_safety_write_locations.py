@@ -153,9 +153,9 @@ def test_download_node_refuses_a_non_model_folder(tmp_path):
     assert snapshot(root) == before
 
 
-def cli(root: Path, state: Path, *args: str) -> subprocess.CompletedProcess:
+def cli(root: Path, state: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fixer", *args, "--comfyui-root", str(root),
-                           "--state-dir", str(state)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                           "--state-dir", str(state)], env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120)
 
 
@@ -167,16 +167,21 @@ def test_get_refuses_a_folder_that_is_not_a_model_folder(tmp_path):
     assert "Traceback" not in r.stderr and snapshot(root) == before
 
 
-def test_download_from_a_tampered_resolutions_file_writes_nothing(tmp_path):
+def test_download_from_a_tampered_resolutions_file_refuses_that_entry_and_fetches_the_rest(tmp_path, upstream):
     root = make_comfy_root(tmp_path)
     state = tmp_path / "state"
+    lora = upstream.payloads["tiny-lora"]
     write_json(state / "output/resolutions.json", [
         {"filename": "zz_fix.pth", "source": "huggingface", "expected_type": "../venv/lib/python3.11/site-packages",
-         "download_url": "http://127.0.0.1:9/zz_fix.pth"}])
+         "download_url": f"{upstream.base}/api/download/models/9100101"},
+        {"filename": lora["filename"], "source": "civitai", "expected_type": "loras",
+         "download_url": f"{upstream.base}/api/download/models/9100101", "sha256": lora["hashes"]["SHA256"].lower()}])
     before = snapshot(tmp_path)
-    r = cli(root, state, "--download")
-    assert r.returncode == 2 and "Refusing to write into" in r.stderr and "Traceback" not in r.stderr
-    assert {p for p in snapshot(tmp_path) - before if not p.startswith("state")} == set()
+    r = cli(root, state, "--download", env=upstream.env())
+    assert r.returncode == 1 and "Refusing to write into" in r.stdout and "Traceback" not in r.stderr
+    assert (root / "models/loras" / lora["filename"]).is_file()
+    new = snapshot(tmp_path) - before
+    assert {p for p in new if not p.startswith(("state", "ComfyUI/models/loras/"))} == set()
 
 
 def test_resume_ignores_the_write_location_a_tampered_record_carries(tmp_path):
@@ -187,7 +192,7 @@ def test_resume_ignores_the_write_location_a_tampered_record_carries(tmp_path):
         {"name": "zz_fix.pth", "filename": "zz_fix.pth", "folder": "custom_nodes", "state": "failed",
          "dest_root": str(elsewhere), "url": "http://127.0.0.1:9/zz_fix.pth"}]})
     r = cli(root, state, "--resume")
-    assert r.returncode == 2 and "Refusing to write into 'custom_nodes'" in r.stderr
+    assert r.returncode == 1 and "Refusing to write into 'custom_nodes'" in r.stdout
     assert not elsewhere.exists() and "Traceback" not in r.stderr
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..constants import MODEL_EXTENSIONS
-from ..errors import ConfigError, FixerError
+from ..errors import ConfigError, FixerError, UnsafePath
 from ..events import PhaseChanged, TransferDone, TransferProgress
 from ..host import target_root
 from ..models import Transfer, TransferRequest
@@ -81,7 +81,7 @@ def _dest_root(ctx: Any, folder: str) -> str:
     return target_root(ctx.host().folders(), folder)
 
 
-async def _run(ctx: Any, jobs: list[tuple[TransferRequest, str]]) -> list[Transfer]:
+async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
     from ..console import ConsoleProgress
 
     out_dir = ctx.state_dir / "output"
@@ -95,9 +95,14 @@ async def _run(ctx: Any, jobs: list[tuple[TransferRequest, str]]) -> list[Transf
     unsubscribe = [ctx.bus.subscribe(on_event)]
     if not getattr(ctx.args, "json", False):
         unsubscribe.append(ctx.bus.subscribe(ConsoleProgress()))
-    ctx.bus.emit(PhaseChanged("downloading", total=len(jobs)))
+    ctx.bus.emit(PhaseChanged("downloading", total=len(reqs)))
     try:
-        for req, root in jobs:
+        for req in reqs:
+            try:
+                root = _dest_root(ctx, req.folder)
+            except UnsafePath as e:  # a folder that is not a model folder fails its own file, not the run
+                transfers.append(Transfer(request=req, target=req.filename, part="", state="failed", error=str(e)))
+                continue
             transfers.append(await mgr.submit(req, root))
         await mgr.wait()
     finally:
@@ -150,10 +155,11 @@ def cmd_get(ctx: Any) -> int:
 
     args = ctx.args
     with StateLock(ctx.state_dir, "comfy-fixer get"):
+        _dest_root(ctx, args.folder)  # a folder that is not a model folder is a usage error, before any lookup
         dl = ctx.config.download
         req = request_for_link(args.url, args.folder, args.name, args.sha256, ctx.secrets(), dl.extra_allowed_hosts,
                                dl.timeout_seconds)
-        transfers = asyncio.run(_run(ctx, [(req, _dest_root(ctx, args.folder))]))
+        transfers = asyncio.run(_run(ctx, [req]))
     return _report(ctx, transfers)
 
 
@@ -182,7 +188,7 @@ def cmd_download(ctx: Any) -> int:
         print(f"Nothing to download in {path}.")
         return EXIT_OK
     with StateLock(ctx.state_dir, "comfy-fixer --download"):
-        transfers = asyncio.run(_run(ctx, [(r, _dest_root(ctx, r.folder)) for r in reqs]))
+        transfers = asyncio.run(_run(ctx, reqs))
     return _report(ctx, transfers)
 
 
@@ -198,6 +204,5 @@ def cmd_resume(ctx: Any) -> int:
         return EXIT_OK
     with StateLock(ctx.state_dir, "comfy-fixer --resume"):
         # The record's own dest_root is never used: the records file is as untrusted as any input.
-        jobs = [(req, _dest_root(ctx, req.folder)) for req in map(request_from_record, todo)]
-        transfers = asyncio.run(_run(ctx, jobs))
+        transfers = asyncio.run(_run(ctx, [request_from_record(e) for e in todo]))
     return _report(ctx, transfers)
