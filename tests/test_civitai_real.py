@@ -136,3 +136,13 @@ async def test_a_one_word_name_behind_a_full_first_page_is_found_on_the_next(ups
     r = (await resolve([ModelRef("quill.b7c1.safetensors", "loras")]))["quill.b7c1.safetensors"]
     assert r.chosen and r.chosen.ids["model_id"] == 6112
     assert any("cursor=" in x.path_qs for x in upstream.requests if x.path_qs.startswith("/api/v1/models?"))
+
+
+async def test_resolving_goes_on_through_both_services_rate_limits(upstream):
+    civ = upstream.rate_limit("civitai", every=1, retry_after=0.05, times=2)
+    hf = upstream.rate_limit("huggingface", every=2, retry_after=0.05)
+    add_civitai_model(upstream, civitai(6113, "Garnet Veil", [("garnet_veil.safetensors", "a3" * 32)], nsfw=True))
+    ctx = ResolveContext(config=SearchConfig(use_catalogs=False), secrets={}, inventory=None, state_dir=None,
+                         comfyui_root=None)
+    r = [x async for x in Resolver(ctx).resolve([ModelRef("garnet_veil.safetensors", "loras")])][0]
+    assert r.chosen and r.chosen.ids["model_id"] == 6113 and civ.hits >= 1 and hf.hits >= 1

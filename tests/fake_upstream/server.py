@@ -85,11 +85,12 @@ class RateLimit:
     service: str  # "huggingface" or "civitai"
     every: int
     retry_after: float = 1.0
+    times: int | None = None  # refuse at most this many requests (None: for the whole test)
     seen: int = 0
     hits: int = 0
 
     def answer(self, request: web.Request) -> web.Response | None:
-        if service_of(request.path) != self.service:
+        if service_of(request.path) != self.service or (self.times is not None and self.hits >= self.times):
             return None
         self.seen += 1
         if self.seen % self.every:
@@ -158,9 +159,9 @@ class FakeUpstream:
         self.faults.append(fault)
         return fault
 
-    def rate_limit(self, service: str, every: int, retry_after: float = 1.0) -> RateLimit:
-        """Switch on 429s for one service: every `every`-th request to it is refused."""
-        rule = RateLimit(service, every, retry_after)
+    def rate_limit(self, service: str, every: int, retry_after: float = 1.0, times: int | None = None) -> RateLimit:
+        """Switch on 429s for one service: every `every`-th request to it is refused (at most `times`)."""
+        rule = RateLimit(service, every, retry_after, times)
         self.rate_limits.append(rule)
         return rule
 
