@@ -14,12 +14,20 @@ Modules, in the order a file meets them:
 - resume: the .part and its sidecar; finish: the verification hand-off (verify: the checks);
 - records: downloaded_models.json; scripts: curl scripts + counter; progress: status.json figures;
 - settings: the engine's tunables; commands: the CLI's get / --download / --resume.
-This face only re-exports; no module of the package imports it back.
+This face only re-exports, on first use (PEP 562): importing one pure member (policy, verify) does
+not load the HTTP stack, and no module of the package imports the face back.
 """
 
-from ..http import RetryPolicy
-from .progress import snapshot
-from .queue import TransferManager, download_one
-from .records import record_download, transfer_record
+from importlib import import_module
 
-__all__ = ["RetryPolicy", "TransferManager", "download_one", "record_download", "snapshot", "transfer_record"]
+_EXPORTS = {"RetryPolicy": "..http", "TransferManager": ".queue", "download_one": ".queue",
+            "record_download": ".records", "transfer_record": ".records", "snapshot": ".progress"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
