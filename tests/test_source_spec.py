@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fixer.errors import ConfigError, NotFoundUpstream, UnsafePath
-from fixer.source_spec import fetch_civitai_version, parse_source, pick_civitai_file, transfer_request
+from fixer.source_spec import fetch_civitai_version, parse_hf_url, parse_source, pick_civitai_file, transfer_request
 
 HF = "https://huggingface.co"
 CIV = "https://civitai.com"
@@ -135,3 +135,32 @@ def test_civitai_version_lookup_waits_out_a_429_then_succeeds(upstream):
     version = fetch_civitai_version(parse_source("civitai:9100101"))
     assert version["id"] == 9100101
     assert sum(1 for r in upstream.requests if r.path_qs.startswith("/api/v1/model-versions/9100101")) == 3
+
+
+@pytest.mark.parametrize("url, expected", [
+    (f"{HF}/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
+     ("Comfy-Org/flux2-dev", "main", "split_files/vae/flux2-vae.safetensors")),
+    (f"{HF}/models/org/repo/blob/v1.0/a%20b.safetensors", ("org/repo", "v1.0", "a b.safetensors")),
+    ("https://hf.co/org/repo/resolve/refs%2Fpr%2F1/x.gguf", ("org/repo", "refs/pr/1", "x.gguf")),
+    ("http://127.0.0.1:9/org/repo/resolve/main/x.safetensors", ("org/repo", "main", "x.safetensors")),
+])
+def test_one_hf_url_parser_reads_repo_revision_and_path(url, expected):
+    assert parse_hf_url(url, "http://127.0.0.1:9") == expected
+
+
+@pytest.mark.parametrize("url", [f"{HF}/org/repo", f"{HF}/org/repo/tree/main", "https://example.com/o/r/resolve/main/x",
+                                 "http://127.0.0.1:10/org/repo/resolve/main/x.safetensors"])
+def test_hf_url_parser_refuses_pages_and_other_hosts(url):
+    assert parse_hf_url(url, "http://127.0.0.1:9") is None
+
+
+def test_civitai_version_lookup_asked_to_wait_beyond_the_cap_fails_at_once(upstream):
+    from fixer.errors import RateLimited
+    from tests.fake_upstream import Fault
+
+    rule = upstream.add_fault(Fault(path=r"/api/v1/model-versions/9100101", status=429,
+                                    headers={"Retry-After": "3600"}, times=None))
+    with pytest.raises(RateLimited, match="Civitai asks to wait 3600 s .rate limit. for Model version 9100101; "
+                                          "try again later or add a token .CIVITAI_API_KEY."):
+        fetch_civitai_version(parse_source("civitai:9100101"))
+    assert rule.hits == 1
