@@ -219,6 +219,7 @@ _UNSET = object()
 # A single word with a short extension that is not in MODEL_EXTENSIONS (`.patch`): a file name when the
 # input lists a folder that takes it.
 _MAYBE_FILE = re.compile(r"^[^\s]+\.[A-Za-z][A-Za-z0-9]{0,7}$")
+_SPACE = re.compile(r"\s")
 _PROSE = re.compile(r",\s|\s\S+\s\S+\s\S+\s|[()]")
 
 
@@ -239,7 +240,7 @@ def _options(node_def: Any, input_name: str | None) -> list[str]:
 def _is_text(value: str, node_def: Any, input_name: str | None) -> bool:
     """Free text, not a file: several words in a STRING input, or prose-like text when the input's type is
     unknown (a prompt that happens to end in `.pt`)."""
-    if not any(c.isspace() for c in value):
+    if not _SPACE.search(value):
         return False
     spec = input_spec(node_def, input_name) if isinstance(node_def, dict) and input_name else None
     if spec is not None:

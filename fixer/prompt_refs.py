@@ -44,7 +44,7 @@ class PromptRef:
 
 
 def has_prompt_syntax(text: str) -> bool:
-    return "embedding:" in text or "<lora:" in text.lower()
+    return "embedding:" in text or "<lora:" in text or "<LORA:" in text  # no lower(): prompts are long
 
 
 def encodes_text(node_type: str, node_def: object) -> bool:
