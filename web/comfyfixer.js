@@ -7,7 +7,7 @@ import { createClient } from "./lib/api.js";
 import { h, morph, plural } from "./lib/dom.js";
 import { clearNodeErrors, currentWorkflow, findNode, openWorkflowByName, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
 import { isRunActive, renderPanel } from "./lib/panel.js";
-import { frontendChecksModels, watchTheirList } from "./lib/theirs.js";
+import { frontendChecksModels, theirList, watchTheirList } from "./lib/theirs.js";
 
 const EXTENSION = "ComfyFixerSmart";
 const TAB_ID = "comfyfixer-models";
@@ -431,9 +431,10 @@ function notifyProblems(report) {
     c.elsewhere ? `${plural(c.elsewhere, "model")} on disk elsewhere` : null,
     c.nodes ? `${plural(c.nodes, "node type")} missing` : null,
   ].filter(Boolean).join(", ");
-  const detail = c.missing
+  // The notice names its workflow: by the time it is read another tab may be open.
+  const detail = `In ${report.workflow}: ` + (c.missing
     ? "ComfyFixerSmart can find, download and verify them."
-    : c.elsewhere ? "ComfyFixerSmart can point the loaders at your copies." : "ComfyFixerSmart knows which packs provide them.";
+    : c.elsewhere ? "ComfyFixerSmart can point the loaders at your copies." : "ComfyFixerSmart knows which packs provide them.");
   const toast = app.extensionManager?.toast;
   if (typeof toast?.info === "function") {
     // Newer frontends: their own toast takes an action button. One of ours at a time, beside theirs.
@@ -449,6 +450,7 @@ function notifyProblems(report) {
 /** A one-line notice with the fix button, for frontends whose toasts cannot carry a button. */
 function showNotice(title, detail) {
   document.querySelector(".cfx-toast")?.remove();
+  if (theirList()) return; // their list is open and carries our line and button: one notice
   const close = () => el.remove();
   const el = h("div.cfx-toast", { role: "status", "data-testid": "cfx-toast" },
     h("i.pi.pi-info-circle"),
@@ -649,6 +651,7 @@ app.registerExtension({
       onFix: fixMissingModels,
       fetching: fetchingNames,
       onSeen: () => {
+        document.querySelector(".cfx-toast")?.remove(); // our line is in their list now: one notice
         if (!state.theirList) {
           state.theirList = true;
           rerender();

@@ -32,7 +32,10 @@ await run(async () => {
   result.choiceText = await row.innerText();
   await shot("21-pick-a-source");
   await row.locator(".cfx-candidate").first().getByText("Use this one", { exact: true }).click();
-  await panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="done"]`).waitFor({ timeout: 120_000 });
+  // Finished rows fold into one line: open it to read the row.
+  await panel.locator('[data-testid="cfx-done-line"]').waitFor({ timeout: 120_000 });
+  await panel.locator('[data-testid="cfx-done-line"] .cfx-toggle').click();
+  await panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="done"]`).waitFor({ timeout: 10_000 });
   await page.waitForTimeout(800);
   result.doneText = await row.innerText();
   await shot("22-picked");

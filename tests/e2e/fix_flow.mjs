@@ -48,15 +48,27 @@ await run(async () => {
   result.buttonVisible = await fixButton.isVisible();
   step("app ready", { frontend: result.frontend });
 
-  // 1. Load a workflow with missing models and a missing node type: the notice appears.
+  // 1. Load a workflow with missing models and a missing node type: one notice appears. Frontends
+  // that check models themselves (1.58) show theirs; ours then sits in their Issues list, no toast.
+  result.theirCheck = await page.evaluate(() => typeof app.refreshMissingModels === "function");
   await page.evaluate((wf) => app.loadGraphData(wf), scenario.workflow);
-  // Match this workflow's counts: the default graph restored at startup may have had its own notice.
-  await page.getByText(scenario.notice).first().waitFor({ timeout: 30_000 });
+  if (result.theirCheck) {
+    await page.waitForTimeout(3000);
+    result.ourToasts = await page.getByText("ComfyFixerSmart can find, download and verify them.").count();
+    const details = page.getByText("View details").first();
+    if (await details.count()) await details.click().catch(() => {});
+    result.complementShown = await page.locator('[data-testid="cfx-complement"]').first().waitFor({ timeout: 15_000 })
+      .then(() => true, () => false);
+    result.complementText = result.complementShown ? await page.locator('[data-testid="cfx-complement"]').first().innerText() : null;
+  } else {
+    // Match this workflow's counts: the default graph restored at startup may have had its own notice.
+    await page.getByText(scenario.notice).first().waitFor({ timeout: 30_000 });
+  }
   await page.waitForTimeout(500);
   result.dialogsOnLoad = await dialogTexts(page);
   result.noticeText = await page.evaluate(() => document.body.innerText.match(/\d+ models? missing[^\n]*/)?.[0] ?? null);
   await shot("01-workflow-loaded");
-  step("notice shown", { notice: result.noticeText });
+  step("notice shown", { notice: result.noticeText, complement: result.complementShown });
   await closeDialogs(page);
 
   // 2. Before the fix, ComfyUI refuses the prompt: the loaders' values are not in their lists.
@@ -90,6 +102,15 @@ await run(async () => {
       ...(e.detail.data?.models ?? []).map((m) => `${m.state}:${m.bytes_done}`)]));
   });
   await fixButton.click();
+  // Review before download: nothing moves before the click on "Download 2 models, …".
+  await panel.locator('[data-testid="cfx-review"]').waitFor({ timeout: 60_000 });
+  await page.waitForTimeout(300);
+  result.reviewText = await panel.locator('[data-testid="cfx-review"]').innerText();
+  result.panelReview = await panel.innerText();
+  result.filesDuringReview = await page.evaluate(() => fetch("/api/comfyfixer/status").then((r) => r.json())
+    .then((s) => (s.data?.models ?? []).map((m) => [m.name, m.state, m.bytes_done])));
+  await shot("03a-review");
+  await panel.locator('[data-testid="cfx-approve"]').click();
   await panel.locator('[data-testid="cfx-run"]').waitFor({ timeout: 30_000 });
   await panel.locator('.cfx-item[data-state="downloading"]').first().waitFor({ timeout: 60_000 });
   result.timelineBeforeReload = await page.evaluate(() => window.__cfxTimeline);

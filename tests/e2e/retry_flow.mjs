@@ -21,22 +21,33 @@ await run(async () => {
   await row.waitFor({ timeout: 30_000 });
   step("panel open");
 
-  // 1. No key: the download fails and the row says why and what to do.
+  // 1. No key: the row says, once, that the file needs a login and what to do; it is not a failure.
   await panel.locator('[data-testid="cfx-fix-all"]').click();
-  await rowIn("failed");
+  const review = panel.locator('[data-testid="cfx-review"]');
+  await Promise.race([review.waitFor({ timeout: 60_000 }), rowIn("login")]);
+  if (await review.count()) {
+    result.reviewText = await review.innerText();
+    const approve = panel.locator('[data-testid="cfx-approve"]');
+    if (await approve.isEnabled()) await approve.click();
+  }
+  await rowIn("login");
+  await page.waitForTimeout(500);
   result.failedText = await row.innerText();
+  result.summaryWithoutKey = await panel.locator('[data-testid="cfx-summary"], [data-testid="cfx-review"]').first().innerText().catch(() => null);
   await shot("11-login-required");
-  step("failed without a key");
+  step("needs a login");
 
   // 2. The row's button opens the settings on our tokens; save the key there, then retry.
-  await row.getByText("Add key in settings", { exact: true }).click();
+  await row.locator('[data-testid="cfx-add-token"]').click();
   const keyField = page.locator('[data-testid="cfx-civitai_api_key"]');
   await keyField.waitFor({ timeout: 10_000 });
   await keyField.fill(scenario.token);
   await keyField.locator("xpath=..").getByText("Save", { exact: true }).click();
   await keyField.locator("xpath=..").getByText("Saved on the server").waitFor({ timeout: 10_000 });
   await page.keyboard.press("Escape");
-  await row.getByText("Retry", { exact: true }).click();
+  const retry = row.getByText("Retry", { exact: true });
+  if (await retry.count()) await retry.click();
+  else await panel.locator('[data-testid="cfx-approve"]').click(); // still in review: the key lifted the block
   await rowIn("downloading");
   step("retrying with the key");
 
@@ -50,8 +61,11 @@ await run(async () => {
   await shot("12-cancelled");
   step("cancelled");
 
-  await row.getByText("Retry", { exact: true }).click();
-  await rowIn("done", 120_000);
+  await row.locator("button").filter({ hasText: /^\s*(Resume|Retry)\s*$/ }).first().click();
+  // Finished rows fold into one line: open it to read the row.
+  await panel.locator('[data-testid="cfx-done-line"]').waitFor({ timeout: 120_000 });
+  await panel.locator('[data-testid="cfx-done-line"] .cfx-toggle').click();
+  await rowIn("done", 10_000);
   await panel.locator('[data-testid="cfx-summary"]').waitFor({ timeout: 30_000 });
   await page.waitForTimeout(800);
   result.doneText = await row.innerText();

@@ -433,6 +433,7 @@ export function renderPanel(state, actions) {
   const nothingWrong = report && !names.length && !elsewhere.length && !unsafe.length && !(report.missing_nodes ?? []).length;
   const busyElsewhere = runActive && !sameWorkflow;
   const finishedRows = groups.finished.map(rowFor);
+  const bannerShown = sameWorkflow && !runActive && Boolean(status?.data?.summary);
 
   return h(`div.cfx-panel${state.compact ? ".cfx-compact" : ""}`, { "data-testid": "cfx-panel" },
     h("header.cfx-head",
@@ -465,7 +466,8 @@ export function renderPanel(state, actions) {
     finishedRows.length ? h("section.cfx-section",
       h("div.cfx-done-line", { "data-testid": "cfx-done-line" },
         h("i.pi.pi-check-circle"),
-        h("span", countsText({ ...rowCounts(finishedRows) })),
+        // Under the run's own banner the counts are already said: only offer the list.
+        h("span", bannerShown ? `${plural(finishedRows.length, "finished file")}` : countsText(rowCounts(finishedRows))),
         h("span.cfx-spacer"),
         h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggleDone(); } }, state.showDone ? "Hide" : "Show")),
       state.showDone ? h("ul.cfx-list", groups.finished.map(item)) : null) : null,
