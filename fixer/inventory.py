@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -9,6 +10,9 @@ from dataclasses import dataclass, field
 from .constants import MODEL_EXTENSIONS
 from .host import Host
 from .models import LocalFile
+from .walk import printable, walk_files
+
+log = logging.getLogger("fixer.inventory")
 
 
 @dataclass
@@ -47,36 +51,21 @@ class Inventory:
         return set(self._by_folder.get(folder, {}))
 
 
-def _walk(root: str, exts: frozenset[str]) -> list[tuple[str, str, int]]:
-    """(relpath, abspath, size) for files under root, following links once per real directory."""
+def _model_files(root: str, exts: frozenset[str]) -> list[tuple[str, str, int]]:
+    """(relpath, abspath, size) of the model files under root."""
     out: list[tuple[str, str, int]] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    stack = [(root, "")]
-    while stack:
-        path, rel = stack.pop()
-        try:
-            st = os.stat(path)
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                continue  # a symlink loop
-            seen_dirs.add((st.st_dev, st.st_ino))
-            entries = list(os.scandir(path))
-        except OSError:
+    for rel, e in walk_files(root, skip_dir=lambda name: name in (".git", ".cache", ".ipynb_checkpoints")):
+        ext = os.path.splitext(e.name)[1].lower()
+        if ext not in MODEL_EXTENSIONS and not (exts and ext in exts):
             continue
-        for e in entries:
-            name = e.name
-            if name.startswith(".") and name in (".git", ".cache", ".ipynb_checkpoints"):
-                continue
-            sub = f"{rel}/{name}" if rel else name
-            try:
-                if e.is_dir():
-                    stack.append((e.path, sub))
-                    continue
-                ext = os.path.splitext(name)[1].lower()
-                if ext not in MODEL_EXTENSIONS and not (exts and ext in exts):
-                    continue
-                out.append((sub, e.path, e.stat().st_size))
-            except OSError:
-                continue  # broken symlink or a file gone since the listing
+        if printable(rel) != rel:  # no workflow can name it, and no report can show it as it is
+            log.warning("skipped the model file %s: its name is not valid UTF-8; rename it to use it",
+                        printable(e.path))
+            continue
+        try:
+            out.append((rel, e.path, e.stat().st_size))
+        except OSError:
+            continue  # gone since the listing
     return out
 
 
@@ -88,5 +77,5 @@ def build_inventory(host: Host) -> Inventory:
         for root in paths:
             if not os.path.isdir(root):
                 continue
-            files.extend(LocalFile(folder, rel, path, size) for rel, path, size in _walk(root, exts))
+            files.extend(LocalFile(folder, rel, path, size) for rel, path, size in _model_files(root, exts))
     return Inventory(files=files, folder_paths=folders)

@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from .errors import WorkflowError
+from .walk import printable, walk_files
 
 JSON_EXTS = {".json"}
 IMAGE_EXTS = {".png", ".webp", ".jpg", ".jpeg", ".avif"}
 MEDIA_EXTS = {".flac", ".mp3", ".opus", ".ogg", ".mp4", ".webm", ".mov", ".mkv", ".m4a"}
 WORKFLOW_EXTS = JSON_EXTS | IMAGE_EXTS | MEDIA_EXTS
-MAX_FILE_BYTES = 512 * 2**20  # a workflow JSON larger than this is not a workflow
+MAX_FILE_BYTES = 512 * 2**20  # an image or video larger than this is not one ComfyUI saved a workflow in
+# Workflow text, in a .json file or inside an image, is parsed whole. The largest real workflows are a
+# few MiB; these bounds keep a hostile one from costing more than a few hundred MiB to parse (a parsed
+# JSON value costs up to ~30x its text: `[{},{},...]`).
+MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_VALUES = 4_000_000
+_LONE_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Doc = tuple[str, dict[str, Any]]
 
@@ -30,12 +39,8 @@ def iter_workflow_files(paths: list[str]) -> Iterator[Path]:
     for raw in paths:
         top = os.path.abspath(os.path.expanduser(raw))
         if os.path.isdir(top):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                found.extend(os.path.join(dirpath, f) for f in filenames
-                             if not f.startswith(".") and os.path.splitext(f)[1].lower() in WORKFLOW_EXTS)
-            found.sort()
+            found = sorted(e.path for _, e in walk_files(top, skip_dir=lambda name: name.startswith("."))
+                           if not e.name.startswith(".") and os.path.splitext(e.name)[1].lower() in WORKFLOW_EXTS)
         else:
             found = [top]
         for f in found:
@@ -46,25 +51,26 @@ def iter_workflow_files(paths: list[str]) -> Iterator[Path]:
 
 def read_documents(path: Path) -> list[Doc]:
     """The workflow/prompt documents in one file."""
+    ext = path.suffix.lower()
+    limit = MAX_JSON_BYTES if ext in JSON_EXTS else MAX_FILE_BYTES
     try:
         size = path.stat().st_size
+        if size > limit:
+            raise WorkflowError(str(path), f"the file is {size / 2**20:.0f} MiB, more than the "
+                                f"{limit / 2**20:.0f} MiB a workflow {'file' if ext in JSON_EXTS else 'image'} "
+                                "can be; if it is one, save it again from ComfyUI")
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if ext == ".png" or head == PNG_SIGNATURE:
+                docs = _png_documents(f, head, path)
+            elif ext in IMAGE_EXTS:
+                docs = _pillow_documents(path)
+            elif ext in MEDIA_EXTS:
+                docs = _media_documents(path)
+            else:
+                return split_documents(parse_json_bytes(head + f.read(), path), path)
     except OSError as e:
         raise WorkflowError(str(path), f"cannot read the file ({e.strerror or e})") from None
-    if size > MAX_FILE_BYTES:
-        raise WorkflowError(str(path), f"the file is {size / 2**20:.0f} MiB, too large to be a workflow")
-    ext = path.suffix.lower()
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise WorkflowError(str(path), f"cannot read the file ({e.strerror or e})") from None
-    if ext == ".png" or raw[:8] == b"\x89PNG\r\n\x1a\n":
-        docs = _png_documents(raw, path)
-    elif ext in IMAGE_EXTS:
-        docs = _pillow_documents(path)
-    elif ext in MEDIA_EXTS:
-        docs = _media_documents(path)
-    else:
-        return split_documents(parse_json_bytes(raw, path), path)
     if not docs:
         raise WorkflowError(str(path), "no ComfyUI workflow is embedded in this file (saved with --disable-metadata, "
                             "or by another program?)")
@@ -76,12 +82,45 @@ def parse_json_bytes(raw: bytes, path: Path | str) -> Any:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise WorkflowError(str(path), f"not UTF-8 text (byte {e.start}); save the workflow again from ComfyUI") from None
+    del raw
     try:
-        return json.loads(text)
-    except RecursionError:
-        raise WorkflowError(str(path), "the JSON nests too deeply to be a workflow") from None
+        return parse_json_text(text, path)
     except json.JSONDecodeError as e:
         raise WorkflowError(str(path), f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def parse_json_text(text: str, path: Path | str) -> Any:
+    """json.loads for workflow text from a stranger: bounded in size and cost; text that is not valid
+    Unicode (a lone surrogate escape, as a string cut inside an emoji leaves) is read as U+FFFD."""
+    if len(text) > MAX_JSON_BYTES:
+        raise WorkflowError(str(path), f"the workflow text is {len(text) / 2**20:.0f} MiB, more than the "
+                            f"{MAX_JSON_BYTES / 2**20:.0f} MiB a workflow can be")
+    values = text.count(",") + text.count(":") + text.count("[") + text.count("{")
+    if values > MAX_JSON_VALUES:
+        raise WorkflowError(str(path), f"the workflow holds more than {MAX_JSON_VALUES} values, more than "
+                            "any workflow; it was not read")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise WorkflowError(str(path), "the JSON nests too deeply to be a workflow") from None
+    except ValueError as e:  # JSONDecodeError (the caller words it), or an integer of thousands of digits
+        if isinstance(e, json.JSONDecodeError):
+            raise
+        raise WorkflowError(str(path), f"the JSON holds a number too long to read ({e})") from None
+    return _scrub_surrogates(data) if _LONE_SURROGATE_ESCAPE.search(text) else data
+
+
+def _scrub_surrogates(data: Any) -> Any:
+    """The same value with every lone surrogate replaced by U+FFFD (paired escapes decode to one character)."""
+    def fix(v: Any) -> Any:
+        if isinstance(v, str):
+            return _SURROGATE.sub("\ufffd", v)
+        if isinstance(v, dict):
+            return {fix(k): fix(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [fix(x) for x in v]
+        return v
+    return fix(data)  # recursion is bounded: json.loads already refused what nests too deeply for it
 
 
 def split_documents(data: Any, path: Path | str) -> list[Doc]:
@@ -96,8 +135,8 @@ def split_documents(data: Any, path: Path | str) -> list[Doc]:
             inner = data.get(key)
             if isinstance(inner, str):
                 try:
-                    inner = json.loads(inner)
-                except (json.JSONDecodeError, RecursionError):
+                    inner = parse_json_text(inner, path)
+                except (json.JSONDecodeError, WorkflowError):
                     continue
             if isinstance(inner, dict) and (is_ui_workflow(inner) if kind == "workflow" else is_api_prompt(inner)):
                 docs.append((kind, inner))
@@ -117,50 +156,69 @@ def is_api_prompt(d: dict) -> bool:
     return all(isinstance(v, dict) for v in values) and any("class_type" in v for v in values)
 
 
-def _decode_text_chunk(data: bytes) -> tuple[str, str] | None:
-    key, sep, value = data.partition(b"\x00")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_KEYS = ("workflow", "prompt", "Workflow", "Prompt")
+
+
+def _inflate(data: bytes, path: Path) -> bytes:
+    """zlib data inflated to at most MAX_JSON_BYTES: a chunk of a few KiB can inflate to GiBs."""
+    d = zlib.decompressobj()
+    out = d.decompress(data, MAX_JSON_BYTES + 1)
+    if len(out) > MAX_JSON_BYTES or d.unconsumed_tail:
+        raise WorkflowError(str(path), f"an embedded text inflates to more than {MAX_JSON_BYTES / 2**20:.0f} MiB, "
+                            "more than a workflow can be; it was not read")
+    return out
+
+
+def _png_text(ctype: bytes, body: bytes, path: Path) -> tuple[str, str] | None:
+    """(key, text) of a tEXt/zTXt/iTXt/comf chunk; None for a damaged one."""
+    key, sep, rest = body.partition(b"\x00")
     if not sep:
         return None
-    return key.decode("latin-1"), value.decode("utf-8", "replace")
+    try:
+        if ctype == b"zTXt":
+            rest = _inflate(rest[1:], path)
+        elif ctype == b"iTXt":
+            if len(rest) < 2:
+                return None
+            compressed = rest[0] == 1
+            _lang, _, rest2 = rest[2:].partition(b"\x00")
+            _tkey, _, rest = rest2.partition(b"\x00")
+            if compressed:
+                rest = _inflate(rest, path)
+    except zlib.error:
+        return None
+    return key.decode("latin-1"), rest.decode("utf-8", "replace")
 
 
-def _png_documents(raw: bytes, path: Path) -> list[Doc]:
-    """tEXt/iTXt/zTXt `workflow`/`prompt` chunks, and animated PNG `comf` chunks (key\\0json)."""
-    if raw[:8] != b"\x89PNG\r\n\x1a\n":
+def _png_documents(f: BinaryIO, head: bytes, path: Path) -> list[Doc]:
+    """tEXt/iTXt/zTXt `workflow`/`prompt` chunks, and animated PNG `comf` chunks (key\\0json).
+
+    Read chunk by chunk: only text chunks are loaded, the image data is skipped over.
+    """
+    if head != PNG_SIGNATURE:
         raise WorkflowError(str(path), "not a PNG file (bad signature)")
     texts: dict[str, str] = {}
-    pos, n = 8, len(raw)
     truncated = True  # until IEND is seen
-    while pos + 8 <= n:
-        length, ctype = struct.unpack(">I4s", raw[pos:pos + 8])
-        body = raw[pos + 8:pos + 8 + length]
-        if len(body) < length:
-            break  # truncated: keep what was read before
-        pos += 12 + length
-        kv = None
-        if ctype in (b"tEXt", b"comf"):
-            kv = _decode_text_chunk(body)
-        elif ctype == b"zTXt":
-            key, _, rest = body.partition(b"\x00")
-            try:
-                kv = (key.decode("latin-1"), zlib.decompress(rest[1:]).decode("utf-8", "replace"))
-            except zlib.error:
-                kv = None
-        elif ctype == b"iTXt":
-            key, _, rest = body.partition(b"\x00")
-            if len(rest) >= 2:
-                compressed = rest[0] == 1
-                _lang, _, rest2 = rest[2:].partition(b"\x00")
-                _tkey, _, text = rest2.partition(b"\x00")
-                try:
-                    text = zlib.decompress(text) if compressed else text
-                    kv = (key.decode("latin-1"), text.decode("utf-8", "replace"))
-                except zlib.error:
-                    kv = None
-        elif ctype == b"IEND":
+    while True:
+        chunk_head = f.read(8)
+        if len(chunk_head) < 8:
+            break
+        length, ctype = struct.unpack(">I4s", chunk_head)
+        if ctype == b"IEND":
             truncated = False
             break
-        if kv and kv[0] in ("workflow", "prompt", "Workflow", "Prompt"):
+        if ctype not in (b"tEXt", b"comf", b"zTXt", b"iTXt"):
+            f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+            continue
+        if length > MAX_JSON_BYTES:
+            raise WorkflowError(str(path), f"a text chunk of {length / 2**20:.0f} MiB, more than a workflow can be")
+        body = f.read(length)
+        if len(body) < length:
+            break  # truncated: keep what was read before
+        f.seek(4, os.SEEK_CUR)
+        kv = _png_text(ctype, body, path)
+        if kv and kv[0] in _TEXT_KEYS:
             texts.setdefault(kv[0].lower(), kv[1])
     if not texts and truncated:
         raise WorkflowError(str(path), "the PNG is truncated before any workflow metadata")
@@ -174,8 +232,8 @@ def _docs_from_texts(texts: dict[str, str], path: Path) -> list[Doc]:
         if key not in texts:
             continue
         try:
-            data = json.loads(texts[key])
-        except (json.JSONDecodeError, RecursionError) as e:
+            data = parse_json_text(texts[key], path)
+        except json.JSONDecodeError as e:
             errors.append(f"embedded {key} is not valid JSON ({e})")
             continue
         if isinstance(data, dict) and (is_ui_workflow(data) if key == "workflow" else is_api_prompt(data)):
@@ -187,7 +245,7 @@ def _docs_from_texts(texts: dict[str, str], path: Path) -> list[Doc]:
 
 def _pillow_documents(path: Path) -> list[Doc]:
     """WebP (EXIF Make/Model "workflow:"/"prompt:" with decrementing tags) and other images Pillow opens."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
@@ -204,8 +262,8 @@ def _pillow_documents(path: Path) -> list[Doc]:
                     key, sep, rest = value.partition(":")
                     if sep and key.lower() in ("workflow", "prompt"):
                         texts.setdefault(key.lower(), rest)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise WorkflowError(str(path), f"cannot read the image ({e})") from None
+    except Exception as e:  # Pillow's plugins raise many kinds (and DecompressionBombError) on damaged files
+        raise WorkflowError(str(path), f"cannot read the image ({type(e).__name__}: {e})") from None
     return _docs_from_texts(texts, path)
 
 
@@ -227,8 +285,8 @@ def _media_documents(path: Path) -> list[Doc]:
 
 
 def file_label(path: Path, root: str | None = None) -> str:
-    """A workflow's name in reports: relative to the folder given on the command line."""
+    """A workflow's name in reports: relative to the folder given on the command line, always text."""
     p = os.fspath(path)
     if root and p.startswith(root.rstrip(os.sep) + os.sep):
-        return p[len(root.rstrip(os.sep)) + 1:]
-    return p
+        p = p[len(root.rstrip(os.sep)) + 1:]
+    return printable(p)
