@@ -242,32 +242,12 @@ def graph_report(prompt: Any, extra_pnginfo: Any, host: Any) -> str:
         data["prompt"] = prompt
     if not data:
         return "Nothing to report: this run carried no graph."
-    report = _engine("scan").scan_workflow_data(without_download_nodes(data), "this graph", host)
+    report = _engine("scan").scan_workflow_data(_engine("pack_nodes").without_download_nodes(data), "this graph", host)
     if report.problems:
         return f"Cannot read this graph: {report.problems[0].error}"
     return format_report(report, graph_node_types(prompt))
 
 
-def without_download_nodes(data: dict[str, Any]) -> dict[str, Any]:
-    """The graph without our Download nodes: their `source` (hf:…, civitai:…, a link) names where a
-    file comes from, not a file the graph is missing; the node fetches it itself when it runs."""
-    def keep(nodes: Any) -> list:
-        return [n for n in nodes or [] if not (isinstance(n, dict) and n.get("type") == DOWNLOAD_NODE)]
-
-    out = dict(data)
-    if isinstance(out.get("prompt"), dict):
-        out["prompt"] = {k: v for k, v in out["prompt"].items()
-                         if not (isinstance(v, dict) and v.get("class_type") == DOWNLOAD_NODE)}
-    wf = out.get("workflow")
-    if isinstance(wf, dict):
-        defs = wf.get("definitions") if isinstance(wf.get("definitions"), dict) else {}
-        subgraphs = defs.get("subgraphs") if isinstance(defs.get("subgraphs"), list) else []
-        out["workflow"] = {**wf, "nodes": keep(wf.get("nodes")), "definitions": {**defs, "subgraphs": [
-            {**sg, "nodes": keep(sg.get("nodes"))} if isinstance(sg, dict) else sg for sg in subgraphs]}}
-    return out
-
-
-DOWNLOAD_NODE = "ComfyFixerDownloadModel"
-NODE_CLASS_MAPPINGS = {DOWNLOAD_NODE: DownloadModel, "ComfyFixerReport": Report}
+NODE_CLASS_MAPPINGS = {"ComfyFixerDownloadModel": DownloadModel, "ComfyFixerReport": Report}
 NODE_DISPLAY_NAME_MAPPINGS = {"ComfyFixerDownloadModel": "ComfyFixer Download Model",
                               "ComfyFixerReport": "ComfyFixer Report"}

@@ -24,6 +24,7 @@ from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from .host import Host, model_folders, target_root
 from .inventory import build_inventory
 from .models import Candidate, ModelRef, to_jsonable
+from .pack_nodes import without_download_nodes
 from .pipeline import FixRun, place_local_copy
 from .report import counts, model_entry
 from .portable import public_url
@@ -129,7 +130,7 @@ class FixerService:
         from .scan import scan_workflow_data
 
         inventory = build_inventory(self.host)
-        report = scan_workflow_data(workflow, name, self.host, inventory)
+        report = scan_workflow_data(without_download_nodes(workflow), name, self.host, inventory)
         if report.problems:
             raise ConfigError(f"workflow: {report.problems[0].error}")
         return report, inventory

@@ -176,3 +176,12 @@ async def test_a_pasted_link_of_an_unknown_form_is_refused_with_the_forms_accept
     with pytest.raises(FixerError):
         await svc.paste_link(lora_workflow(), "mine", LORA, "ftp://example.invalid/x.safetensors")
     assert svc._task is None
+
+
+async def test_the_panels_scan_never_takes_the_download_nodes_source_for_a_model(comfy_root, tmp_path):
+    (comfy_root / "models" / "checkpoints" / "fixture_hf_model.safetensors").write_bytes(b"x")
+    svc = service(comfy_root, tmp_path / "state")
+    spec = "hf:comfy-fixer-fixtures/tiny-model/fixture_hf_model.safetensors"
+    wf = make_workflow([node(1, "ComfyFixerDownloadModel", [spec, "checkpoints", "", ""]), node(2, "LoraLoader", [LORA, 1, 1])])
+    answer = await svc.scan(wf, "with a download node")
+    assert [m["name"] for m in answer["models"]] == [LORA]

@@ -238,7 +238,8 @@ function elsewhereItem(model, actions, busy) {
         h("div.cfx-candidate-text",
           h("div", "You have it as ", h("code", `${where.folder}/${where.relpath}`)),
           h("div.cfx-muted", dotted(fmtBytes(where.size),
-            sameFolder ? "points the loader at this file" : `links it into ${model.folder}/ without copying`))),
+            sameFolder ? "points the loader at this file"
+              : model.folder ? `links it into ${model.folder}/ without copying` : "the loader's folder is unknown"))),
         button("Use this file", () => actions.relink(model, where), {
           icon: "pi pi-link", kind: "primary", busy: busy.has(`relink:${name}`), testid: "cfx-relink",
         }));
