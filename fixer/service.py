@@ -112,6 +112,10 @@ class FixerService:
         for row in data["models"]:
             if row.get("folder") and not row.get("path"):
                 row["dest"], _ = destination(self._root_for, row["folder"], row["name"])
+            res = run.resolutions.get(row["name"])
+            if row["state"] == "not_found" and res is not None and res.why:
+                # One sentence on the row; every search it made behind the panel's Details toggle.
+                row["reason"], row["details"] = res.why, list(res.tried)
         held = [r for r in data["models"] if r["state"] == "review"]
         if held:
             plan = make_plan(((r["name"], r["folder"], r.get("size")) for r in held), self._root_for)

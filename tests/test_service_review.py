@@ -185,3 +185,13 @@ async def test_the_panels_scan_never_takes_the_download_nodes_source_for_a_model
     wf = make_workflow([node(1, "ComfyFixerDownloadModel", [spec, "checkpoints", "", ""]), node(2, "LoraLoader", [LORA, 1, 1])])
     answer = await svc.scan(wf, "with a download node")
     assert [m["name"] for m in answer["models"]] == [LORA]
+
+
+async def test_a_not_found_row_says_why_in_one_sentence_with_the_searches_as_details(comfy_root, tmp_path, upstream):
+    svc = service(comfy_root, tmp_path / "state")
+    await svc.start_fix(lora_workflow("nowhere_to_be_found_xyz.safetensors"), "lost")
+    await svc._task
+    lost = row(svc.status(), "nowhere_to_be_found_xyz.safetensors")
+    assert lost["state"] == "not_found"
+    assert lost["reason"].startswith("Not found") and ";" not in lost["reason"]
+    assert len(lost["details"]) > 1

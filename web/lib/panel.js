@@ -109,7 +109,7 @@ function usageLine(model, actions, folder) {
   return h("div.cfx-meta", badge, badge ? " " : null, "used by ", shown.flatMap((el, i) => (i ? [", ", el] : [el])), more);
 }
 
-function sourceLine(row, model) {
+function sourceLine(row, model, state, actions) {
   if (row?.source) {
     const conf = typeof row.confidence === "number" ? `${Math.round(row.confidence * 100)}% sure` : null;
     return h("div.cfx-source",
@@ -119,7 +119,14 @@ function sourceLine(row, model) {
   }
   // A row waiting for a pick explains itself in its candidate list.
   if (row?.state === "needs_choice" && row.candidates?.length) return null;
-  if (row && !ACTIVE_ROW_STATES.has(row.state) && row.reason) return h("div.cfx-reason", row.reason);
+  if (row && !ACTIVE_ROW_STATES.has(row.state) && row.reason) {
+    const key = `why:${row.name}`;
+    const open = state.expanded?.has(key);
+    return h("div.cfx-reason", row.reason,
+      row.details?.length ? h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
+        open ? " Hide details" : " Details") : null,
+      open && row.details?.length ? h("pre.cfx-details", row.details.join("\n")) : null);
+  }
   const url = model?.hints?.url;
   if (url) {
     let host = url;
@@ -187,7 +194,7 @@ function modelItem(name, model, row, state, actions) {
   }
   const canPaste = actions.pasteLink && (rowState === "not_found" || rowState === "needs_choice" || (rowState === "missing" && !runActive));
   const sig = signature([model, row, runActive, busy.has("fix"), busy.has(`cancel:${name}`), busy.has(`retry:${name}`),
-    busy.has(`discard:${name}`), state.expanded?.has(`err:${name}`), state.pasting === name,
+    busy.has(`discard:${name}`), state.expanded?.has(`err:${name}`), state.expanded?.has(`why:${name}`), state.pasting === name,
     Boolean(settingsOf?.hf_token_set), Boolean(settingsOf?.civitai_api_key_set)]);
   return h("li.cfx-item", { dataset: { state: login ? "login" : rowState, name, sig } },
     h("div.cfx-item-head",
@@ -196,7 +203,7 @@ function modelItem(name, model, row, state, actions) {
       total && !downloading && rowState !== "done" ? h("span.cfx-size", fmtBytes(total)) : null),
     destLine(folder, row?.path ?? row?.dest ?? model?.dest, rowState === "done" ? "in" : "goes to"),
     usageLine(model ?? { nodes: [] }, actions),
-    login ? null : sourceLine(row, model),
+    login ? null : sourceLine(row, model, state, actions),
     warnings.map((w) => h("div.cfx-warning", h("i.pi.pi-exclamation-triangle"), h("span", w))),
     downloading ? progressBar(row.bytes_done, total, rowState) : null,
     login ? loginBlock(login, actions) : null,
