@@ -14,16 +14,18 @@ resolver's sources use it too).
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import re
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import aiohttp
+
 from .constants import civitai_base_url, hf_endpoint
 from .errors import ConfigError, NotFoundUpstream, UpstreamError
-from .http import API_RETRY, asked_wait, http_error
+from .http import HttpClient, http_error
 from .models import TransferRequest
 from .names import safe_relpath
 
@@ -164,40 +166,36 @@ def transfer_request(spec: SourceSpec, folder: str, file_name: str = "", sha256:
 
 
 def fetch_civitai_version(spec: SourceSpec, token: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
-    """GET /api/v1/model-versions/<id> (or the model's newest version) from CIVITAI_BASE_URL, retried and
-    its refusals mapped as every other upstream call is (fixer.http)."""
-    import requests
+    """GET /api/v1/model-versions/<id> (or the model's newest version) from CIVITAI_BASE_URL, through the
+    resolver's HttpClient: retried and its refusals mapped as every other upstream call is (fixer.http).
+    Synchronous for the Download node and `get`, which call it outside any event loop."""
+    return asyncio.run(_fetch_civitai_version(spec, token, timeout))
 
+
+async def _fetch_civitai_version(spec: SourceSpec, token: str | None, timeout: float) -> dict[str, Any]:
     base = civitai_base_url()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    policy = API_RETRY
 
-    def get(path: str, what: str) -> dict[str, Any]:
-        for attempt in range(policy.retries + 1):
-            try:
-                r = requests.get(base + path, headers=headers, timeout=timeout)
-            except requests.RequestException as e:
-                raise UpstreamError("Civitai", f"cannot reach {base}: {e}. Check the network and retry.") from e
-            wait = asked_wait(r.status_code, r.headers)
-            if r.status_code not in policy.statuses or attempt == policy.retries or (
-                    wait is not None and wait > policy.max_retry_after):
-                break
-            time.sleep(policy.delay(attempt, wait))
-        if r.status_code != 200:
-            raise http_error(r.status_code, r.headers, r.content, what=what, service="civitai", has_token=bool(token))
+    async def get(http: HttpClient, path: str, what: str) -> dict[str, Any]:
         try:
-            body = r.json()
-        except ValueError:
-            raise UpstreamError("Civitai", f"{what}: the answer was not JSON") from None
+            reply = await http.get("civitai", base + path, headers=headers)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise UpstreamError("Civitai", f"cannot reach {base}: {e or type(e).__name__}. Check the network and "
+                                "retry.") from None
+        if not reply.ok:
+            raise http_error(reply.status, reply.headers, reply.body, what=what, service="civitai",
+                             has_token=bool(token))
+        body = reply.json()
         if not isinstance(body, dict):
-            raise UpstreamError("Civitai", f"{what}: unexpected answer")
+            raise UpstreamError("Civitai", f"{what}: the answer was not a JSON object")
         return body
 
-    version_id = spec.version_id
-    if version_id is None:
-        model = get(f"/api/v1/models/{spec.model_id}", f"Model {spec.model_id}")
-        versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
-        if not versions:
-            raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}")
-        version_id = int(versions[0]["id"])  # Civitai lists the newest version first
-    return get(f"/api/v1/model-versions/{version_id}", f"Model version {version_id}")
+    async with HttpClient(timeout=timeout) as http:
+        version_id = spec.version_id
+        if version_id is None:
+            model = await get(http, f"/api/v1/models/{spec.model_id}", f"Model {spec.model_id}")
+            versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
+            if not versions:
+                raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}")
+            version_id = int(versions[0]["id"])  # Civitai lists the newest version first
+        return await get(http, f"/api/v1/model-versions/{version_id}", f"Model version {version_id}")
