@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from fixer.config import SearchConfig
 from fixer.models import ModelHint, ModelRef
 from fixer.resolve import ResolveContext, Resolver
-from fixer.sources.huggingface import folder_from_path, parse_hf_url, search_terms
+from fixer.sources.huggingface import folder_from_path, parse_hf_url, search_terms, standing
 from tests.fake_upstream import Fault
 from tests.fake_upstream.api_routes import add_hf_repo
 
@@ -100,11 +101,56 @@ async def test_official_repo_wins_over_a_decoy_named_like_the_file(upstream):
     assert any(c.ids.get("repo_id") == "randomuser/zed_vae" and c.confidence < 0.7 for c in r.candidates)
 
 
-async def test_repos_of_equal_standing_with_different_bytes_leave_the_choice_to_the_user(upstream):
+async def test_re_uploads_with_different_bytes_leave_the_choice_to_the_user(upstream):
     add_hf_repo(upstream, "alice/quux_style", {"quux_style.safetensors": (100, SHA["c"])}, downloads=100)
     add_hf_repo(upstream, "bob/quux_style_mirror", {"quux_style.safetensors": (120, SHA["d"])}, downloads=150)
     r = await hf_only(ModelRef("quux_style.safetensors", "loras"))
     assert r.chosen is None and len(r.candidates) == 2 and all(c.confidence < 0.7 for c in r.candidates)
+
+
+async def test_publishers_of_equal_standing_with_different_bytes_leave_the_choice_to_the_user(upstream):
+    # Two ordinary publishers (neither official nor a re-upload named after the file), similar use.
+    add_hf_repo(upstream, "alice/style-collection", {"quux_style.safetensors": (100, SHA["c"])}, downloads=100)
+    add_hf_repo(upstream, "bob/quux-pack", {"quux_style.safetensors": (120, SHA["d"])}, downloads=150)
+    r = await hf_only(ModelRef("quux_style.safetensors", "loras"))
+    assert r.chosen is None and [c.ids["repo_id"] for c in r.candidates] == ["bob/quux-pack", "alice/style-collection"]
+    assert "repos of equal standing hold different bytes" in r.candidates[0].reason
+
+
+async def test_a_publisher_used_ten_times_more_than_its_equals_is_chosen(upstream):
+    add_hf_repo(upstream, "alice/style-collection", {"quux_style.safetensors": (100, SHA["c"])}, downloads=100)
+    add_hf_repo(upstream, "bob/quux-pack", {"quux_style.safetensors": (120, SHA["d"])}, downloads=1000)
+    r = await hf_only(ModelRef("quux_style.safetensors", "loras"))
+    assert r.chosen.ids["repo_id"] == "bob/quux-pack" and "the most used by far" in r.chosen.reason
+
+
+# The publishers whose repos are the origin of what ComfyUI workflows name (a copy: removing one must fail here).
+TRUSTED = ("Comfy-Org", "comfyanonymous", "black-forest-labs", "stabilityai", "Lightricks", "Kijai", "lightx2v",
+           "Wan-AI", "Qwen", "tencent", "city96", "lllyasviel", "h94", "xinsir", "madebyollin", "openai", "google",
+           "laion", "runwayml", "stable-diffusion-v1-5", "Kwai-Kolors", "alibaba-pai", "ByteDance", "InstantX",
+           "Shakker-Labs", "XLabs-AI", "guoyww", "THUDM", "hunyuanvideo-community", "microsoft", "facebook", "nvidia",
+           "deepseek-ai", "ostris", "lodestones", "kandinskylab", "DiffSynth-Studio", "FastVideo", "VAST-AI",
+           "Tencent-Hunyuan")
+
+
+@pytest.mark.parametrize("org", TRUSTED)
+def test_every_trusted_publisher_has_official_standing_in_any_case(org):
+    assert standing(f"{org}/some-model", "x.safetensors") == 3
+    assert standing(f"{org.lower()}/some-model", "x.safetensors") == 3
+    assert standing(f"{org.upper()}/some-model", "x.safetensors") == 3
+
+
+@pytest.mark.parametrize("repo_id", ["Comfy-0rg/some-model", "comfyanonymous-fan/some-model", "someone/Comfy-Org",
+                                     "stabilityai-community/some-model", "openai_/some-model"])
+def test_a_lookalike_of_a_trusted_publisher_has_no_official_standing(repo_id):
+    assert standing(repo_id, "x.safetensors") == 2
+
+
+async def test_a_trusted_publisher_beyond_comfy_org_wins_over_a_busier_stranger(upstream):
+    add_hf_repo(upstream, "Lightricks/Zed-Video", {"zed_video_vae.safetensors": (100, SHA["a"])}, downloads=50)
+    add_hf_repo(upstream, "stranger/video-pack", {"zed_video_vae.safetensors": (90, SHA["b"])}, downloads=50_000)
+    r = await hf_only(ModelRef("zed_video_vae.safetensors", "vae"))
+    assert r.chosen.ids["repo_id"] == "Lightricks/Zed-Video" and "official publisher" in r.chosen.reason
 
 
 async def test_the_workflow_hash_picks_the_repo_with_those_bytes(upstream):
