@@ -18,6 +18,7 @@ from ..config import SearchConfig
 from ..constants import civitai_base_url, hf_endpoint
 from ..http import HttpClient, Reply, server_message
 from ..models import Candidate, ModelRef
+from .family import ref_family
 from .history import SearchHistory
 
 T = TypeVar("T")
@@ -127,8 +128,6 @@ class SearchRun:
 
     def family(self, ref: ModelRef) -> str | None:
         """The model family the workflows using `ref` are built for (SD 1.5, SDXL, Flux ...), if known."""
-        from .family import ref_family
-
         return ref_family(ref, self.families)
 
     def hf_headers(self) -> dict[str, str]:

@@ -8,6 +8,8 @@ The Hub's search matches substrings of repo ids only, never file names (upstream
   `wan2.1_...`, `stable-diffusion-xl` for `sd_xl_...`); only when such an answer fills a whole page
   (always, on the real Hub, for popular words) are the narrow terms asked too: the whole stem
   (exact-name mirrors) and the leading words (`wan_2.1` finds `Comfy-Org/Wan_2.1_ComfyUI_repackaged`).
+- what the folder tells is searched too (SAM files sit in `*/segment-anything`, YOLO detectors in
+  `*/adetailer`), and the known publishers of the workflow's model family are listed (HF by kind);
 `full=true` makes a search return each repo's file list, so a search costs one request; a tree
 listing is the fallback for a server that leaves the lists out.
 
