@@ -109,9 +109,25 @@ class FolderMap:
                    fixed=frozenset(f for f in fixed if isinstance(f, str)))
 
 
+_PARSED: dict[int, tuple[dict, FolderMap | None]] = {}  # id of a map's JSON -> (that JSON, parsed)
+_PARSED_MAX = 4096
+
+
 def folder_map_of(node_def: Any) -> FolderMap | None:
-    fm = node_def.get(FOLDER_MAP_KEY) if isinstance(node_def, dict) else None
-    return fm if isinstance(fm, FolderMap) else None
+    """The folder map a node definition carries. It is kept as JSON (`FolderMap.to_json`) so definitions
+    stay plain data wherever they travel (a worker process, a route); parsed once per map."""
+    data = node_def.get(FOLDER_MAP_KEY) if isinstance(node_def, dict) else None
+    if not isinstance(data, dict):
+        return None
+    hit = _PARSED.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    source = data.get("source") if data.get("source") in ("probe", "static", "server") else "server"
+    fm = FolderMap.from_json(data, source)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[id(data)] = (data, fm)
+    return fm
 
 
 def combo_entries(input_types: Any) -> Iterable[tuple[str, list]]:
@@ -314,7 +330,7 @@ def probe_for(folder_paths: Any) -> FolderProbe:
 def with_folder_map(node_def: dict[str, Any], folder_map: FolderMap | None) -> dict[str, Any]:
     if folder_map is None:
         return node_def
-    return {**node_def, FOLDER_MAP_KEY: folder_map}
+    return {**node_def, FOLDER_MAP_KEY: folder_map.to_json()}
 
 
 def probe_all(folder_paths: Any, classes: dict[str, Any], types: Iterable[str] | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Iterator
 
-from .folder_probe import FOLDER_MAP_KEY, FolderMap, Listing, folder_map_of, with_folder_map
+from .folder_probe import FolderMap, Listing, folder_map_of, with_folder_map
 from .constants import map_legacy
 
 log = logging.getLogger(__name__)
@@ -433,7 +433,7 @@ class _NodeReader:
         folder_map = FolderMap("static", {
             name: tuple(dict.fromkeys(Listing(map_legacy(f), p, ext.get(f, frozenset())) for p, f in found))
             for name, found in listings.items()}, fixed=frozenset(fixed))
-        return {"input": inputs, "input_order": {s: list(v) for s, v in inputs.items()}, FOLDER_MAP_KEY: folder_map}
+        return with_folder_map({"input": inputs, "input_order": {s: list(v) for s, v in inputs.items()}}, folder_map)
 
 
 def _py_files(pack_dir: Path) -> Iterator[Path]:

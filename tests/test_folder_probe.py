@@ -225,3 +225,20 @@ def test_a_second_copy_of_the_pack_records_through_the_installed_wrappers(fp, mo
     first.probe_for(fp)
     fm = second.FolderProbe(fp).probe(Loader)
     assert fm.locate("vae_name", "ae.safetensors") == ("vae", "ae.safetensors")
+
+
+def test_a_definitions_folder_map_survives_json_as_a_worker_process_gets_it(fp):
+    import json
+
+    from fixer.folder_probe import folder_map_of, with_folder_map
+
+    class IPAdapterModelLoader:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"ipadapter_file": (fp.get_filename_list("ipadapter"),)}}
+
+    definition = with_folder_map({"input": IPAdapterModelLoader.INPUT_TYPES()},
+                                 probe_for(fp).probe(IPAdapterModelLoader))
+    copied = json.loads(json.dumps(definition, default=repr))
+    assert folder_map_of(copied) == folder_map_of(definition)
+    assert folder_map_of(copied).locate("ipadapter_file", "a.bin") == ("ipadapter", "a.bin")
