@@ -20,10 +20,10 @@ import aiohttp
 
 from ..config import SearchConfig
 from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
-from ..http import HttpClient
+from ..http import HttpClient, http_error
 from ..models import Candidate, ModelRef
 from ..source_spec import SourceSpec, parse_source, pick_civitai_file
-from . import SearchRun, said
+from . import SearchRun
 from .civitai import version_candidate
 from .history import SearchHistory
 from .huggingface import folder_from_path, gated_note, lfs_facts, paths_info, repo_gated
@@ -59,14 +59,12 @@ async def _hf(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
 
 async def _civitai_get(run: SearchRun, path: str, what: str) -> dict[str, Any]:
     reply = await run.http.get("civitai", f"{run.civitai_base}{path}", headers=run.civitai_headers())
-    if reply.status == 404:
-        raise NotFoundUpstream("Civitai", what)
-    if reply.status in (401, 403):
-        raise UpstreamError("Civitai", f"{what} needs a login: set CIVITAI_API_KEY", reply.status)
-    body = reply.json() if reply.ok else None
+    if not reply.ok:
+        raise http_error(reply.status, reply.headers, reply.body, what=what, service="civitai",
+                         has_token=bool(run.secrets.get("CIVITAI_API_KEY")))
+    body = reply.json()
     if not isinstance(body, dict):
-        raise UpstreamError("Civitai", f"{what}: {said(reply) if not reply.ok else 'unexpected answer'}; retry later",
-                            reply.status)
+        raise UpstreamError("Civitai", f"{what}: the answer was not a model description; retry later", reply.status)
     return body
 
 
