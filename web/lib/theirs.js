@@ -5,12 +5,12 @@
 import { h } from "./dom.js";
 
 const DIALOG_127 = '.p-dialog[aria-labelledby="global-missing-models-warning"]';
-const PANEL_158 = '[data-testid="missing-model-actions"]';
+const PANEL_158 = '[data-testid="error-group-missing-model"]'; // Workflow Overview → Issues → Missing Models
 const THEIR_DOWNLOADS = '[data-testid="missing-model-download"], [data-testid="missing-model-download-all"]';
 
 /** Their list's element in the page, or null. */
 export function theirList() {
-  return document.querySelector(DIALOG_127) ?? document.querySelector(PANEL_158)?.parentElement ?? null;
+  return document.querySelector(DIALOG_127) ?? document.querySelector(PANEL_158) ?? null;
 }
 
 /** True on frontends that check for missing models themselves on every load (1.58's Issues panel). */
