@@ -208,6 +208,11 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     async def status(request: web.Request, body: dict[str, Any]) -> web.Response:
         return web.json_response(get_service().status())
 
+    @get("/folder_map")
+    async def folder_map(request: web.Request, body: dict[str, Any]) -> web.Response:
+        # Which folder each input of this ComfyUI's nodes lists: asked by the CLI's --server.
+        return web.json_response(await asyncio.to_thread(get_service().host.folder_maps))
+
     @post("/cancel")
     async def cancel(request: web.Request, body: dict[str, Any]) -> web.Response:
         name = field_model_name(body, required=False)

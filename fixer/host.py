@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 
 from .constants import COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
 from .errors import ConfigError, UnsafeFolder
-from .folder_probe import FolderProbe, probe_for, with_folder_map
+from .folder_probe import FolderProbe, probe_all, probe_for, with_folder_map
 from .static_folders import WithPackDefs
 from .names import normalise, unsafe_reason
 
@@ -167,6 +167,11 @@ class FolderPathsHost:
         if not self.node_classes:
             return None
         return LiveNodeDefs(self.node_classes(), probe_for(self.folder_paths))
+
+    def folder_maps(self) -> dict[str, Any]:
+        """Node type -> the folders its inputs list (FolderMap JSON), asked of every node class: what a
+        CLI with --server learns from this ComfyUI. Probing is cached per class."""
+        return probe_all(self.folder_paths, self.node_classes()) if self.node_classes else {}
 
 
 def pack_model_dirs(models_dir: Path, registered: dict[str, list[str]]) -> dict[str, str]:

@@ -38,7 +38,7 @@ def test_every_contract_route_is_registered_once():
     sr.add_routes(routes, untouchable_service)
     got = sorted((r.method, r.path) for r in routes)
     want = sorted([("POST", f"/comfyfixer/{p}") for p in POST_ROUTES]
-                  + [("GET", "/comfyfixer/status"), ("GET", "/comfyfixer/settings")])
+                  + [("GET", "/comfyfixer/status"), ("GET", "/comfyfixer/settings"), ("GET", "/comfyfixer/folder_map")])
     assert got == want
 
 
