@@ -192,9 +192,11 @@ def model_folders(folders: dict[str, list[str]]) -> dict[str, list[str]]:
     return {k: v for k, v in folders.items() if k not in NON_MODEL_FOLDERS and v}
 
 
-def write_location_reason(folders: dict[str, list[str]], directory: str) -> str | None:
+def write_location_reason(folders: dict[str, list[str]], directory: str, *,
+                          require_registered: bool = True) -> str | None:
     """Why `directory` (a folder key, optionally with a plain subfolder: `loras/sdxl`) is not a place to
-    write models, or None when it is one."""
+    write models, or None when it is one. Without `require_registered`, a plain key this ComfyUI does not
+    have (a newer ComfyUI's, an uninstalled pack's) passes: only a write into it is refused."""
     reason = unsafe_reason(directory)
     if reason:
         return f"{reason}; only ComfyUI's model folders are written to"
@@ -203,9 +205,11 @@ def write_location_reason(folders: dict[str, list[str]], directory: str) -> str 
     if key in NON_MODEL_FOLDERS:
         return f"{key!r} is ComfyUI's folder for {'node packs' if key == 'custom_nodes' else key}, not a model folder"
     paths = model_folders(folders).get(key)
+    if not paths and not require_registered:
+        return None
     if not paths:
-        return (f"ComfyUI has no model folder {key!r}: install the node pack that registers it and restart "
-                "ComfyUI (or put the file in place yourself)")
+        return (f"ComfyUI has no model folder {key!r}: update ComfyUI or install the node pack that registers it, "
+                "then restart ComfyUI (or put the file in place yourself)")
     if sub:
         base = os.path.realpath(paths[0])
         real = os.path.realpath(os.path.join(base, sub))

@@ -72,13 +72,15 @@ def _fold_unknown_folders(refs: dict[tuple[str, str], ModelRef]) -> list[ModelRe
 
 
 def _refuse_foreign_folders(refs: list[ModelRef], folders: dict[str, list[str]]) -> None:
-    """A workflow's `models[].directory` is honoured only when it is one of ComfyUI's model folders (plus a
-    plain subfolder); a reference whose workflow names any other place is unsafe, never fetched."""
+    """A workflow's `models[].directory` is honoured only when it names a model folder key (plus a plain
+    subfolder); a reference whose workflow names any other place is unsafe, never fetched. A key this
+    ComfyUI does not have (official templates name newer ComfyUI's folders) stays missing in it, and a
+    fix refuses to write there, saying what to install."""
     for ref in refs:
         if ref.unsafe_reason:
             continue
         for directory in dict.fromkeys(h.directory for h in ref.hints if h.directory):
-            reason = write_location_reason(folders, directory)
+            reason = write_location_reason(folders, directory, require_registered=False)
             if reason:
                 ref.unsafe_reason = f"the workflow puts it in {directory!r}: {reason}"
                 break

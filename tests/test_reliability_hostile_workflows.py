@@ -34,8 +34,9 @@ HOSTILE_FILE = "fixture_hf_model.safetensors"
 HOSTILE_PAYLOAD = "tiny-hf-file"
 HOSTILE_DIRECTORIES = [
     "../venv/lib/python3.11/site-packages", "../../python_embeded/Lib/site-packages", "../../x", "/tmp/hostile-x",
-    "..\\..\\x", "loras/../../x", "C:\\x", "custom_nodes", "configs", "loras/./../../x", "ipadapter",
+    "..\\..\\x", "loras/../../x", "C:\\x", "custom_nodes", "configs", "loras/./../../x",
 ]
+UNREGISTERED = "ipadapter"  # a plain key only an uninstalled pack registers: missing, and never written
 HOSTILE_NAMES = [
     "../../../evil.safetensors", "..\\..\\evil.safetensors", "/tmp/evil.safetensors", "C:\\evil.safetensors",
     "loras/../../evil.safetensors", "\u202eevil.safetensors", "a\x00b.safetensors", "\uff0e\uff0e/evil.safetensors",
@@ -46,7 +47,7 @@ HONEST_PAYLOAD = "tiny-lora"  # Civitai version 9100101 of the fake upstream
 def hostile_workflows(up) -> dict[str, bytes]:
     """File name -> file bytes of every crafted workflow (the honest one is added by the caller)."""
     out: dict[str, bytes] = {}
-    for i, directory in enumerate(HOSTILE_DIRECTORIES):
+    for i, directory in enumerate(HOSTILE_DIRECTORIES + [UNREGISTERED]):
         hint = {"name": HOSTILE_FILE, "url": HOSTILE_URL.format(base=up.base), "directory": directory,
                 "hash": up.payloads[HOSTILE_PAYLOAD]["hashes"]["SHA256"].lower(), "hash_type": "sha256"}
         if i % 2:  # declared at the workflow's top level, as the frontend's own missing-models list reads it
@@ -144,6 +145,7 @@ def test_hostile_workflows_through_the_cli_write_only_into_model_folders(world):
     rows = json.loads((world.tmp / "state/output/missing_models.json").read_bytes().decode("utf-8"))
     unsafe = [row["filename"] for row in rows if row["state"] == "unsafe"]
     assert unsafe.count(HOSTILE_FILE) == len(HOSTILE_DIRECTORIES)  # each reported, with its reason
+    assert f"Refusing to write into {UNREGISTERED!r}" in out
 
 
 @pytest.fixture

@@ -98,6 +98,13 @@ def test_a_hostile_directory_beside_a_core_loader_still_makes_the_reference_unsa
     assert status.state == "unsafe"
 
 
+def test_a_folder_key_this_comfyui_lacks_stays_missing_in_it(comfy_root):
+    """Official templates name newer ComfyUI's folders: reported missing there; a fix refuses the write."""
+    wf = make_workflow([hinted_lora("upscaler.safetensors", "latent_upscale_models")])
+    (status,) = scan_workflow_data(wf, "wf.json", StandaloneHost.from_root(comfy_root)).models
+    assert (status.state, status.ref.folder) == ("missing", "latent_upscale_models")
+
+
 def test_a_registered_folder_with_a_plain_subfolder_is_honoured(comfy_root):
     wf = make_workflow([hinted_lora("style.safetensors", "loras/sdxl")])
     (status,) = scan_workflow_data(wf, "wf.json", StandaloneHost.from_root(comfy_root)).models
