@@ -186,7 +186,7 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
             folder_map = folder_map_of(node_def)
             if not model_like and not (folder_map and folder_map.accepts_extension(input_name, value)):
                 continue
-            if _is_text(value, node_def, input_name):
+            if not (core and input_name in core[1]) and _is_text(value, node_def, input_name):
                 continue
             name = normalise(value)
             hint = local_hints_lower.get(name.lower()) or declared_by_name.get(name.lower())
@@ -220,7 +220,7 @@ _UNSET = object()
 # input lists a folder that takes it.
 _MAYBE_FILE = re.compile(r"^[^\s]+\.[A-Za-z][A-Za-z0-9]{0,7}$")
 _SPACE = re.compile(r"\s")
-_PROSE = re.compile(r",\s|\s\S+\s\S+\s\S+\s|[()]")
+_PROSE = re.compile(r",\s")  # file names have spaces and brackets ("model (1).safetensors"), not ", "
 
 
 def _node_def(node_defs: Any, node_type: str) -> Any:
@@ -238,8 +238,8 @@ def _options(node_def: Any, input_name: str | None) -> list[str]:
 
 
 def _is_text(value: str, node_def: Any, input_name: str | None) -> bool:
-    """Free text, not a file: several words in a STRING input, or prose-like text when the input's type is
-    unknown (a prompt that happens to end in `.pt`)."""
+    """Free text, not a file: several words in a STRING input, or a comma-separated list of words when the
+    input's type is unknown (a prompt that happens to end in `.pt`)."""
     if not _SPACE.search(value):
         return False
     spec = input_spec(node_def, input_name) if isinstance(node_def, dict) and input_name else None

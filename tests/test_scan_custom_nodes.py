@@ -131,3 +131,14 @@ def test_probe_markers_never_reach_the_report(fp):
     report = scan_workflow_data(wf, "wf", host(fp, LoraLoaderPlus))
     assert refs(report) == {("loras", "detail.safetensors"): ("missing", "probe")}
     assert fp.get_filename_list("loras") == []
+
+
+def test_a_file_name_with_spaces_and_brackets_is_still_a_file(tmp_path, host_for):
+    from tests.conftest import make_comfy_root
+
+    wf = make_workflow([node(1, "CheckpointLoaderSimple", ["SDXL/Juggernaut XL v9 (RunDiffusion Photo).safetensors"]),
+                        node(2, "SomeCustomLoader", ["my model (1).safetensors"]),
+                        node(3, "SomePromptNode", ["masterpiece, best quality, model.safetensors"])])
+    report = scan_workflow_data(wf, "wf", host_for(make_comfy_root(tmp_path)))
+    assert {s.ref.name for s in report.models} == {"SDXL/Juggernaut XL v9 (RunDiffusion Photo).safetensors",
+                                                  "my model (1).safetensors"}
