@@ -42,6 +42,10 @@ MODEL_EXT = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf|onnx|patch|pkl|pt2|
 MODES = ("inside ComfyUI", "CLI + ComfyUI folder", "CLI keyword-only")
 
 
+class NotReady(RuntimeError):
+    """The ComfyUI folder is not the corpus' fresh install: the message says what to do."""
+
+
 def load_truth() -> dict:
     return json.loads((DATA / "truth.json").read_text())
 
@@ -143,6 +147,15 @@ def workflow_files(comfyui_dir: Path) -> dict[str, Path]:
             for p in packs["packs"] for rel in p["workflows"]}
 
 
+def missing_workflows(files: dict[str, Path]) -> str | None:
+    absent = [str(p) for p in files.values() if not p.is_file()]
+    if not absent:
+        return None
+    return (f"{len(absent)} of the corpus' workflows are not on disk, e.g. {absent[0]}: install the packs of "
+            "tests/data/real_packs/packs.json into custom_nodes at their commits (COMFY_PACKS_FROM=<mirrors> "
+            "scripts/setup_e2e.sh)")
+
+
 def scan_inside(url: str, files: dict[str, Path], truth: dict) -> Score:
     score = Score()
     began = time.perf_counter()
@@ -195,16 +208,16 @@ def assert_fresh_install(comfyui_dir: Path, truth: dict) -> None:
             if d.is_dir() and not rel.startswith("custom_nodes"):
                 found += [str(p) for p in d.rglob("*") if p.is_file() and MODEL_EXT.search(p.name)]
     if found:
-        raise SystemExit("Model folders are not empty (move these out first): " + ", ".join(found[:10]))
+        raise NotReady("Model folders are not empty (move these out first): " + ", ".join(found[:10]))
 
 
 def run_all(comfyui_dir: Path, url: str | None = None) -> dict[str, Score]:
     truth = load_truth()
     assert_fresh_install(comfyui_dir, truth)
     files = workflow_files(comfyui_dir)
-    missing = [str(p) for p in files.values() if not p.is_file()]
+    missing = missing_workflows(files)
     if missing:
-        raise SystemExit("Workflows missing (install the packs at the commits in packs.json): " + ", ".join(missing))
+        raise NotReady(missing)
     scores: dict[str, Score] = {}
     comfy = None
     if not url:
@@ -245,7 +258,10 @@ def main() -> None:
     args = parser.parse_args()
     if not os.environ.get("COMFYUI_DIR"):
         raise SystemExit("Set COMFYUI_DIR to a ComfyUI with the packs of tests/data/real_packs/packs.json installed.")
-    scores = run_all(Path(os.environ["COMFYUI_DIR"]).resolve(), args.url)
+    try:
+        scores = run_all(Path(os.environ["COMFYUI_DIR"]).resolve(), args.url)
+    except NotReady as e:
+        raise SystemExit(str(e)) from None
     print_table(scores)
     if args.json:
         args.json.write_text(json.dumps({m: s.figures() for m, s in scores.items()}, indent=1))

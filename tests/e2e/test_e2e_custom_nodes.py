@@ -1,0 +1,69 @@
+"""Real node packs' example workflows, on a fresh install: every reference found, in the folder its node reads.
+
+Opt-in: needs COMFYUI_DIR with the packs of tests/data/real_packs/packs.json in its custom_nodes/ and
+empty model folders. The truth (tests/data/real_packs/truth.json) was probed in that ComfyUI: a
+marker file in every registered folder, then /object_info. Figures for the three ways of scanning
+are printed side by side (`-s`), as benchmarks/custom_nodes_bench.py does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks.custom_nodes_bench import MODES, NotReady, missing_workflows, print_table, run_all, workflow_files
+
+pytestmark = pytest.mark.e2e
+
+INSIDE, CLI_ROOT, KEYWORDS = MODES
+
+
+@pytest.fixture(scope="module")
+def scores():
+    value = os.environ.get("COMFYUI_DIR")
+    if not value:
+        pytest.skip("COMFYUI_DIR is not set: the real node pack corpus needs a ComfyUI with the packs of "
+                    "tests/data/real_packs/packs.json installed (scripts/setup_e2e.sh with COMFY_PACKS_FROM)")
+    root = Path(value).expanduser().resolve()
+    missing = missing_workflows(workflow_files(root))
+    if missing:
+        pytest.skip(missing)
+    try:
+        result = run_all(root)
+    except NotReady as e:
+        pytest.fail(str(e))
+    print()
+    print_table(result)
+    return result
+
+
+def detail(score, *kinds: str) -> str:
+    lists = {"wrong": score.wrong, "missed": score.missed, "fp_self": score.fp_self, "fp_prompt": score.fp_prompt}
+    return "\n".join(item for k in kinds for item in lists[k][:20])
+
+
+def test_inside_comfyui_reports_every_reference(scores):
+    s = scores[INSIDE]
+    assert s.found / s.refs >= 0.99, detail(s, "missed")
+
+
+def test_inside_comfyui_puts_references_in_the_folder_their_node_reads(scores):
+    s = scores[INSIDE]
+    assert s.right / s.refs >= 0.99, detail(s, "wrong", "missed")
+
+
+def test_cli_with_the_comfyui_folder_puts_references_in_the_folder_their_node_reads(scores):
+    s = scores[CLI_ROOT]
+    assert s.right / s.refs >= 0.95, detail(s, "wrong", "missed")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_text_a_node_does_not_parse_is_never_a_reference(scores, mode):
+    assert scores[mode].fp_prompt == []
+
+
+@pytest.mark.parametrize("mode", [INSIDE, CLI_ROOT])  # keyword-only knows no node's own choices
+def test_a_model_the_node_downloads_itself_is_never_missing(scores, mode):
+    assert scores[mode].fp_self == []
