@@ -74,3 +74,19 @@ def test_auto_in_a_fresh_venv_downloads_and_verifies_a_safetensors_file(venv, tm
     assert not list(root.rglob("*.part"))
     log = (tmp_path / "state" / "log").rglob("*.log")
     assert any('"verify"' in p.read_text() and sha in p.read_text() for p in log)
+
+
+def test_the_tests_pass_from_a_checkout_named_like_a_github_zip_with_nothing_beside_it(tmp_path):
+    """`ComfyFixerSmart-main` is no package name, and nothing outside the checkout is there to read."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    checkout = tmp_path / "ComfyFixerSmart-main"
+    for rel in files:
+        if (ROOT / rel).is_file() and not rel.startswith("tests/e2e/node_modules/"):
+            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, checkout / rel)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cli_scan.py",
+                        "tests/test_sources_civitai.py"],
+                       cwd=checkout, capture_output=True, text=True, timeout=600, env=_plain_env(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout and "error" not in r.stdout.splitlines()[-1]
