@@ -25,6 +25,9 @@ from aiohttp import web
 from fixer.host import StandaloneHost, model_folders
 from fixer.service import FixerService
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
+from tests.test_reliability_content import bomb, chunk, loops, png
+
+MiB = 2**20
 
 PEAK_MEMORY_BOUND = 1 << 30
 # A file the fake upstream really serves (an HF repo recorded with its bytes), so a write location that slipped
@@ -62,6 +65,10 @@ def hostile_workflows(up) -> dict[str, bytes]:
     out["lone_surrogate.json"] = lone.encode("ascii")  # json.dumps escapes it: \udcff, as a hostile file would
     out["not_utf8.json"] = b'{"nodes": [{"id": 1, "type": "LoraLoader", "widgets_values": ["\xff\xfe.safetensors"]}]}'
     out["not_json.json"] = b"\x00\x01\x02 not a workflow"
+    # Content that costs memory or time: a zTXt bomb, JSON that multiplies when parsed, deep nesting.
+    out["bomb.png"] = png(chunk(b"zTXt", b"workflow\x00\x00" + bomb(128 * MiB)))
+    out["dicts.json"] = b"[" + b"{}," * 5_000_000 + b"{}]"
+    out["deep.json"] = b"[" * 100_000 + b"]" * 100_000
     return out
 
 
@@ -102,6 +109,9 @@ def world(tmp_path: Path, upstream):
         (wf_dir / name).write_bytes(data)
     (wf_dir / os.fsdecode(b"named-\xff.json")).write_text(
         json.dumps(make_workflow([node(1, "CheckpointLoaderSimple", ["present.safetensors"])])))
+    with open(wf_dir / "huge.json", "wb") as f:
+        f.truncate(200 * MiB)  # a 200 MB workflow file (sparse on disk)
+    loops(wf_dir)  # two links back up the workflow folder
     honest, honest_name, honest_sha = honest_workflow(upstream)
     write_json(wf_dir / "honest.json", honest)
     host = StandaloneHost.from_root(root)
@@ -176,12 +186,12 @@ async def fix_and_wait(client, body: bytes, seconds: float = 60.0) -> tuple[int,
 
 async def test_hostile_workflows_through_the_panel_write_only_into_model_folders(panel, world, caplog):
     for path in sorted(world.wf_dir.iterdir()):
-        if path.name == "honest.json":
-            continue
+        if path.name == "honest.json" or path.suffix != ".json" or path.stat().st_size > 16 * MiB:
+            continue  # the panel posts JSON; bodies over its limit are refused unread (tests/test_routes.py)
         raw = path.read_bytes()
         body = b'{"name": "hostile.json", "workflow": ' + raw + b"}"
         code, answer = await fix_and_wait(panel, body)
-        assert code in (202, 400), (path.name, code, answer)  # a clear refusal or a run, never a 500
+        assert code in (202, 400, 413), (path.name, code, answer)  # a clear refusal or a run, never a 500
         if code == 202:
             rows = {row["name"]: row for row in answer["data"]["models"]}
             assert all(row["state"] != "done" for row in rows.values()), (path.name, rows)
