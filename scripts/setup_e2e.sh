@@ -11,6 +11,10 @@
 #   COMFY_FRONTEND_VERSION also unpack comfyui-frontend-package==VERSION under $COMFYUI_DIR/../frontend-VERSION
 #                          (pass its static/ folder to the tests as COMFY_FRONTEND_ROOT).
 #   SKIP_APT=1             do not apt-get chromium (already installed, or not root).
+#   COMFY_PACKS_FROM       also install the node packs of tests/data/real_packs/packs.json (the corpus of
+#                          tests/e2e/test_e2e_custom_nodes.py) into $COMFYUI_DIR/custom_nodes at their commits:
+#                          a folder of git mirrors laid out <owner>+<name>/repo, or a git URL prefix
+#                          (https://github.com). Their requirements go into the venv with torch pinned.
 #
 # Idempotent: every step checks whether it is already done. Nothing is written inside this repo except
 # tests/e2e/node_modules (gitignored). ComfyUI's own source is never modified; two things are worked
@@ -77,6 +81,51 @@ if [ -n "${COMFY_FRONTEND_VERSION:-}" ]; then
     mkdir -p "$fe" && "$COMFY_VENV/bin/python" -m zipfile -e "$tmp"/fe/*.whl "$fe"
   fi
   echo "COMFY_FRONTEND_ROOT=$fe/comfyui_frontend_package/static"
+fi
+
+if [ -n "${COMFY_PACKS_FROM:-}" ]; then
+  step "node packs of tests/data/real_packs/packs.json from $COMFY_PACKS_FROM"
+  "$COMFY_VENV/bin/python" - "$REPO/tests/data/real_packs/packs.json" "$COMFYUI_DIR/custom_nodes" \
+      "$COMFY_PACKS_FROM" > "$tmp/pack-dirs.txt" <<'PY'
+import json, os, subprocess, sys
+packs_json, custom_nodes, source = sys.argv[1:]
+data = json.load(open(packs_json))
+def git(*args, cwd=None):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+for p in data["packs"] + data["nested"]:
+    dest = os.path.join(custom_nodes, p["dir"])
+    url = (os.path.join(source, p["repo"].replace("/", "+", 1), "repo") if os.path.isdir(source)
+           else f"{source.rstrip('/')}/{p['repo']}")
+    if not os.path.isdir(os.path.join(dest, ".git")):
+        if os.path.isdir(dest):
+            os.rmdir(dest)  # an empty submodule folder
+        git("clone", "--no-checkout", "-q", url, dest).check_returncode()
+    if git("rev-parse", "HEAD", cwd=dest).stdout.strip() != p["commit"] or git("status", "--short", "--untracked-files=no", cwd=dest).stdout:
+        # Snapshots may lack a few blobs (images, tokenizers), which makes a plain checkout fail:
+        # point HEAD at the commit, then check out every file that is there.
+        blobs = [line.split(None, 3) for line in git("ls-tree", "-r", p["commit"], cwd=dest).stdout.splitlines()]
+        check = subprocess.run(["git", "cat-file", "--batch-check"], cwd=dest, capture_output=True, text=True,
+                               input="".join(sha + "\n" for _, kind, sha, _ in blobs if kind == "blob"))
+        absent = {line.split()[0] for line in check.stdout.splitlines() if line.endswith(" missing")}
+        missing = [path for _, _, sha, path in blobs if sha in absent]
+        git("update-ref", "--no-deref", "HEAD", p["commit"], cwd=dest).check_returncode()
+        git("checkout", "HEAD", "--", ".", *[f":!{m}" for m in missing], cwd=dest).check_returncode()
+        if missing:
+            print(f"{p['dir']}: not in the snapshot, left out: {', '.join(missing)}", file=sys.stderr)
+    print(dest)
+PY
+  # Requirements of all packs in one resolve. Left out: CUDA-only wheels (cupy, onnxruntime-gpu -> onnxruntime),
+  # torch itself, and Impact-Pack's numpy<2 (ComfyUI's numpy stays; the nodes import with it).
+  "$COMFY_VENV/bin/python" -c "import numpy; print('numpy==' + numpy.__version__)" >> "$tmp/constraints.txt"
+  echo "$TORCHVISION_PIN" >> "$tmp/constraints.txt"
+  while read -r dir; do
+    for f in "$dir/requirements.txt" "$dir/requirements-no-cupy.txt"; do
+      [ -f "$f" ] && grep -vE '^\s*(#|-r|$)' "$f" >> "$tmp/packs-req.txt"
+    done
+  done < "$tmp/pack-dirs.txt"
+  sed -E -i -e '/^(torch|torchvision|torchaudio|cupy[-a-z]*)\s*([<>=!].*)?$/d' -e 's/^onnxruntime-gpu.*/onnxruntime/' \
+      -e 's/^numpy\s*<\s*2.*/numpy/' -e 's/^opencv-python(-headless)?\b.*/opencv-python-headless/' "$tmp/packs-req.txt"
+  "${PIP[@]}" -c "$tmp/constraints.txt" -r "$tmp/packs-req.txt"
 fi
 
 if [ -z "${SKIP_APT:-}" ] && [ ! -x /usr/bin/chromium ]; then
