@@ -11,8 +11,6 @@ imports ComfyUI's modules.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 import sys
 from typing import Any, Awaitable, Callable
@@ -22,15 +20,19 @@ from aiohttp import web
 if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own copy of the engine
     from .fixer import comfy_runtime
     from .fixer.errors import FixerError
+    from .fixer.scan_worker import ScanWorker
     from .fixer.web_guard import (RequestRefused, caller_refusal, decode_body, field_abs_path, field_folder,
                                   field_items, field_model_name, field_pack_id, field_text, field_workflow,
-                                  json_content_type_reason, public_settings, settings_patch, status_for)
+                                  json_content_type_reason, public_settings, scan_fields, settings_patch,
+                                  status_for)
 else:  # tests and tools with the repo root on sys.path
     from fixer import comfy_runtime
     from fixer.errors import FixerError
+    from fixer.scan_worker import ScanWorker
     from fixer.web_guard import (RequestRefused, caller_refusal, decode_body, field_abs_path, field_folder,
                                  field_items, field_model_name, field_pack_id, field_text, field_workflow,
-                                 json_content_type_reason, public_settings, settings_patch, status_for)
+                                 json_content_type_reason, public_settings, scan_fields, settings_patch,
+                                 status_for)
 
 log = logging.getLogger("fixer.comfyui")
 
@@ -43,6 +45,10 @@ INLINE_DECODE_BYTES = 64 * 2**10
 BIG_BODY_READ_SECONDS = 120
 # Bodies larger than that are decoded and handled one at a time (see _guarded).
 MAX_BIG_BODIES = 1
+# Scans of bodies larger than this run in the scan worker process (fixer/scan_worker.py): decoded,
+# a 13 MiB workflow is ~230,000 containers, whose allocation makes CPython walk all of ComfyUI's
+# objects in full garbage collections (1.9-2.7 s loop stalls in benchmarks/load_bench.py).
+WORKER_SCAN_BYTES = 2**20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,24 +94,16 @@ def free_gradually(body: dict[str, Any]) -> None:
     body.clear()
 
 
-@contextlib.asynccontextmanager
-async def collector_paused():
-    """No garbage collection while one big workflow is alive: a decoded workflow holds no reference
-    cycles (refcounting frees it), but each full collection would walk its millions of objects with the
-    GIL held, ~130 ms a time. Big bodies are handled one at a time, so this never nests; garbage other
-    threads make meanwhile waits the few seconds until the collector is back."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+RawHandler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 
 
 def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]],
-             *, has_body: bool, max_bytes: int, big_bodies: asyncio.Semaphore) -> Handler:
-    """Refuse callers other than the ComfyUI page, read the JSON body, turn every failure into {"error"}."""
+             *, has_body: bool, max_bytes: int, big_bodies: asyncio.Semaphore,
+             raw_above: tuple[int, RawHandler] | None = None) -> Handler:
+    """Refuse callers other than the ComfyUI page, read the JSON body, turn every failure into {"error"}.
+
+    `raw_above` = (size, handler): bodies larger than size go to handler undecoded.
+    """
 
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
@@ -122,19 +120,19 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
             # Big workflows (or bodies of unknown length) go one at a time, read, decoded off the loop
             # and scanned, while the others wait unread in their sockets. Read all at once, every
             # socket read re-takes the GIL from the busy scan thread (up to 5 ms each): with 20
-            # uploads that stalled the loop for over 100 ms. Decoded, a multi-MB workflow is ~10x its
-            # size in objects that each full garbage collection would walk: the collector pauses.
+            # uploads that stalled the loop for over 100 ms.
             async with big_bodies:
                 try:  # a stalled upload must not hold the queue of big bodies forever
                     raw = await asyncio.wait_for(read_body(request, max_bytes), BIG_BODY_READ_SECONDS)
                 except asyncio.TimeoutError:
                     raise RequestRefused(408, "The request body did not arrive in time; send it again.") from None
-                async with collector_paused():
-                    body = await asyncio.to_thread(decode_body, raw)
-                    try:
-                        return await fn(request, body)
-                    finally:  # freeing it is ~40 ms per 13 MiB: a thread drops it piece by piece
-                        await asyncio.to_thread(free_gradually, body)
+                if raw_above is not None and len(raw) > raw_above[0]:
+                    return await raw_above[1](request, raw)
+                body = await asyncio.to_thread(decode_body, raw)
+                try:
+                    return await fn(request, body)
+                finally:  # freeing it is ~40 ms per 13 MiB: a thread drops it piece by piece
+                    await asyncio.to_thread(free_gradually, body)
         except RequestRefused as e:
             return error_response(e.status, e.message)
         except FixerError as e:
@@ -150,20 +148,26 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
 
 def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
                install_pack: Callable[[str], Awaitable[str | None]] | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> None:
+               max_body_bytes: int = MAX_BODY_BYTES, scan_worker: ScanWorker | None = None,
+               worker_scan_bytes: int = WORKER_SCAN_BYTES) -> None:
     """Register the /comfyfixer routes of the contract on `routes` (exactly once per table).
 
     `get_service()` returns the FixerService (created lazily by the caller). `await install_pack(pack_id)`
     queues a node pack install and returns a message, or None when no installer is available
-    (default: the ComfyUI-Manager this ComfyUI runs).
+    (default: the ComfyUI-Manager this ComfyUI runs). Scans of bodies over `worker_scan_bytes` run in
+    `scan_worker` (default: a worker process started on the first one).
     """
     installer = install_pack or comfy_runtime.install_pack
+    worker = scan_worker or ScanWorker()
     big_bodies = asyncio.Semaphore(MAX_BIG_BODIES)
 
-    def post(path: str) -> Callable:
+    async def scan_in_worker(request: web.Request, raw: bytes) -> web.Response:
+        return web.Response(body=await worker.scan(raw, get_service()), content_type="application/json")
+
+    def post(path: str, raw_above: tuple[int, RawHandler] | None = None) -> Callable:
         def deco(fn):
             routes.post(PREFIX + path)(_guarded(fn, has_body=True, max_bytes=max_body_bytes,
-                                                big_bodies=big_bodies))
+                                                big_bodies=big_bodies, raw_above=raw_above))
             return fn
         return deco
 
@@ -174,10 +178,9 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
             return fn
         return deco
 
-    @post("/scan")
+    @post("/scan", raw_above=(worker_scan_bytes, scan_in_worker))
     async def scan(request: web.Request, body: dict[str, Any]) -> web.Response:
-        workflow = field_workflow(body)
-        name = field_text(body, "name", default="workflow")
+        workflow, name = scan_fields(body)
         return web.json_response(await get_service().scan(workflow, name))
 
     @post("/fix")

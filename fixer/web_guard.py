@@ -153,14 +153,15 @@ def _each_object(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def decode_body(raw: bytes) -> dict[str, Any]:
+def decode_body(raw: bytes, *, share_gil: bool = True) -> dict[str, Any]:
     if not raw.strip():
         raise RequestRefused(400, "The request body is empty; send a JSON object.")
     try:
         # Plain json.loads is one C call that holds the GIL for the whole parse (165 ms for a 13 MiB
         # workflow), so decoding in a thread would still stall the loop. A Python-level hook, called
-        # for every object, lets the interpreter hand the GIL to the loop every few milliseconds.
-        body = json.loads(raw, object_hook=_each_object)
+        # for every object, lets the interpreter hand the GIL to the loop every few milliseconds
+        # (`share_gil`; a process with no loop to serve, the scan worker, decodes at full speed).
+        body = json.loads(raw, object_hook=_each_object if share_gil else None)
     except (UnicodeDecodeError, ValueError) as e:
         raise RequestRefused(400, f"The request body is not valid JSON: {e}") from None
     except RecursionError:
@@ -188,6 +189,11 @@ def field_workflow(body: dict[str, Any], field: str = "workflow") -> dict[str, A
     if not isinstance(value, dict):
         raise RequestRefused(400, f"'{field}' must be a workflow JSON object, got {type(value).__name__}.")
     return value
+
+
+def scan_fields(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """POST /scan's (workflow, name), checked the same in ComfyUI's process and in the scan worker."""
+    return field_workflow(body), field_text(body, "name", default="workflow")
 
 
 def field_text(body: dict[str, Any], field: str, *, default: str | None = None,

@@ -12,9 +12,10 @@ from aiohttp import web
 
 from fake_comfy import PACK_DIR, install_comfy, load_pack, unload_pack
 
-CONTRACT_ROUTES = sorted([("GET", "/comfyfixer/status"), ("GET", "/comfyfixer/settings")]
+CONTRACT_ROUTES = sorted([("GET", "/comfyfixer/status"), ("GET", "/comfyfixer/settings"), ("GET", "/comfyfixer/folder_map")]
                          + [("POST", f"/comfyfixer/{p}") for p in ("scan", "fix", "cancel", "retry", "relink",
-                                                                    "settings", "portable", "install_pack")])
+                                                                    "settings", "portable", "install_pack",
+                                                                    "approve", "discard_partial", "paste_link")])
 COMFY_NAME = str(PACK_DIR).replace(".", "_x_")  # the sys.modules key ComfyUI's loader uses
 HEAVY = ("aiohttp", "requests", "huggingface_hub", "safetensors", "server_routes", "fixer.service",
          "fixer.transfer", "PIL")

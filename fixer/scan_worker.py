@@ -1,0 +1,297 @@
+"""Scan big posted workflows in a worker process, so ComfyUI's own process never holds them.
+
+A 13 MiB workflow decodes into ~230,000 containers. Allocating them makes CPython run full garbage
+collections, and each one walks every object of the process (in ComfyUI: torch, the models, every
+pack) with all threads stopped: seconds of stalled event loop. Pausing the collector avoided that,
+but for the whole host. Here the body goes to a child Python as bytes and the answer comes back as
+bytes; ComfyUI's process builds neither.
+
+The child is plain Python (`-c` with this package's folder on sys.path: no `multiprocessing`, whose
+spawn would re-run ComfyUI's main.py, and no fork of a process with CUDA loaded). It runs the
+service's own `scan` over a `HostSnapshot`: the model folders, their extensions, the node types, and
+the definitions of just the node types the workflow names, which the parent asks the live node
+classes for (they exist only in ComfyUI's process).
+
+Protocol, length-prefixed frames on the child's stdin/stdout:
+parent: {"state_dir", "comfyui_root", "comfyui_version"} then the raw body;
+child: {"types": [...]} (or {"status", "error"});
+parent: the HostSnapshot as JSON;
+child: {"status": 200} then the answer's JSON bytes (or {"status", "error"}).
+The child's log lines go to its stderr, which the parent re-logs under the same logger names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from .web_guard import RequestRefused
+
+log = logging.getLogger("fixer.scan_worker")
+
+_LENGTH = struct.Struct(">Q")
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # the folder holding this `fixer` package
+
+
+def write_frame(out: IO[bytes], payload: bytes) -> None:
+    out.write(_LENGTH.pack(len(payload)))
+    out.write(payload)
+    out.flush()
+
+
+def read_frame(src: IO[bytes]) -> bytes:
+    head = src.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError("the other side closed the pipe")
+    (size,) = _LENGTH.unpack(head)
+    data = src.read(size)
+    if len(data) < size:
+        raise EOFError("the other side closed the pipe mid-message")
+    return data
+
+
+def _json(obj: Any) -> bytes:
+    # Node definitions hold tuples, and now and then a value JSON has no form for (a class, a set).
+    return json.dumps(obj, default=repr, separators=(",", ":")).encode("utf-8")
+
+
+# ---------------------------------------------------------------- what the child knows of the host
+
+
+@dataclass
+class HostSnapshot:
+    """The Host protocol's answers, taken in ComfyUI's process for one scan."""
+
+    paths: dict[str, list[str]]
+    exts: dict[str, list[str]]
+    types: list[str] | None
+    defs: dict[str, Any]
+    node_source: str = "host"
+
+    @classmethod
+    def of(cls, host: Any, wanted: list[str]) -> "HostSnapshot":
+        """`host`'s folders and node types, and the definitions of the `wanted` types it has."""
+        paths = host.folders()
+        known = host.node_types()
+        defs: dict[str, Any] = {}
+        live = host.node_defs() if known is not None else None
+        for t in wanted if live is not None else ():
+            if t in known:
+                try:
+                    defs[t] = live[t]
+                except KeyError:  # the node's INPUT_TYPES failed: as the live host answers
+                    pass
+        return cls(paths=paths, exts={k: sorted(host.extensions(k)) for k in paths},
+                   types=sorted(known) if known is not None else None, defs=defs,
+                   node_source=getattr(host, "node_source", "host"))
+
+    def folders(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.paths.items()}
+
+    def extensions(self, folder: str) -> frozenset[str]:
+        from .constants import map_legacy
+
+        return frozenset(self.exts.get(map_legacy(folder), ()))
+
+    def node_types(self) -> set[str] | None:
+        return set(self.types) if self.types is not None else None
+
+    def node_defs(self) -> Mapping[str, Any] | None:
+        return _Defs(self.defs, self.types or []) if self.types is not None else None
+
+
+class _Defs(Mapping):
+    """Like the live definitions: every node type is listed, the asked-for ones have a definition."""
+
+    def __init__(self, defs: dict[str, Any], types: list[str]):
+        self._defs, self._types = defs, types
+
+    def __getitem__(self, name: str) -> Any:
+        return self._defs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+def named_types(doc: Any) -> list[str]:
+    """Every string a workflow gives as a node's "type" or "class_type" (subgraphs and API prompts too)."""
+    found: set[str] = set()
+    stack = [doc]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, dict):
+            for key in ("type", "class_type"):
+                if isinstance(obj.get(key), str):
+                    found.add(obj[key])
+            stack.extend(v for v in obj.values() if isinstance(v, (dict, list)))
+        elif isinstance(obj, list):
+            stack.extend(v for v in obj if isinstance(v, (dict, list)))
+    return sorted(found)
+
+
+# ---------------------------------------------------------------- the child
+
+
+def _refusal(e: Exception) -> dict[str, Any]:
+    from .errors import FixerError
+    from .web_guard import status_for
+
+    if isinstance(e, RequestRefused):
+        return {"status": e.status, "error": e.message}
+    if isinstance(e, FixerError):
+        return {"status": status_for(e), "error": str(e)}
+    log.exception("scan worker: the scan failed")
+    return {"status": 500, "error": f"Internal error in ComfyFixerSmart ({type(e).__name__}: {e}); see the ComfyUI log."}
+
+
+def _serve_one(src: IO[bytes], out: IO[bytes]) -> None:
+    from .config import load_config
+    from .service import FixerService
+    from .web_guard import decode_body, scan_fields
+
+    job = json.loads(read_frame(src))
+    raw = read_frame(src)
+    try:
+        workflow, name = scan_fields(decode_body(raw, share_gil=False))
+    except Exception as e:
+        write_frame(out, _json(_refusal(e)))
+        return
+    del raw
+    write_frame(out, _json({"types": named_types(workflow)}))
+    host = HostSnapshot(**json.loads(read_frame(src)))
+    try:
+        state_dir = Path(job["state_dir"])
+        svc = FixerService(host, state_dir, load_config(state_dir / "config.json"),
+                           comfyui_root=Path(job["comfyui_root"]) if job.get("comfyui_root") else None,
+                           comfyui_version=job.get("comfyui_version"))
+        _log_to_stderr_only()  # the service opened comfyfixer.log; only ComfyUI's process writes it
+        answer = _json(asyncio.run(svc.scan(workflow, name)))
+    except Exception as e:
+        write_frame(out, _json(_refusal(e)))
+        return
+    write_frame(out, _json({"status": 200}))
+    write_frame(out, answer)
+
+
+def _log_to_stderr_only() -> None:
+    """The engine's log lines go to stderr, which the parent re-logs (_relay_log)."""
+    engine = logging.getLogger("fixer")
+    for h in list(engine.handlers):
+        engine.removeHandler(h)
+        h.close()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelno)d\t%(name)s\t%(message)s"))  # read by _relay_log
+    engine.addHandler(handler)
+    engine.setLevel(logging.INFO)
+    engine.propagate = False
+
+
+def child_main() -> None:
+    """Serve scans until the parent closes stdin (it exits, or closes the worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in ComfyUI's terminal: ComfyUI stops, we see EOF
+    src, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the frames
+    _log_to_stderr_only()
+    while True:
+        try:
+            _serve_one(src, out)
+        except EOFError:
+            return
+
+
+# ---------------------------------------------------------------- the parent
+
+
+class ScanWorker:
+    """One child process, started on first use, serving one scan at a time; restarted if it dies."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        # The pack's copy of the engine, imported as a top-level `fixer` from the folder holding it.
+        code = (f"import sys; sys.path.insert(0, {str(PACKAGE_PARENT)!r}); "
+                "from fixer.scan_worker import child_main; child_main()")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=str(PACKAGE_PARENT))
+        threading.Thread(target=_relay_log, args=(proc.stderr,), name="comfyfixer-scan-worker-log",
+                         daemon=True).start()
+        log.info("scan worker started (pid %d)", proc.pid)
+        return proc
+
+    def scan_blocking(self, raw: bytes, service: Any) -> bytes:
+        """The service's scan answer for a raw /scan body, as JSON bytes, computed in the child."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = self._start()
+            proc = self._proc
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                job = {"state_dir": str(service.state_dir), "comfyui_version": service.comfyui_version,
+                       "comfyui_root": str(service.comfyui_root) if service.comfyui_root else None}
+                write_frame(proc.stdin, _json(job))
+                write_frame(proc.stdin, raw)
+                first = json.loads(read_frame(proc.stdout))
+                if "types" not in first:
+                    raise RequestRefused(first["status"], first["error"])
+                write_frame(proc.stdin, _json(asdict(HostSnapshot.of(service.host, first["types"]))))
+                head = json.loads(read_frame(proc.stdout))
+                if head.get("status") != 200:
+                    raise RequestRefused(head["status"], head["error"])
+                return read_frame(proc.stdout)
+            except RequestRefused:  # the child answered and waits for the next body
+                raise
+            except (EOFError, OSError, ValueError) as e:
+                code = self._stop()
+                raise RequestRefused(500, f"The scan worker process stopped (exit code {code}: {e}); the next scan "
+                                         "starts a new one. See the ComfyUI log.") from None
+            except BaseException:  # failed mid-conversation: the child is out of step with us
+                self._stop()
+                raise
+
+    def _stop(self) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        proc.kill()
+        return proc.wait()
+
+    async def scan(self, raw: bytes, service: Any) -> bytes:
+        return await asyncio.to_thread(self.scan_blocking, raw, service)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._proc is not None:
+                self._proc.stdin.close()  # the child exits at end of input
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                self._proc = None
+
+
+def _relay_log(stream: IO[bytes]) -> None:
+    """The child's log lines, re-logged under their own logger names: ACTION lines stay out of
+    ComfyUI's console as the in-process ones do. Anything else it prints (a traceback) is a warning."""
+    for line in stream:
+        text = line.decode("utf-8", "backslashreplace").rstrip()
+        level, _, rest = text.partition("\t")
+        name, _, message = rest.partition("\t")
+        if level.isdigit() and name.startswith("fixer") and message:
+            logging.getLogger(name).log(int(level), "%s", message)
+        elif text:
+            log.warning("scan worker: %s", text)
