@@ -259,10 +259,12 @@ def cmd_auto(ctx: RunContext) -> int:
         report = run_scan(ctx)
         print(summary_text(report))
         refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
+        refused = report.by_state("unsafe")  # never fetched, but the workflow still lacks them
         if not refs:
-            print("No model is missing.")
+            print(f"Nothing to download: {len(refused)} refused reference(s) above; fix them in the workflow."
+                  if refused else "No model is missing.")
             ctx.bus.emit(PhaseChanged("complete"))
-            return EXIT_MISSING if report.missing_nodes else EXIT_OK
+            return EXIT_MISSING if report.missing_nodes or refused else EXIT_OK
         if not ctx.args.yes and sys.stdin.isatty() and not confirm(refs):
             print("Nothing downloaded.")
             ctx.bus.emit(PhaseChanged("complete"))
@@ -275,7 +277,7 @@ def cmd_auto(ctx: RunContext) -> int:
         ctx.status.set_data(data, force=True)
         print(final_summary(data))
         ok = all(r["state"] == "done" for r in data["models"])
-        return EXIT_OK if ok and not report.missing_nodes else EXIT_MISSING
+        return EXIT_OK if ok and not report.missing_nodes and not refused else EXIT_MISSING
 
 
 def cmd_resolve(ctx: RunContext) -> int:

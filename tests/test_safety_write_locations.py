@@ -166,6 +166,16 @@ def cli(root: Path, state: Path, *args: str, env: dict[str, str] | None = None) 
                           capture_output=True, text=True, timeout=120)
 
 
+def test_auto_with_only_refused_references_downloads_nothing_and_exits_1(tmp_path):
+    root = make_comfy_root(tmp_path)
+    write_json(root / "user/default/workflows/w.json",
+               make_workflow([hinted_lora("zz_fix.pth", "../venv/lib/python3.11/site-packages")]))
+    before = snapshot(root)
+    r = cli(root, tmp_path / "state", "--auto", "--yes")
+    assert r.returncode == 1 and "1 refused reference(s)" in r.stdout, r.stdout + r.stderr
+    assert snapshot(root) == before
+
+
 def test_get_refuses_a_folder_that_is_not_a_model_folder(tmp_path):
     root = make_comfy_root(tmp_path)
     before = snapshot(root)
