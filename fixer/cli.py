@@ -22,6 +22,7 @@ from .errors import FixerError, RunLocked
 from .events import EventBus, PhaseChanged, ScanFinished
 from .folder_probe import apply_server_maps, fetch_folder_maps
 from .host import StandaloneHost, fetch_object_info, load_object_info
+from .static_folders import add_pack_folders
 from .models import Resolution, ScanReport
 from .state import StatusDocument, read_json
 
@@ -67,6 +68,7 @@ class RunContext:
             raise FixerError(f"--comfyui-root {self.root} is not a folder")
         host = StandaloneHost.from_root(self.root, self.args.extra_model_paths)
         host.custom_nodes = self.root / "custom_nodes"  # the packs' sources say which folder an input lists
+        add_pack_folders(host, self.root)  # ... and which folders they register
         if self.args.object_info:
             host.with_object_info(load_object_info(self.args.object_info), "object_info")
         elif self.args.server:

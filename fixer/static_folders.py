@@ -32,6 +32,7 @@ _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "ven
 _MENTIONS = ("INPUT_TYPES", "define_schema", "folder_paths", "NODE_CLASS_MAPPINGS")
 _MAX_FILE_BYTES = 2_000_000
 _DEPTH = 6
+_MODELS = "\x00models"  # stands for folder_paths.models_dir while a path expression is evaluated
 
 
 @dataclass
@@ -45,6 +46,8 @@ class _Pack:
     extensions: dict[str, frozenset[str]] = field(default_factory=dict)  # folder key -> registered extensions
     module_constants: dict[str, dict[str, ast.expr]] = field(default_factory=dict)  # class -> its module's names
     pending: list[tuple[ast.expr, str]] = field(default_factory=list)  # NODE_CLASS_MAPPINGS (key, class) to resolve
+    registrations: list[tuple[str, ast.expr, dict[str, ast.expr]]] = field(default_factory=list)
+    calls: list[tuple[ast.Call, dict[str, ast.expr]]] = field(default_factory=list)
     unresolved: set[str] = field(default_factory=set)  # classes mapped under a key this reader cannot evaluate
     unread: dict[Path, str] = field(default_factory=dict)  # modules without nodes, parsed when a name is looked up
     looked_up: set[tuple[str, ...]] = field(default_factory=set)
@@ -64,7 +67,7 @@ class _Pack:
         for stmt in _module_level(tree.body) if walk else ():
             for n in ast.walk(stmt):
                 self._mapping(n)
-                self._registration(n)
+                self._registration(n, own)
 
     def _read_for(self, *patterns: str) -> None:
         if patterns in self.looked_up:
@@ -116,9 +119,10 @@ class _Pack:
             else:
                 self.unresolved.add(cls)
 
-    def _registration(self, n: ast.AST) -> None:
-        """Extensions a pack registers for its folder: `folder_names_and_paths["k"] = (paths, {".gguf"})` or a
-        helper called with the key and a literal list of extensions (`_add_folder_path("inpaint", [...])`)."""
+    def _registration(self, n: ast.AST, names: dict[str, ast.expr]) -> None:
+        """A folder a pack registers: `folder_names_and_paths["k"] = (paths, {".gguf"})`, or a call with the
+        key and its path(s) or a literal list of extensions (`add_model_folder_path("mmaudio", path)`,
+        Impact's `add_folder_path_and_extensions(...)`, inpaint's `_add_folder_path("inpaint", [...])`)."""
         if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Subscript) \
                 and _attr_name(n.targets[0].value) == "folder_names_and_paths":
             key = _str(n.targets[0].slice)
@@ -126,10 +130,42 @@ class _Pack:
                 exts = _extensions(n.value.elts[1])
                 if exts:
                     self.extensions.setdefault(key, exts)
+                self.registrations.append((key, n.value.elts[0], names))
         elif isinstance(n, ast.Call) and len(n.args) >= 2 and _str(n.args[0]):
             exts = next((e for e in map(_extensions, n.args[1:]) if e), None)
             if exts:
-                self.extensions.setdefault(_str(n.args[0]), exts)
+                self.extensions.setdefault(_str(n.args[0]), exts)  # type: ignore[arg-type]
+            else:
+                self.registrations.append((_str(n.args[0]), n.args[1], names))  # type: ignore[arg-type]
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.args:
+            self.calls.append((n, names))  # update_model_paths(folder_paths.models_dir): may register folders
+
+    def _registrations_with_calls(self) -> Iterator[tuple[str, ast.expr, dict[str, ast.expr], dict[str, str]]]:
+        for key, expr, names in self.registrations:
+            yield key, expr, names, {}
+        for call, names in self.calls:  # a pack function called at import with the models folder
+            fn = self.functions.get(call.func.id)  # type: ignore[attr-defined]
+            args = [self.string(a, names, {}) for a in call.args]
+            if fn is None or not any(a and a.startswith(_MODELS) for a in args):
+                continue
+            env = {p.arg: a for p, a in zip(fn.args.args, args) if a is not None}
+            for n in ast.walk(fn):
+                if isinstance(n, ast.Call) and len(n.args) >= 2 and _str(n.args[0]) and not _extensions(n.args[1]):
+                    yield _str(n.args[0]), n.args[1], names, env  # type: ignore[misc]
+
+    def folder_dirs(self) -> dict[str, list[str]]:
+        """Folder key -> the directories a pack registers for it under models/ ("xlabs/controlnets"), when
+        the source builds them from folder_paths.models_dir with os.path.join and literals."""
+        out: dict[str, list[str]] = {}
+        for key, expr, names, env in self._registrations_with_calls():
+            if isinstance(expr, ast.Name) and isinstance(names.get(expr.id), (ast.List, ast.Tuple)):
+                expr = names[expr.id]
+            for e in expr.elts if isinstance(expr, (ast.List, ast.Tuple)) else [expr]:
+                path = self.string(e, names, env)
+                rel = path[len(_MODELS) + 1:].replace("\\", "/") if path and path.startswith(_MODELS + "/") else None
+                if rel and ".." not in rel.split("/") and rel not in out.get(key, []):
+                    out.setdefault(key, []).append(rel)
+        return out
 
     def class_constant(self, cls_name: str, attr: str) -> str | None:
         """A string class attribute, followed through its module's names and small pack helpers
@@ -151,6 +187,8 @@ class _Pack:
                 return env[e.id]
             v = names.get(e.id) or self.constant(e.id)
             return self.string(v, names, {}, depth + 1) if v is not None else None
+        if isinstance(e, ast.Attribute) and e.attr == "models_dir":
+            return _MODELS  # folder_paths.models_dir: where ComfyUI's models/ is
         if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id in self.classes:
             return self.class_constant(e.value.id, e.attr)
         if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
@@ -165,6 +203,9 @@ class _Pack:
         args = [self.string(a, names, env, depth + 1) for a in e.args]
         if any(a is None for a in args):
             return None
+        if _attr_name(e.func) == "join" and not isinstance(e.func, ast.Attribute) or \
+                isinstance(e.func, ast.Attribute) and e.func.attr == "join" and _attr_name(e.func.value) == "path":
+            return "/".join(a.strip("/") if i else a.rstrip("/") for i, a in enumerate(args))  # type: ignore[union-attr]
         if isinstance(e.func, ast.Attribute) and e.func.attr == "format":
             fmt = self.string(e.func.value, names, env, depth + 1)
             try:
@@ -444,8 +485,26 @@ def _py_files(pack_dir: Path) -> Iterator[Path]:
                 yield Path(dirpath) / f
 
 
+@dataclass
+class Reading:
+    """What the packs' sources say: node definitions, and the folders they register under models/."""
+
+    defs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folders: dict[str, list[str]] = field(default_factory=dict)  # key -> dirs relative to models/
+
+    def add(self, other: "Reading") -> None:
+        for k, v in other.defs.items():
+            self.defs.setdefault(k, v)
+        for k, dirs in other.folders.items():
+            self.folders.setdefault(k, dirs)
+
+
 def read_pack(pack_dir: Path) -> dict[str, dict[str, Any]]:
     """Node type -> definition (input order and FolderMap) for one pack folder."""
+    return _read_pack(pack_dir).defs
+
+
+def _read_pack(pack_dir: Path) -> Reading:
     pack = _Pack()
     for path in _py_files(pack_dir):
         try:
@@ -472,14 +531,14 @@ def read_pack(pack_dir: Path) -> dict[str, dict[str, Any]]:
         definition = reader.v1(cls) if types else None
         for t in types if definition else ():
             defs.setdefault(t, definition)
-    return defs
+    return Reading(defs, pack.folder_dirs())
 
 
-def read_custom_nodes(base: Path) -> dict[str, dict[str, Any]]:
+def read_custom_nodes(base: Path) -> Reading:
     """Every pack in a custom_nodes folder read statically (disabled packs and this one left out)."""
-    defs: dict[str, dict[str, Any]] = {}
+    out = Reading()
     if not base.is_dir():
-        return defs
+        return out
     here = Path(__file__).resolve().parent.parent
     for d in sorted(base.iterdir()):
         try:
@@ -487,12 +546,28 @@ def read_custom_nodes(base: Path) -> dict[str, dict[str, Any]]:
                 continue
         except OSError:
             continue
-        for node_type, definition in read_pack(d).items():
-            defs.setdefault(node_type, definition)
-    return defs
+        out.add(_read_pack(d))
+    return out
 
 
-_READ: dict[Path, dict[str, dict[str, Any]]] = {}  # one reading per custom_nodes folder and process (the CLI)
+_READ: dict[Path, Reading] = {}  # one reading per custom_nodes folder and process (the CLI)
+
+
+def reading(custom_nodes: Path) -> Reading:
+    if custom_nodes not in _READ:
+        _READ[custom_nodes] = read_custom_nodes(custom_nodes)
+    return _READ[custom_nodes]
+
+
+def add_pack_folders(host: Any, comfyui_root: Path) -> None:
+    """Register on a ComfyUI folder read from disk the model folders its packs register (x-flux's
+    xlabs_controlnets -> models/xlabs/controlnets), so references found in them have a place to go
+    before ComfyUI ever ran the pack; keys already known keep their paths."""
+    known = host.folders()
+    for key, dirs in reading(comfyui_root / "custom_nodes").folders.items():
+        if key not in known:
+            for d in dirs:
+                host.add_path(key, str(comfyui_root / "models" / d))
 
 
 class WithPackDefs(Mapping):
@@ -505,9 +580,7 @@ class WithPackDefs(Mapping):
         self._custom_nodes = custom_nodes
 
     def _read(self) -> dict[str, dict[str, Any]]:
-        if self._custom_nodes not in _READ:
-            _READ[self._custom_nodes] = read_custom_nodes(self._custom_nodes)
-        return _READ[self._custom_nodes]
+        return reading(self._custom_nodes).defs
 
     def __getitem__(self, node_type: str) -> Any:
         d = self._info.get(node_type)

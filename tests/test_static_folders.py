@@ -201,3 +201,31 @@ def test_options_written_in_the_source_are_the_nodes_own_downloads(tmp_path, hos
     wf = make_workflow([node(1, "RIFE VFI", ["rife49.pth", 2])])
     (s,) = scan_workflow_data(wf, "wf", host).models
     assert s.state == "by_node"
+
+
+def test_the_folders_packs_register_get_their_place_under_models(tmp_path):
+    from fixer.static_folders import add_pack_folders
+
+    root = make_comfy_root(tmp_path)
+    write_pack(root, "x-flux", {"nodes.py": """
+        import os, folder_paths
+        dir_xlabs = os.path.join(folder_paths.models_dir, "xlabs")
+        dir_xlabs_controlnets = os.path.join(dir_xlabs, "controlnets")
+        folder_paths.folder_names_and_paths["xlabs_controlnets"] = ([dir_xlabs_controlnets], folder_paths.supported_pt_extensions)
+        folder_paths.folder_names_and_paths["escape"] = ([os.path.join(folder_paths.models_dir, "..", "venv")], set())
+        NODE_CLASS_MAPPINGS = {}
+    """})
+    write_pack(root, "subpack", {"modules/subpack_nodes.py": """
+        import os, folder_paths
+        from . import utils
+        def update_model_paths(model_path):
+            utils.add_folder_path_and_extensions("ultralytics_bbox", [os.path.join(model_path, "ultralytics", "bbox")], folder_paths.supported_pt_extensions)
+        update_model_paths(folder_paths.models_dir)
+        NODE_CLASS_MAPPINGS = {}
+    """})
+    host = StandaloneHost.from_root(root)
+    add_pack_folders(host, root)
+    folders = host.folders()
+    assert folders["xlabs_controlnets"] == [str(root / "models" / "xlabs" / "controlnets")]
+    assert folders["ultralytics_bbox"] == [str(root / "models" / "ultralytics" / "bbox")]
+    assert "escape" not in folders and folders["loras"][0] == str(root / "models" / "loras")
