@@ -39,6 +39,7 @@ from ..errors import UpstreamError
 from ..models import Candidate, ModelRef
 from ..source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
 from . import CONFIDENCE, Found, SearchRun, is_generic, said
+from .family import family_of_name, fit, mismatch_words
 from .fuzzy import likeness, stem
 
 log = logging.getLogger("fixer.sources.huggingface")
@@ -177,6 +178,7 @@ FAMILY_PUBLISHERS: dict[str, tuple[str, ...]] = {
     "Qwen-Image": ("Qwen", "DiffSynth-Studio"), "HunyuanVideo": ("tencent", "hunyuanvideo-community"),
     "LTXV": ("Lightricks",), "HiDream": ("HiDream-ai",),
 }
+FAMILY_BOUND_FOLDERS = ("loras", "checkpoints", "controlnet", "embeddings")  # files made for one base model
 KIND_BUDGET = 3  # extra searches per model for its kind and family; each is shared by the run's models
 
 
@@ -458,6 +460,13 @@ class HuggingFaceSource:
             if same:
                 best = max(same, key=lambda m: (m.trusted, not m.gated or has_token, m.downloads))
                 return [self._candidate(ref, run, best, CONFIDENCE["hash_match"], "sha256 equals the workflow's hash")]
+        # A repo named for another model family (`pixel-art-xl` for an SD 1.5 workflow) is listed, never chosen.
+        off = self._off_family(ref, run, matches)
+        listed = [self._candidate(ref, run, m, CONFIDENCE["kin_family" if f == "kin" else "other_family"],
+                                  f"{mismatch_words(wanted, made)}: exact file name") for m, f, wanted, made in off]
+        matches = [m for m in matches if all(m is not o[0] for o in off)]
+        if not matches:
+            return listed
         # Rank: standing of the publisher, then usable without a token, then downloads.
         ranked = sorted(matches, key=lambda m: (m.standing, m.exact_case, not m.gated or has_token, m.downloads),
                         reverse=True)
@@ -485,4 +494,20 @@ class HuggingFaceSource:
         for r in rivals[:5]:
             out.append(self._candidate(ref, run, r, min(conf, CONFIDENCE["contested"]) - 0.05,
                                        "same name, different bytes than the preferred repo"))
+        return out + listed[:5]
+
+    @staticmethod
+    def _off_family(ref: ModelRef, run: SearchRun, matches: list[Match]) -> list[tuple[Match, str, str, str]]:
+        """(match, "other"/"kin", workflow family, repo family) for repos whose id names another family than
+        the workflow's. Only for files made for one base model, and only when the wanted name itself says
+        no family (a name that does is the workflow author's own choice)."""
+        wanted = run.family(ref)
+        if not wanted or ref.folder not in FAMILY_BOUND_FOLDERS or family_of_name(ref.basename):
+            return []
+        out = []
+        for m in matches:
+            made = family_of_name(m.repo_id.split("/")[-1])
+            f = fit(wanted, made)
+            if f in ("other", "kin") and made:
+                out.append((m, f, wanted, made))
         return out
