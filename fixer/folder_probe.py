@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .constants import map_legacy
+from .loaders import combo_options
 
 log = logging.getLogger(__name__)
 
@@ -130,21 +131,17 @@ def folder_map_of(node_def: Any) -> FolderMap | None:
     return fm
 
 
-def combo_entries(input_types: Any) -> Iterable[tuple[str, list]]:
+def combo_entries(input_types: Any) -> Iterable[tuple[str, list[str]]]:
     """(input name, options) of every COMBO in an INPUT_TYPES() answer (V1 list or V3 "COMBO")."""
     if not isinstance(input_types, dict):
         return
+    node_def = {"input": input_types}
     for section in ("required", "optional"):
         spec = input_types.get(section)
-        if not isinstance(spec, dict):
-            continue
-        for name, entry in spec.items():
-            if not isinstance(entry, (list, tuple)) or not entry:
-                continue
-            if isinstance(entry[0], (list, tuple)):
-                yield name, list(entry[0])
-            elif entry[0] == "COMBO" and len(entry) > 1 and isinstance(entry[1], dict):
-                yield name, list(entry[1].get("options") or [])
+        for name in spec if isinstance(spec, dict) else ():
+            options = combo_options(node_def, name)
+            if options is not None:
+                yield name, options
 
 
 class _Recording:
@@ -181,16 +178,12 @@ class FolderProbe:
     def _install(self) -> None:
         """Wrap each listing function once per process. A second copy of this module (the pack imported
         under another name) finds the wrappers in place and records through their context variable."""
-        self.active = _ACTIVE
-        for name in LISTERS:
+        installed = [getattr(getattr(self.fp, name, None), "_comfyfixer_probe", None) for name in LISTERS]
+        self.active = next((v for v in installed if v is not None), _ACTIVE)
+        for name, done in zip(LISTERS, installed):
             real = getattr(self.fp, name, None)
-            if real is None:
-                continue
-            existing = getattr(real, "_comfyfixer_probe", None)
-            if existing is not None:
-                self.active = existing
-                continue
-            setattr(self.fp, name, _wrapper(name, real, self.active))
+            if real is not None and done is None:
+                setattr(self.fp, name, _wrapper(name, real, self.active))
 
     def registered(self, folder: str) -> Any:
         entry = (getattr(self.fp, "folder_names_and_paths", None) or {}).get(folder)
