@@ -154,7 +154,8 @@ def _refusal(e: Exception) -> dict[str, Any]:
     if isinstance(e, FixerError):
         return {"status": status_for(e), "error": str(e)}
     log.exception("scan worker: the scan failed")
-    return {"status": 500, "error": f"Internal error in ComfyFixerSmart ({type(e).__name__}: {e}); see the ComfyUI log."}
+    return {"status": 500,
+            "error": f"Internal error in ComfyFixerSmart ({type(e).__name__}: {e}); see the ComfyUI log."}
 
 
 def _serve_one(src: IO[bytes], out: IO[bytes]) -> None:

@@ -103,12 +103,11 @@ def host_reason(host: str | None, allowed_names: Iterable[str] = ()) -> str | No
 
 
 def _host_port(netloc: str, scheme: str) -> tuple[str, int | None]:
-    parts = urlsplit(f"//{netloc}")
-    try:
-        port = parts.port
-    except ValueError:  # "host:notaport"
+    parsed = split_host(netloc)
+    if parsed is None:
         return ("", None)
-    return ((parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme))
+    name, port = parsed
+    return (name, port if port is not None else _DEFAULT_PORTS.get(scheme))
 
 
 def cross_origin_reason(origin: str | None, host: str | None, scheme: str = "http") -> str | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from fake_comfy import PACK_DIR, install_comfy, load_pack, unload_pack
 
-CONTRACT_ROUTES = sorted([("GET", "/comfyfixer/status"), ("GET", "/comfyfixer/settings"), ("GET", "/comfyfixer/folder_map")]
+CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map")]
                          + [("POST", f"/comfyfixer/{p}") for p in ("scan", "fix", "cancel", "retry", "relink",
                                                                     "settings", "portable", "install_pack",
                                                                     "approve", "discard_partial", "paste_link")])
