@@ -162,9 +162,10 @@ def cmd_scan(ctx: RunContext) -> int:
     lock = StateLock(ctx.state_dir, "comfy-fixer --scan")
     try:
         lock.acquire()
-    except RunLocked as e:
+    except RunLocked:
         ctx.status.path = None
-        print(f"note: {e} Its status.json is left alone.", file=sys.stderr)
+        print(f"note: another ComfyFixerSmart run works in {ctx.state_dir}; this scan reports here and leaves "
+              "that run's status.json alone.", file=sys.stderr)
     try:
         return _scan_and_report(ctx)
     finally:

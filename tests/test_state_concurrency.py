@@ -60,7 +60,7 @@ def test_a_run_refused_by_the_lock_leaves_the_running_runs_status_json(root, bus
 def test_a_scan_beside_a_running_run_reports_and_leaves_its_status_json(root, busy_state):
     r = fixer_cli(root, busy_state, "--scan")
     assert r.returncode == 1 and "v.safetensors" in r.stdout, r.stderr
-    assert "status.json is left alone" in r.stderr
+    assert "leaves that run's status.json alone" in r.stderr
     assert json.loads((busy_state / "status.json").read_text()) == RUNNING
 
 
