@@ -196,9 +196,12 @@ def explain(res: Resolution, services: list[str], ways: int) -> str:
     if c is not None:
         return f"Found {FOUND_WORDS.get(c.source, 'by ' + c.source)}."
     if res.candidates:
-        best = res.candidates[0].reason.split(";")[0]
-        if best.startswith("made for"):
-            return f"Only a file {best} was found: choose it if you want it."
+        clauses = [c.strip() for c in res.candidates[0].reason.split(";")]
+        if clauses[0].startswith("made for"):
+            return f"Only a file {clauses[0]} was found: choose it if you want it."
+        several = next((c for c in clauses if c.startswith("this name exists for")), None)
+        if several:
+            return several[0].upper() + several[1:] + "."
         n = len(res.candidates)
         return f"{n} possible source{'s' if n > 1 else ''}, none sure enough to download without asking: choose one."
     where = " or ".join(services) or "this computer and the workflow's links"

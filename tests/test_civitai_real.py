@@ -146,3 +146,12 @@ async def test_resolving_goes_on_through_both_services_rate_limits(upstream):
                          comfyui_root=None)
     r = [x async for x in Resolver(ctx).resolve([ModelRef("garnet_veil.safetensors", "loras")])][0]
     assert r.chosen and r.chosen.ids["model_id"] == 6113 and civ.hits >= 1 and hf.hits >= 1
+
+
+async def test_same_name_for_two_base_models_with_the_family_unknown_is_left_to_the_user(upstream):
+    add_civitai_model(upstream, civitai(6114, "Fern Glow XL", [("fern_glow.safetensors", "")], base="SDXL 1.0",
+                                        downloads=90_000))  # no hashes published: bytes cannot be compared
+    add_civitai_model(upstream, civitai(6115, "Fern Glow", [("fern_glow.safetensors", "")]))
+    r = (await resolve([ModelRef("fern_glow.safetensors", "loras")]))["fern_glow.safetensors"]
+    assert r.chosen is None and "exists for SD 1.5 and SDXL" in r.candidates[0].reason
+    assert r.why == "This name exists for SD 1.5 and SDXL: choose the one your workflow's base model needs."

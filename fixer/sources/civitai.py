@@ -144,9 +144,17 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
 
 def weigh_same_name(cands: list[Candidate]) -> list[Candidate]:
     """Different models shipping different bytes under one file name: none is sure unless one is used ten
-    times more than every other. Versions made for another family than the workflow's are no rivals."""
+    times more than every other. Versions made for another family than the workflow's are no rivals; made
+    for several base models while the workflow's is unknown, none is sure (one file cannot fit both)."""
     same = [c for c in cands if c.ids.get("family_fit") == "same"]
     rivals = same or [c for c in cands if c.ids.get("family_fit") not in ("other", "kin")]
+    made_for = {c.ids.get("family") for c in rivals}
+    if len(made_for) > 1 and all(c.ids.get("family_fit") == "unknown" for c in rivals):
+        kinds = " and ".join(sorted(str(f or "an unknown base model") for f in made_for))
+        for c in rivals:
+            c.confidence = min(c.confidence, CONFIDENCE["contested"])
+            c.reason += f"; this name exists for {kinds}: choose the one your workflow's base model needs"
+        return cands
     models = {c.ids.get("model_id") for c in rivals}
     shas = {c.sha256 for c in rivals if c.sha256}
     if len(models) < 2 or len(shas) < 2:
