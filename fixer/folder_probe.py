@@ -333,7 +333,7 @@ def probe_all(folder_paths: Any, classes: dict[str, Any], types: Iterable[str] |
     out: dict[str, Any] = {}
     for node_type, cls in wanted.items():
         fm = probe.probe(cls)
-        if fm is not None and fm.inputs:
+        if fm is not None and (fm.inputs or fm.complete):  # complete: its fixed options are the node's own
             out[node_type] = fm.to_json()
     return out
 

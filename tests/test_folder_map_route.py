@@ -29,7 +29,12 @@ def comfy_app(tmp_path: Path) -> web.Application:
             return {"required": {"model_name": (["flux-dev", "flux-schnell"],),
                                  "controlnet_path": (fp.get_filename_list("xlabs_controlnets"),)}}
 
-    classes = {"LoadFluxControlNet": LoadFluxControlNet}
+    class RIFE_VFI:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"ckpt_name": (["rife47.pth", "rife49.pth"],)}}
+
+    classes = {"LoadFluxControlNet": LoadFluxControlNet, "RIFE_VFI": RIFE_VFI}
     service = SimpleNamespace(host=FolderPathsHost(fp, node_classes=lambda: classes))
     routes = web.RouteTableDef()
     sr.add_routes(routes, lambda: service)
@@ -51,6 +56,7 @@ async def test_the_route_answers_each_node_types_folder_map(aiohttp_client, tmp_
     answer = await r.json()
     assert answer["LoadFluxControlNet"]["inputs"] == {
         "controlnet_path": [{"folder": "xlabs_controlnets", "prefix": "", "extensions": sorted(fake_folder_paths.PT)}]}
+    assert answer["RIFE_VFI"] == {"source": "probe", "complete": True, "fixed": [], "inputs": {}}
 
 
 @pytest.fixture
@@ -83,7 +89,8 @@ def test_the_cli_with_server_takes_the_folder_the_pack_recorded(tmp_path, served
     root = make_comfy_root(tmp_path)
     wf = root / "user/default/workflows/a.json"
     wf.write_text(json.dumps(make_workflow([node(1, "LoadFluxControlNet",
-                                                 ["flux-dev", "flux-canny-controlnet-v3.safetensors"])])))
+                                                 ["flux-dev", "flux-canny-controlnet-v3.safetensors"]),
+                                            node(2, "RIFE_VFI", ["rife47.pth"])])))
     r = run_cli("--scan", "--json", "--comfyui-root", str(root), "--state-dir", str(tmp_path / "state"),
                 "--server", served)
     models = json.loads((tmp_path / "state/output/missing_models.json").read_text())
