@@ -209,3 +209,24 @@ def test_a_host_the_user_configured_may_live_on_their_own_network():
 def test_redirect_to_a_private_link_local_unspecified_or_mapped_address_is_refused(location):
     with pytest.raises(HostNotAllowed, match="public addresses|this machine"):
         check_redirect("https://huggingface.co/a/b/resolve/main/x", location)
+
+
+def test_pieces_are_handed_out_in_file_order_then_the_slowest_tail_is_stolen():
+    from fixer.transfer.pieces import PieceQueue
+    from fixer.transfer.settings import STEAL_MIN
+
+    queue = PieceQueue([(0, 10 * STEAL_MIN), (10 * STEAL_MIN, 12 * STEAL_MIN)])
+    first, second = queue.take(), queue.take()
+    assert (first.start, second.start) == (0, 10 * STEAL_MIN) and len(queue) == 0
+    first.pos = 2 * STEAL_MIN  # a slow connection: 8 x STEAL_MIN still to come
+    queue.done(second)
+    tail = queue.take()
+    assert (tail.start, tail.end) == (6 * STEAL_MIN, 10 * STEAL_MIN) and first.end == 6 * STEAL_MIN
+
+
+def test_a_piece_too_small_to_split_is_not_stolen():
+    from fixer.transfer.pieces import PieceQueue
+    from fixer.transfer.settings import STEAL_MIN
+
+    queue = PieceQueue([(0, STEAL_MIN)])
+    assert queue.take() is not None and queue.take() is None
