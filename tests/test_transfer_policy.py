@@ -228,5 +228,5 @@ def test_a_piece_too_small_to_split_is_not_stolen():
     from fixer.transfer.pieces import PieceQueue
     from fixer.transfer.settings import STEAL_MIN
 
-    queue = PieceQueue([(0, STEAL_MIN)])
+    queue = PieceQueue([(0, STEAL_MIN - 1)])
     assert queue.take() is not None and queue.take() is None
