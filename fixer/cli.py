@@ -255,6 +255,7 @@ def cmd_auto(ctx: RunContext) -> int:
 
     from .console import ConsoleProgress
     from .pipeline import FixRun
+    from .sources.family import workflow_families
     from .report import summary_text
     from .state import StateLock
 
@@ -273,7 +274,8 @@ def cmd_auto(ctx: RunContext) -> int:
             ctx.bus.emit(PhaseChanged("complete"))
             return EXIT_MISSING
         run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
-                     inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows))
+                     inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows),
+                     families=workflow_families([s.ref for s in report.models]))
         ctx.bus.subscribe(ConsoleProgress())
         ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))
         data = asyncio.run(run.run())
@@ -293,13 +295,15 @@ def cmd_resolve(ctx: RunContext) -> int:
     from .portable import write_portable
     from .readers import iter_workflow_files
     from .resolve import ResolveContext, Resolver, resolution_json
+    from .sources.family import workflow_families
     from .state import StateLock, write_json_atomic
 
     with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
         report = run_scan(ctx)
         refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
         rctx = ResolveContext(config=ctx.config.search, secrets=ctx.secrets(), inventory=ctx.inventory(),
-                              state_dir=ctx.state_dir, comfyui_root=ctx.root)
+                              state_dir=ctx.state_dir, comfyui_root=ctx.root,
+                              families=workflow_families([s.ref for s in report.models]))
         out = ctx.state_dir / "output" / "resolutions.json"
         ctx.bus.emit(PhaseChanged("resolving", total=len(refs)))
         done: list[Resolution] = []

@@ -78,7 +78,7 @@ class FixRun:
                  folders: dict[str, list[str]], inventory: Inventory | None,
                  state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = "",
                  chosen: dict[str, Candidate] | None = None, review: bool = False,
-                 save_as: dict[str, str] | None = None):
+                 save_as: dict[str, str] | None = None, families: dict[str, str] | None = None):
         self.run_id = uuid.uuid4().hex[:12]
         self.refs = refs
         self.config = config
@@ -94,6 +94,7 @@ class FixRun:
         # A link the user pasted keeps its file's real name (a .safetensors is never saved as .pth);
         # the panel repoints the widget to it.
         self.save_as = dict(save_as or {})
+        self.families = families  # workflow -> model family from the whole scan (sources.family.workflow_families)
         self.resolutions: dict[str, Resolution] = {}
         self.transfers: dict[str, Transfer] = {}
         self.started = time.time()
@@ -150,7 +151,7 @@ class FixRun:
         self.bus.emit(PhaseChanged("resolving", total=len(self.refs)))
         ctx = ResolveContext(config=self.config.search, secrets=self.secrets, inventory=self.inventory,
                              state_dir=self.state_dir, comfyui_root=self.comfyui_root,
-                             catalogs=self.config.search.use_catalogs)
+                             catalogs=self.config.search.use_catalogs, families=self.families)
         for row in self.rows.values():
             row.state = "resolving"
         for ref in self.refs:

@@ -29,6 +29,7 @@ from .pipeline import FixRun, place_local_copy
 from .report import counts, model_entry
 from .portable import public_url
 from .review import destination, make_plan
+from .sources.family import workflow_families
 from .state import StateLock, StatusDocument, read_json, write_json_atomic
 from .transfer.resume import discard
 
@@ -173,11 +174,11 @@ class FixerService:
 
     def _new_run(self, refs: list[ModelRef], inventory, name: str,
                  chosen: dict[str, Candidate] | None = None, review: bool = False,
-                 save_as: dict[str, str] | None = None) -> FixRun:
+                 save_as: dict[str, str] | None = None, families: dict[str, str] | None = None) -> FixRun:
         return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
                       inventory=inventory, state_dir=self.state_dir,
                       comfyui_root=self.comfyui_root, workflow=name, chosen=chosen, review=review,
-                      save_as=save_as)
+                      save_as=save_as, families=families)
 
     async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None,
                         chosen: dict[str, Candidate] | None = None, review: bool = False,
@@ -197,7 +198,8 @@ class FixerService:
         wanted = {i.replace("\\", "/") for i in items} if items else None
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
-        self._run = self._new_run(refs, inventory, name, chosen, review, save_as)
+        self._run = self._new_run(refs, inventory, name, chosen, review, save_as,
+                                  workflow_families([s.ref for s in report.models]))  # the present models say it too
         self._task = asyncio.create_task(self._drive(self._run, lock))
         self.status_doc.set_data(self._panel_data(self._run), force=True)
         return self.status()

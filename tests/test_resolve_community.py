@@ -122,3 +122,35 @@ async def test_an_html_error_page_never_reaches_the_words_shown(upstream):
     r = await resolve_one(ModelRef("zz_exists_nowhere_q9.safetensors", "loras"), huggingface=False)
     assert r.why == "Not found: Civitai could not be searched right now (try again later)."
     assert not any("<" in t for t in r.tried) and any("rate limited (HTTP 429)" in t for t in r.tried)
+
+
+def test_auto_downloads_the_lora_made_for_the_family_of_the_workflows_present_checkpoint(tmp_path, upstream):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
+    from tests.fake_upstream.api_routes import add_civitai_model
+    from tests.fake_upstream.file_routes import register_civitai_file
+
+    lora = upstream.payloads["tiny-lora"]
+    for mid, base, sha, downloads in ((8801, "SDXL 1.0", "ab" * 32, 90_000), (8802, "SD 1.5", lora["hashes"]["SHA256"], 5)):
+        add_civitai_model(upstream, {
+            "id": mid, "name": f"Moss Glow {base}", "type": "LORA", "stats": {"downloadCount": downloads},
+            "creator": {"username": "u"},
+            "modelVersions": [{"id": mid * 10, "name": "v1", "baseModel": base, "trainedWords": [], "files": [{
+                "id": mid, "name": "moss_glow_q.safetensors", "sizeKB": lora["bytes"] / 1024, "type": "Model",
+                "primary": True, "metadata": {"format": "SafeTensor"}, "hashes": {"SHA256": sha.upper()},
+                "downloadUrl": f"https://civitai.com/api/download/models/{mid * 10}"}]}]})
+        register_civitai_file(upstream, mid * 10, "moss_glow_q.safetensors", upstream.payload("tiny-lora"))
+    root = make_comfy_root(tmp_path, {"models/checkpoints/v1-5-pruned-emaonly.safetensors": "present"})
+    write_json(root / "user/default/workflows/w.json", make_workflow([
+        node(1, "CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"]),
+        node(2, "LoraLoader", ["moss_glow_q.safetensors", 1, 1])]))
+    r = subprocess.run([sys.executable, "-m", "fixer", "--auto", "--yes", "--comfyui-root", str(root), "--state-dir",
+                        str(tmp_path / "state")], env={**os.environ, **upstream.env(), "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    chosen = json.loads((tmp_path / "state/output/resolutions.json").read_text())[0]
+    assert chosen["ids"]["version_id"] == 88020 and (root / "models/loras/moss_glow_q.safetensors").is_file()
