@@ -8,7 +8,8 @@ Model folders must be empty (a fresh install). Three ways of scanning, side by s
 - inside ComfyUI: POST /comfyfixer/scan to a ComfyUI running this pack and the packs (--url, else
   one is started on a free loopback port and stopped afterwards);
 - CLI with the ComfyUI folder: `comfy-fixer --scan --comfyui-root $COMFYUI_DIR --workflow F --json`;
-- CLI keyword-only: the same against a ComfyUI folder whose custom_nodes/ is empty.
+- CLI keyword-only: the same against a ComfyUI folder whose custom_nodes/ is empty;
+- CLI --server: the CLI with the ComfyUI folder asking the running ComfyUI's pack what it recorded.
 Figures, over the truth's references:
 - recall: reported at all (any state but "downloaded by the node");
 - folder right: the folder the node reads (or a key whose destination is the same directory);
@@ -39,7 +40,7 @@ from tests.data.real_packs.build_truth import read_workflow, start  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "real_packs"
 MODEL_EXT = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf|onnx|patch|pkl|pt2|sft)$", re.I)
-MODES = ("inside ComfyUI", "CLI + ComfyUI folder", "CLI keyword-only")
+MODES = ("inside ComfyUI", "CLI + ComfyUI folder", "CLI keyword-only", "CLI --server")
 
 
 class NotReady(RuntimeError):
@@ -169,12 +170,13 @@ def scan_inside(url: str, files: dict[str, Path], truth: dict) -> Score:
     return score
 
 
-def scan_cli(root: Path, files: dict[str, Path], truth: dict) -> Score:
+def scan_cli(root: Path, files: dict[str, Path], truth: dict, server: str | None = None) -> Score:
     """One CLI run over all the workflows (as `--workflow` a folder would be); rows split by workflow."""
     score = Score()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cn-bench-state-") as state:
         cmd = [sys.executable, "-m", "fixer", "--scan", "--comfyui-root", str(root), "--state-dir", state, "--json"]
+        cmd += ["--server", server] if server else []
         for path in files.values():
             cmd += ["--workflow", str(path)]
         run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)
@@ -227,12 +229,14 @@ def run_all(comfyui_dir: Path, url: str | None = None) -> dict[str, Score]:
         url = comfy.url
     try:
         scores[MODES[0]] = scan_inside(url, files, truth)
+        server = scan_cli(comfyui_dir, files, truth, server=url)
     finally:
         if comfy:
             comfy.stop()
     scores[MODES[1]] = scan_cli(comfyui_dir, files, truth)
     with tempfile.TemporaryDirectory(prefix="cn-bench-bare-") as bare:
         scores[MODES[2]] = scan_cli(bare_root(comfyui_dir, Path(bare)), files, truth)
+    scores[MODES[3]] = server
     return scores
 
 
@@ -242,9 +246,9 @@ def print_table(scores: dict[str, Score]) -> None:
             ("folder wrong", lambda s: str(len(s.wrong))), ("missed", lambda s: str(len(s.missed))),
             ("FP self-downloading", lambda s: str(len(s.fp_self))), ("FP prompt text", lambda s: str(len(s.fp_prompt))),
             ("FP other", lambda s: str(len(s.fp_other))), ("seconds", lambda s: f"{s.seconds:.1f}")]
-    print(f"{'':22}" + "".join(f"{m:>24}" for m in scores))
+    print(f"{'':20}" + "".join(f"{m:>22}" for m in scores))
     for label, fn in rows:
-        print(f"{label:22}" + "".join(f"{fn(s):>24}" for s in scores.values()))
+        print(f"{label:20}" + "".join(f"{fn(s):>22}" for s in scores.values()))
     for mode, s in scores.items():
         for kind, items in (("wrong", s.wrong), ("missed", s.missed), ("FP", s.fp_self + s.fp_prompt + s.fp_other)):
             for item in items:

@@ -3,7 +3,8 @@
 Opt-in: needs COMFYUI_DIR with the packs of tests/data/real_packs/packs.json in its custom_nodes/ and
 empty model folders. The truth (tests/data/real_packs/truth.json) was probed in that ComfyUI: a
 marker file in every registered folder, then /object_info. Figures for the three ways of scanning
-are printed side by side (`-s`), as benchmarks/custom_nodes_bench.py does.
+(and the CLI asking that ComfyUI with --server) are printed side by side (`-s`), as
+benchmarks/custom_nodes_bench.py does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from benchmarks.custom_nodes_bench import MODES, NotReady, missing_workflows, pr
 
 pytestmark = pytest.mark.e2e
 
-INSIDE, CLI_ROOT, KEYWORDS = MODES
+INSIDE, CLI_ROOT, KEYWORDS, CLI_SERVER = MODES
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,9 @@ def test_inside_comfyui_puts_references_in_the_folder_their_node_reads(scores):
     assert s.right / s.refs >= 0.99, detail(s, "wrong", "missed")
 
 
-def test_cli_with_the_comfyui_folder_puts_references_in_the_folder_their_node_reads(scores):
-    s = scores[CLI_ROOT]
+@pytest.mark.parametrize("mode", [CLI_ROOT, CLI_SERVER])
+def test_cli_with_the_comfyui_folder_puts_references_in_the_folder_their_node_reads(scores, mode):
+    s = scores[mode]
     assert s.right / s.refs >= 0.95, detail(s, "wrong", "missed")
 
 
@@ -64,6 +66,6 @@ def test_text_a_node_does_not_parse_is_never_a_reference(scores, mode):
     assert scores[mode].fp_prompt == []
 
 
-@pytest.mark.parametrize("mode", [INSIDE, CLI_ROOT])  # keyword-only knows no node's own choices
+@pytest.mark.parametrize("mode", [INSIDE, CLI_ROOT, CLI_SERVER])  # keyword-only knows no node's own choices
 def test_a_model_the_node_downloads_itself_is_never_missing(scores, mode):
     assert scores[mode].fp_self == []
