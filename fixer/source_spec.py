@@ -18,7 +18,7 @@ import asyncio
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiohttp
@@ -166,17 +166,23 @@ def transfer_request(spec: SourceSpec, folder: str, file_name: str = "", sha256:
 
 
 def fetch_civitai_version(spec: SourceSpec, token: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
-    """GET /api/v1/model-versions/<id> (or the model's newest version) from CIVITAI_BASE_URL, through the
-    resolver's HttpClient: retried and its refusals mapped as every other upstream call is (fixer.http).
-    Synchronous for the Download node and `get`, which call it outside any event loop."""
-    return asyncio.run(_fetch_civitai_version(spec, token, timeout))
+    """`civitai_version` from CIVITAI_BASE_URL on a client of its own; synchronous for the Download node and
+    `get`, which call it outside any event loop."""
+
+    async def run() -> dict[str, Any]:
+        async with HttpClient(timeout=timeout) as http:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return await civitai_version(http, spec, civitai_base_url(), headers, has_token=bool(token))
+
+    return asyncio.run(run())
 
 
-async def _fetch_civitai_version(spec: SourceSpec, token: str | None, timeout: float) -> dict[str, Any]:
-    base = civitai_base_url()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+async def civitai_version(http: HttpClient, spec: SourceSpec, base: str, headers: Mapping[str, str],
+                          has_token: bool) -> dict[str, Any]:
+    """GET /api/v1/model-versions/<id> (or the model's newest version): retried and its refusals mapped as
+    every other upstream call is (fixer.http)."""
 
-    async def get(http: HttpClient, path: str, what: str) -> dict[str, Any]:
+    async def get(path: str, what: str) -> dict[str, Any]:
         try:
             reply = await http.get("civitai", base + path, headers=headers)
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
@@ -184,18 +190,17 @@ async def _fetch_civitai_version(spec: SourceSpec, token: str | None, timeout: f
                                 "retry.") from None
         if not reply.ok:
             raise http_error(reply.status, reply.headers, reply.body, what=what, service="civitai",
-                             has_token=bool(token))
+                             has_token=has_token)
         body = reply.json()
         if not isinstance(body, dict):
-            raise UpstreamError("Civitai", f"{what}: the answer was not a JSON object")
+            raise UpstreamError("Civitai", f"{what}: the answer was not a JSON object", reply.status)
         return body
 
-    async with HttpClient(timeout=timeout) as http:
-        version_id = spec.version_id
-        if version_id is None:
-            model = await get(http, f"/api/v1/models/{spec.model_id}", f"Model {spec.model_id}")
-            versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
-            if not versions:
-                raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}")
-            version_id = int(versions[0]["id"])  # Civitai lists the newest version first
-        return await get(http, f"/api/v1/model-versions/{version_id}", f"Model version {version_id}")
+    version_id = spec.version_id
+    if version_id is None:
+        model = await get(f"/api/v1/models/{spec.model_id}", f"Model {spec.model_id}")
+        versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
+        if not versions:
+            raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}")
+        version_id = int(versions[0]["id"])  # Civitai lists the newest version first
+    return await get(f"/api/v1/model-versions/{version_id}", f"Model version {version_id}")
