@@ -219,16 +219,19 @@ class FolderProbe:
 
     # --- probing -----------------------------------------------------------------------------------
     def probe(self, cls: type) -> FolderMap | None:
-        """The folders each input of `cls` lists; None when INPUT_TYPES() fails. Cached per class."""
-        try:
-            return self._cache[cls]
-        except (KeyError, TypeError):
-            pass
+        """The folders each input of `cls` lists; None when INPUT_TYPES() fails. Cached per class (scans run
+        in several threads: the panel's, a prompt's Report node, the route's)."""
+        with self._lock:
+            try:
+                return self._cache[cls]
+            except (KeyError, TypeError):
+                pass
         result = self._probe(cls)
-        try:
-            self._cache[cls] = result
-        except TypeError:  # not weak-referenceable: probe again next time
-            pass
+        with self._lock:
+            try:
+                self._cache[cls] = result
+            except TypeError:  # not weak-referenceable: probe again next time
+                pass
         return result
 
     def _probe(self, cls: type) -> FolderMap | None:
