@@ -57,7 +57,7 @@ class ConsoleProgress:
                 res = event.resolution
                 c = res.chosen
                 self._print(f"resolved  {res.name}: {c.source} ({c.confidence:.2f}) {c.reason}" if c
-                            else f"not found {res.name}: " + ("; ".join(res.tried) or "no source had it"))
+                            else f"not found {res.name}: {res.why or 'no source had it'}")
             elif isinstance(event, TransferProgress):
                 self.transfers[event.transfer.target] = event.transfer
                 self._redraw()

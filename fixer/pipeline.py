@@ -56,6 +56,7 @@ class Row:
     eta: float | None = None
     error: str | None = None
     path: str | None = None
+    tried: list[str] = field(default_factory=list)  # the searches behind `reason` (the panel's details toggle)
 
 
 def place_local_copy(src: str, dest_root: str, name: str) -> str:
@@ -193,8 +194,8 @@ class FixRun:
         c = res.chosen
         if c is None:
             row.state = "needs_choice" if res.candidates else "not_found"
-            row.reason = "; ".join(res.tried) if not res.candidates else (
-                "no match is sure enough to download automatically: pick one of the candidates")
+            row.reason = res.why or "no match is sure enough to download automatically: pick one of the candidates"
+            row.tried = list(res.tried)
             action("unresolved", name=res.name, folder=res.folder, tried=res.tried,
                    candidates=len(res.candidates))
             self._progress()
