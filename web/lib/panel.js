@@ -355,6 +355,7 @@ function reviewBlock(data, state, actions) {
   const held = (data.models ?? []).filter((r) => r.state === "review");
   const blocked = held.filter((r) => loginNeeded(r, settingsOf));
   const go = held.filter((r) => !loginNeeded(r, settingsOf)).map((r) => r.name);
+  const goBytes = held.filter((r) => !loginNeeded(r, settingsOf)).reduce((n, r) => n + (r.size ?? 0), 0);
   const headline = plan.headline ?? `Download ${plural(go.length, "model")}`;
   return h("div.cfx-review", { "data-testid": "cfx-review" },
     h("div.cfx-run-title", "Found a source for each file below. Nothing is downloaded yet."),
@@ -362,12 +363,13 @@ function reviewBlock(data, state, actions) {
       h("span", `Not enough free space: ${fmtBytes(plan.total_bytes)} to download, ${fmtBytes(plan.free_bytes)} free.`)) : null,
     blocked.length ? h("div.cfx-muted", `${plural(blocked.length, "file")} need${blocked.length === 1 ? "s" : ""} a login first and ${blocked.length === 1 ? "is" : "are"} left out.`) : null,
     h("div.cfx-review-actions",
-      button(blocked.length ? `Download ${plural(go.length, "model")}` : headline, () => actions.approve(go), {
+      button(blocked.length ? dotted(`Download ${plural(go.length, "model")}`, fmtBytes(goBytes)) : headline, () => actions.approve(go), {
         icon: "pi pi-download", kind: "primary", busy: state.busy.has("approve"), disabled: !go.length, testid: "cfx-approve",
         title: headline,
       }),
       button("Cancel", () => actions.cancel(null), { icon: "pi pi-times", busy: state.busy.has("cancel:*") })),
-    blocked.length ? h("div.cfx-muted", headline) : null);
+    blocked.length && plan.into ? h("div.cfx-muted", dotted(`Into ${plan.into}`,
+      plan.free_bytes != null ? `free: ${fmtBytes(plan.free_bytes)}` : null)) : null);
 }
 
 function runBlock(status, state, actions) {
