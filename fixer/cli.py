@@ -68,7 +68,7 @@ class RunContext:
             raise FixerError(f"--comfyui-root {self.root} is not a folder")
         host = StandaloneHost.from_root(self.root, self.args.extra_model_paths)
         host.custom_nodes = self.root / "custom_nodes"  # the packs' sources say which folder an input lists
-        add_pack_folders(host, self.root)  # ... and which folders they register
+        add_pack_folders(host, self.root, self.state_dir / "cache" / "custom_nodes.json")  # ... and their folders
         if self.args.object_info:
             host.with_object_info(load_object_info(self.args.object_info), "object_info")
         elif self.args.server:

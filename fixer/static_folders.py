@@ -12,6 +12,7 @@ left out; the scan then falls back to the keyword rules.
 from __future__ import annotations
 
 import ast
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Iterator
 
 from .folder_probe import FolderMap, Listing, folder_map_of, with_folder_map
 from .constants import map_legacy
+from .state import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "ven
                         "tests", "test", "docs", "example_workflows", "examples", "workflows"})
 _MENTIONS = ("INPUT_TYPES", "define_schema", "folder_paths", "NODE_CLASS_MAPPINGS")
 _MAX_FILE_BYTES = 2_000_000
+_CACHE_VERSION = "static_folders 1"  # bump when what a reading holds changes
 _DEPTH = 6
 _MODELS = "\x00models"  # stands for folder_paths.models_dir while a path expression is evaluated
 
@@ -534,11 +537,28 @@ def _read_pack(pack_dir: Path) -> Reading:
     return Reading(defs, pack.folder_dirs())
 
 
-def read_custom_nodes(base: Path) -> Reading:
-    """Every pack in a custom_nodes folder read statically (disabled packs and this one left out)."""
+def _signature(pack_dir: Path) -> str:
+    """Changes when any of the pack's Python files does (path, size, modification time)."""
+    h = hashlib.sha1(_CACHE_VERSION.encode())
+    for path in _py_files(pack_dir):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        h.update(f"{path.relative_to(pack_dir)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def read_custom_nodes(base: Path, cache_file: Path | None = None) -> Reading:
+    """Every pack in a custom_nodes folder read statically (disabled packs and this one left out). With
+    `cache_file` (in the state dir), a pack whose files did not change is not parsed again: a CLI run per
+    workflow would otherwise read every pack each time."""
     out = Reading()
     if not base.is_dir():
         return out
+    cached = read_json(cache_file, {}) if cache_file else {}
+    cached = cached if isinstance(cached, dict) else {}
+    fresh: dict[str, Any] = {}
     here = Path(__file__).resolve().parent.parent
     for d in sorted(base.iterdir()):
         try:
@@ -546,25 +566,38 @@ def read_custom_nodes(base: Path) -> Reading:
                 continue
         except OSError:
             continue
-        out.add(_read_pack(d))
+        sig = _signature(d) if cache_file else ""
+        entry = cached.get(str(d))
+        if isinstance(entry, dict) and entry.get("sig") == sig and isinstance(entry.get("defs"), dict) \
+                and isinstance(entry.get("folders"), dict):
+            pack = Reading(entry["defs"], entry["folders"])
+        else:
+            pack = _read_pack(d)
+        fresh[str(d)] = {"sig": sig, "defs": pack.defs, "folders": pack.folders}
+        out.add(pack)
+    if cache_file and fresh != cached:
+        try:
+            write_json_atomic(cache_file, fresh)
+        except OSError as e:
+            log.info("could not keep the packs' reading in %s: %s", cache_file, e)
     return out
 
 
 _READ: dict[Path, Reading] = {}  # one reading per custom_nodes folder and process (the CLI)
 
 
-def reading(custom_nodes: Path) -> Reading:
+def reading(custom_nodes: Path, cache_file: Path | None = None) -> Reading:
     if custom_nodes not in _READ:
-        _READ[custom_nodes] = read_custom_nodes(custom_nodes)
+        _READ[custom_nodes] = read_custom_nodes(custom_nodes, cache_file)
     return _READ[custom_nodes]
 
 
-def add_pack_folders(host: Any, comfyui_root: Path) -> None:
+def add_pack_folders(host: Any, comfyui_root: Path, cache_file: Path | None = None) -> None:
     """Register on a ComfyUI folder read from disk the model folders its packs register (x-flux's
     xlabs_controlnets -> models/xlabs/controlnets), so references found in them have a place to go
     before ComfyUI ever ran the pack; keys already known keep their paths."""
     known = host.folders()
-    for key, dirs in reading(comfyui_root / "custom_nodes").folders.items():
+    for key, dirs in reading(comfyui_root / "custom_nodes", cache_file).folders.items():
         if key not in known:
             for d in dirs:
                 host.add_path(key, str(comfyui_root / "models" / d))

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from fixer.folder_probe import folder_map_of
 from fixer.host import StandaloneHost
 from fixer.loaders import widget_names_from_def
@@ -229,3 +231,19 @@ def test_the_folders_packs_register_get_their_place_under_models(tmp_path):
     assert folders["xlabs_controlnets"] == [str(root / "models" / "xlabs" / "controlnets")]
     assert folders["ultralytics_bbox"] == [str(root / "models" / "ultralytics" / "bbox")]
     assert "escape" not in folders and folders["loras"][0] == str(root / "models" / "loras")
+
+
+def test_a_pack_that_did_not_change_is_not_parsed_again(tmp_path, monkeypatch):
+    from fixer import static_folders
+    from fixer.static_folders import read_custom_nodes
+
+    root = make_comfy_root(tmp_path)
+    pack = write_pack(root, "subpack", {"__init__.py": DETECTOR})
+    cache = tmp_path / "state" / "cache" / "custom_nodes.json"
+    first = read_custom_nodes(root / "custom_nodes", cache)
+    monkeypatch.setattr(static_folders, "_read_pack", lambda d: (_ for _ in ()).throw(AssertionError("parsed")))
+    again = read_custom_nodes(root / "custom_nodes", cache)
+    assert again.defs == json.loads(json.dumps(first.defs))
+    (pack / "__init__.py").write_text(DETECTOR.replace("ultralytics_segm", "other_segm") + "\n# changed\n")
+    with pytest.raises(AssertionError, match="parsed"):
+        read_custom_nodes(root / "custom_nodes", cache)
