@@ -168,8 +168,6 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 prop_models = node.properties.get("models")
                 local_hints_lower = {n.lower(): h for n, h in (x for x in map(_hint_from, prop_models) if x)} \
                     if isinstance(prop_models, list) else {}
-            if node_def is _UNSET:
-                node_def = _node_def(node_defs, node.node_type)
             if by_name:
                 input_name = key
             else:
@@ -177,20 +175,23 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                     names = _widget_names(node.node_type, core, node_defs)
                 input_name = names[key] if key < len(names) else None
             usage = Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional)
+            core_input = bool(core) and input_name in core[1]
+            if node_def is _UNSET and not core_input:  # a core loader's model input needs no definition
+                node_def = _node_def(node_defs, node.node_type)
             if has_prompt_syntax(value):
                 for p in prompt_refs(node.node_type, input_name, node_def, value):
                     _add_ref(refs, ModelRef(name=p.name, folder=p.folder, folder_source="prompt",
                                             unsafe_reason=unsafe_reason(p.written), alternatives=p.alternatives),
                              usage, None)
                 continue  # prompt text is never itself a file name
-            folder_map = folder_map_of(node_def)
+            folder_map = None if core_input else folder_map_of(node_def)
             if not model_like and not (folder_map and folder_map.accepts_extension(input_name, value)):
                 continue
-            if not (core and input_name in core[1]) and _is_text(value, node_def, input_name):
+            if not core_input and _is_text(value, node_def, input_name):
                 continue
             name = normalise(value)
             hint = local_hints_lower.get(name.lower()) or declared_by_name.get(name.lower())
-            listed = None if core and input_name in core[1] else (folder_map and folder_map.locate(input_name, name))
+            listed = folder_map.locate(input_name, name) if folder_map else None
             if listed:
                 folder, in_folder = listed
                 ref = ModelRef(name=in_folder, folder=folder, folder_source=folder_map.source,

@@ -142,3 +142,18 @@ def test_a_file_name_with_spaces_and_brackets_is_still_a_file(tmp_path, host_for
     report = scan_workflow_data(wf, "wf", host_for(make_comfy_root(tmp_path)))
     assert {s.ref.name for s in report.models} == {"SDXL/Juggernaut XL v9 (RunDiffusion Photo).safetensors",
                                                   "my model (1).safetensors"}
+
+
+def test_a_core_loader_is_not_asked_for_its_inputs(fp):
+    asked = []
+
+    class CheckpointLoaderSimple:
+        @classmethod
+        def INPUT_TYPES(cls):
+            asked.append(1)
+            return {"required": {"ckpt_name": (fp.get_filename_list("checkpoints"),)}}
+
+    wf = make_workflow([node(1, "CheckpointLoaderSimple", ["sd_xl_base_1.0.safetensors"])])
+    assert refs(scan_workflow_data(wf, "wf", host(fp, CheckpointLoaderSimple))) == {
+        ("checkpoints", "sd_xl_base_1.0.safetensors"): ("missing", "node_table")}
+    assert asked == []
