@@ -27,7 +27,6 @@ from .state import read_json, write_json_atomic
 log = logging.getLogger(__name__)
 
 _FOLDER_CALLS = frozenset({"get_filename_list", "get_filename_list_", "get_folder_paths"})
-_WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
 _V3_KINDS = {"Combo": "COMBO", "Int": "INT", "Float": "FLOAT", "String": "STRING", "Boolean": "BOOLEAN"}
 _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "venv", ".venv", "site-packages",
                         "tests", "test", "docs", "example_workflows", "examples", "workflows"})
