@@ -625,6 +625,10 @@ function showReportText(node, text) {
 }
 
 // --- registration ------------------------------------------------------------------------------
+// Our websocket events need a listener before the first one arrives (else the frontend logs
+// "Unknown message type"): register at import, before the app's setup, not in our setup().
+client.listen(onStatus, onDone, onReconnected);
+
 app.registerExtension({
   name: EXTENSION,
   settings,
@@ -644,8 +648,6 @@ app.registerExtension({
 
   async setup() {
     document.head.append(h("link", { rel: "stylesheet", href: new URL("./comfyfixer.css", import.meta.url).href }));
-    // Custom websocket events are dropped unless a listener exists before the first one arrives.
-    client.listen(onStatus, onDone, onReconnected);
     theirs = watchTheirList({
       label: FIX_LABEL,
       onFix: fixMissingModels,
