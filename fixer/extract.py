@@ -218,8 +218,9 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
 
 _UNSET = object()
 # A single word with a short extension that is not in MODEL_EXTENSIONS (`.patch`): a file name when the
-# input lists a folder that takes it.
-_MAYBE_FILE = re.compile(r"^[^\s]+\.[A-Za-z][A-Za-z0-9]{0,7}$")
+# input lists a folder that takes it. Media and text files (LoadImage's `photo.png`) are never looked up.
+_MAYBE_FILE = re.compile(r"^[^\s]+\.(?!(?:png|jpe?g|webp|gif|bmp|tiff?|mp4|webm|mov|mkv|avi|wav|mp3|flac|ogg|txt|csv)$)"
+                         r"[A-Za-z][A-Za-z0-9]{0,7}$", re.IGNORECASE)
 _SPACE = re.compile(r"\s")
 _PROSE = re.compile(r",\s")  # file names have spaces and brackets ("model (1).safetensors"), not ", "
 

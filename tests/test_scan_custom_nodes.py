@@ -157,3 +157,16 @@ def test_a_core_loader_is_not_asked_for_its_inputs(fp):
     assert refs(scan_workflow_data(wf, "wf", host(fp, CheckpointLoaderSimple))) == {
         ("checkpoints", "sd_xl_base_1.0.safetensors"): ("missing", "node_table")}
     assert asked == []
+
+
+def test_an_image_value_asks_no_node_definition(fp):
+    asked = []
+
+    class LoadImage:
+        @classmethod
+        def INPUT_TYPES(cls):
+            asked.append(1)  # lists the whole input folder in a real ComfyUI
+            return {"required": {"image": (["photo.png"],)}}
+
+    wf = make_workflow([node(1, "LoadImage", ["photo.png", "image"])])
+    assert scan_workflow_data(wf, "wf", host(fp, LoadImage)).models == [] and asked == []
