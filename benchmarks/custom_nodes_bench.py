@@ -16,7 +16,10 @@ Figures, over the truth's references:
 - folder unknown: reported without a folder;
 - false positives: reported but not a reference: values the node downloads itself, prompt text
   the node does not parse, anything else. References on node types that are not installed (the
-  probe cannot know their folder) are left out of every figure.
+  probe cannot know their folder) are left out of every figure;
+- inside ComfyUI only: /object_info read over and over while the scans run, and once after: any
+  COMBO list that differs from before the scans means asking the nodes leaked (thread confinement).
+  Its "seconds" include those reads running beside the scans (ComfyUI answers both).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -36,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.data.real_packs.build_truth import read_workflow, start  # noqa: E402
+from tests.data.real_packs.build_truth import combo_options, read_workflow, start  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "real_packs"
 MODEL_EXT = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf|onnx|patch|pkl|pt2|sft)$", re.I)
@@ -80,6 +84,8 @@ class Score:
     fp_prompt: list[str] = field(default_factory=list)
     fp_other: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    polls: int | None = None  # /object_info answers read while the scans ran (inside ComfyUI only)
+    leaks: list[str] = field(default_factory=list)  # COMBO lists /object_info showed changed by a scan
 
     def pct(self, n: int) -> str:
         return f"{100 * n / self.refs:.1f}%" if self.refs else "-"
@@ -89,7 +95,8 @@ class Score:
                 "folder_unknown": self.unknown / self.refs, "fp_self_downloading": len(self.fp_self),
                 "fp_prompt_text": len(self.fp_prompt), "fp_other": len(self.fp_other), "seconds": self.seconds,
                 "wrong": self.wrong, "missed": self.missed,
-                "fp": self.fp_self + self.fp_prompt + self.fp_other}
+                "fp": self.fp_self + self.fp_prompt + self.fp_other, "object_info_reads": self.polls,
+                "object_info_changed": self.leaks}
 
 
 def same_destination(folders: dict, pred_folder: str, pred_name: str, ref: dict, input_map: dict) -> bool:
@@ -157,16 +164,47 @@ def missing_workflows(files: dict[str, Path]) -> str | None:
             "scripts/setup_e2e.sh)")
 
 
+def combo_lists(url: str) -> dict[str, list]:
+    with urllib.request.urlopen(url + "/object_info", timeout=120) as r:
+        info = json.loads(r.read())
+    return {f"{t}.{name}": opts for t, d in info.items() for section in ("required", "optional")
+            for name, spec in ((d.get("input") or {}).get(section) or {}).items()
+            if (opts := combo_options(spec)) is not None}
+
+
+def watch_object_info(url: str, score: Score, stop: threading.Event) -> None:
+    """Read /object_info over and over while the scans run: asking a node which folder it reads must
+    never show in anybody else's listing (thread confinement), nor stay once the scan is done."""
+    before = combo_lists(url)
+    score.polls = 0
+    while True:
+        last = stop.is_set()
+        now = combo_lists(url)
+        score.polls += 1
+        for key, opts in now.items():
+            if opts != before.get(key, opts) and key not in {x.split(" ")[0] for x in score.leaks}:
+                score.leaks.append(f"{key} {sorted(set(map(str, opts)) ^ set(map(str, before[key])))[:3]}")
+        if last:
+            return
+
+
 def scan_inside(url: str, files: dict[str, Path], truth: dict) -> Score:
     score = Score()
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_object_info, args=(url, score, stop), daemon=True)
+    watcher.start()
     began = time.perf_counter()
-    for key, path in files.items():
-        body = json.dumps({"workflow": read_workflow(path), "name": path.name}).encode()
-        req = urllib.request.Request(url + "/comfyfixer/scan", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as r:
-            score_workflow(score, key, usages(json.loads(r.read())), truth)
-    score.seconds = time.perf_counter() - began
+    try:
+        for key, path in files.items():
+            body = json.dumps({"workflow": read_workflow(path), "name": path.name}).encode()
+            req = urllib.request.Request(url + "/comfyfixer/scan", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=120) as r:
+                score_workflow(score, key, usages(json.loads(r.read())), truth)
+        score.seconds = time.perf_counter() - began
+    finally:
+        stop.set()  # one more read after the last scan
+        watcher.join(300)
     return score
 
 
@@ -245,12 +283,15 @@ def print_table(scores: dict[str, Score]) -> None:
             ("folder right", lambda s: s.pct(s.right)), ("folder unknown", lambda s: s.pct(s.unknown)),
             ("folder wrong", lambda s: str(len(s.wrong))), ("missed", lambda s: str(len(s.missed))),
             ("FP self-downloading", lambda s: str(len(s.fp_self))), ("FP prompt text", lambda s: str(len(s.fp_prompt))),
-            ("FP other", lambda s: str(len(s.fp_other))), ("seconds", lambda s: f"{s.seconds:.1f}")]
+            ("FP other", lambda s: str(len(s.fp_other))), ("seconds", lambda s: f"{s.seconds:.1f}"),
+            ("/object_info reads", lambda s: "-" if s.polls is None else str(s.polls)),
+            ("  changed by a scan", lambda s: "-" if s.polls is None else str(len(s.leaks)))]
     print(f"{'':20}" + "".join(f"{m:>22}" for m in scores))
     for label, fn in rows:
         print(f"{label:20}" + "".join(f"{fn(s):>22}" for s in scores.values()))
     for mode, s in scores.items():
-        for kind, items in (("wrong", s.wrong), ("missed", s.missed), ("FP", s.fp_self + s.fp_prompt + s.fp_other)):
+        for kind, items in (("wrong", s.wrong), ("missed", s.missed), ("FP", s.fp_self + s.fp_prompt + s.fp_other),
+                            ("/object_info changed", s.leaks)):
             for item in items:
                 print(f"  [{mode}] {kind}: {item}")
 

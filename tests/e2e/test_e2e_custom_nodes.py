@@ -69,3 +69,9 @@ def test_text_a_node_does_not_parse_is_never_a_reference(scores, mode):
 @pytest.mark.parametrize("mode", [INSIDE, CLI_ROOT, CLI_SERVER])  # keyword-only knows no node's own choices
 def test_a_model_the_node_downloads_itself_is_never_missing(scores, mode):
     assert scores[mode].fp_self == []
+
+
+def test_asking_the_nodes_never_shows_in_what_object_info_lists(scores):
+    s = scores[INSIDE]
+    assert s.polls and s.polls > 1, "/object_info was not read while the scans ran"
+    assert s.leaks == []
