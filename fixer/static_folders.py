@@ -32,7 +32,7 @@ _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "ven
                         "tests", "test", "docs", "example_workflows", "examples", "workflows"})
 _MENTIONS = ("INPUT_TYPES", "define_schema", "folder_paths", "NODE_CLASS_MAPPINGS")
 _MAX_FILE_BYTES = 2_000_000
-_CACHE_VERSION = "static_folders 1"  # bump when what a reading holds changes
+_CACHE_VERSION = "static_folders 2"  # bump when what a reading holds changes
 _DEPTH = 6
 _MODELS = "\x00models"  # stands for folder_paths.models_dir while a path expression is evaluated
 
@@ -87,6 +87,11 @@ class _Pack:
         if name not in self.functions:
             self._read_for(f"def {name}(")
         return self.functions.get(name)
+
+    def class_named(self, name: str) -> ast.ClassDef | None:
+        if name not in self.classes:
+            self._read_for(f"class {name}(", f"class {name}:")
+        return self.classes.get(name)
 
     def constant(self, name: str) -> ast.expr | None:
         if name not in self.constants:
@@ -369,11 +374,35 @@ def _literal_options(e: ast.expr | None, scope: _Scope, depth: int = 0) -> list[
     return None
 
 
+def _built_entry(call: ast.Call, scope: _Scope) -> ast.Tuple | None:
+    """The tuple an entry-building helper returns with the call's arguments put in (controlnet_aux's
+    `INPUT.COMBO([...], default=...)` -> `([...], dict(...))`, `INPUT.RESOLUTION()` -> `("INT", ...)`)."""
+    owner = scope.pack.class_named(call.func.value.id) if isinstance(call.func, ast.Attribute) \
+        and isinstance(call.func.value, ast.Name) else None
+    fn = next((m for m in owner.body if isinstance(m, ast.FunctionDef) and m.name == call.func.attr),  # type: ignore[union-attr]
+              None) if owner else None
+    rets = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return)] if fn else []
+    if len(rets) != 1 or not isinstance(rets[0], ast.Tuple) or not rets[0].elts:
+        return None
+    first = rets[0].elts[0]
+    params = [a.arg for a in fn.args.args]  # type: ignore[union-attr]
+    if isinstance(first, ast.Name) and first.id in params:
+        i = params.index(first.id)
+        bound = call.args[i] if i < len(call.args) else next(
+            (k.value for k in call.keywords if k.arg == first.id), None)
+        if bound is None:
+            return None
+        first = bound
+    return ast.Tuple(elts=[first, *rets[0].elts[1:]], ctx=ast.Load())
+
+
 def _entry(e: ast.expr, scope: _Scope) -> tuple[list, list[tuple[str, str]], bool] | None:
     """An input's (definition entry, listings, options all literal): `[kind or options, {config}]` as
     /object_info has it."""
     if isinstance(e, ast.Name):
         e = next((v for v in scope.values(e.id) if isinstance(v, (ast.Tuple, ast.List))), e)
+    if isinstance(e, ast.Call):
+        e = _built_entry(e, scope) or e
     if not isinstance(e, (ast.Tuple, ast.List)) or not e.elts:
         return None
     first = e.elts[0]
@@ -439,6 +468,19 @@ class _NodeReader:
                                 listings[name] = entry[1]  # type: ignore[index]
                             if entry[2]:
                                 fixed.add(name)  # type: ignore[arg-type]
+            if not inputs and isinstance(ret, ast.Call) and ret.keywords \
+                    and all(k.arg and isinstance(k.value, ast.Call) for k in ret.keywords):
+                # Inputs passed as keywords to a pack helper that builds the dict (controlnet_aux's
+                # define_preprocessor_inputs(ckpt_name=INPUT.COMBO([...]), ...)): widgets in that order.
+                inputs["optional"] = {}
+                for k in ret.keywords:
+                    entry = _entry(k.value, scope)
+                    if entry is not None:
+                        inputs["optional"][k.arg] = entry[0]  # type: ignore[index]
+                        if entry[1]:
+                            listings[k.arg] = entry[1]  # type: ignore[index]
+                        if entry[2]:
+                            fixed.add(k.arg)  # type: ignore[arg-type]
             if inputs:
                 break
         return self._definition(inputs, listings, fixed) if inputs else None

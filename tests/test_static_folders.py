@@ -247,3 +247,35 @@ def test_a_pack_that_did_not_change_is_not_parsed_again(tmp_path, monkeypatch):
     (pack / "__init__.py").write_text(DETECTOR.replace("ultralytics_segm", "other_segm") + "\n# changed\n")
     with pytest.raises(AssertionError, match="parsed"):
         read_custom_nodes(root / "custom_nodes", cache)
+
+
+def test_inputs_built_by_helpers_are_read_too(tmp_path, host_for):
+    root = make_comfy_root(tmp_path)
+    write_pack(root, "controlnet-aux", {
+        "utils.py": """
+            from enum import Enum
+            def define_preprocessor_inputs(**arguments):
+                return dict(required=dict(image=INPUT.IMAGE()), optional=arguments)
+            class INPUT(Enum):
+                def IMAGE():
+                    return ("IMAGE",)
+                def RESOLUTION(default=512):
+                    return ("INT", dict(default=default))
+                def COMBO(values, default=None):
+                    return (values, dict(default=values[0] if default is None else default))
+        """,
+        "node_wrappers/depth.py": """
+            from ..utils import define_preprocessor_inputs, INPUT
+            class Depth_Anything_V2_Preprocessor:
+                @classmethod
+                def INPUT_TYPES(s):
+                    return define_preprocessor_inputs(
+                        ckpt_name=INPUT.COMBO(["depth_anything_v2_vitl.pth", "depth_anything_v2_vits.pth"]),
+                        resolution=INPUT.RESOLUTION())
+            NODE_CLASS_MAPPINGS = {"DepthAnythingV2Preprocessor": Depth_Anything_V2_Preprocessor}
+        """})
+    host = host_for(root)
+    host.custom_nodes = root / "custom_nodes"
+    wf = make_workflow([node(1, "DepthAnythingV2Preprocessor", ["depth_anything_v2_vitl.pth", 512])])
+    (s,) = scan_workflow_data(wf, "wf", host).models
+    assert (s.state, s.ref.usages[0].input_name) == ("by_node", "ckpt_name")
