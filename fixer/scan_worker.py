@@ -8,15 +8,14 @@ bytes; ComfyUI's process builds neither.
 
 The child is plain Python (`-c` with this package's folder on sys.path: no `multiprocessing`, whose
 spawn would re-run ComfyUI's main.py, and no fork of a process with CUDA loaded). It runs the
-service's own `scan` over a `HostSnapshot`: the model folders, their extensions, the node types, and
-the definitions of just the node types the workflow names, which the parent asks the live node
-classes for (they exist only in ComfyUI's process).
+service's own `scan` over a `HostSnapshot`: the model folders, their extensions and the node types;
+the definition of a node type is asked of the parent when the scan first needs it (the live node
+classes exist only in ComfyUI's process).
 
 Protocol, length-prefixed frames on the child's stdin/stdout:
-parent: {"state_dir", "comfyui_root", "comfyui_version"} then the raw body;
-child: {"types": [...]} (or {"status", "error"});
-parent: the HostSnapshot as JSON;
-child: {"status": 200} then the answer's JSON bytes (or {"status", "error"}).
+parent: {"state_dir", "comfyui_root", "comfyui_version", "host"} then the raw body;
+child: any number of {"ask": node_type}, each answered {"def": definition or null};
+child: {"status": 200} then the answer's JSON bytes, or {"status", "error"}.
 The child's log lines go to its stderr, which the parent re-logs under the same logger names.
 """
 
@@ -33,7 +32,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from .web_guard import RequestRefused
 
@@ -70,29 +69,20 @@ def _json(obj: Any) -> bytes:
 
 @dataclass
 class HostSnapshot:
-    """The Host protocol's answers, taken in ComfyUI's process for one scan."""
+    """The Host protocol's answers, taken in ComfyUI's process; node definitions are asked for one
+    type at a time (`ask`), as the scan needs them, like the live host computes them."""
 
     paths: dict[str, list[str]]
     exts: dict[str, list[str]]
     types: list[str] | None
-    defs: dict[str, Any]
     node_source: str = "host"
 
     @classmethod
-    def of(cls, host: Any, wanted: list[str]) -> "HostSnapshot":
-        """`host`'s folders and node types, and the definitions of the `wanted` types it has."""
+    def of(cls, host: Any) -> "HostSnapshot":
         paths = host.folders()
         known = host.node_types()
-        defs: dict[str, Any] = {}
-        live = host.node_defs() if known is not None else None
-        for t in wanted if live is not None else ():
-            if t in known:
-                try:
-                    defs[t] = live[t]
-                except KeyError:  # the node's INPUT_TYPES failed: as the live host answers
-                    pass
         return cls(paths=paths, exts={k: sorted(host.extensions(k)) for k in paths},
-                   types=sorted(known) if known is not None else None, defs=defs,
+                   types=sorted(known) if known is not None else None,
                    node_source=getattr(host, "node_source", "host"))
 
     def folders(self) -> dict[str, list[str]]:
@@ -107,16 +97,26 @@ class HostSnapshot:
         return set(self.types) if self.types is not None else None
 
     def node_defs(self) -> Mapping[str, Any] | None:
-        return _Defs(self.defs, self.types or []) if self.types is not None else None
+        return _AskedDefs(self.types, self.ask) if self.types is not None else None
+
+    def ask(self, node_type: str) -> Any:  # replaced in the child by a question to the parent
+        raise KeyError(node_type)
 
 
-class _Defs(Mapping):
-    """Like the live definitions: every node type is listed, the asked-for ones have a definition."""
+class _AskedDefs(Mapping):
+    """Like the live definitions: every node type is listed; a definition is asked for on first use."""
 
-    def __init__(self, defs: dict[str, Any], types: list[str]):
-        self._defs, self._types = defs, types
+    def __init__(self, types: list[str], ask: Callable[[str], Any]):
+        self._types, self._known, self._ask = types, set(types), ask
+        self._defs: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
+        if name not in self._known:
+            raise KeyError(name)
+        if name not in self._defs:
+            self._defs[name] = self._ask(name)
+        if self._defs[name] is None:  # its INPUT_TYPES failed in ComfyUI's process
+            raise KeyError(name)
         return self._defs[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -124,22 +124,6 @@ class _Defs(Mapping):
 
     def __len__(self) -> int:
         return len(self._types)
-
-
-def named_types(doc: Any) -> list[str]:
-    """Every string a workflow gives as a node's "type" or "class_type" (subgraphs and API prompts too)."""
-    found: set[str] = set()
-    stack = [doc]
-    while stack:
-        obj = stack.pop()
-        if isinstance(obj, dict):
-            for key in ("type", "class_type"):
-                if isinstance(obj.get(key), str):
-                    found.add(obj[key])
-            stack.extend(v for v in obj.values() if isinstance(v, (dict, list)))
-        elif isinstance(obj, list):
-            stack.extend(v for v in obj if isinstance(v, (dict, list)))
-    return sorted(found)
 
 
 # ---------------------------------------------------------------- the child
@@ -167,19 +151,22 @@ def _serve_one(src: IO[bytes], out: IO[bytes]) -> None:
     raw = read_frame(src)
     try:
         workflow, name = scan_fields(decode_body(raw, share_gil=False))
-    except Exception as e:
-        write_frame(out, _json(_refusal(e)))
-        return
-    del raw
-    write_frame(out, _json({"types": named_types(workflow)}))
-    host = HostSnapshot(**json.loads(read_frame(src)))
-    try:
+        del raw
+        host = HostSnapshot(**job["host"])
+
+        def ask(node_type: str) -> Any:  # the scan's thread is the only one talking meanwhile
+            write_frame(out, _json({"ask": node_type}))
+            return json.loads(read_frame(src))["def"]
+
+        host.ask = ask
         state_dir = Path(job["state_dir"])
         svc = FixerService(host, state_dir, load_config(state_dir / "config.json"),
                            comfyui_root=Path(job["comfyui_root"]) if job.get("comfyui_root") else None,
                            comfyui_version=job.get("comfyui_version"))
         _log_to_stderr_only()  # the service opened comfyfixer.log; only ComfyUI's process writes it
         answer = _json(asyncio.run(svc.scan(workflow, name)))
+    except EOFError:
+        raise
     except Exception as e:
         write_frame(out, _json(_refusal(e)))
         return
@@ -243,16 +230,17 @@ class ScanWorker:
             assert proc.stdin is not None and proc.stdout is not None
             try:
                 job = {"state_dir": str(service.state_dir), "comfyui_version": service.comfyui_version,
-                       "comfyui_root": str(service.comfyui_root) if service.comfyui_root else None}
+                       "comfyui_root": str(service.comfyui_root) if service.comfyui_root else None,
+                       "host": asdict(HostSnapshot.of(service.host))}
                 write_frame(proc.stdin, _json(job))
                 write_frame(proc.stdin, raw)
-                first = json.loads(read_frame(proc.stdout))
-                if "types" not in first:
-                    raise RequestRefused(first["status"], first["error"])
-                write_frame(proc.stdin, _json(asdict(HostSnapshot.of(service.host, first["types"]))))
-                head = json.loads(read_frame(proc.stdout))
-                if head.get("status") != 200:
-                    raise RequestRefused(head["status"], head["error"])
+                live = None  # the live definitions, one per scan as in this process, made on first ask
+                while "ask" in (msg := json.loads(read_frame(proc.stdout))):
+                    if live is None:
+                        live = service.host.node_defs()
+                    write_frame(proc.stdin, _json({"def": _definition(live, msg["ask"])}))
+                if msg.get("status") != 200:
+                    raise RequestRefused(msg["status"], msg["error"])
                 return read_frame(proc.stdout)
             except RequestRefused:  # the child answered and waits for the next body
                 raise
@@ -283,6 +271,13 @@ class ScanWorker:
                 except subprocess.TimeoutExpired:
                     self._proc.kill()
                 self._proc = None
+
+
+def _definition(live: Mapping[str, Any], node_type: str) -> Any:
+    try:
+        return live[node_type]
+    except KeyError:  # not installed, or its INPUT_TYPES failed
+        return None
 
 
 def _relay_log(stream: IO[bytes]) -> None:

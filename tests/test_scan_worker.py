@@ -11,7 +11,7 @@ import server_routes as sr
 from conftest import make_workflow, node
 from fake_comfy import install_comfy
 from fixer.host import StandaloneHost
-from fixer.scan_worker import HostSnapshot, ScanWorker, named_types
+from fixer.scan_worker import HostSnapshot, ScanWorker
 from fixer.service import FixerService
 
 JSON = {"Content-Type": "application/json"}
@@ -118,11 +118,51 @@ async def test_a_worker_that_died_is_replaced_on_the_next_scan(aiohttp_client, s
     assert worker._proc is not first
 
 
-def test_the_snapshot_carries_only_the_definitions_the_workflow_names(comfy_root, object_info):
+class RecordingHost:
+    """A host that notes which node definitions are asked of it."""
+
+    def __init__(self, host):
+        self._host, self.asked = host, []
+
+    def __getattr__(self, name):
+        return getattr(self._host, name)
+
+    def node_defs(self):
+        defs, asked = self._host.node_defs(), self.asked
+
+        class Recorded(dict):
+            def __getitem__(self, key):
+                asked.append(key)
+                return defs[key]
+
+            def get(self, key, default=None):
+                try:
+                    return self[key]
+                except KeyError:
+                    return default
+
+        return Recorded(defs)
+
+
+async def test_the_worker_asks_for_the_definitions_the_in_process_scan_reads(comfy_root, tmp_path, object_info,
+                                                                            worker):
+    custom = {"input": {"required": {"model_name": [["a.safetensors"], {}]}},
+              "input_order": {"required": ["model_name"]}}
+    base = StandaloneHost.from_root(comfy_root).with_object_info({**object_info, "MyPackLoader": custom}, "host")
+    in_process, via_worker = RecordingHost(base), RecordingHost(base)
+    workflow = big_workflow()
+    workflow["nodes"].append(node(99, "MyPackLoader", ["my_model.safetensors"]))
+    await FixerService(in_process, tmp_path / "a", comfyui_root=comfy_root).scan(workflow, "w")
+    svc = FixerService(via_worker, tmp_path / "b", comfyui_root=comfy_root)
+    await worker.scan(json.dumps({"workflow": workflow}).encode(), svc)
+    installed = {t for t in in_process.asked if t in base.node_types()}
+    assert "MyPackLoader" in installed and set(via_worker.asked) == installed
+    assert "KSampler" not in via_worker.asked  # only what the workflow's nodes need, not every type
+
+
+def test_the_snapshot_answers_as_the_host_does(comfy_root, object_info):
     host = StandaloneHost.from_root(comfy_root).with_object_info(object_info, "object_info")
-    snap = HostSnapshot.of(host, named_types(big_workflow()))
-    assert set(snap.defs) == {"CheckpointLoaderSimple", "LoraLoader"}  # the others are not installed
-    assert snap.node_types() == host.node_types()
-    assert snap.folders() == host.folders()
+    snap = HostSnapshot.of(host)
+    assert snap.node_types() == host.node_types() and snap.folders() == host.folders()
     assert snap.extensions("clip") == host.extensions("text_encoders")  # legacy names map as on the host
-    assert "KSampler" not in snap.defs and len(snap.node_defs()) == len(host.node_types())
+    assert snap.node_source == "object_info" and len(snap.node_defs()) == len(host.node_types())
