@@ -17,6 +17,8 @@ Figures, over the truth's references:
 - false positives: reported but not a reference: values the node downloads itself, prompt text
   the node does not parse, anything else. References on node types that are not installed (the
   probe cannot know their folder) are left out of every figure;
+- beyond the workflows: for every input of an installed pack that the probe saw reading a folder,
+  does reading the packs' sources (the CLI's static way) name the same folder?
 - inside ComfyUI only: /object_info read over and over while the scans run, and once after: any
   COMBO list that differs from before the scans means asking the nodes leaked (thread confinement).
   Its "seconds" include those reads running beside the scans (ComfyUI answers both).
@@ -251,7 +253,7 @@ def assert_fresh_install(comfyui_dir: Path, truth: dict) -> None:
         raise NotReady("Model folders are not empty (move these out first): " + ", ".join(found[:10]))
 
 
-def run_all(comfyui_dir: Path, url: str | None = None) -> dict[str, Score]:
+def run_all(comfyui_dir: Path, url: str | None = None) -> tuple[dict[str, Score], StaticAgreement]:
     truth = load_truth()
     assert_fresh_install(comfyui_dir, truth)
     files = workflow_files(comfyui_dir)
@@ -262,10 +264,14 @@ def run_all(comfyui_dir: Path, url: str | None = None) -> dict[str, Score]:
     comfy = None
     if not url:
         python = os.environ.get("COMFY_PYTHON") or str(comfyui_dir.parent / "comfy-venv" / "bin" / "python")
-        log = Path(tempfile.gettempdir()) / "custom_nodes_bench.comfyui.log"
-        comfy = start(comfyui_dir, python, log)
+        # A log of its own: readiness is read from it, and another run may be starting beside this one.
+        fd, log = tempfile.mkstemp(prefix="custom_nodes_bench.", suffix=".comfyui.log")
+        os.close(fd)
+        comfy = start(comfyui_dir, python, Path(log))
         url = comfy.url
     try:
+        with urllib.request.urlopen(url + "/object_info", timeout=120) as r:
+            modules = {t: d.get("python_module", "") for t, d in json.loads(r.read()).items()}
         scores[MODES[0]] = scan_inside(url, files, truth)
         server = scan_cli(comfyui_dir, files, truth, server=url)
     finally:
@@ -275,7 +281,49 @@ def run_all(comfyui_dir: Path, url: str | None = None) -> dict[str, Score]:
     with tempfile.TemporaryDirectory(prefix="cn-bench-bare-") as bare:
         scores[MODES[2]] = scan_cli(bare_root(comfyui_dir, Path(bare)), files, truth)
     scores[MODES[3]] = server
-    return scores
+    return scores, static_agreement(comfyui_dir, truth, modules)
+
+
+@dataclass
+class StaticAgreement:
+    inputs: int = 0
+    same: int = 0
+    differ: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
+
+
+def static_agreement(comfyui_dir: Path, truth: dict, modules: dict[str, str]) -> StaticAgreement:
+    """The probe's input -> folder map of the packs' nodes against what their sources say."""
+    from fixer.folder_probe import folder_map_of
+    from fixer.static_folders import read_custom_nodes
+
+    defs = read_custom_nodes(comfyui_dir / "custom_nodes").defs
+    result = StaticAgreement()
+    for key, expected in truth["input_folders"].items():
+        node_type, name = key.rsplit(".", 1)
+        if not modules.get(node_type, "").startswith("custom_nodes"):
+            continue
+        result.inputs += 1
+        folder_map = folder_map_of(defs[node_type]) if node_type in defs else None
+        listings = folder_map.inputs.get(name) if folder_map else None
+        if not listings:
+            result.unread.append(f"{key} [{modules[node_type]}]")
+            continue
+        got = {listing.prefix: listing.folder for listing in listings}
+        if all(got.get(prefix) == folder for prefix, folder in expected.items()):
+            result.same += 1
+        else:
+            result.differ.append(f"{key}: probe {expected}, sources {got}")
+    return result
+
+
+def print_agreement(a: StaticAgreement) -> None:
+    print(f"\nPacks' inputs reading a folder (probe): {a.inputs}; their sources name the same folder: {a.same}, "
+          f"another: {len(a.differ)}, none read: {len(a.unread)}")
+    for item in a.differ:
+        print(f"  differs: {item}")
+    for item in a.unread:
+        print(f"  not read: {item}")
 
 
 def print_table(scores: dict[str, Score]) -> None:
@@ -304,12 +352,16 @@ def main() -> None:
     if not os.environ.get("COMFYUI_DIR"):
         raise SystemExit("Set COMFYUI_DIR to a ComfyUI with the packs of tests/data/real_packs/packs.json installed.")
     try:
-        scores = run_all(Path(os.environ["COMFYUI_DIR"]).resolve(), args.url)
+        scores, agreement = run_all(Path(os.environ["COMFYUI_DIR"]).resolve(), args.url)
     except NotReady as e:
         raise SystemExit(str(e)) from None
     print_table(scores)
+    print_agreement(agreement)
     if args.json:
-        args.json.write_text(json.dumps({m: s.figures() for m, s in scores.items()}, indent=1))
+        figures = {m: s.figures() for m, s in scores.items()}
+        figures["static_vs_probe"] = {"inputs": agreement.inputs, "same": agreement.same,
+                                      "differ": agreement.differ, "not_read": agreement.unread}
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

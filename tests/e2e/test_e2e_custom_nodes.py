@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.custom_nodes_bench import MODES, NotReady, missing_workflows, print_table, run_all, workflow_files
+from benchmarks.custom_nodes_bench import (MODES, NotReady, missing_workflows, print_agreement, print_table, run_all,
+                                           workflow_files)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +33,12 @@ def scores():
     if missing:
         pytest.skip(missing)
     try:
-        result = run_all(root)
+        result, agreement = run_all(root)
     except NotReady as e:
         pytest.fail(str(e))
     print()
     print_table(result)
+    print_agreement(agreement)
     return result
 
 
