@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--front-end-root")
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     up = FakeUpstream().start()
     serve_valid_hf_checkpoint(up)
