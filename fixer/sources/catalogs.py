@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..constants import map_legacy
 from ..models import Candidate, ModelRef
 from ..source_spec import parse_hf_url
-from . import CONFIDENCE, Found, SearchRun, is_generic
+from .base import CONFIDENCE, Found, SearchRun, is_generic
 from .fuzzy import loose
 from .huggingface import resolve_url, weak_folder
 

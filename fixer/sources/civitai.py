@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from ..models import Candidate, ModelRef
-from . import CONFIDENCE, Found, SearchRun, is_generic, said
+from .base import CONFIDENCE, Found, SearchRun, is_generic, said
 from .family import family_of_base_model, fit, mismatch_words
 from .fuzzy import PRECISION_TAGS, likeness, loose, stem
 

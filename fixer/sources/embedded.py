@@ -22,9 +22,9 @@ from ..errors import HostNotAllowed
 from ..models import Candidate, ModelHint, ModelRef
 from ..source_spec import parse_hf_url
 from ..transfer.policy import check_start_url
-from . import CONFIDENCE, Found, SearchRun, said
+from .base import CONFIDENCE, Found, SearchRun, said
 from .civitai import file_matches, version_candidate
-from .clues import AIR
+from ..clues import AIR
 from .huggingface import gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")

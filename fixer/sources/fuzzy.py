@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ..models import Candidate, ModelRef
-from . import Found, SearchRun
+from .base import Found, SearchRun, stem
 
 PRECISION_TAGS = (
     "fp32", "fp16", "bf16", "fp8", "fp8mixed", "fp8_mixed", "fp8_scaled", "fp8_e4m3fn", "fp8_e5m2", "e4m3fn",
@@ -29,12 +29,6 @@ CASE_SEPARATOR_SCORE = 0.8
 PRECISION_SCORE = 0.6
 VERSION_SCORE = 0.5
 MAX_SIMILAR_SCORE = 0.55
-
-
-def stem(name: str) -> str:
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    root, ext = os.path.splitext(base)
-    return root if ext else base
 
 
 def loose(name: str) -> str:

@@ -38,7 +38,7 @@ from ..constants import CORE_FOLDERS, map_legacy
 from ..errors import UpstreamError
 from ..models import Candidate, ModelRef
 from ..source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
-from . import CONFIDENCE, Found, SearchRun, is_generic, said
+from .base import CONFIDENCE, Found, SearchRun, is_generic, said
 from .family import family_of_name, fit, mismatch_words
 from .fuzzy import likeness, stem
 

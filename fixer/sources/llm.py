@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from ..models import Candidate, ModelRef
-from . import CONFIDENCE, Found, SearchRun, said
+from .base import CONFIDENCE, Found, SearchRun, said
 from .civitai import file_matches, version_candidate
 from .huggingface import folder_from_path, lfs_facts, paths_info, resolve_url
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..models import Candidate, LocalFile, ModelRef
 from ..state import read_json, write_text_atomic
-from . import CONFIDENCE, Found, SearchRun
+from .base import CONFIDENCE, Found, SearchRun
 from .fuzzy import loose
 
 log = logging.getLogger("fixer.sources.local")

@@ -23,7 +23,7 @@ from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
 from ..http import HttpClient, http_error
 from ..models import Candidate, ModelRef
 from ..source_spec import SourceSpec, parse_source, pick_civitai_file
-from . import SearchRun
+from .base import SearchRun
 from .civitai import version_candidate
 from .history import SearchHistory
 from .huggingface import folder_from_path, gated_note, lfs_facts, paths_info, repo_gated

@@ -1,0 +1,154 @@
+"""What every source shares: the result type, the per-run search state, the confidence scale."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
+
+from ..config import SearchConfig
+from ..constants import civitai_base_url, hf_endpoint
+from ..http import HttpClient, Reply, server_message
+from ..models import Candidate, ModelRef
+from .family import ref_family
+from .history import SearchHistory
+
+T = TypeVar("T")
+
+# How sure each kind of evidence makes us (0..1). In one place so the scale can be read as a whole;
+# search.fuzzy_threshold (default 0.7) splits "download it" from "ask the user".
+CONFIDENCE = {
+    "local_content": 1.0,      # same sha256 as the file the workflow names
+    "hash_match": 0.99,        # upstream file whose sha256 equals the workflow's hint
+    "civitai_hash": 0.98,      # Civitai by-hash hit for a hash the workflow carries
+    "embedded": 0.95,          # the workflow's own URL that ends in the file name
+    "local_name": 0.95,        # the same file name elsewhere on this disk
+    "local_case": 0.9,         # the same name elsewhere, differing only in case
+    "catalog": 0.92,           # ComfyUI's official templates / Manager's model list name the file
+    "hf_trusted": 0.9,         # exact file name in an official or first-party repo
+    "civitai_name": 0.85,      # exact file name in a Civitai version found by name search
+    "hf_only": 0.8,            # exact file name, no other repo disagrees, publisher not known
+    "llm_confirmed": 0.75,     # an LLM proposal confirmed against the real API
+    "reupload": 0.65,          # exact name, only in a re-upload named after the file
+    "contested": 0.55,         # exact name, but repos of equal standing hold different bytes
+    "generic_name": 0.5,       # names like model.safetensors say nothing about which model
+    "wrong_folder": 0.6,       # found, but the source files it under another model folder
+    "civitai_renamed": 0.82,   # a Civitai file whose name equals the wanted one through Civitai's renaming rules
+    "kin_family": 0.6,         # made for a sibling fine-tune of the workflow's base (SDXL LoRA, Pony workflow)
+    "other_family": 0.45,      # made for another model family than the workflow's (SDXL LoRA, SD 1.5 workflow)
+}
+
+# File names that many unrelated models share; a match on them proves nothing.
+GENERIC_STEMS = frozenset({
+    "model", "pytorch_model", "diffusion_pytorch_model", "adapter_model", "config", "vae", "unet", "model_fp16",
+    "diffusion_pytorch_model.fp16", "ema", "last", "final", "lora", "pytorch_lora_weights", "weights",
+})
+
+
+@dataclass
+class Found:
+    candidates: list[Candidate] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)
+
+    def extend(self, other: "Found") -> None:
+        self.candidates.extend(other.candidates)
+        self.tried.extend(other.tried)
+
+
+@dataclass(frozen=True)
+class SeenFile:
+    """A file an upstream offered while searching for a model, under a name that differs from the wanted one."""
+
+    filename_seen: str
+    candidate: Candidate
+
+
+class Source(Protocol):
+    name: str
+
+    async def find(self, ref: ModelRef, run: "SearchRun") -> Found: ...
+
+
+@dataclass
+class SearchRun:
+    config: SearchConfig
+    secrets: dict[str, str]
+    http: HttpClient
+    history: SearchHistory
+    inventory: Any = None  # fixer.inventory.Inventory (lookup/named/with_size)
+    comfyui_root: Path | None = None
+    state_dir: Path | None = None
+    hf_endpoint: str = field(default_factory=hf_endpoint)
+    civitai_base: str = field(default_factory=civitai_base_url)
+    families: dict[str, str] = field(default_factory=dict)  # workflow -> model family (sources.family)
+    _memo: dict[Any, asyncio.Future] = field(default_factory=dict)
+    _seen: dict[tuple[str, str], list[SeenFile]] = field(default_factory=dict)
+    _ways: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    async def once(self, key: Any, make: Callable[[], Awaitable[T]]) -> T:
+        """Run `make()` once per key for this run; concurrent callers share the one request."""
+        fut = self._memo.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(make())
+            self._memo[key] = fut
+        return await asyncio.shield(fut)
+
+    async def close(self) -> None:
+        """Cancel shared requests nobody waits for any more (the consumer stopped early)."""
+        pending = [f for f in self._memo.values() if not f.done()]
+        for f in pending:
+            f.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for f in self._memo.values():  # retrieve failures so asyncio does not log them as unhandled
+            if f.done() and not f.cancelled():
+                f.exception()
+
+    def saw(self, ref: ModelRef, filename: str, candidate: Candidate) -> None:
+        self._seen.setdefault(ref.key, []).append(SeenFile(filename, candidate))
+
+    def seen_files(self, ref: ModelRef) -> list[SeenFile]:
+        return self._seen.get(ref.key, [])
+
+    def searched(self, ref: ModelRef, way: str) -> None:
+        """Count one way of looking for `ref` (a query, a hash, a link), for "searched 7 ways"."""
+        ways = self._ways.setdefault(ref.key, [])
+        if way not in ways:
+            ways.append(way)
+
+    def ways(self, ref: ModelRef) -> list[str]:
+        return self._ways.get(ref.key, [])
+
+    def family(self, ref: ModelRef) -> str | None:
+        """The model family the workflows using `ref` are built for (SD 1.5, SDXL, Flux ...), if known."""
+        return ref_family(ref, self.families)
+
+    def hf_headers(self) -> dict[str, str]:
+        token = self.secrets.get("HF_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def civitai_headers(self) -> dict[str, str]:
+        token = self.secrets.get("CIVITAI_API_KEY")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+STATUS_WORDS = {401: "refused without a login", 403: "refused", 404: "not found", 429: "rate limited",
+                500: "server error", 502: "bad gateway", 503: "unavailable", 504: "gateway timeout"}
+
+
+def said(reply: Reply) -> str:
+    """What a server said, fit to show a person (callers add "(HTTP <status>)"): its own words, never an
+    HTML or XML page (Cloudflare and storage hosts answer errors with markup), else what the status means."""
+    return server_message(reply.headers, reply.body) or STATUS_WORDS.get(reply.status, "no message")
+
+
+def stem(name: str) -> str:
+    """The file name without folders and extension: `SDXL/foo.safetensors` -> `foo`."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    root, ext = os.path.splitext(base)
+    return root if ext else base
+
+
+def is_generic(name: str) -> bool:
+    return stem(name).lower() in GENERIC_STEMS
