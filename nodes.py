@@ -39,7 +39,9 @@ ANY = AnyType("*")
 
 
 def model_folders(folder_paths: Any) -> list[str]:
-    return sorted(k for k in folder_paths.folder_names_and_paths if k != "custom_nodes")
+    # The host's rule, so the node offers only folders it will agree to write into.
+    non_model = _engine("host").NON_MODEL_FOLDERS
+    return sorted(k for k in folder_paths.folder_names_and_paths if k not in non_model)
 
 
 # (source, folder) -> file name learnt from the source (a Civitai version's file), so later runs

@@ -39,7 +39,8 @@ def lora_sha256(up) -> str:
 def test_folder_choices_are_comfyuis_model_folders(comfy):
     inputs = comfy.DownloadModel.INPUT_TYPES()
     folders, options = inputs["required"]["folder"]
-    assert "loras" in folders and "diffusion_models" in folders and "custom_nodes" not in folders
+    assert "loras" in folders and "diffusion_models" in folders
+    assert "custom_nodes" not in folders and "configs" not in folders  # never offered: the node refuses them
     assert options["default"] == "checkpoints"
     assert set(inputs["optional"]) == {"file_name", "sha256"}
 

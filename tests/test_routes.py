@@ -445,3 +445,12 @@ def test_a_throttled_status_event_is_still_sent_when_the_interval_ends(tmp_path,
     assert [p["progress"]["current"] for p in sent] == [1]
     _time.sleep(SEND_INTERVAL + 0.2)
     assert [p["progress"]["current"] for p in sent] == [1, 2]
+
+
+async def test_fix_while_a_cli_run_holds_the_state_lock_is_409_naming_it(live):
+    from fixer.state import StateLock
+
+    with StateLock(live.tmp / "state", "comfy-fixer --auto"):
+        r = await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
+    assert r.status == 409
+    assert "comfy-fixer --auto" in (await r.json())["error"]
