@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from .clues import MAX_CLUES, air_hints
 from .constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
 from .folder_probe import folder_map_of
 from .loaders import combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
@@ -27,6 +28,7 @@ class Extracted:
     models: list[ModelRef] = field(default_factory=list)
     nodes: list[NodeRef] = field(default_factory=list)
     note_urls: list[str] = field(default_factory=list)
+    airs: list[ModelHint] = field(default_factory=list)  # Civitai AIR URNs: clues for the whole workflow
 
 
 @dataclass(slots=True)
@@ -132,6 +134,8 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
         subgraph_ids = {sg.get("id") for sg in ((doc.get("definitions") or {}).get("subgraphs") or [])
                         if isinstance(sg, dict)} if isinstance(doc.get("definitions"), dict) else set()
         declared = [h for h in (_hint_from(e) for e in (doc.get("models") or [] if isinstance(doc.get("models"), list) else [])) if h]
+        # Beside the graph (Civitai's generator writes `extra.airs`); the nodes' own values are read below.
+        out.airs = air_hints({k: v for k, v in doc.items() if k not in _GRAPH_KEYS})
     else:
         nodes, subgraph_ids, declared = _api_nodes(doc), set(), []
     declared_by_name = {name.lower(): hint for name, hint in declared}
@@ -143,6 +147,8 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
             for value in (node.values.values() if isinstance(node.values, dict) else node.values):
                 if isinstance(value, str):
                     out.note_urls.extend(u.rstrip(".,;") for u in _URL.findall(value))
+                    if _AIR_MARK in value:
+                        out.airs.extend(air_hints(value))
             continue
         if not _is_structural(node.node_type, subgraph_ids):
             nref = node_refs.get(node.node_type)
@@ -162,6 +168,8 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 continue
             model_like = is_model_value(value)
             if not model_like and not _MAYBE_FILE.match(value) and not has_prompt_syntax(value):
+                if _AIR_MARK in value:  # a loader that takes a Civitai AIR, or a prompt that names one
+                    out.airs.extend(air_hints(value))
                 continue  # most widget values: the work below is done only for model files and prompts
             if local_hints_lower is None:
                 core = core_inputs(node.node_type)
@@ -213,10 +221,13 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 refs[key].hints.append(hint)
     out.models = list(refs.values())
     out.nodes = list(node_refs.values())
+    out.airs = list(dict.fromkeys(out.airs))[:MAX_CLUES]
     return out
 
 
 _UNSET = object()
+_GRAPH_KEYS = frozenset({"nodes", "links", "definitions", "groups"})  # the graph: walked node by node instead
+_AIR_MARK = "urn:air:"  # lower case, as Civitai writes AIRs: a cheap test before the pattern
 # A single word with a short extension that is not in MODEL_EXTENSIONS (`.patch`): a file name when the
 # input lists a folder that takes it. Media and text files (LoadImage's `photo.png`) are never looked up.
 _MAYBE_FILE = re.compile(r"^[^\s]+\.(?!(?:png|jpe?g|webp|gif|bmp|tiff?|mp4|webm|mov|mkv|avi|wav|mp3|flac|ogg|txt|csv)$)"

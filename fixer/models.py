@@ -21,6 +21,7 @@ class ModelHint:
     hash: str | None = None
     hash_type: str | None = None
     directory: str | None = None
+    kind: str | None = None  # a workflow-wide clue's Civitai resource type ("lora", "checkpoint"), for pairing
 
 
 @dataclass(slots=True)

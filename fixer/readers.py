@@ -1,6 +1,7 @@
 """Turn a file a user has (JSON, PNG, WebP, audio/video ComfyUI saved) into workflow documents.
 
-Every reader returns `[(kind, data)]` where kind is "workflow" (UI JSON) or "prompt" (API JSON),
+Every reader returns `[(kind, data)]` where kind is "workflow" (UI JSON) or "prompt" (API JSON), plus,
+beside them, "parameters" ({"text": ...}: an image's A1111 infotext, whose hashes name its models),
 or raises WorkflowError with a reason a person can act on. Nothing here knows about models.
 """
 
@@ -157,7 +158,7 @@ def is_api_prompt(d: dict) -> bool:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_TEXT_KEYS = ("workflow", "prompt", "Workflow", "Prompt")
+_TEXT_KEYS = ("workflow", "prompt", "Workflow", "Prompt", "parameters")
 
 
 def _inflate(data: bytes, path: Path) -> bytes:
@@ -240,7 +241,13 @@ def _docs_from_texts(texts: dict[str, str], path: Path) -> list[Doc]:
             docs.append((key, data))
     if not docs and errors:
         raise WorkflowError(str(path), "; ".join(errors))
+    if docs and texts.get("parameters"):
+        docs.append(("parameters", {"text": texts["parameters"]}))
     return docs
+
+
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+_COMMENT_CODECS = {b"UNICODE\x00": "utf-16-be", b"ASCII\x00\x00\x00": "ascii"}
 
 
 def _pillow_documents(path: Path) -> list[Doc]:
@@ -251,9 +258,12 @@ def _pillow_documents(path: Path) -> list[Doc]:
         with Image.open(path) as im:
             texts: dict[str, str] = {}
             for key, value in (im.info or {}).items():
-                if isinstance(value, str) and key.lower() in ("workflow", "prompt"):
+                if isinstance(value, str) and key.lower() in ("workflow", "prompt", "parameters"):
                     texts.setdefault(key.lower(), value)
             exif = im.getexif()
+            comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+            if isinstance(comment, bytes) and comment[:8] in _COMMENT_CODECS:  # A1111 writes its infotext here
+                texts.setdefault("parameters", comment[8:].decode(_COMMENT_CODECS[comment[:8]], "replace"))
             for tag in sorted(exif, reverse=True):
                 value = exif[tag]
                 if isinstance(value, bytes):

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from .actionlog import action
+from .clues import attach as attach_clues, parameters_hints
 from .errors import WorkflowError
 from .extract import Extracted, extract
 from .host import Host, write_location_reason
@@ -145,10 +146,14 @@ class Scanner:
         self.report.workflows.append(label)
         # A file holding both UI and API forms describes one graph: the UI form is richer (hints, subgraphs).
         kinds = {k for k, _ in docs}
+        named = next((parameters_hints(d.get("text")) for k, d in docs if k == "parameters"), {})
+        image_wide = named.pop("*", [])
         for kind, doc in docs:
-            if kind == "prompt" and "workflow" in kinds:
+            if kind == "parameters" or (kind == "prompt" and "workflow" in kinds):
                 continue
-            self._add(extract(kind, doc, label, self.node_defs, self._combo))
+            ex = extract(kind, doc, label, self.node_defs, self._combo)
+            attach_clues(ex.models, named, ex.airs + image_wide)
+            self._add(ex)
 
     def _add(self, ex: Extracted) -> None:
         _merge(self._refs, ex.models)

@@ -1,11 +1,11 @@
 """Clues a workflow or an image carries about its models besides file names: Civitai AIR URNs and version
-ids, and A1111-style hashes. The scan (extract) attaches them to references as ModelHint; the resolver's
-sources read them (Civitai by hash, EmbeddedSource for AIR URNs).
+ids, and A1111-style hashes. The scan attaches them to references as ModelHint (`attach`); the resolver's
+sources read them (Civitai by hash, EmbeddedSource for AIR URNs). Scan-side: imports nothing of the
+resolver, so a scan does not load the network stack.
 
 - `air_hints(doc)`: every AIR URN (`urn:air:<base>:<type>:civitai:<model>@<version>`) anywhere in a JSON
   document (Civitai's generator writes them to `extra.airs`), plus the version ids of a "Civitai resources"
-  list. They name versions, not files, so they belong to the whole workflow: attach them to each of its
-  references; a version only counts for a reference whose name (or hash) its files match.
+  list. They name versions, not files, so they belong to the whole workflow (see `attach`).
 - `parameters_hints(text)`: A1111 infotext (`parameters` PNG chunk): "Model: x, Model hash: abc..." and
   "Lora hashes: "name: hash, ..."" -> file stem (lower case) -> hash hints for that reference.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from ..models import ModelHint
+from .models import ModelHint, ModelRef
 
 AIR = re.compile(r"urn:air:(?P<base>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)@(?P<version>\d+)", re.I)
 MAX_CLUES = 200  # a hostile document cannot make the resolver ask for thousands of versions
@@ -38,7 +38,7 @@ def air_hints(doc: object) -> list[ModelHint]:
             stack.extend(x)
         elif isinstance(x, str) and "urn:air:" in x.lower():
             found.extend(m.group(0) for m in AIR.finditer(x) if m.group(0) not in found)
-    return [ModelHint(url=u) for u in found[:MAX_CLUES]]
+    return [ModelHint(url=u, kind=AIR.fullmatch(u).group("type").lower()) for u in found[:MAX_CLUES]]
 
 
 def parameters_hints(text: str) -> dict[str, list[ModelHint]]:
@@ -61,5 +61,42 @@ def parameters_hints(text: str) -> dict[str, list[ModelHint]]:
     for r in items[:MAX_CLUES] if isinstance(items, list) else []:
         vid = r.get("modelVersionId") if isinstance(r, dict) else None
         if isinstance(vid, int):
-            out.setdefault("*", []).append(ModelHint(url=f"civitai:{vid}"))
+            kind = r.get("type") if isinstance(r.get("type"), str) else None
+            out.setdefault("*", []).append(ModelHint(url=f"civitai:{vid}", kind=kind.lower() if kind else None))
     return out
+
+
+# Civitai resource types (AIR `type`, a resource's "type") -> the model folders such files load from.
+KIND_FOLDERS = {
+    "checkpoint": ("checkpoints", "diffusion_models"), "unet": ("diffusion_models",),
+    "lora": ("loras",), "locon": ("loras",), "lycoris": ("loras",), "dora": ("loras",),
+    "embedding": ("embeddings",), "textualinversion": ("embeddings",), "hypernetwork": ("hypernetworks",),
+    "vae": ("vae",), "controlnet": ("controlnet",), "upscaler": ("upscale_models",),
+    "motionmodule": ("animatediff_models",), "clip": ("text_encoders",), "textencoder": ("text_encoders",),
+}
+MAX_PAIRED = 16  # each clue a reference carries costs the resolver one request for it
+
+
+def _fits(ref: ModelRef, hint: ModelHint) -> bool:
+    return bool(ref.folder) and ref.folder in KIND_FOLDERS.get(hint.kind or "", ())
+
+
+def attach(refs: list[ModelRef], named: dict[str, list[ModelHint]], whole: list[ModelHint]) -> None:
+    """Give one workflow's references their clues.
+
+    `named` (file stem or name, lower case -> hints: A1111 hashes) goes to the reference of that name.
+    `whole` (AIR URNs, Civitai resources) names versions for the whole workflow. A version of the kind a
+    reference's folder holds goes on it when it is the only such version for the only such reference (a
+    pairing the resolver may trust even when the names differ), or when several such versions are there
+    (then only a version whose files match the reference's name or hash counts). One version for several
+    references of its folder is left off: the resolver would take it for each of them."""
+    for ref in refs:
+        base = ref.basename.lower()
+        for h in named.get(base, []) + named.get(base.rsplit(".", 1)[0], []):
+            if h not in ref.hints:
+                ref.hints.append(h)
+    for ref in refs:
+        mine = [h for h in whole if _fits(ref, h)][:MAX_PAIRED]
+        if len(mine) == 1 and sum(1 for r in refs if _fits(r, mine[0])) > 1:
+            continue
+        ref.hints.extend(h for h in mine if h not in ref.hints)
