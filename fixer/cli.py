@@ -255,7 +255,7 @@ def cmd_auto(ctx: RunContext) -> int:
 
     from .console import ConsoleProgress
     from .pipeline import FixRun
-    from .sources.family import workflow_families
+    from .sources.family import report_families
     from .report import summary_text
     from .state import StateLock
 
@@ -275,7 +275,7 @@ def cmd_auto(ctx: RunContext) -> int:
             return EXIT_MISSING
         run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
                      inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows),
-                     families=workflow_families([s.ref for s in report.models]))
+                     families=report_families(report))
         ctx.bus.subscribe(ConsoleProgress())
         ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))
         data = asyncio.run(run.run())
@@ -295,7 +295,7 @@ def cmd_resolve(ctx: RunContext) -> int:
     from .portable import write_portable
     from .readers import iter_workflow_files
     from .resolve import ResolveContext, Resolver, resolution_json
-    from .sources.family import workflow_families
+    from .sources.family import report_families
     from .state import StateLock, write_json_atomic
 
     with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
@@ -303,7 +303,7 @@ def cmd_resolve(ctx: RunContext) -> int:
         refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
         rctx = ResolveContext(config=ctx.config.search, secrets=ctx.secrets(), inventory=ctx.inventory(),
                               state_dir=ctx.state_dir, comfyui_root=ctx.root,
-                              families=workflow_families([s.ref for s in report.models]))
+                              families=report_families(report))
         out = ctx.state_dir / "output" / "resolutions.json"
         ctx.bus.emit(PhaseChanged("resolving", total=len(refs)))
         done: list[Resolution] = []

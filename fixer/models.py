@@ -121,6 +121,7 @@ class ScanReport:
     missing_nodes: list[NodeRef] = field(default_factory=list)
     node_check: str = "skipped"  # "server", "object_info", "host" or "skipped"
     node_types_seen: int = 0
+    node_types: dict[str, list[str]] = field(default_factory=dict)  # workflow -> every node type it uses
 
     def by_state(self, state: ModelState) -> list[ModelStatus]:
         return [m for m in self.models if m.state == state]

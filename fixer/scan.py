@@ -191,6 +191,9 @@ class Scanner:
                                     key=lambda s: (s.state, s.ref.folder or "~", s.ref.name.lower()))
         self.report.missing_nodes = _missing_nodes(self._nodes, self.known_types)
         self.report.node_types_seen = len(self._nodes)
+        for n in self._nodes.values():
+            for wf in n.workflows:
+                self.report.node_types.setdefault(wf, []).append(n.node_type)
         for s in self.report.models:
             if s.state != "present":
                 action("model_" + s.state, name=s.ref.name, folder=s.ref.folder, folder_source=s.ref.folder_source,

@@ -29,7 +29,7 @@ from .pipeline import FixRun, place_local_copy
 from .report import counts, model_entry
 from .portable import public_url
 from .review import destination, make_plan
-from .sources.family import workflow_families
+from .sources.family import report_families
 from .state import StateLock, StatusDocument, read_json, write_json_atomic
 from .transfer.resume import discard
 
@@ -199,7 +199,7 @@ class FixerService:
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
         self._run = self._new_run(refs, inventory, name, chosen, review, save_as,
-                                  workflow_families([s.ref for s in report.models]))  # the present models say it too
+                                  report_families(report))  # the present models and node types say it too
         self._task = asyncio.create_task(self._drive(self._run, lock))
         self.status_doc.set_data(self._panel_data(self._run), force=True)
         return self.status()

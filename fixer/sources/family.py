@@ -10,9 +10,10 @@ kin (preferred less than the same family, but usable).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable, Mapping
 
-from ..models import ModelRef
+from ..models import ModelRef, ScanReport
 
 # Civitai baseModel values (upstream-apis.md A.7, an open set) -> family; checked in order.
 _BASE_MODEL_RULES: tuple[tuple[str, str | None], ...] = (
@@ -34,9 +35,18 @@ NODE_FAMILY = {
     "CLIPTextEncodeFlux": "Flux", "FluxGuidance": "Flux", "FluxKontextImageScale": "Flux",
     "CLIPTextEncodeSDXL": "SDXL", "CLIPTextEncodeSDXLRefiner": "SDXL",
     "WanImageToVideo": "Wan", "WanFirstLastFrameToVideo": "Wan", "WanVaceToVideo": "Wan", "Wan22ImageToVideoLatent": "Wan",
-    "TextEncodeQwenImageEdit": "Qwen-Image", "TextEncodeQwenImageEditPlus": "Qwen-Image",
+    "TextEncodeQwenImageEdit": "Qwen-Image",
     "EmptyLTXVLatentVideo": "LTXV", "LTXVConditioning": "LTXV", "CLIPTextEncodeHiDream": "HiDream",
 }
+# Node families of one model family: core Wan nodes (`Wan22FunControlToVideo`) and kijai's wrappers
+# (`WanVideoSampler`, `HyVideoSampler`). Checked after NODE_FAMILY; API nodes (a cloud service's model,
+# `...Api`, `...Node`) load nothing local and tell nothing. Not here, because the official templates reuse
+# them for other models: `EmptyFlux2LatentImage` (Ernie, Moss, Ideogram), `QwenImageDiffsynthControlnet`
+# (Z-Image), `TextEncodeQwenImageEditPlus` (Krea 2), `LTXVSeparateAVLatent` (MiniMax).
+_NODE_PATTERN_RULES: tuple[tuple[str, str], ...] = (
+    (r"^Wan(\d|[A-Z])", "Wan"), (r"^HyVideo|^EmptyHunyuanLatentVideo$", "HunyuanVideo"),
+)
+_API_NODE = re.compile(r"(Api|Node)$")
 KIN = {"SDXL": "SDXL", "Pony": "SDXL", "Illustrious": "SDXL"}
 ANCHOR_FOLDERS = ("checkpoints", "diffusion_models")  # what a workflow is built on; text encoders only back up
 _SEP = re.compile(r"[\s\-.]+")
@@ -58,6 +68,16 @@ def family_of_name(name: str) -> str | None:
         if re.search(pattern, low):
             return fam
     return None
+
+
+@lru_cache(maxsize=4096)
+def family_of_node_type(node_type: str) -> str | None:
+    """The family a node type exists for only (`FluxGuidance` -> Flux, `WanVideoSampler` -> Wan), if any."""
+    if node_type in NODE_FAMILY:
+        return NODE_FAMILY[node_type]
+    if _API_NODE.search(node_type):
+        return None
+    return next((fam for pattern, fam in _NODE_PATTERN_RULES if re.search(pattern, node_type)), None)
 
 
 def _pick(fams: set[str]) -> str | None:
@@ -83,11 +103,11 @@ def workflow_families(refs: Iterable[ModelRef], node_types: Mapping[str, Iterabl
                 bucket.setdefault(wf, set()).add(fam)
     for ref in refs:
         for u in ref.usages:
-            fam = NODE_FAMILY.get(u.node_type)
+            fam = family_of_node_type(u.node_type)
             if fam:
                 backups.setdefault(u.workflow, set()).add(fam)
     for wf, types in (node_types or {}).items():
-        fams = {NODE_FAMILY[t] for t in types if t in NODE_FAMILY}
+        fams = set(filter(None, map(family_of_node_type, types)))
         if fams:
             backups.setdefault(wf, set()).update(fams)
     out: dict[str, str] = {}
@@ -96,6 +116,11 @@ def workflow_families(refs: Iterable[ModelRef], node_types: Mapping[str, Iterabl
         if fam:
             out[wf] = fam
     return out
+
+
+def report_families(report: ScanReport) -> dict[str, str]:
+    """workflow -> family from a whole scan: every model it found (present ones say it too) and node type."""
+    return workflow_families([s.ref for s in report.models], report.node_types)
 
 
 def ref_family(ref: ModelRef, families: Mapping[str, str]) -> str | None:
