@@ -260,6 +260,9 @@ def run_all(comfyui_dir: Path, url: str | None = None) -> tuple[dict[str, Score]
     missing = missing_workflows(files)
     if missing:
         raise NotReady(missing)
+    if not (comfyui_dir / "custom_nodes" / "ComfyFixerSmart").exists():
+        raise NotReady(f"This pack is not in {comfyui_dir}/custom_nodes: ln -s {REPO} "
+                       f"{comfyui_dir}/custom_nodes/ComfyFixerSmart")
     scores: dict[str, Score] = {}
     comfy = None
     if not url:

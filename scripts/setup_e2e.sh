@@ -120,12 +120,14 @@ PY
   echo "$TORCHVISION_PIN" >> "$tmp/constraints.txt"
   while read -r dir; do
     for f in "$dir/requirements.txt" "$dir/requirements-no-cupy.txt"; do
-      [ -f "$f" ] && grep -vE '^\s*(#|-r|$)' "$f" >> "$tmp/packs-req.txt"
+      if [ -f "$f" ]; then grep -vE '^\s*(#|-r|$)' "$f" >> "$tmp/packs-req.txt" || true; fi  # may list nothing
     done
   done < "$tmp/pack-dirs.txt"
   sed -E -i -e '/^(torch|torchvision|torchaudio|cupy[-a-z]*)\s*([<>=!].*)?$/d' -e 's/^onnxruntime-gpu.*/onnxruntime/' \
       -e 's/^numpy\s*<\s*2.*/numpy/' -e 's/^opencv-python(-headless)?\b.*/opencv-python-headless/' "$tmp/packs-req.txt"
   "${PIP[@]}" -c "$tmp/constraints.txt" -r "$tmp/packs-req.txt"
+  # The corpus is scanned inside that ComfyUI too: this pack goes beside the others.
+  [ -e "$COMFYUI_DIR/custom_nodes/ComfyFixerSmart" ] || ln -s "$REPO" "$COMFYUI_DIR/custom_nodes/ComfyFixerSmart"
 fi
 
 if [ -z "${SKIP_APT:-}" ] && [ ! -x /usr/bin/chromium ]; then
@@ -134,7 +136,9 @@ if [ -z "${SKIP_APT:-}" ] && [ ! -x /usr/bin/chromium ]; then
 fi
 
 step "playwright-core (driver only: the browser is Debian's /usr/bin/chromium, never downloaded)"
-(cd "$REPO/tests/e2e" && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
+# npm ci empties node_modules first: only when playwright-core is not there yet (tests may be using it).
+[ -d "$REPO/tests/e2e/node_modules/playwright-core" ] \
+  || (cd "$REPO/tests/e2e" && npm ci --no-audit --no-fund --silent 2>/dev/null || npm install --no-audit --no-fund --silent)
 
 step "done"
 echo "COMFYUI_DIR=$COMFYUI_DIR"
