@@ -280,6 +280,7 @@ def run_all(comfyui_dir: Path, url: str | None = None) -> tuple[dict[str, Score]
     finally:
         if comfy:
             comfy.stop()
+            comfy.log_path.unlink(missing_ok=True)  # a failed start says its log tail in the error
     scores[MODES[1]] = scan_cli(comfyui_dir, files, truth)
     with tempfile.TemporaryDirectory(prefix="cn-bench-bare-") as bare:
         scores[MODES[2]] = scan_cli(bare_root(comfyui_dir, Path(bare)), files, truth)
