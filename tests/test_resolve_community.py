@@ -102,7 +102,7 @@ async def test_pasted_link_to_a_missing_file_or_another_host_is_refused_with_wor
     with pytest.raises(NotFoundUpstream, match="b.safetensors in someone/repo"):
         await check_link("hf:someone/repo/b.safetensors", ModelRef("b.safetensors", "loras"),
                          hf_endpoint=upstream.base, civitai_base=upstream.base)
-    with pytest.raises(NotFoundUpstream, match="Civitai model version 123456789"):
+    with pytest.raises(NotFoundUpstream, match="Model version 123456789 was not found at Civitai"):
         await check_link("civitai:123456789", ModelRef("b.safetensors", "loras"), hf_endpoint=upstream.base,
                          civitai_base=upstream.base)
     with pytest.raises(ConfigError, match="neither Hugging Face nor Civitai"):

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
-from typing import Any
-
 import aiohttp
 
 from ..config import SearchConfig
 from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
-from ..http import HttpClient, http_error
+from ..http import HttpClient
 from ..models import Candidate, ModelRef
-from ..source_spec import SourceSpec, parse_source, pick_civitai_file
+from ..source_spec import SourceSpec, civitai_version, parse_source, pick_civitai_file
 from .base import SearchRun
 from .civitai import version_candidate
 from .history import SearchHistory
@@ -57,26 +55,10 @@ async def _hf(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
                      ids={"repo_id": spec.repo_id, "path": spec.path, "revision": spec.revision})
 
 
-async def _civitai_get(run: SearchRun, path: str, what: str) -> dict[str, Any]:
-    reply = await run.http.get("civitai", f"{run.civitai_base}{path}", headers=run.civitai_headers())
-    if not reply.ok:
-        raise http_error(reply.status, reply.headers, reply.body, what=what, service="civitai",
-                         has_token=bool(run.secrets.get("CIVITAI_API_KEY")))
-    body = reply.json()
-    if not isinstance(body, dict):
-        raise UpstreamError("Civitai", f"{what}: the answer was not a model description; retry later", reply.status)
-    return body
-
-
 async def _civitai(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
-    version_id = spec.version_id
-    if version_id is None:
-        model = await _civitai_get(run, f"/api/v1/models/{spec.model_id}", f"Civitai model {spec.model_id}")
-        versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
-        if not versions:
-            raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}")
-        version_id = int(versions[0]["id"])  # Civitai lists the newest version first
-    version = await _civitai_get(run, f"/api/v1/model-versions/{version_id}", f"Civitai model version {version_id}")
+    version = await civitai_version(run.http, spec, run.civitai_base, run.civitai_headers(),
+                                    has_token=bool(run.secrets.get("CIVITAI_API_KEY")))
+    version_id = version.get("id")
     f = pick_civitai_file(version, None, spec.file_query)
     sha = str((f.get("hashes") or {}).get("SHA256") or "").lower() or None
     _check_hash(ref, sha, f"{f.get('name')} of Civitai version {version_id}")
