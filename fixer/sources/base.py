@@ -143,6 +143,30 @@ def said(reply: Reply) -> str:
     return server_message(reply.headers, reply.body) or STATUS_WORDS.get(reply.status, "no message")
 
 
+def weak_folder(ref: ModelRef) -> bool:
+    """The scan only guessed the folder from words of the name (or could not tell at all)."""
+    return ref.folder is None or ref.folder_source == "keyword"
+
+
+def settle_folder(ref: ModelRef, filed: str | None, conf: float, *, took: str, clash: str, unknown: str,
+                  authoritative: bool = True) -> tuple[str | None, float, str]:
+    """(folder, confidence, clause for the reason) when a source files the model under `filed`.
+
+    The one rule every source follows: a folder the scan only guessed (`weak_folder`) gives way to the
+    folder an authoritative source files the model under (`took` is said); a folder the workflow's node
+    names stands, and a source filing the file elsewhere lowers the confidence to "wrong_folder" (`clash`);
+    no folder from either side leaves the choice to the user (`unknown`). The clauses are the source's
+    own words."""
+    if ref.folder and filed and filed != ref.folder:
+        if authoritative and weak_folder(ref):
+            return filed, conf, took
+        return ref.folder, min(conf, CONFIDENCE["wrong_folder"]), clash
+    folder = ref.folder or filed
+    if folder is None:
+        return None, min(conf, CONFIDENCE["contested"]), unknown
+    return folder, conf, ""
+
+
 def stem(name: str) -> str:
     """The file name without folders and extension: `SDXL/foo.safetensors` -> `foo`."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]

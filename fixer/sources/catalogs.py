@@ -19,9 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 from ..constants import map_legacy
 from ..models import Candidate, ModelRef
 from ..source_spec import parse_hf_url
-from .base import CONFIDENCE, Found, SearchRun, is_generic
+from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder
 from .fuzzy import loose
-from .huggingface import resolve_url, weak_folder
+from .huggingface import resolve_url
 
 log = logging.getLogger("fixer.sources.catalogs")
 
@@ -200,16 +200,11 @@ class CatalogSource:
         return found
 
     def _candidate(self, ref: ModelRef, run: SearchRun, e: CatalogEntry, conf: float, reason: str) -> Candidate:
-        folder = ref.folder or e.folder
-        if ref.folder and e.folder and e.folder != ref.folder and weak_folder(ref):
-            folder = e.folder
-            reason += f" for {e.folder} (the workflow's node does not say where it loads from)"
-        elif ref.folder and e.folder and e.folder != ref.folder:
-            conf = min(conf, CONFIDENCE["wrong_folder"])
-            reason += f" for {e.folder}, but the workflow loads it from {ref.folder}"
-        if folder is None:
-            conf = min(conf, CONFIDENCE["contested"])
-            reason += "; the model folder is unknown"
+        folder, conf, note = settle_folder(
+            ref, e.folder, conf, took=f" for {e.folder} (the workflow's node does not say where it loads from)",
+            clash=f" for {e.folder}, but the workflow loads it from {ref.folder}",
+            unknown="; the model folder is unknown")
+        reason += note
         url, ids = e.url, {"origin": e.origin, "downloads": e.mentions}
         hf = parse_hf_url(e.url, run.hf_endpoint)
         if hf:

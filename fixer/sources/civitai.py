@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from ..models import Candidate, ModelRef
-from .base import CONFIDENCE, Found, SearchRun, is_generic, said
+from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder
 from .family import family_of_base_model, fit, mismatch_words
 from .fuzzy import PRECISION_TAGS, likeness, loose, stem
 
@@ -114,7 +114,6 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
                       conf: float, why: str, family: str | None = None) -> Candidate:
     """A Civitai file as a candidate for `ref`; `family` is the workflow's model family when known."""
     folder_here = file_folder(model_type, file)
-    folder = ref.folder or folder_here
     reason = f"{why}: {file.get('name')} in Civitai model {version.get('modelId')} version {version.get('id')}"
     made_for = family_of_base_model(version.get("baseModel"))
     match = fit(family, made_for)
@@ -124,12 +123,11 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
     elif match == "kin":  # SDXL fine-tunes share its architecture: it loads, but is not what the author used
         conf = min(conf, CONFIDENCE["kin_family"])
         reason = f"{mismatch_words(family, made_for)} (both SDXL-based, it may work); {reason}"
-    if ref.folder and folder_here and folder_here != ref.folder:
-        conf = min(conf, CONFIDENCE["wrong_folder"])
-        reason += f"; Civitai files it as {folder_here}, the workflow loads it from {ref.folder}"
-    if folder is None:
-        conf = min(conf, CONFIDENCE["contested"])
-        reason += f"; Civitai type {model_type} has no ComfyUI folder: choose where it goes"
+    folder, conf, note = settle_folder(
+        ref, folder_here, conf, took=f"; Civitai files it as {folder_here} (the workflow's node does not say)",
+        clash=f"; Civitai files it as {folder_here}, the workflow loads it from {ref.folder}",
+        unknown=f"; Civitai type {model_type} has no ComfyUI folder: choose where it goes")
+    reason += note
     size_kb = file.get("sizeKB")
     sha = ((file.get("hashes") or {}).get("SHA256") or "").lower() or None
     return Candidate(

@@ -38,7 +38,7 @@ from ..constants import CORE_FOLDERS, map_legacy
 from ..errors import UpstreamError
 from ..models import Candidate, ModelRef
 from ..source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
-from .base import CONFIDENCE, Found, SearchRun, is_generic, said
+from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder, weak_folder
 from .family import family_of_name, fit, mismatch_words
 from .fuzzy import likeness, stem
 
@@ -93,11 +93,6 @@ def folder_from_path(path: str, repo_id: str = "") -> str | None:
     if repo_id and dirs and repo_id.split("/")[0] in COMFY_ORGS and _FOLDER_KEY.match(dirs[-1]):
         return dirs[-1]
     return None
-
-
-def weak_folder(ref: ModelRef) -> bool:
-    """The scan only guessed the folder from words of the name (or could not tell at all)."""
-    return ref.folder is None or ref.folder_source == "keyword"
 
 
 # Common abbreviations in file names and the words publishers use in repo ids.
@@ -430,18 +425,16 @@ class HuggingFaceSource:
         path_folder = folder_from_path(m.path)  # core folder names only: safe to contradict the workflow
         if path_folder == "checkpoints" and ref.folder and ref.folder not in CORE_FOLDERS:
             path_folder = None  # research repos keep weights in checkpoints/ (SAM, YOLO): no ComfyUI folder meant
-        publisher_folder = folder_from_path(m.path, m.repo_id) if m.standing == 3 else path_folder
-        folder = ref.folder or publisher_folder
+        # Only an official publisher's own folder names (`geometry_estimation/`) may replace a guessed folder.
+        publisher = m.standing == 3
+        filed = folder_from_path(m.path, m.repo_id) if publisher and weak_folder(ref) else path_folder
         reason = f"{why}: {m.path} in {m.repo_id}" + (" (official publisher)" if m.trusted else "")
-        if ref.folder and publisher_folder and publisher_folder != ref.folder and weak_folder(ref) and m.standing == 3:
-            folder = path_folder = publisher_folder
-            reason += f"; filed under {publisher_folder} by the publisher (the workflow's node does not say)"
-        elif ref.folder and path_folder and path_folder != ref.folder:
-            conf = min(conf, CONFIDENCE["wrong_folder"])
-            reason += f"; the repo files it under {path_folder}, the workflow loads it from {ref.folder}"
-        if folder is None:
-            conf = min(conf, CONFIDENCE["contested"])
-            reason += "; the model folder is unknown: choose where it goes"
+        folder, conf, note = settle_folder(
+            ref, filed, conf, authoritative=publisher,
+            took=f"; filed under {filed} by the publisher (the workflow's node does not say)",
+            clash=f"; the repo files it under {filed}, the workflow loads it from {ref.folder}",
+            unknown="; the model folder is unknown: choose where it goes")
+        reason += note
         if not m.exact_case:
             conf = min(conf, CONFIDENCE["hf_only"])
             reason += " (name differs in case)"
