@@ -19,7 +19,7 @@ from . import __version__
 from .actionlog import close_run_log, open_run_log
 from .config import Config, load_config, load_secrets
 from .errors import FixerError, RunLocked
-from .events import EventBus, PhaseChanged, ScanFinished
+from .events import Event, EventBus, PhaseChanged, ScanFinished
 from .folder_probe import apply_server_maps, fetch_folder_maps
 from .host import StandaloneHost, fetch_object_info, load_object_info
 from .static_folders import add_pack_folders
@@ -28,6 +28,8 @@ from .state import StatusDocument, read_json
 
 if TYPE_CHECKING:
     from .inventory import Inventory
+    from .pipeline import FixRun
+    from .review import Plan
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
 PACK_DIR = Path(__file__).resolve().parent.parent
@@ -212,11 +214,17 @@ def cmd_status(ctx: RunContext) -> int:
     return EXIT_OK
 
 
-def confirm(refs: list, stream_in=None) -> bool:
-    """The seed's prompt: y downloads, n stops, v lists what would be fetched."""
+def review_prompt(plan: Plan, base: Path | None, stream_in=None) -> bool:
+    """The seed's prompt over what is about to be downloaded: y downloads, n stops, v lists where
+    each file goes and how big it is."""
+    from .console import human_bytes
+
     stream_in = stream_in or sys.stdin
+    if not plan.fits:
+        print(f"warning: {human_bytes(plan.total_bytes)} will not fit in the {human_bytes(plan.min_free)} free "
+              "on the destination disk; free some space or answer n.")
     while True:
-        print(f"Fix {len(refs)} model(s) now? Your choice [y/n/v]: ", end="", flush=True)
+        print(f"{plan.headline(base)}? Your choice [y/n/v]: ", end="", flush=True)
         answer = stream_in.readline()
         if not answer:
             return False
@@ -226,8 +234,18 @@ def confirm(refs: list, stream_in=None) -> bool:
         if answer in ("n", "no", "q"):
             return False
         if answer == "v":
-            for ref in refs:
-                print(f"  {ref.folder or '(folder unknown)'}/{ref.name}")
+            for f in plan.files:
+                size = human_bytes(f.size) if f.size is not None else "size unknown"
+                print(f"  {f.folder:<18} {f.path or f'{f.name}: {f.problem}'}  ({size})")
+
+
+def held_plan(run: FixRun) -> Plan:
+    """The plan of the files a review-mode run holds (the panel's is built the same way in service.py)."""
+    from .host import target_root
+    from .review import make_plan
+
+    return make_plan(((r.name, r.folder, r.size) for r in run.rows.values() if r.state == "review"),
+                     lambda folder: target_root(run.folders, folder))
 
 
 def final_summary(data: dict) -> str:
@@ -269,17 +287,36 @@ def cmd_auto(ctx: RunContext) -> int:
                   if refused else "No model is missing.")
             ctx.bus.emit(PhaseChanged("complete"))
             return EXIT_MISSING if report.missing_nodes or refused else EXIT_OK
-        if not ctx.args.yes and sys.stdin.isatty() and not confirm(refs):
-            print("Nothing downloaded.")
-            ctx.bus.emit(PhaseChanged("complete"))
-            return EXIT_MISSING
+        # Asking needs the sizes, so the question comes after resolving (the run holds every file until
+        # the answer). No terminal to ask (CI, pipes): downloads as the seed did.
+        ask = not ctx.args.yes and sys.stdin.isatty()
         run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
-                     inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root, workflow=", ".join(ctx.workflows),
-                     families=report_families(report))
+                     inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root,
+                     workflow=", ".join(ctx.workflows), families=report_families(report), review=ask)
         ctx.bus.subscribe(ConsoleProgress())
         ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))
+        declined = False
+
+        def on_review(event: Event) -> None:
+            # Answered inside the event: while the run waits in review nothing else is in flight
+            # (resolving ended, no download started), so blocking the loop on the terminal is harmless.
+            nonlocal declined
+            if not (isinstance(event, PhaseChanged) and event.phase == "review"):
+                return
+            declined = True  # an unreadable terminal is a no, never a run waiting forever
+            try:
+                declined = not review_prompt(held_plan(run), ctx.root)
+            finally:
+                run.cancel() if declined else run.approve()
+
+        if ask:
+            ctx.bus.subscribe(on_review)
         data = asyncio.run(run.run())
         ctx.status.set_data(data, force=True)
+        if declined:
+            print(f"Nothing downloaded. The sources found are in {ctx.state_dir / 'output' / 'resolutions.json'}; "
+                  "comfy-fixer --download fetches them later.")
+            return EXIT_MISSING
         print(final_summary(data))
         ok = all(r["state"] == "done" for r in data["models"])
         return EXIT_OK if ok and not report.missing_nodes and not refused else EXIT_MISSING
