@@ -30,13 +30,21 @@ def human_eta(seconds: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+NAME_CELLS = 28
+# Everything on a bar line besides the name and the bar, at its widest ("100.0% 999.9 KB/s ETA
+# 9:59:59 downloading" and the brackets): the bar gets the rest, so the state is never cut off.
+FIXED_CELLS = 45
+
+
 def bar_line(t: Transfer, width: int) -> str:
-    name = (t.request.model_name or t.request.filename)[-28:]
+    name = t.request.model_name or t.request.filename
+    if len(name) > NAME_CELLS:  # the end of a name tells files apart (…_v2.safetensors)
+        name = "…" + name[-(NAME_CELLS - 1):]
     frac = t.bytes_done / t.total if t.total else 0.0
-    cells = max(10, width - 70)
+    cells = max(5, width - 1 - NAME_CELLS - FIXED_CELLS)  # 80 columns still fit
     filled = int(frac * cells)
     eta = human_eta(eta_seconds(t.bytes_done, t.total, t.speed))
-    return (f"{name:<28} [{'#' * filled}{'-' * (cells - filled)}] {frac * 100:5.1f}% "
+    return (f"{name:<{NAME_CELLS}} [{'#' * filled}{'-' * (cells - filled)}] {frac * 100:5.1f}% "
             f"{human_bytes(t.speed)}/s ETA {eta} {t.state}")
 
 
