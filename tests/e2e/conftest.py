@@ -71,17 +71,22 @@ def serve_valid_hf_checkpoint(up) -> None:
     the pack rightly refuses them after download ("safetensors header length mismatch"). The two
     fixture repos get the same valid file instead, keeping the search result the fixture describes.
     """
+    for repo, gated in (("comfy-fixer-fixtures/tiny-model", False), ("comfy-fixer-fixtures/gated-tiny", "manual")):
+        data = serve_hf_safetensors(up, repo, HF_CHECKPOINT, "e2e hf checkpoint", gated=gated)
+    up.state["e2e_hf_checkpoint"] = data
+
+
+def serve_hf_safetensors(up, repo: str, path: str, seed: str, *, gated: bool | str = False) -> bytes:
+    """Serve a valid ~1.1 MB safetensors file at `path` of HF `repo` (API entry and bytes); returns the bytes."""
     import hashlib
 
     from tests.fake_upstream import file_routes, payload_bytes
     from tests.fake_upstream.api_routes import add_hf_repo
 
-    data = payload_bytes({"recipe": "safetensors-f16", "seed": "e2e hf checkpoint", "n_values": 550_000})
-    sha = hashlib.sha256(data).hexdigest()
-    for repo, gated in (("comfy-fixer-fixtures/tiny-model", False), ("comfy-fixer-fixtures/gated-tiny", "manual")):
-        add_hf_repo(up, repo, {HF_CHECKPOINT: (len(data), sha)}, gated=gated)
-        file_routes.register_hf_file(up, repo, HF_CHECKPOINT, data, gated=bool(gated))
-    up.state["e2e_hf_checkpoint"] = data
+    data = payload_bytes({"recipe": "safetensors-f16", "seed": seed, "n_values": 550_000})
+    add_hf_repo(up, repo, {path: (len(data), hashlib.sha256(data).hexdigest())}, gated=gated)
+    file_routes.register_hf_file(up, repo, path, data, gated=bool(gated))
+    return data
 
 
 FRONTENDS = ["pinned", "newest"]
