@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Iterable
 
 from .actionlog import action
 from .config import SearchConfig
+from .constants import hf_offline
 from .http import HttpClient
 from .models import Candidate, ModelRef, Resolution
 from .sources import Found, SearchRun, Source
@@ -28,7 +29,7 @@ from .sources.embedded import EmbeddedSource
 from .sources.family import workflow_families
 from .sources.fuzzy import FuzzySource
 from .sources.history import SearchHistory
-from .sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
+from .sources.huggingface import COMFY_ORGS, OFFLINE_NOTE as HF_OFFLINE_NOTE, HuggingFaceSource, trusted
 from .sources.llm import LLMSource
 from .sources.local import HashCache, LocalSource
 from .transfer.verify import is_pickle
@@ -170,9 +171,9 @@ class Resolver:
             chosen, others = None, sorted(found.candidates, key=rank_key, reverse=True)
         res = Resolution(name=ref.name, folder=chosen.folder if chosen else ref.folder, chosen=chosen,
                          candidates=others, tried=found.tried)
-        res.why = explain(res, [n for n, on in (("Civitai", self.ctx.config.civitai),
-                                                ("Hugging Face", self.ctx.config.huggingface)) if on],
-                          len(run.ways(ref)))
+        searched = (("Civitai", self.ctx.config.civitai),
+                    ("Hugging Face", self.ctx.config.huggingface and not hf_offline()))
+        res.why = explain(res, [n for n, on in searched if on], len(run.ways(ref)))
         if chosen:
             action("model_resolved", model=ref.name, folder=chosen.folder, source=chosen.source,
                    confidence=chosen.confidence, url=chosen.url, local_path=chosen.local_path, reason=chosen.reason)
@@ -186,7 +187,7 @@ FOUND_WORDS = {"local": "on this computer", "embedded": "through the workflow's 
                "catalog": "in ComfyUI's model catalogs", "civitai": "on Civitai", "huggingface": "on Hugging Face",
                "fuzzy": "under a near name", "llm": "by the LLM helper, confirmed by the service",
                "user": "through your link"}
-_UNREACHED = ("could not be reached", "rate limited", "unreachable")
+_UNREACHED = ("could not be reached", "rate limited", "unreachable", "(rate limit)", "(service busy)")
 
 
 def explain(res: Resolution, services: list[str], ways: int) -> str:
@@ -206,9 +207,11 @@ def explain(res: Resolution, services: list[str], ways: int) -> str:
         return f"{n} possible source{'s' if n > 1 else ''}, none sure enough to download without asking: choose one."
     where = " or ".join(services) or "this computer and the workflow's links"
     down = [s for s in services if any(s in t and any(w in t for w in _UNREACHED) for t in res.tried)]
+    # HF_HUB_OFFLINE: the Hub was not asked, which a person must read here, not in the details.
+    offline = f" {HF_OFFLINE_NOTE}." if HF_OFFLINE_NOTE in res.tried else ""
     if down:
-        return f"Not found: {' and '.join(down)} could not be searched right now (try again later)."
-    return f"Not found on {where} (searched {ways} way{'s' if ways != 1 else ''})."
+        return f"Not found: {' and '.join(down)} could not be searched right now (try again later).{offline}"
+    return f"Not found on {where} (searched {ways} way{'s' if ways != 1 else ''}).{offline}"
 
 
 def candidate_json(c: Candidate) -> dict[str, Any]:

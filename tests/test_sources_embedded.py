@@ -32,7 +32,8 @@ async def test_dead_hint_falls_through_to_other_sources(upstream):
     dead = "https://huggingface.co/nobody/gone/resolve/main/flux2-vae.safetensors"
     r = await resolve_one(ModelRef("flux2-vae.safetensors", "vae", hints=[ModelHint(url=dead)]))
     assert r.chosen.source == "catalog"
-    assert any("nobody/gone does not exist or is private" in t for t in r.tried)  # a bare 401, as HF answers
+    assert any("nobody/gone is private or does not exist; check the URL, and if it is private set HF_TOKEN" in t
+               for t in r.tried)  # a bare 401, as HF answers
 
 
 async def test_hint_whose_bytes_differ_from_its_hash_is_rejected(upstream):
@@ -61,3 +62,12 @@ async def test_other_url_ending_in_the_name_is_trusted_unchecked(upstream):
                    hints=[ModelHint(url="https://github.com/madebyollin/taesd/raw/main/taef1_decoder.pth")])
     c = (await resolve_one(ref, use_catalogs=False, civitai=False, huggingface=False)).chosen
     assert c.source == "embedded" and c.url.startswith("https://github.com/") and "not checked" in c.reason
+
+
+async def test_hf_hint_is_not_asked_of_the_hub_under_hf_hub_offline(upstream, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = await resolve_one(ModelRef("flux1-dev-fp8.safetensors", "diffusion_models", hints=[ModelHint(url=HF)]),
+                          huggingface=False)
+    assert r.chosen is None or r.chosen.source != "embedded"
+    assert f"workflow hint {HF}: HF_HUB_OFFLINE is set: Hugging Face not searched" in r.tried
+    assert not any("Kijai" in q.path_qs for q in upstream.requests)

@@ -198,13 +198,16 @@ async def test_persistent_429_reports_the_failure(upstream, tmp_path):
     r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"), tmp_path=tmp_path)
     assert r.source == "not_found"
     assert "HTTP 429" in (tmp_path / "log" / "search_history.log").read_text()
+    assert r.why == "Not found: Hugging Face could not be searched right now (try again later)."
+    assert any("for the search 'flux2'; try again later or add a token (HF_TOKEN)" in t for t in r.tried)
 
 
 async def test_paths_info_401_for_a_match_is_reported_and_the_match_kept_without_hash(upstream):
     upstream.add_fault(Fault(path=r"/paths-info/", status=401, headers={"X-Error-Code": "RepoNotFound"}, times=None))
     r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"))
     assert r.chosen.ids["repo_id"] == "Comfy-Org/flux2-dev" and r.chosen.sha256 is None
-    assert any("401 RepoNotFound" in t for t in r.tried)
+    assert any("Comfy-Org/flux2-dev is private or does not exist; check the URL, and if it is private set HF_TOKEN"
+               in t and "(RepoNotFound)" in t for t in r.tried)
 
 
 async def test_search_answers_without_file_lists_fall_back_to_tree_listings(upstream):
@@ -223,4 +226,13 @@ async def test_refused_token_is_reported_with_what_to_do(upstream):
                              headers={"X-Error-Message": "Invalid credentials in Authorization header"}))
     r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"), secrets={"HF_TOKEN": "hf_bad"})
     assert r.source == "not_found"
-    assert any("HF_TOKEN was refused (invalid credentials): fix or remove it" in t for t in r.tried)
+    assert any("HF_TOKEN was rejected (Invalid credentials in Authorization header); create a new read token at "
+               "huggingface.co/settings/tokens" in t for t in r.tried)
+
+
+async def test_hf_hub_offline_sends_nothing_to_the_hub_and_says_so(upstream, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = await hf_only(ModelRef("flux2-vae.safetensors", "vae"))
+    assert r.source == "not_found" and r.why.endswith(" HF_HUB_OFFLINE is set: Hugging Face not searched.")
+    assert not any("no repo" in t for t in r.tried)
+    assert not any(q.path_qs.startswith("/api/models") for q in upstream.requests)

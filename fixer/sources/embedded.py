@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from ..constants import map_legacy
+from ..constants import hf_offline, map_legacy
 from ..errors import HostNotAllowed
 from ..models import Candidate, ModelHint, ModelRef
 from ..source_spec import parse_hf_url
@@ -25,14 +25,14 @@ from ..transfer.policy import check_start_url
 from .base import CONFIDENCE, Found, SearchRun, said
 from .civitai import file_matches, version_candidate
 from ..clues import AIR
-from .huggingface import gated_note, lfs_facts, paths_info, repo_gated, resolve_url
+from .huggingface import OFFLINE_NOTE, gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
 _CIVITAI_PAGE = re.compile(r"/models/(\d+)")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # paths_info's words when the Hub answered for the file (anything else: the API did not answer, e.g. a mirror)
-HUB_VERDICTS = (" is not in ", "does not exist or is private", "RepoNotFound", "EntryNotFound", "GatedRepo",
-                "RevisionNotFound", "refused")
+# (fixer.http's refusals all say "refused"; a bare 404 may be a mirror without the API: its file is asked for)
+HUB_VERDICTS = (" is not in ", "RepoNotFound", "EntryNotFound", "GatedRepo", "RevisionNotFound", "refused")
 
 
 _CIVITAI_SHORT = re.compile(r"^civitai:(?:\d+@)?(\d+)$", re.I)
@@ -122,6 +122,9 @@ class EmbeddedSource:
         url = h.url or ""
         hf = parse_hf_url(url, run.hf_endpoint)
         want_sha = (h.hash or "").lower() if len(h.hash or "") == 64 else None
+        if hf and hf_offline():
+            found.tried.append(f"workflow hint {url}: {OFFLINE_NOTE}")
+            return None
         if hf:
             repo_id, rev, path = hf
             (entry, err), gated = await asyncio.gather(paths_info(run, repo_id, path, rev), repo_gated(run, repo_id))

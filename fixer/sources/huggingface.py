@@ -34,8 +34,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from ..constants import CORE_FOLDERS, map_legacy
-from ..errors import UpstreamError
+from ..constants import CORE_FOLDERS, hf_offline, map_legacy
+from ..errors import FixerError
+from ..http import http_error
 from ..models import Candidate, ModelRef
 from ..source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
 from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder, weak_folder
@@ -65,6 +66,7 @@ STOPWORDS = frozenset({
     "all", "one", "proj", "pretrained", "rank", "convrot", "distill", "cfg", "int",
 })
 SEARCH_LIMIT = 50
+OFFLINE_NOTE = "HF_HUB_OFFLINE is set: Hugging Face not searched"
 ORG_PAGE_SIZE = 100
 ORG_PAGES = 5
 TREE_FALLBACK = 8  # Comfy-Org has a few hundred repos; their file lists are what most workflows name
@@ -197,7 +199,9 @@ async def list_models(run: SearchRun, ref: ModelRef, **params: str) -> list[dict
                                    headers=run.hf_headers())
         if not reply.ok:
             run.history.record("huggingface", _q(query), f"HTTP {reply.status}: {said(reply)}", ref.name)
-            raise UpstreamError("Hugging Face", _refusal(reply.status, said(reply)), reply.status)
+            what = f"the search {params['search']!r}" if "search" in params else f"the repos of {params.get('author')}"
+            raise http_error(reply.status, reply.headers, reply.body, what=what,
+                             service="huggingface", has_token=bool(run.secrets.get("HF_TOKEN")))
         items = reply.json() or []
         run.history.record("huggingface", _q(query), f"{len(items)} repos", ref.name)
         return items if isinstance(items, list) else []
@@ -251,15 +255,14 @@ async def paths_info(run: SearchRun, repo_id: str, path: str, revision: str = "m
             reply = await run.http.post("huggingface", url, data={"paths": path, "expand": "false"},
                                         headers=run.hf_headers())
         except (aiohttp.ClientError, TimeoutError) as e:
-            return None, f"could not reach Hugging Face ({e.__class__.__name__})"
-        if reply.status in (401, 403, 404):
-            code = reply.headers.get("X-Error-Code", "")
-            if reply.status == 401 and not code and not run.secrets.get("HF_TOKEN"):
-                # The Hub's answer to an anonymous caller for a repo that does not exist or is private (B.3).
-                return None, f"{repo_id} does not exist or is private (set HF_TOKEN if it is yours)"
-            return None, f"{repo_id} answered {reply.status} {code or said(reply)}".strip()
+            return None, OFFLINE_NOTE if hf_offline() else f"could not reach Hugging Face ({e.__class__.__name__})"
         if not reply.ok:
-            return None, f"{repo_id} answered HTTP {reply.status}"
+            err = str(http_error(reply.status, reply.headers, reply.body, what=f"{path} in {repo_id}",
+                                 service="huggingface", has_token=bool(run.secrets.get("HF_TOKEN")),
+                                 repo=repo_id, repo_page=f"{run.hf_endpoint}/{repo_id}"))
+            # The Hub's error code tells its own verdict (EntryNotFound) from a mirror without this API.
+            code = reply.headers.get("X-Error-Code", "")
+            return None, f"{err} ({code})" if code and code not in err else err
         entries = [e for e in reply.json() or [] if e.get("path") == path and e.get("type") == "file"]
         return (entries[0], "") if entries else (None, f"{path} is not in {repo_id}")
 
@@ -280,14 +283,6 @@ async def repo_gated(run: SearchRun, repo_id: str) -> bool:
         return bool(isinstance(data, dict) and data.get("gated"))
 
     return await run.once(("hf_gated", repo_id), call)
-
-
-def _refusal(status: int, text: str) -> str:
-    if status == 401 and "credentials" in text.lower():
-        return "HF_TOKEN was refused (invalid credentials): fix or remove it"
-    if status == 429:
-        return "rate limited (HTTP 429) after retries: try again in a few minutes, or set HF_TOKEN for a higher limit"
-    return f"HTTP {status}: {text}"
 
 
 def _q(params: dict[str, str]) -> str:
@@ -336,6 +331,9 @@ class HuggingFaceSource:
 
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
+        if hf_offline():  # the user asked that nothing be sent to the Hub: say so, not "no repo holds it"
+            found.tried.append(OFFLINE_NOTE)
+            return found
         broad, narrow = search_terms(ref.basename)
         items: dict[str, dict[str, Any]] = {}
         failed: list[str] = []
@@ -345,7 +343,7 @@ class HuggingFaceSource:
             answers = await asyncio.gather(*(list_models(run, ref, **q) for q in queries), return_exceptions=True)
             full = False
             for q, a in zip(queries, answers):
-                if isinstance(a, UpstreamError):
+                if isinstance(a, FixerError):
                     failed.append(f"{_q(q)} ({a})")
                     continue
                 if isinstance(a, BaseException):
@@ -389,8 +387,8 @@ class HuggingFaceSource:
             entry, err = await paths_info(run, m.repo_id, m.path)
             if entry:
                 m.size, m.sha256 = lfs_facts(entry)
-            elif err:
-                found.tried.append(f"Hugging Face: {err}")
+            elif err:  # the mapper's words name the service already
+                found.tried.append(err if "Hugging Face" in err else f"Hugging Face: {err}")
         found.candidates.extend(self._score(ref, run, matches))
         return found
 

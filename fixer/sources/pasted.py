@@ -17,6 +17,7 @@ import posixpath
 import aiohttp
 
 from ..config import SearchConfig
+from ..constants import hf_offline
 from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
 from ..http import HttpClient
 from ..models import Candidate, ModelRef
@@ -83,6 +84,9 @@ async def check_link(text: str, ref: ModelRef, *, config: SearchConfig | None = 
         if civitai_base:
             run.civitai_base = civitai_base.rstrip("/")
         spec = parse_source(text, run.hf_endpoint, run.civitai_base)
+        if spec.source == "huggingface" and hf_offline():
+            raise UpstreamError("Hugging Face", "HF_HUB_OFFLINE is set, so the link was not checked; unset it to "
+                                "use a Hugging Face link")
         service = "Hugging Face" if spec.source == "huggingface" else "Civitai"
         try:
             cand = await (_hf(spec, ref, run) if spec.source == "huggingface" else _civitai(spec, ref, run))
