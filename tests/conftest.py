@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"  # every fixture the tests read lives in the checkout
 OBJECT_INFO = DATA / "comfyui" / "object_info.json"
 sys.path.insert(0, str(ROOT))
+# Before anything imports huggingface_hub (its constants read this once): a developer's `hf auth login`
+# token never reaches a test, in this process or the ones tests start.
+os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 
 from fixer.host import StandaloneHost  # noqa: E402
 

@@ -151,8 +151,10 @@ class FakeUpstream:
         return f"http://localhost:{self.port}"
 
     def env(self) -> dict[str, str]:
+        # HF_HUB_DISABLE_IMPLICIT_TOKEN: a developer's `hf auth login` token never reaches a test or the
+        # processes it starts (tests pass the tokens they mean explicitly).
         return {"HF_ENDPOINT": self.base, "CIVITAI_BASE_URL": self.base, "HF_HUB_DISABLE_XET": "1",
-                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5"}
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
 
     # faults -------------------------------------------------------------
     def add_fault(self, fault: Fault) -> Fault:
