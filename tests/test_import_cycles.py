@@ -23,6 +23,11 @@ def tree(base: Path, files: dict[str, str]) -> Path:
     return base
 
 
+def test_the_project_has_no_import_cycles():
+    r = run(ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_a_cycle_through_a_lazy_import_is_named_and_fails(tmp_path):
     root = tree(tmp_path, {"lib/__init__.py": "", "lib/a.py": "from .b import helper\n",
                            "lib/b.py": "def helper():\n    from lib import c\n", "lib/c.py": "import lib.a\n",
