@@ -10,10 +10,12 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from . import __version__
 from .actionlog import close_run_log, open_run_log
@@ -239,6 +241,17 @@ def review_prompt(plan: Plan, base: Path | None, stream_in=None) -> bool:
                 print(f"  {f.folder:<18} {f.path or f'{f.name}: {f.problem}'}  ({size})")
 
 
+@contextmanager
+def plain_ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt again: asyncio.run turns it into a cancellation of the run,
+    which a read blocking inside the loop never sees (the prompt would ignore the first Ctrl-C)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def held_plan(run: FixRun) -> Plan:
     """The plan of the files a review-mode run holds (the panel's is built the same way in service.py)."""
     from .host import target_root
@@ -303,9 +316,12 @@ def cmd_auto(ctx: RunContext) -> int:
             nonlocal declined
             if not (isinstance(event, PhaseChanged) and event.phase == "review"):
                 return
-            declined = True  # an unreadable terminal is a no, never a run waiting forever
+            declined = True  # an unreadable terminal or Ctrl-C is a no, never a run waiting forever
             try:
-                declined = not review_prompt(held_plan(run), ctx.root)
+                with plain_ctrl_c():
+                    declined = not review_prompt(held_plan(run), ctx.root)
+            except KeyboardInterrupt:
+                print()
             finally:
                 run.cancel() if declined else run.approve()
 

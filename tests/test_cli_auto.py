@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 from io import StringIO
@@ -64,7 +65,7 @@ def lora_workflow_root(tmp_path, upstream):
 
 def in_terminal(argv, env, answers, timeout=90):
     """Run argv with a pseudo-terminal as its stdin/stdout/stderr, typing one answer at each [y/n/v]
-    prompt; returns (everything the terminal showed, exit code)."""
+    prompt (None: pressing Ctrl-C); returns (everything the terminal showed, exit code)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                             env={**os.environ, **env, "PYTHONPATH": str(ROOT), "COLUMNS": "120"})
@@ -89,7 +90,10 @@ def in_terminal(argv, env, answers, timeout=90):
             while screen.count(b"[y/n/v]: ") < i:
                 if not read():
                     raise AssertionError(f"no prompt #{i}; the terminal showed:\n{screen.decode(errors='replace')}")
-            os.write(master, answer.encode() + b"\n")
+            if answer is None:
+                proc.send_signal(signal.SIGINT)
+            else:
+                os.write(master, answer.encode() + b"\n")
         while read():
             pass
         return screen.decode(errors="replace"), proc.wait(timeout)
@@ -132,6 +136,15 @@ def test_auto_in_a_terminal_asks_with_the_totals_after_resolving_and_n_downloads
     assert not lora.exists() and not list((root / "models").rglob("*.part"))
     resolutions = json.loads((tmp_path / "state/output/resolutions.json").read_text())
     assert [r["filename"] for r in resolutions] == [lora.name]  # what was found is kept for --download
+
+
+def test_auto_in_a_terminal_ctrl_c_at_the_prompt_is_a_no_and_the_run_ends_cleanly(tmp_path, upstream):
+    root, lora = lora_workflow_root(tmp_path, upstream)
+    screen, code = in_terminal(auto_argv(root, tmp_path / "state"), upstream.env(), [None])
+    assert "Nothing downloaded." in screen and code == 1, screen
+    assert not lora.exists() and not list((root / "models").rglob("*.part"))
+    status = json.loads((tmp_path / "state/status.json").read_text())
+    assert status["phase"] == "complete" and status["data"]["models"][0]["state"] == "cancelled"
 
 
 def test_auto_in_a_terminal_downloads_after_y_with_the_progress_display(tmp_path, upstream):
