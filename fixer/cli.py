@@ -216,9 +216,9 @@ def cmd_status(ctx: RunContext) -> int:
     return EXIT_OK
 
 
-def review_prompt(plan: Plan, base: Path | None, stream_in=None) -> bool:
+def review_prompt(plan: Plan, base: Path | None, stream_in=None, origins: dict[str, str] | None = None) -> bool:
     """The seed's prompt over what is about to be downloaded: y downloads, n stops, v lists where
-    each file goes and how big it is."""
+    each file goes, how big it is and where it comes from (`origins`: name -> words)."""
     from .console import human_bytes
 
     stream_in = stream_in or sys.stdin
@@ -237,8 +237,9 @@ def review_prompt(plan: Plan, base: Path | None, stream_in=None) -> bool:
             return False
         if answer == "v":
             for f in plan.files:
-                size = human_bytes(f.size) if f.size is not None else "size unknown"
-                print(f"  {f.folder:<18} {f.path or f'{f.name}: {f.problem}'}  ({size})")
+                about = [human_bytes(f.size) if f.size is not None else "size unknown"]
+                about += [origins[f.name]] if origins and f.name in origins else []
+                print(f"  {f.folder:<18} {f.path or f'{f.name}: {f.problem}'}  ({', '.join(about)})")
 
 
 @contextmanager
@@ -259,6 +260,19 @@ def held_plan(run: FixRun) -> Plan:
 
     return make_plan(((r.name, r.folder, r.size) for r in run.rows.values() if r.state == "review"),
                      lambda folder: target_root(run.folders, folder))
+
+
+def held_origins(run: FixRun) -> dict[str, str]:
+    """Where each held file would come from: a copy already on disk is linked, not downloaded."""
+    from urllib.parse import urlsplit
+
+    origins = {}
+    for name, res in run.resolutions.items():
+        c = res.chosen
+        if c is not None and run.rows[name].state == "review":
+            origins[name] = (f"linked from {c.local_path}" if c.source == "local" and c.local_path
+                             else f"from {urlsplit(c.url).netloc}" if c.url else c.source)
+    return origins
 
 
 def final_summary(data: dict) -> str:
@@ -319,7 +333,7 @@ def cmd_auto(ctx: RunContext) -> int:
             declined = True  # an unreadable terminal or Ctrl-C is a no, never a run waiting forever
             try:
                 with plain_ctrl_c():
-                    declined = not review_prompt(held_plan(run), ctx.root)
+                    declined = not review_prompt(held_plan(run), ctx.root, origins=held_origins(run))
             except KeyboardInterrupt:
                 print()
             finally:

@@ -131,11 +131,19 @@ def test_auto_in_a_terminal_asks_with_the_totals_after_resolving_and_n_downloads
     assert headline, screen
     size = human_bytes(len(upstream.payload("tiny-lora")))
     assert headline.group(1) == size, screen  # the size the source reported, known before any byte moved
-    assert f"loras              {lora}  ({size})" in screen  # v: the real destination path
+    assert f"loras              {lora}  ({size}, from 127.0.0.1:{upstream.port})" in screen  # v: path, origin
     assert "Nothing downloaded." in screen and code == 1
     assert not lora.exists() and not list((root / "models").rglob("*.part"))
     resolutions = json.loads((tmp_path / "state/output/resolutions.json").read_text())
     assert [r["filename"] for r in resolutions] == [lora.name]  # what was found is kept for --download
+
+
+def test_auto_in_a_terminal_v_says_a_copy_already_on_disk_is_linked_not_downloaded(tmp_path, upstream):
+    root = make_comfy_root(tmp_path, {"models/checkpoints/wrongplace.safetensors": "mine"})
+    write_json(root / "user/default/workflows/w.json", make_workflow([node(2, "VAELoader", ["wrongplace.safetensors"])]))
+    screen, code = in_terminal(auto_argv(root, tmp_path / "state"), upstream.env(), ["v", "y"])
+    assert f"linked from {root / 'models/checkpoints/wrongplace.safetensors'})" in screen, screen
+    assert code == 0 and (root / "models/vae/wrongplace.safetensors").read_text() == "mine"
 
 
 def test_auto_in_a_terminal_ctrl_c_at_the_prompt_is_a_no_and_the_run_ends_cleanly(tmp_path, upstream):
