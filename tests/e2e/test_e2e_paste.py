@@ -69,8 +69,10 @@ def test_gated_repo_says_once_what_to_do_and_is_not_a_failure(comfy, upstream, s
     assert result["licenseHref"].endswith("/" + GATED_REPO), result["licenseHref"]
     assert result["licenseTarget"] == "_blank"
     assert result["tokenFieldShown"]
-    # The run downloads the rest; the gated row is not counted as failed.
-    assert "1 downloaded and verified" in result["summary"] and "failed" not in result["summary"].lower(), result["summary"]
+    # The run downloads the rest; the gated row is counted as a login to give, not as failed or skipped.
+    summary = result["summary"]
+    assert "1 downloaded and verified" in summary and "1 needs a login" in summary, summary
+    assert "failed" not in summary.lower() and "skipped" not in summary and "All done" not in summary, summary
     assert result["afterRowState"] == "login"
     assert not (comfy.models / "checkpoints" / GATED).exists()
     assert (comfy.models / "loras" / LORA).is_file()

@@ -50,7 +50,7 @@ function destLine(folder, path, verb = "goes to") {
   if (!folder && !path) return null;
   return h("div.cfx-dest", { title: path ?? "" },
     folder ? h("span.cfx-badge", { title: "ComfyUI model folder (the key loaders ask for)" }, folder) : null,
-    path ? [` ${verb} `, h("code.cfx-path", shortPath(path))] : null);
+    path ? [` ${verb} `, nameEl(shortPath(path), "code.cfx-path")] : null);
 }
 
 /** An error in words, with the raw message behind a toggle. */
@@ -61,7 +61,7 @@ function errorBlock(raw, key, state, actions) {
   return h("div.cfx-error", { "data-testid": "cfx-error" },
     h("span", said.words),
     said.details ? h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
-      open ? " Hide details" : " Details") : null,
+      open ? "Hide details" : "Details") : null,
     open && said.details ? h("pre.cfx-details", said.details) : null);
 }
 
@@ -124,7 +124,7 @@ function sourceLine(row, model, state, actions) {
     const open = state.expanded?.has(key);
     return h("div.cfx-reason", row.reason,
       row.details?.length ? h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
-        open ? " Hide details" : " Details") : null,
+        open ? "Hide details" : "Details") : null,
       open && row.details?.length ? h("pre.cfx-details", row.details.join("\n")) : null);
   }
   const url = model?.hints?.url;
@@ -310,7 +310,8 @@ function summaryLine(report) {
 function rowCounts(rows) {
   const c = { done: 0, failed: 0, login: 0, not_found: 0, needs_choice: 0, cancelled: 0, skipped: 0 };
   for (const r of rows) {
-    if (loginNeeded(r, settingsOf) && PROBLEM_STATES.has(r.state)) c.login += 1;
+    // A file left out of the review for a login still needs one: not "skipped", not "All done".
+    if (loginNeeded(r, settingsOf) && (PROBLEM_STATES.has(r.state) || r.state === "skipped")) c.login += 1;
     else if (r.state in c) c[r.state] += 1;
   }
   return c;
