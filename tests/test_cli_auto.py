@@ -155,6 +155,13 @@ def test_auto_in_a_terminal_ctrl_c_at_the_prompt_is_a_no_and_the_run_ends_cleanl
     assert status["phase"] == "complete" and status["data"]["models"][0]["state"] == "cancelled"
 
 
+def test_auto_in_a_terminal_with_yes_downloads_without_asking(tmp_path, upstream):
+    root, lora = lora_workflow_root(tmp_path, upstream)
+    screen, code = in_terminal([*auto_argv(root, tmp_path / "state"), "--yes"], upstream.env(), [])
+    assert code == 0 and "[y/n/v]" not in screen, screen
+    assert lora.stat().st_size == len(upstream.payload("tiny-lora"))
+
+
 def test_auto_in_a_terminal_downloads_after_y_with_the_progress_display(tmp_path, upstream):
     root, lora = lora_workflow_root(tmp_path, upstream)
     screen, code = in_terminal(auto_argv(root, tmp_path / "state"), upstream.env(), ["y"])
