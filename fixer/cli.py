@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--scan", action="store_true", help="find missing models and nodes (the default action)")
     act.add_argument("--status", action="store_true", help="show the state of the last or running run")
     act.add_argument("--auto", action="store_true",
-                     help="scan, find sources, then download and verify everything missing (asks first)")
+                     help="scan, find sources, then download and verify everything missing (asks first, with the "
+                          "count, total size, destination and free space)")
     act.add_argument("--resolve", action="store_true",
                      help="scan, then find where each missing model can be had (output/resolutions.json); no download")
     act.add_argument("--download", action="store_true", help="download what output/resolutions.json chose")
