@@ -165,7 +165,9 @@ function modelItem(name, model, row, state, actions) {
   if (!row && model?.pickle) warnings.push("pickle format (.ckpt/.pt/.pth/.bin) can run code when loaded; prefer .safetensors");
   if (!folder) warnings.push("ComfyUI folder unknown: the loader is not a core node");
 
-  const kept = rowState === "cancelled" || rowState === "failed" ? row?.bytes_done ?? 0 : 0;
+  // A file that failed its check is deleted ("... mismatch ...; the file was not kept"): nothing to resume.
+  const kept = (rowState === "cancelled" || rowState === "failed") && !/the file was not kept/.test(row?.error ?? "")
+    ? row?.bytes_done ?? 0 : 0;
   const stateText = downloading
     ? dotted(fmtPercent(row.bytes_done, total),
       total ? `${fmtBytes(row.bytes_done)} of ${fmtBytes(total)}` : fmtBytes(row.bytes_done),
