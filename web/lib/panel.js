@@ -330,23 +330,31 @@ function countsText(c) {
     c.skipped ? `${c.skipped} skipped` : null);
 }
 
-/** The overall time left, only when every file's size is known (else it would promise too soon). */
+/** The overall time left, only when every open file's size is in the run's total (else it would promise
+ *  too soon); files waiting for a slot count once their size is known. */
 function overallEta(rows, overall) {
   const open = rows.filter((r) => ACTIVE_ROW_STATES.has(r.state));
-  if (!open.length || open.some((r) => !(r.total ?? r.size) || r.state === "resolving" || r.state === "queued")) return "";
+  if (!open.length || open.some((r) => !r.total || r.state === "resolving")) return "";
   return fmtEta(overall.eta);
+}
+
+/** "3 of 24 models finished": rows left for the user (not found, to pick, a login) are not being downloaded. */
+function finishedText(rows) {
+  const taking = rows.filter((r) => !(["not_found", "needs_choice"].includes(r.state)
+    || (r.state === "skipped" && loginNeeded(r, settingsOf))));
+  const finished = taking.filter((r) => !ACTIVE_ROW_STATES.has(r.state)).length;
+  return `${finished} of ${plural(taking.length, "model")} finished`;
 }
 
 /** A run for another workflow: said, with a way to it, never mixed into this workflow's rows. */
 function otherRunBanner(status, state, actions) {
   const data = status.data;
   const rows = data.models ?? [];
-  const finished = rows.filter((r) => !ACTIVE_ROW_STATES.has(r.state)).length;
   const verb = status.phase === "review" ? "Waiting for your review" : "Downloading";
   return h("div.cfx-run.cfx-run-other", { "data-testid": "cfx-other-run" },
     h("div.cfx-run-title", `${verb} for ${data.workflow}`),
     h("div.cfx-run-foot",
-      h("span.cfx-muted", `${finished} of ${plural(rows.length, "model")} finished`),
+      h("span.cfx-muted", finishedText(rows)),
       h("span.cfx-spacer"),
       button(`Open ${data.workflow}`, () => actions.openWorkflow(data.workflow), { icon: "pi pi-arrow-right", testid: "cfx-open-run" }),
       button("Cancel it", () => actions.cancel(null), { icon: "pi pi-stop-circle", kind: "danger", busy: state.busy.has("cancel:*") })));
@@ -391,10 +399,9 @@ function runBlock(status, state, actions) {
       h("div", h("div.cfx-banner-title", `${ok ? "All done" : "Finished with problems"} for ${data.workflow}`), h("div", text)));
   }
   const overall = data?.overall ?? {};
-  const finished = rows.filter((r) => !ACTIVE_ROW_STATES.has(r.state)).length;
   const phase = { scanning: "Scanning", resolving: "Finding sources", downloading: "Downloading", verifying: "Verifying" }[status.phase];
   return h("div.cfx-run", { "data-testid": "cfx-run" },
-    h("div.cfx-run-title", `${phase} for ${data.workflow}: ${finished} of ${plural(rows.length, "model")} finished`),
+    h("div.cfx-run-title", `${phase} for ${data.workflow}: ${finishedText(rows)}`),
     progressBar(overall.bytes_done ?? 0, overall.total ?? 0, "downloading"),
     h("div.cfx-run-foot",
       h("span.cfx-muted", dotted(
