@@ -2,7 +2,7 @@
 // a toggle), and the login a download needs, known before any byte is fetched. Pure functions.
 
 const ERROR_WORDS = [
-  [/sha256 mismatch|sha256.*(differ|expected)/i, "the file's bytes differ from what the workflow says (sha256)"],
+  [/sha256 mismatch|sha256.*(differ|expected)/i, "the downloaded bytes are not the expected file (sha256 differs)"],
   [/size mismatch/i, "the file's size differs from what the source announced"],
   [/safetensors header|not a valid safetensors|header length/i, "the downloaded file is not a valid safetensors file"],
   [/pickle/i, "the file is a pickle format, which is turned off in the settings"],
