@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,14 @@ def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None =
     write_text_atomic(out / "summary_report.md", summary_markdown(report, packs or []))
 
 
+# How each reference's folder was learned, in the report's words (ModelRef.folder_source).
+FOLDER_LEARNED = {
+    "node_table": "core loader", "probe": "asked the node", "static": "read from the pack's source",
+    "server": "asked the running ComfyUI", "prompt": "prompt text", "hint": "the workflow's models[]",
+    "node_def": "the node's options", "keyword": "guessed from the name", "unknown": "unknown",
+}
+
+
 def _by_folder(report: ScanReport, state: str) -> dict[str, list[ModelStatus]]:
     groups: dict[str, list[ModelStatus]] = defaultdict(list)
     for s in report.by_state(state):  # type: ignore[arg-type]
@@ -76,6 +84,9 @@ def summary_text(report: ScanReport) -> str:
              f"Models referenced: {c['models']}  present: {c['present']}  present elsewhere: {c['elsewhere']}  "
              f"missing: {c['missing']}" + (f"  unsafe names: {c['unsafe']}" if c["unsafe"] else "")]
     missing = _by_folder(report, "missing")
+    learned = Counter(FOLDER_LEARNED.get(s.ref.folder_source, s.ref.folder_source) for s in report.by_state("missing"))
+    if learned:
+        lines.append("Folders of the missing: " + ", ".join(f"{n} {how}" for how, n in learned.most_common()))
     if missing:
         lines.append("Missing by folder:")
         for folder, items in missing.items():
@@ -115,7 +126,7 @@ def summary_markdown(report: ScanReport, packs: list, extra_sections: list[str] 
         groups = _by_folder(report, state)
         if not groups:
             continue
-        md += ["", f"## {title}", "", "| folder | file | used by | note |", "|---|---|---|---|"]
+        md += ["", f"## {title}", "", "| folder | folder from | file | used by | note |", "|---|---|---|---|---|"]
         for folder, items in groups.items():
             for s in items:
                 used = "; ".join(sorted({f"{u.workflow} #{u.node_id} {u.node_type}" for u in s.ref.usages})[:3])
@@ -130,7 +141,8 @@ def summary_markdown(report: ScanReport, packs: list, extra_sections: list[str] 
                     note.append(s.ref.unsafe_reason)
                 if s.ref.folder_source == "unknown":
                     note.append("folder unknown: choose one")
-                md.append(f"| {folder} | `{s.ref.name}` | {used} | {'; '.join(note)} |")
+                learned = FOLDER_LEARNED.get(s.ref.folder_source, s.ref.folder_source)
+                md.append(f"| {folder} | {learned} | `{s.ref.name}` | {used} | {'; '.join(note)} |")
     if report.node_check == "skipped":
         md += ["", "## Custom nodes", "", "Node check skipped: no running ComfyUI or /object_info was given."]
     elif report.missing_nodes:

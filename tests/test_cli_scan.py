@@ -132,3 +132,18 @@ def test_inside_comfyui_action_lines_go_to_the_state_log_not_the_console(tmp_pat
     cli.main(["--comfyui-root", str(root), "--workflow", str(wf), "--state-dir", str(tmp_path / "cli_state")])
     (log,) = (tmp_path / "cli_state/log").glob("scan_*.log")
     assert '"action": "model_missing"' in log.read_text()
+
+
+def test_scan_report_says_how_each_missing_models_folder_was_learned(tmp_path):
+    root = make_comfy_root(tmp_path)
+    write_json(root / "user/default/workflows/a.json", make_workflow([
+        node(1, "VAELoader", ["need.safetensors"]),
+        node(2, "MysteryLoraStack", ["style_lora.safetensors"])]))
+    state = tmp_path / "state"
+    r = run_cli("--scan", "--comfyui-root", str(root), "--state-dir", str(state))
+    assert r.returncode == 1, r.stderr
+    assert "Folders of the missing: " in r.stdout
+    assert "1 core loader" in r.stdout and "1 guessed from the name" in r.stdout
+    md = (state / "output/summary_report.md").read_text()
+    assert "| vae | core loader | `need.safetensors` |" in md
+    assert "| loras | guessed from the name | `style_lora.safetensors` |" in md
