@@ -7,6 +7,7 @@ export const ACTIVE_PHASES = new Set(["scanning", "resolving", "review", "downlo
 const ACTIVE_ROW_STATES = new Set(["queued", "resolving", "resolved", "review", "downloading", "verifying"]);
 const PROBLEM_STATES = new Set(["failed", "cancelled", "not_found", "needs_choice"]);
 const FINISHED_OK = new Set(["done", "skipped"]);
+const MOVING_STATES = new Set(["downloading", "verifying"]);
 
 const SOURCE_LABELS = {
   civitai: "Civitai",
@@ -443,6 +444,8 @@ export function renderPanel(state, actions) {
   const stillMissing = missingNames.filter((n) => !rowFor(n) || ["failed", "cancelled", "not_found"].includes(rowFor(n).state));
   const groups = { attention: [], active: [], missing: [], finished: [] };
   for (const n of names) groups[rowGroup(rowFor(n))].push(n);
+  // Files moving now lead their group; those waiting for a slot follow, so the bars are in view.
+  groups.active.sort((a, b) => MOVING_STATES.has(rowFor(b)?.state) - MOVING_STATES.has(rowFor(a)?.state));
   const item = (n) => modelItem(n, byName.get(n), rowFor(n), state, actions);
 
   const elsewhere = reportModels.filter((m) => m.state === "elsewhere");
