@@ -1,5 +1,6 @@
 // The panel's screenshots for docs/screenshots: a 30-model workflow at 1280x720, dark and light,
-// in each state a user meets (before, review, during, after). Run by tests/e2e/screenshots.py.
+// in each state a user meets (before, review, during + the files moving, after, after compact).
+// Run by tests/e2e/screenshots.py.
 //
 //   node screenshots_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, name}
@@ -49,9 +50,14 @@ try {
   await page.waitForTimeout(2500);
   result.during = await panel.innerText();
   await both("03-during");
+  // Problems come first, so the files moving are below the fold: show them too.
+  await panel.locator('.cfx-item[data-state="downloading"]').first().scrollIntoViewIfNeeded();
+  await page.waitForTimeout(300);
+  await both("03-during-files");
 
   await panel.locator('[data-testid="cfx-summary"]').waitFor({ timeout: 300_000 });
-  await page.waitForTimeout(1500);
+  await page.waitForTimeout(4000); // the rescan clears the red outlines of what landed
+  await panel.locator(".cfx-head").scrollIntoViewIfNeeded();
   result.after = await panel.innerText();
   await both("04-after");
   await panel.locator('[data-testid="cfx-compact"]').click();
