@@ -95,8 +95,10 @@ def attach(refs: list[ModelRef], named: dict[str, list[ModelHint]], whole: list[
         for h in named.get(base, []) + named.get(base.rsplit(".", 1)[0], []):
             if h not in ref.hints:
                 ref.hints.append(h)
+    whole = list(dict.fromkeys(whole))
+    takers = {h: sum(1 for r in refs if _fits(r, h)) for h in whole}
     for ref in refs:
         mine = [h for h in whole if _fits(ref, h)][:MAX_PAIRED]
-        if len(mine) == 1 and sum(1 for r in refs if _fits(r, mine[0])) > 1:
+        if len(mine) == 1 and takers[mine[0]] > 1:
             continue
         ref.hints.extend(h for h in mine if h not in ref.hints)
