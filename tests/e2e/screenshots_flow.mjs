@@ -51,7 +51,7 @@ try {
   result.during = await panel.innerText();
   await both("03-during");
   // Problems come first, so the files moving are below the fold: show them too.
-  await panel.locator('.cfx-item[data-state="downloading"]').first().scrollIntoViewIfNeeded();
+  await panel.locator('.cfx-item[data-state="downloading"]').first().evaluate((el) => el.scrollIntoView({ block: "start" }));
   await page.waitForTimeout(300);
   await both("03-during-files");
 
@@ -60,6 +60,14 @@ try {
   await panel.locator(".cfx-head").scrollIntoViewIfNeeded();
   result.after = await panel.innerText();
   await both("04-after");
+  // The row that asks for a pick, with its candidate.
+  const pick = panel.locator('.cfx-item[data-state="needs_choice"]').first();
+  if (await pick.count()) {
+    await pick.evaluate((el) => el.scrollIntoView({ block: "start" }));
+    await page.waitForTimeout(300);
+    await both("04-after-pick-a-source");
+    await panel.locator(".cfx-head").scrollIntoViewIfNeeded();
+  }
   await panel.locator('[data-testid="cfx-compact"]').click();
   await page.waitForTimeout(500);
   await both("05-after-compact");
