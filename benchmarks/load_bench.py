@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TEMPLATES = Path(str(resources.files("comfyui_workflow_templates_json") / "templates"))
-OBJECT_INFO = ROOT.parent / "shared" / "fixtures" / "comfyui" / "object_info.json"
+OBJECT_INFO = ROOT / "tests" / "data" / "comfyui" / "object_info.json"
 TARGET_LAG = 0.100
 PROBE_PERIOD = 0.010
 IDLE_SECONDS = 3.0

@@ -49,7 +49,7 @@ from fixer.source_spec import parse_hf_url  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.fake_upstream.api_routes import add_civitai_model, add_hf_repo, crowd_searches  # noqa: E402
 
-OBJECT_INFO = ROOT.parent / "shared" / "fixtures" / "comfyui" / "object_info.json"
+OBJECT_INFO = ROOT / "tests" / "data" / "comfyui" / "object_info.json"
 CIVITAI_429_EVERY, HF_429_EVERY, RETRY_AFTER = 25, 40, 0.5  # the unfriendly fake's rate limits (benchmarks)
 CROWD_CIVITAI = ["style", "realistic", "anime", "pony", "detail", "ink", "portrait", "mix"]
 CROWD_HF = ["lora", "style", "flux", "sdxl", "controlnet", "upscale"]

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .constants import CIVITAI_DEFAULT_BASE_URL, HF_DEFAULT_ENDPOINT, civitai_base_url, hf_endpoint
 from .models import Candidate, Resolution
+from .readers import parse_json_text
+from .state import write_text_atomic
 from .transfer.policy import strip_secret_query
 
 
@@ -140,9 +142,7 @@ def write_portable(src: str | os.PathLike, resolutions: Iterable[Resolution],
                    dest: str | os.PathLike | None = None, threshold: float = 0.7) -> Path:
     """Write `<name>.portable.json` beside the original (or to `dest`); the original is never touched."""
     src = Path(src)
-    data = json.loads(src.read_text(encoding="utf-8"))
+    data = parse_json_text(src.read_text(encoding="utf-8", errors="surrogateescape"), src)
     target = Path(dest) if dest else src.with_name(f"{src.stem}.portable.json")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(make_portable(data, resolutions, threshold), indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, json.dumps(make_portable(data, resolutions, threshold), indent=2, ensure_ascii=False))
     return target

@@ -90,16 +90,24 @@ def parse_json_bytes(raw: bytes, path: Path | str) -> Any:
         raise WorkflowError(str(path), f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
+def json_cost_reason(text: str | bytes) -> str | None:
+    """Why parsing this JSON would cost more memory than any workflow needs, or None. json.loads makes
+    a Python object of every value: a file of `[{},{},...]` grows about 27-fold once parsed."""
+    if len(text) > MAX_JSON_BYTES:
+        return (f"the workflow text is {len(text) / 2**20:.0f} MiB, more than the "
+                f"{MAX_JSON_BYTES / 2**20:.0f} MiB a workflow can be")
+    marks = (",", ":", "[", "{") if isinstance(text, str) else (b",", b":", b"[", b"{")
+    if sum(text.count(m) for m in marks) > MAX_JSON_VALUES:
+        return f"the workflow holds more than {MAX_JSON_VALUES} values, more than any workflow; it was not read"
+    return None
+
+
 def parse_json_text(text: str, path: Path | str) -> Any:
     """json.loads for workflow text from a stranger: bounded in size and cost; text that is not valid
     Unicode (a lone surrogate escape, as a string cut inside an emoji leaves) is read as U+FFFD."""
-    if len(text) > MAX_JSON_BYTES:
-        raise WorkflowError(str(path), f"the workflow text is {len(text) / 2**20:.0f} MiB, more than the "
-                            f"{MAX_JSON_BYTES / 2**20:.0f} MiB a workflow can be")
-    values = text.count(",") + text.count(":") + text.count("[") + text.count("{")
-    if values > MAX_JSON_VALUES:
-        raise WorkflowError(str(path), f"the workflow holds more than {MAX_JSON_VALUES} values, more than "
-                            "any workflow; it was not read")
+    reason = json_cost_reason(text)
+    if reason:
+        raise WorkflowError(str(path), reason)
     try:
         data = json.loads(text)
     except RecursionError:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from .errors import FixerError
 from .names import unsafe_reason
+from .readers import json_cost_reason
 
 # Host names the user reaches ComfyUI by, besides IP literals and localhost (comma-separated).
 ALLOWED_HOSTS_ENV = "COMFYFIXER_ALLOWED_HOSTS"
@@ -155,6 +156,9 @@ def _each_object(obj: dict[str, Any]) -> dict[str, Any]:
 def decode_body(raw: bytes, *, share_gil: bool = True) -> dict[str, Any]:
     if not raw.strip():
         raise RequestRefused(400, "The request body is empty; send a JSON object.")
+    too_costly = json_cost_reason(raw)
+    if too_costly:
+        raise RequestRefused(413, f"The request body was not read: {too_costly}.")
     try:
         # Plain json.loads is one C call that holds the GIL for the whole parse (165 ms for a 13 MiB
         # workflow), so decoding in a thread would still stall the loop. A Python-level hook, called

@@ -111,3 +111,21 @@ def test_portable_takes_a_link_the_offline_catalog_gives_for_that_name_and_folde
     monkeypatch.setattr(catalogs.CatalogSource, "index", lambda self: {"ae.safetensors": [entry]})
     found = portable.recorded_resolutions(tmp_path, {"ae.safetensors": "vae", "x.safetensors": "loras"})
     assert [(r.name, r.chosen.url, r.chosen.sha256) for r in found] == [("ae.safetensors", entry.url, "ef" * 32)]
+
+
+def test_a_portable_copy_of_names_with_lone_surrogates_is_valid_utf8_json(tmp_path):
+    import os
+
+    name = os.fsdecode(b"caf\xe9.safetensors")  # a name from a non-UTF-8 disk, as a resolution can carry it
+    src = write_json(tmp_path / "wf.json", make_workflow([node(1, "VAELoader", ["ae.safetensors"])]))
+    dest = write_portable(src, [Resolution("ae.safetensors", "vae", hf(name, "vae"))])
+    json.loads(dest.read_bytes().decode("utf-8"))  # UTF-8 that any JSON reader takes
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_search_history_keeps_a_line_whose_query_holds_a_lone_surrogate(tmp_path):
+    from fixer.sources.history import SearchHistory
+
+    log = tmp_path / "search_history.log"
+    SearchHistory(log).record("civitai", "caf\udce9", "no match", "x.safetensors")
+    assert "no match" in log.read_text(encoding="utf-8")

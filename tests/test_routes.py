@@ -454,3 +454,15 @@ async def test_fix_while_a_cli_run_holds_the_state_lock_is_409_naming_it(live):
         r = await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
     assert r.status == 409
     assert "comfy-fixer --auto" in (await r.json())["error"]
+
+
+async def test_a_body_whose_parse_would_multiply_in_memory_is_refused_unparsed(aiohttp_client):
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service, install_pack=no_manager, max_body_bytes=16 * 2**20)
+    app = web.Application(client_max_size=16 * 2**20)
+    app.add_routes(routes)
+    client = await aiohttp_client(app)
+    body = b'{"workflow": {"nodes": [' + b"{}," * (4 * 2**20) + b'{}]}}'  # 12 MiB, 4 million objects
+    r = await client.post("/comfyfixer/portable", data=body, headers={"Content-Type": "application/json"})
+    assert r.status == 413
+    assert "4000000 values" in (await r.json())["error"]

@@ -24,7 +24,8 @@ class SearchHistory:
         if self.path is None:
             return
         try:
-            with self.path.open("a", encoding="utf-8") as f:
+            # backslashreplace: a name an upstream sent with a lone surrogate must not lose the line.
+            with self.path.open("a", encoding="utf-8", errors="backslashreplace") as f:
                 f.write(json.dumps(entry, ensure_ascii=False) + "\n")
         except OSError as e:
             log.warning("Cannot write the search history %s: %s", self.path, e)
