@@ -466,3 +466,13 @@ async def test_a_body_whose_parse_would_multiply_in_memory_is_refused_unparsed(a
     r = await client.post("/comfyfixer/portable", data=body, headers={"Content-Type": "application/json"})
     assert r.status == 413
     assert "4000000 values" in (await r.json())["error"]
+
+
+async def test_portable_answer_never_echoes_a_token_pasted_into_a_nodes_model_link(live):
+    hint = {"name": TINY_LORA, "directory": "loras",
+            "url": f"{live.up.base}/api/download/models/9100101?token=SECRET"}
+    wf = make_workflow([node(1, "LoraLoader", [TINY_LORA, 1.0, 1.0], models=[hint])])
+    r = await live.client.post("/comfyfixer/portable", json={"workflow": wf})
+    assert r.status == 200, await r.text()
+    answer = await r.text()
+    assert "SECRET" not in answer and "9100101" in answer
