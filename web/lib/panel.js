@@ -442,6 +442,9 @@ export function renderPanel(state, actions) {
   const names = [...new Set([...runRows.keys(), ...missingNames])];
   const rowFor = (n) => runRows.get(n);
   const stillMissing = missingNames.filter((n) => !rowFor(n) || ["failed", "cancelled", "not_found"].includes(rowFor(n).state));
+  // The button promises downloads: a file the last run found no source for is not one (its row
+  // says why and takes a link); one not tried yet gets its source looked up by the click.
+  const downloadable = stillMissing.filter((n) => !rowFor(n) || rowFor(n).source);
   const groups = { attention: [], active: [], missing: [], finished: [] };
   for (const n of names) groups[rowGroup(rowFor(n))].push(n);
   // Files moving now lead their group; those waiting for a slot follow, so the bars are in view.
@@ -473,8 +476,8 @@ export function renderPanel(state, actions) {
     state.notice ? h(`div.cfx-notice.cfx-notice-${state.notice.kind}`, { "data-testid": "cfx-notice" }, state.notice.text,
       state.notice.action ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); state.notice.action.run(); } }, state.notice.action.label)] : null) : null,
     busyElsewhere || (!sameWorkflow && status?.phase === "review") ? otherRunBanner(status, state, actions) : sameWorkflow ? runBlock(status, state, actions) : null,
-    !runActive && stillMissing.length
-      ? h("div.cfx-cta", button(`Download ${plural(stillMissing.length, "missing model")}`, () => actions.fix(stillMissing), {
+    !runActive && downloadable.length
+      ? h("div.cfx-cta", button(`Download ${plural(downloadable.length, "missing model")}`, () => actions.fix(downloadable), {
         icon: "pi pi-download", kind: "primary", busy: state.busy.has("fix"), testid: "cfx-fix-all",
         title: "Finds a source for each file and shows what will be downloaded where",
       }))
