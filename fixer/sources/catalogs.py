@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from ..constants import map_legacy
+import aiohttp
+
+from ..constants import hf_offline, map_legacy
 from ..models import Candidate, ModelRef
 from ..source_spec import parse_hf_url
 from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder
 from .fuzzy import loose
-from .huggingface import resolve_url
+from .huggingface import COMFY_ORGS, gated_note, repo_gated, resolve_url
 
 log = logging.getLogger("fixer.sources.catalogs")
 
@@ -197,6 +199,7 @@ class CatalogSource:
                 conf = min(conf, CONFIDENCE["contested"])
                 reason += f"; catalogs disagree on its folder ({', '.join(sorted(folders))})"
             found.candidates.append(self._candidate(ref, run, e, conf, reason))
+        await mark_gated(run, found.candidates)  # near names are left unasked: a request each for a mere hint
         return found
 
     def _candidate(self, ref: ModelRef, run: SearchRun, e: CatalogEntry, conf: float, reason: str) -> Candidate:
@@ -212,3 +215,28 @@ class CatalogSource:
             ids.update(repo_id=hf[0], path=hf[2], revision=hf[1])
         return Candidate(source="catalog", filename=ref.name, folder=folder, confidence=conf, reason=reason,
                          url=url, sha256=e.sha256, ids=ids)
+
+
+async def mark_gated(run: SearchRun, candidates: list[Candidate]) -> None:
+    """Mark the catalog's Hugging Face files in gated repos as the Hugging Face source does, so that the
+    need for a token and the license is known at review, not learned from a 401. Asked only without a
+    token (with one the gate does not stop the download), one request per repo per run, shared with the
+    Hugging Face source. ComfyUI's own orgs publish their repackages ungated, and at equal confidence the
+    resolver prefers them: a file they also offer costs no request."""
+    if hf_offline() or run.secrets.get("HF_TOKEN"):
+        return
+    comfy = [c.confidence for c in candidates if c.ids.get("repo_id", "").split("/")[0] in COMFY_ORGS]
+    ask = [c for c in candidates if c.ids.get("repo_id") and not any(x >= c.confidence for x in comfy)]
+    repos = sorted({c.ids["repo_id"] for c in ask})
+    answers = await asyncio.gather(*(repo_gated(run, r) for r in repos), return_exceptions=True)
+    gated = set()
+    for repo_id, a in zip(repos, answers):
+        # Unreachable means unknown: the download's own 401 still says what to do.
+        if isinstance(a, BaseException) and not isinstance(a, (aiohttp.ClientError, TimeoutError)):
+            raise a
+        if a is True:
+            gated.add(repo_id)
+    for c in ask:
+        if c.ids["repo_id"] in gated:
+            c.gated, c.needs_token = True, "HF_TOKEN"
+            c.reason += "; " + gated_note(run, c.ids["repo_id"])
