@@ -5,7 +5,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { createClient } from "./lib/api.js";
 import { h, morph, plural } from "./lib/dom.js";
-import { clearNodeErrors, currentWorkflow, findNode, openWorkflowByName, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
+import { clearNodeErrors, currentWorkflow, findNode, openWorkflowByName, redrawOnErrorFlags, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
 import { isRunActive, renderPanel } from "./lib/panel.js";
 import { frontendChecksModels, theirList, watchTheirList } from "./lib/theirs.js";
 
@@ -191,6 +191,7 @@ function pollWhileRunning() {
 /** New files only show up in the loaders' combos after the node definitions are fetched again. */
 async function refreshModelLists() {
   try {
+    redrawOnErrorFlags(app);
     await app.refreshComboInNodes?.();
     // Newer frontends keep their own missing-model markers (red loaders, "issues found"): re-check.
     if (typeof app.refreshMissingModels === "function") await app.refreshMissingModels({ reloadDefs: false });

@@ -101,6 +101,26 @@ export function clearNodeErrors(app, nodeIds) {
   return cleared;
 }
 
+const redrawnGraphs = new WeakSet();
+
+/**
+ * Redraw the canvas whenever the frontend flips a node's error flag. 1.58 re-flags the loaders
+ * after its own model check, which finishes after `refreshMissingModels` returns (folder paths
+ * are fetched on the side) and redraws nothing, so red outlines stayed until the mouse moved.
+ * Subgraphs have their own event targets; call again after a refresh to cover new ones.
+ * 1.27.10 redraws on its own error-store change and has no such event: a no-op there.
+ */
+export function redrawOnErrorFlags(app) {
+  const root = rootGraph(app);
+  for (const graph of [root, ...(root?.subgraphs?.values?.() ?? [])]) {
+    if (!graph?.events?.addEventListener || redrawnGraphs.has(graph)) continue;
+    redrawnGraphs.add(graph);
+    graph.events.addEventListener("node:property:changed", (e) => {
+      if (e.detail?.property === "has_errors") app.canvas?.setDirty?.(true, true);
+    });
+  }
+}
+
 /** Switch to the open tab of workflow `name` with the frontend's own command; false if not open. */
 export async function openWorkflowByName(app, name) {
   const store = app.extensionManager?.workflow;
