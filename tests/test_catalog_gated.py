@@ -7,9 +7,13 @@ import json
 from pathlib import Path
 
 from fixer.config import SearchConfig
+from fixer.host import StandaloneHost
 from fixer.models import ModelRef
 from fixer.resolve import ResolveContext, Resolver
+from fixer.service import FixerService
+from tests.conftest import make_workflow, node
 from tests.fake_upstream.api_routes import add_hf_repo
+from tests.test_service_review import row, wait_for
 
 REPO = "acme-labs/gated-dev"
 FILES = ("gated_dev_fp8.safetensors", "gated_dev_vae.safetensors")
@@ -72,3 +76,17 @@ async def test_hf_hub_offline_sends_nothing_for_the_gate(upstream, tmp_path, mon
     manager_list(tmp_path)
     c = (await catalog_only([ModelRef(FILES[0], "diffusion_models")], tmp_path))[FILES[0]].chosen
     assert c.source == "catalog" and not upstream.requests
+
+
+async def test_review_shows_the_catalog_file_as_needing_a_login_before_approval(upstream, comfy_root, tmp_path):
+    add_hf_repo(upstream, REPO, {FILES[0]: (100, "a" * 64)}, gated="manual")
+    manager_list(comfy_root)
+    svc = FixerService(StandaloneHost.from_root(comfy_root), tmp_path / "state", comfyui_root=comfy_root)
+    await svc.start_fix(make_workflow([node(1, "UNETLoader", [FILES[0], "default"])]), "flux", review=True)
+    status = await wait_for(svc, lambda s: s["phase"] == "review")
+    r = row(status, FILES[0])
+    assert r["state"] == "review" and r["source"] == "catalog"
+    assert any(w.startswith("needs HF_TOKEN and the license accepted") for w in r["warnings"])
+    assert not [q for q in upstream.requests if "/resolve/" in q.path_qs]
+    svc.cancel()
+    await svc._task
