@@ -126,6 +126,10 @@ await run(async () => {
     .then(() => true, () => false);
   step("reloaded", { runVisible: result.runVisibleAfterReload });
   if (!result.runVisibleAfterReload) await page.evaluate(() => app.extensionManager.command.execute("ComfyFixerSmart.ShowPanel"));
+  // The reload dropped the red outlines of the first queue: press Run again while the files are
+  // still on their way, so the outlines cleared at the end are the ones this page drew.
+  result.queueDuring = await queue();
+  await closeDialogs(page);
 
   // 6. Per-file progress with speed and ETA (the pack reports progress per 512 KB written).
   await page.waitForFunction(() => [...document.querySelectorAll('.cfx-item[data-state="downloading"] .cfx-bar-fill')]

@@ -121,6 +121,9 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert result["reviewText"].startswith("Found a source") and "Download 2 models, " in result["reviewText"]
     assert "models/loras/" + LORA in result["panelReview"] and "models/checkpoints/" + CHECKPOINT in result["panelReview"]
 
+    # Run pressed again mid-download (after the reload): the loaders still missing a file are outlined red.
+    # (1.27 draws the outline from app.lastNodeErrors; 1.58 also from node.has_errors.)
+    assert result["queueDuring"]["status"] == 400 and {"1", "2"} <= set(result["queueDuring"]["nodeErrors"])
     # During: per-file progress, and a reload mid-run shows the run again.
     assert result["runVisibleAfterReload"], result["statusAfterReload"]
     assert "Downloading" in result["panelDuring"] and "/s" in result["panelDuring"], result["panelDuring"]
