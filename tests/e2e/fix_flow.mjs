@@ -22,6 +22,20 @@ async function queue() {
   return { status: response.status(), body, nodeErrors };
 }
 
+// What the canvas last drew: a loader is outlined red when its error flag was set at its last draw.
+// A flag cleared without a redraw still shows red, so the flow checks this, not only the flag.
+async function watchDrawnOutlines() {
+  await page.evaluate(() => {
+    const canvas = app.canvas;
+    const draw = canvas.drawNode;
+    window.cfxDrawnRed = {};
+    canvas.drawNode = function (node, ...rest) {
+      window.cfxDrawnRed[node.id] = Boolean(node.has_errors);
+      return draw.call(this, node, ...rest);
+    };
+  });
+}
+
 async function widgetState() {
   return page.evaluate(() => app.graph.nodes.map((n) => ({
     id: n.id, type: n.type, hasErrors: Boolean(n.has_errors),
@@ -32,6 +46,7 @@ async function widgetState() {
 
 await run(async () => {
   await openComfy(page, scenario.url, "ComfyFixerSmart");
+  await watchDrawnOutlines();
   result.frontend = await page.evaluate(() => window.__COMFYUI_FRONTEND_VERSION__ ?? null);
   result.registration = await page.evaluate(() => {
     const em = app.extensionManager;
@@ -118,6 +133,8 @@ await run(async () => {
 
   // 5. A reload in the middle of the run shows the run again, without a click.
   await page.reload({ waitUntil: "load" });
+  await page.waitForFunction(() => window.app?.canvas, null, { timeout: 60_000 });
+  await watchDrawnOutlines();
   await page.waitForFunction(() => window.app?.graph && window.app?.extensionManager
     && window.app.extensions?.some((e) => e.name === "ComfyFixerSmart"), null, { timeout: 60_000 });
   result.statusAfterReload = await page.evaluate(() => fetch("/api/comfyfixer/status").then((r) => r.json()));
@@ -156,6 +173,7 @@ await run(async () => {
   result.panelAfter = await panel.innerText();
   result.widgetsAfterFix = await widgetState();
   result.nodeErrorsAfterFix = await page.evaluate(() => Object.keys(app.lastNodeErrors ?? {}));
+  result.drawnRedAfterFix = await page.evaluate(() => Object.keys(window.cfxDrawnRed).filter((id) => window.cfxDrawnRed[id]));
   await closeDialogs(page);
   await shot("05-panel-after");
   step("run finished", { summary: result.summary });

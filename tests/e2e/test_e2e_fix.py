@@ -137,6 +137,7 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert not {"1", "2"} & set(result["nodeErrorsAfterFix"]), "the loaders still carry the queue's errors"
     assert not [n["id"] for n in result["widgetsAfterFix"] if n["hasErrors"] and str(n["id"]) in ("1", "2")], \
         "the loaders are still outlined red"
+    assert not {"1", "2"} & set(result["drawnRedAfterFix"]), "the canvas still shows the loaders outlined red"
     assert LORA in comfy.get_json("/api/object_info/LoraLoader")["LoraLoader"]["input"]["required"]["lora_name"][0]
     assert result["queueAfter"]["status"] == 200, result["queueAfter"]["body"]
     assert not result["queueAfter"]["body"].get("node_errors")
