@@ -96,6 +96,8 @@ def json_cost_reason(text: str | bytes) -> str | None:
     if len(text) > MAX_JSON_BYTES:
         return (f"the workflow text is {len(text) / 2**20:.0f} MiB, more than the "
                 f"{MAX_JSON_BYTES / 2**20:.0f} MiB a workflow can be")
+    if len(text) <= MAX_JSON_VALUES:  # fewer characters than the bound cannot hold more values: skip the count
+        return None
     marks = (",", ":", "[", "{") if isinstance(text, str) else (b",", b":", b"[", b"{")
     if sum(text.count(m) for m in marks) > MAX_JSON_VALUES:
         return f"the workflow holds more than {MAX_JSON_VALUES} values, more than any workflow; it was not read"
