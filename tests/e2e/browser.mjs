@@ -94,3 +94,14 @@ export async function startFlow(tag, resultFile) {
   }
   return { scenario, out, result, page, panel, shot, step, run };
 }
+
+/** Queue the workflow on screen as the Run button does; the server's answer to POST /api/prompt. */
+export async function queuePrompt(page) {
+  const answer = page.waitForResponse((r) => r.url().endsWith("/api/prompt") && r.request().method() === "POST");
+  await page.evaluate(() => app.queuePrompt(0, 1));
+  const response = await answer;
+  let body = null;
+  try { body = await response.json(); } catch { /* not JSON */ }
+  await page.waitForTimeout(300);
+  return { status: response.status(), body };
+}

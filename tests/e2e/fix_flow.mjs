@@ -5,21 +5,16 @@
 //   node fix_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, lora, checkpoint, notice, relinkWrongFolder, relinkSameFolder, token}
 import { join } from "node:path";
-import { closeDialogs, dialogTexts, openComfy, startFlow } from "./browser.mjs";
+import { closeDialogs, dialogTexts, openComfy, queuePrompt, startFlow } from "./browser.mjs";
 
 const { scenario, out, result, page, panel, shot, step, run } = await startFlow("fix_flow", "result.json");
 
 const item = (name) => panel.locator(`.cfx-item[data-name="${name}"]`);
 
 async function queue() {
-  const answer = page.waitForResponse((r) => r.url().endsWith("/api/prompt") && r.request().method() === "POST");
-  await page.evaluate(() => app.queuePrompt(0, 1));
-  const response = await answer;
-  let body = null;
-  try { body = await response.json(); } catch { /* not JSON */ }
-  await page.waitForTimeout(300);
+  const answer = await queuePrompt(page);
   const nodeErrors = await page.evaluate(() => Object.keys(app.lastNodeErrors ?? {}));
-  return { status: response.status(), body, nodeErrors };
+  return { ...answer, nodeErrors };
 }
 
 // What the canvas last drew: a loader is outlined red when its error flag was set at its last draw.

@@ -7,7 +7,7 @@
 //   node paste_flow.mjs scenario.json
 //   scenario: {case, url, artifacts, workflow, model, link?, realName?, other?}
 import { readFileSync } from "node:fs";
-import { closeDialogs, openComfy, startFlow } from "./browser.mjs";
+import { closeDialogs, openComfy, queuePrompt, startFlow } from "./browser.mjs";
 
 const which = JSON.parse(readFileSync(process.argv[2], "utf8")).case; // names the result file
 const { scenario, result, page, panel, shot, step, run } = await startFlow(`${which}_flow`, `${which}-result.json`);
@@ -15,15 +15,7 @@ const row = panel.locator(`.cfx-item[data-name="${scenario.model}"]`);
 const rowIn = (state, timeout = 90_000) => panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="${state}"]`)
   .waitFor({ timeout });
 
-async function queue() {
-  const answer = page.waitForResponse((r) => r.url().endsWith("/api/prompt") && r.request().method() === "POST");
-  await page.evaluate(() => app.queuePrompt(0, 1));
-  const response = await answer;
-  let body = null;
-  try { body = await response.json(); } catch { /* not JSON */ }
-  await page.waitForTimeout(300);
-  return { status: response.status(), body };
-}
+const queue = () => queuePrompt(page);
 
 async function openWorkflow(name) {
   await page.setViewportSize({ width: 1280, height: 720 });
