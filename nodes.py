@@ -13,9 +13,9 @@ import os
 from typing import Any
 
 if __package__:  # inside ComfyUI: the pack's own copy of the engine
-    from .fixer import comfy_runtime
+    from .fixer.comfy import runtime as comfy_runtime
 else:  # tests and tools with the repo root on sys.path
-    from fixer import comfy_runtime
+    from fixer.comfy import runtime as comfy_runtime
 
 log = logging.getLogger("fixer.comfyui")
 CATEGORY = "ComfyFixerSmart"
@@ -40,7 +40,7 @@ ANY = AnyType("*")
 
 def model_folders(folder_paths: Any) -> list[str]:
     # The host's rule, so the node offers only folders it will agree to write into.
-    non_model = _engine("host").NON_MODEL_FOLDERS
+    non_model = _engine("host.host").NON_MODEL_FOLDERS
     return sorted(k for k in folder_paths.folder_names_and_paths if k not in non_model)
 
 
@@ -66,7 +66,7 @@ def engine_settings() -> tuple[Any, dict[str, str]]:
 async def fetch_model(source: str, folder: str, file_name: str, sha256: str, folder_paths: Any,
                       on_progress: Any = None) -> str:
     """The file name (relative to `folder`) of the model, downloading it first when it is missing."""
-    spec_mod, errors = _engine("source_spec"), _engine("errors")
+    spec_mod, errors = _engine("upstream.source_spec"), _engine("errors")
     folder = _engine("constants").map_legacy(folder)
     if folder not in folder_paths.folder_names_and_paths:
         raise errors.ConfigError(f"ComfyUI has no model folder '{folder}'; pick one of the list.")
@@ -88,7 +88,7 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
         progress_type = _engine("events").TransferProgress
         bus.subscribe(lambda e: on_progress(e.transfer.bytes_done, e.transfer.total)
                       if isinstance(e, progress_type) else None)
-    dest_root = _engine("host").target_root(_engine("host").FolderPathsHost(folder_paths).folders(), folder)
+    dest_root = _engine("host.host").target_root(_engine("host.host").FolderPathsHost(folder_paths).folders(), folder)
     t = await _engine("transfer").download_one(req, dest_root, config, secrets, bus=bus)
     if t.state != "done":
         raise errors.DownloadError(t.error or f"{req.filename}: the download ended as {t.state}")
@@ -132,7 +132,7 @@ class DownloadModel:
         if not isinstance(source, str):  # linked from another node: checked when it runs
             return True
         try:
-            _engine("source_spec").parse_source(source)
+            _engine("upstream.source_spec").parse_source(source)
         except _engine("errors").FixerError as e:
             return str(e)
         return True
@@ -144,7 +144,7 @@ class DownloadModel:
 
         try:
             folder = _engine("constants").map_legacy(folder)
-            name = ((file_name or "").strip() or _engine("source_spec").parse_source(source).file_name
+            name = ((file_name or "").strip() or _engine("upstream.source_spec").parse_source(source).file_name
                     or _learnt_names.get((source.strip(), folder)))
             path = find_existing(folder_paths, folder, name) if name else None
         except Exception:
@@ -244,7 +244,7 @@ def graph_report(prompt: Any, extra_pnginfo: Any, host: Any) -> str:
         data["prompt"] = prompt
     if not data:
         return "Nothing to report: this run carried no graph."
-    report = _engine("scan").scan_workflow_data(_engine("pack_nodes").without_download_nodes(data), "this graph", host)
+    report = _engine("read.scan").scan_workflow_data(_engine("host.pack_nodes").without_download_nodes(data), "this graph", host)
     if report.problems:
         return f"Cannot read this graph: {report.problems[0].error}"
     return format_report(report, graph_node_types(prompt))

@@ -3,7 +3,7 @@
 `add_routes(routes, get_service)` mounts every handler of the contract on any aiohttp
 `RouteTableDef`: ComfyUI's `PromptServer.instance.routes` (from __init__.py, at import time) or a
 fresh table in tests. Who may call and what a body must hold are the pure checks of
-fixer/web_guard.py; the service's lifetime and Manager installs are fixer/comfy_runtime.py.
+fixer/comfy/web_guard.py; the service's lifetime and Manager installs are fixer/comfy/runtime.py.
 `comfy_links()` gathers what the engine needs from the running ComfyUI, the one place here that
 imports ComfyUI's modules.
 """
@@ -18,21 +18,47 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own copy of the engine
-    from .fixer import comfy_runtime
+    from .fixer.comfy import runtime as comfy_runtime
+    from .fixer.comfy.scan_worker import ScanWorker
+    from .fixer.comfy.web_guard import (
+        RequestRefused,
+        caller_refusal,
+        decode_body,
+        field_abs_path,
+        field_folder,
+        field_items,
+        field_model_name,
+        field_pack_id,
+        field_text,
+        field_workflow,
+        json_content_type_reason,
+        public_settings,
+        scan_fields,
+        settings_patch,
+        status_for,
+    )
     from .fixer.errors import FixerError
-    from .fixer.scan_worker import ScanWorker
-    from .fixer.web_guard import (RequestRefused, caller_refusal, decode_body, field_abs_path, field_folder,
-                                  field_items, field_model_name, field_pack_id, field_text, field_workflow,
-                                  json_content_type_reason, public_settings, scan_fields, settings_patch,
-                                  status_for)
 else:  # tests and tools with the repo root on sys.path
-    from fixer import comfy_runtime
+    from fixer.comfy import runtime as comfy_runtime
+    from fixer.comfy.scan_worker import ScanWorker
+    from fixer.comfy.web_guard import (
+        RequestRefused,
+        caller_refusal,
+        decode_body,
+        field_abs_path,
+        field_folder,
+        field_items,
+        field_model_name,
+        field_pack_id,
+        field_text,
+        field_workflow,
+        json_content_type_reason,
+        public_settings,
+        scan_fields,
+        settings_patch,
+        status_for,
+    )
     from fixer.errors import FixerError
-    from fixer.scan_worker import ScanWorker
-    from fixer.web_guard import (RequestRefused, caller_refusal, decode_body, field_abs_path, field_folder,
-                                 field_items, field_model_name, field_pack_id, field_text, field_workflow,
-                                 json_content_type_reason, public_settings, scan_fields, settings_patch,
-                                 status_for)
 
 log = logging.getLogger("fixer.comfyui")
 
@@ -45,7 +71,7 @@ INLINE_DECODE_BYTES = 64 * 2**10
 BIG_BODY_READ_SECONDS = 120
 # Bodies larger than that are decoded and handled one at a time (see _guarded).
 MAX_BIG_BODIES = 1
-# Scans of bodies larger than this run in the scan worker process (fixer/scan_worker.py): decoded,
+# Scans of bodies larger than this run in the scan worker process (fixer/comfy/scan_worker.py): decoded,
 # a 13 MiB workflow is ~230,000 containers, whose allocation makes CPython walk all of ComfyUI's
 # objects in full garbage collections (1.9-2.7 s loop stalls in benchmarks/load_bench.py).
 WORKER_SCAN_BYTES = 2**20

@@ -298,8 +298,8 @@ class StaticAgreement:
 
 def static_agreement(comfyui_dir: Path, truth: dict, modules: dict[str, str]) -> StaticAgreement:
     """The probe's input -> folder map of the packs' nodes against what their sources say."""
-    from fixer.folder_probe import folder_map_of
-    from fixer.static_folders import read_custom_nodes
+    from fixer.host.folder_probe import folder_map_of
+    from fixer.host.static_folders import read_custom_nodes
 
     defs = read_custom_nodes(comfyui_dir / "custom_nodes").defs
     result = StaticAgreement()

@@ -66,8 +66,7 @@ def make_file(path: Path, size: int, safetensors: bool = False) -> str:
 
 def serve(spec_path: str) -> None:
     """Child process: the fake upstream with the benchmark files registered; prints its port."""
-    from tests.fake_upstream import FakeUpstream
-    from tests.fake_upstream import file_routes
+    from tests.fake_upstream import FakeUpstream, file_routes
 
     spec = json.loads(Path(spec_path).read_text())
     up = FakeUpstream().start()
@@ -131,7 +130,7 @@ def user_env(work: Path) -> dict[str, str]:
     every run compile the package from source), in a cache of the benchmark's own, warmed once."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    warm = "import fixer.cli, fixer.transfer.commands, fixer.transfer.queue, fixer.transfer.engine, fixer.source_spec"
+    warm = "import fixer.app.cli, fixer.transfer.commands, fixer.transfer.queue, fixer.transfer.engine, fixer.upstream.source_spec"
     subprocess.run([sys.executable, "-c", warm], cwd=ROOT, env=env, check=True)
     return env
 

@@ -221,8 +221,8 @@ async def run(args: argparse.Namespace) -> bool:
     from aiohttp import web
 
     import server_routes as sr
-    from fixer.host import StandaloneHost
-    from fixer.service import FixerService
+    from fixer.app.service import FixerService
+    from fixer.host.host import StandaloneHost
 
     with tempfile.TemporaryDirectory(prefix="load_bench_") as tmp:
         pool = template_nodes()

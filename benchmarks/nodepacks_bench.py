@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fixer import nodepacks  # noqa: E402
 from fixer.models import NodeRef, Usage  # noqa: E402
+from fixer.nodepacks import lookup as nodepacks  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:

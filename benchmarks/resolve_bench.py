@@ -38,14 +38,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fixer.app.resolve import ResolveContext, Resolver  # noqa: E402
 from fixer.config import LLMConfig, SearchConfig  # noqa: E402
-from fixer.host import StandaloneHost  # noqa: E402
-from fixer.inventory import build_inventory  # noqa: E402
+from fixer.host.host import StandaloneHost  # noqa: E402
 from fixer.models import ModelHint, ModelRef, Usage  # noqa: E402
-from fixer.resolve import ResolveContext, Resolver  # noqa: E402
-from fixer.scan import scan_workflow_data  # noqa: E402
+from fixer.read.inventory import build_inventory  # noqa: E402
+from fixer.read.scan import scan_workflow_data  # noqa: E402
 from fixer.sources.catalogs import template_files, walk_models  # noqa: E402
-from fixer.source_spec import parse_hf_url  # noqa: E402
+from fixer.upstream.source_spec import parse_hf_url  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.fake_upstream.api_routes import add_civitai_model, add_hf_repo, crowd_searches  # noqa: E402
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fixer import cli  # noqa: E402
-from fixer.host import StandaloneHost  # noqa: E402
-from fixer.inventory import build_inventory  # noqa: E402
-from fixer.scan import scan_workflow_data  # noqa: E402
+from fixer.app import cli  # noqa: E402
+from fixer.host.host import StandaloneHost  # noqa: E402
+from fixer.read.inventory import build_inventory  # noqa: E402
+from fixer.read.scan import scan_workflow_data  # noqa: E402
 
 TEMPLATES = Path(str(resources.files("comfyui_workflow_templates_json") / "templates"))
 

@@ -6,7 +6,7 @@ Reads the three data files of the installed `comfyui-manager` package (or DIR): 
 custom-node-list.json and github-stats.json, and keeps only what naming a pack needs: node types,
 title, Manager's list id, install type, files and pip of each pack, its preemptions and
 nodename_pattern, and its star count. The package version goes into the file (`source`).
-fixer/nodepacks.py reads it when no ComfyUI-Manager is installed, so a missing node type is
+fixer/nodepacks/lookup.py reads it when no ComfyUI-Manager is installed, so a missing node type is
 still named by its pack.
 """
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 # token never reaches a test, in this process or the ones tests start.
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 
-from fixer.host import StandaloneHost  # noqa: E402
+from fixer.host.host import StandaloneHost  # noqa: E402
 
 
 def make_comfy_root(base: Path, files: dict[str, bytes | str] | None = None) -> Path:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from fixer.app.resolve import ResolveContext, Resolver
+from fixer.app.service import FixerService
 from fixer.config import SearchConfig
-from fixer.host import StandaloneHost
+from fixer.host.host import StandaloneHost
 from fixer.models import ModelRef
-from fixer.resolve import ResolveContext, Resolver
-from fixer.service import FixerService
 from tests.conftest import make_workflow, node
 from tests.fake_upstream.api_routes import add_hf_repo
 from tests.test_service_review import row, wait_for

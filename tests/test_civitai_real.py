@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.models import ModelRef, Usage
-from fixer.resolve import ResolveContext, Resolver
 from fixer.sources.civitai import download_name_key, file_matches, name_queries
 from fixer.sources.family import family_of_base_model, family_of_name, fit, workflow_families
 from tests.fake_upstream.api_routes import add_civitai_model, crowd_searches

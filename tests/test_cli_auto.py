@@ -13,8 +13,8 @@ import subprocess
 import sys
 from io import StringIO
 
-from fixer.cli import review_prompt
-from fixer.console import human_bytes
+from fixer.app.cli import review_prompt
+from fixer.app.console import human_bytes
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 
 
@@ -108,7 +108,7 @@ def auto_argv(root, state):
 
 
 def test_review_prompt_shows_count_size_destination_and_free_space_and_v_lists_each_path(tmp_path, capsys):
-    from fixer.review import make_plan
+    from fixer.app.review import make_plan
 
     models = tmp_path / "models"
     plan = make_plan([("a.safetensors", "loras", 600_000), ("sub/b.safetensors", "loras", 1_100_000)],

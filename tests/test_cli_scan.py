@@ -96,7 +96,8 @@ def test_help_lists_the_flags_and_exit_codes():
 
 
 def test_a_run_asks_the_comfyui_server_once_and_walks_the_model_folders_once(tmp_path, monkeypatch):
-    from fixer import cli, inventory
+    from fixer.app import cli
+    from fixer.read import inventory
 
     root = make_comfy_root(tmp_path)
     write_json(root / "user/default/workflows/a.json", make_workflow([node(1, "VAELoader", ["need.safetensors"])]))
@@ -116,10 +117,10 @@ def test_a_run_asks_the_comfyui_server_once_and_walks_the_model_folders_once(tmp
 def test_inside_comfyui_action_lines_go_to_the_state_log_not_the_console(tmp_path):
     import logging
 
-    from fixer import cli
     from fixer.actionlog import action
-    from fixer.host import StandaloneHost
-    from fixer.service import FixerService
+    from fixer.app import cli
+    from fixer.app.service import FixerService
+    from fixer.host.host import StandaloneHost
 
     class Console(logging.Handler):  # what ComfyUI's console handler on the root logger would print
         def __init__(self):

@@ -9,10 +9,10 @@ from pathlib import Path
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.models import ModelRef, ScanReport
-from fixer.resolve import ResolveContext, Resolver
-from fixer.scan import scan_paths
+from fixer.read.scan import scan_paths
 from fixer.sources.family import report_families
 from tests.conftest import make_comfy_root, make_workflow, node, write_json
 

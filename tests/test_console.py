@@ -1,8 +1,8 @@
-"""The terminal progress view of `comfy-fixer --auto` (fixer/console.py)."""
+"""The terminal progress view of `comfy-fixer --auto` (fixer/app/console.py)."""
 
 from __future__ import annotations
 
-from fixer.console import bar_line
+from fixer.app.console import bar_line
 from fixer.models import Transfer, TransferRequest
 
 

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 import server_routes as sr
-from fixer.host import FolderPathsHost
+from fixer.host.host import FolderPathsHost
 from tests import fake_folder_paths
 from tests.conftest import make_comfy_root, make_workflow, node
 from tests.test_cli_scan import run_cli

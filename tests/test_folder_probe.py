@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fixer.folder_probe import FolderMap, FolderProbe, Listing, probe_for
+from fixer.host.folder_probe import FolderMap, FolderProbe, Listing, probe_for
 from tests import fake_folder_paths
 
 
@@ -210,9 +210,9 @@ def test_a_second_copy_of_the_pack_records_through_the_installed_wrappers(fp, mo
     """ComfyUI may import the pack under two names (host contract 1): both probe the same folder_paths."""
     import importlib.util
 
-    import fixer.folder_probe as first
+    import fixer.host.folder_probe as first
 
-    spec = importlib.util.spec_from_file_location("fixer.copy_of_folder_probe", first.__file__)
+    spec = importlib.util.spec_from_file_location("fixer.host.copy_of_folder_probe", first.__file__)
     second = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, second)
     spec.loader.exec_module(second)
@@ -230,7 +230,7 @@ def test_a_second_copy_of_the_pack_records_through_the_installed_wrappers(fp, mo
 def test_a_definitions_folder_map_survives_json_as_a_worker_process_gets_it(fp):
     import json
 
-    from fixer.folder_probe import folder_map_of, with_folder_map
+    from fixer.host.folder_probe import folder_map_of, with_folder_map
 
     class IPAdapterModelLoader:
         @classmethod

@@ -3,9 +3,9 @@ too, since the Hub searches repo ids only and these files sit in repos named aft
 
 from __future__ import annotations
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.models import ModelRef, Usage
-from fixer.resolve import ResolveContext, Resolver
 from fixer.sources.huggingface import KIND_BUDGET, kind_queries
 from tests.fake_upstream.api_routes import add_hf_repo, crowd_searches
 

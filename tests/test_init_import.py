@@ -9,7 +9,6 @@ import textwrap
 
 import pytest
 from aiohttp import web
-
 from fake_comfy import PACK_DIR, install_comfy, load_pack, unload_pack
 
 CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map")]
@@ -17,7 +16,7 @@ CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "setti
                                                                     "settings", "portable", "install_pack",
                                                                     "approve", "discard_partial", "paste_link")])
 COMFY_NAME = str(PACK_DIR).replace(".", "_x_")  # the sys.modules key ComfyUI's loader uses
-HEAVY = ("aiohttp", "requests", "huggingface_hub", "safetensors", "server_routes", "fixer.service",
+HEAVY = ("aiohttp", "requests", "huggingface_hub", "safetensors", "server_routes", "fixer.app.service",
          "fixer.transfer", "PIL")
 
 
@@ -81,7 +80,7 @@ async def test_registered_routes_survive_comfyuis_add_routes_and_serve_under_api
 async def test_done_event_refreshes_comfyuis_file_list_then_reaches_the_page(comfy):
     import folder_paths
 
-    from fixer import comfy_runtime
+    from fixer.comfy import runtime as comfy_runtime
 
     folder_paths.filename_list_cache.update({"loras": (["old.safetensors"], {}, 0.0), "vae": ([], {}, 0.0)})
     forward = comfy_runtime.event_forwarder(comfy.PromptServer.instance.send_sync, folder_paths)
@@ -111,7 +110,7 @@ def test_both_imports_share_one_service(comfy):
     import importlib
 
     # The second import registers no routes; its nodes reach the service through their own copy.
-    routes_copy = importlib.import_module(load_pack(COMFY_NAME).__name__ + ".fixer.comfy_runtime")
-    nodes_copy = importlib.import_module(load_pack("custom_nodes.ComfyFixerSmart").__name__ + ".fixer.comfy_runtime")
+    routes_copy = importlib.import_module(load_pack(COMFY_NAME).__name__ + ".fixer.comfy.runtime")
+    nodes_copy = importlib.import_module(load_pack("custom_nodes.ComfyFixerSmart").__name__ + ".fixer.comfy.runtime")
     assert routes_copy is not nodes_copy
     assert routes_copy.service() is nodes_copy.service()

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from fixer.manager_client import (
+from fixer.models import NodeRef, Usage
+from fixer.nodepacks.lookup import PackIndex, match_missing_nodes
+from fixer.nodepacks.manager import (
     InstallTarget,
     ManagerError,
     detect_from_routes,
@@ -25,8 +27,6 @@ from fixer.manager_client import (
     queue_install,
     registry_id_from_mappings,
 )
-from fixer.models import NodeRef, Usage
-from fixer.nodepacks import PackIndex, match_missing_nodes
 
 RUNNING = "0.3.64"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fixer import nodepacks
 from fixer.models import NodeRef, Usage
-from fixer.nodepacks import (
+from fixer.nodepacks import lookup as nodepacks
+from fixer.nodepacks.lookup import (
     PackIndex,
     compile_pattern,
     is_newer,
@@ -370,8 +370,8 @@ def test_packs_markdown_says_when_nothing_is_missing():
 
 
 def test_workflow_scanned_against_object_info_names_its_packs(tmp_path, real):
-    from fixer import scan  # an import error here is a failure, never a skip
-    from fixer.host import StandaloneHost
+    from fixer.host.host import StandaloneHost
+    from fixer.read import scan  # an import error here is a failure, never a skip
 
     workflow = {
         "last_node_id": 4, "last_link_id": 0, "version": 0.4, "links": [],

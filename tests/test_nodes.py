@@ -8,7 +8,6 @@ import math
 import sys
 
 import pytest
-
 from conftest import make_workflow, node
 from fake_comfy import PACK_DIR, install_comfy, make_comfy_utils
 

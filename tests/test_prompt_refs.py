@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fixer.prompt_refs import embeddings_in, lora_tags_in, prompt_refs
-from fixer.scan import scan_workflow_data
+from fixer.read.prompt_refs import embeddings_in, lora_tags_in, prompt_refs
+from fixer.read.scan import scan_workflow_data
 from tests.conftest import make_comfy_root, make_workflow, node
 
 

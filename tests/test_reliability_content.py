@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from fixer import readers
+from fixer.app.report import summary_markdown, summary_text, write_scan_outputs
 from fixer.errors import WorkflowError
-from fixer.inventory import build_inventory
-from fixer.readers import iter_workflow_files, read_documents
-from fixer.report import summary_markdown, summary_text, write_scan_outputs
-from fixer.scan import scan_paths
-from fixer.walk import walk_files
+from fixer.read import readers
+from fixer.read.inventory import build_inventory
+from fixer.read.readers import iter_workflow_files, read_documents
+from fixer.read.scan import scan_paths
+from fixer.read.walk import walk_files
 from tests.conftest import ROOT, make_workflow, node, write_json
 
 MiB = 2**20

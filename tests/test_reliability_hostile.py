@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from fixer.app.run import place_local_copy
 from fixer.config import DownloadConfig
 from fixer.errors import UnsafePath
-from fixer.host import StandaloneHost
+from fixer.host.host import StandaloneHost
 from fixer.models import TransferRequest
-from fixer.names import confine, unsafe_reason
-from fixer.pipeline import place_local_copy
-from fixer.scan import scan_workflow_data
+from fixer.read.names import confine, unsafe_reason
+from fixer.read.scan import scan_workflow_data
 from fixer.transfer import TransferManager
 from tests.conftest import make_comfy_root
 
@@ -137,7 +137,7 @@ def test_byte_mutated_template_files_are_read_or_refused_never_crash(tmp_path, h
         raw = raw[: int(cut * len(raw))]
     path = tmp_path / "mutated.json"
     path.write_bytes(bytes(raw))
-    from fixer.scan import scan_paths
+    from fixer.read.scan import scan_paths
 
     began = time.monotonic()
     report = scan_paths([str(path)], host)
@@ -158,7 +158,7 @@ def test_pathological_json_shapes_use_bounded_memory(tmp_path, host):
     for name, text in shapes.items():
         path = tmp_path / f"{name}.json"
         path.write_text(text)
-        from fixer.scan import scan_paths
+        from fixer.read.scan import scan_paths
 
         tracemalloc.start()
         began = time.monotonic()

@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import pytest
 from aiohttp import web
 
-from fixer.host import StandaloneHost, model_folders
-from fixer.service import FixerService
+from fixer.app.service import FixerService
+from fixer.host.host import StandaloneHost, model_folders
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.test_reliability_content import bomb, chunk, loops, png
 

@@ -49,15 +49,15 @@ elif point in ("rename", "after_rename"):
             die()
         return out
     os.replace = replace
-from fixer.cli import main
+from fixer.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 SERVICE_RUN = """
 import asyncio, json, sys
 from pathlib import Path
-from fixer.host import StandaloneHost
-from fixer.service import FixerService
+from fixer.host.host import StandaloneHost
+from fixer.app.service import FixerService
 
 async def main():
     root, state = Path(sys.argv[1]), Path(sys.argv[2])

@@ -15,8 +15,8 @@ from pathlib import Path
 from aiohttp import web
 
 import server_routes as sr
-from fixer.host import StandaloneHost
-from fixer.service import FixerService
+from fixer.app.service import FixerService
+from fixer.host.host import StandaloneHost
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.fake_upstream import payload_bytes
 from tests.fake_upstream.api_routes import add_hf_repo

@@ -6,11 +6,11 @@ import asyncio
 import json
 from pathlib import Path
 
+from fixer.app.resolve import ResolveContext, Resolver, choose, resolution_json
 from fixer.config import SearchConfig
-from fixer.host import StandaloneHost
-from fixer.inventory import build_inventory
+from fixer.host.host import StandaloneHost
 from fixer.models import Candidate, ModelHint, ModelRef
-from fixer.resolve import ResolveContext, Resolver, choose, resolution_json
+from fixer.read.inventory import build_inventory
 from fixer.sources import Found
 from tests.conftest import make_comfy_root
 from tests.fake_upstream import Fault

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fixer.cli import main
+from fixer.app.cli import main
 from tests.conftest import make_comfy_root, make_workflow, node, write_json
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.errors import ConfigError, IntegrityError, NotFoundUpstream
 from fixer.models import ModelHint, ModelRef
-from fixer.resolve import ResolveContext, Resolver
-from fixer.clues import air_hints, parameters_hints
+from fixer.read.clues import air_hints, parameters_hints
 from fixer.sources.pasted import check_link
 from tests.fake_upstream import Fault
 from tests.fake_upstream.api_routes import add_hf_repo

@@ -11,8 +11,15 @@ import aiohttp
 import pytest
 
 from fixer.errors import AuthRequired, NotFoundUpstream, RateLimited
-from fixer.http import (HttpClient, backoff_delay, http_error, next_link, ratelimit_reset_seconds, retry_after_seconds,
-                         server_message)
+from fixer.upstream.http import (
+    HttpClient,
+    backoff_delay,
+    http_error,
+    next_link,
+    ratelimit_reset_seconds,
+    retry_after_seconds,
+    server_message,
+)
 from tests.fake_upstream import Fault
 
 
@@ -86,7 +93,7 @@ async def test_a_service_that_cannot_be_reached_is_not_asked_again_in_the_same_r
 
     import aiohttp
 
-    from fixer.http import HttpClient
+    from fixer.upstream.http import HttpClient
 
     with _socket.socket() as s:
         s.bind(("127.0.0.1", 0))

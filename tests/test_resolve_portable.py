@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from fixer.app.portable import make_portable, public_url, write_portable
 from fixer.models import Candidate, Resolution
-from fixer.portable import make_portable, public_url, write_portable
 from tests.conftest import make_workflow, node, write_json
 
 
@@ -61,7 +61,7 @@ def test_written_beside_the_original_which_is_left_alone(tmp_path):
 
 
 def test_portable_copy_drops_tokens_pasted_into_existing_model_links():
-    from fixer.portable import make_portable
+    from fixer.app.portable import make_portable
 
     wf = {"nodes": [{"id": 1, "type": "LoraLoader", "widgets_values": ["a.safetensors", 1, 1],
                      "properties": {"models": [{"name": "a.safetensors", "directory": "loras",
@@ -81,8 +81,8 @@ def test_one_mirror_for_both_services_maps_each_link_to_its_own_public_host():
 
 
 async def test_portable_links_present_files_from_download_records_and_names_the_rest(tmp_path):
-    from fixer.host import StandaloneHost
-    from fixer.service import FixerService
+    from fixer.app.service import FixerService
+    from fixer.host.host import StandaloneHost
     from tests.conftest import make_comfy_root
 
     root = make_comfy_root(tmp_path, {"models/loras/got.safetensors": b"x", "models/vae/mine.safetensors": b"y"})
@@ -103,7 +103,7 @@ async def test_portable_links_present_files_from_download_records_and_names_the_
 
 
 def test_portable_takes_a_link_the_offline_catalog_gives_for_that_name_and_folder(tmp_path, monkeypatch):
-    from fixer import portable
+    from fixer.app import portable
     from fixer.sources import catalogs
 
     entry = catalogs.CatalogEntry("ae.safetensors", "https://huggingface.co/o/r/resolve/main/ae.safetensors", "vae",

@@ -166,8 +166,9 @@ async def test_install_pack_queues_with_the_installer(aiohttp_client):
 from types import SimpleNamespace  # noqa: E402
 
 from conftest import make_workflow, node  # noqa: E402
-from fixer.host import StandaloneHost  # noqa: E402
-from fixer.service import FixerService  # noqa: E402
+
+from fixer.app.service import FixerService  # noqa: E402
+from fixer.host.host import StandaloneHost  # noqa: E402
 
 TINY_LORA = "fixture_tiny_lora.safetensors"  # Civitai version 9100101, payload "tiny-lora"
 SENTINELS = {"hf_token": "hf_SENTINELxHFxTOKENx0123456789", "civitai_api_key": "SENTINELxCIVITAIxKEYx9876543210"}
@@ -434,8 +435,8 @@ async def test_retry_with_a_source_that_was_never_offered_is_refused(live):
 def test_a_throttled_status_event_is_still_sent_when_the_interval_ends(tmp_path, comfy_root):
     import time as _time
 
+    from fixer.app.service import SEND_INTERVAL
     from fixer.events import Progress
-    from fixer.service import SEND_INTERVAL
 
     svc = FixerService(StandaloneHost.from_root(comfy_root), tmp_path / "state", comfyui_root=comfy_root)
     sent: list[dict] = []

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from fixer.app.run import FixRun
+from fixer.app.service import FixerService
 from fixer.config import Config
 from fixer.errors import UnsafePath
 from fixer.events import EventBus
-from fixer.host import FolderPathsHost, StandaloneHost, model_folders, target_root, write_location_reason
+from fixer.host.host import FolderPathsHost, StandaloneHost, model_folders, target_root, write_location_reason
 from fixer.models import Candidate, ModelRef
-from fixer.pipeline import FixRun
-from fixer.scan import scan_workflow_data
-from fixer.service import FixerService
+from fixer.read.scan import scan_workflow_data
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.fake_comfy import make_folder_paths
 

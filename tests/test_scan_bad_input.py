@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from fixer.scan import scan_paths
+from fixer.read.scan import scan_paths
 from tests.conftest import make_workflow, node, write_json
 
 
@@ -42,7 +42,7 @@ def test_a_100000_node_workflow_is_scanned(tmp_path, comfy_root, host_for):
 
 
 def test_garbage_shapes_inside_a_workflow_do_not_crash(comfy_root, host_for):
-    from fixer.scan import scan_workflow_data
+    from fixer.read.scan import scan_workflow_data
 
     wf = {"nodes": [None, 1, "x", {"type": 5}, {"type": "VAELoader", "widgets_values": "notalist"},
                     {"type": "VAELoader", "widgets_values": [["nested"]], "properties": "bad"},

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fixer.host import FolderPathsHost
-from fixer.scan import scan_workflow_data
+from fixer.host.host import FolderPathsHost
+from fixer.read.scan import scan_workflow_data
 from tests import fake_folder_paths
 from tests.conftest import make_workflow, node
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from fixer.scan import scan_paths, scan_workflow_data
+from fixer.read.scan import scan_paths, scan_workflow_data
 from tests.conftest import make_workflow, node, write_json
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fixer.host import StandaloneHost
-from fixer.scan import scan_workflow_data
+from fixer.host.host import StandaloneHost
+from fixer.read.scan import scan_workflow_data
 from tests.conftest import make_workflow, node
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from fixer.host import StandaloneHost
-from fixer.names import confine
 from fixer.errors import UnsafePath
-from fixer.scan import scan_workflow_data
+from fixer.host.host import StandaloneHost
+from fixer.read.names import confine
+from fixer.read.scan import scan_workflow_data
 from tests.conftest import make_comfy_root, make_workflow, node
 
 
@@ -123,7 +123,7 @@ def test_without_node_definitions_node_checking_is_skipped(comfy_root, host_for)
 
 
 def test_same_model_in_two_workflows_is_one_entry_with_both_usages(tmp_path, host_for):
-    from fixer.scan import Scanner
+    from fixer.read.scan import Scanner
 
     root = make_comfy_root(tmp_path)
     scanner = Scanner(host_for(root))
@@ -147,7 +147,7 @@ def test_names_that_hide_their_real_shape_are_unsafe(comfy_root, host_for, name)
 def test_inside_comfyui_only_the_workflows_node_types_are_asked_for_their_inputs(comfy_root):
     from types import SimpleNamespace
 
-    from fixer.host import FolderPathsHost
+    from fixer.host.host import FolderPathsHost
 
     asked: list[str] = []
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from fixer.constants import map_legacy
-from fixer.host import StandaloneHost
-from fixer.inventory import build_inventory
-from fixer.scan import scan_paths
+from fixer.host.host import StandaloneHost
+from fixer.read.inventory import build_inventory
+from fixer.read.scan import scan_paths
 from tests.conftest import make_comfy_root
 
 TEMPLATES = Path(str(resources.files("comfyui_workflow_templates_json") / "templates"))

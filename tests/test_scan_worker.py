@@ -6,13 +6,13 @@ import json
 
 import pytest
 from aiohttp import web
-
-import server_routes as sr
 from conftest import make_workflow, node
 from fake_comfy import install_comfy
-from fixer.host import StandaloneHost
-from fixer.scan_worker import HostSnapshot, ScanWorker
-from fixer.service import FixerService
+
+import server_routes as sr
+from fixer.app.service import FixerService
+from fixer.comfy.scan_worker import HostSnapshot, ScanWorker
+from fixer.host.host import StandaloneHost
 
 JSON = {"Content-Type": "application/json"}
 SMALL_LIMIT = sr.INLINE_DECODE_BYTES  # bodies over this go to the worker in these tests (ComfyUI: 1 MiB)

@@ -4,7 +4,6 @@ missing model."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import make_workflow, node
 from test_nodes import comfy  # noqa: F401  (the fake ComfyUI with this pack's nodes loaded)
 

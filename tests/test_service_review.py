@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from fixer.app.review import make_plan
+from fixer.app.service import FixerService, RunBusy, prune_scripts
 from fixer.errors import FixerError
-from fixer.host import StandaloneHost
-from fixer.review import make_plan
-from fixer.service import FixerService, RunBusy, prune_scripts
+from fixer.host.host import StandaloneHost
 from tests.conftest import make_workflow, node
 from tests.fake_upstream import file_routes
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from fixer.errors import ConfigError, NotFoundUpstream, UnsafePath
-from fixer.source_spec import fetch_civitai_version, parse_hf_url, parse_source, pick_civitai_file, transfer_request
+from fixer.upstream.source_spec import (
+    fetch_civitai_version,
+    parse_hf_url,
+    parse_source,
+    pick_civitai_file,
+    transfer_request,
+)
 
 HF = "https://huggingface.co"
 CIV = "https://civitai.com"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import aiohttp
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.models import ModelHint, ModelRef
-from fixer.resolve import ResolveContext, Resolver
 from fixer.sources.civitai import file_folder, query_words
 from tests.fake_upstream import Fault
 from tests.fake_upstream.api_routes import add_civitai_model

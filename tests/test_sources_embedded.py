@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.models import ModelHint, ModelRef
-from fixer.resolve import ResolveContext, Resolver
 
 
 async def resolve_one(ref: ModelRef, **cfg):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.models import ModelRef
-from fixer.resolve import ResolveContext, Resolver
 from fixer.sources.fuzzy import likeness, loose, without_precision, without_version
 from tests.fake_upstream.api_routes import add_hf_repo
 
@@ -44,8 +44,8 @@ async def test_other_precision_is_listed_not_downloaded(upstream):
 
 
 async def test_local_file_differing_in_separators_is_offered_through_fuzzy(tmp_path):
-    from fixer.host import StandaloneHost
-    from fixer.inventory import build_inventory
+    from fixer.host.host import StandaloneHost
+    from fixer.read.inventory import build_inventory
     from tests.conftest import make_comfy_root
 
     root = make_comfy_root(tmp_path, {"models/loras/My-Style.safetensors": b"1"})

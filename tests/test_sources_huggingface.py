@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.models import ModelHint, ModelRef
-from fixer.resolve import ResolveContext, Resolver
 from fixer.sources.huggingface import folder_from_path, parse_hf_url, search_terms, standing
 from tests.fake_upstream import Fault
 from tests.fake_upstream.api_routes import add_hf_repo

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import LLMConfig, SearchConfig
 from fixer.models import ModelRef
-from fixer.resolve import ResolveContext, Resolver
 from fixer.sources.llm import parse_proposals
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 
+from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
-from fixer.host import StandaloneHost
-from fixer.inventory import build_inventory
+from fixer.host.host import StandaloneHost
 from fixer.models import ModelHint, ModelRef
-from fixer.resolve import ResolveContext, Resolver
+from fixer.read.inventory import build_inventory
 from fixer.sources.local import HashCache
 from tests.conftest import make_comfy_root
 

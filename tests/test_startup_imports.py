@@ -11,7 +11,7 @@ HEAVY = ("aiohttp", "numpy", "huggingface_hub", "requests", "safetensors")
 
 SCAN_THEN_LIST = """
 import json, sys
-from fixer.cli import main
+from fixer.app.cli import main
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
 """ % (HEAVY,)

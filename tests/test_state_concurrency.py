@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from fixer.app.service import FixerService
 from fixer.errors import RunLocked
-from fixer.host import StandaloneHost
-from fixer.service import FixerService
+from fixer.host.host import StandaloneHost
 from fixer.state import StateLock, StatusDocument, write_json_atomic
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 

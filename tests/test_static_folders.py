@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fixer.folder_probe import folder_map_of
-from fixer.host import StandaloneHost
-from fixer.loaders import widget_names_from_def
-from fixer.scan import scan_workflow_data
-from fixer.static_folders import read_pack
+from fixer.host.folder_probe import folder_map_of
+from fixer.host.host import StandaloneHost
+from fixer.host.loaders import widget_names_from_def
+from fixer.host.static_folders import read_pack
+from fixer.read.scan import scan_workflow_data
 from tests.conftest import make_comfy_root, make_workflow, node
 from tests.test_cli_scan import run_cli
 
@@ -206,7 +206,7 @@ def test_options_written_in_the_source_are_the_nodes_own_downloads(tmp_path, hos
 
 
 def test_the_folders_packs_register_get_their_place_under_models(tmp_path):
-    from fixer.static_folders import add_pack_folders
+    from fixer.host.static_folders import add_pack_folders
 
     root = make_comfy_root(tmp_path)
     write_pack(root, "x-flux", {"nodes.py": """
@@ -234,8 +234,8 @@ def test_the_folders_packs_register_get_their_place_under_models(tmp_path):
 
 
 def test_a_pack_that_did_not_change_is_not_parsed_again(tmp_path, monkeypatch):
-    from fixer import static_folders
-    from fixer.static_folders import read_custom_nodes
+    from fixer.host import static_folders
+    from fixer.host.static_folders import read_custom_nodes
 
     root = make_comfy_root(tmp_path)
     pack = write_pack(root, "subpack", {"__init__.py": DETECTOR})

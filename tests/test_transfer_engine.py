@@ -8,12 +8,10 @@ import json
 import os
 from pathlib import Path
 
-
 from fixer.config import DownloadConfig
 from fixer.events import EventBus, TransferDone, TransferProgress, VerificationReport
 from fixer.models import TransferRequest
-from fixer.transfer import RetryPolicy, TransferManager, download_one
-from fixer.transfer import resume
+from fixer.transfer import RetryPolicy, TransferManager, download_one, resume
 from tests.fake_upstream import Fault
 from tests.fake_upstream import file_routes as fr
 
@@ -530,12 +528,11 @@ async def test_idle_connections_take_over_the_tail_of_a_slow_one(upstream, tmp_p
 
 
 async def test_a_host_that_cannot_be_reached_fails_the_other_files_at_once(tmp_path):
+    # A port nothing listens on: connection refused, as for a dead mirror or a machine offline.
+    import socket as _socket
     import time as _time
 
     from fixer.transfer import TransferManager
-
-    # A port nothing listens on: connection refused, as for a dead mirror or a machine offline.
-    import socket as _socket
     with _socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

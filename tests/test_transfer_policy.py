@@ -7,12 +7,19 @@ import os
 import pytest
 
 from fixer.errors import HostNotAllowed
-from fixer.http import RetryPolicy, retry_delay
 from fixer.transfer import resume
 from fixer.transfer.pieces import plan_pieces
-from fixer.transfer.policy import (auth_headers, check_address, check_redirect, check_start_url, redact,
-                                   strip_secret_query, token_name_for)
+from fixer.transfer.policy import (
+    auth_headers,
+    check_address,
+    check_redirect,
+    check_start_url,
+    redact,
+    strip_secret_query,
+    token_name_for,
+)
 from fixer.transfer.settings import MIN_PIECE
+from fixer.upstream.http import RetryPolicy, retry_delay
 
 SECRETS = {"HF_TOKEN": "hf_secret", "CIVITAI_API_KEY": "civ_secret"}
 

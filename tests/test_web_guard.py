@@ -1,11 +1,11 @@
-"""Who may call the routes and what a body must hold: the pure checks of fixer/web_guard.py."""
+"""Who may call the routes and what a body must hold: the pure checks of fixer/comfy/web_guard.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from fixer import web_guard as wg
-from fixer.web_guard import RequestRefused
+from fixer.comfy import web_guard as wg
+from fixer.comfy.web_guard import RequestRefused
 
 # ---- DNS rebinding: only IP literals, localhost and configured names reach the routes ----------
 

@@ -10,8 +10,8 @@ from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 from ..config import SearchConfig
 from ..constants import civitai_base_url, hf_endpoint
-from ..http import HttpClient, Reply, server_message
 from ..models import Candidate, ModelRef
+from ..upstream.http import HttpClient, Reply, server_message
 from .family import ref_family
 from .history import SearchHistory
 
@@ -77,7 +77,7 @@ class SearchRun:
     secrets: dict[str, str]
     http: HttpClient
     history: SearchHistory
-    inventory: Any = None  # fixer.inventory.Inventory (lookup/named/with_size)
+    inventory: Any = None  # fixer.read.inventory.Inventory (lookup/named/with_size)
     comfyui_root: Path | None = None
     state_dir: Path | None = None
     hf_endpoint: str = field(default_factory=hf_endpoint)

@@ -20,7 +20,7 @@ import aiohttp
 
 from ..constants import hf_offline, map_legacy
 from ..models import Candidate, ModelRef
-from ..source_spec import parse_hf_url
+from ..upstream.source_spec import parse_hf_url
 from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder
 from .fuzzy import loose
 from .huggingface import COMFY_ORGS, gated_note, repo_gated, resolve_url

@@ -20,18 +20,18 @@ import aiohttp
 from ..constants import hf_offline, map_legacy
 from ..errors import HostNotAllowed
 from ..models import Candidate, ModelHint, ModelRef
-from ..source_spec import parse_hf_url
+from ..read.clues import AIR
 from ..transfer.policy import check_start_url
+from ..upstream.source_spec import parse_hf_url
 from .base import CONFIDENCE, Found, SearchRun, said
 from .civitai import file_matches, version_candidate
-from ..clues import AIR
 from .huggingface import OFFLINE_NOTE, gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
 _CIVITAI_PAGE = re.compile(r"/models/(\d+)")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # paths_info's words when the Hub answered for the file (anything else: the API did not answer, e.g. a mirror)
-# (fixer.http's refusals all say "refused"; a bare 404 may be a mirror without the API: its file is asked for)
+# (fixer.upstream.http's refusals all say "refused"; a bare 404 may be a mirror without the API: its file is asked for)
 HUB_VERDICTS = (" is not in ", "RepoNotFound", "EntryNotFound", "GatedRepo", "RevisionNotFound", "refused")
 
 

@@ -36,9 +36,9 @@ import aiohttp
 
 from ..constants import CORE_FOLDERS, hf_offline, map_legacy
 from ..errors import FixerError
-from ..http import http_error
 from ..models import Candidate, ModelRef
-from ..source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
+from ..upstream.http import http_error
+from ..upstream.source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
 from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder, weak_folder
 from .family import family_of_name, fit, mismatch_words
 from .fuzzy import likeness, stem

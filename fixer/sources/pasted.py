@@ -1,6 +1,6 @@
 """A source the user gives for one model (pasted in the panel on a not-found or pick-a-source row).
 
-`check_link(text, ref, ...)` accepts what `fixer.source_spec.parse_source` accepts (a Hugging Face file URL,
+`check_link(text, ref, ...)` accepts what `fixer.upstream.source_spec.parse_source` accepts (a Hugging Face file URL,
 `hf:org/repo/path`, `civitai:<versionId>`, a Civitai model or version page or download URL), checks it
 against the service (the host is Hugging Face or Civitai, the file exists, its size, its sha256 against the
 workflow's hash when it carries one) and returns a Candidate to download like any other. The candidate keeps
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+
 import aiohttp
 
 from ..config import SearchConfig
 from ..constants import hf_offline
 from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
-from ..http import HttpClient
 from ..models import Candidate, ModelRef
-from ..source_spec import SourceSpec, civitai_version, parse_source, pick_civitai_file
+from ..upstream.http import HttpClient
+from ..upstream.source_spec import SourceSpec, civitai_version, parse_source, pick_civitai_file
 from .base import SearchRun
 from .civitai import version_candidate
 from .history import SearchHistory

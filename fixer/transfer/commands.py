@@ -20,9 +20,9 @@ from urllib.parse import unquote, urljoin, urlsplit
 from ..constants import MODEL_EXTENSIONS
 from ..errors import ConfigError, FixerError, UnsafePath
 from ..events import PhaseChanged, TransferDone, TransferProgress
-from ..host import target_root
+from ..host.host import target_root
 from ..models import Transfer, TransferRequest
-from ..names import safe_relpath
+from ..read.names import safe_relpath
 from .policy import auth_headers, check_redirect, check_start_url, strip_secret_query
 from .progress import snapshot
 from .protocol import REDIRECT_STATUS, open_session
@@ -82,7 +82,7 @@ def _dest_root(ctx: Any, folder: str) -> str:
 
 
 async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
-    from ..console import ConsoleProgress
+    from ..app.console import ConsoleProgress
 
     out_dir = ctx.state_dir / "output"
     mgr = TransferManager(ctx.config.download, ctx.secrets(), ctx.bus, out_dir)
@@ -134,7 +134,7 @@ def request_for_link(url: str, folder: str, name: str | None, sha256: str | None
                      extra_hosts: list[str], timeout: float) -> TransferRequest:
     """What `get` downloads: Hugging Face and Civitai links in any form source_spec knows (file and blob
     links, model pages; Civitai's published sha256 becomes the expected hash), other allowed hosts as given."""
-    from ..source_spec import fetch_civitai_version, parse_source, transfer_request
+    from ..upstream.source_spec import fetch_civitai_version, parse_source, transfer_request
 
     try:
         spec = parse_source(url)

@@ -18,8 +18,8 @@ How one file is fetched (`FileJob.run`):
 
 Transient failures (timeouts, resets, a trickle below LOW_SPEED_BYTES_PER_S, 408/429/5xx) are
 retried per piece with exponential backoff and jitter, honouring Retry-After up to the policy's cap
-(fixer.http.RetryPolicy); a longer wait and 401/403/404/410 end the file at once with a message
-that says what to do (fixer.http.http_error).
+(fixer.upstream.http.RetryPolicy); a longer wait and 401/403/404/410 end the file at once with a message
+that says what to do (fixer.upstream.http.http_error).
 """
 
 from __future__ import annotations
@@ -43,21 +43,50 @@ from ..actionlog import action
 from ..config import DownloadConfig
 from ..constants import hf_offline
 from ..errors import DownloadError, FixerError, IntegrityError, NotEnoughSpace
-from ..http import RetryPolicy, asked_wait, is_dns_failure
 from ..models import Transfer
-from ..names import confine
-from .finish import check as check_part, place
+from ..read.names import confine
+from ..upstream.http import RetryPolicy, asked_wait, is_dns_failure
+from .finish import check as check_part
+from .finish import place
 from .pieces import Piece, PieceQueue, PrefixHasher, datasync, plan_pieces, pwrite_all
-from .policy import (Origin, auth_headers, check_redirect, check_start_url, redact, strip_secret_query, token_name_for,
-                     with_url_token)
-from .protocol import (REDIRECT_STATUS, LinkExpired, Remote, Retryable, ValidatorChanged, content_range_total,
-                       describe, refusal, remote_of, strip_etag)
+from .policy import (
+    Origin,
+    auth_headers,
+    check_redirect,
+    check_start_url,
+    redact,
+    strip_secret_query,
+    token_name_for,
+    with_url_token,
+)
+from .protocol import (
+    REDIRECT_STATUS,
+    LinkExpired,
+    Remote,
+    Retryable,
+    ValidatorChanged,
+    content_range_total,
+    describe,
+    refusal,
+    remote_of,
+    strip_etag,
+)
 from .resume import PART_SUFFIX, Range, Sidecar, covered, gaps, merge, part_path, prefix_end
-from .resume import discard as discard_part, load as load_sidecar, save as save_sidecar
-from .settings import (FAST_CONNECTION, LOW_SPEED_BYTES_PER_S, MAX_REDIRECTS, MAX_RESTARTS, MIN_SPLIT_SIZE,
-                       PROGRESS_INTERVAL, SIDECAR_INTERVAL, UNREACHABLE_MEMO_SECONDS, WRITE_CHUNK)
+from .resume import discard as discard_part
+from .resume import load as load_sidecar
+from .resume import save as save_sidecar
+from .settings import (
+    FAST_CONNECTION,
+    LOW_SPEED_BYTES_PER_S,
+    MAX_REDIRECTS,
+    MAX_RESTARTS,
+    MIN_SPLIT_SIZE,
+    PROGRESS_INTERVAL,
+    SIDECAR_INTERVAL,
+    UNREACHABLE_MEMO_SECONDS,
+    WRITE_CHUNK,
+)
 from .verify import pickle_warning
-
 
 log = logging.getLogger("fixer.transfer")
 

@@ -2,7 +2,7 @@
 
 - `remote_of`: size, range support and validator from the probe (HF's X-Linked-Etag/-Size on the redirect);
 - `Retryable` / `LinkExpired` / `ValidatorChanged`: what the engine does next (retry, renew the signed
-  link, start over); a final refusal becomes the typed error of fixer.http's mapper (`refusal`);
+  link, start over); a final refusal becomes the typed error of fixer.upstream.http's mapper (`refusal`);
 - `open_session`: the one aiohttp session of a queue, whose resolver checks every address a name
   resolves to before connecting (policy.check_address), on every hop and every connection.
 """
@@ -22,8 +22,8 @@ from aiohttp.resolver import DefaultResolver
 
 from ..constants import hf_endpoint
 from ..errors import FixerError
-from ..http import http_error
-from ..source_spec import parse_hf_url
+from ..upstream.http import http_error
+from ..upstream.source_spec import parse_hf_url
 from .policy import check_address, redact, token_name_for
 from .settings import READ_BUFSIZE, USER_AGENT
 
@@ -103,7 +103,7 @@ def remote_of(resp: aiohttp.ClientResponse, hops: list) -> Remote:
 
 def refusal(status: int, headers: Mapping[str, str], body: bytes, start_url: str, label: str, source: str,
             secrets: Mapping[str, str]) -> FixerError:
-    """The specific, actionable error for a refusal of `start_url` (fixer.http's mapper, told which file and repo)."""
+    """The specific, actionable error for a refusal of `start_url` (fixer.upstream.http's mapper, told which file and repo)."""
     token = token_name_for(start_url, source)
     service = {"HF_TOKEN": "huggingface", "CIVITAI_API_KEY": "civitai"}.get(token or "")
     what, repo, page = f"{label} ({redact(start_url)})", "", ""

@@ -22,8 +22,8 @@ from ..actionlog import action
 from ..config import DownloadConfig
 from ..errors import FixerError
 from ..models import Transfer, TransferRequest
-from ..http import RetryPolicy
-from ..names import confine
+from ..read.names import confine
+from ..upstream.http import RetryPolicy
 from .engine import FileJob
 from .policy import redact, strip_secret_query, with_url_token
 from .protocol import open_session

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.custom_nodes_bench import (MODES, NotReady, missing_workflows, print_agreement, print_table, run_all,
-                                           workflow_files)
+from benchmarks.custom_nodes_bench import (
+    MODES,
+    NotReady,
+    missing_workflows,
+    print_agreement,
+    print_table,
+    run_all,
+    workflow_files,
+)
 
 pytestmark = pytest.mark.e2e
 

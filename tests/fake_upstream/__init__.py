@@ -11,6 +11,6 @@ Route modules, each owning one concern:
 Fault injection: `server.Fault` rules, matched in a middleware, plus per-file faults in file_routes.
 """
 
-from .server import Fault, FakeUpstream, payload_bytes
+from .server import FakeUpstream, Fault, payload_bytes
 
 __all__ = ["FakeUpstream", "Fault", "payload_bytes"]

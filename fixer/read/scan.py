@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
-from .actionlog import action
-from .clues import attach as attach_clues, parameters_hints
-from .errors import WorkflowError
+from ..actionlog import action
+from ..errors import WorkflowError
+from ..host.host import Host, write_location_reason
+from ..host.loaders import combo_options
+from ..models import ModelHint, ModelRef, ModelStatus, NodeRef, ParseProblem, ScanReport
+from .clues import attach as attach_clues
+from .clues import parameters_hints
 from .extract import Extracted, extract
-from .host import Host, write_location_reason
 from .inventory import Inventory, build_inventory
-from .loaders import combo_options
-from .models import ModelHint, ModelRef, ModelStatus, NodeRef, ParseProblem, ScanReport
 from .readers import file_label, iter_workflow_files, read_documents, split_documents
 
 log = logging.getLogger(__name__)

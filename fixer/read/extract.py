@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from ..constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
+from ..host.folder_probe import folder_map_of
+from ..host.loaders import combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
+from ..models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
 from .clues import MAX_CLUES, air_hints
-from .constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
-from .folder_probe import folder_map_of
-from .loaders import combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
-from .models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
 from .names import is_model_value, normalise, unsafe_reason
 from .prompt_refs import has_prompt_syntax, prompt_refs
 

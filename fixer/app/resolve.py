@@ -17,24 +17,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
-from .actionlog import action
-from .config import SearchConfig
-from .constants import hf_offline
-from .http import HttpClient
-from .models import Candidate, ModelRef, Resolution
-from .sources import Found, SearchRun, Source
-from .sources.catalogs import CatalogSource
-from .sources.civitai import CivitaiSource
-from .sources.embedded import EmbeddedSource
-from .sources.family import workflow_families
-from .sources.fuzzy import FuzzySource
-from .sources.history import SearchHistory
-from .sources.huggingface import COMFY_ORGS, OFFLINE_NOTE as HF_OFFLINE_NOTE, HuggingFaceSource, trusted
-from .sources.llm import LLMSource
-from .sources.local import HashCache, LocalSource
-from .transfer.verify import is_pickle
+from ..actionlog import action
+from ..config import SearchConfig
+from ..constants import hf_offline
+from ..models import Candidate, ModelRef, Resolution
+from ..sources import Found, SearchRun, Source
+from ..sources.catalogs import CatalogSource
+from ..sources.civitai import CivitaiSource
+from ..sources.embedded import EmbeddedSource
+from ..sources.family import workflow_families
+from ..sources.fuzzy import FuzzySource
+from ..sources.history import SearchHistory
+from ..sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
+from ..sources.huggingface import OFFLINE_NOTE as HF_OFFLINE_NOTE
+from ..sources.llm import LLMSource
+from ..sources.local import HashCache, LocalSource
+from ..transfer.verify import is_pickle
+from ..upstream.http import HttpClient
 
-log = logging.getLogger("fixer.resolve")
+log = logging.getLogger("fixer.app.resolve")
 
 # Order of trust, used to break ties between candidates of equal confidence.
 SOURCE_RANK = {"local": 7, "embedded": 6, "catalog": 5, "civitai": 4, "huggingface": 3, "llm": 2, "fuzzy": 1}
@@ -45,7 +46,7 @@ MAX_MODELS_IN_FLIGHT = 32
 class ResolveContext:
     config: SearchConfig
     secrets: dict[str, str]
-    inventory: Any = None  # fixer.inventory.Inventory
+    inventory: Any = None  # fixer.read.inventory.Inventory
     state_dir: Path | None = None  # search history goes to state_dir/log/search_history.log
     comfyui_root: Path | None = None
     catalogs: bool = True

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from .models import NodeRef
+from ..models import NodeRef
 
-log = logging.getLogger("fixer.nodepacks")
+log = logging.getLogger("fixer.nodepacks.lookup")
 
 MatchKind = Literal["cnr_id", "aux_id", "exact", "pattern", "update_comfyui", "unknown"]
 
@@ -45,7 +45,7 @@ LIST_FILE = "custom-node-list.json"
 STATS_FILE = "github-stats.json"
 MANAGER_PACKAGE = "comfyui_manager"  # import name of the `comfyui-manager` PyPI package
 MANAGER_CACHE = Path("user") / "__manager" / "cache"  # Manager 4.x: "<channel hash>_<file>"
-SNAPSHOT_FILE = Path(__file__).resolve().parent / "data" / "node_map.json.gz"
+SNAPSHOT_FILE = Path(__file__).resolve().parents[1] / "data" / "node_map.json.gz"
 CORE_REPOS = frozenset({"github.com/comfyanonymous/comfyui", "github.com/comfy-org/comfyui"})
 CORE_ID = "comfy-core"
 REGISTRY_URL = "https://registry.comfy.org/nodes/"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .constants import map_legacy
+from ..constants import map_legacy
 from .loaders import combo_options
 
 log = logging.getLogger(__name__)

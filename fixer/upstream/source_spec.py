@@ -23,11 +23,11 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import aiohttp
 
-from .constants import civitai_base_url, hf_endpoint
-from .errors import ConfigError, NotFoundUpstream, UpstreamError
+from ..constants import civitai_base_url, hf_endpoint
+from ..errors import ConfigError, NotFoundUpstream, UpstreamError
+from ..models import TransferRequest
+from ..read.names import safe_relpath
 from .http import HttpClient, http_error
-from .models import TransferRequest
-from .names import safe_relpath
 
 _HF_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 # `/models/` is how some tools and catalogs prefix model repos; the Hub serves both forms.
@@ -180,7 +180,7 @@ def fetch_civitai_version(spec: SourceSpec, token: str | None = None, timeout: f
 async def civitai_version(http: HttpClient, spec: SourceSpec, base: str, headers: Mapping[str, str],
                           has_token: bool) -> dict[str, Any]:
     """GET /api/v1/model-versions/<id> (or the model's newest version): retried and its refusals mapped as
-    every other upstream call is (fixer.http)."""
+    every other upstream call is (fixer.upstream.http)."""
 
     async def get(path: str, what: str) -> dict[str, Any]:
         try:

@@ -16,20 +16,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .actionlog import action
-from .config import Config
-from .errors import FixerError, UnsafePath
-from .events import (ErrorRaised, Event, EventBus, ModelResolved, PhaseChanged, Progress, RunFinished,
-                     TransferDone, TransferProgress)
-from .host import target_root
-from .inventory import Inventory
-from .models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
-from .names import confine
+from ..actionlog import action
+from ..config import Config
+from ..errors import FixerError, UnsafePath
+from ..events import (
+    ErrorRaised,
+    Event,
+    EventBus,
+    ModelResolved,
+    PhaseChanged,
+    Progress,
+    RunFinished,
+    TransferDone,
+    TransferProgress,
+)
+from ..host.host import target_root
+from ..models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
+from ..read.inventory import Inventory
+from ..read.names import confine
+from ..state import write_json_atomic
+from ..transfer import TransferManager
+from ..transfer.progress import eta_seconds
+from ..transfer.verify import is_pickle
 from .resolve import ResolveContext, Resolver, candidate_json, resolution_json
-from .state import write_json_atomic
-from .transfer import TransferManager
-from .transfer.progress import eta_seconds
-from .transfer.verify import is_pickle
 
 log = logging.getLogger(__name__)
 FINAL_STATES = ("done", "failed", "cancelled", "not_found", "needs_choice", "skipped")

@@ -28,10 +28,10 @@ from typing import Any, AsyncIterator, Callable, Mapping
 
 import aiohttp
 
-from .constants import hf_offline
-from .errors import AuthRequired, DownloadError, FixerError, NotFoundUpstream, RateLimited
+from ..constants import hf_offline
+from ..errors import AuthRequired, DownloadError, FixerError, NotFoundUpstream, RateLimited
 
-log = logging.getLogger("fixer.http")
+log = logging.getLogger("fixer.upstream.http")
 
 # What the resolver's API calls retry; a 500 from an API is an answer, not a hiccup.
 API_RETRY_STATUSES = frozenset({429, 502, 503, 504})

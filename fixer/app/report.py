@@ -6,10 +6,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from .models import ModelStatus, ScanReport
-from .state import now_iso, write_json_atomic, write_text_atomic
-from .transfer.policy import redact
-from .transfer.verify import is_pickle
+from ..models import ModelStatus, ScanReport
+from ..state import now_iso, write_json_atomic, write_text_atomic
+from ..transfer.policy import redact
+from ..transfer.verify import is_pickle
 
 
 def model_entry(s: ModelStatus) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def counts(report: ScanReport) -> dict[str, int]:
 
 
 def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None = None) -> None:
-    from .nodepacks import missing_nodes_json
+    from ..nodepacks.lookup import missing_nodes_json
 
     out = state_dir / "output"
     rows = [model_entry(s) for s in report.models if s.state in ("missing", "elsewhere", "unsafe")]
@@ -115,7 +115,7 @@ def summary_text(report: ScanReport) -> str:
 
 
 def summary_markdown(report: ScanReport, packs: list, extra_sections: list[str] | None = None) -> str:
-    from .nodepacks import packs_markdown
+    from ..nodepacks.lookup import packs_markdown
 
     c = counts(report)
     md = [f"# ComfyFixerSmart report", "", f"Generated {now_iso()}", "",

@@ -7,12 +7,12 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .constants import MODEL_EXTENSIONS
-from .host import Host
-from .models import LocalFile
+from ..constants import MODEL_EXTENSIONS
+from ..host.host import Host
+from ..models import LocalFile
 from .walk import printable, walk_files
 
-log = logging.getLogger("fixer.inventory")
+log = logging.getLogger("fixer.read.inventory")
 
 
 @dataclass

@@ -36,10 +36,10 @@ from typing import IO, Any, Callable, Iterator
 
 from .web_guard import RequestRefused
 
-log = logging.getLogger("fixer.scan_worker")
+log = logging.getLogger("fixer.comfy.scan_worker")
 
 _LENGTH = struct.Struct(">Q")
-PACKAGE_PARENT = Path(__file__).resolve().parent.parent  # the folder holding this `fixer` package
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding this `fixer` package
 
 
 def write_frame(out: IO[bytes], payload: bytes) -> None:
@@ -89,7 +89,7 @@ class HostSnapshot:
         return {k: list(v) for k, v in self.paths.items()}
 
     def extensions(self, folder: str) -> frozenset[str]:
-        from .constants import map_legacy
+        from ..constants import map_legacy
 
         return frozenset(self.exts.get(map_legacy(folder), ()))
 
@@ -130,7 +130,7 @@ class _AskedDefs(Mapping):
 
 
 def _refusal(e: Exception) -> dict[str, Any]:
-    from .errors import FixerError
+    from ..errors import FixerError
     from .web_guard import status_for
 
     if isinstance(e, RequestRefused):
@@ -143,8 +143,8 @@ def _refusal(e: Exception) -> dict[str, Any]:
 
 
 def _serve_one(src: IO[bytes], out: IO[bytes]) -> None:
-    from .config import load_config
-    from .service import FixerService
+    from ..app.service import FixerService
+    from ..config import load_config
     from .web_guard import decode_body, scan_fields
 
     job = json.loads(read_frame(src))
@@ -213,7 +213,7 @@ class ScanWorker:
     def _start(self) -> subprocess.Popen:
         # The pack's copy of the engine, imported as a top-level `fixer` from the folder holding it.
         code = (f"import sys; sys.path.insert(0, {str(PACKAGE_PARENT)!r}); "
-                "from fixer.scan_worker import child_main; child_main()")
+                "from fixer.comfy.scan_worker import child_main; child_main()")
         proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=str(PACKAGE_PARENT))
         threading.Thread(target=_relay_log, args=(proc.stderr,), name="comfyfixer-scan-worker-log",

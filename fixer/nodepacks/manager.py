@@ -39,10 +39,10 @@ from typing import Any, Iterable, Literal, Mapping
 
 import aiohttp
 
-from .errors import FixerError
-from .nodepacks import MANAGER_PACKAGE, PackIndex, normalize_repo
+from ..errors import FixerError
+from .lookup import MANAGER_PACKAGE, PackIndex, normalize_repo
 
-log = logging.getLogger("fixer.manager_client")
+log = logging.getLogger("fixer.nodepacks.manager")
 
 ManagerApi = Literal["v2_task", "v2_batch", "legacy"]
 

@@ -8,9 +8,9 @@ import threading
 import time
 from typing import TextIO
 
-from .events import Event, ModelResolved, TransferDone, TransferProgress
-from .models import Transfer
-from .transfer.progress import eta_seconds
+from ..events import Event, ModelResolved, TransferDone, TransferProgress
+from ..models import Transfer
+from ..transfer.progress import eta_seconds
 
 
 def human_bytes(n: float | None) -> str:

@@ -28,7 +28,7 @@ _service_lock = threading.Lock()
 
 def engine(module: str) -> ModuleType:
     """fixer.<module>, imported on first use from this copy of the engine (the pack's own in ComfyUI)."""
-    return importlib.import_module(f"{__package__}.{module}")
+    return importlib.import_module(f"{__package__.rpartition('.')[0]}.{module}")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def service() -> Any:
 
 
 def comfy_host(links: ComfyLinks) -> Any:
-    return engine("host").FolderPathsHost(links.folder_paths, node_classes=links.node_classes)
+    return engine("host.host").FolderPathsHost(links.folder_paths, node_classes=links.node_classes)
 
 
 def build_service(links: ComfyLinks) -> Any:
@@ -86,7 +86,7 @@ def build_service(links: ComfyLinks) -> Any:
     state_dir = Path(fp.get_user_directory()) / "comfyfixer"
     state_dir.mkdir(parents=True, exist_ok=True)
     # Tokens: the service reads the environment, ~/.secrets and the ones saved from the page itself.
-    svc = engine("service").FixerService(comfy_host(links), state_dir,
+    svc = engine("app.service").FixerService(comfy_host(links), state_dir,
                                          engine("config").load_config(state_dir / "config.json"),
                                          comfyui_root=Path(fp.base_path), comfyui_version=links.version)
     svc.on_event(event_forwarder(links.server.send_sync, fp))
@@ -136,7 +136,7 @@ async def install_pack(pack_id: str) -> str | None:
     links = _links
     if links is None:
         return None
-    manager, nodepacks = engine("manager_client"), engine("nodepacks")
+    manager, nodepacks = engine("nodepacks.manager"), engine("nodepacks.lookup")
     routes = links.server.app.router.routes()
     api = manager.detect_from_routes(getattr(getattr(r, "resource", None), "canonical", None) for r in routes)
     if api is None:

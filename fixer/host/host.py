@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
-from .constants import COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
-from .errors import ConfigError, UnsafeFolder
+from ..constants import COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
+from ..errors import ConfigError, UnsafeFolder
+from ..read.names import normalise, unsafe_reason
 from .folder_probe import FolderProbe, probe_all, probe_for, with_folder_map
 from .static_folders import WithPackDefs
-from .names import normalise, unsafe_reason
 
 # Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
 NON_MODEL_FOLDERS = frozenset({"custom_nodes", "configs"})

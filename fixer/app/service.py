@@ -17,21 +17,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .actionlog import action, keep_actions_in
-from .config import Config, load_secrets
-from .errors import ConfigError, FixerError, UnsafePath
-from .events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
-from .host import Host, model_folders, target_root
-from .inventory import build_inventory
-from .models import Candidate, ModelRef, to_jsonable
-from .pack_nodes import without_download_nodes
-from .pipeline import FixRun, place_local_copy
-from .report import counts, model_entry
+from ..actionlog import action, keep_actions_in
+from ..config import Config, load_secrets
+from ..errors import ConfigError, FixerError, UnsafePath
+from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
+from ..host.host import Host, model_folders, target_root
+from ..host.pack_nodes import without_download_nodes
+from ..models import Candidate, ModelRef, to_jsonable
+from ..read.inventory import build_inventory
+from ..sources.family import report_families
+from ..state import StateLock, StatusDocument, read_json, write_json_atomic
+from ..transfer.resume import discard
 from .portable import public_url
+from .report import counts, model_entry
 from .review import destination, make_plan
-from .sources.family import report_families
-from .state import StateLock, StatusDocument, read_json, write_json_atomic
-from .transfer.resume import discard
+from .run import FixRun, place_local_copy
 
 log = logging.getLogger(__name__)
 Listener = Callable[[str, dict], None]
@@ -132,7 +132,7 @@ class FixerService:
 
     # --- scan ----------------------------------------------------------------------------
     def _scan_sync(self, workflow: Any, name: str):
-        from .scan import scan_workflow_data
+        from ..read.scan import scan_workflow_data
 
         inventory = build_inventory(self.host)
         report = scan_workflow_data(without_download_nodes(workflow), name, self.host, inventory)
@@ -142,7 +142,7 @@ class FixerService:
 
     def _scan_with_packs(self, workflow: Any, name: str):
         """The panel's scan also names the packs of missing node types (a fix run has no use for them)."""
-        from .nodepacks import PackIndex, match_missing_nodes
+        from ..nodepacks.lookup import PackIndex, match_missing_nodes
 
         report, _ = self._scan_sync(workflow, name)
         packs = match_missing_nodes(report.missing_nodes, PackIndex.load(self.comfyui_root),
@@ -292,7 +292,7 @@ class FixerService:
         """A link the user found for `name` (a not-found or pick-a-source row, or one not run yet):
         checked (sources.pasted), then downloaded like any other source under the file's real name;
         the run's other rows keep their results. The panel repoints the widget when it lands."""
-        from .sources.pasted import check_link
+        from ..sources.pasted import check_link
 
         report, _ = await asyncio.to_thread(self._scan_sync, workflow, wf_name)
         ref = next((s.ref for s in report.models if s.ref.name == name), None)

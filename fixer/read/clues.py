@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 
-from .models import ModelHint, ModelRef
+from ..models import ModelHint, ModelRef
 
 AIR = re.compile(r"urn:air:(?P<base>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)@(?P<version>\d+)", re.I)
 MAX_CLUES = 200  # a hostile document cannot make the resolver ask for thousands of versions

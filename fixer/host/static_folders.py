@@ -15,14 +15,14 @@ import ast
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any, Iterator
 
+from ..constants import map_legacy
+from ..state import read_json, write_json_atomic
 from .folder_probe import FolderMap, Listing, folder_map_of, with_folder_map
-from .constants import map_legacy
-from .state import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -600,7 +600,7 @@ def read_custom_nodes(base: Path, cache_file: Path | None = None) -> Reading:
     cached = read_json(cache_file, {}) if cache_file else {}
     cached = cached if isinstance(cached, dict) else {}
     fresh: dict[str, Any] = {}
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     for d in sorted(base.iterdir()):
         try:
             if not d.is_dir() or d.name.endswith(".disabled") or d.name.startswith(".") or d.resolve() == here:

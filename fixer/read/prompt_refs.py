@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .folder_probe import extension_of
+from ..host.folder_probe import extension_of
 
 _EMBEDDING = re.compile(r"embedding:([^\s()\[\]{}<>|]+)")
 _WEIGHT = re.compile(r":-?\d*\.?\d+$")

@@ -17,25 +17,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from . import __version__
-from .actionlog import close_run_log, open_run_log
-from .config import Config, load_config, load_secrets
-from .errors import FixerError, RunLocked
-from .events import Event, EventBus, PhaseChanged, ScanFinished
-from .folder_probe import apply_server_maps, fetch_folder_maps
-from .host import StandaloneHost, fetch_object_info, load_object_info
-from .static_folders import add_pack_folders
-from .models import Resolution, ScanReport
-from .state import StatusDocument, read_json
+from .. import __version__
+from ..actionlog import close_run_log, open_run_log
+from ..config import Config, load_config, load_secrets
+from ..errors import FixerError, RunLocked
+from ..events import Event, EventBus, PhaseChanged, ScanFinished
+from ..host.folder_probe import apply_server_maps, fetch_folder_maps
+from ..host.host import StandaloneHost, fetch_object_info, load_object_info
+from ..host.static_folders import add_pack_folders
+from ..models import Resolution, ScanReport
+from ..state import StatusDocument, read_json
 
 if TYPE_CHECKING:
-    from .inventory import Inventory
-    from .pipeline import FixRun
+    from ..read.inventory import Inventory
     from .review import Plan
+    from .run import FixRun
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
-PACK_DIR = Path(__file__).resolve().parent.parent
-log = logging.getLogger("fixer.cli")
+PACK_DIR = Path(__file__).resolve().parents[2]
+log = logging.getLogger("fixer.app.cli")
 
 
 @dataclass
@@ -58,7 +58,7 @@ class RunContext:
 
     def inventory(self) -> Inventory:
         """The model files on disk, walked once per run: the scan and the fix after it share it."""
-        from .inventory import build_inventory
+        from ..read.inventory import build_inventory
 
         if self._inventory is None:
             self._inventory = build_inventory(self.host())
@@ -143,9 +143,9 @@ def make_context(args: argparse.Namespace) -> RunContext:
 
 
 def run_scan(ctx: RunContext) -> ScanReport:
-    from .nodepacks import PackIndex, match_missing_nodes
+    from ..nodepacks.lookup import PackIndex, match_missing_nodes
+    from ..read.scan import scan_paths
     from .report import write_scan_outputs
-    from .scan import scan_paths
 
     host = ctx.host()
     if not ctx.workflows:
@@ -161,7 +161,7 @@ def run_scan(ctx: RunContext) -> ScanReport:
 
 
 def cmd_scan(ctx: RunContext) -> int:
-    from .state import StateLock
+    from ..state import StateLock
 
     # Scanning while another run works in this state dir is fine; only its status.json is not ours to write.
     lock = StateLock(ctx.state_dir, "comfy-fixer --scan")
@@ -256,7 +256,7 @@ def plain_ctrl_c() -> Iterator[None]:
 
 def held_plan(run: FixRun) -> Plan:
     """The plan of the files a review-mode run holds (the panel's is built the same way in service.py)."""
-    from .host import target_root
+    from ..host.host import target_root
     from .review import make_plan
 
     return make_plan(((r.name, r.folder, r.size) for r in run.rows.values() if r.state == "review"),
@@ -299,11 +299,11 @@ def final_summary(data: dict) -> str:
 def cmd_auto(ctx: RunContext) -> int:
     import asyncio
 
+    from ..sources.family import report_families
+    from ..state import StateLock
     from .console import ConsoleProgress
-    from .pipeline import FixRun
-    from .sources.family import report_families
     from .report import summary_text
-    from .state import StateLock
+    from .run import FixRun
 
     with StateLock(ctx.state_dir, "comfy-fixer --auto"):
         report = run_scan(ctx)
@@ -359,12 +359,12 @@ def cmd_resolve(ctx: RunContext) -> int:
     workflow under output/portable/). Downloads nothing."""
     import asyncio
 
-    from .events import ModelResolved
+    from ..events import ModelResolved
+    from ..read.readers import iter_workflow_files
+    from ..sources.family import report_families
+    from ..state import StateLock, write_json_atomic
     from .portable import write_portable
-    from .readers import iter_workflow_files
     from .resolve import ResolveContext, Resolver, resolution_json
-    from .sources.family import report_families
-    from .state import StateLock, write_json_atomic
 
     with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
         report = run_scan(ctx)
@@ -418,9 +418,9 @@ def _elsewhere(module: str, name: str) -> Callable[[RunContext], int]:
 COMMANDS: dict[str, Callable[[RunContext], int]] = {
     "scan": cmd_scan, "status": cmd_status, "auto": cmd_auto,
     "resolve": cmd_resolve,
-    "get": _elsewhere(".transfer.commands", "cmd_get"),
-    "download": _elsewhere(".transfer.commands", "cmd_download"),
-    "resume": _elsewhere(".transfer.commands", "cmd_resume"),
+    "get": _elsewhere("..transfer.commands", "cmd_get"),
+    "download": _elsewhere("..transfer.commands", "cmd_download"),
+    "resume": _elsewhere("..transfer.commands", "cmd_resume"),
 }
 
 
@@ -430,7 +430,7 @@ def chosen_command(args: argparse.Namespace) -> str:
 
 def report_error(ctx: RunContext, error: FixerError) -> None:
     """The error into status.json, only while no other run holds the state dir (it owns the file then)."""
-    from .state import StateLock
+    from ..state import StateLock
 
     try:
         with StateLock(ctx.state_dir, "comfy-fixer error report"):
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addHandler(console)
     parser = build_parser()
     if argv[:1] == ["get"]:  # the one-off download: `comfy-fixer get URL --folder F [...]`
-        from .transfer.commands import add_get_arguments
+        from ..transfer.commands import add_get_arguments
 
         parser.prog = "comfy-fixer get"
         add_get_arguments(parser)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..errors import FixerError
+from ..read.names import confine
 from .console import human_bytes
-from .errors import FixerError
-from .names import confine
 
 
 @dataclass

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from .constants import CIVITAI_DEFAULT_BASE_URL, HF_DEFAULT_ENDPOINT, civitai_base_url, hf_endpoint
-from .models import Candidate, Resolution
-from .readers import parse_json_text
-from .state import write_text_atomic
-from .transfer.policy import strip_secret_query
+from ..constants import CIVITAI_DEFAULT_BASE_URL, HF_DEFAULT_ENDPOINT, civitai_base_url, hf_endpoint
+from ..models import Candidate, Resolution
+from ..read.readers import parse_json_text
+from ..state import write_text_atomic
+from ..transfer.policy import strip_secret_query
 
 
 def public_url(url: str, hf: str | None = None, civitai: str | None = None) -> str:
@@ -90,8 +90,8 @@ def recorded_resolutions(output_dir: Path, used: dict[str, str | None],
     """Links for models the workflow uses that are already present: this pack's download records
     first (what was really fetched, with its sha256), then the offline catalogs (ComfyUI's
     templates, ComfyUI-Manager's model list) when they give one link for that name and folder."""
-    from .sources.catalogs import CatalogSource
-    from .transfer.records import DOWNLOADED_FILE, read_records
+    from ..sources.catalogs import CatalogSource
+    from ..transfer.records import DOWNLOADED_FILE, read_records
 
     found: dict[str, Resolution] = {}
     for e in read_records(output_dir / DOWNLOADED_FILE):

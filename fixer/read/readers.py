@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from .errors import WorkflowError
+from ..errors import WorkflowError
 from .walk import printable, walk_files
 
 JSON_EXTS = {".json"}

@@ -16,9 +16,9 @@ import unicodedata
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from .errors import FixerError
-from .names import unsafe_reason
-from .readers import json_cost_reason
+from ..errors import FixerError
+from ..read.names import unsafe_reason
+from ..read.readers import json_cost_reason
 
 # Host names the user reaches ComfyUI by, besides IP literals and localhost (comma-separated).
 ALLOWED_HOSTS_ENV = "COMFYFIXER_ALLOWED_HOSTS"

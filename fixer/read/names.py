@@ -7,8 +7,8 @@ import re
 import unicodedata
 from pathlib import Path
 
-from .constants import MODEL_EXTENSIONS
-from .errors import UnsafePath
+from ..constants import MODEL_EXTENSIONS
+from ..errors import UnsafePath
 
 # Values loaders offer that are not files (VAELoader's TAESD/pixel space, sentinels).
 NON_FILE_VALUES = frozenset({"", "none", "[none]", "null", "pixel_space", "taesd", "taesdxl", "taesd3", "taef1",

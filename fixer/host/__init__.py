@@ -1,0 +1,1 @@
+"""What the ComfyUI install offers: model folders, loaders, what each node reads."""

@@ -1,0 +1,1 @@
+"""Missing node types: which pack provides them and installing it with ComfyUI-Manager."""

@@ -1,0 +1,1 @@
+"""Reading workflows: formats, the graph walk, what each reference is."""
