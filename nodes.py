@@ -91,7 +91,9 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
     dest_root = _engine("host.host").target_root(_engine("host.host").FolderPathsHost(folder_paths).folders(), folder)
     t = await _engine("transfer").download_one(req, dest_root, config, secrets, bus=bus)
     if t.state != "done":
-        raise errors.DownloadError(t.error or f"{req.filename}: the download ended as {t.state}")
+        if t.error is not None:
+            raise errors.DownloadError(t.error.message, code=t.error.code)
+        raise errors.DownloadError(f"{req.filename}: the download ended as {t.state}")
     # A file in an existing subfolder does not change the folder root's mtime, ComfyUI's cache key.
     folder_paths.filename_list_cache.pop(folder, None)
     log.info("comfyfixer: downloaded %s into %s", req.filename, dest_root)

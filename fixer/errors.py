@@ -1,18 +1,139 @@
-"""One error tree; every message is written once, for a person, and says what to do next."""
+"""One error tree; every message is written once, for a person, and says what to do next.
+
+Every error also carries a stable `code` (one of ERROR_CODES) and typed fields (how long a service asked
+to wait, which token would let the download through, where the license is accepted, whether the bytes
+already fetched were kept, ...). `ErrorInfo` is that pair as data: it is what rows, the status document
+and the page's events carry, and the page words an error from its code and fields, never by reading
+the English message (web/lib/words.js; tests/test_error_codes.py checks every code has its words).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+from typing import ClassVar, Literal, get_args
+
+ErrorCode = Literal[
+    "error", "unexpected", "config_invalid", "request_invalid", "workflow_unreadable", "unsafe_name",
+    "unsafe_folder", "folder_unknown", "search_failed", "upstream_failed", "unreachable", "server_error",
+    "interrupted", "rate_limited", "service_busy", "login_required", "license_required", "token_rejected",
+    "no_access", "early_access", "private_or_missing", "not_found_upstream", "archived", "http_error",
+    "download_failed", "already_exists", "file_changed", "link_broken", "hf_offline", "pickle_refused",
+    "host_not_allowed", "sha256_mismatch", "size_mismatch", "not_safetensors", "file_missing", "disk_full",
+    "target_busy", "bytes_missing", "run_locked", "run_busy",
+]
+TokenName = Literal["HF_TOKEN", "CIVITAI_API_KEY"]
+ServiceKey = Literal["huggingface", "civitai"]
+
+# What each code means, for a developer (the page has its own words for a person).
+ERROR_CODES: dict[ErrorCode, str] = {
+    "error": "a refusal of the engine without a more specific code",
+    "unexpected": "a bug: an exception the engine did not raise on purpose",
+    "config_invalid": "a setting, config file or command-line value is wrong",
+    "request_invalid": "the page asked for something this run cannot do (nothing to retry, review, discard)",
+    "workflow_unreadable": "a workflow file could not be read",
+    "unsafe_name": "a model name would point outside the model folders",
+    "unsafe_folder": "a write location is not one of ComfyUI's model folders",
+    "folder_unknown": "ComfyUI has no folder for this file (its node pack is not known): choose one",
+    "search_failed": "looking for a source failed",
+    "upstream_failed": "a service gave an answer that cannot be used",
+    "unreachable": "the server could not be reached (no network, a dead name, a blocked address)",
+    "server_error": "the server kept answering with errors (HTTP 5xx) until we gave up",
+    "interrupted": "the transfer kept breaking off or stalling until we gave up",
+    "rate_limited": "the service asks to wait (HTTP 429); `retry_after` says how long, when it did",
+    "service_busy": "the service is unavailable (HTTP 503); `retry_after` says how long, when it did",
+    "login_required": "the file needs a login: `needs_token` names the token to set",
+    "license_required": "a gated repo: accept its license at `license_url`, then set `needs_token`",
+    "token_rejected": "the token set for this service was refused (invalid or expired)",
+    "no_access": "the account of the token has no access to this file",
+    "early_access": "a Civitai version in Early Access: buy access or wait",
+    "private_or_missing": "the repo is private or does not exist",
+    "not_found_upstream": "the source does not have this file (any more)",
+    "archived": "Civitai archived this version: it can no longer be downloaded",
+    "http_error": "another HTTP error answer; `status` holds it",
+    "download_failed": "a download failed for a reason without a more specific code",
+    "already_exists": "the final file is already there: it is never overwritten",
+    "file_changed": "the file on the server kept changing while it downloaded",
+    "link_broken": "the download link is broken (redirect loop, refused signed link)",
+    "hf_offline": "HF_HUB_OFFLINE is set: nothing is sent to Hugging Face",
+    "pickle_refused": "a pickle-format file while download.allow_pickle is false",
+    "host_not_allowed": "the address is not one downloads may be fetched from",
+    "sha256_mismatch": "the downloaded bytes are not the expected file; they were deleted",
+    "size_mismatch": "the file's size differs from the announced one; the bytes were deleted",
+    "not_safetensors": "the file is not a valid safetensors file; it was deleted",
+    "file_missing": "the file to verify is not there",
+    "disk_full": "not enough free disk space; `folder` says where, `part_kept` whether bytes were kept",
+    "target_busy": "another ComfyFixerSmart process is downloading the same file",
+    "bytes_missing": "some bytes of the file never arrived",
+    "run_locked": "another run holds the state directory",
+    "run_busy": "a fix is already running in this ComfyUI",
+}
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An error as data: its code, the message for a person, and the typed facts behind it.
+
+    Only the fields that apply are set; the rest stay None. `message` is for display (and logs) only:
+    nothing decides anything by reading it."""
+
+    code: ErrorCode
+    message: str
+    retry_after: float | None = None  # seconds the service asked to wait (rate_limited, service_busy)
+    needs_token: TokenName | None = None  # the token that would let it through (login_required, ...)
+    token_helps: TokenName | None = None  # a token would raise the service's limits (rate_limited)
+    license_url: str | None = None  # where the license is accepted (license_required)
+    part_kept: bool | None = None  # a failed download: whether the bytes so far were kept for resuming
+    folder: str | None = None  # the model folder (folder_unknown) or the disk location (disk_full)
+    service: str | None = None  # "huggingface", "civitai", or the host name of another server
+    status: int | None = None  # the HTTP status behind it, when one was answered
+    needed: int | None = None  # bytes needed (disk_full)
+    free: int | None = None  # bytes free (disk_full)
+
+    def with_(self, **changes: object) -> ErrorInfo:
+        return ErrorInfo(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})  # type: ignore[arg-type]
+
 
 class FixerError(Exception):
-    """Base of every error the engine raises on purpose."""
+    """Base of every error the engine raises on purpose. `code` and the typed fields travel as ErrorInfo."""
+
+    default_code: ClassVar[ErrorCode] = "error"
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None, retry_after: float | None = None,
+                 needs_token: TokenName | None = None, token_helps: TokenName | None = None,
+                 license_url: str | None = None, part_kept: bool | None = None, folder: str | None = None,
+                 service: str | None = None, status: int | None = None, needed: int | None = None,
+                 free: int | None = None):
+        super().__init__(message)
+        self.code: ErrorCode = code or type(self).default_code
+        self.facts = dict(retry_after=retry_after, needs_token=needs_token, token_helps=token_helps,
+                          license_url=license_url, part_kept=part_kept, folder=folder, service=service,
+                          status=status, needed=needed, free=free)
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(self.code, str(self), **self.facts)  # type: ignore[arg-type]
+
+
+def error_info(e: BaseException, message: str | None = None, **facts: object) -> ErrorInfo:
+    """The ErrorInfo of any exception: a FixerError's own, anything else as `unexpected` (a bug)."""
+    info = e.info() if isinstance(e, FixerError) else ErrorInfo("unexpected", f"unexpected error {type(e).__name__}: {e}")
+    changes: dict[str, object] = {k: v for k, v in facts.items() if v is not None}
+    if message is not None:
+        changes["message"] = message
+    return info.with_(**changes) if changes else info
+
+
+def all_codes() -> tuple[ErrorCode, ...]:
+    return get_args(ErrorCode)
 
 
 class ConfigError(FixerError):
-    pass
+    default_code = "config_invalid"
 
 
 class WorkflowError(FixerError):
     """A workflow file could not be read. Per file: never aborts a run."""
+
+    default_code = "workflow_unreadable"
 
     def __init__(self, path: str, reason: str):
         self.path = path
@@ -21,6 +142,8 @@ class WorkflowError(FixerError):
 
 
 class UnsafePath(FixerError):
+    default_code = "unsafe_name"
+
     def __init__(self, name: str, reason: str = "it would point outside the model folders"):
         self.name = name
         super().__init__(f"Refusing model name {name!r}: {reason}. Fix the name in the workflow.")
@@ -33,65 +156,93 @@ class ResolveError(FixerError):
 class UpstreamError(ResolveError):
     """An upstream service answered with an error or could not be reached."""
 
-    def __init__(self, source: str, message: str, status: int | None = None):
+    default_code = "upstream_failed"
+
+    def __init__(self, source: str, message: str, status: int | None = None, *, code: ErrorCode | None = None,
+                 service: str | None = None):
         self.source = source
         self.status = status
-        super().__init__(f"{source}: {message}")
+        super().__init__(f"{source}: {message}", code=code, status=status, service=service or source)
 
 
 class DownloadError(FixerError):
-    pass
+    default_code = "download_failed"
 
 
 class AuthRequired(DownloadError):
-    def __init__(self, source: str, remedy: str):
+    """The service refused without (or with the wrong) credentials. The code says which case."""
+
+    default_code = "login_required"
+
+    def __init__(self, source: str, remedy: str, *, code: ErrorCode | None = None,
+                 needs_token: TokenName | None = None, license_url: str | None = None, service: str | None = None,
+                 status: int | None = None):
         self.source = source
         self.remedy = remedy
-        super().__init__(f"{source} refused the download: {remedy}")
+        super().__init__(f"{source} refused the download: {remedy}", code=code, needs_token=needs_token,
+                         license_url=license_url, service=service, status=status)
 
 
 class NotFoundUpstream(DownloadError):
-    def __init__(self, source: str, what: str):
+    default_code = "not_found_upstream"
+
+    def __init__(self, source: str, what: str, *, service: str | None = None, status: int | None = None):
         self.source = source
-        super().__init__(f"{what} was not found at {source}")
+        super().__init__(f"{what} was not found at {source}", service=service, status=status)
+
+
+INTEGRITY_CODES: dict[str, ErrorCode] = {"sha256": "sha256_mismatch", "size": "size_mismatch", "file": "file_missing"}
 
 
 class IntegrityError(DownloadError):
+    """The bytes are not the file asked for: they are deleted, never kept for resuming."""
+
     def __init__(self, what: str, expected: object, actual: object, name: str = ""):
         self.what = what
         self.expected = expected
         self.actual = actual
         prefix = f"{name}: " if name else ""
-        super().__init__(f"{prefix}{what} mismatch: expected {expected}, got {actual}; the file was not kept")
+        code = INTEGRITY_CODES.get(what, "not_safetensors" if what.startswith("safetensors") else "size_mismatch")
+        super().__init__(f"{prefix}{what} mismatch: expected {expected}, got {actual}; the file was not kept",
+                         code=code, part_kept=False)
 
 
 class RateLimited(UpstreamError, DownloadError):
     """The service asks to wait (429/503): longer than we wait unattended, or again after every retry."""
 
-    def __init__(self, source: str, why: str, wait: float | None, what: str, remedy: str):
+    def __init__(self, source: str, why: str, wait: float | None, what: str, remedy: str, *,
+                 service: str | None = None, token_helps: TokenName | None = None):
         self.wait = wait
         asked = f"asks to wait {wait:.0f} s ({why})" if wait is not None else f"kept refusing after retries ({why})"
-        super().__init__(source, f"{asked}; {remedy}", 429 if why == "rate limit" else 503)
+        status = 429 if why == "rate limit" else 503
+        super().__init__(source, f"{asked}; {remedy}", status, code="rate_limited" if status == 429 else "service_busy",
+                         service=service)
+        self.facts.update(retry_after=wait, token_helps=token_helps)
         self.args = (f"{source} {asked} for {what}; {remedy}",)
 
 
 class NotEnoughSpace(DownloadError):
+    default_code = "disk_full"
+
     def __init__(self, needed: int, free: int, where: str):
         self.needed = needed
         self.free = free
         super().__init__(
             f"Not enough disk space in {where}: need {needed / 2**30:.2f} GiB, "
-            f"{free / 2**30:.2f} GiB free. Free some space and retry."
-        )
+            f"{free / 2**30:.2f} GiB free. Free some space and retry.", folder=where, needed=needed, free=free)
 
 
 class HostNotAllowed(DownloadError):
+    default_code = "host_not_allowed"
+
     def __init__(self, url: str, reason: str):
         self.reason = reason
         super().__init__(f"Refusing to download {url}: {reason}")
 
 
 class RunLocked(FixerError):
+    default_code = "run_locked"
+
     def __init__(self, path: str, holder: str):
         super().__init__(
             f"Another ComfyFixerSmart run holds {path} ({holder}). Wait for it to finish, or remove the lock "
@@ -102,6 +253,9 @@ class RunLocked(FixerError):
 class UnsafeFolder(UnsafePath):
     """A write location that is not one of ComfyUI's model folders: nothing is ever written there."""
 
+    default_code = "unsafe_folder"
+
     def __init__(self, folder: str, reason: str):
         super().__init__(folder, reason)
+        self.facts["folder"] = folder
         self.args = (f"Refusing to write into {folder!r}: {reason}.",)

@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .errors import ErrorInfo
+
 log = logging.getLogger(__name__)
 
 
@@ -55,7 +57,7 @@ class VerificationReport(Event):
 
 @dataclass
 class ErrorRaised(Event):
-    error: str
+    error: ErrorInfo
     details: str = ""
 
 

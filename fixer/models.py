@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .errors import ErrorInfo, TokenName
+
 ModelState = Literal["present", "elsewhere", "missing", "unsafe", "unused", "by_node"]  # by_node: the node downloads it
 # How a reference's folder was learned: the core table, asking the node (probe), reading its pack's sources
 # (static), a running ComfyUI's pack (server), prompt syntax, the workflow's hint, its COMBO vs disk, keywords.
@@ -141,7 +143,7 @@ class Candidate:
     size: int | None = None
     sha256: str | None = None
     gated: bool = False
-    needs_token: str | None = None  # "HF_TOKEN" / "CIVITAI_API_KEY" when the source needs one
+    needs_token: TokenName | None = None  # when the source needs a token
     ids: dict[str, Any] = field(default_factory=dict)  # repo_id, model_id, version_id, file_id ...
 
 
@@ -181,7 +183,7 @@ class Transfer:
     total: int | None = None
     speed: float = 0.0  # bytes/s
     state: TransferState = "queued"
-    error: str | None = None
+    error: ErrorInfo | None = None
     sha256: str | None = None
     warning: str | None = None  # e.g. a pickle format; shown in the report and the panel
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import RunLocked
+from .errors import ErrorInfo, RunLocked
 from .events import ErrorRaised, Event, PhaseChanged, Progress
 from .models import to_jsonable
 
@@ -90,9 +90,11 @@ class StatusDocument:
         pct = round(100.0 * current / total, 1) if total else 0.0
         self.update(progress={"current": current, "total": total, "percent": pct})
 
-    def add_error(self, error: str, details: str = "") -> None:
+    def add_error(self, error: ErrorInfo, details: str = "") -> None:
+        """The seed's entry {timestamp, error, details}, extended with the error's code and typed facts."""
+        facts = {k: v for k, v in to_jsonable(error).items() if k != "message" and v is not None}
         with self._lock:
-            self.doc["errors"].append({"timestamp": now_iso(), "error": error, "details": details})
+            self.doc["errors"].append({"timestamp": now_iso(), "error": error.message, "details": details, **facts})
         self.flush()
 
     def update(self, force: bool = False, **fields: Any) -> None:

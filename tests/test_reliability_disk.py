@@ -61,7 +61,7 @@ def recorded(part: str) -> int:
 def test_not_enough_space_is_refused_before_a_byte_is_written(small_fs, upstream):
     url = register_hf_file(upstream, REPO, "big.bin", random.Random(1).randbytes(4 * MiB))
     t = fetch(url, small_fs, "big.bin")
-    assert t.state == "failed" and "Not enough disk space" in (t.error or ""), t.error
+    assert t.state == "failed" and "Not enough disk space" in (t.error.message if t.error else ""), t.error
     assert os.listdir(small_fs) == []
 
 
@@ -87,7 +87,7 @@ def test_disk_filling_up_mid_download_is_a_clear_error_and_the_part_is_kept_for_
 
     t = fetch(url, small_fs, "fill.bin", during=fill_the_disk)
     assert t.state == "failed", t.error
-    assert "space" in (t.error or "").lower() and "fill.bin" in t.error, t.error
+    assert "space" in (t.error.message if t.error else "").lower() and "fill.bin" in t.error.message, t.error
     assert not (small_fs / "fill.bin").exists()
     assert (small_fs / "fill.bin.part").exists() and (small_fs / "fill.bin.part.json").exists()
     assert other.read_bytes() == b"keep me" * 1000

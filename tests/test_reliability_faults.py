@@ -62,9 +62,9 @@ def assert_verified(t: Transfer, dest: Path, name: str, data: bytes) -> None:
 
 def assert_clear_failure(t: Transfer, dest: Path, name: str, *words: str) -> None:
     assert t.state == "failed"
-    assert t.error and name in t.error, t.error
+    assert t.error and name in t.error.message, t.error
     for w in words:
-        assert w.lower() in t.error.lower(), t.error
+        assert w.lower() in t.error.message.lower(), t.error
     assert not (dest / name).exists(), "nothing may appear under the final name after a failure"
 
 
@@ -168,7 +168,7 @@ def test_redirect_to_another_scheme_or_plain_http_off_loopback_is_refused_withou
     url = serve(upstream, "away.bin", blob(1024))
     faults(upstream, hf_key(REPO, "away.bin")).redirect_to = location
     t = fetch(url, tmp_path, "away.bin")
-    assert t.state == "failed" and "Refusing to download" in (t.error or ""), t.error
+    assert t.state == "failed" and "Refusing to download" in (t.error.message if t.error else ""), t.error
     assert not (tmp_path / "away.bin").exists() and not (tmp_path / "away.bin.part").exists()
     assert not cdn_gets(upstream)
 
@@ -188,7 +188,7 @@ def test_redirect_to_a_name_that_resolves_to_a_private_address_is_refused_before
     url = serve(upstream, "inner.bin", blob(1024))
     faults(upstream, hf_key(REPO, "inner.bin")).redirect_to = "https://cdn.rebind.test/model.bin"
     t = fetch(url, tmp_path, "inner.bin")
-    assert t.state == "failed" and "10.0.0.7" in (t.error or "") and "public addresses" in t.error, t.error
+    assert t.state == "failed" and "10.0.0.7" in (t.error.message if t.error else "") and "public addresses" in t.error.message, t.error
     assert "cdn.rebind.test" in asked and not (tmp_path / "inner.bin.part").exists()
 
 

@@ -208,7 +208,7 @@ def test_a_download_with_a_hostile_name_writes_nothing_outside_its_folder(tmp_pa
     new = snapshot_outside(tmp_path) - before
     assert all(Path(p).is_relative_to(folder) for p in new), new
     if unsafe_reason(name):
-        assert t.state == "failed" and "Refusing model name" in (t.error or ""), (name, t.state, t.error)
+        assert t.state == "failed" and "Refusing model name" in (t.error.message if t.error else ""), (name, t.state, t.error)
         assert not new and not [r for r in upstream.requests if "/resolve/" in r.path_qs]
     else:
         assert Path(t.target).parent == folder, t.target
@@ -231,7 +231,7 @@ def test_symlinked_subfolder_pointing_outside_is_refused_for_download_and_link(t
         return t
 
     t = asyncio.run(go())
-    assert t.state == "failed" and "outside" in (t.error or "")
+    assert t.state == "failed" and "outside" in (t.error.message if t.error else "")
     src = root / "models/loras/real.safetensors"
     src.write_bytes(b"mine")
     with pytest.raises(UnsafePath):

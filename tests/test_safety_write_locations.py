@@ -125,7 +125,7 @@ def test_a_fix_run_fails_the_row_and_writes_nothing_for_a_foreign_folder(tmp_pat
     c = Candidate("embedded", "zz_fix.pth", folder, 1.0, "workflow", url="http://127.0.0.1:9/zz_fix.pth")
     data = run_fix(root, tmp_path / "state", c, folder)
     (row,) = data["models"]
-    assert row["state"] == "failed" and "Refusing to write into" in row["error"]
+    assert row["state"] == "failed" and "Refusing to write into" in row["error"]["message"]
     assert snapshot(root) == before
 
 

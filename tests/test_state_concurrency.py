@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fixer.app.service import FixerService
-from fixer.errors import RunLocked
+from fixer.errors import ErrorInfo, RunLocked
 from fixer.host.host import StandaloneHost
 from fixer.state import StateLock, StatusDocument, write_json_atomic
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
@@ -87,6 +87,6 @@ def test_json_with_lone_surrogates_in_names_is_written_as_valid_utf8_json(tmp_pa
 
 def test_status_document_with_a_lone_surrogate_in_an_error_stays_valid_json(tmp_path):
     doc = StatusDocument(tmp_path / "status.json")
-    doc.add_error("cannot read " + os.fsdecode(b"bad-\xff.json"))
+    doc.add_error(ErrorInfo("workflow_unreadable", "cannot read " + os.fsdecode(b"bad-\xff.json")))
     assert json.loads((tmp_path / "status.json").read_bytes().decode("utf-8"))["errors"][0]["error"].startswith(
         "cannot read bad-")

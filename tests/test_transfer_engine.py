@@ -67,7 +67,7 @@ async def test_hf_lfs_file_arrives_via_the_cdn_verified(upstream, tmp_path):
 async def test_bytes_that_are_not_safetensors_are_refused_under_a_safetensors_name(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream), tmp_path, "fixture_hf_model.safetensors", sha256=TINY_HF_SHA)
     assert t.state == "failed"
-    assert "safetensors header length mismatch" in t.error
+    assert "safetensors header length mismatch" in t.error.message
     assert leftovers(tmp_path) == []
 
 
@@ -127,7 +127,7 @@ async def test_5xx_that_never_ends_fails_with_a_clear_message(upstream, tmp_path
     upstream.add_fault(Fault(path=r"/resolve/", status=503, times=None))
     t = await get(upstream, tiny_hf_url(upstream), tmp_path)
     assert t.state == "failed"
-    assert "HTTP 503" in t.error and "gave up after 4 attempts" in t.error
+    assert "HTTP 503" in t.error.message and "gave up after 4 attempts" in t.error.message
 
 
 async def test_trickling_server_times_out_as_stalled(upstream, tmp_path):
@@ -137,7 +137,7 @@ async def test_trickling_server_times_out_as_stalled(upstream, tmp_path):
     t = await download_one(TransferRequest(url=url, folder="loras", filename="s.bin"), str(tmp_path),
                            cfg(timeout_seconds=0.3), {}, retry=RetryPolicy(retries=1, base=0.01))
     assert t.state == "failed"
-    assert "stalled" in t.error
+    assert "stalled" in t.error.message
     assert not (tmp_path / "s.bin").exists()
 
 
@@ -206,7 +206,7 @@ async def test_wrong_bytes_fail_the_hash_and_leave_no_file_under_the_name(upstre
     fr.faults(upstream, fr.hf_key("t/wrong", "w.safetensors")).wrong_bytes = True
     t = await get(upstream, url, tmp_path, "w.safetensors", sha256=sha(data))
     assert t.state == "failed"
-    assert f"sha256 mismatch: expected {sha(data)}" in t.error
+    assert f"sha256 mismatch: expected {sha(data)}" in t.error.message
     assert leftovers(tmp_path) == []  # neither the final name nor a .part that cannot be trusted
 
 
@@ -215,14 +215,14 @@ async def test_truncated_safetensors_is_refused_with_expected_and_actual_size(up
     url = fr.register_hf_file(upstream, "t/cut", "cut.safetensors", good[:-1000])
     t = await get(upstream, url, tmp_path, "cut.safetensors")
     assert t.state == "failed"
-    assert f"expected {len(good)} bytes (from its header), got {len(good) - 1000} bytes" in t.error
+    assert f"expected {len(good)} bytes (from its header), got {len(good) - 1000} bytes" in t.error.message
     assert not (tmp_path / "cut.safetensors").exists()
 
 
 async def test_size_differing_from_the_expected_size_fails_before_downloading(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream), tmp_path, expected_size=999)
     assert t.state == "failed"
-    assert "expected 999 bytes, got 1100000 bytes announced by the server" in t.error
+    assert "expected 999 bytes, got 1100000 bytes announced by the server" in t.error.message
     assert leftovers(tmp_path) == []
 
 
@@ -243,7 +243,7 @@ async def test_token_is_sent_to_hf_but_not_to_the_cdn_after_the_cross_host_redir
 async def test_gated_repo_without_token_says_accept_the_license_and_set_hf_token(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream, "comfy-fixer-fixtures/gated-tiny"), tmp_path)
     assert t.state == "failed"
-    assert "gated repo" in t.error and "accept its license" in t.error and "HF_TOKEN" in t.error
+    assert "gated repo" in t.error.message and "accept its license" in t.error.message and "HF_TOKEN" in t.error.message
     assert leftovers(tmp_path) == []
 
 
@@ -252,14 +252,14 @@ async def test_gated_repo_with_a_token_not_granted_says_access_is_pending(upstre
     t = await get(upstream, tiny_hf_url(upstream, "comfy-fixer-fixtures/gated-tiny"), tmp_path,
                   secrets={"HF_TOKEN": "hf_nope"})
     assert t.state == "failed"
-    assert "has not been granted access" in t.error
-    assert "hf_nope" not in t.error
+    assert "has not been granted access" in t.error.message
+    assert "hf_nope" not in t.error.message
 
 
 async def test_civitai_login_required_names_civitai_api_key(upstream, tmp_path):
     t = await get(upstream, f"{upstream.base}/api/download/models/9100102", tmp_path)
     assert t.state == "failed"
-    assert "set CIVITAI_API_KEY" in t.error and "logged in" in t.error
+    assert "set CIVITAI_API_KEY" in t.error.message and "logged in" in t.error.message
 
 
 async def test_civitai_key_is_sent_as_a_header_and_unlocks_the_file(upstream, tmp_path):
@@ -274,24 +274,24 @@ async def test_civitai_early_access_explains_the_deadline(upstream, tmp_path):
     upstream.state["civitai_early_access"] = {9100103}
     t = await get(upstream, f"{upstream.base}/api/download/models/9100103", tmp_path, "mm.ckpt")
     assert t.state == "failed"
-    assert "Early Access until 2099-01-01" in t.error
+    assert "Early Access until 2099-01-01" in t.error.message
 
 
 async def test_unknown_or_private_hf_repo_says_check_the_url_or_set_hf_token(upstream, tmp_path):
     t = await get(upstream, f"{upstream.base}/someone/private-repo/resolve/main/x.safetensors", tmp_path)
     assert t.state == "failed"
-    assert "someone/private-repo is private or does not exist" in t.error and "HF_TOKEN" in t.error
+    assert "someone/private-repo is private or does not exist" in t.error.message and "HF_TOKEN" in t.error.message
 
 
 async def test_404_says_not_found_at_that_source(upstream, tmp_path):
     t = await get(upstream, f"{upstream.base}/{TINY_HF}/resolve/main/nope.safetensors", tmp_path)
     assert t.state == "failed"
-    assert "nope.safetensors" in t.error and "was not found at Hugging Face" in t.error
+    assert "nope.safetensors" in t.error.message and "was not found at Hugging Face" in t.error.message
 
 
 async def test_archived_civitai_model_is_reported_as_archived(upstream, tmp_path):
     t = await get(upstream, f"{upstream.base}/api/download/models/9100104", tmp_path)
-    assert t.state == "failed" and "archived" in t.error
+    assert t.state == "failed" and "archived" in t.error.message
 
 
 # ----------------------------------------------------------------- safety --------------------------------
@@ -300,31 +300,31 @@ async def test_archived_civitai_model_is_reported_as_archived(upstream, tmp_path
 async def test_redirect_loop_fails_clearly(upstream, tmp_path):
     fr.faults(upstream, fr.hf_key(TINY_HF, "fixture_hf_model.safetensors")).redirect_loop = True
     t = await get(upstream, tiny_hf_url(upstream), tmp_path)
-    assert t.state == "failed" and "too many redirects" in t.error
+    assert t.state == "failed" and "too many redirects" in t.error.message
 
 
 async def test_redirect_to_a_plain_http_host_is_refused(upstream, tmp_path):
     fr.faults(upstream, fr.hf_key(TINY_HF, "fixture_hf_model.safetensors")).redirect_to = "http://cdn.example.com/x"
     t = await get(upstream, tiny_hf_url(upstream), tmp_path, secrets={"HF_TOKEN": "hf_secret"})
-    assert t.state == "failed" and "only https is followed" in t.error
+    assert t.state == "failed" and "only https is followed" in t.error.message
     assert leftovers(tmp_path) == []
 
 
 async def test_download_from_a_host_not_allowed_never_starts(upstream, tmp_path):
     t = await get(upstream, "https://models.example.com/x.safetensors", tmp_path)
-    assert t.state == "failed" and "not an allowed download host" in t.error
+    assert t.state == "failed" and "not an allowed download host" in t.error.message
     assert upstream.requests == []
 
 
 async def test_name_climbing_out_of_the_folder_is_refused(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream), tmp_path / "loras", "../evil.safetensors")
-    assert t.state == "failed" and "climbs out" in t.error
+    assert t.state == "failed" and "climbs out" in t.error.message
     assert upstream.requests == []
 
 
 async def test_absolute_name_is_refused(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream), tmp_path, "/etc/evil.gguf")
-    assert t.state == "failed" and "absolute path" in t.error
+    assert t.state == "failed" and "absolute path" in t.error.message
     assert upstream.requests == []
 
 
@@ -333,13 +333,13 @@ async def test_symlink_pointing_outside_the_folder_is_refused(upstream, tmp_path
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", tmp_path / "loras" / "link")
     t = await get(upstream, tiny_hf_url(upstream), tmp_path / "loras", "link/x.gguf")
-    assert t.state == "failed" and "resolves outside" in t.error
+    assert t.state == "failed" and "resolves outside" in t.error.message
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
 async def test_not_enough_space_fails_before_a_byte_is_written(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream), tmp_path, config=cfg(min_free_margin_bytes=2**62))
-    assert t.state == "failed" and "Not enough disk space" in t.error
+    assert t.state == "failed" and "Not enough disk space" in t.error.message
     assert leftovers(tmp_path) == []
 
 
@@ -352,14 +352,14 @@ async def test_pickle_files_are_flagged_with_a_warning(upstream, tmp_path):
 async def test_pickle_files_are_refused_when_config_says_so(upstream, tmp_path):
     t = await get(upstream, f"{upstream.base}/api/download/models/9100103", tmp_path, "mm.ckpt",
                   config=cfg(allow_pickle=False))
-    assert t.state == "failed" and "allow_pickle" in t.error
+    assert t.state == "failed" and "allow_pickle" in t.error.message
     assert upstream.requests == []
 
 
 async def test_existing_file_is_never_overwritten(upstream, tmp_path):
     (tmp_path / "model.gguf").write_bytes(b"mine")
     t = await get(upstream, tiny_hf_url(upstream), tmp_path)
-    assert t.state == "failed" and "already exists" in t.error
+    assert t.state == "failed" and "already exists" in t.error.message
     assert (tmp_path / "model.gguf").read_bytes() == b"mine"
 
 
@@ -368,7 +368,7 @@ async def test_a_sidecar_left_by_a_kill_after_the_rename_is_cleaned_up(upstream,
     stale = tmp_path / "model.gguf.part.json"
     stale.write_text("{}")
     t = await get(upstream, tiny_hf_url(upstream), tmp_path)
-    assert t.state == "failed" and "already exists" in t.error
+    assert t.state == "failed" and "already exists" in t.error.message
     assert not stale.exists() and (tmp_path / "model.gguf").read_bytes() == b"finished"
 
 
@@ -502,8 +502,8 @@ async def test_storage_host_refusing_the_first_link_is_not_blamed_on_the_token(u
     t = await get(upstream, f"{upstream.base}/api/download/models/9100101", tmp_path, "l.safetensors",
                   secrets={"CIVITAI_API_KEY": "civ_secret"})
     assert t.state == "failed"
-    assert "localhost refused the signed download link (HTTP 403)" in t.error
-    assert "CIVITAI_API_KEY" not in t.error
+    assert "localhost refused the signed download link (HTTP 403)" in t.error.message
+    assert "CIVITAI_API_KEY" not in t.error.message
 
 
 async def test_civitai_link_pasted_with_its_token_uses_it_as_a_header(upstream, tmp_path):
@@ -544,8 +544,8 @@ async def test_a_host_that_cannot_be_reached_fails_the_other_files_at_once(tmp_p
     started = _time.monotonic()
     done = await mgr.wait()
     assert [t.state for t in done] == ["failed"] * 4
-    assert sum("just gave up" in t.error for t in done) == 3  # only the first spent its retries
-    assert all("cannot reach 127.0.0.1" in t.error for t in done)
+    assert sum("just gave up" in t.error.message for t in done) == 3  # only the first spent its retries
+    assert all("cannot reach 127.0.0.1" in t.error.message for t in done)
     assert _time.monotonic() - started < 5
 
 
@@ -553,5 +553,5 @@ async def test_hf_hub_offline_downloads_nothing_from_the_hub_and_says_so(upstrea
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     upstream.requests.clear()
     t = await get(upstream, tiny_hf_url(upstream), tmp_path)
-    assert t.state == "failed" and "HF_HUB_OFFLINE is set" in t.error and "unset it" in t.error
+    assert t.state == "failed" and "HF_HUB_OFFLINE is set" in t.error.message and "unset it" in t.error.message
     assert not upstream.requests and leftovers(tmp_path) == []

@@ -434,7 +434,7 @@ def report_error(ctx: RunContext, error: FixerError) -> None:
 
     try:
         with StateLock(ctx.state_dir, "comfy-fixer error report"):
-            ctx.status.add_error(str(error))
+            ctx.status.add_error(error.info())
             ctx.bus.emit(PhaseChanged("error"))
     except RunLocked:
         pass

@@ -14,11 +14,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from ..actionlog import action
 from ..config import Config
-from ..errors import FixerError, UnsafePath
+from ..constants import hf_endpoint
+from ..errors import ErrorInfo, FixerError, TokenName, UnsafePath, error_info
 from ..events import (
     ErrorRaised,
     Event,
@@ -38,6 +40,7 @@ from ..state import write_json_atomic
 from ..transfer import TransferManager
 from ..transfer.progress import eta_seconds
 from ..transfer.verify import is_pickle
+from ..upstream.source_spec import parse_hf_url
 from .resolve import ResolveContext, Resolver, candidate_json, resolution_json
 
 log = logging.getLogger(__name__)
@@ -63,9 +66,20 @@ class Row:
     total: int | None = None
     speed: float = 0.0
     eta: float | None = None
-    error: str | None = None
+    error: ErrorInfo | None = None
     path: str | None = None
     tried: list[str] = field(default_factory=list)  # the searches behind `reason` (the panel's details toggle)
+    needs_token: TokenName | None = None  # the source needs a token that is not set (known before downloading)
+    license_url: str | None = None  # a gated repo: where its license is accepted
+
+
+def hf_repo_page(url: str | None) -> str | None:
+    """The repository page of a Hugging Face file URL (where a gated repo's license is accepted), or None."""
+    hf = parse_hf_url(url or "", hf_endpoint())
+    if hf is None:
+        return None
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.netloc}/{hf[0]}"
 
 
 def place_local_copy(src: str, dest_root: str, name: str) -> str:
@@ -174,10 +188,10 @@ class FixRun:
                 await self._handle(res)
         except Exception as e:  # a resolver crash must not lose the downloads already running
             log.exception("resolver failed")
-            self.bus.emit(ErrorRaised(f"Searching for sources failed: {e}"))
+            self.bus.emit(ErrorRaised(ErrorInfo("search_failed", f"Searching for sources failed: {e}")))
             for row in self.rows.values():
                 if row.state == "resolving":
-                    row.state, row.error = "failed", f"search failed: {e}"
+                    row.state, row.error = "failed", ErrorInfo("search_failed", f"search failed: {e}")
         if self._held and not self._cancelled:
             self.bus.emit(PhaseChanged("review"))
             await self._approved.wait()
@@ -216,11 +230,14 @@ class FixRun:
         if is_pickle(c.filename or res.name):
             row.warnings.append("pickle format (.ckpt/.pt/.pth/.bin) can run code when loaded; prefer .safetensors")
         if c.gated or c.needs_token:
-            token = c.needs_token or "HF_TOKEN"
+            token: TokenName = c.needs_token or "HF_TOKEN"
             if not self.secrets.get(token):
                 row.warnings.append(f"needs {token}" + (f" and the license accepted at {c.url}" if c.gated else ""))
+                row.needs_token = token
+                row.license_url = hf_repo_page(c.url) if c.gated else None
         if not folder:
-            row.state, row.error = "needs_choice", "the folder for this file is unknown: choose one"
+            row.state, row.error = "needs_choice", ErrorInfo("folder_unknown", "the folder for this file is unknown: "
+                                                             "choose one")
             self._progress()
             return
         if self.review:
@@ -233,8 +250,8 @@ class FixRun:
         try:
             await self.start(row, c, folder, name)
         except FixerError as e:
-            row.state, row.error = "failed", str(e)
-            self.bus.emit(ErrorRaised(f"{name}: {e}"))
+            row.state, row.error = "failed", e.info()
+            self.bus.emit(ErrorRaised(error_info(e, f"{name}: {e}")))
             self._progress()
 
     async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
@@ -274,7 +291,7 @@ class FixRun:
         row.error, row.state = None, "resolved"
         folder = candidate.folder or row.folder
         if not folder:
-            raise FixerError(f"{name}: choose the folder it belongs in")
+            raise FixerError(f"{name}: choose the folder it belongs in", code="folder_unknown")
         row.folder = folder
         await self.start(row, candidate, folder, name)
         await self.manager.wait()

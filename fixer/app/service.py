@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..actionlog import action, keep_actions_in
 from ..config import Config, load_secrets
-from ..errors import ConfigError, FixerError, UnsafePath
+from ..errors import ConfigError, FixerError, UnsafePath, error_info
 from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
 from ..host.pack_nodes import without_download_nodes
@@ -42,6 +42,8 @@ TOKEN_FIELDS = {"hf_token": "HF_TOKEN", "civitai_api_key": "CIVITAI_API_KEY"}
 
 
 class RunBusy(FixerError):
+    default_code = "run_busy"
+
     def __init__(self, workflow: str = "") -> None:
         self.workflow = workflow
         what = f"A fix for {workflow}" if workflow else "A fix"
@@ -208,7 +210,7 @@ class FixerService:
         """Start the downloads the user reviewed (all, or only `names`)."""
         run = self._run
         if run is None or not any(r.state == "review" for r in run.rows.values()):
-            raise FixerError("Nothing is waiting for review: press Fix to look for the missing models first.")
+            raise FixerError("Nothing is waiting for review: press Fix to look for the missing models first.", code="request_invalid")
         run.approve({n.replace("\\", "/") for n in names} if names is not None else None)
         self.status_doc.set_data(self._panel_data(run), force=True)
         return self.status()
@@ -219,7 +221,7 @@ class FixerService:
         row = run.rows.get(name) if run is not None else None
         transfer = run.transfers.get(name) if run is not None else None
         if row is None or transfer is None or row.state not in ("cancelled", "failed"):
-            raise FixerError(f"{name}: no stopped download of it in this run; nothing to discard")
+            raise FixerError(f"{name}: no stopped download of it in this run; nothing to discard", code="request_invalid")
         discard(transfer.part)
         row.bytes_done = 0
         action("partial_discarded", name=name, part=transfer.part)
@@ -238,7 +240,7 @@ class FixerService:
                                             "workflow": run.workflow})
         except Exception as e:  # the run's own errors are per model; this is a bug or a disk failure
             log.exception("fix run failed")
-            self.status_doc.add_error(f"The fix run stopped: {e}")
+            self.status_doc.add_error(error_info(e, f"The fix run stopped: {e}"))
             self.status_doc.update(phase="error", force=True)
         finally:
             lock.release()
@@ -263,17 +265,17 @@ class FixerService:
             offered = ([res.chosen] if res and res.chosen else []) + (res.candidates if res else [])
             candidate = next((c for c in offered if c.url == url or c.local_path == url), None)
             if candidate is None:
-                raise FixerError(f"{name}: {url} is not one of the sources found for it; scan again to see them")
+                raise FixerError(f"{name}: {url} is not one of the sources found for it; scan again to see them", code="request_invalid")
         else:
             candidate = res.chosen if res is not None else None
         active = self._task is not None and not self._task.done()
         if active and run is not None and name in run.rows:
             if candidate is None:
-                raise FixerError(f"{name}: no source to retry; pick one of the candidates")
+                raise FixerError(f"{name}: no source to retry; pick one of the candidates", code="request_invalid")
             asyncio.create_task(run.choose(name, candidate))
             return self.status()
         if self._last_workflow is None:
-            raise FixerError(f"{name}: nothing to retry; run a fix first")
+            raise FixerError(f"{name}: nothing to retry; run a fix first", code="request_invalid")
         workflow, wf_name = self._last_workflow
         return await self.start_fix(workflow, wf_name, [name], {name: candidate} if candidate else None)
 
@@ -297,12 +299,12 @@ class FixerService:
         report, _ = await asyncio.to_thread(self._scan_sync, workflow, wf_name)
         ref = next((s.ref for s in report.models if s.ref.name == name), None)
         if ref is None:
-            raise FixerError(f"{name} is not a model this workflow uses; scan again")
+            raise FixerError(f"{name} is not a model this workflow uses; scan again", code="request_invalid")
         candidate = await check_link(link, ref, config=self.config.search, secrets=self.secrets())
         folder = ref.folder or candidate.folder  # the folder the loader reads wins over the link's guess
         if not folder:
             raise FixerError(f"{name}: its ComfyUI folder is unknown, so the file has nowhere to go; install the "
-                             "node pack that loads it, then scan again")
+                             "node pack that loads it, then scan again", code="folder_unknown")
         candidate = replace(candidate, folder=folder)
         action("user_link", name=name, folder=folder, source=candidate.source, saved_as=candidate.filename,
                url=public_url(candidate.url or ""))

@@ -47,7 +47,7 @@ async def _hf(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
     (entry, err), gated = await asyncio.gather(paths_info(run, spec.repo_id, spec.path, spec.revision),
                                                repo_gated(run, spec.repo_id))
     if entry is None:
-        raise NotFoundUpstream("Hugging Face", f"{spec.path} in {spec.repo_id} ({err})")
+        raise NotFoundUpstream("Hugging Face", f"{spec.path} in {spec.repo_id} ({err})", service="huggingface")
     size, sha = lfs_facts(entry)
     _check_hash(ref, sha, f"{spec.path} in {spec.repo_id}")
     reason = f"your link: {spec.path} in {spec.repo_id}" + (f"; {gated_note(run, spec.repo_id)}" if gated else "")
@@ -87,13 +87,13 @@ async def check_link(text: str, ref: ModelRef, *, config: SearchConfig | None = 
         spec = parse_source(text, run.hf_endpoint, run.civitai_base)
         if spec.source == "huggingface" and hf_offline():
             raise UpstreamError("Hugging Face", "HF_HUB_OFFLINE is set, so the link was not checked; unset it to "
-                                "use a Hugging Face link")
+                                "use a Hugging Face link", code="hf_offline", service="huggingface")
         service = "Hugging Face" if spec.source == "huggingface" else "Civitai"
         try:
             cand = await (_hf(spec, ref, run) if spec.source == "huggingface" else _civitai(spec, ref, run))
         except (aiohttp.ClientError, TimeoutError) as e:
             raise UpstreamError(service, f"could not be reached ({e.__class__.__name__}); check the network and "
-                                "retry") from None
+                                "retry", code="unreachable", service=spec.source) from None
         finally:
             await run.close()
     if not cand.folder:

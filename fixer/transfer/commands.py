@@ -101,7 +101,7 @@ async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
             try:
                 root = _dest_root(ctx, req.folder)
             except UnsafePath as e:  # a folder that is not a model folder fails its own file, not the run
-                transfers.append(Transfer(request=req, target=req.filename, part="", state="failed", error=str(e)))
+                transfers.append(Transfer(request=req, target=req.filename, part="", state="failed", error=e.info()))
                 continue
             transfers.append(await mgr.submit(req, root))
         await mgr.wait()
@@ -122,7 +122,7 @@ def _report(ctx: Any, transfers: list[Transfer]) -> int:
             if t.state == "done":
                 print(f"done    {t.target} ({t.total} bytes, sha256 {t.sha256})")
             else:
-                print(f"{t.state:<7} {name}: {t.error or t.state}")
+                print(f"{t.state:<7} {name}: {t.error.message if t.error else t.state}")
             if t.warning:
                 print(f"        warning: {t.warning}")
         if transfers and ctx.state_dir:

@@ -42,7 +42,7 @@ from .. import events
 from ..actionlog import action
 from ..config import DownloadConfig
 from ..constants import hf_offline
-from ..errors import DownloadError, FixerError, IntegrityError, NotEnoughSpace
+from ..errors import DownloadError, ErrorInfo, FixerError, IntegrityError, NotEnoughSpace, error_info
 from ..models import Transfer
 from ..read.names import confine
 from ..upstream.http import RetryPolicy, asked_wait, is_dns_failure
@@ -132,7 +132,7 @@ class FileJob:
             lock_fd = lock_target(self.t.part, self.label)
             if os.path.exists(t.target):  # the holder we waited behind may have just finished it
                 raise DownloadError(f"{self.label}: {t.target} already exists; it was not overwritten. "
-                                    "Move it away to download again")
+                                    "Move it away to download again", code="already_exists")
             for restart in range(MAX_RESTARTS + 1):
                 try:
                     await self._attempt()
@@ -142,7 +142,7 @@ class FileJob:
                     action("download_restart", target=t.target, reason=str(e), attempt=restart + 1)
                     if restart == MAX_RESTARTS:
                         raise DownloadError(f"{self.label}: the file kept changing on the server while it "
-                                            "downloaded; try again later") from None
+                                            "downloaded; try again later", code="file_changed") from None
             t.state = "done"
             t.speed = 0.0
             action("download_done", target=t.target, size=t.total, sha256=t.sha256, source=self.req.source,
@@ -154,27 +154,29 @@ class FileJob:
             action("download_cancelled", target=t.target, kept_part=os.path.exists(t.part))
             raise
         except FixerError as e:
-            self._fail(str(e), keep=not isinstance(e, IntegrityError))
+            self._fail(e.info(), keep=not isinstance(e, IntegrityError))
         except Exception as e:  # an unexpected bug must still end as one failed file, not a dead run
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-                self._fail(f"{self.label}: the disk filled up while writing {t.part} ({e.strerror}); free some "
-                           "space and run again: the bytes already written are kept and the download resumes",
+                self._fail(ErrorInfo("disk_full", f"{self.label}: the disk filled up while writing {t.part} "
+                                     f"({e.strerror}); free some space and run again: the bytes already written "
+                                     "are kept and the download resumes", folder=os.path.dirname(t.part)),
                            keep=True)
             else:
                 log.exception("download of %s failed unexpectedly", self.label)
-                self._fail(f"{self.label}: unexpected error {type(e).__name__}: {e}", keep=True)
+                self._fail(error_info(e, f"{self.label}: unexpected error {type(e).__name__}: {e}"), keep=True)
         finally:
             if lock_fd is not None:
                 unlock_target(lock_fd, self.t.part)
             self.emit(events.TransferProgress(t))
         return t
 
-    def _fail(self, message: str, keep: bool) -> None:
+    def _fail(self, info: ErrorInfo, keep: bool) -> None:
         self._close_part(keep=keep)
         self.t.state = "failed"
-        self.t.error = message
+        self.t.error = info.with_(part_kept=keep and os.path.exists(self.t.part))
         self.t.speed = 0.0
-        action("download_failed", target=self.t.target, url=redact(self.start_url), error=message)
+        action("download_failed", target=self.t.target, url=redact(self.start_url), error=info.message,
+               code=info.code)
 
     def _prepare(self) -> None:
         """Checks that need no network: path, host, pickle policy, an existing final file."""
@@ -185,19 +187,20 @@ class FileJob:
         check_start_url(self.start_url, self.config.extra_allowed_hosts)
         if hf_offline() and token_name_for(self.start_url, req.source) == "HF_TOKEN":
             raise DownloadError(f"{self.label}: HF_HUB_OFFLINE is set, so nothing is downloaded from Hugging Face; "
-                                "unset it to download")
+                                "unset it to download", code="hf_offline")
         warning = pickle_warning(req.filename)
         if warning:
             if not self.config.allow_pickle:
                 raise DownloadError(f"{self.label}: refusing a pickle-format file ({os.path.basename(req.filename)}) "
-                                    "because download.allow_pickle is false; look for a .safetensors version")
+                                    "because download.allow_pickle is false; look for a .safetensors version",
+                                    code="pickle_refused")
             self.t.warning = warning
             action("pickle_warning", target=self.t.target)
         if target.exists():
             if not os.path.exists(self.t.part):  # a run killed between the rename and this cleanup
                 discard_part(self.t.part)
             raise DownloadError(f"{self.label}: {target} already exists; it was not overwritten. "
-                                "Move it away to download again")
+                                "Move it away to download again", code="already_exists")
         target.parent.mkdir(parents=True, exist_ok=True)
         confine(self.dest_root, req.filename)  # again: mkdir must not have walked through a symlink
 
@@ -235,7 +238,7 @@ class FileJob:
         why, when = self.unreachable.get(host, ("", -UNREACHABLE_MEMO_SECONDS))
         if time.monotonic() - when < UNREACHABLE_MEMO_SECONDS:
             raise DownloadError(f"{self.label}: {why} (another download from {host} just gave up; "
-                                "check the network or the address, then run again)")
+                                "check the network or the address, then run again)", code="unreachable", service=host)
         attempt = 0
         while True:
             try:
@@ -243,15 +246,15 @@ class FileJob:
             except LinkExpired as e:
                 if attempt >= 1:
                     raise DownloadError(f"{self.label}: {e} twice in a row, right after {redact(self.start_url)} "
-                                        "issued it; the source is misbehaving, try again later") from None
+                                        "issued it; the source is misbehaving, try again later", code="link_broken") from None
                 attempt += 1
             except Retryable as e:
                 # A name that does not resolve rarely starts resolving within seconds: one more try only.
                 if attempt >= (min(1, self.retry.retries) if e.dns else self.retry.retries):
                     if e.unreachable:
                         self.unreachable[host] = (str(e), time.monotonic())
-                    raise DownloadError(f"{self.label}: {e} (gave up after {attempt + 1} attempts; try again later)"
-                                        ) from None
+                    raise DownloadError(f"{self.label}: {e} (gave up after {attempt + 1} attempts; try again later)",
+                                        code=e.code, status=e.status, retry_after=e.retry_after, service=host) from None
                 delay = self.retry.delay(attempt, e.retry_after)
                 action("download_retry", target=self.t.target, error=str(e), wait=round(delay, 2), attempt=attempt + 1)
                 await asyncio.sleep(delay)
@@ -284,7 +287,7 @@ class FileJob:
                 await self._raise_for_status(resp)
             return resp, hops
         raise DownloadError(f"{self.label}: too many redirects (more than {MAX_REDIRECTS}) from "
-                            f"{redact(self.start_url)}; the link is broken")
+                            f"{redact(self.start_url)}; the link is broken", code="link_broken")
 
     async def _raise_for_status(self, resp: aiohttp.ClientResponse) -> None:
         status = resp.status
@@ -299,7 +302,7 @@ class FileJob:
             resp.release()
         wait = asked_wait(status, resp.headers)
         if status in self.retry.statuses and (wait is None or wait <= self.retry.max_retry_after):
-            raise Retryable(f"HTTP {status} from {resp.url.host}", wait)
+            raise Retryable(f"HTTP {status} from {resp.url.host}", wait, status=status)
         raise refusal(status, resp.headers, body, self.start_url, self.label, self.req.source, self.secrets)
 
     # -- state on disk ---------------------------------------------------------------
@@ -419,7 +422,9 @@ class FileJob:
                     failures = 0  # it made progress: a flaky link, not a dead one
                 if failures >= self.retry.retries:
                     raise DownloadError(f"{self.label}: {e} (gave up after {failures + 1} attempts at byte {pos}; "
-                                        "run again to resume)") from None
+                                        "run again to resume)", code=e.code if isinstance(e, Retryable) else "link_broken",
+                                        status=getattr(e, "status", None), retry_after=getattr(e, "retry_after", None),
+                                        service=urlsplit(self.start_url).hostname) from None
                 delay = self.retry.delay(failures, getattr(e, "retry_after", None))
                 action("download_retry", target=self.t.target, error=str(e), at=pos, wait=round(delay, 2),
                        attempt=failures + 1)
@@ -585,7 +590,8 @@ class FileJob:
             t.total = total
         missing = gaps(self.done, total)
         if missing:
-            raise DownloadError(f"{self.label}: bytes {missing[0][0]}-{missing[0][1]} never arrived")
+            raise DownloadError(f"{self.label}: bytes {missing[0][0]}-{missing[0][1]} never arrived",
+                                code="bytes_missing")
         t.state = "verifying"
         t.speed = 0.0
         self._progress(force=True)
@@ -625,7 +631,7 @@ def lock_target(part: str, label: str) -> int | None:
             os.close(fd)
             raise DownloadError(f"{label}: another ComfyFixerSmart process is downloading "
                                 f"{part.removesuffix(PART_SUFFIX)} right now; wait for it to finish, "
-                                "then run again") from None
+                                "then run again", code="target_busy") from None
         try:
             current = os.stat(path).st_ino
         except FileNotFoundError:

@@ -21,7 +21,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from ..constants import hf_endpoint
-from ..errors import FixerError
+from ..errors import ErrorCode, FixerError
 from ..upstream.http import http_error
 from ..upstream.source_spec import parse_hf_url
 from .policy import check_address, redact, token_name_for
@@ -34,11 +34,20 @@ class Retryable(Exception):
     """A failure worth another try (network, 5xx, 429, stall)."""
 
     def __init__(self, message: str, retry_after: float | None = None, unreachable: bool = False,
-                 dns: bool = False):
+                 dns: bool = False, status: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
         self.unreachable = unreachable  # no answer at all (connection or name resolution failed)
         self.dns = dns
+        self.status = status  # the HTTP status that asked for the retry, if one did
+
+    @property
+    def code(self) -> ErrorCode:
+        """What it is when no retry is left."""
+        if self.unreachable:
+            return "unreachable"
+        return {429: "rate_limited", 503: "service_busy"}.get(self.status or 0, "server_error" if self.status
+                                                                else "interrupted")  # type: ignore[return-value]
 
 
 class LinkExpired(Exception):

@@ -67,8 +67,8 @@ class TransferManager:
             target = str(confine(dest_root, req.filename))
         except FixerError as e:
             t = Transfer(request=req, target=os.path.join(dest_root, req.filename), part="", state="failed",
-                         error=str(e))
-            action("download_failed", target=t.target, url=redact(req.url), error=str(e))
+                         error=e.info())
+            action("download_failed", target=t.target, url=redact(req.url), error=str(e), code=e.code)
             await self._finished(t)
             return t
         existing = self.transfers.get(target)

@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, Mapping
 import aiohttp
 
 from ..constants import hf_offline
-from ..errors import AuthRequired, DownloadError, FixerError, NotFoundUpstream, RateLimited
+from ..errors import AuthRequired, DownloadError, FixerError, NotFoundUpstream, RateLimited, TokenName
 
 log = logging.getLogger("fixer.upstream.http")
 
@@ -39,7 +39,7 @@ API_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 TRANSFER_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 DOWN_MEMO_SECONDS = 60.0  # how long a service that did not answer is skipped
 SERVICE_NAMES = {"huggingface": "Hugging Face", "civitai": "Civitai"}
-TOKEN_NAMES = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_API_KEY"}
+TOKEN_NAMES: dict[str, TokenName] = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_API_KEY"}
 MESSAGE_LIMIT = 200  # characters of a server's own words quoted in a message
 
 
@@ -133,51 +133,65 @@ def http_error(status: int, headers: Mapping[str, str], body: bytes | str, *, wh
     label = SERVICE_NAMES.get(service or "", host or "the server")
     token = TOKEN_NAMES.get(service or "")
     message = server_message(headers, body)
+    where = service or host or None
     if status in (429, 503):
-        return rate_limited(label, status, asked_wait(status, headers), what, token if not has_token else None)
+        return rate_limited(label, status, asked_wait(status, headers), what, token if not has_token else None,
+                            service=where)
     if service == "huggingface":
         repo = repo or "the repo"
         page = repo_page or "its page on the Hub"
         if headers.get("X-Error-Code") == "GatedRepo":
             who = "the account of HF_TOKEN has not been granted access yet" if has_token else "no HF_TOKEN is set"
             return AuthRequired(label, f"{repo} is a gated repo and {who}: accept its license at {page} while "
-                                "signed in, then set HF_TOKEN to a token of that account")
+                                "signed in, then set HF_TOKEN to a token of that account", code="license_required",
+                                needs_token="HF_TOKEN", license_url=repo_page or None, service=service, status=status)
         if status in (401, 403):
             if headers.get("X-Error-Code") == "RepoNotFound" or not has_token:
                 return AuthRequired(label, f"{repo} is private or does not exist; check the URL, and if it is "
-                                    "private set HF_TOKEN to a token with access")
+                                    "private set HF_TOKEN to a token with access", code="private_or_missing",
+                                    needs_token="HF_TOKEN", service=service, status=status)
             return AuthRequired(label, f"HF_TOKEN was rejected ({message or status}); create a new read token "
-                                "at huggingface.co/settings/tokens")
+                                "at huggingface.co/settings/tokens", code="token_rejected", needs_token="HF_TOKEN",
+                                service=service, status=status)
     if service == "civitai":
         if status == 401:
             remedy = ("the CIVITAI_API_KEY was rejected: it is invalid or expired; create a new key in Civitai's "
                       "account settings" if has_token else
                       "this file needs a Civitai account: set CIVITAI_API_KEY (Civitai account settings, API keys)")
-            return AuthRequired(label, f"{remedy} ({message})" if message else remedy)
+            return AuthRequired(label, f"{remedy} ({message})" if message else remedy,
+                                code="token_rejected" if has_token else "login_required",
+                                needs_token="CIVITAI_API_KEY", service=service, status=status)
         if status == 403:
             text = body.decode("utf-8", "replace") if isinstance(body, (bytes, bytearray)) else (body or "")
-            if "early access" in text.lower():
+            if "early access" in text.lower():  # Civitai's own answer (not ours): the only sign of Early Access
                 deadline = re.search(r'"deadline"\s*:\s*"([^"]+)"', text)
                 until = f" until {deadline.group(1)}" if deadline else ""
                 return AuthRequired(label, f"this version is in Early Access{until}; buy access on its Civitai "
-                                    "page with the account of CIVITAI_API_KEY, or choose another version")
+                                    "page with the account of CIVITAI_API_KEY, or choose another version",
+                                    code="early_access", needs_token=None if has_token else "CIVITAI_API_KEY",
+                                    service=service, status=status)
             return AuthRequired(label, f"your account has no access to this file ({message or 'forbidden'}); "
-                                "check that CIVITAI_API_KEY belongs to an account that may download it")
+                                "check that CIVITAI_API_KEY belongs to an account that may download it",
+                                code="no_access", needs_token=None if has_token else "CIVITAI_API_KEY",
+                                service=service, status=status)
         if status == 410:
-            return DownloadError(f"Civitai: {what} is archived and no longer downloadable ({message})")
+            return DownloadError(f"Civitai: {what} is archived and no longer downloadable ({message})",
+                                 code="archived", service=service, status=status)
     if status in (401, 403):
         return AuthRequired(label, f"HTTP {status} ({message or 'access denied'}); this host needs credentials "
-                            "the fixer does not have")
+                            "the fixer does not have", code="no_access", service=where, status=status)
     if status in (404, 410):
-        return NotFoundUpstream(label, what)
-    return DownloadError(f"{what}: {label} answered HTTP {status} ({message or 'no message'})")
+        return NotFoundUpstream(label, what, service=where, status=status)
+    return DownloadError(f"{what}: {label} answered HTTP {status} ({message or 'no message'})",
+                         code="server_error" if status >= 500 else "http_error", service=where, status=status)
 
 
-def rate_limited(label: str, status: int, wait: float | None, what: str, token: str | None) -> RateLimited:
+def rate_limited(label: str, status: int, wait: float | None, what: str, token: TokenName | None,
+                 service: str | None = None) -> RateLimited:
     """RateLimited: how long the server asked to wait (if it said), for what, and what to do."""
     why = "rate limit" if status == 429 else "service busy"
     remedy = "try again later" + (f" or add a token ({token})" if token else "")
-    return RateLimited(label, why, wait, what, remedy)
+    return RateLimited(label, why, wait, what, remedy, service=service, token_helps=token)
 
 
 @dataclass

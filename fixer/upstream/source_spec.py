@@ -126,7 +126,7 @@ def pick_civitai_file(version: dict[str, Any], file_name: str | None = None, fil
     files = [f for f in version.get("files") or [] if isinstance(f, dict) and f.get("name")]
     label = f"Civitai model version {version.get('id')}"
     if not files:
-        raise NotFoundUpstream("Civitai", f"A downloadable file of {label} (it may be archived)")
+        raise NotFoundUpstream("Civitai", f"A downloadable file of {label} (it may be archived)", service="civitai")
     if file_name:
         base = posixpath.basename(file_name.replace("\\", "/")).lower()
         for f in files:
@@ -158,7 +158,7 @@ def transfer_request(spec: SourceSpec, folder: str, file_name: str = "", sha256:
     f = pick_civitai_file(version, wanted, spec.file_query)
     url = f.get("downloadUrl") or version.get("downloadUrl")
     if not url:
-        raise NotFoundUpstream("Civitai", f"A download link of {f['name']}")
+        raise NotFoundUpstream("Civitai", f"A download link of {f['name']}", service="civitai")
     name = safe_relpath(wanted or f["name"])
     published = str((f.get("hashes") or {}).get("SHA256") or "").lower() or None
     return TransferRequest(url=url, folder=folder, filename=name, sha256=sha or published, source="civitai",
@@ -187,13 +187,13 @@ async def civitai_version(http: HttpClient, spec: SourceSpec, base: str, headers
             reply = await http.get("civitai", base + path, headers=headers)
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             raise UpstreamError("Civitai", f"cannot reach {base}: {e or type(e).__name__}. Check the network and "
-                                "retry.") from None
+                                "retry.", code="unreachable", service="civitai") from None
         if not reply.ok:
             raise http_error(reply.status, reply.headers, reply.body, what=what, service="civitai",
                              has_token=has_token)
         body = reply.json()
         if not isinstance(body, dict):
-            raise UpstreamError("Civitai", f"{what}: the answer was not a JSON object", reply.status)
+            raise UpstreamError("Civitai", f"{what}: the answer was not a JSON object", reply.status, service="civitai")
         return body
 
     version_id = spec.version_id
@@ -201,6 +201,6 @@ async def civitai_version(http: HttpClient, spec: SourceSpec, base: str, headers
         model = await get(f"/api/v1/models/{spec.model_id}", f"Model {spec.model_id}")
         versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
         if not versions:
-            raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}")
+            raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}", service="civitai")
         version_id = int(versions[0]["id"])  # Civitai lists the newest version first
     return await get(f"/api/v1/model-versions/{version_id}", f"Model version {version_id}")

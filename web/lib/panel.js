@@ -54,9 +54,9 @@ function destLine(folder, path, verb = "goes to") {
     path ? [` ${verb} `, nameEl(shortPath(path), "code.cfx-path")] : null);
 }
 
-/** An error in words, with the raw message behind a toggle. */
-function errorBlock(raw, key, state, actions) {
-  const said = errorWords(raw);
+/** An error ({code, message, ...}) in words, with the raw message behind a toggle. */
+function errorBlock(error, key, state, actions) {
+  const said = errorWords(error);
   if (!said) return null;
   const open = state.expanded?.has(key);
   return h("div.cfx-error", { "data-testid": "cfx-error" },
@@ -166,8 +166,8 @@ function modelItem(name, model, row, state, actions) {
   if (!row && model?.pickle) warnings.push("pickle format (.ckpt/.pt/.pth/.bin) can run code when loaded; prefer .safetensors");
   if (!folder) warnings.push("ComfyUI folder unknown: the loader is not a core node");
 
-  // A file that failed its check is deleted ("... mismatch ...; the file was not kept"): nothing to resume.
-  const kept = (rowState === "cancelled" || rowState === "failed") && !/the file was not kept/.test(row?.error ?? "")
+  // A file that failed its check is deleted (its error says part_kept: false): nothing to resume.
+  const kept = (rowState === "cancelled" || rowState === "failed") && row?.error?.part_kept !== false
     ? row?.bytes_done ?? 0 : 0;
   const stateText = downloading
     ? dotted(fmtPercent(row.bytes_done, total),

@@ -1,61 +1,106 @@
-// What a row's state means for the person looking at it: errors in words (the raw text stays behind
+// What a row's state means for the person looking at it: errors in words (the raw message stays behind
 // a toggle), and the login a download needs, known before any byte is fetched. Pure functions.
+// An error arrives as data, {code, message, retry_after, needs_token, license_url, part_kept, folder, ...}
+// (fixer/errors.py ErrorInfo): the words come from its code and typed fields, never from reading the
+// message; tests/test_error_codes.py fails when a code of the engine has no entry here.
 
-const ERROR_WORDS = [
-  [/sha256 mismatch|sha256.*(differ|expected)/i, "the downloaded bytes are not the expected file (sha256 differs)"],
-  [/size mismatch/i, "the file's size differs from what the source announced"],
-  [/safetensors header|not a valid safetensors|header length/i, "the downloaded file is not a valid safetensors file"],
-  [/pickle/i, "the file is a pickle format, which is turned off in the settings"],
-  [/no space|not enough (free )?space|disk (is )?full/i, "not enough free disk space"],
-  [/early access/i, "the file is in Civitai's Early Access: buy access on its page or wait"],
-  [/private or does not exist|\b404\b|not found upstream|was not found at|does not exist/i, "the source no longer has this file"],
-  [/timed? ?out|cannot (be )?reach|could not connect|cannot connect|name or service not known|connection (refused|reset)|unreachable/i,
-    "the server could not be reached (no network, or the address is blocked)"],
-  [/\b429\b|rate.?limit|too many requests/i, "the service is rate-limiting us; try again in a minute"],
-  [/\bHTTP 5\d\d\b|\b50[0234]\b|server error|bad gateway|service unavailable/i, "the source's server failed; try again later"],
-  [/folder .*unknown|choose the folder|no model folder/i, "ComfyUI has no folder for this file here (is its node pack installed?)"],
-  [/search failed/i, "searching for a source failed"],
-];
+const SERVICE_NAMES = { huggingface: "Hugging Face", civitai: "Civitai" };
+const TOKEN_SERVICES = { HF_TOKEN: "huggingface", CIVITAI_API_KEY: "civitai" };
 
-/** {words, details}: a short sentence for the row, the raw message for the toggle (null if same). */
-export function errorWords(raw) {
-  if (!raw) return null;
-  const text = String(raw);
-  const hit = ERROR_WORDS.find(([re]) => re.test(text));
-  if (hit) return { words: hit[1], details: text };
-  const first = text.split(/[;\n]/)[0].trim();
-  return first.length < text.length || first.length > 140
-    ? { words: first.length > 140 ? `${first.slice(0, 137)}…` : first, details: text }
-    : { words: text, details: null };
+/** "45 s", "10 min", "2 h": how long a service asked us to wait. */
+export function fmtWait(seconds) {
+  const s = Math.max(0, Number(seconds) || 0);
+  if (s < 90) return `${Math.ceil(s)} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
 }
 
-/** The repository page of a Hugging Face file URL (where the license is accepted), or null. */
-export function hfRepoPage(url) {
-  if (!url) return null;
-  const m = String(url).match(/^(https?:\/\/[^/]+)\/((?:datasets\/|spaces\/)?[^/]+\/[^/]+)\/(?:resolve|blob)\//);
-  return m ? `${m[1]}/${m[2]}` : null;
+const serviceName = (e) => SERVICE_NAMES[e.service] ?? e.service ?? "the service";
+const tokenHint = (e) => (e.token_helps ? `; a ${SERVICE_NAMES[TOKEN_SERVICES[e.token_helps]]} token raises the limit` : "");
+const waitWords = (e, what) => (e.retry_after != null
+  ? `${what}; it asks to wait ${fmtWait(e.retry_after)}, try again then${tokenHint(e)}`
+  : `${what}; try again later${tokenHint(e)}`);
+
+/** Words for each error code; a function of the error's typed fields where they change the words. */
+export const ERROR_WORDS = {
+  error: () => null, // no more specific code: the message itself is the words
+  unexpected: () => "something went wrong inside ComfyFixerSmart (a bug); the details say what",
+  config_invalid: () => null, // the message names the setting and what it must be
+  request_invalid: () => null, // the message says what to do (scan again, run a fix first)
+  workflow_unreadable: () => "the workflow could not be read",
+  unsafe_name: () => "refused: the name would point outside the model folders; fix it in the workflow",
+  unsafe_folder: () => "refused: that place is not one of ComfyUI's model folders",
+  folder_unknown: () => "ComfyUI has no folder for this file here (is its node pack installed?)",
+  search_failed: () => "searching for a source failed",
+  upstream_failed: (e) => `${serviceName(e)} gave an answer that cannot be used; try again later`,
+  unreachable: () => "the server could not be reached (no network, or the address is blocked)",
+  server_error: () => "the source's server failed; try again later",
+  interrupted: () => "the download kept breaking off; run again to resume",
+  rate_limited: (e) => waitWords(e, `${serviceName(e)} is rate-limiting us`),
+  service_busy: (e) => waitWords(e, `${serviceName(e)} is busy`),
+  login_required: (e) => `${serviceName(e)} needs a login for this file`,
+  license_required: () => "a gated repo: accept its license, then add a token of that account",
+  token_rejected: (e) => `the ${e.needs_token ?? "token"} you set was refused; create a new one`,
+  no_access: () => "your account has no access to this file",
+  early_access: () => "the file is in Civitai's Early Access: buy access on its page or wait",
+  private_or_missing: () => "the repository is private or does not exist",
+  not_found_upstream: () => "the source no longer has this file",
+  archived: () => "Civitai archived this version; choose another one",
+  http_error: (e) => `the source refused the download${e.status ? ` (HTTP ${e.status})` : ""}`,
+  download_failed: () => null,
+  already_exists: () => "a file of this name is already there; it was not overwritten",
+  file_changed: () => "the file kept changing on the server while it downloaded; try again later",
+  link_broken: () => "the download link is broken; try again later",
+  hf_offline: () => "HF_HUB_OFFLINE is set, so nothing is downloaded from Hugging Face",
+  pickle_refused: () => "the file is a pickle format, which is turned off in the settings",
+  host_not_allowed: () => "refused: downloads are only fetched from public web addresses",
+  sha256_mismatch: () => "the downloaded bytes are not the expected file (sha256 differs)",
+  size_mismatch: () => "the file's size differs from what the source announced",
+  not_safetensors: () => "the downloaded file is not a valid safetensors file",
+  file_missing: () => "the downloaded file is not there",
+  disk_full: () => "not enough free disk space",
+  target_busy: () => "another ComfyFixerSmart is downloading this file right now",
+  bytes_missing: () => "part of the file never arrived; run again to resume",
+  run_locked: () => "another ComfyFixerSmart run is working in this folder",
+  run_busy: () => "a fix is already running",
+};
+
+/** The message's first clause, short enough for a row (the whole message goes behind the toggle). */
+function firstClause(text) {
+  const first = text.split(/[;\n]/)[0].trim();
+  return first.length > 140 ? `${first.slice(0, 137)}…` : first;
+}
+
+/** {words, details}: a short sentence for the row, the raw message for the toggle (null if same). */
+export function errorWords(error) {
+  if (!error) return null;
+  const message = String(error.message ?? "");
+  const words = ERROR_WORDS[error.code]?.(error) ?? firstClause(message);
+  if (!words) return null;
+  return { words, details: message && message !== words ? message : null };
 }
 
 /**
  * The login a row needs before it can download, or null: {service: "huggingface"|"civitai", text,
- * licenseUrl}. Known from the source's answer at resolve time (warnings) or from its refusal.
+ * licenseUrl}. Known from the source's answer at resolve time (row.needs_token, row.license_url) or
+ * from its refusal (the error's needs_token, license_url).
  */
 export function loginNeeded(row, settings = null) {
   if (!row || ["done", "downloading", "verifying"].includes(row.state)) return null;
-  const said = `${(row.warnings ?? []).join(" ")} ${row.error ?? ""}`;
-  const hf = /HF_TOKEN|Hugging Face refused|gated repo/i.test(said);
-  const civitai = /CIVITAI_API_KEY|Civitai refused/i.test(said);
-  if (!hf && !civitai) return null;
-  // Known before downloading (a warning, no refusal yet) and the token has been saved since: go ahead.
-  const saved = hf ? settings?.hf_token_set : settings?.civitai_api_key_set;
+  const token = row.error?.needs_token ?? row.needs_token;
+  const service = TOKEN_SERVICES[token];
+  if (!service) return null;
+  // Known before downloading (no refusal yet) and the token has been saved since: go ahead.
+  const saved = service === "huggingface" ? settings?.hf_token_set : settings?.civitai_api_key_set;
   if (saved && !row.error) return null;
-  if (hf) {
-    const gated = /licen[cs]e|gated/i.test(said);
+  if (service === "huggingface") {
+    const licenseUrl = row.error ? row.error.license_url ?? null : row.license_url ?? null;
+    const gated = row.error ? row.error.code === "license_required" : Boolean(row.license_url);
     return {
-      service: "huggingface",
+      service,
       text: gated ? "Needs a Hugging Face token and the license accepted" : "Needs a Hugging Face token",
-      licenseUrl: gated ? hfRepoPage(row.url) : null,
+      licenseUrl: gated ? licenseUrl : null,
     };
   }
-  return { service: "civitai", text: "Needs a Civitai API key (the file requires a login)", licenseUrl: null };
+  return { service, text: "Needs a Civitai API key (the file requires a login)", licenseUrl: null };
 }
