@@ -9,8 +9,8 @@ the English message (web/lib/words.js; tests/test_error_codes.py checks every co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import ClassVar, Literal, get_args
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal, get_args
 
 ErrorCode = Literal[
     "error", "unexpected", "config_invalid", "request_invalid", "workflow_unreadable", "unsafe_name",
@@ -89,9 +89,6 @@ class ErrorInfo:
     needed: int | None = None  # bytes needed (disk_full)
     free: int | None = None  # bytes free (disk_full)
 
-    def with_(self, **changes: object) -> ErrorInfo:
-        return ErrorInfo(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})  # type: ignore[arg-type]
-
 
 class FixerError(Exception):
     """Base of every error the engine raises on purpose. `code` and the typed fields travel as ErrorInfo."""
@@ -105,21 +102,23 @@ class FixerError(Exception):
                  free: int | None = None):
         super().__init__(message)
         self.code: ErrorCode = code or type(self).default_code
-        self.facts = dict(retry_after=retry_after, needs_token=needs_token, token_helps=token_helps,
-                          license_url=license_url, part_kept=part_kept, folder=folder, service=service,
-                          status=status, needed=needed, free=free)
+        self.facts: dict[str, object] = {
+            "retry_after": retry_after, "needs_token": needs_token, "token_helps": token_helps,
+            "license_url": license_url, "part_kept": part_kept, "folder": folder, "service": service,
+            "status": status, "needed": needed, "free": free}
 
     def info(self) -> ErrorInfo:
         return ErrorInfo(self.code, str(self), **self.facts)  # type: ignore[arg-type]
 
 
-def error_info(e: BaseException, message: str | None = None, **facts: object) -> ErrorInfo:
+def error_info(e: BaseException, message: str | None = None, **facts: Any) -> ErrorInfo:
     """The ErrorInfo of any exception: a FixerError's own, anything else as `unexpected` (a bug)."""
-    info = e.info() if isinstance(e, FixerError) else ErrorInfo("unexpected", f"unexpected error {type(e).__name__}: {e}")
-    changes: dict[str, object] = {k: v for k, v in facts.items() if v is not None}
+    info = e.info() if isinstance(e, FixerError) else ErrorInfo("unexpected",
+                                                                 f"unexpected error {type(e).__name__}: {e}")
+    changes: dict[str, Any] = {k: v for k, v in facts.items() if v is not None}
     if message is not None:
         changes["message"] = message
-    return info.with_(**changes) if changes else info
+    return replace(info, **changes) if changes else info
 
 
 def all_codes() -> tuple[ErrorCode, ...]:

@@ -99,7 +99,8 @@ async def test_a_hugging_face_rate_limit_of_600_s_says_so_and_asks_for_no_token(
 
 
 def test_the_mapper_gives_each_refusal_its_code_and_facts():
-    hf = dict(what="f in o/r", service="huggingface", repo="o/r", repo_page="https://hf.test/o/r")
+    hf: dict[str, Any] = {"what": "f in o/r", "service": "huggingface", "repo": "o/r",
+                          "repo_page": "https://hf.test/o/r"}
     rate = http_error(429, {"Retry-After": "600"}, b"", has_token=False, **hf).info()
     assert (rate.code, rate.retry_after, rate.needs_token, rate.service) == ("rate_limited", 600.0, None, "huggingface")
     gated = http_error(403, {"X-Error-Code": "GatedRepo"}, b"", has_token=False, **hf).info()

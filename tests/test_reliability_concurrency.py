@@ -79,7 +79,8 @@ def test_two_managers_on_the_same_target_never_interleave(tmp_path, upstream):
 
     ta, tb = asyncio.run(go())
     assert ta.state == "done", ta.error
-    assert tb.state == "failed" and "another" in (tb.error.message if tb.error else "").lower() and "same.bin" in tb.error.message, tb.error
+    assert tb.state == "failed" and tb.error is not None, tb.error
+    assert "another" in tb.error.message.lower() and "same.bin" in tb.error.message, tb.error
     assert hashlib.sha256((tmp_path / "same.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
     assert sorted(os.listdir(tmp_path)) == ["same.bin"]
 

@@ -188,7 +188,8 @@ def test_redirect_to_a_name_that_resolves_to_a_private_address_is_refused_before
     url = serve(upstream, "inner.bin", blob(1024))
     faults(upstream, hf_key(REPO, "inner.bin")).redirect_to = "https://cdn.rebind.test/model.bin"
     t = fetch(url, tmp_path, "inner.bin")
-    assert t.state == "failed" and "10.0.0.7" in (t.error.message if t.error else "") and "public addresses" in t.error.message, t.error
+    assert t.state == "failed" and t.error is not None, t.error
+    assert "10.0.0.7" in t.error.message and "public addresses" in t.error.message, t.error
     assert "cdn.rebind.test" in asked and not (tmp_path / "inner.bin.part").exists()
 
 

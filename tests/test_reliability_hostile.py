@@ -208,7 +208,8 @@ def test_a_download_with_a_hostile_name_writes_nothing_outside_its_folder(tmp_pa
     new = snapshot_outside(tmp_path) - before
     assert all(Path(p).is_relative_to(folder) for p in new), new
     if unsafe_reason(name):
-        assert t.state == "failed" and "Refusing model name" in (t.error.message if t.error else ""), (name, t.state, t.error)
+        assert t.state == "failed" and t.error is not None, (name, t.state)
+        assert "Refusing model name" in t.error.message, (name, t.error)
         assert not new and not [r for r in upstream.requests if "/resolve/" in r.path_qs]
     else:
         assert Path(t.target).parent == folder, t.target

@@ -147,5 +147,6 @@ async def test_a_download_with_a_hostile_header_fails_and_leaves_no_part(tmp_pat
     req = TransferRequest(url=url, folder="loras", filename="m.safetensors")
     t = await download_one(req, str(tmp_path), DownloadConfig(min_free_margin_bytes=0, timeout_seconds=5.0), {},
                            retry=RetryPolicy(retries=1, base=0.01, cap=0.05))
-    assert t.state == "failed" and "safetensors header mismatch" in t.error.message and "not an integer" in t.error.message
+    assert t.state == "failed" and t.error is not None
+    assert "safetensors header mismatch" in t.error.message and "not an integer" in t.error.message
     assert sorted(p.name for p in tmp_path.rglob("*")) == []

@@ -73,7 +73,8 @@ class ConsoleProgress:
                 t = event.transfer
                 self.transfers.pop(t.target, None)
                 msg = (f"done      {t.request.folder}/{t.request.filename} ({human_bytes(t.total)}, sha256 verified)"
-                       if t.state == "done" else f"{t.state:<9} {t.request.folder}/{t.request.filename}: {t.error and t.error.message}")
+                       if t.state == "done" else f"{t.state:<9} {t.request.folder}/{t.request.filename}: "
+                       f"{t.error and t.error.message}")
                 self._print(msg)
 
     def _print(self, line: str) -> None:

@@ -172,9 +172,8 @@ class Resolver:
             chosen, others = None, sorted(found.candidates, key=rank_key, reverse=True)
         res = Resolution(name=ref.name, folder=chosen.folder if chosen else ref.folder, chosen=chosen,
                          candidates=others, tried=found.tried)
-        searched = (("Civitai", self.ctx.config.civitai),
-                    ("Hugging Face", self.ctx.config.huggingface and not hf_offline()))
-        res.why = explain(res, [n for n, on in searched if on], len(run.ways(ref)))
+        searched = {"civitai": self.ctx.config.civitai, "huggingface": self.ctx.config.huggingface and not hf_offline()}
+        res.why = explain(res, [s for s, on in searched.items() if on], len(run.ways(ref)), found.unreached)
         if chosen:
             action("model_resolved", model=ref.name, folder=chosen.folder, source=chosen.source,
                    confidence=chosen.confidence, url=chosen.url, local_path=chosen.local_path, reason=chosen.reason)
@@ -188,12 +187,12 @@ FOUND_WORDS = {"local": "on this computer", "embedded": "through the workflow's 
                "catalog": "in ComfyUI's model catalogs", "civitai": "on Civitai", "huggingface": "on Hugging Face",
                "fuzzy": "under a near name", "llm": "by the LLM helper, confirmed by the service",
                "user": "through your link"}
-_UNREACHED = ("could not be reached", "rate limited", "unreachable", "(rate limit)", "(service busy)")
+SERVICE_LABELS = {"civitai": "Civitai", "huggingface": "Hugging Face"}
 
 
-def explain(res: Resolution, services: list[str], ways: int) -> str:
+def explain(res: Resolution, services: list[str], ways: int, unreached: set[str] | frozenset[str] = frozenset()) -> str:
     """One sentence for a person: where a model was found, or why it was not (the details are `tried`).
-    Never a server's own page: every line it reads was written by a source from its own words."""
+    `services` were asked ("civitai", "huggingface"); `unreached` could not be searched right now."""
     c = res.chosen
     if c is not None:
         return f"Found {FOUND_WORDS.get(c.source, 'by ' + c.source)}."
@@ -206,8 +205,8 @@ def explain(res: Resolution, services: list[str], ways: int) -> str:
             return several[0].upper() + several[1:] + "."
         n = len(res.candidates)
         return f"{n} possible source{'s' if n > 1 else ''}, none sure enough to download without asking: choose one."
-    where = " or ".join(services) or "this computer and the workflow's links"
-    down = [s for s in services if any(s in t and any(w in t for w in _UNREACHED) for t in res.tried)]
+    where = " or ".join(SERVICE_LABELS[s] for s in services) or "this computer and the workflow's links"
+    down = [SERVICE_LABELS[s] for s in services if s in unreached]
     # HF_HUB_OFFLINE: the Hub was not asked, which a person must read here, not in the details.
     offline = f" {HF_OFFLINE_NOTE}." if HF_OFFLINE_NOTE in res.tried else ""
     if down:

@@ -210,7 +210,8 @@ class FixerService:
         """Start the downloads the user reviewed (all, or only `names`)."""
         run = self._run
         if run is None or not any(r.state == "review" for r in run.rows.values()):
-            raise FixerError("Nothing is waiting for review: press Fix to look for the missing models first.", code="request_invalid")
+            raise FixerError("Nothing is waiting for review: press Fix to look for the missing models first.",
+                             code="request_invalid")
         run.approve({n.replace("\\", "/") for n in names} if names is not None else None)
         self.status_doc.set_data(self._panel_data(run), force=True)
         return self.status()
@@ -221,7 +222,8 @@ class FixerService:
         row = run.rows.get(name) if run is not None else None
         transfer = run.transfers.get(name) if run is not None else None
         if row is None or transfer is None or row.state not in ("cancelled", "failed"):
-            raise FixerError(f"{name}: no stopped download of it in this run; nothing to discard", code="request_invalid")
+            raise FixerError(f"{name}: no stopped download of it in this run; nothing to discard",
+                             code="request_invalid")
         discard(transfer.part)
         row.bytes_done = 0
         action("partial_discarded", name=name, part=transfer.part)
@@ -265,7 +267,8 @@ class FixerService:
             offered = ([res.chosen] if res and res.chosen else []) + (res.candidates if res else [])
             candidate = next((c for c in offered if c.url == url or c.local_path == url), None)
             if candidate is None:
-                raise FixerError(f"{name}: {url} is not one of the sources found for it; scan again to see them", code="request_invalid")
+                raise FixerError(f"{name}: {url} is not one of the sources found for it; scan again to see them",
+                                 code="request_invalid")
         else:
             candidate = res.chosen if res is not None else None
         active = self._task is not None and not self._task.done()

@@ -50,11 +50,18 @@ GENERIC_STEMS = frozenset({
 @dataclass
 class Found:
     candidates: list[Candidate] = field(default_factory=list)
-    tried: list[str] = field(default_factory=list)
+    tried: list[str] = field(default_factory=list)  # words for a person, one line per search; never parsed
+    unreached: set[str] = field(default_factory=set)  # services ("civitai", "huggingface") that could not be searched
 
     def extend(self, other: "Found") -> None:
         self.candidates.extend(other.candidates)
         self.tried.extend(other.tried)
+        self.unreached |= other.unreached
+
+    def note_reply(self, service: str, status: int) -> None:
+        """A service that answered "wait" (429/503, after the retries) could not be searched right now."""
+        if status in (429, 503):
+            self.unreached.add(service)
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,7 @@ class CivitaiSource:
             await self._by_name(ref, run, api, found)
         except (aiohttp.ClientError, TimeoutError) as e:
             found.tried.append(f"Civitai: could not be reached ({e.__class__.__name__}); try again later")
+            found.unreached.add("civitai")
         return found
 
     async def _by_hash(self, ref: ModelRef, run: SearchRun, api: str, h: str, found: Found) -> None:
@@ -194,6 +195,7 @@ class CivitaiSource:
         run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
                            ref.name)
         if not reply.ok:
+            found.note_reply("civitai", reply.status)
             found.tried.append(f"Civitai by hash {h} ({hash_type_of(h)}): {said(reply)} (HTTP {reply.status})")
             return
         version = reply.json() or {}
@@ -206,10 +208,10 @@ class CivitaiSource:
                 return
         found.tried.append(f"Civitai by hash {h}: version {version.get('id')} has no downloadable file with it")
 
-    async def search(self, run: SearchRun, ref: ModelRef, query: str,
+    async def search(self, run: SearchRun, ref: ModelRef, query: str, found: Found,
                      cursor: str = "") -> tuple[list[dict[str, Any]], str, str]:
         """One page of models for `query` (NSFW-rated included), shared per run:
-        (items, the next page's cursor or "", error words or "")."""
+        (items, the next page's cursor or "", error words or ""); a refusal to answer is noted in `found`."""
         api = f"{run.civitai_base}/api/v1"
         params: list[tuple[str, str]] = [("query", query), ("limit", str(SEARCH_LIMIT)), ("nsfw", "true")]
         params += [("types", t) for t in FOLDER_TYPES.get(ref.folder or "", [])]
@@ -220,6 +222,7 @@ class CivitaiSource:
 
         reply = await run.once(("civitai_search", tuple(params)), call)
         if not reply.ok:
+            found.note_reply("civitai", reply.status)
             run.history.record("civitai", f"query={query}", f"HTTP {reply.status}: {said(reply)}", ref.name)
             return [], "", f"{said(reply)} (HTTP {reply.status})"
         data = reply.json()
@@ -234,11 +237,11 @@ class CivitaiSource:
         asked: list[str] = []
         for query in name_queries(ref.basename)[:MAX_QUERIES]:
             run.searched(ref, f"Civitai {query!r}")
-            items, cursor, err = await self.search(run, ref, query)
+            items, cursor, err = await self.search(run, ref, query, found)
             matched = self._match(ref, run, items, family)
             pages = 1
             while not matched and cursor and pages < SEARCH_PAGES:
-                more, cursor, err = await self.search(run, ref, query, cursor)
+                more, cursor, err = await self.search(run, ref, query, found, cursor)
                 items, pages = items + more, pages + 1
                 matched = self._match(ref, run, more, family)
             asked.append(f"{query!r}" + (f" ({err})" if err else f" ({len(items)} models)"))

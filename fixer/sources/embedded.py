@@ -32,9 +32,6 @@ _CIVITAI_PAGE = re.compile(r"/models/(\d+)")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # paths_info's words when the Hub answered for the file (anything else: the API did not answer, e.g. a mirror)
 # (fixer.upstream.http's refusals all say "refused"; a bare 404 may be a mirror without the API: its file is asked for)
-HUB_VERDICTS = (" is not in ", "RepoNotFound", "EntryNotFound", "GatedRepo", "RevisionNotFound", "refused")
-
-
 _CIVITAI_SHORT = re.compile(r"^civitai:(?:\d+@)?(\d+)$", re.I)
 
 
@@ -127,14 +124,15 @@ class EmbeddedSource:
             return None
         if hf:
             repo_id, rev, path = hf
-            (entry, err), gated = await asyncio.gather(paths_info(run, repo_id, path, rev), repo_gated(run, repo_id))
-            run.history.record("huggingface", f"hint {repo_id}/{path}", "exists" if entry else err, ref.name)
-            if entry is None:
-                if any(w in err for w in HUB_VERDICTS):  # the Hub itself said no
-                    found.tried.append(f"workflow hint {url}: {err}")
+            info, gated = await asyncio.gather(paths_info(run, repo_id, path, rev), repo_gated(run, repo_id))
+            run.history.record("huggingface", f"hint {repo_id}/{path}", "exists" if info.entry else info.error,
+                               ref.name)
+            if info.entry is None:
+                if info.verdict:  # the Hub itself said no
+                    found.tried.append(f"workflow hint {url}: {info.error}")
                     return None
-                return await self._head(ref, run, h, found, f"the Hub API did not vouch for it ({err})")
-            size, sha = lfs_facts(entry)
+                return await self._head(ref, run, h, found, f"the Hub API did not vouch for it ({info.error})")
+            size, sha = lfs_facts(info.entry)
             if want_sha and sha and sha != want_sha:
                 found.tried.append(f"workflow hint {url}: the file there has another sha256 than the hint says")
                 return None
@@ -156,6 +154,7 @@ class EmbeddedSource:
             run.history.record("civitai", f"hint version {vid}", "exists" if reply.ok else f"HTTP {reply.status}",
                                ref.name)
             if not reply.ok:
+                found.note_reply("civitai", reply.status)
                 found.tried.append(f"workflow hint {url}: Civitai says {said(reply)} (HTTP {reply.status})")
                 return None
             version = reply.json() or {}

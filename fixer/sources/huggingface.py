@@ -35,7 +35,7 @@ from urllib.parse import quote
 import aiohttp
 
 from ..constants import CORE_FOLDERS, hf_offline, map_legacy
-from ..errors import FixerError
+from ..errors import AuthRequired, FixerError
 from ..models import Candidate, ModelRef
 from ..upstream.http import http_error
 from ..upstream.source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
@@ -246,32 +246,49 @@ async def repo_tree(run: SearchRun, repo_id: str, ref: ModelRef) -> list[str]:
     return await run.once(("hf_tree", repo_id), call)
 
 
-async def paths_info(run: SearchRun, repo_id: str, path: str, revision: str = "main") -> tuple[dict | None, str]:
-    """(tree entry with size and lfs.oid, error words) for one file (HfApi.get_paths_info)."""
+# The Hub's own error codes (X-Error-Code) that are its verdict on a file, as opposed to a mirror without the API.
+HUB_VERDICT_CODES = frozenset({"RepoNotFound", "EntryNotFound", "GatedRepo", "RevisionNotFound"})
 
-    async def call() -> tuple[dict | None, str]:
+
+@dataclass(frozen=True)
+class PathInfo:
+    """What the Hub says of one file: its tree entry (size, lfs.oid), or words for `tried` and whether
+    that was the Hub's own verdict (the file is not there, or not for us) rather than a failure to ask."""
+
+    entry: dict[str, Any] | None
+    error: str = ""
+    verdict: bool = False
+
+
+async def paths_info(run: SearchRun, repo_id: str, path: str, revision: str = "main") -> PathInfo:
+    """The PathInfo of one file (HfApi.get_paths_info); its error words always name Hugging Face."""
+
+    async def call() -> PathInfo:
         url = f"{run.hf_endpoint}/api/models/{repo_id}/paths-info/{quote(revision, safe='')}"
         try:
             reply = await run.http.post("huggingface", url, data={"paths": path, "expand": "false"},
                                         headers=run.hf_headers())
         except (aiohttp.ClientError, TimeoutError) as e:
-            return None, OFFLINE_NOTE if hf_offline() else f"could not reach Hugging Face ({e.__class__.__name__})"
+            return PathInfo(None, OFFLINE_NOTE if hf_offline() else
+                            f"could not reach Hugging Face ({e.__class__.__name__})")
         if not reply.ok:
-            err = str(http_error(reply.status, reply.headers, reply.body, what=f"{path} in {repo_id}",
-                                 service="huggingface", has_token=bool(run.secrets.get("HF_TOKEN")),
-                                 repo=repo_id, repo_page=f"{run.hf_endpoint}/{repo_id}"))
+            error = http_error(reply.status, reply.headers, reply.body, what=f"{path} in {repo_id}",
+                               service="huggingface", has_token=bool(run.secrets.get("HF_TOKEN")),
+                               repo=repo_id, repo_page=f"{run.hf_endpoint}/{repo_id}")
             # The Hub's error code tells its own verdict (EntryNotFound) from a mirror without this API.
-            code = reply.headers.get("X-Error-Code", "")
-            return None, f"{err} ({code})" if code and code not in err else err
+            hub_code = reply.headers.get("X-Error-Code", "")
+            err = str(error) + (f" ({hub_code})" if hub_code else "")
+            return PathInfo(None, err, hub_code in HUB_VERDICT_CODES or isinstance(error, AuthRequired))
         entries = [e for e in reply.json() or [] if e.get("path") == path and e.get("type") == "file"]
-        return (entries[0], "") if entries else (None, f"{path} is not in {repo_id}")
+        return PathInfo(entries[0]) if entries else PathInfo(None, f"{path} is not in {repo_id} on Hugging Face",
+                                                              verdict=True)
 
-    async def logged() -> tuple[dict | None, str]:
-        entry, err = await call()
-        size, sha = lfs_facts(entry) if entry else (None, None)
+    async def logged() -> PathInfo:
+        info = await call()
+        size, sha = lfs_facts(info.entry) if info.entry else (None, None)
         run.history.record("huggingface", f"paths-info {repo_id}/{path}",
-                           f"size {size}, sha256 {sha}" if entry else err)
-        return entry, err
+                           f"size {size}, sha256 {sha}" if info.entry else info.error)
+        return info
 
     return await run.once(("hf_paths_info", repo_id, revision, path), logged)
 
@@ -345,11 +362,14 @@ class HuggingFaceSource:
             for q, a in zip(queries, answers):
                 if isinstance(a, FixerError):
                     failed.append(f"{_q(q)} ({a})")
+                    if a.code in ("rate_limited", "service_busy", "unreachable"):
+                        found.unreached.add("huggingface")
                     continue
                 if isinstance(a, BaseException):
                     if not isinstance(a, (aiohttp.ClientError, TimeoutError)):
                         raise a
                     failed.append(f"{_q(q)} (unreachable)")
+                    found.unreached.add("huggingface")
                     run.history.record("huggingface", _q(q), f"unreachable: {a.__class__.__name__}", ref.name)
                     continue
                 full = full or len(a) >= SEARCH_LIMIT
@@ -384,11 +404,11 @@ class HuggingFaceSource:
             found.tried.append(f"Hugging Face: no repo among them holds a file named {ref.basename}")
             return found
         for m in matches:
-            entry, err = await paths_info(run, m.repo_id, m.path)
-            if entry:
-                m.size, m.sha256 = lfs_facts(entry)
-            elif err:  # the mapper's words name the service already
-                found.tried.append(err if "Hugging Face" in err else f"Hugging Face: {err}")
+            info = await paths_info(run, m.repo_id, m.path)
+            if info.entry:
+                m.size, m.sha256 = lfs_facts(info.entry)
+            elif info.error:
+                found.tried.append(info.error)
         found.candidates.extend(self._score(ref, run, matches))
         return found
 

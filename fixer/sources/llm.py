@@ -83,11 +83,11 @@ class LLMSource:
         if repo_id.count("/") != 1 or path.rsplit("/", 1)[-1] != ref.basename:
             found.tried.append(f"LLM proposal {repo_id}:{path} does not name {ref.basename}; ignored")
             return
-        entry, err = await paths_info(run, repo_id, path)
-        if entry is None:
-            found.tried.append(f"LLM proposal {repo_id}/{path} not confirmed: {err}")
+        info = await paths_info(run, repo_id, path)
+        if info.entry is None:
+            found.tried.append(f"LLM proposal {repo_id}/{path} not confirmed: {info.error}")
             return
-        size, sha = lfs_facts(entry)
+        size, sha = lfs_facts(info.entry)
         folder = ref.folder or folder_from_path(path)
         conf = CONFIDENCE["llm_confirmed"] if folder else CONFIDENCE["contested"]
         found.candidates.append(Candidate(

@@ -44,11 +44,11 @@ def _check_hash(ref: ModelRef, sha256: str | None, what: str) -> None:
 
 async def _hf(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
     assert spec.repo_id and spec.path and spec.url
-    (entry, err), gated = await asyncio.gather(paths_info(run, spec.repo_id, spec.path, spec.revision),
-                                               repo_gated(run, spec.repo_id))
-    if entry is None:
-        raise NotFoundUpstream("Hugging Face", f"{spec.path} in {spec.repo_id} ({err})", service="huggingface")
-    size, sha = lfs_facts(entry)
+    info, gated = await asyncio.gather(paths_info(run, spec.repo_id, spec.path, spec.revision),
+                                       repo_gated(run, spec.repo_id))
+    if info.entry is None:
+        raise NotFoundUpstream("Hugging Face", f"{spec.path} in {spec.repo_id} ({info.error})", service="huggingface")
+    size, sha = lfs_facts(info.entry)
     _check_hash(ref, sha, f"{spec.path} in {spec.repo_id}")
     reason = f"your link: {spec.path} in {spec.repo_id}" + (f"; {gated_note(run, spec.repo_id)}" if gated else "")
     return Candidate(source="user", filename=_real_name(ref, spec.path), folder=ref.folder or folder_from_path(spec.path),

@@ -32,6 +32,7 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urljoin, urlsplit
@@ -173,7 +174,7 @@ class FileJob:
     def _fail(self, info: ErrorInfo, keep: bool) -> None:
         self._close_part(keep=keep)
         self.t.state = "failed"
-        self.t.error = info.with_(part_kept=keep and os.path.exists(self.t.part))
+        self.t.error = replace(info, part_kept=keep and os.path.exists(self.t.part))
         self.t.speed = 0.0
         action("download_failed", target=self.t.target, url=redact(self.start_url), error=info.message,
                code=info.code)
@@ -246,7 +247,8 @@ class FileJob:
             except LinkExpired as e:
                 if attempt >= 1:
                     raise DownloadError(f"{self.label}: {e} twice in a row, right after {redact(self.start_url)} "
-                                        "issued it; the source is misbehaving, try again later", code="link_broken") from None
+                                        "issued it; the source is misbehaving, try again later",
+                                        code="link_broken") from None
                 attempt += 1
             except Retryable as e:
                 # A name that does not resolve rarely starts resolving within seconds: one more try only.
@@ -422,7 +424,8 @@ class FileJob:
                     failures = 0  # it made progress: a flaky link, not a dead one
                 if failures >= self.retry.retries:
                     raise DownloadError(f"{self.label}: {e} (gave up after {failures + 1} attempts at byte {pos}; "
-                                        "run again to resume)", code=e.code if isinstance(e, Retryable) else "link_broken",
+                                        "run again to resume)",
+                                        code=e.code if isinstance(e, Retryable) else "link_broken",
                                         status=getattr(e, "status", None), retry_after=getattr(e, "retry_after", None),
                                         service=urlsplit(self.start_url).hostname) from None
                 delay = self.retry.delay(failures, getattr(e, "retry_after", None))

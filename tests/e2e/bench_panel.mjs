@@ -35,7 +35,8 @@ for (const n of [10, 100, 500, 2000]) {
     const runRows = models.map((m, i) => ({
       name: m.name, folder: "loras", state: states[i % states.length], source: "civitai", confidence: 0.9,
       reason: "exact file name in a Civitai model", size: 1e9, total: 1e9, bytes_done: 4e8, speed: 2e7, eta: 30,
-      warnings: [], sha256: "a".repeat(64), error: i % 6 === 4 ? { code: "interrupted", message: "the server closed the connection", part_kept: true } : null,
+      warnings: [], sha256: "a".repeat(64), error: i % 6 === 4
+        ? { code: "interrupted", message: "the server closed the connection", part_kept: true } : null,
       candidates: i % 6 === 5 ? [{ source: "fuzzy", url: "http://x/y", confidence: 0.5, reason: "similar", size: 1e9 }] : [],
     }));
     const state = {

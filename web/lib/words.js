@@ -16,7 +16,8 @@ export function fmtWait(seconds) {
 }
 
 const serviceName = (e) => SERVICE_NAMES[e.service] ?? e.service ?? "the service";
-const tokenHint = (e) => (e.token_helps ? `; a ${SERVICE_NAMES[TOKEN_SERVICES[e.token_helps]]} token raises the limit` : "");
+const tokenHint = (e) => (e.token_helps
+  ? `; a ${SERVICE_NAMES[TOKEN_SERVICES[e.token_helps]]} token raises the limit` : "");
 const waitWords = (e, what) => (e.retry_after != null
   ? `${what}; it asks to wait ${fmtWait(e.retry_after)}, try again then${tokenHint(e)}`
   : `${what}; try again later${tokenHint(e)}`);
