@@ -56,7 +56,7 @@ async def test_the_route_answers_each_node_types_folder_map(aiohttp_client, tmp_
     answer = await r.json()
     assert answer["LoadFluxControlNet"]["inputs"] == {
         "controlnet_path": [{"folder": "xlabs_controlnets", "prefix": "", "extensions": sorted(fake_folder_paths.PT)}]}
-    assert answer["RIFE_VFI"] == {"source": "probe", "complete": True, "fixed": [], "inputs": {}}
+    assert answer["RIFE_VFI"] == {"source": "probe", "complete": True, "fixed": ["ckpt_name"], "inputs": {}}
 
 
 @pytest.fixture

@@ -9,6 +9,11 @@ definition under FOLDER_MAP_KEY, so extract.py finds it where it already looks f
 The wrappers are installed on folder_paths once, process-wide; they record only while this module's
 context variable is set, which happens for the duration of one INPUT_TYPES() call in the scanning thread.
 Everywhere else (/object_info, running prompts, other threads) they are exact pass-throughs.
+
+The probe changes nothing observable: a listing asked for while recording is the folder's real listing
+plus the markers (so a pack that filters it keeps a marker, and one that keeps it keeps real names once
+the markers are taken out), and whatever the call stored in the pack's state is put back afterwards
+(probe_isolation.py). A last plain INPUT_TYPES() call checks that no marker is left in its answer.
 """
 
 from __future__ import annotations
@@ -16,15 +21,18 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import shutil
+import tempfile
 import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..constants import map_legacy
+from ..actionlog import action
+from ..constants import MODEL_EXTENSIONS, map_legacy
 from .loaders import combo_options
+from .probe_isolation import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +67,14 @@ class FolderMap:
 
     source: str  # "probe", "static" or "server"
     inputs: dict[str, tuple[Listing, ...]] = field(default_factory=dict)
-    complete: bool = False  # True when an input absent from `inputs` is known to read no folder
-    fixed: frozenset[str] = frozenset()  # inputs whose options are literals in the source: they read no folder
+    complete: bool = False  # every folder asked during the probed call is listed by some input
+    # Inputs that read no folder, on positive evidence: options written in the source, or weight names
+    # offered while no folder was asked. Never only because no folder was seen (a list built at import).
+    fixed: frozenset[str] = frozenset()
+    input_sources: dict[str, str] = field(default_factory=dict)  # an input learned another way ("static")
+
+    def source_of(self, input_name: str | None) -> str:
+        return self.input_sources.get(input_name or "", self.source)
 
     def locate(self, input_name: str | None, value: str) -> tuple[str, str] | None:
         """(folder, name inside it) for a value of this input, the longest prefix first: a listing that names
@@ -84,12 +98,27 @@ class FolderMap:
         return bool(ext) and any(ext in l.extensions for l in self.inputs.get(input_name or "", ()))
 
     def reads_no_folder(self, input_name: str | None) -> bool:
-        return bool(input_name) and input_name not in self.inputs and (self.complete or input_name in self.fixed)
+        return bool(input_name) and input_name not in self.inputs and input_name in self.fixed
+
+    def with_static(self, static: "FolderMap | None") -> "FolderMap":
+        """Inside ComfyUI: an input the probe could not see (a list built at import, a filter that kept
+        nothing) takes what the pack's source says; the probe's own findings win where both have one."""
+        if static is None:
+            return self
+        extra = {k: v for k, v in static.inputs.items() if k not in self.inputs}
+        if not extra and not static.fixed:
+            return self
+        sources = {**self.input_sources, **{k: static.source for k in extra}}
+        fixed = (self.fixed | static.fixed) - set(static.inputs)
+        return FolderMap(self.source, {**self.inputs, **extra}, self.complete, frozenset(fixed), sources)
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "complete": self.complete, "fixed": sorted(self.fixed),
-                "inputs": {k: [{"folder": l.folder, "prefix": l.prefix, "extensions": sorted(l.extensions)}
-                               for l in v] for k, v in self.inputs.items()}}
+        out = {"source": self.source, "complete": self.complete, "fixed": sorted(self.fixed),
+               "inputs": {k: [{"folder": l.folder, "prefix": l.prefix, "extensions": sorted(l.extensions)}
+                              for l in v] for k, v in self.inputs.items()}}
+        if self.input_sources:
+            out["input_sources"] = dict(self.input_sources)
+        return out
 
     @classmethod
     def from_json(cls, data: Any, source: str) -> "FolderMap | None":
@@ -106,8 +135,11 @@ class FolderMap:
             if good:
                 inputs[name] = good
         fixed = data.get("fixed") if isinstance(data.get("fixed"), list) else []
+        sources = data.get("input_sources") if isinstance(data.get("input_sources"), dict) else {}
         return cls(source, inputs, complete=data.get("complete") is True,
-                   fixed=frozenset(f for f in fixed if isinstance(f, str)))
+                   fixed=frozenset(f for f in fixed if isinstance(f, str)),
+                   input_sources={k: v for k, v in sources.items()
+                                  if k in inputs and v in ("probe", "static", "server")})
 
 
 _PARSED: dict[int, tuple[dict, FolderMap | None]] = {}  # id of a map's JSON -> (that JSON, parsed)
@@ -144,23 +176,51 @@ def combo_entries(input_types: Any) -> Iterable[tuple[str, list[str]]]:
                 yield name, options
 
 
+# Markers for a folder that registers no extension (any file): one per extension a model file has, so a
+# pack that keeps only `*.safetensors` (Kolors-MZ's LLM folder) still finds one, plus the bare name.
+_ANY_FILE_EXTENSIONS = tuple(sorted(MODEL_EXTENSIONS))
+_WEIGHT_NAME = re.compile(r"\.(" + "|".join(e.lstrip(".") for e in sorted(MODEL_EXTENSIONS)) + r")$", re.IGNORECASE)
+
+
+def is_marker(value: Any) -> bool:
+    return isinstance(value, str) and "__cfprobe" in value
+
+
+def _holds_marker(value: Any, depth: int = 0) -> bool:
+    """A marker anywhere in an INPUT_TYPES() answer (bounded: answers are small, a pack's may nest)."""
+    if is_marker(value):
+        return True
+    if depth > 6:
+        return False
+    if isinstance(value, dict):
+        return any(_holds_marker(k, depth + 1) or _holds_marker(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_holds_marker(v, depth + 1) for v in value)
+    return False
+
+
 class _Recording:
     """One INPUT_TYPES() call being recorded: the folders asked for, and the markers handed out."""
 
     def __init__(self, probe: "FolderProbe"):
         self.probe = probe
-        self.asked: set[str] = set()
+        self.asked: list[str] = []  # in the order asked
+        self.temp_dirs: list[str] = []
 
-    def listing(self, folder: str) -> list[str] | None:
-        """Marker names for a registered folder, one per extension it lists (so a pack's own extension
-        filter keeps one); None for an unregistered folder (the real function decides what happens)."""
+    def ask(self, folder: str) -> None:
+        if folder not in self.asked:
+            self.asked.append(folder)
+
+    def listing(self, folder: str, real: list[str]) -> list[str] | None:
+        """The folder's real names plus a marker per extension it lists (so a pack's own extension filter
+        keeps one); None for an unregistered folder (the real function decides what happens)."""
         entry = self.probe.registered(folder)
         if entry is None:
             return None
-        self.asked.add(folder)
+        self.ask(folder)
         base = self.probe.marker(folder)
-        exts = sorted(e for e in entry if isinstance(e, str) and e.startswith("."))
-        return [base + e for e in exts] or [base]
+        exts = sorted({e.lower() for e in entry if isinstance(e, str) and e.startswith(".")})
+        return list(real) + [base + e for e in exts or _ANY_FILE_EXTENSIONS] + ([] if exts else [base])
 
 
 class FolderProbe:
@@ -171,6 +231,8 @@ class FolderProbe:
         self._index: dict[str, int] = {}
         self._folders: list[str] = []
         self._lock = threading.Lock()
+        # One probe at a time: a pack's state is saved and put back around each call.
+        self._calls = threading.RLock()
         self._cache: weakref.WeakKeyDictionary[type, FolderMap | None] = weakref.WeakKeyDictionary()
         self._install()
 
@@ -201,14 +263,17 @@ class FolderProbe:
 
     def marker_dir(self, folder: str, recording: _Recording) -> str | None:
         """A directory holding one marker file per extension and a marker subfolder, for packs that list
-        get_folder_paths() themselves (Florence2's LLM folders). It lives in ComfyUI's temp directory."""
-        names = recording.listing(folder)
+        get_folder_paths() themselves (Florence2's LLM folders). It lives in ComfyUI's temp directory, one
+        per probed call, and is removed when the call returns."""
+        names = recording.listing(folder, [])
         temp = getattr(self.fp, "get_temp_directory", None)
         if names is None or temp is None:
             return None
-        d = Path(temp()) / "comfyfixer_probe" / str(self._index[folder])
         try:
-            d.mkdir(parents=True, exist_ok=True)
+            base = Path(temp()) / "comfyfixer_probe"
+            base.mkdir(parents=True, exist_ok=True)
+            d = Path(tempfile.mkdtemp(dir=base))
+            recording.temp_dirs.append(str(d))
             for n in names:
                 (d / n).touch(exist_ok=True)
             (d / (self.marker(folder) + "folder")).mkdir(exist_ok=True)
@@ -226,7 +291,8 @@ class FolderProbe:
                 return self._cache[cls]
             except (KeyError, TypeError):
                 pass
-        result = self._probe(cls)
+        with self._calls:
+            result = self._probe(cls)
         with self._lock:
             try:
                 self._cache[cls] = result
@@ -236,53 +302,71 @@ class FolderProbe:
 
     def _probe(self, cls: type) -> FolderMap | None:
         recording = _Recording(self)
-        saved = dict(vars(cls)) if isinstance(cls, type) else {}
+        snapshot = Snapshot.take(cls) if isinstance(cls, type) else None
         token = self.active.set(recording)
         try:
-            answer = cls.INPUT_TYPES()
+            # Read before the state is put back: the answer may be the very list a pack caches.
+            return self._read_answer(cls.INPUT_TYPES(), recording)
         except Exception as e:  # a broken custom node must not break our scan
             log.debug("INPUT_TYPES of %s failed while probing: %s", getattr(cls, "__name__", cls), e)
             return None
         finally:
             self.active.reset(token)
-            _restore_class(cls, saved)
+            for d in recording.temp_dirs:
+                shutil.rmtree(d, ignore_errors=True)
+            if snapshot is not None:
+                self._put_back(cls, snapshot)
+
+    def _put_back(self, cls: type, snapshot: Snapshot) -> None:
+        """Restore the pack's state, then ask the node once more without recording: a marker in that
+        answer is one the restore missed (kept where it does not look); say so, loudly. The state is
+        restored again after that call, so the probe leaves it exactly as it found it."""
+        swept = snapshot.restore(is_marker)
+        try:
+            leaked = _holds_marker(cls.INPUT_TYPES())
+        except Exception:  # noqa: BLE001 - it failed while probing too, or only now: nothing shown
+            leaked = False
+        swept += snapshot.restore(is_marker)  # the check's own call changes nothing either
+        if swept or leaked:
+            action("folder_probe_cleanup", node_class=getattr(cls, "__name__", str(cls)), swept=swept,
+                   leaked=leaked)
+        if leaked:
+            log.warning("comfyfixer: %s keeps its folder listing where the probe cannot restore it; restart "
+                        "ComfyUI if its lists show names starting with __cfprobe", getattr(cls, "__name__", cls))
+
+    def _read_answer(self, answer: Any, recording: _Recording) -> FolderMap:
         inputs: dict[str, tuple[Listing, ...]] = {}
-        for name, options in combo_entries(answer):
+        combos = list(combo_entries(answer))
+        for name, options in combos:
             found: list[Listing] = []
             for opt in options:
                 m = _MARKER_RX.search(opt) if isinstance(opt, str) else None
                 folder = self.folder_of_marker(int(m.group(1))) if m else None
                 if folder is None:
                     continue
-                exts = frozenset(e.lower() for e in self.registered(folder) or () if isinstance(e, str) and e.startswith("."))
-                listing = Listing(map_legacy(folder), opt[:m.start()], exts)
+                listing = Listing(map_legacy(folder), opt[:m.start()], self._extensions(folder))
                 if listing not in found:
                     found.append(listing)
             if found:
                 inputs[name] = tuple(found)
-        # A folder asked for but found in no input's options (kept in a cache, a dict of paths...) leaves
-        # the fixed-options rule unsure: only then is "reads no folder" withheld.
+        asked = list(dict.fromkeys(map_legacy(f) for f in recording.asked))
+        if len(asked) == 1:
+            # The only folder asked during the call, and inputs whose options came back empty: the pack
+            # filtered every marker out (a name pattern of its own), the folder is theirs.
+            original = next(f for f in recording.asked if map_legacy(f) == asked[0])
+            for name, options in combos:
+                if not options and name not in inputs:
+                    inputs[name] = (Listing(asked[0], "", self._extensions(original)),)
+        # Weights the node downloads itself: options that name weight files while no folder was asked at
+        # all during the call. Only such positive evidence marks an input as reading no folder (a list
+        # built at import shows "None" or the files then present, never this).
+        fixed = frozenset(name for name, options in combos if name not in inputs and not asked
+                          and any(isinstance(o, str) and _WEIGHT_NAME.search(o) for o in options))
         listed = {l.folder for ls in inputs.values() for l in ls}
-        complete = {map_legacy(f) for f in recording.asked} <= listed
-        return FolderMap("probe", inputs, complete=complete)
+        return FolderMap("probe", inputs, complete=set(asked) <= listed, fixed=fixed)
 
-
-def _restore_class(cls: Any, saved: dict[str, Any]) -> None:
-    """Undo what INPUT_TYPES() stored on the class while it saw markers (Florence2 keeps a path dict)."""
-    if not isinstance(cls, type):
-        return
-    for key, value in list(vars(cls).items()):
-        if key not in saved:
-            _try(lambda: delattr(cls, key))
-        elif saved[key] is not value:
-            _try(lambda: setattr(cls, key, saved[key]))
-
-
-def _try(fn: Callable[[], Any]) -> None:
-    try:
-        fn()
-    except (AttributeError, TypeError):
-        pass
+    def _extensions(self, folder: str) -> frozenset[str]:
+        return frozenset(e.lower() for e in self.registered(folder) or () if isinstance(e, str) and e.startswith("."))
 
 
 def _wrapper(name: str, real: Callable[..., Any], active: contextvars.ContextVar) -> Callable[..., Any]:
@@ -292,15 +376,16 @@ def _wrapper(name: str, real: Callable[..., Any], active: contextvars.ContextVar
             return real(*args, **kwargs)
         folder = map_legacy(args[0])
         if name in ("get_filename_list", "get_filename_list_"):
-            names = recording.listing(folder)
-            if names is None:
+            if recording.probe.registered(folder) is None:
                 return real(*args, **kwargs)
-            return list(names) if name == "get_filename_list" else (list(names), {}, time.perf_counter())
+            answer = real(*args, **kwargs)
+            names = recording.listing(folder, answer if name == "get_filename_list" else answer[0])
+            return names if name == "get_filename_list" else (names, *answer[1:])
         if name == "get_folder_paths":
             d = recording.probe.marker_dir(folder, recording)
             return [d] if d else real(*args, **kwargs)
         if recording.probe.registered(folder) is not None:
-            recording.asked.add(folder)
+            recording.ask(folder)
         return real(*args, **kwargs)
 
     wrapper._comfyfixer_probe = active  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import ast
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -548,13 +549,35 @@ def read_pack(pack_dir: Path) -> dict[str, dict[str, Any]]:
     return _read_pack(pack_dir).defs
 
 
+def read_source(path: Path, root: str, limit: int = _MAX_FILE_BYTES) -> str | None:
+    """A pack's source file as text, or None: only a regular file, at most `limit` bytes, whose real path
+    stays inside the pack's real folder `root` (git stores symlinks: one to /dev/zero, a FIFO or a file
+    elsewhere is never read). Opened without following a last link and without blocking on a FIFO."""
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root:
+        return None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(real, flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        data = f.read(limit + 1)
+    return data.decode("utf-8", errors="replace") if len(data) <= limit else None
+
+
 def _read_pack(pack_dir: Path) -> Reading:
     pack = _Pack()
+    root = os.path.realpath(pack_dir)
     for path in _py_files(pack_dir):
         try:
-            if path.stat().st_size > _MAX_FILE_BYTES:
+            text = read_source(path, root)
+            if text is None:
+                log.debug("skipped %s: not a regular file of the pack under %d bytes", path, _MAX_FILE_BYTES)
                 continue
-            text = path.read_text(encoding="utf-8", errors="replace")
             if not any(m in text for m in _MENTIONS):
                 pack.unread[path] = text  # no node here: parsed only if a helper or constant is looked up in it
                 continue

@@ -202,7 +202,7 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
             listed = folder_map.locate(input_name, name) if folder_map else None
             if listed:
                 folder, in_folder = listed
-                ref = ModelRef(name=in_folder, folder=folder, folder_source=folder_map.source,
+                ref = ModelRef(name=in_folder, folder=folder, folder_source=folder_map.source_of(input_name),  # type: ignore[arg-type]
                                unsafe_reason=unsafe_reason(in_folder))
             elif folder_map and folder_map.reads_no_folder(input_name) and _options(node_def, input_name):
                 ref = ModelRef(name=name, folder=None, folder_source=folder_map.source, by_node=True)
