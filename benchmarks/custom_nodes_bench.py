@@ -1,9 +1,12 @@
 """Real node packs' example workflows: is every reference found, in the folder its node reads?
 
     COMFYUI_DIR=/path/ComfyUI [COMFY_PYTHON=...] python benchmarks/custom_nodes_bench.py [--url URL] [--json FILE]
+        [--corpus tests/data/real_packs_2]
 
 The corpus and its truth are tests/data/real_packs/{packs,truth}.json (built by probing a real
-ComfyUI, see build_truth.py there); the workflows are read from $COMFYUI_DIR/custom_nodes/<pack>/.
+ComfyUI, see build_truth.py there), or another folder laid out alike (--corpus: the second corpus,
+packs with unusual folder handling, is tests/data/real_packs_2); the workflows are read from
+$COMFYUI_DIR/custom_nodes/<pack>/.
 Model folders must be empty (a fresh install). Three ways of scanning, side by side:
 - inside ComfyUI: POST /comfyfixer/scan to a ComfyUI running this pack and the packs (--url, else
   one is started on a free loopback port and stopped afterwards);
@@ -53,8 +56,8 @@ class NotReady(RuntimeError):
     """The ComfyUI folder is not the corpus' fresh install: the message says what to do."""
 
 
-def load_truth() -> dict:
-    return json.loads((DATA / "truth.json").read_text())
+def load_truth(corpus: Path = DATA) -> dict:
+    return json.loads((corpus / "truth.json").read_text())
 
 
 def stem(name: str) -> str:
@@ -151,8 +154,8 @@ def score_workflow(score: Score, wf_key: str, rows: list[dict], truth: dict) -> 
             score.fp_other.append(label)
 
 
-def workflow_files(comfyui_dir: Path) -> dict[str, Path]:
-    packs = json.loads((DATA / "packs.json").read_text())
+def workflow_files(comfyui_dir: Path, corpus: Path = DATA) -> dict[str, Path]:
+    packs = json.loads((corpus / "packs.json").read_text())
     return {f"{p['dir']}/{rel}": comfyui_dir / "custom_nodes" / p["dir"] / rel
             for p in packs["packs"] for rel in p["workflows"]}
 
@@ -253,10 +256,11 @@ def assert_fresh_install(comfyui_dir: Path, truth: dict) -> None:
         raise NotReady("Model folders are not empty (move these out first): " + ", ".join(found[:10]))
 
 
-def run_all(comfyui_dir: Path, url: str | None = None) -> tuple[dict[str, Score], StaticAgreement]:
-    truth = load_truth()
+def run_all(comfyui_dir: Path, url: str | None = None,
+            corpus: Path = DATA) -> tuple[dict[str, Score], StaticAgreement]:
+    truth = load_truth(corpus)
     assert_fresh_install(comfyui_dir, truth)
-    files = workflow_files(comfyui_dir)
+    files = workflow_files(comfyui_dir, corpus)
     missing = missing_workflows(files)
     if missing:
         raise NotReady(missing)
@@ -352,11 +356,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running ComfyUI with this pack and the packs (default: start one)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--corpus", type=Path, default=DATA, help="folder of packs.json and truth.json")
     args = parser.parse_args()
     if not os.environ.get("COMFYUI_DIR"):
         raise SystemExit("Set COMFYUI_DIR to a ComfyUI with the packs of tests/data/real_packs/packs.json installed.")
     try:
-        scores, agreement = run_all(Path(os.environ["COMFYUI_DIR"]).resolve(), args.url)
+        scores, agreement = run_all(Path(os.environ["COMFYUI_DIR"]).resolve(), args.url, args.corpus.resolve())
     except NotReady as e:
         raise SystemExit(str(e)) from None
     print_table(scores)

@@ -91,6 +91,16 @@ class NodeRef(UsedIn):
     ver: str | None = None
 
 
+@dataclass
+class FailedPack:
+    """An installed pack that did not load (ComfyUI's "IMPORT FAILED"), and the node types a workflow
+    wants from it: its nodes are missing although the pack is there; reinstalling it is no fix."""
+
+    name: str
+    reason: str | None  # ComfyUI's own words, when its log said them
+    node_types: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class LocalFile:
     folder: str
@@ -124,6 +134,7 @@ class ScanReport:
     node_check: str = "skipped"  # "server", "object_info", "host" or "skipped"
     node_types_seen: int = 0
     node_types: dict[str, list[str]] = field(default_factory=dict)  # workflow -> every node type it uses
+    failed_packs: list[FailedPack] = field(default_factory=list)  # installed, did not load, wanted here
 
     def by_state(self, state: ModelState) -> list[ModelStatus]:
         return [m for m in self.models if m.state == state]

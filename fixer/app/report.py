@@ -108,6 +108,9 @@ def summary_text(report: ScanReport) -> str:
         lines.append(f"Missing node types: {len(report.missing_nodes)} ({types}{more})")
     else:
         lines.append("Missing node types: none")
+    for pack in report.failed_packs:
+        lines.append(f"Pack {pack.name} is installed but failed to import ({pack.reason or 'see ComfyUI log'}): "
+                     f"{', '.join(pack.node_types)} come from it; fix its dependencies, then restart ComfyUI")
     if report.problems:
         lines.append("Could not read:")
         lines.extend(f"  {p.path}: {p.error}" for p in report.problems)

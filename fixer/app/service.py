@@ -161,6 +161,7 @@ class FixerService:
                                           "subgraph_path": list(u.subgraph_path)} for u in n.usages]}
                               for n in report.missing_nodes],
             "packs": [to_jsonable(p) for p in packs],
+            "failed_packs": [to_jsonable(p) for p in report.failed_packs],
         }
 
     def _with_dest(self, entry: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class ComfyLinks:
     node_classes: Callable[[], dict[str, Any]]  # the live NODE_CLASS_MAPPINGS (packs add to it while loading)
     version: str | None = None  # comfyui_version.__version__
     tls: bool = False  # ComfyUI serves https (--tls-keyfile)
+    import_failures: Callable[[], dict[str, str]] | None = None  # pack path -> why ComfyUI could not import it
 
 
 _links: ComfyLinks | None = None
@@ -78,7 +79,8 @@ def service() -> Any:
 
 
 def comfy_host(links: ComfyLinks) -> Any:
-    return engine("host.host").FolderPathsHost(links.folder_paths, node_classes=links.node_classes)
+    return engine("host.host").FolderPathsHost(links.folder_paths, node_classes=links.node_classes,
+                                               import_failures=links.import_failures)
 
 
 def build_service(links: ComfyLinks) -> Any:

@@ -17,8 +17,10 @@ from typing import Any, Callable, Protocol
 from ..constants import COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
 from ..errors import ConfigError, UnsafeFolder
 from ..read.names import normalise, unsafe_reason
-from .folder_probe import FolderProbe, probe_all, probe_for, with_folder_map
-from .static_folders import WithPackDefs
+from .failed_packs import FailedPack, failed_packs
+from .folder_probe import FolderProbe, folder_map_of, probe_all, probe_for, with_folder_map
+from .probe_isolation import pack_root
+from .static_folders import PackSources, Reading, WithPackDefs
 
 # Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
 NON_MODEL_FOLDERS = frozenset({"custom_nodes", "configs"})
@@ -147,6 +149,8 @@ class FolderPathsHost:
     folder_paths: Any
     node_classes: Callable[[], dict[str, Any]] | None = None
     node_source: str = "host"
+    import_failures: Callable[[], dict[str, str]] | None = None  # pack path -> why ComfyUI could not import it
+    _sources: PackSources | None = field(default=None, init=False, repr=False)
 
     def folders(self) -> dict[str, list[str]]:
         fp = self.folder_paths
@@ -163,15 +167,36 @@ class FolderPathsHost:
     def node_types(self) -> set[str] | None:
         return set(self.node_classes()) if self.node_classes else None
 
+    def pack_sources(self) -> PackSources:
+        if self._sources is None:
+            entry = self.folder_paths.folder_names_and_paths.get("custom_nodes")
+            self._sources = PackSources(list(entry[0]) if entry else [])
+        return self._sources
+
     def node_defs(self) -> Mapping[str, Any] | None:
         if not self.node_classes:
             return None
-        return LiveNodeDefs(self.node_classes(), probe_for(self.folder_paths))
+        return LiveNodeDefs(self.node_classes(), probe_for(self.folder_paths), self.pack_sources())
+
+    def failed_packs(self, node_types: list[str]) -> list[FailedPack]:
+        """The installed packs that did not load and provide some of `node_types` (missing node types of a
+        workflow), with ComfyUI's reason when its log said one."""
+        if not self.node_classes or not node_types:
+            return []
+        loaded = loaded_pack_roots(self.node_classes())
+        readings = self.pack_sources().not_loaded(loaded)
+        return failed_packs(readings, set(node_types), self.import_failures() if self.import_failures else {})
 
     def folder_maps(self) -> dict[str, Any]:
         """Node type -> the folders its inputs list (FolderMap JSON), asked of every node class: what a
         CLI with --server learns from this ComfyUI. Probing is cached per class."""
         return probe_all(self.folder_paths, self.node_classes()) if self.node_classes else {}
+
+
+def loaded_pack_roots(classes: dict[str, Any]) -> set[str]:
+    """The real folders of the packs ComfyUI loaded node classes from."""
+    roots = {pack_root(c) for c in {id(c): c for c in classes.values()}.values() if isinstance(c, type)}
+    return {os.path.realpath(r) for r in roots if r}
 
 
 def pack_model_dirs(models_dir: Path, registered: dict[str, list[str]]) -> dict[str, str]:
@@ -231,25 +256,55 @@ def target_root(folders: dict[str, list[str]], directory: str) -> str:
 class LiveNodeDefs(Mapping):
     """Node definitions asked of the node classes one type at a time, only for the types a workflow
     uses: INPUT_TYPES() of every installed pack (as /object_info does) can take seconds, and some
-    packs list folders in it. Each carries the folders its inputs list, asked of the node (folder_probe)."""
+    packs list folders in it. Each carries the folders its inputs list, asked of the node (folder_probe),
+    completed by what its pack's source says for inputs the probe cannot see (a list built at import).
+    A node type of a pack that did not load (its import failed) gets the definition read from its source."""
 
-    def __init__(self, classes: dict[str, Any], probe: FolderProbe | None = None):
+    def __init__(self, classes: dict[str, Any], probe: FolderProbe | None = None, sources: PackSources | None = None):
         self._classes = classes
         self._probe = probe
+        self._sources = sources
         self._defs: dict[str, Any] = {}
+        self._not_loaded: dict[str, Any] | None = None
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._defs:
-            cls = self._classes[name]
-            try:
-                # Probe first: the plain call after it leaves whatever the pack caches in its real state.
-                folder_map = self._probe.probe(cls) if self._probe else None
-                self._defs[name] = with_folder_map({"input": cls.INPUT_TYPES()}, folder_map)
-            except Exception:  # a broken custom node must not break our scan
-                self._defs[name] = None
+            self._defs[name] = self._live(name) if name in self._classes else self._from_source(name)
         if self._defs[name] is None:
             raise KeyError(name)
         return self._defs[name]
+
+    def _live(self, name: str) -> Any:
+        cls = self._classes[name]
+        try:
+            # Probe first: the plain call after it leaves whatever the pack caches in its real state.
+            folder_map = self._probe.probe(cls) if self._probe else None
+            answer = cls.INPUT_TYPES()
+        except Exception:  # a broken custom node must not break our scan
+            return None
+        static = self._static_map(cls, name)
+        folder_map = folder_map.with_static(static) if folder_map is not None else static
+        return with_folder_map({"input": answer}, folder_map)
+
+    def _static_map(self, cls: Any, name: str) -> Any:
+        root = pack_root(cls) if self._sources is not None and isinstance(cls, type) else None
+        if root is None or self._sources is None:
+            return None
+        try:
+            return folder_map_of(self._sources.pack(os.path.realpath(root)).defs.get(name))
+        except (OSError, ValueError, RecursionError):
+            return None
+
+    def _from_source(self, name: str) -> Any:
+        if self._sources is None:
+            return None
+        if self._not_loaded is None:
+            readings = self._sources.not_loaded(loaded_pack_roots(self._classes))
+            merged = Reading()
+            for reading in readings.values():
+                merged.add(reading)
+            self._not_loaded = merged.defs
+        return self._not_loaded.get(name)
 
     def __iter__(self):
         return iter(self._classes)

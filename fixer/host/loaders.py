@@ -55,9 +55,11 @@ _NODE_RULES = [
     (r"lora", "loras"), (r"checkpoint|ckpt", "checkpoints"), (r"clipvision|clip_vision", "clip_vision"),
     (r"ipadapter", "ipadapter"), (r"controlnet|control_net|t2iadapter", "controlnet"),
     (r"upscal", "upscale_models"), (r"animatediff|motion", "animatediff_models"),
-    (r"vae", "vae"), (r"unet|diffusion|gguf|(^|[^a-z])dit([^a-z]|$)", "diffusion_models"),
+    (r"vae", "vae"), (r"unet|diffusion|(^|[^a-z])dit([^a-z]|$)", "diffusion_models"),
     (r"clip|textencoder|t5", "text_encoders"), (r"ultralytics|yolo|bbox", "ultralytics"),
     (r"sam(model)?loader", "sams"),
+    # A file format, not what is loaded: weaker than every word above (DualCLIPLoaderGGUF loads text encoders).
+    (r"gguf", "diffusion_models"),
 ]
 _FILE_RULES = [
     (r"(^|[_\-.])lora([_\-.]|$)|locon|lycoris", "loras"),
@@ -86,7 +88,8 @@ def core_inputs(node_type: str) -> tuple[tuple[str, ...], dict[str, str]] | None
 
 
 def guess_folder(node_type: str, input_name: str | None, filename: str) -> str | None:
-    """Keyword rules for custom loaders: input name, then node type, then the file name. None if nothing fits."""
+    """Keyword rules for custom loaders: the input's name weighs first, then the node type's (what it loads
+    before the format it loads), then the file name. None if nothing fits."""
     if input_name:
         found = _first(_INPUT_RULES, input_name)
         if found:

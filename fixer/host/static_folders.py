@@ -16,12 +16,13 @@ import hashlib
 import logging
 import os
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..constants import map_legacy
+from ..constants import COMFY_PT_EXTENSIONS, map_legacy
 from ..state import read_json, write_json_atomic
 from .folder_probe import FolderMap, Listing, folder_map_of, with_folder_map
 
@@ -33,7 +34,7 @@ _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "ven
                         "tests", "test", "docs", "example_workflows", "examples", "workflows"})
 _MENTIONS = ("INPUT_TYPES", "define_schema", "folder_paths", "NODE_CLASS_MAPPINGS")
 _MAX_FILE_BYTES = 2_000_000
-_CACHE_VERSION = "static_folders 2"  # bump when what a reading holds changes
+_CACHE_VERSION = "static_folders 3"  # bump when what a reading holds changes
 _DEPTH = 6
 _MODELS = "\x00models"  # stands for folder_paths.models_dir while a path expression is evaluated
 
@@ -49,15 +50,15 @@ class _Pack:
     extensions: dict[str, frozenset[str]] = field(default_factory=dict)  # folder key -> registered extensions
     module_constants: dict[str, dict[str, ast.expr]] = field(default_factory=dict)  # class -> its module's names
     pending: list[tuple[ast.expr, str]] = field(default_factory=list)  # NODE_CLASS_MAPPINGS (key, class) to resolve
-    registrations: list[tuple[str, ast.expr, dict[str, ast.expr]]] = field(default_factory=list)
-    calls: list[tuple[ast.Call, dict[str, ast.expr]]] = field(default_factory=list)
+    bodies: list[tuple[list[ast.stmt], dict[str, ast.expr], str]] = field(default_factory=list)  # modules run
+    unread_registrations: list[str] = field(default_factory=list)  # "file:line: source" it could not follow
     unresolved: set[str] = field(default_factory=set)  # classes mapped under a key this reader cannot evaluate
     unread: dict[Path, str] = field(default_factory=dict)  # modules without nodes, parsed when a name is looked up
     looked_up: set[tuple[str, ...]] = field(default_factory=set)
 
-    def add(self, tree: ast.Module, walk: bool = True) -> None:
+    def add(self, tree: ast.Module, walk: bool = True, where: str = "") -> None:
         own: dict[str, ast.expr] = {}
-        for stmt in tree.body:
+        for stmt in _module_level(tree.body):  # through if/try: `if ...: current_paths = [MODELS_DIR]`
             if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
                 own.setdefault(stmt.targets[0].id, stmt.value)
                 self.constants.setdefault(stmt.targets[0].id, stmt.value)
@@ -67,10 +68,11 @@ class _Pack:
             elif isinstance(stmt, ast.ClassDef) and stmt.name not in self.classes:
                 self.classes[stmt.name] = stmt
                 self.module_constants[stmt.name] = own
-        for stmt in _module_level(tree.body) if walk else ():
-            for n in ast.walk(stmt):
-                self._mapping(n)
-                self._registration(n, own)
+        if walk:
+            self.bodies.append((tree.body, own, where))
+            for stmt in _module_level(tree.body):
+                for n in ast.walk(stmt):
+                    self._mapping(n)
 
     def _read_for(self, *patterns: str) -> None:
         if patterns in self.looked_up:
@@ -127,53 +129,20 @@ class _Pack:
             else:
                 self.unresolved.add(cls)
 
-    def _registration(self, n: ast.AST, names: dict[str, ast.expr]) -> None:
-        """A folder a pack registers: `folder_names_and_paths["k"] = (paths, {".gguf"})`, or a call with the
-        key and its path(s) or a literal list of extensions (`add_model_folder_path("mmaudio", path)`,
-        Impact's `add_folder_path_and_extensions(...)`, inpaint's `_add_folder_path("inpaint", [...])`)."""
-        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Subscript) \
-                and _attr_name(n.targets[0].value) == "folder_names_and_paths":
-            key = _str(n.targets[0].slice)
-            if key and isinstance(n.value, ast.Tuple) and len(n.value.elts) == 2:
-                exts = _extensions(n.value.elts[1])
-                if exts:
-                    self.extensions.setdefault(key, exts)
-                self.registrations.append((key, n.value.elts[0], names))
-        elif isinstance(n, ast.Call) and len(n.args) >= 2 and _str(n.args[0]):
-            exts = next((e for e in map(_extensions, n.args[1:]) if e), None)
-            if exts:
-                self.extensions.setdefault(_str(n.args[0]), exts)  # type: ignore[arg-type]
-            else:
-                self.registrations.append((_str(n.args[0]), n.args[1], names))  # type: ignore[arg-type]
-        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.args:
-            self.calls.append((n, names))  # update_model_paths(folder_paths.models_dir): may register folders
-
-    def _registrations_with_calls(self) -> Iterator[tuple[str, ast.expr, dict[str, ast.expr], dict[str, str]]]:
-        for key, expr, names in self.registrations:
-            yield key, expr, names, {}
-        for call, names in self.calls:  # a pack function called at import with the models folder
-            fn = self.functions.get(call.func.id)  # type: ignore[attr-defined]
-            args = [self.string(a, names, {}) for a in call.args]
-            if fn is None or not any(a and a.startswith(_MODELS) for a in args):
-                continue
-            env = {p.arg: a for p, a in zip(fn.args.args, args) if a is not None}
-            for n in ast.walk(fn):
-                if isinstance(n, ast.Call) and len(n.args) >= 2 and _str(n.args[0]) and not _extensions(n.args[1]):
-                    yield _str(n.args[0]), n.args[1], names, env  # type: ignore[misc]
-
+    # --- folders the pack registers -----------------------------------------------------------------
     def folder_dirs(self) -> dict[str, list[str]]:
         """Folder key -> the directories a pack registers for it under models/ ("xlabs/controlnets"), when
-        the source builds them from folder_paths.models_dir with os.path.join and literals."""
+        the source builds them from folder_paths.models_dir with os.path.join and literals: at module
+        level, in loops over literal lists and dicts, in pack helpers called with literal arguments
+        (inpaint's `_add_folder_path("inpaint", [".pt", ...])`). Registrations it cannot read are kept in
+        `unread_registrations`. Run once every module is parsed (names may live in any of them)."""
         out: dict[str, list[str]] = {}
-        for key, expr, names, env in self._registrations_with_calls():
-            if isinstance(expr, ast.Name) and isinstance(names.get(expr.id), (ast.List, ast.Tuple)):
-                expr = names[expr.id]
-            for e in expr.elts if isinstance(expr, (ast.List, ast.Tuple)) else [expr]:
-                path = self.string(e, names, env)
-                rel = path[len(_MODELS) + 1:].replace("\\", "/") if path and path.startswith(_MODELS + "/") else None
-                if rel and ".." not in rel.split("/") and rel not in out.get(key, []):
-                    out.setdefault(key, []).append(rel)
-        return out
+        for body, names, where in self.bodies:
+            for key, dirs in _Registrar(self, names, where).run(body, {}, {}, 0):
+                for rel in dirs:
+                    if rel not in out.setdefault(key, []):
+                        out[key].append(rel)
+        return {k: v for k, v in out.items() if v}
 
     def class_constant(self, cls_name: str, attr: str) -> str | None:
         """A string class attribute, followed through its module's names and small pack helpers
@@ -199,9 +168,11 @@ class _Pack:
             return _MODELS  # folder_paths.models_dir: where ComfyUI's models/ is
         if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id in self.classes:
             return self.class_constant(e.value.id, e.attr)
-        if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+        if isinstance(e, ast.BinOp) and isinstance(e.op, (ast.Add, ast.Div)):
             a, b = self.string(e.left, names, env, depth + 1), self.string(e.right, names, env, depth + 1)
-            return a + b if a is not None and b is not None else None
+            if a is None or b is None:
+                return None
+            return a + b if isinstance(e.op, ast.Add) else a.rstrip("/") + "/" + b.strip("/")  # Path(x) / "y"
         if isinstance(e, ast.JoinedStr):
             parts = [self.string(v.value if isinstance(v, ast.FormattedValue) else v, names, env, depth + 1)
                      for v in e.values]
@@ -211,6 +182,8 @@ class _Pack:
         args = [self.string(a, names, env, depth + 1) for a in e.args]
         if any(a is None for a in args):
             return None
+        if _attr_name(e.func) in ("str", "Path", "PurePath", "abspath", "normpath", "realpath") and len(args) == 1:
+            return args[0]  # str(Path(folder_paths.models_dir) / "x"), os.path.abspath(...)
         if _attr_name(e.func) == "join" and not isinstance(e.func, ast.Attribute) or \
                 isinstance(e.func, ast.Attribute) and e.func.attr == "join" and _attr_name(e.func.value) == "path":
             return "/".join(a.strip("/") if i else a.rstrip("/") for i, a in enumerate(args))  # type: ignore[union-attr]
@@ -226,6 +199,193 @@ class _Pack:
             return None
         params = [a.arg for a in fn.args.args]  # type: ignore[union-attr]
         return self.string(rets[0], names, dict(zip(params, args)), depth + 1)  # type: ignore[arg-type]
+
+
+_REGISTRY = "folder_names_and_paths"
+
+
+class _Registrar:
+    """Runs a module's import-time statements symbolically to find the folders it registers. `env` binds
+    names to strings (loop variables, a helper's arguments, local paths), `exts` to extension sets."""
+
+    def __init__(self, pack: _Pack, names: dict[str, ast.expr], where: str):
+        self.pack, self.names, self.where = pack, names, where
+
+    def run(self, body: list[ast.stmt], env: dict[str, str], exts: dict[str, frozenset[str]],
+            depth: int) -> Iterator[tuple[str, list[str]]]:
+        env, exts = dict(env), dict(exts)
+        for stmt in body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(stmt, ast.For):
+                rows = self.loop_rows(stmt, env)
+                for row in rows if rows is not None else [{}]:
+                    yield from self.run(stmt.body, {**env, **row}, exts, depth)
+                continue
+            if isinstance(stmt, (ast.If, ast.While, ast.With, ast.Try)):
+                for part in (stmt.body, getattr(stmt, "orelse", []), *[h.body for h in getattr(stmt, "handlers", [])],
+                             getattr(stmt, "finalbody", [])):
+                    yield from self.run(part, env, exts, depth)
+                continue
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                value = self.pack.string(stmt.value, self.names, env)
+                if value is not None:
+                    env[stmt.targets[0].id] = value
+                found = self.extensions(stmt.value, exts)
+                if found:
+                    exts[stmt.targets[0].id] = found
+            for n in ast.walk(stmt):
+                yield from self.node(n, env, exts, depth)
+
+    def loop_rows(self, loop: ast.For, env: dict[str, str]) -> list[dict[str, str]] | None:
+        """The loop variables' values for each turn of `for x in [literals]` / `for k, v in {...}.items()`."""
+        it = loop.iter
+        method = it.func.attr if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) else None
+        if method in ("items", "keys", "values"):
+            it = it.func.value  # type: ignore[union-attr]
+        if isinstance(it, ast.Name):
+            it = self.names.get(it.id) or self.pack.constant(it.id) or it
+        if isinstance(it, ast.Dict):
+            keys, values = list(it.keys), list(it.values)
+            items: list[ast.expr] = [ast.Tuple(elts=[k, v], ctx=ast.Load()) for k, v in zip(keys, values) if k] \
+                if method == "items" else [v for v in values] if method == "values" else [k for k in keys if k]
+        elif isinstance(it, (ast.List, ast.Tuple, ast.Set)) and method is None:
+            items = list(it.elts)
+        else:
+            return None
+        rows = []
+        for item in items:
+            row: dict[str, str] = {}
+            self.bind(loop.target, item, env, row)
+            rows.append(row)
+        return rows
+
+    def bind(self, target: ast.expr, value: ast.expr, env: dict[str, str], row: dict[str, str]) -> None:
+        if isinstance(target, ast.Name):
+            s = self.pack.string(value, self.names, env)
+            if s is not None:
+                row[target.id] = s
+        elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+                and len(target.elts) == len(value.elts):
+            for t, v in zip(target.elts, value.elts):
+                self.bind(t, v, env, row)
+
+    def extensions(self, e: ast.expr | None, exts: dict[str, frozenset[str]]) -> frozenset[str]:
+        if isinstance(e, ast.Name) and e.id in exts:
+            return exts[e.id]
+        if isinstance(e, ast.Attribute) and e.attr == "supported_pt_extensions":
+            return COMFY_PT_EXTENSIONS
+        return _extensions(e) if e is not None else frozenset()
+
+    def dirs(self, e: ast.expr, env: dict[str, str], depth: int = 0) -> list[str] | None:
+        """Paths under models/ an expression lists (a path, a list of them, a name for either); None when
+        any part cannot be read."""
+        if depth > _DEPTH:
+            return None
+        if isinstance(e, ast.Name) and e.id not in env:
+            bound = self.names.get(e.id) or self.pack.constant(e.id)
+            if isinstance(bound, (ast.List, ast.Tuple)):
+                e = bound
+        if isinstance(e, (ast.List, ast.Tuple)):
+            parts = [self.dirs(x, env, depth + 1) for x in e.elts]
+            return None if any(p is None for p in parts) else [d for p in parts for d in p]  # type: ignore[union-attr]
+        if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+            a, b = self.dirs(e.left, env, depth + 1), self.dirs(e.right, env, depth + 1)
+            return a + b if a is not None and b is not None else None
+        path = self.pack.string(e, self.names, env)
+        if path is None or not path.startswith(_MODELS + "/"):
+            return None
+        rel = path[len(_MODELS) + 1:].replace("\\", "/").strip("/")
+        return [rel] if rel and ".." not in rel.split("/") else None
+
+    def node(self, n: ast.AST, env: dict[str, str], exts: dict[str, frozenset[str]],
+             depth: int) -> Iterator[tuple[str, list[str]]]:
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Subscript) \
+                and _attr_name(n.targets[0].value) == _REGISTRY:
+            # folder_names_and_paths["k"] = ([paths], {exts}) -- in a helper, its key and paths are arguments
+            key = self.pack.string(n.targets[0].slice, self.names, env)
+            value = n.value if isinstance(n.value, ast.Tuple) and len(n.value.elts) == 2 else None
+            found = self.extensions(value.elts[1], exts) if value else frozenset()
+            if key and not found and depth:
+                found = next(iter(exts.values()), frozenset())  # the helper's extension argument
+            if key and found:
+                self.pack.extensions.setdefault(key, found)
+            dirs = self.dirs(value.elts[0], env) if key and value else None
+            if key and dirs is None and depth:  # `(folders, extensions)` built from a local path
+                dirs = [d[len(_MODELS) + 1:] for d in env.values() if d.startswith(_MODELS + "/")] or None
+            yield from self.found(key, dirs, n)
+            return
+        if not isinstance(n, ast.Call):
+            return
+        name = _attr_name(n.func)
+        if name == "add_model_folder_path" and len(n.args) >= 2:
+            key = self.pack.string(n.args[0], self.names, env)
+            yield from self.found(key, self.dirs(n.args[1], env) if key else None, n)
+        elif name == "append" and isinstance(n.func, ast.Attribute) and n.args \
+                and isinstance(n.func.value, ast.Subscript) and isinstance(n.func.value.value, ast.Subscript) \
+                and _attr_name(n.func.value.value.value) == _REGISTRY:
+            # folder_names_and_paths["k"][0].append(path)
+            key = self.pack.string(n.func.value.value.slice, self.names, env)
+            yield from self.found(key, self.dirs(n.args[0], env) if key else None, n)
+        elif name == "update" and isinstance(n.func, ast.Attribute) and _attr_name(n.func.value) == _REGISTRY \
+                and n.args and isinstance(n.args[0], ast.Dict):
+            for k, v in zip(n.args[0].keys, n.args[0].values):
+                key = self.pack.string(k, self.names, env) if k is not None else None
+                value = v if isinstance(v, ast.Tuple) and len(v.elts) == 2 else None
+                if key and value and self.extensions(value.elts[1], exts):
+                    self.pack.extensions.setdefault(key, self.extensions(value.elts[1], exts))
+                yield from self.found(key, self.dirs(value.elts[0], env) if key and value else None, n)
+        results: list[tuple[str, list[str]]] = []
+        missed = False
+        if isinstance(n.func, ast.Name) and depth < 3 and name != "add_model_folder_path":
+            results, missed = self.helper(n, exts, env, depth)
+        if len(n.args) >= 2 and name != "add_model_folder_path" and self.pack.string(n.args[0], self.names, env):
+            # Impact's add_folder_path_and_extensions("ultralytics_bbox", [path], {".pt"}), a helper's call
+            found = next((e for e in (self.extensions(a, exts) for a in n.args[1:]) if e), None)
+            if found:
+                key = self.pack.string(n.args[0], self.names, env)
+                self.pack.extensions.setdefault(key, found)  # type: ignore[arg-type]
+                dirs = self.dirs(n.args[1], env)
+                results += [(key, dirs)] if dirs else []  # type: ignore[list-item]
+        if missed and not results:
+            yield from self.found(None, None, n)
+        yield from results
+
+    def helper(self, call: ast.Call, exts: dict[str, frozenset[str]], env: dict[str, str],
+               depth: int) -> tuple[list[tuple[str, list[str]]], bool]:
+        """A pack function called at import: its body run with its parameters bound to the call's
+        arguments (strings, paths, literal extension lists), defaults included. Returns what it registers,
+        and whether it holds a registration that could not be read (said at the call, by the caller)."""
+        fn = self.pack.function(call.func.id)  # type: ignore[attr-defined]
+        if fn is None:
+            return [], False
+        params = [a.arg for a in fn.args.args]
+        defaults = dict(zip(params[len(params) - len(fn.args.defaults):], fn.args.defaults))
+        given: dict[str, ast.expr] = {**defaults, **dict(zip(params, call.args)),
+                                      **{k.arg: k.value for k in call.keywords if k.arg}}
+        inner_env: dict[str, str] = {}
+        inner_exts: dict[str, frozenset[str]] = {}
+        for p, e in given.items():
+            value = self.pack.string(e, self.names, env)
+            if value is not None:
+                inner_env[p] = value
+            found = self.extensions(e, exts)
+            if found:
+                inner_exts[p] = found
+        if not inner_env and not inner_exts:
+            return [], False
+        before = len(self.pack.unread_registrations)
+        results = list(self.run(fn.body, inner_env, inner_exts, depth + 1))
+        missed = len(self.pack.unread_registrations) > before
+        del self.pack.unread_registrations[before:]  # said once, at the call that made them
+        return results, missed
+
+    def found(self, key: str | None, dirs: list[str] | None, n: ast.AST | None) -> Iterator[tuple[str, list[str]]]:
+        if key and dirs:
+            yield key, dirs
+        elif n is not None:
+            line = getattr(n, "lineno", 0)
+            self.pack.unread_registrations.append(f"{self.where}:{line}: {ast.unparse(n)[:160]}")
 
 
 def _module_level(body: list[ast.stmt]) -> Iterator[ast.stmt]:
@@ -536,12 +696,14 @@ class Reading:
 
     defs: dict[str, dict[str, Any]] = field(default_factory=dict)
     folders: dict[str, list[str]] = field(default_factory=dict)  # key -> dirs relative to models/
+    unread: list[str] = field(default_factory=list)  # folder registrations it could not follow, "pack/file:line: …"
 
-    def add(self, other: "Reading") -> None:
+    def add(self, other: "Reading", pack: str = "") -> None:
         for k, v in other.defs.items():
             self.defs.setdefault(k, v)
         for k, dirs in other.folders.items():
             self.folders.setdefault(k, dirs)
+        self.unread += [f"{pack}/{u}" if pack else u for u in other.unread]
 
 
 def read_pack(pack_dir: Path) -> dict[str, dict[str, Any]]:
@@ -581,10 +743,11 @@ def _read_pack(pack_dir: Path) -> Reading:
             if not any(m in text for m in _MENTIONS):
                 pack.unread[path] = text  # no node here: parsed only if a helper or constant is looked up in it
                 continue
-            pack.add(ast.parse(text, filename=str(path)))
+            pack.add(ast.parse(text, filename=str(path)), where=str(path.relative_to(pack_dir)))
         except (OSError, SyntaxError, ValueError, RecursionError) as e:
             log.debug("skipped %s: %s", path, e)
     pack.resolve_mappings()
+    folders = pack.folder_dirs()  # first: it learns the extensions the node definitions' listings carry
     reader = _NodeReader(pack)
     defs: dict[str, dict[str, Any]] = {}
     for name, cls in list(pack.classes.items()):
@@ -598,7 +761,7 @@ def _read_pack(pack_dir: Path) -> Reading:
         definition = reader.v1(cls) if types else None
         for t in types if definition else ():
             defs.setdefault(t, definition)
-    return Reading(defs, pack.folder_dirs())
+    return Reading(defs, folders, list(dict.fromkeys(pack.unread_registrations)))
 
 
 def _signature(pack_dir: Path) -> str:
@@ -633,12 +796,12 @@ def read_custom_nodes(base: Path, cache_file: Path | None = None) -> Reading:
         sig = _signature(d) if cache_file else ""
         entry = cached.get(str(d))
         if isinstance(entry, dict) and entry.get("sig") == sig and isinstance(entry.get("defs"), dict) \
-                and isinstance(entry.get("folders"), dict):
-            pack = Reading(entry["defs"], entry["folders"])
+                and isinstance(entry.get("folders"), dict) and isinstance(entry.get("unread"), list):
+            pack = Reading(entry["defs"], entry["folders"], [u for u in entry["unread"] if isinstance(u, str)])
         else:
             pack = _read_pack(d)
-        fresh[str(d)] = {"sig": sig, "defs": pack.defs, "folders": pack.folders}
-        out.add(pack)
+        fresh[str(d)] = {"sig": sig, "defs": pack.defs, "folders": pack.folders, "unread": pack.unread}
+        out.add(pack, d.name)
     if cache_file and fresh != cached:
         try:
             write_json_atomic(cache_file, fresh)
@@ -698,3 +861,48 @@ class WithPackDefs(Mapping):
 
     def __bool__(self) -> bool:
         return True
+
+
+class PackSources:
+    """Inside ComfyUI, what the packs' sources say, read on demand and kept for the process: the pack of a
+    live node class (for inputs the probe cannot see), and the packs that did not load (a pack whose import
+    failed still says which folder each of its node types reads). Keyed by the pack's real folder, and
+    read again when one of its Python files changes."""
+
+    def __init__(self, custom_nodes: list[str]):
+        self.custom_nodes = [Path(p) for p in custom_nodes]
+        self._packs: dict[str, tuple[str, Reading]] = {}
+        self._lock = threading.Lock()
+
+    def pack(self, root: str) -> Reading:
+        sig = _signature(Path(root))
+        with self._lock:
+            hit = self._packs.get(root)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        found = _read_pack(Path(root))
+        with self._lock:
+            self._packs[root] = (sig, found)
+        return found
+
+    def pack_dirs(self) -> list[str]:
+        """Every pack folder (real path) in the custom_nodes folders, this pack and disabled ones left out."""
+        here = os.path.realpath(Path(__file__).resolve().parents[2])
+        out: list[str] = []
+        for base in self.custom_nodes:
+            try:
+                entries = sorted(base.iterdir())
+            except OSError:
+                continue
+            for d in entries:
+                try:
+                    if d.is_dir() and not d.name.endswith(".disabled") and not d.name.startswith(".") \
+                            and os.path.realpath(d) != here and d.name != "__pycache__":
+                        out.append(os.path.realpath(d))
+                except OSError:
+                    continue
+        return out
+
+    def not_loaded(self, loaded_roots: set[str]) -> dict[str, Reading]:
+        """Pack folder -> its reading, for the packs none of whose node classes ComfyUI has."""
+        return {root: self.pack(root) for root in self.pack_dirs() if root not in loaded_roots}

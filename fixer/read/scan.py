@@ -191,6 +191,9 @@ class Scanner:
         self.report.models = sorted((classify(r, self.inventory) for r in refs),
                                     key=lambda s: (s.state, s.ref.folder or "~", s.ref.name.lower()))
         self.report.missing_nodes = _missing_nodes(self._nodes, self.known_types)
+        failed = getattr(self.host, "failed_packs", None)  # inside ComfyUI: packs whose import failed
+        if callable(failed) and self.report.missing_nodes:
+            self.report.failed_packs = failed([n.node_type for n in self.report.missing_nodes])
         self.report.node_types_seen = len(self._nodes)
         for n in self._nodes.values():
             for wf in n.workflows:

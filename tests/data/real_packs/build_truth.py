@@ -1,6 +1,9 @@
 """Build tests/data/real_packs/{packs,truth}.json from a real ComfyUI with the node packs installed.
 
-    COMFYUI_DIR=/path/ComfyUI COMFY_PYTHON=/path/venv/bin/python python tests/data/real_packs/build_truth.py
+    COMFYUI_DIR=/path/ComfyUI COMFY_PYTHON=/path/venv/bin/python python tests/data/real_packs/build_truth.py [CORPUS]
+
+CORPUS is the folder holding packs.json, where truth.json is written (default: this one; the second
+corpus is tests/data/real_packs_2).
 
 The truth is probed, not guessed: a throwaway extension reports folder_paths' registered folders
 (paths and accepted extensions), a marker file `__probe__<folder><ext>` goes into every folder,
@@ -250,9 +253,10 @@ def read_workflow(path: Path) -> dict:
 
 
 def main() -> None:
+    corpus = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE
     comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
     python = os.environ.get("COMFY_PYTHON") or str(comfyui_dir.parent / "comfy-venv" / "bin" / "python")
-    packs = json.loads((HERE / "packs.json").read_text())
+    packs = json.loads((corpus / "packs.json").read_text())
     probe = comfyui_dir / "custom_nodes" / PROBE_EXT
     probe.mkdir(exist_ok=True)
     (probe / "__init__.py").write_text(PROBE_CODE)
@@ -291,7 +295,7 @@ def main() -> None:
         for rel in pack["workflows"]:
             wf = read_workflow(comfyui_dir / "custom_nodes" / pack["dir"] / rel)
             truth["workflows"][f"{pack['dir']}/{rel}"] = workflow_truth(wf, object_info, in_folders)
-    (HERE / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
+    (corpus / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     n = sum(len(w["references"]) for w in truth["workflows"].values())
     s = sum(len(w["self_downloading"]) for w in truth["workflows"].values())
     print(f"{len(in_folders)} inputs read a folder; {len(truth['workflows'])} workflows, {n} references, "
