@@ -312,6 +312,9 @@ class LiveNodeDefs(Mapping):
     def __len__(self) -> int:
         return len(self._classes)
 
+    def __bool__(self) -> bool:  # definitions can come from packs' sources even with no class loaded
+        return True
+
 
 def load_object_info(path: str | os.PathLike) -> dict[str, Any]:
     try:

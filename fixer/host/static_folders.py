@@ -52,6 +52,7 @@ class _Pack:
     pending: list[tuple[ast.expr, str]] = field(default_factory=list)  # NODE_CLASS_MAPPINGS (key, class) to resolve
     bodies: list[tuple[list[ast.stmt], dict[str, ast.expr], str]] = field(default_factory=list)  # modules run
     unread_registrations: list[str] = field(default_factory=list)  # "file:line: source" it could not follow
+    class_env: dict[str, dict[str, str]] = field(default_factory=dict)  # generated class -> names bound in it
     unresolved: set[str] = field(default_factory=set)  # classes mapped under a key this reader cannot evaluate
     unread: dict[Path, str] = field(default_factory=dict)  # modules without nodes, parsed when a name is looked up
     looked_up: set[tuple[str, ...]] = field(default_factory=set)
@@ -121,13 +122,78 @@ class _Pack:
                 self.pending.append((k, v.id))
 
     def resolve_mappings(self) -> None:
-        """Keys like `LoraLoaderLM.NAME` name classes of modules parsed later: resolved once all are read."""
+        """Keys like `LoraLoaderLM.NAME` name classes of modules parsed later: resolved once all are read.
+        Classes generated at import (`type(name, (Base,), {...})` or a factory function returning a class,
+        in a loop over a literal list or dict) are made here too."""
+        for body, names, where in list(self.bodies):
+            self._generated(body, names, {}, {})
         for k, cls in self.pending:
             key = self.string(k, self.module_constants.get(cls, {}), {})
             if key:
                 self.mappings.setdefault(key, cls)
             else:
                 self.unresolved.add(cls)
+
+    def _generated(self, body: list[ast.stmt], names: dict[str, ast.expr], env: dict[str, str],
+                   local: dict[str, ast.expr]) -> None:
+        registrar = _Registrar(self, names, "")
+        local = dict(local)
+        for stmt in body:
+            if isinstance(stmt, ast.For):
+                for row in registrar.loop_rows(stmt, env) or []:
+                    self._generated(stmt.body, names, {**env, **row}, local)
+                continue
+            if isinstance(stmt, (ast.If, ast.Try, ast.With)):
+                for part in (stmt.body, getattr(stmt, "orelse", []), getattr(stmt, "finalbody", [])):
+                    self._generated(part, names, env, local)
+                continue
+            if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
+                continue
+            target, value = stmt.targets[0], stmt.value
+            if isinstance(target, ast.Name) and isinstance(value, ast.Call):
+                local[target.id] = value  # cls = type(...); NODE_CLASS_MAPPINGS[name] = cls
+            pairs: list[tuple[ast.expr, ast.expr]] = []
+            if isinstance(target, ast.Subscript) and _name_of(target.value) == "NODE_CLASS_MAPPINGS":
+                pairs = [(target.slice, value)]
+            elif _name_of(target) == "NODE_CLASS_MAPPINGS" and isinstance(value, ast.Dict):
+                pairs = [(k, v) for k, v in zip(value.keys, value.values) if k is not None]
+            for key_expr, made in pairs:
+                if isinstance(made, ast.Name) and isinstance(local.get(made.id), ast.Call):
+                    made = local[made.id]
+                if isinstance(made, ast.Call):
+                    self._generate(key_expr, made, names, env)
+
+    def _generate(self, key_expr: ast.expr, call: ast.Call, names: dict[str, ast.expr], env: dict[str, str]) -> None:
+        key = self.string(key_expr, names, env)
+        if not key or key in self.mappings:
+            return
+        gen = f"<generated {key}>"
+        if _name_of(call.func) == "type" and len(call.args) == 3 and isinstance(call.args[1], ast.Tuple) \
+                and isinstance(call.args[2], ast.Dict) and call.args[1].elts:
+            # type("Name", (Base,), {"FOLDER": folder}): the base's INPUT_TYPES, these class attributes
+            attrs = {_str(k): self.string(v, names, env) for k, v in zip(call.args[2].keys, call.args[2].values)}
+            base = call.args[1].elts[0]
+            bound = {"." + k: v for k, v in attrs.items() if k and v is not None}
+        elif isinstance(call.func, ast.Name):
+            # make_loader("loras"): the class its body defines, with its parameters bound
+            fn = self.function(call.func.id)
+            inner = next((c for c in fn.body if isinstance(c, ast.ClassDef)), None) if fn else None
+            if fn is None or inner is None:
+                return
+            params = [a.arg for a in fn.args.args]
+            given = {**dict(zip(params[len(params) - len(fn.args.defaults):], fn.args.defaults)),
+                     **dict(zip(params, call.args)), **{k.arg: k.value for k in call.keywords if k.arg}}
+            bound = {p: v for p, v in ((p, self.string(e, names, env)) for p, e in given.items()) if v is not None}
+            inner_name = f"{gen} {inner.name}"
+            self.classes[inner_name] = inner
+            self.module_constants[inner_name] = names
+            base = ast.Name(id=inner_name, ctx=ast.Load())
+        else:
+            return
+        self.classes[gen] = ast.ClassDef(name=gen, bases=[base], keywords=[], body=[], decorator_list=[])
+        self.module_constants[gen] = names
+        self.class_env[gen] = bound
+        self.mappings[key] = gen
 
     # --- folders the pack registers -----------------------------------------------------------------
     def folder_dirs(self) -> dict[str, list[str]]:
@@ -427,8 +493,10 @@ def _extensions(e: ast.AST) -> frozenset[str]:
 class _Scope:
     """Names assigned inside one function (and its class), to follow `bboxs = [...]` back to a listing."""
 
-    def __init__(self, pack: _Pack, fn: ast.AST | None, cls: ast.ClassDef | None):
+    def __init__(self, pack: _Pack, fn: ast.AST | None, cls: ast.ClassDef | None, owner: ast.ClassDef | None = None):
         self.pack, self.cls = pack, cls
+        # A generated class (static_folders._Pack._generate): names its factory bound, attributes type() set.
+        self.env = pack.class_env.get(owner.name, {}) if owner is not None else {}
         self.assigned: dict[str, list[ast.expr]] = {}
         for n in ast.walk(fn) if fn is not None else ():
             if isinstance(n, ast.Assign):
@@ -444,8 +512,14 @@ class _Scope:
                 self.assigned.setdefault(n.func.value.id, []).append(n.args[0])
 
     def values(self, name: str) -> list[ast.expr]:
+        if name in self.env:
+            return [ast.Constant(self.env[name])]
         if name in self.assigned:
             return self.assigned[name]
+        if name.startswith(".") and self.cls is not None:  # s.FOLDER: a class attribute
+            v = next((st.value for st in self.cls.body if isinstance(st, ast.Assign)
+                      and any(_name_of(t) == name[1:] for t in st.targets)), None)
+            return [v] if v is not None else []
         own = self.pack.module_constants.get(self.cls.name, {}) if self.cls is not None else {}
         v = own.get(name) or self.pack.constant(name)
         return [v] if v is not None else []
@@ -456,6 +530,8 @@ class _Scope:
             return s
         if isinstance(e, ast.Name):
             return next((f for f in (self.folder_name(v, depth + 1) for v in self.values(e.id)) if f), None)
+        if isinstance(e, ast.Attribute) and _name_of(e.value) in ("s", "cls", "self"):  # s.FOLDER
+            return next((f for f in (self.folder_name(v, depth + 1) for v in self.values("." + e.attr)) if f), None)
         if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name):  # Folders.ANIMATEDIFF_MODELS
             return self.pack.class_constant(e.value.id, e.attr)
         return None
@@ -599,15 +675,16 @@ class _NodeReader:
     def __init__(self, pack: _Pack):
         self.pack = pack
 
-    def v1(self, cls: ast.ClassDef, depth: int = 0) -> dict[str, Any] | None:
+    def v1(self, cls: ast.ClassDef, depth: int = 0, owner: ast.ClassDef | None = None) -> dict[str, Any] | None:
         fn = next((m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name == "INPUT_TYPES"), None)
         if fn is None:
             for base in cls.bases:
-                parent = self.pack.classes.get(_attr_name(base) or "")
+                parent = self.pack.class_named(_attr_name(base) or "") if isinstance(base, ast.Name) \
+                    else self.pack.classes.get(_attr_name(base) or "")
                 if parent is not None and parent is not cls and depth < 4:
-                    return self.v1(parent, depth + 1)
+                    return self.v1(parent, depth + 1, owner or cls)
             return None
-        scope = _Scope(self.pack, fn, cls)
+        scope = _Scope(self.pack, fn, cls, owner or cls)
         inputs: dict[str, dict[str, list]] = {}
         listings: dict[str, list[tuple[str, str]]] = {}
         fixed: set[str] = set()
@@ -620,7 +697,8 @@ class _NodeReader:
                     inputs[section] = {}
                     for d in _section_dicts(v, scope):
                         for name_node, entry_node in zip(d.keys, d.values):
-                            name = _str(name_node)
+                            name = _str(name_node) or (scope.env.get(name_node.id)
+                                                       if isinstance(name_node, ast.Name) else None)
                             entry = _entry(entry_node, scope) if name else None
                             if entry is None:
                                 continue
