@@ -36,6 +36,9 @@ class Usage:
     input_name: str | None = None
     subgraph_path: tuple[str, ...] = ()
     optional: bool = False  # muted (mode 2) or bypassed (mode 4)
+    # The keys (ModelRef.key) of the checkpoints / diffusion models whose chain this usage sits in
+    # (fixer.read.chains); () for an anchor itself or when the graph's links do not tell.
+    anchors: tuple[tuple[str, str], ...] = ()
 
 
 class UsedIn:

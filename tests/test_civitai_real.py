@@ -93,15 +93,16 @@ async def test_same_name_for_two_base_models_picks_the_workflows_family(upstream
     ref = ModelRef("moss_glow.safetensors", "loras", usages=used_in("portrait.json"))
     r = (await resolve([ref], families={"portrait.json": "SD 1.5"}))["moss_glow.safetensors"]
     assert r.chosen and r.chosen.ids["model_id"] == 6107
-    assert any("made for SDXL, your workflow is SD 1.5" in c.reason for c in r.candidates)
+    assert any("made for SDXL; this chain looks SD 1.5" in c.reason for c in r.candidates)
 
 
-async def test_a_candidate_of_another_family_alone_is_listed_never_chosen(upstream):
+async def test_an_exact_unique_name_of_another_family_is_picked_with_the_mismatch_said(upstream):
     add_civitai_model(upstream, civitai(6108, "Lone Flux Glow", [("lone_flux_glow.safetensors", "b8" * 32)],
                                         base="Flux.1 D"))
     ref = ModelRef("lone_flux_glow.safetensors", "loras", usages=used_in("sdxl.json"))
     r = (await resolve([ref], families={"sdxl.json": "SDXL"}))["lone_flux_glow.safetensors"]
-    assert r.chosen is None and r.candidates[0].reason.startswith("made for Flux, your workflow is SDXL")
+    assert r.chosen and r.chosen.ids["model_id"] == 6108
+    assert r.chosen.reason.startswith("made for Flux; this chain looks SDXL")
 
 
 def test_families_come_from_base_models_names_and_node_types():
@@ -118,7 +119,7 @@ def test_families_come_from_base_models_names_and_node_types():
     assert workflow_families(refs, {"b.json": ["FluxGuidance", "KSampler"]}) == {"a.json": "SD 1.5", "b.json": "Flux"}
 
 
-async def test_an_sdxl_lora_in_a_pony_workflow_is_listed_and_the_pony_one_chosen(upstream):
+async def test_an_sdxl_lora_in_a_pony_workflow_loses_to_the_pony_one_and_alone_is_picked(upstream):
     add_civitai_model(upstream, civitai(6109, "Dune Glow", [("dune_glow.safetensors", "c9" * 32)], base="SDXL 1.0",
                                         downloads=90_000))
     add_civitai_model(upstream, civitai(6110, "Dune Glow Pony", [("dune_glow.safetensors", "d0" * 32)], base="Pony"))
@@ -127,7 +128,9 @@ async def test_an_sdxl_lora_in_a_pony_workflow_is_listed_and_the_pony_one_chosen
     r = await resolve(refs, families={"pony.json": "Pony"})
     assert r["dune_glow.safetensors"].chosen.ids["model_id"] == 6110
     kelp = r["kelp_glow.safetensors"]
-    assert kelp.chosen is None and kelp.candidates[0].reason.startswith("made for SDXL, your workflow is Pony")
+    assert kelp.chosen.ids["model_id"] == 6111 and kelp.chosen.reason.startswith("made for SDXL; this chain looks Pony")
+    dune = r["dune_glow.safetensors"].candidates[0]
+    assert dune.ids["model_id"] == 6109 and dune.confidence < 0.7
 
 
 async def test_a_one_word_name_behind_a_full_first_page_is_found_on_the_next(upstream):
@@ -154,4 +157,4 @@ async def test_same_name_for_two_base_models_with_the_family_unknown_is_left_to_
     add_civitai_model(upstream, civitai(6115, "Fern Glow", [("fern_glow.safetensors", "")]))
     r = (await resolve([ModelRef("fern_glow.safetensors", "loras")]))["fern_glow.safetensors"]
     assert r.chosen is None and "exists for SD 1.5 and SDXL" in r.candidates[0].reason
-    assert r.why == "This name exists for SD 1.5 and SDXL: choose the one your workflow's base model needs."
+    assert r.why == "This name exists for SD 1.5 and SDXL: choose the one your chain's base model needs."

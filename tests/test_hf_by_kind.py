@@ -45,7 +45,7 @@ def test_kind_searches_stay_within_the_budget():
     assert len(kind_queries("sams", "Wan")) == KIND_BUDGET and kind_queries("loras", None) == []
 
 
-async def test_a_repo_named_for_another_family_is_listed_and_the_workflows_one_chosen(upstream):
+async def test_a_repo_named_for_another_family_ranks_below_the_chains_one_and_alone_is_picked_with_a_note(upstream):
     add_hf_repo(upstream, "artist/pixel-art-xl", {"pixel_art_q.safetensors": (1_000, "4d" * 32)}, downloads=90_000)
     add_hf_repo(upstream, "artist2/pixel-art-sd15", {"pixel_art_q.safetensors": (1_001, "5e" * 32)}, downloads=300)
     add_hf_repo(upstream, "artist/glyph-xl", {"glyph_q.safetensors": (1_002, "6f" * 32)}, downloads=10)
@@ -54,4 +54,6 @@ async def test_a_repo_named_for_another_family_is_listed_and_the_workflows_one_c
     r = await hf_only(refs, families={"sd15.json": "SD 1.5"})
     assert r["pixel_art_q.safetensors"].chosen.ids["repo_id"] == "artist2/pixel-art-sd15"
     glyph = r["glyph_q.safetensors"]
-    assert glyph.chosen is None and glyph.candidates[0].reason.startswith("made for SDXL, your workflow is SD 1.5")
+    # the only repo holding the name: its id's family is a guess that never vetoes the exact name
+    assert glyph.chosen.ids["repo_id"] == "artist/glyph-xl"
+    assert glyph.chosen.reason.startswith("made for SDXL; this chain looks SD 1.5")

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 from ..actionlog import action
 from ..config import SearchConfig
@@ -25,7 +26,7 @@ from ..sources import Found, SearchRun, Source
 from ..sources.catalogs import CatalogSource
 from ..sources.civitai import CivitaiSource
 from ..sources.embedded import EmbeddedSource
-from ..sources.family import workflow_families
+from ..sources.family import ANCHOR_FOLDERS, FIT_RANK, revealed_family, workflow_families
 from ..sources.fuzzy import FuzzySource
 from ..sources.history import SearchHistory
 from ..sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
@@ -59,13 +60,15 @@ class ResolveContext:
 
 
 def rank_key(c: Candidate) -> tuple:
-    """Highest confidence, then the more trusted source, then safetensors over pickle formats, then an
-    official repo, then the most downloaded."""
+    """Highest confidence, then the more trusted source, then made for the chain's family, then safetensors
+    over pickle formats, then an official repo, then the most downloaded."""
     name = (c.ids.get("path") or c.url or c.local_path or c.filename or "").split("?")[0].lower()
     pickle = is_pickle(name) or c.ids.get("format") == "PickleTensor"
     repo = c.ids.get("repo_id") or ""
     official = 2 if repo.split("/")[0] in COMFY_ORGS else 1 if repo and trusted(repo) else 0
-    return (round(c.confidence, 4), SOURCE_RANK.get(c.source, 0), not pickle, official, int(c.ids.get("downloads") or 0))
+    fits = FIT_RANK.get(str(c.ids.get("family_fit") or "unknown"), 2)
+    return (round(c.confidence, 4), SOURCE_RANK.get(c.source, 0), fits, not pickle, official,
+            int(c.ids.get("downloads") or 0))
 
 
 def choose(ref: ModelRef, candidates: list[Candidate], threshold: float) -> tuple[Candidate | None, list[Candidate]]:
@@ -110,13 +113,26 @@ class Resolver:
             if self.ctx.civitai_base_url:
                 run.civitai_base = self.ctx.civitai_base_url.rstrip("/")
             run.families = self.ctx.families if self.ctx.families is not None else workflow_families(refs)
-            gate = asyncio.Semaphore(MAX_MODELS_IN_FLIGHT)
+            # Anchors first, on a gate of their own: their dependants wait for their answer (the family of
+            # the chain) and must never hold the places the anchors need.
+            anchors = [r for r in refs if r.folder in ANCHOR_FOLDERS]
+            loop = asyncio.get_running_loop()
+            for r in anchors:
+                run.anchor_families.setdefault(r.key, loop.create_future())
+            anchor_gate, gate = asyncio.Semaphore(MAX_MODELS_IN_FLIGHT), asyncio.Semaphore(MAX_MODELS_IN_FLIGHT)
 
             async def one(ref: ModelRef) -> Resolution:
-                async with gate:
-                    return await self.resolve_one(ref, run)
+                fut = run.anchor_families.get(ref.key) if ref.folder in ANCHOR_FOLDERS else None
+                res: Resolution | None = None
+                try:
+                    async with anchor_gate if fut is not None else gate:
+                        res = await self.resolve_one(ref, run)
+                    return res
+                finally:
+                    if fut is not None and not fut.done():
+                        fut.set_result(revealed_family(ref, res.chosen if res else None))
 
-            tasks = [asyncio.ensure_future(one(r)) for r in refs]
+            tasks = [asyncio.ensure_future(one(r)) for r in anchors + [r for r in refs if r.folder not in ANCHOR_FOLDERS]]
             try:
                 for fut in asyncio.as_completed(tasks):
                     yield await fut

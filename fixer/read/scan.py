@@ -13,6 +13,7 @@ from ..errors import WorkflowError
 from ..host.host import Host, write_location_reason
 from ..host.loaders import combo_options
 from ..models import ModelHint, ModelRef, ModelStatus, NodeRef, ParseProblem, ScanReport
+from .chains import attach_chains
 from .clues import attach as attach_clues
 from .clues import parameters_hints
 from .extract import Extracted, extract
@@ -154,6 +155,7 @@ class Scanner:
                 continue
             ex = extract(kind, doc, label, self.node_defs, self._combo)
             attach_clues(ex.models, named, ex.airs + image_wide)
+            attach_chains(kind, doc, ex.models)
             self._add(ex)
 
     def _add(self, ex: Extracted) -> None:

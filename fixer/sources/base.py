@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..config import SearchConfig
 from ..constants import civitai_base_url, hf_endpoint
 from ..models import Candidate, ModelRef
 from ..upstream.http import HttpClient, Reply, server_message
-from .family import ref_family
+from .family import ANCHOR_FOLDERS, chain_anchors, combine, family_of_name, ref_family
 from .history import SearchHistory
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ class Found:
     tried: list[str] = field(default_factory=list)  # words for a person, one line per search; never parsed
     unreached: set[str] = field(default_factory=set)  # services ("civitai", "huggingface") that could not be searched
 
-    def extend(self, other: "Found") -> None:
+    def extend(self, other: Found) -> None:
         self.candidates.extend(other.candidates)
         self.tried.extend(other.tried)
         self.unreached |= other.unreached
@@ -75,7 +76,7 @@ class SeenFile:
 class Source(Protocol):
     name: str
 
-    async def find(self, ref: ModelRef, run: "SearchRun") -> Found: ...
+    async def find(self, ref: ModelRef, run: SearchRun) -> Found: ...
 
 
 @dataclass
@@ -90,6 +91,9 @@ class SearchRun:
     hf_endpoint: str = field(default_factory=hf_endpoint)
     civitai_base: str = field(default_factory=civitai_base_url)
     families: dict[str, str] = field(default_factory=dict)  # workflow -> model family (sources.family)
+    # anchor key -> what resolving that checkpoint / diffusion model revealed of its family (the resolver
+    # sets it when the anchor is final); anchors not being resolved (present) are known by name.
+    anchor_families: dict[tuple[str, str], asyncio.Future[str | None]] = field(default_factory=dict)
     _memo: dict[Any, asyncio.Future] = field(default_factory=dict)
     _seen: dict[tuple[str, str], list[SeenFile]] = field(default_factory=dict)
     _ways: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -128,8 +132,28 @@ class SearchRun:
         return self._ways.get(ref.key, [])
 
     def family(self, ref: ModelRef) -> str | None:
-        """The model family the workflows using `ref` are built for (SD 1.5, SDXL, Flux ...), if known."""
-        return ref_family(ref, self.families)
+        """The model family `ref`'s chains are built for as far as known now (SD 1.5, SDXL, Flux ...): anchors
+        already resolved or known by name; a reference the graph ties to no chain takes its workflow's."""
+        if ref.folder in ANCHOR_FOLDERS:
+            return family_of_name(ref.name)  # its own name only: never another chain's
+        anchors = chain_anchors(ref)
+        if not anchors:
+            return ref_family(ref, self.families)
+        known = []
+        for a in anchors:
+            fut = self.anchor_families.get(a)
+            known.append(fut.result() if fut is not None and fut.done() and not fut.cancelled()
+                         else None if fut is not None else family_of_name(a[1]))
+        return combine(known)
+
+    async def family_for(self, ref: ModelRef) -> str | None:
+        """`family`, after the anchors of `ref`'s chains being resolved in this run are final (dependency
+        order: the anchor's answer informs its dependants). Sources await it after their searches, so the
+        searching itself is never held up."""
+        pending = [f for a in chain_anchors(ref) if (f := self.anchor_families.get(a)) is not None and not f.done()]
+        if pending and ref.folder not in ANCHOR_FOLDERS:
+            await asyncio.wait(pending)
+        return self.family(ref)
 
     def hf_headers(self) -> dict[str, str]:
         token = self.secrets.get("HF_TOKEN")

@@ -46,8 +46,8 @@ SEARCH_LIMIT = 50
 SEARCH_PAGES = 2  # a popular word fills whole pages: follow the cursor once when nothing matched
 MAX_QUERIES = 3  # name queries per model: each costs a request or two at the service's pace
 # Civitai's random download suffix (`name.k3x9.safetensors`, since 2026-02): a short tag with a digit in it.
-_RANDOM_SUFFIX = re.compile(r"^(?P<stem>.+)\.(?=[a-z0-9]*\d)[a-z0-9]{4,8}$", re.I)
-_VERSION_WORD = re.compile(r"^v?\d+(?:[._]\d+)*[a-z]?$|^v\d.*$", re.I)
+_RANDOM_SUFFIX = re.compile(r"^(?P<stem>.+)\.(?=[a-z0-9]*\d)[a-z0-9]{4,8}$", re.IGNORECASE)
+_VERSION_WORD = re.compile(r"^v?\d+(?:[._]\d+)*[a-z]?$|^v\d.*$", re.IGNORECASE)
 _PRECISION = frozenset(t for tag in PRECISION_TAGS for t in tag.split("_"))
 
 
@@ -84,7 +84,7 @@ def _key(text: str) -> str:
 def download_name_key(model_name: str, version_name: str, file_type: str = "Model") -> str:
     """Civitai's download name of a file, `{model}_{version}` (getDownloadFilename), as a comparison key:
     letters and digits only, since its camel-casing of the words is not worth copying exactly."""
-    version = re.sub(re.escape(model_name), "", version_name, flags=re.I) if model_name else version_name
+    version = re.sub(re.escape(model_name), "", version_name, flags=re.IGNORECASE) if model_name else version_name
     return _key(model_name) + _key(version) + ("" if file_type in ("Model", "") else _key(file_type))
 
 
@@ -112,17 +112,12 @@ def hash_type_of(h: str) -> str:
 
 def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, Any], model_type: str | None,
                       conf: float, why: str, family: str | None = None) -> Candidate:
-    """A Civitai file as a candidate for `ref`; `family` is the workflow's model family when known."""
+    """A Civitai file as a candidate for `ref`; `family` is that of `ref`'s chain when known. The family is
+    recorded (ids family / family_fit), never applied here: `weigh_same_name` decides with it."""
     folder_here = file_folder(model_type, file)
     reason = f"{why}: {file.get('name')} in Civitai model {version.get('modelId')} version {version.get('id')}"
     made_for = family_of_base_model(version.get("baseModel"))
     match = fit(family, made_for)
-    if match == "other":
-        conf = min(conf, CONFIDENCE["other_family"])
-        reason = f"{mismatch_words(family, made_for)}; {reason}"
-    elif match == "kin":  # SDXL fine-tunes share its architecture: it loads, but is not what the author used
-        conf = min(conf, CONFIDENCE["kin_family"])
-        reason = f"{mismatch_words(family, made_for)} (both SDXL-based, it may work); {reason}"
     folder, conf, note = settle_folder(
         ref, folder_here, conf, took=f"; Civitai files it as {folder_here} (the workflow's node does not say)",
         clash=f"; Civitai files it as {folder_here}, the workflow loads it from {ref.folder}",
@@ -136,23 +131,48 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
         size=round(size_kb * 1024) if isinstance(size_kb, (int, float)) else None, sha256=sha,
         ids={"model_id": version.get("modelId"), "version_id": version.get("id"), "file_id": file.get("id"),
              "model_type": model_type, "format": (file.get("metadata") or {}).get("format"),
-             "base_model": version.get("baseModel"), "family": made_for, "family_fit": match},
+             "base_model": version.get("baseModel"), "family": made_for, "family_fit": match,
+             "wanted_family": family},
     )
 
 
+def _say_mismatch(c: Candidate, lower_to: str | None = None) -> None:
+    """Prefix the reason with the family mismatch; lower the confidence only when told (a rival fits better)."""
+    wanted, made_for, f = c.ids.get("wanted_family"), c.ids.get("family"), c.ids.get("family_fit")
+    if f not in ("other", "kin") or not wanted or not made_for:
+        return
+    c.reason = f"{mismatch_words(wanted, made_for)}{' (both SDXL-based, it may work)' if f == 'kin' else ''}; {c.reason}"
+    if lower_to:
+        c.confidence = min(c.confidence, CONFIDENCE[lower_to])
+
+
 def weigh_same_name(cands: list[Candidate]) -> list[Candidate]:
-    """Different models shipping different bytes under one file name: none is sure unless one is used ten
-    times more than every other. Versions made for another family than the workflow's are no rivals; made
-    for several base models while the workflow's is unknown, none is sure (one file cannot fit both)."""
-    same = [c for c in cands if c.ids.get("family_fit") == "same"]
-    rivals = same or [c for c in cands if c.ids.get("family_fit") not in ("other", "kin")]
-    made_for = {c.ids.get("family") for c in rivals}
-    if len(made_for) > 1 and all(c.ids.get("family_fit") == "unknown" for c in rivals):
-        kinds = " and ".join(sorted(str(f or "an unknown base model") for f in made_for))
-        for c in rivals:
-            c.confidence = min(c.confidence, CONFIDENCE["contested"])
-            c.reason += f"; this name exists for {kinds}: choose the one your workflow's base model needs"
+    """Judge the files that match a wanted name. One file (one sha256): it is the file, whatever family it
+    was made for (a mismatch is said, never a veto). Several: the chain's family decides (files made for it
+    stay, the others are lowered: kin below the same family, another family below the threshold); with the
+    family unknown and files made for several bases, none is sure (one file cannot fit both). Among what
+    stays, different models shipping different bytes leave the choice to the user unless one is used ten
+    times more than every other."""
+    files = {c.sha256 or (c.ids.get("version_id"), c.ids.get("file_id")) for c in cands}
+    if len(files) <= 1:
+        for c in cands:
+            _say_mismatch(c)
         return cands
+    by_fit = {f: [c for c in cands if c.ids.get("family_fit") == f] for f in ("same", "unknown", "kin", "other")}
+    wanted = next((c.ids.get("wanted_family") for c in cands if c.ids.get("wanted_family")), None)
+    if wanted:
+        rivals = by_fit["same"] or by_fit["unknown"] or by_fit["kin"]
+        for c in cands:
+            if c not in rivals:
+                _say_mismatch(c, "kin_family" if c.ids.get("family_fit") == "kin" else "other_family")
+        for c in rivals:
+            _say_mismatch(c)
+        if not rivals:
+            return _contested(cands)
+    else:
+        rivals = cands
+        if len({c.ids.get("family") for c in cands}) > 1:
+            return _contested(cands)
     models = {c.ids.get("model_id") for c in rivals}
     shas = {c.sha256 for c in rivals if c.sha256}
     if len(models) < 2 or len(shas) < 2:
@@ -167,6 +187,14 @@ def weigh_same_name(cands: list[Candidate]) -> list[Candidate]:
     for c in rivals:
         c.confidence = min(c.confidence, CONFIDENCE["contested"])
         c.reason += "; several Civitai models ship different files under this name"
+    return cands
+
+
+def _contested(cands: list[Candidate]) -> list[Candidate]:
+    kinds = " and ".join(sorted({str(c.ids.get("family") or "an unknown base model") for c in cands}))
+    for c in cands:
+        c.confidence = min(c.confidence, CONFIDENCE["contested"])
+        c.reason += f"; this name exists for {kinds}: choose the one your chain's base model needs"
     return cands
 
 
@@ -233,42 +261,56 @@ class CivitaiSource:
         return items, str((body.get("metadata") or {}).get("nextCursor") or ""), ""
 
     async def _by_name(self, ref: ModelRef, run: SearchRun, api: str, found: Found) -> None:
-        family = run.family(ref)
         asked: list[str] = []
         for query in name_queries(ref.basename)[:MAX_QUERIES]:
             run.searched(ref, f"Civitai {query!r}")
             items, cursor, err = await self.search(run, ref, query, found)
-            matched = self._match(ref, run, items, family)
+            matched, near = self._match(ref, items)
             pages = 1
             while not matched and cursor and pages < SEARCH_PAGES:
                 more, cursor, err = await self.search(run, ref, query, found, cursor)
                 items, pages = items + more, pages + 1
-                matched = self._match(ref, run, more, family)
+                matched, more_near = self._match(ref, more)
+                near += more_near
             asked.append(f"{query!r}" + (f" ({err})" if err else f" ({len(items)} models)"))
+            # The chain's family is awaited only now: the anchor resolved meanwhile, the search never waited.
+            family = await run.family_for(ref) if matched or near else None
+            for name, model, version, f in near:
+                run.saw(ref, name, version_candidate(ref, version, f, model.get("type"), CONFIDENCE["civitai_name"],
+                                                     f"\"{model.get('name')}\"", family))
             if matched:
-                found.candidates.extend(weigh_same_name(matched))
+                found.candidates.extend(weigh_same_name(self._candidates(ref, matched, family)))
                 found.tried.append(f"Civitai: searched {', '.join(asked)}; {len(matched)} file(s) match the name")
                 return
         found.tried.append(f"Civitai: searched {', '.join(asked)}; no file of this name")
 
-    def _match(self, ref: ModelRef, run: SearchRun, items: list[dict[str, Any]], family: str | None) -> list[Candidate]:
-        out: list[Candidate] = []
+    @staticmethod
+    def _candidates(ref: ModelRef, matched: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]],
+                    family: str | None) -> list[Candidate]:
         generic = is_generic(ref.basename)
+        out: list[Candidate] = []
+        for why, model, version, f in matched:
+            conf = CONFIDENCE["generic_name"] if generic else CONFIDENCE[
+                "civitai_name" if why == "exact file name" else "civitai_renamed"]
+            cand = version_candidate(ref, version, f, model.get("type"), conf, f"{why} in \"{model.get('name')}\"",
+                                     family)
+            cand.ids["downloads"] = int((model.get("stats") or {}).get("downloadCount") or 0)
+            out.append(cand)
+        return out
+
+    @staticmethod
+    def _match(ref: ModelRef, items: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+        """(files matching the wanted name: (why, model, version, file); files of a near name: (name, model,
+        version, file)) among the search's models."""
+        matched: list[Any] = []
+        near: list[Any] = []
         for model in items:
             for version in model.get("modelVersions") or []:
                 version = {**version, "modelId": version.get("modelId", model.get("id"))}
                 for f in version.get("files") or []:
                     why = file_matches(ref.basename, model, version, f)
-                    if why is None:
-                        if likeness(ref.basename, str(f.get("name", ""))).score >= 0.5:
-                            run.saw(ref, str(f.get("name", "")), version_candidate(
-                                ref, version, f, model.get("type"), CONFIDENCE["civitai_name"],
-                                f"\"{model.get('name')}\"", family))
-                        continue
-                    conf = CONFIDENCE["generic_name"] if generic else CONFIDENCE[
-                        "civitai_name" if why == "exact file name" else "civitai_renamed"]
-                    cand = version_candidate(ref, version, f, model.get("type"), conf,
-                                             f"{why} in \"{model.get('name')}\"", family)
-                    cand.ids["downloads"] = int((model.get("stats") or {}).get("downloadCount") or 0)
-                    out.append(cand)
-        return out
+                    if why is not None:
+                        matched.append((why, model, version, f))
+                    elif likeness(ref.basename, str(f.get("name", ""))).score >= 0.5:
+                        near.append((str(f.get("name", "")), model, version, f))
+        return matched, near

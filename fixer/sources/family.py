@@ -1,17 +1,21 @@
-"""Model families (base models): which one a workflow is built for, and which one a file is made for.
+"""Model families (base models): which one a chain of a workflow is built for, and which one a file is made for.
 
-A LoRA, checkpoint or ControlNet made for SDXL does not work in an SD 1.5 workflow, and the same file name
-exists for SD 1.5, SDXL, Pony and Flux. The workflow's family is read from its anchors (checkpoints,
-diffusion models, text encoders) and its node types; a candidate of another family is never chosen without
-asking. Pony and Illustrious are SDXL fine-tunes: their LoRAs load in each other's workflows, so they are
-kin (preferred less than the same family, but usable).
+A LoRA, ControlNet or embedding made for SDXL does not work on an SD 1.5 chain, and the same file name exists
+for SD 1.5, SDXL, Pony and Flux. A dependant takes the family of the anchor (checkpoint, diffusion model) of
+its own chain (`Usage.anchors`, fixer.read.chains): what resolving the anchor revealed (Civitai baseModel,
+an AIR's ecosystem), else the anchor's file name. A reference whose chain the graph does not tell falls back
+to the workflow's family (`workflow_families`), known only when its clues agree. The family decides between
+same-name candidates made for different bases and ranks near names; it never vetoes an exact, unique file
+name (that is picked, the mismatch said). Pony and Illustrious are SDXL fine-tunes: their LoRAs load in each
+other's workflows, so they are kin (preferred less than the same family, but usable).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Iterable, Mapping
+from typing import Any
 
 from ..models import ModelRef, ScanReport
 
@@ -49,6 +53,11 @@ _NODE_PATTERN_RULES: tuple[tuple[str, str], ...] = (
 _API_NODE = re.compile(r"(Api|Node)$")
 KIN = {"SDXL": "SDXL", "Pony": "SDXL", "Illustrious": "SDXL"}
 ANCHOR_FOLDERS = ("checkpoints", "diffusion_models")  # what a workflow is built on; text encoders only back up
+# An AIR's ecosystem (`urn:air:<ecosystem>:...`) -> family.
+_AIR_ECOSYSTEM = {"sd1": "SD 1.5", "sd2": "SD 2", "sdxl": "SDXL", "pony": "Pony", "illustrious": "Illustrious",
+                  "noobai": "Illustrious", "sd3": "SD 3", "flux1": "Flux", "flux": "Flux", "flux2": "Flux.2",
+                  "wan": "Wan", "wanvideo": "Wan", "qwen": "Qwen-Image", "hidream": "HiDream", "chroma": "Chroma",
+                  "ltxv": "LTXV", "hyv1": "HunyuanVideo"}
 _SEP = re.compile(r"[\s\-.]+")
 
 
@@ -58,6 +67,10 @@ def family_of_base_model(base_model: str | None) -> str | None:
         if re.search(pattern, b):
             return fam
     return None
+
+
+def family_of_air(ecosystem: str | None) -> str | None:
+    return _AIR_ECOSYSTEM.get((ecosystem or "").strip().lower())
 
 
 def family_of_name(name: str) -> str | None:
@@ -129,6 +142,28 @@ def ref_family(ref: ModelRef, families: Mapping[str, str]) -> str | None:
     return next(iter(fams)) if len(fams) == 1 else None
 
 
+def chain_anchors(ref: ModelRef) -> set[tuple[str, str]]:
+    """The anchors (ModelRef keys) of every chain that uses `ref`; empty for an anchor or an untraced chain."""
+    return {a for u in ref.usages for a in u.anchors}
+
+
+def combine(fams: Iterable[str | None]) -> str | None:
+    """One family for a reference several chains use: known only when every chain's is known and they agree
+    (a fine-tune over its base)."""
+    fams = list(fams)
+    if not fams or any(f is None for f in fams):
+        return None
+    return _pick({f for f in fams if f})
+
+
+def revealed_family(ref: ModelRef, chosen: Any) -> str | None:
+    """An anchor's family from what resolving it revealed (the chosen candidate's Civitai baseModel or AIR
+    ecosystem, its repo's name), else from its own file name."""
+    ids = getattr(chosen, "ids", None) or {}
+    return (ids.get("family") or family_of_air(ids.get("air_ecosystem"))
+            or family_of_name(str(ids.get("repo_id") or "").split("/")[-1]) or family_of_name(ref.name))
+
+
 def fit(wanted: str | None, made_for: str | None) -> str:
     """"same", "kin" (SDXL fine-tunes), "other", or "unknown" when either side is not known."""
     if not wanted or not made_for:
@@ -141,4 +176,7 @@ def fit(wanted: str | None, made_for: str | None) -> str:
 
 
 def mismatch_words(wanted: str, made_for: str) -> str:
-    return f"made for {made_for}, your workflow is {wanted}"
+    return f"made for {made_for}; this chain looks {wanted}"
+
+
+FIT_RANK = {"same": 3, "unknown": 2, "kin": 1, "other": 0}  # the tie-break between equally sure candidates

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 from ..models import Candidate, ModelRef
-from .base import Found, SearchRun, stem
+from .base import CONFIDENCE, Found, SearchRun, stem
+from .family import mismatch_words
 
 PRECISION_TAGS = (
     "fp32", "fp16", "bf16", "fp8", "fp8mixed", "fp8_mixed", "fp8_scaled", "fp8_e4m3fn", "fp8_e5m2", "e4m3fn",
@@ -90,10 +91,16 @@ class FuzzySource:
             if like.score < self.floor:
                 continue
             base = seen.candidate
+            conf, why = min(like.score, base.confidence), like.why
+            # A near name is a guess already: one made for another family than the chain's ranks below the rest.
+            f, made_for, chain = (base.ids.get(k) for k in ("family_fit", "family", "wanted_family"))
+            if f in ("other", "kin") and made_for and chain:
+                conf = min(conf, CONFIDENCE["other_family" if f == "other" else "kin_family"])
+                why = f"{mismatch_words(chain, made_for)}; {why}"
             found.candidates.append(Candidate(
                 source="fuzzy", filename=ref.name, folder=base.folder or ref.folder,
-                confidence=min(like.score, base.confidence),
-                reason=f"{like.why}: {seen.filename_seen} from {base.source} ({base.reason})",
+                confidence=conf,
+                reason=f"{why}: {seen.filename_seen} from {base.source} ({base.reason})",
                 url=base.url, local_path=base.local_path, size=base.size, sha256=base.sha256, gated=base.gated,
                 needs_token=base.needs_token, ids={**base.ids, "matched_name": seen.filename_seen},
             ))

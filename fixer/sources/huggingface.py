@@ -409,7 +409,7 @@ class HuggingFaceSource:
                 m.size, m.sha256 = lfs_facts(info.entry)
             elif info.error:
                 found.tried.append(info.error)
-        found.candidates.extend(self._score(ref, run, matches))
+        found.candidates.extend(self._score(ref, run, matches, await run.family_for(ref)))
         return found
 
     async def _matches(self, ref: ModelRef, run: SearchRun, items: dict[str, dict[str, Any]], found: Found) -> list[Match]:
@@ -463,7 +463,7 @@ class HuggingFaceSource:
                          gated=m.gated, needs_token="HF_TOKEN" if m.gated else None,
                          ids={"repo_id": m.repo_id, "path": m.path, "revision": "main", "downloads": m.downloads})
 
-    def _score(self, ref: ModelRef, run: SearchRun, matches: list[Match]) -> list[Candidate]:
+    def _score(self, ref: ModelRef, run: SearchRun, matches: list[Match], family: str | None) -> list[Candidate]:
         want_sha = (ref.hint("hash") or "").lower()
         has_token = bool(run.secrets.get("HF_TOKEN"))
         if len(want_sha) == 64:
@@ -471,8 +471,16 @@ class HuggingFaceSource:
             if same:
                 best = max(same, key=lambda m: (m.trusted, not m.gated or has_token, m.downloads))
                 return [self._candidate(ref, run, best, CONFIDENCE["hash_match"], "sha256 equals the workflow's hash")]
-        # A repo named for another model family (`pixel-art-xl` for an SD 1.5 workflow) is listed, never chosen.
-        off = self._off_family(ref, run, matches)
+        # A repo named for another model family (`pixel-art-xl` for an SD 1.5 chain) ranks below the others;
+        # when every repo holding the name is so named, the name decides and the mismatch is said.
+        off = self._off_family(ref, matches, family)
+        if len(off) == len(matches):
+            notes = {(m.repo_id, m.path): mismatch_words(wanted, made) for m, _, wanted, made in off}
+            out = self._score(ref, run, matches, None)
+            for c in out:
+                note = notes.get((c.ids.get("repo_id"), c.ids.get("path")))
+                c.reason = f"{note}; {c.reason}" if note else c.reason
+            return out
         listed = [self._candidate(ref, run, m, CONFIDENCE["kin_family" if f == "kin" else "other_family"],
                                   f"{mismatch_words(wanted, made)}: exact file name") for m, f, wanted, made in off]
         matches = [m for m in matches if all(m is not o[0] for o in off)]
@@ -508,11 +516,10 @@ class HuggingFaceSource:
         return out + listed[:5]
 
     @staticmethod
-    def _off_family(ref: ModelRef, run: SearchRun, matches: list[Match]) -> list[tuple[Match, str, str, str]]:
+    def _off_family(ref: ModelRef, matches: list[Match], wanted: str | None) -> list[tuple[Match, str, str, str]]:
         """(match, "other"/"kin", workflow family, repo family) for repos whose id names another family than
         the workflow's. Only for files made for one base model, and only when the wanted name itself says
         no family (a name that does is the workflow author's own choice)."""
-        wanted = run.family(ref)
         if not wanted or ref.folder not in FAMILY_BOUND_FOLDERS or family_of_name(ref.basename):
             return []
         out = []

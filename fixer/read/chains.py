@@ -1,0 +1,262 @@
+"""Which chain of a workflow each model reference sits in: the checkpoint or diffusion model ("anchor") that
+feeds it, found by following the graph's links.
+
+A workflow may hold several chains (an SDXL base with an SD 1.5 detailer, a refiner, a Pony pass), and a LoRA,
+ControlNet, IP-Adapter, embedding or VAE must suit the model of its own chain, not the workflow's majority.
+The links are followed upstream through MODEL and CLIP inputs (LoRA stacks, reroutes, set/get nodes,
+subgraph boundaries) to the anchor's loader; a loader with no such input (ControlNet, VAE, upscaler, CLIP
+vision) takes the chain of the nodes that consume it. Pure: the document in, anchors per node out.
+
+Bounded for hostile documents: at most MAX_NODES nodes once subgraphs are expanded, iterative walks (a
+chain of thousands of reroutes costs no recursion), cycles give "no anchor".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models import ModelRef
+
+NodeKey = tuple[tuple[str, ...], str]  # (subgraph path as the scan labels it, node id)
+AnchorKey = tuple[str, str]  # ModelRef.key of the checkpoint / diffusion model
+ANCHOR_FOLDERS = ("checkpoints", "diffusion_models")
+MAX_NODES = 20_000  # nodes after subgraph expansion; past it the chains are left unknown
+MAX_NESTING = 32
+MAX_DOWNSTREAM = 6  # hops from a loader with no MODEL/CLIP input to a node that knows its chain
+_CHAIN_TYPES = frozenset({"MODEL", "CLIP"})
+_CHAIN_INPUTS = frozenset({"model", "clip"})  # API prompts carry no link types: core nodes' input names
+_PASS_THROUGH = frozenset({"Reroute", "SetNode", "GetNode", "PrimitiveNode"})
+_SUBGRAPH_IN, _SUBGRAPH_OUT = "-10", "-20"
+
+
+@dataclass
+class _Input:
+    name: str
+    type: str
+    producer: NodeKey | None
+
+
+@dataclass
+class _Graph:
+    """The flattened graph: every real node with its producers, and who consumes whom."""
+
+    types: dict[NodeKey, str] = field(default_factory=dict)
+    inputs: dict[NodeKey, list[_Input]] = field(default_factory=dict)
+    consumers: dict[NodeKey, set[NodeKey]] = field(default_factory=dict)
+
+    def add_input(self, key: NodeKey, inp: _Input) -> None:
+        self.inputs.setdefault(key, []).append(inp)
+        if inp.producer is not None:
+            self.consumers.setdefault(inp.producer, set()).add(key)
+
+
+@dataclass
+class _Level:
+    """One graph level: the root graph or one instance of a subgraph."""
+
+    path: tuple[str, ...]
+    nodes: dict[str, dict[str, Any]]
+    links: dict[str, tuple[str, int, str, int, str]]  # id -> (origin, origin slot, target, target slot, type)
+    parent: tuple[_Level, dict[str, Any]] | None = None  # (enclosing level, the instance node)
+    children: dict[str, _Level] = field(default_factory=dict)  # instance node id -> its level
+    outputs: dict[int, tuple[str, int]] = field(default_factory=dict)  # subgraph output slot -> (origin, slot)
+
+
+def _link(raw: Any) -> tuple[str, tuple[str, int, str, int, str]] | None:
+    """A link as [id, origin, origin_slot, target, target_slot, type] or as an object."""
+    try:
+        if isinstance(raw, list) and len(raw) >= 5:
+            lid, o, os_, t, ts = raw[:5]
+            typ = raw[5] if len(raw) > 5 else ""
+        elif isinstance(raw, dict):
+            lid, o, os_, t, ts = (raw.get(k) for k in ("id", "origin_id", "origin_slot", "target_id", "target_slot"))
+            typ = raw.get("type", "")
+        else:
+            return None
+        return str(lid), (str(o), int(os_), str(t), int(ts), typ if isinstance(typ, str) else "")
+    except (TypeError, ValueError):
+        return None
+
+
+def _level(path: tuple[str, ...], nodes: Any, links: Any) -> _Level:
+    table = dict(filter(None, map(_link, links if isinstance(links, list) else [])))
+    by_id = {str(n.get("id")): n for n in nodes if isinstance(n, dict)} if isinstance(nodes, list) else {}
+    lv = _Level(path, by_id, table)
+    lv.outputs = {ts: (o, os_) for o, os_, t, ts, _ in table.values() if t == _SUBGRAPH_OUT}
+    return lv
+
+
+def _expand(doc: dict[str, Any]) -> list[_Level] | None:
+    """Root level and every subgraph instance below it (cycle-safe), labelled as the scan labels them."""
+    defs = doc.get("definitions") if isinstance(doc.get("definitions"), dict) else {}
+    subgraphs = {sg["id"]: sg for sg in (defs.get("subgraphs") or []) if isinstance(sg, dict) and isinstance(sg.get("id"), str)} \
+        if isinstance(defs.get("subgraphs"), list) else {}
+    root = _level((), doc.get("nodes"), doc.get("links"))
+    levels, stack = [root], [(root, frozenset[str]())]
+    count = len(root.nodes)
+    while stack:
+        lv, ancestors = stack.pop()
+        if len(lv.path) >= MAX_NESTING:
+            continue
+        for nid, node in lv.nodes.items():
+            ntype = node.get("type")
+            if ntype not in subgraphs or ntype in ancestors:
+                continue
+            sg = subgraphs[ntype]
+            child = _level(lv.path + (f"{sg.get('name') or ntype}#{nid}",), sg.get("nodes"), sg.get("links"))
+            count += len(child.nodes)
+            if count > MAX_NODES:
+                return None
+            child.parent = (lv, node)
+            lv.children[nid] = child
+            levels.append(child)
+            stack.append((child, ancestors | {ntype}))
+    return levels
+
+
+def _producer(lv: _Level, origin: str, slot: int) -> NodeKey | None:
+    """The real node behind a link's origin: across subgraph inputs (up) and instance outputs (down)."""
+    for _ in range(2 * MAX_NESTING + 2):
+        if origin == _SUBGRAPH_IN:
+            if lv.parent is None:
+                return None
+            outer, inst = lv.parent
+            inputs = inst.get("inputs") if isinstance(inst.get("inputs"), list) else []
+            inp = inputs[slot] if 0 <= slot < len(inputs) and isinstance(inputs[slot], dict) else None
+            link = outer.links.get(str(inp.get("link"))) if inp else None
+            if link is None:
+                return None
+            lv, origin, slot = outer, link[0], link[1]
+            continue
+        if origin in lv.children:
+            inner = lv.children[origin]
+            if slot not in inner.outputs:
+                return None
+            lv, (origin, slot) = inner, inner.outputs[slot]
+            continue
+        return (lv.path, origin) if origin in lv.nodes else None
+    return None
+
+
+def _ui_graph(doc: dict[str, Any]) -> _Graph | None:
+    levels = _expand(doc)
+    if levels is None:
+        return None
+    g = _Graph()
+    setters: dict[str, NodeKey] = {}
+    getters: list[tuple[NodeKey, str]] = []
+    for lv in levels:
+        into: dict[str, list[tuple[str, int, int, str]]] = {}
+        for origin, slot, target, tslot, typ in lv.links.values():
+            into.setdefault(target, []).append((origin, slot, tslot, typ))
+        for nid, node in lv.nodes.items():
+            if nid in lv.children:
+                continue  # an instance: its inside stands for it
+            key: NodeKey = (lv.path, nid)
+            ntype = node.get("type")
+            g.types[key] = ntype if isinstance(ntype, str) else ""
+            declared = node.get("inputs") if isinstance(node.get("inputs"), list) else []
+            values = node.get("widgets_values")
+            name_value = values[0] if isinstance(values, list) and values and isinstance(values[0], str) else None
+            if ntype == "SetNode" and name_value:
+                setters.setdefault(name_value, key)
+            elif ntype == "GetNode" and name_value:
+                getters.append((key, name_value))
+            for origin, slot, tslot, typ in into.get(nid, ()):
+                spec = declared[tslot] if 0 <= tslot < len(declared) and isinstance(declared[tslot], dict) else {}
+                name = spec.get("name") if isinstance(spec.get("name"), str) else ""
+                itype = spec.get("type") if isinstance(spec.get("type"), str) else typ
+                g.add_input(key, _Input(name, itype, _producer(lv, origin, slot)))
+    for key, name in getters:  # KJNodes' Set/Get: a named wire without a link
+        if name in setters:
+            g.add_input(key, _Input("value", "*", setters[name]))
+    return g
+
+
+def _api_graph(doc: dict[str, Any]) -> _Graph:
+    g = _Graph()
+    for nid, node in list(doc.items())[:MAX_NODES]:
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            continue
+        key: NodeKey = (tuple(str(nid).split(":")[:-1]), str(nid))
+        g.types[key] = node["class_type"]
+        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        for name, v in inputs.items():
+            if isinstance(v, list) and len(v) == 2 and isinstance(v[0], (str, int)):
+                origin = str(v[0])
+                g.add_input(key, _Input(str(name), "", (tuple(origin.split(":")[:-1]), origin)))
+    return g
+
+
+def _follow(g: _Graph, key: NodeKey) -> list[NodeKey]:
+    """The producers that decide a node's chain: its MODEL/CLIP inputs when it has any, else all of them."""
+    inputs = g.inputs.get(key, [])
+    if g.types.get(key) not in _PASS_THROUGH:
+        typed = [i.producer for i in inputs if i.producer and (i.type in _CHAIN_TYPES or i.name in _CHAIN_INPUTS)]
+        if typed:
+            return typed
+    return [i.producer for i in inputs if i.producer]
+
+
+def _upstream(g: _Graph, anchors: dict[NodeKey, frozenset[AnchorKey]], memo: dict[NodeKey, frozenset[AnchorKey]],
+              start: NodeKey) -> frozenset[AnchorKey]:
+    """The anchors a node's chain comes from (iterative post-order DFS; a cycle contributes nothing)."""
+    visiting: set[NodeKey] = set()
+    stack: list[tuple[NodeKey, bool]] = [(start, False)]
+    while stack:
+        key, done = stack.pop()
+        if key in memo:
+            continue
+        if key in anchors:
+            memo[key] = anchors[key]
+            continue
+        deps = _follow(g, key)
+        if done:
+            visiting.discard(key)
+            memo[key] = frozenset().union(*(memo.get(d, frozenset()) for d in deps))
+            continue
+        if key in visiting:
+            continue
+        visiting.add(key)
+        stack.append((key, True))
+        stack.extend((d, False) for d in deps if d not in memo and d not in visiting)
+    return memo.get(start, frozenset())
+
+
+def _chain_of(g: _Graph, anchors: dict[NodeKey, frozenset[AnchorKey]], memo: dict[NodeKey, frozenset[AnchorKey]],
+              start: NodeKey) -> frozenset[AnchorKey]:
+    """Upstream first; a loader that nothing feeds takes the chain of the nearest consumers that have one."""
+    found = _upstream(g, anchors, memo, start)
+    frontier, seen = {start}, {start}
+    for _ in range(MAX_DOWNSTREAM):
+        if found:
+            break
+        frontier = {c for k in frontier for c in g.consumers.get(k, ()) if c not in seen}
+        seen |= frontier
+        found = frozenset().union(*(_upstream(g, anchors, memo, c) for c in frontier))
+    return found
+
+
+def attach_chains(kind: str, doc: dict[str, Any], refs: Iterable[ModelRef]) -> None:
+    """Set `Usage.anchors` on every usage of a non-anchor model in `doc` (kind "workflow" or "prompt") to the
+    anchors of its chain. Anchors themselves and usages whose chain cannot be traced keep ()."""
+    refs = list(refs)
+    anchors: dict[NodeKey, frozenset[AnchorKey]] = {}
+    for ref in refs:
+        if ref.folder in ANCHOR_FOLDERS:
+            for u in ref.usages:
+                key = (u.subgraph_path, u.node_id)
+                anchors[key] = anchors.get(key, frozenset()) | {ref.key}
+    dependants = [u for r in refs if r.folder not in ANCHOR_FOLDERS for u in r.usages]
+    if not anchors or not dependants:
+        return
+    g = _ui_graph(doc) if kind == "workflow" else _api_graph(doc)
+    if g is None:
+        return
+    memo: dict[NodeKey, frozenset[AnchorKey]] = {}
+    for u in dependants:
+        key = (u.subgraph_path, u.node_id)
+        if key in g.types:
+            u.anchors = tuple(sorted(_chain_of(g, anchors, memo, key)))
