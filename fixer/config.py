@@ -44,6 +44,7 @@ class SearchConfig:
     use_catalogs: bool = True
     civitai: bool = True
     huggingface: bool = True
+    nsfw: bool = True  # NSFW-rated Civitai models are searched too (and civitai.red asked when civitai.com finds nothing)
     llm: LLMConfig = field(default_factory=LLMConfig)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fixer.errors import ConfigError, NotFoundUpstream, UnsafePath
+from fixer.upstream.civitai import fetch_civitai_version
 from fixer.upstream.source_spec import (
-    fetch_civitai_version,
     parse_hf_url,
     parse_source,
     pick_civitai_file,

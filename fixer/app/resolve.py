@@ -34,6 +34,9 @@ from ..sources.huggingface import OFFLINE_NOTE as HF_OFFLINE_NOTE
 from ..sources.llm import LLMSource
 from ..sources.local import HashCache, LocalSource
 from ..transfer.verify import is_pickle
+from ..transfer.policy import token_name_for
+from ..upstream.civitai import KEY_NAME as CIVITAI_KEY
+from ..upstream.civitai import red_url
 from ..upstream.http import HttpClient
 
 log = logging.getLogger("fixer.app.resolve")
@@ -53,6 +56,7 @@ class ResolveContext:
     catalogs: bool = True
     hf_endpoint: str | None = None  # default: fixer.constants.hf_endpoint() (HF_ENDPOINT)
     civitai_base_url: str | None = None  # default: CIVITAI_BASE_URL
+    civitai_red_url: str | None = None  # default: CIVITAI_RED_BASE_URL, else civitai.red for civitai.com
     extra_sources: list[Source] = field(default_factory=list)  # tried after the built-in ones
     # workflow -> model family (SD 1.5, SDXL, Flux ...): pass sources.family.workflow_families(<every ModelRef of
     # the scan, present ones too>, <node types per workflow>); None infers it from the refs being resolved.
@@ -112,6 +116,11 @@ class Resolver:
                 run.hf_endpoint = self.ctx.hf_endpoint.rstrip("/")
             if self.ctx.civitai_base_url:
                 run.civitai_base = self.ctx.civitai_base_url.rstrip("/")
+                run.civitai_red = red_url(run.civitai_base)
+            if self.ctx.civitai_red_url:
+                run.civitai_red = self.ctx.civitai_red_url.rstrip("/")
+            run.hashes = {x.hash.lower() for r in refs if not r.unsafe_reason for x in r.hints
+                          if x.hash and len(x.hash) == 64}
             run.families = self.ctx.families if self.ctx.families is not None else workflow_families(refs)
             # Anchors first, on a gate of their own: their dependants wait for their answer (the family of
             # the chain) and must never hold the places the anchors need.
@@ -154,7 +163,21 @@ class Resolver:
                 out.tried.append(f"{s.name}: failed ({r.__class__.__name__}: {r})")
             else:
                 out.extend(r)
+        for c in [c for c in out.candidates if c.ids.get("refused")]:  # e.g. a file that failed a malware scan
+            out.candidates.remove(c)
+            out.tried.append(str(c.ids["refused"]))
+            action("candidate_refused", model=ref.name, url=c.url, reason=c.ids["refused"])
+        for c in out.candidates:
+            self._mark_key(c, run)
         return out
+
+    @staticmethod
+    def _mark_key(c: Candidate, run: SearchRun) -> None:
+        """A Civitai download needs an API key (2026): without one configured, known now, not from a 401."""
+        if c.url and not c.local_path and token_name_for(c.url, "civitai" if c.source == "civitai" else "") == \
+                CIVITAI_KEY and not run.secrets.get(CIVITAI_KEY) and c.needs_token != CIVITAI_KEY:
+            c.needs_token = CIVITAI_KEY
+            c.reason += "; Civitai asks for an API key to download (set CIVITAI_API_KEY)"
 
     async def resolve_one(self, ref: ModelRef, run: SearchRun) -> Resolution:
         threshold = self.ctx.config.fuzzy_threshold
@@ -213,6 +236,9 @@ def explain(res: Resolution, services: list[str], ways: int, unreached: set[str]
     if c is not None:
         return f"Found {FOUND_WORDS.get(c.source, 'by ' + c.source)}."
     if res.candidates:
+        early = res.candidates[0].ids.get("early_access")
+        if early:
+            return f"In early access on Civitai until {early}: choose it once you have access."
         clauses = [c.strip() for c in res.candidates[0].reason.split(";")]
         if clauses[0].startswith("made for"):
             return f"Only a file {clauses[0]} was found: choose it if you want it."

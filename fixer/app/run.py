@@ -165,6 +165,8 @@ class FixRun:
             if t.state in ("failed", "cancelled"):
                 row.error = t.error
                 row.speed, row.eta = 0.0, None
+            if t.state == "failed" and row.needs_token and t.error is not None and t.error.code == "login_required":
+                row.state = "skipped"  # waits for the token the review said it needs: not a failure
             if isinstance(event, TransferDone):
                 self._progress()
 

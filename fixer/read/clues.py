@@ -17,7 +17,9 @@ import re
 
 from ..models import ModelHint, ModelRef
 
-AIR = re.compile(r"urn:air:(?P<base>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)@(?P<version>\d+)", re.I)
+# `+<fileId>` picks one file of a version with several (2026).
+AIR = re.compile(r"urn:air:(?P<base>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)@(?P<version>\d+)"
+                 r"(?:\+(?P<file>\d+))?", re.I)
 MAX_CLUES = 200  # a hostile document cannot make the resolver ask for thousands of versions
 _RESOURCES = re.compile(r"Civitai resources:\s*(\[.*?\])(?:,\s*[A-Z][\w ]+:|$)", re.S)
 _MODEL = re.compile(r"(?:^|,\s*)Model:\s*([^,\n]+)")

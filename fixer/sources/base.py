@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 from ..config import SearchConfig
 from ..constants import civitai_base_url, hf_endpoint
 from ..models import Candidate, ModelRef
+from ..upstream.civitai import key_headers, red_url
 from ..upstream.http import HttpClient, Reply, server_message
 from .family import ANCHOR_FOLDERS, chain_anchors, combine, family_of_name, ref_family
 from .history import SearchHistory
@@ -90,6 +91,8 @@ class SearchRun:
     state_dir: Path | None = None
     hf_endpoint: str = field(default_factory=hf_endpoint)
     civitai_base: str = field(default_factory=civitai_base_url)
+    civitai_red: str | None = field(default_factory=red_url)  # asked when the configured domain finds nothing
+    hashes: set[str] = field(default_factory=set)  # every sha256 hint of the run: one batch lookup on Civitai
     families: dict[str, str] = field(default_factory=dict)  # workflow -> model family (sources.family)
     # anchor key -> what resolving that checkpoint / diffusion model revealed of its family (the resolver
     # sets it when the anchor is final); anchors not being resolved (present) are known by name.
@@ -160,8 +163,7 @@ class SearchRun:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def civitai_headers(self) -> dict[str, str]:
-        token = self.secrets.get("CIVITAI_API_KEY")
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        return key_headers(self.secrets)
 
 
 STATUS_WORDS = {401: "refused without a login", 403: "refused", 404: "not found", 429: "rate limited",

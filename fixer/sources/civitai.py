@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from ..models import Candidate, ModelRef
+from ..upstream.civitai import by_hash_batch, early_access_until, on_base, scan_refusal
 from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder
 from .family import family_of_base_model, fit, mismatch_words
 from .fuzzy import PRECISION_TAGS, likeness, loose, stem
@@ -125,6 +126,14 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
     reason += note
     size_kb = file.get("sizeKB")
     sha = ((file.get("hashes") or {}).get("SHA256") or "").lower() or None
+    extra: dict[str, Any] = {}
+    refused = scan_refusal(file)
+    if refused:  # never downloaded, never offered: the resolver lists the reason among what it tried
+        conf, extra["refused"] = 0.0, refused
+    early = early_access_until(version)
+    if early:  # a state, not a failure: listed for the user, who may have access (or wait)
+        conf, extra["early_access"] = min(conf, CONFIDENCE["contested"]), early
+        reason += f"; in early access on Civitai until {early}: downloadable then, or now with early access"
     return Candidate(
         source="civitai", filename=ref.name, folder=folder, confidence=conf, reason=reason,
         url=file.get("downloadUrl") or version.get("downloadUrl"),
@@ -132,7 +141,7 @@ def version_candidate(ref: ModelRef, version: dict[str, Any], file: dict[str, An
         ids={"model_id": version.get("modelId"), "version_id": version.get("id"), "file_id": file.get("id"),
              "model_type": model_type, "format": (file.get("metadata") or {}).get("format"),
              "base_model": version.get("baseModel"), "family": made_for, "family_fit": match,
-             "wanted_family": family},
+             "wanted_family": family, **extra},
     )
 
 
@@ -203,30 +212,41 @@ class CivitaiSource:
 
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
-        api = f"{run.civitai_base}/api/v1"
         try:
             h = (ref.hint("hash") or "").strip()
             if h:
-                await self._by_hash(ref, run, api, h, found)
+                await self._by_hash(ref, run, h, found)
                 if any(c.confidence >= CONFIDENCE["civitai_hash"] for c in found.candidates):
                     return found
-            await self._by_name(ref, run, api, found)
+            if not await self._by_name(ref, run, run.civitai_base, found) and run.civitai_red and run.config.nsfw:
+                # civitai.com may leave NSFW-rated models out without saying so; the red domain serves them all.
+                await self._by_name(ref, run, run.civitai_red, found)
         except (aiohttp.ClientError, TimeoutError) as e:
             found.tried.append(f"Civitai: could not be reached ({e.__class__.__name__}); try again later")
             found.unreached.add("civitai")
         return found
 
-    async def _by_hash(self, ref: ModelRef, run: SearchRun, api: str, h: str, found: Found) -> None:
+    async def _by_hash(self, ref: ModelRef, run: SearchRun, h: str, found: Found) -> None:
         run.searched(ref, f"Civitai by hash {h}")
-        reply = await run.once(("civitai_by_hash", h.upper()), lambda: run.http.get(
-            "civitai", f"{api}/model-versions/by-hash/{h}", headers=run.civitai_headers()))
-        run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
-                           ref.name)
-        if not reply.ok:
-            found.note_reply("civitai", reply.status)
-            found.tried.append(f"Civitai by hash {h} ({hash_type_of(h)}): {said(reply)} (HTTP {reply.status})")
-            return
-        version = reply.json() or {}
+        version = None
+        if len(h) == 64 and run.hashes:  # every sha256 of the run in one request (or a few of 100)
+            batch, refused = await run.once(("civitai_by_hash_batch",), lambda: by_hash_batch(
+                run.http, run.civitai_base, run.secrets, sorted(run.hashes)))
+            version = batch.get(h.lower())
+            if version is None and refused is None:
+                run.history.record("civitai", f"by-hash batch {h}", "not found", ref.name)
+                found.tried.append(f"Civitai by hash {h} ({hash_type_of(h)}): no published file has it")
+                return
+        if version is None:
+            reply = await run.once(("civitai_by_hash", h.upper()), lambda: run.http.get(
+                "civitai", f"{run.civitai_base}/api/v1/model-versions/by-hash/{h}", headers=run.civitai_headers()))
+            run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
+                               ref.name)
+            if not reply.ok:
+                found.note_reply("civitai", reply.status)
+                found.tried.append(f"Civitai by hash {h} ({hash_type_of(h)}): {said(reply)} (HTTP {reply.status})")
+                return
+            version = reply.json() or {}
         model_type = (version.get("model") or {}).get("type")
         for f in version.get("files", []):
             if any(str(v).upper() == h.upper() for v in (f.get("hashes") or {}).values()):
@@ -236,39 +256,45 @@ class CivitaiSource:
                 return
         found.tried.append(f"Civitai by hash {h}: version {version.get('id')} has no downloadable file with it")
 
-    async def search(self, run: SearchRun, ref: ModelRef, query: str, found: Found,
-                     cursor: str = "") -> tuple[list[dict[str, Any]], str, str]:
-        """One page of models for `query` (NSFW-rated included), shared per run:
-        (items, the next page's cursor or "", error words or ""); a refusal to answer is noted in `found`."""
-        api = f"{run.civitai_base}/api/v1"
-        params: list[tuple[str, str]] = [("query", query), ("limit", str(SEARCH_LIMIT)), ("nsfw", "true")]
+    async def search(self, run: SearchRun, ref: ModelRef, query: str, found: Found, cursor: str = "",
+                     base: str | None = None) -> tuple[list[dict[str, Any]], str, str]:
+        """One page of models for `query` on `base` (the configured domain by default), NSFW-rated included
+        when allowed, shared per run: (items, the next page's cursor or "", error words or ""); a refusal to
+        answer is noted in `found`."""
+        base = base or run.civitai_base
+        params: list[tuple[str, str]] = [("query", query), ("limit", str(SEARCH_LIMIT)),
+                                         ("nsfw", "true" if run.config.nsfw else "false")]
         params += [("types", t) for t in FOLDER_TYPES.get(ref.folder or "", [])]
         params += [("cursor", cursor)] if cursor else []
 
-        async def call():
-            return await run.http.get("civitai", f"{api}/models", params=params, headers=run.civitai_headers())
+        async def call() -> Any:
+            return await run.http.get("civitai", f"{base}/api/v1/models", params=params, headers=run.civitai_headers())
 
-        reply = await run.once(("civitai_search", tuple(params)), call)
+        reply = await run.once(("civitai_search", base, tuple(params)), call)
+        where = "" if base == run.civitai_base else f" on {base}"
         if not reply.ok:
             found.note_reply("civitai", reply.status)
-            run.history.record("civitai", f"query={query}", f"HTTP {reply.status}: {said(reply)}", ref.name)
+            run.history.record("civitai", f"query={query}{where}", f"HTTP {reply.status}: {said(reply)}", ref.name)
             return [], "", f"{said(reply)} (HTTP {reply.status})"
         data = reply.json()
         body = data if isinstance(data, dict) else {}
         items = [m for m in body.get("items") or [] if isinstance(m, dict)]
-        run.history.record("civitai", f"query={query}" + (f" cursor={cursor}" if cursor else ""), f"{len(items)} models",
-                           ref.name)
+        run.history.record("civitai", f"query={query}{where}" + (f" cursor={cursor}" if cursor else ""),
+                           f"{len(items)} models", ref.name)
         return items, str((body.get("metadata") or {}).get("nextCursor") or ""), ""
 
-    async def _by_name(self, ref: ModelRef, run: SearchRun, api: str, found: Found) -> None:
+    async def _by_name(self, ref: ModelRef, run: SearchRun, base: str, found: Found) -> bool:
+        """Search `base` by name; True when some file matched."""
         asked: list[str] = []
+        red = base != run.civitai_base
+        label = f"Civitai ({base}, asked because {run.civitai_base} found nothing)" if red else "Civitai"
         for query in name_queries(ref.basename)[:MAX_QUERIES]:
-            run.searched(ref, f"Civitai {query!r}")
-            items, cursor, err = await self.search(run, ref, query, found)
+            run.searched(ref, f"{'Civitai red' if red else 'Civitai'} {query!r}")
+            items, cursor, err = await self.search(run, ref, query, found, base=base)
             matched, near = self._match(ref, items)
             pages = 1
             while not matched and cursor and pages < SEARCH_PAGES:
-                more, cursor, err = await self.search(run, ref, query, found, cursor)
+                more, cursor, err = await self.search(run, ref, query, found, cursor, base=base)
                 items, pages = items + more, pages + 1
                 matched, more_near = self._match(ref, more)
                 near += more_near
@@ -276,13 +302,23 @@ class CivitaiSource:
             # The chain's family is awaited only now: the anchor resolved meanwhile, the search never waited.
             family = await run.family_for(ref) if matched or near else None
             for name, model, version, f in near:
-                run.saw(ref, name, version_candidate(ref, version, f, model.get("type"), CONFIDENCE["civitai_name"],
-                                                     f"\"{model.get('name')}\"", family))
+                run.saw(ref, name, self._on_base(run, version_candidate(
+                    ref, version, f, model.get("type"), CONFIDENCE["civitai_name"], f"\"{model.get('name')}\"", family)))
             if matched:
-                found.candidates.extend(weigh_same_name(self._candidates(ref, matched, family)))
-                found.tried.append(f"Civitai: searched {', '.join(asked)}; {len(matched)} file(s) match the name")
-                return
-        found.tried.append(f"Civitai: searched {', '.join(asked)}; no file of this name")
+                cands = [self._on_base(run, c) for c in weigh_same_name(self._candidates(ref, matched, family))]
+                if red:
+                    for c in cands:
+                        c.reason += f"; found on {base} ({run.civitai_base}'s search did not show it, as it may hide NSFW models)"
+                found.candidates.extend(cands)
+                found.tried.append(f"{label}: searched {', '.join(asked)}; {len(matched)} file(s) match the name")
+                return True
+        found.tried.append(f"{label}: searched {', '.join(asked)}; no file of this name")
+        return False
+
+    @staticmethod
+    def _on_base(run: SearchRun, c: Candidate) -> Candidate:
+        c.url = on_base(c.url or "", run.civitai_base, run.civitai_red) or c.url
+        return c
 
     @staticmethod
     def _candidates(ref: ModelRef, matched: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]],

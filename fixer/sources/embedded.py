@@ -22,9 +22,11 @@ from ..errors import HostNotAllowed
 from ..models import Candidate, ModelHint, ModelRef
 from ..read.clues import AIR
 from ..transfer.policy import check_start_url
+from ..upstream.civitai import parse_air
 from ..upstream.source_spec import parse_hf_url
 from .base import CONFIDENCE, Found, SearchRun, said
 from .civitai import file_matches, version_candidate
+from .family import family_of_air
 from .huggingface import OFFLINE_NOTE, gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
@@ -161,7 +163,9 @@ class EmbeddedSource:
             files = version.get("files", [])
             model_type = (version.get("model") or {}).get("type")
             model = {"name": (version.get("model") or {}).get("name", "")}
-            pick = next((f for f in files if want_sha and (f.get("hashes") or {}).get("SHA256", "").lower() == want_sha), None) \
+            air = parse_air(url)
+            pick = next((f for f in files if air and air.file_id and f.get("id") == air.file_id), None) \
+                or next((f for f in files if want_sha and (f.get("hashes") or {}).get("SHA256", "").lower() == want_sha), None) \
                 or next((f for f in files if file_matches(ref.basename, model, version, f)), None)
             # A version id names no file: it is this reference's only when the name matches, or when it is the
             # one version the reference is pointed at (a URL's pairing, or its only AIR / resource).
@@ -175,6 +179,9 @@ class EmbeddedSource:
             cand = version_candidate(ref, version, pick, model_type, CONFIDENCE["embedded"], "the workflow's own link",
                                      run.family(ref) if short_id(url) else None)  # a URL pairing is the author's word
             cand.source = "embedded"
+            if air:
+                cand.ids["air_ecosystem"] = air.ecosystem
+                cand.ids["family"] = cand.ids.get("family") or family_of_air(air.ecosystem)
             if self._folder(ref, h) and not ref.folder:
                 cand.folder = self._folder(ref, h)
             return cand

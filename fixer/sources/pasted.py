@@ -22,7 +22,8 @@ from ..constants import hf_offline
 from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
 from ..models import Candidate, ModelRef
 from ..upstream.http import HttpClient
-from ..upstream.source_spec import SourceSpec, civitai_version, parse_source, pick_civitai_file
+from ..upstream.civitai import civitai_version
+from ..upstream.source_spec import SourceSpec, parse_source, pick_civitai_file
 from .base import SearchRun
 from .civitai import version_candidate
 from .history import SearchHistory
@@ -58,8 +59,7 @@ async def _hf(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
 
 
 async def _civitai(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
-    version = await civitai_version(run.http, spec, run.civitai_base, run.civitai_headers(),
-                                    has_token=bool(run.secrets.get("CIVITAI_API_KEY")))
+    version = await civitai_version(run.http, spec, run.civitai_base, run.secrets)
     version_id = version.get("id")
     f = pick_civitai_file(version, None, spec.file_query)
     sha = str((f.get("hashes") or {}).get("SHA256") or "").lower() or None

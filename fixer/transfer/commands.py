@@ -134,7 +134,8 @@ def request_for_link(url: str, folder: str, name: str | None, sha256: str | None
                      extra_hosts: list[str], timeout: float) -> TransferRequest:
     """What `get` downloads: Hugging Face and Civitai links in any form source_spec knows (file and blob
     links, model pages; Civitai's published sha256 becomes the expected hash), other allowed hosts as given."""
-    from ..upstream.source_spec import fetch_civitai_version, parse_source, transfer_request
+    from ..upstream.civitai import fetch_civitai_version
+    from ..upstream.source_spec import parse_source, transfer_request
 
     try:
         spec = parse_source(url)

@@ -7,27 +7,23 @@ Accepted forms:
 - `civitai:<versionId>`, also `civitai:<modelId>@<versionId>` as model lists write it;
 - a Civitai URL: `/api/download/models/<versionId>[?type=..&format=..]`,
   `/models/<modelId>?modelVersionId=<versionId>`, or `/models/<modelId>` (its newest version).
-Parsing is pure; `fetch_civitai_version` is the one network call (file name and sha256 of a version).
+Parsing is pure; fetching a Civitai version is the Civitai client's (fixer.upstream.civitai).
 `parse_hf_url` is the project's one reader of Hugging Face file URLs (the downloader and the
 resolver's sources use it too).
 """
 
 from __future__ import annotations
 
-import asyncio
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-import aiohttp
-
 from ..constants import civitai_base_url, hf_endpoint
-from ..errors import ConfigError, NotFoundUpstream, UpstreamError
+from ..errors import ConfigError, NotFoundUpstream
 from ..models import TransferRequest
 from ..read.names import safe_relpath
-from .http import HttpClient, http_error
 
 _HF_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 # `/models/` is how some tools and catalogs prefix model repos; the Hub serves both forms.
@@ -163,44 +159,3 @@ def transfer_request(spec: SourceSpec, folder: str, file_name: str = "", sha256:
     published = str((f.get("hashes") or {}).get("SHA256") or "").lower() or None
     return TransferRequest(url=url, folder=folder, filename=name, sha256=sha or published, source="civitai",
                            model_name=name)
-
-
-def fetch_civitai_version(spec: SourceSpec, token: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
-    """`civitai_version` from CIVITAI_BASE_URL on a client of its own; synchronous for the Download node and
-    `get`, which call it outside any event loop."""
-
-    async def run() -> dict[str, Any]:
-        async with HttpClient(timeout=timeout) as http:
-            headers = {"Authorization": f"Bearer {token}"} if token else {}
-            return await civitai_version(http, spec, civitai_base_url(), headers, has_token=bool(token))
-
-    return asyncio.run(run())
-
-
-async def civitai_version(http: HttpClient, spec: SourceSpec, base: str, headers: Mapping[str, str],
-                          has_token: bool) -> dict[str, Any]:
-    """GET /api/v1/model-versions/<id> (or the model's newest version): retried and its refusals mapped as
-    every other upstream call is (fixer.upstream.http)."""
-
-    async def get(path: str, what: str) -> dict[str, Any]:
-        try:
-            reply = await http.get("civitai", base + path, headers=headers)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-            raise UpstreamError("Civitai", f"cannot reach {base}: {e or type(e).__name__}. Check the network and "
-                                "retry.", code="unreachable", service="civitai") from None
-        if not reply.ok:
-            raise http_error(reply.status, reply.headers, reply.body, what=what, service="civitai",
-                             has_token=has_token)
-        body = reply.json()
-        if not isinstance(body, dict):
-            raise UpstreamError("Civitai", f"{what}: the answer was not a JSON object", reply.status, service="civitai")
-        return body
-
-    version_id = spec.version_id
-    if version_id is None:
-        model = await get(f"/api/v1/models/{spec.model_id}", f"Model {spec.model_id}")
-        versions = [v for v in model.get("modelVersions") or [] if isinstance(v, dict) and v.get("id")]
-        if not versions:
-            raise NotFoundUpstream("Civitai", f"A version of model {spec.model_id}", service="civitai")
-        version_id = int(versions[0]["id"])  # Civitai lists the newest version first
-    return await get(f"/api/v1/model-versions/{version_id}", f"Model version {version_id}")

@@ -370,8 +370,10 @@ async def civitai_models(request: web.Request) -> web.Response:
     if "page" in q and int(q["page"]) * limit > 1000:
         return _civitai_error(up, "429_too_many_pages", 429)
     wanted = {k: v for k, v in q.items() if k not in IGNORED_CIVITAI_MATCH_PARAMS}
-    # Without nsfw=true the search keeps to public browsing levels: NSFW-rated models are silently absent.
-    shown = (lambda m: True) if _truthy(q.get("nsfw")) else (lambda m: not m.get("nsfw"))
+    # Without nsfw=true the search keeps to public browsing levels: NSFW-rated models are silently absent;
+    # the "green" domain leaves them out even with it (2026), the red one never does.
+    green = up.state.get("civitai_green") and not request.path.startswith("/red/")
+    shown = (lambda m: True) if _truthy(q.get("nsfw")) and not green else (lambda m: not m.get("nsfw"))
     for entry in st["civitai_canned"]:
         if {k: v for k, v in entry["query"].items() if k not in IGNORED_CIVITAI_MATCH_PARAMS} == wanted:
             body = json.loads((up.fixtures / "civitai" / entry["file"]).read_text())
@@ -488,11 +490,12 @@ def add_routes(app: web.Application, up: Any) -> None:
     r.add_get("/api/models/{org}/{name}/tree/{rev}", hf_tree)
     r.add_get("/api/models/{org}/{name}/tree/{rev}/{path:.+}", hf_tree)
     r.add_post("/api/models/{org}/{name}/paths-info/{rev}", hf_paths_info)
-    r.add_get("/api/v1/models", civitai_models)
-    r.add_get("/api/v1/models/{id}", civitai_model)
-    r.add_post("/api/v1/model-versions/by-hash", civitai_by_hash_batch)
-    r.add_get("/api/v1/model-versions/by-hash/{hash}", civitai_by_hash)
-    r.add_get("/api/v1/model-versions/{id}", civitai_version)
+    for prefix in ("", "/red"):  # civitai.red answers the same API
+        r.add_get(f"{prefix}/api/v1/models", civitai_models)
+        r.add_get(f"{prefix}/api/v1/models/{{id}}", civitai_model)
+        r.add_post(f"{prefix}/api/v1/model-versions/by-hash", civitai_by_hash_batch)
+        r.add_get(f"{prefix}/api/v1/model-versions/by-hash/{{hash}}", civitai_by_hash)
+        r.add_get(f"{prefix}/api/v1/model-versions/{{id}}", civitai_version)
     r.add_post("/v1/chat/completions", chat_completions)
 
 

@@ -298,6 +298,9 @@ async def civitai_download(request: web.Request) -> web.StreamResponse:
     if v.get("status") == 410:
         return web.json_response(v.get("body") or {"error": "Model archived, not available for download"}, status=410)
     token = request.headers.get("Authorization", "").startswith("Bearer ") or bool(request.query.get("token"))
+    if up.state.get("civitai_key_required") and not token:  # 2026: any model-file download needs a key
+        return web.json_response({"error": "Unauthorized", "message": "Civitai requires a token for any model-file "
+                                  "download"}, status=401)
     if v.get("requiresAuth") and not token:
         unauth = v.get("unauthenticated") or {"status": 401, "body": {"error": "Unauthorized"}}
         return web.json_response(unauth["body"], status=unauth["status"])

@@ -69,7 +69,7 @@ CLOUDFLARE_1015 = ("<!DOCTYPE html><html><head><title>Access denied | civitai.co
 
 def service_of(path: str) -> str | None:
     """Which upstream a request is for (both are served from one port): their limits are separate."""
-    if path.startswith(("/api/v1/", "/api/download/")):
+    if path.startswith(("/api/v1/", "/api/download/", "/red/api/v1/")):
         return "civitai"
     if path.startswith("/api/models") or "/resolve/" in path:
         return "huggingface"
@@ -147,13 +147,25 @@ class FakeUpstream:
     civitai_base_url = base
 
     @property
+    def red_base(self) -> str:
+        """Civitai's red domain (all content); the configured base plays civitai.com."""
+        return f"{self.base}/red"
+
+    def civitai_2026(self, green: bool = True, key_required: bool = True) -> None:
+        """Civitai as in 2026 (upstream-apis.md A.9): every download needs a key, and the configured domain
+        answers searches SFW-only without saying so (`green`) while the red domain serves everything."""
+        self.state["civitai_green"] = green
+        self.state["civitai_key_required"] = key_required
+
+    @property
     def cdn_base(self) -> str:
         return f"http://localhost:{self.port}"
 
     def env(self) -> dict[str, str]:
         # HF_HUB_DISABLE_IMPLICIT_TOKEN: a developer's `hf auth login` token never reaches a test or the
         # processes it starts (tests pass the tokens they mean explicitly).
-        return {"HF_ENDPOINT": self.base, "CIVITAI_BASE_URL": self.base, "HF_HUB_DISABLE_XET": "1",
+        return {"HF_ENDPOINT": self.base, "CIVITAI_BASE_URL": self.base, "CIVITAI_RED_BASE_URL": self.red_base,
+                "HF_HUB_DISABLE_XET": "1",
                 "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
 
     # faults -------------------------------------------------------------
