@@ -23,7 +23,7 @@ from ..config import SearchConfig
 from ..constants import hf_offline
 from ..models import Candidate, ModelRef, Resolution
 from ..sources import Found, SearchRun, Source
-from ..sources.catalogs import CatalogSource
+from ..sources.catalogs import CatalogSource, PublisherSource
 from ..sources.civitai import CivitaiSource
 from ..sources.embedded import EmbeddedSource
 from ..sources.family import ANCHOR_FOLDERS, FIT_RANK, revealed_family, workflow_families
@@ -97,6 +97,9 @@ class Resolver:
             self.online.append(CivitaiSource())
         if cfg.huggingface:
             self.online.append(HuggingFaceSource())
+        # The long tail, after the searches found nothing sure: the trees of the repos the folder implies.
+        self.long_tail: list[Source] = [PublisherSource(ctx.comfyui_root)] \
+            if ctx.catalogs and cfg.use_catalogs and cfg.huggingface else []
         self.fuzzy = FuzzySource()
         self.last: list[Source] = ([LLMSource()] if cfg.llm.enabled else []) + list(ctx.extra_sources)
 
@@ -187,7 +190,7 @@ class Resolver:
             return Resolution(name=ref.name, folder=ref.folder, chosen=None, tried=found.tried,
                               why=f"Refused: the name is unsafe ({ref.unsafe_reason}); fix it in the workflow")
         try:
-            for stage in ([self.local], self.offline, self.online, [self.fuzzy], self.last):
+            for stage in ([self.local], self.offline, self.online, self.long_tail, [self.fuzzy], self.last):
                 if not stage:
                     continue
                 for s in stage:

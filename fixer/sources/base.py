@@ -32,6 +32,7 @@ CONFIDENCE = {
     "hf_trusted": 0.9,         # exact file name in an official or first-party repo
     "civitai_name": 0.85,      # exact file name in a Civitai version found by name search
     "hf_only": 0.8,            # exact file name, no other repo disagrees, publisher not known
+    "publisher": 0.85,         # exact file name in a repo the catalogs take that folder's files from
     "llm_confirmed": 0.75,     # an LLM proposal confirmed against the real API
     "reupload": 0.65,          # exact name, only in a re-upload named after the file
     "contested": 0.55,         # exact name, but repos of equal standing hold different bytes

@@ -1,6 +1,11 @@
 """Offline catalogs that ship with ComfyUI installs: the official workflow templates (packages
-`comfyui-workflow-templates*`, each template's `models[]` gives name -> url + folder) and
-ComfyUI-Manager's `model-list.json`. Read where they are installed, loaded once per process.
+`comfyui-workflow-templates*`, each template's `models[]` gives name -> url + folder), ComfyUI-Manager's
+`model-list.json`, and the model lists other installed packs ship in Manager's format. Read where they are
+installed, loaded once per process.
+
+They also tell where well-known files live: `PublisherSource` lists, for a file nothing else found, the
+Hugging Face repos the catalogs take files of the same folder from (plus the homes of well-known annotator
+and upscaler weights), and picks the exact name from those trees.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..models import Candidate, ModelRef
 from ..upstream.source_spec import parse_hf_url
 from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder
 from .fuzzy import loose
-from .huggingface import COMFY_ORGS, gated_note, repo_gated, resolve_url
+from .huggingface import COMFY_ORGS, gated_note, lfs_facts, paths_info, repo_gated, repo_tree, resolve_url
 
 log = logging.getLogger("fixer.sources.catalogs")
 
@@ -87,7 +92,12 @@ def template_files(comfyui_root: Path | None = None) -> list[Path]:
     return sorted(set(out))
 
 
+PACK_LISTS = ("model-list.json", "model_list.json")  # ComfyUI-Manager's format, shipped by some packs too
+
+
 def manager_lists(comfyui_root: Path | None) -> list[Path]:
+    """ComfyUI-Manager's model list (its package or its custom node folder) and every installed pack's own
+    list in the same format."""
     out: list[Path] = []
     try:
         dist = importlib.metadata.distribution("comfyui-manager")
@@ -95,11 +105,24 @@ def manager_lists(comfyui_root: Path | None) -> list[Path]:
     except importlib.metadata.PackageNotFoundError:
         pass
     if comfyui_root:
-        for d in ("ComfyUI-Manager", "comfyui-manager"):
-            p = Path(comfyui_root) / "custom_nodes" / d / "model-list.json"
-            if p.is_file():
-                out.append(p)
+        packs = Path(comfyui_root) / "custom_nodes"
+        try:
+            dirs = sorted(d for d in packs.iterdir() if d.is_dir()) if packs.is_dir() else []
+        except OSError:
+            dirs = []
+        out += [p for d in dirs[:MAX_PACKS] for name in PACK_LISTS if (p := d / name).is_file()]
     return out
+
+
+MAX_PACKS = 2000  # custom node folders looked into for a model list
+
+
+MAX_LIST_BYTES = 16 * 2**20  # a pack's model list is a few hundred KB; a bigger one is not read
+
+
+def _list_origin(p: Path) -> str:
+    return ("ComfyUI-Manager model-list.json" if p.parent.name.lower() in ("comfyui_manager", "comfyui-manager")
+            else f"the {p.parent.name} pack's {p.name}")
 
 
 def _clean_url(url: str) -> str:
@@ -141,14 +164,17 @@ def load_index(template_paths: tuple[Path, ...], manager_paths: tuple[Path, ...]
             add(CatalogEntry(m["name"], _clean_url(m["url"]), folder, sha, f"ComfyUI template {p.stem}"))
     for p in manager_paths:
         try:
+            if p.stat().st_size > MAX_LIST_BYTES:
+                raise ValueError(f"larger than {MAX_LIST_BYTES} bytes")
             models = json.loads(p.read_text(encoding="utf-8")).get("models", [])
+            models = models if isinstance(models, list) else []
         except (OSError, ValueError, AttributeError) as err:
-            log.warning("Cannot read ComfyUI-Manager's model list %s: %s", p, err)
+            log.warning("Cannot read the model list %s: %s", p, err)
             continue
         for m in models:
-            if isinstance(m, dict) and m.get("filename") and m.get("url"):
-                add(CatalogEntry(m["filename"], _clean_url(m["url"]), _manager_folder(m), None,
-                                 "ComfyUI-Manager model-list.json"))
+            if isinstance(m, dict) and isinstance(m.get("filename"), str) and isinstance(m.get("url"), str) \
+                    and m["filename"] and m["url"]:
+                add(CatalogEntry(m["filename"], _clean_url(m["url"]), _manager_folder(m), None, _list_origin(p)))
     return index
 
 
@@ -240,3 +266,74 @@ async def mark_gated(run: SearchRun, candidates: list[Candidate]) -> None:
         if c.ids["repo_id"] in gated:
             c.gated, c.needs_token = True, "HF_TOKEN"
             c.reason += "; " + gated_note(run, c.ids["repo_id"])
+
+
+# Homes of well-known weights that no catalog lists by folder: annotator bundles hold upscalers and
+# detectors under their original names (`RealESRGAN_x4plus.pth` in lllyasviel/Annotators).
+IMPLIED_PUBLISHERS: dict[str, tuple[str, ...]] = {
+    "upscale_models": ("lllyasviel/Annotators",),
+    "controlnet": ("lllyasviel/Annotators",),
+}
+PUBLISHERS_PER_FOLDER = 6  # tree listings per model at most: each is a request or a few at the Hub's pace
+
+
+@functools.lru_cache(maxsize=8)
+def publishers(template_paths: tuple[Path, ...], manager_paths: tuple[Path, ...]) -> dict[str, tuple[str, ...]]:
+    """folder -> Hugging Face repos the catalogs take that folder's files from, most used first."""
+    counts: dict[str, dict[str, int]] = {}
+    for entries in load_index(template_paths, manager_paths).values():
+        for e in entries:
+            hf = parse_hf_url(e.url, "https://huggingface.co")
+            if hf and e.folder:
+                by_repo = counts.setdefault(e.folder, {})
+                by_repo[hf[0]] = by_repo.get(hf[0], 0) + e.mentions
+    return {f: tuple(sorted(c, key=lambda r: (-c[r], r))) for f, c in counts.items()}
+
+
+class PublisherSource:
+    """The long tail: a file the searches did not find, looked for by name in the trees of the repos its
+    folder implies (what the catalogs take that folder's files from, and well-known annotator homes)."""
+
+    name = "huggingface"
+
+    def __init__(self, comfyui_root: Path | None = None):
+        self.templates = tuple(template_files(comfyui_root))
+        self.managers = tuple(manager_lists(comfyui_root))
+
+    async def find(self, ref: ModelRef, run: SearchRun) -> Found:
+        found = Found()
+        if not ref.folder or hf_offline() or is_generic(ref.basename):
+            return found
+        learnt = await run.once(("catalog_publishers",), lambda: asyncio.to_thread(
+            publishers, self.templates, self.managers))
+        repos = list(dict.fromkeys([*IMPLIED_PUBLISHERS.get(ref.folder, ()), *learnt.get(ref.folder, ())]))
+        repos = repos[:PUBLISHERS_PER_FOLDER]
+        if not repos:
+            return found
+        trees = await asyncio.gather(*(repo_tree(run, r, ref) for r in repos), return_exceptions=True)
+        want = ref.basename.lower()
+        hits: list[tuple[str, str]] = []
+        for repo_id, paths in zip(repos, trees):
+            if isinstance(paths, BaseException):
+                if not isinstance(paths, (aiohttp.ClientError, TimeoutError)):
+                    raise paths
+                continue
+            hits += [(repo_id, p) for p in paths if p.rsplit("/", 1)[-1].lower() == want]
+        run.searched(ref, f"the trees of {len(repos)} repos {ref.folder} files come from")
+        found.tried.append(f"publishers of {ref.folder} ({', '.join(repos)}): {len(hits)} hold {ref.basename}")
+        facts = await asyncio.gather(*(paths_info(run, r, p) for r, p in hits))
+        shas = {lfs_facts(entry)[1] for entry, _ in facts if entry}
+        for (repo_id, path), (entry, _err) in zip(hits[:5], facts):
+            size, sha = lfs_facts(entry) if entry else (None, None)
+            conf = CONFIDENCE["publisher"] if len(shas) <= 1 else CONFIDENCE["contested"]
+            exact = path.rsplit("/", 1)[-1] == ref.basename
+            reason = (f"exact file name{'' if exact else ' apart from case'} in {repo_id}, where the catalogs take "
+                      f"{ref.folder} files from: {path}"
+                      + ("" if len(shas) <= 1 else "; these repos hold different bytes under this name"))
+            found.candidates.append(Candidate(
+                source="huggingface", filename=ref.name, folder=ref.folder,
+                confidence=conf if exact else min(conf, CONFIDENCE["local_case"]), reason=reason,
+                url=resolve_url(run.hf_endpoint, repo_id, path), size=size, sha256=sha,
+                ids={"repo_id": repo_id, "path": path, "revision": "main", "publisher": True}))
+        await mark_gated(run, found.candidates)
+        return found
