@@ -322,9 +322,9 @@ class PublisherSource:
         run.searched(ref, f"the trees of {len(repos)} repos {ref.folder} files come from")
         found.tried.append(f"publishers of {ref.folder} ({', '.join(repos)}): {len(hits)} hold {ref.basename}")
         facts = await asyncio.gather(*(paths_info(run, r, p) for r, p in hits))
-        shas = {lfs_facts(entry)[1] for entry, _ in facts if entry}
-        for (repo_id, path), (entry, _err) in zip(hits[:5], facts):
-            size, sha = lfs_facts(entry) if entry else (None, None)
+        shas = {lfs_facts(info.entry)[1] for info in facts if info.entry}
+        for (repo_id, path), info in zip(hits[:5], facts):
+            size, sha = lfs_facts(info.entry) if info.entry else (None, None)
             conf = CONFIDENCE["publisher"] if len(shas) <= 1 else CONFIDENCE["contested"]
             exact = path.rsplit("/", 1)[-1] == ref.basename
             reason = (f"exact file name{'' if exact else ' apart from case'} in {repo_id}, where the catalogs take "
