@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import ErrorInfo
+from .models import Resolution, ScanReport, Transfer
+from .shapes import Phase, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +20,7 @@ class Event:
 
 @dataclass
 class PhaseChanged(Event):
-    phase: str  # idle, scanning, resolving, downloading, verifying, complete, error
+    phase: Phase
     total: int = 0
 
 
@@ -31,28 +33,28 @@ class Progress(Event):
 
 @dataclass
 class ScanFinished(Event):
-    report: Any  # ScanReport
+    report: ScanReport
 
 
 @dataclass
 class ModelResolved(Event):
-    resolution: Any  # Resolution
+    resolution: Resolution
 
 
 @dataclass
 class TransferProgress(Event):
-    transfer: Any  # Transfer
+    transfer: Transfer
 
 
 @dataclass
 class TransferDone(Event):
-    transfer: Any  # Transfer (state done, failed or cancelled)
+    transfer: Transfer  # state done, failed or cancelled
 
 
 @dataclass
 class VerificationReport(Event):
-    verified: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    verified: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +65,7 @@ class ErrorRaised(Event):
 
 @dataclass
 class RunFinished(Event):
-    summary: dict = field(default_factory=dict)
+    summary: RunSummary
 
 
 Subscriber = Callable[[Event], None]

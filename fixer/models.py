@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 from .errors import ErrorInfo, TokenName
@@ -11,7 +11,8 @@ ModelState = Literal["present", "elsewhere", "missing", "unsafe", "unused", "by_
 # How a reference's folder was learned: the core table, asking the node (probe), reading its pack's sources
 # (static), a running ComfyUI's pack (server), prompt syntax, the workflow's hint, its COMBO vs disk, keywords.
 FolderSource = Literal["node_table", "probe", "static", "server", "prompt", "hint", "node_def", "keyword", "unknown"]
-Source = Literal["local", "embedded", "catalog", "civitai", "huggingface", "fuzzy", "llm", "not_found"]
+# Where a candidate came from; "user" is a link the user pasted, "not_found" a resolution without one.
+Source = Literal["local", "embedded", "catalog", "civitai", "huggingface", "fuzzy", "llm", "user", "not_found"]
 TransferState = Literal["queued", "downloading", "verifying", "done", "failed", "cancelled"]
 
 
@@ -171,7 +172,7 @@ class Resolution:
     why: str = ""  # one sentence for a person: where it was found, or why not ("searched 7 ways")
 
     @property
-    def source(self) -> str:
+    def source(self) -> Source:
         return self.chosen.source if self.chosen else "not_found"
 
 
@@ -203,9 +204,9 @@ class Transfer:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Dataclasses (nested) to plain JSON types."""
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: to_jsonable(v) for k, v in asdict(obj).items()}
+    """The one serializer: dataclasses (nested, fixer/shapes.py) to plain JSON types, field by field."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):

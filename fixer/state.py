@@ -7,14 +7,14 @@ import os
 import tempfile
 import threading
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ErrorInfo, RunLocked
 from .events import ErrorRaised, Event, PhaseChanged, Progress
 from .models import to_jsonable
-
-PHASES = ("idle", "scanning", "resolving", "downloading", "verifying", "complete", "error")
+from .shapes import Phase, RunData, StatusDoc, StatusError, StatusProgress
 
 
 def now_iso() -> str:
@@ -74,9 +74,7 @@ class StatusDocument:
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._last_write = 0.0
-        self.doc: dict[str, Any] = {"timestamp": now_iso(), "phase": "idle",
-                                    "progress": {"current": 0, "total": 0, "percent": 0.0},
-                                    "data": {}, "errors": []}
+        self.doc = StatusDoc(timestamp=now_iso())
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, PhaseChanged):
@@ -88,28 +86,36 @@ class StatusDocument:
 
     def set_progress(self, current: int, total: int) -> None:
         pct = round(100.0 * current / total, 1) if total else 0.0
-        self.update(progress={"current": current, "total": total, "percent": pct})
+        self.update(progress=StatusProgress(current, total, pct))
 
     def add_error(self, error: ErrorInfo, details: str = "") -> None:
         """The seed's entry {timestamp, error, details}, extended with the error's code and typed facts."""
-        facts = {k: v for k, v in to_jsonable(error).items() if k != "message" and v is not None}
+        facts = {f.name: getattr(error, f.name) for f in fields(error) if f.name not in ("code", "message")}
         with self._lock:
-            self.doc["errors"].append({"timestamp": now_iso(), "error": error.message, "details": details, **facts})
+            self.doc.errors.append(StatusError(timestamp=now_iso(), error=error.message, details=details,
+                                               code=error.code, **facts))
         self.flush()
 
-    def update(self, force: bool = False, **fields: Any) -> None:
+    def update(self, force: bool = False, *, phase: Phase | None = None, progress: StatusProgress | None = None,
+               errors: list[StatusError] | None = None) -> None:
         with self._lock:
-            self.doc.update(fields)
-            self.doc["timestamp"] = now_iso()
+            self.doc = replace(self.doc, timestamp=now_iso(), **{k: v for k, v in (
+                ("phase", phase), ("progress", progress), ("errors", errors)) if v is not None})
+        self._written_or_due(force)
+
+    def set_data(self, data: RunData | dict[str, Any], force: bool = False) -> None:
+        with self._lock:
+            self.doc = replace(self.doc, timestamp=now_iso(), data=data)
+        self._written_or_due(force)
+
+    def _written_or_due(self, force: bool) -> None:
         if force or time.monotonic() - self._last_write >= self.min_interval:
             self.flush()
 
-    def set_data(self, data: dict[str, Any], force: bool = False) -> None:
-        self.update(force=force, data=data)
-
     def snapshot(self) -> dict[str, Any]:
+        """status.json as JSON types: a copy, safe to hand to another thread or the page."""
         with self._lock:
-            return json.loads(json.dumps(to_jsonable(self.doc)))
+            return to_jsonable(self.doc)  # type: ignore[no-any-return]
 
     def flush(self) -> None:
         if self.path is None:

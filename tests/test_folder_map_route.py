@@ -94,5 +94,5 @@ def test_the_cli_with_server_takes_the_folder_the_pack_recorded(tmp_path, served
     r = run_cli("--scan", "--json", "--comfyui-root", str(root), "--state-dir", str(tmp_path / "state"),
                 "--server", served)
     models = json.loads((tmp_path / "state/output/missing_models.json").read_text())
-    assert [(m["folder"], m["filename"], m["folder_source"]) for m in models] == [
+    assert [(m["expected_type"], m["filename"], m["folder_source"]) for m in models] == [
         ("xlabs_controlnets", "flux-canny-controlnet-v3.safetensors", "server")], r.stderr

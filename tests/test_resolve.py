@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from fixer.app.resolve import ResolveContext, Resolver, choose, resolution_json
+from fixer.app.resolve import ResolveContext, Resolver, choose, resolution_entry
 from fixer.config import SearchConfig
 from fixer.host.host import StandaloneHost
 from fixer.models import Candidate, ModelHint, ModelRef
@@ -71,8 +71,8 @@ async def test_name_found_nowhere_is_not_found_with_what_was_tried(upstream, tmp
     tried = " | ".join(r.tried)
     for word in ("local disk", "offline catalogs", "Civitai", "Hugging Face", "fuzzy"):
         assert word in tried
-    record = resolution_json(r)
-    assert record["source"] == "not_found" and record["download_url"] is None and record["tried"]
+    record = resolution_entry(r)
+    assert record.source == "not_found" and record.download_url is None and record.tried
 
 
 async def test_offline_answer_asks_no_upstream(upstream, tmp_path):

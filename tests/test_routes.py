@@ -220,9 +220,11 @@ async def test_scan_of_a_workflow_with_missing_models_has_the_contract_shape(liv
         {"models": 2, "present": 1, "missing": 1, "missing_nodes": 1}
     assert set(report["summary"]) >= {"models", "present", "elsewhere", "missing", "unsafe", "unused", "missing_nodes"}
     lora = next(m for m in report["models"] if m["state"] == "missing")
-    assert set(lora) >= {"name", "folder", "folder_source", "state", "optional", "nodes", "hints", "elsewhere",
-                         "unsafe_reason", "pickle"}
-    assert (lora["name"], lora["folder"], lora["optional"], lora["pickle"]) == (TINY_LORA, "loras", False, False)
+    assert set(lora) >= {"filename", "expected_type", "folder_source", "state", "optional", "nodes", "hints",
+                         "elsewhere", "unsafe_reason", "pickle", "dest"}
+    assert not set(lora) & {"name", "folder"}  # one key each: the seed's missing_models.json names
+    assert (lora["filename"], lora["expected_type"], lora["optional"], lora["pickle"]) == (TINY_LORA, "loras", False,
+                                                                                        False)
     usage = lora["nodes"][0]
     assert {k: usage[k] for k in ("node_id", "node_type", "input_name", "subgraph_path")} == \
         {"node_id": "2", "node_type": "LoraLoader", "input_name": "lora_name", "subgraph_path": []}
@@ -243,7 +245,7 @@ async def test_fix_run_puts_the_file_in_its_folder_and_announces_it(live):
     row = next(m for m in status["data"]["models"] if m["name"] == TINY_LORA)
     assert (row["folder"], row["state"]) == ("loras", "done")
     done = [p for e, p in live.events if e == "comfyfixer.done"]
-    assert done and {"folder": "loras", "name": TINY_LORA} in done[-1]["files"]
+    assert done and {"folder": "loras", "name": TINY_LORA, "saved_as": None} in done[-1]["files"]
 
 
 async def test_second_fix_while_one_runs_is_409(live):

@@ -102,8 +102,8 @@ async def test_the_scan_answer_names_the_real_destination_of_each_missing_file(t
     svc = FixerService(host, tmp_path / "state", comfyui_root=root)
     wf = make_workflow([node(1, "UNETLoader", ["flux_dev.safetensors", "default"])])
     answer = await svc.scan(wf, "flux")
-    model = next(m for m in answer["models"] if m["name"] == "flux_dev.safetensors")
-    assert model["folder"] == "diffusion_models"
+    model = next(m for m in answer["models"] if m["filename"] == "flux_dev.safetensors")
+    assert model["expected_type"] == "diffusion_models"
     first_root = host.folders()["diffusion_models"][0]
     assert model["dest"] == str(Path(os.path.realpath(first_root)) / "flux_dev.safetensors")
 
@@ -184,7 +184,7 @@ async def test_the_panels_scan_never_takes_the_download_nodes_source_for_a_model
     spec = "hf:comfy-fixer-fixtures/tiny-model/fixture_hf_model.safetensors"
     wf = make_workflow([node(1, "ComfyFixerDownloadModel", [spec, "checkpoints", "", ""]), node(2, "LoraLoader", [LORA, 1, 1])])
     answer = await svc.scan(wf, "with a download node")
-    assert [m["name"] for m in answer["models"]] == [LORA]
+    assert [m["filename"] for m in answer["models"]] == [LORA]
 
 
 async def test_a_not_found_row_says_why_in_one_sentence_with_the_searches_as_details(comfy_root, tmp_path, upstream):
@@ -194,4 +194,4 @@ async def test_a_not_found_row_says_why_in_one_sentence_with_the_searches_as_det
     lost = row(svc.status(), "nowhere_to_be_found_xyz.safetensors")
     assert lost["state"] == "not_found"
     assert lost["reason"].startswith("Not found") and ";" not in lost["reason"]
-    assert len(lost["details"]) > 1
+    assert len(lost["tried"]) > 1

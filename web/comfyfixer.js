@@ -116,7 +116,7 @@ async function scan() {
 }
 
 function missingWithFolder(report) {
-  return (report?.models ?? []).filter((m) => m.state === "missing" && m.folder).map((m) => m.name ?? m.filename);
+  return (report?.models ?? []).filter((m) => m.state === "missing" && m.expected_type).map((m) => m.filename);
 }
 
 const reviewFirst = () => app.extensionManager?.setting?.get(SETTING_REVIEW) !== false;
@@ -213,7 +213,7 @@ function repointRenamed(files) {
   const changed = [];
   for (const f of files) {
     if (!f.saved_as || f.saved_as === f.name) continue;
-    const model = (state.report?.models ?? []).find((m) => (m.name ?? m.filename) === f.name);
+    const model = (state.report?.models ?? []).find((m) => m.filename === f.name);
     if (model && setModelWidgets(app, model.nodes ?? [], f.name, comboValue(model, f.saved_as))) changed.push(f.saved_as);
   }
   if (changed.length) setNotice("ok", `The loaders now use ${changed.join(", ")}; save the workflow to keep it.`);
@@ -224,7 +224,7 @@ function clearModelErrors(landedNames) {
   if (!landedNames.size || !state.report) return;
   const fixedIds = new Set();
   for (const m of state.report.models ?? []) {
-    if (!landedNames.has(m.name ?? m.filename)) continue;
+    if (!landedNames.has(m.filename)) continue;
     for (const u of m.nodes ?? []) if (!u.subgraph_path?.length) fixedIds.add(String(u.node_id));
   }
   clearNodeErrors(app, fixedIds);
@@ -240,18 +240,18 @@ const actions = {
   retry: (name, url) => withBusy(`retry:${name}`, async () => {
     onStatus(await client.retry(name, url));
   }),
-  relink: (model, where) => withBusy(`relink:${model.name ?? model.filename}`, async () => {
-    const name = model.name ?? model.filename;
+  relink: (model, where) => withBusy(`relink:${model.filename}`, async () => {
+    const name = model.filename;
     let value = where.relpath;
-    if (where.folder !== model.folder) {
+    if (where.folder !== model.expected_type) {
       // Another folder: the server links the file into the right one under the expected name.
-      value = (await client.relink(name, model.folder, where.path)).relpath ?? name;
+      value = (await client.relink(name, model.expected_type, where.path)).relpath ?? name;
     }
     await refreshModelLists();
     const changed = setModelWidgets(app, model.nodes ?? [], name, comboValue(model, value));
     if (typeof app.refreshMissingModels === "function") await app.refreshMissingModels({ reloadDefs: false });
     // Linked into the loader's own folder under the expected name: say that folder, not the source's.
-    const shown = where.folder === model.folder ? `${where.folder}/${where.relpath}` : `${model.folder}/${value}`;
+    const shown = where.folder === model.expected_type ? `${where.folder}/${where.relpath}` : `${model.expected_type}/${value}`;
     setNotice("ok", `${name} now uses ${shown}` +
       (changed ? ` (${plural(changed, "node")} updated; save the workflow to keep it).` : "."));
     await scan();

@@ -25,7 +25,7 @@ from ..events import Event, EventBus, PhaseChanged, ScanFinished
 from ..host.folder_probe import apply_server_maps, fetch_folder_maps
 from ..host.host import StandaloneHost, fetch_object_info, load_object_info
 from ..host.static_folders import add_pack_folders
-from ..models import Resolution, ScanReport
+from ..models import Resolution, ScanReport, to_jsonable
 from ..state import StatusDocument, read_json
 
 if TYPE_CHECKING:
@@ -185,16 +185,16 @@ def _scan_and_report(ctx: RunContext) -> int:
     ctx.status.set_data({"scan": c})
     ctx.bus.emit(PhaseChanged("complete"))
     if ctx.args.json:
-        json.dump({"summary": c, "node_check": report.node_check,
-                   "models": [model_entry(s) for s in report.models],
-                   "missing_nodes": json.loads((ctx.state_dir / "output" / "missing_nodes.json").read_text()),
-                   "problems": [{"path": p.path, "error": p.error} for p in report.problems]},
+        missing_nodes = json.loads((ctx.state_dir / "output" / "missing_nodes.json").read_text())
+        json.dump(to_jsonable({"summary": c, "node_check": report.node_check,
+                               "models": [model_entry(s) for s in report.models],
+                               "missing_nodes": missing_nodes, "problems": report.problems}),
                   sys.stdout, indent=2)
         print()
     else:
         print(summary_text(report))
         print(f"Reports: {ctx.state_dir / 'output'}")
-    return EXIT_MISSING if (c["missing"] or c["elsewhere"] or c["unsafe"] or c["missing_nodes"]) else EXIT_OK
+    return EXIT_MISSING if (c.missing or c.elsewhere or c.unsafe or c.missing_nodes) else EXIT_OK
 
 
 def cmd_status(ctx: RunContext) -> int:
@@ -364,7 +364,7 @@ def cmd_resolve(ctx: RunContext) -> int:
     from ..sources.family import report_families
     from ..state import StateLock, write_json_atomic
     from .portable import write_portable
-    from .resolve import ResolveContext, Resolver, resolution_json
+    from .resolve import ResolveContext, Resolver, resolution_entry
 
     with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
         report = run_scan(ctx)
@@ -380,7 +380,7 @@ def cmd_resolve(ctx: RunContext) -> int:
             async for res in Resolver(rctx).resolve(refs):
                 done.append(res)
                 ctx.bus.emit(ModelResolved(res))
-                write_json_atomic(out, [resolution_json(r) for r in done])
+                write_json_atomic(out, [resolution_entry(r) for r in done])
                 if not ctx.args.json:
                     c = res.chosen
                     where = (c.url or c.local_path) if c else f"{len(res.candidates)} candidate(s) to choose from" \
@@ -389,7 +389,7 @@ def cmd_resolve(ctx: RunContext) -> int:
                     print(f"  {res.source:<12} {res.folder or '?'}/{res.name}{conf}: {where}", flush=True)
 
         asyncio.run(run())
-        write_json_atomic(out, [resolution_json(r) for r in done])
+        write_json_atomic(out, [resolution_entry(r) for r in done])
         if getattr(ctx.args, "portable", False):
             dest = ctx.state_dir / "output" / "portable"
             dest.mkdir(parents=True, exist_ok=True)
@@ -400,7 +400,7 @@ def cmd_resolve(ctx: RunContext) -> int:
                     print(f"  cannot write a portable copy of {wf}: {e}", file=sys.stderr)
         ctx.bus.emit(PhaseChanged("complete"))
         if ctx.args.json:
-            json.dump([resolution_json(r) for r in done], sys.stdout, indent=2)
+            json.dump(to_jsonable([resolution_entry(r) for r in done]), sys.stdout, indent=2)
             print()
         else:
             found = sum(1 for r in done if r.chosen)

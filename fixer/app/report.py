@@ -4,52 +4,34 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
 
-from ..models import ModelStatus, ScanReport
+from ..models import ModelStatus, ScanReport, to_jsonable
+from ..shapes import ModelEntry, ModelHints, ScanCounts
 from ..state import now_iso, write_json_atomic, write_text_atomic
 from ..transfer.policy import redact
 from ..transfer.verify import is_pickle
 
 
-def model_entry(s: ModelStatus) -> dict[str, Any]:
-    """One row of missing_models.json: the seed's fields first, then what we know beyond them."""
+def model_entry(s: ModelStatus, dest: str | None = None) -> ModelEntry:
+    """One model of missing_models.json (and of the page's scan, with its `dest`)."""
     ref = s.ref
     first = ref.usages[0] if ref.usages else None
-    hints = {k: ref.hint(k) for k in ("url", "hash", "hash_type", "directory") if ref.hint(k)}
-    if "url" in hints:  # a workflow's link may carry ?token=: reports are shared, credentials are not
-        hints["url"] = redact(hints["url"])
-    return {
-        "filename": ref.name,
-        "expected_type": ref.folder,
-        "folder": ref.folder,
-        "workflow": first.workflow if first else None,
-        "node_type": first.node_type if first else None,
-        "node_id": first.node_id if first else None,
-        "state": s.state,
-        "folder_source": ref.folder_source,
-        "optional": ref.optional,
-        "pickle": is_pickle(ref.name),
-        "workflows": ref.workflows,
-        "nodes": [{"workflow": u.workflow, "node_id": u.node_id, "node_type": u.node_type,
-                   "input_name": u.input_name, "subgraph_path": list(u.subgraph_path), "optional": u.optional}
-                  for u in ref.usages],
-        "hints": hints,
-        "elsewhere": [{"folder": f.folder, "relpath": f.relpath, "path": f.path, "size": f.size}
-                      for f in s.elsewhere],
-        "unsafe_reason": ref.unsafe_reason,
-    }
+    url = ref.hint("url")
+    hints = ModelHints(url=redact(url) if url else None,  # a link may carry ?token=: reports are shared
+                       hash=ref.hint("hash"), hash_type=ref.hint("hash_type"), directory=ref.hint("directory"))
+    return ModelEntry(filename=ref.name, expected_type=ref.folder, workflow=first.workflow if first else None,
+                      node_type=first.node_type if first else None, node_id=first.node_id if first else None,
+                      state=s.state, folder_source=ref.folder_source, optional=ref.optional,
+                      pickle=is_pickle(ref.name), workflows=ref.workflows, nodes=list(ref.usages), hints=hints,
+                      elsewhere=list(s.elsewhere), unsafe_reason=ref.unsafe_reason, dest=dest)
 
 
-def counts(report: ScanReport) -> dict[str, int]:
-    c = defaultdict(int)
-    for s in report.models:
-        c[s.state] += 1
-    return {"workflows": len(report.workflows), "unreadable": len(report.problems),
-            "models": sum(1 for s in report.models if s.state != "unused"),
-            "present": c["present"], "elsewhere": c["elsewhere"], "missing": c["missing"],
-            "unsafe": c["unsafe"], "unused": c["unused"], "by_node": c["by_node"],
-            "missing_nodes": len(report.missing_nodes)}
+def counts(report: ScanReport) -> ScanCounts:
+    c: Counter[str] = Counter(s.state for s in report.models)
+    return ScanCounts(workflows=len(report.workflows), unreadable=len(report.problems),
+                      models=sum(1 for s in report.models if s.state != "unused"),
+                      present=c["present"], elsewhere=c["elsewhere"], missing=c["missing"], unsafe=c["unsafe"],
+                      unused=c["unused"], by_node=c["by_node"], missing_nodes=len(report.missing_nodes))
 
 
 def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None = None) -> None:
@@ -80,9 +62,10 @@ def _by_folder(report: ScanReport, state: str) -> dict[str, list[ModelStatus]]:
 def summary_text(report: ScanReport) -> str:
     """The human summary the CLI prints."""
     c = counts(report)
-    lines = [f"Scanned {c['workflows']} workflow file(s)" + (f", {c['unreadable']} could not be read" if c["unreadable"] else ""),
-             f"Models referenced: {c['models']}  present: {c['present']}  present elsewhere: {c['elsewhere']}  "
-             f"missing: {c['missing']}" + (f"  unsafe names: {c['unsafe']}" if c["unsafe"] else "")]
+    unreadable = f", {c.unreadable} could not be read" if c.unreadable else ""
+    lines = [f"Scanned {c.workflows} workflow file(s){unreadable}",
+             f"Models referenced: {c.models}  present: {c.present}  present elsewhere: {c.elsewhere}  "
+             f"missing: {c.missing}" + (f"  unsafe names: {c.unsafe}" if c.unsafe else "")]
     missing = _by_folder(report, "missing")
     learned = Counter(FOLDER_LEARNED.get(s.ref.folder_source, s.ref.folder_source) for s in report.by_state("missing"))
     if learned:
@@ -120,8 +103,8 @@ def summary_text(report: ScanReport) -> str:
 def summary_markdown(report: ScanReport, packs: list, extra_sections: list[str] | None = None) -> str:
     from ..nodepacks.lookup import packs_markdown
 
-    c = counts(report)
-    md = [f"# ComfyFixerSmart report", "", f"Generated {now_iso()}", "",
+    c = to_jsonable(counts(report))
+    md = ["# ComfyFixerSmart report", "", f"Generated {now_iso()}", "",
           "| | count |", "|---|---|"]
     md += [f"| {k.replace('_', ' ')} | {v} |" for k, v in c.items()]
     for state, title in (("missing", "Missing models"), ("elsewhere", "Present elsewhere (relinkable)"),

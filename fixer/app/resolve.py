@@ -22,6 +22,7 @@ from ..actionlog import action
 from ..config import SearchConfig
 from ..constants import hf_offline
 from ..models import Candidate, ModelRef, Resolution
+from ..shapes import CandidateEntry, ResolutionEntry
 from ..sources import Found, SearchRun, Source
 from ..sources.catalogs import CatalogSource, PublisherSource
 from ..sources.civitai import CivitaiSource
@@ -259,32 +260,23 @@ def explain(res: Resolution, services: list[str], ways: int, unreached: set[str]
     return f"Not found on {where} (searched {ways} way{'s' if ways != 1 else ''}).{offline}"
 
 
-def candidate_json(c: Candidate) -> dict[str, Any]:
+def candidate_entry(c: Candidate) -> CandidateEntry:
     """A candidate as resolutions.json and the panel list it for the user to pick from."""
-    return {"source": c.source, "url": c.url, "local_path": c.local_path, "reason": c.reason,
-            "confidence": round(c.confidence, 3), "filename": c.filename, "folder": c.folder,
-            "size": c.size, "gated": c.gated}
+    return CandidateEntry(source=c.source, url=c.url, local_path=c.local_path, reason=c.reason,
+                          confidence=round(c.confidence, 3), filename=c.filename, folder=c.folder, size=c.size,
+                          gated=c.gated)
 
 
-def resolution_json(res: Resolution) -> dict[str, Any]:
-    """One entry of output/resolutions.json in the seed schema (filename, source incl. not_found, ids,
-    download_url, expected_type), plus what the panel and report show."""
+def resolution_entry(res: Resolution) -> ResolutionEntry:
+    """One entry of output/resolutions.json in the seed schema (filename, source incl. not_found,
+    model_id / version_id / repo_id, download_url, expected_type), plus what the panel and report show."""
     c = res.chosen
-    return {
-        "filename": res.name,
-        "source": res.source,
-        "ids": dict(c.ids) if c else {},
-        "download_url": c.url if c else None,
-        "expected_type": res.folder,
-        "local_path": c.local_path if c else None,
-        "size": c.size if c else None,
-        "sha256": c.sha256 if c else None,
-        "confidence": c.confidence if c else None,
-        "reason": c.reason if c else "not found",
-        "gated": c.gated if c else False,
-        "needs_token": c.needs_token if c else None,
-        "candidates": [candidate_json(x) for x in res.candidates[:10]],
-        "why": res.why,
-        "tried": res.tried,
-    }
+    ids = dict(c.ids) if c else {}
+    return ResolutionEntry(
+        filename=res.name, source=res.source, download_url=c.url if c else None, expected_type=res.folder,
+        model_id=ids.get("model_id"), version_id=ids.get("version_id"), repo_id=ids.get("repo_id"), ids=ids,
+        local_path=c.local_path if c else None, size=c.size if c else None, sha256=c.sha256 if c else None,
+        confidence=c.confidence if c else None, reason=c.reason if c else "not found", gated=c.gated if c else False,
+        needs_token=c.needs_token if c else None, candidates=[candidate_entry(x) for x in res.candidates[:10]],
+        why=res.why, tried=res.tried)
 

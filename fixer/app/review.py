@@ -15,21 +15,13 @@ from typing import Callable, Iterable
 
 from ..errors import FixerError
 from ..read.names import confine
+from ..shapes import PlanDoc, PlanFile
 from .console import human_bytes
 
 
 @dataclass
-class Destination:
-    name: str  # as the workflow writes it
-    folder: str  # ComfyUI's folder key (diffusion_models, loras, ...)
-    path: str | None  # the real file path it will be written to; None when ComfyUI has no such folder
-    size: int | None = None
-    problem: str | None = None  # why there is no path
-
-
-@dataclass
 class Plan:
-    files: list[Destination] = field(default_factory=list)
+    files: list[PlanFile] = field(default_factory=list)
     free: dict[str, int | None] = field(default_factory=dict)  # destination folder -> free bytes there
 
     @property
@@ -76,12 +68,11 @@ class Plan:
                 + (f", into {where}" if where else "")
                 + (f" (free: {human_bytes(free)})" if free is not None else ""))
 
-    def json(self, base: str | os.PathLike | None = None) -> dict:
-        return {"headline": self.headline(base), "count": len(self.files), "total_bytes": self.total_bytes,
-                "unknown_sizes": self.unknown_sizes, "free_bytes": self.min_free, "fits": self.fits,
-                "into": self.common_folder(base),
-                "files": [{"name": f.name, "folder": f.folder, "path": f.path, "size": f.size,
-                           "problem": f.problem} for f in self.files]}
+    def doc(self, base: str | os.PathLike | None = None) -> PlanDoc:
+        """The plan as the panel reads it (status.json's data.plan)."""
+        return PlanDoc(headline=self.headline(base), count=len(self.files), total_bytes=self.total_bytes,
+                       unknown_sizes=self.unknown_sizes, free_bytes=self.min_free, fits=self.fits,
+                       into=self.common_folder(base), files=list(self.files))
 
 
 def destination(root_for: Callable[[str], str], folder: str, name: str) -> tuple[str | None, str | None]:
@@ -111,7 +102,7 @@ def make_plan(items: Iterable[tuple[str, str, int | None]], root_for: Callable[[
     plan = Plan()
     for name, folder, size in items:
         path, problem = destination(root_for, folder, name)
-        plan.files.append(Destination(name, folder, path, size, problem))
+        plan.files.append(PlanFile(name, folder, path, size, problem))
         if path:
             parent = os.path.dirname(path)
             if parent not in plan.free:

@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,41 +36,15 @@ from ..host.host import target_root
 from ..models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
 from ..read.inventory import Inventory
 from ..read.names import confine
+from ..shapes import FINAL_STATES, Overall, Row, RunData, RunSummary
 from ..state import write_json_atomic
 from ..transfer import TransferManager
 from ..transfer.progress import eta_seconds
 from ..transfer.verify import is_pickle
 from ..upstream.source_spec import parse_hf_url
-from .resolve import ResolveContext, Resolver, candidate_json, resolution_json
+from .resolve import ResolveContext, Resolver, candidate_entry, resolution_entry
 
 log = logging.getLogger(__name__)
-FINAL_STATES = ("done", "failed", "cancelled", "not_found", "needs_choice", "skipped")
-
-
-@dataclass
-class Row:
-    """What the panel shows for one model."""
-
-    name: str
-    folder: str | None
-    state: str = "queued"
-    source: str | None = None
-    url: str | None = None
-    reason: str | None = None
-    confidence: float | None = None
-    size: int | None = None
-    sha256: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    candidates: list[dict] = field(default_factory=list)
-    bytes_done: int = 0
-    total: int | None = None
-    speed: float = 0.0
-    eta: float | None = None
-    error: ErrorInfo | None = None
-    path: str | None = None
-    tried: list[str] = field(default_factory=list)  # the searches behind `reason` (the panel's details toggle)
-    needs_token: TokenName | None = None  # the source needs a token that is not set (known before downloading)
-    license_url: str | None = None  # a gated repo: where its license is accepted
 
 
 def hf_repo_page(url: str | None) -> str | None:
@@ -120,6 +94,7 @@ class FixRun:
         self.save_as = dict(save_as or {})
         self.families = families  # workflow -> model family from the whole scan (sources.family.workflow_families)
         self.resolutions: dict[str, Resolution] = {}
+        self.result: RunData | None = None  # the run's end state, once it finished
         self.transfers: dict[str, Transfer] = {}
         self.started = time.time()
         self.manager = None
@@ -132,20 +107,22 @@ class FixRun:
         self._unsubscribe = bus.subscribe(self._on_event)
 
     # --- state the panel reads ------------------------------------------------------------
-    def data(self) -> dict[str, Any]:
-        rows = [to_jsonable(r) for r in self.rows.values()]
+    def snapshot(self) -> RunData:
+        """The run as status.json's `data` and the panel show it."""
         active = [r for r in self.rows.values() if r.total]
         done = sum(r.bytes_done for r in active)
         total = sum(r.total or 0 for r in active)
         speed = sum(r.speed for r in self.rows.values() if r.state == "downloading")
-        eta = eta_seconds(done, total, speed)
         summary = self._summary() if all(r.state in FINAL_STATES for r in self.rows.values()) else None
-        return {"run_id": self.run_id, "workflow": self.workflow, "models": rows,
-                "overall": {"bytes_done": done, "total": total, "speed": speed, "eta": eta}, "summary": summary}
+        return RunData(run_id=self.run_id, workflow=self.workflow, models=[replace(r) for r in self.rows.values()],
+                       overall=Overall(done, total, speed, eta_seconds(done, total, speed)), summary=summary)
 
-    def _summary(self) -> dict[str, Any]:
+    def data(self) -> dict[str, Any]:
+        return to_jsonable(self.snapshot())  # type: ignore[no-any-return]
+
+    def _summary(self) -> RunSummary:
         """How many models ended in each final state."""
-        return {s: sum(1 for r in self.rows.values() if r.state == s) for s in FINAL_STATES}
+        return RunSummary(**{s: sum(1 for r in self.rows.values() if r.state == s) for s in FINAL_STATES})
 
     def _progress(self) -> None:
         finished = sum(1 for r in self.rows.values() if r.state in FINAL_STATES)
@@ -215,7 +192,7 @@ class FixRun:
         self.resolutions[res.name] = res
         self.bus.emit(ModelResolved(res))
         row = self.rows[res.name]
-        row.candidates = [candidate_json(c) for c in res.candidates[:5]]
+        row.candidates = [candidate_entry(c) for c in res.candidates[:5]]
         c = res.chosen
         if c is None:
             row.state = "needs_choice" if res.candidates else "not_found"
@@ -300,13 +277,12 @@ class FixRun:
 
     def _finish(self) -> dict[str, Any]:
         self._unsubscribe()
-        data = self.data()
-        summary = self._summary()
-        summary["seconds"] = round(time.time() - self.started, 2)
-        data["summary"] = summary
+        data = self.snapshot()
+        data.summary = summary = replace(self._summary(), seconds=round(time.time() - self.started, 2))
+        self.result = data
         if self.state_dir:
             write_json_atomic(self.state_dir / "output" / "resolutions.json",
-                              [resolution_json(r) for r in self.resolutions.values()])
+                              [resolution_entry(r) for r in self.resolutions.values()])
         self.bus.emit(RunFinished(summary))
-        self.bus.emit(PhaseChanged("complete" if not summary["failed"] else "error"))
-        return data
+        self.bus.emit(PhaseChanged("complete" if not summary.failed else "error"))
+        return to_jsonable(data)  # type: ignore[no-any-return]

@@ -23,8 +23,9 @@ from ..errors import ConfigError, FixerError, UnsafePath, error_info
 from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
 from ..host.pack_nodes import without_download_nodes
-from ..models import Candidate, ModelRef, to_jsonable
+from ..models import Candidate, ModelRef, ModelStatus, to_jsonable
 from ..read.inventory import build_inventory
+from ..shapes import DoneEvent, DoneFile, MissingNode, RunData, ScanResult
 from ..sources.family import report_families
 from ..state import StateLock, StatusDocument, read_json, write_json_atomic
 from ..transfer.resume import discard
@@ -109,20 +110,15 @@ class FixerService:
     def _root_for(self, folder: str) -> str:
         return target_root(self.host.folders(), folder)
 
-    def _panel_data(self, run: FixRun) -> dict[str, Any]:
+    def _panel_data(self, run: FixRun) -> RunData:
         """The run's rows plus where each file goes, and while the run waits for review, the plan."""
-        data = run.data()
-        for row in data["models"]:
-            if row.get("folder") and not row.get("path"):
-                row["dest"], _ = destination(self._root_for, row["folder"], row["name"])
-            res = run.resolutions.get(row["name"])
-            if row["state"] == "not_found" and res is not None and res.why:
-                # One sentence on the row; every search it made behind the panel's Details toggle.
-                row["reason"], row["details"] = res.why, list(res.tried)
-        held = [r for r in data["models"] if r["state"] == "review"]
+        data = run.snapshot()
+        for row in data.models:
+            if row.folder and not row.path:
+                row.dest, _ = destination(self._root_for, row.folder, row.name)
+        held = [(r.name, r.folder, r.size) for r in data.models if r.state == "review" and r.folder]
         if held:
-            plan = make_plan(((r["name"], r["folder"], r.get("size")) for r in held), self._root_for)
-            data["plan"] = plan.json(self.comfyui_root)
+            data.plan = make_plan(held, self._root_for).doc(self.comfyui_root)
         return data
 
     def _send_latest(self) -> None:
@@ -153,22 +149,17 @@ class FixerService:
 
     async def scan(self, workflow: dict, name: str = "workflow") -> dict[str, Any]:
         report, packs = await asyncio.to_thread(self._scan_with_packs, workflow, name)
-        return {
-            "workflow": name, "node_check": report.node_check, "summary": counts(report),
-            "models": [self._with_dest({"name": s.ref.name, **model_entry(s)}) for s in report.models],
-            "missing_nodes": [{"node_type": n.node_type, "cnr_id": n.cnr_id, "aux_id": n.aux_id, "ver": n.ver,
-                               "nodes": [{"node_id": u.node_id, "workflow": u.workflow,
-                                          "subgraph_path": list(u.subgraph_path)} for u in n.usages]}
-                              for n in report.missing_nodes],
-            "packs": [to_jsonable(p) for p in packs],
-            "failed_packs": [to_jsonable(p) for p in report.failed_packs],
-        }
+        return to_jsonable(ScanResult(workflow=name, node_check=report.node_check, summary=counts(report),
+                                      models=[model_entry(s, self._dest(s)) for s in report.models],
+                                      missing_nodes=[MissingNode(n.node_type, n.cnr_id, n.aux_id, n.ver, n.usages)
+                                                     for n in report.missing_nodes],
+                                      packs=packs, failed_packs=report.failed_packs))  # type: ignore[no-any-return]
 
-    def _with_dest(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def _dest(self, s: ModelStatus) -> str | None:
         """A missing model's real destination path, so the panel says where it goes before it goes."""
-        if entry.get("state") == "missing" and entry.get("folder"):
-            entry["dest"], _ = destination(self._root_for, entry["folder"], entry["name"])
-        return entry
+        if s.state != "missing" or not s.ref.folder:
+            return None
+        return destination(self._root_for, s.ref.folder, s.ref.name)[0]
 
     # --- fix runs ------------------------------------------------------------------------
     def secrets(self) -> dict[str, str]:
@@ -234,13 +225,11 @@ class FixerService:
 
     async def _drive(self, run: FixRun, lock: StateLock) -> None:
         try:
-            data = await run.run()
-            # saved_as: a pasted link's file keeps its real name; the page repoints the loaders to it.
-            files = [{"folder": r["folder"], "name": r["name"],
-                      **({"saved_as": run.save_as[r["name"]]} if r["name"] in run.save_as else {})}
-                     for r in data["models"] if r["state"] == "done"]
-            self._emit("comfyfixer.done", {"run_id": run.run_id, "summary": data["summary"], "files": files,
-                                            "workflow": run.workflow})
+            await run.run()
+            data = run.result or run.snapshot()
+            files = [DoneFile(r.folder or "", r.name, run.save_as.get(r.name))
+                     for r in data.models if r.state == "done"]
+            self._emit("comfyfixer.done", to_jsonable(DoneEvent(run.run_id, data.summary, files, run.workflow)))
         except Exception as e:  # the run's own errors are per model; this is a bug or a disk failure
             log.exception("fix run failed")
             self.status_doc.add_error(error_info(e, f"The fix run stopped: {e}"))
@@ -256,7 +245,7 @@ class FixerService:
     def cancel(self, name: str | None = None) -> dict:
         if self._run is not None:
             self._run.cancel(name)
-            self.status_doc.set_data(self._run.data(), force=True)
+            self.status_doc.set_data(self._run.snapshot(), force=True)
         return self.status()
 
     async def retry(self, name: str, url: str | None = None) -> dict:
@@ -291,7 +280,7 @@ class FixerService:
         if not inside or not os.path.isfile(real):
             raise UnsafePath(path, "only files inside ComfyUI's model folders can be relinked")
         dest = await asyncio.to_thread(place_local_copy, real, target_root(folders, folder), name)
-        self._emit("comfyfixer.done", {"run_id": None, "summary": None, "files": [{"folder": folder, "name": name}]})
+        self._emit("comfyfixer.done", to_jsonable(DoneEvent(None, None, [DoneFile(folder, name)])))
         return {"ok": True, "folder": folder, "relpath": name.replace("\\", "/"), "path": dest}
 
     async def paste_link(self, workflow: dict, wf_name: str, name: str, link: str) -> dict:

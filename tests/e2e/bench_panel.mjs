@@ -28,12 +28,12 @@ for (const n of [10, 100, 500, 2000]) {
     const { morph } = await import("/lib/dom.js");
     const states = ["queued", "downloading", "verifying", "done", "failed", "needs_choice"];
     const models = Array.from({ length: count }, (_, i) => ({
-      name: `sdxl/lora_number_${i}_v${i % 7}.safetensors`, folder: "loras", state: "missing",
+      filename: `sdxl/lora_number_${i}_v${i % 7}.safetensors`, expected_type: "loras", state: "missing",
       nodes: [{ node_id: String(i), node_type: "LoraLoader", input_name: "lora_name", subgraph_path: [] }],
       hints: {}, elsewhere: [], pickle: false,
     }));
     const runRows = models.map((m, i) => ({
-      name: m.name, folder: "loras", state: states[i % states.length], source: "civitai", confidence: 0.9,
+      name: m.filename, folder: "loras", state: states[i % states.length], source: "civitai", confidence: 0.9,
       reason: "exact file name in a Civitai model", size: 1e9, total: 1e9, bytes_done: 4e8, speed: 2e7, eta: 30,
       warnings: [], sha256: "a".repeat(64), error: i % 6 === 4
         ? { code: "interrupted", message: "the server closed the connection", part_kept: true } : null,

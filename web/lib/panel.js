@@ -35,7 +35,7 @@ const ROW_STATES = {
   skipped: ["pi pi-minus-circle", "Skipped"],
 };
 
-const modelName = (m) => m.name ?? m.filename;
+// A scan model is a missing_models.json entry: `filename` and `expected_type` (the folder key), as the seed names them.
 let settingsOf = null; // the server's settings of the render in progress (which tokens are saved)
 
 /** "…/models/unet/flux.safetensors" from an absolute path: the part a ComfyUI user recognises. */
@@ -124,9 +124,9 @@ function sourceLine(row, model, state, actions) {
     const key = `why:${row.name}`;
     const open = state.expanded?.has(key);
     return h("div.cfx-reason", row.reason,
-      row.details?.length ? h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
+      row.tried?.length ? h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
         open ? "Hide details" : "Details") : null,
-      open && row.details?.length ? h("pre.cfx-details", row.details.join("\n")) : null);
+      open && row.tried?.length ? h("pre.cfx-details", row.tried.join("\n")) : null);
   }
   const url = model?.hints?.url;
   if (url) {
@@ -158,7 +158,7 @@ function modelItem(name, model, row, state, actions) {
   const [icon, stateLabel] = ROW_STATES[rowState] ?? ROW_STATES.missing;
   const login = loginNeeded(row, settingsOf);
   const label = login ? "Needs a login" : stateLabel;
-  const folder = row?.folder ?? model?.folder;
+  const folder = row?.folder ?? model?.expected_type;
   const total = row?.total ?? row?.size ?? 0;
   const downloading = rowState === "downloading" || rowState === "verifying";
   // A login need is said once, by the login block; its raw warning and error are not repeated.
@@ -238,18 +238,18 @@ function pasteForm(name, state, actions) {
 }
 
 function elsewhereItem(model, actions, busy) {
-  const name = modelName(model);
+  const name = model.filename;
   return h("li.cfx-item", { dataset: { state: "elsewhere", name, sig: signature([model, busy.has(`relink:${name}`)]) } },
     h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-link"), nameEl(name)),
-    usageLine(model, actions, model.folder),
+    usageLine(model, actions, model.expected_type),
     (model.elsewhere ?? []).slice(0, 3).map((where) => {
-      const sameFolder = where.folder === model.folder;
+      const sameFolder = where.folder === model.expected_type;
       return h("div.cfx-candidate",
         h("div.cfx-candidate-text",
           h("div", "You have it as ", h("code", `${where.folder}/${where.relpath}`)),
           h("div.cfx-muted", dotted(fmtBytes(where.size),
             sameFolder ? "points the loader at this file"
-              : model.folder ? `links it into ${model.folder}/ without copying` : "the loader's folder is unknown"))),
+              : model.expected_type ? `links it into ${model.expected_type}/ without copying` : "the loader's folder is unknown"))),
         button("Use this file", () => actions.relink(model, where), {
           icon: "pi pi-link", kind: "primary", busy: busy.has(`relink:${name}`), testid: "cfx-relink",
         }));
@@ -258,7 +258,7 @@ function elsewhereItem(model, actions, busy) {
 
 function packItem(pack, actions, busy) {
   const commands = (pack.install ?? []).join("\n");
-  const manager = pack.manager_available && !pack.unlisted;
+  const manager = pack.manager_installable && !pack.unlisted;
   return h("li.cfx-item", { dataset: { state: "pack", name: pack.id, sig: signature([pack, busy.has(`pack:${pack.id}`)]) } },
     h("div.cfx-item-head",
       h("i.cfx-state-icon.pi.pi-box"),
@@ -267,7 +267,6 @@ function packItem(pack, actions, busy) {
       pack.matched_by && pack.matched_by !== "exact" ? h("span.cfx-badge", { title: "How the pack was identified" }, pack.matched_by) : null),
     h("div.cfx-meta", `Provides ${(pack.node_types ?? []).join(", ")}`),
     pack.repository ? h("div.cfx-meta", h("a", { href: pack.repository, target: "_blank", rel: "noopener noreferrer" }, pack.repository)) : null,
-    (pack.models_downloaded_by_pack ?? []).length ? h("div.cfx-muted", `Downloads its own models on first run: ${pack.models_downloaded_by_pack.join(", ")}`) : null,
     manager
       ? h("div.cfx-item-foot", h("span.cfx-spacer"),
         button("Install with Manager", () => actions.installPack(pack), {
@@ -437,8 +436,8 @@ export function renderPanel(state, actions) {
   const runActive = isRunActive(status);
   const runRows = new Map((sameWorkflow ? status?.data?.models ?? [] : []).map((r) => [r.name, r]));
   const reportModels = report?.models ?? [];
-  const byName = new Map(reportModels.map((m) => [modelName(m), m]));
-  const missingNames = reportModels.filter((m) => m.state === "missing").map(modelName);
+  const byName = new Map(reportModels.map((m) => [m.filename, m]));
+  const missingNames = reportModels.filter((m) => m.state === "missing").map((m) => m.filename);
   const names = [...new Set([...runRows.keys(), ...missingNames])];
   const rowFor = (n) => runRows.get(n);
   const stillMissing = missingNames.filter((n) => !rowFor(n) || ["failed", "cancelled", "not_found"].includes(rowFor(n).state));
@@ -501,9 +500,9 @@ export function renderPanel(state, actions) {
       "The file is already on this computer under another folder or name."),
     section("Missing node packs", packs.length + unknownNodes.length,
       [...packs.map((p) => packItem(p, actions, state.busy)), ...unknownNodes.map(unknownNodeItem)],
-      packs.some((p) => p.manager_available) ? null : "Restart ComfyUI after installing."),
+      packs.some((p) => p.manager_installable) ? null : "Restart ComfyUI after installing."),
     section("Refused names", unsafe.length, unsafe.map((m) => h("li.cfx-item", { dataset: { state: "unsafe" } },
-      h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-ban"), nameEl(modelName(m))),
+      h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-ban"), nameEl(m.filename)),
       h("div.cfx-error", m.unsafe_reason ?? "unsafe file name")))),
     h("footer.cfx-foot",
       button("Make this workflow portable", actions.portable, {

@@ -1,0 +1,287 @@
+"""The shape of every JSON document the product writes or serves, as dataclasses.
+
+One serializer turns them into JSON (models.to_jsonable); fixer/schema.py derives a JSON Schema from
+them (committed as docs/schema.json), and tests check the files on disk and the fields the page
+reads against it. Field names of the seed's documents (status.json, missing_models.json,
+resolutions.json) are a contract: new fields are added, none is renamed or removed.
+
+Documents:
+- status.json and the page's `comfyfixer.status` event: StatusDoc (its `data` a RunData during a fix);
+- output/missing_models.json and the page's scan: ModelEntry (filename/expected_type, as the seed names them);
+- output/resolutions.json: ResolutionEntry;
+- the review plan the panel shows before downloading: PlanDoc;
+- the page's `comfyfixer.done` event: DoneEvent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from .errors import ErrorInfo, TokenName
+from .models import FailedPack, FolderSource, LocalFile, ModelState, Source, Usage
+
+if TYPE_CHECKING:  # the stage that matches packs imports these shapes, never the other way round
+    from .nodepacks.lookup import PackMatch
+
+# The seed's phases plus `review` (a fix waiting for the user's go before downloading).
+Phase = Literal["idle", "scanning", "resolving", "review", "downloading", "verifying", "complete", "error"]
+PHASES: tuple[Phase, ...] = get_args(Phase)
+# A model's row during a fix, from "queued" to one of FINAL_STATES.
+RowState = Literal["queued", "resolving", "resolved", "review", "downloading", "verifying", "done", "failed",
+                   "cancelled", "not_found", "needs_choice", "skipped"]
+FinalState = Literal["done", "failed", "cancelled", "not_found", "needs_choice", "skipped"]
+FINAL_STATES: tuple[FinalState, ...] = get_args(FinalState)
+
+
+# --- output/missing_models.json and the scan the page asks for -------------------------------------
+@dataclass
+class ModelHints:
+    """What the workflow itself says about the file (models[] / properties.models); a URL without tokens."""
+
+    url: str | None = None
+    hash: str | None = None
+    hash_type: str | None = None
+    directory: str | None = None
+
+
+@dataclass
+class ModelEntry:
+    """One model of a scan: the seed's fields first (filename, expected_type, workflow, node_type,
+    node_id), then what we know beyond them."""
+
+    filename: str
+    expected_type: str | None  # ComfyUI's folder key (loras, checkpoints, ...); None when it cannot be known
+    workflow: str | None
+    node_type: str | None
+    node_id: str | None
+    state: ModelState
+    folder_source: FolderSource
+    optional: bool
+    pickle: bool
+    workflows: list[str]
+    nodes: list[Usage]
+    hints: ModelHints
+    elsewhere: list[LocalFile]
+    unsafe_reason: str | None
+    dest: str | None = None  # the page's scan only: the real path a missing model will be written to
+
+
+@dataclass
+class ScanCounts:
+    workflows: int
+    unreadable: int
+    models: int
+    present: int
+    elsewhere: int
+    missing: int
+    unsafe: int
+    unused: int
+    by_node: int
+    missing_nodes: int
+
+
+@dataclass
+class MissingNode:
+    """A node type the host does not have, and where the workflow uses it."""
+
+    node_type: str
+    cnr_id: str | None
+    aux_id: str | None
+    ver: str | None
+    nodes: list[Usage]
+
+
+@dataclass
+class ScanResult:
+    """The page's scan of the open workflow."""
+
+    workflow: str
+    node_check: str
+    summary: ScanCounts
+    models: list[ModelEntry]
+    missing_nodes: list[MissingNode]
+    packs: list[PackMatch]
+    failed_packs: list[FailedPack]  # installed packs that did not load, whose node types the workflow wants
+
+
+# --- candidates and output/resolutions.json -------------------------------------------------------------
+@dataclass
+class CandidateEntry:
+    """A place a missing model can be had, as the panel lists it for the user to pick from."""
+
+    source: Source
+    url: str | None
+    local_path: str | None
+    reason: str
+    confidence: float
+    filename: str
+    folder: str | None
+    size: int | None
+    gated: bool
+
+
+@dataclass
+class ResolutionEntry:
+    """One entry of output/resolutions.json: the seed's fields (filename, source incl. not_found,
+    model_id / version_id / repo_id, download_url, expected_type), then what the panel and report show."""
+
+    filename: str
+    source: Source
+    download_url: str | None
+    expected_type: str | None
+    model_id: int | str | None
+    version_id: int | str | None
+    repo_id: str | None
+    ids: dict[str, Any]
+    local_path: str | None
+    size: int | None
+    sha256: str | None
+    confidence: float | None
+    reason: str
+    gated: bool
+    needs_token: TokenName | None
+    candidates: list[CandidateEntry]
+    why: str
+    tried: list[str]
+
+
+# --- the review plan --------------------------------------------------------------------------------------
+@dataclass
+class PlanFile:
+    """One file of a plan: where it will be written."""
+
+    name: str  # as the workflow writes it
+    folder: str  # ComfyUI's folder key (diffusion_models, loras, ...)
+    path: str | None  # the real file path it will be written to; None when ComfyUI has no such folder
+    size: int | None = None
+    problem: str | None = None  # why there is no path
+
+
+@dataclass
+class PlanDoc:
+    """"Download 6 models, 41.2 GB, into models/ (free: 120 GB)": what a fix will fetch, before a byte moves."""
+
+    headline: str
+    count: int
+    total_bytes: int
+    unknown_sizes: int
+    free_bytes: int | None
+    fits: bool
+    into: str | None
+    files: list[PlanFile]
+
+
+# --- a fix run: status.json's `data` and the panel's rows ------------------------------------------------------
+@dataclass
+class Row:
+    """What the panel shows for one model."""
+
+    name: str
+    folder: str | None
+    state: RowState = "queued"
+    source: Source | None = None
+    url: str | None = None
+    reason: str | None = None
+    confidence: float | None = None
+    size: int | None = None
+    sha256: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    candidates: list[CandidateEntry] = field(default_factory=list)
+    bytes_done: int = 0
+    total: int | None = None
+    speed: float = 0.0
+    eta: float | None = None
+    error: ErrorInfo | None = None
+    path: str | None = None
+    tried: list[str] = field(default_factory=list)  # the searches behind `reason` (the panel's details toggle)
+    needs_token: TokenName | None = None  # the source needs a token that is not set (known before downloading)
+    license_url: str | None = None  # a gated repo: where its license is accepted
+    dest: str | None = None  # where the file will be written (the panel's rows, before it is)
+
+
+@dataclass
+class Overall:
+    bytes_done: int
+    total: int
+    speed: float
+    eta: float | None
+
+
+@dataclass
+class RunSummary:
+    """How many models ended in each final state (and, at the end, how long the run took)."""
+
+    done: int
+    failed: int
+    cancelled: int
+    not_found: int
+    needs_choice: int
+    skipped: int
+    seconds: float | None = None
+
+
+@dataclass
+class RunData:
+    run_id: str
+    workflow: str
+    models: list[Row]
+    overall: Overall
+    summary: RunSummary | None
+    plan: PlanDoc | None = None  # while the run waits for review
+
+
+@dataclass
+class StatusProgress:
+    current: int = 0
+    total: int = 0
+    percent: float = 0.0
+
+
+@dataclass
+class StatusError:
+    """The seed's error entry {timestamp, error, details}, with the error's code and typed facts beside."""
+
+    timestamp: str
+    error: str
+    details: str
+    code: str
+    retry_after: float | None = None
+    needs_token: TokenName | None = None
+    token_helps: TokenName | None = None
+    license_url: str | None = None
+    part_kept: bool | None = None
+    folder: str | None = None
+    service: str | None = None
+    status: int | None = None
+    needed: int | None = None
+    free: int | None = None
+
+
+@dataclass
+class StatusDoc:
+    """status.json (the seed's {timestamp, phase, progress, data, errors}) and the page's status event.
+    `data` is a fix run's RunData, or what a CLI command reports (its scan counts, its downloads)."""
+
+    timestamp: str
+    phase: Phase = "idle"
+    progress: StatusProgress = field(default_factory=StatusProgress)
+    data: RunData | dict[str, Any] = field(default_factory=dict)
+    errors: list[StatusError] = field(default_factory=list)
+
+
+@dataclass
+class DoneFile:
+    folder: str
+    name: str
+    saved_as: str | None = None  # a pasted link's file keeps its real name; the page repoints the loaders to it
+
+
+@dataclass
+class DoneEvent:
+    """The page's `comfyfixer.done` event: files that landed, for the page to refresh its loaders."""
+
+    run_id: str | None
+    summary: RunSummary | None
+    files: list[DoneFile]
+    workflow: str | None = None
