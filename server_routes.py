@@ -83,8 +83,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Handlers
 # ---------------------------------------------------------------------------------------------
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def error_response(status: int, message: str, code: str = "request_invalid") -> web.Response:
+    """{"error": what to do, "code": the stable code of fixer/errors.py (the page words codes, not messages)}."""
+    return web.json_response({"error": message, "code": code}, status=status)
 
 
 async def read_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
@@ -162,11 +163,11 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
         except RequestRefused as e:
             return error_response(e.status, e.message)
         except FixerError as e:
-            return error_response(status_for(e), str(e))
+            return error_response(status_for(e), str(e), e.code)
         except Exception as e:  # the page gets a message; the traceback goes to the ComfyUI log
             log.exception("comfyfixer: %s %s failed", request.method, request.path)
             return error_response(500, f"Internal error in ComfyFixerSmart ({type(e).__name__}: {e}); "
-                                       "see the ComfyUI log.")
+                                       "see the ComfyUI log.", "unexpected")
 
     handler.__name__ = f"comfyfixer_{fn.__name__}"
     return handler

@@ -16,7 +16,6 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from . import shapes
 from .errors import ErrorInfo
-from .nodepacks.lookup import PackMatch
 
 SCHEMA_ID = "https://github.com/comfyfixersmart/ComfyFixerSmart/docs/schema.json"
 # The documents, by the name they go by: files under the state directory, the page's answers and events.
@@ -24,19 +23,18 @@ DOCUMENTS: dict[str, Any] = {
     "status.json": shapes.StatusDoc,
     "output/missing_models.json": list[shapes.ModelEntry],
     "output/resolutions.json": list[shapes.ResolutionEntry],
+    "output/missing_nodes.json": list[shapes.MissingNodeEntry],
+    "output/downloaded_models.json": shapes.DownloadRecords,
+    "downloads": shapes.DownloadsData,
     "scan": shapes.ScanResult,
     "run": shapes.RunData,
     "plan": shapes.PlanDoc,
     "error": ErrorInfo,
     "comfyfixer.done": shapes.DoneEvent,
 }
-# Names the shapes refer to only for type checkers (kept out of their imports to avoid a cycle).
-_LATE = {"PackMatch": PackMatch}
-
-
 def _hints(cls: type) -> dict[str, Any]:
     module = sys.modules[cls.__module__]
-    return get_type_hints(cls, globalns={**vars(module), **_LATE})
+    return get_type_hints(cls, globalns=vars(module))
 
 
 class _Builder:
@@ -75,7 +73,7 @@ class _Builder:
             self.defs[name] = {}  # a placeholder first: shapes may refer to themselves
             hints = _hints(cls)
             fields = dataclasses.fields(cls)
-            doc = (cls.__doc__ or "").strip()
+            doc = " ".join((cls.__doc__ or "").split())
             self.defs[name] = {
                 **({"description": doc} if doc and not doc.startswith(f"{name}(") else {}),
                 "type": "object",

@@ -16,13 +16,10 @@ Documents:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from .errors import ErrorInfo, TokenName
 from .models import FailedPack, FolderSource, LocalFile, ModelState, Source, Usage
-
-if TYPE_CHECKING:  # the stage that matches packs imports these shapes, never the other way round
-    from .nodepacks.lookup import PackMatch
 
 # The seed's phases plus `review` (a fix waiting for the user's go before downloading).
 Phase = Literal["idle", "scanning", "resolving", "review", "downloading", "verifying", "complete", "error"]
@@ -103,6 +100,98 @@ class ScanResult:
     missing_nodes: list[MissingNode]
     packs: list[PackMatch]
     failed_packs: list[FailedPack]  # installed packs that did not load, whose node types the workflow wants
+
+
+# How the pack of a missing node type was identified (fixer/nodepacks/lookup.py).
+MatchKind = Literal["cnr_id", "aux_id", "exact", "pattern", "update_comfyui", "unknown"]
+
+
+@dataclass
+class PackCandidate:
+    """Another pack that provides some of the same node types (for the user to choose)."""
+
+    id: str
+    title: str
+    repository: str
+    stars: int | None
+    node_types: list[str]
+    install: list[str]
+    files: list[str] = field(default_factory=list)
+    pip: list[str] = field(default_factory=list)
+    cnr_id: str | None = None
+
+
+@dataclass
+class PackMatch:
+    """One pack (or "update ComfyUI", or one unknown type) and the missing node types it accounts for."""
+
+    id: str | None  # registry id, or "author/repo"; None for an unknown type
+    title: str
+    repository: str | None
+    version: str | None  # the `ver` the workflow recorded, when it did
+    matched_by: MatchKind
+    node_types: list[str]
+    workflows: list[str]
+    reason: str
+    candidates: list[PackCandidate] = field(default_factory=list)
+    install: list[str] = field(default_factory=list)
+    search_url: str | None = None
+    cnr_id: str | None = None  # registry id, when known (Manager installs by it)
+    files: list[str] = field(default_factory=list)  # what Manager's list says to fetch
+    pip: list[str] = field(default_factory=list)
+    # The repository only the workflow names (`aux_id`): not in Manager's list, never installed with it.
+    unlisted: bool = False
+    manager_installable: bool = False  # "Install with Manager" may be offered (a registry id or a listed pack)
+    install_git: list[str] = field(default_factory=list)  # git clone + pip install -r, when the repo is known
+    install_cli: list[str] = field(default_factory=list)  # comfy node install <id>, for listed packs
+
+
+@dataclass
+class PackRef:
+    """Another pack that provides the same node type."""
+
+    id: str
+    title: str
+    repository: str
+    stars: int | None
+
+
+@dataclass
+class NodeUsage:
+    workflow: str
+    node_id: str
+    subgraph_path: list[str]
+    optional: bool
+
+
+@dataclass
+class MissingNodeEntry:
+    """One entry of output/missing_nodes.json: the seed's node_type and workflows, then the pack that
+    provides the type. `class_type` is the same name under the key ComfyUI's API format uses."""
+
+    node_type: str
+    class_type: str
+    count: int
+    workflows: list[str]
+    node_ids: list[str]
+    usages: list[NodeUsage]
+    optional: bool
+    cnr_id: str | None
+    aux_id: str | None
+    ver: str | None
+    pack_id: str | None
+    pack_title: str | None
+    repository: str | None
+    version: str | None
+    matched_by: MatchKind
+    reason: str
+    candidates: list[PackRef]
+    install: list[str]
+    install_git: list[str]
+    install_cli: list[str]
+    unlisted: bool
+    manager_installable: bool
+    search_url: str | None
 
 
 # --- candidates and output/resolutions.json -------------------------------------------------------------
@@ -268,6 +357,67 @@ class StatusDoc:
     progress: StatusProgress = field(default_factory=StatusProgress)
     data: RunData | dict[str, Any] = field(default_factory=dict)
     errors: list[StatusError] = field(default_factory=list)
+
+
+# --- the downloader's own records (the CLI's --download / --resume) -------------------------------------
+@dataclass
+class DownloadRecord:
+    """One entry of output/downloaded_models.json: enough to resume it (`--resume`), never a token."""
+
+    name: str  # the name the workflow uses
+    filename: str  # the file written, relative to its folder (a pasted link's file keeps its own name)
+    folder: str
+    path: str
+    dest_root: str | None
+    url: str
+    source: str
+    state: str
+    size: int | None
+    expected_size: int | None
+    sha256: str | None
+    expected_sha256: str | None
+    error: ErrorInfo | None
+    warning: str | None
+
+
+@dataclass
+class DownloadRecords:
+    downloads: list[DownloadRecord]
+
+
+@dataclass
+class FileProgress:
+    name: str
+    folder: str
+    target: str
+    state: str
+    bytes_done: int
+    total: int | None
+    speed: float
+    eta: float | None
+    error: ErrorInfo | None
+    warning: str | None
+
+
+@dataclass
+class DownloadsOverall:
+    files: int
+    active: int
+    done: int
+    failed: int
+    bytes_done: int
+    total: int | None
+    speed: float
+    eta: float | None
+    percent: float | None
+
+
+@dataclass
+class DownloadsData:
+    """status.json's `data` during `comfy-fixer --download` / `--resume`: plain JSON, no URLs, no tokens."""
+
+    files: list[FileProgress]
+    overall: DownloadsOverall
 
 
 @dataclass

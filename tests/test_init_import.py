@@ -101,7 +101,7 @@ async def test_relink_through_the_comfy_service_refreshes_the_list_and_tells_the
     svc = server_routes.comfy_runtime.build_service(server_routes.comfy_links(comfy.PromptServer.instance))
     await svc.relink("x.safetensors", "loras", str(src))
     done = [data for event, data in comfy.PromptServer.instance.sent if event == "comfyfixer.done"]
-    assert done and done[-1]["files"] == [{"folder": "loras", "name": "x.safetensors"}]
+    assert done and done[-1]["files"] == [{"folder": "loras", "name": "x.safetensors", "saved_as": None}]
     assert "loras" not in folder_paths.filename_list_cache
     assert (comfy_root / "models" / "loras" / "x.safetensors").read_bytes() == b"weights"
 

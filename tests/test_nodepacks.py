@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixer.models import NodeRef, Usage
+from fixer.models import NodeRef, Usage, to_jsonable
 from fixer.nodepacks import lookup as nodepacks
 from fixer.nodepacks.lookup import (
     PackIndex,
@@ -338,7 +338,7 @@ def test_comfyui_version_from_root(tmp_path):
 
 def test_missing_nodes_json_has_seed_fields_and_pack(real):
     refs = [make_ref("CR Seed to Int", "a.json", ("10", "2")), make_ref("Zq9 Nobody Ships This", "b.json")]
-    rows = missing_nodes_json(refs, match_missing_nodes(refs, real, RUNNING))
+    rows = to_jsonable(missing_nodes_json(refs, match_missing_nodes(refs, real, RUNNING)))
     cr = rows[0]
     assert cr["node_type"] == cr["class_type"] == "CR Seed to Int"
     assert (cr["workflows"], cr["node_ids"], cr["count"]) == (["a.json"], ["2", "10"], 2)
@@ -461,7 +461,7 @@ def test_aux_id_repository_no_list_knows_is_unlisted_and_not_for_manager(real):
     assert "unlisted repository" in m.reason
     assert m.install_git[0] == "git clone https://github.com/someone/comfyui-new-pack custom_nodes/comfyui-new-pack"
     assert m.install_cli == []
-    [entry] = missing_nodes_json([make_ref("TotallyNewNode", aux_id="someone/comfyui-new-pack")], [m])
+    [entry] = to_jsonable(missing_nodes_json([make_ref("TotallyNewNode", aux_id="someone/comfyui-new-pack")], [m]))
     assert (entry["unlisted"], entry["manager_installable"]) == (True, False)
     assert "unlisted: not in ComfyUI-Manager's list" in packs_markdown([m])
 

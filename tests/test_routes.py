@@ -256,7 +256,8 @@ async def test_second_fix_while_one_runs_is_409(live):
     assert first.status == 202
     second = await live.client.post("/comfyfixer/fix", json={"workflow": lora_workflow(live.up)})
     assert second.status == 409
-    assert "already running" in (await second.json())["error"]
+    refused = await second.json()
+    assert "already running" in refused["error"] and refused["code"] == "run_busy"  # the page words the code
     cancelled = await live.client.post("/comfyfixer/cancel", json={})
     assert cancelled.status == 200
 

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 
 from fixer.app.report import write_scan_outputs
-from fixer.models import to_jsonable
+from fixer.models import TransferRequest, to_jsonable
 from fixer.schema import json_schema, schema_text
 from fixer.shapes import PHASES
 from tests.conftest import ROOT, make_workflow, node
@@ -63,6 +63,7 @@ async def test_what_a_real_fix_writes_and_serves_meets_the_schema(comfy_root, tm
     report, _ = svc._scan_sync(workflow, "wf.json")
     write_scan_outputs(report, state)
     check("output/missing_models.json", json.loads((state / "output" / "missing_models.json").read_text()))
+    check("output/missing_nodes.json", json.loads((state / "output" / "missing_nodes.json").read_text()))
 
     await svc.start_fix(workflow, "wf.json", review=True)
     held = await wait_for(svc, lambda s: s["phase"] == "review")
@@ -75,12 +76,26 @@ async def test_what_a_real_fix_writes_and_serves_meets_the_schema(comfy_root, tm
     assert {r["state"] for r in final["data"]["models"]} == {"done", "not_found"}
     check("status.json", final)
     check("output/resolutions.json", json.loads((state / "output" / "resolutions.json").read_text()))
+    check("output/downloaded_models.json", json.loads((state / "output" / "downloaded_models.json").read_text()))
     done = [payload for name, payload in events if name == "comfyfixer.done"]
     assert done
     check("comfyfixer.done", done[-1])
     for name, payload in events:
         if name == "comfyfixer.status":
             check("status.json", payload)
+
+
+async def test_the_clis_download_status_meets_the_schema(upstream, tmp_path):
+    from fixer.transfer import download_one
+    from fixer.transfer.progress import snapshot
+    from tests.test_transfer_engine import FAST, cfg, tiny_hf_url
+
+    t = await download_one(TransferRequest(url=tiny_hf_url(upstream), folder="loras", filename="x.gguf"),
+                           str(tmp_path), cfg(), {}, retry=FAST)
+    bad = await download_one(TransferRequest(url=tiny_hf_url(upstream, "nobody/nothing"), folder="loras",
+                                             filename="y.gguf"), str(tmp_path), cfg(), {}, retry=FAST)
+    assert (t.state, bad.state) == ("done", "failed")
+    check("downloads", to_jsonable(snapshot([t, bad])))
 
 
 def test_a_refused_download_and_the_error_list_meet_the_schema(tmp_path):

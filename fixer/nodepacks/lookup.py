@@ -31,14 +31,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from ..models import NodeRef
+from ..shapes import MatchKind, MissingNodeEntry, NodeUsage, PackCandidate, PackMatch, PackRef
 
 log = logging.getLogger("fixer.nodepacks.lookup")
-
-MatchKind = Literal["cnr_id", "aux_id", "exact", "pattern", "update_comfyui", "unknown"]
 
 MAP_FILE = "extension-node-map.json"
 LIST_FILE = "custom-node-list.json"
@@ -363,46 +362,6 @@ def comfyui_version_from_root(root: Path | str | None) -> str | None:
 # ---------------------------------------------------------------- matching
 
 
-@dataclass
-class PackCandidate:
-    """Another pack that provides some of the same node types (for the user to choose)."""
-
-    id: str
-    title: str
-    repository: str
-    stars: int | None
-    node_types: list[str]
-    install: list[str]
-    files: list[str] = field(default_factory=list)
-    pip: list[str] = field(default_factory=list)
-    cnr_id: str | None = None
-
-
-@dataclass
-class PackMatch:
-    """One pack (or "update ComfyUI", or one unknown type) and the missing node types it accounts for."""
-
-    id: str | None  # registry id, or "author/repo"; None for an unknown type
-    title: str
-    repository: str | None
-    version: str | None  # the `ver` the workflow recorded, when it did
-    matched_by: MatchKind
-    node_types: list[str]
-    workflows: list[str]
-    reason: str
-    candidates: list[PackCandidate] = field(default_factory=list)
-    install: list[str] = field(default_factory=list)
-    search_url: str | None = None
-    cnr_id: str | None = None  # registry id, when known (Manager installs by it)
-    files: list[str] = field(default_factory=list)  # what Manager's list says to fetch
-    pip: list[str] = field(default_factory=list)
-    # The repository only the workflow names (`aux_id`): not in Manager's list, never installed with it.
-    unlisted: bool = False
-    manager_installable: bool = False  # "Install with Manager" may be offered (a registry id or a listed pack)
-    install_git: list[str] = field(default_factory=list)  # git clone + pip install -r, when the repo is known
-    install_cli: list[str] = field(default_factory=list)  # comfy node install <id>, for listed packs
-
-
 def search_url(node_type: str) -> str:
     """Where a person can look for a type no list knows: GitHub code search for its exact name."""
     return "https://github.com/search?type=code&q=" + quote(f'"{node_type}"', safe="")
@@ -668,39 +627,25 @@ def update_comfyui_commands(root: Path | None, python: str = "python") -> list[s
 # ---------------------------------------------------------------- outputs
 
 
-def missing_nodes_json(nodes: list[NodeRef], matches: list[PackMatch]) -> list[dict]:
+def missing_nodes_json(nodes: list[NodeRef], matches: list[PackMatch]) -> list[MissingNodeEntry]:
     """output/missing_nodes.json: one entry per missing type, with the pack that provides it."""
     by_type = {t: m for m in matches for t in m.node_types}
     out = []
     for ref in sorted(nodes, key=lambda r: r.node_type.lower()):
         m = by_type.get(ref.node_type)
-        out.append({
-            "node_type": ref.node_type,
-            "class_type": ref.node_type,
-            "count": len(ref.usages),
-            "workflows": ref.workflows,
-            "node_ids": sorted({u.node_id for u in ref.usages}, key=_natural),
-            "usages": [{"workflow": u.workflow, "node_id": u.node_id, "subgraph_path": list(u.subgraph_path),
-                        "optional": u.optional} for u in ref.usages],
-            "optional": ref.optional,
-            "cnr_id": ref.cnr_id,
-            "aux_id": ref.aux_id,
-            "ver": ref.ver,
-            "pack_id": m.id if m else None,
-            "pack_title": m.title if m else None,
-            "repository": m.repository if m else None,
-            "version": m.version if m else None,
-            "matched_by": m.matched_by if m else "unknown",
-            "reason": m.reason if m else "",
-            "candidates": [{"id": c.id, "title": c.title, "repository": c.repository, "stars": c.stars}
-                           for c in (m.candidates if m else [])],
-            "install": m.install if m else [],
-            "install_git": m.install_git if m else [],
-            "install_cli": m.install_cli if m else [],
-            "unlisted": m.unlisted if m else False,
-            "manager_installable": m.manager_installable if m else False,
-            "search_url": m.search_url if m else search_url(ref.node_type),
-        })
+        out.append(MissingNodeEntry(
+            node_type=ref.node_type, class_type=ref.node_type, count=len(ref.usages), workflows=ref.workflows,
+            node_ids=sorted({u.node_id for u in ref.usages}, key=_natural),
+            usages=[NodeUsage(u.workflow, u.node_id, list(u.subgraph_path), u.optional) for u in ref.usages],
+            optional=ref.optional, cnr_id=ref.cnr_id, aux_id=ref.aux_id, ver=ref.ver,
+            pack_id=m.id if m else None, pack_title=m.title if m else None,
+            repository=m.repository if m else None, version=m.version if m else None,
+            matched_by=m.matched_by if m else "unknown", reason=m.reason if m else "",
+            candidates=[PackRef(c.id, c.title, c.repository, c.stars) for c in (m.candidates if m else [])],
+            install=m.install if m else [], install_git=m.install_git if m else [],
+            install_cli=m.install_cli if m else [], unlisted=m.unlisted if m else False,
+            manager_installable=m.manager_installable if m else False,
+            search_url=m.search_url if m else search_url(ref.node_type)))
     return out
 
 

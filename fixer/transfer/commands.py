@@ -21,7 +21,7 @@ from ..constants import MODEL_EXTENSIONS
 from ..errors import ConfigError, FixerError, UnsafePath
 from ..events import PhaseChanged, TransferDone, TransferProgress
 from ..host.host import target_root
-from ..models import Transfer, TransferRequest
+from ..models import Transfer, TransferRequest, to_jsonable
 from ..read.names import safe_relpath
 from .policy import auth_headers, check_redirect, check_start_url, strip_secret_query
 from .progress import snapshot
@@ -115,7 +115,7 @@ async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
 
 def _report(ctx: Any, transfers: list[Transfer]) -> int:
     if getattr(ctx.args, "json", False):
-        print(json.dumps(snapshot(transfers), indent=2))
+        print(json.dumps(to_jsonable(snapshot(transfers)), indent=2))
     else:
         for t in transfers:
             name = t.request.model_name or t.request.filename

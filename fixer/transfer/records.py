@@ -6,21 +6,22 @@ import json
 import threading
 from pathlib import Path
 
-from ..models import Transfer, TransferRequest
+from ..models import Transfer, TransferRequest, to_jsonable
+from ..shapes import DownloadRecord
 from ..state import read_json, write_text_atomic
 from .policy import strip_secret_query
 
 DOWNLOADED_FILE = "downloaded_models.json"
 
 
-def transfer_record(t: Transfer, dest_root: str | None = None) -> dict:
+def transfer_record(t: Transfer, dest_root: str | None = None) -> DownloadRecord:
     """One entry of downloaded_models.json: enough to resume it (`--resume`), never a token."""
     req = t.request
-    return {"name": req.model_name or req.filename, "filename": req.filename, "folder": req.folder,
-            "path": t.target, "dest_root": dest_root, "url": strip_secret_query(req.url), "source": req.source,
-            "state": t.state, "size": t.total if t.total is not None else req.expected_size,
-            "expected_size": req.expected_size, "sha256": t.sha256, "expected_sha256": req.sha256,
-            "error": t.error, "warning": t.warning}
+    return DownloadRecord(name=req.model_name or req.filename, filename=req.filename, folder=req.folder,
+                          path=t.target, dest_root=dest_root, url=strip_secret_query(req.url), source=req.source,
+                          state=t.state, size=t.total if t.total is not None else req.expected_size,
+                          expected_size=req.expected_size, sha256=t.sha256, expected_sha256=req.sha256,
+                          error=t.error, warning=t.warning)
 
 
 _RECORDS_LOCK = threading.Lock()  # records are rewritten from worker threads; one writer at a time
@@ -30,7 +31,7 @@ def record_download(path: Path, t: Transfer, dest_root: str | None = None) -> No
     """Add or replace this target's entry in downloaded_models.json (kept across runs)."""
     with _RECORDS_LOCK:
         entries = [e for e in read_records(path) if e.get("path") != t.target]
-        entries.append(transfer_record(t, dest_root))
+        entries.append(to_jsonable(transfer_record(t, dest_root)))
         write_text_atomic(path, json.dumps({"downloads": entries}, indent=2))
 
 
