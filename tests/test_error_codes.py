@@ -129,6 +129,12 @@ async def test_a_failed_check_says_the_bytes_were_not_kept_and_a_broken_transfer
     fr.faults(upstream, fr.hf_key("t/wrong", "w.safetensors")).wrong_bytes = True
     t = await get(upstream, url, tmp_path / "a", "w.safetensors", sha256=sha(data))
     assert t.error is not None and (t.error.code, t.error.part_kept) == ("sha256_mismatch", False)
+    url = fr.register_hf_file(upstream, "t/cut", "c.safetensors", data)
+    cut = fr.faults(upstream, fr.hf_key("t/cut", "c.safetensors"))
+    cut.reset_at, cut.reset_times = 2**20, None  # the connection always drops half way
+    t = await get(upstream, url, tmp_path / "b", "c.safetensors", sha256=sha(data))
+    assert t.error is not None and (t.error.code, t.error.part_kept) == ("interrupted", True), t.error
+    assert t.bytes_done > 0  # what the panel offers to resume
 
 
 @needs_node
