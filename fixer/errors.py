@@ -126,13 +126,13 @@ def all_codes() -> tuple[ErrorCode, ...]:
 
 
 class ConfigError(FixerError):
-    default_code = "config_invalid"
+    default_code: ClassVar[ErrorCode] = "config_invalid"
 
 
 class WorkflowError(FixerError):
     """A workflow file could not be read. Per file: never aborts a run."""
 
-    default_code = "workflow_unreadable"
+    default_code: ClassVar[ErrorCode] = "workflow_unreadable"
 
     def __init__(self, path: str, reason: str):
         self.path = path
@@ -141,7 +141,7 @@ class WorkflowError(FixerError):
 
 
 class UnsafePath(FixerError):
-    default_code = "unsafe_name"
+    default_code: ClassVar[ErrorCode] = "unsafe_name"
 
     def __init__(self, name: str, reason: str = "it would point outside the model folders"):
         self.name = name
@@ -155,7 +155,7 @@ class ResolveError(FixerError):
 class UpstreamError(ResolveError):
     """An upstream service answered with an error or could not be reached."""
 
-    default_code = "upstream_failed"
+    default_code: ClassVar[ErrorCode] = "upstream_failed"
 
     def __init__(self, source: str, message: str, status: int | None = None, *, code: ErrorCode | None = None,
                  service: str | None = None):
@@ -165,13 +165,13 @@ class UpstreamError(ResolveError):
 
 
 class DownloadError(FixerError):
-    default_code = "download_failed"
+    default_code: ClassVar[ErrorCode] = "download_failed"
 
 
 class AuthRequired(DownloadError):
     """The service refused without (or with the wrong) credentials. The code says which case."""
 
-    default_code = "login_required"
+    default_code: ClassVar[ErrorCode] = "login_required"
 
     def __init__(self, source: str, remedy: str, *, code: ErrorCode | None = None,
                  needs_token: TokenName | None = None, license_url: str | None = None, service: str | None = None,
@@ -183,7 +183,7 @@ class AuthRequired(DownloadError):
 
 
 class NotFoundUpstream(DownloadError):
-    default_code = "not_found_upstream"
+    default_code: ClassVar[ErrorCode] = "not_found_upstream"
 
     def __init__(self, source: str, what: str, *, service: str | None = None, status: int | None = None):
         self.source = source
@@ -221,7 +221,7 @@ class RateLimited(UpstreamError, DownloadError):
 
 
 class NotEnoughSpace(DownloadError):
-    default_code = "disk_full"
+    default_code: ClassVar[ErrorCode] = "disk_full"
 
     def __init__(self, needed: int, free: int, where: str):
         self.needed = needed
@@ -232,7 +232,7 @@ class NotEnoughSpace(DownloadError):
 
 
 class HostNotAllowed(DownloadError):
-    default_code = "host_not_allowed"
+    default_code: ClassVar[ErrorCode] = "host_not_allowed"
 
     def __init__(self, url: str, reason: str):
         self.reason = reason
@@ -240,7 +240,7 @@ class HostNotAllowed(DownloadError):
 
 
 class RunLocked(FixerError):
-    default_code = "run_locked"
+    default_code: ClassVar[ErrorCode] = "run_locked"
 
     def __init__(self, path: str, holder: str):
         super().__init__(
@@ -252,7 +252,7 @@ class RunLocked(FixerError):
 class UnsafeFolder(UnsafePath):
     """A write location that is not one of ComfyUI's model folders: nothing is ever written there."""
 
-    default_code = "unsafe_folder"
+    default_code: ClassVar[ErrorCode] = "unsafe_folder"
 
     def __init__(self, folder: str, reason: str):
         super().__init__(folder, reason)

@@ -99,8 +99,11 @@ class StatusDocument:
     def update(self, force: bool = False, *, phase: Phase | None = None, progress: StatusProgress | None = None,
                errors: list[StatusError] | None = None) -> None:
         with self._lock:
-            self.doc = replace(self.doc, timestamp=now_iso(), **{k: v for k, v in (
-                ("phase", phase), ("progress", progress), ("errors", errors)) if v is not None})
+            doc = replace(self.doc, timestamp=now_iso())
+            doc.phase = phase if phase is not None else doc.phase
+            doc.progress = progress if progress is not None else doc.progress
+            doc.errors = errors if errors is not None else doc.errors
+            self.doc = doc
         self._written_or_due(force)
 
     def set_data(self, data: RunData | dict[str, Any], force: bool = False) -> None:

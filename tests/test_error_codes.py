@@ -60,8 +60,8 @@ def test_every_code_is_described_once_in_python():
 def test_every_code_named_at_a_raise_site_is_a_known_code():
     named = set()
     for path in (ROOT / "fixer").rglob("*.py"):
-        named |= set(re.findall(r'\bcode="([a-z_0-9]+)"', path.read_text(encoding="utf-8")))
-    named |= set(re.findall(r'\bdefault_code = "([a-z_0-9]+)"', (ROOT / "fixer/app/service.py").read_text()))
+        text = path.read_text(encoding="utf-8")
+        named |= set(re.findall(r'\b(?:code="|default_code: ClassVar\[ErrorCode\] = ")([a-z_0-9]+)"', text))
     assert named and named <= set(all_codes()), named - set(all_codes())
 
 

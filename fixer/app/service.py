@@ -15,11 +15,11 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from ..actionlog import action, keep_actions_in
 from ..config import Config, load_secrets
-from ..errors import ConfigError, FixerError, UnsafePath, error_info
+from ..errors import ConfigError, ErrorCode, FixerError, UnsafePath, error_info
 from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
 from ..host.pack_nodes import without_download_nodes
@@ -43,7 +43,7 @@ TOKEN_FIELDS = {"hf_token": "HF_TOKEN", "civitai_api_key": "CIVITAI_API_KEY"}
 
 
 class RunBusy(FixerError):
-    default_code = "run_busy"
+    default_code: ClassVar[ErrorCode] = "run_busy"
 
     def __init__(self, workflow: str = "") -> None:
         self.workflow = workflow
