@@ -160,6 +160,9 @@ class Candidate:
     gated: bool = False
     needs_token: TokenName | None = None  # when the source needs a token
     ids: dict[str, Any] = field(default_factory=dict)  # repo_id, model_id, version_id, file_id ...
+    # The facts behind the reason's words, for the one-sentence `why` (never read back from `reason`):
+    made_for: str | None = None  # made for another model family than the chain's (its reason says so first)
+    shared_by: tuple[str, ...] = ()  # the model families that each ship a file of this name
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..sources import Found, SearchRun, Source
 from ..sources.catalogs import CatalogSource, PublisherSource
 from ..sources.civitai import CivitaiSource
 from ..sources.embedded import EmbeddedSource
-from ..sources.family import ANCHOR_FOLDERS, FIT_RANK, revealed_family, workflow_families
+from ..sources.family import ANCHOR_FOLDERS, FIT_RANK, revealed_family, shared_words, workflow_families
 from ..sources.fuzzy import FuzzySource
 from ..sources.history import SearchHistory
 from ..sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
@@ -243,11 +243,11 @@ def explain(res: Resolution, services: list[str], ways: int, unreached: set[str]
         early = res.candidates[0].ids.get("early_access")
         if early:
             return f"In early access on Civitai until {early}: choose it once you have access."
-        clauses = [c.strip() for c in res.candidates[0].reason.split(";")]
-        if clauses[0].startswith("made for"):
-            return f"Only a file {clauses[0]} was found: choose it if you want it."
-        several = next((c for c in clauses if c.startswith("this name exists for")), None)
-        if several:
+        best = res.candidates[0]
+        if best.made_for:
+            return f"Only a file made for {best.made_for} was found: choose it if you want it."
+        if best.shared_by:
+            several = shared_words(best.shared_by)
             return several[0].upper() + several[1:] + "."
         n = len(res.candidates)
         return f"{n} possible source{'s' if n > 1 else ''}, none sure enough to download without asking: choose one."

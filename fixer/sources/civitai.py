@@ -23,7 +23,7 @@ import aiohttp
 from ..models import Candidate, ModelRef
 from ..upstream.civitai import by_hash_batch, early_access_until, on_base, scan_refusal
 from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder
-from .family import family_of_base_model, fit, mismatch_words
+from .family import family_of_base_model, fit, mismatch_words, shared_words
 from .fuzzy import PRECISION_TAGS, likeness, loose, stem
 
 log = logging.getLogger("fixer.sources.civitai")
@@ -151,6 +151,7 @@ def _say_mismatch(c: Candidate, lower_to: str | None = None) -> None:
     if f not in ("other", "kin") or not wanted or not made_for:
         return
     c.reason = f"{mismatch_words(wanted, made_for)}{' (both SDXL-based, it may work)' if f == 'kin' else ''}; {c.reason}"
+    c.made_for = made_for
     if lower_to:
         c.confidence = min(c.confidence, CONFIDENCE[lower_to])
 
@@ -200,10 +201,11 @@ def weigh_same_name(cands: list[Candidate]) -> list[Candidate]:
 
 
 def _contested(cands: list[Candidate]) -> list[Candidate]:
-    kinds = " and ".join(sorted({str(c.ids.get("family") or "an unknown base model") for c in cands}))
+    kinds = tuple(sorted({str(c.ids.get("family") or "an unknown base model") for c in cands}))
     for c in cands:
         c.confidence = min(c.confidence, CONFIDENCE["contested"])
-        c.reason += f"; this name exists for {kinds}: choose the one your chain's base model needs"
+        c.reason += f"; {shared_words(kinds)}"
+        c.shared_by = kinds
     return cands
 
 

@@ -179,4 +179,9 @@ def mismatch_words(wanted: str, made_for: str) -> str:
     return f"made for {made_for}; this chain looks {wanted}"
 
 
+def shared_words(families: tuple[str, ...]) -> str:
+    """A name several model families ship a file under: the user chooses."""
+    return f"this name exists for {' and '.join(families)}: choose the one your chain's base model needs"
+
+
 FIT_RANK = {"same": 3, "unknown": 2, "kin": 1, "other": 0}  # the tie-break between equally sure candidates

@@ -94,7 +94,8 @@ class FuzzySource:
             conf, why = min(like.score, base.confidence), like.why
             # A near name is a guess already: one made for another family than the chain's ranks below the rest.
             f, made_for, chain = (base.ids.get(k) for k in ("family_fit", "family", "wanted_family"))
-            if f in ("other", "kin") and made_for and chain:
+            mismatch = f in ("other", "kin") and made_for and chain
+            if mismatch:
                 conf = min(conf, CONFIDENCE["other_family" if f == "other" else "kin_family"])
                 why = f"{mismatch_words(chain, made_for)}; {why}"
             found.candidates.append(Candidate(
@@ -103,6 +104,7 @@ class FuzzySource:
                 reason=f"{why}: {seen.filename_seen} from {base.source} ({base.reason})",
                 url=base.url, local_path=base.local_path, size=base.size, sha256=base.sha256, gated=base.gated,
                 needs_token=base.needs_token, ids={**base.ids, "matched_name": seen.filename_seen},
+                made_for=made_for if mismatch else None,
             ))
         found.tried.append(f"fuzzy: compared {len(run.seen_files(ref))} file names seen by the other sources")
         return found

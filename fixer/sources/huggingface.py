@@ -28,7 +28,7 @@ import asyncio
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -475,14 +475,16 @@ class HuggingFaceSource:
         # when every repo holding the name is so named, the name decides and the mismatch is said.
         off = self._off_family(ref, matches, family)
         if len(off) == len(matches):
-            notes = {(m.repo_id, m.path): mismatch_words(wanted, made) for m, _, wanted, made in off}
+            notes = {(m.repo_id, m.path): (wanted, made) for m, _, wanted, made in off}
             out = self._score(ref, run, matches, None)
             for c in out:
                 note = notes.get((c.ids.get("repo_id"), c.ids.get("path")))
-                c.reason = f"{note}; {c.reason}" if note else c.reason
+                if note:
+                    c.reason, c.made_for = f"{mismatch_words(*note)}; {c.reason}", note[1]
             return out
-        listed = [self._candidate(ref, run, m, CONFIDENCE["kin_family" if f == "kin" else "other_family"],
-                                  f"{mismatch_words(wanted, made)}: exact file name") for m, f, wanted, made in off]
+        listed = [replace(self._candidate(ref, run, m, CONFIDENCE["kin_family" if f == "kin" else "other_family"],
+                                          f"{mismatch_words(wanted, made)}: exact file name"), made_for=made)
+                  for m, f, wanted, made in off]
         matches = [m for m in matches if all(m is not o[0] for o in off)]
         if not matches:
             return listed
