@@ -176,7 +176,7 @@ def test_the_cli_reads_the_packs_in_the_comfyui_folder(tmp_path):
     wf.write_text(json.dumps(make_workflow([node(1, "UltralyticsDetectorProvider", ["bbox/face_yolov8m.pt"])])))
     r = run_cli("--scan", "--json", "--comfyui-root", str(root), "--state-dir", str(tmp_path / "state"))
     models = json.loads((tmp_path / "state/output/missing_models.json").read_text())
-    assert [(m["folder"], m["filename"], m["folder_source"]) for m in models] == [
+    assert [(m["expected_type"], m["filename"], m["folder_source"]) for m in models] == [
         ("ultralytics_bbox", "face_yolov8m.pt", "static")], r.stderr
 
 
