@@ -4,13 +4,15 @@
 export const EVENT_STATUS = "comfyfixer.status";
 export const EVENT_DONE = "comfyfixer.done";
 
-/** A refused or failed call; `message` is the server's person-readable {error}. */
+/** A refused or failed call; `message` is the server's person-readable {error}, `code` its stable code
+ *  (fixer/errors.py; null when the server said none): decide by the code, show the message. */
 export class FixerRequestError extends Error {
-  constructor(route, status, message) {
+  constructor(route, status, message, code = null) {
     super(message);
     this.name = "FixerRequestError";
     this.route = route;
     this.status = status;
+    this.code = code;
   }
 }
 
@@ -36,7 +38,7 @@ export function createClient(api) {
         ?? (response.status === 404
           ? "ComfyFixerSmart's server part is not loaded; check the ComfyUI log for an import error and restart."
           : `The server answered ${response.status} ${response.statusText}.`);
-      throw new FixerRequestError(route, response.status, message);
+      throw new FixerRequestError(route, response.status, message, data?.code ?? null);
     }
     return data;
   }
