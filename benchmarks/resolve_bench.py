@@ -176,7 +176,7 @@ async def run_resolver(refs, inventory, up: FakeUpstream, catalogs: bool, state:
                        families: dict[str, str] | None = None, **cfg):
     ctx = ResolveContext(config=SearchConfig(**cfg), secrets={}, inventory=inventory, state_dir=state,
                          comfyui_root=None, catalogs=catalogs, hf_endpoint=up.base, civitai_base_url=up.base,
-                         families=families)
+                         civitai_red_url=up.red_base, families=families)
     t0 = time.perf_counter()
     out = {}
     first = None

@@ -11,7 +11,7 @@ import sys
 
 from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
-from fixer.models import ModelHint, ModelRef
+from fixer.models import ModelHint, ModelRef, Usage
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.fake_upstream.api_routes import add_civitai_model
 from tests.fake_upstream.file_routes import register_civitai_file
@@ -119,3 +119,16 @@ async def test_an_early_access_version_is_a_state_not_a_failure(upstream):
     r = (await resolve([ModelRef("fresh_bloom_q.safetensors", "loras")]))["fresh_bloom_q.safetensors"]
     assert r.chosen is None and r.candidates[0].ids["model_id"] == 8140
     assert r.why == "In early access on Civitai until 2099-01-31: choose it once you have access."
+
+
+async def test_the_red_domain_is_asked_when_only_another_familys_file_shows(upstream):
+    """The chain is SD 1.5; civitai.com shows only the SDXL file of that name (the SD 1.5 one is NSFW-rated):
+    the red domain holds the chain's own, which the family then picks."""
+    upstream.civitai_2026()
+    add_civitai_model(upstream, civitai(8150, "Dusk Hush XL", [("dusk_hush_q.safetensors", "c1" * 32)],
+                                        base="SDXL 1.0", downloads=90_000))
+    add_civitai_model(upstream, civitai(8151, "Dusk Hush", [("dusk_hush_q.safetensors", "c2" * 32)], nsfw=True))
+    ref = ModelRef("dusk_hush_q.safetensors", "loras", usages=[Usage("a.json", "2", "LoraLoader",
+                                                                    anchors=(("checkpoints", "v1-5-pruned.safetensors"),))])
+    r = (await resolve([ref]))["dusk_hush_q.safetensors"]
+    assert r.chosen and r.chosen.ids["model_id"] == 8151 and "found on " + upstream.red_base in r.chosen.reason

@@ -43,6 +43,9 @@ FOLDER_TYPES = {
     "text_encoders": ["TextEncoder", "CLIP"], "diffusion_models": ["UNet", "Checkpoint"],
     "clip_vision": ["CLIPVision"], "animatediff_models": ["MotionModule"],
 }
+# Folders of the model types Civitai rates NSFW (and "" for an unknown folder): only for these is the red domain
+# asked again; a VAE or an upscaler the configured domain does not have is not hidden there.
+RATED_FOLDERS = frozenset({"", "checkpoints", "loras", "embeddings", "hypernetworks", "diffusion_models"})
 SEARCH_LIMIT = 50
 SEARCH_PAGES = 2  # a popular word fills whole pages: follow the cursor once when nothing matched
 MAX_QUERIES = 3  # name queries per model: each costs a request or two at the service's pace
@@ -220,9 +223,25 @@ class CivitaiSource:
                 await self._by_hash(ref, run, h, found)
                 if any(c.confidence >= CONFIDENCE["civitai_hash"] for c in found.candidates):
                     return found
-            if not await self._by_name(ref, run, run.civitai_base, found) and run.civitai_red and run.config.nsfw:
-                # civitai.com may leave NSFW-rated models out without saying so; the red domain serves them all.
-                await self._by_name(ref, run, run.civitai_red, found)
+            matched = await self._by_name(ref, run, run.civitai_base, found)
+            family = await run.family_for(ref) if matched else None
+            # civitai.com may leave NSFW-rated models out without saying so; the red domain serves them all. It
+            # is asked when nothing matched, or only files made for another family than the chain's (the
+            # chain's own may be the hidden one).
+            off = bool(matched) and bool(family) and all(
+                fit(family, family_of_base_model(v.get("baseModel"))) in ("other", "kin") for _, _, v, _ in matched)
+            red: list[Any] = []
+            if (not matched or off) and run.civitai_red and run.config.nsfw and (ref.folder or "") in RATED_FOLDERS:
+                seen = {(v.get("id"), f.get("id")) for _, _, v, f in matched}
+                red = [m for m in await self._by_name(ref, run, run.civitai_red, found)
+                       if (m[2].get("id"), m[3].get("id")) not in seen]
+            if matched or red:
+                family = await run.family_for(ref)
+                cands = weigh_same_name(self._candidates(ref, matched + red, family))
+                for c in cands[len(matched):]:
+                    c.reason += (f"; found on {run.civitai_red} ({run.civitai_base}'s search did not show it, as it "
+                                 "may hide NSFW models)")
+                found.candidates.extend(self._on_base(run, c) for c in cands)
         except (aiohttp.ClientError, TimeoutError) as e:
             found.tried.append(f"Civitai: could not be reached ({e.__class__.__name__}); try again later")
             found.unreached.add("civitai")
@@ -285,11 +304,11 @@ class CivitaiSource:
                            f"{len(items)} models", ref.name)
         return items, str((body.get("metadata") or {}).get("nextCursor") or ""), ""
 
-    async def _by_name(self, ref: ModelRef, run: SearchRun, base: str, found: Found) -> bool:
-        """Search `base` by name; True when some file matched."""
+    async def _by_name(self, ref: ModelRef, run: SearchRun, base: str, found: Found) -> list[Any]:
+        """Search `base` by name: the files matching the wanted one, (why, model, version, file)."""
         asked: list[str] = []
         red = base != run.civitai_base
-        label = f"Civitai ({base}, asked because {run.civitai_base} found nothing)" if red else "Civitai"
+        label = f"Civitai ({base}, asked because {run.civitai_base} did not show the chain's file)" if red else "Civitai"
         for query in name_queries(ref.basename)[:MAX_QUERIES]:
             run.searched(ref, f"{'Civitai red' if red else 'Civitai'} {query!r}")
             items, cursor, err = await self.search(run, ref, query, found, base=base)
@@ -307,15 +326,10 @@ class CivitaiSource:
                 run.saw(ref, name, self._on_base(run, version_candidate(
                     ref, version, f, model.get("type"), CONFIDENCE["civitai_name"], f"\"{model.get('name')}\"", family)))
             if matched:
-                cands = [self._on_base(run, c) for c in weigh_same_name(self._candidates(ref, matched, family))]
-                if red:
-                    for c in cands:
-                        c.reason += f"; found on {base} ({run.civitai_base}'s search did not show it, as it may hide NSFW models)"
-                found.candidates.extend(cands)
                 found.tried.append(f"{label}: searched {', '.join(asked)}; {len(matched)} file(s) match the name")
-                return True
+                return matched
         found.tried.append(f"{label}: searched {', '.join(asked)}; no file of this name")
-        return False
+        return []
 
     @staticmethod
     def _on_base(run: SearchRun, c: Candidate) -> Candidate:
