@@ -64,6 +64,14 @@ class _Level:
     outputs: dict[int, tuple[str, int]] = field(default_factory=dict)  # subgraph output slot -> (origin, slot)
 
 
+def _dict(x: Any) -> dict[str, Any]:
+    return x if isinstance(x, dict) else {}
+
+
+def _list(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else []
+
+
 def _link(raw: Any) -> tuple[str, tuple[str, int, str, int, str]] | None:
     """A link as [id, origin, origin_slot, target, target_slot, type] or as an object."""
     try:
@@ -90,9 +98,9 @@ def _level(path: tuple[str, ...], nodes: Any, links: Any) -> _Level:
 
 def _expand(doc: dict[str, Any]) -> list[_Level] | None:
     """Root level and every subgraph instance below it (cycle-safe), labelled as the scan labels them."""
-    defs = doc.get("definitions") if isinstance(doc.get("definitions"), dict) else {}
-    subgraphs = {sg["id"]: sg for sg in (defs.get("subgraphs") or []) if isinstance(sg, dict) and isinstance(sg.get("id"), str)} \
-        if isinstance(defs.get("subgraphs"), list) else {}
+    defs = _dict(doc.get("definitions"))
+    subgraphs = {sg["id"]: sg for sg in _list(defs.get("subgraphs"))
+                 if isinstance(sg, dict) and isinstance(sg.get("id"), str)}
     root = _level((), doc.get("nodes"), doc.get("links"))
     levels, stack = [root], [(root, frozenset[str]())]
     count = len(root.nodes)
@@ -102,7 +110,7 @@ def _expand(doc: dict[str, Any]) -> list[_Level] | None:
             continue
         for nid, node in lv.nodes.items():
             ntype = node.get("type")
-            if ntype not in subgraphs or ntype in ancestors:
+            if not isinstance(ntype, str) or ntype not in subgraphs or ntype in ancestors:
                 continue
             sg = subgraphs[ntype]
             child = _level(lv.path + (f"{sg.get('name') or ntype}#{nid}",), sg.get("nodes"), sg.get("links"))
@@ -123,8 +131,8 @@ def _producer(lv: _Level, origin: str, slot: int) -> NodeKey | None:
             if lv.parent is None:
                 return None
             outer, inst = lv.parent
-            inputs = inst.get("inputs") if isinstance(inst.get("inputs"), list) else []
-            inp = inputs[slot] if 0 <= slot < len(inputs) and isinstance(inputs[slot], dict) else None
+            inputs = _list(inst.get("inputs"))
+            inp = _dict(inputs[slot]) if 0 <= slot < len(inputs) else None
             link = outer.links.get(str(inp.get("link"))) if inp else None
             if link is None:
                 return None
@@ -157,7 +165,7 @@ def _ui_graph(doc: dict[str, Any]) -> _Graph | None:
             key: NodeKey = (lv.path, nid)
             ntype = node.get("type")
             g.types[key] = ntype if isinstance(ntype, str) else ""
-            declared = node.get("inputs") if isinstance(node.get("inputs"), list) else []
+            declared = _list(node.get("inputs"))
             values = node.get("widgets_values")
             name_value = values[0] if isinstance(values, list) and values and isinstance(values[0], str) else None
             if ntype == "SetNode" and name_value:
@@ -165,9 +173,9 @@ def _ui_graph(doc: dict[str, Any]) -> _Graph | None:
             elif ntype == "GetNode" and name_value:
                 getters.append((key, name_value))
             for origin, slot, tslot, typ in into.get(nid, ()):
-                spec = declared[tslot] if 0 <= tslot < len(declared) and isinstance(declared[tslot], dict) else {}
-                name = spec.get("name") if isinstance(spec.get("name"), str) else ""
-                itype = spec.get("type") if isinstance(spec.get("type"), str) else typ
+                spec = _dict(declared[tslot]) if 0 <= tslot < len(declared) else {}
+                name, itype = spec.get("name"), spec.get("type")
+                name, itype = name if isinstance(name, str) else "", itype if isinstance(itype, str) else typ
                 g.add_input(key, _Input(name, itype, _producer(lv, origin, slot)))
     for key, name in getters:  # KJNodes' Set/Get: a named wire without a link
         if name in setters:
@@ -182,8 +190,7 @@ def _api_graph(doc: dict[str, Any]) -> _Graph:
             continue
         key: NodeKey = (tuple(str(nid).split(":")[:-1]), str(nid))
         g.types[key] = node["class_type"]
-        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
-        for name, v in inputs.items():
+        for name, v in _dict(node.get("inputs")).items():
             if isinstance(v, list) and len(v) == 2 and isinstance(v[0], (str, int)):
                 origin = str(v[0])
                 g.add_input(key, _Input(str(name), "", (tuple(origin.split(":")[:-1]), origin)))
