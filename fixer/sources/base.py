@@ -136,18 +136,20 @@ class SearchRun:
         return self._ways.get(ref.key, [])
 
     def family(self, ref: ModelRef) -> str | None:
-        """The model family `ref`'s chains are built for as far as known now (SD 1.5, SDXL, Flux ...): anchors
-        already resolved or known by name; a reference the graph ties to no chain takes its workflow's."""
+        """The model family `ref`'s chains are built for as far as known now (SD 1.5, SDXL, Flux ...): an
+        anchor resolved in this run by what resolving it revealed, one still resolving or present on disk by
+        its name; a reference the graph ties to no chain takes its workflow's. A checkpoint's own is its name's
+        only (never another chain's). Good for searching; judging awaits `family_for`."""
         if ref.folder in ANCHOR_FOLDERS:
-            return family_of_name(ref.name)  # its own name only: never another chain's
+            return family_of_name(ref.name)
         anchors = chain_anchors(ref)
         if not anchors:
             return ref_family(ref, self.families)
         known = []
         for a in anchors:
             fut = self.anchor_families.get(a)
-            known.append(fut.result() if fut is not None and fut.done() and not fut.cancelled()
-                         else None if fut is not None else family_of_name(a[1]))
+            done = fut is not None and fut.done() and not fut.cancelled()
+            known.append(fut.result() if fut is not None and done else family_of_name(a[1]))
         return combine(known)
 
     async def family_for(self, ref: ModelRef) -> str | None:
