@@ -30,6 +30,7 @@ if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own cop
         field_model_name,
         field_pack_id,
         field_text,
+        field_types,
         field_workflow,
         json_content_type_reason,
         public_settings,
@@ -37,6 +38,7 @@ if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own cop
         settings_patch,
         status_for,
     )
+    from .fixer.constants import CLIENT_HEADER
     from .fixer.errors import FixerError
 else:  # tests and tools with the repo root on sys.path
     from fixer.comfy import runtime as comfy_runtime
@@ -51,6 +53,7 @@ else:  # tests and tools with the repo root on sys.path
         field_model_name,
         field_pack_id,
         field_text,
+        field_types,
         field_workflow,
         json_content_type_reason,
         public_settings,
@@ -58,6 +61,7 @@ else:  # tests and tools with the repo root on sys.path
         settings_patch,
         status_for,
     )
+    from fixer.constants import CLIENT_HEADER
     from fixer.errors import FixerError
 
 log = logging.getLogger("fixer.comfyui")
@@ -134,7 +138,9 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
 
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
-            refused = caller_refusal(request.headers.get("Origin"), request.headers.get("Host"), request.scheme)
+            refused = caller_refusal(request.headers.get("Origin"), request.headers.get("Host"), request.scheme,
+                                     fetch_site=request.headers.get("Sec-Fetch-Site"),
+                                     client_header=request.headers.get(CLIENT_HEADER))
             if refused:
                 log.warning("comfyfixer: %s %s: %s", request.method, request.path, refused.message)
                 raise refused
@@ -240,8 +246,14 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
 
     @get("/folder_map")
     async def folder_map(request: web.Request, body: dict[str, Any]) -> web.Response:
-        # Which folder each input of this ComfyUI's nodes lists: asked by the CLI's --server.
-        return web.json_response(await asyncio.to_thread(get_service().host.folder_maps))
+        # What the scans the user started learned of each node type's folders: never probes a node.
+        return web.json_response(get_service().host.folder_maps())
+
+    @post("/folder_map")
+    async def probe_folder_map(request: web.Request, body: dict[str, Any]) -> web.Response:
+        # The CLI's --server scan asks the folders of the node types its workflows use.
+        types = field_types(body)
+        return web.json_response(await asyncio.to_thread(get_service().host.folder_maps, types, ask=True))
 
     @post("/cancel")
     async def cancel(request: web.Request, body: dict[str, Any]) -> web.Response:

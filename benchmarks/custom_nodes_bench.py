@@ -45,6 +45,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from fixer.constants import CLIENT_HEADER  # noqa: E402
 from tests.data.real_packs.build_truth import combo_options, read_workflow, start  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "real_packs"
@@ -203,7 +204,7 @@ def scan_inside(url: str, files: dict[str, Path], truth: dict) -> Score:
         for key, path in files.items():
             body = json.dumps({"workflow": read_workflow(path), "name": path.name}).encode()
             req = urllib.request.Request(url + "/comfyfixer/scan", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json", CLIENT_HEADER: "bench"})
             with urllib.request.urlopen(req, timeout=120) as r:
                 score_workflow(score, key, usages(json.loads(r.read())), truth)
         score.seconds = time.perf_counter() - began

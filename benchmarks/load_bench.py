@@ -40,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fixer.constants import CLIENT_HEADER  # noqa: E402
+
 TEMPLATES = Path(str(resources.files("comfyui_workflow_templates_json") / "templates"))
 OBJECT_INFO = ROOT / "tests" / "data" / "comfyui" / "object_info.json"
 TARGET_LAG = 0.100
@@ -135,7 +137,8 @@ async def client_burst(url: str, requests: int, nodes: int) -> dict:
 
     async def one(session: aiohttp.ClientSession, body: bytes) -> tuple[float, int, bytes]:
         t = time.perf_counter()
-        async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+        async with session.post(url, data=body, headers={"Content-Type": "application/json",
+                                                         CLIENT_HEADER: "bench"}) as r:
             answer = await r.read()
         return time.perf_counter() - t, r.status, answer
 
@@ -247,6 +250,7 @@ async def run(args: argparse.Namespace) -> bool:
         del pool  # the templates are the client's; every collection here would walk them too
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"POST /comfyfixer/scan HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     + CLIENT_HEADER.encode() + b": bench\r\n"
                      b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(warm) + warm)
         await writer.drain()
         status_line = (await reader.read()).split(b"\r\n", 1)[0]

@@ -31,6 +31,10 @@ FRONTEND_ONLY_NODE_TYPES = frozenset(
      "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean", "Comfy.ImagePreview"}
 )
 
+# Sent by the panel (web/lib/api.js) and the CLI on every call to the pack's routes, which refuse requests
+# without it: a page of another site cannot add a custom header (see fixer/comfy/web_guard.py).
+CLIENT_HEADER = "X-ComfyFixer-Client"
+
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 CIVITAI_DEFAULT_BASE_URL = "https://civitai.com"
 

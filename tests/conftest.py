@@ -18,7 +18,11 @@ sys.path.insert(0, str(ROOT))
 # token never reaches a test, in this process or the ones tests start.
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
 
+from fixer.constants import CLIENT_HEADER  # noqa: E402
 from fixer.host.host import StandaloneHost  # noqa: E402
+
+# What the panel sends on every call (web/lib/api.js): test clients of the routes send it too.
+PAGE_HEADERS = {CLIENT_HEADER: "panel"}
 
 
 def make_comfy_root(base: Path, files: dict[str, bytes | str] | None = None) -> Path:

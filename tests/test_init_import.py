@@ -10,11 +10,13 @@ import textwrap
 import pytest
 from aiohttp import web
 from fake_comfy import PACK_DIR, install_comfy, load_pack, unload_pack
+from tests.conftest import PAGE_HEADERS
 
 CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map")]
                          + [("POST", f"/comfyfixer/{p}") for p in ("scan", "fix", "cancel", "retry", "relink",
                                                                     "settings", "portable", "install_pack",
-                                                                    "approve", "discard_partial", "paste_link")])
+                                                                    "approve", "discard_partial", "paste_link",
+                                                                    "folder_map")])
 COMFY_NAME = str(PACK_DIR).replace(".", "_x_")  # the sys.modules key ComfyUI's loader uses
 HEAVY = ("aiohttp", "requests", "huggingface_hub", "safetensors", "server_routes", "fixer.app.service",
          "fixer.transfer", "PIL")
@@ -70,7 +72,7 @@ async def test_registered_routes_survive_comfyuis_add_routes_and_serve_under_api
     routes = comfy.PromptServer.instance.routes
     app.add_routes([web.RouteDef(r.method, "/api" + r.path, r.handler, r.kwargs) for r in routes])
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     r = await client.get("/api/comfyfixer/status")
     assert r.status == 200, await r.text()
     assert (await r.json())["phase"] == "idle"

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from fixer.app.service import FixerService
 from fixer.host.host import StandaloneHost, model_folders
-from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
+from tests.conftest import PAGE_HEADERS, ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.test_reliability_content import bomb, chunk, loops, png
 
 MiB = 2**20
@@ -167,7 +167,7 @@ async def panel(aiohttp_client, world):
     sr.add_routes(routes, lambda: svc, install_pack=None)
     app = web.Application()
     app.add_routes(routes)
-    return await aiohttp_client(app)
+    return await aiohttp_client(app, headers=PAGE_HEADERS)
 
 
 async def fix_and_wait(client, body: bytes, seconds: float = 60.0) -> tuple[int, dict]:

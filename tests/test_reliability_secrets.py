@@ -17,7 +17,7 @@ from aiohttp import web
 import server_routes as sr
 from fixer.app.service import FixerService
 from fixer.host.host import StandaloneHost
-from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
+from tests.conftest import PAGE_HEADERS, ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.fake_upstream import payload_bytes
 from tests.fake_upstream.api_routes import add_hf_repo
 from tests.fake_upstream.file_routes import register_hf_file
@@ -105,7 +105,7 @@ async def test_comfyui_routes_and_events_never_carry_a_token(tmp_path, upstream,
     sr.add_routes(routes, lambda: service)
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     bodies: list[str] = []
 
     async def call(method: str, path: str, body: dict | None = None) -> dict:

@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 
 import server_routes as sr
+from tests.conftest import PAGE_HEADERS
 
 JSON = {"Content-Type": "application/json"}
 
@@ -26,11 +27,11 @@ async def refusing_client(aiohttp_client):
     sr.add_routes(routes, untouchable_service, install_pack=no_manager, max_body_bytes=4096)
     app = web.Application()
     app.add_routes(routes)
-    return await aiohttp_client(app)
+    return await aiohttp_client(app, headers=PAGE_HEADERS)
 
 
 POST_ROUTES = ["scan", "fix", "cancel", "retry", "relink", "settings", "portable", "install_pack",
-               "approve", "discard_partial", "paste_link"]
+               "approve", "discard_partial", "paste_link", "folder_map"]
 
 
 def test_every_contract_route_is_registered_once():
@@ -48,6 +49,39 @@ async def test_cross_origin_post_is_refused_on_a_lan_host(refusing_client, route
                                    headers={"Origin": "http://evil.example", "Host": "192.168.1.20:8188"})
     assert r.status == 403
     assert "Cross-origin" in (await r.json())["error"]
+
+
+GET_ROUTES = ["status", "settings", "folder_map"]
+EVERY_ROUTE = [("POST", r) for r in POST_ROUTES] + [("GET", r) for r in GET_ROUTES]
+
+
+@pytest.fixture
+async def bare_client(aiohttp_client):
+    """A client that sends only what a page of another site can make a browser send."""
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service, install_pack=no_manager, max_body_bytes=4096)
+    app = web.Application()
+    app.add_routes(routes)
+    return await aiohttp_client(app)
+
+
+@pytest.mark.parametrize("method,route", EVERY_ROUTE)
+async def test_every_route_refuses_a_cross_site_request_without_origin(bare_client, method, route):
+    # <img src>, <a href>, a form or a no-cors fetch from another site: no Origin on a GET, and
+    # Sec-Fetch-Site names the other site. Even with the custom header (which such a page cannot add).
+    headers = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", **PAGE_HEADERS}
+    r = await bare_client.request(method, f"/comfyfixer/{route}", json={"workflow": {}}, headers=headers)
+    assert r.status == 403
+    assert "Sec-Fetch-Site: cross-site" in (await r.json())["error"]
+
+
+@pytest.mark.parametrize("method,route", EVERY_ROUTE)
+async def test_every_route_refuses_a_request_without_the_panels_header(bare_client, method, route):
+    # An older browser sends no Sec-Fetch-Site: the header the panel's own code sets is what tells.
+    r = await bare_client.request(method, f"/comfyfixer/{route}", json={"workflow": {}},
+                                  headers={"Host": "127.0.0.1:8188"})
+    assert r.status == 403
+    assert "X-ComfyFixer-Client" in (await r.json())["error"]
 
 
 async def test_cross_origin_post_is_refused_when_listening_on_all_interfaces(refusing_client):
@@ -73,7 +107,7 @@ async def test_a_host_name_the_user_configured_reaches_the_service(aiohttp_clien
     sr.add_routes(routes, lambda: type("Svc", (), {"status": lambda self: {"phase": "idle"}})())
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     r = await client.get("/comfyfixer/status", headers={"Origin": "http://comfy.lan:8188", "Host": "comfy.lan:8188"})
     assert r.status == 200 and (await r.json()) == {"phase": "idle"}
 
@@ -125,7 +159,7 @@ async def test_huge_body_with_content_length_is_refused(aiohttp_client):
     sr.add_routes(routes, untouchable_service)  # the default cap
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     big = b'{"workflow": {"x": "' + b"a" * (sr.MAX_BODY_BYTES + 1) + b'"}}'
     r = await client.post("/comfyfixer/scan", data=big, headers=JSON)
     assert r.status == 413
@@ -154,7 +188,7 @@ async def test_install_pack_queues_with_the_installer(aiohttp_client):
     sr.add_routes(routes, untouchable_service, install_pack=installer)
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
     assert r.status == 202
     assert await r.json() == {"ok": True, "message": "restart ComfyUI"}
@@ -185,7 +219,7 @@ async def live(aiohttp_client, comfy_root, tmp_path, upstream, object_info):
     sr.add_routes(routes, lambda: svc, install_pack=no_manager)
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     return SimpleNamespace(client=client, svc=svc, events=events, root=comfy_root, up=upstream, tmp=tmp_path)
 
 
@@ -365,7 +399,7 @@ async def test_install_pack_is_queued_with_the_manager_comfyui_runs(monkeypatch,
     sr.add_routes(routes, untouchable_service)  # the default installer: ComfyUI's Manager
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
     assert r.status == 202, await r.text()
     assert "restart ComfyUI" in (await r.json())["message"]
@@ -391,7 +425,7 @@ async def test_install_pack_of_an_unlisted_repository_is_409_and_manager_is_not_
     sr.add_routes(routes, untouchable_service)
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     r = await client.post("/comfyfixer/install_pack", json={"pack_id": "attacker/evil-nodes"})
     assert r.status == 409
     assert "unlisted repository" in (await r.json())["error"]
@@ -407,7 +441,7 @@ async def test_install_pack_without_manager_routes_is_409(monkeypatch, comfy_roo
     sr.add_routes(routes, untouchable_service)
     app = web.Application()
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
     assert r.status == 409
 
@@ -465,7 +499,7 @@ async def test_a_body_whose_parse_would_multiply_in_memory_is_refused_unparsed(a
     sr.add_routes(routes, untouchable_service, install_pack=no_manager, max_body_bytes=16 * 2**20)
     app = web.Application(client_max_size=16 * 2**20)
     app.add_routes(routes)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
     body = b'{"workflow": {"nodes": [' + b"{}," * (4 * 2**20) + b'{}]}}'  # 12 MiB, 4 million objects
     r = await client.post("/comfyfixer/portable", data=body, headers={"Content-Type": "application/json"})
     assert r.status == 413

@@ -13,6 +13,7 @@ import server_routes as sr
 from fixer.app.service import FixerService
 from fixer.comfy.scan_worker import HostSnapshot, ScanWorker
 from fixer.host.host import StandaloneHost
+from tests.conftest import PAGE_HEADERS
 
 JSON = {"Content-Type": "application/json"}
 SMALL_LIMIT = sr.INLINE_DECODE_BYTES  # bodies over this go to the worker in these tests (ComfyUI: 1 MiB)
@@ -56,7 +57,7 @@ async def client_for(aiohttp_client, svc, worker):
     sr.add_routes(routes, lambda: InProcessScanRefused(svc), scan_worker=worker, worker_scan_bytes=SMALL_LIMIT)
     app = web.Application()
     app.add_routes(routes)
-    return await aiohttp_client(app)
+    return await aiohttp_client(app, headers=PAGE_HEADERS)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def test_caller_refusal_is_403_for_rebinding_and_for_cross_origin():
     assert rebinding.status == 403 and "DNS rebinding" in rebinding.message
     cross = wg.caller_refusal("http://evil.example", "comfy.lan:8188", environ=env)
     assert cross.status == 403 and "Cross-origin" in cross.message
-    assert wg.caller_refusal("http://comfy.lan:8188", "comfy.lan:8188", environ=env) is None
+    assert wg.caller_refusal("http://comfy.lan:8188", "comfy.lan:8188", environ=env, client_header="panel") is None
 
 
 # ---- cross-origin, content type, fields ----------------------------------------------------------
@@ -160,3 +160,11 @@ def test_settings_patch_refuses_bad_fields_by_name(patch, field):
 def test_public_settings_drop_token_values():
     out = wg.public_settings({"hf_token": "secret", "civitai_api_key": "secret", "hf_token_set": True})
     assert out == {"hf_token_set": True}
+
+
+@pytest.mark.parametrize("fetch_site,header,refused", [
+    ("same-origin", "panel", False), (None, "cli", False), ("none", "panel", False),
+    ("cross-site", "panel", True), ("same-site", "panel", True), ("same-origin", None, True), (None, "  ", True),
+])
+def test_cross_site_reason_needs_the_clients_header_and_no_other_site(fetch_site, header, refused):
+    assert (wg.cross_site_reason(fetch_site, header) is not None) is refused

@@ -22,8 +22,8 @@ from ..actionlog import close_run_log, open_run_log
 from ..config import Config, load_config, load_secrets
 from ..errors import FixerError, RunLocked
 from ..events import Event, EventBus, PhaseChanged, ScanFinished
-from ..host.folder_probe import apply_server_maps, fetch_folder_maps
-from ..host.host import StandaloneHost, fetch_object_info, load_object_info
+from ..host.folder_probe import apply_server_maps
+from ..host.host import StandaloneHost, ask_folder_maps, fetch_object_info, load_object_info
 from ..host.static_folders import add_pack_folders
 from ..models import Resolution, ScanReport, to_jsonable
 from ..state import StatusDocument, read_json
@@ -77,7 +77,7 @@ class RunContext:
             host.with_object_info(load_object_info(self.args.object_info), "object_info")
         elif self.args.server:
             host.with_object_info(fetch_object_info(self.args.server), "server")
-            apply_server_maps(host.object_info, fetch_folder_maps(self.args.server))
+            apply_server_maps(host.object_info, ask_folder_maps(self.args.server))
         return host
 
     def secrets(self) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """What a request to the ComfyUI routes must be before it reaches the service: pure checks.
 
-Who may ask (`host_reason` against DNS rebinding, `cross_origin_reason` against other sites'
-pages), in which form (`json_content_type_reason`, `decode_body`), and the field validators
+Who may ask (`host_reason` against DNS rebinding, `cross_origin_reason` and `cross_site_reason`
+against other sites' pages), in which form (`json_content_type_reason`, `decode_body`), and the field validators
 (`field_*`, `settings_patch`) that turn a decoded body into typed arguments or refuse it by
 name. No aiohttp here: the adapter (server_routes.py) reads the request and answers
 `RequestRefused.status` with its message.
@@ -16,6 +16,7 @@ import unicodedata
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
+from ..constants import CLIENT_HEADER
 from ..errors import FixerError
 from ..read.names import unsafe_reason
 from ..read.readers import json_cost_reason
@@ -131,10 +132,34 @@ def cross_origin_reason(origin: str | None, host: str | None, scheme: str = "htt
     return None
 
 
+# Sec-Fetch-Site values of requests a page of this origin (or a person at the address bar) makes.
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def cross_site_reason(fetch_site: str | None, client_header: str | None) -> str | None:
+    """Why a request may come from another site's page (refuse it), or None.
+
+    `<img src>`, a link or a form send no Origin header on a GET, so `cross_origin_reason` alone lets
+    them through. Browsers name the requesting site in Sec-Fetch-Site; older ones do not, so the panel
+    also sends CLIENT_HEADER on every call: a page of another site cannot add a custom header without
+    a CORS preflight, which ComfyUI does not grant for it. Tools (the CLI's --server, curl) send it too.
+    """
+    site = (fetch_site or "").strip().lower()
+    if site and site not in _OWN_FETCH_SITES:
+        return (f"Request refused: the browser says it comes from a page of another site (Sec-Fetch-Site: {site}). "
+                "Use the ComfyUI page itself.")
+    if not (client_header or "").strip():
+        return (f"Request refused: it lacks the {CLIENT_HEADER} header that the ComfyFixerSmart panel and CLI send "
+                f"(a page of another site cannot add it). From a script, send the header {CLIENT_HEADER}: 1.")
+    return None
+
+
 def caller_refusal(origin: str | None, host: str | None, scheme: str = "http",
-                   environ: dict[str, str] | None = None) -> RequestRefused | None:
+                   environ: dict[str, str] | None = None, *, fetch_site: str | None = None,
+                   client_header: str | None = None) -> RequestRefused | None:
     """The 403 for a caller that may not use the routes (rebinding or another site's page), or None."""
-    reason = host_reason(host, configured_host_names(environ)) or cross_origin_reason(origin, host, scheme)
+    reason = (host_reason(host, configured_host_names(environ)) or cross_origin_reason(origin, host, scheme)
+              or cross_site_reason(fetch_site, client_header))
     return RequestRefused(403, reason) if reason else None
 
 
@@ -239,6 +264,20 @@ def field_items(body: dict[str, Any], field: str = "items") -> list[str] | None:
         if not isinstance(item, str):
             raise RequestRefused(400, f"'{field}[{i}]' must be a string, got {type(item).__name__}.")
         field_model_name({f"{field}[{i}]": item}, f"{field}[{i}]")
+    return list(value)
+
+
+def field_types(body: dict[str, Any], field: str = "types") -> list[str] | None:
+    """Node type names, as a workflow's nodes write them; None (absent): every type."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise RequestRefused(400, f"'{field}' must be a list of node type names.")
+    if len(value) > MAX_ITEMS:
+        raise RequestRefused(400, f"'{field}' has more than {MAX_ITEMS} entries.")
+    for i, item in enumerate(value):
+        field_text({f"{field}[{i}]": item}, f"{field}[{i}]", required=True)
     return list(value)
 
 

@@ -8,19 +8,22 @@ package never imports ComfyUI.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ..constants import COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
+from ..constants import CLIENT_HEADER, COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
 from ..errors import ConfigError, UnsafeFolder
 from ..read.names import normalise, unsafe_reason
 from .failed_packs import FailedPack, failed_packs
-from .folder_probe import FolderProbe, folder_map_of, probe_all, probe_for, with_folder_map
+from .folder_probe import FOLDER_MAP_ROUTE, FolderProbe, folder_map_of, probe_all, probe_for, with_folder_map
 from .probe_isolation import pack_root
 from .static_folders import PackSources, Reading, WithPackDefs
+
+log = logging.getLogger("fixer.host")
 
 # Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
 NON_MODEL_FOLDERS = frozenset({"custom_nodes", "configs"})
@@ -151,6 +154,8 @@ class FolderPathsHost:
     node_source: str = "host"
     import_failures: Callable[[], dict[str, str]] | None = None  # pack path -> why ComfyUI could not import it
     _sources: PackSources | None = field(default=None, init=False, repr=False)
+    # Node types the user's scans asked the folders of: all that GET /comfyfixer/folder_map may tell.
+    scanned_types: set[str] = field(default_factory=set)
 
     def folders(self) -> dict[str, list[str]]:
         fp = self.folder_paths
@@ -176,7 +181,8 @@ class FolderPathsHost:
     def node_defs(self) -> Mapping[str, Any] | None:
         if not self.node_classes:
             return None
-        return LiveNodeDefs(self.node_classes(), probe_for(self.folder_paths), self.pack_sources())
+        return LiveNodeDefs(self.node_classes(), probe_for(self.folder_paths), self.pack_sources(),
+                            self.scanned_types)
 
     def failed_packs(self, node_types: list[str]) -> list[FailedPack]:
         """The installed packs that did not load and provide some of `node_types` (missing node types of a
@@ -187,10 +193,18 @@ class FolderPathsHost:
         readings = self.pack_sources().not_loaded(loaded)
         return failed_packs(readings, set(node_types), self.import_failures() if self.import_failures else {})
 
-    def folder_maps(self) -> dict[str, Any]:
-        """Node type -> the folders its inputs list (FolderMap JSON), asked of every node class: what a
-        CLI with --server learns from this ComfyUI. Probing is cached per class."""
-        return probe_all(self.folder_paths, self.node_classes()) if self.node_classes else {}
+    def folder_maps(self, types: list[str] | None = None, *, ask: bool = False) -> dict[str, Any]:
+        """Node type -> the folders its inputs list (FolderMap JSON). `ask`: asked of the node classes now, all
+        or `types` (a scan the user started: the CLI's --server). Else only the types scans already asked, from
+        the probe's per-class cache, so a request anyone can send never makes a node run the probe."""
+        if not self.node_classes:
+            return {}
+        classes = self.node_classes()
+        if ask:
+            asked = list(classes) if types is None else types
+            self.scanned_types.update(t for t in asked if t in classes)
+            return probe_all(self.folder_paths, classes, asked)
+        return probe_all(self.folder_paths, classes, sorted(self.scanned_types))
 
 
 def loaded_pack_roots(classes: dict[str, Any]) -> set[str]:
@@ -260,10 +274,12 @@ class LiveNodeDefs(Mapping):
     completed by what its pack's source says for inputs the probe cannot see (a list built at import).
     A node type of a pack that did not load (its import failed) gets the definition read from its source."""
 
-    def __init__(self, classes: dict[str, Any], probe: FolderProbe | None = None, sources: PackSources | None = None):
+    def __init__(self, classes: dict[str, Any], probe: FolderProbe | None = None, sources: PackSources | None = None,
+                 asked: set[str] | None = None):
         self._classes = classes
         self._probe = probe
         self._sources = sources
+        self._asked = asked  # records the types probed (FolderPathsHost.scanned_types)
         self._defs: dict[str, Any] = {}
         self._not_loaded: dict[str, Any] | None = None
 
@@ -276,6 +292,8 @@ class LiveNodeDefs(Mapping):
 
     def _live(self, name: str) -> Any:
         cls = self._classes[name]
+        if self._asked is not None:
+            self._asked.add(name)
         try:
             # Probe first: the plain call after it leaves whatever the pack caches in its real state.
             folder_map = self._probe.probe(cls) if self._probe else None
@@ -324,6 +342,22 @@ def load_object_info(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"--object-info {path} is not an /object_info answer (expected a JSON object)")
     return data
+
+
+def ask_folder_maps(server: str, timeout: float = 60.0) -> Any:
+    """What this pack, running in the ComfyUI at `server`, finds of its node types' folders (asked now, for
+    this scan); None when that ComfyUI does not run this pack or does not answer: the static reading and
+    keywords remain."""
+    import requests
+
+    url = server.rstrip("/") + FOLDER_MAP_ROUTE
+    try:
+        r = requests.post(url, json={}, headers={CLIENT_HEADER: "cli"}, timeout=timeout)
+        r.raise_for_status()
+        return r.json()
+    except (requests.RequestException, ValueError) as e:
+        log.info("no folder map from %s (%s): custom inputs' folders come from the packs' sources", url, e)
+        return None
 
 
 def fetch_object_info(server: str, timeout: float = 20.0) -> dict[str, Any]:

@@ -19,7 +19,7 @@ await run(async () => {
   await page.evaluate((wf) => app.loadGraphData(wf), scenario.workflow);
   await page.waitForTimeout(2000);
   result.newNoticesWithCheckOff = (await notices()) - before;
-  result.serverCheckOnLoad = await page.evaluate(() => fetch("/api/comfyfixer/settings").then((r) => r.json())
+  result.serverCheckOnLoad = await page.evaluate(() => fetch("/api/comfyfixer/settings", { headers: { "X-ComfyFixer-Client": "e2e" } }).then((r) => r.json())
     .then((s) => s.check_on_load));
   await page.evaluate(() => app.extensionManager.setting.set("ComfyFixerSmart.General.CheckOnLoad", true));
   await closeDialogs(page);

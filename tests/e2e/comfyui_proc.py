@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from fixer.constants import CLIENT_HEADER
+
 E2E = Path(__file__).resolve().parent
 REPO = E2E.parents[1]
 ARTIFACTS = E2E / "artifacts"  # screenshots, result.json, ComfyUI logs (gitignored)
@@ -63,12 +65,13 @@ class ComfyUI:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def get_json(self, route: str) -> object:
-        with urllib.request.urlopen(self.url + route, timeout=30) as r:
+        req = urllib.request.Request(self.url + route, headers={CLIENT_HEADER: "e2e"})
+        with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 
     def post_json(self, route: str, body: object) -> tuple[int, object]:
         req = urllib.request.Request(self.url + route, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", CLIENT_HEADER: "e2e"})
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, json.loads(r.read() or b"null")

@@ -117,7 +117,7 @@ await run(async () => {
   await page.waitForTimeout(300);
   result.reviewText = await panel.locator('[data-testid="cfx-review"]').innerText();
   result.panelReview = await panel.innerText();
-  result.filesDuringReview = await page.evaluate(() => fetch("/api/comfyfixer/status").then((r) => r.json())
+  result.filesDuringReview = await page.evaluate(() => fetch("/api/comfyfixer/status", { headers: { "X-ComfyFixer-Client": "e2e" } }).then((r) => r.json())
     .then((s) => (s.data?.models ?? []).map((m) => [m.name, m.state, m.bytes_done])));
   await shot("03a-review");
   await panel.locator('[data-testid="cfx-approve"]').click();
@@ -132,7 +132,7 @@ await run(async () => {
   await watchDrawnOutlines();
   await page.waitForFunction(() => window.app?.graph && window.app?.extensionManager
     && window.app.extensions?.some((e) => e.name === "ComfyFixerSmart"), null, { timeout: 60_000 });
-  result.statusAfterReload = await page.evaluate(() => fetch("/api/comfyfixer/status").then((r) => r.json()));
+  result.statusAfterReload = await page.evaluate(() => fetch("/api/comfyfixer/status", { headers: { "X-ComfyFixer-Client": "e2e" } }).then((r) => r.json()));
   await closeDialogs(page);
   result.runVisibleAfterReload = await panel.locator('[data-testid="cfx-run"]').waitFor({ timeout: 15_000 })
     .then(() => true, () => false);

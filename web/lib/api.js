@@ -3,6 +3,7 @@
 
 export const EVENT_STATUS = "comfyfixer.status";
 export const EVENT_DONE = "comfyfixer.done";
+export const CLIENT_HEADER = "X-ComfyFixer-Client"; // fixer/constants.py CLIENT_HEADER
 
 /** A refused or failed call; `message` is the server's person-readable {error}, `code` its stable code
  *  (fixer/errors.py; null when the server said none): decide by the code, show the message. */
@@ -18,9 +19,10 @@ export class FixerRequestError extends Error {
 
 export function createClient(api) {
   async function call(route, body) {
+    // The server refuses calls without this header: a page of another site cannot add it.
     const init = body === undefined
-      ? { method: "GET" }
-      : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+      ? { method: "GET", headers: { [CLIENT_HEADER]: "panel" } }
+      : { method: "POST", headers: { [CLIENT_HEADER]: "panel", "Content-Type": "application/json" }, body: JSON.stringify(body) };
     let response;
     try {
       response = await api.fetchApi(`/comfyfixer${route}`, init);
