@@ -258,3 +258,15 @@ class UnsafeFolder(UnsafePath):
         super().__init__(folder, reason)
         self.facts["folder"] = folder
         self.args = (f"Refusing to write into {folder!r}: {reason}.",)
+
+
+class UnsafeFileType(UnsafePath):
+    """A file whose type the target model folder does not list (`evil.py` into loras): never written."""
+
+    code = "unsafe_file_type"
+
+    def __init__(self, name: str, folder: str, reason: str):
+        super().__init__(name, reason)
+        self.folder = folder
+        self.args = (f"Refusing to save {name!r} into {folder!r}: {reason}. Only model files are saved into "
+                     "model folders; pick a link to the model file itself.",)

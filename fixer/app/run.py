@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from ..actionlog import action
@@ -76,13 +76,15 @@ class FixRun:
                  folders: dict[str, list[str]], inventory: Inventory | None,
                  state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = "",
                  chosen: dict[str, Candidate] | None = None, review: bool = False,
-                 save_as: dict[str, str] | None = None, families: dict[str, str] | None = None):
+                 save_as: dict[str, str] | None = None, families: dict[str, str] | None = None,
+                 extensions: Callable[[str], frozenset[str]] | None = None):
         self.run_id = uuid.uuid4().hex[:12]
         self.refs = refs
         self.config = config
         self.secrets = secrets
         self.bus = bus
         self.folders = folders
+        self.extensions = extensions  # Host.extensions: the file types each folder lists
         self.inventory = inventory
         self.state_dir = state_dir
         self.comfyui_root = comfyui_root
@@ -234,7 +236,8 @@ class FixRun:
             self._progress()
 
     async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
-        dest_root = target_root(self.folders, folder)
+        saved_as = name if c.source == "local" and c.local_path else self.save_as.get(name, name)
+        dest_root = target_root(self.folders, folder, name=saved_as, extensions=self.extensions)
         if c.source == "local" and c.local_path:
             row.path = await asyncio.to_thread(place_local_copy, c.local_path, dest_root, name)
             row.state = "done"
@@ -243,7 +246,7 @@ class FixRun:
             return
         if not c.url:
             raise UnsafePath(name, "the chosen source has no download address")
-        req = TransferRequest(url=c.url, folder=folder, filename=self.save_as.get(name, name), expected_size=c.size,
+        req = TransferRequest(url=c.url, folder=folder, filename=saved_as, expected_size=c.size,
                               sha256=c.sha256, source=c.source, model_name=name)
         row.state = "resolved"
         self.transfers[name] = await self.manager.submit(req, dest_root)

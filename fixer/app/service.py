@@ -172,7 +172,7 @@ class FixerService:
         return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
                       inventory=inventory, state_dir=self.state_dir,
                       comfyui_root=self.comfyui_root, workflow=name, chosen=chosen, review=review,
-                      save_as=save_as, families=families)
+                      save_as=save_as, families=families, extensions=self.host.extensions)
 
     async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None,
                         chosen: dict[str, Candidate] | None = None, review: bool = False,
@@ -279,7 +279,8 @@ class FixerService:
                      for roots in model_folders(folders).values() for root in roots if os.path.isdir(root))
         if not inside or not os.path.isfile(real):
             raise UnsafePath(path, "only files inside ComfyUI's model folders can be relinked")
-        dest = await asyncio.to_thread(place_local_copy, real, target_root(folders, folder), name)
+        dest = await asyncio.to_thread(place_local_copy, real,
+                                       target_root(folders, folder, name=name, extensions=self.host.extensions), name)
         self._emit("comfyfixer.done", to_jsonable(DoneEvent(None, None, [DoneFile(folder, name)])))
         return {"ok": True, "folder": folder, "relpath": name.replace("\\", "/"), "path": dest}
 
@@ -298,6 +299,8 @@ class FixerService:
         if not folder:
             raise FixerError(f"{name}: its ComfyUI folder is unknown, so the file has nowhere to go; install the "
                              "node pack that loads it, then scan again", code="folder_unknown")
+        # Refused here, before anything starts, with the file's name: `hf:org/repo/evil.py` is not a model.
+        target_root(self.host.folders(), folder, name=candidate.filename, extensions=self.host.extensions)
         candidate = replace(candidate, folder=folder)
         action("user_link", name=name, folder=folder, source=candidate.source, saved_as=candidate.filename,
                url=public_url(candidate.url or ""))

@@ -13,10 +13,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
-from ..constants import CLIENT_HEADER, COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, map_legacy
-from ..errors import ConfigError, UnsafeFolder
+from ..constants import CLIENT_HEADER, COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, MODEL_EXTENSIONS, map_legacy
+from ..errors import ConfigError, UnsafeFileType, UnsafeFolder
 from ..read.names import normalise, unsafe_reason
 from .failed_packs import FailedPack, failed_packs
 from .folder_probe import FOLDER_MAP_ROUTE, FolderProbe, folder_map_of, probe_all, probe_for, with_folder_map
@@ -257,14 +257,36 @@ def write_location_reason(folders: dict[str, list[str]], directory: str, *,
     return None
 
 
-def target_root(folders: dict[str, list[str]], directory: str) -> str:
+def file_type_reason(name: str, registered: Iterable[str]) -> str | None:
+    """Why a file called `name` may not be saved into a folder listing the `registered` extensions, or None.
+
+    A folder lists the extensions ComfyUI registered for its key; one registering none ("folder" for
+    diffusers, every file for a pack's own key) takes the model formats. Never a script or a program:
+    a shared workflow or a pasted link must not drop `evil.py` beside a pack's models.
+    """
+    ext = os.path.splitext(name)[1].lower()
+    allowed = frozenset(e.lower() for e in registered if e.startswith(".")) or MODEL_EXTENSIONS
+    if ext in allowed:
+        return None
+    what = f"a {ext} file" if ext else "a file without an extension"
+    return f"{what} is not a type this folder lists ({', '.join(sorted(allowed))})"
+
+
+def target_root(folders: dict[str, list[str]], directory: str, *, name: str | None = None,
+                extensions: Callable[[str], Iterable[str]] | None = None) -> str:
     """Where a new file for `directory` goes: the real path of the folder's first registered path
-    (extra_model_paths.yaml honoured), plus the subfolder; UnsafePath for anything else."""
+    (extra_model_paths.yaml honoured), plus the subfolder; UnsafePath for anything else. With the file's
+    `name`, its extension must be one the folder key lists (`extensions`: Host.extensions)."""
     reason = write_location_reason(folders, directory)
     if reason:
         raise UnsafeFolder(directory, reason)
     key, _, sub = normalise(directory).partition("/")
-    return os.path.realpath(os.path.join(model_folders(folders)[map_legacy(key)][0], sub))
+    key = map_legacy(key)
+    if name is not None:
+        bad_type = file_type_reason(name, extensions(key) if extensions else ())
+        if bad_type:
+            raise UnsafeFileType(name, directory, bad_type)
+    return os.path.realpath(os.path.join(model_folders(folders)[key][0], sub))
 
 
 class LiveNodeDefs(Mapping):

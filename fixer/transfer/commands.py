@@ -77,8 +77,9 @@ def _disposition_name(value: str) -> str | None:
     return os.path.basename(unquote(m.group(1)).strip()) if m else None
 
 
-def _dest_root(ctx: Any, folder: str) -> str:
-    return target_root(ctx.host().folders(), folder)
+def _dest_root(ctx: Any, folder: str, name: str | None = None) -> str:
+    host = ctx.host()
+    return target_root(host.folders(), folder, name=name, extensions=host.extensions)
 
 
 async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
@@ -99,7 +100,7 @@ async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
     try:
         for req in reqs:
             try:
-                root = _dest_root(ctx, req.folder)
+                root = _dest_root(ctx, req.folder, req.filename)
             except UnsafePath as e:  # a folder that is not a model folder fails its own file, not the run
                 transfers.append(Transfer(request=req, target=req.filename, part="", state="failed", error=e.info()))
                 continue
