@@ -24,6 +24,9 @@ class DownloadConfig:
     allow_pickle: bool = True
     extra_allowed_hosts: list[str] = field(default_factory=list)
     min_free_margin_bytes: int = 256 * 2**20
+    # The most a download of undeclared size may write (a stream that never ends fills no disk); the free
+    # space less min_free_margin_bytes bounds it too. A declared size is its own ceiling.
+    max_undeclared_bytes: int = 64 * 2**30
     verify_batch_every: int = 6
 
 

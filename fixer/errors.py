@@ -231,6 +231,19 @@ class NotEnoughSpace(DownloadError):
             f"{free / 2**30:.2f} GiB free. Free some space and retry.", folder=where, needed=needed, free=free)
 
 
+class DownloadTooLarge(DownloadError):
+    """The server sent more than the file may have: its declared size, or the ceiling of an undeclared one.
+    The partial file can never complete, so it is removed."""
+
+    code = "download_too_large"
+
+    def __init__(self, name: str, sent: int, ceiling: int, why: str):
+        self.sent = sent
+        self.ceiling = ceiling
+        super().__init__(f"{name}: the server sent more than {ceiling:,} bytes ({why}); the download was stopped "
+                         "and its partial file removed. The link does not serve one model file: pick another source.")
+
+
 class HostNotAllowed(DownloadError):
     default_code: ClassVar[ErrorCode] = "host_not_allowed"
 
@@ -268,5 +281,5 @@ class UnsafeFileType(UnsafePath):
     def __init__(self, name: str, folder: str, reason: str):
         super().__init__(name, reason)
         self.folder = folder
-        self.args = (f"Refusing to save {name!r} into {folder!r}: {reason}. Only model files are saved into "
-                     "model folders; pick a link to the model file itself.",)
+        self.args = ((f"Refusing to save {name!r} into {folder!r}: {reason}. Only model files are saved into "
+                      "model folders; pick a link to the model file itself."),)

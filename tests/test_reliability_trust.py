@@ -3,15 +3,21 @@ download that never ends, and the pack a workflow claims. Each case is hostile o
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from fixer.app.service import FixerService
+from fixer.config import DownloadConfig
 from fixer.errors import UnsafeFileType
 from fixer.host.host import StandaloneHost, file_type_reason, target_root
+from fixer.models import Transfer, TransferRequest
+from fixer.transfer import RetryPolicy, TransferManager
 from tests.conftest import make_workflow, node
+from tests.fake_upstream.file_routes import civitai_key, faults, register_civitai_file
 
 
 def service(root: Path, state: Path) -> FixerService:
@@ -53,3 +59,47 @@ def test_a_folder_lists_its_registered_types_else_the_model_formats(comfy_root):
     assert file_type_reason("x.gguf", set()) is None  # a pack's own key registering none: the model formats
     assert file_type_reason("x.yaml", {".yaml"}) is None
     assert file_type_reason("x.py", {"folder"}) is not None
+
+
+# ---------------------------------------------------------------- a download that never ends
+
+MiB = 1 << 20
+
+
+def fetch_endless(upstream, dest: Path, *, declared: int | None, **config) -> Transfer:
+    """Download the fake's endless body (Civitai version 9100777: 200, chunked, no length, forever)."""
+    url = register_civitai_file(upstream, 9100777, "endless.safetensors", b"\x5a" * 65536)
+    faults(upstream, civitai_key(9100777)).endless = True
+
+    async def go() -> Transfer:
+        mgr = TransferManager(DownloadConfig(timeout_seconds=5, **config), {},
+                              retry=RetryPolicy(retries=1, base=0.01, cap=0.02))
+        t = await mgr.submit(TransferRequest(url=url, folder="loras", filename="endless.safetensors",
+                                             expected_size=declared, model_name="endless.safetensors"), str(dest))
+        await asyncio.wait_for(mgr.wait(), 60)
+        return t
+    return asyncio.run(go())
+
+
+def test_an_endless_stream_of_undeclared_size_stops_at_the_configured_ceiling(tmp_path, upstream):
+    t = fetch_endless(upstream, tmp_path, declared=None, max_undeclared_bytes=8 * MiB, min_free_margin_bytes=0)
+    assert t.state == "failed", t.error
+    assert "more than 8,388,608 bytes" in t.error and "max_undeclared_bytes" in t.error
+    assert "partial file removed" in t.error
+    assert os.listdir(tmp_path) == []  # no .part, no sidecar, no target: it could never complete
+
+
+def test_an_endless_stream_of_a_declared_size_fails_past_that_size(tmp_path, upstream):
+    t = fetch_endless(upstream, tmp_path, declared=3 * MiB)
+    assert t.state == "failed", t.error
+    assert "more than 3,145,728 bytes" in t.error and "declared size" in t.error
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_endless_stream_stops_where_the_free_space_less_the_reserve_ends(tmp_path, upstream):
+    free = shutil.disk_usage(tmp_path).free
+    # A reserve that leaves 4 MiB to fill: the configured maximum (64 GiB) is not what stops it.
+    t = fetch_endless(upstream, tmp_path, declared=None, min_free_margin_bytes=free - 4 * MiB)
+    assert t.state == "failed", t.error
+    assert "free space" in t.error and "partial file removed" in t.error
+    assert os.listdir(tmp_path) == []

@@ -43,7 +43,7 @@ from .. import events
 from ..actionlog import action
 from ..config import DownloadConfig
 from ..constants import hf_offline
-from ..errors import DownloadError, ErrorInfo, FixerError, IntegrityError, NotEnoughSpace, error_info
+from ..errors import DownloadError, DownloadTooLarge, ErrorInfo, FixerError, IntegrityError, NotEnoughSpace, error_info
 from ..models import Transfer
 from ..read.names import confine
 from ..upstream.http import RetryPolicy, asked_wait, is_dns_failure
@@ -118,6 +118,7 @@ class FileJob:
         self.hasher: PrefixHasher | None = None
         self.sidecar: Sidecar | None = None
         self.connections_used = 0
+        self.ceiling: tuple[int, str] = (0, "")  # (bytes, why): set by each attempt before any byte is read
         self._active = 0
         self._refreshing: asyncio.Future | None = None  # one link renewal shared by all connections
         self._samples: deque[tuple[float, int]] = deque()
@@ -155,13 +156,13 @@ class FileJob:
             action("download_cancelled", target=t.target, kept_part=os.path.exists(t.part))
             raise
         except FixerError as e:
-            self._fail(e.info(), keep=not isinstance(e, IntegrityError))
+            self._fail(e.info(), keep=not isinstance(e, (IntegrityError, DownloadTooLarge)))
         except Exception as e:  # an unexpected bug must still end as one failed file, not a dead run
             if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                # The .part cannot finish on this disk; kept, it would only hold the space others need.
                 self._fail(ErrorInfo("disk_full", f"{self.label}: the disk filled up while writing {t.part} "
-                                     f"({e.strerror}); free some space and run again: the bytes already written "
-                                     "are kept and the download resumes", folder=os.path.dirname(t.part)),
-                           keep=True)
+                                     f"({e.strerror}); the partial file was removed to give the space back. Free "
+                                     "some space and run again", folder=os.path.dirname(t.part)), keep=False)
             else:
                 log.exception("download of %s failed unexpectedly", self.label)
                 self._fail(error_info(e, f"{self.label}: unexpected error {type(e).__name__}: {e}"), keep=True)
@@ -219,6 +220,7 @@ class FileJob:
             self._resume_or_fresh(remote)
             left = (t.total - covered(self.done)) if t.total is not None else 0
             self._check_space(left)
+            self.ceiling = self._ceiling()
             split = (remote.ranges and t.total is not None and t.total >= MIN_SPLIT_SIZE)
             connections = max(1, self.config.connections_per_file) if split else 1
             self._open_part()
@@ -329,6 +331,22 @@ class FileJob:
         want = needed + self.config.min_free_margin_bytes
         if free < want:
             raise NotEnoughSpace(want, free, where)
+
+    def _ceiling(self) -> tuple[int, str]:
+        """The most bytes this file may have: the declared size, else the configured maximum or what the
+        disk holds less the reserve, whichever is smaller (with the reason, for the message)."""
+        if self.t.total is not None:
+            return self.t.total, "its declared size"
+        where = os.path.dirname(self.t.part)
+        room = covered(self.done) + shutil.disk_usage(where).free - self.config.min_free_margin_bytes
+        if room < self.config.max_undeclared_bytes:
+            return max(room, 0), f"no size was declared, and the free space of {where} less the reserve ends there"
+        return self.config.max_undeclared_bytes, "no size was declared: download.max_undeclared_bytes"
+
+    def _past_ceiling(self, end: int) -> None:
+        limit, why = self.ceiling
+        if end > limit:
+            raise DownloadTooLarge(self.label, end, limit, why)
 
     def _open_part(self) -> None:
         self.fd = os.open(self.t.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
@@ -515,7 +533,11 @@ class FileJob:
                     break
                 end = piece.end
                 if end is not None and pos + size + len(data) > end:
+                    if end == self.t.total:  # past the file's last byte, not merely into the next piece
+                        self._past_ceiling(pos + size + len(data))
                     data = data[: max(0, end - pos - size)]  # an open-ended or split request runs past the piece
+                elif end is None:
+                    self._past_ceiling(pos + size + len(data))
                 chunks.append(data)
                 size += len(data)
                 piece.pos = pos + size

@@ -13,7 +13,7 @@ huggingface/resolve.json, huggingface/errors/):
 Tests and benchmarks register their own bytes with `register_hf_file` / `register_civitai_file`
 (bytes in memory or a file on disk) and switch faults per file with `faults(up, key)`:
 reset at an offset, trickle, wrong bytes, ETag change, ignore Range, redirect loop, redirect
-elsewhere, and a per-connection rate limit.
+elsewhere, a per-connection rate limit, and a body that never ends.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .server import UPSTREAM
 _FLIP = bytes(b ^ 0x5A for b in range(256))  # "other bytes of the same length", fast via translate
 STAND_IN = b"fixture stand-in: the real file is not served by the fake\n"
 CHUNK = 64 * 1024
+ENDLESS_SECONDS = 120.0  # an endless body still stops by itself, should a client never hang up
 
 
 @dataclass
@@ -54,6 +55,7 @@ class FileFaults:
     expire_after: int | None = None  # after this many CDN GETs the signed links issued so far expire (403)
     straggler_at: int | None = None  # the first response starting at this offset crawls at straggler_rate
     straggler_rate: float = 512 * 1024
+    endless: bool = False  # 200 with no length and no ranges, the bytes repeated until the client hangs up
 
 
 @dataclass
@@ -362,6 +364,8 @@ async def _cdn(request: web.Request) -> web.StreamResponse:
     headers = {"ETag": sf.etag(), "Content-Type": "application/octet-stream"}
     if sf.content_disposition and request.path.startswith("/storage/"):
         headers["Content-Disposition"] = sf.content_disposition
+    if sf.faults.endless:
+        return await _endless(request, sf, headers)
     rng = None if sf.faults.ignore_range else _parse_range(request.headers.get("Range"), size)
     if_range = request.headers.get("If-Range")
     if rng is not None and if_range is not None and if_range != sf.etag():
@@ -414,6 +418,20 @@ async def _cdn(request: web.Request) -> web.StreamResponse:
             if ahead > 0:
                 await asyncio.sleep(ahead)
     await resp.write_eof()
+    return resp
+
+
+async def _endless(request: web.Request, sf: ServedFile, headers: dict[str, str]) -> web.StreamResponse:
+    """A body without a length that never ends (chunked), as a hostile or broken server sends."""
+    resp = web.StreamResponse(status=200, headers=headers)
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    if request.method == "HEAD":
+        return resp
+    block = (sf.read(0, sf.size) or b"\0") * max(1, (4 * CHUNK) // max(sf.size, 1))
+    deadline = time.monotonic() + ENDLESS_SECONDS
+    while time.monotonic() < deadline:
+        await resp.write(block)
     return resp
 
 
