@@ -127,11 +127,11 @@ def test_download_command_fetches_what_resolutions_json_chose(upstream, tmp_path
 def test_get_accepts_a_hugging_face_blob_link(upstream, tmp_path):
     root = make_comfy_root(tmp_path)
     link = f"{upstream.base}/comfy-fixer-fixtures/tiny-model/blob/main/fixture_hf_model.safetensors"
-    proc = run_cli(["get", link, "--folder", "checkpoints", "--name", "tiny.safetensors", "--comfyui-root", str(root),
+    proc = run_cli(["get", link, "--folder", "checkpoints", "--name", "tiny.bin", "--comfyui-root", str(root),
                     "--state-dir", str(tmp_path / "state")], cli_env(upstream))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err
-    assert (root / "models" / "checkpoints" / "tiny.safetensors").stat().st_size == 1100000
+    assert (root / "models" / "checkpoints" / "tiny.bin").stat().st_size == 1100000
 
 
 def test_get_from_another_allowed_host_names_the_file_from_content_disposition(upstream, tmp_path):
