@@ -19,7 +19,8 @@ ErrorCode = Literal[
     "no_access", "early_access", "private_or_missing", "not_found_upstream", "archived", "http_error",
     "download_failed", "already_exists", "file_changed", "link_broken", "hf_offline", "pickle_refused",
     "host_not_allowed", "sha256_mismatch", "size_mismatch", "not_safetensors", "file_missing", "disk_full",
-    "target_busy", "bytes_missing", "run_locked", "run_busy",
+    "target_busy", "bytes_missing", "run_locked", "run_busy", "unsafe_file_type", "download_too_large",
+    "pack_not_offered",
 ]
 TokenName = Literal["HF_TOKEN", "CIVITAI_API_KEY"]
 ServiceKey = Literal["huggingface", "civitai"]
@@ -66,6 +67,10 @@ ERROR_CODES: dict[ErrorCode, str] = {
     "bytes_missing": "some bytes of the file never arrived",
     "run_locked": "another run holds the state directory",
     "run_busy": "a fix is already running in this ComfyUI",
+    "unsafe_file_type": "a file type the target model folder does not list (a script, a program): never written",
+    "download_too_large": "the server sent more than the declared size, or than the ceiling of an undeclared one; "
+                          "the partial file was removed",
+    "pack_not_offered": "install_pack asked for a pack id the last scan did not offer as installable",
 }
 
 
@@ -235,7 +240,7 @@ class DownloadTooLarge(DownloadError):
     """The server sent more than the file may have: its declared size, or the ceiling of an undeclared one.
     The partial file can never complete, so it is removed."""
 
-    code = "download_too_large"
+    default_code = "download_too_large"
 
     def __init__(self, name: str, sent: int, ceiling: int, why: str):
         self.sent = sent
@@ -276,10 +281,10 @@ class UnsafeFolder(UnsafePath):
 class UnsafeFileType(UnsafePath):
     """A file whose type the target model folder does not list (`evil.py` into loras): never written."""
 
-    code = "unsafe_file_type"
+    default_code = "unsafe_file_type"
 
     def __init__(self, name: str, folder: str, reason: str):
         super().__init__(name, reason)
-        self.folder = folder
+        self.facts["folder"] = folder
         self.args = ((f"Refusing to save {name!r} into {folder!r}: {reason}. Only model files are saved into "
                       "model folders; pick a link to the model file itself."),)

@@ -83,16 +83,18 @@ def fetch_endless(upstream, dest: Path, *, declared: int | None, **config) -> Tr
 
 def test_an_endless_stream_of_undeclared_size_stops_at_the_configured_ceiling(tmp_path, upstream):
     t = fetch_endless(upstream, tmp_path, declared=None, max_undeclared_bytes=8 * MiB, min_free_margin_bytes=0)
-    assert t.state == "failed", t.error
-    assert "more than 8,388,608 bytes" in t.error and "max_undeclared_bytes" in t.error
-    assert "partial file removed" in t.error
+    assert t.state == "failed" and t.error is not None, t.error
+    assert (t.error.code, t.error.part_kept) == ("download_too_large", False)
+    assert "more than 8,388,608 bytes" in t.error.message and "max_undeclared_bytes" in t.error.message
+    assert "partial file removed" in t.error.message
     assert os.listdir(tmp_path) == []  # no .part, no sidecar, no target: it could never complete
 
 
 def test_an_endless_stream_of_a_declared_size_fails_past_that_size(tmp_path, upstream):
     t = fetch_endless(upstream, tmp_path, declared=3 * MiB)
-    assert t.state == "failed", t.error
-    assert "more than 3,145,728 bytes" in t.error and "declared size" in t.error
+    assert t.state == "failed" and t.error is not None, t.error
+    assert t.error.code == "download_too_large"
+    assert "more than 3,145,728 bytes" in t.error.message and "declared size" in t.error.message
     assert os.listdir(tmp_path) == []
 
 
@@ -100,6 +102,7 @@ def test_an_endless_stream_stops_where_the_free_space_less_the_reserve_ends(tmp_
     free = shutil.disk_usage(tmp_path).free
     # A reserve that leaves 4 MiB to fill: the configured maximum (64 GiB) is not what stops it.
     t = fetch_endless(upstream, tmp_path, declared=None, min_free_margin_bytes=free - 4 * MiB)
-    assert t.state == "failed", t.error
-    assert "free space" in t.error and "partial file removed" in t.error
+    assert t.state == "failed" and t.error is not None, t.error
+    assert t.error.code == "download_too_large"
+    assert "free space" in t.error.message and "partial file removed" in t.error.message
     assert os.listdir(tmp_path) == []

@@ -64,6 +64,9 @@ export const ERROR_WORDS = {
   bytes_missing: () => "part of the file never arrived; run again to resume",
   run_locked: () => "another ComfyFixerSmart run is working in this folder",
   run_busy: () => "a fix is already running",
+  unsafe_file_type: () => "refused: that file type does not belong in a model folder; pick a link to the model file",
+  download_too_large: () => "the server sent more than the file can be; stopped and the partial file removed",
+  pack_not_offered: () => "that pack was not offered by the last scan; scan the workflow again",
 };
 
 /** The message's first clause, short enough for a row (the whole message goes behind the toggle). */
