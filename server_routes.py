@@ -290,6 +290,7 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     @post("/install_pack")
     async def install(request: web.Request, body: dict[str, Any]) -> web.Response:
         pack_id = field_pack_id(body)
+        get_service().check_offered_pack(pack_id)  # only what the last scan offered from Manager's map
         message = await installer(pack_id)
         if message is None:
             raise RequestRefused(409, f"ComfyUI-Manager is not running in this ComfyUI, so {pack_id} cannot be "

@@ -139,9 +139,10 @@ class PackMatch:
     cnr_id: str | None = None  # registry id, when known (Manager installs by it)
     files: list[str] = field(default_factory=list)  # what Manager's list says to fetch
     pip: list[str] = field(default_factory=list)
-    # The repository only the workflow names (`aux_id`): not in Manager's list, never installed with it.
-    unlisted: bool = False
-    manager_installable: bool = False  # "Install with Manager" may be offered (a registry id or a listed pack)
+    # What the workflow's cnr_id / aux_id claim and Manager's map does not confirm for these types: shown,
+    # never installed ("registry pack 'x'", "repository https://github.com/a/b").
+    workflow_says: str | None = None
+    manager_installable: bool = False  # "Install with Manager" may be offered (a pack the map lists)
     install_git: list[str] = field(default_factory=list)  # git clone + pip install -r, when the repo is known
     install_cli: list[str] = field(default_factory=list)  # comfy node install <id>, for listed packs
 
@@ -189,7 +190,7 @@ class MissingNodeEntry:
     install: list[str]
     install_git: list[str]
     install_cli: list[str]
-    unlisted: bool
+    workflow_says: str | None
     manager_installable: bool
     search_url: str | None
 

@@ -324,3 +324,8 @@ def test_an_unlisted_repository_is_never_an_install_target(real):
         listed_target(real, "attacker/ComfyUI_IPAdapter_plus")
     assert "https://github.com/attacker/ComfyUI_IPAdapter_plus" in str(e.value)
 
+
+
+def test_a_registry_id_no_list_knows_is_never_an_install_target(real):
+    with pytest.raises(ManagerError, match="not a pack in ComfyUI-Manager's list"):
+        listed_target(real, "comfyui-impact-pack-evil")

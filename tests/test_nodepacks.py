@@ -80,18 +80,19 @@ def test_cnr_id_property_names_registry_pack_and_installs_with_comfy_cli(real):
     assert m.install == ["comfy node install comfyui-gguf"]
 
 
-def test_cnr_id_unknown_to_the_lists_is_still_trusted(real):
+def test_a_cnr_id_no_list_knows_is_only_what_the_workflow_says(real):
     [m] = match_missing_nodes([make_ref("BrandNewNode", cnr_id="brand-new-pack", ver="0.1.0")], real, RUNNING)
-    assert (m.matched_by, m.id, m.repository) == ("cnr_id", "brand-new-pack", None)
-    assert m.install == ["comfy node install brand-new-pack"]
+    assert (m.matched_by, m.id, m.repository, m.cnr_id) == ("unknown", None, None, None)
+    assert m.workflow_says == "registry pack 'brand-new-pack'"
+    assert m.install == m.install_cli == m.install_git == [] and not m.manager_installable
 
 
-def test_aux_id_property_names_github_repository_even_for_a_type_the_map_lacks(real):
+def test_an_aux_id_of_a_listed_pack_for_a_type_the_map_lacks_is_only_what_the_workflow_says(real):
+    # A newer node of a well-known pack, or anyone's node claiming that pack: the map cannot tell.
     [m] = match_missing_nodes([make_ref("KJNewerNode", aux_id="kijai/ComfyUI-KJNodes", ver="abc1234")], real, RUNNING)
-    assert (m.matched_by, m.id, m.title) == ("aux_id", "kijai/ComfyUI-KJNodes", "KJNodes for ComfyUI")
-    assert m.repository == "https://github.com/kijai/ComfyUI-KJNodes"
-    assert m.install[0] == "git clone https://github.com/kijai/ComfyUI-KJNodes custom_nodes/ComfyUI-KJNodes"
-    assert m.install[1] == "python -m pip install -r custom_nodes/ComfyUI-KJNodes/requirements.txt"
+    assert (m.matched_by, m.id, m.repository) == ("unknown", None, None)
+    assert m.workflow_says == "repository https://github.com/kijai/ComfyUI-KJNodes"
+    assert m.install == m.install_git == [] and not m.manager_installable
 
 
 def test_aux_id_wins_over_the_maps_choice_for_an_ambiguous_type(real):
@@ -199,8 +200,9 @@ def test_pack_providing_more_of_the_missing_types_beats_more_stars(tmp_path):
 def test_pack_other_nodes_name_outright_ranks_first_for_a_hintless_type(real):
     refs = [make_ref("ShowText"), make_ref("SomeOtherShowNode", aux_id="fairy-root/ComfyUI-Show-Text")]
     matches = match_missing_nodes(refs, real, RUNNING)
+    # The claim picks among the packs the map lists for ShowText; the type no list knows stays unknown.
     assert [(m.id, m.node_types) for m in matches] == [
-        ("fairy-root/ComfyUI-Show-Text", ["ShowText", "SomeOtherShowNode"])]
+        ("fairy-root/ComfyUI-Show-Text", ["ShowText"]), (None, ["SomeOtherShowNode"])]
     assert "other nodes of the workflows name this pack" in matches[0].reason
 
 
@@ -298,7 +300,7 @@ def test_copy_install_type_downloads_the_file_into_custom_nodes(tmp_path):
 
 
 def test_registry_install_uses_the_workspace_when_root_known(tmp_path):
-    index = local_index(tmp_path, {})
+    index = local_index(tmp_path, {"https://github.com/me/some-pack": {"nodes": ["A"]}})
     [m] = match_missing_nodes([make_ref("A", cnr_id="some-pack")], index, RUNNING)
     assert m.install == [f"comfy --workspace {index.comfyui_root} node install some-pack"]
 
@@ -411,7 +413,7 @@ def test_without_manager_the_snapshot_names_the_ipadapter_pack_with_both_install
                              "python -m pip install -r custom_nodes/ComfyUI_IPAdapter_plus/requirements.txt",
                              "python -m pip install insightface"]
     assert m.install_cli == ["comfy node install comfyui_ipadapter_plus"]
-    assert m.manager_installable and not m.unlisted
+    assert m.manager_installable and m.workflow_says is None
 
 
 def test_snapshot_holds_what_the_installed_manager_map_says(snapshot_index, real):
@@ -448,20 +450,38 @@ def test_aux_id_naming_another_repo_never_outranks_the_maps_pack_for_the_type(re
     [m] = match_missing_nodes([make_ref("IPAdapterModelLoader", aux_id="attacker/ComfyUI_IPAdapter_plus")],
                               real, RUNNING)
     assert (m.matched_by, m.id) == ("exact", "cubiq/ComfyUI_IPAdapter_plus")
-    assert m.manager_installable and not m.unlisted
-    assert "'attacker/ComfyUI_IPAdapter_plus' instead" in m.reason
+    assert m.manager_installable
+    assert m.workflow_says == "repository https://github.com/attacker/ComfyUI_IPAdapter_plus"
+    assert "which Manager's map does not list for this type" in m.reason
     assert all("attacker" not in c for c in m.install_git + m.install_cli + m.install)
 
 
-def test_aux_id_repository_no_list_knows_is_unlisted_and_not_for_manager(real):
+def test_aux_id_repository_no_list_knows_is_only_what_the_workflow_says(real):
     [m] = match_missing_nodes([make_ref("TotallyNewNode", aux_id="someone/comfyui-new-pack")], real, RUNNING)
-    assert (m.matched_by, m.id, m.repository) == ("aux_id", "someone/comfyui-new-pack",
-                                                 "https://github.com/someone/comfyui-new-pack")
-    assert m.unlisted and not m.manager_installable
-    assert "unlisted repository" in m.reason
-    assert m.install_git[0] == "git clone https://github.com/someone/comfyui-new-pack custom_nodes/comfyui-new-pack"
-    assert m.install_cli == []
+    assert (m.matched_by, m.id, m.repository) == ("unknown", None, None)
+    assert m.workflow_says == "repository https://github.com/someone/comfyui-new-pack" and not m.manager_installable
+    assert m.install == m.install_git == m.install_cli == []  # no `git clone` of anyone's code to copy-paste
     [entry] = to_jsonable(missing_nodes_json([make_ref("TotallyNewNode", aux_id="someone/comfyui-new-pack")], [m]))
-    assert (entry["unlisted"], entry["manager_installable"]) == (True, False)
-    assert "unlisted: not in ComfyUI-Manager's list" in packs_markdown([m])
+    assert (entry["workflow_says"], entry["manager_installable"], entry["install_git"]) == (
+        "repository https://github.com/someone/comfyui-new-pack", False, [])
+    report = packs_markdown([m])
+    assert "The workflow says: repository https://github.com/someone/comfyui-new-pack" in report
+    assert "git clone" not in report
+
+
+@pytest.mark.parametrize("claim", [{"cnr_id": "comfyui-impact-pack-evil"},
+                                   {"aux_id": "attacker/ComfyUI-Impact-Pack"},
+                                   {"cnr_id": "comfyui-impact-pack-evil", "aux_id": "attacker/ComfyUI-Impact-Pack"}])
+def test_a_spoofed_pack_id_never_outranks_the_map_nor_reaches_an_install_line(real, claim):
+    [m] = match_missing_nodes([make_ref("ImpactWildcardProcessor", **claim)], real, RUNNING)
+    assert (m.matched_by, m.repository) == ("exact", "https://github.com/ltdrdata/ComfyUI-Impact-Pack")
+    assert m.cnr_id is None and "evil" not in (m.id or "") and "attacker" not in (m.id or "")
+    assert m.workflow_says and ("evil" in m.workflow_says or "attacker" in m.workflow_says)
+    assert all("evil" not in c and "attacker" not in c for c in m.install + m.install_git + m.install_cli)
+
+
+def test_a_registry_id_the_map_lists_for_the_type_is_confirmed(real):
+    [m] = match_missing_nodes([make_ref("ImpactWildcardProcessor", cnr_id="comfyui-impact-pack")], real, RUNNING)
+    assert (m.matched_by, m.id, m.cnr_id) == ("cnr_id", "comfyui-impact-pack", "comfyui-impact-pack")
+    assert m.workflow_says is None and m.manager_installable
 

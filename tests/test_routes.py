@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 
 import server_routes as sr
+from fixer.app.service import PackNotOffered
 from tests.conftest import PAGE_HEADERS
 
 JSON = {"Content-Type": "application/json"}
@@ -177,6 +178,17 @@ async def test_huge_chunked_body_is_refused(refusing_client):
     assert r.status == 413
 
 
+class Offering:
+    """A service whose last scan offered `ids` as installable (FixerService.check_offered_pack)."""
+
+    def __init__(self, *ids: str):
+        self.ids = set(ids)
+
+    def check_offered_pack(self, pack_id: str) -> None:
+        if pack_id not in self.ids:
+            raise PackNotOffered(pack_id)
+
+
 async def test_install_pack_queues_with_the_installer(aiohttp_client):
     queued = []
 
@@ -185,7 +197,7 @@ async def test_install_pack_queues_with_the_installer(aiohttp_client):
         return "restart ComfyUI"
 
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service, install_pack=installer)
+    sr.add_routes(routes, lambda: Offering("comfyui-foo"), install_pack=installer)
     app = web.Application()
     app.add_routes(routes)
     client = await aiohttp_client(app, headers=PAGE_HEADERS)
@@ -396,15 +408,15 @@ async def test_install_pack_is_queued_with_the_manager_comfyui_runs(monkeypatch,
     comfy = await aiohttp_server(ps.app)
     ps.port = comfy.port
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service)  # the default installer: ComfyUI's Manager
+    sr.add_routes(routes, lambda: Offering("comfyui-gguf"))  # the default installer: ComfyUI's Manager
     app = web.Application()
     app.add_routes(routes)
     client = await aiohttp_client(app, headers=PAGE_HEADERS)
-    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-gguf"})
     assert r.status == 202, await r.text()
     assert "restart ComfyUI" in (await r.json())["message"]
     assert [(t["kind"], t["params"]["id"], t["params"]["selected_version"]) for t in received] == \
-        [("install", "comfyui-foo", "latest")]
+        [("install", "comfyui-gguf", "latest")]
 
 
 async def test_install_pack_of_an_unlisted_repository_is_409_and_manager_is_not_asked(monkeypatch, comfy_root,
@@ -422,7 +434,8 @@ async def test_install_pack_of_an_unlisted_repository_is_409_and_manager_is_not_
     monkeypatch.setattr(sr.comfy_runtime, "_links", sr.comfy_links(ps))
     ps.app.router.add_post("/v2/manager/queue/task", queue_task)
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service)
+    # Even an id the state dir claims was offered (a forged or stale file) must be in Manager's list.
+    sr.add_routes(routes, lambda: Offering("attacker/evil-nodes"))
     app = web.Application()
     app.add_routes(routes)
     client = await aiohttp_client(app, headers=PAGE_HEADERS)
@@ -438,12 +451,49 @@ async def test_install_pack_without_manager_routes_is_409(monkeypatch, comfy_roo
     server = install_comfy(monkeypatch, comfy_root)
     monkeypatch.setattr(sr.comfy_runtime, "_links", sr.comfy_links(server.PromptServer.instance))
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service)
+    sr.add_routes(routes, lambda: Offering("comfyui-foo"))
     app = web.Application()
     app.add_routes(routes)
     client = await aiohttp_client(app, headers=PAGE_HEADERS)
     r = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-foo"})
     assert r.status == 409
+    assert "ComfyUI-Manager is not running" in (await r.json())["error"]
+
+
+async def test_install_pack_accepts_only_what_the_last_scan_offered(aiohttp_client, comfy_root, tmp_path):
+    # A shared workflow claims a typosquatted registry id for a type Manager's map knows.
+    svc = FixerService(StandaloneHost.from_root(comfy_root).with_object_info({}, "host"), tmp_path / "state",
+                       comfyui_root=comfy_root)
+    queued: list[str] = []
+
+    async def installer(pack_id: str) -> str:
+        queued.append(pack_id)
+        return "queued"
+
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, lambda: svc, install_pack=installer)
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
+    spoofed = make_workflow([node(1, "ImpactWildcardProcessor", [], cnr_id="comfyui-impact-pack-evil")])
+    before = await client.post("/comfyfixer/install_pack", json={"pack_id": "comfyui-impact-pack"})
+    assert (before.status, (await before.json())["code"]) == (409, "pack_not_offered")  # no scan yet
+    report = await (await client.post("/comfyfixer/scan", json={"workflow": spoofed})).json()
+    [pack] = report["packs"]
+    assert pack["id"] == "ltdrdata/ComfyUI-Impact-Pack" and pack["manager_installable"]
+    assert pack["workflow_says"] == "registry pack 'comfyui-impact-pack-evil'"
+    for pack_id in ("comfyui-impact-pack-evil", "any-registry-id", "attacker/ComfyUI-Impact-Pack"):
+        r = await client.post("/comfyfixer/install_pack", json={"pack_id": pack_id})
+        body = await r.json()
+        assert (r.status, body["code"]) == (409, "pack_not_offered"), body
+        assert "last scan" in body["error"]
+    assert queued == []
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "ltdrdata/ComfyUI-Impact-Pack"})
+    assert r.status == 202 and queued == ["ltdrdata/ComfyUI-Impact-Pack"]
+    # A later scan that offers nothing withdraws the offer.
+    await client.post("/comfyfixer/scan", json={"workflow": make_workflow([])})
+    r = await client.post("/comfyfixer/install_pack", json={"pack_id": "ltdrdata/ComfyUI-Impact-Pack"})
+    assert r.status == 409 and queued == ["ltdrdata/ComfyUI-Impact-Pack"]
 
 
 async def test_retry_with_a_picked_source_downloads_from_it(live):

@@ -51,6 +51,21 @@ class RunBusy(FixerError):
         super().__init__(f"{what} is already running: wait for it to finish or cancel it first.")
 
 
+class PackNotOffered(FixerError):
+    """install_pack asked for a pack id the last scan did not offer as installable."""
+
+    code = "pack_not_offered"
+
+    def __init__(self, pack_id: str) -> None:
+        self.pack_id = pack_id
+        super().__init__(f"{pack_id!r} is not a pack the last scan offered to install (only packs ComfyUI-Manager's "
+                         "map lists for the workflow's missing node types are). Scan the workflow again and use "
+                         "the Install button of the pack it shows.")
+
+
+OFFERED_PACKS_FILE = "offered_packs.json"  # the pack ids the last scan offered (a worker's scan writes it too)
+
+
 class FixerService:
     def __init__(self, host: Host, state_dir: Path, config: Config | None = None,
                  secrets_provider: Callable[[], dict[str, str]] | None = None,
@@ -149,11 +164,19 @@ class FixerService:
 
     async def scan(self, workflow: dict, name: str = "workflow") -> dict[str, Any]:
         report, packs = await asyncio.to_thread(self._scan_with_packs, workflow, name)
+        write_json_atomic(self.state_dir / OFFERED_PACKS_FILE, sorted({p.id for p in packs if p.manager_installable}))
         return to_jsonable(ScanResult(workflow=name, node_check=report.node_check, summary=counts(report),
                                       models=[model_entry(s, self._dest(s)) for s in report.models],
                                       missing_nodes=[MissingNode(n.node_type, n.cnr_id, n.aux_id, n.ver, n.usages)
                                                      for n in report.missing_nodes],
                                       packs=packs, failed_packs=report.failed_packs))  # type: ignore[no-any-return]
+
+    def check_offered_pack(self, pack_id: str) -> None:
+        """PackNotOffered unless the last scan offered `pack_id` as installable: a page (or a script) cannot
+        have Manager install a pack no scan named from ComfyUI-Manager's map."""
+        offered = read_json(self.state_dir / OFFERED_PACKS_FILE, [])
+        if not isinstance(offered, list) or pack_id not in offered:
+            raise PackNotOffered(pack_id)
 
     def _dest(self, s: ModelStatus) -> str | None:
         """A missing model's real destination path, so the panel says where it goes before it goes."""

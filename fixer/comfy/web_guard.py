@@ -33,7 +33,7 @@ SETTINGS_TYPES: dict[str, type] = {
 SECRET_SETTINGS = ("hf_token", "civitai_api_key")
 # FixerError subclasses whose HTTP status is not 400. Matched by class name so the pack's copy of
 # the engine (`<pack>.fixer`) and a top-level `fixer` map alike.
-STATUS_BY_ERROR = {"RunBusy": 409, "RunLocked": 409, "ManagerError": 409}
+STATUS_BY_ERROR = {"RunBusy": 409, "RunLocked": 409, "ManagerError": 409, "PackNotOffered": 409}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 

@@ -1,11 +1,11 @@
 """Which custom node pack provides a missing node type, and how to install it by hand.
 
-Trust order for one type (issue 6): the node's own `cnr_id` (a registry id), then
-ComfyUI-Manager's `extension-node-map.json` (its `preemptions`, exact names, then the
-`nodename_pattern` regexes). A node's `aux_id` (a GitHub repository the workflow names) only
-picks among the packs the map lists for its type; for a type the map lacks, it names the pack,
-marked `unlisted` when Manager's list does not know the repository (never installed with
-Manager: a shared workflow could name anyone's code). The map is read where Manager is installed
+Pack identity comes from curated data only: ComfyUI-Manager's `extension-node-map.json` (its
+`preemptions`, exact names, then the `nodename_pattern` regexes). A node's `cnr_id` (a registry id)
+or `aux_id` (a GitHub repository) is what a shared workflow claims, and anyone can publish to the
+registry or GitHub: it only picks among the packs the map lists for its type. A claim the map does
+not confirm for that type is shown as "the workflow says ..." and never becomes an install target,
+a Manager install or a `git clone` line (issue 17). The map is read where Manager is installed
 (a `custom_nodes/ComfyUI-Manager*` folder, the `comfyui-manager` package, or the lists Manager
 downloaded into `user/__manager/cache`), else from the snapshot shipped in fixer/data (built by
 scripts/build_node_map.py).
@@ -375,7 +375,7 @@ class _Decision:
     cnr_id: str | None = None
     repository: str | None = None
     reason: str = ""
-    unlisted: bool = False
+    workflow_says: str | None = None  # a claim the map does not confirm for the type
 
 
 def match_missing_nodes(nodes: list[NodeRef], index: PackIndex, comfyui_version: str | None,
@@ -449,7 +449,8 @@ def _decide(ref: NodeRef, index: PackIndex, running: str | None, packs: list[Pac
     t = ref.node_type
     ranked = rank.sort(packs, t)
     cnr = (ref.cnr_id or "").strip()
-    if cnr == CORE_ID:
+    core = cnr == CORE_ID
+    if core:
         newer = is_newer(ref.ver, running)
         if newer or newer is None:
             need = f"ComfyUI {ref.ver}" if parse_version(ref.ver) else "a newer ComfyUI"
@@ -457,39 +458,48 @@ def _decide(ref: NodeRef, index: PackIndex, running: str | None, packs: list[Pac
             return _Decision("update_comfyui", ranked=ranked, reason=f"core node from {need}; {have}")
         # Running ComfyUI is as new as the workflow's, yet lacks the type: renamed, removed or
         # disabled (e.g. --disable-api-nodes). Fall through to the lists below.
-    elif cnr:
-        pack = _aux_pack(ref, index) or index.pack_by_id(cnr, t)
-        ranked_others = [p for p in ranked if pack is None or p.key != pack.key]
-        return _Decision("cnr_id", pack=pack, ranked=ranked_others, cnr_id=cnr,
-                         repository=pack.repository if pack else aux_id_repository(ref.aux_id or ""),
-                         reason=f"the workflow names registry pack {cnr!r}")
-    aux_note = ""
-    repo = aux_id_repository(ref.aux_id or "")
-    if repo:
-        # The map's packs for this type outrank the workflow's word: it only picks among them.
-        key = normalize_repo(repo)
-        named = next((p for p in ranked if p.key == key), None)
-        if named is not None or not (ranked and kind):
-            pack = named or index.pack(repo)
-            reason = f"the workflow names repository {ref.aux_id!r}"
-            if pack is None:
-                reason += (", which is not in ComfyUI-Manager's list (an unlisted repository): read it before "
-                           "installing it by hand")
-            return _Decision("aux_id", pack=pack, ranked=[p for p in ranked if p.key != key], repository=repo,
-                             reason=reason, unlisted=pack is None)
-        aux_note = f"; the workflow names {ref.aux_id!r} instead, which Manager's map does not list for this type"
-    if t in index.data.core_types and cnr != CORE_ID:  # (not when the workflow's core version is no newer)
-        return _Decision("update_comfyui", ranked=ranked,
-                         reason="Manager lists it as a ComfyUI core node; this ComfyUI lacks it")
+        cnr = ""
+    claim = _claim(cnr, ref.aux_id)
+    confirmed = next((p for p in ranked if _claimed(p, cnr, ref.aux_id)), None)
+    if confirmed is not None:  # the workflow names one of the packs the map lists for this type
+        by_id = bool(cnr) and _has_id(confirmed, cnr)
+        others = [p for p in ranked if p is not confirmed]
+        return _Decision("cnr_id" if by_id else "aux_id", pack=confirmed, ranked=others,
+                         cnr_id=cnr if by_id else None, repository=confirmed.repository,
+                         reason=f"the workflow names {claim}, which Manager's map lists for this type")
+    says = (f"; the workflow says it comes from {claim}, which Manager's map does not list for this type "
+            "(not installed from here)") if claim else ""
+    if t in index.data.core_types and not core:  # (not when the workflow's core version is no newer)
+        return _Decision("update_comfyui", ranked=ranked, workflow_says=claim,
+                         reason=f"Manager lists it as a ComfyUI core node; this ComfyUI lacks it{says}")
     if ranked and kind:
         how = "listed by name" if kind == "exact" else "matched by its nodename_pattern"
-        return _Decision(kind, pack=ranked[0], ranked=ranked[1:], repository=ranked[0].repository,
-                         reason=f"{how} in Manager's map{rank.reason(ranked, t)}{aux_note}")
+        return _Decision(kind, pack=ranked[0], ranked=ranked[1:], repository=ranked[0].repository, workflow_says=claim,
+                         reason=f"{how} in Manager's map{rank.reason(ranked, t)}{says}")
     note = ""
-    if cnr == CORE_ID:
+    if core:
         note = f"; the workflow calls it a core node of ComfyUI {ref.ver} but this ComfyUI ({running}) lacks it"
     where = "ComfyUI-Manager's map" if not index.empty else "any list (ComfyUI-Manager's map was not found)"
-    return _Decision("unknown", reason=f"no pack in {where} provides it{note}")
+    return _Decision("unknown", workflow_says=claim, reason=f"no pack in {where} provides it{note}{says}")
+
+
+def _claim(cnr: str, aux_id: str | None) -> str | None:
+    """A workflow's word on a node's pack, for a person: the registry id, else the repository."""
+    if cnr:
+        return f"registry pack {cnr!r}"
+    repo = aux_id_repository(aux_id or "")
+    return f"repository {repo}" if repo else None
+
+
+def _has_id(pack: Pack, pack_id: str) -> bool:
+    """Whether a registry id names `pack` (as PackIndex.pack_by_id reads one)."""
+    want = pack_id.strip().lower()
+    return (pack.list_id or "").lower() == want or pack.key.rsplit("/", 1)[-1] == want
+
+
+def _claimed(pack: Pack, cnr: str, aux_id: str | None) -> bool:
+    repo = aux_id_repository(aux_id or "")
+    return (bool(cnr) and _has_id(pack, cnr)) or (repo is not None and pack.key == normalize_repo(repo))
 
 
 def _aux_pack(ref: NodeRef, index: PackIndex) -> Pack | None:
@@ -503,11 +513,8 @@ def _group_key(ref: NodeRef, d: _Decision) -> tuple[str, str]:
     if d.kind == "unknown":
         return ("unknown", ref.node_type)
     # One pack named several ways (a cnr_id on one node, found by name for another) is one group.
-    if d.pack:
-        return ("pack", d.pack.key)
-    if d.cnr_id:
-        return ("cnr", d.cnr_id.lower())
-    return ("pack", normalize_repo(d.repository or ""))
+    assert d.pack is not None  # every other decision names a pack of the map
+    return ("pack", d.pack.key)
 
 
 _TRUST: dict[str, int] = {"cnr_id": 0, "aux_id": 1, "exact": 2, "pattern": 3, "update_comfyui": 4, "unknown": 5}
@@ -540,30 +547,26 @@ def _build_match(refs: list[NodeRef], decisions: list[_Decision], index: PackInd
                 c.node_types.append(ref.node_type)
     candidates = list(seen.values())
 
+    says = "; ".join(sorted({x.workflow_says for x in decisions if x.workflow_says})) or None
     if d.kind == "update_comfyui":
         return PackMatch(id=CORE_ID, title="ComfyUI (core)", repository="https://github.com/comfyanonymous/ComfyUI",
                          version=version, matched_by=d.kind, node_types=types, workflows=workflows, reason=reason,
-                         candidates=candidates, install=update_comfyui_commands(index.comfyui_root, python), cnr_id=CORE_ID)
+                         candidates=candidates, install=update_comfyui_commands(index.comfyui_root, python),
+                         cnr_id=CORE_ID, workflow_says=says)
     if d.kind == "unknown":
         return PackMatch(id=None, title=f"Unknown pack for {types[0]}", repository=None, version=None,
                          matched_by="unknown", node_types=types, workflows=workflows, reason=reason,
-                         search_url=search_url(types[0]))
-    pack = d.pack
-    repo = d.repository or (pack.repository if pack else None)
-    files = list(pack.files) if pack else ([repo] if repo else [])
-    pip = list(pack.pip) if pack else []
-    title = pack.title if pack else (cnr_id or (repo or "").rstrip("/").rsplit("/", 1)[-1])
-    pack_id = cnr_id or (pack.id if pack else _repo_id(repo))
-    install_git = install_commands(repo, files=tuple(files), install_type=pack.install_type if pack else "git-clone",
-                                   pip=tuple(pip), root=index.comfyui_root, python=python) if repo else []
+                         search_url=search_url(types[0]), workflow_says=says)
+    pack = d.pack  # every other decision names a pack of Manager's map: the only install targets
+    assert pack is not None
+    install_git = install_commands(pack.repository, files=pack.files, install_type=pack.install_type, pip=pack.pip,
+                                   root=index.comfyui_root, python=python)
     # comfy-cli takes a registry id; for a listed pack, Manager's key for it: the repository name, lower-cased.
-    cli_id = cnr_id or (pack.key.rsplit("/", 1)[-1] if pack else None)
-    install_cli = registry_install_commands(cli_id, index.comfyui_root) if cli_id else []
-    unlisted = not cnr_id and any(x.unlisted for x in decisions)
-    return PackMatch(id=pack_id, title=title, repository=repo, version=version, matched_by=d.kind,
-                     node_types=types, workflows=workflows, reason=reason, candidates=candidates,
-                     install=install_cli if cnr_id else install_git, cnr_id=cnr_id, files=files, pip=pip,
-                     unlisted=unlisted, manager_installable=not unlisted and bool(cnr_id or pack),
+    install_cli = registry_install_commands(cnr_id or pack.key.rsplit("/", 1)[-1], index.comfyui_root)
+    return PackMatch(id=cnr_id or pack.id, title=pack.title, repository=pack.repository, version=version,
+                     matched_by=d.kind, node_types=types, workflows=workflows, reason=reason, candidates=candidates,
+                     install=install_cli if cnr_id else install_git, cnr_id=cnr_id, files=list(pack.files),
+                     pip=list(pack.pip), workflow_says=says, manager_installable=True,
                      install_git=install_git, install_cli=install_cli)
 
 
@@ -643,7 +646,7 @@ def missing_nodes_json(nodes: list[NodeRef], matches: list[PackMatch]) -> list[M
             matched_by=m.matched_by if m else "unknown", reason=m.reason if m else "",
             candidates=[PackRef(c.id, c.title, c.repository, c.stars) for c in (m.candidates if m else [])],
             install=m.install if m else [], install_git=m.install_git if m else [],
-            install_cli=m.install_cli if m else [], unlisted=m.unlisted if m else False,
+            install_cli=m.install_cli if m else [], workflow_says=m.workflow_says if m else None,
             manager_installable=m.manager_installable if m else False,
             search_url=m.search_url if m else search_url(ref.node_type)))
     return out
@@ -675,12 +678,13 @@ def packs_markdown(matches: list[PackMatch]) -> str:
                 lines.append("- Update ComfyUI" + (f" to {m.version} or newer" if m.version else "")
                              + "; these are core nodes, not a custom pack.")
             if m.repository:
-                lines.append(f"- Repository: {m.repository}"
-                             + (" (unlisted: not in ComfyUI-Manager's list; read it before installing)"
-                                if m.unlisted else ""))
+                lines.append(f"- Repository: {m.repository}")
             if m.version:
                 lines.append(f"- Version in workflow: {m.version}")
             lines.append(f"- Matched by: {m.matched_by} ({m.reason})")
+        if m.workflow_says:
+            lines.append(f"- The workflow says: {m.workflow_says} (Manager's map does not list it for these types; "
+                         "not installed from here)")
         lines.append("- Node types: " + ", ".join(f"`{t}`" for t in m.node_types))
         lines.append("- Workflows: " + ", ".join(m.workflows))
         if m.candidates:

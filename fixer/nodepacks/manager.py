@@ -119,13 +119,18 @@ class InstallTarget:
 def listed_target(index: PackIndex, pack_id: str) -> InstallTarget:
     """What to ask Manager to install for the panel's `pack_id`, only from a curated list.
 
-    A registry id is installed from the registry. A "github-user/repo" id must be a pack Manager's
-    own node list names (installed Manager or the shipped snapshot): a repository that only a shared
-    workflow names (its `aux_id`) could be anyone's code, so it is left to the person to review.
+    A registry id must name a pack Manager's own node list has (installed Manager or the shipped
+    snapshot), and is installed from the registry by that id; a "github-user/repo" id must be such a
+    pack too. An id only a shared workflow names (its `cnr_id` / `aux_id`) could be anyone's code:
+    anyone can publish to the registry, so it is left to the person to review.
     """
     if "/" not in pack_id:
         known = index.pack_by_id(pack_id)
-        return InstallTarget(title=known.title if known else pack_id, cnr_id=pack_id)
+        if known is None:
+            raise ManagerError(f"{pack_id!r} is not a pack in ComfyUI-Manager's list, so it is not installed from "
+                               "here (anyone can publish to the registry). Read about it first; if you trust it, "
+                               "install it by hand, then restart ComfyUI.")
+        return InstallTarget(title=known.title, cnr_id=pack_id)
     pack = index.pack(f"https://github.com/{pack_id}")
     if pack is None:
         raise ManagerError(f"https://github.com/{pack_id} is not in ComfyUI-Manager's list of node packs (an "

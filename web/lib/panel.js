@@ -258,14 +258,17 @@ function elsewhereItem(model, actions, busy) {
 
 function packItem(pack, actions, busy) {
   const commands = (pack.install ?? []).join("\n");
-  const manager = pack.manager_installable && !pack.unlisted;
+  const manager = pack.manager_installable;
   return h("li.cfx-item", { dataset: { state: "pack", name: pack.id, sig: signature([pack, busy.has(`pack:${pack.id}`)]) } },
     h("div.cfx-item-head",
       h("i.cfx-state-icon.pi.pi-box"),
       h("span.cfx-name", pack.title || pack.id),
-      pack.unlisted ? h("span.cfx-badge", { title: "Named by the workflow, not in ComfyUI-Manager's list" }, "unlisted repository") : null,
       pack.matched_by && pack.matched_by !== "exact" ? h("span.cfx-badge", { title: "How the pack was identified" }, pack.matched_by) : null),
     h("div.cfx-meta", `Provides ${(pack.node_types ?? []).join(", ")}`),
+    pack.workflow_says
+      ? h("div.cfx-muted", { title: "ComfyUI-Manager's map does not list it for these node types: not installed from here" },
+        `The workflow says: ${pack.workflow_says}`)
+      : null,
     pack.repository ? h("div.cfx-meta", h("a", { href: pack.repository, target: "_blank", rel: "noopener noreferrer" }, pack.repository)) : null,
     manager
       ? h("div.cfx-item-foot", h("span.cfx-spacer"),
