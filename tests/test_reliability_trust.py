@@ -67,15 +67,16 @@ MiB = 1 << 20
 
 
 def fetch_endless(upstream, dest: Path, *, declared: int | None, **config) -> Transfer:
-    """Download the fake's endless body (Civitai version 9100777: 200, chunked, no length, forever)."""
-    url = register_civitai_file(upstream, 9100777, "endless.safetensors", b"\x5a" * 65536)
+    """Download the fake's endless body (Civitai version 9100777: 200, chunked, no length, forever). A `.bin`:
+    no content check of a model format would refuse the bytes afterwards, only the ceiling can."""
+    url = register_civitai_file(upstream, 9100777, "endless.bin", b"\x5a" * 65536)
     faults(upstream, civitai_key(9100777)).endless = True
 
     async def go() -> Transfer:
         mgr = TransferManager(DownloadConfig(timeout_seconds=5, **config), {},
                               retry=RetryPolicy(retries=1, base=0.01, cap=0.02))
-        t = await mgr.submit(TransferRequest(url=url, folder="loras", filename="endless.safetensors",
-                                             expected_size=declared, model_name="endless.safetensors"), str(dest))
+        t = await mgr.submit(TransferRequest(url=url, folder="loras", filename="endless.bin",
+                                             expected_size=declared, model_name="endless.bin"), str(dest))
         await asyncio.wait_for(mgr.wait(), 60)
         return t
     return asyncio.run(go())
