@@ -206,10 +206,20 @@ class Transfer:
     warning: str | None = None  # e.g. a pickle format; shown in the report and the panel
 
 
+_PLAIN = (str, int, float, bool, type(None))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # per dataclass, looked up once: scans serialize 100k objects
+
+
 def to_jsonable(obj: Any) -> Any:
     """The one serializer: dataclasses (nested, fixer/shapes.py) to plain JSON types, field by field."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, _PLAIN):
+        return obj
+    cls = type(obj)
+    names = _FIELD_NAMES.get(cls)
+    if names is None and is_dataclass(cls):
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    if names is not None:
+        return {n: to_jsonable(getattr(obj, n)) for n in names}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
