@@ -61,7 +61,7 @@ def test_every_code_named_at_a_raise_site_is_a_known_code():
     named = set()
     for path in (ROOT / "fixer").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
-        named |= set(re.findall(r'\b(?:code="|default_code: ClassVar\[ErrorCode\] = ")([a-z_0-9]+)"', text))
+        named |= set(re.findall(r'\b(?:code="|default_code(?:: ClassVar\[ErrorCode\])? = ")([a-z_0-9]+)"', text))
     assert named and named <= set(all_codes()), named - set(all_codes())
 
 

@@ -54,7 +54,7 @@ class RunBusy(FixerError):
 class PackNotOffered(FixerError):
     """install_pack asked for a pack id the last scan did not offer as installable."""
 
-    default_code = "pack_not_offered"
+    default_code: ClassVar[ErrorCode] = "pack_not_offered"
 
     def __init__(self, pack_id: str) -> None:
         self.pack_id = pack_id
