@@ -59,6 +59,7 @@ def test_a_run_without_a_key_ends_waiting_for_one_not_failed(tmp_path, upstream)
     r, rows = _fix(tmp_path, upstream, {})
     assert rows and rows[0]["state"] == "skipped" and "needs CIVITAI_API_KEY" in rows[0]["warnings"], r.stdout + r.stderr
     assert not (tmp_path / "ComfyUI/models/loras/cobalt_drift_q.safetensors").exists()
+    assert "Needs CIVITAI_API_KEY: loras/cobalt_drift_q.safetensors: set it and run again" in r.stdout
 
 
 def test_with_a_key_the_download_sends_it_as_a_header_only(tmp_path, upstream):
@@ -132,3 +133,14 @@ async def test_the_red_domain_is_asked_when_only_another_familys_file_shows(upst
                                                                     anchors=(("checkpoints", "v1-5-pruned.safetensors"),))])
     r = (await resolve([ref]))["dusk_hush_q.safetensors"]
     assert r.chosen and r.chosen.ids["model_id"] == 8151 and "found on " + upstream.red_base in r.chosen.reason
+
+
+def test_the_cli_summary_says_what_waits_for_a_key_and_words_an_error_not_its_data():
+    from fixer.app.cli import final_summary
+
+    text = final_summary({"summary": {"seconds": 1}, "models": [
+        {"state": "failed", "folder": "loras", "name": "a.safetensors",
+         "error": {"code": "sha256_mismatch", "message": "a.safetensors: sha256 mismatch"}, "candidates": []},
+        {"state": "skipped", "folder": "loras", "name": "b.safetensors", "needs_token": "CIVITAI_API_KEY"}]})
+    assert "Failed: loras/a.safetensors: a.safetensors: sha256 mismatch" in text and "'code'" not in text
+    assert "Needs CIVITAI_API_KEY: loras/b.safetensors: set it and run again" in text

@@ -288,9 +288,14 @@ def final_summary(data: dict) -> str:
     for state, title in (("needs_choice", "Needs your choice"), ("not_found", "Not found"),
                          ("failed", "Failed"), ("cancelled", "Cancelled")):
         for r in by(state):
-            lines.append(f"{title}: {r['folder'] or '?'}/{r['name']}: {r.get('error') or r.get('reason') or ''}")
+            err = r.get("error")  # an ErrorInfo as data: its message is the words for a person
+            said = err.get("message") if isinstance(err, dict) else err
+            lines.append(f"{title}: {r['folder'] or '?'}/{r['name']}: {said or r.get('reason') or ''}")
             lines += [f"    candidate: {c['source']} {c.get('url') or c.get('local_path')} "
                       f"({c['confidence']:.2f}) {c['reason']}" for c in r.get("candidates", [])[:3]]
+    for r in by("skipped"):  # a source that needs a token nobody set: waiting for it, not failed
+        if r.get("needs_token"):
+            lines.append(f"Needs {r['needs_token']}: {r['folder'] or '?'}/{r['name']}: set it and run again")
     lines.append(f"Took {data['summary'].get('seconds', 0):.1f} s. Details: output/resolutions.json, "
                  "output/downloaded_models.json, status.json")
     return "\n".join(lines)
