@@ -156,3 +156,23 @@ async def test_the_right_lora_per_chain_and_the_anchor_family_from_what_resolvin
     assert res["moss_glow.safetensors"].chosen.ids["model_id"] == 7003
     assert res["kelp_glow.safetensors"].chosen.ids["model_id"] == 7004
     assert "made for SDXL; this chain looks SD 1.5" in res["moss_glow.safetensors"].candidates[0].reason
+
+
+async def test_an_anchor_found_on_hugging_face_tells_its_family_by_the_repos_tags(tmp_path, upstream):
+    """The chain's checkpoint is only on Hugging Face, in a repo whose name says nothing but whose tags say SD 1.5:
+    its LoRA takes the SD 1.5 file among same-name ones."""
+    from tests.fake_upstream.api_routes import add_hf_repo
+
+    add_hf_repo(upstream, "quietlab/moonlit-merge", {"moonlit_merge_q.safetensors": (5000, "9a" * 32)})
+    upstream.state["hf_repos"]["quietlab/moonlit-merge"]["info"]["tags"] = [
+        "base_model:stable-diffusion-v1-5/stable-diffusion-v1-5", "region:us"]
+    for mid, base, downloads in ((7012, "SDXL 1.0", 90_000), (7013, "SD 1.5", 50)):
+        add_civitai_model(upstream, civitai(mid, f"Glow {mid}", [("moss_glow.safetensors", f"{mid:064x}")], base=base,
+                                            downloads=downloads))
+    report = scan(tmp_path, two_chains().workflow(), {"models/checkpoints/sd_xl_base_1.0.safetensors": "x"})
+    missing = [s.ref for s in report.models if s.ref.name in ("moonlit_merge_q.safetensors", "moss_glow.safetensors")]
+    ctx = ResolveContext(config=SearchConfig(use_catalogs=False, retries=1), secrets={},
+                         families=report_families(report))
+    res = {r.name: r async for r in Resolver(ctx).resolve(missing)}
+    assert res["moonlit_merge_q.safetensors"].chosen.ids["family"] == "SD 1.5"
+    assert res["moss_glow.safetensors"].chosen.ids["model_id"] == 7013

@@ -73,6 +73,18 @@ def family_of_air(ecosystem: str | None) -> str | None:
     return _AIR_ECOSYSTEM.get((ecosystem or "").strip().lower())
 
 
+def family_of_tags(tags: object) -> str | None:
+    """The family a Hugging Face repo's tags say (`base_model:stabilityai/stable-diffusion-xl-base-1.0`,
+    `stable-diffusion-xl`), when they agree; a repo's tags are a revealed fact, not a guess from its name."""
+    if not isinstance(tags, list):
+        return None
+    words = [t.split(":", 1)[1].rsplit("/", 1)[-1] if t.startswith("base_model:") else t
+             for t in tags[:200] if isinstance(t, str) and (t.startswith("base_model:") or "diffusion" in t
+                                                              or t in ("flux", "sdxl", "sd-1.5", "pony"))]
+    fams = {f for f in map(family_of_name, words) if f}
+    return _pick(fams) if fams else None
+
+
 def family_of_name(name: str) -> str | None:
     """The family a file name announces (`ponyDiffusionV6XL` -> Pony, `sd_xl_base_1.0` -> SDXL), if any."""
     low = _SEP.sub("_", name.replace("\\", "/").rsplit("/", 1)[-1].lower())

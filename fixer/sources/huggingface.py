@@ -40,7 +40,7 @@ from ..models import Candidate, ModelRef
 from ..upstream.http import http_error
 from ..upstream.source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
 from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder, weak_folder
-from .family import family_of_name, fit, mismatch_words
+from .family import family_of_name, family_of_tags, fit, mismatch_words
 from .fuzzy import likeness, stem
 
 log = logging.getLogger("fixer.sources.huggingface")
@@ -327,6 +327,7 @@ class Match:
     size: int | None = None
     sha256: str | None = None
     exact_case: bool = True
+    family: str | None = None  # what the repo's tags say it is made for (base_model:..., stable-diffusion-xl)
 
     @property
     def trusted(self) -> bool:
@@ -428,7 +429,8 @@ class HuggingFaceSource:
                 paths = trees.get(repo_id, [])
             for p in paths:
                 base = p.rsplit("/", 1)[-1]
-                m = Match(repo_id, p, int(item.get("downloads") or 0), bool(item.get("gated")))
+                m = Match(repo_id, p, int(item.get("downloads") or 0), bool(item.get("gated")),
+                          family=family_of_tags(item.get("tags")))
                 if base == want:
                     matches.append(m)
                 elif base.lower() == want.lower():
@@ -461,7 +463,8 @@ class HuggingFaceSource:
         return Candidate(source="huggingface", filename=ref.name, folder=folder, confidence=conf, reason=reason,
                          url=resolve_url(run.hf_endpoint, m.repo_id, m.path), size=m.size, sha256=m.sha256,
                          gated=m.gated, needs_token="HF_TOKEN" if m.gated else None,
-                         ids={"repo_id": m.repo_id, "path": m.path, "revision": "main", "downloads": m.downloads})
+                         ids={"repo_id": m.repo_id, "path": m.path, "revision": "main", "downloads": m.downloads,
+                              **({"family": m.family} if m.family else {})})
 
     def _score(self, ref: ModelRef, run: SearchRun, matches: list[Match], family: str | None) -> list[Candidate]:
         want_sha = (ref.hint("hash") or "").lower()
