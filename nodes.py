@@ -89,7 +89,10 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
         progress_type = _engine("events").TransferProgress
         bus.subscribe(lambda e: on_progress(e.transfer.bytes_done, e.transfer.total)
                       if isinstance(e, progress_type) else None)
-    dest_root = _engine("host.host").target_root(_engine("host.host").FolderPathsHost(folder_paths).folders(), folder)
+    host_mod = _engine("host.host")
+    host = host_mod.FolderPathsHost(folder_paths)
+    # The file's type too: a shared workflow's node must not drop `evil.py` into a model folder.
+    dest_root = host_mod.target_root(host.folders(), folder, name=req.filename, extensions=host.extensions)
     t = await _engine("transfer").download_one(req, dest_root, config, secrets, bus=bus)
     if t.state != "done":
         if t.error is not None:

@@ -94,6 +94,16 @@ async def test_wrong_sha256_fails_the_node_and_keeps_nothing(comfy, comfy_root, 
     assert list((comfy_root / "models" / "loras").iterdir()) == []
 
 
+@pytest.mark.parametrize("source,name", [("hf:comfy-fixer-fixtures/hostile-files/evil.py", ""),
+                                         ("civitai:9100666", ""), ("civitai:9100101", "run.sh")])
+async def test_a_download_node_never_writes_a_script_into_a_model_folder(comfy, comfy_root, upstream, source, name):
+    from fixer.errors import UnsafeFileType
+
+    with pytest.raises(UnsafeFileType, match="is not a type this folder lists"):
+        await comfy.DownloadModel().fetch(source, "loras", name)
+    assert list((comfy_root / "models" / "loras").iterdir()) == []
+
+
 async def test_unknown_folder_is_refused(comfy):
     from fixer.errors import ConfigError
 

@@ -107,3 +107,20 @@ def test_an_endless_stream_stops_where_the_free_space_less_the_reserve_ends(tmp_
     assert t.error.code == "download_too_large"
     assert "free space" in t.error.message and "partial file removed" in t.error.message
     assert os.listdir(tmp_path) == []
+
+
+async def test_a_run_refuses_a_file_type_its_folder_does_not_list_as_a_failed_row(comfy_root, tmp_path, upstream):
+    # (A name like `evil.py` is not a model reference at all: the scan never makes it a row.) A type the scan
+    # takes for a model but this folder does not list: the workflow's own models[] entry links a real file.
+    hint = {"name": "model.gguf", "url": f"{upstream.base}/api/download/models/9100101", "directory": "checkpoints"}
+    wf = make_workflow([node(1, "CheckpointLoaderSimple", ["model.gguf"], models=[hint])])
+    svc = service(comfy_root, tmp_path / "state")
+    before = files_under(comfy_root / "models")
+    await svc.start_fix(wf, "shared")
+    await svc._task
+    await svc.retry("model.gguf", hint["url"])  # the user picks the workflow's own link
+    await svc._task
+    [row] = svc.status()["data"]["models"]
+    assert (row["name"], row["state"], row["error"]["code"]) == ("model.gguf", "failed", "unsafe_file_type"), row
+    assert "a .gguf file is not a type this folder lists" in row["error"]["message"]
+    assert files_under(comfy_root / "models") == before
