@@ -92,6 +92,7 @@ class Score:
     seconds: float = 0.0
     polls: int | None = None  # /object_info answers read while the scans ran (inside ComfyUI only)
     leaks: list[str] = field(default_factory=list)  # COMBO lists /object_info showed changed by a scan
+    markers_seen: int = 0  # /object_info answers holding a probe marker (`__cfprobe...`)
 
     def pct(self, n: int) -> str:
         return f"{100 * n / self.refs:.1f}%" if self.refs else "-"
@@ -102,7 +103,8 @@ class Score:
                 "fp_prompt_text": len(self.fp_prompt), "fp_other": len(self.fp_other), "seconds": self.seconds,
                 "wrong": self.wrong, "missed": self.missed,
                 "fp": self.fp_self + self.fp_prompt + self.fp_other, "object_info_reads": self.polls,
-                "object_info_changed": self.leaks}
+                "object_info_changed": self.leaks,
+                "object_info_with_marker": self.markers_seen}
 
 
 def same_destination(folders: dict, pred_folder: str, pred_name: str, ref: dict, input_map: dict) -> bool:
@@ -170,9 +172,12 @@ def missing_workflows(files: dict[str, Path]) -> str | None:
             "scripts/setup_e2e.sh)")
 
 
-def combo_lists(url: str) -> dict[str, list]:
+def combo_lists(url: str, score: Score | None = None) -> dict[str, list]:
     with urllib.request.urlopen(url + "/object_info", timeout=120) as r:
-        info = json.loads(r.read())
+        raw = r.read()
+    if score is not None and b"__cfprobe" in raw:
+        score.markers_seen += 1  # a probe marker reached /object_info: the probe left something behind
+    info = json.loads(raw)
     return {f"{t}.{name}": opts for t, d in info.items() for section in ("required", "optional")
             for name, spec in ((d.get("input") or {}).get(section) or {}).items()
             if (opts := combo_options(spec)) is not None}
@@ -185,7 +190,7 @@ def watch_object_info(url: str, score: Score, stop: threading.Event) -> None:
     score.polls = 0
     while True:
         last = stop.is_set()
-        now = combo_lists(url)
+        now = combo_lists(url, score)
         score.polls += 1
         for key, opts in now.items():
             if opts != before.get(key, opts) and key not in {x.split(" ")[0] for x in score.leaks}:
@@ -299,6 +304,7 @@ class StaticAgreement:
     same: int = 0
     differ: list[str] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
+    registrations_unread: list[str] = field(default_factory=list)  # folder registrations the reader names
 
 
 def static_agreement(comfyui_dir: Path, truth: dict, modules: dict[str, str]) -> StaticAgreement:
@@ -306,8 +312,9 @@ def static_agreement(comfyui_dir: Path, truth: dict, modules: dict[str, str]) ->
     from fixer.host.folder_probe import folder_map_of
     from fixer.host.static_folders import read_custom_nodes
 
-    defs = read_custom_nodes(comfyui_dir / "custom_nodes").defs
-    result = StaticAgreement()
+    packs = read_custom_nodes(comfyui_dir / "custom_nodes")
+    defs = packs.defs
+    result = StaticAgreement(registrations_unread=list(packs.unread))
     for key, expected in truth["input_folders"].items():
         node_type, name = key.rsplit(".", 1)
         if not modules.get(node_type, "").startswith("custom_nodes"):
@@ -333,6 +340,9 @@ def print_agreement(a: StaticAgreement) -> None:
         print(f"  differs: {item}")
     for item in a.unread:
         print(f"  not read: {item}")
+    print(f"Folder registrations the static reader could not follow: {len(a.registrations_unread)}")
+    for item in a.registrations_unread:
+        print(f"  {item}")
 
 
 def print_table(scores: dict[str, Score]) -> None:
@@ -342,7 +352,8 @@ def print_table(scores: dict[str, Score]) -> None:
             ("FP self-downloading", lambda s: str(len(s.fp_self))), ("FP prompt text", lambda s: str(len(s.fp_prompt))),
             ("FP other", lambda s: str(len(s.fp_other))), ("seconds", lambda s: f"{s.seconds:.1f}"),
             ("/object_info reads", lambda s: "-" if s.polls is None else str(s.polls)),
-            ("  changed by a scan", lambda s: "-" if s.polls is None else str(len(s.leaks)))]
+            ("  changed by a scan", lambda s: "-" if s.polls is None else str(len(s.leaks))),
+            ("  holding a marker", lambda s: "-" if s.polls is None else str(s.markers_seen))]
     print(f"{'':20}" + "".join(f"{m:>22}" for m in scores))
     for label, fn in rows:
         print(f"{label:20}" + "".join(f"{fn(s):>22}" for s in scores.values()))
@@ -370,7 +381,8 @@ def main() -> None:
     if args.json:
         figures = {m: s.figures() for m, s in scores.items()}
         figures["static_vs_probe"] = {"inputs": agreement.inputs, "same": agreement.same,
-                                      "differ": agreement.differ, "not_read": agreement.unread}
+                                      "differ": agreement.differ, "not_read": agreement.unread,
+                                      "registrations_unread": agreement.registrations_unread}
         args.json.write_text(json.dumps(figures, indent=1))
 
 

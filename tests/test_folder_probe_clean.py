@@ -242,3 +242,49 @@ def test_the_marker_folder_for_packs_that_list_directories_is_removed(tmp_path):
 
     assert probe_for(fp).probe(Florence2Like).locate("model", "Florence-2-large")[0] == "LLM"
     assert not any((tmp_path / "temp" / "comfyfixer_probe").iterdir())
+
+
+def test_object_info_on_comfyuis_loop_never_runs_while_a_pack_holds_markers(pack):
+    """ComfyUI answers /object_info and validates prompts on its event loop's thread; a scan runs in a
+    worker thread. The probe runs on the loop's thread (FolderPathsHost.confine), so a request there
+    cannot read a pack's cache in the moment it holds markers, before they are put back."""
+    import asyncio
+    import threading
+    import time
+
+    from fixer.comfy.runtime import on_loop
+    from fixer.host.host import FolderPathsHost
+
+    fp, module = pack
+    nodes = sys.modules["cachepack.nodes"]
+
+    class SlowCache:  # keeps the listing in a module global, then takes a while before returning
+        @classmethod
+        def INPUT_TYPES(cls):
+            nodes.SLOW = folder_paths_listing = fp.get_filename_list("loras")
+            time.sleep(0.2)
+            return {"required": {"lora_name": (folder_paths_listing,)}}
+
+    SlowCache.__module__ = "cachepack.nodes"
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    seen: list[object] = []
+    stop = threading.Event()
+
+    async def object_info_requests() -> None:  # what ComfyUI's /object_info handler reads, on the loop
+        while not stop.is_set():
+            seen.append(getattr(nodes, "SLOW", None))
+            await asyncio.sleep(0.005)
+
+    polling = asyncio.run_coroutine_threadsafe(object_info_requests(), loop)
+    try:
+        host = FolderPathsHost(fp, node_classes=lambda: {"SlowCache": SlowCache}, confine=on_loop(loop))
+        assert host.node_defs()["SlowCache"] is not None
+    finally:
+        stop.set()
+        polling.result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(5)
+        loop.close()
+    assert len(seen) > 2 and not _holds_marker(seen)

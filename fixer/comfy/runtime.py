@@ -9,6 +9,7 @@ is how the adapters import the rest of the engine lazily, from the same copy of 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import logging
 import threading
@@ -79,8 +80,38 @@ def service() -> Any:
 
 
 def comfy_host(links: ComfyLinks) -> Any:
+    loop = getattr(links.server, "loop", None)
     return engine("host.host").FolderPathsHost(links.folder_paths, node_classes=links.node_classes,
-                                               import_failures=links.import_failures)
+                                               import_failures=links.import_failures,
+                                               confine=on_loop(loop) if isinstance(loop, asyncio.AbstractEventLoop)
+                                               else None)
+
+
+def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], Any]], Any]:
+    """Run a short synchronous call on `loop`'s thread and wait for it (from any other thread). The folder
+    probe uses it: ComfyUI answers /object_info and validates prompts on that thread, so they never run
+    while a node's INPUT_TYPES() holds the probe's markers. On the loop's own thread, or with the loop
+    stopped, the call runs right there."""
+
+    def run(fn: Callable[[], Any]) -> Any:
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop or loop.is_closed() or not loop.is_running():
+            return fn()
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed back to the waiting thread as it was
+                done.set_exception(e)
+
+        loop.call_soon_threadsafe(call)
+        return done.result()
+
+    return run
 
 
 def build_service(links: ComfyLinks) -> Any:

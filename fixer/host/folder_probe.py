@@ -233,6 +233,9 @@ class FolderProbe:
         self._lock = threading.Lock()
         # One probe at a time: a pack's state is saved and put back around each call.
         self._calls = threading.RLock()
+        # Inside ComfyUI: runs a probe on the event loop's thread, where /object_info and a prompt's
+        # validation run, so neither can read a pack's cache while it holds markers (set by the host).
+        self.confine: Callable[[Callable[[], Any]], Any] | None = None
         self._cache: weakref.WeakKeyDictionary[type, FolderMap | None] = weakref.WeakKeyDictionary()
         self._install()
 
@@ -292,7 +295,7 @@ class FolderProbe:
             except (KeyError, TypeError):
                 pass
         with self._calls:
-            result = self._probe(cls)
+            result = self.confine(lambda: self._probe(cls)) if self.confine else self._probe(cls)
         with self._lock:
             try:
                 self._cache[cls] = result
@@ -315,18 +318,18 @@ class FolderProbe:
             for d in recording.temp_dirs:
                 shutil.rmtree(d, ignore_errors=True)
             if snapshot is not None:
-                self._put_back(cls, snapshot)
+                self._put_back(cls, snapshot, handed_out=bool(recording.asked))
 
-    def _put_back(self, cls: type, snapshot: Snapshot) -> None:
+    def _put_back(self, cls: type, snapshot: Snapshot, handed_out: bool) -> None:
         """Restore the pack's state, then ask the node once more without recording: a marker in that
         answer is one the restore missed (kept where it does not look); say so, loudly. The state is
         restored again after that call, so the probe leaves it exactly as it found it."""
-        swept = snapshot.restore(is_marker)
+        swept = snapshot.restore(is_marker, sweep_markers=handed_out)
         try:
             leaked = _holds_marker(cls.INPUT_TYPES())
         except Exception:  # noqa: BLE001 - it failed while probing too, or only now: nothing shown
             leaked = False
-        swept += snapshot.restore(is_marker)  # the check's own call changes nothing either
+        snapshot.restore(is_marker, sweep_markers=False)  # the check's own call changes nothing either
         if swept or leaked:
             action("folder_probe_cleanup", node_class=getattr(cls, "__name__", str(cls)), swept=swept,
                    leaked=leaked)

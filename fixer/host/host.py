@@ -153,6 +153,7 @@ class FolderPathsHost:
     node_classes: Callable[[], dict[str, Any]] | None = None
     node_source: str = "host"
     import_failures: Callable[[], dict[str, str]] | None = None  # pack path -> why ComfyUI could not import it
+    confine: Callable[[Callable[[], Any]], Any] | None = None  # runs a probe on ComfyUI's event loop thread
     _sources: PackSources | None = field(default=None, init=False, repr=False)
     # Node types the user's scans asked the folders of: all that GET /comfyfixer/folder_map may tell.
     scanned_types: set[str] = field(default_factory=set)
@@ -181,8 +182,13 @@ class FolderPathsHost:
     def node_defs(self) -> Mapping[str, Any] | None:
         if not self.node_classes:
             return None
-        return LiveNodeDefs(self.node_classes(), probe_for(self.folder_paths), self.pack_sources(),
-                            self.scanned_types)
+        return LiveNodeDefs(self.node_classes(), self.probe(), self.pack_sources(), self.scanned_types)
+
+    def probe(self) -> FolderProbe:
+        probe = probe_for(self.folder_paths)
+        if self.confine is not None:
+            probe.confine = self.confine
+        return probe
 
     def failed_packs(self, node_types: list[str]) -> list[FailedPack]:
         """The installed packs that did not load and provide some of `node_types` (missing node types of a
@@ -200,6 +206,7 @@ class FolderPathsHost:
         if not self.node_classes:
             return {}
         classes = self.node_classes()
+        self.probe()  # confined to ComfyUI's loop, as a scan's probes are
         if ask:
             asked = list(classes) if types is None else types
             self.scanned_types.update(t for t in asked if t in classes)
@@ -304,6 +311,7 @@ class LiveNodeDefs(Mapping):
         self._asked = asked  # records the types probed (FolderPathsHost.scanned_types)
         self._defs: dict[str, Any] = {}
         self._not_loaded: dict[str, Any] | None = None
+        self._readings: dict[str, Reading] = {}
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._defs:
@@ -330,10 +338,13 @@ class LiveNodeDefs(Mapping):
         root = pack_root(cls) if self._sources is not None and isinstance(cls, type) else None
         if root is None or self._sources is None:
             return None
-        try:
-            return folder_map_of(self._sources.pack(os.path.realpath(root)).defs.get(name))
-        except (OSError, ValueError, RecursionError):
-            return None
+        root = os.path.realpath(root)
+        if root not in self._readings:  # once per pack and scan (checking it changed stats every file)
+            try:
+                self._readings[root] = self._sources.pack(root)
+            except (OSError, ValueError, RecursionError):
+                self._readings[root] = Reading()
+        return folder_map_of(self._readings[root].defs.get(name))
 
     def _from_source(self, name: str) -> Any:
         if self._sources is None:

@@ -25,39 +25,57 @@ from types import ModuleType
 from typing import Any
 
 _SWEEP_LIMIT = 50_000  # objects visited by the sweep: bounded, whatever a pack keeps in its globals
+_COPY_LIMIT = 5_000  # objects whose contents are copied before the call (deeper ones are swept instead)
 
 
 def pack_root(cls: type) -> str | None:
-    """The folder of the pack `cls` comes from: the folder right under a `custom_nodes` folder, else the
-    folder of its module (a module outside any custom_nodes folder, as in tests)."""
-    module = sys.modules.get(getattr(cls, "__module__", "") or "")
-    path = getattr(module, "__file__", None)
-    if not isinstance(path, str):
-        return None
-    here = os.path.dirname(os.path.abspath(path))
+    """The folder of the pack `cls` comes from: the folder right under a `custom_nodes` folder; None for a
+    class from anywhere else (ComfyUI's own nodes)."""
+    here = _module_dir(cls)
     probe = here
-    while True:
+    while probe is not None:
         parent = os.path.dirname(probe)
         if os.path.basename(parent) == "custom_nodes":
             return probe
         if parent == probe:
-            return here
+            return None
         probe = parent
+    return None
+
+
+def _module_dir(cls: type) -> str | None:
+    module = sys.modules.get(getattr(cls, "__module__", "") or "")
+    path = getattr(module, "__file__", None)
+    return os.path.dirname(os.path.abspath(path)) if isinstance(path, str) else None
 
 
 def pack_modules(cls: type) -> list[ModuleType]:
-    """The node's module and every loaded module whose file is inside its pack's folder."""
-    root = pack_root(cls)
+    """The node's module and every loaded module whose file is inside its pack's folder (the module's own
+    folder for a class outside any custom_nodes folder)."""
+    root = pack_root(cls) or _module_dir(cls)
     own = sys.modules.get(getattr(cls, "__module__", "") or "")
     found: list[ModuleType] = [own] if isinstance(own, ModuleType) else []
     if root is None:
         return found
     prefix = root.rstrip(os.sep) + os.sep
+    found += [m for path, m in _module_files() if path.startswith(prefix) and m not in found]
+    return found
+
+
+_FILES: list[tuple[int, list[tuple[str, ModuleType]]]] = []  # (len(sys.modules), (file, module)) last seen
+
+
+def _module_files() -> list[tuple[str, ModuleType]]:
+    """(absolute file, module) of every loaded module, recomputed only when modules were added or removed."""
+    if _FILES and _FILES[0][0] == len(sys.modules):
+        return _FILES[0][1]
+    files = []
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None) if isinstance(module, ModuleType) else None
-        if isinstance(path, str) and os.path.abspath(path).startswith(prefix) and module not in found:
-            found.append(module)
-    return found
+        if isinstance(path, str):
+            files.append((os.path.abspath(path), module))
+    _FILES[:] = [(len(sys.modules), files)]
+    return files
 
 
 def _unwrap(value: Any) -> Any:
@@ -107,7 +125,7 @@ class Snapshot:
         """Copy every mutable container reachable from `values` (nested ones, the `__dict__` of the pack's
         own objects), bounded; note the lru_caches."""
         stack = [_unwrap(v) for v in list(values)]
-        while stack and len(seen) < _SWEEP_LIMIT:
+        while stack and len(seen) < _COPY_LIMIT:
             v = stack.pop()
             if id(v) in seen:
                 continue
@@ -132,8 +150,9 @@ class Snapshot:
             elif _walkable(v, self.own):
                 stack.append(v.__dict__)
 
-    def restore(self, is_marker: Callable[[Any], bool]) -> int:
-        """Put the state back; returns how many places still held a marker and were cleaned by the sweep."""
+    def restore(self, is_marker: Callable[[Any], bool], sweep_markers: bool = True) -> int:
+        """Put the state back; returns how many places still held a marker and were cleaned by the sweep
+        (run when markers were handed out)."""
         for live, saved in self.modules:
             for key in [k for k in list(live) if k not in saved]:
                 live.pop(key, None)
@@ -154,7 +173,7 @@ class Snapshot:
                     fn.cache_clear()  # it fills again with real listings on its next call
             except Exception:  # noqa: BLE001 - a foreign object with a cache_info attribute
                 pass
-        return sweep(self.roots, is_marker, self.own)
+        return sweep(self.roots, is_marker, self.own) if sweep_markers else 0
 
 
 _MISSING = object()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..actionlog import action
 from ..constants import COMFY_PT_EXTENSIONS, map_legacy
 from ..state import read_json, write_json_atomic
 from .folder_probe import FolderMap, Listing, folder_map_of, with_folder_map
@@ -209,6 +210,20 @@ class _Pack:
                     if rel not in out.setdefault(key, []):
                         out[key].append(rel)
         return {k: v for k, v in out.items() if v}
+
+    def member(self, cls: ast.ClassDef, name: str, method: bool, depth: int = 0) -> ast.AST | None:
+        """A method (or a class attribute's value) of `cls` or of its bases among the pack's classes."""
+        for st in cls.body:
+            if method and isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == name:
+                return st
+            if not method and isinstance(st, ast.Assign) and any(_name_of(t) == name for t in st.targets):
+                return st.value
+        for base in cls.bases if depth < 4 else ():
+            parent = self.class_named(_attr_name(base) or "")
+            found = self.member(parent, name, method, depth + 1) if parent is not None and parent is not cls else None
+            if found is not None:
+                return found
+        return None
 
     def class_constant(self, cls_name: str, attr: str) -> str | None:
         """A string class attribute, followed through its module's names and small pack helpers
@@ -494,7 +509,7 @@ class _Scope:
     """Names assigned inside one function (and its class), to follow `bboxs = [...]` back to a listing."""
 
     def __init__(self, pack: _Pack, fn: ast.AST | None, cls: ast.ClassDef | None, owner: ast.ClassDef | None = None):
-        self.pack, self.cls = pack, cls
+        self.pack, self.cls, self.owner = pack, cls, owner
         # A generated class (static_folders._Pack._generate): names its factory bound, attributes type() set.
         self.env = pack.class_env.get(owner.name, {}) if owner is not None else {}
         self.assigned: dict[str, list[ast.expr]] = {}
@@ -516,10 +531,9 @@ class _Scope:
             return [ast.Constant(self.env[name])]
         if name in self.assigned:
             return self.assigned[name]
-        if name.startswith(".") and self.cls is not None:  # s.FOLDER: a class attribute
-            v = next((st.value for st in self.cls.body if isinstance(st, ast.Assign)
-                      and any(_name_of(t) == name[1:] for t in st.targets)), None)
-            return [v] if v is not None else []
+        if name.startswith(".") and self.cls is not None:  # s.FOLDER: a class attribute, maybe a base's
+            v = self.pack.member(self.owner or self.cls, name[1:], method=False)
+            return [v] if isinstance(v, ast.expr) else []
         own = self.pack.module_constants.get(self.cls.name, {}) if self.cls is not None else {}
         v = own.get(name) or self.pack.constant(name)
         return [v] if v is not None else []
@@ -537,11 +551,11 @@ class _Scope:
         return None
 
     def method(self, e: ast.expr) -> ast.AST | None:
-        """`s.get_filename_list()` / `cls.x()` -> that method; `helper()` -> the pack's function."""
+        """`s.get_filename_list()` / `cls.x()` -> that method, from the class or a base class (GGUF's
+        DualCLIPLoaderGGUF inherits it); `helper()` -> the pack's function."""
         if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id in ("s", "cls", "self") \
                 and self.cls is not None:
-            return next((m for m in self.cls.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
-                         and m.name == e.attr), None)
+            return self.pack.member(self.owner or self.cls, e.attr, method=True)
         name = _attr_name(e)
         return self.pack.function(name) if name else None
 
@@ -822,7 +836,8 @@ def _read_pack(pack_dir: Path) -> Reading:
                 pack.unread[path] = text  # no node here: parsed only if a helper or constant is looked up in it
                 continue
             pack.add(ast.parse(text, filename=str(path)), where=str(path.relative_to(pack_dir)))
-        except (OSError, SyntaxError, ValueError, RecursionError) as e:
+        except (OSError, SyntaxError, ValueError, RecursionError, SystemError) as e:  # SystemError: CPython's
+            # parser on a pathologically nested file
             log.debug("skipped %s: %s", path, e)
     pack.resolve_mappings()
     folders = pack.folder_dirs()  # first: it learns the extensions the node definitions' listings carry
@@ -902,7 +917,13 @@ def add_pack_folders(host: Any, comfyui_root: Path, cache_file: Path | None = No
     xlabs_controlnets -> models/xlabs/controlnets), so references found in them have a place to go
     before ComfyUI ever ran the pack; keys already known keep their paths."""
     known = host.folders()
-    for key, dirs in reading(comfyui_root / "custom_nodes", cache_file).folders.items():
+    packs = reading(comfyui_root / "custom_nodes", cache_file)
+    if packs.unread:
+        # Said, not guessed: a reference to such a folder falls back to the keyword rules.
+        log.info("Folder registrations of node packs not followed (their folders come from keywords): %s",
+                 "; ".join(packs.unread[:20]) + (f" … +{len(packs.unread) - 20}" if len(packs.unread) > 20 else ""))
+        action("pack_folders_unread", registrations=packs.unread[:100])
+    for key, dirs in packs.folders.items():
         if key not in known:
             for d in dirs:
                 host.add_path(key, str(comfyui_root / "models" / d))
