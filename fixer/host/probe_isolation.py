@@ -62,19 +62,22 @@ def pack_modules(cls: type) -> list[ModuleType]:
     return found
 
 
-_FILES: list[tuple[int, list[tuple[str, ModuleType]]]] = []  # (len(sys.modules), (file, module)) last seen
+_FILES: list[tuple[Any, list[tuple[str, ModuleType]]]] = []  # (state of sys.modules, (file, module)) last seen
 
 
 def _module_files() -> list[tuple[str, ModuleType]]:
-    """(absolute file, module) of every loaded module, recomputed only when modules were added or removed."""
-    if _FILES and _FILES[0][0] == len(sys.modules):
+    """(absolute file, module) of every loaded module, recomputed only when sys.modules changed: its size,
+    or its last entry (modules removed and imported again keep the size, not the last module object)."""
+    last = next(reversed(sys.modules.items()), None)
+    state = (len(sys.modules), last[0] if last else None, id(last[1]) if last else None)
+    if _FILES and _FILES[0][0] == state:
         return _FILES[0][1]
     files = []
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None) if isinstance(module, ModuleType) else None
         if isinstance(path, str):
             files.append((os.path.abspath(path), module))
-    _FILES[:] = [(len(sys.modules), files)]
+    _FILES[:] = [(state, files)]
     return files
 
 
