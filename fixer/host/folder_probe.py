@@ -294,14 +294,19 @@ class FolderProbe:
                 return self._cache[cls]
             except (KeyError, TypeError):
                 pass
-        with self._calls:
-            result = self.confine(lambda: self._probe(cls)) if self.confine else self._probe(cls)
+        # The lock is taken where the probe runs (the loop's thread when confined): a thread waiting for
+        # the loop never holds it, so a probe started on the loop itself cannot deadlock against it.
+        result = self.confine(lambda: self._locked(cls)) if self.confine else self._locked(cls)
         with self._lock:
             try:
                 self._cache[cls] = result
             except TypeError:  # not weak-referenceable: probe again next time
                 pass
         return result
+
+    def _locked(self, cls: type) -> FolderMap | None:
+        with self._calls:
+            return self._probe(cls)
 
     def _probe(self, cls: type) -> FolderMap | None:
         recording = _Recording(self)
