@@ -380,7 +380,8 @@ def community_cases(up: FakeUpstream, rng: random.Random,
         wf = "community_mixed.json" if mixed else f"community_{family.replace(' ', '').replace('.', '')}.json"
         chain = ((anchor_folder, anchor.lower()),) if mixed else ()
         use = lambda node, chain=chain, wf=wf: [Usage(wf, str(len(refs)), node, anchors=chain)]  # noqa: E731
-        refs.append(ModelRef(anchor, anchor_folder, "node_table", [Usage(wf, str(len(refs)), "CheckpointLoaderSimple")]))
+        refs.append(ModelRef(anchor, anchor_folder, "node_table",
+                             [Usage(wf, str(len(refs)), "CheckpointLoaderSimple")]))
         other = rng.choice([b for f, (b, _, _) in FAMILY_ANCHORS.items() if f != family and "Flux" not in (f, family)]
                            if family != "Flux" else ["SDXL 1.0", "SD 1.5"])
         for kind in KINDS:

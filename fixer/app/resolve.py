@@ -145,7 +145,8 @@ class Resolver:
                     if fut is not None and not fut.done():
                         fut.set_result(revealed_family(ref, res.chosen if res else None))
 
-            tasks = [asyncio.ensure_future(one(r)) for r in anchors + [r for r in refs if r.folder not in ANCHOR_FOLDERS]]
+            dependants = [r for r in refs if r.folder not in ANCHOR_FOLDERS]
+            tasks = [asyncio.ensure_future(one(r)) for r in anchors + dependants]
             try:
                 for fut in asyncio.as_completed(tasks):
                     yield await fut

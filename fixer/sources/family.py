@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
 
-from ..models import ModelRef, ScanReport
+from ..models import Candidate, ModelRef, ScanReport
 
 # Civitai baseModel values (upstream-apis.md A.7, an open set) -> family; checked in order.
 _BASE_MODEL_RULES: tuple[tuple[str, str | None], ...] = (
@@ -168,10 +167,10 @@ def combine(fams: Iterable[str | None]) -> str | None:
     return _pick({f for f in fams if f})
 
 
-def revealed_family(ref: ModelRef, chosen: Any) -> str | None:
+def revealed_family(ref: ModelRef, chosen: Candidate | None) -> str | None:
     """An anchor's family from what resolving it revealed (the chosen candidate's Civitai baseModel or AIR
-    ecosystem, its repo's name), else from its own file name."""
-    ids = getattr(chosen, "ids", None) or {}
+    ecosystem, its repo's tags or name), else from its own file name."""
+    ids = chosen.ids if chosen is not None else {}
     return (ids.get("family") or family_of_air(ids.get("air_ecosystem"))
             or family_of_name(str(ids.get("repo_id") or "").split("/")[-1]) or family_of_name(ref.name))
 
