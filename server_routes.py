@@ -20,6 +20,7 @@ from aiohttp import web
 if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own copy of the engine
     from .fixer.comfy import runtime as comfy_runtime
     from .fixer.comfy.scan_worker import ScanWorker
+    from .fixer.comfy.wait_line import WaitLine
     from .fixer.comfy.web_guard import (
         RequestRefused,
         caller_refusal,
@@ -43,6 +44,7 @@ if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own cop
 else:  # tests and tools with the repo root on sys.path
     from fixer.comfy import runtime as comfy_runtime
     from fixer.comfy.scan_worker import ScanWorker
+    from fixer.comfy.wait_line import WaitLine
     from fixer.comfy.web_guard import (
         RequestRefused,
         caller_refusal,
@@ -73,8 +75,10 @@ MAX_BODY_BYTES = 16 * 2**20
 # Bodies up to this size decode on the loop (well under a millisecond); larger ones in a thread.
 INLINE_DECODE_BYTES = 64 * 2**10
 BIG_BODY_READ_SECONDS = 120
-# Bodies larger than that are decoded and handled one at a time (see _guarded).
+# Bodies larger than that are decoded and handled one at a time (see _guarded), with at most this many
+# more waiting; the next is answered 503 + Retry-After at once (fixer/comfy/wait_line.py).
 MAX_BIG_BODIES = 1
+MAX_WAITING_BIG_BODIES = 3
 # Scans of bodies larger than this run in the scan worker process (fixer/comfy/scan_worker.py): decoded,
 # a 13 MiB workflow is ~230,000 containers, whose allocation makes CPython walk all of ComfyUI's
 # objects in full garbage collections (1.9-2.7 s loop stalls in benchmarks/load_bench.py).
@@ -87,9 +91,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Handlers
 # ---------------------------------------------------------------------------------------------
 
-def error_response(status: int, message: str, code: str = "request_invalid") -> web.Response:
-    """{"error": what to do, "code": the stable code of fixer/errors.py (the page words codes, not messages)}."""
-    return web.json_response({"error": message, "code": code}, status=status)
+def error_response(status: int, message: str, code: str = "request_invalid",
+                   retry_after: int | None = None) -> web.Response:
+    """{"error": what to do, "code": the stable code of fixer/errors.py (the page words codes, not messages)},
+    and how long to wait ({"retry_after"} and the Retry-After header) when the refusal says."""
+    extra = {"retry_after": retry_after} if retry_after is not None else {}
+    return web.json_response({"error": message, "code": code, **extra}, status=status,
+                             headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 
 
 async def read_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
@@ -129,7 +137,7 @@ RawHandler = Callable[[web.Request, bytes], Awaitable[web.StreamResponse]]
 
 
 def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]],
-             *, has_body: bool, max_bytes: int, big_bodies: asyncio.Semaphore,
+             *, has_body: bool, max_bytes: int, big_bodies: WaitLine,
              raw_above: tuple[int, RawHandler] | None = None) -> Handler:
     """Refuse callers other than the ComfyUI page, read the JSON body, turn every failure into {"error"}.
 
@@ -151,9 +159,9 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
                     return await fn(request, decode_body(raw))
                 raise RequestRefused(400, "The request body is longer than its Content-Length.")
             # Big workflows (or bodies of unknown length) go one at a time, read, decoded off the loop
-            # and scanned, while the others wait unread in their sockets. Read all at once, every
-            # socket read re-takes the GIL from the busy scan thread (up to 5 ms each): with 20
-            # uploads that stalled the loop for over 100 ms.
+            # and scanned, while a few others wait unread in their sockets (more are refused: 503).
+            # Read all at once, every socket read re-takes the GIL from the busy scan thread (up to
+            # 5 ms each): with 20 uploads that stalled the loop for over 100 ms.
             async with big_bodies:
                 try:  # a stalled upload must not hold the queue of big bodies forever
                     raw = await asyncio.wait_for(read_body(request, max_bytes), BIG_BODY_READ_SECONDS)
@@ -167,7 +175,7 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
                 finally:  # freeing it is ~40 ms per 13 MiB: a thread drops it piece by piece
                     await asyncio.to_thread(free_gradually, body)
         except RequestRefused as e:
-            return error_response(e.status, e.message)
+            return error_response(e.status, e.message, e.code or "request_invalid", e.retry_after)
         except FixerError as e:
             return error_response(status_for(e), str(e), e.code)
         except Exception as e:  # the page gets a message; the traceback goes to the ComfyUI log
@@ -192,7 +200,7 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     """
     installer = install_pack or comfy_runtime.install_pack
     worker = scan_worker or ScanWorker()
-    big_bodies = asyncio.Semaphore(MAX_BIG_BODIES)
+    big_bodies = WaitLine(MAX_BIG_BODIES, MAX_WAITING_BIG_BODIES, what="big workflow")
 
     async def scan_in_worker(request: web.Request, raw: bytes) -> web.Response:
         return web.Response(body=await worker.scan(raw, get_service()), content_type="application/json")

@@ -40,6 +40,10 @@ class Usage:
     # The keys (ModelRef.key) of the checkpoints / diffusion models whose chain this usage sits in
     # (fixer.read.chains); () for an anchor itself or when the graph's links do not tell.
     anchors: tuple[tuple[str, str], ...] = ()
+    # How many places the graph has this node in: a node of a subgraph definition is in every instance of
+    # it (and of the subgraphs holding those); `subgraph_path` names one of them, the shortest. 0: the
+    # definition is never placed.
+    instances: int = 1
 
 
 class UsedIn:

@@ -17,6 +17,8 @@ parent: {"state_dir", "comfyui_root", "comfyui_version", "host"} then the raw bo
 child: any number of {"ask": node_type}, each answered {"def": definition or null};
 child: {"status": 200} then the answer's JSON bytes, or {"status", "error"}.
 The child's log lines go to its stderr, which the parent re-logs under the same logger names.
+A scan has a deadline (SCAN_DEADLINE_SECONDS): past it the child is killed and the request answered 503,
+so no body waits behind one that never ends; the routes keep the line of bodies short (wait_line.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from .web_guard import RequestRefused
 log = logging.getLogger("fixer.comfy.scan_worker")
 
 _LENGTH = struct.Struct(">Q")
+# Wall-clock seconds one scan may take in the worker. Reading is linear (a 16 MiB body takes well under
+# 2 s) and each document has a CPU budget (fixer/read/budget.py); this catches what both miss.
+SCAN_DEADLINE_SECONDS = 30.0
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the folder holding this `fixer` package
 
 
@@ -206,9 +211,10 @@ def child_main() -> None:
 class ScanWorker:
     """One child process, started on first use, serving one scan at a time; restarted if it dies."""
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float = SCAN_DEADLINE_SECONDS) -> None:
         self._proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # uncontended: the routes send big bodies one at a time (WaitLine)
+        self.deadline = deadline
 
     def _start(self) -> subprocess.Popen:
         # The pack's copy of the engine, imported as a top-level `fixer` from the folder holding it.
@@ -222,12 +228,24 @@ class ScanWorker:
         return proc
 
     def scan_blocking(self, raw: bytes, service: Any) -> bytes:
-        """The service's scan answer for a raw /scan body, as JSON bytes, computed in the child."""
+        """The service's scan answer for a raw /scan body, as JSON bytes, computed in the child.
+
+        A scan that runs past `deadline` seconds (whatever the cause: a host too busy, a case the engine's
+        own budget misses) kills the child and is answered 503: the next body never waits behind it."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
             proc = self._proc
             assert proc.stdin is not None and proc.stdout is not None
+            overrun = threading.Event()
+
+            def stop() -> None:
+                overrun.set()
+                proc.kill()
+
+            timer = threading.Timer(self.deadline, stop)
+            timer.daemon = True
+            timer.start()
             try:
                 job = {"state_dir": str(service.state_dir), "comfyui_version": service.comfyui_version,
                        "comfyui_root": str(service.comfyui_root) if service.comfyui_root else None,
@@ -246,11 +264,18 @@ class ScanWorker:
                 raise
             except (EOFError, OSError, ValueError) as e:
                 code = self._stop()
+                if overrun.is_set():
+                    log.warning("scan worker: a scan ran past %g s; the worker was stopped", self.deadline)
+                    raise RequestRefused(503, f"The scan took longer than {self.deadline:g} s and was stopped "
+                                              "(a workflow too large or a machine too busy); try again, or scan "
+                                              "it with comfy-fixer --scan.", code="service_busy") from None
                 raise RequestRefused(500, f"The scan worker process stopped (exit code {code}: {e}); the next scan "
                                          "starts a new one. See the ComfyUI log.") from None
             except BaseException:  # failed mid-conversation: the child is out of step with us
                 self._stop()
                 raise
+            finally:
+                timer.cancel()
 
     def _stop(self) -> int | None:
         proc, self._proc = self._proc, None

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from ..constants import CLIENT_HEADER
-from ..errors import FixerError
+from ..errors import ErrorCode, FixerError
 from ..read.names import unsafe_reason
 from ..read.readers import json_cost_reason
 
@@ -38,11 +38,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 class RequestRefused(Exception):
-    """A request answered with `status` and {"error": message}."""
+    """A request answered with `status` and {"error": message} (and {"code": code}, and Retry-After, when set)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, code: ErrorCode | None = None, retry_after: int | None = None):
         self.status = status
         self.message = message
+        self.code = code  # one of fixer/errors.py's stable codes (default request_invalid): the page words it
+        self.retry_after = retry_after
         super().__init__(message)
 
 

@@ -16,10 +16,12 @@ import json
 import re
 
 from ..models import ModelHint, ModelRef
+from .budget import Budget
 
 # `+<fileId>` picks one file of a version with several (2026).
 AIR = re.compile(r"urn:air:(?P<base>[\w.-]+):(?P<type>[\w.-]+):civitai:(?P<model>\d+)@(?P<version>\d+)"
                  r"(?:\+(?P<file>\d+))?", re.I)
+_AIR_MARK = re.compile("urn:air:", re.IGNORECASE)
 MAX_CLUES = 200  # a hostile document cannot make the resolver ask for thousands of versions
 _RESOURCES = re.compile(r"Civitai resources:\s*(\[.*?\])(?:,\s*[A-Z][\w ]+:|$)", re.S)
 _MODEL = re.compile(r"(?:^|,\s*)Model:\s*([^,\n]+)")
@@ -28,19 +30,28 @@ _LORA_HASHES = re.compile(r'Lora hashes:\s*"([^"]*)"')
 _HEX = re.compile(r"^[0-9a-fA-F]{8,64}$")
 
 
-def air_hints(doc: object) -> list[ModelHint]:
-    """AIR URNs anywhere in `doc` (strings at any depth), as hints whose url is the URN."""
-    found: list[str] = []
+def air_hints(doc: object, budget: Budget | None = None) -> list[ModelHint]:
+    """The first MAX_CLUES distinct AIR URNs in `doc` (strings at any depth), as hints whose url is the URN.
+
+    Linear in the document: a dict says what was seen, and no string is searched past the last clue kept."""
+    found: dict[str, str] = {}  # URN -> its resource type
     stack = [doc]
+    visited = 0
     while stack and len(found) < MAX_CLUES:
         x = stack.pop()
+        visited += 1
         if isinstance(x, dict):
             stack.extend(x.values())
         elif isinstance(x, list):
             stack.extend(x)
-        elif isinstance(x, str) and "urn:air:" in x.lower():
-            found.extend(m.group(0) for m in AIR.finditer(x) if m.group(0) not in found)
-    return [ModelHint(url=u, kind=AIR.fullmatch(u).group("type").lower()) for u in found[:MAX_CLUES]]
+        elif isinstance(x, str) and _AIR_MARK.search(x):
+            for m in AIR.finditer(x):
+                found.setdefault(m.group(0), m.group("type").lower())
+                if len(found) >= MAX_CLUES:
+                    break
+        if budget is not None and visited % 1024 == 0:
+            budget.check()
+    return [ModelHint(url=u, kind=kind) for u, kind in found.items()]
 
 
 def parameters_hints(text: str) -> dict[str, list[ModelHint]]:
@@ -79,10 +90,6 @@ KIND_FOLDERS = {
 MAX_PAIRED = 16  # each clue a reference carries costs the resolver one request for it
 
 
-def _fits(ref: ModelRef, hint: ModelHint) -> bool:
-    return bool(ref.folder) and ref.folder in KIND_FOLDERS.get(hint.kind or "", ())
-
-
 def attach(refs: list[ModelRef], named: dict[str, list[ModelHint]], whole: list[ModelHint]) -> None:
     """Give one workflow's references their clues.
 
@@ -97,10 +104,26 @@ def attach(refs: list[ModelRef], named: dict[str, list[ModelHint]], whole: list[
         for h in named.get(base, []) + named.get(base.rsplit(".", 1)[0], []):
             if h not in ref.hints:
                 ref.hints.append(h)
-    whole = list(dict.fromkeys(whole))
-    takers = {h: sum(1 for r in refs if _fits(r, h)) for h in whole}
+    # Grouped by folder, so the pairing is linear in references and clues (not their product).
+    fitting: dict[str, list[ModelHint]] = {}
+    for h in dict.fromkeys(whole):
+        for folder in KIND_FOLDERS.get(h.kind or "", ()):
+            fitting.setdefault(folder, []).append(h)
+    refs_in: dict[str, int] = {}
     for ref in refs:
-        mine = [h for h in whole if _fits(ref, h)][:MAX_PAIRED]
-        if len(mine) == 1 and takers[mine[0]] > 1:
+        if ref.folder in fitting:
+            refs_in[ref.folder] = refs_in.get(ref.folder, 0) + 1
+    for ref in refs:
+        mine = fitting.get(ref.folder or "", [])[:MAX_PAIRED]
+        if len(mine) == 1 and _takers(mine[0], refs_in) > 1:
             continue
-        ref.hints.extend(h for h in mine if h not in ref.hints)
+        if ref.hints:
+            known = set(ref.hints)
+            ref.hints.extend(h for h in mine if h not in known)
+        else:  # the common case: `mine` is already free of repeats
+            ref.hints.extend(mine)
+
+
+def _takers(hint: ModelHint, refs_in: dict[str, int]) -> int:
+    """How many references sit in a folder that holds files of this clue's kind."""
+    return sum(refs_in.get(f, 0) for f in KIND_FOLDERS.get(hint.kind or "", ()))

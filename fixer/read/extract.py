@@ -14,6 +14,7 @@ from ..constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
 from ..host.folder_probe import folder_map_of
 from ..host.loaders import combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
 from ..models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
+from .budget import Budget
 from .clues import MAX_CLUES, air_hints
 from .names import is_model_value, normalise, unsafe_reason
 from .prompt_refs import has_prompt_syntax, prompt_refs
@@ -41,6 +42,7 @@ class _Node:
     properties: dict[str, Any]
     path: tuple[str, ...]
     optional: bool
+    instances: int = 1  # placements of this node: a subgraph definition's node is placed once per instance
 
 
 def _hint_from(entry: Any) -> tuple[str, ModelHint] | None:
@@ -53,41 +55,114 @@ def _hint_from(entry: Any) -> tuple[str, ModelHint] | None:
         directory=map_legacy(directory) if directory else None)
 
 
+@dataclass(slots=True)
+class _Placement:
+    """Where a subgraph definition is placed in the graph, worked out once for all its nodes."""
+
+    path: tuple[str, ...]  # one live chain of instances to it (the shortest), as the panel walks it
+    required: bool  # some chain of instances reaches it with none muted or bypassed
+    instances: int  # how many chains of instances reach it (at most MAX_INSTANCES)
+
+
+MAX_INSTANCES = 10**9  # a count, not a list: hostile nesting multiplies it beyond any meaning
+MAX_PATH_DEPTH = 64  # deeper definitions are named alone: no frontend nests subgraphs that far
+
+
+def _graph_nodes(nodes: Any) -> Iterator[dict]:
+    for node in nodes if isinstance(nodes, list) else []:
+        if isinstance(node, dict) and isinstance(node.get("type"), str):
+            yield node
+
+
+def _muted(node: dict) -> bool:
+    return node.get("mode") in (2, 4)
+
+
+def _placements(doc: dict, defs: dict[str, dict]) -> dict[str, _Placement]:
+    """Each definition reachable from the root graph, with its placement. Linear in the document: a
+    definition placed 10 times in one placed 10 times in ... is visited once, never once per chain."""
+    # (definition placed, instance node) for the root graph (None) and each definition's own graph
+    edges: dict[str | None, list[tuple[str, dict]]] = {}
+    for graph, nodes in [(None, doc.get("nodes"))] + [(k, d.get("nodes")) for k, d in defs.items()]:
+        edges[graph] = [(n["type"], n) for n in _graph_nodes(nodes) if n["type"] in defs]
+    # Breadth first: the shortest chain to each definition, and the order to count chains in.
+    label = lambda sg_id, inst: f"{defs[sg_id].get('name') or sg_id}#{inst.get('id', '?')}"  # noqa: E731
+    paths: dict[str | None, tuple[str, ...]] = {None: ()}
+    order: list[str | None] = [None]
+    for graph in order:
+        for sg_id, inst in edges[graph]:
+            if sg_id not in paths:
+                parent = paths[graph]
+                deep = len(parent) >= MAX_PATH_DEPTH or (parent and "#" not in parent[-1])
+                paths[sg_id] = (str(defs[sg_id].get("name") or sg_id),) if deep else parent + (label(sg_id, inst),)
+                order.append(sg_id)
+    required: set[str | None] = {None}
+    stack: list[str | None] = [None]
+    while stack:
+        graph = stack.pop()
+        for sg_id, inst in edges[graph]:
+            if sg_id not in required and not _muted(inst):
+                required.add(sg_id)
+                stack.append(sg_id)
+    return {sg_id: _Placement(paths[sg_id], sg_id in required, count)
+            for sg_id, count in _chain_counts(edges, order).items() if sg_id is not None}
+
+
+def _chain_counts(edges: dict[str | None, list[tuple[str, dict]]], reached: list[str | None]) -> dict[str | None, int]:
+    """How many chains of instances lead from the root to each reached definition. A definition that
+    contains itself (directly or through others) is not entered again: those edges close a loop."""
+    on_path: set[str | None] = set()
+    done: set[str | None] = set()
+    finished: list[str | None] = []  # post-order: every definition after all it places
+    loops: set[tuple[str | None, int]] = set()
+    stack: list[tuple[str | None, int]] = [(None, 0)]
+    on_path.add(None)
+    while stack:
+        graph, i = stack.pop()
+        out = edges[graph]
+        if i < len(out):
+            stack.append((graph, i + 1))
+            child = out[i][0]
+            if child in on_path:
+                loops.add((graph, i))
+            elif child not in done:
+                on_path.add(child)
+                stack.append((child, 0))
+        else:
+            on_path.discard(graph)
+            done.add(graph)
+            finished.append(graph)
+    counts: dict[str | None, int] = {g: 0 for g in reached}
+    counts[None] = 1
+    for graph in reversed(finished):  # placers before the definitions they place
+        for i, (child, _) in enumerate(edges[graph]):
+            if (graph, i) not in loops:
+                counts[child] = min(MAX_INSTANCES, counts[child] + counts[graph])
+    return counts
+
+
 def _ui_nodes(doc: dict) -> Iterator[_Node]:
-    """Root nodes, subgraph definitions (any depth, cycle-safe) and legacy group-node definitions."""
-    defs = {}
-    for sg in ((doc.get("definitions") or {}).get("subgraphs") or []) if isinstance(doc.get("definitions"), dict) else []:
+    """Root nodes, each subgraph definition's nodes once (with their placement), legacy group-node definitions."""
+    defs: dict[str, dict] = {}
+    sgs = (doc.get("definitions") or {}).get("subgraphs") if isinstance(doc.get("definitions"), dict) else None
+    for sg in sgs if isinstance(sgs, list) else []:
         if isinstance(sg, dict) and isinstance(sg.get("id"), str):
             defs[sg["id"]] = sg
-    reached: set[str] = set()
-    stack: list[tuple[list, tuple[str, ...], bool, frozenset[str]]] = [(doc.get("nodes") or [], (), False, frozenset())]
-    while stack:
-        nodes, path, parent_optional, ancestors = stack.pop()
-        if not isinstance(nodes, list):
-            continue
-        for node in nodes:
-            if not isinstance(node, dict):
-                continue
-            ntype = node.get("type")
-            if not isinstance(ntype, str):
-                continue
-            optional = parent_optional or node.get("mode") in (2, 4)
-            node_id = str(node.get("id", "?"))
-            if ntype in defs:
-                if ntype not in ancestors:  # a subgraph that contains itself is not walked twice
-                    reached.add(ntype)
-                    sg = defs[ntype]
-                    label = f"{sg.get('name') or ntype}#{node_id}"
-                    stack.append((sg.get("nodes") or [], path + (label,), optional, ancestors | {ntype}))
-                continue
+    placed = _placements(doc, defs)
+    for sg_id, nodes in [(None, doc.get("nodes"))] + [(k, d.get("nodes")) for k, d in defs.items()]:
+        if sg_id is None:
+            where = _Placement((), True, 1)
+        elif sg_id in placed:
+            where = placed[sg_id]
+        else:  # defined but never placed: still a workflow's content, needed as its nodes' own modes say
+            where = _Placement((str(defs[sg_id].get("name") or sg_id),), True, 0)
+        for node in _graph_nodes(nodes):
+            if node["type"] in defs:
+                continue  # an instance: its definition's nodes are walked once, with its placement
             values = node.get("widgets_values")
             props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
-            yield _Node(node_id, ntype, values if isinstance(values, (list, dict)) else [], props, path, optional)
-    for sg_id, sg in defs.items():
-        if sg_id not in reached:  # defined but never instantiated: still a workflow's content
-            for n in _ui_nodes({"nodes": sg.get("nodes") or []}):
-                n.path = (str(sg.get("name") or sg_id),) + n.path
-                yield n
+            yield _Node(str(node.get("id", "?")), node["type"], values if isinstance(values, (list, dict)) else [],
+                        props, where.path, not where.required or _muted(node), where.instances)
     groups = (doc.get("extra") or {}).get("groupNodes") if isinstance(doc.get("extra"), dict) else None
     if isinstance(groups, dict):
         for gname, gdef in groups.items():
@@ -126,23 +201,28 @@ def _widget_names(node_type: str, core, node_defs: dict | None) -> list[str]:
 
 
 def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
-            combo_folder: ComboFolder | None = None) -> Extracted:
-    """Model refs and node types of one document; `kind` is "workflow" (UI) or "prompt" (API)."""
+            combo_folder: ComboFolder | None = None, budget: Budget | None = None) -> Extracted:
+    """Model refs and node types of one document; `kind` is "workflow" (UI) or "prompt" (API).
+
+    Linear in the document; WorkflowError if it runs past `budget` (default: one for this document)."""
     out = Extracted()
+    budget = budget or Budget(label)
     if kind == "workflow":
         nodes = _ui_nodes(doc)
         subgraph_ids = {sg.get("id") for sg in ((doc.get("definitions") or {}).get("subgraphs") or [])
                         if isinstance(sg, dict)} if isinstance(doc.get("definitions"), dict) else set()
         declared = [h for h in (_hint_from(e) for e in (doc.get("models") or [] if isinstance(doc.get("models"), list) else [])) if h]
         # Beside the graph (Civitai's generator writes `extra.airs`); the nodes' own values are read below.
-        out.airs = air_hints({k: v for k, v in doc.items() if k not in _GRAPH_KEYS})
+        out.airs = air_hints({k: v for k, v in doc.items() if k not in _GRAPH_KEYS}, budget)
     else:
         nodes, subgraph_ids, declared = _api_nodes(doc), set(), []
     declared_by_name = {name.lower(): hint for name, hint in declared}
     refs: dict[tuple[str, str], ModelRef] = {}
     node_refs: dict[str, NodeRef] = {}
 
-    for node in nodes:
+    for count, node in enumerate(nodes):
+        if count % 64 == 0:  # a clock read per node would cost more than most nodes
+            budget.check()
         if node.node_type in NOTE_TYPES:
             for value in (node.values.values() if isinstance(node.values, dict) else node.values):
                 if isinstance(value, str):
@@ -157,7 +237,8 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 pick = lambda k: p.get(k) if isinstance(p.get(k), str) else None  # noqa: E731
                 nref = node_refs[node.node_type] = NodeRef(node.node_type, cnr_id=pick("cnr_id"),
                                                            aux_id=pick("aux_id"), ver=pick("ver"))
-            nref.usages.append(Usage(label, node.node_id, node.node_type, None, node.path, node.optional))
+            nref.usages.append(Usage(label, node.node_id, node.node_type, None, node.path, node.optional,
+                                     instances=node.instances))
         local_hints_lower: dict[str, ModelHint] | None = None
         names: list[str] | None = None
         core = None
@@ -182,7 +263,8 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 if names is None:
                     names = _widget_names(node.node_type, core, node_defs)
                 input_name = names[key] if key < len(names) else None
-            usage = Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional)
+            usage = Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional,
+                          instances=node.instances)
             core_input = bool(core) and input_name in core[1]
             if node_def is _UNSET and not core_input:  # a core loader's model input needs no definition
                 node_def = _node_def(node_defs, node.node_type)

@@ -16,11 +16,15 @@ from dataclasses import dataclass
 from ..host.folder_probe import extension_of
 
 _EMBEDDING = re.compile(r"embedding:([^\s()\[\]{}<>|]+)")
-_WEIGHT = re.compile(r":-?\d*\.?\d+$")
+# A weight, matched on a short tail only: `:-?\d*\.?\d+$` over a name backtracks quadratically.
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
 _LORA = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
 # Names without extension are tried with these, first one first (sd1_clip.load_embed; loras as Impact does).
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
 LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin", ".pth")
+# Distinct names of one syntax read from one text: no prompt a person writes names more, and each one
+# becomes a model to look up upstream.
+MAX_PROMPT_REFS = 200
 
 # Where `<lora:...>` is parsed (found in the packs' sources): LoRA Manager's loaders and stackers (not its
 # Prompt/Text nodes, which encode the text as it is), rgthree's Power Prompt, and Impact's wildcard text
@@ -71,22 +75,32 @@ def _named(folder: str, written: str, extensions: tuple[str, ...]) -> PromptRef:
     return PromptRef(folder, written + extensions[0], written, tuple(written + e for e in extensions[1:]))
 
 
+def _without_weight(name: str) -> str:
+    """`x:1.2` -> `x`: the weight a bracketed embedding may carry."""
+    head, sep, tail = name.rpartition(":")
+    return head if sep and len(tail) <= 24 and _NUMBER.fullmatch(tail) else name
+
+
 def embeddings_in(text: str) -> list[PromptRef]:
-    out: list[PromptRef] = []
+    seen: dict[str, PromptRef] = {}
     for m in _EMBEDDING.finditer(text):
-        written = _WEIGHT.sub("", m.group(1).rstrip(",")).rstrip(",")
-        if written and all(r.written != written for r in out):
-            out.append(_named("embeddings", written, EMBEDDING_EXTENSIONS))
-    return out
+        written = _without_weight(m.group(1).rstrip(",")).rstrip(",")
+        if written and written not in seen:
+            seen[written] = _named("embeddings", written, EMBEDDING_EXTENSIONS)
+            if len(seen) >= MAX_PROMPT_REFS:
+                break
+    return list(seen.values())
 
 
 def lora_tags_in(text: str) -> list[PromptRef]:
-    out: list[PromptRef] = []
+    seen: dict[str, PromptRef] = {}
     for m in _LORA.finditer(text):
         written = m.group(1).strip(":").split(":", 1)[0].strip()
-        if written and all(r.written != written for r in out):
-            out.append(_named("loras", written, LORA_EXTENSIONS))
-    return out
+        if written and written not in seen:
+            seen[written] = _named("loras", written, LORA_EXTENSIONS)
+            if len(seen) >= MAX_PROMPT_REFS:
+                break
+    return list(seen.values())
 
 
 def prompt_refs(node_type: str, input_name: str | None, node_def: object, text: str) -> list[PromptRef]:

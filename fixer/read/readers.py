@@ -61,9 +61,12 @@ def read_documents(path: Path) -> list[Doc]:
                                 f"{limit / 2**20:.0f} MiB a workflow {'file' if ext in JSON_EXTS else 'image'} "
                                 "can be; if it is one, save it again from ComfyUI")
         with open(path, "rb") as f:
-            head = f.read(8)
-            if ext == ".png" or head == PNG_SIGNATURE:
-                docs = _png_documents(f, head, path)
+            head = f.read(12)
+            if ext == ".png" or head[:8] == PNG_SIGNATURE:
+                f.seek(8)
+                docs = _png_documents(f, head[:8], path)
+            elif (head[:4], head[8:12]) == RIFF_WEBP:
+                docs = _webp_documents(f, path)
             elif ext in IMAGE_EXTS:
                 docs = _pillow_documents(path)
             elif ext in MEDIA_EXTS:
@@ -258,10 +261,69 @@ def _docs_from_texts(texts: dict[str, str], path: Path) -> list[Doc]:
 
 _EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
 _COMMENT_CODECS = {b"UNICODE\x00": "utf-16-be", b"ASCII\x00\x00\x00": "ascii"}
+# ComfyUI writes a WebP's workflow and prompt as two EXIF tags, each at most a workflow's bound; metadata
+# larger than both together holds no workflow we would read, and is refused before it is read.
+MAX_EXIF_BYTES = 2 * MAX_JSON_BYTES + 2**20
+MAX_RIFF_CHUNKS = 100_000  # an animated WebP has a chunk per frame; no saved one has this many
+RIFF_WEBP = (b"RIFF", b"WEBP")
+
+
+def _exif_texts(exif: Any, texts: dict[str, str]) -> None:
+    """ComfyUI's EXIF tags ("workflow:..."/"prompt:...", from the last tag down) and A1111's UserComment."""
+    comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+    if isinstance(comment, bytes) and comment[:8] in _COMMENT_CODECS:  # A1111 writes its infotext here
+        texts.setdefault("parameters", comment[8:].decode(_COMMENT_CODECS[comment[:8]], "replace"))
+    for tag in sorted(exif, reverse=True):
+        value = exif[tag]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            key, sep, rest = value.partition(":")
+            if sep and key.lower() in ("workflow", "prompt"):
+                texts.setdefault(key.lower(), rest)
+
+
+def _webp_exif(f: BinaryIO, path: Path) -> bytes | None:
+    """The EXIF chunk of a WebP (RIFF) file, read alone: Pillow's WebP reader loads the whole file, then
+    copies the EXIF several times over (2.5 GB for 480 MiB of EXIF text). Chunk headers are read and
+    every other chunk is skipped; an EXIF chunk over MAX_EXIF_BYTES is refused unread."""
+    for _ in range(MAX_RIFF_CHUNKS):
+        head = f.read(8)
+        if len(head) < 8:
+            return None
+        fourcc, size = head[:4], struct.unpack("<I", head[4:])[0]
+        if fourcc == b"EXIF":
+            if size > MAX_EXIF_BYTES:
+                raise WorkflowError(str(path), f"its EXIF metadata is {size / 2**20:.0f} MiB, more than the "
+                                    f"{MAX_EXIF_BYTES / 2**20:.0f} MiB a workflow and its prompt can be; it was not read")
+            data = f.read(size)
+            return data if len(data) == size else None
+        f.seek(size + (size & 1), os.SEEK_CUR)
+    raise WorkflowError(str(path), f"the WebP has more than {MAX_RIFF_CHUNKS} chunks, more than any saved image")
+
+
+def _webp_documents(f: BinaryIO, path: Path) -> list[Doc]:
+    """A WebP's workflow: ComfyUI writes it only in the EXIF chunk (as A1111 writes its infotext)."""
+    return _docs_from_texts(_webp_texts(f, path), path)  # the EXIF bytes are freed before the JSON is parsed
+
+
+def _webp_texts(f: BinaryIO, path: Path) -> dict[str, str]:
+    from PIL import Image
+
+    data = _webp_exif(f, path)
+    texts: dict[str, str] = {}
+    if data:
+        try:
+            exif = Image.Exif()
+            exif.load(data)
+            _exif_texts(exif, texts)
+        except Exception as e:  # Pillow's TIFF reader raises many kinds on damaged metadata
+            raise WorkflowError(str(path), f"cannot read the image's EXIF metadata ({type(e).__name__}: {e})") from None
+    return texts
 
 
 def _pillow_documents(path: Path) -> list[Doc]:
-    """WebP (EXIF Make/Model "workflow:"/"prompt:" with decrementing tags) and other images Pillow opens."""
+    """JPEG, AVIF and other images Pillow opens: text info keys and EXIF (as in a WebP)."""
     from PIL import Image
 
     try:
@@ -270,18 +332,7 @@ def _pillow_documents(path: Path) -> list[Doc]:
             for key, value in (im.info or {}).items():
                 if isinstance(value, str) and key.lower() in ("workflow", "prompt", "parameters"):
                     texts.setdefault(key.lower(), value)
-            exif = im.getexif()
-            comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
-            if isinstance(comment, bytes) and comment[:8] in _COMMENT_CODECS:  # A1111 writes its infotext here
-                texts.setdefault("parameters", comment[8:].decode(_COMMENT_CODECS[comment[:8]], "replace"))
-            for tag in sorted(exif, reverse=True):
-                value = exif[tag]
-                if isinstance(value, bytes):
-                    value = value.decode("utf-8", "replace")
-                if isinstance(value, str):
-                    key, sep, rest = value.partition(":")
-                    if sep and key.lower() in ("workflow", "prompt"):
-                        texts.setdefault(key.lower(), rest)
+            _exif_texts(im.getexif(), texts)
     except Exception as e:  # Pillow's plugins raise many kinds (and DecompressionBombError) on damaged files
         raise WorkflowError(str(path), f"cannot read the image ({type(e).__name__}: {e})") from None
     return _docs_from_texts(texts, path)

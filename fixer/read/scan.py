@@ -13,6 +13,7 @@ from ..errors import WorkflowError
 from ..host.host import Host, write_location_reason
 from ..host.loaders import combo_options
 from ..models import ModelHint, ModelRef, ModelStatus, NodeRef, ParseProblem, ScanReport
+from .budget import Budget
 from .chains import attach_chains
 from .clues import attach as attach_clues
 from .clues import parameters_hints
@@ -150,10 +151,16 @@ class Scanner:
         kinds = {k for k, _ in docs}
         named = next((parameters_hints(d.get("text")) for k, d in docs if k == "parameters"), {})
         image_wide = named.pop("*", [])
+        budget = Budget(label)  # one for the whole file: its documents describe one graph
         for kind, doc in docs:
             if kind == "parameters" or (kind == "prompt" and "workflow" in kinds):
                 continue
-            ex = extract(kind, doc, label, self.node_defs, self._combo)
+            try:
+                ex = extract(kind, doc, label, self.node_defs, self._combo, budget)
+            except WorkflowError as e:
+                self.report.problems.append(ParseProblem(label, e.reason))
+                action("scan_budget_exceeded", workflow=label, seconds=budget.seconds)
+                return
             attach_clues(ex.models, named, ex.airs + image_wide)
             attach_chains(kind, doc, ex.models)
             self._add(ex)
