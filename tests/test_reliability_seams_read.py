@@ -31,7 +31,7 @@ from fixer.host.host import StandaloneHost
 from fixer.read.clues import MAX_CLUES, air_hints
 from fixer.read.readers import read_documents
 from fixer.read.scan import scan_workflow_data
-from tests.conftest import ROOT, make_workflow, node
+from tests.conftest import PAGE_HEADERS, ROOT, make_workflow, node
 from tests.hostile_corpus import (
     MiB,
     air_flood,
@@ -44,7 +44,7 @@ from tests.hostile_corpus import (
     write_exif_webp,
 )
 
-JSON = {"Content-Type": "application/json"}
+JSON = {"Content-Type": "application/json", **PAGE_HEADERS}
 CPU_SECONDS = 10  # per hostile body in a child process; each needs well under 1 s
 EXTRA_MEMORY = 256 * MiB  # beyond what the same process needs for a one-node workflow
 IMAGE_MEMORY = 2**30
