@@ -59,8 +59,8 @@ def engine_settings() -> tuple[Any, dict[str, str]]:
     if comfy_runtime.attached() is not None:
         svc = comfy_runtime.service()
         return svc.config.download, svc.secrets()
-    config = _engine("config")  # no ComfyUI server (a bare script): engine defaults, tokens from env/~/.secrets
-    return config.DownloadConfig(), config.load_secrets()
+    # No ComfyUI server (a bare script): engine defaults, tokens from env/~/.secrets
+    return _engine("config").DownloadConfig(), _engine("upstream.tokens").load_secrets()
 
 
 async def fetch_model(source: str, folder: str, file_name: str, sha256: str, folder_paths: Any,

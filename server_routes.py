@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own copy of the engine
+    from .fixer.app.settings import parse_patch
     from .fixer.comfy import runtime as comfy_runtime
     from .fixer.comfy.scan_worker import ScanWorker
     from .fixer.comfy.wait_line import WaitLine
@@ -34,14 +35,13 @@ if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own cop
         field_types,
         field_workflow,
         json_content_type_reason,
-        public_settings,
         scan_fields,
-        settings_patch,
         status_for,
     )
     from .fixer.constants import CLIENT_HEADER
     from .fixer.errors import FixerError
 else:  # tests and tools with the repo root on sys.path
+    from fixer.app.settings import parse_patch
     from fixer.comfy import runtime as comfy_runtime
     from fixer.comfy.scan_worker import ScanWorker
     from fixer.comfy.wait_line import WaitLine
@@ -58,9 +58,7 @@ else:  # tests and tools with the repo root on sys.path
         field_types,
         field_workflow,
         json_content_type_reason,
-        public_settings,
         scan_fields,
-        settings_patch,
         status_for,
     )
     from fixer.constants import CLIENT_HEADER
@@ -283,12 +281,12 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
 
     @get("/settings")
     async def settings(request: web.Request, body: dict[str, Any]) -> web.Response:
-        return web.json_response(public_settings(get_service().settings()))
+        return web.json_response(get_service().settings())
 
     @post("/settings")
     async def update_settings(request: web.Request, body: dict[str, Any]) -> web.Response:
-        patch = settings_patch(body)
-        return web.json_response(public_settings(get_service().update_settings(patch)))
+        patch = parse_patch(body)  # refused by name before the service is built
+        return web.json_response(get_service().update_settings(patch))
 
     @post("/portable")
     async def portable(request: web.Request, body: dict[str, Any]) -> web.Response:

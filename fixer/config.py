@@ -1,14 +1,23 @@
-"""config.json (seed fields plus ours, all optional) and secrets from the environment or ~/.secrets."""
+"""config.json (seed fields plus ours, all optional), read from the user's own configuration folder.
+
+Configuration can make the product send a secret (the LLM helper's key) to a server, so it is never read
+from the working directory or a folder of workflows: by default it is `config.json` in the per-user
+folder (`user_config_path`), else the file the user names (`--config`); ComfyUI reads the one in its
+user directory. Tokens are not configuration: see fixer.upstream.tokens.
+"""
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -35,7 +44,9 @@ class LLMConfig:
     enabled: bool = False
     endpoint: str = "http://127.0.0.1:11434/v1"
     model: str = "qwen2.5:7b"
-    api_key_env: str = "OPENAI_API_KEY"
+    # Host names the endpoint may have besides this machine's (loopback); those need https. The key
+    # always comes from COMFYFIXER_LLM_API_KEY (fixer.upstream.services.LLM_TOKEN), never a named variable.
+    allowed_hosts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,7 +68,6 @@ class Config:
     workflow_directories: list[str] = field(default_factory=list)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    check_on_load: bool = True
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -102,7 +112,52 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
-def load_config(path: str | os.PathLike | None) -> Config:
+def user_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The user's own folder for our configuration: %APPDATA%\\comfyfixer on Windows, else
+    $XDG_CONFIG_HOME/comfyfixer (~/.config/comfyfixer)."""
+    env = os.environ if environ is None else environ
+    if sys.platform == "win32" and env.get("APPDATA"):
+        return Path(env["APPDATA"]) / "comfyfixer"
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "comfyfixer"
+
+
+def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    return user_config_dir(environ) / "config.json"
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.lower().strip("[]").rstrip(".")
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def llm_endpoint_reason(llm: LLMConfig) -> str | None:
+    """Why the LLM helper may not be sent to its endpoint, or None.
+
+    The request carries a key and the names of the user's models: this machine (loopback) over http or
+    https, another host only over https and only when listed in search.llm.allowed_hosts.
+    """
+    parts = urlsplit(llm.endpoint)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+        return f"search.llm.endpoint {llm.endpoint!r} is not an http(s) URL with a host (and no credentials)"
+    if is_loopback_host(host):
+        return None
+    allowed = {h.strip().lower().rstrip(".") for h in llm.allowed_hosts}
+    if host not in allowed:
+        return (f"search.llm.endpoint {llm.endpoint!r} is not on this machine; to use it, add {host!r} to "
+                "search.llm.allowed_hosts in your own config.json")
+    if parts.scheme != "https":
+        return f"search.llm.endpoint {llm.endpoint!r} must use https (plain http is allowed to this machine only)"
+    return None
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read config.json; a missing default file is fine, a broken one names the problem."""
     if path is None:
         return Config()
@@ -113,49 +168,8 @@ def load_config(path: str | os.PathLike | None) -> Config:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"Cannot read config {p}: {e}. Fix or remove the file.") from e
-    return _build(Config, data, str(p))
-
-
-SECRET_NAMES = ("HF_TOKEN", "CIVITAI_API_KEY")
-
-
-def saved_hf_token() -> str | None:
-    """The token `hf auth login` saved, read by huggingface_hub.get_token() (which also honours HF_TOKEN).
-
-    huggingface_hub costs about half a second to import, so it is asked only when its token file
-    exists; HF_HUB_DISABLE_IMPLICIT_TOKEN=1 keeps the saved token unused, as it does for the hub's clients.
-    """
-    try:
-        from huggingface_hub import constants  # a few ms: the package imports its members lazily
-    except ImportError:
-        return None
-    if constants.HF_HUB_DISABLE_IMPLICIT_TOKEN or not os.path.exists(constants.HF_TOKEN_PATH):
-        return None
-    from huggingface_hub import get_token
-
-    return get_token() or None
-
-
-def load_secrets(extra: dict[str, str] | None = None, secrets_file: str | None = None) -> dict[str, str]:
-    """Tokens from (lowest first) the token `hf auth login` saved, ~/.secrets, the environment, then
-    `extra` (the ComfyUI settings)."""
-    out: dict[str, str] = {}
-    sf = Path(secrets_file) if secrets_file else Path.home() / ".secrets"
-    try:
-        for line in sf.read_text(encoding="utf-8").splitlines():
-            key, sep, value = line.strip().removeprefix("export ").partition("=")
-            if sep and key.strip() in SECRET_NAMES and value.strip():
-                out[key.strip()] = value.strip().strip("'\"")
-    except OSError:
-        pass
-    for name in SECRET_NAMES:
-        if os.environ.get(name):
-            out[name] = os.environ[name]
-    for name, value in (extra or {}).items():
-        if name in SECRET_NAMES and value:
-            out[name] = value
-    if not out.get("HF_TOKEN"):  # asked last: only a user without any other HF token pays its import
-        saved = saved_hf_token()
-        if saved:
-            out["HF_TOKEN"] = saved
-    return out
+    config: Config = _build(Config, data, str(p))
+    reason = llm_endpoint_reason(config.search.llm) if config.search.llm.enabled else None
+    if reason:
+        raise ConfigError(f"{p}: {reason}.")
+    return config

@@ -21,9 +21,9 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any, mode: int | None = None) -> None:
     """Readers (and a run killed at any moment) see the old or the new file, never half of one."""
-    write_text_atomic(path, json_text(data))
+    write_text_atomic(path, json_text(data), mode)
 
 
 def json_text(data: Any) -> str:
@@ -38,12 +38,15 @@ def json_text(data: Any) -> str:
     return text
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """Temp file beside `path`, then rename over it (atomic on POSIX and Windows). A lone surrogate (a
-    non-UTF-8 file name from os.listdir) is written as its \\udcxx escape: the file stays valid UTF-8."""
+    non-UTF-8 file name from os.listdir) is written as its \\udcxx escape: the file stays valid UTF-8.
+    `mode` is set on the temp file before it takes the name, so the file never exists with wider rights."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
         os.replace(tmp, path)

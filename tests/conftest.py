@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ sys.path.insert(0, str(ROOT))
 # Before anything imports huggingface_hub (its constants read this once): a developer's `hf auth login`
 # token never reaches a test, in this process or the ones tests start.
 os.environ["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+# The per-user config folder (fixer.config.user_config_dir) of the developer is never read by a test.
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="comfyfixer-test-config-")
 
 from fixer.constants import CLIENT_HEADER  # noqa: E402
 from fixer.host.host import StandaloneHost  # noqa: E402

@@ -63,7 +63,7 @@ def test_usage_errors_exit_2_with_a_message_that_says_what_to_do(tmp_path):
     r = run_cli("--scan", "--state-dir", str(tmp_path), cwd=tmp_path)
     assert r.returncode == 2 and "--comfyui-root" in r.stderr
     (tmp_path / "config.json").write_text("{not json")
-    r = run_cli("--scan", "--state-dir", str(tmp_path))
+    r = run_cli("--scan", "--state-dir", str(tmp_path), "--config", str(tmp_path / "config.json"))
     assert r.returncode == 2 and "config.json" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--scan", "--comfyui-root", str(tmp_path / "nope"), "--state-dir", str(tmp_path / "x"))
     assert r.returncode == 2 and "is not a folder" in r.stderr
@@ -74,7 +74,7 @@ def test_config_json_supplies_root_and_workflow_directories(tmp_path):
     wf_dir = tmp_path / "elsewhere"
     write_json(wf_dir / "w.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
     (tmp_path / "config.json").write_text(json.dumps({"comfyui_root": str(root), "workflow_directories": [str(wf_dir)]}))
-    r = run_cli("--state-dir", str(tmp_path), "--json")
+    r = run_cli("--state-dir", str(tmp_path), "--config", str(tmp_path / "config.json"), "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["summary"]["missing"] == 1
 
 

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from fixer.config import load_config, load_secrets
+from fixer.config import load_config
+from fixer.upstream.tokens import load_secrets
 
 
 def write(tmp_path, data: dict):

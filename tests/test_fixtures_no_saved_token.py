@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fixer.config import load_secrets
+from fixer.upstream.tokens import load_secrets
 
 
 def test_a_token_saved_by_hf_auth_login_is_not_used_in_tests(tmp_path, monkeypatch):

@@ -116,7 +116,7 @@ async def test_comfyui_routes_and_events_never_carry_a_token(tmp_path, upstream,
         return json.loads(text)
 
     await call("POST", "/settings", {"hf_token": HF_SENTINEL, "civitai_api_key": CIVITAI_SENTINEL})
-    assert (await call("GET", "/settings"))["hf_token_set"] is True
+    assert (await call("GET", "/settings"))["values"]["hf_token_set"] is True
     assert oct((state / "secrets.json").stat().st_mode & 0o777) == "0o600"
     await call("POST", "/scan", {"workflow": wf, "name": "w"})
     await call("POST", "/fix", {"workflow": wf, "name": "w"})

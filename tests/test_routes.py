@@ -316,7 +316,7 @@ async def test_settings_and_status_never_carry_token_values(live):
     for text in answers:
         for secret in SENTINELS.values():
             assert secret not in text
-    settings = await (await live.client.get("/comfyfixer/settings")).json()
+    settings = (await (await live.client.get("/comfyfixer/settings")).json())["values"]
     assert settings["hf_token_set"] is True and settings["civitai_api_key_set"] is True
     assert settings["max_concurrent"] == 2
 

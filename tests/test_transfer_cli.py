@@ -44,7 +44,7 @@ def test_get_killed_mid_download_resumes_to_the_right_bytes(upstream, tmp_path):
     (state / "config.json").write_text(json.dumps({"download": {"connections_per_file": 2}}))
     target = root / "models" / "loras" / "killme.safetensors"
     part = Path(f"{target}.part")
-    common = ["--comfyui-root", str(root), "--state-dir", str(state)]
+    common = ["--comfyui-root", str(root), "--state-dir", str(state), "--config", str(state / "config.json")]
     env = cli_env(upstream)
 
     proc = run_cli(["get", url, "--folder", "loras", *common], env)
@@ -140,7 +140,8 @@ def test_get_from_another_allowed_host_names_the_file_from_content_disposition(u
     state.mkdir()
     (state / "config.json").write_text(json.dumps({"download": {"extra_allowed_hosts": ["localhost"]}}))
     storage = f"{upstream.cdn_base}/storage/civitai:9100101?X-Amz-Signature=fake0-x"
-    proc = run_cli(["get", storage, "--folder", "loras", "--comfyui-root", str(root), "--state-dir", str(state)],
+    proc = run_cli(["get", storage, "--folder", "loras", "--comfyui-root", str(root), "--state-dir", str(state),
+                    "--config", str(state / "config.json")],
                    cli_env(upstream))
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, out + err

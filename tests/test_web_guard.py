@@ -139,29 +139,6 @@ def test_pack_ids_that_are_not_ids_are_refused(pack_id):
         wg.field_pack_id({"pack_id": pack_id})
 
 
-def test_settings_patch_keeps_known_typed_fields():
-    patch = {"hf_token": " hf_abc ", "civitai_api_key": "", "max_concurrent": 2, "allow_pickle": False}
-    assert wg.settings_patch(patch) == {"hf_token": "hf_abc", "civitai_api_key": "", "max_concurrent": 2,
-                                        "allow_pickle": False}
-
-
-@pytest.mark.parametrize("patch,field", [({"nope": 1}, "'nope' is not a setting"),
-                                          ({"max_concurrent": "3"}, "'max_concurrent' must be a whole number"),
-                                          ({"max_concurrent": 0}, "'max_concurrent' must be a whole number"),
-                                          ({"connections_per_file": True}, "'connections_per_file'"),
-                                          ({"allow_pickle": "yes"}, "'allow_pickle' must be true or false"),
-                                          ({"hf_token": 5}, "'hf_token' must be a string"),
-                                          ({"hf_token": "a b"}, "'hf_token' is not a token")])
-def test_settings_patch_refuses_bad_fields_by_name(patch, field):
-    with pytest.raises(RequestRefused, match=field):
-        wg.settings_patch(patch)
-
-
-def test_public_settings_drop_token_values():
-    out = wg.public_settings({"hf_token": "secret", "civitai_api_key": "secret", "hf_token_set": True})
-    assert out == {"hf_token_set": True}
-
-
 @pytest.mark.parametrize("fetch_site,header,refused", [
     ("same-origin", "panel", False), (None, "cli", False), ("none", "panel", False),
     ("cross-site", "panel", True), ("same-site", "panel", True), ("same-origin", None, True), (None, "  ", True),

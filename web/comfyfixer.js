@@ -15,16 +15,11 @@ const CMD_FIX = "ComfyFixerSmart.FixMissingModels";
 const CMD_PANEL = "ComfyFixerSmart.ShowPanel";
 const CMD_PORTABLE = "ComfyFixerSmart.MakePortable";
 const FIX_LABEL = "Fix missing models";
+// The page's own settings (ComfyUI stores them per user). The server's settings are drawn from the
+// schema GET /comfyfixer/settings serves (fixer/app/settings.py): their ids, limits and defaults live there.
 const SETTING_REVIEW = "ComfyFixerSmart.Downloads.ReviewFirst";
+const SETTING_CHECK_ON_LOAD = "ComfyFixerSmart.General.CheckOnLoad";
 const COMPACT_KEY = "ComfyFixerSmart.compact";
-// ComfyUI setting id -> server setting. The server is the truth; these mirror it in ComfyUI's
-// settings dialog. Tokens are not here: they are write-only and never stored in comfy.settings.json.
-const SERVER_SETTINGS = {
-  "ComfyFixerSmart.Downloads.MaxConcurrent": "max_concurrent",
-  "ComfyFixerSmart.Downloads.ConnectionsPerFile": "connections_per_file",
-  "ComfyFixerSmart.Downloads.AllowPickle": "allow_pickle",
-  "ComfyFixerSmart.General.CheckOnLoad": "check_on_load",
-};
 
 const client = createClient(api);
 const state = {
@@ -475,7 +470,7 @@ function onWorkflowLoaded() {
   clearTimeout(loadTimer);
   // Loading fires this once per graph; wait for the canvas to settle, then scan once.
   loadTimer = setTimeout(async () => {
-    if (app.extensionManager?.setting?.get("ComfyFixerSmart.General.CheckOnLoad") === false) {
+    if (app.extensionManager?.setting?.get(SETTING_CHECK_ON_LOAD) === false) {
       if (panelHost) scan();
       return;
     }
@@ -485,11 +480,13 @@ function onWorkflowLoaded() {
 }
 
 // --- settings ----------------------------------------------------------------------------------
+let settingsSchema = []; // the server's schema, from GET /comfyfixer/settings
+
 function serverSetting(key) {
   return async (value, old) => {
     if (old === undefined || syncingSettings || value === old) return; // registration or our own sync
     try {
-      state.settings = await client.saveSettings({ [key]: value });
+      state.settings = (await client.saveSettings({ [key]: value })).values;
     } catch (e) {
       app.extensionManager?.toast?.add?.({ severity: "error", summary: "ComfyFixerSmart setting not saved", detail: e.message, life: 6000 });
     }
@@ -499,7 +496,7 @@ function serverSetting(key) {
 /** Copy the server's settings into ComfyUI's dialog without posting them back. */
 async function syncSettings() {
   try {
-    state.settings = await client.settings();
+    state.settings = (await client.settings()).values;
   } catch (e) {
     console.warn("[ComfyFixerSmart] settings not loaded", e);
     return;
@@ -508,7 +505,7 @@ async function syncSettings() {
   if (!store) return;
   syncingSettings = true;
   try {
-    for (const [id, key] of Object.entries(SERVER_SETTINGS)) {
+    for (const { id, key } of settingsSchema) {
       if (key in state.settings && store.get(id) !== state.settings[key]) await store.set(id, state.settings[key]);
     }
   } finally {
@@ -528,7 +525,7 @@ function secretField(key, what) {
     };
     const save = async (value) => {
       try {
-        state.settings = await client.saveSettings({ [key]: value });
+        state.settings = (await client.saveSettings({ [key]: value })).values;
         input.value = "";
         show();
         rerender(); // rows waiting for this token can go now
@@ -537,7 +534,7 @@ function secretField(key, what) {
       }
     };
     show();
-    client.settings().then((s) => { state.settings = s; show(); }, () => {});
+    client.settings().then((s) => { state.settings = s.values; show(); }, () => {});
     return h("div.cfx-secret",
       input,
       h("button.cfx-btn", { type: "button", onclick: () => input.value.trim() && save(input.value.trim()) }, "Save"),
@@ -546,51 +543,17 @@ function secretField(key, what) {
   };
 }
 
-const settings = [
-  {
-    id: "ComfyFixerSmart.Tokens.Civitai",
-    category: [EXTENSION, "Tokens", "Civitai API key"],
-    name: "Civitai API key",
-    tooltip: "Needed for models that require a Civitai login. Stored by the ComfyUI server (never in the browser or comfy.settings.json).",
-    type: secretField("civitai_api_key", "API key"),
-    defaultValue: "",
-  },
-  {
-    id: "ComfyFixerSmart.Tokens.HuggingFace",
-    category: [EXTENSION, "Tokens", "Hugging Face token"],
-    name: "Hugging Face token",
-    tooltip: "Needed for gated repositories (accept the license on the model page first). Stored by the ComfyUI server only.",
-    type: secretField("hf_token", "token"),
-    defaultValue: "",
-  },
-  {
-    id: "ComfyFixerSmart.Downloads.MaxConcurrent",
-    category: [EXTENSION, "Downloads", "Max concurrent downloads"],
-    name: "Files downloaded at the same time",
-    type: "number",
-    attrs: { min: 1, max: 16, step: 1 },
-    defaultValue: 3,
-    onChange: serverSetting("max_concurrent"),
-  },
-  {
-    id: "ComfyFixerSmart.Downloads.ConnectionsPerFile",
-    category: [EXTENSION, "Downloads", "Connections per file"],
-    name: "Connections per file",
-    tooltip: "Parallel ranged requests for one large file.",
-    type: "number",
-    attrs: { min: 1, max: 32, step: 1 },
-    defaultValue: 8,
-    onChange: serverSetting("connections_per_file"),
-  },
-  {
-    id: "ComfyFixerSmart.Downloads.AllowPickle",
-    category: [EXTENSION, "Downloads", "Allow pickle formats"],
-    name: "Allow pickle formats (.ckpt, .pt, .pth, .bin)",
-    tooltip: "Pickle files can run code when loaded. Off: only .safetensors and other safe formats are downloaded.",
-    type: "boolean",
-    defaultValue: true,
-    onChange: serverSetting("allow_pickle"),
-  },
+/** ComfyUI's control for one entry of the server's schema. */
+function controlFor(entry) {
+  const base = { id: entry.id, category: [EXTENSION, entry.group, entry.label], name: entry.label, tooltip: entry.help || undefined };
+  if (entry.kind === "token") return { ...base, type: secretField(entry.key, entry.label), defaultValue: "" };
+  if (entry.kind === "integer") {
+    return { ...base, type: "number", attrs: { min: entry.minimum, max: entry.maximum, step: 1 }, defaultValue: entry.default, onChange: serverSetting(entry.key) };
+  }
+  return { ...base, type: "boolean", defaultValue: entry.default, onChange: serverSetting(entry.key) };
+}
+
+const pageSettings = [
   {
     id: SETTING_REVIEW,
     category: [EXTENSION, "Downloads", "Review before download"],
@@ -600,13 +563,12 @@ const settings = [
     defaultValue: true,
   },
   {
-    id: "ComfyFixerSmart.General.CheckOnLoad",
+    id: SETTING_CHECK_ON_LOAD,
     category: [EXTENSION, "General", "Check on load"],
     name: "Check each workflow for missing models when it opens",
     tooltip: "Shows a short notice with a fix button when something is missing.",
     type: "boolean",
     defaultValue: true,
-    onChange: serverSetting("check_on_load"),
   },
 ];
 
@@ -629,6 +591,17 @@ function showReportText(node, text) {
 // Our websocket events need a listener before the first one arrives (else the frontend logs
 // "Unknown message type"): register at import, before the app's setup, not in our setup().
 client.listen(onStatus, onDone, onReconnected);
+
+// The server's settings are registered from its schema, so it is asked before the extension registers
+// (a server without our routes leaves only the page's own settings).
+try {
+  const answer = await client.settings();
+  settingsSchema = answer.schema;
+  state.settings = answer.values;
+} catch (e) {
+  console.warn("[ComfyFixerSmart] settings not loaded; only the page's own are shown", e);
+}
+const settings = [...settingsSchema.map(controlFor), ...pageSettings];
 
 app.registerExtension({
   name: EXTENSION,

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from .. import __version__
 from ..actionlog import close_run_log, open_run_log
-from ..config import Config, load_config, load_secrets
+from ..config import Config, load_config, user_config_path
+from ..upstream.tokens import load_secrets
 from ..errors import FixerError, RunLocked
 from ..events import Event, EventBus, PhaseChanged, ScanFinished
 from ..host.folder_probe import apply_server_maps
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="workflow file or folder (repeatable; default: workflow_directories from config, "
                         "else ComfyUI's user/default/workflows)")
     p.add_argument("--state-dir", metavar="DIR", default=".", help="where status.json, output/ and log/ go (default .)")
-    p.add_argument("--config", metavar="FILE", help="config.json (default: <state-dir>/config.json)")
+    p.add_argument("--config", metavar="FILE", help=f"config.json (default: {user_config_path()}; never one in the "
+                   "working directory or a workflow folder)")
     p.add_argument("--extra-model-paths", metavar="YAML", action="append", default=[],
                    help="an extra_model_paths.yaml besides the one in the ComfyUI folder (repeatable)")
     nodes = p.add_mutually_exclusive_group()
@@ -132,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_context(args: argparse.Namespace) -> RunContext:
     state_dir = Path(args.state_dir).expanduser()
-    config = load_config(args.config or state_dir / "config.json")
+    config_path = Path(args.config).expanduser() if args.config else user_config_path()
+    stray = state_dir / "config.json"
+    if not args.config and stray.is_file():  # the seed kept it beside the outputs: say why it has no effect
+        print(f"note: {stray} is not read (a config.json where workflows are unpacked could send tokens "
+              f"elsewhere); move it to {config_path} or pass --config {stray}", file=sys.stderr)
+    config = load_config(config_path)
     root = Path(args.comfyui_root).expanduser() if args.comfyui_root else default_root(config)
     workflows = args.workflow or config.workflow_directories or (
         [str(root / "user" / "default" / "workflows")] if root else [])

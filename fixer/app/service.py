@@ -8,7 +8,6 @@ permissions and never returned.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from ..actionlog import action, keep_actions_in
-from ..config import Config, load_secrets
+from ..config import Config
 from ..errors import ConfigError, ErrorCode, FixerError, UnsafePath, error_info
 from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
@@ -29,6 +28,8 @@ from ..shapes import DoneEvent, DoneFile, MissingNode, RunData, ScanResult
 from ..sources.family import report_families
 from ..state import StateLock, StatusDocument, read_json, write_json_atomic
 from ..transfer.resume import discard
+from ..upstream.tokens import SecretStore, load_secrets
+from . import settings as settings_schema
 from .portable import public_url
 from .report import counts, model_entry
 from .review import destination, make_plan
@@ -36,11 +37,7 @@ from .run import FixRun, place_local_copy
 
 log = logging.getLogger(__name__)
 Listener = Callable[[str, dict], None]
-SETTING_FIELDS = {"max_concurrent": ("download", int, 1, 16), "connections_per_file": ("download", int, 1, 32),
-                  "allow_pickle": ("download", bool, None, None), "check_on_load": (None, bool, None, None)}
 SEND_INTERVAL = 0.25  # at most ~4 status events a second to the page
-TOKEN_FIELDS = {"hf_token": "HF_TOKEN", "civitai_api_key": "CIVITAI_API_KEY"}
-
 
 class RunBusy(FixerError):
     default_code: ClassVar[ErrorCode] = "run_busy"
@@ -68,14 +65,15 @@ OFFERED_PACKS_FILE = "offered_packs.json"  # the pack ids the last scan offered 
 
 class FixerService:
     def __init__(self, host: Host, state_dir: Path, config: Config | None = None,
-                 secrets_provider: Callable[[], dict[str, str]] | None = None,
                  comfyui_root: Path | None = None, comfyui_version: str | None = None):
         self.host = host
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         keep_actions_in(self.state_dir / "log")
-        self.config = self._load_settings(config or Config())
-        self._secrets_provider = secrets_provider or (lambda: {})
+        self.defaults = config or Config()  # config.json's values, before the page's changes
+        self.config = settings_schema.apply(
+            self.defaults, settings_schema.saved_changes(read_json(self._settings_path(), {})))
+        self.secret_store = SecretStore(self.state_dir / settings_schema.SECRETS_FILE)
         self.comfyui_root = comfyui_root
         self.comfyui_version = comfyui_version
         self.bus = EventBus()
@@ -186,8 +184,7 @@ class FixerService:
 
     # --- fix runs ------------------------------------------------------------------------
     def secrets(self) -> dict[str, str]:
-        stored = read_json(self.state_dir / "secrets.json", {}) or {}
-        return load_secrets({**stored, **self._secrets_provider()})
+        return load_secrets(self.secret_store.read())
 
     def _new_run(self, refs: list[ModelRef], inventory, name: str,
                  chosen: dict[str, Candidate] | None = None, review: bool = False,
@@ -348,51 +345,23 @@ class FixerService:
 
     # --- settings ------------------------------------------------------------------------
     def _settings_path(self) -> Path:
-        return self.state_dir / "settings.json"
-
-    def _load_settings(self, config: Config) -> Config:
-        saved = read_json(self._settings_path(), {}) or {}
-        for key, value in saved.items():
-            if key in SETTING_FIELDS:
-                config = _apply_setting(config, key, value)
-        return config
+        return self.state_dir / settings_schema.SETTINGS_FILE
 
     def settings(self) -> dict[str, Any]:
-        secrets = self.secrets()
-        return {"hf_token_set": bool(secrets.get("HF_TOKEN")),
-                "civitai_api_key_set": bool(secrets.get("CIVITAI_API_KEY")),
-                "max_concurrent": self.config.download.max_concurrent,
-                "connections_per_file": self.config.download.connections_per_file,
-                "allow_pickle": self.config.download.allow_pickle,
-                "check_on_load": self.config.check_on_load}
+        """GET /settings: the schema the page draws its controls from, and the current values."""
+        return {"schema": settings_schema.schema(self.defaults),
+                "values": settings_schema.values(self.config, self.secrets())}
 
-    def update_settings(self, changes: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(changes) - set(SETTING_FIELDS) - set(TOKEN_FIELDS)
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        config = self.config
-        for key in SETTING_FIELDS:
-            if key in changes:
-                config = _apply_setting(config, key, changes[key])
-        tokens = {TOKEN_FIELDS[k]: v for k, v in changes.items() if k in TOKEN_FIELDS}
-        for key, value in tokens.items():
-            if not isinstance(value, str) or len(value) > 512 or any(c.isspace() for c in value):
-                raise ConfigError(f"{key} must be a single-line token without spaces")
-        self.config = config
-        saved = read_json(self._settings_path(), {}) or {}
-        saved.update({k: changes[k] for k in SETTING_FIELDS if k in changes})
-        write_json_atomic(self._settings_path(), saved)
-        if tokens:
-            path = self.state_dir / "secrets.json"
-            stored = read_json(path, {}) or {}
-            stored.update(tokens)
-            stored = {k: v for k, v in stored.items() if v}
-            fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(stored, f)
-            os.replace(path.with_suffix(".tmp"), path)
+    def update_settings(self, patch: settings_schema.SettingsPatch) -> dict[str, Any]:
+        """POST /settings, checked by `settings_schema.parse_patch`: the values persist, the tokens go
+        to the secret store; the answer is GET /settings'."""
+        if patch.config:
+            saved = settings_schema.saved_changes(read_json(self._settings_path(), {}))
+            write_json_atomic(self._settings_path(), {**saved, **patch.config})
+            self.config = settings_schema.apply(self.config, patch.config)
+        if patch.tokens:
+            self.secret_store.update(patch.tokens)
         return self.settings()
-
 
 def prune_scripts(output_dir: Path, since: float) -> int:
     """Inside ComfyUI the seed's download scripts are only a record of the last run (the CLI keeps
@@ -406,14 +375,3 @@ def prune_scripts(output_dir: Path, since: float) -> int:
         except OSError:
             continue  # another process removed or is replacing it; not ours to fight over
     return removed
-
-
-def _apply_setting(config: Config, key: str, value: Any) -> Config:
-    section, kind, lo, hi = SETTING_FIELDS[key]
-    if kind is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key} must be true or false")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
-        raise ConfigError(f"{key} must be a whole number from {lo} to {hi}")
-    if section is None:
-        return replace(config, **{key: value})
-    return replace(config, **{section: replace(getattr(config, section), **{key: value})})

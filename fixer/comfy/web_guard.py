@@ -1,9 +1,10 @@
 """What a request to the ComfyUI routes must be before it reaches the service: pure checks.
 
 Who may ask (`host_reason` against DNS rebinding, `cross_origin_reason` and `cross_site_reason`
-against other sites' pages), in which form (`json_content_type_reason`, `decode_body`), and the field validators
-(`field_*`, `settings_patch`) that turn a decoded body into typed arguments or refuse it by
-name. No aiohttp here: the adapter (server_routes.py) reads the request and answers
+against other sites' pages), in which form (`json_content_type_reason`, `decode_body`), and the field
+validators (`field_*`) that turn a decoded body into typed arguments or refuse it by name (the settings
+are checked by their schema, fixer.app.settings). No aiohttp here: the adapter (server_routes.py) reads
+the request and answers
 `RequestRefused.status` with its message.
 """
 
@@ -25,12 +26,6 @@ from ..read.readers import json_cost_reason
 ALLOWED_HOSTS_ENV = "COMFYFIXER_ALLOWED_HOSTS"
 MAX_TEXT_CHARS = 1024
 MAX_ITEMS = 10_000
-# Settings the page may change; tokens are write-only (the service stores them, never returns them).
-SETTINGS_TYPES: dict[str, type] = {
-    "hf_token": str, "civitai_api_key": str, "max_concurrent": int, "connections_per_file": int,
-    "allow_pickle": bool, "check_on_load": bool,
-}
-SECRET_SETTINGS = ("hf_token", "civitai_api_key")
 # FixerError subclasses whose HTTP status is not 400. Matched by class name so the pack's copy of
 # the engine (`<pack>.fixer`) and a top-level `fixer` map alike.
 STATUS_BY_ERROR = {"RunBusy": 409, "RunLocked": 409, "ManagerError": 409, "PackNotOffered": 409}
@@ -311,35 +306,6 @@ def field_pack_id(body: dict[str, Any], field: str = "pack_id") -> str:
         raise RequestRefused(400, f"'{field}' {value!r} is not a node pack id such as 'comfyui-foo' "
                                   "or 'github-user/repo'.")
     return value
-
-
-def settings_patch(body: dict[str, Any]) -> dict[str, Any]:
-    """The settings a POST may change, type-checked; unknown fields are refused by name."""
-    patch: dict[str, Any] = {}
-    for key, value in body.items():
-        want = SETTINGS_TYPES.get(key)
-        if want is None:
-            raise RequestRefused(400, f"'{key}' is not a setting; known: {', '.join(SETTINGS_TYPES)}.")
-        if want is int:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RequestRefused(400, f"'{key}' must be a whole number of at least 1, got {value!r}.")
-        elif want is bool:
-            if not isinstance(value, bool):
-                raise RequestRefused(400, f"'{key}' must be true or false, got {value!r}.")
-        else:
-            if not isinstance(value, str):
-                raise RequestRefused(400, f"'{key}' must be a string, got {type(value).__name__}.")
-            value = value.strip()
-            if _plain_text_reason(value, 4096) or any(c.isspace() for c in value):
-                raise RequestRefused(400, f"'{key}' is not a token (it has spaces, control characters "
-                                          "or is too long).")
-        patch[key] = value
-    return patch
-
-
-def public_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings as the page may see them: token values never leave the server."""
-    return {k: v for k, v in settings.items() if k not in SECRET_SETTINGS}
 
 
 def status_for(error: FixerError) -> int:

@@ -7,13 +7,14 @@ that name is there; the model's word alone is never a source.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any
 
 import aiohttp
 
+from ..config import llm_endpoint_reason
 from ..models import Candidate, ModelRef
+from ..upstream.services import LLM_TOKEN
 from .base import CONFIDENCE, Found, SearchRun, said
 from .civitai import file_matches, version_candidate
 from .huggingface import folder_from_path, lfs_facts, paths_info, resolve_url
@@ -46,8 +47,12 @@ class LLMSource:
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
         cfg = run.config.llm
+        refused = llm_endpoint_reason(cfg)  # also checked when config.json is read; a Config built in code too
+        if refused:
+            found.tried.append(f"LLM helper not asked: {refused}")
+            return found
         headers = {}
-        key = os.environ.get(cfg.api_key_env)
+        key = run.secrets.get(LLM_TOKEN)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         body = {"model": cfg.model, "temperature": 0, "messages": [

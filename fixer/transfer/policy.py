@@ -1,7 +1,8 @@
 """Who may be downloaded from, and which token goes where. Pure functions over URLs and addresses.
 
-Rules (issues 4 and 10, Safety):
-- a download starts only at an allowed origin: https://huggingface.co, https://civitai.com, the
+Rules:
+- a download starts only at an allowed origin: https on a public host name of Hugging Face or Civitai
+  (fixer.upstream.services: huggingface.co, hf.co, civitai.com, ...), the
   origins (scheme, host, port) of HF_ENDPOINT / CIVITAI_BASE_URL -- not every port of their hosts --
   and what the user adds in download.extra_allowed_hosts (a host: any port; host:port or a URL:
   that origin); https only, except loopback;
@@ -21,11 +22,12 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..config import is_loopback_host as is_loopback
 from ..constants import civitai_base_url, hf_endpoint
 from ..errors import HostNotAllowed
+from ..upstream.services import CIVITAI, HUGGINGFACE, SERVICES
 
-DEFAULT_HOSTS = ("huggingface.co", "civitai.com")
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+DEFAULT_HOSTS = tuple(sorted(h for s in SERVICES.values() for h in s.hosts))
 # Query parameters that carry credentials; they are cut out of anything shown to a person.
 SECRET_QUERY_KEYS = frozenset({"token", "api_key", "apikey", "access_token"})
 _SIGNED_QUERY = re.compile(r"^(x-amz-|x-goog-|signature$|policy$|key-pair-id$|expires$)", re.I)
@@ -43,16 +45,6 @@ class Origin:
         scheme = parts.scheme.lower()
         port = parts.port or (443 if scheme == "https" else 80)
         return cls(scheme, (parts.hostname or "").lower(), port)
-
-
-def is_loopback(host: str) -> bool:
-    host = host.lower().strip("[]")
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def is_public_address(ip: str) -> bool:
@@ -160,22 +152,20 @@ def _is_ip(host: str) -> bool:
 
 
 def token_name_for(url: str, source_hint: str = "") -> str | None:
-    """Which secret (HF_TOKEN / CIVITAI_API_KEY) belongs to the origin of `url`, if any.
+    """Which secret (the service table's token names) belongs to the origin of `url`, if any.
 
     When both endpoints share one origin (a local mirror, the tests' fake), the path tells them
     apart: Civitai downloads live under /api/download/, everything else on that origin is HF.
     """
     origin = Origin.of(url)
-    owners = []
-    if origin in (Origin.of(hf_endpoint()), Origin.of("https://huggingface.co")):
-        owners.append("HF_TOKEN")
-    if origin in (Origin.of(civitai_base_url()), Origin.of("https://civitai.com")):
-        owners.append("CIVITAI_API_KEY")
+    owners = [s.token for s, endpoint in ((HUGGINGFACE, hf_endpoint()), (CIVITAI, civitai_base_url()))
+              if origin == Origin.of(endpoint) or (origin.scheme == "https" and origin.port == 443
+                                                   and s.owns_host(origin.host))]
     if len(owners) < 2:
         return owners[0] if owners else None
-    if source_hint in ("civitai", "huggingface"):
-        return "CIVITAI_API_KEY" if source_hint == "civitai" else "HF_TOKEN"
-    return "CIVITAI_API_KEY" if urlsplit(url).path.startswith("/api/") else "HF_TOKEN"
+    if source_hint in SERVICES:
+        return SERVICES[source_hint].token
+    return CIVITAI.token if urlsplit(url).path.startswith("/api/") else HUGGINGFACE.token
 
 
 def auth_headers(url: str, secrets: dict[str, str], start_url: str, source_hint: str = "") -> dict[str, str]:
@@ -213,6 +203,6 @@ def with_url_token(url: str, secrets: dict[str, str], source: str = "") -> dict[
     """A Civitai link pasted with ?token=KEY: use KEY (as a header, never in the URL) when none is configured."""
     name = token_name_for(strip_secret_query(url), source)
     token = next((v for k, v in parse_qsl(urlsplit(url).query) if k.lower() == "token" and v), None)
-    if name == "CIVITAI_API_KEY" and token and not secrets.get(name):
+    if name == CIVITAI.token and token and not secrets.get(name):
         return {**secrets, name: token}
     return secrets

@@ -24,6 +24,7 @@ from ..constants import hf_endpoint
 from ..errors import ErrorCode, FixerError
 from ..upstream.http import http_error
 from ..upstream.source_spec import parse_hf_url
+from ..upstream.services import service_of_token
 from .policy import check_address, redact, token_name_for
 from .settings import READ_BUFSIZE, USER_AGENT
 
@@ -114,7 +115,8 @@ def refusal(status: int, headers: Mapping[str, str], body: bytes, start_url: str
             secrets: Mapping[str, str]) -> FixerError:
     """The specific, actionable error for a refusal of `start_url` (fixer.upstream.http's mapper, told which file and repo)."""
     token = token_name_for(start_url, source)
-    service = {"HF_TOKEN": "huggingface", "CIVITAI_API_KEY": "civitai"}.get(token or "")
+    owner = service_of_token(token)
+    service = owner.key if owner else ""
     what, repo, page = f"{label} ({redact(start_url)})", "", ""
     if service == "huggingface":
         hf = parse_hf_url(start_url, hf_endpoint())

@@ -30,6 +30,7 @@ import aiohttp
 
 from ..constants import hf_offline
 from ..errors import AuthRequired, DownloadError, FixerError, NotFoundUpstream, RateLimited, TokenName
+from .services import SERVICES
 
 log = logging.getLogger("fixer.upstream.http")
 
@@ -38,8 +39,6 @@ API_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # What a file transfer retries: CDNs and storage hosts also answer 408/425/500 on a bad moment.
 TRANSFER_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 DOWN_MEMO_SECONDS = 60.0  # how long a service that did not answer is skipped
-SERVICE_NAMES = {"huggingface": "Hugging Face", "civitai": "Civitai"}
-TOKEN_NAMES: dict[str, TokenName] = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_API_KEY"}
 MESSAGE_LIMIT = 200  # characters of a server's own words quoted in a message
 
 
@@ -130,8 +129,9 @@ def http_error(status: int, headers: Mapping[str, str], body: bytes | str, *, wh
     `service` is "huggingface", "civitai" or None (another host, named by `host`); `what` names the thing
     asked for ("flux.safetensors in org/repo", "Model version 12"); `repo` and `repo_page` the HF repo.
     """
-    label = SERVICE_NAMES.get(service or "", host or "the server")
-    token = TOKEN_NAMES.get(service or "")
+    known = SERVICES.get(service or "")
+    label = known.label if known else host or "the server"
+    token = known.token if known else None
     message = server_message(headers, body)
     where = service or host or None
     if status in (429, 503):

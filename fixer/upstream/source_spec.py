@@ -24,8 +24,8 @@ from ..constants import civitai_base_url, hf_endpoint
 from ..errors import ConfigError, NotFoundUpstream
 from ..models import TransferRequest
 from ..read.names import safe_relpath
+from .services import HUGGINGFACE
 
-_HF_HOSTS = frozenset({"huggingface.co", "www.huggingface.co", "hf.co"})
 # `/models/` is how some tools and catalogs prefix model repos; the Hub serves both forms.
 _HF_FILE_PATH = re.compile(r"^/(?:models/)?([^/]+/[^/]+)/(?:resolve|blob)/([^/]+)/(.+)$")
 _HF_SHORT = re.compile(r"^([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@([^/]+))?/(.+)$")
@@ -57,7 +57,7 @@ class SourceSpec:
 def is_hf_host(netloc: str, endpoint: str | None = None) -> bool:
     """huggingface.co (and its short names) or the host:port of HF_ENDPOINT."""
     netloc = netloc.lower()
-    return netloc in _HF_HOSTS or netloc == urlsplit(endpoint or hf_endpoint()).netloc.lower()
+    return HUGGINGFACE.owns_host(netloc) or netloc == urlsplit(endpoint or hf_endpoint()).netloc.lower()
 
 
 def parse_hf_url(url: str, endpoint: str | None = None) -> tuple[str, str, str] | None:

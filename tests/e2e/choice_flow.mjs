@@ -19,8 +19,9 @@ await run(async () => {
   await page.evaluate((wf) => app.loadGraphData(wf), scenario.workflow);
   await page.waitForTimeout(2000);
   result.newNoticesWithCheckOff = (await notices()) - before;
-  result.serverCheckOnLoad = await page.evaluate(() => fetch("/api/comfyfixer/settings", { headers: { "X-ComfyFixer-Client": "e2e" } }).then((r) => r.json())
-    .then((s) => s.check_on_load));
+  // A page setting: ComfyUI keeps it in the user's comfy.settings.json (our server has no copy).
+  result.storedCheckOnLoad = await page.evaluate(() => fetch("/api/settings/ComfyFixerSmart.General.CheckOnLoad")
+    .then((r) => r.json()));
   await page.evaluate(() => app.extensionManager.setting.set("ComfyFixerSmart.General.CheckOnLoad", true));
   await closeDialogs(page);
 

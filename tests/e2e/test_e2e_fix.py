@@ -148,7 +148,7 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
 
     # The token reached the server and nowhere else: not the field, not ComfyUI's settings file.
     assert result["tokenFieldAfterSave"] == ""
-    assert comfy.get_json("/api/comfyfixer/settings")["hf_token_set"] is True
+    assert comfy.get_json("/api/comfyfixer/settings")["values"]["hf_token_set"] is True
     settings_files = list((comfy.base / "user").rglob("comfy.settings.json"))
     assert settings_files and all(TOKEN not in p.read_text() for p in settings_files)
 
@@ -191,7 +191,7 @@ def test_keybinding_run_stops_at_a_low_confidence_match_and_downloads_the_pick(c
                 "model": NEAR_MISS_LORA}
     result = run_driver("choice_flow.mjs", scenario, ARTIFACTS / comfy.label, "choice-result.json")
 
-    assert result["newNoticesWithCheckOff"] == 0 and result["serverCheckOnLoad"] is False
+    assert result["newNoticesWithCheckOff"] == 0 and result["storedCheckOnLoad"] is False
     assert "Pick a source" in result["choiceText"] and "Fixture Tiny LoRA" in result["choiceText"]
     assert "Downloaded and verified" in result["doneText"] or "Already on this disk" in result["doneText"]
     # Saved under the name the workflow asks for, with the picked file's bytes.
