@@ -1,8 +1,9 @@
 """The utility nodes: fetch a model by its source, and report what the running graph needs.
 
-Thin: the work is in fixer/ (source_spec, transfer, scan). ComfyUI modules (folder_paths,
-comfy.utils, nodes) are imported inside the methods, so importing this file costs nothing and
-works outside ComfyUI.
+Thin: the work is in the engine, `fixer` (source_spec, transfer, scan), imported by that one name in
+every process (the pack's __init__.py loads its own copy under it inside ComfyUI). ComfyUI modules
+(folder_paths, comfy.utils, nodes) and the engine's heavier modules are imported inside the methods,
+so importing this file costs little and works outside ComfyUI.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import logging
 import os
 from typing import Any
 
-if __package__:  # inside ComfyUI: the pack's own copy of the engine
-    from .fixer.comfy import runtime as comfy_runtime
-else:  # tests and tools with the repo root on sys.path
-    from fixer.comfy import runtime as comfy_runtime
+from fixer.comfy import runtime as comfy_runtime
+from fixer.config import DownloadConfig
+from fixer.constants import map_legacy
+from fixer.errors import ConfigError, DownloadError, FixerError
+from fixer.host.host import NON_MODEL_FOLDERS
 
 log = logging.getLogger("fixer.comfyui")
 CATEGORY = "ComfyFixerSmart"
-_engine = comfy_runtime.engine
 
 
 class AnyType(str):
@@ -40,8 +41,7 @@ ANY = AnyType("*")
 
 def model_folders(folder_paths: Any) -> list[str]:
     # The host's rule, so the node offers only folders it will agree to write into.
-    non_model = _engine("host.host").NON_MODEL_FOLDERS
-    return sorted(k for k in folder_paths.folder_names_and_paths if k not in non_model)
+    return sorted(k for k in folder_paths.folder_names_and_paths if k not in NON_MODEL_FOLDERS)
 
 
 # (source, folder) -> file name learnt from the source (a Civitai version's file), so later runs
@@ -54,22 +54,28 @@ def find_existing(folder_paths: Any, folder: str, name: str) -> str | None:
     return path if path and os.path.isfile(path) else None
 
 
-def engine_settings() -> tuple[Any, dict[str, str]]:
+def engine_settings() -> tuple[DownloadConfig, dict[str, str]]:
     """Download settings and tokens as the page saved them (the ComfyUI service), else defaults."""
     if comfy_runtime.attached() is not None:
         svc = comfy_runtime.service()
         return svc.config.download, svc.secrets()
+    from fixer.upstream.tokens import load_secrets
+
     # No ComfyUI server (a bare script): engine defaults, tokens from env/~/.secrets
-    return _engine("config").DownloadConfig(), _engine("upstream.tokens").load_secrets()
+    return DownloadConfig(), load_secrets()
 
 
 async def fetch_model(source: str, folder: str, file_name: str, sha256: str, folder_paths: Any,
                       on_progress: Any = None) -> str:
     """The file name (relative to `folder`) of the model, downloading it first when it is missing."""
-    spec_mod, errors = _engine("upstream.source_spec"), _engine("errors")
-    folder = _engine("constants").map_legacy(folder)
+    from fixer.events import EventBus, TransferProgress
+    from fixer.host.host import FolderPathsHost, target_root
+    from fixer.transfer import download_one
+    from fixer.upstream import source_spec as spec_mod
+
+    folder = map_legacy(folder)
     if folder not in folder_paths.folder_names_and_paths:
-        raise errors.ConfigError(f"ComfyUI has no model folder '{folder}'; pick one of the list.")
+        raise ConfigError(f"ComfyUI has no model folder '{folder}'; pick one of the list.")
     spec = spec_mod.parse_source(source)
     key = (source.strip(), folder)
     known = (file_name or "").strip().replace("\\", "/") or spec.file_name or _learnt_names.get(key)
@@ -84,20 +90,18 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
     _learnt_names[key] = req.filename
     if find_existing(folder_paths, folder, req.filename):
         return req.filename
-    bus = _engine("events").EventBus()
+    bus = EventBus()
     if on_progress is not None:
-        progress_type = _engine("events").TransferProgress
         bus.subscribe(lambda e: on_progress(e.transfer.bytes_done, e.transfer.total)
-                      if isinstance(e, progress_type) else None)
-    host_mod = _engine("host.host")
-    host = host_mod.FolderPathsHost(folder_paths)
+                      if isinstance(e, TransferProgress) else None)
+    host = FolderPathsHost(folder_paths)
     # The file's type too: a shared workflow's node must not drop `evil.py` into a model folder.
-    dest_root = host_mod.target_root(host.folders(), folder, name=req.filename, extensions=host.extensions)
-    t = await _engine("transfer").download_one(req, dest_root, config, secrets, bus=bus)
+    dest_root = target_root(host.folders(), folder, name=req.filename, extensions=host.extensions)
+    t = await download_one(req, dest_root, config, secrets, bus=bus)
     if t.state != "done":
         if t.error is not None:
-            raise errors.DownloadError(t.error.message, code=t.error.code)
-        raise errors.DownloadError(f"{req.filename}: the download ended as {t.state}")
+            raise DownloadError(t.error.message, code=t.error.code)
+        raise DownloadError(f"{req.filename}: the download ended as {t.state}")
     # A file in an existing subfolder does not change the folder root's mtime, ComfyUI's cache key.
     folder_paths.filename_list_cache.pop(folder, None)
     log.info("comfyfixer: downloaded %s into %s", req.filename, dest_root)
@@ -137,9 +141,11 @@ class DownloadModel:
     def VALIDATE_INPUTS(cls, source: Any) -> bool | str:
         if not isinstance(source, str):  # linked from another node: checked when it runs
             return True
+        from fixer.upstream.source_spec import parse_source
+
         try:
-            _engine("upstream.source_spec").parse_source(source)
-        except _engine("errors").FixerError as e:
+            parse_source(source)
+        except FixerError as e:
             return str(e)
         return True
 
@@ -148,9 +154,11 @@ class DownloadModel:
         """The target file's identity, so a deleted or replaced file makes the node run again."""
         import folder_paths
 
+        from fixer.upstream.source_spec import parse_source
+
         try:
-            folder = _engine("constants").map_legacy(folder)
-            name = ((file_name or "").strip() or _engine("upstream.source_spec").parse_source(source).file_name
+            folder = map_legacy(folder)
+            name = ((file_name or "").strip() or parse_source(source).file_name
                     or _learnt_names.get((source.strip(), folder)))
             path = find_existing(folder_paths, folder, name) if name else None
         except Exception:
@@ -250,7 +258,10 @@ def graph_report(prompt: Any, extra_pnginfo: Any, host: Any) -> str:
         data["prompt"] = prompt
     if not data:
         return "Nothing to report: this run carried no graph."
-    report = _engine("read.scan").scan_workflow_data(_engine("host.pack_nodes").without_download_nodes(data), "this graph", host)
+    from fixer.host.pack_nodes import without_download_nodes
+    from fixer.read.scan import scan_workflow_data
+
+    report = scan_workflow_data(without_download_nodes(data), "this graph", host)
     if report.problems:
         return f"Cannot read this graph: {report.problems[0].error}"
     return format_report(report, graph_node_types(prompt))

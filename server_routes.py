@@ -17,52 +17,28 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-if __package__:  # loaded by ComfyUI as part of the pack: use the pack's own copy of the engine
-    from .fixer.app.settings import parse_patch
-    from .fixer.comfy import runtime as comfy_runtime
-    from .fixer.comfy.scan_worker import ScanWorker
-    from .fixer.comfy.wait_line import WaitLine
-    from .fixer.comfy.web_guard import (
-        RequestRefused,
-        caller_refusal,
-        decode_body,
-        field_abs_path,
-        field_folder,
-        field_items,
-        field_model_name,
-        field_pack_id,
-        field_text,
-        field_types,
-        field_workflow,
-        json_content_type_reason,
-        scan_fields,
-        status_for,
-    )
-    from .fixer.constants import CLIENT_HEADER
-    from .fixer.errors import FixerError
-else:  # tests and tools with the repo root on sys.path
-    from fixer.app.settings import parse_patch
-    from fixer.comfy import runtime as comfy_runtime
-    from fixer.comfy.scan_worker import ScanWorker
-    from fixer.comfy.wait_line import WaitLine
-    from fixer.comfy.web_guard import (
-        RequestRefused,
-        caller_refusal,
-        decode_body,
-        field_abs_path,
-        field_folder,
-        field_items,
-        field_model_name,
-        field_pack_id,
-        field_text,
-        field_types,
-        field_workflow,
-        json_content_type_reason,
-        scan_fields,
-        status_for,
-    )
-    from fixer.constants import CLIENT_HEADER
-    from fixer.errors import FixerError
+from fixer.app.settings import parse_patch
+from fixer.comfy import runtime as comfy_runtime
+from fixer.comfy.scan_worker import ScanWorker
+from fixer.comfy.wait_line import WaitLine
+from fixer.comfy.web_guard import (
+    RequestRefused,
+    caller_refusal,
+    decode_body,
+    field_abs_path,
+    field_folder,
+    field_items,
+    field_model_name,
+    field_pack_id,
+    field_text,
+    field_types,
+    field_workflow,
+    json_content_type_reason,
+    scan_fields,
+    status_for,
+)
+from fixer.constants import CLIENT_HEADER
+from fixer.errors import FixerError
 
 log = logging.getLogger("fixer.comfyui")
 

@@ -99,7 +99,15 @@ def make_comfy_utils() -> tuple[ModuleType, ModuleType, list[tuple[int, int]]]:
 
 
 def install_comfy(monkeypatch: Any, root: Path) -> ModuleType:
-    """Put fake `server`, `folder_paths`, `nodes` in sys.modules (undone by monkeypatch); the server module."""
+    """Put fake `server`, `folder_paths`, `nodes` in sys.modules (undone by monkeypatch); the server module.
+
+    The engine's record of the ComfyUI it serves (fixer.comfy.runtime) is restored afterwards too: the
+    engine stays loaded between tests, as it does for the life of a ComfyUI process.
+    """
+    from fixer.comfy import runtime
+
+    for name in ("_links", "_service", "_routes_on"):
+        monkeypatch.setattr(runtime, name, None)
     server = make_server_module()
     monkeypatch.setitem(sys.modules, "server", server)
     monkeypatch.setitem(sys.modules, "folder_paths", make_folder_paths(root))

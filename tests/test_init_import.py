@@ -108,11 +108,11 @@ async def test_relink_through_the_comfy_service_refreshes_the_list_and_tells_the
     assert (comfy_root / "models" / "loras" / "x.safetensors").read_bytes() == b"weights"
 
 
-def test_both_imports_share_one_service(comfy):
-    import importlib
-
-    # The second import registers no routes; its nodes reach the service through their own copy.
-    routes_copy = importlib.import_module(load_pack(COMFY_NAME).__name__ + ".fixer.comfy.runtime")
-    nodes_copy = importlib.import_module(load_pack("custom_nodes.ComfyFixerSmart").__name__ + ".fixer.comfy.runtime")
-    assert routes_copy is not nodes_copy
-    assert routes_copy.service() is nodes_copy.service()
+def test_both_imports_share_one_engine_and_one_service(comfy):
+    # The second import registers no routes; both copies of the adapters reach the one engine, `fixer`.
+    first, second = load_pack(COMFY_NAME), load_pack("custom_nodes.ComfyFixerSmart")
+    routes_side = sys.modules[first.__name__ + ".server_routes"].comfy_runtime
+    nodes_side = sys.modules[second.__name__ + ".nodes"].comfy_runtime
+    assert routes_side is nodes_side is sys.modules["fixer.comfy.runtime"]
+    assert not [m for m in sys.modules if m.endswith(".fixer")]
+    assert routes_side.service() is nodes_side.service()

@@ -145,3 +145,19 @@ def test_pack_ids_that_are_not_ids_are_refused(pack_id):
 ])
 def test_cross_site_reason_needs_the_clients_header_and_no_other_site(fetch_site, header, refused):
     assert (wg.cross_site_reason(fetch_site, header) is not None) is refused
+
+
+def test_errors_map_to_http_statuses_by_type():
+    from fixer.app.service import PackNotOffered, RunBusy
+    from fixer.errors import ConfigError, RunLocked
+    from fixer.nodepacks.manager import ManagerError
+
+    assert wg.status_for(RunBusy("w")) == 409 and wg.status_for(RunLocked("/s", "pid 1")) == 409
+    assert wg.status_for(PackNotOffered("x")) == 409
+    assert wg.status_for(ManagerError("down")) == 409 and wg.status_for(ConfigError("bad")) == 400
+
+    class RunBusyLookalike(ConfigError):  # a class name alone no longer decides
+        pass
+
+    RunBusyLookalike.__name__ = "RunBusy"
+    assert wg.status_for(RunBusyLookalike("x")) == 400

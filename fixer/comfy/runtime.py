@@ -1,42 +1,36 @@
 """The engine's life inside a running ComfyUI: one service per process, its events, Manager installs.
 
-Nothing here imports ComfyUI: the pack's entry point hands its objects over once (`attach` with a
+Nothing here imports ComfyUI: the pack's entry point hands its objects over (`attach` with a
 `ComfyLinks`). Both adapters use this module: the routes (server_routes.py) serve the service and
-queue installs, the nodes (nodes.py) read the settings and tokens the page saved. `engine(name)`
-is how the adapters import the rest of the engine lazily, from the same copy of it as this module.
+queue installs, the nodes (nodes.py) read the settings and tokens the page saved. The engine has one
+name in every process (`fixer`), so even when ComfyUI imports the pack twice (its path-based name and
+`custom_nodes.<folder>`) both copies of the adapters reach this one module, its one service and its
+record of the server whose route table already holds our routes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from ..app.service import FixerService
+    from ..host.host import FolderPathsHost
 
 log = logging.getLogger("fixer.comfyui")
-
-# The service is kept on the PromptServer, like the route guard in __init__.py: if ComfyUI imported
-# the pack twice (its path-based name and `custom_nodes.<folder>`), the routes (first copy) and the
-# nodes (last copy) still share one service and its settings.
-SERVICE_ATTR = "_comfyfixer_service"
 _service_lock = threading.Lock()
-
-
-def engine(module: str) -> ModuleType:
-    """fixer.<module>, imported on first use from this copy of the engine (the pack's own in ComfyUI)."""
-    return importlib.import_module(f"{__package__.rpartition('.')[0]}.{module}")
 
 
 @dataclass(frozen=True)
 class ComfyLinks:
     """What the engine needs from the ComfyUI process."""
 
-    server: Any  # PromptServer.instance: keeps the service, sends events, lists the routes Manager added
+    server: Any  # PromptServer.instance: sends events, lists the routes Manager added
     folder_paths: Any  # ComfyUI's folder_paths module
     node_classes: Callable[[], dict[str, Any]]  # the live NODE_CLASS_MAPPINGS (packs add to it while loading)
     version: str | None = None  # comfyui_version.__version__
@@ -45,12 +39,28 @@ class ComfyLinks:
 
 
 _links: ComfyLinks | None = None
+_service: FixerService | None = None
+_routes_on: Any = None  # the server whose route table holds our routes
 
 
 def attach(links: ComfyLinks) -> None:
-    """Called by the pack's entry point inside ComfyUI, once per copy of the pack."""
-    global _links
-    _links = links
+    """Called by the pack's entry point inside ComfyUI, once per copy of the pack. A second copy hands
+    over the same server and changes nothing; another server (a new one in tests) starts afresh."""
+    global _links, _service
+    with _service_lock:
+        if _links is None or _links.server is not links.server:
+            _links, _service = links, None
+
+
+def claim_routes(server: Any) -> bool:
+    """True the first time for `server`: the caller registers the routes. ComfyUI refuses to start on
+    duplicate routes, so a second copy of the pack must not add them again."""
+    global _routes_on
+    with _service_lock:
+        if _routes_on is server:
+            return False
+        _routes_on = server
+        return True
 
 
 def attached() -> ComfyLinks | None:
@@ -63,28 +73,26 @@ def current_links() -> ComfyLinks:
     return _links
 
 
-def service() -> Any:
+def service() -> FixerService:
     """The FixerService of this ComfyUI, built on first use (keeps ComfyUI's start-up fast).
 
     The Download node may ask first, from ComfyUI's prompt worker thread, hence the lock.
     """
+    global _service
     links = current_links()
-    svc = getattr(links.server, SERVICE_ATTR, None)
-    if svc is None:
-        with _service_lock:
-            svc = getattr(links.server, SERVICE_ATTR, None)
-            if svc is None:
-                svc = build_service(links)
-                setattr(links.server, SERVICE_ATTR, svc)
-    return svc
+    with _service_lock:
+        if _service is None:
+            _service = build_service(links)
+        return _service
 
 
-def comfy_host(links: ComfyLinks) -> Any:
+def comfy_host(links: ComfyLinks) -> FolderPathsHost:
+    from ..host.host import FolderPathsHost
+
     loop = getattr(links.server, "loop", None)
-    return engine("host.host").FolderPathsHost(links.folder_paths, node_classes=links.node_classes,
-                                               import_failures=links.import_failures,
-                                               confine=on_loop(loop) if isinstance(loop, asyncio.AbstractEventLoop)
-                                               else None)
+    return FolderPathsHost(links.folder_paths, node_classes=links.node_classes,
+                           import_failures=links.import_failures,
+                           confine=on_loop(loop) if isinstance(loop, asyncio.AbstractEventLoop) else None)
 
 
 def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], Any]], Any]:
@@ -114,14 +122,18 @@ def on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], Any]], An
     return run
 
 
-def build_service(links: ComfyLinks) -> Any:
+def build_service(links: ComfyLinks) -> FixerService:
+    from ..app.service import FixerService
+    from ..config import load_config
+
     fp = links.folder_paths
+    # ComfyUI's user directory: the user's own, where ComfyUI keeps their settings too. Its config.json
+    # is the only configuration read inside ComfyUI (never one from a workflow folder).
     state_dir = Path(fp.get_user_directory()) / "comfyfixer"
     state_dir.mkdir(parents=True, exist_ok=True)
     # Tokens: the service reads the environment, ~/.secrets and the ones saved from the page itself.
-    svc = engine("app.service").FixerService(comfy_host(links), state_dir,
-                                         engine("config").load_config(state_dir / "config.json"),
-                                         comfyui_root=Path(fp.base_path), comfyui_version=links.version)
+    svc = FixerService(comfy_host(links), state_dir, load_config(state_dir / "config.json"),
+                       comfyui_root=Path(fp.base_path), comfyui_version=links.version)
     svc.on_event(event_forwarder(links.server.send_sync, fp))
     log.info("comfyfixer: service ready, state in %s", state_dir)
     return svc
@@ -133,7 +145,8 @@ def invalidate_filename_lists(folder_paths: Any, files: list[dict[str, str]]) ->
     The cache is only dropped on its own when a scanned directory's mtime changes; a file
     written into an existing subfolder does not change the folder root's mtime.
     """
-    map_legacy = engine("constants").map_legacy
+    from ..constants import map_legacy
+
     for folder in {f.get("folder") for f in files if isinstance(f, dict) and f.get("folder")}:
         folder_paths.filename_list_cache.pop(map_legacy(folder), None)
 
@@ -169,7 +182,8 @@ async def install_pack(pack_id: str) -> str | None:
     links = _links
     if links is None:
         return None
-    manager, nodepacks = engine("nodepacks.manager"), engine("nodepacks.lookup")
+    from ..nodepacks import lookup as nodepacks
+    from ..nodepacks import manager
     routes = links.server.app.router.routes()
     api = manager.detect_from_routes(getattr(getattr(r, "resource", None), "canonical", None) for r in routes)
     if api is None:

@@ -208,6 +208,14 @@ def child_main() -> None:
 # ---------------------------------------------------------------- the parent
 
 
+def child_command() -> list[str]:
+    """The child's command line: the pack's engine, imported as `fixer` (its one name in every process)
+    from the folder holding it."""
+    code = (f"import sys; sys.path.insert(0, {str(PACKAGE_PARENT)!r}); "
+            "from fixer.comfy.scan_worker import child_main; child_main()")
+    return [sys.executable, "-c", code]
+
+
 class ScanWorker:
     """One child process, started on first use, serving one scan at a time; restarted if it dies."""
 
@@ -216,11 +224,8 @@ class ScanWorker:
         self._lock = threading.Lock()  # uncontended: the routes send big bodies one at a time (WaitLine)
         self.deadline = deadline
 
-    def _start(self) -> subprocess.Popen:
-        # The pack's copy of the engine, imported as a top-level `fixer` from the folder holding it.
-        code = (f"import sys; sys.path.insert(0, {str(PACKAGE_PARENT)!r}); "
-                "from fixer.comfy.scan_worker import child_main; child_main()")
-        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    def _start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, cwd=str(PACKAGE_PARENT))
         threading.Thread(target=_relay_log, args=(proc.stderr,), name="comfyfixer-scan-worker-log",
                          daemon=True).start()

@@ -4,8 +4,7 @@ Who may ask (`host_reason` against DNS rebinding, `cross_origin_reason` and `cro
 against other sites' pages), in which form (`json_content_type_reason`, `decode_body`), and the field
 validators (`field_*`) that turn a decoded body into typed arguments or refuse it by name (the settings
 are checked by their schema, fixer.app.settings). No aiohttp here: the adapter (server_routes.py) reads
-the request and answers
-`RequestRefused.status` with its message.
+the request and answers `RequestRefused.status` with its message.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 from ..constants import CLIENT_HEADER
-from ..errors import ErrorCode, FixerError
+from ..errors import ErrorCode, FixerError, RunLocked
 from ..read.names import unsafe_reason
 from ..read.readers import json_cost_reason
 
@@ -26,9 +25,6 @@ from ..read.readers import json_cost_reason
 ALLOWED_HOSTS_ENV = "COMFYFIXER_ALLOWED_HOSTS"
 MAX_TEXT_CHARS = 1024
 MAX_ITEMS = 10_000
-# FixerError subclasses whose HTTP status is not 400. Matched by class name so the pack's copy of
-# the engine (`<pack>.fixer`) and a top-level `fixer` map alike.
-STATUS_BY_ERROR = {"RunBusy": 409, "RunLocked": 409, "ManagerError": 409, "PackNotOffered": 409}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -309,7 +305,9 @@ def field_pack_id(body: dict[str, Any], field: str = "pack_id") -> str:
 
 
 def status_for(error: FixerError) -> int:
-    for cls in type(error).__mro__:
-        if cls.__name__ in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls.__name__]
-    return 400
+    """409 when the request was right but something else holds what it needs, else 400."""
+    # Imported when an error is answered: the service and the Manager client are loaded by then.
+    from ..app.service import PackNotOffered, RunBusy
+    from ..nodepacks.manager import ManagerError
+
+    return 409 if isinstance(error, (RunBusy, RunLocked, ManagerError, PackNotOffered)) else 400
