@@ -2,10 +2,10 @@
 both rate-limit (every Nth request a 429 with Retry-After), Civitai hides NSFW-rated models unless asked,
 popular words fill whole search pages.
 
-(a) The seed scenario: 21 missing models of mixed sources (local disk, workflow hints, catalogs, Civitai
+(a) The founding scenario: 21 missing models of mixed sources (local disk, workflow hints, catalogs, Civitai
     under NSFW, suffixed, {model}_{version} and hash-only names, Hugging Face, two that exist nowhere) with
     200 ms latency injected into every upstream request. Prints the total resolve time and how many of the
-    19 findable were found (targets: < 10 s, >= 18 found, no wrong pick; the seeds took ~36 min).
+    19 findable were found (targets: < 10 s, >= 18 found, no wrong pick; the original tool took ~36 min).
     (a2) The same 21 as one community workflow: four chains (a Pony base on disk, SD 1.5, SDXL, Flux), the
     Civitai files made for their chain's family, an SDXL twin of the SD 1.5 chain's LoRA far more downloaded,
     Civitai as in 2026 (the configured domain hides NSFW models).
@@ -66,7 +66,7 @@ def fake_sha(*parts: str) -> str:
     return hashlib.sha256(("synthetic:" + "/".join(parts)).encode()).hexdigest()
 
 
-# ------------------------------------------------------------------ (a) the seed scenario ------------
+# ------------------------------------------------------------------ (a) the founding scenario ------------
 
 
 def comfy_root(base: Path, files: dict[str, bytes]) -> Path:

@@ -11,7 +11,7 @@ log = logging.getLogger("fixer.action")
 
 
 def action(kind: str, **fields: object) -> None:
-    """One decision, machine-readable, in the seed's `ACTION: {json}` form."""
+    """One decision, machine-readable, in the `ACTION: {json}` form of the file contract."""
     log.info("ACTION: %s", json.dumps({"action": kind, **fields}, default=str, sort_keys=True))
 
 

@@ -1,4 +1,4 @@
-"""config.json (seed fields plus ours, all optional), read from the user's own configuration folder.
+"""config.json (every field optional), read from the user's own configuration folder.
 
 Configuration can make the product send a secret (the LLM helper's key) to a server, so it is never read
 from the working directory or a folder of workflows: by default it is `config.json` in the per-user

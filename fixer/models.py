@@ -1,4 +1,4 @@
-"""The data that flows between stages (design.md "The data that flows"). Plain dataclasses."""
+"""The data that flows between stages (docs/architecture.md, "What flows"). Plain dataclasses."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 class StatusDocument:
-    """The seed's status.json: {timestamp, phase, progress, data, errors}; thread-safe, written atomically.
+    """status.json of the file contract: {timestamp, phase, progress, data, errors}; thread-safe, written atomically.
 
     An event subscriber: phases, progress and errors come from the pipeline's events; `data` is
     whatever the owner puts there (per-model rows for the panel).

@@ -1,5 +1,5 @@
 """A catalog entry whose file is in a gated Hugging Face repo is known as needing a login before any
-download is tried (issue 13), asked once per repo, and never asked with a token or HF_HUB_OFFLINE."""
+download is tried, asked once per repo, and never asked with a token or HF_HUB_OFFLINE."""
 
 from __future__ import annotations
 

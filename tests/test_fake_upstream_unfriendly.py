@@ -1,4 +1,4 @@
-"""The fake upstream is as unfriendly as the real services (upstream-apis.md "What the two searches can find",
+"""The fake upstream is as unfriendly as the real services (docs/upstream.md "What a search can find",
 A.2, A.8, B.3, B.7): a resolver that passes only against a friendly fake proves nothing."""
 
 from __future__ import annotations

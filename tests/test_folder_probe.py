@@ -208,7 +208,7 @@ def test_a_folder_map_from_a_server_keeps_only_well_formed_listings():
 
 
 def test_a_second_copy_of_the_pack_records_through_the_installed_wrappers(fp, monkeypatch):
-    """ComfyUI may import the pack under two names (host contract 1): both probe the same folder_paths."""
+    """ComfyUI may import the pack under two names (docs/comfyui-facts.md): both probe the same folder_paths."""
     import importlib.util
 
     import fixer.host.folder_probe as first

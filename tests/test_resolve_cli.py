@@ -1,4 +1,4 @@
-"""`comfy-fixer --resolve`: resolutions.json in the seed schema, written without downloading anything."""
+"""`comfy-fixer --resolve`: resolutions.json in the file contract schema, written without downloading anything."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`comfy-fixer` / `python -m fixer`: the seed's flags over the same engine the ComfyUI panel uses.
+"""`comfy-fixer` / `python -m fixer`: the classic flags over the same engine the ComfyUI panel uses.
 
 Exit codes: 0 nothing missing (or the action succeeded), 1 something is missing or failed,
 2 usage or input error (bad flags, unreadable config, no ComfyUI root).
@@ -136,7 +136,7 @@ def make_context(args: argparse.Namespace) -> RunContext:
     state_dir = Path(args.state_dir).expanduser()
     config_path = Path(args.config).expanduser() if args.config else user_config_path()
     stray = state_dir / "config.json"
-    if not args.config and stray.is_file():  # the seed kept it beside the outputs: say why it has no effect
+    if not args.config and stray.is_file():  # once read from here: say why it has no effect
         print(f"note: {stray} is not read (a config.json where workflows are unpacked could send tokens "
               f"elsewhere); move it to {config_path} or pass --config {stray}", file=sys.stderr)
     config = load_config(config_path)
@@ -225,7 +225,7 @@ def cmd_status(ctx: RunContext) -> int:
 
 
 def review_prompt(plan: Plan, base: Path | None, stream_in=None, origins: dict[str, str] | None = None) -> bool:
-    """The seed's prompt over what is about to be downloaded: y downloads, n stops, v lists where
+    """The prompt over what is about to be downloaded: y downloads, n stops, v lists where
     each file goes, how big it is and where it comes from (`origins`: name -> words)."""
     from .console import human_bytes
 
@@ -328,7 +328,7 @@ def cmd_auto(ctx: RunContext) -> int:
             ctx.bus.emit(PhaseChanged("complete"))
             return EXIT_MISSING if report.missing_nodes or refused else EXIT_OK
         # Asking needs the sizes, so the question comes after resolving (the run holds every file until
-        # the answer). No terminal to ask (CI, pipes): downloads as the seed did.
+        # the answer). No terminal to ask (CI, pipes): downloads without asking, as scripts expect.
         ask = not ctx.args.yes and sys.stdin.isatty()
         run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
                      extensions=ctx.host().extensions, inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root,

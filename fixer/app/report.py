@@ -1,4 +1,4 @@
-"""Scan results as the seed documents: missing_models.json, missing_nodes.json, summary_report.md, stdout."""
+"""Scan results in the file contract (docs/architecture.md): missing_models.json, missing_nodes.json, summary_report.md, stdout."""
 
 from __future__ import annotations
 

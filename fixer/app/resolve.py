@@ -269,7 +269,7 @@ def candidate_entry(c: Candidate) -> CandidateEntry:
 
 
 def resolution_entry(res: Resolution) -> ResolutionEntry:
-    """One entry of output/resolutions.json in the seed schema (filename, source incl. not_found,
+    """One entry of output/resolutions.json in the file contract's schema (filename, source incl. not_found,
     model_id / version_id / repo_id, download_url, expected_type), plus what the panel and report show."""
     c = res.chosen
     ids = dict(c.ids) if c else {}

@@ -364,7 +364,7 @@ class FixerService:
         return self.settings()
 
 def prune_scripts(output_dir: Path, since: float) -> int:
-    """Inside ComfyUI the seed's download scripts are only a record of the last run (the CLI keeps
+    """Inside ComfyUI the download scripts are only a record of the last run (the CLI keeps
     them all): older ones go, so the folder does not grow by one file per download forever."""
     removed = 0
     for path in output_dir.glob("download_[0-9]*.sh"):  # transfer.scripts.script_name

@@ -1,4 +1,4 @@
-"""Which folder each input of a node lists, in one shape whoever learned it (host contract §8).
+"""Which folder each input of a node lists, in one shape whoever learned it (docs/comfyui-facts.md).
 
 Inside ComfyUI the node is asked: its INPUT_TYPES() runs while folder_paths answers every listing with a
 marker name per folder, and the markers found in an input's options name the folders it reads, even when

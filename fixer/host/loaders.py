@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-# Core loaders (host contract section 4): node type -> widget order, and the inputs that are model files.
+# Core loaders (docs/comfyui-facts.md): node type -> widget order, and the inputs that are model files.
 # Widget order matters for UI JSON, whose widgets_values is a list in that order.
 CORE_LOADERS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "CheckpointLoaderSimple": (("ckpt_name",), {"ckpt_name": "checkpoints"}),

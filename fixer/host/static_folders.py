@@ -1,6 +1,6 @@
 """Which folder each input of a custom node lists, read from the pack's sources without importing them.
 
-For the CLI with a ComfyUI folder but no running ComfyUI (host contract §8.7): a node's INPUT_TYPES()
+For the CLI with a ComfyUI folder but no running ComfyUI (docs/comfyui-facts.md): a node's INPUT_TYPES()
 (or a V3 node's define_schema()) usually returns literals built from `folder_paths.get_filename_list("x")`,
 directly or through a local variable, a helper function, a method, a list comprehension adding a prefix
 (`"bbox/" + x`) or a class constant naming the folder. This module follows those within the pack's own

@@ -5,7 +5,7 @@ Pack identity comes from curated data only: ComfyUI-Manager's `extension-node-ma
 or `aux_id` (a GitHub repository) is what a shared workflow claims, and anyone can publish to the
 registry or GitHub: it only picks among the packs the map lists for its type. A claim the map does
 not confirm for that type is shown as "the workflow says ..." and never becomes an install target,
-a Manager install or a `git clone` line (issue 17). The map is read where Manager is installed
+a Manager install or a `git clone` line. The map is read where Manager is installed
 (a `custom_nodes/ComfyUI-Manager*` folder, the `comfyui-manager` package, or the lists Manager
 downloaded into `user/__manager/cache`), else from the snapshot shipped in fixer/data (built by
 scripts/build_node_map.py).

@@ -1,4 +1,4 @@
-"""Model files named inside prompt text (host contract §8.6).
+"""Model files named inside prompt text (docs/comfyui-facts.md, "Which folder an input reads").
 
 `embedding:<name>` is ComfyUI's CLIP tokenizer syntax (comfy/sd1_clip.py): the name runs to the next
 space, may carry a weight inside brackets (`(embedding:x:1.2)`), a trailing comma is dropped, and a

@@ -28,7 +28,7 @@ from .fuzzy import PRECISION_TAGS, likeness, loose, stem
 
 log = logging.getLogger("fixer.sources.civitai")
 
-# upstream-apis.md A.7; model types with no core folder map to None (ask the user).
+# docs/upstream.md; model types with no core folder map to None (ask the user).
 MODEL_TYPE_FOLDER = {
     "checkpoint": "checkpoints", "textualinversion": "embeddings", "hypernetwork": "hypernetworks",
     "lora": "loras", "locon": "loras", "dora": "loras", "controlnet": "controlnet", "upscaler": "upscale_models",

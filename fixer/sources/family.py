@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from ..models import Candidate, ModelRef, ScanReport
 
-# Civitai baseModel values (upstream-apis.md A.7, an open set) -> family; checked in order.
+# Civitai baseModel values (an open set: docs/upstream.md) -> family; checked in order.
 _BASE_MODEL_RULES: tuple[tuple[str, str | None], ...] = (
     (r"^sd 1", "SD 1.5"), (r"^sd 2", "SD 2"), (r"^pony", "Pony"), (r"^(illustrious|noobai)", "Illustrious"),
     (r"^sdxl", "SDXL"), (r"^sd 3", "SD 3"), (r"^flux\.2", "Flux.2"), (r"^flux", "Flux"), (r"^wan", "Wan"),

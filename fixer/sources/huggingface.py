@@ -1,7 +1,7 @@
 """Hugging Face: find repos with words of the file name, match the exact file name in each repo's file
 list (subfolders included), read sha256/size from paths-info, and weigh repos that disagree.
 
-The Hub's search matches substrings of repo ids only, never file names (upstream-apis.md). So:
+The Hub's search matches substrings of repo ids only, never file names (docs/upstream.md). So:
 - ComfyUI's own orgs (Comfy-Org, comfyanonymous) are listed once per run with their file lists; they
   hold most files workflows name, often under ids that share no word with the file (`t5xxl_fp16`);
 - the distinctive words of the name are searched (`hidream` in `clip_l_hidream`, `wan` in
@@ -108,7 +108,7 @@ _REUPLOAD = re.compile(r"(?:^|[\s_\-.])(mirror|backup|re-?upload|copy|archive|gg
 
 def standing(repo_id: str, filename: str) -> int:
     """3 official/first-party publisher; 2 another publisher; 1 a re-upload: a repo named exactly like the
-    file's stem (upstream-apis.md: many exist, some true mirrors, some other bytes) or marked as a mirror."""
+    file's stem (docs/upstream.md: many exist, some true mirrors, some other bytes) or marked as a mirror."""
     if trusted(repo_id):
         return 3
     name = repo_id.split("/")[-1]

@@ -1,4 +1,4 @@
-"""Optional (search.llm.enabled, off by default): the seeds' LLM search as a plug-in. An OpenAI-compatible
+"""Optional (search.llm.enabled, off by default): an LLM search as a plug-in. An OpenAI-compatible
 chat endpoint (e.g. a local Qwen served by Ollama) proposes Hugging Face repo/path or Civitai version
 ids for a name nothing else found. A proposal counts only once the real API confirms a file of exactly
 that name is there; the model's word alone is never a source.

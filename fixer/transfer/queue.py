@@ -2,7 +2,7 @@
 
 At most `max_concurrent` files at once; the same target submitted twice is downloaded once.
 Failures never raise out of `submit`/`wait`: they end as state "failed" with a message.
-It also writes the seed outputs when given an output folder: a curl script per download,
+It also writes the file contract's outputs when given an output folder: a curl script per download,
 `downloaded_models.json`, and the batch verification report every `verify_batch_every` files.
 """
 
@@ -155,7 +155,7 @@ class TransferManager:
                 log.warning("could not update %s: %s", DOWNLOADED_FILE, e)
 
     async def _flush_batch(self) -> None:
-        """The seeds' batch check (exists, size, header); recorded, never stops the run."""
+        """The batch check (exists, size, header); recorded, never stops the run."""
         batch, self._batch = self._batch, []
         if not batch:
             return

@@ -1,4 +1,4 @@
-"""Seed outputs: one resumable curl script per download, numbered by a persistent counter.
+"""File-contract outputs: one resumable curl script per download, numbered by a persistent counter.
 
 `output/download_NNN_<name>.sh` lets a person redo a download by hand (or on another machine).
 Tokens are never written into a script: it reads $HF_TOKEN / $CIVITAI_API_KEY from the

@@ -1,4 +1,4 @@
-"""Checks a file must pass before it takes its final name, and the seeds' batch check.
+"""Checks a file must pass before it takes its final name, and the batch check of downloaded files.
 
 safetensors: the whole structure is checked here, with no framework (safetensors' own reader
 needs numpy or torch for that): an 8-byte little-endian header length, a UTF-8 JSON header,
@@ -182,7 +182,7 @@ def check_file(path: str | os.PathLike, expected_size: int | None, name: str = "
 
 @dataclass
 class BatchReport:
-    """The seeds' verification report: `verified` and `failed` entries, appended batch by batch."""
+    """The verification report: `verified` and `failed` entries, appended batch by batch."""
 
     verified: list[dict] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)

@@ -4,7 +4,7 @@ Used by the resolver's API calls (`HttpClient`), the downloader's pieces and the
 version lookup alike; each use passes its own `RetryPolicy` numbers, the rules are these:
 - 429/503 (and the other statuses of `RetryPolicy.statuses`) and connection errors are retried;
   the wait is the server's `Retry-After` (seconds or an HTTP date; on a 429 without it, the Hub's
-  `RateLimit: ...;t=<reset>`), else exponential backoff with jitter (upstream-apis.md A.8, B.7);
+  `RateLimit: ...;t=<reset>`), else exponential backoff with jitter (docs/upstream.md, "Refusals");
 - a server asking for longer than `max_retry_after` is not waited for: the call fails at once
   with a message saying how long it asked and what to do, instead of hanging the run;
 - every other error answer becomes one typed error with the fix in its message (`http_error`,

@@ -1,4 +1,4 @@
-// Issue 13 in a real page: one notice beside the frontend's own list, runs that belong to their
+// The panel in a real page: one notice beside the frontend's own list, runs that belong to their
 // workflow, "Waiting for a download slot", partial files, problems first, compact mode, portable with
 // present files, a rescan after the socket reconnects, and the Report node's text on the node.
 // Writes panel-result.json and screenshots; pytest (test_e2e_panel.py) checks files on disk.

@@ -1,4 +1,4 @@
-// The user helps where the pack cannot (issue 12/13), at 1280x720 as in docs/screenshots:
+// The user helps where the pack cannot, at 1280x720 as in docs/screenshots:
 //   case "paste": a model found nowhere; the user pastes a link on its not-found row, the file lands
 //     under its real name, the loader is repointed, and the prompt queues. Writes paste-result.json.
 //   case "gated": a gated Hugging Face file says once what it needs, with "Accept license" and

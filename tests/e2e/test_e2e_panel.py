@@ -1,4 +1,4 @@
-"""Issue 13 in a real ComfyUI and browser, on both frontends: the panel a user would choose."""
+"""The panel in a real ComfyUI and browser, on both frontends: the panel a user would choose."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12/13 in a real ComfyUI and browser, on both frontends: the user pastes a link on a not-found row,
+"""Helping by hand in a real ComfyUI and browser, on both frontends: the user pastes a link on a not-found row,
 and a gated Hugging Face file is said once, with what to do, before any byte moves."""
 
 from __future__ import annotations

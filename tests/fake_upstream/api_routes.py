@@ -2,7 +2,7 @@
 and an OpenAI-compatible chat endpoint for the optional LLM source.
 
 Searches run over an in-memory catalogue built from the fixtures, with the real services' semantics
-(upstream-apis.md "What the two searches can find"): HF `search` is a substring of the repo id only;
+(docs/upstream.md, "What a search can find"): HF `search` is a substring of the repo id only;
 Civitai `query` matches words of name, creator username, file hashes and trained words, dropping
 query words from the end until something matches ("last" strategy); file names are never searched.
 Canned searches listed in the fixtures' index files answer exactly as recorded.
@@ -27,7 +27,7 @@ from .server import UPSTREAM
 
 REAL_CIVITAI_ORIGINS = ("https://api.civitai.com", "https://civitai.com")
 IGNORED_CIVITAI_MATCH_PARAMS = {"limit", "nsfw", "token"}
-HF_PAGE_SIZE = 50  # the Hub pages search answers; the rest is behind the Link header (upstream-apis.md)
+HF_PAGE_SIZE = 50  # the Hub pages search answers; the rest is behind the Link header (docs/upstream.md)
 
 
 # ---------------------------------------------------------------- catalogue ----------------------------
@@ -219,7 +219,7 @@ def _hf_repo_or_error(up: Any, request: web.Request) -> tuple[dict[str, Any] | N
     repo = _state(up)["hf_repos"].get(repo_id)
     if repo is None:
         # Live HF answers a signed-in caller 404 RepoNotFound, and an anonymous one a bare 401 with no error
-        # code (upstream-apis.md B.3): the same answer a private repo gets, so the client cannot tell them apart.
+        # code (docs/upstream.md, "Refusals"): the same answer a private repo gets, so the client cannot tell them apart.
         if request.headers.get("Authorization"):
             return None, _hf_error("RepoNotFound", "Repository not found", 404)
         return None, hf_bare_401()

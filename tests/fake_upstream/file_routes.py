@@ -1,6 +1,6 @@
 """Transfer-side routes of the fake: HF `/resolve`, Civitai `/api/download/models`, and the CDN/storage host.
 
-Behaviour follows upstream-apis.md A.6 and B.2 and the fixtures (civitai/downloads.json,
+Behaviour follows docs/upstream.md ("Downloads") and the fixtures (civitai/downloads.json,
 huggingface/resolve.json, huggingface/errors/):
 - HF resolve: LFS files answer 302 to the CDN on the `localhost` host name with X-Linked-Etag,
   X-Linked-Size, X-Repo-Commit and ETag (never X-Xet-Hash); small files answer 200 with the bytes.

@@ -79,7 +79,7 @@ def service_of(path: str) -> str | None:
 @dataclass
 class RateLimit:
     """Every `every`-th request to `service` answers 429 with Retry-After, as both services do to a client that
-    asks too fast (upstream-apis.md A.8, B.7): the Hub with its RateLimit headers, Civitai's edge (Cloudflare)
+    asks too fast (docs/upstream.md, "Refusals"): the Hub with its RateLimit headers, Civitai's edge (Cloudflare)
     with an HTML page. Retry-After may be fractional here so that tests stay fast."""
 
     service: str  # "huggingface" or "civitai"
