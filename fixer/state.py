@@ -92,7 +92,7 @@ class StatusDocument:
         self.update(progress=StatusProgress(current, total, pct))
 
     def add_error(self, error: ErrorInfo, details: str = "") -> None:
-        """The seed's entry {timestamp, error, details}, extended with the error's code and typed facts."""
+        """The file contract's entry {timestamp, error, details}, extended with the error's code and typed facts."""
         facts = {f.name: getattr(error, f.name) for f in fields(error) if f.name not in ("code", "message")}
         with self._lock:
             self.doc.errors.append(StatusError(timestamp=now_iso(), error=error.message, details=details,
