@@ -84,8 +84,9 @@ async def fetch_model(source: str, folder: str, file_name: str, sha256: str, fol
     config, secrets = engine_settings()
     version = None
     if spec.source == "civitai":
-        version = await asyncio.to_thread(_engine("upstream.civitai").fetch_civitai_version, spec,
-                                          secrets.get("CIVITAI_API_KEY"))
+        from fixer.upstream.civitai import KEY_NAME, fetch_civitai_version
+
+        version = await asyncio.to_thread(fetch_civitai_version, spec, secrets.get(KEY_NAME))
     req = spec_mod.transfer_request(spec, folder, file_name, sha256, version)
     _learnt_names[key] = req.filename
     if find_existing(folder_paths, folder, req.filename):

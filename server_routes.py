@@ -302,25 +302,21 @@ def comfy_links(prompt_server: Any) -> comfy_runtime.ComfyLinks:
     # ComfyUI's `nodes` module, looked up when asked: packs still add classes after this one loads.
     return comfy_runtime.ComfyLinks(server=prompt_server, folder_paths=folder_paths,
                                     node_classes=lambda: sys.modules["nodes"].NODE_CLASS_MAPPINGS,
-                                    version=version, tls=tls, import_failures=_import_failures(prompt_server))
+                                    version=version, tls=tls, import_failures=_import_failures())
 
 
-def _import_failures(prompt_server: Any) -> Any:
+def _import_failures() -> Callable[[], dict[str, str]]:
     """Which packs ComfyUI could not import, and why: its warnings kept from now on (packs loading after
-    this one), plus its log buffer (those before). One handler per process, kept on the PromptServer."""
-    import logging
+    this one, by the process's one handler, fixer.comfy.runtime.import_failure_log), plus its log buffer
+    (those before)."""
+    from fixer.host.failed_packs import failures_in
 
-    failed_packs = comfy_runtime.engine("host.failed_packs")
-    handler = getattr(prompt_server, "_comfyfixer_import_failures", None)
-    if handler is None:
-        handler = failed_packs.ImportFailureLog()
-        logging.getLogger().addHandler(handler)
-        setattr(prompt_server, "_comfyfixer_import_failures", handler)
+    handler = comfy_runtime.import_failure_log()
 
     def read() -> dict[str, str]:
         try:
             from app.logger import get_logs  # ComfyUI's in-memory log (its last few hundred lines)
-            earlier = failed_packs.failures_in(list(get_logs() or []))
+            earlier = failures_in(list(get_logs() or []))
         except ImportError:
             earlier = {}
         return {**earlier, **handler.failures}

@@ -156,7 +156,7 @@ SEED_BASES = {"crimson_ink.safetensors": "Pony", "velvet_dusk.safetensors": "SD 
 
 
 def as_one_workflow(up: FakeUpstream, refs: list[ModelRef]) -> tuple[list[ModelRef], dict[str, str]]:
-    """The seed scenario as community workflows are: one file, several chains of several families (a Pony
+    """The founding scenario as community workflows are: one file, several chains of several families (a Pony
     base present on disk, an SD 1.5 pass, an SDXL pass, a Flux pass), and the Civitai files made for the
     family of their chain; an SDXL twin of the SD 1.5 chain's LoRA, far more downloaded. Returns the refs and
     the family the old per-workflow rule gives (the scan's: its present Pony checkpoint)."""

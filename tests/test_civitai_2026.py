@@ -1,4 +1,4 @@
-"""Civitai as in 2026 (upstream-apis.md A.9): downloads need a key (a state known before downloading, sent only
+"""Civitai as in 2026 (docs/upstream.md): downloads need a key (a state known before downloading, sent only
 as a header), civitai.com may hide NSFW models while civitai.red serves them, batch hash lookups, AIR `+fileId`,
 files that failed Civitai's scans refused, early access a state."""
 

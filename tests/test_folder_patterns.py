@@ -1,4 +1,4 @@
-"""Custom-node folder handling that generalizes (issue 22), one minimal synthetic pack per pattern seen in
+"""Custom-node folder handling that generalizes, one minimal synthetic pack per pattern seen in
 real packs: a pack filtering the listing it gets, folders registered through helpers and loops, a list
 built once at import, node classes generated at import, node names with a format word, and a pack that
 fails to import. Inside ComfyUI = a FolderPathsHost over a fake folder_paths with the pack imported as

@@ -1,4 +1,4 @@
-"""The folder probe changes nothing observable (issue 17.2): whatever a pack keeps of the listings it is
+"""The folder probe changes nothing observable: whatever a pack keeps of the listings it is
 handed while probed (module global, lru_cache, base-class attribute, another module of the pack, a cache
 filled at the first call only, nested dicts, a registry object, tuples) is put back, so no marker reaches
 /object_info (every class's INPUT_TYPES()) or a prompt's validation, and the pack's caches hold its real

@@ -1,4 +1,4 @@
-"""The static pack reader reads regular files of the pack only, under a size cap (issue 17.8): a symlink to
+"""The static pack reader reads regular files of the pack only, under a size cap: a symlink to
 /dev/zero (git stores such links), a FIFO, a link to a file outside the pack or an oversized file is never
 read, and the rest of the pack still is.
 

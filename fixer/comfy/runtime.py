@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from ..app.service import FixerService
+    from ..host.failed_packs import ImportFailureLog
     from ..host.host import FolderPathsHost
 
 log = logging.getLogger("fixer.comfyui")
@@ -41,6 +42,7 @@ class ComfyLinks:
 _links: ComfyLinks | None = None
 _service: FixerService | None = None
 _routes_on: Any = None  # the server whose route table holds our routes
+_failure_log: ImportFailureLog | None = None
 
 
 def attach(links: ComfyLinks) -> None:
@@ -71,6 +73,18 @@ def current_links() -> ComfyLinks:
     if _links is None:
         raise RuntimeError("ComfyFixerSmart runs outside ComfyUI here: nothing handed it ComfyUI's objects.")
     return _links
+
+
+def import_failure_log() -> ImportFailureLog:
+    """The process's one keeper of ComfyUI's "Cannot import ... module" warnings, on the root logger."""
+    global _failure_log
+    with _service_lock:
+        if _failure_log is None:
+            from ..host.failed_packs import ImportFailureLog
+
+            _failure_log = ImportFailureLog()
+            logging.getLogger().addHandler(_failure_log)
+        return _failure_log
 
 
 def service() -> FixerService:

@@ -1,6 +1,6 @@
 """The Civitai API client: its hosts, its key, its calls, and what a version says about its files.
 
-Civitai in 2026 (upstream-apis.md A.9): every model download needs an API key, sent only as
+Civitai in 2026 (docs/upstream.md): every model download needs an API key, sent only as
 `Authorization: Bearer` (a `?token=` URL lands in access logs); civitai.com may answer SFW-only without
 saying so while civitai.red serves everything, the API answering on both; many sha256 hashes are looked up
 in one `POST /api/v1/model-versions/by-hash`; an AIR may end in `+<fileId>`; files carry pickle and virus
@@ -27,11 +27,12 @@ from ..constants import civitai_base_url
 from ..errors import NotFoundUpstream, UpstreamError
 from ..read.clues import AIR
 from .http import HttpClient, Reply, http_error
+from .services import CIVITAI
 from .source_spec import SourceSpec
 
 RED_DEFAULT = "https://civitai.red"
-GREEN_HOSTS = frozenset({"civitai.com", "www.civitai.com", "api.civitai.com"})
-KEY_NAME = "CIVITAI_API_KEY"
+GREEN_HOSTS = CIVITAI.hosts  # the service table's: link parsing, downloads and tokens agree on them
+KEY_NAME = CIVITAI.token
 BATCH_LIMIT = 100  # sha256 values per POST /model-versions/by-hash
 _FAILED_SCAN = {"Danger": "found something dangerous", "Error": "could not check it"}
 

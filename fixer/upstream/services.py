@@ -30,7 +30,7 @@ class Service:
 
 HUGGINGFACE = Service("huggingface", "Hugging Face", HF_TOKEN,
                       frozenset({"huggingface.co", "www.huggingface.co", "hf.co"}), "https://huggingface.co")
-CIVITAI = Service("civitai", "Civitai", CIVITAI_TOKEN, frozenset({"civitai.com", "www.civitai.com"}),
+CIVITAI = Service("civitai", "Civitai", CIVITAI_TOKEN, frozenset({"civitai.com", "www.civitai.com", "api.civitai.com"}),
                   "https://civitai.com")
 SERVICES: dict[str, Service] = {s.key: s for s in (HUGGINGFACE, CIVITAI)}
 # Every secret the product reads, from the environment, ~/.secrets or the page's secret store.

@@ -152,7 +152,7 @@ class FakeUpstream:
         return f"{self.base}/red"
 
     def civitai_2026(self, green: bool = True, key_required: bool = True) -> None:
-        """Civitai as in 2026 (upstream-apis.md A.9): every download needs a key, and the configured domain
+        """Civitai as in 2026 (docs/upstream.md): every download needs a key, and the configured domain
         answers searches SFW-only without saying so (`green`) while the red domain serves everything."""
         self.state["civitai_green"] = green
         self.state["civitai_key_required"] = key_required
