@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from .. import __version__
 from ..actionlog import close_run_log, open_run_log
 from ..config import Config, load_config, user_config_path
-from ..upstream.tokens import load_secrets
 from ..errors import FixerError, RunLocked
 from ..events import Event, EventBus, PhaseChanged, ScanFinished
 from ..host.folder_probe import apply_server_maps
@@ -28,6 +27,7 @@ from ..host.host import StandaloneHost, ask_folder_maps, fetch_object_info, load
 from ..host.static_folders import add_pack_folders
 from ..models import Resolution, ScanReport, to_jsonable
 from ..state import StatusDocument, read_json
+from ..upstream.tokens import load_secrets
 
 if TYPE_CHECKING:
     from ..read.inventory import Inventory

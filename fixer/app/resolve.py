@@ -31,14 +31,14 @@ from ..sources.family import ANCHOR_FOLDERS, FIT_RANK, revealed_family, shared_w
 from ..sources.fuzzy import FuzzySource
 from ..sources.history import SearchHistory
 from ..sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
-from ..sources.huggingface import OFFLINE_NOTE as HF_OFFLINE_NOTE
 from ..sources.llm import LLMSource
 from ..sources.local import HashCache, LocalSource
-from ..transfer.verify import is_pickle
 from ..transfer.policy import token_name_for
+from ..transfer.verify import is_pickle
 from ..upstream.civitai import KEY_NAME as CIVITAI_KEY
 from ..upstream.civitai import red_url
 from ..upstream.http import HttpClient
+from ..upstream.hub import OFFLINE_NOTE as HF_OFFLINE_NOTE
 
 log = logging.getLogger("fixer.app.resolve")
 

@@ -7,6 +7,6 @@ limits, the search history log, and per-run memos so that two models in the same
 listing. Memos die with the run: every run searches afresh (no cached failures).
 """
 
-from .base import CONFIDENCE, Found, SearchRun, SeenFile, Source, is_generic, said
+from .base import CONFIDENCE, Found, SearchRun, SeenFile, Source, is_generic
 
-__all__ = ["CONFIDENCE", "Found", "SearchRun", "SeenFile", "Source", "is_generic", "said"]
+__all__ = ["CONFIDENCE", "Found", "SearchRun", "SeenFile", "Source", "is_generic"]

@@ -13,7 +13,7 @@ from ..config import SearchConfig
 from ..constants import civitai_base_url, hf_endpoint
 from ..models import Candidate, ModelRef
 from ..upstream.civitai import key_headers, red_url
-from ..upstream.http import HttpClient, Reply, server_message
+from ..upstream.http import HttpClient
 from .family import ANCHOR_FOLDERS, chain_anchors, combine, family_of_name, ref_family
 from .history import SearchHistory
 
@@ -161,22 +161,8 @@ class SearchRun:
             await asyncio.wait(pending)
         return self.family(ref)
 
-    def hf_headers(self) -> dict[str, str]:
-        token = self.secrets.get("HF_TOKEN")
-        return {"Authorization": f"Bearer {token}"} if token else {}
-
     def civitai_headers(self) -> dict[str, str]:
         return key_headers(self.secrets)
-
-
-STATUS_WORDS = {401: "refused without a login", 403: "refused", 404: "not found", 429: "rate limited",
-                500: "server error", 502: "bad gateway", 503: "unavailable", 504: "gateway timeout"}
-
-
-def said(reply: Reply) -> str:
-    """What a server said, fit to show a person (callers add "(HTTP <status>)"): its own words, never an
-    HTML or XML page (Cloudflare and storage hosts answer errors with markup), else what the status means."""
-    return server_message(reply.headers, reply.body) or STATUS_WORDS.get(reply.status, "no message")
 
 
 def weak_folder(ref: ModelRef) -> bool:

@@ -25,10 +25,11 @@ import aiohttp
 
 from ..constants import hf_offline, map_legacy
 from ..models import Candidate, ModelRef
+from ..upstream.hub import gated_note, lfs_facts, paths_info, repo_gated, repo_tree, resolve_url
 from ..upstream.source_spec import parse_hf_url
 from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder
 from .fuzzy import loose
-from .huggingface import COMFY_ORGS, gated_note, lfs_facts, paths_info, repo_gated, repo_tree, resolve_url
+from .huggingface import COMFY_ORGS
 
 log = logging.getLogger("fixer.sources.catalogs")
 
@@ -310,7 +311,7 @@ class PublisherSource:
         repos = repos[:PUBLISHERS_PER_FOLDER]
         if not repos:
             return found
-        trees = await asyncio.gather(*(repo_tree(run, r, ref) for r in repos), return_exceptions=True)
+        trees = await asyncio.gather(*(repo_tree(run, r, ref.name) for r in repos), return_exceptions=True)
         want = ref.basename.lower()
         hits: list[tuple[str, str]] = []
         for repo_id, paths in zip(repos, trees):

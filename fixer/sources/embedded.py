@@ -23,11 +23,12 @@ from ..models import Candidate, ModelHint, ModelRef
 from ..read.clues import AIR
 from ..transfer.policy import check_start_url
 from ..upstream.civitai import parse_air
+from ..upstream.http import said
+from ..upstream.hub import OFFLINE_NOTE, gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 from ..upstream.source_spec import parse_hf_url
-from .base import CONFIDENCE, Found, SearchRun, said
+from .base import CONFIDENCE, Found, SearchRun
 from .civitai import file_matches, version_candidate
 from .family import family_of_air
-from .huggingface import OFFLINE_NOTE, gated_note, lfs_facts, paths_info, repo_gated, resolve_url
 
 _CIVITAI_DOWNLOAD = re.compile(r"/api/download/models/(\d+)")
 _CIVITAI_PAGE = re.compile(r"/models/(\d+)")

@@ -13,9 +13,7 @@ The Hub's search matches substrings of repo ids only, never file names (docs/ups
 `full=true` makes a search return each repo's file list, so a search costs one request; a tree
 listing is the fallback for a server that leaves the lists out.
 
-We call the HTTP API with aiohttp rather than HfApi: huggingface_hub is synchronous (a thread per
-call) and its session does not share our per-service limit and Retry-After handling; the endpoints
-and parameters are exactly the ones HfApi sends (list_models, list_repo_tree, get_paths_info).
+The Hub's API calls are fixer.upstream.hub's (the one Hugging Face client).
 
 Repos holding the same name with different bytes are weighed by standing (official or first-party
 publisher > another publisher > a re-upload named after the file or marked as a mirror) and, between
@@ -30,16 +28,26 @@ import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
 from ..constants import CORE_FOLDERS, hf_offline, map_legacy
-from ..errors import AuthRequired, FixerError
+from ..errors import FixerError
 from ..models import Candidate, ModelRef
-from ..upstream.http import http_error
+from ..upstream.hub import (
+    OFFLINE_NOTE,
+    SEARCH_LIMIT,
+    gated_note,
+    lfs_facts,
+    list_models,
+    org_repos,
+    paths_info,
+    query_words,
+    repo_tree,
+    resolve_url,
+)
 from ..upstream.source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
-from .base import CONFIDENCE, Found, SearchRun, is_generic, said, settle_folder, weak_folder
+from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder, weak_folder
 from .family import family_of_name, family_of_tags, fit, mismatch_words
 from .fuzzy import likeness, stem
 
@@ -65,20 +73,12 @@ STOPWORDS = frozenset({
     "t2v", "i2v", "ti2v", "s2v", "t2i", "i2i", "v2v", "fun", "inp", "fp8e4m3fn", "scaled_fp8", "with", "for", "from",
     "all", "one", "proj", "pretrained", "rank", "convrot", "distill", "cfg", "int",
 })
-SEARCH_LIMIT = 50
-OFFLINE_NOTE = "HF_HUB_OFFLINE is set: Hugging Face not searched"
-ORG_PAGE_SIZE = 100
-ORG_PAGES = 5
 TREE_FALLBACK = 8  # Comfy-Org has a few hundred repos; their file lists are what most workflows name
 FOLDER_WORDS = {**{f: f for f in CORE_FOLDERS}, "unet": "diffusion_models", "clip": "text_encoders",
                 "lora": "loras", "upscale": "upscale_models", "embedding": "embeddings"}
 
 
 # ---------------------------------------------------------------- URLs ---------------------------------
-
-def resolve_url(endpoint: str, repo_id: str, path: str, revision: str = "main") -> str:
-    return f"{endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
-
 
 _FOLDER_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -186,135 +186,6 @@ def kind_queries(folder: str | None, family: str | None) -> list[dict[str, str]]
     return out[:KIND_BUDGET]
 
 
-# ---------------------------------------------------------------- API calls ----------------------------
-
-
-async def list_models(run: SearchRun, ref: ModelRef, **params: str) -> list[dict[str, Any]]:
-    """GET /api/models (HfApi.list_models), first page only; memoised per run."""
-    query = {"full": "true", "sort": "downloads", "direction": "-1", "limit": str(SEARCH_LIMIT), **params}
-    key = ("hf_search", tuple(sorted(query.items())))
-
-    async def call() -> list[dict[str, Any]]:
-        reply = await run.http.get("huggingface", f"{run.hf_endpoint}/api/models", params=query,
-                                   headers=run.hf_headers())
-        if not reply.ok:
-            run.history.record("huggingface", _q(query), f"HTTP {reply.status}: {said(reply)}", ref.name)
-            what = f"the search {params['search']!r}" if "search" in params else f"the repos of {params.get('author')}"
-            raise http_error(reply.status, reply.headers, reply.body, what=what,
-                             service="huggingface", has_token=bool(run.secrets.get("HF_TOKEN")))
-        items = reply.json() or []
-        run.history.record("huggingface", _q(query), f"{len(items)} repos", ref.name)
-        return items if isinstance(items, list) else []
-
-    return await run.once(key, call)
-
-
-async def org_repos(run: SearchRun, org: str, ref: ModelRef) -> list[dict[str, Any]]:
-    """Every repo of one organisation with its file list (list_models(author=org, full=True)), following
-    Link pages up to ORG_PAGES; asked once per run and shared by all models."""
-
-    async def call() -> list[dict[str, Any]]:
-        params = {"author": org, "full": "true", "sort": "downloads", "direction": "-1", "limit": str(ORG_PAGE_SIZE)}
-        items: list[dict[str, Any]] = []
-        async for reply in run.http.pages("huggingface", f"{run.hf_endpoint}/api/models", params=params,
-                                          headers=run.hf_headers(), max_pages=ORG_PAGES):
-            if not reply.ok:
-                run.history.record("huggingface", f"author={org}", f"HTTP {reply.status}: {said(reply)}", ref.name)
-                break
-            page = reply.json() or []
-            items += page if isinstance(page, list) else []
-        run.history.record("huggingface", f"author={org} (all repos)", f"{len(items)} repos", ref.name)
-        return items
-
-    return await run.once(("hf_org", org), call)
-
-
-async def repo_tree(run: SearchRun, repo_id: str, ref: ModelRef) -> list[str]:
-    """All file paths of a repo (recursive tree, following Link pages); used when a search omits siblings."""
-
-    async def call() -> list[str]:
-        paths: list[str] = []
-        async for reply in run.http.pages("huggingface", f"{run.hf_endpoint}/api/models/{repo_id}/tree/main",
-                                          params={"recursive": "true", "expand": "false"}, headers=run.hf_headers()):
-            if not reply.ok:
-                run.history.record("huggingface", f"tree {repo_id}", f"HTTP {reply.status}", ref.name)
-                break
-            paths += [e["path"] for e in reply.json() or [] if isinstance(e, dict) and e.get("type") == "file"]
-        run.history.record("huggingface", f"tree {repo_id}", f"{len(paths)} files", ref.name)
-        return paths
-
-    return await run.once(("hf_tree", repo_id), call)
-
-
-# The Hub's own error codes (X-Error-Code) that are its verdict on a file, as opposed to a mirror without the API.
-HUB_VERDICT_CODES = frozenset({"RepoNotFound", "EntryNotFound", "GatedRepo", "RevisionNotFound"})
-
-
-@dataclass(frozen=True)
-class PathInfo:
-    """What the Hub says of one file: its tree entry (size, lfs.oid), or words for `tried` and whether
-    that was the Hub's own verdict (the file is not there, or not for us) rather than a failure to ask."""
-
-    entry: dict[str, Any] | None
-    error: str = ""
-    verdict: bool = False
-
-
-async def paths_info(run: SearchRun, repo_id: str, path: str, revision: str = "main") -> PathInfo:
-    """The PathInfo of one file (HfApi.get_paths_info); its error words always name Hugging Face."""
-
-    async def call() -> PathInfo:
-        url = f"{run.hf_endpoint}/api/models/{repo_id}/paths-info/{quote(revision, safe='')}"
-        try:
-            reply = await run.http.post("huggingface", url, data={"paths": path, "expand": "false"},
-                                        headers=run.hf_headers())
-        except (aiohttp.ClientError, TimeoutError) as e:
-            return PathInfo(None, OFFLINE_NOTE if hf_offline() else
-                            f"could not reach Hugging Face ({e.__class__.__name__})")
-        if not reply.ok:
-            error = http_error(reply.status, reply.headers, reply.body, what=f"{path} in {repo_id}",
-                               service="huggingface", has_token=bool(run.secrets.get("HF_TOKEN")),
-                               repo=repo_id, repo_page=f"{run.hf_endpoint}/{repo_id}")
-            # The Hub's error code tells its own verdict (EntryNotFound) from a mirror without this API.
-            hub_code = reply.headers.get("X-Error-Code", "")
-            err = str(error) + (f" ({hub_code})" if hub_code else "")
-            return PathInfo(None, err, hub_code in HUB_VERDICT_CODES or isinstance(error, AuthRequired))
-        entries = [e for e in reply.json() or [] if e.get("path") == path and e.get("type") == "file"]
-        return PathInfo(entries[0]) if entries else PathInfo(None, f"{path} is not in {repo_id} on Hugging Face",
-                                                              verdict=True)
-
-    async def logged() -> PathInfo:
-        info = await call()
-        size, sha = lfs_facts(info.entry) if info.entry else (None, None)
-        run.history.record("huggingface", f"paths-info {repo_id}/{path}",
-                           f"size {size}, sha256 {sha}" if info.entry else info.error)
-        return info
-
-    return await run.once(("hf_paths_info", repo_id, revision, path), logged)
-
-
-async def repo_gated(run: SearchRun, repo_id: str) -> bool:
-    async def call() -> bool:
-        reply = await run.http.get("huggingface", f"{run.hf_endpoint}/api/models/{repo_id}", headers=run.hf_headers())
-        data = reply.json() if reply.ok else None
-        return bool(isinstance(data, dict) and data.get("gated"))
-
-    return await run.once(("hf_gated", repo_id), call)
-
-
-def _q(params: dict[str, str]) -> str:
-    return "&".join(f"{k}={v}" for k, v in params.items() if k in ("search", "author"))
-
-
-def lfs_facts(entry: dict[str, Any]) -> tuple[int | None, str | None]:
-    lfs = entry.get("lfs") or {}
-    return entry.get("size") or lfs.get("size"), (lfs.get("oid") or lfs.get("sha256") or None)
-
-
-def gated_note(run: SearchRun, repo_id: str) -> str:
-    return f"gated: needs HF_TOKEN and the license accepted at {run.hf_endpoint}/{repo_id}"
-
-
 # ---------------------------------------------------------------- the source ---------------------------
 
 
@@ -358,20 +229,20 @@ class HuggingFaceSource:
 
         async def ask(queries: list[dict[str, str]]) -> bool:
             """True when some answer filled a whole page (the Hub had more to say)."""
-            answers = await asyncio.gather(*(list_models(run, ref, **q) for q in queries), return_exceptions=True)
+            answers = await asyncio.gather(*(list_models(run, ref.name, **q) for q in queries), return_exceptions=True)
             full = False
             for q, a in zip(queries, answers):
                 if isinstance(a, FixerError):
-                    failed.append(f"{_q(q)} ({a})")
+                    failed.append(f"{query_words(q)} ({a})")
                     if a.code in ("rate_limited", "service_busy", "unreachable"):
                         found.unreached.add("huggingface")
                     continue
                 if isinstance(a, BaseException):
                     if not isinstance(a, (aiohttp.ClientError, TimeoutError)):
                         raise a
-                    failed.append(f"{_q(q)} (unreachable)")
+                    failed.append(f"{query_words(q)} (unreachable)")
                     found.unreached.add("huggingface")
-                    run.history.record("huggingface", _q(q), f"unreachable: {a.__class__.__name__}", ref.name)
+                    run.history.record("huggingface", query_words(q), f"unreachable: {a.__class__.__name__}", ref.name)
                     continue
                 full = full or len(a) >= SEARCH_LIMIT
                 for item in a:
@@ -379,7 +250,7 @@ class HuggingFaceSource:
             return full
 
         asked = list(broad)
-        orgs = asyncio.gather(*(org_repos(run, o, ref) for o in COMFY_ORGS), return_exceptions=True)
+        orgs = asyncio.gather(*(org_repos(run, o, ref.name) for o in COMFY_ORGS), return_exceptions=True)
         kinds = kind_queries(ref.folder, run.family(ref))
         kind_answers = asyncio.ensure_future(ask(kinds))  # popular words: a full page says nothing here
         if not broad or await ask([{"search": t} for t in broad]):
@@ -420,7 +291,7 @@ class HuggingFaceSource:
         unlisted = sorted((i for i in items.values() if "siblings" not in i),
                           key=lambda i: (trusted(i.get("id", "")), int(i.get("downloads") or 0)), reverse=True)
         trees = dict(zip([i["id"] for i in unlisted[:TREE_FALLBACK]],
-                         await asyncio.gather(*(repo_tree(run, i["id"], ref) for i in unlisted[:TREE_FALLBACK]))))
+                         await asyncio.gather(*(repo_tree(run, i["id"], ref.name) for i in unlisted[:TREE_FALLBACK]))))
         matches: list[Match] = []
         for repo_id, item in items.items():
             if "siblings" in item:

@@ -14,10 +14,12 @@ import aiohttp
 
 from ..config import llm_endpoint_reason
 from ..models import Candidate, ModelRef
+from ..upstream.http import said
+from ..upstream.hub import lfs_facts, paths_info, resolve_url
 from ..upstream.services import LLM_TOKEN
-from .base import CONFIDENCE, Found, SearchRun, said
+from .base import CONFIDENCE, Found, SearchRun
 from .civitai import file_matches, version_candidate
-from .huggingface import folder_from_path, lfs_facts, paths_info, resolve_url
+from .huggingface import folder_from_path
 
 SYSTEM_PROMPT = (
     "You locate downloadable model files for ComfyUI. Given a file name, answer with JSON only: "

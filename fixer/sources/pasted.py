@@ -21,13 +21,14 @@ from ..config import SearchConfig
 from ..constants import hf_offline
 from ..errors import IntegrityError, NotFoundUpstream, UpstreamError
 from ..models import Candidate, ModelRef
-from ..upstream.http import HttpClient
 from ..upstream.civitai import civitai_version
+from ..upstream.http import HttpClient
+from ..upstream.hub import gated_note, lfs_facts, paths_info, repo_gated
 from ..upstream.source_spec import SourceSpec, parse_source, pick_civitai_file
 from .base import SearchRun
 from .civitai import version_candidate
 from .history import SearchHistory
-from .huggingface import folder_from_path, gated_note, lfs_facts, paths_info, repo_gated
+from .huggingface import folder_from_path
 
 PASTED_CONFIDENCE = 1.0  # the user chose it; the checks below decide whether it can be had
 

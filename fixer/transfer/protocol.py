@@ -23,8 +23,8 @@ from aiohttp.resolver import DefaultResolver
 from ..constants import hf_endpoint
 from ..errors import ErrorCode, FixerError
 from ..upstream.http import http_error
-from ..upstream.source_spec import parse_hf_url
 from ..upstream.services import service_of_token
+from ..upstream.source_spec import parse_hf_url
 from .policy import check_address, redact, token_name_for
 from .settings import READ_BUFSIZE, USER_AGENT
 

@@ -334,3 +334,13 @@ def is_dns_failure(e: BaseException) -> bool:
     dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)  # aiohttp >= 3.10
     return (dns_error is not None and isinstance(e, dns_error)) or isinstance(
         getattr(e, "os_error", None) or e.__cause__, socket.gaierror)
+
+
+STATUS_WORDS = {401: "refused without a login", 403: "refused", 404: "not found", 429: "rate limited",
+                500: "server error", 502: "bad gateway", 503: "unavailable", 504: "gateway timeout"}
+
+
+def said(reply: Reply) -> str:
+    """What a server said, fit to show a person (callers add "(HTTP <status>)"): its own words, never an
+    HTML or XML page (Cloudflare and storage hosts answer errors with markup), else what the status means."""
+    return server_message(reply.headers, reply.body) or STATUS_WORDS.get(reply.status, "no message")
