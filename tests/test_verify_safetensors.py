@@ -1,12 +1,10 @@
-"""The safetensors structural check: no framework needed, hostile headers are integrity errors at bounded cost."""
+"""The safetensors structural check: safetensors itself reads the file; hostile headers are integrity errors at
+bounded cost (a header with more values than a model has never reaches the library)."""
 
 from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
-import textwrap
 
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
@@ -16,7 +14,6 @@ from fixer.config import DownloadConfig
 from fixer.errors import IntegrityError
 from fixer.models import TransferRequest
 from fixer.transfer import RetryPolicy, download_one, verify
-from tests.conftest import ROOT
 from tests.fake_upstream import file_routes as fr
 
 
@@ -38,51 +35,58 @@ def check(tmp_path, data: bytes) -> None:
     verify.check_safetensors(p, "m.safetensors")
 
 
-def test_a_well_formed_file_passes_without_numpy_or_safetensors_installed(tmp_path):
-    p = tmp_path / "m.safetensors"
-    p.write_bytes(two_tensors())
-    code = textwrap.dedent(f"""
-        import sys
-        sys.modules["numpy"] = sys.modules["safetensors"] = None  # as in a venv with only the declared dependencies
-        sys.path.insert(0, {str(ROOT)!r})
-        from fixer.transfer import verify
-        verify.check_safetensors({str(p)!r}, "m.safetensors")
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+def test_a_well_formed_file_passes(tmp_path):
+    check(tmp_path, two_tensors())
 
 
-@pytest.mark.parametrize("header, why", [
-    ({"__metadata__": None, "a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}, "b": 7}, "not a tensor entry"),
-    (b'{"a":{"dtype":"F16","shape":[1e999],"data_offsets":[0,2]}}', "not an integer"),
-    (b'{"a":{"dtype":"F16","shape":[NaN],"data_offsets":[0,2]}}', "NaN"),
-    (b'{"a":{"dtype":"F16","shape":[Infinity],"data_offsets":[0,2]}}', "Infinity"),
-    (b'{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,' + b"9" * 5000 + b"]}}", "too long"),
-    (b"[" * 200_000 + b"]" * 200_000, "nesting deeper"),
-    ({"a": {"dtype": "F16", "shape": [[[1]]], "data_offsets": [0, 2]}}, "no valid shape"),
-    (b'{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}',
-     "given twice"),
-    (b'{"\\ud800":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}', "not valid Unicode"),
-    (b'{"a\xff":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}', "not UTF-8"),
-    ({"a": {"dtype": "F16", "shape": [True], "data_offsets": [0, 2]}}, "no valid shape"),
-    ({"a": {"dtype": "F16", "shape": [-1], "data_offsets": [0, 2]}}, "no valid shape"),
-    ({"a": {"dtype": "X9", "shape": [1], "data_offsets": [0, 2]}}, "unknown dtype"),
-    ({"a": {"dtype": "F16", "shape": [1], "data_offsets": [2, 0]}}, "no valid data_offsets"),
-    ({"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 2]}}, "spans 2 bytes"),
-    ({"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}, "1.5 bytes"),
-    ({"__metadata__": {"n": 1}}, "__metadata__"),
-    ([], "JSON list"),
+def test_a_file_safetensors_reads_is_accepted_even_where_a_hand_parser_was_stricter(tmp_path):
+    """A header naming one tensor twice loads in ComfyUI (safetensors keeps the last); the hand-written
+    parser the check used to be refused it, so a file every loader reads was deleted after download."""
+    twice = b'{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}'
+    check(tmp_path, pack(twice, b"\0\0"))
+
+
+def test_the_structure_is_judged_by_the_safetensors_library(tmp_path, monkeypatch):
+    import safetensors
+
+    def refuse(path: str, framework: str) -> None:
+        raise safetensors.SafetensorError("Error while deserializing header: judged by the library")
+
+    monkeypatch.setattr(safetensors, "safe_open", refuse)
+    with pytest.raises(IntegrityError, match="judged by the library"):
+        check(tmp_path, two_tensors())
+
+
+@pytest.mark.parametrize("header", [
+    {"__metadata__": None, "a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}, "b": 7},
+    b'{"a":{"dtype":"F16","shape":[1e999],"data_offsets":[0,2]}}',
+    b'{"a":{"dtype":"F16","shape":[NaN],"data_offsets":[0,2]}}',
+    b'{"a":{"dtype":"F16","shape":[Infinity],"data_offsets":[0,2]}}',
+    b'{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,' + b"9" * 5000 + b"]}}",
+    b"[" * 200_000 + b"]" * 200_000,
+    {"a": {"dtype": "F16", "shape": [[[1]]], "data_offsets": [0, 2]}},
+    b'{"\\ud800":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}',
+    b'{"a\xff":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}',
+    {"a": {"dtype": "F16", "shape": [True], "data_offsets": [0, 2]}},
+    {"a": {"dtype": "F16", "shape": [-1], "data_offsets": [0, 2]}},
+    {"a": {"dtype": "X9", "shape": [1], "data_offsets": [0, 2]}},
+    {"a": {"dtype": "F16", "shape": [1], "data_offsets": [2, 0]}},
+    {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 2]}},
+    {"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}},
+    {"__metadata__": {"n": 1}},
+    [],
 ])
-def test_a_hostile_header_is_an_integrity_error(tmp_path, header, why):
-    with pytest.raises(IntegrityError, match="safetensors header") as e:
+def test_a_hostile_header_is_an_integrity_error(tmp_path, header):
+    with pytest.raises(IntegrityError, match="safetensors header mismatch: expected a well-formed file, got "):
         check(tmp_path, pack(header, b"\0\0"))
-    assert why in str(e.value)
 
 
 def test_a_header_with_more_values_than_the_bound_is_refused_before_parsing(tmp_path, monkeypatch):
     monkeypatch.setattr(verify, "MAX_HEADER_VALUES", 1000)
     names = {f"t{i}": {"dtype": "U8", "shape": [1], "data_offsets": [i, i + 1]} for i in range(200)}
-    monkeypatch.setattr(verify.json, "loads", lambda *a, **k: pytest.fail("parsed a header over the bound"))
+    import safetensors
+
+    monkeypatch.setattr(safetensors, "safe_open", lambda *a, **k: pytest.fail("parsed a header over the bound"))
     with pytest.raises(IntegrityError, match="more than 1000 values"):
         check(tmp_path, pack(names, bytes(200)))
 
@@ -93,9 +97,9 @@ def test_a_header_length_over_100_mib_is_refused_without_reading_it(tmp_path):
 
 
 @pytest.mark.parametrize("offsets, what", [
-    ([[0, 12], [13, 15]], "to start at byte 12"),  # a gap
-    ([[0, 12], [10, 12]], "to start at byte 12"),  # an overlap (sorted, the second starts inside the first)
-    ([[2, 14], [14, 16]], "to start at byte 0"),  # data not starting at 0
+    ([[0, 12], [13, 15]], "invalid offset"),  # a gap
+    ([[0, 12], [10, 12]], "invalid offset"),  # an overlap (sorted, the second starts inside the first)
+    ([[2, 14], [14, 16]], "invalid offset"),  # data not starting at 0
 ])
 def test_tensor_spans_must_tile_the_data(tmp_path, offsets, what):
     header = {"a": {"dtype": "F16", "shape": [6], "data_offsets": offsets[0]},
@@ -148,5 +152,5 @@ async def test_a_download_with_a_hostile_header_fails_and_leaves_no_part(tmp_pat
     t = await download_one(req, str(tmp_path), DownloadConfig(min_free_margin_bytes=0, timeout_seconds=5.0), {},
                            retry=RetryPolicy(retries=1, base=0.01, cap=0.05))
     assert t.state == "failed" and t.error is not None
-    assert "safetensors header mismatch" in t.error.message and "not an integer" in t.error.message
+    assert "safetensors header mismatch" in t.error.message and "number out of range" in t.error.message
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
