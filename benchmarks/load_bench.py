@@ -28,8 +28,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -2,12 +2,12 @@
 
 One serializer turns them into JSON (models.to_jsonable); fixer/schema.py derives a JSON Schema from
 them (committed as docs/schema.json), and tests check the files on disk and the fields the page
-reads against it. Field names of the seed's documents (status.json, missing_models.json,
+reads against it. Field names of the file contract's documents (status.json, missing_models.json,
 resolutions.json) are a contract: new fields are added, none is renamed or removed.
 
 Documents:
 - status.json and the page's `comfyfixer.status` event: StatusDoc (its `data` a RunData during a fix);
-- output/missing_models.json and the page's scan: ModelEntry (filename/expected_type, as the seed names them);
+- output/missing_models.json and the page's scan: ModelEntry (filename/expected_type, as the file contract names them);
 - output/resolutions.json: ResolutionEntry;
 - the review plan the panel shows before downloading: PlanDoc;
 - the page's `comfyfixer.done` event: DoneEvent.
@@ -21,7 +21,7 @@ from typing import Any, Literal, get_args
 from .errors import ErrorInfo, TokenName
 from .models import FailedPack, FolderSource, LocalFile, ModelState, Source, Usage
 
-# The seed's phases plus `review` (a fix waiting for the user's go before downloading).
+# The file contract's phases plus `review` (a fix waiting for the user's go before downloading).
 Phase = Literal["idle", "scanning", "resolving", "review", "downloading", "verifying", "complete", "error"]
 PHASES: tuple[Phase, ...] = get_args(Phase)
 # A model's row during a fix, from "queued" to one of FINAL_STATES.
@@ -44,7 +44,7 @@ class ModelHints:
 
 @dataclass
 class ModelEntry:
-    """One model of a scan: the seed's fields first (filename, expected_type, workflow, node_type,
+    """One model of a scan: the file contract's fields first (filename, expected_type, workflow, node_type,
     node_id), then what we know beyond them."""
 
     filename: str
@@ -167,7 +167,7 @@ class NodeUsage:
 
 @dataclass
 class MissingNodeEntry:
-    """One entry of output/missing_nodes.json: the seed's node_type and workflows, then the pack that
+    """One entry of output/missing_nodes.json: the file contract's node_type and workflows, then the pack that
     provides the type. `class_type` is the same name under the key ComfyUI's API format uses."""
 
     node_type: str
@@ -213,7 +213,7 @@ class CandidateEntry:
 
 @dataclass
 class ResolutionEntry:
-    """One entry of output/resolutions.json: the seed's fields (filename, source incl. not_found,
+    """One entry of output/resolutions.json: the file contract's fields (filename, source incl. not_found,
     model_id / version_id / repo_id, download_url, expected_type), then what the panel and report show."""
 
     filename: str
@@ -330,7 +330,7 @@ class StatusProgress:
 
 @dataclass
 class StatusError:
-    """The seed's error entry {timestamp, error, details}, with the error's code and typed facts beside."""
+    """The file contract's error entry {timestamp, error, details}, with the error's code and typed facts beside."""
 
     timestamp: str
     error: str
@@ -350,7 +350,7 @@ class StatusError:
 
 @dataclass
 class StatusDoc:
-    """status.json (the seed's {timestamp, phase, progress, data, errors}) and the page's status event.
+    """status.json (the file contract's {timestamp, phase, progress, data, errors}) and the page's status event.
     `data` is a fix run's RunData, or what a CLI command reports (its scan counts, its downloads)."""
 
     timestamp: str

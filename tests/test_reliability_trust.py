@@ -1,4 +1,4 @@
-"""Issue 17, the seams a stranger reaches through what we are told: a pasted or resolved file's type, a
+"""The seams a stranger reaches through what we are told: a pasted or resolved file's type, a
 download that never ends, and the pack a workflow claims. Each case is hostile on purpose."""
 
 from __future__ import annotations

@@ -268,7 +268,7 @@ async def test_scan_of_a_workflow_with_missing_models_has_the_contract_shape(liv
     lora = next(m for m in report["models"] if m["state"] == "missing")
     assert set(lora) >= {"filename", "expected_type", "folder_source", "state", "optional", "nodes", "hints",
                          "elsewhere", "unsafe_reason", "pickle", "dest"}
-    assert not set(lora) & {"name", "folder"}  # one key each: the seed's missing_models.json names
+    assert not set(lora) & {"name", "folder"}  # one key each: the file contract's missing_models.json names
     assert (lora["filename"], lora["expected_type"], lora["optional"], lora["pickle"]) == (TINY_LORA, "loras", False,
                                                                                         False)
     usage = lora["nodes"][0]

@@ -8,7 +8,6 @@ import struct
 import zlib
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 

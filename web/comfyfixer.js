@@ -534,7 +534,7 @@ function secretField(key, what) {
       }
     };
     show();
-    client.settings().then((s) => { state.settings = s.values; show(); }, () => {});
+    client.settings().then((answer) => { state.settings = answer.values; show(); }, () => {});
     return h("div.cfx-secret",
       input,
       h("button.cfx-btn", { type: "button", onclick: () => input.value.trim() && save(input.value.trim()) }, "Save"),

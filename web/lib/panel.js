@@ -35,7 +35,7 @@ const ROW_STATES = {
   skipped: ["pi pi-minus-circle", "Skipped"],
 };
 
-// A scan model is a missing_models.json entry: `filename` and `expected_type` (the folder key), as the seed names them.
+// A scan model is a missing_models.json entry: `filename` and `expected_type` (the folder key), as the file contract names them.
 let settingsOf = null; // the server's settings of the render in progress (which tokens are saved)
 
 /** "…/models/unet/flux.safetensors" from an absolute path: the part a ComfyUI user recognises. */
