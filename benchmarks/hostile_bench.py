@@ -8,7 +8,7 @@ padded with notes, and a WebP with 480 MiB of EXIF text.
 Each JSON case goes through the whole `comfy-fixer --scan` process (wall time, peak RSS of that process) and
 through the scan worker that serves big `POST /comfyfixer/scan` bodies inside ComfyUI (time of the request,
 peak RSS of the worker process beside the RSS it had after a trivial scan). The WebP goes through the CLI.
-Bounds (issue 17): any <= 16 MiB body in under 2 s and 256 MiB extra memory; an image within 1 GiB.
+Bounds: any <= 16 MiB body in under 2 s and 256 MiB extra memory; an image within 1 GiB.
 
 Run: python benchmarks/hostile_bench.py [--code DIR] [--timeout S] [--only NAME ...]
 `--code` points at another checkout (e.g. `git archive a33b692 | tar -x -C /tmp/base`) to measure it with

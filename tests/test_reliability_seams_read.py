@@ -1,4 +1,4 @@
-"""Reading what a stranger sends costs work in proportion to it (issue 17, items 1, 5 and 9).
+"""Reading what a stranger sends costs work in proportion to it: nested subgraphs, AIR floods, big image metadata.
 
 Nested subgraphs are analysed once per definition, never once per chain of instances; AIR URNs, prompt text
 and clue pairing are read in linear time under a per-document CPU budget; big bodies wait in a line of
