@@ -141,17 +141,20 @@ def main() -> int:
         (root / "models" / d).mkdir(parents=True)
     (root / "main.py").write_text("# stand-in\n")
     (root / "folder_paths.py").write_text("# stand-in\n")
-    json_cases: dict[str, Callable[[], dict[str, Any]]] = {
-        "baseline: one loader": lambda: {"nodes": [{"id": 1, "type": "LoraLoader", "widgets_values": ["a.safetensors"]}]},
-        "nested subgraphs 6x10": nested_subgraphs, "AIR flood 3 MiB": air_flood,
-        "prompt flood 3 MiB": prompt_flood, "weight digits 2 MiB": weight_flood,
-        "clues 50k refs x 200 AIRs": clue_flood, "nested + notes 16 MiB": big_nested_body,
+    # name -> (body, the worker's expected answer: 200 scanned, 400 refused naming why)
+    json_cases: dict[str, tuple[Callable[[], dict[str, Any]], str]] = {
+        "baseline: one loader": (lambda: {"nodes": [{"id": 1, "type": "LoraLoader",
+                                                     "widgets_values": ["a.safetensors"]}]}, "200"),
+        "nested subgraphs 6x10": (nested_subgraphs, "200"), "AIR flood 3 MiB": (air_flood, "200"),
+        "prompt flood 3 MiB": (prompt_flood, "200"), "weight digits 2 MiB": (weight_flood, "200"),
+        "clues 2,000 refs x 200 AIRs": (lambda: clue_flood(2000), "200"),
+        "clues 50,000 refs (refused)": (clue_flood, "400"), "nested + notes 16 MiB": (big_nested_body, "200"),
     }
     ok = True
     print(f"engine: {code}")
-    print(f"{'case':26} {'body':>9} | {'CLI s':>7} {'CLI MiB':>8} {'exit':>6} | {'worker s':>8} "
+    print(f"{'case':28} {'body':>9} | {'CLI s':>7} {'CLI MiB':>8} {'exit':>6} | {'worker s':>8} "
           f"{'peak MiB':>8} {'+MiB':>6} {'status':>6}")
-    for name, make in json_cases.items():
+    for name, (make, expect) in json_cases.items():
         if args.only and not any(o.lower() in name.lower() for o in args.only):
             continue
         wf = make()
@@ -162,16 +165,16 @@ def main() -> int:
         c_s, c_mib, c_exit = cli_run(code, root, tmp / "state-cli", path, args.timeout)
         w_s, w_peak, w_base, w_status = worker_run(code, root, tmp / "state-worker", body, args.timeout)
         extra = w_peak - w_base
-        within = c_s < BODY_BOUND_S and w_s < BODY_BOUND_S and extra < BODY_BOUND_MIB and w_status == "200"
+        within = c_s < BODY_BOUND_S and w_s < BODY_BOUND_S and extra < BODY_BOUND_MIB and w_status == expect
         ok &= within
-        print(f"{name:26} {len(body) / MiB:7.2f}Mi | {c_s:7.2f} {c_mib:8.0f} {c_exit:>6} | {w_s:8.2f} "
+        print(f"{name:28} {len(body) / MiB:7.2f}Mi | {c_s:7.2f} {c_mib:8.0f} {c_exit:>6} | {w_s:8.2f} "
               f"{w_peak:8.0f} {extra:6.0f} {w_status:>6}  {'ok' if within else 'OVER BOUND'}")
     if not args.only or any("exif" in o.lower() for o in args.only):
         image = exif_webp(tmp / "exif.webp", 480)
         c_s, c_mib, c_exit = cli_run(code, root, tmp / "state-cli", image, args.timeout)
         within = c_mib < IMAGE_BOUND_MIB
         ok &= within
-        print(f"{'WebP, 480 MiB EXIF text':26} {image.stat().st_size / MiB:7.0f}Mi | {c_s:7.2f} {c_mib:8.0f} "
+        print(f"{'WebP, 480 MiB EXIF text':28} {image.stat().st_size / MiB:7.0f}Mi | {c_s:7.2f} {c_mib:8.0f} "
               f"{c_exit:>6} | {'-':>8} {'-':>8} {'-':>6} {'-':>6}  {'ok' if within else 'OVER BOUND'}")
         image.unlink()
     print(f"bounds: a body <= 16 MiB in < {BODY_BOUND_S:.0f} s and < {BODY_BOUND_MIB} MiB extra (worker); "

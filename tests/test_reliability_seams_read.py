@@ -151,6 +151,17 @@ def test_a_scan_past_its_cpu_budget_is_refused_naming_the_workflow(comfy_root, h
     assert problem.path == "slow.json" and "CPU time" in problem.error and report.models == []
 
 
+def test_a_workflow_naming_more_models_than_any_workflow_is_refused_by_name(comfy_root, host_for):
+    from fixer.read.extract import MAX_MODELS
+
+    report = scan_workflow_data(clue_flood(MAX_MODELS + 100), "flood.json", host_for(comfy_root))
+    (problem,) = report.problems
+    assert problem.path == "flood.json" and f"more than {MAX_MODELS} different model files" in problem.error
+    assert report.models == []
+    report = scan_workflow_data(clue_flood(MAX_MODELS), "big.json", host_for(comfy_root))
+    assert report.problems == [] and len(report.models) == MAX_MODELS  # the bound itself is still read
+
+
 def _scan_in_child(path: Path, root: Path, state: Path) -> tuple[int, str, int]:
     """`python -m fixer --scan` of one file under a CPU-time limit: exit code, stderr, peak RSS in bytes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from ..constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
+from ..errors import WorkflowError
 from ..host.folder_probe import folder_map_of
 from ..host.loaders import combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
 from ..models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
@@ -223,6 +224,7 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
     for count, node in enumerate(nodes):
         if count % 64 == 0:  # a clock read per node would cost more than most nodes
             budget.check()
+            _check_breadth(refs, node_refs, label)
         if node.node_type in NOTE_TYPES:
             for value in (node.values.values() if isinstance(node.values, dict) else node.values):
                 if isinstance(value, str):
@@ -301,6 +303,7 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                                      unsafe_reason=unsafe_reason(name), declared_only=True)
             if hint not in refs[key].hints:
                 refs[key].hints.append(hint)
+    _check_breadth(refs, node_refs, label)
     out.models = list(refs.values())
     out.nodes = list(node_refs.values())
     out.airs = list(dict.fromkeys(out.airs))[:MAX_CLUES]
@@ -308,6 +311,19 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
 
 
 _UNSET = object()
+# Different model files and node types one document may name. The largest real workflows name a few hundred
+# of each; every one costs the rest of the run a report row, a log line, a lookup upstream.
+MAX_MODELS = 2000
+MAX_NODE_TYPES = 2000
+
+
+def _check_breadth(refs: dict[tuple[str, str], ModelRef], node_refs: dict[str, NodeRef], label: str) -> None:
+    if len(refs) > MAX_MODELS:
+        raise WorkflowError(label, f"it names more than {MAX_MODELS} different model files, more than any "
+                            "workflow; it was not scanned (is it machine-made?)")
+    if len(node_refs) > MAX_NODE_TYPES:
+        raise WorkflowError(label, f"it uses more than {MAX_NODE_TYPES} different node types, more than any "
+                            "workflow; it was not scanned (is it machine-made?)")
 _GRAPH_KEYS = frozenset({"nodes", "links", "definitions", "groups"})  # the graph: walked node by node instead
 _AIR_MARK = "urn:air:"  # lower case, as Civitai writes AIRs: a cheap test before the pattern
 # A single word with a short extension that is not in MODEL_EXTENSIONS (`.patch`): a file name when the

@@ -159,7 +159,7 @@ class Scanner:
                 ex = extract(kind, doc, label, self.node_defs, self._combo, budget)
             except WorkflowError as e:
                 self.report.problems.append(ParseProblem(label, e.reason))
-                action("scan_budget_exceeded", workflow=label, seconds=budget.seconds)
+                action("scan_refused", workflow=label, reason=e.reason)
                 return
             attach_clues(ex.models, named, ex.airs + image_wide)
             attach_chains(kind, doc, ex.models)
