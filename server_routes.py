@@ -246,7 +246,8 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     async def retry(request: web.Request, body: dict[str, Any]) -> web.Response:
         name = field_model_name(body)
         url = field_text(body, "url", default=None)
-        return web.json_response(await get_service().retry(name, url))
+        workflow = field_text(body, "workflow", default=None)  # the workflow the row belongs to
+        return web.json_response(await get_service().retry(name, url, workflow))
 
     @post("/relink")
     async def relink(request: web.Request, body: dict[str, Any]) -> web.Response:

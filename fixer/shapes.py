@@ -62,6 +62,17 @@ class ModelEntry:
     elsewhere: list[LocalFile]
     unsafe_reason: str | None
     dest: str | None = None  # the page's scan only: the real path a missing model will be written to
+    # The page's scan only: the pack (id, or the node type) without which the file has nowhere to go.
+    needs_pack: str | None = None
+    partial: PartialFile | None = None  # the page's scan only: a stopped download's bytes on disk
+
+
+@dataclass
+class PartialFile:
+    """What a stopped download left at a missing file's destination, kept for resuming."""
+
+    bytes: int
+    total: int | None
 
 
 @dataclass
@@ -76,6 +87,7 @@ class ScanCounts:
     unused: int
     by_node: int
     missing_nodes: int
+    for_missing_packs: int = 0  # the page's scan: files only an uninstalled pack can load (not in `missing`)
 
 
 @dataclass
@@ -100,6 +112,7 @@ class ScanResult:
     missing_nodes: list[MissingNode]
     packs: list[PackMatch]
     failed_packs: list[FailedPack]  # installed packs that did not load, whose node types the workflow wants
+    rows: list[Row] = field(default_factory=list)  # what earlier runs of this workflow left per model (carried)
 
 
 # How the pack of a missing node type was identified (fixer/nodepacks/lookup.py).
@@ -249,6 +262,19 @@ class PlanFile:
 
 
 @dataclass
+class FolderTotal:
+    """One destination folder of a plan: how many files go there, their known bytes, how many of unknown
+    size, the folder as the user knows it ("models/loras/") and the free space there."""
+
+    folder: str
+    count: int = 0
+    bytes: int = 0
+    unknown_sizes: int = 0
+    into: str | None = None
+    free_bytes: int | None = None
+
+
+@dataclass
 class PlanDoc:
     """"Download 6 models, 41.2 GB, into models/ (free: 120 GB)": what a fix will fetch, before a byte moves."""
 
@@ -260,6 +286,8 @@ class PlanDoc:
     fits: bool
     into: str | None
     files: list[PlanFile]
+    folders: list[FolderTotal] = field(default_factory=list)  # per destination folder
+    sizing: int = 0  # files whose size is being asked of their source (the review waits for these)
 
 
 # --- a fix run: status.json's `data` and the panel's rows ------------------------------------------------------
@@ -288,6 +316,8 @@ class Row:
     needs_token: TokenName | None = None  # the source needs a token that is not set (known before downloading)
     license_url: str | None = None  # a gated repo: where its license is accepted
     dest: str | None = None  # where the file will be written (the panel's rows, before it is)
+    saved_as: str | None = None  # a pasted link's file keeps its real name: the loader is repointed to it
+    carried: bool = False  # the row an earlier run of the same workflow left (this run did not touch it)
 
 
 @dataclass
@@ -358,6 +388,7 @@ class StatusDoc:
     progress: StatusProgress = field(default_factory=StatusProgress)
     data: RunData | dict[str, Any] = field(default_factory=dict)
     errors: list[StatusError] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)  # workflows whose fix waits for the running one to end
 
 
 # --- the downloader's own records (the CLI's --download / --resume) -------------------------------------

@@ -100,12 +100,13 @@ class StatusDocument:
         self.flush()
 
     def update(self, force: bool = False, *, phase: Phase | None = None, progress: StatusProgress | None = None,
-               errors: list[StatusError] | None = None) -> None:
+               errors: list[StatusError] | None = None, queued: list[str] | None = None) -> None:
         with self._lock:
             doc = replace(self.doc, timestamp=now_iso())
             doc.phase = phase if phase is not None else doc.phase
             doc.progress = progress if progress is not None else doc.progress
             doc.errors = errors if errors is not None else doc.errors
+            doc.queued = list(queued) if queued is not None else doc.queued
             self.doc = doc
         self._written_or_due(force)
 

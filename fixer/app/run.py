@@ -176,12 +176,18 @@ class FixRun:
         if self._held and not self._cancelled:
             self.bus.emit(PhaseChanged("review"))
             await self._approved.wait()
+            if not self.transfers:  # nothing fetched yet: the downloads use the settings as approved
+                self.manager = TransferManager(self.config.download, self.secrets, self.bus, out_dir)
             for row, c, folder, name in self._held:
                 if row.state == "review":
                     await self._start_or_fail(row, c, folder, name)
         self.bus.emit(PhaseChanged("downloading"))
         await self.manager.wait()
         return self._finish()
+
+    def use_settings(self, config: Config, secrets: dict[str, str]) -> None:
+        """Settings and tokens as they are now (changed during the review): used by what starts after it."""
+        self.config, self.secrets = config, dict(secrets)
 
     def approve(self, names: set[str] | None = None) -> None:
         """Start the reviewed downloads (all, or only `names`; the others are skipped)."""

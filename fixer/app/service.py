@@ -12,7 +12,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import replace
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -22,9 +23,9 @@ from ..errors import ConfigError, ErrorCode, FixerError, UnsafePath, error_info
 from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
 from ..host.pack_nodes import without_download_nodes
-from ..models import Candidate, ModelRef, ModelStatus, to_jsonable
+from ..models import Candidate, ModelRef, ModelStatus, Resolution, to_jsonable
 from ..read.inventory import build_inventory
-from ..shapes import DoneEvent, DoneFile, MissingNode, RunData, ScanResult
+from ..shapes import DoneEvent, DoneFile, MissingNode, ModelEntry, PartialFile, Row, RunData, ScanResult
 from ..sources.family import report_families
 from ..state import StateLock, StatusDocument, read_json, write_json_atomic
 from ..transfer.resume import discard
@@ -63,6 +64,25 @@ class PackNotOffered(FixerError):
 OFFERED_PACKS_FILE = "offered_packs.json"  # the pack ids the last scan offered (a worker's scan writes it too)
 
 
+MEMORY_WORKFLOWS = 16  # workflows whose earlier rows are kept (bounded: a long session opens many)
+
+
+@dataclass
+class QueuedFix:
+    workflow: Any
+    name: str
+    items: list[str] | None
+    review: bool
+
+
+def remember(store: OrderedDict, key: str, value: Any) -> None:
+    """Keep `value` as the newest entry of a bounded LRU `store`."""
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > MEMORY_WORKFLOWS:
+        store.popitem(last=False)
+
+
 class FixerService:
     def __init__(self, host: Host, state_dir: Path, config: Config | None = None,
                  comfyui_root: Path | None = None, comfyui_version: str | None = None):
@@ -84,6 +104,14 @@ class FixerService:
         self._run: FixRun | None = None
         self._task: asyncio.Task | None = None
         self._last_workflow: tuple[Any, str] | None = None
+        self._workflows: OrderedDict[str, Any] = OrderedDict()  # the JSON each workflow was last fixed with
+        # Rows and sources of earlier runs, per workflow: a pick, a paste or a retry is a run of its own,
+        # and the other rows of the workflow keep what was found for them (not "Missing" again).
+        self._memory: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
+        self._found: OrderedDict[str, dict[str, Resolution]] = OrderedDict()
+        # Fixes pressed for other workflows while a run is busy: started one after the other when it ends.
+        self._queued: OrderedDict[str, QueuedFix] = OrderedDict()
+        self._sizing = 0  # files of the review whose size is being asked of their source
         self._last_sent = 0.0
         self._trailing: threading.Timer | None = None
         self._send_lock = threading.Lock()
@@ -100,6 +128,8 @@ class FixerService:
                 log.exception("event listener failed")
 
     def _forward(self, event: Event) -> None:
+        if isinstance(event, PhaseChanged) and event.phase == "review" and self._run is not None:
+            self._size_unknown_files(self._run)
         forced = isinstance(event, (PhaseChanged, TransferDone, RunFinished))
         with self._send_lock:
             now = time.monotonic()
@@ -129,10 +159,73 @@ class FixerService:
         for row in data.models:
             if row.folder and not row.path:
                 row.dest, _ = destination(self._root_for, row.folder, row.name)
+            if row.name in run.save_as:  # a pasted link's file keeps its name: the page repoints to it on landing
+                row.saved_as = run.save_as[row.name]
         held = [(r.name, r.folder, r.size) for r in data.models if r.state == "review" and r.folder]
         if held:
             data.plan = make_plan(held, self._root_for).doc(self.comfyui_root)
+            data.plan.sizing = self._sizing
+        data.models = self._with_earlier_rows(run.workflow, data.models)
         return data
+
+    def _with_earlier_rows(self, workflow: str, rows: list[Row]) -> list[Row]:
+        """This run's rows over the rows earlier runs of the same workflow left (marked `carried`), in
+        their first order: an action on one row leaves the others as they were."""
+        earlier = self._memory.get(workflow)
+        if not earlier:
+            return rows
+        merged = {n: replace(r, carried=True) for n, r in earlier.items()}
+        for r in rows:
+            merged[r.name] = r
+        return list(merged.values())
+
+    def _remember(self, run: FixRun) -> None:
+        """Keep the ended run's rows and sources for the next run of its workflow."""
+        rows = {r.name: replace(r, carried=False) for r in self._panel_data(run).models}
+        remember(self._memory, run.workflow, rows)
+        remember(self._found, run.workflow, {**self._found.get(run.workflow, {}), **run.resolutions})
+
+    def _resolution(self, name: str, workflow: str | None = None) -> Resolution | None:
+        """What the run of `workflow` (default: the last run's), or an earlier run of it, found for `name`."""
+        run = self._run
+        if run is None:
+            return None
+        workflow = workflow or run.workflow
+        found = run.resolutions.get(name) if run.workflow == workflow else None
+        return found or self._found.get(workflow, {}).get(name)
+
+    def _size_unknown_files(self, run: FixRun) -> None:
+        """Ask the sources the size of each file in the review whose search did not say it (in the background)."""
+        unknown = [r for r in run.rows.values() if r.state == "review" and r.size is None and r.url]
+        if not unknown:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # emitted outside the loop (a thread): the review keeps "N of unknown size"
+        self._sizing = len(unknown)
+        loop.create_task(self._probe_sizes(run, unknown))
+
+    async def _probe_sizes(self, run: FixRun, rows: list[Row]) -> None:
+        from ..transfer.size_probe import remote_size
+
+        secrets, config = self.secrets(), self.config.download
+        limit = asyncio.Semaphore(4)
+
+        async def one(row: Row) -> None:
+            async with limit:
+                size = await remote_size(row.url or "", secrets, config, row.source or "")
+            if size is not None and row.size is None:
+                row.size = size
+                action("size_probed", name=row.name, size=size)
+
+        try:
+            await asyncio.gather(*(one(r) for r in rows))
+        finally:
+            self._sizing = 0
+            if run is self._run:
+                self.status_doc.set_data(self._panel_data(run), force=True)
+                self._emit("comfyfixer.status", self.status())
 
     def _send_latest(self) -> None:
         with self._send_lock:
@@ -163,11 +256,20 @@ class FixerService:
     async def scan(self, workflow: dict, name: str = "workflow") -> dict[str, Any]:
         report, packs = await asyncio.to_thread(self._scan_with_packs, workflow, name)
         write_json_atomic(self.state_dir / OFFERED_PACKS_FILE, sorted({p.id for p in packs if p.manager_installable}))
-        return to_jsonable(ScanResult(workflow=name, node_check=report.node_check, summary=counts(report),
-                                      models=[model_entry(s, self._dest(s)) for s in report.models],
+        models = [model_entry(s, self._dest(s)) for s in report.models]
+        for m in models:
+            m.partial = partial_on_disk(m.dest) if m.dest else None
+        summary = counts(report)
+        # Files only an uninstalled pack can load: not downloadable until it is, so not counted as missing.
+        summary.for_missing_packs = files_for_missing_packs(models, {n.node_type for n in report.missing_nodes},
+                                                            {t: p.id or t for p in packs for t in p.node_types})
+        summary.missing -= summary.for_missing_packs
+        return to_jsonable(ScanResult(workflow=name, node_check=report.node_check, summary=summary, models=models,
                                       missing_nodes=[MissingNode(n.node_type, n.cnr_id, n.aux_id, n.ver, n.usages)
                                                      for n in report.missing_nodes],
-                                      packs=packs, failed_packs=report.failed_packs))  # type: ignore[no-any-return]
+                                      packs=packs, failed_packs=report.failed_packs,
+                                      # What earlier runs of this workflow left (shown while another one runs).
+                                      rows=[replace(r, carried=True) for r in self._memory.get(name, {}).values()]))  # type: ignore[no-any-return]
 
     def check_offered_pack(self, pack_id: str) -> None:
         """PackNotOffered unless the last scan offered `pack_id` as installable: a page (or a script) cannot
@@ -200,7 +302,15 @@ class FixerService:
         """Resolve and download the workflow's missing models; with `review`, stop after resolving
         until approve() (the panel's "Download 6 models, 41.2 GB" button)."""
         if self._task is not None and not self._task.done():
-            raise RunBusy(self._run.workflow if self._run is not None else "")
+            running = self._run.workflow if self._run is not None else ""
+            if name == running or not name:
+                raise RunBusy(running)
+            # Another workflow's fix: it waits its turn and starts by itself when the running one ends.
+            remember(self._queued, name, QueuedFix(workflow, name, items, review))
+            action("fix_queued", workflow=name, behind=running)
+            self.status_doc.update(queued=list(self._queued), force=True)
+            self._emit("comfyfixer.status", self.status())
+            return self.status()
         # The lock first: a fix refused because a CLI run holds the state dir never touches its status.json.
         lock = StateLock(self.state_dir, f"fix of {name}").acquire()
         try:
@@ -212,6 +322,7 @@ class FixerService:
         wanted = {i.replace("\\", "/") for i in items} if items else None
         refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
         self._last_workflow = (workflow, name)
+        remember(self._workflows, name, workflow)
         self._run = self._new_run(refs, inventory, name, chosen, review, save_as,
                                   report_families(report))  # the present models and node types say it too
         self._task = asyncio.create_task(self._drive(self._run, lock))
@@ -224,6 +335,8 @@ class FixerService:
         if run is None or not any(r.state == "review" for r in run.rows.values()):
             raise FixerError("Nothing is waiting for review: press Fix to look for the missing models first.",
                              code="request_invalid")
+        # Tokens and download settings changed while the user read the review apply to what is approved.
+        run.use_settings(self.config, self.secrets())
         run.approve({n.replace("\\", "/") for n in names} if names is not None else None)
         self.status_doc.set_data(self._panel_data(run), force=True)
         return self.status()
@@ -256,7 +369,24 @@ class FixerService:
             self.status_doc.update(phase="error", force=True)
         finally:
             lock.release()
+            self._remember(run)
             prune_scripts(self.state_dir / "output", run.started)
+            self._emit("comfyfixer.status", self.status())
+            if self._queued:
+                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._start_queued()))
+
+    async def _start_queued(self) -> None:
+        """The next fix pressed while this one ran; if it cannot start, the status says so and why."""
+        if not self._queued or (self._task is not None and not self._task.done()):
+            return
+        _, job = self._queued.popitem(last=False)
+        self.status_doc.update(queued=list(self._queued), force=True)
+        try:
+            await self.start_fix(job.workflow, job.name, job.items, review=job.review)
+        except FixerError as e:
+            action("queued_fix_not_started", workflow=job.name, error=str(e))
+            self.status_doc.add_error(error_info(e, f"The fix for {job.name} that was waiting did not start: {e}"),
+                                      f"queued:{job.name}")
             self._emit("comfyfixer.status", self.status())
 
     def status(self) -> dict[str, Any]:
@@ -265,14 +395,14 @@ class FixerService:
     def cancel(self, name: str | None = None) -> dict:
         if self._run is not None:
             self._run.cancel(name)
-            self.status_doc.set_data(self._run.snapshot(), force=True)
+            self.status_doc.set_data(self._panel_data(self._run), force=True)
         return self.status()
 
-    async def retry(self, name: str, url: str | None = None) -> dict:
+    async def retry(self, name: str, url: str | None = None, workflow: str | None = None) -> dict:
         """Download one failed, cancelled or unresolved model again: from `url` when the user picked one of
-        the candidates the panel listed, else from the source chosen before."""
-        run = self._run
-        res = run.resolutions.get(name) if run is not None else None
+        the candidates the panel listed, else from the source chosen before. `workflow` names the workflow
+        the row belongs to (the last run's when not given): its earlier rows and sources are kept."""
+        res = self._resolution(name, workflow)
         if url is not None:
             offered = ([res.chosen] if res and res.chosen else []) + (res.candidates if res else [])
             candidate = next((c for c in offered if c.url == url or c.local_path == url), None)
@@ -281,16 +411,40 @@ class FixerService:
                                  code="request_invalid")
         else:
             candidate = res.chosen if res is not None else None
-        active = self._task is not None and not self._task.done()
-        if active and run is not None and name in run.rows:
+        if self._joins_run(name, workflow):
             if candidate is None:
                 raise FixerError(f"{name}: no source to retry; pick one of the candidates", code="request_invalid")
-            asyncio.create_task(run.choose(name, candidate))
+            self._choose(name, candidate)
             return self.status()
-        if self._last_workflow is None:
+        wf_name = workflow or (self._last_workflow[1] if self._last_workflow else None)
+        if wf_name is None or wf_name not in self._workflows:
             raise FixerError(f"{name}: nothing to retry; run a fix first", code="request_invalid")
-        workflow, wf_name = self._last_workflow
-        return await self.start_fix(workflow, wf_name, [name], {name: candidate} if candidate else None)
+        return await self.start_fix(self._workflows[wf_name], wf_name, [name], {name: candidate} if candidate else None)
+
+    def _joins_run(self, name: str, wf_name: str | None = None) -> bool:
+        """Can `name` be fetched within the run going on (its row, or a row of the same workflow)?"""
+        run = self._run
+        if run is None or self._task is None or self._task.done() or wf_name not in (None, run.workflow):
+            return False
+        if name in run.rows:
+            return True
+        same = wf_name == run.workflow if wf_name is not None else name in self._memory.get(run.workflow, {})
+        return same
+
+    def _choose(self, name: str, candidate: Candidate) -> None:
+        """Fetch `name` from `candidate` in the run going on; its row joins the run's rows if new."""
+        run = self._run
+        assert run is not None
+        if name not in run.rows:
+            earlier = self._memory.get(run.workflow, {}).get(name)
+            run.rows[name] = Row(name, candidate.folder or (earlier.folder if earlier else None))
+        row = run.rows[name]
+        # The row says the source it now downloads from, not the search that found none.
+        row.source, row.url, row.reason, row.confidence = candidate.source, candidate.url, candidate.reason, candidate.confidence
+        row.size, row.sha256, row.tried = candidate.size, candidate.sha256, []
+        task = asyncio.create_task(run.choose(name, candidate))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
+            "%s: the chosen source did not start: %s", name, t.exception()))
 
     async def relink(self, name: str, folder: str, path: str) -> dict:
         folders = self.host.folders()
@@ -324,11 +478,9 @@ class FixerService:
         candidate = replace(candidate, folder=folder)
         action("user_link", name=name, folder=folder, source=candidate.source, saved_as=candidate.filename,
                url=public_url(candidate.url or ""))
-        run = self._run
-        active = self._task is not None and not self._task.done()
-        if active and run is not None and name in run.rows:
-            run.save_as[name] = candidate.filename
-            asyncio.create_task(run.choose(name, candidate))
+        if self._joins_run(name, wf_name):
+            self._run.save_as[name] = candidate.filename
+            self._choose(name, candidate)
             return self.status()
         return await self.start_fix(workflow, wf_name, [name], {name: candidate}, save_as={name: candidate.filename})
 
@@ -362,6 +514,34 @@ class FixerService:
         if patch.tokens:
             self.secret_store.update(patch.tokens)
         return self.settings()
+
+def files_for_missing_packs(models: list[ModelEntry], missing_types: set[str], pack_of: dict[str, str]) -> int:
+    """Mark each missing file that has nowhere to go in this ComfyUI (no folder, or a folder it does not have)
+    and whose every loader is a missing node type with `needs_pack` (the pack's id, or the node type when
+    no pack is known); returns how many."""
+    marked = 0
+    for m in models:
+        types = [u.node_type for u in m.nodes]
+        if m.state == "missing" and not m.dest and types and all(t in missing_types for t in types):
+            m.needs_pack = pack_of.get(types[0], types[0])
+            marked += 1
+    return marked
+
+
+def partial_on_disk(dest: str) -> PartialFile | None:
+    """{bytes, total} a stopped download left at `dest` (its .part and sidecar), kept for resuming; or None."""
+    from ..transfer.resume import covered, load, part_path
+
+    part = part_path(dest)
+    sidecar = load(part)
+    try:
+        size = part.stat().st_size
+    except OSError:
+        return None
+    if sidecar is None or not size:
+        return None
+    kept = min(covered(sidecar.ranges), size)
+    return PartialFile(bytes=kept, total=sidecar.total) if kept else None
 
 def prune_scripts(output_dir: Path, since: float) -> int:
     """Inside ComfyUI the download scripts are only a record of the last run (the CLI keeps

@@ -73,8 +73,8 @@ await run(async () => {
   result.otherRunText = await panel.locator('[data-testid="cfx-other-run"]').innerText();
   result.aRowsUnderB = await panel.locator(`.cfx-item[data-name="${scenario.checkpoint}"], .cfx-item[data-name="${scenario.lora}"]`).count();
   await page.evaluate(() => app.extensionManager.command.execute("ComfyFixerSmart.FixMissingModels"));
-  await panel.locator('[data-testid="cfx-notice"]').filter({ hasText: "still running" }).waitFor({ timeout: 20_000 });
-  result.busyNotice = await panel.locator('[data-testid="cfx-notice"]').innerText();
+  await panel.locator('[data-testid="cfx-queued"]').waitFor({ timeout: 20_000 });
+  result.busyNotice = await panel.locator('[data-testid="cfx-queued"]').innerText();
   await shot("33-other-workflow-busy");
   await panel.locator('[data-testid="cfx-open-run"]').click();
   await page.waitForFunction(() => app.extensionManager.workflow.activeWorkflow?.filename === "workflow_A", null, { timeout: 20_000 })

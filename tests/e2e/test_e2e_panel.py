@@ -65,7 +65,7 @@ def test_panel_keeps_runs_apart_problems_first_and_one_notice(comfy, upstream):
     assert "for workflow_A" in result["runTitleA"]
     assert result["otherRunText"].startswith("Downloading for workflow_A") and "Open workflow_A" in result["otherRunText"]
     assert result["aRowsUnderB"] == 0
-    assert "A fix for workflow_A is still running" in result["busyNotice"]
+    assert "The fix for workflow_B is queued: it starts by itself" in result["busyNotice"]
     assert result["activeAfterOpen"] == "workflow_A"
     assert "Waiting for a download slot" in (result["slotText"] or ""), result["slotText"]
 

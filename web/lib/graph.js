@@ -5,9 +5,39 @@ export function rootGraph(app) {
   return app.rootGraph ?? app.graph; // app.graph is deprecated on newer frontends
 }
 
-/** The open workflow as UI JSON (subgraph definitions included). */
+// Top-level keys of a loaded workflow that the graph does not serialize again (`models`, the links and
+// hashes a template carries), by the workflow's own id (kept by the graph and by every tab switch).
+const heldTop = new Map();
+const HELD_WORKFLOWS = 64;
+let serializedKeys = null; // the keys `serialize()` writes (the same for every graph of a frontend)
+
+/** Keep the keys of `graphData` (about to be configured) that `serialize()` will not give back. */
+export function noteLoadedGraph(app, graphData) {
+  if (!graphData || typeof graphData !== "object" || typeof graphData.id !== "string") return;
+  serializedKeys ??= new Set(Object.keys(rootGraph(app)?.serialize?.() ?? {}));
+  const extra = Object.fromEntries(Object.entries(graphData).filter(([k, v]) => !serializedKeys.has(k) && v != null));
+  // A tab switch reloads the graph's own serialization: nothing extra, and what its first load kept stays.
+  if (!Object.keys(extra).length) return;
+  heldTop.delete(graphData.id);
+  heldTop.set(graphData.id, extra);
+  if (heldTop.size > HELD_WORKFLOWS) heldTop.delete(heldTop.keys().next().value);
+}
+
+/**
+ * The open workflow as the frontend holds it: the graph's UI JSON (subgraph definitions included) plus
+ * the top-level keys it does not serialize (`models` with their links and hashes): from the workflow's
+ * own state (1.58 keeps them there), else from its load (1.27 drops them after the load).
+ */
 export function currentWorkflow(app) {
-  return rootGraph(app).serialize();
+  const graph = rootGraph(app).serialize();
+  const wf = app.extensionManager?.workflow?.activeWorkflow;
+  for (const source of [wf?.activeState, wf?.initialState, heldTop.get(graph.id)]) {
+    if (!source || typeof source !== "object") continue;
+    for (const [key, value] of Object.entries(source)) {
+      if (!(key in graph) && value != null) graph[key] = value;
+    }
+  }
+  return graph;
 }
 
 export function workflowName(app) {
@@ -43,7 +73,7 @@ export function setModelWidgets(app, usages, oldName, newValue) {
     if (!node?.widgets) continue;
     const widget = node.widgets.find((w) => w.name === usage.input_name && same(w.value))
       ?? node.widgets.find((w) => same(w.value));
-    if (!widget) continue;
+    if (!widget || widget.value === newValue) continue; // already that file: nothing changed, nothing to save
     widget.value = newValue;
     widget.callback?.(newValue, app.canvas, node);
     node.onWidgetChanged?.(widget.name, newValue, oldName, widget);
@@ -83,13 +113,23 @@ function piniaStore(id) {
  * themselves (`refreshMissingModels`). Returns how many nodes were cleared.
  */
 export function clearNodeErrors(app, nodeIds) {
-  const errors = app.lastNodeErrors;
-  if (!errors || !nodeIds.size) return 0;
+  const errors = app.lastNodeErrors ?? {};
+  if (!nodeIds.size) return 0;
   const kept = Object.entries(errors).filter(([id, e]) => !(
     nodeIds.has(String(id)) && (e.errors ?? []).every((x) => x.type === "value_not_in_list")));
-  const cleared = Object.keys(errors).length - kept.length;
-  if (!cleared) return 0;
   const next = kept.length ? Object.fromEntries(kept) : null;
+  // 1.58 flags the loader itself (has_errors) from its own missing-model check; the file is there now.
+  let flags = 0;
+  for (const id of nodeIds) {
+    const node = rootGraph(app).getNodeById?.(id);
+    if (node?.has_errors && !(next && id in next)) {
+      node.has_errors = false;
+      flags += 1;
+    }
+  }
+  if (flags) app.canvas?.setDirty?.(true, true);
+  const cleared = Object.keys(errors).length - kept.length;
+  if (!cleared) return flags;
   const store = piniaStore("execution");
   try {
     if (store && "lastNodeErrors" in store) store.lastNodeErrors = next;

@@ -175,7 +175,8 @@ function modelItem(name, model, row, state, actions) {
       fmtSpeed(row.speed), fmtEta(row.eta))
     : rowState === "done" && row.sha256 ? `sha256 ${row.sha256.slice(0, 12)}…`
       : kept > 0 ? `${fmtBytes(kept)}${total ? ` of ${fmtBytes(total)}` : ""} kept for resuming`
-        : "";
+        : !row && model?.partial ? partialText(model.partial)
+          : "";
 
   const busy = state.busy;
   const runActive = isRunActive(state.status);
@@ -195,15 +196,18 @@ function modelItem(name, model, row, state, actions) {
   if (!row && !runActive && folder) {
     actionButtons.push(button("Download", () => actions.fix([name]), { icon: "pi pi-download", busy: busy.has("fix") }));
   }
-  const canPaste = actions.pasteLink && (rowState === "not_found" || rowState === "needs_choice" || (rowState === "missing" && !runActive));
+  const canPaste = actions.pasteLink && (["not_found", "needs_choice", "failed", "cancelled"].includes(rowState)
+    || (rowState === "missing" && !runActive));
   const sig = signature([model, row, runActive, busy.has("fix"), busy.has(`cancel:${name}`), busy.has(`retry:${name}`),
     busy.has(`discard:${name}`), state.expanded?.has(`err:${name}`), state.expanded?.has(`why:${name}`), state.pasting === name,
+    state.compact,
     Boolean(settingsOf?.hf_token_set), Boolean(settingsOf?.civitai_api_key_set)]);
   return h("li.cfx-item", { dataset: { state: login ? "login" : rowState, name, sig } },
     h("div.cfx-item-head",
       h(`i.cfx-state-icon.${(login ? "pi pi-lock" : icon).split(" ").join(".")}`, { title: label }),
       nameEl(name),
-      total && !downloading && rowState !== "done" ? h("span.cfx-size", fmtBytes(total)) : null),
+      total && !downloading && rowState !== "done" ? h("span.cfx-size", fmtBytes(total)) : null,
+      state.compact ? button("", () => actions.toggle(`row:${name}`), { icon: "pi pi-chevron-up", title: "Back to one line" }) : null),
     destLine(folder, row?.path ?? row?.dest ?? model?.dest, rowState === "done" ? "in" : "goes to"),
     usageLine(model ?? { nodes: [] }, actions),
     login ? null : sourceLine(row, model, state, actions),
@@ -219,6 +223,58 @@ function modelItem(name, model, row, state, actions) {
     login ? null : errorBlock(row?.error, `err:${name}`, state, actions),
     state.pasting === name ? pasteForm(name, state, actions) : null,
     candidatesList(row, actions, busy));
+}
+
+/** The name a table line shows: ".safetensors" goes without saying; other extensions (.pth, .ckpt) stay. */
+const lineName = (name) => String(name).replace(/\.safetensors$/i, "");
+
+/** The one action a table line offers for its state (the rest are in its details). */
+function lineAction(name, row, folder, login, state, actions) {
+  const rowState = row?.state ?? "missing";
+  const busy = state.busy;
+  const runActive = isRunActive(state.status);
+  const icon = (label, onClick, iconName, opts = {}) => button("", onClick, { icon: iconName, title: label, ...opts });
+  if (login) return icon(login.text, actions.openSettings, "pi pi-key", { testid: "cfx-add-token" });
+  if (row && ACTIVE_ROW_STATES.has(rowState) && runActive) {
+    return icon(`Cancel ${name}`, () => actions.cancel(name), "pi pi-times", { busy: busy.has(`cancel:${name}`) });
+  }
+  if (rowState === "needs_choice") return icon("Pick a source", () => actions.toggle(`row:${name}`), "pi pi-list");
+  if (rowState === "not_found") return icon("Paste a link", () => actions.startPaste(name), "pi pi-link", { testid: "cfx-paste" });
+  if (["failed", "cancelled"].includes(rowState)) {
+    return icon(`Retry ${name}`, () => actions.retry(name), "pi pi-refresh", { busy: busy.has(`retry:${name}`) });
+  }
+  if (!row && !runActive && folder) {
+    return icon(`Download ${name}`, () => actions.fix([name]), "pi pi-download", { busy: busy.has("fix") });
+  }
+  return null;
+}
+
+/** One line of the dense table: state, name, folder, size, one action; the whole row on demand. */
+function modelLine(name, model, row, state, actions) {
+  const rowState = row?.state ?? "missing";
+  const [icon, stateLabel] = ROW_STATES[rowState] ?? ROW_STATES.missing;
+  const login = loginNeeded(row, settingsOf);
+  const label = login ? "Needs a login" : stateLabel;
+  const folder = row?.folder ?? model?.expected_type ?? "";
+  const total = row?.total ?? row?.size ?? model?.partial?.total ?? 0;
+  const moving = MOVING_STATES.has(rowState);
+  const size = moving && total ? fmtPercent(row.bytes_done, total) : total ? fmtBytes(total) : "";
+  const key = `row:${name}`;
+  const sig = signature([model, row, isRunActive(state.status), state.busy.has(`cancel:${name}`),
+    state.busy.has(`retry:${name}`), Boolean(settingsOf?.hf_token_set), Boolean(settingsOf?.civitai_api_key_set)]);
+  return h("li.cfx-line", { dataset: { state: login ? "login" : rowState, name, sig } },
+    h(`i.cfx-state-icon.${(login ? "pi pi-lock" : icon).split(" ").join(".")}`, { title: label }),
+    h("a.cfx-line-name", { href: "#", title: `${name}: ${label}. Click for details.`,
+      onclick: (e) => { e.preventDefault(); actions.toggle(key); } }, nameEl(lineName(name), "span.cfx-name")),
+    h("span.cfx-line-folder", { title: folder ? `goes to models/${folder}/` : "ComfyUI folder unknown" }, folder || "?"),
+    h("span.cfx-line-size", size),
+    h("span.cfx-line-action", lineAction(name, row, folder, login, state, actions)));
+}
+
+/** "12.0 MB of 29.8 MB already here (a stopped download); the rest resumes": said before any run. */
+function partialText(partial) {
+  const of = partial.total ? ` of ${fmtBytes(partial.total)}` : "";
+  return `${fmtBytes(partial.bytes)}${of} already here from a stopped download; the rest resumes`;
 }
 
 /** A link the user found: a Hugging Face file or repo, a Civitai page or download, hf:…, civitai:<id>. */
@@ -256,13 +312,22 @@ function elsewhereItem(model, actions, busy) {
     }));
 }
 
-function packItem(pack, actions, busy) {
+/** "Install X, then these 2 files": files only the pack's nodes can load wait under it, not as downloads. */
+function packFiles(files, actions) {
+  if (!files.length) return null;
+  return h("div.cfx-pack-files", { "data-testid": "cfx-pack-files" },
+    h("div.cfx-muted", `Then ${files.length === 1 ? "this file" : `these ${files.length} files`} (ComfyUI has no folder for ${files.length === 1 ? "it" : "them"} until the pack is installed):`),
+    h("ul.cfx-pack-file-list", files.map((m) => h("li", { dataset: { name: m.filename } }, nameEl(m.filename),
+      usageLine({ nodes: (m.nodes ?? []).slice(0, 1) }, actions)))));
+}
+
+function packItem(pack, files, actions, busy) {
   const commands = (pack.install ?? []).join("\n");
   const manager = pack.manager_installable;
-  return h("li.cfx-item", { dataset: { state: "pack", name: pack.id, sig: signature([pack, busy.has(`pack:${pack.id}`)]) } },
+  return h("li.cfx-item", { dataset: { state: "pack", name: pack.id, sig: signature([pack, files, busy.has(`pack:${pack.id}`)]) } },
     h("div.cfx-item-head",
       h("i.cfx-state-icon.pi.pi-box"),
-      h("span.cfx-name", pack.title || pack.id),
+      h("span.cfx-name", `Install ${pack.title || pack.id}`),
       pack.matched_by && pack.matched_by !== "exact" ? h("span.cfx-badge", { title: "How the pack was identified" }, pack.matched_by) : null),
     h("div.cfx-meta", `Provides ${(pack.node_types ?? []).join(", ")}`),
     pack.workflow_says
@@ -270,6 +335,7 @@ function packItem(pack, actions, busy) {
         `The workflow says: ${pack.workflow_says}`)
       : null,
     pack.repository ? h("div.cfx-meta", h("a", { href: pack.repository, target: "_blank", rel: "noopener noreferrer" }, pack.repository)) : null,
+    packFiles(files, actions),
     manager
       ? h("div.cfx-item-foot", h("span.cfx-spacer"),
         button("Install with Manager", () => actions.installPack(pack), {
@@ -284,27 +350,30 @@ function packItem(pack, actions, busy) {
       : null);
 }
 
-function unknownNodeItem(node) {
+function unknownNodeItem(node, files, actions) {
   return h("li.cfx-item", { dataset: { state: "node" } },
     h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-question-circle"), h("span.cfx-name", node.node_type)),
-    h("div.cfx-reason", "No known node pack provides this type. Search the ComfyUI registry or Manager for it."));
+    h("div.cfx-reason", "No known node pack provides this type. Search the ComfyUI registry or Manager for it."),
+    packFiles(files, actions));
 }
 
-function section(title, count, items, hint) {
+function section(title, count, items, hint, list = "ul.cfx-list") {
   if (!items.length) return null;
   return h("section.cfx-section",
     h("h3.cfx-section-title", title, h("span.cfx-count", String(count))),
     hint ? h("div.cfx-section-hint", hint) : null,
-    h("ul.cfx-list", items));
+    h(list, items));
 }
 
 function summaryLine(report) {
   const s = report?.summary;
   if (!s) return null;
   const parts = [
-    s.missing ? h("span.cfx-chip.cfx-chip-missing", `${s.missing} missing`) : null,
+    s.missing ? h("span.cfx-chip.cfx-chip-missing", { "data-testid": "cfx-missing-count" }, `${s.missing} missing`) : null,
     s.elsewhere ? h("span.cfx-chip.cfx-chip-elsewhere", `${s.elsewhere} on disk elsewhere`) : null,
     s.missing_nodes ? h("span.cfx-chip.cfx-chip-missing", plural(s.missing_nodes, "node type") + " missing") : null,
+    s.for_missing_packs ? h("span.cfx-chip", { title: "Only a node pack that is not installed can load these" },
+      `${s.for_missing_packs} wait for a pack`) : null,
     s.unsafe ? h("span.cfx-chip.cfx-chip-missing", `${s.unsafe} refused`) : null,
     s.present ? h("span.cfx-chip", `${s.present} present`) : null,
   ];
@@ -333,20 +402,25 @@ function countsText(c) {
     c.skipped ? `${c.skipped} skipped` : null);
 }
 
-/** The overall time left, only when every open file's size is in the run's total (else it would promise
- *  too soon); files waiting for a slot count once their size is known. */
-function overallEta(rows, overall) {
-  const open = rows.filter((r) => ACTIVE_ROW_STATES.has(r.state));
-  if (!open.length || open.some((r) => !r.total || r.state === "resolving")) return "";
-  return fmtEta(overall.eta);
+/**
+ * "3 done · 1 failed · 12 left": the files this run is taking, finished and failed counted apart
+ * (a failure is not "finished"); rows left to the user (not found, to pick, a login) are not in it.
+ */
+export function progressCounts(rows) {
+  const taking = rows.filter((r) => !r.carried && !(["not_found", "needs_choice"].includes(r.state)
+    || (r.state === "skipped" && loginNeeded(r, settingsOf))));
+  const done = taking.filter((r) => FINISHED_OK.has(r.state)).length;
+  const failed = taking.filter((r) => r.state === "failed" || r.state === "cancelled").length;
+  const left = taking.length - done - failed;
+  return { done, failed, left, text: dotted(`${done} done`, failed ? `${failed} failed` : null, `${left} left`) };
 }
 
-/** "3 of 24 models finished": rows left for the user (not found, to pick, a login) are not being downloaded. */
-function finishedText(rows) {
-  const taking = rows.filter((r) => !(["not_found", "needs_choice"].includes(r.state)
-    || (r.state === "skipped" && loginNeeded(r, settingsOf))));
-  const finished = taking.filter((r) => !ACTIVE_ROW_STATES.has(r.state)).length;
-  return `${finished} of ${plural(taking.length, "model")} finished`;
+/** The overall time left (smoothed by the extension), only when every open file's size is known (else it
+ *  would promise too soon); files waiting for a slot count once their size is known. */
+function overallEta(rows, eta) {
+  const open = rows.filter((r) => !r.carried && ACTIVE_ROW_STATES.has(r.state));
+  if (!open.length || open.some((r) => !(r.total ?? r.size) || r.state === "resolving")) return "";
+  return fmtEta(eta);
 }
 
 /** A run for another workflow: said, with a way to it, never mixed into this workflow's rows. */
@@ -354,36 +428,61 @@ function otherRunBanner(status, state, actions) {
   const data = status.data;
   const rows = data.models ?? [];
   const verb = status.phase === "review" ? "Waiting for your review" : "Downloading";
+  const queued = (status.queued ?? []).includes(state.workflowName);
   return h("div.cfx-run.cfx-run-other", { "data-testid": "cfx-other-run" },
     h("div.cfx-run-title", `${verb} for ${data.workflow}`),
+    queued ? h("div.cfx-queued", { "data-testid": "cfx-queued" }, h("i.pi.pi-clock"),
+      h("span", `The fix for ${state.workflowName} is queued: it starts by itself when this one ends.`)) : null,
     h("div.cfx-run-foot",
-      h("span.cfx-muted", finishedText(rows)),
+      h("span.cfx-muted", progressCounts(rows).text),
       h("span.cfx-spacer"),
       button(`Open ${data.workflow}`, () => actions.openWorkflow(data.workflow), { icon: "pi pi-arrow-right", testid: "cfx-open-run" }),
       button("Cancel it", () => actions.cancel(null), { icon: "pi pi-stop-circle", kind: "danger", busy: state.busy.has("cancel:*") })));
 }
 
-/** "Download 6 models, 41.2 GB, into models/ (free: 120 GB)": nothing moves before this click. */
+/** "4 models · 12.3 MB + 1 of unknown size": exact, unknown sizes said, never silently left out. */
+function sizeWords(count, bytes, unknown) {
+  const known = count - unknown;
+  const size = unknown === 0 ? fmtBytes(bytes) : known === 0 ? `${unknown} of unknown size`
+    : `${fmtBytes(bytes)} + ${unknown} of unknown size`;
+  return dotted(plural(count, "model"), size);
+}
+
+/** "Download 6 models · 41.2 GB" and, per folder, how many files, how many bytes, and where: nothing moves
+ *  before this click. Files that need a login first are left out of the totals and the button. */
 function reviewBlock(data, state, actions) {
   const plan = data.plan ?? {};
-  const held = (data.models ?? []).filter((r) => r.state === "review");
+  const held = (data.models ?? []).filter((r) => r.state === "review" && !r.carried);
   const blocked = held.filter((r) => loginNeeded(r, settingsOf));
-  const go = held.filter((r) => !loginNeeded(r, settingsOf)).map((r) => r.name);
-  const goBytes = held.filter((r) => !loginNeeded(r, settingsOf)).reduce((n, r) => n + (r.size ?? 0), 0);
-  const headline = plan.headline ?? `Download ${plural(go.length, "model")}`;
+  const go = held.filter((r) => !loginNeeded(r, settingsOf));
+  const folders = new Map();
+  for (const r of go) {
+    const planned = (plan.folders ?? []).find((f) => f.folder === r.folder);
+    const g = folders.get(r.folder) ?? { folder: r.folder, into: planned?.into ?? `${r.folder}/`, count: 0, bytes: 0, unknown: 0 };
+    g.count += 1;
+    if (r.size == null) g.unknown += 1;
+    else g.bytes += r.size;
+    folders.set(r.folder, g);
+  }
+  const bytes = go.reduce((n, r) => n + (r.size ?? 0), 0);
+  const unknown = go.filter((r) => r.size == null).length;
+  const total = sizeWords(go.length, bytes, unknown);
   return h("div.cfx-review", { "data-testid": "cfx-review" },
-    h("div.cfx-run-title", "Found a source for each file below. Nothing is downloaded yet."),
+    h("div.cfx-run-title", go.length ? "Found a source for each file below. Nothing is downloaded yet."
+      : "Nothing here can be downloaded yet."),
     plan.fits === false ? h("div.cfx-warning", h("i.pi.pi-exclamation-triangle"),
       h("span", `Not enough free space: ${fmtBytes(plan.total_bytes)} to download, ${fmtBytes(plan.free_bytes)} free.`)) : null,
     blocked.length ? h("div.cfx-muted", `${plural(blocked.length, "file")} need${blocked.length === 1 ? "s" : ""} a login first and ${blocked.length === 1 ? "is" : "are"} left out.`) : null,
+    plan.sizing ? h("div.cfx-muted", { "data-testid": "cfx-sizing" }, h("i.pi.pi-spin.pi-spinner"), ` Asking the sources the size of ${plural(plan.sizing, "file")}…`) : null,
+    go.length ? h("ul.cfx-review-folders", { "data-testid": "cfx-review-folders" }, [...folders.values()].map((g) => h("li",
+      h("code.cfx-path", g.into), h("span.cfx-muted", ` ${sizeWords(g.count, g.bytes, g.unknown)}`)))) : null,
+    go.length && plan.free_bytes != null ? h("div.cfx-muted", `Free: ${fmtBytes(plan.free_bytes)}`) : null,
     h("div.cfx-review-actions",
-      button(blocked.length ? dotted(`Download ${plural(go.length, "model")}`, fmtBytes(goBytes)) : headline, () => actions.approve(go), {
-        icon: "pi pi-download", kind: "primary", busy: state.busy.has("approve"), disabled: !go.length, testid: "cfx-approve",
-        title: headline,
-      }),
-      button("Cancel", () => actions.cancel(null), { icon: "pi pi-times", busy: state.busy.has("cancel:*") })),
-    blocked.length && plan.into ? h("div.cfx-muted", dotted(`Into ${plan.into}`,
-      plan.free_bytes != null ? `free: ${fmtBytes(plan.free_bytes)}` : null)) : null);
+      go.length ? button(`Download ${total}`, () => actions.approve(go.map((r) => r.name)), {
+        icon: "pi pi-download", kind: "primary", busy: state.busy.has("approve"), testid: "cfx-approve",
+        title: `Download ${total} into the folders listed`,
+      }) : null,
+      button("Cancel", () => actions.cancel(null), { icon: "pi pi-times", busy: state.busy.has("cancel:*") })));
 }
 
 function runBlock(status, state, actions) {
@@ -404,12 +503,12 @@ function runBlock(status, state, actions) {
   const overall = data?.overall ?? {};
   const phase = { scanning: "Scanning", resolving: "Finding sources", downloading: "Downloading", verifying: "Verifying" }[status.phase];
   return h("div.cfx-run", { "data-testid": "cfx-run" },
-    h("div.cfx-run-title", `${phase} for ${data.workflow}: ${finishedText(rows)}`),
+    h("div.cfx-run-title", `${phase} for ${data.workflow}: `, h("span", { "data-testid": "cfx-run-counts" }, progressCounts(rows).text)),
     progressBar(overall.bytes_done ?? 0, overall.total ?? 0, "downloading"),
     h("div.cfx-run-foot",
-      h("span.cfx-muted", dotted(
+      h("span.cfx-muted", { "data-testid": "cfx-run-numbers" }, dotted(
         overall.total ? `${fmtBytes(overall.bytes_done)} of ${fmtBytes(overall.total)}` : null,
-        fmtSpeed(overall.speed), overallEta(rows, overall)) || "Preparing…"),
+        fmtSpeed(state.speed ?? overall.speed), overallEta(rows, state.eta)) || "Preparing…"),
       h("span.cfx-spacer"),
       button("Cancel all", () => actions.cancel(null), { icon: "pi pi-stop-circle", kind: "danger", busy: state.busy.has("cancel:*") })));
 }
@@ -423,45 +522,65 @@ function rowGroup(row) {
   return "active";
 }
 
+/** The errors of this workflow's queued fix that could not start (the server says which workflow). */
+function queuedErrors(status, workflow) {
+  return (status?.errors ?? []).filter((e) => e.details === `queued:${workflow}`).slice(-1);
+}
+
 /**
  * Build the panel's DOM for `state`:
- * {workflowName, report, scanning, scanError, status, busy: Set<string>, notice: {kind, text}|null,
- *  compact, showDone, expanded: Set<string>, pasting, theirList}
+ * {workflowName, report, scanning, scanError, status, busy: Set<string>, notice: {kind, text, workflow}|null,
+ *  compact, showDone, expanded: Set<string>, pasting, theirList, eta, speed}
  * The extension morphs the live panel into this tree (dom.js `morph`), so rebuilding on every
  * status event touches only what changed.
  */
 export function renderPanel(state, actions) {
   const { report, status } = state;
   settingsOf = state.settings;
+  const current = report?.workflow ?? state.workflowName;
   const runWorkflow = status?.data?.workflow;
   // A run belongs to the workflow it was started for: another workflow's run is only a banner.
-  const sameWorkflow = !runWorkflow || runWorkflow === (report?.workflow ?? state.workflowName);
+  const sameWorkflow = !runWorkflow || runWorkflow === current;
   const runActive = isRunActive(status);
-  const runRows = new Map((sameWorkflow ? status?.data?.models ?? [] : []).map((r) => [r.name, r]));
   const reportModels = report?.models ?? [];
   const byName = new Map(reportModels.map((m) => [m.filename, m]));
-  const missingNames = reportModels.filter((m) => m.state === "missing").map((m) => m.filename);
+  const waitingForPack = reportModels.filter((m) => m.needs_pack);
+  const missingNames = reportModels.filter((m) => m.state === "missing" && !m.needs_pack).map((m) => m.filename);
+  const missingSet = new Set(missingNames);
+  // This workflow's rows: its run's, or while another workflow's run is on, what its own runs left.
+  // Rows an earlier run left stay as they were, unless the file has turned up since (a rescan says so).
+  const ownRows = sameWorkflow && status?.data?.models?.length ? status.data.models : report?.rows ?? [];
+  const runRows = new Map(ownRows
+    .filter((r) => !r.carried || r.state === "done" || !report || missingSet.has(r.name))
+    .filter((r) => !byName.get(r.name)?.needs_pack)
+    .map((r) => [r.name, r]));
   const names = [...new Set([...runRows.keys(), ...missingNames])];
   const rowFor = (n) => runRows.get(n);
   const stillMissing = missingNames.filter((n) => !rowFor(n) || ["failed", "cancelled", "not_found"].includes(rowFor(n).state));
   // The button promises downloads: a file the last run found no source for is not one (its row
   // says why and takes a link); one not tried yet gets its source looked up by the click.
-  const downloadable = stillMissing.filter((n) => !rowFor(n) || rowFor(n).source);
+  const downloadable = stillMissing.filter((n) => (!rowFor(n) || rowFor(n).source) && (rowFor(n)?.folder ?? byName.get(n)?.expected_type));
   const groups = { attention: [], active: [], missing: [], finished: [] };
   for (const n of names) groups[rowGroup(rowFor(n))].push(n);
   // Files moving now lead their group; those waiting for a slot follow, so the bars are in view.
   groups.active.sort((a, b) => MOVING_STATES.has(rowFor(b)?.state) - MOVING_STATES.has(rowFor(a)?.state));
-  const item = (n) => modelItem(n, byName.get(n), rowFor(n), state, actions);
+  const item = (n) => (state.compact && !state.expanded?.has(`row:${n}`) && state.pasting !== n
+    ? modelLine(n, byName.get(n), rowFor(n), state, actions)
+    : modelItem(n, byName.get(n), rowFor(n), state, actions));
 
   const elsewhere = reportModels.filter((m) => m.state === "elsewhere");
   const unsafe = reportModels.filter((m) => m.state === "unsafe");
   const packs = report?.packs ?? [];
   const packed = new Set(packs.flatMap((p) => p.node_types ?? []));
   const unknownNodes = (report?.missing_nodes ?? []).filter((n) => !packed.has(n.node_type));
+  const filesOf = (id, types) => waitingForPack.filter((m) => m.needs_pack === id || types.includes(m.needs_pack));
   const nothingWrong = report && !names.length && !elsewhere.length && !unsafe.length && !(report.missing_nodes ?? []).length;
   const busyElsewhere = runActive && !sameWorkflow;
   const finishedRows = groups.finished.map(rowFor);
   const bannerShown = sameWorkflow && !runActive && Boolean(status?.data?.summary);
+  const queuedHere = (status?.queued ?? []).includes(current);
+  const notice = state.notice && (!state.notice.workflow || state.notice.workflow === current) ? state.notice : null;
+  const list = state.compact ? "ul.cfx-table" : "ul.cfx-list";
 
   return h(`div.cfx-panel${state.compact ? ".cfx-compact" : ""}`, { "data-testid": "cfx-panel" },
     h("header.cfx-head",
@@ -470,15 +589,16 @@ export function renderPanel(state, actions) {
         h("div.cfx-muted", { title: "The workflow open on the canvas" }, state.workflowName ?? "")),
       button("", actions.toggleCompact, {
         icon: state.compact ? "pi pi-window-maximize" : "pi pi-list", testid: "cfx-compact",
-        title: state.compact ? "Show every detail" : "Compact: one line per file",
+        title: state.compact ? "Show every detail" : "Table: one line per file",
       }),
       button("", actions.scan, { icon: "pi pi-refresh", title: "Scan the open workflow again", busy: state.scanning, testid: "cfx-scan" })),
     summaryLine(report),
     state.scanError ? h("div.cfx-error", state.scanError) : null,
-    state.notice ? h(`div.cfx-notice.cfx-notice-${state.notice.kind}`, { "data-testid": "cfx-notice" }, state.notice.text,
-      state.notice.action ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); state.notice.action.run(); } }, state.notice.action.label)] : null) : null,
+    notice ? h(`div.cfx-notice.cfx-notice-${notice.kind}`, { "data-testid": "cfx-notice" }, notice.text,
+      notice.action ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); notice.action.run(); } }, notice.action.label)] : null) : null,
+    queuedErrors(status, current).map((e) => h("div.cfx-notice.cfx-notice-error", { "data-testid": "cfx-queued-error" }, e.error)),
     busyElsewhere || (!sameWorkflow && status?.phase === "review") ? otherRunBanner(status, state, actions) : sameWorkflow ? runBlock(status, state, actions) : null,
-    !runActive && downloadable.length
+    !runActive && !queuedHere && downloadable.length
       ? h("div.cfx-cta", button(`Download ${plural(downloadable.length, "missing model")}`, () => actions.fix(downloadable), {
         icon: "pi pi-download", kind: "primary", busy: state.busy.has("fix"), testid: "cfx-fix-all",
         title: "Finds a source for each file and shows what will be downloaded where",
@@ -488,9 +608,9 @@ export function renderPanel(state, actions) {
       "ComfyUI's own Download buttons save to your browser's Downloads folder; this panel puts each file into the right models/ folder and checks it.") : null,
     nothingWrong ? h("div.cfx-empty", h("i.pi.pi-check-circle"), h("span", "Every model and node this workflow uses is here.")) : null,
     !report && !status?.data?.models?.length && state.scanning ? h("div.cfx-empty", "Scanning the workflow…") : null,
-    section("Needs you", groups.attention.length, groups.attention.map(item)),
-    section(status?.phase === "review" ? "Ready to download" : "In progress", groups.active.length, groups.active.map(item)),
-    section("Missing", groups.missing.length, groups.missing.map(item)),
+    section("Needs you", groups.attention.length, groups.attention.map(item), null, list),
+    section(status?.phase === "review" ? "Ready to download" : "In progress", groups.active.length, groups.active.map(item), null, list),
+    section("Missing", groups.missing.length, groups.missing.map(item), null, list),
     finishedRows.length ? h("section.cfx-section",
       h("div.cfx-done-line", { "data-testid": "cfx-done-line" },
         h("i.pi.pi-check-circle"),
@@ -498,11 +618,12 @@ export function renderPanel(state, actions) {
         h("span", bannerShown ? `${plural(finishedRows.length, "finished file")}` : countsText(rowCounts(finishedRows))),
         h("span.cfx-spacer"),
         h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggleDone(); } }, state.showDone ? "Hide" : "Show")),
-      state.showDone ? h("ul.cfx-list", groups.finished.map(item)) : null) : null,
+      state.showDone ? h(list, groups.finished.map(item)) : null) : null,
     section("On disk in another place", elsewhere.length, elsewhere.map((m) => elsewhereItem(m, actions, state.busy)),
       "The file is already on this computer under another folder or name."),
     section("Missing node packs", packs.length + unknownNodes.length,
-      [...packs.map((p) => packItem(p, actions, state.busy)), ...unknownNodes.map(unknownNodeItem)],
+      [...packs.map((p) => packItem(p, filesOf(p.id, p.node_types ?? []), actions, state.busy)),
+        ...unknownNodes.map((n) => unknownNodeItem(n, filesOf(n.node_type, [n.node_type]), actions))],
       packs.some((p) => p.manager_installable) ? null : "Restart ComfyUI after installing."),
     section("Refused names", unsafe.length, unsafe.map((m) => h("li.cfx-item", { dataset: { state: "unsafe" } },
       h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-ban"), nameEl(m.filename)),

@@ -7,6 +7,7 @@ import { h } from "./dom.js";
 const DIALOG_127 = '.p-dialog[aria-labelledby="global-missing-models-warning"]';
 const PANEL_158 = '[data-testid="error-group-missing-model"]'; // Workflow Overview → Issues → Missing Models
 const THEIR_DOWNLOADS = '[data-testid="missing-model-download"], [data-testid="missing-model-download-all"]';
+const THEIR_COUNT = '[data-testid="error-section-count-badge"]'; // 1.58: the Missing Models group's own count
 
 /** Their list's element in the page, or null. */
 export function theirList() {
@@ -21,9 +22,21 @@ export function frontendChecksModels(app) {
 function complement(label, onFix) {
   return h("div.cfx-complement", { "data-testid": "cfx-complement" },
     h("i.pi.pi-download"),
-    h("span", "ComfyFixerSmart downloads these straight into the right models/ folder, checks them, "
+    h("span", h("b.cfx-complement-count", { "data-testid": "cfx-complement-count" }), " ",
+      "ComfyFixerSmart downloads these straight into the right models/ folder, checks them, "
       + "and also finds the ones without a link."),
     h("button.cfx-btn.cfx-btn-primary", { type: "button", onclick: onFix }, label));
+}
+
+/** One count: their group's badge gives way to ours (the files we would fetch, and what else there is). */
+function foldCount(root, text) {
+  const ours = root.querySelector(".cfx-complement-count");
+  if (ours && ours.textContent !== text) ours.textContent = text;
+  const badge = root.matches?.(PANEL_158) ? root.querySelector(THEIR_COUNT) : null;
+  if (badge && text && badge.dataset.cfxHidden === undefined) {
+    badge.style.display = "none";
+    badge.dataset.cfxHidden = "count";
+  }
 }
 
 /** Buttons in their list that would download `names` through the browser. */
@@ -42,7 +55,7 @@ function theirDownloadButtons(root, names) {
  * Keep their list in step with ours: `fetching()` gives the names our run is downloading now.
  * Returns a function that stops watching.
  */
-export function watchTheirList({ label, onFix, fetching, onSeen }) {
+export function watchTheirList({ label, onFix, fetching, onSeen, count = () => "" }) {
   let timer = null;
   const apply = () => {
     timer = null;
@@ -57,8 +70,9 @@ export function watchTheirList({ label, onFix, fetching, onSeen }) {
       const spot = root.querySelector(".p-dialog-content") ?? root;
       spot.append(complement(label, fix));
     }
+    foldCount(root, count());
     const names = fetching();
-    for (const b of root.querySelectorAll("[data-cfx-hidden]")) {
+    for (const b of root.querySelectorAll('[data-cfx-hidden="1"]')) {
       b.style.display = "";
       delete b.dataset.cfxHidden;
     }
