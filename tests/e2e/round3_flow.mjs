@@ -83,7 +83,8 @@ await run(async () => {
     if (req.url().endsWith("/comfyfixer/scan") && req.method() === "POST") {
       try {
         const body = JSON.parse(req.postData() ?? "{}");
-        scanBodies.push({ name: body.name, models: (body.workflow?.models ?? []).map((m) => m.name) });
+        scanBodies.push({ name: body.name, nodes: body.workflow?.nodes?.length ?? 0,
+          models: (body.workflow?.models ?? []).map((m) => m.name) });
       } catch { scanBodies.push({ name: null, models: [] }); }
     }
   });
@@ -266,11 +267,17 @@ await run(async () => {
     }
   });
 
-  // 8. A loader whose file has landed loses its red outline while the others still wait.
+  // 8. A loader whose files have all landed loses its red outline while the others still wait.
+  const nodeOf = (name) => s.workflowA.nodes.find((n) => (n.widgets_values ?? []).includes(name));
+  const allLanded = (d, name) => (nodeOf(name)?.widgets_values ?? []).every((v) => {
+    const r = (d.data?.models ?? []).find((x) => x.name === v);
+    return !r || (r.state === "done" && !r.carried);
+  });
   await item("item8", async () => {
     const doc = await untilStatus((d) => (d.data?.models ?? []).some((r) => r.state === "done" && !r.carried
-      && redBefore.includes(nodeIdOf(s.workflowA, r.name))), 120_000);
-    const landed = doc.data.models.filter((r) => r.state === "done" && redBefore.includes(nodeIdOf(s.workflowA, r.name)));
+      && redBefore.includes(nodeIdOf(s.workflowA, r.name)) && allLanded(d, r.name)), 120_000);
+    const landed = doc.data.models.filter((r) => r.state === "done" && !r.carried
+      && redBefore.includes(nodeIdOf(s.workflowA, r.name)) && allLanded(doc, r.name));
     const pending = doc.data.models.filter((r) => ["not_found", "needs_choice"].includes(r.state)).map((r) => nodeIdOf(s.workflowA, r.name));
     await page.waitForTimeout(6000); // landed files share one model-list refresh every 5 s
     const red = await loaderErrors();

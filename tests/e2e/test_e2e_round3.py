@@ -119,7 +119,8 @@ def ok(result: dict, item: str) -> dict:
 
 def test_1_the_workflow_is_sent_with_its_top_level_models_and_a_hash_mismatch_fails_with_both_hashes(flow):
     r = ok(flow, "item1")
-    scans = [b["models"] for b in r["scanBodies"] if b["name"] == "community_34_refs"]
+    # The scans of this workflow (a scan fired while a tab switch is under way can carry the other graph).
+    scans = [b["models"] for b in r["scanBodies"] if b["nodes"] >= 30]
     assert scans and all(LINKED in names for names in scans), r["scanBodies"]
     assert r["linkedState"] == "failed", r
     details = r["linkedText"]
