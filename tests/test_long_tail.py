@@ -38,6 +38,7 @@ async def test_another_packs_model_list_is_a_catalog_and_tells_where_its_folder_
                          ModelRef("qx_unlisted_enc.safetensors", "text_encoders")], root)
     listed, unlisted = res["qx_listed_enc.safetensors"].chosen, res["qx_unlisted_enc.safetensors"].chosen
     assert listed.source == "catalog" and "the ComfyUI-Acme pack's model-list.json" in listed.reason
+    assert listed.size == 2000 and listed.sha256 == "6a" * 32  # the Hub's facts: the review can count them
     assert unlisted.ids["path"] == "extra/qx_unlisted_enc.safetensors" and unlisted.sha256 == "6b" * 32
 
 
@@ -47,3 +48,25 @@ async def test_publishers_that_disagree_on_the_bytes_leave_the_choice_to_the_use
     r = (await resolve([ModelRef("qx_guide_q.pth", "controlnet")]))["qx_guide_q.pth"]
     assert r.chosen is None and {c.ids.get("repo_id") for c in r.candidates} >= {"lllyasviel/Annotators",
                                                                                  "TencentARC/T2I-Adapter"}
+
+
+async def test_a_catalog_file_whose_repo_is_gone_is_found_again_among_re_uploads_by_its_bytes(tmp_path, upstream):
+    """A pack's list records the official home and sha256 of a checkpoint whose repo was deleted (as SD 2.1's
+    was): the re-upload holding the same bytes is taken, not the more downloaded one with other bytes."""
+    official = "8c" * 32
+    root = make_comfy_root(tmp_path)
+    pack = root / "custom_nodes" / "ComfyUI-Legacy"
+    pack.mkdir(parents=True)
+    (pack / "model-list.json").write_text(json.dumps({"models": [{
+        "name": "sd 2.1", "type": "checkpoint", "save_path": "default", "sha256": official,
+        "filename": "v2-1_768-ema-pruned_q.safetensors",
+        "url": "https://huggingface.co/stabilityai/sd-21-gone/resolve/main/v2-1_768-ema-pruned_q.safetensors"}]}))
+    add_hf_repo(upstream, "someone/v2-1_768-ema-pruned_q", {"v2-1_768-ema-pruned_q.safetensors": (900, "8d" * 32)},
+                downloads=50_000)
+    add_hf_repo(upstream, "archivist/v2-1_768-ema-pruned_q-mirror",
+                {"v2-1_768-ema-pruned_q.safetensors": (900, official)}, downloads=10)
+    ctx = ResolveContext(config=SearchConfig(civitai=False, retries=1), secrets={"HF_TOKEN": "hf_x"}, comfyui_root=root)
+    r = [x async for x in Resolver(ctx).resolve([ModelRef("v2-1_768-ema-pruned_q.safetensors", "checkpoints")])][0]
+    assert r.chosen.ids["repo_id"] == "archivist/v2-1_768-ema-pruned_q-mirror" and r.chosen.sha256 == official
+    assert "as ComfyUI's catalogs record it" in r.chosen.reason
+    assert any("stabilityai/sd-21-gone, which no longer has it" in t for t in r.tried)

@@ -94,6 +94,7 @@ class SearchRun:
     civitai_base: str = field(default_factory=civitai_base_url)
     civitai_red: str | None = field(default_factory=red_url)  # asked when the configured domain finds nothing
     hashes: set[str] = field(default_factory=set)  # every sha256 hint of the run: one batch lookup on Civitai
+    official_sha: dict[str, str] = field(default_factory=dict)  # file name (lower) -> sha256 a catalog records
     families: dict[str, str] = field(default_factory=dict)  # workflow -> model family (sources.family)
     # anchor key -> what resolving that checkpoint / diffusion model revealed of its family (the resolver
     # sets it when the anchor is final); anchors not being resolved (present) are known by name.

@@ -16,6 +16,7 @@ import functools
 import importlib.metadata
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -118,6 +119,7 @@ def manager_lists(comfyui_root: Path | None) -> list[Path]:
 MAX_PACKS = 2000  # custom node folders looked into for a model list
 
 
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")  # a pack's list may give a file's sha256 (Manager's own gives none)
 MAX_LIST_BYTES = 16 * 2**20  # a pack's model list is a few hundred KB; a bigger one is not read
 
 
@@ -175,7 +177,9 @@ def load_index(template_paths: tuple[Path, ...], manager_paths: tuple[Path, ...]
         for m in models:
             if isinstance(m, dict) and isinstance(m.get("filename"), str) and isinstance(m.get("url"), str) \
                     and m["filename"] and m["url"]:
-                add(CatalogEntry(m["filename"], _clean_url(m["url"]), _manager_folder(m), None, _list_origin(p)))
+                sha = m.get("sha256") if isinstance(m.get("sha256"), str) and _SHA256.fullmatch(m["sha256"]) else None
+                add(CatalogEntry(m["filename"], _clean_url(m["url"]), _manager_folder(m), sha and sha.lower(),
+                                 _list_origin(p)))
     return index
 
 
@@ -226,8 +230,38 @@ class CatalogSource:
                 conf = min(conf, CONFIDENCE["contested"])
                 reason += f"; catalogs disagree on its folder ({', '.join(sorted(folders))})"
             found.candidates.append(self._candidate(ref, run, e, conf, reason))
+        await self._check_on_hub(ref, run, found)
         await mark_gated(run, found.candidates)  # near names are left unasked: a request each for a mere hint
         return found
+
+    @staticmethod
+    async def _check_on_hub(ref: ModelRef, run: SearchRun, found: Found) -> None:
+        """Ask the Hub for each catalog file's facts (one request each, shared with the Hugging Face source): its
+        size and sha256 (the review counts them); a file the Hub says is gone (its repo deleted, like SD 2.1's)
+        is no candidate, and the sha256 the catalog records for it then judges the re-uploads by their bytes.
+        ComfyUI's own orgs keep what their catalogs name: their files cost no request (as for the gate)."""
+        if hf_offline() or not run.config.huggingface:
+            return
+        hub = [c for c in found.candidates if c.ids.get("repo_id") and c.ids["repo_id"].split("/")[0] not in COMFY_ORGS]
+        infos = await asyncio.gather(*(paths_info(run, c.ids["repo_id"], c.ids["path"], c.ids.get("revision") or "main")
+                                       for c in hub), return_exceptions=True)
+        for c, info in zip(hub, infos):
+            if isinstance(info, BaseException):
+                if not isinstance(info, (aiohttp.ClientError, TimeoutError)):
+                    raise info
+                continue  # unknown: the download's own answer still says what to do
+            if info.entry:
+                size, sha = lfs_facts(info.entry)
+                if c.sha256 and sha and c.sha256 != sha:
+                    c.confidence = min(c.confidence, CONFIDENCE["contested"])
+                    c.reason += "; the file there now has other bytes than the catalog records"
+                c.size, c.sha256 = c.size or size, c.sha256 or sha
+            elif info.gone:
+                found.candidates.remove(c)
+                found.tried.append(f"{c.ids['origin']} lists {ref.basename} in {c.ids['repo_id']}, which no longer "
+                                   f"has it: {info.error}")
+                if c.sha256:
+                    run.official_sha.setdefault(ref.basename.lower(), c.sha256)
 
     def _candidate(self, ref: ModelRef, run: SearchRun, e: CatalogEntry, conf: float, reason: str) -> Candidate:
         folder, conf, note = settle_folder(

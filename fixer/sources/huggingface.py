@@ -338,13 +338,18 @@ class HuggingFaceSource:
                               **({"family": m.family} if m.family else {})})
 
     def _score(self, ref: ModelRef, run: SearchRun, matches: list[Match], family: str | None) -> list[Candidate]:
-        want_sha = (ref.hint("hash") or "").lower()
+        hinted = (ref.hint("hash") or "").lower()
+        # Re-uploads are judged by their bytes where the official file's sha256 is known: the workflow's own, or
+        # the one a catalog records for a file whose official home is gone.
+        want_sha = hinted if len(hinted) == 64 else run.official_sha.get(ref.basename.lower(), "")
         has_token = bool(run.secrets.get("HF_TOKEN"))
         if len(want_sha) == 64:
             same = [m for m in matches if m.sha256 == want_sha]
             if same:
                 best = max(same, key=lambda m: (m.trusted, not m.gated or has_token, m.downloads))
-                return [self._candidate(ref, run, best, CONFIDENCE["hash_match"], "sha256 equals the workflow's hash")]
+                why = "sha256 equals the workflow's hash" if want_sha == hinted else \
+                    "sha256 equals the official file's, as ComfyUI's catalogs record it (its own repo is gone)"
+                return [self._candidate(ref, run, best, CONFIDENCE["hash_match"], why)]
         # A repo named for another model family (`pixel-art-xl` for an SD 1.5 chain) ranks below the others;
         # when every repo holding the name is so named, the name decides and the mismatch is said.
         off = self._off_family(ref, matches, family)

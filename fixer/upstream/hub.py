@@ -28,6 +28,7 @@ ORG_PAGES = 5
 OFFLINE_NOTE = "HF_HUB_OFFLINE is set: Hugging Face not searched"
 # The Hub's own error codes (X-Error-Code) that are its verdict on a file, as opposed to a mirror without the API.
 HUB_VERDICT_CODES = frozenset({"RepoNotFound", "EntryNotFound", "GatedRepo", "RevisionNotFound"})
+GONE_CODES = frozenset({"RepoNotFound", "EntryNotFound", "RevisionNotFound"})  # the file does not exist there
 SERVICE = HUGGINGFACE.key
 
 
@@ -135,6 +136,7 @@ class PathInfo:
     entry: dict[str, Any] | None
     error: str = ""
     verdict: bool = False
+    gone: bool = False  # the Hub says the repo, revision or file does not exist (not merely refused)
 
 
 async def paths_info(run: HubRun, repo_id: str, path: str, revision: str = "main") -> PathInfo:
@@ -155,10 +157,11 @@ async def paths_info(run: HubRun, repo_id: str, path: str, revision: str = "main
             # The Hub's error code tells its own verdict (EntryNotFound) from a mirror without this API.
             hub_code = reply.headers.get("X-Error-Code", "")
             err = str(error) + (f" ({hub_code})" if hub_code else "")
-            return PathInfo(None, err, hub_code in HUB_VERDICT_CODES or isinstance(error, AuthRequired))
+            return PathInfo(None, err, hub_code in HUB_VERDICT_CODES or isinstance(error, AuthRequired),
+                            gone=hub_code in GONE_CODES)
         entries = [e for e in reply.json() or [] if e.get("path") == path and e.get("type") == "file"]
         return PathInfo(entries[0]) if entries else PathInfo(None, f"{path} is not in {repo_id} on Hugging Face",
-                                                              verdict=True)
+                                                              verdict=True, gone=True)
 
     async def logged() -> PathInfo:
         info = await call()
