@@ -1,9 +1,12 @@
 """Resolve missing models: every model searched concurrently, each handed out the moment it is final.
 
 Per model the sources run in order of trust. The offline ones (local disk, the workflow's own hints,
-the offline catalogs) go first; when one of them is sure enough, no upstream is asked at all.
-Otherwise Civitai and Hugging Face are asked together, then the fuzzy matcher looks at every file
-name they saw, then (only if enabled) the LLM plug-in. The best candidate is chosen when its
+the offline catalogs) go first; when one of them is sure enough, no upstream is asked at all (catalog
+files outside ComfyUI's own orgs are checked on the Hub, as their gate is). Otherwise Civitai and
+Hugging Face are asked together, then the repos the folder implies are listed (the long tail), then the
+fuzzy matcher looks at every file name they saw, then (only if enabled) the LLM plug-in.
+Checkpoints and diffusion models (anchors) resolve first: each chain's dependants judge their candidates
+by the family their anchor's resolution revealed (sources.family). The best candidate is chosen when its
 confidence reaches search.fuzzy_threshold; below it nothing is chosen and the candidates are listed.
 A remote pick with a known sha256 and size is checked against the local disk first: the same bytes
 under another name are linked instead of downloaded again.

@@ -39,8 +39,8 @@ CONFIDENCE = {
     "generic_name": 0.5,       # names like model.safetensors say nothing about which model
     "wrong_folder": 0.6,       # found, but the source files it under another model folder
     "civitai_renamed": 0.82,   # a Civitai file whose name equals the wanted one through Civitai's renaming rules
-    "kin_family": 0.6,         # made for a sibling fine-tune of the workflow's base (SDXL LoRA, Pony workflow)
-    "other_family": 0.45,      # made for another model family than the workflow's (SDXL LoRA, SD 1.5 workflow)
+    "kin_family": 0.6,         # made for a sibling fine-tune of the chain's base (SDXL LoRA, Pony chain)
+    "other_family": 0.45,      # made for another family than the chain's, while a same-name file fits it
 }
 
 # File names that many unrelated models share; a match on them proves nothing.

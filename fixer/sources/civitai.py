@@ -7,8 +7,11 @@ models out unless `nsfw=true` is sent. So the queries are, until one finds the f
 stem in words, the words without version and precision marks; each narrowed by the model types of the folder
 the workflow loads from. A file matches when its name equals the wanted one, or does so through Civitai's
 renaming (`{model}_{version}.{ext}` for checkpoints, a random `name.XXXX` suffix, case and separators).
-A version made for another model family than the workflow's is never chosen on its own. The file's own type
-decides its folder before the model's type does.
+One file matching is the file, whatever family it was made for (the mismatch with the chain's is said);
+among several, the chain's family decides (`weigh_same_name`). civitai.com may hide NSFW-rated models
+without saying so: the red domain is asked when it shows no file of the name, or only files made for
+another family than the chain's. Files that failed Civitai's scans are refused, early-access versions
+listed. The file's own type decides its folder before the model's type does.
 """
 
 from __future__ import annotations
