@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from fixer.app.review import make_plan
+from fixer.app.settings import parse_patch
 from fixer.app.service import FixerService
 from fixer.host.host import StandaloneHost
 from fixer.transfer.resume import Sidecar, part_path, save
@@ -64,7 +65,7 @@ async def test_a_token_saved_during_the_review_is_used_by_the_approved_download(
     wf = make_workflow([node(1, "CheckpointLoaderSimple", [LOGIN_CHECKPOINT])])
     await svc.start_fix(wf, "login", review=True)
     await wait_for(svc, lambda s: s["phase"] == "review")
-    svc.update_settings({"civitai_api_key": "key-added-while-reading-the-review"})
+    svc.update_settings(parse_patch({"civitai_api_key": "key-added-while-reading-the-review"}))
     svc.approve()
     await svc._task
     row = rows(svc.status())[LOGIN_CHECKPOINT]

@@ -1,6 +1,6 @@
 """How big a file is before it is downloaded: the review's totals are exact when a source did not say.
 
-One ranged GET of the first byte, redirects followed by hand with the downloads' own rules (each hop
+One HEAD request, redirects followed by hand with the downloads' own rules (each hop
 checked, the token only on its own origin); the size comes from Content-Range, a redirect's
 X-Linked-Size (Hugging Face LFS) or Content-Length. Never raises: an unknown size is None.
 """
@@ -40,8 +40,8 @@ async def _size(session: aiohttp.ClientSession, url: str, secrets: dict[str, str
     secrets = with_url_token(url, secrets, source)
     url = start
     for _ in range(MAX_REDIRECTS + 1):
-        headers = {"Accept-Encoding": "identity", "Range": "bytes=0-0", **auth_headers(url, secrets, start, source)}
-        async with session.get(url, headers=headers, allow_redirects=False) as resp:
+        headers = {"Accept-Encoding": "identity", **auth_headers(url, secrets, start, source)}
+        async with session.head(url, headers=headers, allow_redirects=False) as resp:
             if resp.status in REDIRECT_STATUS and "Location" in resp.headers:
                 linked = resp.headers.get("X-Linked-Size", "")
                 if linked.isdigit():
