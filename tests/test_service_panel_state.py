@@ -1,4 +1,4 @@
-"""The panel's rows as a user meets them over several clicks (issue 21): each action changes only its own
+"""The panel's rows as a user meets them over several clicks: each action changes only its own
 row; settings changed during the review count; exact review totals; fixes of other workflows wait their
 turn; files only an uninstalled pack can load are not offered; a partial file is said before a run."""
 

@@ -1,4 +1,4 @@
-// Issue 21 as a demanding user meets it, at 1280x720: a 34-reference workflow through scan, review, the
+// The panel as a demanding user meets it, at 1280x720: a 34-reference workflow through scan, review, the
 // run and after it, with a second workflow pressed meanwhile. Each numbered item of the issue is recorded
 // under result.item<N>; a broken part is recorded in result.errors_by_item and the flow goes on, so each
 // pytest test (test_e2e_round3.py) fails for its own item only. Screenshots: r3-01-before .. r3-04-after.

@@ -1,4 +1,4 @@
-"""Issue 21 in a real ComfyUI and headless Chromium, on both frontends: a 34-reference workflow (30 files to
+"""The panel round 3 in a real ComfyUI and headless Chromium, on both frontends: a 34-reference workflow (30 files to
 fetch, a link with its hash in the workflow's top-level models[], a file only an uninstalled pack can load,
 a gated file, a file whose bytes differ, files found nowhere, a partial download left on disk).
 
