@@ -20,7 +20,7 @@ ErrorCode = Literal[
     "download_failed", "already_exists", "file_changed", "link_broken", "hf_offline", "pickle_refused",
     "host_not_allowed", "sha256_mismatch", "size_mismatch", "not_safetensors", "file_missing", "disk_full",
     "target_busy", "bytes_missing", "run_locked", "run_busy", "unsafe_file_type", "download_too_large",
-    "pack_not_offered",
+    "pack_not_offered", "lockfile_invalid", "file_differs", "cache_busy",
 ]
 TokenName = Literal["HF_TOKEN", "CIVITAI_API_KEY"]
 ServiceKey = Literal["huggingface", "civitai"]
@@ -71,6 +71,9 @@ ERROR_CODES: dict[ErrorCode, str] = {
     "download_too_large": "the server sent more than the declared size, or than the ceiling of an undeclared one; "
                           "the partial file was removed",
     "pack_not_offered": "install_pack asked for a pack id the last scan did not offer as installable",
+    "lockfile_invalid": "a lockfile (models.lock.json) is unreadable or an entry of it is refused",
+    "file_differs": "a different file is already where the lockfile puts one: it is never overwritten",
+    "cache_busy": "another process or machine held the shared cache's lock on this file for too long",
 }
 
 
@@ -288,3 +291,9 @@ class UnsafeFileType(UnsafePath):
         self.facts["folder"] = folder
         self.args = ((f"Refusing to save {name!r} into {folder!r}: {reason}. Only model files are saved into "
                       "model folders; pick a link to the model file itself."),)
+
+
+class LockfileInvalid(FixerError):
+    """A lockfile that cannot be used as a whole (unreadable, not a lockfile) or one entry of it refused."""
+
+    default_code: ClassVar[ErrorCode] = "lockfile_invalid"

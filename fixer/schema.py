@@ -31,6 +31,12 @@ DOCUMENTS: dict[str, Any] = {
     "plan": shapes.PlanDoc,
     "error": ErrorInfo,
     "comfyfixer.done": shapes.DoneEvent,
+    "models.lock.json": shapes.LockFile,
+    "cache/hash_index.json": shapes.HashIndexFile,
+    "<cache-dir>/locks/<sha256>.lock": shapes.CacheLockOwner,
+    "sync": shapes.SyncData,
+    "duplicates": shapes.DuplicatesReport,
+    "identified": list[shapes.IdentifiedFile],
 }
 def _hints(cls: type) -> dict[str, Any]:
     module = sys.modules[cls.__module__]

@@ -12,10 +12,11 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..actionlog import close_run_log, open_run_log
@@ -25,6 +26,7 @@ from ..events import Event, EventBus, PhaseChanged, ScanFinished
 from ..host.folder_probe import apply_server_maps
 from ..host.host import StandaloneHost, ask_folder_maps, fetch_object_info, load_object_info
 from ..host.static_folders import add_pack_folders
+from ..identity import COMMANDS as IDENTITY_COMMANDS
 from ..models import Resolution, ScanReport, to_jsonable
 from ..state import StatusDocument, read_json
 from ..upstream.tokens import load_secrets
@@ -287,7 +289,7 @@ def final_summary(data: dict) -> str:
     from .console import human_bytes
 
     rows = data["models"]
-    by = lambda state: [r for r in rows if r["state"] == state]  # noqa: E731
+    by = lambda state: [r for r in rows if r["state"] == state]
     done = by("done")
     lines = ["", "=== Summary ===",
              f"Fixed: {len(done)} ({human_bytes(sum(r.get('total') or r.get('size') or 0 for r in done))})"]
@@ -461,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     console.setLevel(logging.WARNING)  # decisions go to the run log; the terminal gets the summary
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(console)
+    if argv[:1] and argv[0] in IDENTITY_COMMANDS:  # hashes, dupes, lock, sync, identify: fixer/identity
+        from ..identity.commands import main as identity_main
+
+        return identity_main(argv)
     parser = build_parser()
     if argv[:1] == ["get"]:  # the one-off download: `comfy-fixer get URL --folder F [...]`
         from ..transfer.commands import add_get_arguments
