@@ -26,6 +26,7 @@ from fixer.identity.sync import SyncTarget, sync_lockfile
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.fake_upstream import api_routes, payload_bytes
 from tests.fake_upstream import file_routes as fr
+from tests.test_schema import check
 
 KiB = 1024
 
