@@ -40,6 +40,9 @@ def sha(data: bytes) -> str:
 
 
 def cli(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
+    """`python -m fixer ARGS`, reading the config.json its --state-dir holds (state_dir writes one)."""
+    if "--state-dir" in args:
+        args = [*args, "--config", str(Path(args[args.index("--state-dir") + 1]) / "config.json")]
     return subprocess.Popen([sys.executable, "-m", "fixer", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 

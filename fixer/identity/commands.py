@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from ..actionlog import close_run_log, open_run_log
-from ..config import Config, load_config, load_secrets
+from ..config import Config, load_config, user_config_path
 from ..errors import FixerError
 from ..host.host import StandaloneHost
 from ..models import to_jsonable
 from ..shapes import SyncRow
 from ..state import StateLock, StatusDocument, write_json_atomic
+from ..upstream.tokens import load_secrets
 from .hash_index import BackgroundIndex, HashIndex, IndexedFile, index_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -42,7 +43,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--comfyui-root", metavar="DIR", action="append", default=[], required=True,
                    help="ComfyUI folder" + (" (repeatable: duplicates across installs)" if command == "dupes" else ""))
     p.add_argument("--state-dir", metavar="DIR", default=".", help="where status.json, the hash index and log/ go")
-    p.add_argument("--config", metavar="FILE", help="config.json (default: <state-dir>/config.json)")
+    p.add_argument("--config", metavar="FILE", help="config.json (default: the per-user one, as the main CLI)")
     p.add_argument("--extra-model-paths", metavar="YAML", action="append", default=[])
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     if command == "dupes":
@@ -66,7 +67,7 @@ class Run:
         self.command = command
         self.args = args
         self.state_dir = Path(args.state_dir).expanduser()
-        self.config: Config = load_config(args.config or self.state_dir / "config.json")
+        self.config: Config = load_config(Path(args.config).expanduser() if args.config else user_config_path())
         self.status = StatusDocument(self.state_dir / "status.json")
         self.index = HashIndex(index_path(self.state_dir))
         self.roots = [Path(r).expanduser() for r in args.comfyui_root]
