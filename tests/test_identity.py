@@ -1,4 +1,4 @@
-"""Models by identity (issue 23): the hash index, found by bytes, duplicates, the lockfile, the shared cache,
+"""Models by identity: the hash index, found by bytes, duplicates, the lockfile, the shared cache,
 identifying unknown files. End to end through `python -m fixer <command>` against the fake upstream."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CLI's identity subcommands, each run under the state dir's lock with the seed's status.json contract:
+"""The CLI's identity subcommands, each run under the state dir's lock with the status.json every run writes:
 
     comfy-fixer hashes   --comfyui-root ROOT                       the hash index (progress in status.json)
     comfy-fixer dupes    --comfyui-root ROOT [--comfyui-root R2] [--fix]
