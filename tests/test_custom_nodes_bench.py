@@ -74,3 +74,11 @@ def test_prompt_text_reported_beyond_the_truth_is_a_prompt_false_positive():
 def test_reports_on_node_types_that_are_not_installed_are_left_out():
     s = scored([row("7", "x.safetensors", "checkpoints", node_type="NotInstalledLoader")])
     assert s.fp_other == [] and s.found == 0
+
+
+def test_a_reports_folder_is_read_under_the_seeds_key_expected_type():
+    from benchmarks.custom_nodes_bench import usages
+
+    report = {"models": [{"filename": "a.safetensors", "expected_type": "loras", "folder_source": "probe",
+                          "state": "missing", "nodes": [{"node_id": 3, "node_type": "X", "input_name": "lora"}]}]}
+    assert [(r["name"], r["folder"], r["node"]) for r in usages(report)] == [("a.safetensors", "loras", "3")]
