@@ -275,7 +275,8 @@ def test_comfyuis_import_failure_line_is_parsed():
     from fixer.host.failed_packs import ImportFailureLog, failures_in
 
     line = "Cannot import /x/custom_nodes/Broken module for custom nodes: No module named 'insightface'"
-    assert failures_in([{"t": 1, "m": line + "\n"}, "unrelated"]) == {"/x/custom_nodes/Broken": "No module named 'insightface'"}
+    assert failures_in([{"t": 1, "m": line + "\n"}, "unrelated"]) == {
+        "/x/custom_nodes/Broken": "No module named 'insightface'"}
     handler = ImportFailureLog()
     import logging
     handler.emit(logging.LogRecord("root", logging.WARNING, "", 0, line, None, None))

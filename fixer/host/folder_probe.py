@@ -304,11 +304,11 @@ class FolderProbe:
                 pass
         return result
 
-    def _locked(self, cls: type) -> FolderMap | None:
+    def _locked(self, cls: Any) -> FolderMap | None:
         with self._calls:
             return self._probe(cls)
 
-    def _probe(self, cls: type) -> FolderMap | None:
+    def _probe(self, cls: Any) -> FolderMap | None:
         recording = _Recording(self)
         snapshot = Snapshot.take(cls) if isinstance(cls, type) else None
         token = self.active.set(recording)
@@ -325,7 +325,7 @@ class FolderProbe:
             if snapshot is not None:
                 self._put_back(cls, snapshot, handed_out=bool(recording.asked))
 
-    def _put_back(self, cls: type, snapshot: Snapshot, handed_out: bool) -> None:
+    def _put_back(self, cls: Any, snapshot: Snapshot, handed_out: bool) -> None:
         """Restore the pack's state, then ask the node once more without recording: a marker in that
         answer is one the restore missed (kept where it does not look); say so, loudly. The state is
         restored again after that call, so the probe leaves it exactly as it found it."""
@@ -350,7 +350,7 @@ class FolderProbe:
             for opt in options:
                 m = _MARKER_RX.search(opt) if isinstance(opt, str) else None
                 folder = self.folder_of_marker(int(m.group(1))) if m else None
-                if folder is None:
+                if m is None or folder is None:
                     continue
                 listing = Listing(map_legacy(folder), opt[:m.start()], self._extensions(folder))
                 if listing not in found:

@@ -321,9 +321,10 @@ class _Registrar:
     def loop_rows(self, loop: ast.For, env: dict[str, str]) -> list[dict[str, str]] | None:
         """The loop variables' values for each turn of `for x in [literals]` / `for k, v in {...}.items()`."""
         it = loop.iter
-        method = it.func.attr if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) else None
-        if method in ("items", "keys", "values"):
-            it = it.func.value  # type: ignore[union-attr]
+        method = None
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) \
+                and it.func.attr in ("items", "keys", "values"):
+            method, it = it.func.attr, it.func.value
         if isinstance(it, ast.Name):
             it = self.names.get(it.id) or self.pack.constant(it.id) or it
         if isinstance(it, ast.Dict):
@@ -422,7 +423,7 @@ class _Registrar:
             results, missed = self.helper(n, exts, env, depth)
         if len(n.args) >= 2 and name != "add_model_folder_path" and self.pack.string(n.args[0], self.names, env):
             # Impact's add_folder_path_and_extensions("ultralytics_bbox", [path], {".pt"}), a helper's call
-            found = next((e for e in (self.extensions(a, exts) for a in n.args[1:]) if e), None)
+            found = next((e for e in (self.extensions(a, exts) for a in n.args[1:]) if e), frozenset())
             if found:
                 key = self.pack.string(n.args[0], self.names, env)
                 self.pack.extensions.setdefault(key, found)  # type: ignore[arg-type]
