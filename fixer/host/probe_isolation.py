@@ -50,9 +50,9 @@ def _module_dir(cls: type) -> str | None:
 
 
 def pack_modules(cls: type) -> list[ModuleType]:
-    """The node's module and every loaded module whose file is inside its pack's folder (the module's own
-    folder for a class outside any custom_nodes folder)."""
-    root = pack_root(cls) or _module_dir(cls)
+    """The node's module and every loaded module whose file is inside its pack's folder (only its own
+    module for a class outside any custom_nodes folder: ComfyUI's own nodes list no pack's folder)."""
+    root = pack_root(cls)
     own = sys.modules.get(getattr(cls, "__module__", "") or "")
     found: list[ModuleType] = [own] if isinstance(own, ModuleType) else []
     if root is None:
