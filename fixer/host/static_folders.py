@@ -5,8 +5,15 @@ For the CLI with a ComfyUI folder but no running ComfyUI (docs/comfyui-facts.md)
 directly or through a local variable, a helper function, a method, a list comprehension adding a prefix
 (`"bbox/" + x`) or a class constant naming the folder. This module follows those within the pack's own
 modules (parsed with `ast`, never executed) and builds the node definitions the scan needs: the input
-order (for UI workflows' widget lists) and a FolderMap with source "static". What it cannot follow is
-left out; the scan then falls back to the keyword rules.
+order (for UI workflows' widget lists) and a FolderMap with source "static". It also runs the pack's
+import-time statements symbolically for the folders it registers (helpers called with literal arguments,
+loops over literal lists and dicts, edits of folder_names_and_paths) and for node classes generated in
+such loops (`type(...)`, factory functions). What it cannot follow is left out (registrations it could not
+read are named); the scan then falls back to the keyword rules. Only regular files inside the pack, under
+a size cap, are read (read_source).
+
+Inside ComfyUI the same reading completes what asking the node (folder_probe.py) cannot see, and gives
+their folders to the node types of packs that failed to import (PackSources).
 """
 
 from __future__ import annotations
