@@ -72,7 +72,7 @@ def usages(report: dict) -> list[dict]:
     for m in report.get("models", []):
         name = m.get("filename") or m.get("name")
         for u in m.get("nodes") or [{"node_id": m.get("node_id"), "node_type": m.get("node_type")}]:
-            folder = m.get("folder") or m.get("expected_type")  # the report's key is the seed's expected_type
+            folder = m.get("folder") or m.get("expected_type")  # the scan reports it as expected_type
             rows.append({"name": name, "folder": folder, "source": m.get("folder_source"),
                          "state": m.get("state"), "node": str(u.get("node_id")), "type": u.get("node_type"),
                          "input": u.get("input_name"), "workflow": u.get("workflow")})
