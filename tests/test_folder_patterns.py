@@ -281,3 +281,46 @@ def test_comfyuis_import_failure_line_is_parsed():
     import logging
     handler.emit(logging.LogRecord("root", logging.WARNING, "", 0, line, None, None))
     assert handler.failures == {"/x/custom_nodes/Broken": "No module named 'insightface'"}
+
+
+def test_a_pack_source_the_reader_trips_on_never_breaks_the_scan(comfy, monkeypatch):
+    from fixer.host.static_folders import PackSources
+
+    fp, _, load, classes = comfy
+    load("plain", {"__init__.py": """
+        import folder_paths
+
+        class LoraPick:
+            @classmethod
+            def INPUT_TYPES(s):
+                return {"required": {"lora": (folder_paths.get_filename_list("loras"),)}}
+
+        NODE_CLASS_MAPPINGS = {"LoraPick": LoraPick}
+    """})
+
+    def broken(self, root):
+        raise SystemError("AST constructor recursion depth mismatch (before=78, after=62)")
+
+    monkeypatch.setattr(PackSources, "pack", broken)
+    host = FolderPathsHost(fp, node_classes=lambda: classes)
+    report = scan_workflow_data(make_workflow([node(1, "LoraPick", ["a.safetensors"]), node(2, "Gone", ["b.pt"])]),
+                                "wf", host)
+    assert refs(report)[("loras", "a.safetensors")] == ("missing", "probe")
+    assert report.failed_packs == []
+
+
+def test_a_parse_that_meets_cpythons_concurrent_ast_bug_is_tried_again(monkeypatch):
+    import ast
+
+    from fixer.host import static_folders
+
+    real, calls = ast.parse, []
+
+    def flaky(text, filename="<unknown>"):
+        calls.append(filename)
+        if len(calls) == 1:
+            raise SystemError("AST constructor recursion depth mismatch (before=78, after=62)")
+        return real(text, filename=filename)
+
+    monkeypatch.setattr(static_folders.ast, "parse", flaky)
+    assert isinstance(static_folders.parse("x = 1\n", "a.py"), ast.Module) and len(calls) == 2

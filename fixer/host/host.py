@@ -195,9 +195,12 @@ class FolderPathsHost:
         workflow), with ComfyUI's reason when its log said one."""
         if not self.node_classes or not node_types:
             return []
-        loaded = loaded_pack_roots(self.node_classes())
-        readings = self.pack_sources().not_loaded(loaded)
-        return failed_packs(readings, set(node_types), self.import_failures() if self.import_failures else {})
+        try:
+            readings = self.pack_sources().not_loaded(loaded_pack_roots(self.node_classes()))
+            return failed_packs(readings, set(node_types), self.import_failures() if self.import_failures else {})
+        except Exception as e:  # noqa: BLE001 - naming failed packs is a courtesy: the scan goes on without it
+            log.warning("comfyfixer: could not tell which packs failed to import: %s", e)
+            return []
 
     def folder_maps(self, types: list[str] | None = None, *, ask: bool = False) -> dict[str, Any]:
         """Node type -> the folders its inputs list (FolderMap JSON). `ask`: asked of the node classes now, all
@@ -342,7 +345,8 @@ class LiveNodeDefs(Mapping):
         if root not in self._readings:  # once per pack and scan (checking it changed stats every file)
             try:
                 self._readings[root] = self._sources.pack(root)
-            except (OSError, ValueError, RecursionError):
+            except Exception as e:  # noqa: BLE001 - a pack's source this reader trips on must not break a scan
+                log.warning("comfyfixer: could not read the source of %s: %s", root, e)
                 self._readings[root] = Reading()
         return folder_map_of(self._readings[root].defs.get(name))
 
@@ -350,10 +354,12 @@ class LiveNodeDefs(Mapping):
         if self._sources is None:
             return None
         if self._not_loaded is None:
-            readings = self._sources.not_loaded(loaded_pack_roots(self._classes))
             merged = Reading()
-            for reading in readings.values():
-                merged.add(reading)
+            try:
+                for reading in self._sources.not_loaded(loaded_pack_roots(self._classes)).values():
+                    merged.add(reading)
+            except Exception as e:  # noqa: BLE001 - as above: the scan goes on without those definitions
+                log.warning("comfyfixer: could not read the packs that did not load: %s", e)
             self._not_loaded = merged.defs
         return self._not_loaded.get(name)
 

@@ -24,6 +24,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,23 @@ _MAX_FILE_BYTES = 2_000_000
 _CACHE_VERSION = "static_folders 3"  # bump when what a reading holds changes
 _DEPTH = 6
 _MODELS = "\x00models"  # stands for folder_paths.models_dir while a path expression is evaluated
+
+
+_PARSE_LOCK = threading.Lock()
+
+
+def parse(text: str, filename: str) -> ast.Module:
+    """ast.parse, one at a time in this process, tried again on a SystemError: CPython 3.11 builds AST
+    objects with an interpreter-wide recursion counter, and two threads parsing at once (a scan reading
+    packs while ComfyUI answers /object_info and a node calls ast.literal_eval) fail with "AST constructor
+    recursion depth mismatch". A file that fails three times is skipped like a syntax error."""
+    with _PARSE_LOCK:
+        for _ in range(2):
+            try:
+                return ast.parse(text, filename=filename)
+            except SystemError:
+                time.sleep(0.01)
+        return ast.parse(text, filename=filename)
 
 
 @dataclass
@@ -91,8 +109,8 @@ class _Pack:
             if any(p in text for p in patterns):
                 del self.unread[path]
                 try:
-                    self.add(ast.parse(text, filename=str(path)), walk=False)
-                except (SyntaxError, ValueError, RecursionError):
+                    self.add(parse(text, str(path)), walk=False)
+                except (SyntaxError, ValueError, RecursionError, SystemError):
                     pass
 
     def function(self, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
@@ -843,9 +861,8 @@ def _read_pack(pack_dir: Path) -> Reading:
             if not any(m in text for m in _MENTIONS):
                 pack.unread[path] = text  # no node here: parsed only if a helper or constant is looked up in it
                 continue
-            pack.add(ast.parse(text, filename=str(path)), where=str(path.relative_to(pack_dir)))
-        except (OSError, SyntaxError, ValueError, RecursionError, SystemError) as e:  # SystemError: CPython's
-            # parser on a pathologically nested file
+            pack.add(parse(text, str(path)), where=str(path.relative_to(pack_dir)))
+        except (OSError, SyntaxError, ValueError, RecursionError, SystemError) as e:
             log.debug("skipped %s: %s", path, e)
     pack.resolve_mappings()
     folders = pack.folder_dirs()  # first: it learns the extensions the node definitions' listings carry
