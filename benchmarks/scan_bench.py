@@ -1,8 +1,10 @@
 """Scan speed, each figure beside its baseline measured in the same run.
 
-1. The official templates (comfyui-workflow-templates-json) scanned end to end by the CLI code path,
-   vs plain json.load of the same files. Target: at most 1.5x.
-2. A synthetic 5,000-node workflow: target under 100 ms.
+1. The official templates (comfyui-workflow-templates-json) as a user waits for them: the whole
+   `comfy-fixer --scan` process (start-up, imports, scan, outputs) vs a Python process that only
+   json.loads the same files. Best of 5, alternated. Target: at most 1.5x.
+   Beside it, in this process: the CLI's entry point vs json.load of the files (no start-up on either side).
+2. A synthetic 5,000-node workflow: target under 60 ms.
 3. An inventory of 20,000 model files across 10 folders plus an extra_model_paths.yaml: target under 1 s.
 
 Run: python benchmarks/scan_bench.py
@@ -14,6 +16,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +42,31 @@ def best_of(fn, n: int = 5) -> float:
     return min(times)
 
 
+JSON_ONLY = ("import json, sys\nfrom pathlib import Path\n"
+             "for f in sorted(Path(sys.argv[1]).glob('*.json')):\n"
+             "    with open(f, encoding='utf-8') as fh:\n        json.load(fh)\n")
+
+
+def process_seconds(cmd: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - t
+
+
+def whole_processes(root: Path, state: Path) -> tuple[float, float]:
+    """(json-only process, `comfy-fixer --scan` process), best of 5 each, alternated."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    base_cmd = [sys.executable, "-c", JSON_ONLY, str(TEMPLATES)]
+    scan_cmd = [sys.executable, "-m", "fixer", "--scan", "--comfyui-root", str(root), "--workflow", str(TEMPLATES),
+                "--state-dir", str(state)]
+    base, ours = [], []
+    process_seconds(base_cmd, env), process_seconds(scan_cmd, env)  # warm the page cache
+    for _ in range(5):
+        base.append(process_seconds(base_cmd, env))
+        ours.append(process_seconds(scan_cmd, env))
+    return min(base), min(ours)
+
+
 def main() -> int:
     tmp = Path(tempfile.mkdtemp())
     root = tmp / "ComfyUI"
@@ -59,6 +87,11 @@ def main() -> int:
             cli.main(["--scan", "--comfyui-root", str(root), "--workflow", str(TEMPLATES), "--state-dir", str(state)])
 
     ok = True
+    (root / "main.py").write_text("# stand-in\n")
+    (root / "folder_paths.py").write_text("# stand-in\n")
+    p_base, p_ours = whole_processes(root, tmp / "state-process")
+    p_ratio = p_ours / p_base
+    ok &= p_ratio <= 1.5
     for _ in range(2):  # warm the page cache for both
         plain_json(), scan_templates()
     base, ours = [], []
@@ -67,10 +100,11 @@ def main() -> int:
         ours.append(best_of(scan_templates, 1))
     b, o = statistics.median(base), statistics.median(ours)
     ratio = o / b
-    ok &= ratio <= 1.5
     print(f"templates: {len(files)} files, {size / 2**20:.1f} MiB")
-    print(f"  json.load baseline         {b * 1000:8.1f} ms")
-    print(f"  CLI --scan end to end         {o * 1000:8.1f} ms   ratio {ratio:.2f}x (target <= 1.50x)")
+    print(f"  whole process, best of 5:  python json.load only {p_base * 1000:8.1f} ms   "
+          f"comfy-fixer --scan {p_ours * 1000:8.1f} ms   ratio {p_ratio:.2f}x (target <= 1.50x)")
+    print(f"  in process, median of 5:   json.load             {b * 1000:8.1f} ms   "
+          f"cli.main --scan    {o * 1000:8.1f} ms   ratio {ratio:.2f}x")
 
     nodes = []
     for i in range(5000):
@@ -88,8 +122,8 @@ def main() -> int:
     wf = {"nodes": nodes, "links": [], "version": 0.4}
     inv = build_inventory(host)
     t5k = best_of(lambda: scan_workflow_data(wf, "synthetic", host, inv))
-    ok &= t5k < 0.1
-    print(f"synthetic 5,000-node workflow: {t5k * 1000:.1f} ms (target < 100 ms)")
+    ok &= t5k < 0.06
+    print(f"synthetic 5,000-node workflow: {t5k * 1000:.1f} ms (target < 60 ms)")
 
     folders = ["checkpoints", "loras", "vae", "text_encoders", "diffusion_models", "controlnet",
                "upscale_models", "embeddings", "clip_vision", "hypernetworks"]

@@ -355,3 +355,32 @@ def test_a_webp_under_the_exif_bound_gives_its_workflow_after_other_chunks(tmp_p
     from fixer.read.readers import MAX_EXIF_BYTES, MAX_JSON_BYTES
 
     assert MAX_EXIF_BYTES > 2 * MAX_JSON_BYTES  # room for a workflow and its prompt at their own bound
+
+
+# ------------------------------------------------------------------ the fast parser changes nothing read
+
+
+@pytest.mark.parametrize("raw,expected", [
+    (b'\xef\xbb\xbf{"nodes": [], "v": 1}', {"nodes": [], "v": 1}),  # a BOM: orjson refuses it, json reads it
+    (b'{"nodes": [], "v": NaN}', None),  # NaN: orjson refuses it, json reads it (a float nan)
+    (b'{"nodes": [], "v": "\\udc80x"}', {"nodes": [], "v": "\ufffdx"}),  # a lone surrogate: U+FFFD
+    (b'{"nodes": [], "v": [1.5, 18446744073709551615, "\\ud83d\\ude00"]}',
+     {"nodes": [], "v": [1.5, 18446744073709551615, "\U0001f600"]}),
+])
+def test_what_the_fast_parser_refuses_is_read_as_json_reads_it(raw, expected):
+    from fixer.read.readers import parse_json_bytes
+
+    data = parse_json_bytes(raw, "w.json")
+    if expected is None:
+        assert data["nodes"] == [] and data["v"] != data["v"]  # nan
+    else:
+        assert data == expected
+
+
+def test_nesting_past_what_json_reads_is_refused_with_the_fast_parser_too():
+    from fixer.errors import WorkflowError
+    from fixer.read.readers import parse_json_bytes
+
+    for depth in (1100, 100_000):
+        with pytest.raises(WorkflowError, match="nests too deeply"):
+            parse_json_bytes(b"[" * depth + b"]" * depth, "deep.json")

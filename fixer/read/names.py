@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import unicodedata
@@ -37,6 +38,7 @@ def is_model_value(value: object) -> bool:
     return "\n" not in v and v.lower() not in NON_FILE_VALUES and "/" not in v[v.rfind("."):]
 
 
+@functools.lru_cache(maxsize=8192)  # pure; a workflow names the same model from many nodes
 def unsafe_reason(name: str) -> str | None:
     """Why a name must never be turned into a path, or None when it is a plain relative name."""
     n = normalise(name)

@@ -13,9 +13,16 @@ import re
 import struct
 import zlib
 from pathlib import Path
+from types import ModuleType
 from typing import Any, BinaryIO, Iterator
 
 from ..errors import WorkflowError
+
+_orjson: ModuleType | None
+try:
+    import orjson as _orjson
+except ImportError:  # a ComfyUI whose pip skipped it: json alone, slower
+    _orjson = None
 from .walk import printable, walk_files
 
 JSON_EXTS = {".json"}
@@ -82,15 +89,37 @@ def read_documents(path: Path) -> list[Doc]:
 
 
 def parse_json_bytes(raw: bytes, path: Path | str) -> Any:
-    try:
+    reason = json_cost_reason(raw)
+    if reason:
+        raise WorkflowError(str(path), reason)
+    fast = _fast_loads(raw[3:] if raw[:3] == _BOM else raw)
+    if fast is not _REFUSED:
+        return fast
+    try:  # json words what orjson refused (and reads what it does not: NaN, lone surrogate escapes)
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise WorkflowError(str(path), f"not UTF-8 text (byte {e.start}); save the workflow again from ComfyUI") from None
     del raw
     try:
-        return parse_json_text(text, path)
+        return parse_json_text(text, path, fast=False)
     except json.JSONDecodeError as e:
         raise WorkflowError(str(path), f"malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+_BOM = b"\xef\xbb\xbf"
+_REFUSED = object()
+
+
+def _fast_loads(data: bytes | str) -> Any:
+    """orjson's parse (the templates: 0.30 s against json's 0.48 s), or _REFUSED for anything it does not
+    take as it is: the caller then parses with json, which words the error or reads what orjson does not
+    (NaN, a lone surrogate escape). orjson >= 3.9.15 refuses nesting past 1024 levels itself."""
+    if _orjson is None:
+        return _REFUSED
+    try:
+        return _orjson.loads(data)
+    except _orjson.JSONDecodeError:
+        return _REFUSED
 
 
 def json_cost_reason(text: str | bytes) -> str | None:
@@ -107,12 +136,14 @@ def json_cost_reason(text: str | bytes) -> str | None:
     return None
 
 
-def parse_json_text(text: str, path: Path | str) -> Any:
+def parse_json_text(text: str, path: Path | str, fast: bool = True) -> Any:
     """json.loads for workflow text from a stranger: bounded in size and cost; text that is not valid
     Unicode (a lone surrogate escape, as a string cut inside an emoji leaves) is read as U+FFFD."""
     reason = json_cost_reason(text)
     if reason:
         raise WorkflowError(str(path), reason)
+    if fast and (data := _fast_loads(text)) is not _REFUSED:
+        return data
     try:
         data = json.loads(text)
     except RecursionError:
