@@ -130,7 +130,8 @@ def user_env(work: Path) -> dict[str, str]:
     every run compile the package from source), in a cache of the benchmark's own, warmed once."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    warm = "import fixer.app.cli, fixer.transfer.commands, fixer.transfer.queue, fixer.transfer.engine, fixer.upstream.source_spec"
+    warm = ("import fixer.app.cli, fixer.transfer.commands, fixer.transfer.queue, fixer.transfer.engine, "
+            "fixer.upstream.source_spec")
     subprocess.run([sys.executable, "-c", warm], cwd=ROOT, env=env, check=True)
     return env
 
@@ -203,7 +204,8 @@ def main() -> None:
         thr_sha = make_file(work / "throttled.safetensors.src", thr_size, safetensors=True)
         plain_sha = make_file(work / "plain.bin.src", plain_size)
         spec = {"files": [
-            {"repo": "bench/throttled", "path": "throttled.safetensors", "disk_path": str(work / "throttled.safetensors.src"),
+            {"repo": "bench/throttled", "path": "throttled.safetensors",
+             "disk_path": str(work / "throttled.safetensors.src"),
              "sha256": thr_sha, "rate": args.rate_mb * 1e6},
             {"repo": "bench/plain", "path": "plain.bin", "disk_path": str(work / "plain.bin.src"),
              "sha256": plain_sha}]}

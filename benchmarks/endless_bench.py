@@ -110,7 +110,8 @@ def main() -> None:
     print(f"{'engine':<40} {'seconds':>8} {'peak RSS MiB':>13} {'peak .part MiB':>15} {'left MiB':>9}  outcome")
     for name, r in rows:
         print(f"{name:<40} {r.get('seconds', '-'):>8} {r.get('peak_rss_mib', '-'):>13} "
-              f"{r.get('peak_part_mib', '-'):>15} {r.get('left_on_disk_mib', '-'):>9}  {r['state']}: {r.get('error', '')}")
+              f"{r.get('peak_part_mib', '-'):>15} {r.get('left_on_disk_mib', '-'):>9}  "
+              f"{r['state']}: {r.get('error', '')}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def load(pack_dir):
 """
 
 CASES = {
-    "inside ComfyUI": "fake_comfy()\nms, m = load({pack!r})\nassert len(sys.modules['server'].PromptServer.instance.routes) > 0\nprint(ms)",
+    "inside ComfyUI": ("fake_comfy()\nms, m = load({pack!r})\n"
+                       "assert len(sys.modules['server'].PromptServer.instance.routes) > 0\nprint(ms)"),
     "outside ComfyUI": "ms, m = load({pack!r})\nprint(ms)",
     "floor: empty package": "fake_comfy()\nms, m = load({empty!r})\nprint(ms)",
 }

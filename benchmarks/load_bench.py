@@ -290,7 +290,8 @@ async def run(args: argparse.Namespace) -> bool:
     print(f"library: {args.files} model files in {len(FOLDERS)}+ folders ({SPARSE_FILES} sparse "
           f"{SPARSE_SIZE >> 30} GiB files); client in a second process")
     print(f"burst: {args.requests} concurrent POST /comfyfixer/scan, {args.nodes} nodes each "
-          f"({min(body_mib):.1f}-{max(body_mib):.1f} MiB bodies), answers {max(result['answer_bytes']) / 1024:.0f} KiB; "
+          f"({min(body_mib):.1f}-{max(body_mib):.1f} MiB bodies), "
+          f"answers {max(result['answer_bytes']) / 1024:.0f} KiB; "
           f"first answer: {result['models']} models, {result['missing_nodes']} missing node types, "
           f"summary {result['summary']}")
     if busy:

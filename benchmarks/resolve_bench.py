@@ -126,7 +126,8 @@ def seed_scenario(up: FakeUpstream, base: Path, chains: bool = False) -> tuple[l
                 url="https://huggingface.co/Kijai/flux-fp8/resolve/main/flux1-dev-fp8.safetensors")]),
             ModelRef("sdxl_base.safetensors", "checkpoints", hints=[ModelHint(
                 url="https://huggingface.co/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors")]),
-            ModelRef("tiny.safetensors", "loras", hints=[ModelHint(url="https://civitai.com/api/download/models/9100101")]),
+            ModelRef("tiny.safetensors", "loras",
+                     hints=[ModelHint(url="https://civitai.com/api/download/models/9100101")]),
             ModelRef("clip_l.safetensors", "text_encoders"), ModelRef("qwen_image_vae.safetensors", "vae"),
             ModelRef("wan_2.1_vae.safetensors", "vae"), ModelRef("4x-UltraSharp.pth", "upscale_models"),
             ModelRef("crimson_ink.safetensors", "loras"), ModelRef("velvet_dusk.q7k2.safetensors", "loras"),
@@ -271,7 +272,8 @@ def populate_hub(up: FakeUpstream, truth, rng: random.Random) -> dict[str, int]:
         user = rng.choice(DECOY_USERS)
         add_hf_repo(up, f"{user}/{rname}{rng.choice(['', '-mirror', '_backup', '-GGUF'])}",
                     {p.rsplit('/', 1)[-1]: (files[p][0] if mirror else files[p][0] + 7,
-                                            files[p][1] if mirror else fake_sha("decoy", user, p)) for p in model_files},
+                                            files[p][1] if mirror else fake_sha("decoy", user,
+                                                                                p)) for p in model_files},
                     downloads=int(downloads[repo] * rng.uniform(0.01, 2.0)))
         kinds["repo mirror" if mirror else "repo look-alike"] += 1
         # Re-uploads named exactly like a file's stem, most with other bytes.
@@ -336,7 +338,8 @@ def bench_strip(seed: int, verbose: bool) -> None:
         chosen = correct + mirror + wrong
         print(f"    fake Hub: {len(up.state['hf_repos'])} repos; decoys: "
               + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
-        print(f"    resolved {len(res)} refs in {total:.2f} s ({missing_from_scan} truth names the scan did not report)")
+        print(f"    resolved {len(res)} refs in {total:.2f} s "
+              f"({missing_from_scan} truth names the scan did not report)")
         print(f"    chosen above threshold: {chosen}  exact URL+folder: {correct}  same bytes elsewhere: {mirror}  "
               f"wrong: {wrong}  left for the user/not found: {unchosen}")
         print(f"    recall (right bytes + folder / all {n}): {(correct + mirror) / n:.1%}   exact-URL recall: "
@@ -346,7 +349,8 @@ def bench_strip(seed: int, verbose: bool) -> None:
             for r, places in wrong_list:
                 print(f"      WRONG {r.name} folder={r.chosen.folder} got {r.chosen.ids} want {sorted(places)[:2]}")
             for r in missed:
-                print(f"      MISS  {r.name} [{r.folder}] best={[(c.ids.get('repo_id'), c.confidence) for c in r.candidates[:2]]}"
+                best = [(c.ids.get("repo_id"), c.confidence) for c in r.candidates[:2]]
+                print(f"      MISS  {r.name} [{r.folder}] best={best}"
                       f" want={sorted({p[0] for p in truth[r.name.rsplit('/', 1)[-1]]})}")
 
 
@@ -392,7 +396,8 @@ def community_cases(up: FakeUpstream, rng: random.Random,
             lora_file = f"{a}_{b}_style.safetensors"
             folder, ckpt = "loras", False
             if kind == "original":
-                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), lora_file
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base,
+                                          nsfw=nsfw), lora_file
             elif kind == "filename_only":
                 fname = f"{a[:2]}{rng.randint(10, 99)}_{b}.safetensors"
                 item, want = civitai_item(m, f"{next(words).title()} {next(words).title()} Pack", fname, sha, base=base,
@@ -402,10 +407,12 @@ def community_cases(up: FakeUpstream, rng: random.Random,
                 version = f"v{rng.randint(1, 9)}.{rng.randint(0, 9)}"
                 download = f"{a}{b.title()}Mix_{version.replace('.', '')}.safetensors"
                 api_name = f"{a}_{b}_final_upload.safetensors" if kind == "ckpt_renamed" else download
-                item, want = civitai_item(m, f"{a.title()} {b.title()} Mix", api_name, sha, mtype="Checkpoint", base=base,
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Mix", api_name, sha, mtype="Checkpoint",
+                                          base=base,
                                           version=version, nsfw=nsfw), download
             elif kind == "suffixed":
-                tag = f"{rng.choice('abcdefghkmnpqrstuvwxyz')}{rng.randint(0, 9)}{rng.choice('abcdefghkmnpqrstuvwxyz')}{rng.randint(0, 9)}"
+                letters = "abcdefghkmnpqrstuvwxyz"
+                tag = f"{rng.choice(letters)}{rng.randint(0, 9)}{rng.choice(letters)}{rng.randint(0, 9)}"
                 item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), \
                     lora_file.replace(".safetensors", f".{tag}.safetensors")
             elif kind == "case_seps":
@@ -414,7 +421,8 @@ def community_cases(up: FakeUpstream, rng: random.Random,
             elif kind == "same_name":  # the same file name for another base model, used far more
                 add_civitai_model(up, civitai_item(next(mid), f"{a.title()} {b.title()} Style {other}", lora_file,
                                                    fake_sha("other", sha), base=other, downloads=50_000))
-                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), lora_file
+                item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base,
+                                          nsfw=nsfw), lora_file
             elif kind == "hash_only":
                 item, want = civitai_item(m, f"{a.title()} {b.title()} Style", lora_file, sha, base=base, nsfw=nsfw), \
                     f"my_renamed_{a}.safetensors"
@@ -449,7 +457,8 @@ def llm_stub(up: FakeUpstream, truth: dict[str, tuple[int | None, str]], rng: ra
     """A local stub model: right about half the time, otherwise a confident made-up version id."""
     for name, (vid, _) in truth.items():
         guess = vid if vid and rng.random() < 0.5 else rng.randint(100000, 999999)
-        up.state.setdefault("llm_replies", []).append((f"File name: {name}\n", json.dumps({"civitai": [{"version_id": guess}]})))
+        up.state.setdefault("llm_replies", []).append((f"File name: {name}\n",
+                                                       json.dumps({"civitai": [{"version_id": guess}]})))
 
 
 def bench_community(seed: int, verbose: bool, latency: float = 0.05) -> None:

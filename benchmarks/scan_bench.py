@@ -110,9 +110,11 @@ def main() -> int:
     for i in range(5000):
         kind = i % 5
         if kind == 0:
-            nodes.append({"id": i, "type": "LoraLoader", "mode": 0, "widgets_values": [f"l{i % 300}.safetensors", 1, 1]})
+            nodes.append({"id": i, "type": "LoraLoader", "mode": 0, "widgets_values": [f"l{i % 300}.safetensors", 1,
+                                                                                       1]})
         elif kind == 1:
-            nodes.append({"id": i, "type": "KSampler", "mode": 0, "widgets_values": [i, "fixed", 20, 7.0, "euler", "normal", 1.0]})
+            nodes.append({"id": i, "type": "KSampler", "mode": 0, "widgets_values": [i, "fixed", 20, 7.0, "euler",
+                                                                                     "normal", 1.0]})
         elif kind == 2:
             nodes.append({"id": i, "type": "CLIPTextEncode", "mode": 0, "widgets_values": ["a prompt " * 20]})
         elif kind == 3:

@@ -58,7 +58,8 @@ class SearchConfig:
     use_catalogs: bool = True
     civitai: bool = True
     huggingface: bool = True
-    nsfw: bool = True  # NSFW-rated Civitai models are searched too (and civitai.red asked when civitai.com finds nothing)
+    # NSFW-rated Civitai models are searched too (and civitai.red asked when civitai.com finds nothing)
+    nsfw: bool = True
     llm: LLMConfig = field(default_factory=LLMConfig)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -135,13 +136,13 @@ class StatusDocument:
 
 def _lock_fd(fd: int) -> None:
     """An exclusive, non-blocking lock the OS drops when the process dies (OSError if held)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: lock the first byte instead
+    if sys.platform == "win32":  # no flock: lock the first byte instead
         import msvcrt
 
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
         return
+    import fcntl
+
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 

@@ -57,7 +57,8 @@ def _fix(tmp_path, upstream, env_extra: dict[str, str]) -> tuple[subprocess.Comp
 
 def test_a_run_without_a_key_ends_waiting_for_one_not_failed(tmp_path, upstream):
     r, rows = _fix(tmp_path, upstream, {})
-    assert rows and rows[0]["state"] == "skipped" and "needs CIVITAI_API_KEY" in rows[0]["warnings"], r.stdout + r.stderr
+    assert rows and rows[0]["state"] == "skipped", r.stdout + r.stderr
+    assert "needs CIVITAI_API_KEY" in rows[0]["warnings"], r.stdout + r.stderr
     assert not (tmp_path / "ComfyUI/models/loras/cobalt_drift_q.safetensors").exists()
     assert "Needs CIVITAI_API_KEY: loras/cobalt_drift_q.safetensors: set it and run again" in r.stdout
 
@@ -130,7 +131,8 @@ async def test_the_red_domain_is_asked_when_only_another_familys_file_shows(upst
                                         base="SDXL 1.0", downloads=90_000))
     add_civitai_model(upstream, civitai(8151, "Dusk Hush", [("dusk_hush_q.safetensors", "c2" * 32)], nsfw=True))
     ref = ModelRef("dusk_hush_q.safetensors", "loras", usages=[Usage("a.json", "2", "LoraLoader",
-                                                                    anchors=(("checkpoints", "v1-5-pruned.safetensors"),))])
+                                                                    anchors=(("checkpoints",
+                                                                              "v1-5-pruned.safetensors"),))])
     r = (await resolve([ref]))["dusk_hush_q.safetensors"]
     assert r.chosen and r.chosen.ids["model_id"] == 8151 and "found on " + upstream.red_base in r.chosen.reason
 

@@ -113,7 +113,8 @@ def test_families_come_from_base_models_names_and_node_types():
     assert family_of_name("v1-5-pruned-emaonly.safetensors") == "SD 1.5"
     assert family_of_name("wan2.1_t2v_1.3B_fp16.safetensors") == "Wan"
     assert fit("Pony", "SDXL") == "kin" and fit("SD 1.5", "SDXL") == "other" and fit(None, "SDXL") == "unknown"
-    refs = [ModelRef("v1-5-pruned-emaonly.safetensors", "checkpoints", usages=used_in("a.json", "CheckpointLoaderSimple")),
+    refs = [ModelRef("v1-5-pruned-emaonly.safetensors", "checkpoints",
+                     usages=used_in("a.json", "CheckpointLoaderSimple")),
             ModelRef("any_lora.safetensors", "loras", usages=used_in("a.json")),
             ModelRef("mystery.safetensors", "diffusion_models", usages=used_in("b.json", "UNETLoader"))]
     assert workflow_families(refs, {"b.json": ["FluxGuidance", "KSampler"]}) == {"a.json": "SD 1.5", "b.json": "Flux"}
@@ -124,7 +125,8 @@ async def test_an_sdxl_lora_in_a_pony_workflow_loses_to_the_pony_one_and_alone_i
                                         downloads=90_000))
     add_civitai_model(upstream, civitai(6110, "Dune Glow Pony", [("dune_glow.safetensors", "d0" * 32)], base="Pony"))
     add_civitai_model(upstream, civitai(6111, "Kelp Glow", [("kelp_glow.safetensors", "e1" * 32)], base="SDXL 1.0"))
-    refs = [ModelRef(n, "loras", usages=used_in("pony.json")) for n in ("dune_glow.safetensors", "kelp_glow.safetensors")]
+    refs = [ModelRef(n, "loras", usages=used_in("pony.json")) for n in ("dune_glow.safetensors",
+                                                                        "kelp_glow.safetensors")]
     r = await resolve(refs, families={"pony.json": "Pony"})
     assert r["dune_glow.safetensors"].chosen.ids["model_id"] == 6110
     kelp = r["kelp_glow.safetensors"]

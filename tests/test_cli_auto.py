@@ -140,7 +140,8 @@ def test_auto_in_a_terminal_asks_with_the_totals_after_resolving_and_n_downloads
 
 def test_auto_in_a_terminal_v_says_a_copy_already_on_disk_is_linked_not_downloaded(tmp_path, upstream):
     root = make_comfy_root(tmp_path, {"models/checkpoints/wrongplace.safetensors": "mine"})
-    write_json(root / "user/default/workflows/w.json", make_workflow([node(2, "VAELoader", ["wrongplace.safetensors"])]))
+    write_json(root / "user/default/workflows/w.json", make_workflow([node(2, "VAELoader",
+                                                                           ["wrongplace.safetensors"])]))
     screen, code = in_terminal(auto_argv(root, tmp_path / "state"), upstream.env(), ["v", "y"])
     assert f"linked from {root / 'models/checkpoints/wrongplace.safetensors'})" in screen, screen
     assert code == 0 and (root / "models/vae/wrongplace.safetensors").read_text() == "mine"

@@ -73,7 +73,8 @@ def test_config_json_supplies_root_and_workflow_directories(tmp_path):
     root = make_comfy_root(tmp_path)
     wf_dir = tmp_path / "elsewhere"
     write_json(wf_dir / "w.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
-    (tmp_path / "config.json").write_text(json.dumps({"comfyui_root": str(root), "workflow_directories": [str(wf_dir)]}))
+    (tmp_path / "config.json").write_text(json.dumps({"comfyui_root": str(root),
+                                                      "workflow_directories": [str(wf_dir)]}))
     r = run_cli("--state-dir", str(tmp_path), "--config", str(tmp_path / "config.json"), "--json")
     assert r.returncode == 1 and json.loads(r.stdout)["summary"]["missing"] == 1
 
@@ -91,7 +92,8 @@ def test_status_prints_the_last_run(tmp_path):
 def test_help_lists_the_flags_and_exit_codes():
     r = run_cli("--help")
     assert r.returncode == 0
-    for flag in ("--scan", "--status", "--comfyui-root", "--workflow", "--state-dir", "--config", "--json", "Exit codes"):
+    for flag in ("--scan", "--status", "--comfyui-root", "--workflow", "--state-dir", "--config", "--json",
+                 "Exit codes"):
         assert flag in r.stdout
 
 

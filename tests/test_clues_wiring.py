@@ -78,7 +78,8 @@ async def test_a_pngs_a1111_lora_hash_finds_the_renamed_lora_on_civitai(tmp_path
     wf = lora_workflow("my_glow_q7.safetensors", airs=[])
     info = PngInfo()
     info.add_text("workflow", json.dumps(wf))
-    info.add_text("parameters", f'a cat\nSteps: 20, Model: sd_xl_base_1.0, Lora hashes: "my_glow_q7: {TINY_LORA_AUTOV2}"')
+    info.add_text("parameters",
+                  f'a cat\nSteps: 20, Model: sd_xl_base_1.0, Lora hashes: "my_glow_q7: {TINY_LORA_AUTOV2}"')
     png = tmp_path / "image.png"
     Image.new("RGB", (4, 4)).save(png, pnginfo=info)
     lora = ref(scan(tmp_path, host_for, png), "my_glow_q7.safetensors")

@@ -24,7 +24,8 @@ from tests.test_cli_scan import run_cli
 def comfy_app(tmp_path: Path, calls: list[str] | None = None) -> web.Application:
     """A ComfyUI stand-in: /object_info and this pack's routes over a fake folder_paths whose only custom
     node lists a folder the pack registers (empty: a fresh install). `calls` records each INPUT_TYPES()."""
-    fp = fake_folder_paths.make(tmp_path / "served", {"xlabs_controlnets": (["xlabs/controlnets"], fake_folder_paths.PT)})
+    fp = fake_folder_paths.make(tmp_path / "served", {"xlabs_controlnets": (["xlabs/controlnets"],
+                                                                            fake_folder_paths.PT)})
     calls = [] if calls is None else calls
 
     class LoadFluxControlNet:
@@ -46,7 +47,8 @@ def comfy_app(tmp_path: Path, calls: list[str] | None = None) -> web.Application
 
     @routes.get("/object_info")
     async def object_info(request: web.Request) -> web.Response:
-        return web.json_response({t: {"input": c.INPUT_TYPES(), "input_order": {"required": list(c.INPUT_TYPES()["required"])}}
+        return web.json_response({t: {"input": c.INPUT_TYPES(),
+                                      "input_order": {"required": list(c.INPUT_TYPES()["required"])}}
                                   for t, c in classes.items()})
 
     app = web.Application()

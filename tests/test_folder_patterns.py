@@ -220,7 +220,7 @@ GENERATED = """
 
 def test_classes_generated_in_loops_are_read(tmp_path):
     defs = read_pack(write_pack(tmp_path / "custom_nodes", "gen", {"__init__.py": GENERATED}))
-    found = {t: {k: [l.folder for l in v] for k, v in folder_map_of(d).inputs.items()} for t, d in defs.items()}
+    found = {t: {k: [x.folder for x in v] for k, v in folder_map_of(d).inputs.items()} for t, d in defs.items()}
     assert found == {"LoraLoaderX": {"model_name": ["loras"]}, "VAELoaderX": {"model_name": ["vae"]},
                      "Load_controlnet": {"controlnet_name": ["controlnet"]},
                      "Load_clip_vision": {"clip_vision_name": ["clip_vision"]}}

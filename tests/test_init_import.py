@@ -10,6 +10,7 @@ import textwrap
 import pytest
 from aiohttp import web
 from fake_comfy import PACK_DIR, install_comfy, load_pack, unload_pack
+
 from tests.conftest import PAGE_HEADERS
 
 CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map")]

@@ -169,7 +169,8 @@ def test_types_of_one_pack_are_grouped_with_their_workflows(real):
 
 
 def test_pack_named_by_cnr_id_on_one_node_and_found_by_name_for_another_is_one_group(real):
-    refs = [make_ref("UnetLoaderGGUF", "a.json", cnr_id="comfyui-gguf", ver="1.1.4"), make_ref("CLIPLoaderGGUF", "b.json")]
+    refs = [make_ref("UnetLoaderGGUF", "a.json", cnr_id="comfyui-gguf", ver="1.1.4"), make_ref("CLIPLoaderGGUF",
+                                                                                               "b.json")]
     [m] = match_missing_nodes(refs, real, RUNNING)
     assert (m.matched_by, m.id, m.node_types) == ("cnr_id", "comfyui-gguf", ["CLIPLoaderGGUF", "UnetLoaderGGUF"])
     assert m.workflows == ["a.json", "b.json"]
@@ -250,7 +251,8 @@ def test_index_found_in_new_manager_layout_and_disabled_copy_ignored(tmp_path):
     root = tmp_path / "ComfyUI"
     make_manager_dir(root / "custom_nodes" / "comfyui-manager" / "comfyui_manager",
                      {"https://github.com/me/New": {"nodes": ["N"]}})
-    make_manager_dir(root / "custom_nodes" / "ComfyUI-Manager.disabled", {"https://github.com/me/Old": {"nodes": ["N"]}})
+    make_manager_dir(root / "custom_nodes" / "ComfyUI-Manager.disabled",
+                     {"https://github.com/me/Old": {"nodes": ["N"]}})
     [m] = match_missing_nodes([make_ref("N")], PackIndex.load(root, search_package=False), RUNNING)
     assert m.id == "me/New"
 
@@ -378,7 +380,8 @@ def test_workflow_scanned_against_object_info_names_its_packs(tmp_path, real):
     workflow = {
         "last_node_id": 4, "last_link_id": 0, "version": 0.4, "links": [],
         "nodes": [
-            {"id": 1, "type": "KSampler", "properties": {"cnr_id": "comfy-core", "ver": "0.3.64"}, "widgets_values": []},
+            {"id": 1, "type": "KSampler", "properties": {"cnr_id": "comfy-core", "ver": "0.3.64"},
+             "widgets_values": []},
             {"id": 2, "type": "VHS_VideoCombine", "widgets_values": {},
              "properties": {"cnr_id": "comfyui-videohelpersuite", "ver": "1.7.1"}},
             {"id": 3, "type": "Image Comparer (rgthree)", "properties": {"aux_id": "rgthree/rgthree-comfy"},
@@ -409,7 +412,8 @@ def test_without_manager_the_snapshot_names_the_ipadapter_pack_with_both_install
     [m] = match_missing_nodes([make_ref("IPAdapterModelLoader")], snapshot_index, RUNNING)
     assert (m.matched_by, m.id, m.title) == ("exact", "cubiq/ComfyUI_IPAdapter_plus", "ComfyUI_IPAdapter_plus")
     assert m.repository == "https://github.com/cubiq/ComfyUI_IPAdapter_plus"
-    assert m.install_git == ["git clone https://github.com/cubiq/ComfyUI_IPAdapter_plus custom_nodes/ComfyUI_IPAdapter_plus",
+    assert m.install_git == ["git clone https://github.com/cubiq/ComfyUI_IPAdapter_plus "
+                             "custom_nodes/ComfyUI_IPAdapter_plus",
                              "python -m pip install -r custom_nodes/ComfyUI_IPAdapter_plus/requirements.txt",
                              "python -m pip install insightface"]
     assert m.install_cli == ["comfy node install comfyui_ipadapter_plus"]

@@ -65,7 +65,8 @@ async def test_civitai_source_downloads_into_the_folder_with_progress(comfy, com
     target = comfy_root / "models" / "loras" / TINY_LORA
     assert hashlib.sha256(target.read_bytes()).hexdigest() == lora_sha256(upstream)
     assert "loras" not in folder_paths.filename_list_cache
-    assert comfy.progress_updates and comfy.progress_updates[-1][0] == comfy.progress_updates[-1][1] == target.stat().st_size
+    last = comfy.progress_updates[-1] if comfy.progress_updates else None
+    assert last is not None and last[0] == last[1] == target.stat().st_size
 
 
 async def test_present_file_is_not_fetched_again(comfy, comfy_root, upstream):

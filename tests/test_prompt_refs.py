@@ -30,7 +30,8 @@ def test_lora_tags_name_the_lora_before_its_weights():
 
 def test_lora_tags_count_only_in_nodes_that_parse_them():
     text = "a cat <lora:add_detail:0.8>"
-    assert names(prompt_refs("ImpactWildcardEncode", "wildcard_text", None, text)) == [("loras", "add_detail.safetensors")]
+    assert names(prompt_refs("ImpactWildcardEncode", "wildcard_text", None,
+                             text)) == [("loras", "add_detail.safetensors")]
     assert names(prompt_refs("FaceDetailer", "wildcard", None, text)) == [("loras", "add_detail.safetensors")]
     assert names(prompt_refs("Lora Loader (LoraManager)", "text", None, text)) == [("loras", "add_detail.safetensors")]
     assert prompt_refs("CLIPTextEncode", "text", None, text) == []
@@ -39,7 +40,8 @@ def test_lora_tags_count_only_in_nodes_that_parse_them():
 
 def test_embeddings_count_in_custom_text_encoders_taking_a_clip():
     node_def = {"input": {"required": {"clip": ("CLIP",), "prompt": ("STRING", {"multiline": True})}}}
-    assert names(prompt_refs("MyPromptNode", "prompt", node_def, "embedding:neg")) == [("embeddings", "neg.safetensors")]
+    assert names(prompt_refs("MyPromptNode", "prompt", node_def, "embedding:neg")) == [("embeddings",
+                                                                                        "neg.safetensors")]
     assert prompt_refs("ShowText", "text", {"input": {"required": {"text": ("STRING", {})}}}, "embedding:neg") == []
 
 

@@ -1,4 +1,5 @@
-"""Hostile content in workflows and model folders: a per-file error or a safe reading, never a traceback or a memory blow-up."""
+"""Hostile content in workflows and model folders: a per-file error or a safe reading, never a traceback or a
+memory blow-up."""
 
 from __future__ import annotations
 
@@ -221,7 +222,8 @@ def test_the_cli_scan_of_hostile_files_exits_cleanly_with_valid_outputs(tmp_path
     hostile_folder(folder)
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "fixer", "--scan", "--workflow", str(folder), "--comfyui-root", str(comfy_root),
+    r = subprocess.run([sys.executable, "-m", "fixer", "--scan", "--workflow", str(folder), "--comfyui-root",
+                        str(comfy_root),
                         "--state-dir", str(state)], capture_output=True, timeout=300, env=env)
     assert r.returncode == 1, r.stderr.decode()  # 1: something is missing
     assert b"Traceback" not in r.stderr and b"Traceback" not in r.stdout

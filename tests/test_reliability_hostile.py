@@ -151,7 +151,8 @@ def test_pathological_json_shapes_use_bounded_memory(tmp_path, host):
     """Wide, deep and repetitive documents: the scan's own allocations stay small against the input."""
     shapes = {
         "deep": "[" * 50_000 + "]" * 50_000,
-        "wide_strings": json.dumps({"nodes": [{"id": i, "type": "LoraLoader", "widgets_values": ["a" * 2000 + ".safetensors"]}
+        "wide_strings": json.dumps({"nodes": [{"id": i, "type": "LoraLoader",
+                                               "widgets_values": ["a" * 2000 + ".safetensors"]}
                                               for i in range(5000)]}),
         "many_keys": json.dumps({"nodes": [], "extra": {str(i): i for i in range(200_000)}}),
     }

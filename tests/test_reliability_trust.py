@@ -44,7 +44,8 @@ async def test_a_pasted_script_is_refused_before_anything_is_written(comfy_root,
     assert files_under(comfy_root / "models") == before
 
 
-@pytest.mark.parametrize("name", ["evil.py", "sub/run.sh", "tool.exe", "x.safetensors.bat", "noext", "a.SAFETENSORS.pyc"])
+@pytest.mark.parametrize("name", ["evil.py", "sub/run.sh", "tool.exe", "x.safetensors.bat", "noext",
+                                  "a.SAFETENSORS.pyc"])
 def test_every_write_location_refuses_a_file_type_the_folder_does_not_list(comfy_root, name):
     host = StandaloneHost.from_root(comfy_root)
     with pytest.raises(UnsafeFileType):

@@ -95,7 +95,8 @@ async def test_remote_pick_with_same_bytes_on_disk_becomes_a_local_link(upstream
     data = b"same bytes under another name"
     import hashlib
     sha = hashlib.sha256(data).hexdigest()
-    add_hf_repo(upstream, "Comfy-Org/Zeta_ComfyUI_repackaged", {"split_files/vae/zeta_vae.safetensors": (len(data), sha)})
+    add_hf_repo(upstream, "Comfy-Org/Zeta_ComfyUI_repackaged",
+                {"split_files/vae/zeta_vae.safetensors": (len(data), sha)})
     root = make_comfy_root(tmp_path, {"models/vae/renamed.safetensors": data})
     inv = build_inventory(StandaloneHost.from_root(root))
     res = await resolve([ModelRef("zeta_vae.safetensors", "vae")], ctx_for(tmp_path, inv))
@@ -153,7 +154,8 @@ async def test_hint_hash_resolves_through_civitai_by_hash(upstream, tmp_path):
 
 
 async def test_many_models_share_one_search(upstream, tmp_path):
-    add_hf_repo(upstream, "Comfy-Org/Omega_ComfyUI", {f"split_files/loras/omega_{i}.safetensors": (10, SHA_A[:-1] + str(i))
+    add_hf_repo(upstream, "Comfy-Org/Omega_ComfyUI",
+                {f"split_files/loras/omega_{i}.safetensors": (10, SHA_A[:-1] + str(i))
                                                        for i in range(5)})
     refs = [ModelRef(f"omega_{i}.safetensors", "loras") for i in range(5)]
     res = await resolve(refs, ctx_for(tmp_path, civitai=False))

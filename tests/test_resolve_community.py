@@ -91,7 +91,8 @@ async def test_pasted_civitai_page_is_checked_against_the_workflows_hash(upstrea
     ref = ModelRef("x.safetensors", "loras", hints=[ModelHint(hash=TINY_LORA_SHA)])
     c = await check_link(f"{upstream.base}/models/9000101?modelVersionId=9100101", ref, hf_endpoint=upstream.base,
                          civitai_base=upstream.base)
-    assert c.ids["version_id"] == 9100101 and c.sha256 == TINY_LORA_SHA and c.filename == "fixture_tiny_lora.safetensors"
+    assert c.ids["version_id"] == 9100101 and c.sha256 == TINY_LORA_SHA
+    assert c.filename == "fixture_tiny_lora.safetensors"
     with pytest.raises(IntegrityError):
         await check_link("civitai:9100101", ModelRef("x.safetensors", "loras", hints=[ModelHint(hash="ab" * 32)]),
                          hf_endpoint=upstream.base, civitai_base=upstream.base)
@@ -135,7 +136,8 @@ def test_auto_downloads_the_lora_made_for_the_family_of_the_workflows_present_ch
     from tests.fake_upstream.file_routes import register_civitai_file
 
     lora = upstream.payloads["tiny-lora"]
-    for mid, base, sha, downloads in ((8801, "SDXL 1.0", "ab" * 32, 90_000), (8802, "SD 1.5", lora["hashes"]["SHA256"], 5)):
+    for mid, base, sha, downloads in ((8801, "SDXL 1.0", "ab" * 32, 90_000), (8802, "SD 1.5", lora["hashes"]["SHA256"],
+                                                                              5)):
         add_civitai_model(upstream, {
             "id": mid, "name": f"Moss Glow {base}", "type": "LORA", "stats": {"downloadCount": downloads},
             "creator": {"username": "u"},

@@ -17,7 +17,8 @@ def hf(name: str, folder: str, sha: str | None = "ab" * 32, conf: float = 0.9) -
 def test_public_url_maps_endpoints_back_and_drops_tokens():
     assert public_url("http://127.0.0.1:9/a/b/resolve/main/c.safetensors", hf="http://127.0.0.1:9") == \
         "https://huggingface.co/a/b/resolve/main/c.safetensors"
-    assert public_url("http://m:1/api/download/models/5?type=Model&token=SECRET", hf="http://x", civitai="http://m:1") == \
+    assert public_url("http://m:1/api/download/models/5?type=Model&token=SECRET", hf="http://x",
+                      civitai="http://m:1") == \
         "https://civitai.com/api/download/models/5?type=Model"
     assert public_url("https://civitai.com/api/download/models/5?api_key=SECRET&type=Model") == \
         "https://civitai.com/api/download/models/5?type=Model"  # every credential key the downloader knows
@@ -66,7 +67,8 @@ def test_portable_copy_drops_tokens_pasted_into_existing_model_links():
     wf = {"nodes": [{"id": 1, "type": "LoraLoader", "widgets_values": ["a.safetensors", 1, 1],
                      "properties": {"models": [{"name": "a.safetensors", "directory": "loras",
                                                 "url": "https://civitai.com/api/download/models/1?token=SECRET"}]}}],
-          "models": [{"name": "b.safetensors", "directory": "vae", "url": "https://civitai.com/api/download/models/2?type=Model&token=SECRET"}]}
+          "models": [{"name": "b.safetensors", "directory": "vae",
+                      "url": "https://civitai.com/api/download/models/2?type=Model&token=SECRET"}]}
     out = make_portable(wf, [])
     assert "SECRET" not in json.dumps(out)
     assert out["models"][0]["url"] == "https://civitai.com/api/download/models/2?type=Model"
@@ -89,7 +91,8 @@ async def test_portable_links_present_files_from_download_records_and_names_the_
     state = tmp_path / "state"
     url = "https://huggingface.co/org/repo/resolve/main/got.safetensors"
     write_json(state / "output" / "downloaded_models.json", {"downloads": [
-        {"name": "got.safetensors", "filename": "got.safetensors", "folder": "loras", "url": url, "source": "huggingface",
+        {"name": "got.safetensors", "filename": "got.safetensors", "folder": "loras", "url": url,
+         "source": "huggingface",
          "state": "done", "sha256": "cd" * 32, "path": str(root / "models/loras/got.safetensors")},
         {"name": "mine.safetensors", "folder": "vae", "url": "https://x/mine", "state": "failed"}]})
     svc = FixerService(StandaloneHost.from_root(root), state, comfyui_root=root)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from fixer.read.scan import scan_paths
 from tests.conftest import make_workflow, node, write_json
 

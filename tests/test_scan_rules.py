@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from fixer.errors import UnsafePath
@@ -43,7 +42,8 @@ def test_confine_refuses_a_symlink_that_leads_outside(tmp_path):
     (root / "models" / "loras" / "link").symlink_to(outside)
     with pytest.raises(UnsafePath):
         confine(root / "models" / "loras", "link/x.safetensors")
-    assert confine(root / "models" / "loras", "sub/x.safetensors") == root / "models" / "loras" / "sub" / "x.safetensors"
+    assert confine(root / "models" / "loras",
+                   "sub/x.safetensors") == root / "models" / "loras" / "sub" / "x.safetensors"
 
 
 @pytest.mark.parametrize("where", ["models/checkpoints/x.safetensors",       # wrong folder
@@ -97,7 +97,8 @@ def test_custom_node_folder_from_workflow_hint_beats_keywords(comfy_root, host_f
 
 def test_custom_node_folder_from_keywords_then_unknown(comfy_root, host_for):
     wf = make_workflow([node(1, "FancyLoraStack", ["a.safetensors"]), node(2, "Mystery", ["b.safetensors"])])
-    got = {s.ref.name: (s.ref.folder, s.ref.folder_source) for s in scan_workflow_data(wf, "wf", host_for(comfy_root)).models}
+    got = {s.ref.name: (s.ref.folder,
+                        s.ref.folder_source) for s in scan_workflow_data(wf, "wf", host_for(comfy_root)).models}
     assert got == {"a.safetensors": ("loras", "keyword"), "b.safetensors": (None, "unknown")}
 
 
@@ -113,7 +114,8 @@ def test_missing_node_types_skip_frontend_only_types(comfy_root, host_for, objec
                         node(4, "PrimitiveNode"), node(5, "KSampler"), node(6, "ImpactWildcardProcessor",
                                                                            cnr_id="comfyui-impact-pack")])
     report = scan_workflow_data(wf, "wf", host_for(comfy_root, object_info))
-    assert [(n.node_type, n.cnr_id) for n in report.missing_nodes] == [("ImpactWildcardProcessor", "comfyui-impact-pack")]
+    assert [(n.node_type, n.cnr_id) for n in report.missing_nodes] == [("ImpactWildcardProcessor",
+                                                                        "comfyui-impact-pack")]
 
 
 def test_without_node_definitions_node_checking_is_skipped(comfy_root, host_for):
@@ -159,7 +161,8 @@ def test_inside_comfyui_only_the_workflows_node_types_are_asked_for_their_inputs
     classes = {"VAELoader": node_class("VAELoader", {"required": {"vae_name": [[], {}]}}),
                "HeavyPackNode": node_class("HeavyPackNode", {"required": {}}),
                "BrokenNode": SimpleNamespace(INPUT_TYPES=lambda: 1 / 0)}
-    folder_paths = SimpleNamespace(folder_names_and_paths={"vae": ([str(comfy_root / "models" / "vae")], {".safetensors"})})
+    folder_paths = SimpleNamespace(folder_names_and_paths={"vae": ([str(comfy_root / "models" / "vae")],
+                                                                   {".safetensors"})})
     host = FolderPathsHost(folder_paths, node_classes=lambda: classes)
     wf = make_workflow([node(1, "VAELoader", ["v.safetensors"]), node(2, "BrokenNode", ["x.safetensors"])])
     report = scan_workflow_data(wf, "wf", host)

@@ -182,7 +182,8 @@ async def test_the_panels_scan_never_takes_the_download_nodes_source_for_a_model
     (comfy_root / "models" / "checkpoints" / "fixture_hf_model.safetensors").write_bytes(b"x")
     svc = service(comfy_root, tmp_path / "state")
     spec = "hf:comfy-fixer-fixtures/tiny-model/fixture_hf_model.safetensors"
-    wf = make_workflow([node(1, "ComfyFixerDownloadModel", [spec, "checkpoints", "", ""]), node(2, "LoraLoader", [LORA, 1, 1])])
+    wf = make_workflow([node(1, "ComfyFixerDownloadModel", [spec, "checkpoints", "", ""]), node(2, "LoraLoader",
+                                                                                                [LORA, 1, 1])])
     answer = await svc.scan(wf, "with a download node")
     assert [m["filename"] for m in answer["models"]] == [LORA]
 

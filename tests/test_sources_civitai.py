@@ -84,20 +84,23 @@ async def test_words_of_file_names_are_not_searched_only_the_exact_name(upstream
 
 
 async def test_search_drops_words_from_the_end_until_something_matches(upstream):
-    add_civitai_model(upstream, model(778, "Glowy Neon Style", "LORA", [cfile("glowy_neon_xl_v2.safetensors", "cd" * 32)]))
+    add_civitai_model(upstream, model(778, "Glowy Neon Style", "LORA", [cfile("glowy_neon_xl_v2.safetensors",
+                                                                              "cd" * 32)]))
     r = await civitai_only(ModelRef("glowy_neon_xl_v2.safetensors", "loras"))
     assert r.chosen.ids["model_id"] == 778
 
 
 async def test_civitai_folder_wins_over_a_keyword_guess(upstream):
-    add_civitai_model(upstream, model(781, "Quill Vae", "Checkpoint", [cfile("quill_vae.safetensors", "ab" * 32, "VAE")]))
+    add_civitai_model(upstream, model(781, "Quill Vae", "Checkpoint", [cfile("quill_vae.safetensors", "ab" * 32,
+                                                                             "VAE")]))
     r = await civitai_only(ModelRef("quill_vae.safetensors", "checkpoints", folder_source="keyword"))
     assert r.chosen.folder == "vae" and r.chosen.confidence >= 0.85
     assert "Civitai files it as vae (the workflow's node does not say)" in r.chosen.reason
 
 
 async def test_file_filed_under_another_folder_is_not_chosen(upstream):
-    add_civitai_model(upstream, model(779, "Quirk Vae", "Checkpoint", [cfile("quirk_vae.safetensors", "ef" * 32, "VAE")]))
+    add_civitai_model(upstream, model(779, "Quirk Vae", "Checkpoint", [cfile("quirk_vae.safetensors", "ef" * 32,
+                                                                             "VAE")]))
     ctx = ResolveContext(config=SearchConfig(huggingface=False, use_catalogs=False), secrets={}, inventory=None,
                          state_dir=None, comfyui_root=None)
     ref = ModelRef("quirk_vae.safetensors", "checkpoints")

@@ -15,7 +15,8 @@ def test_a_guessed_folder_gives_way_to_the_sources_folder():
 
 def test_a_guessed_folder_stands_against_a_source_that_is_not_authoritative():
     ref = ModelRef("x.safetensors", "loras", folder_source="keyword")
-    assert settle_folder(ref, "vae", 0.9, authoritative=False, **WORDS) == ("loras", CONFIDENCE["wrong_folder"], "clash")
+    assert settle_folder(ref, "vae", 0.9, authoritative=False, **WORDS) == ("loras", CONFIDENCE["wrong_folder"],
+                                                                            "clash")
 
 
 def test_the_nodes_folder_stands_and_a_disagreeing_source_lowers_confidence():
@@ -24,5 +25,6 @@ def test_the_nodes_folder_stands_and_a_disagreeing_source_lowers_confidence():
 
 
 def test_no_folder_on_either_side_leaves_the_choice_to_the_user():
-    assert settle_folder(ModelRef("x.safetensors", None), None, 0.9, **WORDS) == (None, CONFIDENCE["contested"], "unknown")
+    assert settle_folder(ModelRef("x.safetensors", None), None, 0.9, **WORDS) == (None, CONFIDENCE["contested"],
+                                                                                  "unknown")
     assert settle_folder(ModelRef("x.safetensors", None), "vae", 0.9, **WORDS) == ("vae", 0.9, "")

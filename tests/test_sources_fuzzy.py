@@ -36,7 +36,8 @@ async def test_case_variant_on_hf_is_found_through_fuzzy_above_threshold(upstrea
 
 
 async def test_other_precision_is_listed_not_downloaded(upstream):
-    add_hf_repo(upstream, "Comfy-Org/Blorp_repackaged", {"split_files/text_encoders/blorp_te_fp16.safetensors": (5, "8" * 64)})
+    add_hf_repo(upstream, "Comfy-Org/Blorp_repackaged",
+                {"split_files/text_encoders/blorp_te_fp16.safetensors": (5, "8" * 64)})
     ctx = ResolveContext(config=SearchConfig(civitai=False, use_catalogs=False), secrets={}, inventory=None,
                          state_dir=None, comfyui_root=None)
     r = [x async for x in Resolver(ctx).resolve([ModelRef("blorp_te_fp8_e4m3fn.safetensors", "text_encoders")])][0]

@@ -22,7 +22,8 @@ def test_proposals_are_read_from_fenced_json():
 
 
 async def test_llm_is_off_by_default(upstream):
-    r = [x async for x in Resolver(ctx(upstream, enabled=False)).resolve([ModelRef("t5xxl_fp16.safetensors", "text_encoders")])][0]
+    r = [x async for x in Resolver(ctx(upstream, enabled=False)).resolve([ModelRef("t5xxl_fp16.safetensors",
+                                                                                   "text_encoders")])][0]
     assert r.source == "not_found" and not any("/v1/chat" in q.path_qs for q in upstream.requests)
 
 

@@ -150,7 +150,8 @@ def test_a_v3_schema_and_a_registered_extension_make_a_patch_file_a_reference(tm
     write_pack(root, "comfyui-inpaint-nodes", INPAINT)
     host = host_for(root)
     host.custom_nodes = root / "custom_nodes"
-    wf = make_workflow([node(1, "INPAINT_LoadFooocusInpaint", ["fooocus_inpaint_head.pth", "inpaint_v26.fooocus.patch"])])
+    wf = make_workflow([node(1, "INPAINT_LoadFooocusInpaint", ["fooocus_inpaint_head.pth",
+                                                               "inpaint_v26.fooocus.patch"])])
     report = scan_workflow_data(wf, "wf", host)
     assert {(s.ref.folder, s.ref.name, s.ref.folder_source) for s in report.models} == {
         ("inpaint", "fooocus_inpaint_head.pth", "static"), ("inpaint", "inpaint_v26.fooocus.patch", "static")}

@@ -42,7 +42,8 @@ def test_a_well_formed_file_passes(tmp_path):
 def test_a_file_safetensors_reads_is_accepted_even_where_a_hand_parser_was_stricter(tmp_path):
     """A header naming one tensor twice loads in ComfyUI (safetensors keeps the last); the hand-written
     parser the check used to be refused it, so a file every loader reads was deleted after download."""
-    twice = b'{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}'
+    one = b'"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}'
+    twice = b"{" + one + b"," + one + b"}"
     check(tmp_path, pack(twice, b"\0\0"))
 
 

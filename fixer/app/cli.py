@@ -333,7 +333,8 @@ def cmd_auto(ctx: RunContext) -> int:
         # the answer). No terminal to ask (CI, pipes): downloads without asking, as scripts expect.
         ask = not ctx.args.yes and sys.stdin.isatty()
         run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
-                     extensions=ctx.host().extensions, inventory=ctx.inventory(), state_dir=ctx.state_dir, comfyui_root=ctx.root,
+                     extensions=ctx.host().extensions, inventory=ctx.inventory(), state_dir=ctx.state_dir,
+                     comfyui_root=ctx.root,
                      workflow=", ".join(ctx.workflows), families=report_families(report), review=ask)
         ctx.bus.subscribe(ConsoleProgress())
         ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))

@@ -69,7 +69,8 @@ def model_entry(res: Resolution, c: Candidate) -> dict[str, str]:
     return entry
 
 
-def make_portable(workflow: dict[str, Any], resolutions: Iterable[Resolution], threshold: float = 0.7) -> dict[str, Any]:
+def make_portable(workflow: dict[str, Any], resolutions: Iterable[Resolution],
+                  threshold: float = 0.7) -> dict[str, Any]:
     """A copy of `workflow` with a models[] entry for each resolved model it uses; existing entries
     for other names are kept, entries for the same name are replaced."""
     names = used_names(workflow)
@@ -107,7 +108,8 @@ def recorded_resolutions(output_dir: Path, used: dict[str, str | None],
         entries = [x for x in index.get(name.lower(), []) if x.name == name and (folder is None or x.folder == folder)]
         if len({x.url for x in entries}) == 1 and entries[0].folder:
             x = entries[0]
-            c = Candidate(source="catalog", filename=name, folder=x.folder, confidence=1.0, reason=f"{x.origin} lists it",
+            c = Candidate(source="catalog", filename=name, folder=x.folder, confidence=1.0,
+                          reason=f"{x.origin} lists it",
                           url=x.url, sha256=x.sha256)
             found[name] = Resolution(name, x.folder, c)
     return list(found.values())
@@ -120,7 +122,8 @@ def without_link(portable: dict[str, Any], used: dict[str, str | None]) -> list[
     for sg in ((portable.get("definitions") or {}).get("subgraphs") or []):
         nodes += list(sg.get("nodes") or []) if isinstance(sg, dict) else []
     for n in nodes:
-        models = (n.get("properties") or {}).get("models") if isinstance(n, dict) and isinstance(n.get("properties"), dict) else None
+        props = n.get("properties") if isinstance(n, dict) else None
+        models = props.get("models") if isinstance(props, dict) else None
         linked |= {m.get("name") for m in models or [] if isinstance(m, dict) and m.get("url")}
     return sorted(n for n in used if n not in linked)
 
@@ -138,8 +141,8 @@ def _scrub_model_urls(workflow: dict[str, Any]) -> None:
                 m["url"] = public_url(m["url"])
 
 
-def write_portable(src: str | os.PathLike, resolutions: Iterable[Resolution],
-                   dest: str | os.PathLike | None = None, threshold: float = 0.7) -> Path:
+def write_portable(src: str | os.PathLike[str], resolutions: Iterable[Resolution],
+                   dest: str | os.PathLike[str] | None = None, threshold: float = 0.7) -> Path:
     """Write `<name>.portable.json` beside the original (or to `dest`); the original is never touched."""
     src = Path(src)
     data = parse_json_text(src.read_text(encoding="utf-8", errors="surrogateescape"), src)

@@ -1,4 +1,5 @@
-"""Scan results in the file contract (docs/architecture.md): missing_models.json, missing_nodes.json, summary_report.md, stdout."""
+"""Scan results in the file contract (docs/architecture.md): missing_models.json, missing_nodes.json,
+summary_report.md, stdout."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def summary_text(report: ScanReport) -> str:
             lines.append(f"  {folder:<20} {len(items):>3}  {names}{more}")
     for s in report.by_state("elsewhere"):
         where = ", ".join(f"{f.folder}/{f.relpath}" for f in s.elsewhere[:3])
-        lines.append(f"Present elsewhere: {s.ref.folder}/{s.ref.name} -> found at {where} (relink instead of downloading)")
+        lines.append(f"Present elsewhere: {s.ref.folder}/{s.ref.name} -> found at {where} "
+                     "(relink instead of downloading)")
     for s in report.by_state("unsafe"):
         lines.append(f"Unsafe name refused: {s.ref.name!r}: {s.ref.unsafe_reason}")
     for s in report.by_state("by_node"):

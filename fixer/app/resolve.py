@@ -67,7 +67,7 @@ class ResolveContext:
     families: dict[str, str] | None = None
 
 
-def rank_key(c: Candidate) -> tuple:
+def rank_key(c: Candidate) -> tuple[Any, ...]:
     """Highest confidence, then the more trusted source, then made for the chain's family, then safetensors
     over pickle formats, then an official repo, then the most downloaded."""
     name = (c.ids.get("path") or c.url or c.local_path or c.filename or "").split("?")[0].lower()

@@ -42,7 +42,7 @@ class Plan:
         """False only when the known sizes alone exceed the free space of some destination disk."""
         return self.min_free is None or self.total_bytes <= self.min_free
 
-    def common_folder(self, base: str | os.PathLike | None = None) -> str | None:
+    def common_folder(self, base: str | os.PathLike[str] | None = None) -> str | None:
         """The deepest folder holding every destination, relative to `base` when inside it."""
         dirs = [os.path.dirname(f.path) for f in self.files if f.path]
         if not dirs:
@@ -55,7 +55,7 @@ class Plan:
                 return "." if rel == "." else rel.replace(os.sep, "/") + "/"
         return common.rstrip(os.sep) + os.sep
 
-    def headline(self, base: str | os.PathLike | None = None) -> str:
+    def headline(self, base: str | os.PathLike[str] | None = None) -> str:
         """'Download 6 models, 41.2 GB, into models/ (free: 120.0 GB)': the panel's button and the CLI prompt."""
         n = len(self.files)
         size = human_bytes(self.total_bytes) if self.files else "0 B"
@@ -68,7 +68,7 @@ class Plan:
                 + (f", into {where}" if where else "")
                 + (f" (free: {human_bytes(free)})" if free is not None else ""))
 
-    def by_folder(self, base: str | os.PathLike | None = None) -> list[FolderTotal]:
+    def by_folder(self, base: str | os.PathLike[str] | None = None) -> list[FolderTotal]:
         """Per destination folder: how many files, their known bytes, how many of unknown size, and where."""
         groups: dict[str, FolderTotal] = {}
         for f in self.files:
@@ -81,7 +81,7 @@ class Plan:
                 g.free_bytes = self.free.get(os.path.dirname(f.path))
         return list(groups.values())
 
-    def doc(self, base: str | os.PathLike | None = None) -> PlanDoc:
+    def doc(self, base: str | os.PathLike[str] | None = None) -> PlanDoc:
         """The plan as the panel reads it (status.json's data.plan)."""
         return PlanDoc(headline=self.headline(base), count=len(self.files), total_bytes=self.total_bytes,
                        unknown_sizes=self.unknown_sizes, free_bytes=self.min_free, fits=self.fits,

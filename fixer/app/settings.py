@@ -53,10 +53,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hf_token", "token", "ComfyFixerSmart.Tokens.HuggingFace", "Hugging Face token",
             "Needed for gated repositories (accept the license on the model page first). Stored by the "
             "ComfyUI server only.", token=HUGGINGFACE.token),
-    Setting("max_concurrent", "integer", "ComfyFixerSmart.Downloads.MaxConcurrent", "Files downloaded at the same time", minimum=1, maximum=16),
+    Setting("max_concurrent", "integer", "ComfyFixerSmart.Downloads.MaxConcurrent",
+            "Files downloaded at the same time", minimum=1, maximum=16),
     Setting("connections_per_file", "integer", "ComfyFixerSmart.Downloads.ConnectionsPerFile", "Connections per file",
             "Parallel ranged requests for one large file.", minimum=1, maximum=32),
-    Setting("allow_pickle", "boolean", "ComfyFixerSmart.Downloads.AllowPickle", "Allow pickle formats (.ckpt, .pt, .pth, .bin)",
+    Setting("allow_pickle", "boolean", "ComfyFixerSmart.Downloads.AllowPickle",
+            "Allow pickle formats (.ckpt, .pt, .pth, .bin)",
             "Pickle files can run code when loaded. Off: only .safetensors and other safe formats are downloaded."),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
@@ -140,7 +142,11 @@ def parse_patch(body: dict[str, Any]) -> SettingsPatch:
 
 
 def apply(config: Config, changes: dict[str, SettingValue]) -> Config:
-    return replace(config, download=replace(config.download, **changes)) if changes else config
+    """`config` with the changes made; each value was checked against its setting's kind."""
+    download: Any = replace(config.download)
+    for key, value in changes.items():
+        setattr(download, key, value)
+    return replace(config, download=download) if changes else config
 
 
 def saved_changes(saved: object) -> dict[str, SettingValue]:

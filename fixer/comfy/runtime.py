@@ -161,14 +161,14 @@ def invalidate_filename_lists(folder_paths: Any, files: list[dict[str, str]]) ->
     """
     from ..constants import map_legacy
 
-    for folder in {f.get("folder") for f in files if isinstance(f, dict) and f.get("folder")}:
+    for folder in {f["folder"] for f in files if isinstance(f, dict) and f.get("folder")}:
         folder_paths.filename_list_cache.pop(map_legacy(folder), None)
 
 
-def event_forwarder(send_sync: Callable[..., None], folder_paths: Any) -> Callable[[str, dict], None]:
+def event_forwarder(send_sync: Callable[..., None], folder_paths: Any) -> Callable[[str, dict[str, Any]], None]:
     """svc.on_event subscriber: refresh file lists when files land, then tell every page."""
 
-    def forward(event: str, payload: dict) -> None:
+    def forward(event: str, payload: dict[str, Any]) -> None:
         if event == "comfyfixer.done":
             invalidate_filename_lists(folder_paths, payload.get("files") or [])
         send_sync(event, payload)  # thread-safe: queued onto ComfyUI's loop
@@ -199,7 +199,8 @@ async def install_pack(pack_id: str) -> str | None:
     from ..nodepacks import lookup as nodepacks
     from ..nodepacks import manager
     routes = links.server.app.router.routes()
-    api = manager.detect_from_routes(getattr(getattr(r, "resource", None), "canonical", None) for r in routes)
+    canonical = (getattr(getattr(r, "resource", None), "canonical", None) for r in routes)
+    api = manager.detect_from_routes(c for c in canonical if isinstance(c, str))
     if api is None:
         return None
     index = await asyncio.to_thread(nodepacks.PackIndex.load, links.folder_paths.base_path)

@@ -214,7 +214,7 @@ def field_workflow(body: dict[str, Any], field: str = "workflow") -> dict[str, A
 
 def scan_fields(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """POST /scan's (workflow, name), checked the same in ComfyUI's process and in the scan worker."""
-    return field_workflow(body), field_text(body, "name", default="workflow")
+    return field_workflow(body), field_text(body, "name", default="workflow") or "workflow"
 
 
 def field_text(body: dict[str, Any], field: str, *, default: str | None = None,

@@ -83,11 +83,11 @@ class FolderMap:
         listings = self.inputs.get(input_name or "")
         if not listings:
             return None
-        by_prefix = sorted(listings, key=lambda l: -len(l.prefix))
+        by_prefix = sorted(listings, key=lambda x: -len(x.prefix))
         ext = extension_of(value)
-        fit = next((l for l in by_prefix if value.startswith(l.prefix) and ext in l.extensions), None) \
-            or next((l for l in by_prefix if l.accepts(value)), None) \
-            or next((l for l in by_prefix if value.startswith(l.prefix)), None)
+        fit = next((x for x in by_prefix if value.startswith(x.prefix) and ext in x.extensions), None) \
+            or next((x for x in by_prefix if x.accepts(value)), None) \
+            or next((x for x in by_prefix if value.startswith(x.prefix)), None)
         if fit is None:
             return None
         return fit.folder, value[len(fit.prefix):]
@@ -95,7 +95,7 @@ class FolderMap:
     def accepts_extension(self, input_name: str | None, value: str) -> bool:
         """The input lists a folder that takes this value's extension (e.g. `.patch` for inpaint)."""
         ext = extension_of(value)
-        return bool(ext) and any(ext in l.extensions for l in self.inputs.get(input_name or "", ()))
+        return bool(ext) and any(ext in x.extensions for x in self.inputs.get(input_name or "", ()))
 
     def reads_no_folder(self, input_name: str | None) -> bool:
         return bool(input_name) and input_name not in self.inputs and input_name in self.fixed
@@ -114,8 +114,8 @@ class FolderMap:
 
     def to_json(self) -> dict[str, Any]:
         out = {"source": self.source, "complete": self.complete, "fixed": sorted(self.fixed),
-               "inputs": {k: [{"folder": l.folder, "prefix": l.prefix, "extensions": sorted(l.extensions)}
-                              for l in v] for k, v in self.inputs.items()}}
+               "inputs": {k: [{"folder": x.folder, "prefix": x.prefix, "extensions": sorted(x.extensions)}
+                              for x in v] for k, v in self.inputs.items()}}
         if self.input_sources:
             out["input_sources"] = dict(self.input_sources)
         return out
@@ -129,9 +129,9 @@ class FolderMap:
         for name, listings in data["inputs"].items():
             if not isinstance(name, str) or not isinstance(listings, list):
                 continue
-            good = tuple(Listing(map_legacy(l["folder"]), l.get("prefix") if isinstance(l.get("prefix"), str) else "",
-                                 frozenset(e.lower() for e in l.get("extensions") or [] if isinstance(e, str)))
-                         for l in listings if isinstance(l, dict) and isinstance(l.get("folder"), str) and l["folder"])
+            good = tuple(Listing(map_legacy(x["folder"]), x.get("prefix") if isinstance(x.get("prefix"), str) else "",
+                                 frozenset(e.lower() for e in x.get("extensions") or [] if isinstance(e, str)))
+                         for x in listings if isinstance(x, dict) and isinstance(x.get("folder"), str) and x["folder"])
             if good:
                 inputs[name] = good
         fixed = data.get("fixed") if isinstance(data.get("fixed"), list) else []
@@ -370,7 +370,7 @@ class FolderProbe:
         # built at import shows "None" or the files then present, never this).
         fixed = frozenset(name for name, options in combos if name not in inputs and not asked
                           and any(isinstance(o, str) and _WEIGHT_NAME.search(o) for o in options))
-        listed = {l.folder for ls in inputs.values() for l in ls}
+        listed = {x.folder for ls in inputs.values() for x in ls}
         return FolderMap("probe", inputs, complete=set(asked) <= listed, fixed=fixed)
 
     def _extensions(self, folder: str) -> frozenset[str]:

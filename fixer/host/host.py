@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
-from ..constants import CLIENT_HEADER, COMFY_PT_EXTENSIONS, CORE_FOLDERS, DEFAULT_FOLDER_DIRS, MODEL_EXTENSIONS, map_legacy
+from ..constants import (
+    CLIENT_HEADER,
+    COMFY_PT_EXTENSIONS,
+    CORE_FOLDERS,
+    DEFAULT_FOLDER_DIRS,
+    MODEL_EXTENSIONS,
+    map_legacy,
+)
 from ..errors import ConfigError, UnsafeFileType, UnsafeFolder
 from ..read.names import normalise, unsafe_reason
 from .failed_packs import FailedPack, failed_packs
@@ -39,7 +46,7 @@ class Host(Protocol):
     def node_types(self) -> set[str] | None:
         """Node types the host knows; None when unknown (node checking skipped)."""
 
-    def node_defs(self) -> dict[str, Any] | None:
+    def node_defs(self) -> Mapping[str, Any] | None:
         """/object_info-shaped definitions, to learn a custom loader's folder from its COMBO."""
 
 
@@ -55,7 +62,7 @@ class StandaloneHost:
     custom_nodes: Path | None = None  # packs whose sources say which folder each input lists (static_folders)
 
     @classmethod
-    def from_root(cls, root: str | os.PathLike, extra_configs: list[str] | None = None) -> "StandaloneHost":
+    def from_root(cls, root: str | os.PathLike[str], extra_configs: list[str] | None = None) -> "StandaloneHost":
         root = Path(root).expanduser().resolve()
         models = root / "models"
         paths: dict[str, list[str]] = {}
@@ -373,7 +380,7 @@ class LiveNodeDefs(Mapping):
         return True
 
 
-def load_object_info(path: str | os.PathLike) -> dict[str, Any]:
+def load_object_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

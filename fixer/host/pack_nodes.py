@@ -12,7 +12,7 @@ from typing import Any
 DOWNLOAD_NODE = "ComfyFixerDownloadModel"
 
 
-def _keep(nodes: Any) -> list:
+def _keep(nodes: Any) -> list[Any]:
     return [n for n in nodes or [] if not (isinstance(n, dict) and n.get("type") == DOWNLOAD_NODE)]
 
 

@@ -652,7 +652,7 @@ def missing_nodes_json(nodes: list[NodeRef], matches: list[PackMatch]) -> list[M
     return out
 
 
-def _natural(node_id: str) -> tuple:
+def _natural(node_id: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", node_id))
 
 

@@ -77,7 +77,8 @@ class ManagerStatus:
 
     def message(self) -> str:
         if self.can_install:
-            return f"ComfyUI-Manager {self.version or ''} is running: packs can be installed with it.".replace("  ", " ")
+            running = f"ComfyUI-Manager {self.version or ''} is running".replace("  ", " ")
+            return f"{running}: packs can be installed with it."
         if self.installed:
             return ("ComfyUI-Manager is installed but not running (start ComfyUI with --enable-manager for the "
                     "pip package); install the packs with the commands shown.")
@@ -232,7 +233,8 @@ def install_requests(target: InstallTarget, api: ManagerApi, *, client_id: str, 
         if target.pip:
             params["pip"] = list(target.pip)
         task = {"ui_id": ui_id, "client_id": client_id, "kind": "install", "params": params}
-        return [ManagerRequest("POST", "/v2/manager/queue/task", task), ManagerRequest("POST", "/v2/manager/queue/start")]
+        return [ManagerRequest("POST", "/v2/manager/queue/task", task),
+                ManagerRequest("POST", "/v2/manager/queue/start")]
     item: dict[str, Any] = {"id": pack_id, "version": version, "selected_version": selected, "channel": "default",
                             "mode": "cache", "ui_id": ui_id, "skip_post_install": False,
                             "files": list(target.files), "pip": list(target.pip)}
@@ -350,7 +352,8 @@ async def _send(s: aiohttp.ClientSession, base_url: str, req: ManagerRequest, ta
         raise ManagerError(f"ComfyUI-Manager at {base_url} did not answer while queueing {target.title} "
                            f"({e.__class__.__name__}: {e}). Nothing was installed; retry or install by hand.") from e
     if status in (200, 201):  # 201: Manager's worker was already running
-        if req.path.endswith("/queue/batch") and isinstance(failed := _json_or_none(text), dict) and failed.get("failed"):
+        if req.path.endswith("/queue/batch") and isinstance(failed := _json_or_none(text),
+                                                            dict) and failed.get("failed"):
             raise ManagerError(f"ComfyUI-Manager refused to queue {target.title}; its terminal log says why "
                                "(often its security_level). Install by hand instead.")
         return

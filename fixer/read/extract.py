@@ -212,7 +212,8 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
         nodes = _ui_nodes(doc)
         subgraph_ids = {sg.get("id") for sg in ((doc.get("definitions") or {}).get("subgraphs") or [])
                         if isinstance(sg, dict)} if isinstance(doc.get("definitions"), dict) else set()
-        declared = [h for h in (_hint_from(e) for e in (doc.get("models") or [] if isinstance(doc.get("models"), list) else [])) if h]
+        declared = [h for h in (_hint_from(e) for e in (doc.get("models") or [] if isinstance(doc.get("models"),
+                                                                                              list) else [])) if h]
         # Beside the graph (Civitai's generator writes `extra.airs`); the nodes' own values are read below.
         out.airs = air_hints({k: v for k, v in doc.items() if k not in _GRAPH_KEYS}, budget)
     else:

@@ -75,7 +75,7 @@ def safe_relpath(name: str) -> str:
     return normalise(name)
 
 
-def confine(root: str | os.PathLike, name: str) -> Path:
+def confine(root: str | os.PathLike[str], name: str) -> Path:
     """Absolute path of `name` inside `root`; UnsafePath if it (or a symlink on the way) leaves root."""
     rel = safe_relpath(name)
     base = Path(root).resolve()

@@ -98,7 +98,8 @@ def parse_json_bytes(raw: bytes, path: Path | str) -> Any:
     try:  # json words what orjson refused (and reads what it does not: NaN, lone surrogate escapes)
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise WorkflowError(str(path), f"not UTF-8 text (byte {e.start}); save the workflow again from ComfyUI") from None
+        raise WorkflowError(str(path), f"not UTF-8 text (byte {e.start}); save the workflow again from ComfyUI") \
+            from None
     del raw
     try:
         return parse_json_text(text, path, fast=False)

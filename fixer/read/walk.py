@@ -20,7 +20,8 @@ def printable(name: str) -> str:
         return name.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-def walk_files(top: str, skip_dir: Callable[[str], bool] = lambda name: False) -> Iterator[tuple[str, os.DirEntry]]:
+def walk_files(top: str, skip_dir: Callable[[str], bool] = lambda name: False
+               ) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """(path relative to top with '/', entry) for every file under top, each real directory visited once.
 
     In no particular order: callers that show the files sort them.

@@ -99,7 +99,7 @@ class SearchRun:
     # anchor key -> what resolving that checkpoint / diffusion model revealed of its family (the resolver
     # sets it when the anchor is final); anchors not being resolved (present) are known by name.
     anchor_families: dict[tuple[str, str], asyncio.Future[str | None]] = field(default_factory=dict)
-    _memo: dict[Any, asyncio.Future] = field(default_factory=dict)
+    _memo: dict[Any, asyncio.Future[Any]] = field(default_factory=dict)
     _seen: dict[tuple[str, str], list[SeenFile]] = field(default_factory=dict)
     _ways: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 

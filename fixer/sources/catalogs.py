@@ -103,7 +103,8 @@ def manager_lists(comfyui_root: Path | None) -> list[Path]:
     out: list[Path] = []
     try:
         dist = importlib.metadata.distribution("comfyui-manager")
-        out += [Path(dist.locate_file(f)) for f in dist.files or [] if str(f).endswith("comfyui_manager/model-list.json")]
+        out += [Path(dist.locate_file(f)) for f in dist.files or []
+                if str(f).endswith("comfyui_manager/model-list.json")]
     except importlib.metadata.PackageNotFoundError:
         pass
     if comfyui_root:

@@ -157,7 +157,8 @@ def _say_mismatch(c: Candidate, lower_to: str | None = None) -> None:
     wanted, made_for, f = c.ids.get("wanted_family"), c.ids.get("family"), c.ids.get("family_fit")
     if f not in ("other", "kin") or not wanted or not made_for:
         return
-    c.reason = f"{mismatch_words(wanted, made_for)}{' (both SDXL-based, it may work)' if f == 'kin' else ''}; {c.reason}"
+    kin = " (both SDXL-based, it may work)" if f == "kin" else ""
+    c.reason = f"{mismatch_words(wanted, made_for)}{kin}; {c.reason}"
     c.made_for = made_for
     if lower_to:
         c.confidence = min(c.confidence, CONFIDENCE[lower_to])
@@ -265,7 +266,8 @@ class CivitaiSource:
         if version is None:
             reply = await run.once(("civitai_by_hash", h.upper()), lambda: run.http.get(
                 "civitai", f"{run.civitai_base}/api/v1/model-versions/by-hash/{h}", headers=run.civitai_headers()))
-            run.history.record("civitai", f"by-hash {h}", "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
+            run.history.record("civitai", f"by-hash {h}",
+                               "found" if reply.ok else f"HTTP {reply.status}: {said(reply)}",
                                ref.name)
             if not reply.ok:
                 found.note_reply("civitai", reply.status)
@@ -312,7 +314,8 @@ class CivitaiSource:
         """Search `base` by name: the files matching the wanted one, (why, model, version, file)."""
         asked: list[str] = []
         red = base != run.civitai_base
-        label = f"Civitai ({base}, asked because {run.civitai_base} did not show the chain's file)" if red else "Civitai"
+        label = (f"Civitai ({base}, asked because {run.civitai_base} did not show the chain's file)" if red
+                 else "Civitai")
         for query in name_queries(ref.basename)[:MAX_QUERIES]:
             run.searched(ref, f"{'Civitai red' if red else 'Civitai'} {query!r}")
             items, cursor, err = await self.search(run, ref, query, found, base=base)
@@ -328,7 +331,8 @@ class CivitaiSource:
             family = await run.family_for(ref) if matched or near else None
             for name, model, version, f in near:
                 run.saw(ref, name, self._on_base(run, version_candidate(
-                    ref, version, f, model.get("type"), CONFIDENCE["civitai_name"], f"\"{model.get('name')}\"", family)))
+                    ref, version, f, model.get("type"), CONFIDENCE["civitai_name"], f"\"{model.get('name')}\"",
+                    family)))
             if matched:
                 found.tried.append(f"{label}: searched {', '.join(asked)}; {len(matched)} file(s) match the name")
                 return matched

@@ -91,7 +91,8 @@ class EmbeddedSource:
             reason += f"; saved as {ref.basename}, the name the workflow pairs with it"
         if folder is None:
             conf, reason = min(conf, CONFIDENCE["contested"]), reason + "; the model folder is unknown"
-        want = (h.hash or "").lower() if (h.hash_type or "sha256").lower() == "sha256" and len(h.hash or "") == 64 else None
+        is_sha256 = (h.hash_type or "sha256").lower() == "sha256" and len(h.hash or "") == 64
+        want = (h.hash or "").lower() if is_sha256 else None
         return Candidate(source="embedded", filename=ref.name, folder=folder, confidence=conf, reason=reason,
                          url=h.url, size=size, sha256=sha256 or want)
 
@@ -113,9 +114,11 @@ class EmbeddedSource:
             return None
         if not (200 <= reply.status < 400):
             return self._plain(ref, h, f"{why}; the file URL answers HTTP {reply.status}, not checked")
-        size = reply.headers.get("X-Linked-Size") or (reply.headers.get("Content-Length") if reply.status < 300 else None)
+        length = reply.headers.get("Content-Length") if reply.status < 300 else None
+        size = reply.headers.get("X-Linked-Size") or length
         etag = (reply.headers.get("X-Linked-Etag") or "").strip('"').lower()
-        return self._plain(ref, h, f"{why}; the file URL answers", size=int(size) if str(size or "").isdigit() else None,
+        return self._plain(ref, h, f"{why}; the file URL answers",
+                           size=int(size) if str(size or "").isdigit() else None,
                            sha256=etag if _SHA256.match(etag) else None)
 
     async def _check(self, ref: ModelRef, run: SearchRun, h: ModelHint, found: Found) -> Candidate | None:
@@ -166,7 +169,8 @@ class EmbeddedSource:
             model = {"name": (version.get("model") or {}).get("name", "")}
             air = parse_air(url)
             pick = next((f for f in files if air and air.file_id and f.get("id") == air.file_id), None) \
-                or next((f for f in files if want_sha and (f.get("hashes") or {}).get("SHA256", "").lower() == want_sha), None) \
+                or next((f for f in files
+                         if want_sha and (f.get("hashes") or {}).get("SHA256", "").lower() == want_sha), None) \
                 or next((f for f in files if file_matches(ref.basename, model, version, f)), None)
             # A version id names no file: it is this reference's only when the name matches, or when it is the
             # one version the reference is pointed at (a URL's pairing, or its only AIR / resource).

@@ -28,7 +28,8 @@ _BASE_MODEL_RULES: tuple[tuple[str, str | None], ...] = (
 # Words of file names that tell the family (loose names: lower case, separators folded to "_").
 _NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"pony", "Pony"), (r"illustrious|noobai|(^|_)wai(_|$)", "Illustrious"), (r"flux2|flux_2(_|$)", "Flux.2"),
-    (r"flux|(^|_)f1d(_|$)", "Flux"), (r"(^|_)wan(2|_2|_?video|$|_)|umt5", "Wan"), (r"qwen_image|qwen_2_5_vl", "Qwen-Image"),
+    (r"flux|(^|_)f1d(_|$)", "Flux"), (r"(^|_)wan(2|_2|_?video|$|_)|umt5", "Wan"), (r"qwen_image|qwen_2_5_vl",
+                                                                                   "Qwen-Image"),
     (r"hunyuan_?video", "HunyuanVideo"), (r"(^|_)ltx", "LTXV"), (r"chroma", "Chroma"), (r"hidream", "HiDream"),
     (r"(^|_)sd_?3|sd3_5", "SD 3"), (r"sd_?xl|(^|_)xl(_|$)|sdxl", "SDXL"),
     (r"sd_?1_?5|v1_5|(^|_)sd15|(^|_)sd_?1(_|$)", "SD 1.5"), (r"(^|_)sd_?2(_|$)|v2_1_768", "SD 2"),
@@ -37,7 +38,8 @@ _NAME_RULES: tuple[tuple[str, str], ...] = (
 NODE_FAMILY = {
     "CLIPTextEncodeFlux": "Flux", "FluxGuidance": "Flux", "FluxKontextImageScale": "Flux",
     "CLIPTextEncodeSDXL": "SDXL", "CLIPTextEncodeSDXLRefiner": "SDXL",
-    "WanImageToVideo": "Wan", "WanFirstLastFrameToVideo": "Wan", "WanVaceToVideo": "Wan", "Wan22ImageToVideoLatent": "Wan",
+    "WanImageToVideo": "Wan", "WanFirstLastFrameToVideo": "Wan", "WanVaceToVideo": "Wan",
+    "Wan22ImageToVideoLatent": "Wan",
     "TextEncodeQwenImageEdit": "Qwen-Image",
     "EmptyLTXVLatentVideo": "LTXV", "LTXVConditioning": "LTXV", "CLIPTextEncodeHiDream": "HiDream",
 }
@@ -112,7 +114,8 @@ def _pick(fams: set[str]) -> str | None:
     return next(iter(specific)) if len(specific) == 1 else None
 
 
-def workflow_families(refs: Iterable[ModelRef], node_types: Mapping[str, Iterable[str]] | None = None) -> dict[str, str]:
+def workflow_families(refs: Iterable[ModelRef],
+                      node_types: Mapping[str, Iterable[str]] | None = None) -> dict[str, str]:
     """workflow -> family, from the models it loads (missing and present alike: pass every ModelRef the scan
     found) and, when given, every node type it uses. Workflows whose clues disagree get none."""
     anchors: dict[str, set[str]] = {}

@@ -94,17 +94,18 @@ class FuzzySource:
             conf, why = min(like.score, base.confidence), like.why
             # A near name is a guess already: one made for another family than the chain's ranks below the rest.
             f, made_for, chain = (base.ids.get(k) for k in ("family_fit", "family", "wanted_family"))
-            mismatch = f in ("other", "kin") and made_for and chain
-            if mismatch:
+            other_family = None  # the family it was made for, when that is not the chain's
+            if f in ("other", "kin") and made_for and chain:
                 conf = min(conf, CONFIDENCE["other_family" if f == "other" else "kin_family"])
                 why = f"{mismatch_words(chain, made_for)}; {why}"
+                other_family = made_for
             found.candidates.append(Candidate(
                 source="fuzzy", filename=ref.name, folder=base.folder or ref.folder,
                 confidence=conf,
                 reason=f"{why}: {seen.filename_seen} from {base.source} ({base.reason})",
                 url=base.url, local_path=base.local_path, size=base.size, sha256=base.sha256, gated=base.gated,
                 needs_token=base.needs_token, ids={**base.ids, "matched_name": seen.filename_seen},
-                made_for=made_for if mismatch else None,
+                made_for=other_family,
             ))
         found.tried.append(f"fuzzy: compared {len(run.seen_files(ref))} file names seen by the other sources")
         return found

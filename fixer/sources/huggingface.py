@@ -284,7 +284,8 @@ class HuggingFaceSource:
         found.candidates.extend(self._score(ref, run, matches, await run.family_for(ref)))
         return found
 
-    async def _matches(self, ref: ModelRef, run: SearchRun, items: dict[str, dict[str, Any]], found: Found) -> list[Match]:
+    async def _matches(self, ref: ModelRef, run: SearchRun, items: dict[str, dict[str, Any]],
+                       found: Found) -> list[Match]:
         want = ref.basename
         # A server that leaves the file lists out of search answers costs a tree listing per repo:
         # only the most promising few are listed.

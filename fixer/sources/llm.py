@@ -118,7 +118,8 @@ class LLMSource:
             why = file_matches(ref.basename, model, version, f)
             if why:
                 cand = version_candidate(ref, version, f, (version.get("model") or {}).get("type"),
-                                         CONFIDENCE["llm_confirmed"], f"proposed by the LLM and confirmed on Civitai ({why})",
+                                         CONFIDENCE["llm_confirmed"],
+                                         f"proposed by the LLM and confirmed on Civitai ({why})",
                                          run.family(ref))
                 cand.source = "llm"
                 found.candidates.append(cand)

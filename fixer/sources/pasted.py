@@ -53,8 +53,10 @@ async def _hf(spec: SourceSpec, ref: ModelRef, run: SearchRun) -> Candidate:
     size, sha = lfs_facts(info.entry)
     _check_hash(ref, sha, f"{spec.path} in {spec.repo_id}")
     reason = f"your link: {spec.path} in {spec.repo_id}" + (f"; {gated_note(run, spec.repo_id)}" if gated else "")
-    return Candidate(source="user", filename=_real_name(ref, spec.path), folder=ref.folder or folder_from_path(spec.path),
-                     confidence=PASTED_CONFIDENCE, reason=reason, url=spec.url, size=size, sha256=sha, gated=bool(gated),
+    return Candidate(source="user", filename=_real_name(ref, spec.path),
+                     folder=ref.folder or folder_from_path(spec.path),
+                     confidence=PASTED_CONFIDENCE, reason=reason, url=spec.url, size=size, sha256=sha,
+                     gated=bool(gated),
                      needs_token="HF_TOKEN" if gated else None,
                      ids={"repo_id": spec.repo_id, "path": spec.path, "revision": spec.revision})
 

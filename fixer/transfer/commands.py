@@ -165,7 +165,7 @@ def cmd_get(ctx: Any) -> int:
     return _report(ctx, transfers)
 
 
-def requests_from_resolutions(entries: list[dict]) -> list[TransferRequest]:
+def requests_from_resolutions(entries: list[dict[str, Any]]) -> list[TransferRequest]:
     """Downloadable entries of output/resolutions.json (chosen source with a URL and a folder)."""
     out = []
     for e in entries:

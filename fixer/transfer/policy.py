@@ -140,7 +140,8 @@ def check_redirect(from_url: str, to_url: str, extra_hosts: list[str] | tuple[st
     if parts.scheme == "https":
         return
     if not (is_loopback(host) and from_loopback):
-        raise HostNotAllowed(redact(to_url), f"redirected from {redact(from_url)} to plain http; only https is followed")
+        raise HostNotAllowed(redact(to_url),
+                             f"redirected from {redact(from_url)} to plain http; only https is followed")
 
 
 def _is_ip(host: str) -> bool:

@@ -113,7 +113,8 @@ def remote_of(resp: aiohttp.ClientResponse, hops: list) -> Remote:
 
 def refusal(status: int, headers: Mapping[str, str], body: bytes, start_url: str, label: str, source: str,
             secrets: Mapping[str, str]) -> FixerError:
-    """The specific, actionable error for a refusal of `start_url` (fixer.upstream.http's mapper, told which file and repo)."""
+    """The specific, actionable error for a refusal of `start_url` (fixer.upstream.http's mapper, told which
+    file and repo)."""
     token = token_name_for(start_url, source)
     owner = service_of_token(token)
     service = owner.key if owner else ""
@@ -147,7 +148,8 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def open_session(extra_hosts: list[str] | tuple[str, ...], timeout: float, connections: int = 4) -> aiohttp.ClientSession:
+def open_session(extra_hosts: list[str] | tuple[str, ...], timeout: float,
+                 connections: int = 4) -> aiohttp.ClientSession:
     """The session downloads share: per-read timeouts, `connections` sockets at most, the guarded resolver."""
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
                                      resolver=GuardedResolver(extra_hosts))

@@ -14,6 +14,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -48,7 +49,7 @@ class TransferManager:
         self.retry = retry or RetryPolicy(retries=config.retries)
         self.transfers: dict[str, Transfer] = {}
         self._unreachable: dict[str, tuple[str, float]] = {}  # host -> (why, when) it could not be reached
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._sem: asyncio.Semaphore | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: ThreadPoolExecutor | None = None

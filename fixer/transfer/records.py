@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 from ..models import Transfer, TransferRequest, to_jsonable
 from ..shapes import DownloadRecord
@@ -35,13 +36,13 @@ def record_download(path: Path, t: Transfer, dest_root: str | None = None) -> No
         write_text_atomic(path, json.dumps({"downloads": entries}, indent=2))
 
 
-def read_records(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict[str, Any]]:
     data = read_json(path)
     entries = data.get("downloads", []) if isinstance(data, dict) else []
     return [e for e in entries if isinstance(e, dict)]
 
 
-def request_from_record(entry: dict) -> TransferRequest:
+def request_from_record(entry: dict[str, Any]) -> TransferRequest:
     return TransferRequest(url=entry["url"], folder=entry.get("folder") or "", filename=entry["filename"],
                            expected_size=entry.get("expected_size"), sha256=entry.get("expected_sha256"),
                            source=entry.get("source") or "", model_name=entry.get("name") or "")

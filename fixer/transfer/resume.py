@@ -23,11 +23,11 @@ SIDECAR_VERSION = 1
 Range = tuple[int, int]  # [start, end)
 
 
-def part_path(target: str | os.PathLike) -> Path:
+def part_path(target: str | os.PathLike[str]) -> Path:
     return Path(f"{target}{PART_SUFFIX}")
 
 
-def sidecar_path(part: str | os.PathLike) -> Path:
+def sidecar_path(part: str | os.PathLike[str]) -> Path:
     return Path(f"{part}{SIDECAR_SUFFIX}")
 
 
@@ -80,7 +80,7 @@ class Sidecar:
                 and self.validator is not None and self.validator == validator)
 
 
-def load(part: str | os.PathLike) -> Sidecar | None:
+def load(part: str | os.PathLike[str]) -> Sidecar | None:
     """The sidecar beside `part`, or None when absent or unreadable (then the .part is not trusted)."""
     try:
         data = json.loads(sidecar_path(part).read_text(encoding="utf-8"))
@@ -91,7 +91,7 @@ def load(part: str | os.PathLike) -> Sidecar | None:
         return None
 
 
-def save(part: str | os.PathLike, sidecar: Sidecar) -> None:
+def save(part: str | os.PathLike[str], sidecar: Sidecar) -> None:
     """Write atomically (temp file + rename) so a kill mid-write leaves the previous sidecar."""
     path = sidecar_path(part)
     tmp = path.with_name(path.name + ".tmp")
@@ -101,7 +101,7 @@ def save(part: str | os.PathLike, sidecar: Sidecar) -> None:
     os.replace(tmp, path)
 
 
-def discard(part: str | os.PathLike) -> None:
+def discard(part: str | os.PathLike[str]) -> None:
     """Remove the .part and its sidecar (a fresh start)."""
     for p in (Path(part), sidecar_path(part), sidecar_path(part).with_name(sidecar_path(part).name + ".tmp")):
         try:

@@ -17,7 +17,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..constants import PICKLE_EXTENSIONS
 from ..errors import IntegrityError
@@ -41,7 +41,7 @@ def pickle_warning(name: str) -> str | None:
             "prefer a .safetensors version if one exists")
 
 
-def check_size(path: str | os.PathLike, expected: int | None, name: str = "") -> int:
+def check_size(path: str | os.PathLike[str], expected: int | None, name: str = "") -> int:
     actual = os.path.getsize(path)
     if expected is not None and actual != expected:
         raise IntegrityError("size", f"{expected} bytes", f"{actual} bytes", name)
@@ -110,7 +110,7 @@ def looks_safetensors(name: str) -> bool:
     return name.lower().endswith((".safetensors", ".sft"))
 
 
-def check_file(path: str | os.PathLike, expected_size: int | None, name: str = "") -> None:
+def check_file(path: str | os.PathLike[str], expected_size: int | None, name: str = "") -> None:
     """Exists, size, and for safetensors the header (the batch check; no hashing)."""
     if not os.path.isfile(path):
         raise IntegrityError("file", "present", "missing", name)
@@ -123,20 +123,20 @@ def check_file(path: str | os.PathLike, expected_size: int | None, name: str = "
 class BatchReport:
     """The verification report: `verified` and `failed` entries, appended batch by batch."""
 
-    verified: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
+    verified: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "verified": self.verified, "failed": self.failed,
                 "counts": {"verified": len(self.verified), "failed": len(self.failed)}}
 
 
-def verify_batch(entries: list[tuple[str, str, int | None]]) -> tuple[list[dict], list[dict]]:
+def verify_batch(entries: list[tuple[str, str, int | None]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Check (name, path, expected size) entries; returns (verified, failed). Never raises."""
-    verified: list[dict] = []
-    failed: list[dict] = []
+    verified: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     for name, path, size in entries:
-        entry: dict = {"name": name, "path": path}
+        entry: dict[str, Any] = {"name": name, "path": path}
         try:
             check_file(path, size, name)
             entry["size"] = os.path.getsize(path)

@@ -57,7 +57,8 @@ class RetryPolicy:
         """Seconds before retry number `attempt` (0-based): the server's wait wins, else backoff with jitter."""
         if retry_after is not None:
             return max(0.0, min(retry_after, self.max_retry_after))
-        return min(self.cap, self.base * 2**attempt) * (0.5 + rand() / 2)
+        jitter: float = 0.5 + rand() / 2
+        return min(self.cap, self.base * 2.0**attempt) * jitter
 
 
 API_RETRY = RetryPolicy(retries=4, base=0.25, cap=8.0, max_retry_after=60.0, statuses=API_RETRY_STATUSES)

@@ -39,9 +39,14 @@ class History(Protocol):
 class HubRun(Protocol):
     """What a call needs of the search run: the session, the endpoint, the token, a per-run memo, the history."""
 
-    http: HttpClient
-    hf_endpoint: str
-    history: History
+    @property
+    def http(self) -> HttpClient: ...
+
+    @property
+    def hf_endpoint(self) -> str: ...
+
+    @property
+    def history(self) -> History: ...
 
     @property
     def secrets(self) -> Mapping[str, str]: ...

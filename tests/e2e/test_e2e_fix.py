@@ -15,7 +15,8 @@ from tests.fake_upstream import file_routes
 pytestmark = pytest.mark.e2e
 
 LORA = "fixture_tiny_lora.safetensors"  # Civitai version 9100101, payload "tiny-lora"
-CHECKPOINT = "fixture_hf_model.safetensors"  # HF comfy-fixer-fixtures/tiny-model (bytes: conftest.serve_valid_hf_checkpoint)
+# HF comfy-fixer-fixtures/tiny-model (bytes: conftest.serve_valid_hf_checkpoint)
+CHECKPOINT = "fixture_hf_model.safetensors"
 VAE_ELSEWHERE = "fixture_vae.safetensors"  # seeded under checkpoints/: wrong folder
 LORA_ELSEWHERE = "old/style_lora.safetensors"  # seeded as loras/style_lora.safetensors
 LOGIN_CHECKPOINT = "fixture_tiny_checkpoint.safetensors"  # Civitai 9100102: 401 without a key
@@ -27,7 +28,8 @@ RATE = 40_000
 
 
 def graph_node(node_id: int, node_type: str, widgets: list, *, inputs=(), outputs=(), mode: int = 0) -> dict:
-    return {"id": node_id, "type": node_type, "pos": [100 + 320 * ((node_id - 1) % 3), 100 + 260 * ((node_id - 1) // 3)],
+    return {"id": node_id, "type": node_type, "pos": [100 + 320 * ((node_id - 1) % 3),
+                                                      100 + 260 * ((node_id - 1) // 3)],
             "size": [300, 120], "flags": {}, "order": node_id, "mode": mode, "properties": {},
             "inputs": [{"name": n, "type": t, "link": link} for n, t, link in inputs],
             "outputs": [{"name": n, "type": t, "links": links, "slot_index": i}
@@ -44,13 +46,15 @@ def loader_workflow() -> dict:
                    outputs=[("MODEL", "MODEL", [3]), ("CLIP", "CLIP", [])]),
         graph_node(3, "PreviewAny", [], inputs=[("source", "*", 3)]),
         graph_node(4, "VAELoader", [VAE_ELSEWHERE], outputs=[("VAE", "VAE", [])]),
-        graph_node(5, "LoraLoader", [LORA_ELSEWHERE, 1.0, 1.0], inputs=[("model", "MODEL", None), ("clip", "CLIP", None)],
+        graph_node(5, "LoraLoader", [LORA_ELSEWHERE, 1.0, 1.0], inputs=[("model", "MODEL", None), ("clip", "CLIP",
+                                                                                                   None)],
                    outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [])]),
         # Muted, so the prompt can queue once the models are fixed; still reported as missing.
         graph_node(6, MISSING_NODE, [], mode=2),
     ]
     links = [[1, 1, 0, 2, 0, "MODEL"], [2, 1, 1, 2, 1, "CLIP"], [3, 2, 0, 3, 0, "MODEL"]]
-    return {"id": "0f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e", "revision": 0, "last_node_id": 6, "last_link_id": 3, "nodes": nodes, "links": links,
+    return {"id": "0f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e", "revision": 0, "last_node_id": 6, "last_link_id": 3,
+            "nodes": nodes, "links": links,
             "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
@@ -119,9 +123,11 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
     assert widgets[("5", "lora_name")] == "style_lora.safetensors"
 
     # Review: nothing moved before the click; the totals and each file's destination were shown.
-    assert all(state == "review" and not done for _, state, done in result["filesDuringReview"]), result["filesDuringReview"]
+    assert all(state == "review" and not done for _, state,
+               done in result["filesDuringReview"]), result["filesDuringReview"]
     assert result["reviewText"].startswith("Found a source") and "Download 2 models, " in result["reviewText"]
-    assert "models/loras/" + LORA in result["panelReview"] and "models/checkpoints/" + CHECKPOINT in result["panelReview"]
+    assert "models/loras/" + LORA in result["panelReview"]
+    assert "models/checkpoints/" + CHECKPOINT in result["panelReview"]
 
     # Run pressed again mid-download (after the reload): the loaders still missing a file are outlined red.
     # (1.27 draws the outline from app.lastNodeErrors; 1.58 also from node.has_errors.)
@@ -132,7 +138,8 @@ def test_fix_missing_models_from_the_browser(comfy, upstream):
 
     # After: verified files in the right folders, listed by the loaders, and the prompt validates.
     assert sha256(comfy.models / "loras" / LORA) == hashlib.sha256(upstream.payload("tiny-lora")).hexdigest()
-    assert sha256(comfy.models / "checkpoints" / CHECKPOINT) == hashlib.sha256(upstream.state["e2e_hf_checkpoint"]).hexdigest()
+    want = hashlib.sha256(upstream.state["e2e_hf_checkpoint"]).hexdigest()
+    assert sha256(comfy.models / "checkpoints" / CHECKPOINT) == want
     assert "2 downloaded and verified" in (result["summary"] or "")
     options = {(str(n["id"]), w["name"]): w["options"] for n in result["widgetsAfterFix"] for w in n["widgets"]}
     assert LORA in options[("2", "lora_name")] and CHECKPOINT in options[("1", "ckpt_name")]
@@ -178,7 +185,8 @@ def test_login_required_download_fails_clearly_then_retries_after_the_key_is_sav
     assert result["failedText"].count("Needs a Civitai API key") == 1, result["failedText"]
     assert "Failed" not in result["failedText"] and "Add key" in result["failedText"]
     assert "failed" not in (result["summaryWithoutKey"] or "")
-    assert "Cancelled" in result["cancelledText"] and ("Retry" in result["cancelledText"] or "Resume" in result["cancelledText"])
+    cancelled = result["cancelledText"]
+    assert "Cancelled" in cancelled and ("Retry" in cancelled or "Resume" in cancelled)
     assert "Downloaded and verified" in result["doneText"]
     assert sha256(comfy.models / "checkpoints" / LOGIN_CHECKPOINT) == \
         hashlib.sha256(upstream.payload("tiny-checkpoint-auth")).hexdigest()

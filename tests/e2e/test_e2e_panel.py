@@ -19,7 +19,8 @@ RATE = 60_000  # bytes/s per connection: ~18 s per fixture file, long enough to 
 
 
 def lora(node_id: int, name: str) -> dict:
-    return graph_node(node_id, "LoraLoader", [name, 1.0, 1.0], inputs=[("model", "MODEL", None), ("clip", "CLIP", None)],
+    return graph_node(node_id, "LoraLoader", [name, 1.0, 1.0], inputs=[("model", "MODEL", None), ("clip", "CLIP",
+                                                                                                  None)],
                       outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [])])
 
 
@@ -63,7 +64,8 @@ def test_panel_keeps_runs_apart_problems_first_and_one_notice(comfy, upstream):
 
     # Runs belong to their workflow.
     assert "for workflow_A" in result["runTitleA"]
-    assert result["otherRunText"].startswith("Downloading for workflow_A") and "Open workflow_A" in result["otherRunText"]
+    other = result["otherRunText"]
+    assert other.startswith("Downloading for workflow_A") and "Open workflow_A" in other
     assert result["aRowsUnderB"] == 0
     assert "The fix for workflow_B is queued: it starts by itself" in result["busyNotice"]
     assert result["activeAfterOpen"] == "workflow_A"

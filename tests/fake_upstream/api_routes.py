@@ -151,8 +151,8 @@ def crowd_searches(up: Any, hf_words: list[str] = (), civitai_words: list[str] =
     a file a workflow names. A resolver that reads only the first page of a popular word misses the rest."""
     for word in hf_words:
         for i in range(per_word):
-            add_hf_repo(up, f"crowd{i % 13}/{word}-finetune-{i}", {f"{word}_finetune_{i}.safetensors":
-                                                                   (4096 + i, hashlib.sha256(f"crowd:{word}:{i}".encode()).hexdigest())},
+            sha = hashlib.sha256(f"crowd:{word}:{i}".encode()).hexdigest()
+            add_hf_repo(up, f"crowd{i % 13}/{word}-finetune-{i}", {f"{word}_finetune_{i}.safetensors": (4096 + i, sha)},
                         downloads=10_000_000 - i)
     for j, word in enumerate(civitai_words):
         for i in range(per_word):
@@ -219,7 +219,8 @@ def _hf_repo_or_error(up: Any, request: web.Request) -> tuple[dict[str, Any] | N
     repo = _state(up)["hf_repos"].get(repo_id)
     if repo is None:
         # Live HF answers a signed-in caller 404 RepoNotFound, and an anonymous one a bare 401 with no error
-        # code (docs/upstream.md, "Refusals"): the same answer a private repo gets, so the client cannot tell them apart.
+        # code (docs/upstream.md, "Refusals"): the same answer a private repo gets, so the client cannot tell
+        # them apart.
         if request.headers.get("Authorization"):
             return None, _hf_error("RepoNotFound", "Repository not found", 404)
         return None, hf_bare_401()
@@ -456,7 +457,8 @@ async def civitai_by_hash_batch(request: web.Request) -> web.Response:
         hashes = await request.json()
     except ValueError:
         return web.json_response({"error": "Invalid body"}, status=400)
-    if not isinstance(hashes, list) or len(hashes) > 100 or not all(isinstance(h, str) and len(h) == 64 for h in hashes):
+    well_formed = isinstance(hashes, list) and all(isinstance(h, str) and len(h) == 64 for h in hashes)
+    if not well_formed or len(hashes) > 100:
         return web.json_response({"error": "Expected an array of at most 100 SHA256 hashes"}, status=400)
     found = []
     for h in hashes:

@@ -9,7 +9,8 @@ The truth is probed, not guessed: a throwaway extension reports folder_paths' re
 (paths and accepted extensions), a marker file `__probe__<folder><ext>` goes into every folder,
 and /object_info then shows which input's COMBO lists which marker => input -> folder (a marker
 listed as `bbox/__probe__ultralytics_bbox.pt` is a prefixed listing); ComfyUI restarts between the
-two so indexes built at startup see the markers too. Markers and the extension are removed afterwards, so the model folders are empty again (a fresh install).
+two so indexes built at startup see the markers too. Markers and the extension are removed afterwards,
+so the model folders are empty again (a fresh install).
 
 Then every example workflow the packs ship (packs.json) is read: each widget value of an input that
 reads a folder is a reference to that folder; a value that is one of the fixed COMBO options of an
@@ -130,7 +131,8 @@ def input_folders(object_info: dict, folders: dict) -> dict[str, dict[str, str]]
                     prefix, _, base = o.rpartition("/")
                     folder = names.get(base)
                     if folder:
-                        listed[(prefix + "/") if prefix else ""] = listed.get((prefix + "/") if prefix else "", []) + [folder]
+                        listed[(prefix + "/") if prefix else ""] = listed.get((prefix + "/") if prefix else "",
+                                                                              []) + [folder]
                 if not listed:
                     continue
                 mapping = {}
@@ -138,8 +140,8 @@ def input_folders(object_info: dict, folders: dict) -> dict[str, dict[str, str]]
                 for prefix, fs in listed.items():
                     for f in fs:
                         # A subfolder of a listed folder shows up recursively: not a prefix of its own.
-                        if prefix and any(Path(folders[g]["paths"][0]) / prefix.rstrip("/") == Path(folders[f]["paths"][0])
-                                          for g in direct):
+                        own = Path(folders[f]["paths"][0])
+                        if prefix and any(Path(folders[g]["paths"][0]) / prefix.rstrip("/") == own for g in direct):
                             continue
                         mapping.setdefault(prefix, f)
                 result[f"{node_type}.{inp}"] = mapping
