@@ -7,7 +7,6 @@ Exit codes: 0 nothing missing (or the action succeeded), 1 something is missing 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import signal
@@ -423,19 +422,22 @@ def cmd_resolve(ctx: RunContext) -> int:
         return EXIT_OK if all(r.chosen for r in done) else EXIT_MISSING
 
 
-def _elsewhere(module: str, name: str) -> Callable[[RunContext], int]:
-    """A command that lives beside its stage, imported only when it runs (keeps --scan light)."""
+def _transfer_command(name: str) -> Callable[[RunContext], int]:
+    """A download command: it lives beside the transfer stage and is imported only when it runs (keeps
+    --scan light)."""
     def run(ctx: RunContext) -> int:
-        return getattr(importlib.import_module(module, __package__), name)(ctx)
+        from ..transfer import commands
+
+        chosen: Callable[[RunContext], int] = {"get": commands.cmd_get, "download": commands.cmd_download,
+                                               "resume": commands.cmd_resume}[name]
+        return chosen(ctx)
     return run
 
 
 COMMANDS: dict[str, Callable[[RunContext], int]] = {
-    "scan": cmd_scan, "status": cmd_status, "auto": cmd_auto,
-    "resolve": cmd_resolve,
-    "get": _elsewhere("..transfer.commands", "cmd_get"),
-    "download": _elsewhere("..transfer.commands", "cmd_download"),
-    "resume": _elsewhere("..transfer.commands", "cmd_resume"),
+    "scan": cmd_scan, "status": cmd_status, "auto": cmd_auto, "resolve": cmd_resolve,
+    "get": _transfer_command("get"), "download": _transfer_command("download"),
+    "resume": _transfer_command("resume"),
 }
 
 
