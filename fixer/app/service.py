@@ -441,7 +441,8 @@ class FixerService:
             run.rows[name] = Row(name, candidate.folder or (earlier.folder if earlier else None))
         row = run.rows[name]
         # The row says the source it now downloads from, not the search that found none.
-        row.source, row.url, row.reason, row.confidence = candidate.source, candidate.url, candidate.reason, candidate.confidence
+        row.source, row.url = candidate.source, candidate.url
+        row.reason, row.confidence = candidate.reason, candidate.confidence
         row.size, row.sha256, row.tried = candidate.size, candidate.sha256, []
         task = asyncio.create_task(run.choose(name, candidate))
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(

@@ -15,6 +15,7 @@ from types import TracebackType
 
 from .web_guard import RequestRefused
 
+
 class WaitLine:
     """`async with line:` serves `at_once` callers together and keeps at most `waiting` more in line."""
 

@@ -327,7 +327,8 @@ def _webp_exif(f: BinaryIO, path: Path) -> bytes | None:
         if fourcc == b"EXIF":
             if size > MAX_EXIF_BYTES:
                 raise WorkflowError(str(path), f"its EXIF metadata is {size / 2**20:.0f} MiB, more than the "
-                                    f"{MAX_EXIF_BYTES / 2**20:.0f} MiB a workflow and its prompt can be; it was not read")
+                                    f"{MAX_EXIF_BYTES / 2**20:.0f} MiB a workflow and its prompt can be; "
+                                    "it was not read")
             data = f.read(size)
             return data if len(data) == size else None
         f.seek(size + (size & 1), os.SEEK_CUR)

@@ -130,7 +130,8 @@ def test_1_the_workflow_is_sent_with_its_top_level_models_and_a_hash_mismatch_fa
 def test_2_a_pick_changes_only_its_row(flow):
     r = ok(flow, "item2")
     assert r["pickedState"] in ("done", "failed"), r  # the pick ran (the fixtures' candidate may not be served)
-    changed = {n: (r["before"][n], r["after"].get(n)) for n in r["before"] if n != PICK and r["after"].get(n) != r["before"][n]}
+    changed = {n: (r["before"][n], r["after"].get(n)) for n in r["before"]
+               if n != PICK and r["after"].get(n) != r["before"][n]}
     assert not changed, changed
     assert not r["bannerAfter"].startswith("All done"), r["bannerAfter"]
 
