@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from fixer.app.review import make_plan
-from fixer.app.settings import parse_patch
 from fixer.app.service import FixerService
+from fixer.app.settings import parse_patch
 from fixer.host.host import StandaloneHost
 from fixer.transfer.resume import Sidecar, part_path, save
 from tests.conftest import make_workflow, node
