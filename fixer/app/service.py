@@ -197,7 +197,8 @@ class FixerService:
     def _size_unknown_files(self, run: FixRun) -> None:
         """Ask the sources the size of each file in the review whose search did not say it (in the background)."""
         # A file that waits for a token is not asked: nothing goes to it before the user approves with one.
-        unknown = [r for r in run.rows.values() if r.state == "review" and r.size is None and r.url and not r.needs_token]
+        unknown = [r for r in run.rows.values()
+                   if r.state == "review" and r.size is None and r.url and not r.needs_token]
         if not unknown:
             return
         try:
