@@ -269,7 +269,8 @@ def test_a_safetensors_header_hash_is_only_a_hint():
 # -- duplicates --------------------------------------------------------------------------------------------
 def test_duplicates_across_folders_and_installs_reported_and_linked_without_losing_a_file(tmp_path):
     a, b = model_bytes("dup-a:"), model_bytes("dup-b:")
-    one = make_comfy_root(tmp_path / "one", {"models/loras/a.safetensors": a, "models/checkpoints/a copy.safetensors": a,
+    one = make_comfy_root(tmp_path / "one", {"models/loras/a.safetensors": a,
+                                             "models/checkpoints/a copy.safetensors": a,
                                              "models/vae/b.safetensors": b, "models/vae/single.safetensors": b"solo"})
     two = make_comfy_root(tmp_path / "two", {"models/loras/a.safetensors": a, "models/loras/b.safetensors": b})
     index = HashIndex(None)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..actionlog import close_run_log, open_run_log
@@ -288,7 +288,10 @@ def final_summary(data: dict) -> str:
     from .console import human_bytes
 
     rows = data["models"]
-    by = lambda state: [r for r in rows if r["state"] == state]
+
+    def by(state: str) -> list[Any]:
+        return [r for r in rows if r["state"] == state]
+
     done = by("done")
     lines = ["", "=== Summary ===",
              f"Fixed: {len(done)} ({human_bytes(sum(r.get('total') or r.get('size') or 0 for r in done))})"]

@@ -135,7 +135,8 @@ class SharedCache:
                      max_wait: float | None = None) -> tuple[Path, bool]:
         """The entry for these bytes, fetched once among every process sharing the cache: (path, fetched by
         us). `fetch(tmp_dir)` returns (a complete file inside tmp_dir, whether
-        its sha256 was checked as it arrived); it is checked (size, sha256) and renamed into place. Waits behind a live lock; FixerError(cache_busy) after max_wait."""
+        its sha256 was checked as it arrived); it is checked (size, sha256) and renamed into place. Waits behind
+        a live lock; FixerError(cache_busy) after max_wait."""
         began = time.monotonic()
         while True:
             found = self.lookup(sha256, size)

@@ -55,7 +55,8 @@ async def _download(entry: LockEntry, dest_root: str, filename: str, target: Syn
     sha256 checked by the transfer engine as they arrive); the path, or FixerError."""
     if not entry.urls:
         raise FixerError(f"{entry.folder}/{entry.name}: the lockfile gives no URL and these bytes are nowhere "
-                         "under this root or in the cache; copy the file here or add its link", code="not_found_upstream")
+                         "under this root or in the cache; copy the file here or add its link",
+                         code="not_found_upstream")
     last: ErrorInfo | None = None
     for url in entry.urls:
         req = TransferRequest(url=url, folder=entry.folder, filename=filename, expected_size=entry.size,
@@ -123,8 +124,10 @@ async def sync_entry(entry: LockEntry, target: SyncTarget) -> SyncRow:
 
 
 def sync_data(rows: list[SyncRow]) -> SyncData:
-    return SyncData(rows=rows, done=sum(r.state != "failed" for r in rows), failed=sum(r.state == "failed" for r in rows),
-                    downloaded=sum(r.state == "downloaded" for r in rows), linked=sum(r.state == "linked" for r in rows))
+    return SyncData(rows=rows, done=sum(r.state != "failed" for r in rows),
+                    failed=sum(r.state == "failed" for r in rows),
+                    downloaded=sum(r.state == "downloaded" for r in rows),
+                    linked=sum(r.state == "linked" for r in rows))
 
 
 async def sync_lockfile(parsed: ParsedLockfile, target: SyncTarget,
