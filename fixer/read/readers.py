@@ -17,13 +17,13 @@ from types import ModuleType
 from typing import Any, BinaryIO, Iterator
 
 from ..errors import WorkflowError
+from .walk import printable, walk_files
 
 _orjson: ModuleType | None
 try:
     import orjson as _orjson
 except ImportError:  # a ComfyUI whose pip skipped it: json alone, slower
     _orjson = None
-from .walk import printable, walk_files
 
 JSON_EXTS = {".json"}
 IMAGE_EXTS = {".png", ".webp", ".jpg", ".jpeg", ".avif"}
