@@ -156,3 +156,44 @@ def test_auto_downloads_the_lora_made_for_the_family_of_the_workflows_present_ch
     assert r.returncode == 0, r.stdout + r.stderr
     chosen = json.loads((tmp_path / "state/output/resolutions.json").read_text())[0]
     assert chosen["ids"]["version_id"] == 88020 and (root / "models/loras/moss_glow_q.safetensors").is_file()
+
+
+def test_a_mixed_family_workflow_downloads_for_each_chain_the_lora_made_for_it(tmp_path, upstream):
+    """An SDXL chain and an SD 1.5 chain (both checkpoints on disk), each with a LoRA whose file name exists on
+    Civitai for both bases, the wrong base far more downloaded: each chain gets its own family's file."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, make_comfy_root, write_json
+    from tests.fake_upstream.api_routes import add_civitai_model
+    from tests.fake_upstream.file_routes import register_civitai_file
+    from tests.test_chains import two_chains
+
+    lora = upstream.payloads["tiny-lora"]
+    right = {("moss_glow.safetensors", "SD 1.5"), ("kelp_glow.safetensors", "SDXL 1.0")}
+    for mid, name, base in ((8901, "moss_glow.safetensors", "SD 1.5"), (8902, "moss_glow.safetensors", "SDXL 1.0"),
+                            (8903, "kelp_glow.safetensors", "SDXL 1.0"), (8904, "kelp_glow.safetensors", "SD 1.5")):
+        good = (name, base) in right
+        add_civitai_model(upstream, {
+            "id": mid, "name": f"Glow {mid}", "type": "LORA", "stats": {"downloadCount": 5 if good else 90_000},
+            "creator": {"username": "u"},
+            "modelVersions": [{"id": mid * 10, "name": "v1", "baseModel": base, "trainedWords": [], "files": [{
+                "id": mid, "name": name, "sizeKB": lora["bytes"] / 1024, "type": "Model", "primary": True,
+                "metadata": {"format": "SafeTensor"},
+                "hashes": {"SHA256": lora["hashes"]["SHA256"] if good else f"{mid:064X}"},
+                "downloadUrl": f"https://civitai.com/api/download/models/{mid * 10}"}]}]})
+        register_civitai_file(upstream, mid * 10, name, upstream.payload("tiny-lora"))
+    wf = json.loads(json.dumps(two_chains().workflow()).replace("moonlit_merge_q", "v1-5-pruned-emaonly"))
+    root = make_comfy_root(tmp_path, {"models/checkpoints/v1-5-pruned-emaonly.safetensors": "present",
+                                      "models/checkpoints/sd_xl_base_1.0.safetensors": "present"})
+    write_json(root / "user/default/workflows/mixed.json", wf)
+    r = subprocess.run([sys.executable, "-m", "fixer", "--auto", "--yes", "--comfyui-root", str(root), "--state-dir",
+                        str(tmp_path / "state")], env={**os.environ, **upstream.env(), "PYTHONPATH": str(ROOT),
+                                                       "CIVITAI_API_KEY": "test-key"},
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    chosen = {x["filename"]: x["ids"].get("model_id")
+              for x in json.loads((tmp_path / "state/output/resolutions.json").read_text())}
+    assert chosen["moss_glow.safetensors"] == 8901 and chosen["kelp_glow.safetensors"] == 8903, r.stdout + r.stderr
+    assert all((root / "models/loras" / n).is_file() for n in ("moss_glow.safetensors", "kelp_glow.safetensors"))
