@@ -88,7 +88,8 @@ function setNotice(kind, text, action = null, workflow = workflowName(app)) {
 async function withBusy(key, fn) {
   if (state.busy.has(key)) return undefined;
   state.busy.add(key);
-  setNotice(null, null);
+  // A new action replaces this workflow's notice; another workflow's stays its own.
+  if (!state.notice || state.notice.workflow === workflowName(app)) setNotice(null, null);
   try {
     return await fn();
   } catch (e) {

@@ -52,12 +52,16 @@ async function load(wf, name) {
   await closeDialogs(page);
 }
 
-/** Open a table line's whole row (a click on its name). */
+/** Open a table line's whole row (a click on its name). Right after a workflow switch the panel is
+ *  rebuilt from a new scan: wait for the line first. */
 async function expand(name) {
+  const full = panel.locator(`.cfx-item[data-name="${name}"]`);
+  if (await full.count()) return full;
   const line = panel.locator(`.cfx-line[data-name="${name}"] .cfx-line-name`).first();
-  if (await line.count()) await line.click();
-  await panel.locator(`.cfx-item[data-name="${name}"]`).waitFor({ timeout: 10_000 });
-  return panel.locator(`.cfx-item[data-name="${name}"]`);
+  await line.waitFor({ timeout: 30_000 });
+  await line.click();
+  await full.waitFor({ timeout: 10_000 });
+  return full;
 }
 
 async function collapse(name) {
@@ -149,6 +153,7 @@ await run(async () => {
   await queuePrompt(page);
   await closeDialogs(page);
   const redBefore = await loaderErrors();
+  result.redBefore = redBefore;
   step("queued once", { red: redBefore.length });
 
   // 4. The review: exact totals, every folder with its count, size and destination.
