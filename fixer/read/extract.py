@@ -69,32 +69,40 @@ MAX_INSTANCES = 10**9  # a count, not a list: hostile nesting multiplies it beyo
 MAX_PATH_DEPTH = 64  # deeper definitions are named alone: no frontend nests subgraphs that far
 
 
-def _graph_nodes(nodes: Any) -> Iterator[dict]:
+def _graph_nodes(nodes: Any) -> Iterator[dict[str, Any]]:
     for node in nodes if isinstance(nodes, list) else []:
         if isinstance(node, dict) and isinstance(node.get("type"), str):
             yield node
 
 
-def _muted(node: dict) -> bool:
+def _properties(node: dict[str, Any]) -> dict[str, Any]:
+    props = node.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def _muted(node: dict[str, Any]) -> bool:
     return node.get("mode") in (2, 4)
 
 
-def _placements(doc: dict, defs: dict[str, dict]) -> dict[str, _Placement]:
+def _placements(doc: dict[str, Any], defs: dict[str, dict[str, Any]]) -> dict[str, _Placement]:
     """Each definition reachable from the root graph, with its placement. Linear in the document: a
     definition placed 10 times in one placed 10 times in ... is visited once, never once per chain."""
     # (definition placed, instance node) for the root graph (None) and each definition's own graph
-    edges: dict[str | None, list[tuple[str, dict]]] = {}
+    edges: dict[str | None, list[tuple[str, dict[str, Any]]]] = {}
     for graph, nodes in [(None, doc.get("nodes"))] + [(k, d.get("nodes")) for k, d in defs.items()]:
         edges[graph] = [(n["type"], n) for n in _graph_nodes(nodes) if n["type"] in defs]
     # Breadth first: the shortest chain to each definition, and the order to count chains in.
-    label = lambda sg_id, inst: f"{defs[sg_id].get('name') or sg_id}#{inst.get('id', '?')}"  # noqa: E731
+
+    def label(sg_id: str, inst: dict[str, Any]) -> str:
+        return f"{defs[sg_id].get('name') or sg_id}#{inst.get('id', '?')}"
+
     paths: dict[str | None, tuple[str, ...]] = {None: ()}
     order: list[str | None] = [None]
     for graph in order:
         for sg_id, inst in edges[graph]:
             if sg_id not in paths:
                 parent = paths[graph]
-                deep = len(parent) >= MAX_PATH_DEPTH or (parent and "#" not in parent[-1])
+                deep = len(parent) >= MAX_PATH_DEPTH or bool(parent and "#" not in parent[-1])
                 paths[sg_id] = (str(defs[sg_id].get("name") or sg_id),) if deep else parent + (label(sg_id, inst),)
                 order.append(sg_id)
     required: set[str | None] = {None}
@@ -109,7 +117,8 @@ def _placements(doc: dict, defs: dict[str, dict]) -> dict[str, _Placement]:
             for sg_id, count in _chain_counts(edges, order).items() if sg_id is not None}
 
 
-def _chain_counts(edges: dict[str | None, list[tuple[str, dict]]], reached: list[str | None]) -> dict[str | None, int]:
+def _chain_counts(edges: dict[str | None, list[tuple[str, dict[str, Any]]]],
+                  reached: list[str | None]) -> dict[str | None, int]:
     """How many chains of instances lead from the root to each reached definition. A definition that
     contains itself (directly or through others) is not entered again: those edges close a loop."""
     on_path: set[str | None] = set()
@@ -142,9 +151,9 @@ def _chain_counts(edges: dict[str | None, list[tuple[str, dict]]], reached: list
     return counts
 
 
-def _ui_nodes(doc: dict) -> Iterator[_Node]:
+def _ui_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
     """Root nodes, each subgraph definition's nodes once (with their placement), legacy group-node definitions."""
-    defs: dict[str, dict] = {}
+    defs: dict[str, dict[str, Any]] = {}
     sgs = (doc.get("definitions") or {}).get("subgraphs") if isinstance(doc.get("definitions"), dict) else None
     for sg in sgs if isinstance(sgs, list) else []:
         if isinstance(sg, dict) and isinstance(sg.get("id"), str):
@@ -161,27 +170,25 @@ def _ui_nodes(doc: dict) -> Iterator[_Node]:
             if node["type"] in defs:
                 continue  # an instance: its definition's nodes are walked once, with its placement
             values = node.get("widgets_values")
-            props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
             yield _Node(str(node.get("id", "?")), node["type"], values if isinstance(values, (list, dict)) else [],
-                        props, where.path, not where.required or _muted(node), where.instances)
+                        _properties(node), where.path, not where.required or _muted(node), where.instances)
     groups = (doc.get("extra") or {}).get("groupNodes") if isinstance(doc.get("extra"), dict) else None
     if isinstance(groups, dict):
         for gname, gdef in groups.items():
             for i, node in enumerate((gdef or {}).get("nodes") or [] if isinstance(gdef, dict) else []):
                 if isinstance(node, dict) and isinstance(node.get("type"), str):
                     values = node.get("widgets_values")
-                    props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
                     yield _Node(str(node.get("index", i)), node["type"],
-                                values if isinstance(values, (list, dict)) else [], props,
+                                values if isinstance(values, (list, dict)) else [], _properties(node),
                                 (f"group node {gname}",), False)
 
 
-def _api_nodes(doc: dict) -> Iterator[_Node]:
+def _api_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
     for node_id, node in doc.items():
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
             continue
-        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
-        meta = node.get("_meta") if isinstance(node.get("_meta"), dict) else {}
+        inputs: dict[str, Any] = node["inputs"] if isinstance(node.get("inputs"), dict) else {}
+        meta: dict[str, Any] = node["_meta"] if isinstance(node.get("_meta"), dict) else {}
         values = {k: v for k, v in inputs.items() if not isinstance(v, list)}  # lists are links
         path = tuple(str(node_id).split(":")[:-1])
         yield _Node(str(node_id), node["class_type"], values, meta, path, False)
