@@ -103,7 +103,7 @@ async def test_remote_pick_with_same_bytes_on_disk_becomes_a_local_link(upstream
     r = res["zeta_vae.safetensors"]
     assert r.chosen.source == "local" and r.chosen.local_path.endswith("renamed.safetensors")
     assert r.candidates[0].source == "huggingface"
-    assert (tmp_path / "cache" / "sha256.json").exists()
+    assert (tmp_path / "cache" / "hash_index.json").exists()  # the hash index the identity commands share
 
 
 async def test_results_arrive_as_each_model_resolves_not_all_at_end(upstream, tmp_path):

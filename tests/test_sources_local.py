@@ -8,9 +8,9 @@ import os
 from fixer.app.resolve import ResolveContext, Resolver
 from fixer.config import SearchConfig
 from fixer.host.host import StandaloneHost
+from fixer.identity.hash_index import HashIndex, index_path
 from fixer.models import ModelHint, ModelRef
 from fixer.read.inventory import build_inventory
-from fixer.sources.local import HashCache
 from tests.conftest import make_comfy_root
 
 
@@ -53,13 +53,30 @@ async def test_hash_hint_confirms_a_same_named_file(tmp_path):
     assert r.chosen.confidence == 1.0 and r.chosen.sha256 == hashlib.sha256(b"right").hexdigest()
 
 
-async def test_hash_cache_reuses_digest_until_the_file_changes(tmp_path):
+async def test_hash_index_reuses_digest_until_the_file_changes(tmp_path):
     p = tmp_path / "f.bin"
     p.write_bytes(b"one")
-    cache = HashCache(tmp_path / "cache.json")
-    assert await cache.sha256(str(p)) == hashlib.sha256(b"one").hexdigest()
-    data = (tmp_path / "cache.json").read_text()
-    assert str(p) in data
+    index = HashIndex(tmp_path / "cache.json")
+    assert index.sha256(str(p)) == hashlib.sha256(b"one").hexdigest()
+    index.save()
+    assert HashIndex(tmp_path / "cache.json").known(str(p)) == hashlib.sha256(b"one").hexdigest()
     p.write_bytes(b"two!")
     os.utime(p, ns=(1, 1))
-    assert await HashCache(tmp_path / "cache.json").sha256(str(p)) == hashlib.sha256(b"two!").hexdigest()
+    assert HashIndex(tmp_path / "cache.json").known(str(p)) is None
+    assert HashIndex(tmp_path / "cache.json").sha256(str(p)) == hashlib.sha256(b"two!").hexdigest()
+
+
+async def test_a_renamed_copy_the_index_knows_is_found_by_its_hash_without_a_size(tmp_path):
+    """The workflow gives only a hash (no size): the bytes under another name and folder are found through
+    the hash index a background scan filled, without reading any file again."""
+    body = b"renamed bytes" * 100
+    ref = ModelRef("wanted.safetensors", "loras", hints=[ModelHint(hash=hashlib.sha256(body).hexdigest())])
+    root = make_comfy_root(tmp_path, {"models/checkpoints/old name.safetensors": body,
+                                      "models/checkpoints/other.safetensors": b"x" * len(body)})
+    HashIndex(index_path(tmp_path / "state")).scan(StandaloneHost.from_root(root))
+    inv = build_inventory(StandaloneHost.from_root(root))
+    ctx = ResolveContext(config=SearchConfig(civitai=False, huggingface=False, use_catalogs=False), secrets={},
+                         inventory=inv, state_dir=tmp_path / "state", comfyui_root=root)
+    (r,) = [r async for r in Resolver(ctx).resolve([ref])]
+    assert r.chosen.source == "local" and r.chosen.local_path.endswith("old name.safetensors")
+    assert r.chosen.confidence == 1.0 and "same bytes" in r.chosen.reason

@@ -24,6 +24,7 @@ from typing import Any
 from ..actionlog import action
 from ..config import SearchConfig
 from ..constants import hf_offline
+from ..identity.hash_index import HashIndex, index_path
 from ..models import Candidate, ModelRef, Resolution
 from ..shapes import CandidateEntry, ResolutionEntry
 from ..sources import Found, SearchRun, Source
@@ -35,7 +36,7 @@ from ..sources.fuzzy import FuzzySource
 from ..sources.history import SearchHistory
 from ..sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
 from ..sources.llm import LLMSource
-from ..sources.local import HashCache, LocalSource
+from ..sources.local import LocalSource
 from ..transfer.policy import token_name_for
 from ..transfer.verify import is_pickle
 from ..upstream.civitai import KEY_NAME as CIVITAI_KEY
@@ -91,8 +92,7 @@ class Resolver:
     def __init__(self, ctx: ResolveContext):
         self.ctx = ctx
         cfg = ctx.config
-        cache = HashCache(ctx.state_dir / "cache" / "sha256.json" if ctx.state_dir else None)
-        self.local = LocalSource(cache)
+        self.local = LocalSource(HashIndex(index_path(ctx.state_dir) if ctx.state_dir else None))
         self.offline: list[Source] = [EmbeddedSource()]
         if ctx.catalogs and cfg.use_catalogs:
             self.offline.append(CatalogSource(ctx.comfyui_root))

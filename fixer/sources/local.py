@@ -2,67 +2,23 @@
 under another name. Offers linking it into place, or rewriting the workflow's widget value.
 
 Hashing is the expensive part, so it happens only when there is a sha256 to compare with and only over
-files of exactly the expected size; results are cached by path + size + mtime in the state directory.
+files of exactly the expected size; the hashes live in the hash index (fixer.identity.hash_index, keyed by
+device, inode, size and mtime), so a file the index knows is matched by its hash without being read, under
+any name and in any folder.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
+from ..identity.hash_index import HashIndex
 from ..models import Candidate, LocalFile, ModelRef
-from ..state import read_json, write_text_atomic
 from .base import CONFIDENCE, Found, SearchRun
 from .fuzzy import loose
 
 log = logging.getLogger("fixer.sources.local")
-CHUNK = 8 * 2**20
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-class HashCache:
-    """sha256 per file, valid while path, size and mtime are unchanged (the rule folder_paths uses for its cache)."""
-
-    def __init__(self, path: Path | None):
-        self.path = path
-        self._data: dict[str, dict[str, Any]] = read_json(path, {}) if path is not None else {}
-
-    async def sha256(self, path: str) -> str | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        entry = self._data.get(path)
-        if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-            return entry["sha256"]
-        try:
-            digest = await asyncio.to_thread(sha256_file, path)
-        except OSError as e:
-            log.warning("Cannot read %s to hash it: %s", path, e)
-            return None
-        self._data[path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
-        self._save()
-        return digest
-
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        try:
-            write_text_atomic(self.path, json.dumps(self._data))
-        except OSError as e:
-            log.warning("Cannot write the hash cache %s: %s", self.path, e)
 
 
 def _offer(ref: ModelRef, f: LocalFile) -> str:
@@ -85,8 +41,28 @@ def _candidate(ref: ModelRef, f: LocalFile, confidence: float, reason: str, sha:
 class LocalSource:
     name = "local"
 
-    def __init__(self, hashes: HashCache):
-        self.hashes = hashes
+    def __init__(self, index: HashIndex):
+        self.index = index
+        self._known: dict[str, list[LocalFile]] | None = None
+
+    async def _sha256(self, path: str) -> str | None:
+        known = self.index.known(path)
+        if known is not None:
+            return known
+        digest = await asyncio.to_thread(self.index.sha256, path)
+        if digest is not None:
+            await asyncio.to_thread(self.index.save)
+        return digest
+
+    def _known_by_sha(self, files: list[LocalFile]) -> dict[str, list[LocalFile]]:
+        """The inventory's files the index already has a hash for, by hash: one stat each, once per source."""
+        if self._known is None:
+            self._known = {}
+            for f in files:
+                sha = self.index.known(f.path)
+                if sha is not None:
+                    self._known.setdefault(sha, []).append(f)
+        return self._known
 
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
@@ -102,7 +78,7 @@ class LocalSource:
             reason = _offer(ref, f) + ("" if exact else " (the name differs in case)")
             sha = None
             if len(want_sha) == 64:
-                sha = await self.hashes.sha256(f.path)
+                sha = await self._sha256(f.path)
                 if sha != want_sha:
                     found.tried.append(f"local disk: {f.path} has the name but not the sha256 the workflow gives")
                     continue
@@ -122,13 +98,17 @@ class LocalSource:
         return found
 
     async def by_content(self, ref: ModelRef, sha256: str, size: int | None, run: SearchRun) -> Candidate | None:
-        """A local file with these bytes under any name: hashes only files of the expected size."""
+        """A local file with these bytes under any name: one the hash index knows (no read), else one of the
+        expected size hashed now."""
         inv = run.inventory
-        if inv is None or size is None:
+        if inv is None:
             return None
-        for f in inv.with_size(size):
-            if await self.hashes.sha256(f.path) == sha256.lower():
+        want = sha256.lower()
+        known = self._known_by_sha(getattr(inv, "files", []))
+        candidates = known.get(want, []) + ([f for f in inv.with_size(size) if f not in known.get(want, [])]
+                                            if size is not None else [])
+        for f in candidates:
+            if await self._sha256(f.path) == want:  # the index's word checked against the file as it is now
                 return _candidate(ref, f, CONFIDENCE["local_content"],
-                                  f"same bytes (sha256) as {f.folder}/{f.relpath}: link or copy it into place",
-                                  sha256.lower())
+                                  f"same bytes (sha256) as {f.folder}/{f.relpath}: link or copy it into place", want)
         return None
