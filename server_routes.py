@@ -270,6 +270,19 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
         workflow = field_workflow(body)
         return web.json_response(await get_service().portable(workflow))
 
+    @post("/lockfile")
+    async def lockfile(request: web.Request, body: dict[str, Any]) -> web.Response:
+        workflow = field_workflow(body)
+        return web.json_response(await get_service().lockfile(workflow))
+
+    @get("/duplicates")
+    async def duplicates(request: web.Request, body: dict[str, Any]) -> web.Response:
+        return web.json_response(await get_service().duplicates())
+
+    @post("/duplicates/fix")
+    async def fix_duplicates(request: web.Request, body: dict[str, Any]) -> web.Response:
+        return web.json_response(await get_service().duplicates(fix=True))
+
     @post("/install_pack")
     async def install(request: web.Request, body: dict[str, Any]) -> web.Response:
         pack_id = field_pack_id(body)

@@ -32,7 +32,7 @@ async def refusing_client(aiohttp_client):
 
 
 POST_ROUTES = ["scan", "fix", "cancel", "retry", "relink", "settings", "portable", "install_pack",
-               "approve", "discard_partial", "paste_link", "folder_map"]
+               "approve", "discard_partial", "paste_link", "folder_map", "lockfile", "duplicates/fix"]
 
 
 def test_every_contract_route_is_registered_once():
@@ -40,7 +40,7 @@ def test_every_contract_route_is_registered_once():
     sr.add_routes(routes, untouchable_service)
     got = sorted((r.method, r.path) for r in routes)
     want = sorted([("POST", f"/comfyfixer/{p}") for p in POST_ROUTES]
-                  + [("GET", "/comfyfixer/status"), ("GET", "/comfyfixer/settings"), ("GET", "/comfyfixer/folder_map")])
+                  + [("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map", "duplicates")])
     assert got == want
 
 
@@ -564,3 +564,28 @@ async def test_portable_answer_never_echoes_a_token_pasted_into_a_nodes_model_li
     assert r.status == 200, await r.text()
     answer = await r.text()
     assert "SECRET" not in answer and "9100101" in answer
+
+
+async def test_the_panel_saves_a_lockfile_and_fixes_duplicates(live):
+    from tests.test_schema import check
+
+    body = b"checkpoint bytes" * 500
+    (live.root / "models/checkpoints/present.safetensors").write_bytes(body)
+    (live.root / "models/loras/copy of present.safetensors").write_bytes(body)
+    r = await live.client.post("/comfyfixer/lockfile", json={"workflow": lora_workflow(live.up)})
+    assert r.status == 200
+    lock = await r.json()
+    check("models.lock.json", lock)
+    import hashlib
+    assert [(m["folder"], m["name"], m["sha256"]) for m in lock["models"]] == [
+        ("checkpoints", "present.safetensors", hashlib.sha256(body).hexdigest())]
+    assert lock["unresolved"] == [f"loras/{TINY_LORA}"]
+    r = await live.client.get("/comfyfixer/duplicates")
+    answer = await r.json()
+    assert answer["report"]["wasted_bytes"] == len(body)
+    r = await live.client.post("/comfyfixer/duplicates/fix", json={})
+    answer = await r.json()
+    check("duplicates", answer["report"])
+    assert answer["report"]["wasted_bytes"] == 0 and answer["report"]["linked"] == 1
+    assert (live.root / "models/loras/copy of present.safetensors").read_bytes() == body
+    assert (live.root / "models/checkpoints/present.safetensors").stat().st_nlink == 2

@@ -116,7 +116,7 @@ PAGE_READS: dict[str, dict[str, str]] = {
                          "data": "RunData", "report": "ScanResult", "n": "MissingNode", "s": "ScanCounts"},
     "web/lib/words.js": {"row": "Row", "error": "ErrorInfo", "e": "ErrorInfo"},
     "web/comfyfixer.js": {"model": "ModelEntry", "m": "ModelEntry", "f": "DoneFile", "r": "Row",
-                          "report": "ScanResult", "s": "ScanCounts"},
+                          "report": "ScanResult", "s": "ScanCounts", "lock": "LockFile", "dupes": "DuplicatesReport"},
 }
 JS_OWN = {"length", "map", "filter", "join", "slice", "some", "find", "includes", "has", "get", "set"}
 

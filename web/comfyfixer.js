@@ -15,6 +15,7 @@ const TAB_ID = "comfyfixer-models";
 const CMD_FIX = "ComfyFixerSmart.FixMissingModels";
 const CMD_PANEL = "ComfyFixerSmart.ShowPanel";
 const CMD_PORTABLE = "ComfyFixerSmart.MakePortable";
+const CMD_DEDUPE = "ComfyFixerSmart.LinkDuplicates";
 const FIX_LABEL = "Fix missing models";
 // The page's own settings (ComfyUI stores them per user). The server's settings are drawn from the
 // schema GET /comfyfixer/settings serves (fixer/app/settings.py): their ids, limits and defaults live there.
@@ -387,6 +388,7 @@ const actions = {
     }
   },
   portable: () => withBusy("portable", makePortable),
+  lockfile: () => withBusy("lockfile", saveLockfile),
   reveal: (usage) => {
     if (!revealNode(app, usage)) setNotice("error", `Node #${usage.node_id} is not on the canvas (inside a group node?).`);
   },
@@ -426,6 +428,29 @@ async function makePortable() {
   const without = answer.without_link ?? [];
   setNotice(without.length ? "warn" : "ok", `Saved ${name}: it carries ${plural(models, "download link")}.` +
     (without.length ? ` Still without a link: ${without.join(", ")}.` : ""));
+}
+
+/** models.lock.json of this workflow: every model it uses pinned by sha256 (`comfy-fixer sync` rebuilds it). */
+async function saveLockfile() {
+  const lock = await client.lockfile(currentWorkflow(app));
+  const name = `${workflowName(app)}.models.lock.json`;
+  const blob = new Blob([JSON.stringify(lock, null, 2)], { type: "application/json" });
+  const link = h("a", { href: URL.createObjectURL(blob), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  const missing = lock.unresolved ?? [];
+  setNotice(missing.length ? "warn" : "ok", `Saved ${name}: ${plural(lock.models.length, "model")} pinned by sha256.` +
+    (missing.length ? ` Not on disk, so not pinned: ${missing.join(", ")}.` : ""));
+}
+
+/** Identical model files: one copy kept, the others hard-linked to it (the space they took comes back). */
+async function linkDuplicates() {
+  const dupes = (await client.fixDuplicates()).report;
+  if (!dupes) return setNotice("warn", "The model files are still being hashed; try again in a moment.");
+  setNotice(dupes.skipped.length ? "warn" : "ok", `${plural(dupes.linked + dupes.symlinked, "duplicate")} linked, ` +
+    `${(dupes.freed_bytes / 2 ** 30).toFixed(2)} GiB freed.` + (dupes.skipped.length ? ` Left: ${dupes.skipped.join("; ")}` : ""));
 }
 
 // --- the sidebar panel and the button ----------------------------------------------------------
@@ -767,9 +792,10 @@ app.registerExtension({
     { id: CMD_FIX, label: FIX_LABEL, icon: "pi pi-download", tooltip: "Find, download and verify the models this workflow is missing", function: fixMissingModels },
     { id: CMD_PANEL, label: "Show missing models panel", icon: "pi pi-list", function: () => { openPanel(); scan(); } },
     { id: CMD_PORTABLE, label: "Make this workflow portable", icon: "pi pi-file-export", function: () => withBusy("portable", makePortable) },
+    { id: CMD_DEDUPE, label: "Link duplicate model files", icon: "pi pi-clone", function: () => withBusy("dedupe", linkDuplicates) },
   ],
   keybindings: [{ combo: { key: "f", alt: true, shift: true }, commandId: CMD_FIX }], // Alt+Shift+M is the minimap on newer frontends
-  menuCommands: [{ path: ["Extensions", "ComfyFixerSmart"], commands: [CMD_FIX, CMD_PANEL, CMD_PORTABLE] }],
+  menuCommands: [{ path: ["Extensions", "ComfyFixerSmart"], commands: [CMD_FIX, CMD_PANEL, CMD_PORTABLE, CMD_DEDUPE] }],
   actionBarButtons: [{
     icon: "pi pi-download",
     label: FIX_LABEL,

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -23,6 +24,7 @@ from ..errors import ConfigError, ErrorCode, FixerError, UnsafePath, error_info
 from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
 from ..host.pack_nodes import without_download_nodes
+from ..identity.panel import IdentityPanel
 from ..models import Candidate, ModelRef, ModelStatus, Resolution, to_jsonable
 from ..read.inventory import build_inventory
 from ..shapes import DoneEvent, DoneFile, MissingNode, ModelEntry, PartialFile, Row, RunData, ScanResult
@@ -257,6 +259,7 @@ class FixerService:
 
     async def scan(self, workflow: dict, name: str = "workflow") -> dict[str, Any]:
         report, packs = await asyncio.to_thread(self._scan_with_packs, workflow, name)
+        self.identity.index_in_background()  # hashes for lockfiles and duplicates: never waited for
         write_json_atomic(self.state_dir / OFFERED_PACKS_FILE, sorted({p.id for p in packs if p.manager_installable}))
         models = [model_entry(s, self._dest(s)) for s in report.models]
         for m in models:
@@ -497,6 +500,18 @@ class FixerService:
         resolutions = known + (list(self._run.resolutions.values()) if self._run else [])
         out = make_portable(workflow, resolutions)
         return {"workflow": out, "without_link": without_link(out, used)}
+
+    @cached_property
+    def identity(self) -> IdentityPanel:
+        return IdentityPanel(self.host, self.state_dir, str(self.comfyui_root or ""))
+
+    async def lockfile(self, workflow: dict) -> dict:
+        """The workflow's models.lock.json (the panel's "Save lockfile")."""
+        report, _ = await asyncio.to_thread(self._scan_sync, workflow, "lockfile")
+        return await asyncio.to_thread(self.identity.lockfile, report.models)
+
+    async def duplicates(self, fix: bool = False) -> dict:
+        return await asyncio.to_thread(self.identity.duplicates, fix)
 
     # --- settings ------------------------------------------------------------------------
     def _settings_path(self) -> Path:

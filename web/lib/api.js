@@ -58,6 +58,8 @@ export function createClient(api) {
     settings: () => call("/settings"),
     saveSettings: (patch) => call("/settings", patch),
     portable: (workflow) => call("/portable", { workflow }),
+    lockfile: (workflow) => call("/lockfile", { workflow }),
+    fixDuplicates: () => call("/duplicates/fix", {}),
     installPack: (packId) => call("/install_pack", { pack_id: packId }),
     /** Listen to the run's websocket events; register in setup(), before any run can start. */
     listen(onStatus, onDone, onReconnected = onStatus) {

@@ -633,5 +633,9 @@ export function renderPanel(state, actions) {
         icon: "pi pi-file-export", title: "Save a copy that carries a download link for every model it uses",
         busy: state.busy.has("portable"), testid: "cfx-portable",
       }),
+      button("Save lockfile", actions.lockfile, {
+        icon: "pi pi-lock", title: "Save models.lock.json: every model this workflow uses, pinned by sha256",
+        busy: state.busy.has("lockfile"), testid: "cfx-lockfile",
+      }),
       button("", actions.openSettings, { icon: "pi pi-cog", title: "ComfyFixerSmart settings (tokens, downloads)" })));
 }
