@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..host.host import Host, model_folders
-from ..models import LocalFile
 from ..read.inventory import build_inventory
 from ..shapes import HashIndexFile
 from ..state import json_text, read_json, write_text_atomic
@@ -120,6 +119,7 @@ class HashIndex:
         self._hints: dict[str, str] = {}
         self._files: list[IndexedFile] = []
         self._by_sha: dict[str, list[IndexedFile]] = {}
+        self._dirty = False  # entries added since the file was read or written
         if path is not None:
             self._load(path)
 
@@ -146,27 +146,32 @@ class HashIndex:
 
     def sha256(self, path: str, progress: Callable[[int], None] | None = None) -> str | None:
         """The file's sha256, hashed now unless the index has it; None when it cannot be read."""
+        return self._sha256_keyed(path, progress)[0]
+
+    def _sha256_keyed(self, path: str, progress: Callable[[int], None] | None = None) -> tuple[str | None, str]:
+        """(sha256 or None, the stat key it belongs to): one stat when the index has the file."""
         try:
             st = os.stat(path)
         except OSError:
-            return None
+            return None, ""
         key = stat_key(st)
         with self._lock:
             if key in self._entries:
-                return self._entries[key]
+                return self._entries[key], key
         try:
             digest, hint = hash_file(path, progress)
             after = os.stat(path)
         except OSError as e:
             log.warning("Cannot read %s to hash it: %s", path, e)
-            return None
+            return None, key
         if stat_key(after) != key:  # written to while we read it: the digest belongs to no version of it
-            return None
+            return None, key
         with self._lock:
             self._entries[key] = digest
+            self._dirty = True
             if hint:
                 self._hints[key] = hint
-        return digest
+        return digest, key
 
     def remember(self, path: str, sha256: str) -> None:
         """A hash learned without reading the file (a download verified it as it arrived)."""
@@ -176,6 +181,7 @@ class HashIndex:
             return
         with self._lock:
             self._entries[key] = sha256.lower()
+            self._dirty = True
 
     # -- every model file --------------------------------------------------------------
     def scan(self, host: Host, progress: IndexProgress | None = None,
@@ -201,14 +207,15 @@ class HashIndex:
                 progress.bytes_done += n
                 progress.hashed_bytes += n
 
-            digest = self.sha256(f.path, moved)
+            digest, key = self._sha256_keyed(f.path, moved)
             if progress.hashed_bytes == before:
                 progress.bytes_done += f.size
             progress.files_done += 1
             unsaved += progress.hashed_bytes - before
             if digest is None:
                 continue
-            out.append(self._indexed(f, digest, seen))
+            seen.add(key)
+            out.append(IndexedFile(f.folder, f.relpath, f.path, f.size, digest, self._hints.get(key), key))
             if unsaved >= SAVE_EVERY_BYTES:
                 self.save(keep=None)
                 unsaved = 0
@@ -222,16 +229,6 @@ class HashIndex:
         self.save(keep=seen if complete else None)
         progress.state = "done"
         return out
-
-    def _indexed(self, f: LocalFile, digest: str, seen: set[str]) -> IndexedFile:
-        try:
-            key = stat_key(os.stat(f.path))
-        except OSError:
-            key = ""
-        seen.add(key)
-        with self._lock:
-            hint = self._hints.get(key)
-        return IndexedFile(f.folder, f.relpath, f.path, f.size, digest, hint, key)
 
     def files(self) -> list[IndexedFile]:
         with self._lock:
@@ -247,6 +244,9 @@ class HashIndex:
         if self.path is None:
             return
         with self._lock:
+            if not self._dirty and (keep is None or len(keep) == len(self._entries)):
+                return  # nothing learned and nothing gone: a second scan writes nothing
+            self._dirty = False
             entries = {k: v for k, v in self._entries.items() if keep is None or k in keep}
             hints = {k: v for k, v in self._hints.items() if k in entries}
             if keep is not None:
