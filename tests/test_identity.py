@@ -342,3 +342,22 @@ def test_unknown_files_named_by_a_batch_hash_lookup_and_given_a_civitai_info_sid
     assert len(batches) == 2  # 120 hashes: 100 + 20
     sidecar = root / "models/loras/u5.civitai.info"
     assert json.loads(sidecar.read_text())["id"] == 7770
+
+
+def test_a_lockfile_of_files_without_links_syncs_elsewhere_through_the_cache(tmp_path):
+    """Files nobody has a link for (trained here, copied in): `lock --cache-dir` stores them in the shared
+    cache, and a sync on another root links them from there."""
+    data = {"models/loras/own.safetensors": model_bytes("own:"), "models/vae/own vae.safetensors": model_bytes("v:")}
+    root = make_comfy_root(tmp_path / "a", data)
+    wf = write_json(tmp_path / "wf.json", make_workflow([node(1, "LoraLoaderModelOnly", ["own.safetensors", 1.0]),
+                                                         node(2, "VAELoader", ["own vae.safetensors"])]))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    lock, cache = tmp_path / "models.lock.json", tmp_path / "cache"
+    run_ok(["lock", "--comfyui-root", str(root), "--workflow", str(wf), "-o", str(lock), "--cache-dir", str(cache),
+            "--state-dir", str(state_dir(tmp_path, "s1"))], env)
+    assert all(not m["urls"] for m in json.loads(lock.read_text())["models"])
+    fresh = make_comfy_root(tmp_path / "b")
+    run_ok(["sync", str(lock), "--comfyui-root", str(fresh), "--cache-dir", str(cache),
+            "--state-dir", str(state_dir(tmp_path, "s2"))], env)
+    for rel, body in data.items():
+        assert (fresh / rel).read_bytes() == body

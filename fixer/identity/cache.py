@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -187,3 +188,20 @@ class SharedCache:
             if digest != sha256:
                 path.unlink(missing_ok=True)
                 raise IntegrityError("sha256", sha256, digest, path.name)
+
+    async def store_local(self, src: str, sha256: str, size: int) -> Path:
+        """A local file (hashed by the index) put into the cache, so other roots and machines link it: a hard
+        link when the cache is on the same file system, else a copy that is hashed again before it counts."""
+
+        async def fetch(tmp: Path) -> tuple[Path, bool]:
+            dest = tmp / sha256
+            dest.unlink(missing_ok=True)
+            try:
+                os.link(src, dest)
+                return dest, False
+            except OSError:
+                await asyncio.to_thread(shutil.copyfile, src, dest)
+                return dest, False
+
+        path, _ = await self.ensure(sha256, size, fetch)
+        return path

@@ -52,6 +52,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--workflow", metavar="PATH", action="append", default=[], required=True)
         p.add_argument("-o", "--output", metavar="FILE", default="models.lock.json")
         p.add_argument("--identify", action="store_true", help="ask Civitai (by sha256) for files with no known link")
+        p.add_argument("--cache-dir", metavar="DIR", help="also store each pinned file in this shared cache, so a "
+                       "sync elsewhere links it instead of downloading (files without a link need this)")
     if command == "sync":
         p.add_argument("lockfile", help="a models.lock.json")
         p.add_argument("--cache-dir", metavar="DIR", help="a shared cache (NFS/SMB ok): files stored once by sha256")
@@ -156,11 +158,22 @@ def cmd_lock(run: Run) -> int:
         _, links = asyncio.run(identify_files(unknown, load_secrets(), timeout=run.config.download.timeout_seconds))
     lock = build_lockfile(report.models, run.index, known, links)
     run.index.save()
+    if run.args.cache_dir:
+        from .cache import SharedCache
+
+        cache = SharedCache(run.args.cache_dir)
+        paths = {(m.ref.folder, m.ref.name): m.local.path for m in report.models if m.local is not None}
+
+        async def store() -> None:
+            for e in lock.models:
+                await cache.store_local(paths[(e.folder, e.name)], e.sha256, e.size)
+
+        asyncio.run(store())
     out = Path(run.args.output).expanduser()
     write_json_atomic(out, lock)
     run.status.set_data({"lockfile": str(out), "models": len(lock.models), "unresolved": len(lock.unresolved)},
                         force=True)
-    no_url = [e for e in lock.models if not e.urls]
+    no_url = [e for e in lock.models if not e.urls] if not run.args.cache_dir else []
     text = [f"{len(lock.models)} model(s) pinned in {out}"]
     text += [f"  not on disk (not pinned): {u}" for u in lock.unresolved]
     text += [f"  no download link known (sync can only link it): {e.folder}/{e.name}" for e in no_url]
@@ -177,6 +190,8 @@ def cmd_sync(run: Run) -> int:
     parsed = read_lockfile(run.args.lockfile, dl.extra_allowed_hosts)
     for why in parsed.dropped_urls:
         print(f"note: URL dropped: {why}", file=sys.stderr)
+    for refused in parsed.refused:
+        print(f"  refused    {refused.label}: {refused.error.message}", file=sys.stderr)
     host = run.host(run.roots[0])
     run.index_root(run.roots[0])  # where bytes already are (a second run: one stat per file)
     cache = SharedCache(run.args.cache_dir) if run.args.cache_dir else None
