@@ -288,10 +288,10 @@ def test_duplicates_across_folders_and_installs_reported_and_linked_without_losi
 
 
 def test_dedupe_killed_mid_way_loses_no_file_and_finishes_when_run_again(tmp_path):
-    groups = 400
+    groups = 400  # enough links that the kill lands among them, not after the last
     files: dict[str, bytes] = {}
     for i in range(groups):
-        body = f"group {i} ".encode() * 2000
+        body = f"group {i} ".encode() * 100
         files[f"models/loras/g{i}.safetensors"] = body
         files[f"models/checkpoints/g{i} copy.safetensors"] = body
     root = make_comfy_root(tmp_path, files)
