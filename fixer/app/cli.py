@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find what ComfyUI workflows are missing (models, custom nodes), find where each model can be "
                     "had, download it verified into the right folder.",
         epilog="Exit codes: 0 nothing missing / success, 1 something missing or failed, 2 usage or input error. "
-               "One-off download: comfy-fixer get URL --folder FOLDER [--name FILE] [--sha256 HEX]",
+               "One-off download: comfy-fixer get URL --folder FOLDER [--name FILE] [--sha256 HEX]. "
+               "Models by identity: comfy-fixer hashes | dupes | lock | sync | identify (each with --help).",
     )
     act = p.add_argument_group("actions (one)").add_mutually_exclusive_group()
     act.add_argument("--scan", action="store_true", help="find missing models and nodes (the default action)")
