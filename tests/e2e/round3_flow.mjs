@@ -307,8 +307,12 @@ await run(async () => {
   await item("item1", async () => {
     const full = await expand(s.linked);
     result.item1.linkedState = await full.getAttribute("data-state");
-    const details = full.locator(".cfx-toggle", { hasText: "Details" });
-    if (await details.count()) await details.first().click();
+    // The raw message (both hashes) is behind "Details": open it and wait for it.
+    const shown = full.locator("pre.cfx-details");
+    for (let i = 0; i < 3 && !(await shown.count()); i += 1) {
+      await full.locator(".cfx-toggle", { hasText: "Details" }).first().click().catch(() => {});
+      await shown.first().waitFor({ timeout: 3000 }).catch(() => {});
+    }
     result.item1.linkedText = await full.innerText();
     await collapse(s.linked);
   });
