@@ -480,7 +480,8 @@ class HashIndexFile:
     hints: dict[str, str]
 
 
-FoundBy = Literal["present", "downloaded", "workflow", "civitai", "lockfile", "local"]
+# How a lockfile entry's links were learned; "lockfile": read from a lockfile that named none of the others.
+FoundBy = Literal["present", "downloaded", "workflow", "civitai", "lockfile"]
 
 
 @dataclass
