@@ -275,7 +275,7 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
         workflow = field_workflow(body)
         return web.json_response(await get_service().lockfile(workflow))
 
-    @get("/duplicates")
+    @post("/duplicates")  # a POST: a first report hashes every model file, work no GET may start
     async def duplicates(request: web.Request, body: dict[str, Any]) -> web.Response:
         return web.json_response(await get_service().duplicates())
 

@@ -32,7 +32,7 @@ async def refusing_client(aiohttp_client):
 
 
 POST_ROUTES = ["scan", "fix", "cancel", "retry", "relink", "settings", "portable", "install_pack",
-               "approve", "discard_partial", "paste_link", "folder_map", "lockfile", "duplicates/fix"]
+               "approve", "discard_partial", "paste_link", "folder_map", "lockfile", "duplicates", "duplicates/fix"]
 
 
 def test_every_contract_route_is_registered_once():
@@ -40,7 +40,7 @@ def test_every_contract_route_is_registered_once():
     sr.add_routes(routes, untouchable_service)
     got = sorted((r.method, r.path) for r in routes)
     want = sorted([("POST", f"/comfyfixer/{p}") for p in POST_ROUTES]
-                  + [("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map", "duplicates")])
+                  + [("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map")])
     assert got == want
 
 
@@ -581,6 +581,8 @@ async def test_the_panel_saves_a_lockfile_and_fixes_duplicates(live):
         ("checkpoints", "present.safetensors", hashlib.sha256(body).hexdigest())]
     assert lock["unresolved"] == [f"loras/{TINY_LORA}"]
     r = await live.client.get("/comfyfixer/duplicates")
+    assert r.status == 405  # hashing every model file is work a GET (an <img> of any page) must never start
+    r = await live.client.post("/comfyfixer/duplicates", json={})
     answer = await r.json()
     assert answer["report"]["wasted_bytes"] == len(body)
     r = await live.client.post("/comfyfixer/duplicates/fix", json={})
