@@ -15,9 +15,8 @@ from typing import Any
 
 from fixer.comfy import runtime as comfy_runtime
 from fixer.config import DownloadConfig
-from fixer.constants import map_legacy
+from fixer.constants import NON_MODEL_FOLDERS, map_legacy
 from fixer.errors import ConfigError, DownloadError, FixerError
-from fixer.host.host import NON_MODEL_FOLDERS
 
 log = logging.getLogger("fixer.comfyui")
 CATEGORY = "ComfyFixerSmart"

@@ -1,6 +1,7 @@
 """Download speed, side by side, measured in one run on 127.0.0.1.
 
-    python benchmarks/download_bench.py [--throttled-mib 256] [--plain-mib 1024] [--rate-mb 25]
+    python benchmarks/download_bench.py [--throttled-mib 256] [--plain-mib 1024] [--rate-mb 25] [--pairs 3]
+                                        [--get-only] [--code DIR]
 
 Two cases, served by the project's fake upstream in a separate process (so the server never
 shares a GIL with the client being measured), both as Hugging Face LFS files (`/resolve` 302 to
@@ -8,8 +9,14 @@ the CDN host, Range honoured):
 1. "throttled": each connection limited to --rate-mb MB/s (as CDNs effectively do), a
    --throttled-mib safetensors file. Fetched by the whole `comfy-fixer get` process (start-up,
    imports, sha256 + size + safetensors checks, records: what a user waits for), by `aria2c -x8
-   -s8` (also a whole process), alternated in one run; then by this engine in-process (the
-   transfer phase alone) and by `huggingface_hub.hf_hub_download`. Target: get <= 1.05x aria2c.
+   -s8` (also a whole process), in --pairs alternated pairs: the median of each, their ratio and the
+   range. Target: get <= 1.05x aria2c. The phases of each get, seen from outside (the download folder
+   sampled every 2 ms): start-up (process start to the .part file's creation: imports, config, the
+   link's checks, the first request), transfer (to the .part holding every byte), last byte to final
+   name (the checks, the rename) and the end (records, the report, the interpreter's exit). Then, unless
+   --get-only, the engine in-process (the transfer phase alone) and `huggingface_hub.hf_hub_download`.
+   --code DIR: the checkout whose `fixer` the get process runs (a worktree at an older commit gives the
+   "before" with this same script).
 2. "plain": unthrottled --plain-mib file served with sendfile. This engine (hash included) vs a
    plain `curl -o`. Target: engine <= 1.2x curl.
 Peak memory of the engine: the growth of this process's RSS during the download (sampled every
@@ -23,15 +30,21 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -67,9 +80,15 @@ def make_file(path: Path, size: int, safetensors: bool = False) -> str:
 def serve(spec_path: str) -> None:
     """Child process: the fake upstream with the benchmark files registered; prints its port."""
     from tests.fake_upstream import FakeUpstream, file_routes
+    from tests.fake_upstream.api_routes import add_hf_repo
 
     spec = json.loads(Path(spec_path).read_text())
     up = FakeUpstream().start()
+    repos: dict[str, dict[str, tuple[int, str]]] = {}
+    for f in spec["files"]:  # the Hub's API knows the files too (paths-info, tree), as the real one does
+        repos.setdefault(f["repo"], {})[f["path"]] = (os.path.getsize(f["disk_path"]), f["sha256"])
+    for repo, files in repos.items():
+        add_hf_repo(up, repo, files)
     for f in spec["files"]:
         file_routes.register_hf_file(up, f["repo"], f["path"], disk_path=f["disk_path"])
         served = file_routes._served(up, file_routes.hf_key(f["repo"], f["path"]))
@@ -100,7 +119,7 @@ class RssSampler:
         while not self._stop.wait(0.005):
             self.peak = max(self.peak, self._rss())
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> Self:
         self._t.start()
         return self
 
@@ -125,15 +144,65 @@ def run_engine(url: str, sha256: str, size: int, dest: Path, connections: int) -
     return elapsed, mem.peak - mem.base, mem.base
 
 
-def user_env(work: Path) -> dict[str, str]:
+def user_env(work: Path, code: Path) -> dict[str, str]:
     """The environment of a user's shell: bytecode cached (a sandbox's PYTHONDONTWRITEBYTECODE=1 would make
-    every run compile the package from source), in a cache of the benchmark's own, warmed once."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    every run compile the package from source), in a cache of the benchmark's own, warmed once; `code`'s
+    fixer first on the path; no developer's settings or tokens."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(code)
     env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
-    warm = ("import fixer.app.cli, fixer.transfer.commands, fixer.transfer.queue, fixer.transfer.engine, "
-            "fixer.upstream.source_spec")
-    subprocess.run([sys.executable, "-c", warm], cwd=ROOT, env=env, check=True)
+    env["XDG_CONFIG_HOME"] = str(work / "xdg")
+    env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
+    warm = ("import fixer, fixer.app.cli, fixer.transfer.commands, fixer.transfer.queue, fixer.transfer.engine, "
+            "fixer.upstream.source_spec; print(fixer.__file__)")
+    where = subprocess.run([sys.executable, "-c", warm], cwd=work, env=env, check=True, capture_output=True, text=True)
+    if not where.stdout.strip().startswith(str(code)):
+        raise SystemExit(f"--code {code}: the get process would import {where.stdout.strip()}")
     return env
+
+
+class PartWatch:
+    """The phases of one download seen from outside: the folder sampled every 2 ms for the .part file (its
+    creation, the moment it holds every byte) and the final name."""
+
+    def __init__(self, folder: Path, name: str, size: int) -> None:
+        self.folder, self.name, self.size = folder, name, size
+        self.part_seen = self.part_full = self.final_seen = math.nan
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PartWatch:
+        self.t0 = time.perf_counter()
+        self._t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join()
+
+    def _run(self) -> None:
+        part = self.folder / f"{self.name}.part"
+        final = self.folder / self.name
+        while not self._stop.wait(0.002):
+            now = time.perf_counter() - self.t0
+            try:
+                st = os.stat(part)
+            except OSError:
+                st = None
+            if st is not None:
+                if math.isnan(self.part_seen):
+                    self.part_seen = now
+                # every byte written: allocated blocks cover the size (sparse until then)
+                if math.isnan(self.part_full) and st.st_blocks * 512 >= self.size - 4096:
+                    self.part_full = now
+            if math.isnan(self.final_seen) and final.exists():
+                self.final_seen = now
+                return
+
+    def phases(self, total: float) -> dict[str, float]:
+        full = self.part_full if not math.isnan(self.part_full) else self.final_seen
+        return {"start-up": self.part_seen, "transfer": full - self.part_seen,
+                "last byte to final name": self.final_seen - full, "end": total - self.final_seen}
 
 
 CHILD_CPU: dict[str, list[float]] = {}  # CPU seconds (user + system) of each timed process, by tool
@@ -144,24 +213,28 @@ def child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_get(url: str, sha256: str, work: Path, connections: int, env: dict[str, str]) -> float:
-    """The whole `comfy-fixer get` process into a fresh ComfyUI tree, as a user runs it."""
+def run_get(url: str, sha256: str, size: int, work: Path, connections: int,
+            env: dict[str, str]) -> tuple[float, dict[str, float]]:
+    """The whole `comfy-fixer get` process into a fresh ComfyUI tree, as a user runs it; its time and phases."""
     root = work / "comfy"
     shutil.rmtree(root, ignore_errors=True)
     (root / "models" / "checkpoints").mkdir(parents=True)
     (root / "state").mkdir()
-    (root / "state" / "config.json").write_text(json.dumps(
-        {"download": {"connections_per_file": connections, "min_free_margin_bytes": 0}}))
+    config = work / "config.json"
+    config.write_text(json.dumps({"download": {"connections_per_file": connections, "min_free_margin_bytes": 0}}))
     script = Path(sys.executable).parent / "comfy-fixer"  # the console script pip installed, not a shim
-    cmd = [str(script), "get", url, "--folder", "checkpoints", "--sha256", sha256,
+    name = url.rsplit("/", 1)[-1]
+    cmd = [str(script), "get", url, "--folder", "checkpoints", "--sha256", sha256, "--config", str(config),
            "--comfyui-root", str(root), "--state-dir", str(root / "state"), "--json"]
+    watch = PartWatch(root / "models" / "checkpoints", name, size).start()
     t0, c0 = time.perf_counter(), child_cpu()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - t0
+    watch.stop()
     CHILD_CPU.setdefault("get", []).append(child_cpu() - c0)
-    if done.returncode != 0 or not (root / "models" / "checkpoints" / url.rsplit("/", 1)[-1]).is_file():
+    if done.returncode != 0 or not (root / "models" / "checkpoints" / name).is_file():
         raise SystemExit(f"comfy-fixer get failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
-    return elapsed
+    return elapsed, watch.phases(elapsed)
 
 
 def run_cmd(cmd: list[str]) -> float:
@@ -191,18 +264,22 @@ def main() -> None:
     ap.add_argument("--plain-mib", type=int, default=1024)
     ap.add_argument("--rate-mb", type=float, default=25.0, help="per-connection limit, MB/s (10^6 bytes)")
     ap.add_argument("--connections", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the best is compared (shared machines)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per tool in the other cases; the best is compared")
+    ap.add_argument("--pairs", type=int, default=3, help="alternated get/aria2c pairs; the medians are compared")
+    ap.add_argument("--get-only", action="store_true", help="only case 1's get/aria2c pairs")
+    ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose fixer the get process runs")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         return serve(args.serve)
 
     work = Path(tempfile.mkdtemp(prefix="fixer-bench-"))
+    server = None
     try:
         print(f"preparing files in {work} ...", flush=True)
         thr_size, plain_size = args.throttled_mib << 20, args.plain_mib << 20
         thr_sha = make_file(work / "throttled.safetensors.src", thr_size, safetensors=True)
-        plain_sha = make_file(work / "plain.bin.src", plain_size)
+        plain_sha = make_file(work / "plain.bin.src", 0 if args.get_only else plain_size)
         spec = {"files": [
             {"repo": "bench/throttled", "path": "throttled.safetensors",
              "disk_path": str(work / "throttled.safetensors.src"),
@@ -236,21 +313,42 @@ def main() -> None:
             vals = [t for t in times if t is not None]
             return min(vals) if vals else None
 
+        def stats(xs: list[float]) -> str:
+            return (f"median {statistics.median(xs):6.2f} s   range {min(xs):.2f}-{max(xs):.2f}   runs "
+                    + " ".join(f"{x:.2f}" for x in xs))
+
         print(f"\n1) {args.throttled_mib} MiB, each connection limited to {args.rate_mb:g} MB/s "
-              f"(best of {args.repeat}, runs interleaved)")
+              f"({args.pairs} alternated pairs; get from {args.code.resolve()})")
         if not aria2:
             print("   aria2c: skipped (binary not found; apt-get install aria2)")
-        if not hf_ok:
-            print("   hf_hub_download: skipped (huggingface_hub not installed)")
-        get_runs, aria_runs, eng_runs, hf_runs, mem, base_rss = [], [], [], [], 0, 0
-        env = user_env(work)
-        for i in range(args.repeat):
-            get_runs.append(run_get(thr_url, thr_sha, work, args.connections, env))
+        get_runs: list[float] = []
+        aria_runs: list[float] = []
+        phases: list[dict[str, float]] = []
+        env = user_env(work, args.code.resolve())
+        for _ in range(args.pairs):
+            elapsed, ph = run_get(thr_url, thr_sha, thr_size, work, args.connections, env)
+            get_runs.append(elapsed)
+            phases.append(ph)
             if aria2:
                 aria_runs.append(run_cmd([aria2, "-x8", "-s8", "-k1M", "--allow-overwrite=true",
                                           "--file-allocation=none", "--console-log-level=error",
                                           "--summary-interval=0", "-d", str(fresh()), "-o", "throttled.safetensors",
                                           thr_url]))
+        print(f"   comfy-fixer get (process)      {stats(get_runs)}")
+        for phase in phases[0]:
+            xs = [p[phase] * 1000 for p in phases]
+            print(f"     {phase:<28} median {statistics.median(xs):6.0f} ms   range {min(xs):.0f}-{max(xs):.0f}")
+        if aria2:
+            print(f"   aria2c -x8 -s8 (process)       {stats(aria_runs)}")
+            ratios = [g / a for g, a in zip(get_runs, aria_runs)]
+            print(f"   ratio get/aria2c = {statistics.median(get_runs) / statistics.median(aria_runs):.2f}x of the "
+                  f"medians; per pair {' '.join(f'{r:.2f}' for r in ratios)} (target <= 1.05x)")
+            cpu_get, cpu_aria = statistics.median(CHILD_CPU["get"]), statistics.median(CHILD_CPU["aria2c"])
+            print(f"   CPU time (user+sys, median; what a busy machine turns into wall time): "
+                  f"get {cpu_get:.2f} s, aria2c {cpu_aria:.2f} s")
+        if args.get_only:
+            return
+        eng_runs, hf_runs, mem, base_rss = [], [], 0, 0
         for i in range(args.repeat):
             t, m, base_rss = run_engine(thr_url, thr_sha, thr_size, fresh() / "throttled.safetensors",
                                         args.connections)
@@ -258,20 +356,15 @@ def main() -> None:
             mem = max(mem, m)
             if hf_ok and i == 0:  # ~10 s a run; once is enough to show the gap
                 hf_runs.append(run_hf(base, "bench/throttled", "throttled.safetensors", fresh()))
-        get_t, aria_t, eng_t, hf_t = best(get_runs), best(aria_runs), best(eng_runs), best(hf_runs)
-        runs = lambda xs: " ".join(f"{x:.2f}" for x in xs)  # noqa: E731
-        print(f"   comfy-fixer get (process)      {fmt(get_t)}   runs {runs(get_runs)}")
-        print(f"   aria2c -x8 -s8 (process)       {fmt(aria_t)}   runs {runs(aria_runs)}")
-        if aria_t:
-            print(f"   ratio get/aria2c = {get_t / aria_t:.2f}x (target <= 1.05x)")
-            cpu_get, cpu_aria = min(CHILD_CPU["get"]), min(CHILD_CPU["aria2c"])
-            print(f"   CPU time (user+sys, least of the runs; what a busy machine turns into wall time): "
-                  f"get {cpu_get:.2f} s, aria2c {cpu_aria:.2f} s")
+        eng_t, hf_t, aria_t = best(eng_runs), best(hf_runs), best(aria_runs)
+        runs = lambda xs: " ".join(f"{x:.2f}" for x in xs)
+        if not hf_ok:
+            print("   hf_hub_download: skipped (huggingface_hub not installed)")
         print(f"   engine in-process (transfer)   {fmt(eng_t)}   runs {runs(eng_runs)}   "
               f"peak memory +{mem / 2**20:.1f} MiB (process baseline {base_rss / 2**20:.0f} MiB)")
         print(f"   hf_hub_download                {fmt(hf_t)}")
         if aria_t:
-            print(f"   ratio engine/aria2c = {eng_t / aria_t:.2f}x")
+            print(f"   ratio engine/aria2c = {eng_t / aria_t:.2f}x (best of each)")
         if hf_t:
             print(f"   ratio engine/hf_hub_download = {eng_t / hf_t:.2f}x")
 
@@ -292,9 +385,10 @@ def main() -> None:
         if curl_t:
             print(f"   ratio engine/curl = {eng2_t / curl_t:.2f}x (target <= 1.20x)")
         print(f"\npeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-        server.stdin.close()  # type: ignore[union-attr]
-        server.wait(10)
     finally:
+        if server is not None:
+            server.stdin.close()  # type: ignore[union-attr]
+            server.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -17,6 +17,8 @@ CORE_FOLDERS = (
     "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models",
     "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders",
 )
+# Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
+NON_MODEL_FOLDERS = frozenset({"custom_nodes", "configs"})
 # Subfolder names under models/ for each key, first is the download default (as folder_paths registers them).
 DEFAULT_FOLDER_DIRS: dict[str, tuple[str, ...]] = {
     "text_encoders": ("text_encoders", "clip"),

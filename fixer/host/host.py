@@ -21,6 +21,7 @@ from ..constants import (
     CORE_FOLDERS,
     DEFAULT_FOLDER_DIRS,
     MODEL_EXTENSIONS,
+    NON_MODEL_FOLDERS,
     map_legacy,
 )
 from ..errors import ConfigError, UnsafeFileType, UnsafeFolder
@@ -31,10 +32,6 @@ from .probe_isolation import pack_root
 from .static_folders import PackSources, Reading, WithPackDefs
 
 log = logging.getLogger("fixer.host")
-
-# Keys ComfyUI registers that hold no models (GET /experiment/models leaves them out): never a write location.
-NON_MODEL_FOLDERS = frozenset({"custom_nodes", "configs"})
-
 
 class Host(Protocol):
     def folders(self) -> dict[str, list[str]]:
