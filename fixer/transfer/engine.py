@@ -87,7 +87,7 @@ from .settings import (
     UNREACHABLE_MEMO_SECONDS,
     WRITE_CHUNK,
 )
-from .verify import pickle_warning
+from .verify import looks_safetensors, pickle_warning, warm_safetensors
 
 log = logging.getLogger("fixer.transfer")
 
@@ -229,6 +229,8 @@ class FileJob:
                    size=t.total, resumed_bytes=covered(self.done), ranges=remote.ranges,
                    connections=connections)
             self._progress(force=True)
+            if looks_safetensors(self.req.filename):
+                warm_safetensors()  # its check's imports load while the bytes arrive, not after the last one
             await self._fetch_all(resp, remote, connections)
             resp = None
         finally:

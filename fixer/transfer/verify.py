@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,31 @@ def _header_values(f: BinaryIO, length: int) -> int:
         length -= len(chunk)
         count += chunk.count(b",") + chunk.count(b":") + chunk.count(b"[") + chunk.count(b"{")
     return count
+
+
+_warm_lock = threading.Lock()
+_warm_started = False
+
+
+def warm_safetensors() -> None:
+    """Import safetensors and numpy (its np framework, which `check_safetensors` opens with) on a thread of
+    their own, once per process, while a download is still receiving bytes: the import (~0.1-0.5 s, mostly
+    numpy) otherwise sits between the last byte and the final name. The check itself imports them as
+    before; Python's module locks make it wait for this thread's import rather than import twice."""
+    global _warm_started
+    with _warm_lock:
+        if _warm_started:
+            return
+        _warm_started = True
+    threading.Thread(target=_import_safetensors, name="fixer-warm-safetensors", daemon=True).start()
+
+
+def _import_safetensors() -> None:
+    try:
+        import numpy  # noqa: F401  (safe_open(framework="np") imports it)
+        import safetensors  # noqa: F401
+    except ImportError:  # the check reports a missing library where it needs it
+        pass
 
 
 def check_safetensors(path: str | os.PathLike[str], name: str = "") -> None:
