@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -462,7 +463,24 @@ def report_error(ctx: RunContext, error: FixerError) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command. Called without argv (the console script, `python -m fixer`) it is the process's entry:
+    once the command has returned (its files written and closed, its threads joined) the process ends with
+    the exit code at once, without the interpreter's teardown of every loaded module, which takes 50-120 ms
+    after a download is done, the most with numpy loaded for the safetensors check (benchmarks/download_bench.py
+    'end' phase). Only stdout, stderr and the log handlers still hold buffered output then: they are flushed."""
+    if argv is not None:
+        return _run(list(argv))
+    code = _run(sys.argv[1:])
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (`| head`) takes nothing more
+            pass
+    os._exit(code)
+
+
+def _run(argv: list[str]) -> int:
     for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 file name is printed escaped, never a traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
