@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fixer.comfy import runtime as comfy_runtime
-from fixer.config import DownloadConfig
 from fixer.constants import NON_MODEL_FOLDERS, map_legacy
 from fixer.errors import ConfigError, DownloadError, FixerError
+
+if TYPE_CHECKING:
+    from fixer.config import DownloadConfig
 
 log = logging.getLogger("fixer.comfyui")
 CATEGORY = "ComfyFixerSmart"
@@ -58,6 +60,7 @@ def engine_settings() -> tuple[DownloadConfig, dict[str, str]]:
     if comfy_runtime.attached() is not None:
         svc = comfy_runtime.service()
         return svc.config.download, svc.secrets()
+    from fixer.config import DownloadConfig  # ComfyUI's start-up imports this file: the engine loads on use
     from fixer.upstream.tokens import load_secrets
 
     # No ComfyUI server (a bare script): engine defaults, tokens from env/~/.secrets

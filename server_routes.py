@@ -17,7 +17,6 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from fixer.app.settings import parse_patch
 from fixer.comfy import runtime as comfy_runtime
 from fixer.comfy.scan_worker import ScanWorker
 from fixer.comfy.wait_line import WaitLine
@@ -262,6 +261,8 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
 
     @post("/settings")
     async def update_settings(request: web.Request, body: dict[str, Any]) -> web.Response:
+        from fixer.app.settings import parse_patch  # the settings schema loads on first use, not at start-up
+
         patch = parse_patch(body)  # refused by name before the service is built
         return web.json_response(get_service().update_settings(patch))
 

@@ -14,9 +14,10 @@ import os
 import re
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import FailedPack
+if TYPE_CHECKING:  # ComfyUI's start-up builds ImportFailureLog; the models load when a scan asks
+    from ..models import FailedPack
 
 _FAILED = re.compile(r"Cannot import (.+?) module for custom nodes: (.*)", re.DOTALL)
 _MAX_KEPT = 500  # pack failures kept: one per installed pack at most, bounded whatever a log holds
@@ -65,5 +66,7 @@ class ImportFailureLog(logging.Handler):
 def failed_packs(readings: dict[str, Any], wanted: set[str], failures: dict[str, str]) -> list[FailedPack]:
     """The packs among `readings` (real path -> static Reading of a pack that did not load) that define any
     of the `wanted` node types, with ComfyUI's reason when its log said one."""
+    from ..models import FailedPack
+
     return [FailedPack(os.path.basename(root), failures.get(root), sorted(wanted & set(reading.defs)))
             for root, reading in sorted(readings.items()) if wanted & set(reading.defs)]

@@ -25,8 +25,9 @@ from ..constants import (
     map_legacy,
 )
 from ..errors import ConfigError, UnsafeFileType, UnsafeFolder
+from ..models import FailedPack
 from ..read.names import normalise, unsafe_reason
-from .failed_packs import FailedPack, failed_packs
+from .failed_packs import failed_packs
 from .folder_probe import FOLDER_MAP_ROUTE, FolderProbe, folder_map_of, probe_all, probe_for, with_folder_map
 from .probe_isolation import pack_root
 from .static_folders import PackSources, Reading, WithPackDefs
