@@ -15,8 +15,8 @@ the CDN host, Range honoured):
    link's checks, the first request), transfer (to the .part holding every byte), last byte to final
    name (the checks, the rename) and the end (records, the report, the interpreter's exit). Then, unless
    --get-only, the engine in-process (the transfer phase alone) and `huggingface_hub.hf_hub_download`.
-   --code DIR: the checkout whose `fixer` the get process runs (a worktree at an older commit gives the
-   "before" with this same script).
+   --code DIR: the checkout whose `fixer` the get process runs; --baseline DIR: another checkout (a
+   worktree at an older commit: the "before"), whose get runs in the same rounds (get, aria2c, baseline get).
 2. "plain": unthrottled --plain-mib file served with sendfile. This engine (hash included) vs a
    plain `curl -o`. Target: engine <= 1.2x curl.
 Peak memory of the engine: the growth of this process's RSS during the download (sampled every
@@ -213,8 +213,8 @@ def child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_get(url: str, sha256: str, size: int, work: Path, connections: int,
-            env: dict[str, str]) -> tuple[float, dict[str, float]]:
+def run_get(url: str, sha256: str, size: int, work: Path, connections: int, env: dict[str, str],
+            label: str = "get") -> tuple[float, dict[str, float]]:
     """The whole `comfy-fixer get` process into a fresh ComfyUI tree, as a user runs it; its time and phases."""
     root = work / "comfy"
     shutil.rmtree(root, ignore_errors=True)
@@ -231,7 +231,7 @@ def run_get(url: str, sha256: str, size: int, work: Path, connections: int,
     done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - t0
     watch.stop()
-    CHILD_CPU.setdefault("get", []).append(child_cpu() - c0)
+    CHILD_CPU.setdefault(label, []).append(child_cpu() - c0)
     if done.returncode != 0 or not (root / "models" / "checkpoints" / name).is_file():
         raise SystemExit(f"comfy-fixer get failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
     return elapsed, watch.phases(elapsed)
@@ -268,6 +268,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3, help="alternated get/aria2c pairs; the medians are compared")
     ap.add_argument("--get-only", action="store_true", help="only case 1's get/aria2c pairs")
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose fixer the get process runs")
+    ap.add_argument("--baseline", type=Path, help="a checkout at an older commit, run in the same rounds")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -321,31 +322,36 @@ def main() -> None:
               f"({args.pairs} alternated pairs; get from {args.code.resolve()})")
         if not aria2:
             print("   aria2c: skipped (binary not found; apt-get install aria2)")
-        get_runs: list[float] = []
+        codes = {"get": args.code.resolve()}
+        if args.baseline:
+            codes["baseline get"] = args.baseline.resolve()
+        envs = {label: user_env(work, code) for label, code in codes.items()}
+        get_runs: dict[str, list[float]] = {label: [] for label in codes}
+        phases: dict[str, list[dict[str, float]]] = {label: [] for label in codes}
         aria_runs: list[float] = []
-        phases: list[dict[str, float]] = []
-        env = user_env(work, args.code.resolve())
         for _ in range(args.pairs):
-            elapsed, ph = run_get(thr_url, thr_sha, thr_size, work, args.connections, env)
-            get_runs.append(elapsed)
-            phases.append(ph)
-            if aria2:
-                aria_runs.append(run_cmd([aria2, "-x8", "-s8", "-k1M", "--allow-overwrite=true",
-                                          "--file-allocation=none", "--console-log-level=error",
-                                          "--summary-interval=0", "-d", str(fresh()), "-o", "throttled.safetensors",
-                                          thr_url]))
-        print(f"   comfy-fixer get (process)      {stats(get_runs)}")
-        for phase in phases[0]:
-            xs = [p[phase] * 1000 for p in phases]
-            print(f"     {phase:<28} median {statistics.median(xs):6.0f} ms   range {min(xs):.0f}-{max(xs):.0f}")
+            for label, env in envs.items():
+                elapsed, ph = run_get(thr_url, thr_sha, thr_size, work, args.connections, env, label)
+                get_runs[label].append(elapsed)
+                phases[label].append(ph)
+                if aria2 and label == "get":
+                    aria_runs.append(run_cmd([aria2, "-x8", "-s8", "-k1M", "--allow-overwrite=true",
+                                              "--file-allocation=none", "--console-log-level=error",
+                                              "--summary-interval=0", "-d", str(fresh()), "-o",
+                                              "throttled.safetensors", thr_url]))
+        for label, code in codes.items():
+            print(f"   comfy-fixer {label:<18} {stats(get_runs[label])}   ({code})")
+            for phase in phases[label][0]:
+                xs = [p[phase] * 1000 for p in phases[label]]
+                print(f"     {phase:<28} median {statistics.median(xs):6.0f} ms   range {min(xs):.0f}-{max(xs):.0f}")
         if aria2:
             print(f"   aria2c -x8 -s8 (process)       {stats(aria_runs)}")
-            ratios = [g / a for g, a in zip(get_runs, aria_runs)]
-            print(f"   ratio get/aria2c = {statistics.median(get_runs) / statistics.median(aria_runs):.2f}x of the "
-                  f"medians; per pair {' '.join(f'{r:.2f}' for r in ratios)} (target <= 1.05x)")
-            cpu_get, cpu_aria = statistics.median(CHILD_CPU["get"]), statistics.median(CHILD_CPU["aria2c"])
-            print(f"   CPU time (user+sys, median; what a busy machine turns into wall time): "
-                  f"get {cpu_get:.2f} s, aria2c {cpu_aria:.2f} s")
+            for label in codes:
+                ratios = [g / a for g, a in zip(get_runs[label], aria_runs)]
+                print(f"   ratio {label}/aria2c = {statistics.median(get_runs[label]) / statistics.median(aria_runs):.2f}x"
+                      f" of the medians; per pair {' '.join(f'{r:.2f}' for r in ratios)} (target <= 1.05x)")
+            print("   CPU time (user+sys, median; what a busy machine turns into wall time): "
+                  + ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in CHILD_CPU.items()))
         if args.get_only:
             return
         eng_runs, hf_runs, mem, base_rss = [], [], 0, 0
@@ -356,7 +362,7 @@ def main() -> None:
             mem = max(mem, m)
             if hf_ok and i == 0:  # ~10 s a run; once is enough to show the gap
                 hf_runs.append(run_hf(base, "bench/throttled", "throttled.safetensors", fresh()))
-        eng_t, hf_t, aria_t = best(eng_runs), best(hf_runs), best(aria_runs)
+        eng_t, hf_t, aria_t = best(eng_runs), best(hf_runs), best(list(aria_runs))
         runs = lambda xs: " ".join(f"{x:.2f}" for x in xs)
         if not hf_ok:
             print("   hf_hub_download: skipped (huggingface_hub not installed)")

@@ -1,6 +1,7 @@
 """The many-file job a user waits for, side by side with aria2c, measured in one run on 127.0.0.1.
 
     python benchmarks/many_files_bench.py [--pairs 3] [--total-mib 1024] [--rate-mb 25] [--quick] [--code DIR]
+                                          [--baseline DIR]
 
 A shared workflow names 30 LoRAs (1-256 MiB, --total-mib in all; each a valid safetensors file) and lists
 every link and sha256 in its top-level `models[]`, as ComfyUI's frontend writes them. The fake upstream
@@ -17,7 +18,8 @@ run of each tool, a timeline: when each file appeared in the folder and when it 
 final name, and the bytes on disk per second (MB/s buckets), sampled from the outside every 20 ms the same
 way for both tools.
 --quick: --total-mib 128 and 1 pair, for a check in a few seconds. --code DIR: the checkout whose
-`fixer` runs (a worktree at an older commit gives the "before" with this same script).
+`fixer` runs; --baseline DIR: another checkout (a worktree at an older commit: the "before"), run in the
+same rounds (ours, aria2c, baseline).
 """
 
 from __future__ import annotations
@@ -147,15 +149,16 @@ class Watch:
 class Run:
     tool: str
     seconds: float
-    peak_rss: int  # bytes; 0 when not measured
+    peak_rss: int  # bytes
+    cpu: float  # user + system seconds of the process
     watch: Watch
 
 
-def wait_child(proc: subprocess.Popen[bytes]) -> tuple[int, int]:
-    """Exit code and peak RSS (bytes) of this one child, from wait4: the kernel's own high-water mark."""
+def wait_child(proc: subprocess.Popen[bytes]) -> tuple[int, int, float]:
+    """Exit code, peak RSS (bytes) and CPU seconds of this one child, from wait4 (the kernel's own counts)."""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss * 1024
+    return proc.returncode, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def make_tree(work: Path, workflow: dict[str, object]) -> tuple[Path, Path]:
@@ -172,7 +175,8 @@ def make_tree(work: Path, workflow: dict[str, object]) -> tuple[Path, Path]:
     return root, state
 
 
-def run_ours(work: Path, workflow: dict[str, object], names: list[str], env: dict[str, str], config: Path) -> Run:
+def run_ours(work: Path, workflow: dict[str, object], names: list[str], env: dict[str, str], config: Path,
+             tool: str = "ours") -> Run:
     root, state = make_tree(work, workflow)
     cmd = [sys.executable, "-m", "fixer", "--auto", "--yes", "--comfyui-root", str(root), "--state-dir", str(state),
            "--config", str(config)]
@@ -181,14 +185,14 @@ def run_ours(work: Path, workflow: dict[str, object], names: list[str], env: dic
     proc = subprocess.Popen(cmd, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     out = proc.stdout.read()  # type: ignore[union-attr]
-    code, rss = wait_child(proc)
+    code, rss, cpu = wait_child(proc)
     elapsed = time.perf_counter() - t0
     watch.stop()
     missing = [n for n in names if not (root / "models" / "loras" / n).is_file()]
     if code != 0 or missing:
         raise SystemExit(f"comfy-fixer --auto failed (exit {code}, {len(missing)} files missing):\n"
                          f"{out.decode(errors='replace')[-3000:]}")
-    return Run("ours", elapsed, rss, watch)
+    return Run(tool, elapsed, rss, cpu, watch)
 
 
 def run_aria2(aria2: str, work: Path, listing: Path, names: list[str]) -> Run:
@@ -201,12 +205,12 @@ def run_aria2(aria2: str, work: Path, listing: Path, names: list[str]) -> Run:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read()  # type: ignore[union-attr]
-    code, rss = wait_child(proc)
+    code, rss, cpu = wait_child(proc)
     elapsed = time.perf_counter() - t0
     watch.stop()
     if code != 0:
         raise SystemExit(f"aria2c failed (exit {code}): {err.decode(errors='replace')[-2000:]}")
-    return Run("aria2c", elapsed, rss, watch)
+    return Run("aria2c", elapsed, rss, cpu, watch)
 
 
 def timeline(run: Run, names: list[str], sizes: list[int]) -> str:
@@ -260,6 +264,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="--total-mib 128 --pairs 1")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (the last run's state/log) to read")
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose fixer package runs (default: this one)")
+    ap.add_argument("--baseline", type=Path, help="a checkout at an older commit, run in the same rounds")
     args = ap.parse_args()
     if args.quick:
         args.total_mib, args.pairs = 128, 1
@@ -297,6 +302,7 @@ def main() -> None:
         upstream_env = {"HF_ENDPOINT": base, "CIVITAI_BASE_URL": base, "CIVITAI_RED_BASE_URL": f"{base}/red",
                         "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
         env = user_env(work, args.code.resolve(), upstream_env)
+        base_env = user_env(work, args.baseline.resolve(), upstream_env) if args.baseline else None
 
         print(f"\n{N_FILES} files, {sum(sizes) / 2**20:.0f} MiB, {args.rate_mb:g} MB/s per connection, "
               f"{args.pairs} alternated pair(s); ours from {args.code.resolve()}")
@@ -304,17 +310,23 @@ def main() -> None:
             print("   aria2c: skipped (binary not found; apt-get install aria2)")
         ours: list[Run] = []
         theirs: list[Run] = []
+        before: list[Run] = []
         for _ in range(args.pairs):
             ours.append(run_ours(work, workflow, names, env, config))
             if aria2:
                 theirs.append(run_aria2(aria2, work, listing, names))
                 shutil.rmtree(work / "aria2", ignore_errors=True)
-            print(f"   pair: ours {ours[-1].seconds:.2f} s" + (f", aria2c {theirs[-1].seconds:.2f} s" if theirs else ""),
-                  flush=True)
+            if base_env is not None:
+                before.append(run_ours(work, workflow, names, base_env, config, "baseline"))
+            print("   round: " + ", ".join(f"{r[-1].tool} {r[-1].seconds:.2f} s (CPU {r[-1].cpu:.2f} s)"
+                                          for r in (ours, theirs, before) if r), flush=True)
         o = [r.seconds for r in ours]
         print(summary("comfy-fixer --auto --yes (process)", o))
         print(f"   peak memory (max RSS of the process): median {statistics.median(r.peak_rss for r in ours) / 2**20:.0f}"
               f" MiB, max {max(r.peak_rss for r in ours) / 2**20:.0f} MiB")
+        if before:
+            print(summary(f"baseline {args.baseline}", [r.seconds for r in before]))
+            print(f"   baseline peak memory: median {statistics.median(r.peak_rss for r in before) / 2**20:.0f} MiB")
         if theirs:
             a = [r.seconds for r in theirs]
             print(summary("aria2c -i -j3 -x8 -s8 + sha-256", a))
@@ -322,6 +334,10 @@ def main() -> None:
             ratios = [x / y for x, y in zip(o, a)]
             print(f"   ratio ours/aria2c: {statistics.median(o) / statistics.median(a):.2f}x of the medians; per pair "
                   f"{' '.join(f'{r:.2f}' for r in ratios)} (target <= 0.60x)")
+            if before:
+                b = [r.seconds for r in before]
+                print(f"   ratio baseline/aria2c: {statistics.median(b) / statistics.median(a):.2f}x of the medians; "
+                      f"per pair {' '.join(f'{x / y:.2f}' for x, y in zip(b, a))}")
         print("\ntimeline of the median run of each")
         print(timeline(median_run(ours), names, sizes))
         if theirs:

@@ -467,10 +467,13 @@ def main(argv: list[str] | None = None) -> int:
     once the command has returned (its files written and closed, its threads joined) the process ends with
     the exit code at once, without the interpreter's teardown of every loaded module, which takes 50-120 ms
     after a download is done, the most with numpy loaded for the safetensors check (benchmarks/download_bench.py
-    'end' phase). Only stdout, stderr and the log handlers still hold buffered output then: they are flushed."""
+    'end' phase). Only stdout, stderr and the log handlers still hold buffered output then: they are flushed.
+    Under a profiler or tracer (cProfile, coverage) it returns, so they can write their results at exit."""
     if argv is not None:
         return _run(list(argv))
     code = _run(sys.argv[1:])
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return code  # a profiler or coverage writes its results at the interpreter's exit
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
