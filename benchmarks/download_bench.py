@@ -348,7 +348,8 @@ def main() -> None:
             print(f"   aria2c -x8 -s8 (process)       {stats(aria_runs)}")
             for label in codes:
                 ratios = [g / a for g, a in zip(get_runs[label], aria_runs)]
-                print(f"   ratio {label}/aria2c = {statistics.median(get_runs[label]) / statistics.median(aria_runs):.2f}x"
+                ratio = statistics.median(get_runs[label]) / statistics.median(aria_runs)
+                print(f"   ratio {label}/aria2c = {ratio:.2f}x"
                       f" of the medians; per pair {' '.join(f'{r:.2f}' for r in ratios)} (target <= 1.05x)")
             print("   CPU time (user+sys, median; what a busy machine turns into wall time): "
                   + ", ".join(f"{k} {statistics.median(v):.2f} s" for k, v in CHILD_CPU.items()))
@@ -363,7 +364,10 @@ def main() -> None:
             if hf_ok and i == 0:  # ~10 s a run; once is enough to show the gap
                 hf_runs.append(run_hf(base, "bench/throttled", "throttled.safetensors", fresh()))
         eng_t, hf_t, aria_t = best(eng_runs), best(hf_runs), best(list(aria_runs))
-        runs = lambda xs: " ".join(f"{x:.2f}" for x in xs)
+
+        def runs(xs: list[float]) -> str:
+            return " ".join(f"{x:.2f}" for x in xs)
+
         if not hf_ok:
             print("   hf_hub_download: skipped (huggingface_hub not installed)")
         print(f"   engine in-process (transfer)   {fmt(eng_t)}   runs {runs(eng_runs)}   "

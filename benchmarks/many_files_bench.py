@@ -217,7 +217,8 @@ def timeline(run: Run, names: list[str], sizes: list[int]) -> str:
     spans = run.watch.spans()
     end = run.seconds
     width = 50
-    lines = [f"   {run.tool}: {run.seconds:.2f} s; each file from its first entry in the folder to complete under its final name"]
+    lines = [f"   {run.tool}: {run.seconds:.2f} s; each file from its first entry in the folder to complete under its "
+             "final name"]
     for n, size in sorted(zip(names, sizes), key=lambda p: spans[p[0]][0]):
         a, b = spans[n]
         bar = [" "] * width
@@ -228,7 +229,8 @@ def timeline(run: Run, names: list[str], sizes: list[int]) -> str:
                 bar[i] = "#"
         lines.append(f"   {n:<20}{size / 2**20:7.1f} MiB {a:6.2f} -> {b:6.2f} s |{''.join(bar)}|")
     rates = run.watch.buckets()
-    lines.append("   MB/s written to disk, per second (aria2c holds up to 16 MiB per file in its cache before writing): "
+    lines.append("   MB/s written to disk, per second (aria2c holds up to 16 MiB per file in its cache before "
+                 "writing): "
                  + " ".join(f"{max(r, 0.0):.0f}" for r in rates))
     return "\n".join(lines)
 
@@ -289,7 +291,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         urls = [f"{base}/{REPO}/resolve/main/{n}" for n in names]
         workflow = {
-            "nodes": [{"id": i + 1, "type": "LoraLoader", "widgets_values": [n, 1.0, 1.0]} for i, n in enumerate(names)],
+            "nodes": [{"id": i + 1, "type": "LoraLoader", "widgets_values": [n, 1.0, 1.0]}
+                      for i, n in enumerate(names)],
             "links": [],
             "models": [{"name": n, "url": u, "directory": "loras", "hash": f["sha256"], "hash_type": "sha256"}
                        for n, u, f in zip(names, urls, files)],
@@ -322,7 +325,8 @@ def main() -> None:
                                           for r in (ours, theirs, before) if r), flush=True)
         o = [r.seconds for r in ours]
         print(summary("comfy-fixer --auto --yes (process)", o))
-        print(f"   peak memory (max RSS of the process): median {statistics.median(r.peak_rss for r in ours) / 2**20:.0f}"
+        peak = statistics.median(r.peak_rss for r in ours) / 2**20
+        print(f"   peak memory (max RSS of the process): median {peak:.0f}"
               f" MiB, max {max(r.peak_rss for r in ours) / 2**20:.0f} MiB")
         if before:
             print(summary(f"baseline {args.baseline}", [r.seconds for r in before]))
