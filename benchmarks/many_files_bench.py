@@ -260,16 +260,18 @@ def median_run(runs: list[Run]) -> Run:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", type=int, default=3, help="alternated runs of each tool")
+    ap.add_argument("--pairs", type=int, help="alternated runs of each tool (default 3, 1 with --quick)")
     ap.add_argument("--total-mib", type=int, default=1024)
     ap.add_argument("--rate-mb", type=float, default=25.0, help="per-connection limit, MB/s (10^6 bytes)")
-    ap.add_argument("--quick", action="store_true", help="--total-mib 128 --pairs 1")
+    ap.add_argument("--quick", action="store_true", help="--total-mib 128, --pairs 1 unless given")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (the last run's state/log) to read")
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose fixer package runs (default: this one)")
     ap.add_argument("--baseline", type=Path, help="a checkout at an older commit, run in the same rounds")
     args = ap.parse_args()
     if args.quick:
-        args.total_mib, args.pairs = 128, 1
+        args.total_mib = 128
+    if args.pairs is None:
+        args.pairs = 1 if args.quick else 3
     aria2 = shutil.which("aria2c")
     work = Path(tempfile.mkdtemp(prefix="fixer-many-"))
     server = None
