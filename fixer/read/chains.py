@@ -32,24 +32,20 @@ _SUBGRAPH_IN, _SUBGRAPH_OUT = "-10", "-20"
 
 
 @dataclass
-class _Input:
-    name: str
-    type: str
-    producer: NodeKey | None
-
-
-@dataclass
 class _Graph:
-    """The flattened graph: every real node with its producers, and who consumes whom."""
+    """The flattened graph: every real node with its producers, and who consumes whom. Only what the chain
+    walk reads is kept (an input that no link feeds decides nothing), so each link costs one append."""
 
     types: dict[NodeKey, str] = field(default_factory=dict)
-    inputs: dict[NodeKey, list[_Input]] = field(default_factory=dict)
+    producers: dict[NodeKey, list[NodeKey]] = field(default_factory=dict)  # in input order
+    typed: dict[NodeKey, list[NodeKey]] = field(default_factory=dict)  # those feeding a MODEL/CLIP input
     consumers: dict[NodeKey, set[NodeKey]] = field(default_factory=dict)
 
-    def add_input(self, key: NodeKey, inp: _Input) -> None:
-        self.inputs.setdefault(key, []).append(inp)
-        if inp.producer is not None:
-            self.consumers.setdefault(inp.producer, set()).add(key)
+    def add_input(self, key: NodeKey, producer: NodeKey, typed: bool) -> None:
+        self.producers.setdefault(key, []).append(producer)
+        if typed:
+            self.typed.setdefault(key, []).append(producer)
+        self.consumers.setdefault(producer, set()).add(key)
 
 
 @dataclass
@@ -79,8 +75,9 @@ def _link(raw: Any) -> tuple[str, tuple[str, int, str, int, str]] | None:
             lid, o, os_, t, ts = raw[:5]
             typ = raw[5] if len(raw) > 5 else ""
         elif isinstance(raw, dict):
-            lid, o, os_, t, ts = (raw.get(k) for k in ("id", "origin_id", "origin_slot", "target_id", "target_slot"))
-            typ = raw.get("type", "")
+            get = raw.get  # a subgraph's links (most of a document's): five lookups, no generator per link
+            lid, o, os_, t, ts, typ = get("id"), get("origin_id"), get("origin_slot"), get("target_id"), \
+                get("target_slot"), get("type", "")
         else:
             return None
         return str(lid), (str(o), int(os_), str(t), int(ts), typ if isinstance(typ, str) else "")
@@ -173,13 +170,16 @@ def _ui_graph(doc: dict[str, Any]) -> _Graph | None:
             elif ntype == "GetNode" and name_value:
                 getters.append((key, name_value))
             for origin, slot, tslot, typ in into.get(nid, ()):
+                producer = _producer(lv, origin, slot)
+                if producer is None:
+                    continue
                 spec = _dict(declared[tslot]) if 0 <= tslot < len(declared) else {}
                 name, itype = spec.get("name"), spec.get("type")
-                name, itype = name if isinstance(name, str) else "", itype if isinstance(itype, str) else typ
-                g.add_input(key, _Input(name, itype, _producer(lv, origin, slot)))
-    for key, name in getters:  # KJNodes' Set/Get: a named wire without a link
+                itype = itype if isinstance(itype, str) else typ
+                g.add_input(key, producer, itype in _CHAIN_TYPES or (isinstance(name, str) and name in _CHAIN_INPUTS))
+    for key, name in getters:  # KJNodes' Set/Get: a named wire without a link (untyped)
         if name in setters:
-            g.add_input(key, _Input("value", "*", setters[name]))
+            g.add_input(key, setters[name], False)
     return g
 
 
@@ -193,18 +193,17 @@ def _api_graph(doc: dict[str, Any]) -> _Graph:
         for name, v in _dict(node.get("inputs")).items():
             if isinstance(v, list) and len(v) == 2 and isinstance(v[0], (str, int)):
                 origin = str(v[0])
-                g.add_input(key, _Input(str(name), "", (tuple(origin.split(":")[:-1]), origin)))
+                g.add_input(key, (tuple(origin.split(":")[:-1]), origin), str(name) in _CHAIN_INPUTS)
     return g
 
 
 def _follow(g: _Graph, key: NodeKey) -> list[NodeKey]:
     """The producers that decide a node's chain: its MODEL/CLIP inputs when it has any, else all of them."""
-    inputs = g.inputs.get(key, [])
     if g.types.get(key) not in _PASS_THROUGH:
-        typed = [i.producer for i in inputs if i.producer and (i.type in _CHAIN_TYPES or i.name in _CHAIN_INPUTS)]
+        typed = g.typed.get(key)
         if typed:
             return typed
-    return [i.producer for i in inputs if i.producer]
+    return g.producers.get(key, [])
 
 
 def _upstream(g: _Graph, anchors: dict[NodeKey, frozenset[AnchorKey]], memo: dict[NodeKey, frozenset[AnchorKey]],
