@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, TypeGuard, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 from ..constants import CIVITAI_DEFAULT_BASE_URL, HF_DEFAULT_ENDPOINT, civitai_base_url, hf_endpoint
-from ..models import Candidate, Resolution
+from ..models import Candidate, Resolution, Source
 from ..read.readers import parse_json_text
 from ..state import write_text_atomic
 from ..transfer.policy import strip_secret_query
@@ -79,11 +79,16 @@ def make_portable(workflow: dict[str, Any], resolutions: Iterable[Resolution],
         c = _downloadable(res, threshold)
         if c is not None and res.name in names:
             entries[res.name] = model_entry(res, c)
-    out = json.loads(json.dumps(workflow))
+    out: dict[str, Any] = json.loads(json.dumps(workflow))  # a deep copy of the workflow's JSON
     kept = [m for m in out.get("models") or [] if isinstance(m, dict) and m.get("name") not in entries]
     out["models"] = kept + sorted(entries.values(), key=lambda m: m["name"])
     _scrub_model_urls(out)
     return out
+
+
+def _is_source(value: object) -> TypeGuard[Source]:
+    """A download record (read from disk) names one of the candidate sources."""
+    return value in get_args(Source)
 
 
 def recorded_resolutions(output_dir: Path, used: dict[str, str | None],
@@ -98,8 +103,11 @@ def recorded_resolutions(output_dir: Path, used: dict[str, str | None],
     for e in read_records(output_dir / DOWNLOADED_FILE):
         name = str(e.get("name") or "")
         if e.get("state") == "done" and name in used and isinstance(e.get("url"), str) and e.get("folder"):
-            c = Candidate(source=e.get("source") or "record", filename=name, folder=e["folder"], confidence=1.0,
-                          reason="downloaded by ComfyFixerSmart", url=e["url"], sha256=e.get("sha256"))
+            # A record naming no known source (written before sources were kept, or damaged) still holds the
+            # link downloaded: "user", a link from outside the searches, is closest. Only the link is used here.
+            source = e.get("source")
+            c = Candidate(source=source if _is_source(source) else "user", filename=name, folder=e["folder"],
+                          confidence=1.0, reason="downloaded by ComfyFixerSmart", url=e["url"], sha256=e.get("sha256"))
             found[name] = Resolution(name, e["folder"], c)
     index = CatalogSource(comfyui_root).index() if any(n not in found for n in used) else {}
     for name, folder in used.items():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ class Resolver:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await run.close()
 
-    async def _ask(self, sources: list[Source], ref: ModelRef, run: SearchRun) -> Found:
+    async def _ask(self, sources: Sequence[Source], ref: ModelRef, run: SearchRun) -> Found:
         """Ask sources concurrently; a source that raises costs only its own answer."""
         results = await asyncio.gather(*(s.find(ref, run) for s in sources), return_exceptions=True)
         out = Found()

@@ -129,20 +129,30 @@ class FolderMap:
         for name, listings in data["inputs"].items():
             if not isinstance(name, str) or not isinstance(listings, list):
                 continue
-            good = tuple(Listing(map_legacy(x["folder"]), x.get("prefix") if isinstance(x.get("prefix"), str) else "",
-                                 frozenset(e.lower() for e in x.get("extensions") or [] if isinstance(e, str)))
-                         for x in listings if isinstance(x, dict) and isinstance(x.get("folder"), str) and x["folder"])
+            good = tuple(listing for x in listings if (listing := _listing_from_json(x)) is not None)
             if good:
                 inputs[name] = good
-        fixed = data.get("fixed") if isinstance(data.get("fixed"), list) else []
-        sources = data.get("input_sources") if isinstance(data.get("input_sources"), dict) else {}
+        fixed = data.get("fixed")
+        sources = data.get("input_sources")
         return cls(source, inputs, complete=data.get("complete") is True,
-                   fixed=frozenset(f for f in fixed if isinstance(f, str)),
+                   fixed=frozenset(f for f in fixed if isinstance(f, str)) if isinstance(fixed, list) else frozenset(),
                    input_sources={k: v for k, v in sources.items()
-                                  if k in inputs and v in ("probe", "static", "server")})
+                                  if k in inputs and v in ("probe", "static", "server")}
+                   if isinstance(sources, dict) else {})
 
 
-_PARSED: dict[int, tuple[dict, FolderMap | None]] = {}  # id of a map's JSON -> (that JSON, parsed)
+def _listing_from_json(x: object) -> Listing | None:
+    """One listing of a server's answer (untrusted), or None when it names no folder."""
+    if not isinstance(x, dict):
+        return None
+    folder, prefix, extensions = x.get("folder"), x.get("prefix"), x.get("extensions")
+    if not isinstance(folder, str) or not folder:
+        return None
+    return Listing(map_legacy(folder), prefix if isinstance(prefix, str) else "",
+                   frozenset(e.lower() for e in extensions or [] if isinstance(e, str)))
+
+
+_PARSED: dict[int, tuple[dict[str, Any], FolderMap | None]] = {}  # id of a map's JSON -> (that JSON, parsed)
 _PARSED_MAX = 4096
 
 
@@ -155,7 +165,8 @@ def folder_map_of(node_def: Any) -> FolderMap | None:
     hit = _PARSED.get(id(data))
     if hit is not None and hit[0] is data:
         return hit[1]
-    source = data.get("source") if data.get("source") in ("probe", "static", "server") else "server"
+    claimed = data.get("source")
+    source = claimed if isinstance(claimed, str) and claimed in ("probe", "static", "server") else "server"
     fm = FolderMap.from_json(data, source)
     if len(_PARSED) >= _PARSED_MAX:
         _PARSED.clear()
@@ -377,7 +388,8 @@ class FolderProbe:
         return frozenset(e.lower() for e in self.registered(folder) or () if isinstance(e, str) and e.startswith("."))
 
 
-def _wrapper(name: str, real: Callable[..., Any], active: contextvars.ContextVar) -> Callable[..., Any]:
+def _wrapper(name: str, real: Callable[..., Any],
+             active: contextvars.ContextVar[_Recording | None]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         recording = active.get()
         if recording is None or not args or not isinstance(args[0], str):
@@ -442,7 +454,9 @@ def apply_server_maps(object_info: dict[str, Any], answer: Any) -> int:
     count = 0
     for node_type, data in answer.items():
         d = object_info.get(node_type)
-        fm = FolderMap.from_json(data, "server") if isinstance(d, dict) else None
+        if not isinstance(d, dict):
+            continue
+        fm = FolderMap.from_json(data, "server")
         if fm is not None:
             object_info[node_type] = with_folder_map(d, fm)
             count += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -89,7 +89,9 @@ class StandaloneHost:
 
     def apply_extra_paths(self, yaml_path: Path) -> None:
         """As ComfyUI utils/extra_config.py `load_extra_path_config`."""
-        import yaml  # ComfyUI's own dependency; only needed when a yaml exists
+        # ComfyUI's own dependency; only needed when a yaml exists. PyYAML ships no type hints (types-PyYAML
+        # is not a dependency): safe_load's answer is untrusted data, checked below.
+        import yaml  # type: ignore[import-untyped]
 
         try:
             config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
@@ -304,7 +306,7 @@ def target_root(folders: dict[str, list[str]], directory: str, *, name: str | No
     return os.path.realpath(os.path.join(model_folders(folders)[key][0], sub))
 
 
-class LiveNodeDefs(Mapping):
+class LiveNodeDefs(Mapping[str, Any]):
     """Node definitions asked of the node classes one type at a time, only for the types a workflow
     uses: INPUT_TYPES() of every installed pack (as /object_info does) can take seconds, and some
     packs list folders in it. Each carries the folders its inputs list, asked of the node (folder_probe),
@@ -368,7 +370,7 @@ class LiveNodeDefs(Mapping):
             self._not_loaded = merged.defs
         return self._not_loaded.get(name)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._classes)
 
     def __len__(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 # Core loaders (docs/comfyui-facts.md): node type -> widget order, and the inputs that are model files.
 # Widget order matters for UI JSON, whose widgets_values is a list in that order.
@@ -106,7 +107,7 @@ def guess_folder(node_type: str, input_name: str | None, filename: str) -> str |
     return _first("node", node_type) or _first("file", filename.rsplit("/", 1)[-1])
 
 
-def widget_names_from_def(node_def: dict) -> list[str]:
+def widget_names_from_def(node_def: dict[str, Any]) -> list[str]:
     """Widget order of a node from its /object_info entry (inputs that are widgets, with frontend extras)."""
     inputs = node_def.get("input") or {}
     order = node_def.get("input_order") or {}
@@ -129,7 +130,7 @@ def widget_names_from_def(node_def: dict) -> list[str]:
     return names
 
 
-def input_spec(node_def: dict, input_name: str) -> list | tuple | None:
+def input_spec(node_def: dict[str, Any], input_name: str) -> list[Any] | tuple[Any, ...] | None:
     """An input's entry in a node definition: `(type or options, {config})`."""
     inputs = node_def.get("input") or {}
     for section in ("required", "optional"):
@@ -140,7 +141,7 @@ def input_spec(node_def: dict, input_name: str) -> list | tuple | None:
     return None
 
 
-def combo_options(node_def: dict, input_name: str) -> list[str] | None:
+def combo_options(node_def: dict[str, Any], input_name: str) -> list[str] | None:
     """The COMBO options of an input (V1 `[[...], {}]` or V3 `["COMBO", {"options": [...]}]`)."""
     entry = input_spec(node_def, input_name)
     if entry is None:

@@ -26,6 +26,7 @@ import stat
 import threading
 import time
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -654,15 +655,19 @@ def _literal_options(e: ast.expr | None, scope: _Scope, depth: int = 0) -> list[
 def _built_entry(call: ast.Call, scope: _Scope) -> ast.Tuple | None:
     """The tuple an entry-building helper returns with the call's arguments put in (controlnet_aux's
     `INPUT.COMBO([...], default=...)` -> `([...], dict(...))`, `INPUT.RESOLUTION()` -> `("INT", ...)`)."""
-    owner = scope.pack.class_named(call.func.value.id) if isinstance(call.func, ast.Attribute) \
-        and isinstance(call.func.value, ast.Name) else None
-    fn = next((m for m in owner.body if isinstance(m, ast.FunctionDef) and m.name == call.func.attr),  # type: ignore[union-attr]
+    func = call.func
+    if not isinstance(func, ast.Attribute) or not isinstance(func.value, ast.Name):
+        return None
+    owner = scope.pack.class_named(func.value.id)
+    fn = next((m for m in owner.body if isinstance(m, ast.FunctionDef) and m.name == func.attr),
               None) if owner else None
-    rets = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return)] if fn else []
+    if fn is None:
+        return None
+    rets = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return)]
     if len(rets) != 1 or not isinstance(rets[0], ast.Tuple) or not rets[0].elts:
         return None
     first = rets[0].elts[0]
-    params = [a.arg for a in fn.args.args]  # type: ignore[union-attr]
+    params = [a.arg for a in fn.args.args]
     if isinstance(first, ast.Name) and first.id in params:
         i = params.index(first.id)
         bound = call.args[i] if i < len(call.args) else next(
@@ -673,7 +678,7 @@ def _built_entry(call: ast.Call, scope: _Scope) -> ast.Tuple | None:
     return ast.Tuple(elts=[first, *rets[0].elts[1:]], ctx=ast.Load())
 
 
-def _entry(e: ast.expr, scope: _Scope) -> tuple[list, list[tuple[str, str]], bool] | None:
+def _entry(e: ast.expr, scope: _Scope) -> tuple[list[Any], list[tuple[str, str]], bool] | None:
     """An input's (definition entry, listings, options all literal): `[kind or options, {config}]` as
     /object_info has it."""
     if isinstance(e, ast.Name):
@@ -686,8 +691,9 @@ def _entry(e: ast.expr, scope: _Scope) -> tuple[list, list[tuple[str, str]], boo
     config: dict[str, Any] = {}
     if len(e.elts) > 1 and isinstance(e.elts[1], ast.Dict):
         for k, v in zip(e.elts[1].keys, e.elts[1].values):
-            if _str(k) in ("forceInput", "control_after_generate") and isinstance(v, ast.Constant):
-                config[_str(k)] = v.value  # type: ignore[index]
+            key = _str(k)
+            if key in ("forceInput", "control_after_generate") and isinstance(v, ast.Constant):
+                config[key] = v.value
     kind = _str(first)
     if kind is None and isinstance(first, ast.Name):
         kind = next((s for s in map(_str, scope.values(first.id)) if s), None)
@@ -725,7 +731,7 @@ class _NodeReader:
                     return self.v1(parent, depth + 1, owner or cls)
             return None
         scope = _Scope(self.pack, fn, cls, owner or cls)
-        inputs: dict[str, dict[str, list]] = {}
+        inputs: dict[str, dict[str, list[Any]]] = {}
         listings: dict[str, list[tuple[str, str]]] = {}
         fixed: set[str] = set()
         for ret in (n.value for n in ast.walk(fn) if isinstance(n, ast.Return)):
@@ -740,26 +746,26 @@ class _NodeReader:
                             name = _str(name_node) or (scope.env.get(name_node.id)
                                                        if isinstance(name_node, ast.Name) else None)
                             entry = _entry(entry_node, scope) if name else None
-                            if entry is None:
+                            if entry is None or not name:
                                 continue
-                            inputs[section][name] = entry[0]  # type: ignore[index]
+                            inputs[section][name] = entry[0]
                             if entry[1]:
-                                listings[name] = entry[1]  # type: ignore[index]
+                                listings[name] = entry[1]
                             if entry[2]:
-                                fixed.add(name)  # type: ignore[arg-type]
+                                fixed.add(name)
             if not inputs and isinstance(ret, ast.Call) and ret.keywords \
                     and all(k.arg and isinstance(k.value, ast.Call) for k in ret.keywords):
                 # Inputs passed as keywords to a pack helper that builds the dict (controlnet_aux's
                 # define_preprocessor_inputs(ckpt_name=INPUT.COMBO([...]), ...)): widgets in that order.
                 inputs["optional"] = {}
-                for k in ret.keywords:
-                    entry = _entry(k.value, scope)
-                    if entry is not None:
-                        inputs["optional"][k.arg] = entry[0]  # type: ignore[index]
+                for kw in ret.keywords:
+                    entry = _entry(kw.value, scope)
+                    if entry is not None and kw.arg:  # every keyword has a name (checked above)
+                        inputs["optional"][kw.arg] = entry[0]
                         if entry[1]:
-                            listings[k.arg] = entry[1]  # type: ignore[index]
+                            listings[kw.arg] = entry[1]
                         if entry[2]:
-                            fixed.add(k.arg)  # type: ignore[arg-type]
+                            fixed.add(kw.arg)
             if inputs:
                 break
         return self._definition(inputs, listings, fixed) if inputs else None
@@ -772,27 +778,30 @@ class _NodeReader:
             return None
         kw = {k.arg: k.value for k in schema.keywords if k.arg}
         node_id = _str(kw.get("node_id"))
-        if not node_id or not isinstance(kw.get("inputs"), ast.List):
+        declared = kw.get("inputs")
+        if not node_id or not isinstance(declared, ast.List):
             return None
         scope = _Scope(self.pack, fn, cls)
-        inputs: dict[str, dict[str, list]] = {"required": {}, "optional": {}}
+        inputs: dict[str, dict[str, list[Any]]] = {"required": {}, "optional": {}}
         listings: dict[str, list[tuple[str, str]]] = {}
-        for call in kw["inputs"].elts:  # type: ignore[union-attr]
+        for call in declared.elts:
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.args
-                    and _str(call.args[0]) and isinstance(call.func.value, ast.Attribute)):
+                    and isinstance(call.func.value, ast.Attribute)):
                 continue
             name, kind = _str(call.args[0]), _V3_KINDS.get(call.func.value.attr, "*")
+            if not name:
+                continue
             optional = any(k.arg == "optional" and isinstance(k.value, ast.Constant) and k.value.value
                            for k in call.keywords)
             found = [x for a in call.args[1:] + [k.value for k in call.keywords if k.arg == "options"]
                      for x in _listings(a, scope)]
-            inputs["optional" if optional else "required"][name] = [[] if kind == "COMBO" else kind, {}]  # type: ignore[index]
+            inputs["optional" if optional else "required"][name] = [[] if kind == "COMBO" else kind, {}]
             if found:
-                listings[name] = found  # type: ignore[index]
+                listings[name] = found
         return node_id, self._definition(inputs, listings)
 
-    def _definition(self, inputs: dict[str, dict[str, list]], listings: dict[str, list[tuple[str, str]]],
-                    fixed: set[str] = frozenset()) -> dict:  # type: ignore[assignment]
+    def _definition(self, inputs: dict[str, dict[str, list[Any]]], listings: dict[str, list[tuple[str, str]]],
+                    fixed: AbstractSet[str] = frozenset()) -> dict[str, Any]:
         ext = self.pack.extensions
         folder_map = FolderMap("static", {
             name: tuple(dict.fromkeys(Listing(map_legacy(f), p, ext.get(f, frozenset())) for p, f in found))
@@ -877,8 +886,9 @@ def _read_pack(pack_dir: Path) -> Reading:
         types = [t for t, c in pack.mappings.items() if c == name] \
             or ([name] if not pack.mappings or name in pack.unresolved else [])
         definition = reader.v1(cls) if types else None
-        for t in types if definition else ():
-            defs.setdefault(t, definition)
+        if definition:
+            for t in types:
+                defs.setdefault(t, definition)
     return Reading(defs, folders, list(dict.fromkeys(pack.unread_registrations)))
 
 
@@ -954,7 +964,7 @@ def add_pack_folders(host: Any, comfyui_root: Path, cache_file: Path | None = No
                 host.add_path(key, str(comfyui_root / "models" / d))
 
 
-class WithPackDefs(Mapping):
+class WithPackDefs(Mapping[str, Any]):
     """/object_info definitions (maybe none) completed by what the packs' sources say, read on first use:
     a definition without a folder map gets the one read statically; a node type /object_info lacks gets
     its read definition (input order included). Only `get`/`[]` are cheap: iterating reads every pack."""

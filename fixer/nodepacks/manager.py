@@ -305,7 +305,8 @@ class _SessionScope:
     """Use the caller's session, or open (and close) one with a timeout."""
 
     def __init__(self, session: aiohttp.ClientSession | None, timeout: float):
-        self.given, self.timeout, self.own = session, timeout, None
+        self.given, self.timeout = session, timeout
+        self.own: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> aiohttp.ClientSession:
         if self.given is not None:
@@ -332,7 +333,8 @@ async def _get_text(s: aiohttp.ClientSession, base_url: str, path: str) -> str |
                            "Check that ComfyUI is running and the URL is right.") from e
 
 
-async def _get_json(s: aiohttp.ClientSession, base_url: str, path: str, params: dict | None = None) -> Any:
+async def _get_json(s: aiohttp.ClientSession, base_url: str, path: str,
+                    params: dict[str, str] | None = None) -> Any:
     try:
         async with s.get(_url(base_url, path), params=params) as r:
             if r.status != 200:

@@ -84,13 +84,14 @@ def template_files(comfyui_root: Path | None = None) -> list[Path]:
                         *base.glob("Lib/site-packages/comfyui_workflow_templates*")]:
                 out += [p for p in pkg.glob("templates/*.json") if not p.name.startswith("index")]
     for dist in importlib.metadata.distributions():
-        name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
+        # get_all: PackageMetadata's typed surface on 3.10 (the first value is what .get("Name") gives).
+        name = str((dist.metadata.get_all("Name") or [""])[0] or "").lower().replace("_", "-")
         if not name.startswith("comfyui-workflow-templates"):
             continue
         for f in dist.files or []:
             p = str(f)
             if p.endswith(".json") and "/templates/" in p and not p.rsplit("/", 1)[-1].startswith("index"):
-                out.append(Path(dist.locate_file(f)))
+                out.append(Path(str(dist.locate_file(f))))
     return sorted(set(out))
 
 
@@ -103,7 +104,7 @@ def manager_lists(comfyui_root: Path | None) -> list[Path]:
     out: list[Path] = []
     try:
         dist = importlib.metadata.distribution("comfyui-manager")
-        out += [Path(dist.locate_file(f)) for f in dist.files or []
+        out += [Path(str(dist.locate_file(f))) for f in dist.files or []
                 if str(f).endswith("comfyui_manager/model-list.json")]
     except importlib.metadata.PackageNotFoundError:
         pass

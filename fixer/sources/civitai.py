@@ -26,9 +26,9 @@ import aiohttp
 from ..models import Candidate, ModelRef
 from ..upstream.civitai import by_hash_batch, early_access_until, on_base, scan_refusal
 from ..upstream.http import said
-from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder
+from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder, stem
 from .family import family_of_base_model, fit, mismatch_words, shared_words
-from .fuzzy import PRECISION_TAGS, likeness, loose, stem
+from .fuzzy import PRECISION_TAGS, likeness, loose
 
 log = logging.getLogger("fixer.sources.civitai")
 

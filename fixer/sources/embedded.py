@@ -118,7 +118,7 @@ class EmbeddedSource:
         size = reply.headers.get("X-Linked-Size") or length
         etag = (reply.headers.get("X-Linked-Etag") or "").strip('"').lower()
         return self._plain(ref, h, f"{why}; the file URL answers",
-                           size=int(size) if str(size or "").isdigit() else None,
+                           size=int(size) if size is not None and size.isdigit() else None,
                            sha256=etag if _SHA256.match(etag) else None)
 
     async def _check(self, ref: ModelRef, run: SearchRun, h: ModelHint, found: Found) -> Candidate | None:

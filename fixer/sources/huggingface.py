@@ -47,9 +47,9 @@ from ..upstream.hub import (
     resolve_url,
 )
 from ..upstream.source_spec import parse_hf_url  # noqa: F401  (the one HF URL reader; tests import it from here)
-from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder, weak_folder
+from .base import CONFIDENCE, Found, SearchRun, is_generic, settle_folder, stem, weak_folder
 from .family import family_of_name, family_of_tags, fit, mismatch_words
-from .fuzzy import likeness, stem
+from .fuzzy import likeness
 
 log = logging.getLogger("fixer.sources.huggingface")
 
@@ -112,7 +112,10 @@ def standing(repo_id: str, filename: str) -> int:
     if trusted(repo_id):
         return 3
     name = repo_id.split("/")[-1]
-    norm = lambda x: re.sub(r"[\s_\-.]+", "_", x.lower())  # noqa: E731
+
+    def norm(x: str) -> str:
+        return re.sub(r"[\s_\-.]+", "_", x.lower())
+
     mark = _REUPLOAD.search(name)
     if mark and mark.group(1).lower() == "gguf" and filename.lower().endswith(".gguf"):
         mark = None  # a GGUF repo is the origin of its .gguf files
@@ -355,13 +358,15 @@ class HuggingFaceSource:
         # when every repo holding the name is so named, the name decides and the mismatch is said.
         off = self._off_family(ref, matches, family)
         if len(off) == len(matches):
-            notes = {(m.repo_id, m.path): (wanted, made) for m, _, wanted, made in off}
-            out = self._score(ref, run, matches, None)
-            for c in out:
+            # Keyed as a candidate's ids hold them (JSON-shaped, maybe absent).
+            notes: dict[tuple[str | None, str | None], tuple[str, str]] = {
+                (m.repo_id, m.path): (wanted, made) for m, _, wanted, made in off}
+            scored = self._score(ref, run, matches, None)
+            for c in scored:
                 note = notes.get((c.ids.get("repo_id"), c.ids.get("path")))
                 if note:
                     c.reason, c.made_for = f"{mismatch_words(*note)}; {c.reason}", note[1]
-            return out
+            return scored
         listed = [replace(self._candidate(ref, run, m, CONFIDENCE["kin_family" if f == "kin" else "other_family"],
                                           f"{mismatch_words(wanted, made)}: exact file name"), made_for=made)
                   for m, f, wanted, made in off]
