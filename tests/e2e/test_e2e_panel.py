@@ -40,7 +40,8 @@ def workflow(uid: str, *nodes: dict) -> dict:
 def test_panel_keeps_runs_apart_problems_first_and_one_notice(comfy, upstream):
     for key in (file_routes.hf_key("comfy-fixer-fixtures/tiny-model", CHECKPOINT), file_routes.civitai_key(9100101)):
         file_routes.faults(upstream, key).rate = RATE
-    for patch in ({"connections_per_file": 1}, {"max_concurrent": 1}):
+    # Civitai wants a key for every download since 2026; without one the LoRA would wait for it in the review.
+    for patch in ({"connections_per_file": 1}, {"max_concurrent": 1}, {"civitai_api_key": "civitai-e2e-key"}):
         assert comfy.post_json("/api/comfyfixer/settings", patch)[0] == 200
     link = {"name": MODAL_MODEL, "url": f"https://huggingface.co/comfy-fixer-fixtures/x/resolve/main/{MODAL_MODEL}",
             "directory": "checkpoints"}

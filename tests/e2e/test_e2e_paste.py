@@ -53,6 +53,8 @@ def test_pasted_link_on_a_not_found_row_lands_verified_and_the_prompt_queues(com
 
 
 def test_gated_repo_says_once_what_to_do_and_is_not_a_failure(comfy, upstream, served):
+    # The Civitai LoRA is the file that downloads: Civitai wants a key for every download since 2026.
+    assert comfy.post_json("/api/comfyfixer/settings", {"civitai_api_key": "civitai-e2e-key"})[0] == 200
     gated = checkpoint(1, GATED, models=[{"name": GATED, "url": GATED_URL, "directory": "checkpoints"}])
     wf = workflow("b2c3d4e5-1f2a-4b3c-8d4e-5f6a7b8c9d0e", gated, lora(2, LORA))
     scenario = {"case": "gated", "url": comfy.url, "artifacts": str(ARTIFACTS / comfy.label), "workflow": wf,
