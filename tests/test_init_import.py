@@ -13,12 +13,12 @@ from fake_comfy import PACK_DIR, install_comfy, load_pack, unload_pack
 
 from tests.conftest import PAGE_HEADERS
 
-CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map",
-                                                                                  "duplicates")]
+CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map")]
                          + [("POST", f"/comfyfixer/{p}") for p in ("scan", "fix", "cancel", "retry", "relink",
                                                                     "settings", "portable", "install_pack",
                                                                     "approve", "discard_partial", "paste_link",
-                                                                    "folder_map", "lockfile", "duplicates/fix")])
+                                                                    "folder_map", "lockfile", "duplicates",
+                                                                    "duplicates/fix")])
 COMFY_NAME = str(PACK_DIR).replace(".", "_x_")  # the sys.modules key ComfyUI's loader uses
 HEAVY = ("aiohttp", "requests", "huggingface_hub", "safetensors", "server_routes", "fixer.app.service",
          "fixer.transfer", "PIL")
