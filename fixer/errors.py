@@ -20,7 +20,8 @@ ErrorCode = Literal[
     "download_failed", "already_exists", "file_changed", "link_broken", "hf_offline", "pickle_refused",
     "host_not_allowed", "sha256_mismatch", "size_mismatch", "not_safetensors", "file_missing", "disk_full",
     "target_busy", "bytes_missing", "run_locked", "run_busy", "unsafe_file_type", "download_too_large",
-    "pack_not_offered", "lockfile_invalid", "file_differs", "cache_busy",
+    "pack_not_offered", "lockfile_invalid", "file_differs", "cache_busy", "model_not_found", "needs_choice",
+    "run_interrupted",
 ]
 TokenName = Literal["HF_TOKEN", "CIVITAI_API_KEY"]
 ServiceKey = Literal["huggingface", "civitai"]
@@ -74,6 +75,9 @@ ERROR_CODES: dict[ErrorCode, str] = {
     "lockfile_invalid": "a lockfile (models.lock.json) is unreadable or an entry of it is refused",
     "file_differs": "a different file is already where the lockfile puts one: it is never overwritten",
     "cache_busy": "another process or machine held the shared cache's lock on this file for too long",
+    "model_not_found": "no source has this model (searched every way there is)",
+    "needs_choice": "candidates were found, none sure enough to download without asking: choose one",
+    "run_interrupted": "the run was stopped before its end (Ctrl-C, SIGTERM, a killed process): --resume continues",
 }
 
 
@@ -264,6 +268,7 @@ class RunLocked(FixerError):
     default_code: ClassVar[ErrorCode] = "run_locked"
 
     def __init__(self, path: str, holder: str):
+        self.holder = holder
         super().__init__(
             f"Another ComfyFixerSmart run holds {path} ({holder}). Wait for it to finish, or remove the lock "
             "file if that process is gone."

@@ -23,7 +23,7 @@ DOCUMENTS: dict[str, Any] = {
     "status.json": shapes.StatusDoc,
     "output/missing_models.json": list[shapes.ModelEntry],
     "output/resolutions.json": list[shapes.ResolutionEntry],
-    "output/missing_nodes.json": list[shapes.MissingNodeEntry],
+    "output/missing_nodes.json": list[shapes.MissingNodeEntry] | shapes.NodesNotChecked,
     "output/downloaded_models.json": shapes.DownloadRecords,
     "downloads": shapes.DownloadsData,
     "scan": shapes.ScanResult,

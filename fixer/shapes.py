@@ -29,6 +29,7 @@ RowState = Literal["queued", "resolving", "resolved", "review", "downloading", "
                    "cancelled", "not_found", "needs_choice", "skipped"]
 FinalState = Literal["done", "failed", "cancelled", "not_found", "needs_choice", "skipped"]
 FINAL_STATES: tuple[FinalState, ...] = get_args(FinalState)
+ResolutionState = Literal["chosen", "needs_choice", "not_found"]  # a resolutions.json entry
 
 
 # --- output/missing_models.json and the scan the page asks for -------------------------------------
@@ -179,6 +180,17 @@ class NodeUsage:
 
 
 @dataclass
+class NodesNotChecked:
+    """output/missing_nodes.json when node types were not checked (no running ComfyUI or /object_info):
+    never `[]`, which a script reads as "nothing missing"."""
+
+    node_check: Literal["not checked"]
+    missing_nodes: None
+    why: str
+    how: str
+
+
+@dataclass
 class MissingNodeEntry:
     """One entry of output/missing_nodes.json: the file contract's node_type and workflows, then the pack that
     provides the type. `class_type` is the same name under the key ComfyUI's API format uses."""
@@ -230,7 +242,7 @@ class ResolutionEntry:
     model_id / version_id / repo_id, download_url, expected_type), then what the panel and report show."""
 
     filename: str
-    source: Source
+    source: str  # where the bytes come from: civitai, huggingface, local, not_found, or the link's host
     download_url: str | None
     expected_type: str | None
     model_id: int | str | None
@@ -247,6 +259,8 @@ class ResolutionEntry:
     candidates: list[CandidateEntry]
     why: str
     tried: list[str]
+    found_by: Source | None = None  # how the source was found: embedded, catalog, civitai, huggingface, fuzzy, ...
+    state: ResolutionState = "not_found"
 
 
 # --- the review plan --------------------------------------------------------------------------------------
@@ -315,6 +329,9 @@ class Row:
     tried: list[str] = field(default_factory=list)  # the searches behind `reason` (the panel's details toggle)
     needs_token: TokenName | None = None  # the source needs a token that is not set (known before downloading)
     license_url: str | None = None  # a gated repo: where its license is accepted
+    # Where the bytes come from (civitai, huggingface, local, or the host), as resolutions.json's `source` says;
+    # `source` stays how it was found (catalog, embedded, ...), which the panel labels.
+    origin: str | None = None
     dest: str | None = None  # where the file will be written (the panel's rows, before it is)
     saved_as: str | None = None  # a pasted link's file keeps its real name: the loader is repointed to it
     carried: bool = False  # the row an earlier run of the same workflow left (this run did not touch it)

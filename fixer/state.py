@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ErrorInfo, RunLocked
-from .events import ErrorRaised, Event, PhaseChanged, Progress
+from .events import ErrorRaised, Event, PhaseChanged, Progress, ScanFinished
 from .models import to_jsonable
 from .shapes import Phase, RunData, StatusDoc, StatusError, StatusProgress
 
@@ -66,11 +66,33 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
+# The agent guide's phases: idle (nothing runs), scanning, resolving, downloading, complete (the run got to its end;
+# failures are counted in data and listed in errors), error (the run could not finish: an input error, a crash,
+# an interruption). Ours beside them: review (the panel holds the resolved files until the user approves), verifying.
+RUNNING_PHASES: frozenset[Phase] = frozenset({"scanning", "resolving", "review", "downloading", "verifying"})
+# The guide's data fields: always present, whatever the phase (scripts read them with ['...']).
+SEED_DATA: dict[str, Any] = {"workflows_scanned": 0, "missing_models": 0, "civitai_matches": 0,
+                             "huggingface_matches": 0, "downloads_successful": 0, "downloads_failed": 0,
+                             "current_download": None}
+
+
+def with_seed_data(doc: dict[str, Any], seed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A status document (JSON types) whose data holds the guide's fields first, then the owner's."""
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    return {**doc, "data": {**SEED_DATA, **(seed or {}), **data}}
+
+
+def idle_document() -> dict[str, Any]:
+    """status.json as it reads when nothing ever ran: phase idle, every field of the guide present."""
+    return with_seed_data(to_jsonable(StatusDoc(timestamp=now_iso())))
+
+
 class StatusDocument:
     """status.json of the file contract: {timestamp, phase, progress, data, errors}; thread-safe, written atomically.
 
-    An event subscriber: phases, progress and errors come from the pipeline's events; `data` is
-    whatever the owner puts there (per-model rows for the panel).
+    An event subscriber: phases, progress and errors come from the pipeline's events. `data` always holds
+    the guide's fields (SEED_DATA; the scan's two from ScanFinished, the others from the owner, who knows
+    the truth per model: `set_counts`), then whatever else the owner puts there (per-model rows for the panel).
     """
 
     def __init__(self, path: Path | None, min_interval: float = 0.25):
@@ -79,6 +101,7 @@ class StatusDocument:
         self._lock = threading.Lock()
         self._last_write = 0.0
         self.doc = StatusDoc(timestamp=now_iso())
+        self.seed: dict[str, Any] = dict(SEED_DATA)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, PhaseChanged):
@@ -87,6 +110,32 @@ class StatusDocument:
             self.set_progress(event.current, event.total)
         elif isinstance(event, ErrorRaised):
             self.add_error(event.error, event.details)
+        elif isinstance(event, ScanFinished):
+            report = event.report
+            self.set_counts({"workflows_scanned": len(report.workflows),
+                             "missing_models": sum(1 for m in report.models
+                                                   if m.state in ("missing", "elsewhere", "unsafe"))})
+
+    def set_counts(self, counts: dict[str, Any], force: bool = False) -> None:
+        """The guide's counters (and ours beside them: local_matches, not_found, ...), as the owner knows them."""
+        with self._lock:
+            self.seed.update(counts)
+            self.doc = replace(self.doc, timestamp=now_iso())
+        self._written_or_due(force)
+
+    def carry_over(self, previous: dict[str, Any] | None, keys: tuple[str, ...]) -> None:
+        """Start from an earlier run's counts (`--download` after `--resolve`): the phases this run does not
+        repeat keep their true figures instead of zeros."""
+        data = previous.get("data") if isinstance(previous, dict) else None
+        if isinstance(data, dict):
+            self.set_counts({k: data[k] for k in keys if k in SEED_DATA and isinstance(data.get(k), int)
+                             and not isinstance(data.get(k), bool) and data[k] >= 0})
+
+    def reset(self) -> None:
+        """A new run in the same process (the panel): no errors, counts or rows of the last one."""
+        with self._lock:
+            self.seed = dict(SEED_DATA)
+            self.doc = replace(self.doc, timestamp=now_iso(), errors=[], data={}, progress=StatusProgress())
 
     def set_progress(self, current: int, total: int) -> None:
         pct = round(100.0 * current / total, 1) if total else 0.0
@@ -112,6 +161,9 @@ class StatusDocument:
         self._written_or_due(force)
 
     def set_data(self, data: RunData | dict[str, Any], force: bool = False) -> None:
+        if isinstance(data, dict):  # a CLI command's own counts: the guide's fields among them are counters
+            self.set_counts({k: v for k, v in data.items() if k in SEED_DATA})
+            data = {k: v for k, v in data.items() if k not in SEED_DATA}
         with self._lock:
             self.doc = replace(self.doc, timestamp=now_iso(), data=data)
         self._written_or_due(force)
@@ -123,7 +175,7 @@ class StatusDocument:
     def snapshot(self) -> dict[str, Any]:
         """status.json as JSON types: a copy, safe to hand to another thread or the page."""
         with self._lock:
-            return to_jsonable(self.doc)  # type: ignore[no-any-return]
+            return with_seed_data(to_jsonable(self.doc), self.seed)
 
     def flush(self) -> None:
         if self.path is None:
@@ -146,15 +198,19 @@ def _lock_fd(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+LOCK_NAME = ".comfyfixer.lock"
+
+
 class StateLock:
     """One run per state directory: an exclusive lock file (fcntl), released on exit or process death."""
 
     def __init__(self, state_dir: Path, what: str = "run"):
-        self.path = Path(state_dir) / ".comfyfixer.lock"
+        self.path = Path(state_dir) / LOCK_NAME
         self.what = what
         self._fd: int | None = None
 
-    def acquire(self) -> "StateLock":
+    def acquire(self, record: bool = True) -> "StateLock":
+        """Hold the lock; `record` writes who holds it into the file (a mere check leaves the last run's words)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -163,9 +219,10 @@ class StateLock:
             holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
             raise RunLocked(str(self.path), holder) from None
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, f"pid {os.getpid()} {self.what} since {now_iso()}".encode())
+        if record:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"pid {os.getpid()} {self.what} since {now_iso()}".encode())
         self._fd = fd
         return self
 
@@ -179,3 +236,26 @@ class StateLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def running_holder(state_dir: Path) -> str | None:
+    """Who holds the state dir's lock right now ("pid 123 comfy-fixer --auto since ..."), or None when no
+    live process does: the OS drops the lock of a dead process, so a status.json still saying
+    `downloading` with no holder is a run that was killed."""
+    lock = StateLock(state_dir, "comfy-fixer --status")
+    if not lock.path.exists():
+        return None
+    try:
+        lock.acquire(record=False)
+    except RunLocked as e:
+        return e.holder
+    lock.release()
+    return None
+
+
+def last_holder(state_dir: Path) -> str:
+    """What the lock file says about the last run that held it (its pid, command and start)."""
+    try:
+        return (Path(state_dir) / LOCK_NAME).read_text(encoding="utf-8", errors="replace").strip()[:200]
+    except OSError:
+        return ""

@@ -35,6 +35,7 @@ def make_comfy_root(base: Path, files: dict[str, bytes | str] | None = None) -> 
               "models/diffusion_models", "user/default/workflows", "custom_nodes"):
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "main.py").write_text("# stand-in\n")
+    (root / "folder_paths.py").write_text("# stand-in\n")
     for rel, content in (files or {}).items():
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)

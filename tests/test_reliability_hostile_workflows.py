@@ -143,7 +143,7 @@ def test_hostile_workflows_through_the_cli_write_only_into_model_folders(world):
     after = tree(world.tmp)
     for log in (out, err):
         assert "Traceback" not in log and "Logging error" not in log, log[-3000:]
-    assert code == 1, err  # the unsafe references are reported, not fixed
+    assert code == 2, err  # unreadable files among them are an input error; unsafe references reported, not fixed
     assert writes_outside(world.tmp, world.before, after, world.allowed + [world.tmp / "cli.out",
                                                                             world.tmp / "cli.err"]) == []
     assert peak < PEAK_MEMORY_BOUND

@@ -179,9 +179,11 @@ def test_cli_killed_during_search_leaves_no_file_and_the_next_run_finishes(world
         kill(proc)
         assert not world["final"].exists() and not world["part"].exists()
         code, out = finish(cli(world, "--resume"))
-        assert code == 0 and "Nothing to resume" in out, out  # no download had been recorded yet
+        # The model the killed run never finished searching is searched and downloaded (issue 19 item 3).
+        assert code == 0 and "Continuing the last run: 1 model(s) not searched yet" in out, out
+        assert_verified(world)
         code, out = finish(cli(world, "--auto", "--yes"))
-    assert code == 0, out
+    assert code == 0 and "No model is missing." in out, out
     assert_verified(world)
     assert not watch.bad and watch.reads
 

@@ -14,21 +14,32 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..actionlog import close_run_log, open_run_log
 from ..config import Config, load_config, user_config_path
-from ..errors import FixerError, RunLocked
-from ..events import Event, EventBus, PhaseChanged, ScanFinished
+from ..errors import ConfigError, ErrorInfo, FixerError, RunLocked, WorkflowError
+from ..events import ErrorRaised, Event, EventBus, PhaseChanged, ScanFinished
 from ..host.folder_probe import apply_server_maps
 from ..host.host import StandaloneHost, ask_folder_maps, fetch_object_info, load_object_info
 from ..host.static_folders import add_pack_folders
 from ..identity import COMMANDS as IDENTITY_COMMANDS
 from ..models import Resolution, ScanReport, to_jsonable
-from ..state import StatusDocument, read_json
+from ..state import (
+    RUNNING_PHASES,
+    StateLock,
+    StatusDocument,
+    idle_document,
+    last_holder,
+    now_iso,
+    read_json,
+    running_holder,
+    with_seed_data,
+    write_json_atomic,
+)
 from ..upstream.tokens import load_secrets
 
 if TYPE_CHECKING:
@@ -38,6 +49,7 @@ if TYPE_CHECKING:
     from .run import FixRun
 
 EXIT_OK, EXIT_MISSING, EXIT_USAGE = 0, 1, 2
+LAST_RUN_FILE = "last_run.json"  # the workflows and ComfyUI the last scan read: what --resume continues
 PACK_DIR = Path(__file__).resolve().parents[2]
 log = logging.getLogger("fixer.app.cli")
 
@@ -51,6 +63,7 @@ class RunContext:
     workflows: list[str]
     bus: EventBus
     status: StatusDocument
+    default_workflows: bool = False  # ComfyUI's own user/default/workflows: absent on a fresh install, and fine
     _host: StandaloneHost | None = field(default=None, init=False, repr=False)
     _inventory: Inventory | None = field(default=None, init=False, repr=False)
 
@@ -72,9 +85,12 @@ class RunContext:
         if self.root is None:
             raise FixerError("No ComfyUI folder given: pass --comfyui-root DIR, set comfyui_root in config.json, "
                              "or install this pack in ComfyUI/custom_nodes/")
-        if not self.root.is_dir():
-            raise FixerError(f"--comfyui-root {self.root} is not a folder")
-        host = StandaloneHost.from_root(self.root, self.args.extra_model_paths)
+        self.root = comfyui_folder(self.root)
+        for extra in self.args.extra_model_paths:
+            if not Path(extra).expanduser().is_file():
+                raise ConfigError(f"--extra-model-paths {extra}: no such file; give the path of an "
+                                  "extra_model_paths.yaml")
+        host = StandaloneHost.from_root(self.root, [str(Path(p).expanduser()) for p in self.args.extra_model_paths])
         host.custom_nodes = self.root / "custom_nodes"  # the packs' sources say which folder an input lists
         add_pack_folders(host, self.root, self.state_dir / "cache" / "custom_nodes.json")  # ... and their folders
         if self.args.object_info:
@@ -86,6 +102,27 @@ class RunContext:
 
     def secrets(self) -> dict[str, str]:
         return load_secrets()
+
+
+COMFYUI_MARKERS = ("main.py", "folder_paths.py")
+
+
+def comfyui_folder(root: Path) -> Path:
+    """The ComfyUI folder `root` names, checked: models go under it, so a typo must never become a folder
+    that silently fills with gigabytes. A portable build's top folder (ComfyUI/ beside python_embeded/)
+    means its ComfyUI/."""
+    if not root.is_dir():
+        raise ConfigError(f"--comfyui-root {root} is not a folder; give the ComfyUI folder (the one holding "
+                          "main.py and folder_paths.py)")
+    if all((root / m).is_file() for m in COMFYUI_MARKERS):
+        return root
+    inner = root / "ComfyUI"
+    if (root / "python_embeded").is_dir() and all((inner / m).is_file() for m in COMFYUI_MARKERS):
+        return inner
+    missing = [m for m in COMFYUI_MARKERS if not (root / m).is_file()]
+    raise ConfigError(f"--comfyui-root {root} does not look like a ComfyUI folder: {' and '.join(missing)} "
+                      f"{'is' if len(missing) == 1 else 'are'} missing. Give the folder holding ComfyUI's main.py "
+                      "and folder_paths.py (for the portable build, its ComfyUI/ folder); nothing was written")
 
 
 def default_root(config: Config) -> Path | None:
@@ -114,7 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scan, then find where each missing model can be had (output/resolutions.json); no download")
     act.add_argument("--download", action="store_true", help="download what output/resolutions.json chose")
     act.add_argument("--resume", action="store_true",
-                     help="continue unfinished downloads (output/downloaded_models.json); .part files resume")
+                     help="continue what the last run did not finish: models not searched yet, downloads not "
+                          "started, partial files (.part resume where they stopped); with no earlier run, a whole "
+                          "run as --auto")
+    p.add_argument("--choose", metavar="NAME=N|URL", action="append", default=[],
+                   help="with --auto/--resume: take candidate N (as the summary numbers them) or that candidate "
+                        "link for a model that needs your choice (repeatable)")
     p.add_argument("--yes", "-y", action="store_true", help="with --auto: do not ask before downloading")
     p.add_argument("--portable", action="store_true",
                    help="with --resolve: also write each workflow with models[] download links to output/portable/")
@@ -145,38 +187,65 @@ def make_context(args: argparse.Namespace) -> RunContext:
               f"elsewhere); move it to {config_path} or pass --config {stray}", file=sys.stderr)
     config = load_config(config_path)
     root = Path(args.comfyui_root).expanduser() if args.comfyui_root else default_root(config)
-    workflows = args.workflow or config.workflow_directories or (
+    last = read_json(state_dir / "output" / LAST_RUN_FILE) if getattr(args, "resume", False) else None
+    recorded = [w for w in (last or {}).get("workflows", []) if isinstance(w, str)] if isinstance(last, dict) else []
+    if root is None and isinstance(last, dict) and isinstance(last.get("comfyui_root"), str):
+        root = Path(last["comfyui_root"])  # --resume continues the ComfyUI the last run worked on
+    default = not (args.workflow or config.workflow_directories or recorded)
+    workflows = args.workflow or config.workflow_directories or recorded or (
         [str(root / "user" / "default" / "workflows")] if root else [])
     bus = EventBus()
     status = StatusDocument(state_dir / "status.json")
     bus.subscribe(status)
-    return RunContext(args, config, state_dir, root, workflows, bus, status)
+    return RunContext(args, config, state_dir, root, workflows, bus, status, default)
 
 
 def run_scan(ctx: RunContext) -> ScanReport:
+    from ..read.readers import iter_workflow_files
     from ..read.scan import scan_paths
     from .report import write_scan_outputs
 
     host = ctx.host()
     if not ctx.workflows:
         raise FixerError("No workflows to scan: pass --workflow PATH or set workflow_directories in config.json")
-    if not any(Path(w).expanduser().exists() for w in ctx.workflows):
-        raise FixerError(f"No workflow found at {', '.join(ctx.workflows)}: check --workflow")
+    given = [Path(w).expanduser() for w in ctx.workflows]
+    absent = [str(p) for p in given if not p.exists()]
+    if absent and not ctx.default_workflows:
+        raise WorkflowError(", ".join(absent), "no such file or folder; check --workflow (or workflow_directories "
+                                               "in config.json)")
+    empty = [str(p) for p in given if p.is_dir() and next(iter_workflow_files([str(p)]), None) is None]
+    if empty and not ctx.default_workflows:
+        raise WorkflowError(", ".join(empty), "the folder holds no workflow file (.json, or an image ComfyUI "
+                                              "saved: .png, .webp)")
     ctx.bus.emit(PhaseChanged("scanning"))
-    report = scan_paths(ctx.workflows, host, ctx.inventory())
+    report = scan_paths([str(p) for p in given if p.exists()], host, ctx.inventory())
+    for p in report.problems:
+        ctx.bus.emit(ErrorRaised(ErrorInfo("workflow_unreadable", f"Failed to parse {p.path}: {p.error}"),
+                                 "the file was skipped; the run went on with the others"))
+    if report.problems and not report.workflows:
+        raise FixerError("No workflow could be read:\n" + "\n".join(f"  {p.path}: {p.error}" for p in report.problems))
+    if ctx.default_workflows and not report.workflows:
+        print(f"No saved workflow in {given[0]} yet (a fresh ComfyUI has none): nothing to check. Save a workflow "
+              "in ComfyUI, or pass --workflow FILE, and run again.", file=sys.stderr)
     packs: list[PackMatch] = []
     if report.missing_nodes:  # the pack index (~5-10 ms of imports) only when a node type is missing
         from ..nodepacks.lookup import PackIndex, match_missing_nodes
 
         packs = match_missing_nodes(report.missing_nodes, PackIndex.load(ctx.root), None)
     write_scan_outputs(report, ctx.state_dir, packs)
+    write_json_atomic(ctx.state_dir / "output" / LAST_RUN_FILE,
+                      {"workflows": [str(p.resolve()) for p in given if p.exists()],
+                       "comfyui_root": str(ctx.root.resolve()) if ctx.root else None})
     ctx.bus.emit(ScanFinished(report))
     return report
 
 
-def cmd_scan(ctx: RunContext) -> int:
-    from ..state import StateLock
+def exit_code(report: ScanReport, code: int) -> int:
+    """An input that could not be read is an input error (2), also when the run went on with the others."""
+    return EXIT_USAGE if report.problems else code
 
+
+def cmd_scan(ctx: RunContext) -> int:
     # Scanning while another run works in this state dir is fine; only its status.json is not ours to write.
     lock = StateLock(ctx.state_dir, "comfy-fixer --scan")
     try:
@@ -192,14 +261,15 @@ def cmd_scan(ctx: RunContext) -> int:
 
 
 def _scan_and_report(ctx: RunContext) -> int:
-    from .report import counts, model_entry, summary_text
+    from .report import counts, model_entry, nodes_output, summary_text
 
     report = run_scan(ctx)
     c = counts(report)
     ctx.status.set_data({"scan": c})
     ctx.bus.emit(PhaseChanged("complete"))
     if ctx.args.json:
-        missing_nodes = json.loads((ctx.state_dir / "output" / "missing_nodes.json").read_text())
+        missing_nodes = nodes_output(report, []) if report.node_check == "skipped" else \
+            json.loads((ctx.state_dir / "output" / "missing_nodes.json").read_text())
         json.dump(to_jsonable({"summary": c, "node_check": report.node_check,
                                "models": [model_entry(s) for s in report.models],
                                "missing_nodes": missing_nodes, "problems": report.problems}),
@@ -208,26 +278,74 @@ def _scan_and_report(ctx: RunContext) -> int:
     else:
         print(summary_text(report))
         print(f"Reports: {ctx.state_dir / 'output'}")
-    return EXIT_MISSING if (c.missing or c.elsewhere or c.unsafe or c.missing_nodes) else EXIT_OK
+    return exit_code(report, EXIT_MISSING if (c.missing or c.elsewhere or c.unsafe or c.missing_nodes) else EXIT_OK)
+
+
+INTERRUPTED_DETAILS = ("Nothing is lost: comfy-fixer --resume continues it (searches what was not searched, "
+                       "downloads what was not downloaded, resumes partial files).")
+
+
+def interrupted_error(how: str, phase: str) -> dict[str, str]:
+    """errors[] for a run that stopped before its end: what it was doing and how to continue."""
+    return {"timestamp": now_iso(), "error": f"Run interrupted ({how}) while {phase}",
+            "details": INTERRUPTED_DETAILS, "code": "run_interrupted"}
+
+
+def settled_status(state_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """status.json as it truly is: idle when no run ever wrote one; a run whose document still says it is
+    working but whose process is gone (killed, crashed, the machine rebooted) becomes `error` with an
+    "interrupted" entry, written back so that scripts polling the file stop waiting. Returns the document
+    and who holds the state dir right now (None when no run is alive)."""
+    path = state_dir / "status.json"
+    doc = read_json(path)
+    holder = running_holder(state_dir) if state_dir.is_dir() else None
+    if not isinstance(doc, dict):
+        return idle_document(), holder
+    doc = with_seed_data(doc)
+    doc.setdefault("errors", [])
+    doc.setdefault("progress", {"current": 0, "total": 0, "percent": 0.0})
+    if doc.get("phase") in RUNNING_PHASES and holder is None:
+        last = last_holder(state_dir)
+        how = f"its process is gone: {last}" if last else "its process is gone"
+        doc["errors"] = [*doc["errors"], interrupted_error(how, str(doc.get("phase")))]
+        doc["phase"], doc["data"]["current_download"] = "error", None
+        doc["timestamp"] = now_iso()
+        try:
+            with StateLock(state_dir, "comfy-fixer --status"):
+                write_json_atomic(path, doc)
+        except (RunLocked, OSError):
+            pass  # a new run took the state dir meanwhile: its document is the true one
+    return doc, holder
 
 
 def cmd_status(ctx: RunContext) -> int:
-    doc = read_json(ctx.state_dir / "status.json")
-    if doc is None:
-        print(f"No run state in {ctx.state_dir} (status.json not found)", file=sys.stderr)
-        return EXIT_USAGE
+    """`--status`: the state of the running or last run; never an error when nothing ran (phase idle)."""
+    doc, holder = settled_status(ctx.state_dir)
     if ctx.args.json:
         json.dump(doc, sys.stdout, indent=2)
         print()
         return EXIT_OK
     prog = doc.get("progress") or {}
+    data = doc["data"]
     print(f"Phase: {doc.get('phase')}  ({prog.get('current', 0)}/{prog.get('total', 0)}, "
           f"{prog.get('percent', 0)}%)  updated {doc.get('timestamp')}")
-    for row in (doc.get("data") or {}).get("models", []):
-        print(f"  {row.get('state', ''):<12} {row.get('folder') or '?'}/{row.get('name')}"
-              + (f"  {row['error']}" if row.get("error") else ""))
+    if doc.get("phase") == "idle":
+        print(f"Nothing has run in {ctx.state_dir} yet: comfy-fixer --auto starts a run.")
+        return EXIT_OK
+    print(f"Scanned {data['workflows_scanned']} workflow(s), {data['missing_models']} missing model(s); "
+          f"matches: Civitai {data['civitai_matches']}, Hugging Face {data['huggingface_matches']}; "
+          f"downloads: {data['downloads_successful']} done, {data['downloads_failed']} failed"
+          + (f"; now: {data['current_download']}" if data.get("current_download") else ""))
+    if holder:
+        print(f"Running: {holder}")
+    for row in data.get("models") or []:
+        if isinstance(row, dict):
+            print(f"  {row.get('state', ''):<12} {row.get('folder') or '?'}/{row.get('name')}"
+                  + (f"  {row['error']}" if row.get("error") else ""))
     for err in doc.get("errors") or []:
-        print(f"  error: {err.get('error')}")
+        if isinstance(err, dict):
+            print(f"  error: {err.get('error')}" + (f" ({err['details']})" if err.get("code") == "run_interrupted"
+                                                    and err.get("details") else ""))
     return EXIT_OK
 
 
@@ -301,15 +419,17 @@ def final_summary(data: dict) -> str:
     done = by("done")
     lines = ["", "=== Summary ===",
              f"Fixed: {len(done)} ({human_bytes(sum(r.get('total') or r.get('size') or 0 for r in done))})"]
-    lines += [f"  {r['folder']}/{r['name']}  <- {r['source']}" for r in done]
+    lines += [f"  {r['folder']}/{r['name']}  <- {r.get('origin') or r['source']} ({r['source']})" for r in done]
     for state, title in (("needs_choice", "Needs your choice"), ("not_found", "Not found"),
                          ("failed", "Failed"), ("cancelled", "Cancelled")):
         for r in by(state):
             err = r.get("error")  # an ErrorInfo as data: its message is the words for a person
             said = err.get("message") if isinstance(err, dict) else err
             lines.append(f"{title}: {r['folder'] or '?'}/{r['name']}: {said or r.get('reason') or ''}")
-            lines += [f"    candidate: {c['source']} {c.get('url') or c.get('local_path')} "
-                      f"({c['confidence']:.2f}) {c['reason']}" for c in r.get("candidates", [])[:3]]
+            lines += [f"    candidate {i}: {c['source']} {c.get('url') or c.get('local_path')} "
+                      f"({c['confidence']:.2f}) {c['reason']}" for i, c in enumerate(r.get("candidates", [])[:3], 1)]
+            if state == "needs_choice" and r.get("candidates"):
+                lines.append(f"    to take candidate 1: comfy-fixer --resume --choose '{r['name']}=1'")
     for r in by("skipped"):  # a source that needs a token nobody set: waiting for it, not failed
         if r.get("needs_token"):
             lines.append(f"Needs {r['needs_token']}: {r['folder'] or '?'}/{r['name']}: set it and run again")
@@ -318,34 +438,131 @@ def final_summary(data: dict) -> str:
     return "\n".join(lines)
 
 
+def chosen_by_flag(ctx: RunContext) -> dict[str, Any]:
+    """`--choose NAME=N|URL`: the candidate the user takes for a model that needs a choice, from the ones the
+    last search listed in output/resolutions.json (a number as the summary shows them, or one of their links)."""
+    from .resolve import resolution_from_json
+
+    if not ctx.args.choose:
+        return {}
+    entries = read_json(ctx.state_dir / "output" / "resolutions.json")
+    known = {r.name: r for r in (resolution_from_json(e) for e in (entries if isinstance(entries, list) else []))
+             if r is not None}
+    out: dict[str, Any] = {}
+    for item in ctx.args.choose:
+        name, sep, pick = item.rpartition("=")
+        res = known.get(name)
+        if not sep or res is None:
+            raise FixerError(f"--choose {item}: no model named {name or item!r} in output/resolutions.json; use "
+                             "NAME=N with a name the summary lists under 'Needs your choice'")
+        offered = res.candidates
+        if pick.isdigit() and 1 <= int(pick) <= len(offered):
+            candidate = offered[int(pick) - 1]
+        else:
+            candidate = next((c for c in offered if pick and pick in (c.url, c.local_path)), None)
+        if candidate is None or not (candidate.url or candidate.local_path):
+            raise FixerError(f"--choose {item}: {name} has {len(offered)} candidate(s); give a number from 1 to "
+                             f"{len(offered)} or one of their links (see output/resolutions.json)")
+        if not (candidate.folder or res.folder):
+            raise FixerError(f"--choose {item}: the folder of {name} is unknown; it cannot be placed")
+        out[name] = replace(candidate, folder=candidate.folder or res.folder)
+    return out
+
+
+def recorded_choices(state_dir: Path, refs: list[Any]) -> dict[str, Resolution]:
+    """The sources an earlier run chose (output/resolutions.json) for models still missing: --resume downloads
+    them without searching again. A record for another folder than the workflow's loader reads is ignored."""
+    from .resolve import resolution_from_json
+
+    entries = read_json(state_dir / "output" / "resolutions.json")
+    by_name = {r.name: r for r in refs}
+    out: dict[str, Resolution] = {}
+    for e in entries if isinstance(entries, list) else []:
+        res = resolution_from_json(e)
+        ref = by_name.get(res.name) if res is not None else None
+        if res is None or ref is None or res.chosen is None or (ref.folder and res.folder != ref.folder):
+            continue
+        out[res.name] = res
+    return out
+
+
+def continuing(ctx: RunContext, refs: list[Any], recorded: dict[str, Resolution]) -> str:
+    """What --resume continues, in one line: models not searched yet, downloads not started, partial ones."""
+    from ..host.host import target_root
+    from ..transfer.resume import covered, load, part_path
+
+    unsearched = [r for r in refs if r.name not in recorded]
+    partial, kept = 0, 0
+    for res in recorded.values():
+        try:
+            part = part_path(Path(target_root(ctx.host().folders(), res.folder or "")) / res.name)
+        except FixerError:
+            continue
+        sidecar = load(part) if part.exists() else None
+        if sidecar is not None:
+            partial, kept = partial + 1, kept + covered(sidecar.ranges)
+    from .console import human_bytes
+
+    parts = [f"{len(unsearched)} model(s) not searched yet" if unsearched else "",
+             f"{len(recorded) - partial} download(s) not started" if len(recorded) > partial else "",
+             f"{partial} partial download(s) ({human_bytes(kept)} already on disk)" if partial else ""]
+    return "Continuing the last run: " + ", ".join(p for p in parts if p) + "."
+
+
 def cmd_auto(ctx: RunContext) -> int:
+    return fix(ctx, resume=False)
+
+
+def cmd_resume(ctx: RunContext) -> int:
+    """`--resume`: whatever the last run set out to do and did not finish, from where it stopped: the scan
+    again (cheap, and the truth of what is still missing), the sources it chose reused, the models it never
+    searched searched, downloads started (partial files continue), and downloads recorded by `get` or
+    `--download` that did not finish. With nothing recorded it is a whole run, as the guide's --resume is."""
+    return fix(ctx, resume=True)
+
+
+def fix(ctx: RunContext, resume: bool) -> int:
     import asyncio
 
     from ..sources.family import report_families
-    from ..state import StateLock
     from .console import ConsoleProgress
     from .report import summary_text
     from .run import FixRun
 
-    with StateLock(ctx.state_dir, "comfy-fixer --auto"):
+    command = "--resume" if resume else "--auto"
+    with StateLock(ctx.state_dir, f"comfy-fixer {command}"):
         report = run_scan(ctx)
-        print(summary_text(report))
+        if not ctx.args.json:
+            print(summary_text(report))
         refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
         refused = report.by_state("unsafe")  # never fetched, but the workflow still lacks them
-        if not refs:
-            print(f"Nothing to download: {len(refused)} refused reference(s) above; fix them in the workflow."
-                  if refused else "No model is missing.")
+        recorded = recorded_choices(ctx.state_dir, refs) if resume else {}
+        leftovers = unfinished_records(ctx, refs) if resume else []
+        if not refs and not leftovers:
+            say = ("Nothing to resume: everything the last run set out to do is done." if resume else
+                   f"Nothing to download: {len(refused)} refused reference(s) above; fix them in the workflow."
+                   if refused else "No model is missing.")
+            ctx.status.set_data({}, force=True)
             ctx.bus.emit(PhaseChanged("complete"))
-            return EXIT_MISSING if report.missing_nodes or refused else EXIT_OK
+            if ctx.args.json:
+                json.dump({"status": ctx.status.snapshot(), "message": say}, sys.stdout, indent=2)
+                print()
+            else:
+                print(say, file=sys.stderr if resume else sys.stdout)
+            return exit_code(report, EXIT_MISSING if report.missing_nodes or refused else EXIT_OK)
+        if resume and not ctx.args.json:
+            print(continuing(ctx, refs, recorded) + (f" And {len(leftovers)} recorded download(s) not finished."
+                                                     if leftovers else ""))
         # Asking needs the sizes, so the question comes after resolving (the run holds every file until
         # the answer). No terminal to ask (CI, pipes): downloads without asking, as scripts expect.
-        ask = not ctx.args.yes and sys.stdin.isatty()
+        ask = not ctx.args.yes and sys.stdin.isatty() and not ctx.args.json
         run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
                      extensions=ctx.host().extensions, inventory=ctx.inventory(), state_dir=ctx.state_dir,
-                     comfyui_root=ctx.root,
-                     workflow=", ".join(ctx.workflows), families=report_families(report), review=ask)
-        ctx.bus.subscribe(ConsoleProgress())
-        ctx.bus.subscribe(lambda _e: ctx.status.set_data(run.data()))
+                     comfyui_root=ctx.root, workflow=", ".join(ctx.workflows), families=report_families(report),
+                     review=ask, recorded=recorded, chosen=chosen_by_flag(ctx))
+        if not ctx.args.json:
+            ctx.bus.subscribe(ConsoleProgress())
+        ctx.bus.subscribe(lambda _e: (ctx.status.set_counts(run.seed_counts()), ctx.status.set_data(run.snapshot())))
         declined = False
 
         def on_review(event: Event) -> None:
@@ -365,15 +582,47 @@ def cmd_auto(ctx: RunContext) -> int:
 
         if ask:
             ctx.bus.subscribe(on_review)
-        data = asyncio.run(run.run())
-        ctx.status.set_data(data, force=True)
+        data = asyncio.run(run.run()) if refs else {"models": []}
+        ctx.status.set_counts(run.seed_counts())
+        if refs:
+            ctx.status.set_data(run.snapshot(), force=True)
+        extra_ok = True
+        if leftovers:
+            from ..transfer.commands import download_requests
+
+            extra_ok = download_requests(ctx, leftovers)
         if declined:
             print(f"Nothing downloaded. The sources found are in {ctx.state_dir / 'output' / 'resolutions.json'}; "
                   "comfy-fixer --download fetches them later.")
             return EXIT_MISSING
-        print(final_summary(data))
-        ok = all(r["state"] == "done" for r in data["models"])
-        return EXIT_OK if ok and not report.missing_nodes and not refused else EXIT_MISSING
+        if ctx.args.json:
+            json.dump(ctx.status.snapshot(), sys.stdout, indent=2)
+            print()
+        elif refs:
+            print(final_summary(data))
+        ok = all(r["state"] == "done" for r in data["models"]) and extra_ok
+        return exit_code(report, EXIT_OK if ok and not report.missing_nodes and not refused else EXIT_MISSING)
+
+
+def unfinished_records(ctx: RunContext, refs: list[Any]) -> list[Any]:
+    """Downloads recorded in downloaded_models.json (by `get`, `--download` or a run) that did not finish and
+    that the workflows' run does not cover: their requests, as --resume starts them again."""
+    from ..transfer.records import DOWNLOADED_FILE, read_records, request_from_record
+
+    names = {r.name for r in refs}
+    out = []
+    for e in read_records(ctx.state_dir / "output" / DOWNLOADED_FILE):
+        if e.get("state") == "done" or not isinstance(e.get("url"), str) or not isinstance(e.get("filename"), str):
+            continue
+        if (e.get("name") or e.get("filename")) in names:
+            continue
+        if isinstance(e.get("path"), str) and Path(e["path"]).exists():
+            continue
+        try:
+            out.append(request_from_record(e))
+        except (KeyError, TypeError, ValueError):
+            continue  # the records file is as untrusted as any input
+    return out
 
 
 def cmd_resolve(ctx: RunContext) -> int:
@@ -382,12 +631,11 @@ def cmd_resolve(ctx: RunContext) -> int:
     workflow under output/portable/). Downloads nothing."""
     import asyncio
 
-    from ..events import ModelResolved
+    from ..events import ModelResolved, Progress
     from ..read.readers import iter_workflow_files
     from ..sources.family import report_families
-    from ..state import StateLock, write_json_atomic
     from .portable import write_portable
-    from .resolve import ResolveContext, Resolver, resolution_entry
+    from .resolve import ResolveContext, Resolver, bytes_source, resolution_entry, unresolved_event
 
     with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
         report = run_scan(ctx)
@@ -403,13 +651,19 @@ def cmd_resolve(ctx: RunContext) -> int:
             async for res in Resolver(rctx).resolve(refs):
                 done.append(res)
                 ctx.bus.emit(ModelResolved(res))
+                if res.chosen is None:
+                    ctx.bus.emit(unresolved_event(res))
                 write_json_atomic(out, [resolution_entry(r) for r in done])
+                ctx.bus.emit(Progress(len(done), len(refs)))
+                origins = [bytes_source(r.chosen) for r in done]
+                ctx.status.set_counts({"civitai_matches": origins.count("civitai"),
+                                       "huggingface_matches": origins.count("huggingface")})
                 if not ctx.args.json:
                     c = res.chosen
                     where = (c.url or c.local_path) if c else f"{len(res.candidates)} candidate(s) to choose from" \
                         if res.candidates else "; ".join(res.tried[-2:])
                     conf = f" ({c.confidence:.2f})" if c else ""
-                    print(f"  {res.source:<12} {res.folder or '?'}/{res.name}{conf}: {where}", flush=True)
+                    print(f"  {bytes_source(c):<12} {res.folder or '?'}/{res.name}{conf}: {where}", flush=True)
 
         asyncio.run(run())
         write_json_atomic(out, [resolution_entry(r) for r in done])
@@ -428,7 +682,7 @@ def cmd_resolve(ctx: RunContext) -> int:
         else:
             found = sum(1 for r in done if r.chosen)
             print(f"{found} of {len(done)} missing model(s) have a source; details in {out}")
-        return EXIT_OK if all(r.chosen for r in done) else EXIT_MISSING
+        return exit_code(report, EXIT_OK if all(r.chosen for r in done) else EXIT_MISSING)
 
 
 def _transfer_command(name: str) -> Callable[[RunContext], int]:
@@ -437,8 +691,7 @@ def _transfer_command(name: str) -> Callable[[RunContext], int]:
     def run(ctx: RunContext) -> int:
         from ..transfer import commands
 
-        chosen: Callable[[RunContext], int] = {"get": commands.cmd_get, "download": commands.cmd_download,
-                                               "resume": commands.cmd_resume}[name]
+        chosen: Callable[[RunContext], int] = {"get": commands.cmd_get, "download": commands.cmd_download}[name]
         return chosen(ctx)
     return run
 
@@ -446,7 +699,7 @@ def _transfer_command(name: str) -> Callable[[RunContext], int]:
 COMMANDS: dict[str, Callable[[RunContext], int]] = {
     "scan": cmd_scan, "status": cmd_status, "auto": cmd_auto, "resolve": cmd_resolve,
     "get": _transfer_command("get"), "download": _transfer_command("download"),
-    "resume": _transfer_command("resume"),
+    "resume": cmd_resume,
 }
 
 
@@ -456,14 +709,28 @@ def chosen_command(args: argparse.Namespace) -> str:
 
 def report_error(ctx: RunContext, error: FixerError) -> None:
     """The error into status.json, only while no other run holds the state dir (it owns the file then)."""
-    from ..state import StateLock
-
     try:
         with StateLock(ctx.state_dir, "comfy-fixer error report"):
-            ctx.status.add_error(error.info())
+            ctx.status.add_error(error.info(), "the run could not finish")
             ctx.bus.emit(PhaseChanged("error"))
     except RunLocked:
         pass
+
+
+def report_interrupted(ctx: RunContext, how: str) -> None:
+    """A run this process was driving stopped before its end: status.json says so (phase error, an
+    "interrupted" entry saying how to continue), never the phase it was in."""
+    doc = ctx.status
+    if doc.path is None or doc.doc.phase not in RUNNING_PHASES:
+        return  # nothing of ours is running in status.json (a scan beside another run, or already final)
+    entry = interrupted_error(how, doc.doc.phase)
+    try:
+        with StateLock(ctx.state_dir, "comfy-fixer interrupted"):
+            doc.add_error(ErrorInfo("run_interrupted", entry["error"]), entry["details"])
+            doc.set_counts({"current_download": None})
+            doc.update(phase="error", force=True)
+    except RunLocked:
+        pass  # another run took the state dir in the moment since: status.json is its own
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -516,6 +783,16 @@ def _run(argv: list[str]) -> int:
         return EXIT_USAGE
     name = chosen_command(args)
     handler = open_run_log(ctx.state_dir / "log", name) if name != "status" else None
+    terminated = False
+
+    def on_term(_signum: int, _frame: object) -> None:
+        # SIGTERM ends the run as Ctrl-C does (asyncio cancels the run, downloads keep their bytes), so
+        # status.json says the run stopped instead of `downloading` forever.
+        nonlocal terminated
+        terminated = True
+        signal.raise_signal(signal.SIGINT)
+
+    previous_term = signal.signal(signal.SIGTERM, on_term)
     try:
         return COMMANDS[name](ctx)
     except RunLocked as e:  # the running run owns status.json: nothing of ours goes there
@@ -526,8 +803,11 @@ def _run(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; run again with --resume to continue", file=sys.stderr)
-        return 130
+        how = "SIGTERM" if terminated else "Ctrl-C"
+        report_interrupted(ctx, how)
+        print(f"\ninterrupted ({how}); run comfy-fixer --resume to continue", file=sys.stderr)
+        return 143 if terminated else 130
     finally:
+        signal.signal(signal.SIGTERM, previous_term)
         if handler:
             close_run_log(handler)

@@ -30,6 +30,9 @@ def human_eta(seconds: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+# Without a terminal (a pipe, CI, an agent's log) no bars are drawn: a plain progress line at most this often,
+# so a long download is never minutes of silence (every progress event of a flowing download can print one).
+PLAIN_EVERY = 5.0
 NAME_CELLS = 28
 # Everything on a bar line besides the name and the bar, at its widest ("100.0% 999.9 KB/s ETA
 # 9:59:59 downloading" and the brackets): the bar gets the rest, so the state is never cut off.
@@ -48,15 +51,28 @@ def bar_line(t: Transfer, width: int) -> str:
             f"{human_bytes(t.speed)}/s ETA {eta} {t.state}")
 
 
+def done_line(t: Transfer) -> str:
+    """One finished file, as the terminal shows it."""
+    where = f"{t.request.folder}/{t.request.filename}"
+    if t.state == "done":
+        return f"done      {where} ({human_bytes(t.total)}, sha256 verified)"
+    if t.state == "cancelled":
+        kept = " (the bytes so far are kept: --resume continues)" if t.bytes_done else ""
+        return f"cancelled {where}{kept}"
+    return f"{t.state:<9} {where}: {t.error.message if t.error else 'no reason given'}"
+
+
 class ConsoleProgress:
     """An event subscriber. Redraws at most 5 times a second; never raises into the run."""
 
-    def __init__(self, stream: TextIO | None = None, live: bool | None = None):
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None, report_done: bool = True):
         self.stream = stream or sys.stderr
+        self.report_done = report_done  # False: the command prints each file's result itself, once
         self.live = self.stream.isatty() if live is None else live
         self.transfers: dict[str, Transfer] = {}
         self._drawn = 0
         self._last = 0.0
+        self._last_plain = time.monotonic()
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
@@ -69,13 +85,30 @@ class ConsoleProgress:
             elif isinstance(event, TransferProgress):
                 self.transfers[event.transfer.target] = event.transfer
                 self._redraw()
+                self._plain_line()
             elif isinstance(event, TransferDone):
                 t = event.transfer
                 self.transfers.pop(t.target, None)
-                msg = (f"done      {t.request.folder}/{t.request.filename} ({human_bytes(t.total)}, sha256 verified)"
-                       if t.state == "done" else f"{t.state:<9} {t.request.folder}/{t.request.filename}: "
-                       f"{t.error and t.error.message}")
-                self._print(msg)
+                if self.report_done:
+                    self._print(done_line(t))
+                else:
+                    self._redraw(force=True)
+
+    def _plain_line(self) -> None:
+        now = time.monotonic()
+        if self.live or now - self._last_plain < PLAIN_EVERY:
+            return
+        self._last_plain = now
+        active = [t for t in self.transfers.values() if t.state in ("downloading", "verifying")]
+        if not active:
+            return
+        done = sum(t.bytes_done for t in active)
+        total = sum(t.total or 0 for t in active)
+        speed = sum(t.speed for t in active)
+        names = ", ".join(t.request.model_name or t.request.filename for t in active[:3])
+        more = f" and {len(active) - 3} more" if len(active) > 3 else ""
+        print(f"progress  {human_bytes(done)} / {human_bytes(total)} at {human_bytes(speed)}/s, ETA "
+              f"{human_eta(eta_seconds(done, total, speed))}: {names}{more}", file=self.stream, flush=True)
 
     def _print(self, line: str) -> None:
         self._clear()

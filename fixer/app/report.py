@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any, Literal
 
 from ..models import ModelStatus, ScanReport, to_jsonable
-from ..shapes import ModelEntry, ModelHints, ScanCounts
+from ..shapes import MissingNodeEntry, ModelEntry, ModelHints, NodesNotChecked, ScanCounts
 from ..state import now_iso, write_json_atomic, write_text_atomic
 from ..transfer.policy import redact
 from ..transfer.verify import is_pickle
@@ -35,13 +36,27 @@ def counts(report: ScanReport) -> ScanCounts:
                       unused=c["unused"], by_node=c["by_node"], missing_nodes=len(report.missing_nodes))
 
 
-def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None = None) -> None:
+NODES_NOT_CHECKED: Literal["not checked"] = "not checked"
+
+
+def nodes_output(report: ScanReport, packs: list[Any]) -> list[MissingNodeEntry] | NodesNotChecked:
+    """missing_nodes.json: the guide's list when node types were checked; when they were not (no running
+    ComfyUI or /object_info to check against), an object saying so, never `[]`, which reads "none missing"."""
     from ..nodepacks.lookup import missing_nodes_json
 
+    if report.node_check == "skipped":
+        return NodesNotChecked(node_check=NODES_NOT_CHECKED, missing_nodes=None,
+                               why="no running ComfyUI or saved /object_info was given to check the node types "
+                                   "against",
+                               how="run again with --server URL (a running ComfyUI) or --object-info FILE")
+    return missing_nodes_json(report.missing_nodes, packs)
+
+
+def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None = None) -> None:
     out = state_dir / "output"
     rows = [model_entry(s) for s in report.models if s.state in ("missing", "elsewhere", "unsafe")]
     write_json_atomic(out / "missing_models.json", rows)
-    write_json_atomic(out / "missing_nodes.json", missing_nodes_json(report.missing_nodes, packs or []))
+    write_json_atomic(out / "missing_nodes.json", nodes_output(report, packs or []))
     write_text_atomic(out / "summary_report.md", summary_markdown(report, packs or []))
 
 
@@ -86,7 +101,7 @@ def summary_text(report: ScanReport) -> str:
     for s in report.by_state("by_node"):
         lines.append(f"Downloaded by the node on first run: {s.ref.name} ({s.ref.usages[0].node_type})")
     if report.node_check == "skipped":
-        lines.append("Node check skipped: pass --server URL (a running ComfyUI) or --object-info FILE")
+        lines.append("Missing node types: not checked (pass --server URL, a running ComfyUI, or --object-info FILE)")
     elif report.missing_nodes:
         types = ", ".join(n.node_type for n in report.missing_nodes[:10])
         more = f" … +{len(report.missing_nodes) - 10}" if len(report.missing_nodes) > 10 else ""
@@ -132,7 +147,7 @@ def summary_markdown(report: ScanReport, packs: list, extra_sections: list[str] 
                 learned = FOLDER_LEARNED.get(s.ref.folder_source, s.ref.folder_source)
                 md.append(f"| {folder} | {learned} | `{s.ref.name}` | {used} | {'; '.join(note)} |")
     if report.node_check == "skipped":
-        md += ["", "## Custom nodes", "", "Node check skipped: no running ComfyUI or /object_info was given."]
+        md += ["", "## Custom nodes", "", "Not checked: no running ComfyUI or /object_info was given."]
     elif report.missing_nodes:
         md += ["", "## Missing custom nodes", "", packs_markdown(packs)]
     if report.problems:

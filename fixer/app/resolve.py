@@ -20,13 +20,16 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..actionlog import action
 from ..config import SearchConfig
 from ..constants import hf_offline
+from ..errors import ErrorInfo
+from ..events import ErrorRaised
 from ..identity.hash_index import HashIndex, index_path
 from ..models import Candidate, ModelRef, Resolution
-from ..shapes import CandidateEntry, ResolutionEntry
+from ..shapes import CandidateEntry, ResolutionEntry, ResolutionState
 from ..sources import Found, SearchRun, Source
 from ..sources.catalogs import CatalogSource, PublisherSource
 from ..sources.civitai import CivitaiSource
@@ -271,16 +274,87 @@ def candidate_entry(c: Candidate) -> CandidateEntry:
                           gated=c.gated)
 
 
+def bytes_source(c: Candidate | None) -> str:
+    """Where the bytes of a choice come from, the agent guide's `source`: civitai, huggingface, local (a copy
+    already on this computer), not_found (nothing chosen), or the host of any other link. How the link was
+    found (a catalog, the workflow's own hint, a near name) is `found_by`."""
+    if c is None:
+        return "not_found"
+    if c.source == "local" or not c.url:
+        return "local"
+    hint = c.source if c.source in ("civitai", "huggingface") else ""
+    owner = token_name_for(c.url, hint)
+    return {"HF_TOKEN": "huggingface", "CIVITAI_API_KEY": "civitai"}.get(owner or "") or \
+        (urlsplit(c.url).hostname or "unknown")
+
+
+def resolution_state(res: Resolution) -> ResolutionState:
+    """chosen, needs_choice (candidates, none sure enough) or not_found."""
+    return "chosen" if res.chosen else "needs_choice" if res.candidates else "not_found"
+
+
+def unresolved_event(res: Resolution) -> ErrorRaised:
+    """errors[] for a model no source was chosen for, in the guide's words ("... not found ...")."""
+    if res.candidates:
+        return ErrorRaised(ErrorInfo("needs_choice", f"Model not found with certainty: {res.name}: "
+                                     f"{len(res.candidates)} candidate(s) need your choice (see "
+                                     "output/resolutions.json)", folder=res.folder), res.why)
+    return ErrorRaised(ErrorInfo("model_not_found", f"Model not found on Civitai or HuggingFace: {res.name}",
+                                 folder=res.folder), res.why)
+
+
 def resolution_entry(res: Resolution) -> ResolutionEntry:
     """One entry of output/resolutions.json in the file contract's schema (filename, source incl. not_found,
-    model_id / version_id / repo_id, download_url, expected_type), plus what the panel and report show."""
+    model_id / version_id / repo_id, download_url, expected_type), then how the source was found
+    (found_by), the state, and what the panel and report show. `source` is where the bytes come from."""
     c = res.chosen
     ids = dict(c.ids) if c else {}
     return ResolutionEntry(
-        filename=res.name, source=res.source, download_url=c.url if c else None, expected_type=res.folder,
+        filename=res.name, source=bytes_source(c), download_url=c.url if c else None, expected_type=res.folder,
         model_id=ids.get("model_id"), version_id=ids.get("version_id"), repo_id=ids.get("repo_id"), ids=ids,
         local_path=c.local_path if c else None, size=c.size if c else None, sha256=c.sha256 if c else None,
         confidence=c.confidence if c else None, reason=c.reason if c else "not found", gated=c.gated if c else False,
         needs_token=c.needs_token if c else None, candidates=[candidate_entry(x) for x in res.candidates[:10]],
-        why=res.why, tried=res.tried)
+        why=res.why, tried=res.tried, found_by=c.source if c else None, state=resolution_state(res))
 
+
+
+def _str(d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    return v if isinstance(v, str) and v else None
+
+
+def _num(d: dict[str, Any], key: str) -> float | None:
+    v = d.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def candidate_from_json(d: Any, url_key: str = "url") -> Candidate | None:
+    """A candidate as resolutions.json wrote it, read back as untrusted input (wrong types: None)."""
+    if not isinstance(d, dict) or not _str(d, "filename"):
+        return None
+    how = _str(d, "found_by") or _str(d, "source") or ""
+    if how not in SOURCE_RANK and how != "user":
+        return None
+    size = _num(d, "size")
+    ids = d.get("ids") if isinstance(d.get("ids"), dict) else {}
+    return Candidate(source=how, filename=str(d["filename"]), folder=_str(d, "folder") or _str(d, "expected_type"),
+                     confidence=_num(d, "confidence") or 0.0, reason=_str(d, "reason") or "",
+                     url=_str(d, url_key), local_path=_str(d, "local_path"),
+                     size=int(size) if size is not None and size >= 0 else None, sha256=_str(d, "sha256"),
+                     gated=d.get("gated") is True, needs_token=_str(d, "needs_token"), ids=dict(ids))
+
+
+def resolution_from_json(e: Any) -> Resolution | None:
+    """One entry of output/resolutions.json back as a Resolution (--resume reuses what an earlier run chose)."""
+    if not isinstance(e, dict) or not _str(e, "filename"):
+        return None
+    chosen = candidate_from_json(e, "download_url") if e.get("state", "chosen") == "chosen" and \
+        e.get("source") != "not_found" else None
+    if chosen is not None and not (chosen.url or chosen.local_path):
+        chosen = None
+    raw = e.get("candidates") if isinstance(e.get("candidates"), list) else []
+    others = [c for c in (candidate_from_json(x) for x in raw[:10]) if c is not None]
+    tried = [t for t in e.get("tried") or [] if isinstance(t, str)][:50] if isinstance(e.get("tried"), list) else []
+    return Resolution(name=str(e["filename"]), folder=_str(e, "expected_type"), chosen=chosen, candidates=others,
+                      tried=[*tried, "chosen by the last run (output/resolutions.json)"], why=_str(e, "why") or "")

@@ -42,9 +42,19 @@ from ..transfer import TransferManager
 from ..transfer.progress import eta_seconds
 from ..transfer.verify import is_pickle
 from ..upstream.source_spec import parse_hf_url
-from .resolve import ResolveContext, Resolver, candidate_entry, resolution_entry
+from .resolve import (
+    ResolveContext,
+    Resolver,
+    bytes_source,
+    candidate_entry,
+    resolution_entry,
+    unresolved_event,
+)
 
 log = logging.getLogger(__name__)
+# A failed download tries the next source, unless no other source can help (the disk, the user).
+NO_FALL_THROUGH = frozenset({"disk_full", "unsafe_name", "unsafe_folder", "run_locked", "target_busy",
+                             "already_exists"})
 
 
 def hf_repo_page(url: str | None) -> str | None:
@@ -77,7 +87,8 @@ class FixRun:
                  state_dir: Path | None, comfyui_root: Path | None = None, workflow: str = "",
                  chosen: dict[str, Candidate] | None = None, review: bool = False,
                  save_as: dict[str, str] | None = None, families: dict[str, str] | None = None,
-                 extensions: Callable[[str], frozenset[str]] | None = None):
+                 extensions: Callable[[str], frozenset[str]] | None = None,
+                 recorded: dict[str, Resolution] | None = None):
         self.run_id = uuid.uuid4().hex[:12]
         self.refs = refs
         self.config = config
@@ -91,6 +102,7 @@ class FixRun:
         self.workflow = workflow
         self.rows: dict[str, Row] = {r.name: Row(r.name, r.folder) for r in refs}
         self.chosen = dict(chosen or {})  # sources the user picked: downloaded without searching again
+        self.recorded = dict(recorded or {})  # what an earlier run chose (--resume): taken as it was
         # A link the user pasted keeps its file's real name (a .safetensors is never saved as .pth);
         # the panel repoints the widget to it.
         self.save_as = dict(save_as or {})
@@ -106,6 +118,8 @@ class FixRun:
         self.review = review
         self._held: list[tuple[Row, Candidate, str, str]] = []
         self._approved = asyncio.Event()
+        self._failed_urls: dict[str, set[str]] = {}  # per model, the links that failed at download time
+        self._fall_through: list[str] = []  # models whose download failed, waiting for their next source
         self._unsubscribe = bus.subscribe(self._on_event)
 
     # --- state the panel reads ------------------------------------------------------------
@@ -121,6 +135,23 @@ class FixRun:
 
     def data(self) -> dict[str, Any]:
         return to_jsonable(self.snapshot())  # type: ignore[no-any-return]
+
+    def seed_counts(self) -> dict[str, Any]:
+        """The agent guide's counters, true per model: matches by where the bytes come from, downloads by how
+        each model ended (a copy linked from this computer is not a download; a failed source that fell
+        through to one that worked is a success)."""
+        origins = [bytes_source(r.chosen) for r in self.resolutions.values()]
+        downloaded = [r for r in self.rows.values() if r.origin not in (None, "local")]
+        current = next((r.name for r in self.rows.values() if r.state == "downloading"), None)
+        return {"civitai_matches": origins.count("civitai"), "huggingface_matches": origins.count("huggingface"),
+                "downloads_successful": sum(1 for r in downloaded if r.state == "done"),
+                # A download refused for want of a token waits for it (the panel's "skipped"), yet it failed.
+                "downloads_failed": sum(1 for r in downloaded if r.state == "failed"
+                                        or (r.state == "skipped" and r.error is not None)),
+                "current_download": current,
+                "local_matches": origins.count("local"), "not_found": origins.count("not_found"),
+                "downloads_waiting_for_token": sum(1 for r in downloaded if r.state == "skipped" and r.error),
+                "downloads_cancelled": sum(1 for r in downloaded if r.state == "cancelled")}
 
     def _summary(self) -> RunSummary:
         """How many models ended in each final state."""
@@ -146,6 +177,10 @@ class FixRun:
                 row.speed, row.eta = 0.0, None
             if t.state == "failed" and row.needs_token and t.error is not None and t.error.code == "login_required":
                 row.state = "skipped"  # waits for the token the review said it needs: not a failure
+            if isinstance(event, TransferDone) and row.state == "failed" and not self._cancelled \
+                    and (t.error.code if t.error else "") not in NO_FALL_THROUGH:
+                self._failed_urls.setdefault(row.name, set()).add(t.request.url)
+                self._fall_through.append(row.name)
             if isinstance(event, TransferDone):
                 self._progress()
 
@@ -153,6 +188,16 @@ class FixRun:
     async def run(self) -> dict[str, Any]:
         out_dir = self.state_dir / "output" if self.state_dir else None
         self.manager = TransferManager(self.config.download, self.secrets, self.bus, out_dir)
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            # Ctrl-C / SIGTERM: every download stops keeping its bytes, and the connections close before
+            # the loop does (no "Unclosed connector" on the way out).
+            self.cancel()
+            await asyncio.shield(self.manager.wait())
+            raise
+
+    async def _run(self) -> dict[str, Any]:
         self.bus.emit(PhaseChanged("resolving", total=len(self.refs)))
         ctx = ResolveContext(config=self.config.search, secrets=self.secrets, inventory=self.inventory,
                              state_dir=self.state_dir, comfyui_root=self.comfyui_root,
@@ -162,14 +207,17 @@ class FixRun:
         for ref in self.refs:
             if ref.name in self.chosen:
                 await self._handle(Resolution(ref.name, ref.folder, self.chosen[ref.name], tried=["chosen by you"]))
+            elif ref.name in self.recorded:
+                await self._handle(self.recorded[ref.name])
         try:
-            async for res in Resolver(ctx).resolve([r for r in self.refs if r.name not in self.chosen]):
+            todo = [r for r in self.refs if r.name not in self.chosen and r.name not in self.recorded]
+            async for res in Resolver(ctx).resolve(todo):
                 if self._cancelled:
                     break
                 await self._handle(res)
         except Exception as e:  # a resolver crash must not lose the downloads already running
             log.exception("resolver failed")
-            self.bus.emit(ErrorRaised(ErrorInfo("search_failed", f"Searching for sources failed: {e}")))
+            self.bus.emit(ErrorRaised(ErrorInfo("search_failed", f"Searching for sources failed: {e}"), repr(e)))
             for row in self.rows.values():
                 if row.state == "resolving":
                     row.state, row.error = "failed", ErrorInfo("search_failed", f"search failed: {e}")
@@ -183,11 +231,54 @@ class FixRun:
                     await self._start_or_fail(row, c, folder, name)
         self.bus.emit(PhaseChanged("downloading"))
         await self.manager.wait()
+        while self._fall_through and not self._cancelled:
+            names, self._fall_through = self._fall_through, []
+            for name in dict.fromkeys(names):
+                await self._next_source(name)
+            await self.manager.wait()
         return self._finish()
 
     def use_settings(self, config: Config, secrets: dict[str, str]) -> None:
         """Settings and tokens as they are now (changed during the review): used by what starts after it."""
         self.config, self.secrets = config, dict(secrets)
+
+    async def _next_source(self, name: str) -> None:
+        """A source failed at download time: the next candidate sure enough to take, else the sources the
+        first pick made unnecessary (a catalog's dead link: Civitai and Hugging Face were never asked)."""
+        res, row = self.resolutions.get(name), self.rows[name]
+        if res is None or res.chosen is None or row.state != "failed":
+            return
+        failed = self._failed_urls.get(name, set())
+        threshold = self.config.search.fuzzy_threshold
+
+        def usable(cands: list[Candidate]) -> list[Candidate]:
+            return [c for c in cands if c.url and c.url not in failed and c.source != "local"
+                    and c.confidence >= threshold and (c.folder or row.folder)]
+
+        pool = usable(res.candidates)
+        if not pool:
+            ref = next((r for r in self.refs if r.name == name), None)
+            ctx = ResolveContext(config=self.config.search, secrets=self.secrets, inventory=None,
+                                 state_dir=self.state_dir, comfyui_root=self.comfyui_root, catalogs=False,
+                                 families=self.families)
+            async for again in Resolver(ctx).resolve([ref] if ref else []):
+                pool = usable(([again.chosen] if again.chosen else []) + again.candidates)
+        if not pool:
+            action("fall_through_none", name=name, failed=sorted(failed))
+            return
+        nxt, old = pool[0], res.chosen
+        res.candidates = [old] + [c for c in res.candidates if c is not nxt]
+        res.chosen = nxt
+        why = row.error.message if row.error else "failed"
+        res.tried.append(f"{old.source} link failed at download time ({why}); next: {nxt.source} {nxt.url}")
+        res.why = f"The first source ({old.source}) failed at download time; then: {nxt.reason}."
+        action("fall_through", name=name, failed=old.url, next=nxt.url, source=nxt.source)
+        row.error, row.bytes_done, row.total = None, 0, None
+        row.source, row.origin, row.url, row.reason, row.confidence = (nxt.source, bytes_source(nxt), nxt.url,
+                                                                      nxt.reason, nxt.confidence)
+        row.size, row.sha256 = nxt.size, nxt.sha256
+        self._write_resolutions()
+        await self._start_or_fail(row, nxt, nxt.folder or row.folder or "", name)
 
     def approve(self, names: set[str] | None = None) -> None:
         """Start the reviewed downloads (all, or only `names`; the others are skipped)."""
@@ -196,9 +287,17 @@ class FixRun:
                 row.state = "skipped"
         self._approved.set()
 
+    def _write_resolutions(self) -> None:
+        """output/resolutions.json as far as the run got: a run stopped while searching leaves what it found,
+        and --resume searches only the rest."""
+        if self.state_dir:
+            write_json_atomic(self.state_dir / "output" / "resolutions.json",
+                              [resolution_entry(r) for r in self.resolutions.values()])
+
     async def _handle(self, res: Resolution) -> None:
         self.resolutions[res.name] = res
         self.bus.emit(ModelResolved(res))
+        await asyncio.to_thread(self._write_resolutions)
         row = self.rows[res.name]
         row.candidates = [candidate_entry(c) for c in res.candidates[:5]]
         c = res.chosen
@@ -208,9 +307,11 @@ class FixRun:
             row.tried = list(res.tried)
             action("unresolved", name=res.name, folder=res.folder, tried=res.tried,
                    candidates=len(res.candidates))
+            self.bus.emit(unresolved_event(res))
             self._progress()
             return
-        row.source, row.url, row.reason, row.confidence = c.source, c.url, c.reason, c.confidence
+        row.source, row.origin, row.url = c.source, bytes_source(c), c.url
+        row.reason, row.confidence = c.reason, c.confidence
         row.size, row.sha256 = c.size, c.sha256
         folder = c.folder or res.folder
         row.folder = folder
@@ -225,6 +326,8 @@ class FixRun:
         if not folder:
             row.state, row.error = "needs_choice", ErrorInfo("folder_unknown", "the folder for this file is unknown: "
                                                              "choose one")
+            self.bus.emit(ErrorRaised(ErrorInfo("folder_unknown", f"Model folder not known: {res.name}: choose the "
+                                                "folder it belongs in", folder=None), c.reason))
             self._progress()
             return
         if self.review:
@@ -238,7 +341,7 @@ class FixRun:
             await self.start(row, c, folder, name)
         except FixerError as e:
             row.state, row.error = "failed", e.info()
-            self.bus.emit(ErrorRaised(error_info(e, f"{name}: {e}")))
+            self.bus.emit(ErrorRaised(error_info(e, f"Download failed: {name}"), str(e)))
             self._progress()
 
     async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
@@ -253,7 +356,7 @@ class FixRun:
         if not c.url:
             raise UnsafePath(name, "the chosen source has no download address")
         req = TransferRequest(url=c.url, folder=folder, filename=saved_as, expected_size=c.size,
-                              sha256=c.sha256, source=c.source, model_name=name)
+                              sha256=c.sha256, source=bytes_source(c), model_name=name)
         row.state = "resolved"
         self.transfers[name] = await self.manager.submit(req, dest_root)
 
@@ -289,9 +392,9 @@ class FixRun:
         data = self.snapshot()
         data.summary = summary = replace(self._summary(), seconds=round(time.time() - self.started, 2))
         self.result = data
-        if self.state_dir:
-            write_json_atomic(self.state_dir / "output" / "resolutions.json",
-                              [resolution_entry(r) for r in self.resolutions.values()])
+        self._write_resolutions()
         self.bus.emit(RunFinished(summary))
-        self.bus.emit(PhaseChanged("complete" if not summary.failed else "error"))
+        # The run got to its end: `complete`, its failures counted in data and listed in errors[] (the guide's
+        # agent then reads the results); `error` is for a run that could not finish.
+        self.bus.emit(PhaseChanged("complete"))
         return to_jsonable(data)  # type: ignore[no-any-return]

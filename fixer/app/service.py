@@ -21,7 +21,7 @@ from typing import Any, Callable, ClassVar
 from ..actionlog import action, keep_actions_in
 from ..config import Config
 from ..errors import ConfigError, ErrorCode, FixerError, UnsafePath, error_info
-from ..events import Event, EventBus, PhaseChanged, RunFinished, TransferDone
+from ..events import Event, EventBus, PhaseChanged, RunFinished, ScanFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
 from ..host.pack_nodes import without_download_nodes
 from ..identity.panel import IdentityPanel
@@ -150,7 +150,12 @@ class FixerService:
     def _refresh(self, force: bool) -> None:
         """The run's rows into the status document (built only when they are sent, not per event)."""
         if self._run is not None:
-            self.status_doc.set_data(self._panel_data(self._run), force=force)
+            self._set_run_data(self._run, force)
+
+    def _set_run_data(self, run: FixRun, force: bool) -> None:
+        """The run's rows and the agent guide's counters into the status document."""
+        self.status_doc.set_counts(run.seed_counts())
+        self.status_doc.set_data(self._panel_data(run), force=force)
 
     def _root_for(self, folder: str) -> str:
         return target_root(self.host.folders(), folder)
@@ -319,8 +324,10 @@ class FixerService:
         # The lock first: a fix refused because a CLI run holds the state dir never touches its status.json.
         lock = StateLock(self.state_dir, f"fix of {name}").acquire()
         try:
-            self.status_doc.update(phase="scanning", errors=[], force=True)
+            self.status_doc.reset()
+            self.status_doc.update(phase="scanning", force=True)
             report, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
+            self.bus.emit(ScanFinished(report))
         except BaseException:
             lock.release()
             raise
@@ -331,7 +338,7 @@ class FixerService:
         self._run = self._new_run(refs, inventory, name, chosen, review, save_as,
                                   report_families(report))  # the present models and node types say it too
         self._task = asyncio.create_task(self._drive(self._run, lock))
-        self.status_doc.set_data(self._panel_data(self._run), force=True)
+        self._set_run_data(self._run, True)
         return self.status()
 
     def approve(self, names: list[str] | None = None) -> dict:
@@ -343,7 +350,7 @@ class FixerService:
         # Tokens and download settings changed while the user read the review apply to what is approved.
         run.use_settings(self.config, self.secrets())
         run.approve({n.replace("\\", "/") for n in names} if names is not None else None)
-        self.status_doc.set_data(self._panel_data(run), force=True)
+        self._set_run_data(run, True)
         return self.status()
 
     def discard_partial(self, name: str) -> dict:
@@ -357,7 +364,7 @@ class FixerService:
         discard(transfer.part)
         row.bytes_done = 0
         action("partial_discarded", name=name, part=transfer.part)
-        self.status_doc.set_data(self._panel_data(run), force=True)
+        self._set_run_data(run, True)
         self._emit("comfyfixer.status", self.status())
         return self.status()
 

@@ -16,6 +16,7 @@ import functools
 import importlib.metadata
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,9 @@ def walk_models(obj: Any) -> Iterator[dict[str, Any]]:
             yield from walk_models(v)
 
 
-VENV_DIRS = ("venv", ".venv", "python_embeded", "../python_embeded")  # portable Windows builds keep it beside
+# The ComfyUI's own Python: a venv inside it or beside it (comfy-cli and many guides make the venv next to the
+# ComfyUI folder), the portable Windows build's python_embeded beside ComfyUI/.
+VENV_DIRS = ("venv", ".venv", "python_embeded", "../venv", "../.venv", "../python_embeded")
 
 
 def template_files(comfyui_root: Path | None = None) -> list[Path]:
@@ -78,8 +81,9 @@ def template_files(comfyui_root: Path | None = None) -> list[Path]:
     the ComfyUI's own environment when the CLI runs from another one."""
     out: list[Path] = []
     if comfyui_root:
-        for venv in VENV_DIRS:
-            base = Path(comfyui_root) / venv
+        root = Path(comfyui_root).resolve()
+        bases = [(root / venv).resolve() for venv in VENV_DIRS] + running_comfyui_prefixes(root)
+        for base in bases:
             for pkg in [*base.glob("lib/python3*/site-packages/comfyui_workflow_templates*"),
                         *base.glob("Lib/site-packages/comfyui_workflow_templates*")]:
                 out += [p for p in pkg.glob("templates/*.json") if not p.name.startswith("index")]
@@ -96,6 +100,42 @@ def template_files(comfyui_root: Path | None = None) -> list[Path]:
 
 
 PACK_LISTS = ("model-list.json", "model_list.json")  # ComfyUI-Manager's format, shipped by some packs too
+
+
+MAX_PROCESSES = 4096  # a bound on the process table walk
+
+
+def running_comfyui_prefixes(comfyui_root: Path) -> list[Path]:
+    """The Python environments of ComfyUI processes running from `comfyui_root` (Linux /proc; elsewhere none):
+    a ComfyUI started from a conda env or a venv somewhere else keeps its template packages there. The prefix
+    is the one its interpreter was started as (a venv's python is a link to the base one, so not its target),
+    else the VIRTUAL_ENV / CONDA_PREFIX it runs in. Only this user's processes are readable anyway."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    main = (comfyui_root / "main.py").resolve()
+    out: list[Path] = []
+    for n, entry in enumerate(proc.iterdir()):
+        if n >= MAX_PROCESSES:
+            break
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()[:65536].split(b"\0")
+            if not any(a.endswith(b"main.py") for a in argv):
+                continue
+            cwd = Path(os.readlink(entry / "cwd"))
+            args = [os.fsdecode(a) for a in argv if a]
+            if not any((cwd / a).resolve() == main for a in args if a.endswith("main.py")):
+                continue
+            exe = Path(args[0]) if os.path.isabs(args[0]) else None
+            if exe is not None and exe.parent.name in ("bin", "Scripts"):
+                out.append(exe.parent.parent)
+            env = dict(x.split(b"=", 1) for x in (entry / "environ").read_bytes()[:262144].split(b"\0") if b"=" in x)
+            out += [Path(os.fsdecode(env[k])) for k in (b"VIRTUAL_ENV", b"CONDA_PREFIX") if env.get(k)]
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or another user's
+    return list(dict.fromkeys(out))
 
 
 def manager_lists(comfyui_root: Path | None) -> list[Path]:
@@ -276,8 +316,23 @@ class CatalogSource:
         if hf:
             url = resolve_url(run.hf_endpoint, hf[0], hf[2], hf[1])  # honour HF_ENDPOINT as Manager does
             ids.update(repo_id=hf[0], path=hf[2], revision=hf[1])
+        else:
+            url = on_civitai_base(url, run.civitai_base)
         return Candidate(source="catalog", filename=ref.name, folder=folder, confidence=conf, reason=reason,
                          url=url, sha256=e.sha256, ids=ids)
+
+
+CIVITAI_HOSTS = frozenset({"civitai.com", "www.civitai.com"})
+
+
+def on_civitai_base(url: str, base: str) -> str:
+    """A catalog's civitai.com link on the Civitai the user points at (CIVITAI_BASE_URL), as HF links honour
+    HF_ENDPOINT: a mirror or a proxy then serves every Civitai download alike."""
+    parts = urlsplit(url)
+    if (parts.hostname or "").lower() not in CIVITAI_HOSTS:
+        return url
+    b = urlsplit(base.rstrip("/"))
+    return urlunsplit((b.scheme, b.netloc, b.path + parts.path, parts.query, ""))
 
 
 async def mark_gated(run: SearchRun, candidates: list[Candidate]) -> None:

@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import re
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from ..constants import MODEL_EXTENSIONS
-from ..errors import ConfigError, FixerError, UnsafePath
+from ..errors import ConfigError, ErrorInfo, FixerError, UnsafePath
 from ..events import PhaseChanged, TransferDone, TransferProgress
 from ..host.host import target_root
 from ..models import Transfer, TransferRequest, to_jsonable
-from ..read.names import safe_relpath
+from ..read.names import confine, safe_relpath
+from ..state import read_json
+from .failures import failure_event
 from .policy import auth_headers, check_redirect, check_start_url, strip_secret_query
 from .progress import snapshot
 from .protocol import REDIRECT_STATUS, open_session
 from .queue import TransferManager
-from .records import DOWNLOADED_FILE, read_records, request_from_record
+from .records import DOWNLOADED_FILE, read_records
 from .settings import MAX_REDIRECTS
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -82,53 +84,112 @@ def _dest_root(ctx: Any, folder: str, name: str | None = None) -> str:
     return target_root(host.folders(), folder, name=name, extensions=host.extensions)
 
 
+def in_place(target: str, req: TransferRequest, record: dict[str, Any] | None) -> tuple[bool, str]:
+    """Is the file this request would fetch already at its target? (yes, how it was checked) when its size and
+    sha256 match what is expected (the request's, else this target's finished download record); (no, why)
+    when a different file holds the name."""
+    size = os.path.getsize(target)
+    want_size = req.expected_size if req.expected_size is not None else (record or {}).get("size")
+    want_sha = (req.sha256 or (record or {}).get("sha256") or "").lower() or None
+    if isinstance(want_size, int) and size != want_size:
+        return False, f"it holds {size} bytes, not the {want_size} expected"
+    if want_sha:
+        with open(target, "rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+        if actual != want_sha:
+            return False, f"its sha256 is {actual}, not the {want_sha} expected"
+        return True, "right size and sha256"
+    return True, "right size (no sha256 known to compare)" if isinstance(want_size, int) else \
+        "already there (no size or sha256 known to compare)"
+
+
 async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
     from ..app.console import ConsoleProgress
 
     out_dir = ctx.state_dir / "output"
     mgr = TransferManager(ctx.config.download, ctx.secrets(), ctx.bus, out_dir)
     transfers: list[Transfer] = []
+    records = {e.get("path"): e for e in read_records(out_dir / DOWNLOADED_FILE) if e.get("state") == "done"}
+    quiet = getattr(ctx.args, "json", False)
 
     def on_event(event: object) -> None:
         if isinstance(event, (TransferProgress, TransferDone)):
-            ctx.status.set_data(snapshot(transfers), force=isinstance(event, TransferDone))
+            publish(ctx, transfers, isinstance(event, TransferDone))
 
     unsubscribe = [ctx.bus.subscribe(on_event)]
-    if not getattr(ctx.args, "json", False):
-        unsubscribe.append(ctx.bus.subscribe(ConsoleProgress()))
+    if not quiet:
+        unsubscribe.append(ctx.bus.subscribe(ConsoleProgress(report_done=False)))
     ctx.bus.emit(PhaseChanged("downloading", total=len(reqs)))
     try:
         for req in reqs:
             try:
                 root = _dest_root(ctx, req.folder, req.filename)
+                target = str(confine(root, req.filename))
             except UnsafePath as e:  # a folder that is not a model folder fails its own file, not the run
-                transfers.append(Transfer(request=req, target=req.filename, part="", state="failed", error=e.info()))
+                t = Transfer(request=req, target=req.filename, part="", state="failed", error=e.info())
+                transfers.append(t)
+                ctx.bus.emit(TransferDone(t))
+                ctx.bus.emit(failure_event(t))
+                continue
+            if os.path.isfile(target):
+                # The guide's recovery step is to run --download again: a file already in place is done.
+                ok, how = await asyncio.to_thread(in_place, target, req, records.get(target))
+                size = os.path.getsize(target)
+                differs = ErrorInfo("already_exists", f"{req.model_name or req.filename}: {target} already exists "
+                                    f"but {how}; it was not overwritten. Move it away to download again")
+                t = Transfer(request=req, target=target, part="", state="done" if ok else "failed",
+                             bytes_done=size, total=size, error=None if ok else differs,
+                             sha256=(req.sha256 or (records.get(target) or {}).get("sha256")) if ok else None)
+                transfers.append(t)
+                if ok and not quiet:
+                    print(f"in place  {req.folder}/{req.filename}: {how}; not downloaded again", file=sys.stderr)
+                ctx.bus.emit(TransferDone(t))
+                if not ok:
+                    ctx.bus.emit(failure_event(t))
                 continue
             transfers.append(await mgr.submit(req, root))
         await mgr.wait()
     finally:
         for fn in unsubscribe:
             fn()
-    ctx.status.set_data(snapshot(transfers), force=True)
-    ctx.bus.emit(PhaseChanged("complete" if all(t.state == "done" for t in transfers) else "error"))
+    publish(ctx, transfers, True)
+    # The command got to its end: complete, failures counted (phase error is for a run that could not finish).
+    ctx.bus.emit(PhaseChanged("complete"))
     return transfers
 
 
+def publish(ctx: Any, transfers: list[Transfer], force: bool) -> None:
+    """status.json for the download commands: the guide's counters, and the files as data."""
+    current = next((t.request.model_name or t.request.filename for t in transfers if t.state == "downloading"), None)
+    ctx.status.set_counts({"downloads_successful": sum(t.state == "done" for t in transfers),
+                           "downloads_failed": sum(t.state == "failed" for t in transfers),
+                           "current_download": current})
+    ctx.status.set_data(snapshot(transfers), force=force)
+
+
 def _report(ctx: Any, transfers: list[Transfer]) -> int:
+    from ..app.console import done_line
+
+    """The end of a download command: JSON, or one closing line (each file was printed once as it ended)."""
     if getattr(ctx.args, "json", False):
-        print(json.dumps(to_jsonable(snapshot(transfers)), indent=2))
+        print(json.dumps({"status": ctx.status.snapshot(), **to_jsonable(snapshot(transfers))}, indent=2))
     else:
         for t in transfers:
-            name = t.request.model_name or t.request.filename
-            if t.state == "done":
-                print(f"done    {t.target} ({t.total} bytes, sha256 {t.sha256})")
-            else:
-                print(f"{t.state:<7} {name}: {t.error.message if t.error else t.state}")
+            if t.state != "done" or t.part:  # a file found in place was said so when it was checked
+                print(done_line(t))
             if t.warning:
-                print(f"        warning: {t.warning}")
-        if transfers and ctx.state_dir:
-            print(f"Details: {ctx.state_dir / 'output' / DOWNLOADED_FILE}")
+                print(f"          warning: {t.warning}")
+        done = sum(t.state == "done" for t in transfers)
+        print(f"{done} of {len(transfers)} file(s) in place" + (f", {len(transfers) - done} failed" if
+                                                                  done < len(transfers) else "")
+              + (f". Details: {ctx.state_dir / 'output' / DOWNLOADED_FILE}" if transfers and ctx.state_dir else ""))
     return EXIT_OK if transfers and all(t.state == "done" for t in transfers) else EXIT_FAILED
+
+
+def download_requests(ctx: Any, reqs: list[TransferRequest]) -> bool:
+    """Download these (the lock held by the caller); True when every one ended in place."""
+    transfers = asyncio.run(_run(ctx, reqs))
+    return _report(ctx, transfers) == EXIT_OK
 
 
 def request_for_link(url: str, folder: str, name: str | None, sha256: str | None, secrets: dict[str, str],
@@ -187,24 +248,12 @@ def cmd_download(ctx: Any) -> int:
         raise FixerError(f"Cannot read {path}: {e}. Run comfy-fixer --auto (or the resolver) first.") from None
     reqs = requests_from_resolutions(entries if isinstance(entries, list) else [])
     if not reqs:
-        print(f"Nothing to download in {path}.")
+        say = f"Nothing to download in {path}: no entry has a chosen source with a download link."
+        print(json.dumps({"message": say, "files": []}) if getattr(ctx.args, "json", False) else say)
         return EXIT_OK
     with StateLock(ctx.state_dir, "comfy-fixer --download"):
+        # The scan and the search are not repeated: their counts stay those of the run that wrote them.
+        ctx.status.carry_over(read_json(ctx.state_dir / "status.json"),
+                              ("workflows_scanned", "missing_models", "civitai_matches", "huggingface_matches"))
         transfers = asyncio.run(_run(ctx, reqs))
-    return _report(ctx, transfers)
-
-
-def cmd_resume(ctx: Any) -> int:
-    """Start again every recorded download that did not finish; `.part` files continue where they stopped."""
-    from ..state import StateLock
-
-    records = read_records(ctx.state_dir / "output" / DOWNLOADED_FILE)
-    todo = [e for e in records if e.get("state") != "done" and e.get("url") and e.get("filename")
-            and not (e.get("path") and Path(e["path"]).exists())]
-    if not todo:
-        print("Nothing to resume: every recorded download finished.", file=sys.stderr)
-        return EXIT_OK
-    with StateLock(ctx.state_dir, "comfy-fixer --resume"):
-        # The record's own dest_root is never used: the records file is as untrusted as any input.
-        transfers = asyncio.run(_run(ctx, [request_from_record(e) for e in todo]))
     return _report(ctx, transfers)

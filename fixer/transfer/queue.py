@@ -26,6 +26,7 @@ from ..models import Transfer, TransferRequest
 from ..read.names import confine
 from ..upstream.http import RetryPolicy
 from .engine import FileJob
+from .failures import failure_event
 from .policy import redact, strip_secret_query, with_url_token
 from .protocol import open_session
 from .records import DOWNLOADED_FILE, record_download
@@ -148,6 +149,8 @@ class TransferManager:
 
     async def _finished(self, t: Transfer) -> None:
         self._emit(events.TransferDone(t))
+        if t.state == "failed":  # every failure reaches status.json's errors[], in the agent guide's words
+            self._emit(failure_event(t))
         if self.output_dir is not None:
             try:
                 await asyncio.to_thread(record_download, self.output_dir / DOWNLOADED_FILE, t,

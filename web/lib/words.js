@@ -70,6 +70,9 @@ export const ERROR_WORDS = {
   unsafe_file_type: () => "refused: that file type does not belong in a model folder; pick a link to the model file",
   download_too_large: () => "the server sent more than the file can be; stopped and the partial file removed",
   pack_not_offered: () => "that pack was not offered by the last scan; scan the workflow again",
+  model_not_found: () => "no source was found for this file",
+  needs_choice: () => "several possible sources, none sure enough: pick one",
+  run_interrupted: () => "the run was stopped before its end; run it again to continue",
 };
 
 /** The message's first clause, short enough for a row (the whole message goes behind the toggle). */
