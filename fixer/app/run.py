@@ -185,9 +185,11 @@ class FixRun:
                 self._progress()
 
     # --- the run ------------------------------------------------------------------------------
+    def _out_dir(self) -> Path | None:
+        return self.state_dir / "output" if self.state_dir else None
+
     async def run(self) -> dict[str, Any]:
-        out_dir = self.state_dir / "output" if self.state_dir else None
-        self.manager = TransferManager(self.config.download, self.secrets, self.bus, out_dir)
+        self.manager = TransferManager(self.config.download, self.secrets, self.bus, self._out_dir())
         try:
             return await self._run()
         except asyncio.CancelledError:
@@ -225,7 +227,7 @@ class FixRun:
             self.bus.emit(PhaseChanged("review"))
             await self._approved.wait()
             if not self.transfers:  # nothing fetched yet: the downloads use the settings as approved
-                self.manager = TransferManager(self.config.download, self.secrets, self.bus, out_dir)
+                self.manager = TransferManager(self.config.download, self.secrets, self.bus, self._out_dir())
             for row, c, folder, name in self._held:
                 if row.state == "review":
                     await self._start_or_fail(row, c, folder, name)
