@@ -179,7 +179,7 @@ def test_cli_killed_during_search_leaves_no_file_and_the_next_run_finishes(world
         kill(proc)
         assert not world["final"].exists() and not world["part"].exists()
         code, out = finish(cli(world, "--resume"))
-        # The model the killed run never finished searching is searched and downloaded (issue 19 item 3).
+        # --resume searches and downloads the model the killed run never finished searching.
         assert code == 0 and "Continuing the last run: 1 model(s) not searched yet" in out, out
         assert_verified(world)
         code, out = finish(cli(world, "--auto", "--yes"))

@@ -20,7 +20,7 @@ def test_resolve_writes_seed_schema_and_portable_copy(upstream, tmp_path, capsys
                  "--state-dir", str(state)])
     assert code == 1  # one model has no source
     rows = {r["filename"]: r for r in json.loads((state / "output" / "resolutions.json").read_text())}
-    # `source` is where the bytes come from; how the link was found is `found_by` (issue 19 item 6)
+    # `source` is where the bytes come from; how the link was found is `found_by`
     assert rows["clip_l.safetensors"]["source"] == "huggingface"
     assert rows["clip_l.safetensors"]["found_by"] == "catalog"
     assert rows["clip_l.safetensors"]["expected_type"] == "text_encoders"

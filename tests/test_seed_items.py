@@ -1,5 +1,6 @@
-"""Issue 19's numbered items and issue 17 item 10, one test (or a few) each, as a new user and a script meet them.
-The guide's own scripts run in tests/test_seed_contract.py."""
+"""The contract scripts and agents rely on, item by item (status, resume, recovery, sources, catalogs, a fresh
+ComfyUI, the rough edges, the ComfyUI root and unreadable inputs), as a new user and a script meet them.
+The agent guide's own scripts run in tests/test_seed_contract.py."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def lora_root(tmp_path: Path, upstream) -> tuple[Path, dict]:
     return root, lora
 
 
-# --- item 2: a timeout is worded so the guide's rule ("timeout" -> re-run with --resume) fires -------------
+# --- a timeout is worded so the guide's rule ("timeout" -> re-run with --resume) fires -------------
 def test_a_download_that_times_out_is_a_timeout_in_errors(upstream, tmp_path):
     from tests.fake_upstream import Fault
 
@@ -73,7 +74,7 @@ def test_failure_words_follow_the_guide():
     assert "not found" in ev.error.message and "HuggingFace" in ev.error.message
 
 
-# --- item 3: --resume continues every unfinished phase -----------------------------------------------------
+# --- --resume continues every unfinished phase -----------------------------------------------------
 def test_resume_after_resolve_downloads_what_it_chose(upstream, tmp_path):
     root, lora = lora_root(tmp_path, upstream)
     state = tmp_path / "state"
@@ -96,7 +97,7 @@ def test_resume_in_an_empty_state_dir_is_a_whole_run(upstream, tmp_path):
     assert r.returncode == 0 and "Nothing to resume: everything the last run set out to do is done." in r.stderr
 
 
-# --- item 4: the guide's recovery step (--download again, get again) is idempotent ---------------------------
+# --- the guide's recovery step (--download again, get again) is idempotent ---------------------------
 def test_download_and_get_again_take_the_file_in_place_as_done(upstream, tmp_path):
     root, lora = lora_root(tmp_path, upstream)
     state = tmp_path / "state"
@@ -128,7 +129,7 @@ def test_a_different_file_under_the_name_is_not_taken_as_done(upstream, tmp_path
     assert (root / "models/loras/other.safetensors").read_bytes() == b"not it"
 
 
-# --- item 7: a failing source falls through; catalog links follow CIVITAI_BASE_URL; ComfyUI's own Python -----
+# --- a failing source falls through; catalog links follow CIVITAI_BASE_URL; ComfyUI's own Python -----
 def test_a_catalog_link_that_fails_falls_through_to_the_next_source(upstream, tmp_path):
     root, lora = make_comfy_root(tmp_path), upstream.payloads["tiny-lora"]
     # The template package lives in the venv beside the ComfyUI folder, not in the Python running the CLI.
@@ -184,7 +185,7 @@ def test_catalog_civitai_links_follow_civitai_base_url(tmp_path):
     assert c.url == "http://mirror.test:8080/civ/api/download/models/125843"
 
 
-# --- item 8: the README's main command on a fresh ComfyUI ---------------------------------------------------
+# --- the README's main command on a fresh ComfyUI ---------------------------------------------------
 def test_the_readme_main_command_succeeds_on_a_fresh_comfyui(tmp_path):
     root = make_comfy_root(tmp_path)
     (root / "user/default/workflows").rmdir()  # a fresh install: nothing saved yet
@@ -193,7 +194,7 @@ def test_the_readme_main_command_succeeds_on_a_fresh_comfyui(tmp_path):
     assert "No saved workflow in" in r.stderr and "nothing to check" in r.stderr
 
 
-# --- item 9: rough edges a script trips on -------------------------------------------------------------------
+# --- rough edges a script trips on -------------------------------------------------------------------
 def test_auto_json_is_json(upstream, tmp_path):
     root, _ = lora_root(tmp_path, upstream)
     r = cli("--auto", "--json", "--comfyui-root", str(root), "--state-dir", str(tmp_path / "s"), env=upstream.env())
@@ -250,7 +251,7 @@ def test_a_missing_extra_model_paths_file_is_an_error(tmp_path):
     assert r.returncode == 2 and "nope.yaml: no such file" in r.stderr
 
 
-# --- issue 17 item 10: a ComfyUI root that is none, unreadable inputs -----------------------------------------
+# --- a ComfyUI root that is none, unreadable inputs --------------------------------------------------------------
 def test_comfyui_root_must_look_like_a_comfyui(tmp_path):
     notcomfy = tmp_path / "notcomfy"
     notcomfy.mkdir()
