@@ -39,8 +39,8 @@ def hf_file(upstream, name: str, seed: str, n: int) -> dict:
 @pytest.fixture
 def world(tmp_path, upstream):
     """A ComfyUI whose only workflow needs: a Civitai LoRA, a Hugging Face checkpoint, a Civitai checkpoint
-    that needs a login, and a LoRA no one has. The state dir is the scripts' working directory, with the
-    guide's config.json naming the ComfyUI (the guide's command takes no other flag)."""
+    that needs a login, and a LoRA no one has. The state dir is the scripts' working directory; the guide's
+    config.json names the ComfyUI (the guide's command takes no other flag)."""
     root = make_comfy_root(tmp_path)
     lora = upstream.payloads["tiny-lora"]
     hf = hf_file(upstream, HF_NAME, "seed-hf", 40_000)
@@ -54,9 +54,13 @@ def world(tmp_path, upstream):
           node(4, "LoraLoader", [MISSING, 1, 1])]
     write_json(root / "user/default/workflows/w.json", make_workflow(wf))
     state = tmp_path / "state"
-    write_json(state / "config.json", {"comfyui_root": str(root)})
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "CIVITAI_API_KEY")}
-    env = {**env, **upstream.env(), "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    state.mkdir()
+    # The guide's config.json names the ComfyUI; it lives in the user's config folder (one beside shared
+    # workflows is never read: it could send tokens elsewhere).
+    write_json(tmp_path / "xdg/comfyfixer/config.json", {"comfyui_root": str(root)})
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "CIVITAI_API_KEY", "XDG_CONFIG_HOME")}
+    env = {**env, **upstream.env(), "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     return {"up": upstream, "root": root, "state": state, "env": env, "wf": wf, "lora": lora}
 
 
@@ -140,7 +144,7 @@ def test_a_dead_run_never_looks_alive_and_the_recovery_actions_fire(world, how):
         assert proc.returncode == 143 and "interrupted (SIGTERM); run comfy-fixer --resume to continue" in err, out + err
         assert "Traceback" not in err and "Unclosed" not in err and ": None" not in out + err, err
     else:
-        assert status(world)["phase"] == "downloading"  # what a killed process leaves behind
+        assert status(world)["phase"] in ("resolving", "downloading")  # what a killed process leaves behind
         shown = fixer(world, "--status")  # the guide's "monitor progress": finds the run dead and says so
         sout, _ = shown.communicate(timeout=30)
         assert shown.returncode == 0 and "Phase: error" in sout and "Run interrupted" in sout, sout

@@ -47,10 +47,10 @@ def test_a_download_that_times_out_is_a_timeout_in_errors(upstream, tmp_path):
 
     root = make_comfy_root(tmp_path)
     state = tmp_path / "state"
-    write_json(state / "config.json", {"download": {"timeout_seconds": 0.5, "retries": 1}})
+    config = write_json(tmp_path / "config.json", {"download": {"timeout_seconds": 0.5, "retries": 1}})
     upstream.add_fault(Fault(path=r"/api/download/models/9100101", delay=3, times=None))
     r = cli("get", f"{upstream.base}/api/download/models/9100101", "--folder", "loras", "--name", "x.safetensors",
-            "--comfyui-root", str(root), "--state-dir", str(state), env=upstream.env())
+            "--comfyui-root", str(root), "--state-dir", str(state), "--config", str(config), env=upstream.env())
     assert r.returncode == 1, r.stdout + r.stderr
     errors = json.loads((state / "status.json").read_text())["errors"]
     assert len(errors) == 1 and errors[0]["code"] in ("interrupted", "unreachable"), errors
