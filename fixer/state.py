@@ -78,7 +78,8 @@ SEED_DATA: dict[str, Any] = {"workflows_scanned": 0, "missing_models": 0, "civit
 
 def with_seed_data(doc: dict[str, Any], seed: dict[str, Any] | None = None) -> dict[str, Any]:
     """A status document (JSON types) whose data holds the guide's fields first, then the owner's."""
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    raw = doc.get("data")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return {**doc, "data": {**SEED_DATA, **(seed or {}), **data}}
 
 

@@ -225,7 +225,7 @@ def test_the_cli_scan_of_hostile_files_exits_cleanly_with_valid_outputs(tmp_path
     r = subprocess.run([sys.executable, "-m", "fixer", "--scan", "--workflow", str(folder), "--comfyui-root",
                         str(comfy_root),
                         "--state-dir", str(state)], capture_output=True, timeout=300, env=env)
-    assert r.returncode == 2, r.stderr.decode()  # 2: files that could not be read are an input error; the rest is reported
+    assert r.returncode == 2, r.stderr.decode()  # 2: unreadable files are an input error; the rest is reported
     assert b"Traceback" not in r.stderr and b"Traceback" not in r.stdout
     rows = json.loads((state / "output" / "missing_models.json").read_bytes().decode("utf-8"))
     assert {row["filename"] for row in rows} == {"honest.safetensors", "\ufffd.safetensors"}

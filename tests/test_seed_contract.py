@@ -141,7 +141,8 @@ def test_a_dead_run_never_looks_alive_and_the_recovery_actions_fire(world, how):
     os.kill(proc.pid, getattr(signal, how))
     out, err = proc.communicate(timeout=30)
     if how == "SIGTERM":
-        assert proc.returncode == 143 and "interrupted (SIGTERM); run comfy-fixer --resume to continue" in err, out + err
+        said = "interrupted (SIGTERM); run comfy-fixer --resume to continue"
+        assert proc.returncode == 143 and said in err, out + err
         assert "Traceback" not in err and "Unclosed" not in err and ": None" not in out + err, err
     else:
         assert status(world)["phase"] in ("resolving", "downloading")  # what a killed process leaves behind

@@ -24,7 +24,8 @@ from fixer.sources.catalogs import CatalogEntry, CatalogSource, template_files
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 
 
-def cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "CIVITAI_API_KEY")}
     return subprocess.run([sys.executable, "-m", "fixer", *args], env={**base, **(env or {}), "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL,
@@ -204,7 +205,8 @@ def test_auto_json_is_json(upstream, tmp_path):
 
 def test_a_model_that_needs_a_choice_is_decided_with_choose(upstream, tmp_path):
     root = make_comfy_root(tmp_path)
-    write_json(root / "user/default/workflows/w.json", make_workflow([node(1, "LoraLoader", ["tiny.safetensors", 1, 1])]))
+    write_json(root / "user/default/workflows/w.json",
+               make_workflow([node(1, "LoraLoader", ["tiny.safetensors", 1, 1])]))
     state = tmp_path / "s"
     lora_url = f"{upstream.base}/api/download/models/9100101"
     cand = {"source": "civitai", "url": lora_url, "local_path": None, "reason": "a near name", "confidence": 0.5,
@@ -256,7 +258,8 @@ def test_comfyui_root_must_look_like_a_comfyui(tmp_path):
     notcomfy = tmp_path / "notcomfy"
     notcomfy.mkdir()
     wf = write_json(tmp_path / "w.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
-    r = cli("--auto", "--yes", "--comfyui-root", str(notcomfy), "--workflow", str(wf), "--state-dir", str(tmp_path / "s"))
+    r = cli("--auto", "--yes", "--comfyui-root", str(notcomfy), "--workflow", str(wf),
+            "--state-dir", str(tmp_path / "s"))
     assert r.returncode == 2 and "main.py and folder_paths.py are missing" in r.stderr, r.stderr
     assert list(notcomfy.iterdir()) == []  # nothing created in the wrong place
     portable = tmp_path / "ComfyUI_windows_portable"
