@@ -19,16 +19,17 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from ..actionlog import action
 from ..config import SearchConfig
 from ..constants import hf_offline
-from ..errors import ErrorInfo
+from ..errors import ErrorInfo, TokenName
 from ..events import ErrorRaised
 from ..identity.hash_index import HashIndex, index_path
 from ..models import Candidate, ModelRef, Resolution
+from ..models import Source as SourceName
 from ..shapes import CandidateEntry, ResolutionEntry, ResolutionState
 from ..sources import Found, SearchRun, Source
 from ..sources.catalogs import CatalogSource, PublisherSource
@@ -334,15 +335,18 @@ def candidate_from_json(d: Any, url_key: str = "url") -> Candidate | None:
     if not isinstance(d, dict) or not _str(d, "filename"):
         return None
     how = _str(d, "found_by") or _str(d, "source") or ""
-    if how not in SOURCE_RANK and how != "user":
+    source = next((s for s in get_args(SourceName) if s == how and s != "not_found"), None)
+    if source is None:
         return None
     size = _num(d, "size")
-    ids = d.get("ids") if isinstance(d.get("ids"), dict) else {}
-    return Candidate(source=how, filename=str(d["filename"]), folder=_str(d, "folder") or _str(d, "expected_type"),
+    raw_ids = d.get("ids")
+    ids: dict[str, Any] = raw_ids if isinstance(raw_ids, dict) else {}
+    token = next((t for t in get_args(TokenName) if t == d.get("needs_token")), None)
+    return Candidate(source=source, filename=str(d["filename"]), folder=_str(d, "folder") or _str(d, "expected_type"),
                      confidence=_num(d, "confidence") or 0.0, reason=_str(d, "reason") or "",
                      url=_str(d, url_key), local_path=_str(d, "local_path"),
                      size=int(size) if size is not None and size >= 0 else None, sha256=_str(d, "sha256"),
-                     gated=d.get("gated") is True, needs_token=_str(d, "needs_token"), ids=dict(ids))
+                     gated=d.get("gated") is True, needs_token=token, ids=dict(ids))
 
 
 def resolution_from_json(e: Any) -> Resolution | None:
@@ -353,8 +357,10 @@ def resolution_from_json(e: Any) -> Resolution | None:
         e.get("source") != "not_found" else None
     if chosen is not None and not (chosen.url or chosen.local_path):
         chosen = None
-    raw = e.get("candidates") if isinstance(e.get("candidates"), list) else []
+    listed = e.get("candidates")
+    raw: list[Any] = listed if isinstance(listed, list) else []
     others = [c for c in (candidate_from_json(x) for x in raw[:10]) if c is not None]
-    tried = [t for t in e.get("tried") or [] if isinstance(t, str)][:50] if isinstance(e.get("tried"), list) else []
+    said = e.get("tried")
+    tried = [t for t in said if isinstance(t, str)][:50] if isinstance(said, list) else []
     return Resolution(name=str(e["filename"]), folder=_str(e, "expected_type"), chosen=chosen, candidates=others,
                       tried=[*tried, "chosen by the last run (output/resolutions.json)"], why=_str(e, "why") or "")
