@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from ..actionlog import action
 from ..constants import COMFY_PT_EXTENSIONS, map_legacy
@@ -37,6 +37,7 @@ from ..state import read_json, write_json_atomic
 from .folder_probe import FolderMap, Listing, folder_map_of, with_folder_map
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 _FOLDER_CALLS = frozenset({"get_filename_list", "get_filename_list_", "get_folder_paths"})
 _V3_KINDS = {"Combo": "COMBO", "Int": "INT", "Float": "FLOAT", "String": "STRING", "Boolean": "BOOLEAN"}
@@ -283,17 +284,19 @@ class _Pack:
         if isinstance(e, ast.JoinedStr):
             parts = [self.string(v.value if isinstance(v, ast.FormattedValue) else v, names, env, depth + 1)
                      for v in e.values]
-            return "".join(parts) if all(p is not None for p in parts) else None  # type: ignore[arg-type]
+            joined = _complete(parts)
+            return "".join(joined) if joined is not None else None
         if not isinstance(e, ast.Call):
             return None
-        args = [self.string(a, names, env, depth + 1) for a in e.args]
-        if any(a is None for a in args):
+        read = _complete([self.string(a, names, env, depth + 1) for a in e.args])
+        if read is None:
             return None
+        args = read
         if _attr_name(e.func) in ("str", "Path", "PurePath", "abspath", "normpath", "realpath") and len(args) == 1:
             return args[0]  # str(Path(folder_paths.models_dir) / "x"), os.path.abspath(...)
         if _attr_name(e.func) == "join" and not isinstance(e.func, ast.Attribute) or \
                 isinstance(e.func, ast.Attribute) and e.func.attr == "join" and _attr_name(e.func.value) == "path":
-            return "/".join(a.strip("/") if i else a.rstrip("/") for i, a in enumerate(args))  # type: ignore[union-attr]
+            return "/".join(a.strip("/") if i else a.rstrip("/") for i, a in enumerate(args))
         if isinstance(e.func, ast.Attribute) and e.func.attr == "format":
             fmt = self.string(e.func.value, names, env, depth + 1)
             try:
@@ -301,11 +304,13 @@ class _Pack:
             except (IndexError, KeyError, ValueError):
                 return None
         fn = self.function(_name_of(e.func) or "")
-        rets = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None] if fn else []
+        if fn is None:
+            return None
+        rets = [n.value for n in ast.walk(fn) if isinstance(n, ast.Return) and n.value is not None]
         if len(rets) != 1:
             return None
-        params = [a.arg for a in fn.args.args]  # type: ignore[union-attr]
-        return self.string(rets[0], names, dict(zip(params, args)), depth + 1)  # type: ignore[arg-type]
+        params = [a.arg for a in fn.args.args]
+        return self.string(rets[0], names, dict(zip(params, args)), depth + 1)
 
 
 _REGISTRY = "folder_names_and_paths"
@@ -396,7 +401,8 @@ class _Registrar:
                 e = bound
         if isinstance(e, (ast.List, ast.Tuple)):
             parts = [self.dirs(x, env, depth + 1) for x in e.elts]
-            return None if any(p is None for p in parts) else [d for p in parts for d in p]  # type: ignore[union-attr]
+            known = _complete(parts)
+            return None if known is None else [d for p in known for d in p]
         if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
             a, b = self.dirs(e.left, env, depth + 1), self.dirs(e.right, env, depth + 1)
             return a + b if a is not None and b is not None else None
@@ -450,11 +456,11 @@ class _Registrar:
         if len(n.args) >= 2 and name != "add_model_folder_path" and self.pack.string(n.args[0], self.names, env):
             # Impact's add_folder_path_and_extensions("ultralytics_bbox", [path], {".pt"}), a helper's call
             found = next((e for e in (self.extensions(a, exts) for a in n.args[1:]) if e), frozenset())
-            if found:
-                key = self.pack.string(n.args[0], self.names, env)
-                self.pack.extensions.setdefault(key, found)  # type: ignore[arg-type]
+            key = self.pack.string(n.args[0], self.names, env)  # read above: a name
+            if found and key:
+                self.pack.extensions.setdefault(key, found)
                 dirs = self.dirs(n.args[1], env)
-                results += [(key, dirs)] if dirs else []  # type: ignore[list-item]
+                results += [(key, dirs)] if dirs else []
         if missed and not results:
             yield from self.found(None, None, n)
         yield from results
@@ -464,7 +470,7 @@ class _Registrar:
         """A pack function called at import: its body run with its parameters bound to the call's
         arguments (strings, paths, literal extension lists), defaults included. Returns what it registers,
         and whether it holds a registration that could not be read (said at the call, by the caller)."""
-        fn = self.pack.function(call.func.id)  # type: ignore[attr-defined]
+        fn = self.pack.function(call.func.id) if isinstance(call.func, ast.Name) else None  # the caller checked
         if fn is None:
             return [], False
         params = [a.arg for a in fn.args.args]
@@ -522,13 +528,19 @@ def _str(e: ast.AST | None) -> str | None:
     return e.value if isinstance(e, ast.Constant) and isinstance(e.value, str) else None
 
 
+def _complete(parts: list[_T | None]) -> list[_T] | None:
+    """The parts when every one was read, else None."""
+    known = [p for p in parts if p is not None]
+    return known if len(known) == len(parts) else None
+
+
 def _extensions(e: ast.AST) -> frozenset[str]:
     if isinstance(e, ast.Call) and _attr_name(e.func) == "set" and e.args:
         e = e.args[0]
     if isinstance(e, (ast.Set, ast.List, ast.Tuple)):
-        exts = [_str(x) for x in e.elts]
+        exts = _complete([_str(x) for x in e.elts])
         if exts and all(x and x.startswith(".") for x in exts):
-            return frozenset(x.lower() for x in exts)  # type: ignore[union-attr]
+            return frozenset(x.lower() for x in exts)
     return frozenset()
 
 
@@ -607,10 +619,10 @@ def _listings(e: ast.expr, scope: _Scope, depth: int = 0, prefix: str = "") -> l
         return out
     if isinstance(e, (ast.ListComp, ast.GeneratorExp, ast.SetComp)):
         elt = e.elt
-        if isinstance(elt, ast.BinOp) and isinstance(elt.op, ast.Add) and _str(elt.left):
-            prefix += _str(elt.left)  # type: ignore[operator]
-        elif isinstance(elt, ast.JoinedStr) and elt.values and _str(elt.values[0]):
-            prefix += _str(elt.values[0])  # type: ignore[operator]
+        if isinstance(elt, ast.BinOp) and isinstance(elt.op, ast.Add) and (head := _str(elt.left)):
+            prefix += head
+        elif isinstance(elt, ast.JoinedStr) and elt.values and (head := _str(elt.values[0])):
+            prefix += head
         return [x for g in e.generators for x in _listings(g.iter, scope, depth + 1, prefix)]
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
         return _listings(e.left, scope, depth + 1, prefix) + _listings(e.right, scope, depth + 1, prefix)
@@ -633,11 +645,9 @@ def _literal_options(e: ast.expr | None, scope: _Scope, depth: int = 0) -> list[
     if e is None or depth > _DEPTH:
         return None
     if isinstance(e, (ast.List, ast.Tuple, ast.Set)):
-        opts = [_str(x) for x in e.elts]
-        return opts if all(o is not None for o in opts) else None  # type: ignore[return-value]
+        return _complete([_str(x) for x in e.elts])
     if isinstance(e, ast.Dict):
-        keys = [_str(k) for k in e.keys]
-        return keys if all(k is not None for k in keys) else None  # type: ignore[return-value]
+        return _complete([_str(k) for k in e.keys])
     if isinstance(e, ast.Name):
         values = scope.values(e.id)
         return _literal_options(values[0], scope, depth + 1) if len(values) == 1 else None
