@@ -13,7 +13,7 @@ import ipaddress
 import json
 import os
 import unicodedata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from ..constants import CLIENT_HEADER
@@ -245,33 +245,34 @@ def field_model_name(body: dict[str, Any], field: str = "name", *, required: boo
     return value
 
 
-def field_items(body: dict[str, Any], field: str = "items") -> list[str] | None:
+def _field_list(body: dict[str, Any], field: str, what: str,
+                check: Callable[[dict[str, Any], str], object]) -> list[str] | None:
+    """A bounded list whose entries each pass `check` (which refuses one entry by its indexed name)."""
     value = body.get(field)
     if value is None:
         return None
     if not isinstance(value, list):
-        raise RequestRefused(400, f"'{field}' must be a list of model names, got {type(value).__name__}.")
+        raise RequestRefused(400, f"'{field}' must be a list of {what}, got {type(value).__name__}.")
     if len(value) > MAX_ITEMS:
         raise RequestRefused(400, f"'{field}' has more than {MAX_ITEMS} entries.")
     for i, item in enumerate(value):
-        if not isinstance(item, str):
-            raise RequestRefused(400, f"'{field}[{i}]' must be a string, got {type(item).__name__}.")
-        field_model_name({f"{field}[{i}]": item}, f"{field}[{i}]")
+        check({f"{field}[{i}]": item}, f"{field}[{i}]")
     return list(value)
+
+
+def _model_name_entry(body: dict[str, Any], field: str) -> object:
+    if not isinstance(body[field], str):
+        raise RequestRefused(400, f"'{field}' must be a string, got {type(body[field]).__name__}.")
+    return field_model_name(body, field)
+
+
+def field_items(body: dict[str, Any], field: str = "items") -> list[str] | None:
+    return _field_list(body, field, "model names", _model_name_entry)
 
 
 def field_types(body: dict[str, Any], field: str = "types") -> list[str] | None:
     """Node type names, as a workflow's nodes write them; None (absent): every type."""
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise RequestRefused(400, f"'{field}' must be a list of node type names.")
-    if len(value) > MAX_ITEMS:
-        raise RequestRefused(400, f"'{field}' has more than {MAX_ITEMS} entries.")
-    for i, item in enumerate(value):
-        field_text({f"{field}[{i}]": item}, f"{field}[{i}]", required=True)
-    return list(value)
+    return _field_list(body, field, "node type names", lambda b, f: field_text(b, f, required=True))
 
 
 def field_folder(body: dict[str, Any], field: str = "folder") -> str:
