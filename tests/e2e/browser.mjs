@@ -105,3 +105,16 @@ export async function queuePrompt(page) {
   await page.waitForTimeout(300);
   return { status: response.status(), body };
 }
+
+// Wait until a model's row is done, opening the folded "finished" line when the row is hidden in it. The line
+// may already exist for files of an earlier run, so its presence alone says nothing about this file.
+export async function waitForLandedRow(page, panel, name, timeout = 120_000) {
+  const row = panel.locator(`.cfx-item[data-name="${name}"]`);
+  const landed = panel.locator(`.cfx-item[data-name="${name}"][data-state="done"]`);
+  const doneLine = panel.locator('[data-testid="cfx-done-line"]');
+  for (let waited = 0; !(await landed.count()); waited += 500) {
+    if (waited > timeout) throw new Error(`${name} did not land within ${timeout / 1000} s`);
+    if ((await doneLine.count()) && !(await row.count())) await doneLine.locator(".cfx-toggle").click();
+    await page.waitForTimeout(500);
+  }
+}

@@ -4,7 +4,7 @@
 //
 //   node choice_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, model}
-import { closeDialogs, openComfy, startFlow } from "./browser.mjs";
+import { closeDialogs, openComfy, startFlow, waitForLandedRow } from "./browser.mjs";
 
 const { scenario, result, page, panel, shot, run } = await startFlow("choice_flow", "choice-result.json");
 const row = panel.locator(`.cfx-item[data-name="${scenario.model}"]`);
@@ -33,10 +33,7 @@ await run(async () => {
   result.choiceText = await row.innerText();
   await shot("21-pick-a-source");
   await row.locator(".cfx-candidate").first().getByText("Use this one", { exact: true }).click();
-  // Finished rows fold into one line: open it to read the row.
-  await panel.locator('[data-testid="cfx-done-line"]').waitFor({ timeout: 120_000 });
-  await panel.locator('[data-testid="cfx-done-line"] .cfx-toggle').click();
-  await panel.locator(`.cfx-item[data-name="${scenario.model}"][data-state="done"]`).waitFor({ timeout: 10_000 });
+  await waitForLandedRow(page, panel, scenario.model);
   await page.waitForTimeout(800);
   result.doneText = await row.innerText();
   await shot("22-picked");

@@ -4,7 +4,7 @@
 //
 //   node retry_flow.mjs scenario.json
 //   scenario: {url, artifacts, workflow, model, token}
-import { closeDialogs, openComfy, startFlow } from "./browser.mjs";
+import { closeDialogs, openComfy, startFlow, waitForLandedRow } from "./browser.mjs";
 
 const { scenario, result, page, panel, shot, step, run } = await startFlow("retry_flow", "retry-result.json");
 
@@ -28,7 +28,8 @@ await run(async () => {
   if (await review.count()) {
     result.reviewText = await review.innerText();
     const approve = panel.locator('[data-testid="cfx-approve"]');
-    if (await approve.isEnabled()) await approve.click();
+    // No button when nothing can be downloaded yet (the only file waits for a key).
+    if ((await approve.count()) && (await approve.isEnabled())) await approve.click();
   }
   await rowIn("login");
   await page.waitForTimeout(500);
@@ -62,10 +63,7 @@ await run(async () => {
   step("cancelled");
 
   await row.locator("button").filter({ hasText: /^\s*(Resume|Retry)\s*$/ }).first().click();
-  // Finished rows fold into one line: open it to read the row.
-  await panel.locator('[data-testid="cfx-done-line"]').waitFor({ timeout: 120_000 });
-  await panel.locator('[data-testid="cfx-done-line"] .cfx-toggle').click();
-  await rowIn("done", 10_000);
+  await waitForLandedRow(page, panel, scenario.model);
   await panel.locator('[data-testid="cfx-summary"]').waitFor({ timeout: 30_000 });
   await page.waitForTimeout(800);
   result.doneText = await row.innerText();
