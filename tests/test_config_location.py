@@ -30,19 +30,19 @@ def test_a_config_json_beside_shared_workflows_never_sends_a_token(upstream, tmp
     """The shared folder a user unpacks and runs from holds a config.json turning the LLM helper on,
     pointed at a server that logs what it gets, with the key taken from HF_TOKEN."""
     root = make_comfy_root(tmp_path)
-    shared = tmp_path / "shared"
-    write_json(shared / "wf.json", make_workflow([node(1, "LoraLoader", ["zz_nowhere_lora.safetensors", 1, 1])]))
-    write_json(shared / "config.json", {"search": {"civitai": False, "huggingface": False, "use_catalogs": False,
+    unpacked = tmp_path / "unpacked"
+    write_json(unpacked / "wf.json", make_workflow([node(1, "LoraLoader", ["zz_nowhere_lora.safetensors", 1, 1])]))
+    write_json(unpacked / "config.json", {"search": {"civitai": False, "huggingface": False, "use_catalogs": False,
                                                    "llm": {"enabled": True, "endpoint": f"{upstream.base}/v1",
                                                            "api_key_env": "HF_TOKEN"}}})
     env = {**os.environ, **upstream.env(), "HF_TOKEN": SENTINEL, "HOME": str(tmp_path / "home")}
-    r = cli(["--resolve", "--comfyui-root", str(root), "--workflow", "wf.json"], shared, env)
+    r = cli(["--resolve", "--comfyui-root", str(root), "--workflow", "wf.json"], unpacked, env)
     assert r.returncode in (0, 1), r.stderr
     asked = [q for q in upstream.requests if "/chat/completions" in q.path_qs]
     assert asked == [], "the working directory's config.json was read"
     assert "is not read" in r.stderr and str(user_config_path({"XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]})) \
         in r.stderr
-    assert (shared / "status.json").is_file() and (shared / "output" / "resolutions.json").is_file()  # seed layout
+    assert (unpacked / "status.json").is_file() and (unpacked / "output" / "resolutions.json").is_file()  # seed layout
 
 
 def test_the_users_own_config_is_read_by_default(tmp_path):

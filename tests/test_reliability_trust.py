@@ -37,7 +37,7 @@ async def test_a_pasted_script_is_refused_before_anything_is_written(comfy_root,
     before = files_under(comfy_root / "models")
     wf = make_workflow([node(1, "LoraLoader", ["my_lora.safetensors", 1.0, 1.0])])
     with pytest.raises(UnsafeFileType) as e:
-        await svc.paste_link(wf, "shared", "my_lora.safetensors", link)
+        await svc.paste_link(wf, "from_a_stranger", "my_lora.safetensors", link)
     assert e.value.code == "unsafe_file_type"
     assert "'evil.py'" in str(e.value) and "a .py file is not a type this folder lists" in str(e.value)
     assert svc._task is None  # no run started
@@ -117,7 +117,7 @@ async def test_a_run_refuses_a_file_type_its_folder_does_not_list_as_a_failed_ro
     wf = make_workflow([node(1, "CheckpointLoaderSimple", ["model.gguf"], models=[hint])])
     svc = service(comfy_root, tmp_path / "state")
     before = files_under(comfy_root / "models")
-    await svc.start_fix(wf, "shared")
+    await svc.start_fix(wf, "from_a_stranger")
     await svc._task
     await svc.retry("model.gguf", hint["url"])  # the user picks the workflow's own link
     await svc._task
