@@ -464,18 +464,3 @@ def apply_server_maps(object_info: dict[str, Any], answer: Any) -> int:
 
 
 FOLDER_MAP_ROUTE = "/comfyfixer/folder_map"
-
-
-def fetch_folder_maps(server: str, timeout: float = 60.0) -> Any:
-    """What this pack, running in the ComfyUI at `server`, records of its node types' folders; None when
-    that ComfyUI does not run this pack (or does not answer): the static reading and keywords remain."""
-    import requests
-
-    url = server.rstrip("/") + FOLDER_MAP_ROUTE
-    try:
-        r = requests.get(url, timeout=timeout)
-        r.raise_for_status()
-        return r.json()
-    except (requests.RequestException, ValueError) as e:
-        log.info("no folder map from %s (%s): custom inputs' folders come from the packs' sources", url, e)
-        return None
