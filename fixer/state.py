@@ -103,6 +103,7 @@ class StatusDocument:
         self._last_write = 0.0
         self.doc = StatusDoc(timestamp=now_iso())
         self.seed: dict[str, Any] = dict(SEED_DATA)
+        self._wrote: tuple[int, int, int] | None = None  # the file this document last wrote (or last saw)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, PhaseChanged):
@@ -185,6 +186,25 @@ class StatusDocument:
         with self._lock:
             self._last_write = time.monotonic()
         write_json_atomic(self.path, snap)
+        self.mark_seen()
+
+    def mark_seen(self) -> None:
+        """Take the file now on disk as this document's own (the last one written, or one found at start)."""
+        self._wrote = file_identity(self.path)
+
+    def written_elsewhere(self) -> bool:
+        """status.json on disk is not what this document last wrote or saw: another process (a CLI run in the
+        same state dir, `--status` settling a dead run) wrote it since. Each atomic write is a new inode."""
+        return self.path is not None and file_identity(self.path) != self._wrote
+
+
+def file_identity(path: Path | None) -> tuple[int, int, int] | None:
+    """Which file is at `path` now (inode, mtime, size), None when none is."""
+    try:
+        st = os.stat(path) if path is not None else None
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size) if st is not None else None
 
 
 def _lock_fd(fd: int) -> None:
@@ -260,3 +280,42 @@ def last_holder(state_dir: Path) -> str:
         return (Path(state_dir) / LOCK_NAME).read_text(encoding="utf-8", errors="replace").strip()[:200]
     except OSError:
         return ""
+
+
+INTERRUPTED_DETAILS = ("Nothing is lost: comfy-fixer --resume continues it (searches what was not searched, "
+                       "downloads what was not downloaded, resumes partial files).")
+
+
+def interrupted_error(how: str, phase: str) -> dict[str, str]:
+    """errors[] for a run that stopped before its end: what it was doing and how to continue."""
+    return {"timestamp": now_iso(), "error": f"Run interrupted ({how}) while {phase}",
+            "details": INTERRUPTED_DETAILS, "code": "run_interrupted"}
+
+
+def settled_status(state_dir: Path, who: str = "comfy-fixer --status") -> tuple[dict[str, Any], str | None]:
+    """status.json as it truly is: idle when no run ever wrote one; a run whose document still says it is
+    working but whose process is gone (killed, crashed, the machine rebooted) becomes `error` with an
+    "interrupted" entry, written back so that scripts polling the file stop waiting. The one place that
+    decides it, for `--status` and for the service inside ComfyUI (at its start and on its status route).
+    Returns the document and who holds the state dir right now (None when no run is alive)."""
+    path = state_dir / "status.json"
+    doc = read_json(path)
+    holder = running_holder(state_dir) if state_dir.is_dir() else None
+    if not isinstance(doc, dict):
+        return idle_document(), holder
+    doc = with_seed_data(doc)
+    if not isinstance(doc.get("errors"), list):
+        doc["errors"] = []
+    doc.setdefault("progress", {"current": 0, "total": 0, "percent": 0.0})
+    if doc.get("phase") in RUNNING_PHASES and holder is None:
+        last = last_holder(state_dir)
+        how = f"its process is gone: {last}" if last else "its process is gone"
+        doc["errors"] = [*doc["errors"], interrupted_error(how, str(doc.get("phase")))]
+        doc["phase"], doc["data"]["current_download"] = "error", None
+        doc["timestamp"] = now_iso()
+        try:
+            with StateLock(state_dir, who):
+                write_json_atomic(path, doc)
+        except (RunLocked, OSError):
+            pass  # a new run took the state dir meanwhile: its document is the true one
+    return doc, holder

@@ -32,12 +32,9 @@ from ..state import (
     RUNNING_PHASES,
     StateLock,
     StatusDocument,
-    idle_document,
-    last_holder,
-    now_iso,
+    interrupted_error,
     read_json,
-    running_holder,
-    with_seed_data,
+    settled_status,
     write_json_atomic,
 )
 from ..upstream.tokens import load_secrets
@@ -279,43 +276,6 @@ def _scan_and_report(ctx: RunContext) -> int:
         print(summary_text(report))
         print(f"Reports: {ctx.state_dir / 'output'}")
     return exit_code(report, EXIT_MISSING if (c.missing or c.elsewhere or c.unsafe or c.missing_nodes) else EXIT_OK)
-
-
-INTERRUPTED_DETAILS = ("Nothing is lost: comfy-fixer --resume continues it (searches what was not searched, "
-                       "downloads what was not downloaded, resumes partial files).")
-
-
-def interrupted_error(how: str, phase: str) -> dict[str, str]:
-    """errors[] for a run that stopped before its end: what it was doing and how to continue."""
-    return {"timestamp": now_iso(), "error": f"Run interrupted ({how}) while {phase}",
-            "details": INTERRUPTED_DETAILS, "code": "run_interrupted"}
-
-
-def settled_status(state_dir: Path) -> tuple[dict[str, Any], str | None]:
-    """status.json as it truly is: idle when no run ever wrote one; a run whose document still says it is
-    working but whose process is gone (killed, crashed, the machine rebooted) becomes `error` with an
-    "interrupted" entry, written back so that scripts polling the file stop waiting. Returns the document
-    and who holds the state dir right now (None when no run is alive)."""
-    path = state_dir / "status.json"
-    doc = read_json(path)
-    holder = running_holder(state_dir) if state_dir.is_dir() else None
-    if not isinstance(doc, dict):
-        return idle_document(), holder
-    doc = with_seed_data(doc)
-    doc.setdefault("errors", [])
-    doc.setdefault("progress", {"current": 0, "total": 0, "percent": 0.0})
-    if doc.get("phase") in RUNNING_PHASES and holder is None:
-        last = last_holder(state_dir)
-        how = f"its process is gone: {last}" if last else "its process is gone"
-        doc["errors"] = [*doc["errors"], interrupted_error(how, str(doc.get("phase")))]
-        doc["phase"], doc["data"]["current_download"] = "error", None
-        doc["timestamp"] = now_iso()
-        try:
-            with StateLock(state_dir, "comfy-fixer --status"):
-                write_json_atomic(path, doc)
-        except (RunLocked, OSError):
-            pass  # a new run took the state dir meanwhile: its document is the true one
-    return doc, holder
 
 
 def cmd_status(ctx: RunContext) -> int:

@@ -29,7 +29,7 @@ from ..models import Candidate, ModelRef, ModelStatus, Resolution, to_jsonable
 from ..read.inventory import build_inventory
 from ..shapes import DoneEvent, DoneFile, MissingNode, ModelEntry, PartialFile, Row, RunData, ScanResult
 from ..sources.family import report_families
-from ..state import StateLock, StatusDocument, read_json, write_json_atomic
+from ..state import StateLock, StatusDocument, read_json, settled_status, write_json_atomic
 from ..transfer.resume import discard
 from ..upstream.tokens import SecretStore, load_secrets
 from . import settings as settings_schema
@@ -100,6 +100,10 @@ class FixerService:
         self.comfyui_version = comfyui_version
         self.bus = EventBus()
         self.status_doc = StatusDocument(self.state_dir / "status.json")
+        # A finished earlier run's file is not shown as this service's; one a killed run left saying
+        # "downloading" is settled into `error` (and then shown, being newer than what was seen).
+        self.status_doc.mark_seen()
+        settled_status(self.state_dir, "ComfyUI's comfyfixer service")
         self.bus.subscribe(self.status_doc)
         self.bus.subscribe(self._forward)
         self._listeners: list[Listener] = []
@@ -402,6 +406,11 @@ class FixerService:
             self._emit("comfyfixer.status", self.status())
 
     def status(self) -> dict[str, Any]:
+        """This service's run's document while it has one going; otherwise status.json as it truly is when
+        another process wrote it since (a CLI run in the same state dir, alive, finished or killed: settled
+        as `--status` settles it, so scripts polling through ComfyUI stop waiting for a dead run)."""
+        if (self._task is None or self._task.done()) and self.status_doc.written_elsewhere():
+            return settled_status(self.state_dir, "ComfyUI's comfyfixer service")[0]
         return self.status_doc.snapshot()
 
     def cancel(self, name: str | None = None) -> dict:
