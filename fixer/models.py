@@ -10,7 +10,9 @@ from .errors import ErrorInfo, TokenName
 ModelState = Literal["present", "elsewhere", "missing", "unsafe", "unused", "by_node"]  # by_node: the node downloads it
 # How a reference's folder was learned: the core table, asking the node (probe), reading its pack's sources
 # (static), a running ComfyUI's pack (server), prompt syntax, the workflow's hint, its COMBO vs disk, keywords.
-FolderSource = Literal["node_table", "probe", "static", "server", "prompt", "hint", "node_def", "keyword", "unknown"]
+# A node's folder map (fixer/host/folder_probe.py) is learned by one of the middle three.
+MapSource = Literal["probe", "static", "server"]
+FolderSource = Literal["node_table", MapSource, "prompt", "hint", "node_def", "keyword", "unknown"]
 # Where a candidate came from; "user" is a link the user pasted, "not_found" a resolution without one.
 Source = Literal["local", "embedded", "catalog", "civitai", "huggingface", "fuzzy", "llm", "user", "not_found"]
 TransferState = Literal["queued", "downloading", "verifying", "done", "failed", "cancelled"]

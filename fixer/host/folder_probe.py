@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable
 
 from ..actionlog import action
 from ..constants import MODEL_EXTENSIONS, map_legacy
+from ..models import MapSource
 from .loaders import combo_options
 from .probe_isolation import Snapshot
 
@@ -65,15 +66,15 @@ class Listing:
 class FolderMap:
     """A node type's inputs -> the folders their options list, and how that was learned."""
 
-    source: str  # "probe", "static" or "server"
+    source: MapSource
     inputs: dict[str, tuple[Listing, ...]] = field(default_factory=dict)
     complete: bool = False  # every folder asked during the probed call is listed by some input
     # Inputs that read no folder, on positive evidence: options written in the source, or weight names
     # offered while no folder was asked. Never only because no folder was seen (a list built at import).
     fixed: frozenset[str] = frozenset()
-    input_sources: dict[str, str] = field(default_factory=dict)  # an input learned another way ("static")
+    input_sources: dict[str, MapSource] = field(default_factory=dict)  # an input learned another way ("static")
 
-    def source_of(self, input_name: str | None) -> str:
+    def source_of(self, input_name: str | None) -> MapSource:
         return self.input_sources.get(input_name or "", self.source)
 
     def locate(self, input_name: str | None, value: str) -> tuple[str, str] | None:
@@ -113,7 +114,7 @@ class FolderMap:
         return FolderMap(self.source, {**self.inputs, **extra}, self.complete, frozenset(fixed), sources)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"source": self.source, "complete": self.complete, "fixed": sorted(self.fixed),
+        out: dict[str, Any] = {"source": self.source, "complete": self.complete, "fixed": sorted(self.fixed),
                "inputs": {k: [{"folder": x.folder, "prefix": x.prefix, "extensions": sorted(x.extensions)}
                               for x in v] for k, v in self.inputs.items()}}
         if self.input_sources:
@@ -121,7 +122,7 @@ class FolderMap:
         return out
 
     @classmethod
-    def from_json(cls, data: Any, source: str) -> "FolderMap | None":
+    def from_json(cls, data: Any, source: MapSource) -> "FolderMap | None":
         """From a server's answer (untrusted): anything malformed is dropped, never raised."""
         if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
             return None
@@ -136,9 +137,13 @@ class FolderMap:
         sources = data.get("input_sources")
         return cls(source, inputs, complete=data.get("complete") is True,
                    fixed=frozenset(f for f in fixed if isinstance(f, str)) if isinstance(fixed, list) else frozenset(),
-                   input_sources={k: v for k, v in sources.items()
-                                  if k in inputs and v in ("probe", "static", "server")}
+                   input_sources={k: _MAP_SOURCES[v] for k, v in sources.items()
+                                  if k in inputs and isinstance(v, str) and v in _MAP_SOURCES}
                    if isinstance(sources, dict) else {})
+
+
+# A claimed source (untrusted text) -> the literal it names.
+_MAP_SOURCES: dict[str, MapSource] = {"probe": "probe", "static": "static", "server": "server"}
 
 
 def _listing_from_json(x: object) -> Listing | None:
@@ -166,7 +171,7 @@ def folder_map_of(node_def: Any) -> FolderMap | None:
     if hit is not None and hit[0] is data:
         return hit[1]
     claimed = data.get("source")
-    source = claimed if isinstance(claimed, str) and claimed in ("probe", "static", "server") else "server"
+    source = _MAP_SOURCES[claimed] if isinstance(claimed, str) and claimed in _MAP_SOURCES else "server"
     fm = FolderMap.from_json(data, source)
     if len(_PARSED) >= _PARSED_MAX:
         _PARSED.clear()

@@ -6,9 +6,11 @@ import functools
 import re
 from typing import Any
 
+# A core loader: (its widget inputs in order, input name -> the folder it reads)
+CoreInputs = tuple[tuple[str, ...], dict[str, str]]
 # Core loaders (docs/comfyui-facts.md): node type -> widget order, and the inputs that are model files.
 # Widget order matters for UI JSON, whose widgets_values is a list in that order.
-CORE_LOADERS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+CORE_LOADERS: dict[str, CoreInputs] = {
     "CheckpointLoaderSimple": (("ckpt_name",), {"ckpt_name": "checkpoints"}),
     "CheckpointLoader": (("config_name", "ckpt_name"), {"config_name": "configs", "ckpt_name": "checkpoints"}),
     "unCLIPCheckpointLoader": (("ckpt_name",), {"ckpt_name": "checkpoints"}),
@@ -93,7 +95,7 @@ def _first(kind: str, text: str) -> str | None:
     return next((folder for rx, folder in _COMPILED[kind] if rx.search(low)), None)
 
 
-def core_inputs(node_type: str) -> tuple[tuple[str, ...], dict[str, str]] | None:
+def core_inputs(node_type: str) -> CoreInputs | None:
     return CORE_LOADERS.get(node_type)
 
 

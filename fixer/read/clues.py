@@ -54,8 +54,9 @@ def air_hints(doc: object, budget: Budget | None = None) -> list[ModelHint]:
     return [ModelHint(url=u, kind=kind) for u, kind in found.items()]
 
 
-def parameters_hints(text: str) -> dict[str, list[ModelHint]]:
-    """file stem (lower case) -> hints, and "*" -> hints for the whole image, from A1111 infotext."""
+def parameters_hints(text: object) -> dict[str, list[ModelHint]]:
+    """file stem (lower case) -> hints, and "*" -> hints for the whole image, from A1111 infotext (an image's
+    text chunk: anything that is not text holds none)."""
     out: dict[str, list[ModelHint]] = {}
     text = text[:100_000] if isinstance(text, str) else ""
     model, model_hash = _MODEL.search(text), _MODEL_HASH.search(text)

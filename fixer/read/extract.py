@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..constants import FRONTEND_ONLY_NODE_TYPES, map_legacy
 from ..errors import WorkflowError
 from ..host.folder_probe import folder_map_of
-from ..host.loaders import combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
+from ..host.loaders import CoreInputs, combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
 from ..models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
 from .budget import Budget
 from .clues import MAX_CLUES, air_hints
@@ -49,7 +49,11 @@ class _Node:
 def _hint_from(entry: Any) -> tuple[str, ModelHint] | None:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         return None
-    get = lambda k: entry.get(k) if isinstance(entry.get(k), str) and entry.get(k) else None  # noqa: E731
+
+    def get(k: str) -> str | None:
+        v = entry.get(k)
+        return v if isinstance(v, str) and v else None
+
     directory = get("directory")
     return normalise(entry["name"]), ModelHint(
         url=get("url"), hash=get("hash"), hash_type=get("hash_type"),
@@ -199,7 +203,7 @@ def _is_structural(node_type: str, subgraph_ids: set[str]) -> bool:
             or node_type.startswith("workflow>") or node_type.startswith("workflow/"))
 
 
-def _widget_names(node_type: str, core, node_defs: dict | None) -> list[str]:
+def _widget_names(node_type: str, core: CoreInputs | None, node_defs: Mapping[str, Any] | None) -> list[str]:
     """Input names in widgets_values order: the core table, else the live definition, else none."""
     if core and core[0]:
         return list(core[0])
@@ -208,23 +212,25 @@ def _widget_names(node_type: str, core, node_defs: dict | None) -> list[str]:
     return []
 
 
-def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
+def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, Any] | None = None,
             combo_folder: ComboFolder | None = None, budget: Budget | None = None) -> Extracted:
     """Model refs and node types of one document; `kind` is "workflow" (UI) or "prompt" (API).
 
     Linear in the document; WorkflowError if it runs past `budget` (default: one for this document)."""
     out = Extracted()
     budget = budget or Budget(label)
+    subgraph_ids: set[str] = set()
     if kind == "workflow":
         nodes = _ui_nodes(doc)
-        subgraph_ids = {sg.get("id") for sg in ((doc.get("definitions") or {}).get("subgraphs") or [])
-                        if isinstance(sg, dict)} if isinstance(doc.get("definitions"), dict) else set()
+        if isinstance(doc.get("definitions"), dict):  # ids that are not text never equal a node's type
+            subgraph_ids = {sg["id"] for sg in (doc["definitions"].get("subgraphs") or [])
+                            if isinstance(sg, dict) and isinstance(sg.get("id"), str)}
         declared = [h for h in (_hint_from(e) for e in (doc.get("models") or [] if isinstance(doc.get("models"),
                                                                                               list) else [])) if h]
         # Beside the graph (Civitai's generator writes `extra.airs`); the nodes' own values are read below.
         out.airs = air_hints({k: v for k, v in doc.items() if k not in _GRAPH_KEYS}, budget)
     else:
-        nodes, subgraph_ids, declared = _api_nodes(doc), set(), []
+        nodes, declared = _api_nodes(doc), []
     declared_by_name = {name.lower(): hint for name, hint in declared}
     refs: dict[tuple[str, str], ModelRef] = {}
     node_refs: dict[str, NodeRef] = {}
@@ -244,17 +250,17 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
             nref = node_refs.get(node.node_type)
             if nref is None:
                 p = node.properties
-                pick = lambda k: p.get(k) if isinstance(p.get(k), str) else None  # noqa: E731
-                nref = node_refs[node.node_type] = NodeRef(node.node_type, cnr_id=pick("cnr_id"),
-                                                           aux_id=pick("aux_id"), ver=pick("ver"))
+                nref = node_refs[node.node_type] = NodeRef(node.node_type, cnr_id=_text(p, "cnr_id"),
+                                                           aux_id=_text(p, "aux_id"), ver=_text(p, "ver"))
             nref.usages.append(Usage(label, node.node_id, node.node_type, None, node.path, node.optional,
                                      instances=node.instances))
         local_hints_lower: dict[str, ModelHint] | None = None
         names: list[str] | None = None
-        core = None
-        by_name = isinstance(node.values, dict)
+        core: CoreInputs | None = None
         node_def: Any = _UNSET
-        for key, value in (node.values.items() if by_name else enumerate(node.values)):
+        pairs: Iterable[tuple[str | int, Any]] = \
+            node.values.items() if isinstance(node.values, dict) else enumerate(node.values)
+        for key, value in pairs:
             if not isinstance(value, str):
                 continue
             model_like = is_model_value(value)
@@ -267,7 +273,8 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 prop_models = node.properties.get("models")
                 local_hints_lower = {n.lower(): h for n, h in (x for x in map(_hint_from, prop_models) if x)} \
                     if isinstance(prop_models, list) else {}
-            if by_name:
+            input_name: str | None
+            if isinstance(key, str):  # an API node's inputs (or a UI node's widgets by name)
                 input_name = key
             else:
                 if names is None:
@@ -275,13 +282,14 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
                 input_name = names[key] if key < len(names) else None
             usage = Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional,
                           instances=node.instances)
-            core_input = bool(core) and input_name in core[1]
+            core_input = core is not None and input_name in core[1]
             if node_def is _UNSET and not core_input:  # a core loader's model input needs no definition
                 node_def = _node_def(node_defs, node.node_type)
             if has_prompt_syntax(value):
-                for p in prompt_refs(node.node_type, input_name, node_def, value):
-                    _add_ref(refs, ModelRef(name=p.name, folder=p.folder, folder_source="prompt",
-                                            unsafe_reason=unsafe_reason(p.written), alternatives=p.alternatives),
+                for pref in prompt_refs(node.node_type, input_name, node_def, value):
+                    _add_ref(refs, ModelRef(name=pref.name, folder=pref.folder, folder_source="prompt",
+                                            unsafe_reason=unsafe_reason(pref.written),
+                                            alternatives=pref.alternatives),
                              usage, None)
                 continue  # prompt text is never itself a file name
             folder_map = None if core_input else folder_map_of(node_def)
@@ -292,25 +300,25 @@ def extract(kind: str, doc: dict, label: str, node_defs: dict | None = None,
             name = normalise(value)
             hint = local_hints_lower.get(name.lower()) or declared_by_name.get(name.lower())
             listed = folder_map.locate(input_name, name) if folder_map else None
-            if listed:
+            if listed and folder_map:
                 folder, in_folder = listed
-                ref = ModelRef(name=in_folder, folder=folder, folder_source=folder_map.source_of(input_name),  # type: ignore[arg-type]
+                ref = ModelRef(name=in_folder, folder=folder, folder_source=folder_map.source_of(input_name),
                                unsafe_reason=unsafe_reason(in_folder))
             elif folder_map and folder_map.reads_no_folder(input_name) and _options(node_def, input_name):
                 ref = ModelRef(name=name, folder=None, folder_source=folder_map.source, by_node=True)
             else:
-                folder, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
-                ref = ModelRef(name=name, folder=folder, folder_source=source, unsafe_reason=unsafe_reason(value))
+                found, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
+                ref = ModelRef(name=name, folder=found, folder_source=source, unsafe_reason=unsafe_reason(value))
             _add_ref(refs, ref, usage, hint)
     used = {name for _, name in refs}
     for name, hint in declared:
         if name.lower() not in used:
-            key = (hint.directory or "", name.lower())
-            if key not in refs:
-                refs[key] = ModelRef(name=name, folder=hint.directory, folder_source="hint",
-                                     unsafe_reason=unsafe_reason(name), declared_only=True)
-            if hint not in refs[key].hints:
-                refs[key].hints.append(hint)
+            ref_key = (hint.directory or "", name.lower())
+            if ref_key not in refs:
+                refs[ref_key] = ModelRef(name=name, folder=hint.directory, folder_source="hint",
+                                         unsafe_reason=unsafe_reason(name), declared_only=True)
+            if hint not in refs[ref_key].hints:
+                refs[ref_key].hints.append(hint)
     _check_breadth(refs, node_refs, label)
     out.models = list(refs.values())
     out.nodes = list(node_refs.values())
@@ -342,6 +350,11 @@ _SPACE = re.compile(r"\s")
 _PROSE = re.compile(r",\s")  # file names have spaces and brackets ("model (1).safetensors"), not ", "
 
 
+def _text(props: dict[str, Any], key: str) -> str | None:
+    value = props.get(key)
+    return value if isinstance(value, str) else None
+
+
 def _node_def(node_defs: Any, node_type: str) -> Any:
     try:
         return node_defs.get(node_type) if node_defs is not None else None
@@ -363,7 +376,8 @@ def _is_text(value: str, node_def: Any, input_name: str | None) -> bool:
         return False
     spec = input_spec(node_def, input_name) if isinstance(node_def, dict) and input_name else None
     if spec is not None:
-        return spec[0] == "STRING"
+        kind: object = spec[0]  # untrusted JSON: a type name, a list of options, anything
+        return kind == "STRING"
     return bool(_PROSE.search(value))
 
 
@@ -374,13 +388,12 @@ def _add_ref(refs: dict[tuple[str, str], ModelRef], ref: ModelRef, usage: Usage,
         cur.hints.append(hint)
 
 
-def _folder_for(node_type: str, input_name: str | None, name: str, core, hint: ModelHint | None,
+def _folder_for(node_type: str, input_name: str | None, name: str, core: CoreInputs | None, hint: ModelHint | None,
                 combo_folder: ComboFolder | None) -> tuple[str | None, FolderSource]:
     if core and input_name in core[1]:
         return core[1][input_name], "node_table"
     if core and not core[0]:  # a core node matched by input name only (e.g. TrainLoraNode)
-        folder = next(iter(core[1].values()))
-        return folder, "node_table"
+        return next(iter(core[1].values())), "node_table"
     if hint and hint.directory:
         return hint.directory, "hint"
     if combo_folder and input_name:

@@ -131,8 +131,11 @@ def json_cost_reason(text: str | bytes) -> str | None:
                 f"{MAX_JSON_BYTES / 2**20:.0f} MiB a workflow can be")
     if len(text) <= MAX_JSON_VALUES:  # fewer characters than the bound cannot hold more values: skip the count
         return None
-    marks = (",", ":", "[", "{") if isinstance(text, str) else (b",", b":", b"[", b"{")
-    if sum(text.count(m) for m in marks) > MAX_JSON_VALUES:
+    if isinstance(text, str):
+        values = sum(text.count(m) for m in (",", ":", "[", "{"))
+    else:
+        values = sum(text.count(m) for m in (b",", b":", b"[", b"{"))
+    if values > MAX_JSON_VALUES:
         return f"the workflow holds more than {MAX_JSON_VALUES} values, more than any workflow; it was not read"
     return None
 
@@ -191,11 +194,11 @@ def split_documents(data: Any, path: Path | str) -> list[Doc]:
     raise WorkflowError(str(path), "this JSON is not a ComfyUI workflow (no `nodes` list and no API-format nodes)")
 
 
-def is_ui_workflow(d: dict) -> bool:
+def is_ui_workflow(d: dict[str, Any]) -> bool:
     return isinstance(d.get("nodes"), list)
 
 
-def is_api_prompt(d: dict) -> bool:
+def is_api_prompt(d: dict[str, Any]) -> bool:
     if not d:
         return False
     values = list(d.values())

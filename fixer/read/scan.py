@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from urllib.parse import unquote
 
 from ..actionlog import action
@@ -19,12 +19,12 @@ from .clues import attach as attach_clues
 from .clues import parameters_hints
 from .extract import Extracted, extract
 from .inventory import Inventory, build_inventory
-from .readers import file_label, iter_workflow_files, read_documents, split_documents
+from .readers import Doc, file_label, iter_workflow_files, read_documents, split_documents
 
 log = logging.getLogger(__name__)
 
 
-def combo_folder_finder(node_defs: dict | None, inventory: Inventory) -> Callable[[str, str], str | None]:
+def combo_folder_finder(node_defs: Mapping[str, Any] | None, inventory: Inventory) -> Callable[[str, str], str | None]:
     """A custom loader's folder is the one whose file list its COMBO options are (the live definitions)."""
     cache: dict[tuple[str, str], str | None] = {}
     listing = {f: inventory.relpaths(f) for f in inventory.folder_names()}
@@ -145,7 +145,7 @@ class Scanner:
         self._nodes: dict[str, NodeRef] = {}
         self._urls: list[str] = []
 
-    def add_documents(self, docs: list[tuple[str, dict]], label: str) -> None:
+    def add_documents(self, docs: list[Doc], label: str) -> None:
         self.report.workflows.append(label)
         # A file holding both UI and API forms describes one graph: the UI form is richer (hints, subgraphs).
         kinds = {k for k, _ in docs}
