@@ -34,7 +34,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -120,7 +120,7 @@ class FileJob:
         self.connections_used = 0
         self.ceiling: tuple[int, str] = (0, "")  # (bytes, why): set by each attempt before any byte is read
         self._active = 0
-        self._refreshing: asyncio.Future | None = None  # one link renewal shared by all connections
+        self._refreshing: asyncio.Future[None] | None = None  # one link renewal shared by all connections
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
         self._last_sidecar = 0.0
@@ -209,6 +209,7 @@ class FileJob:
     # -- one attempt from probe to rename ----------------------------------------------------
     async def _attempt(self) -> None:
         t = self.t
+        resp: aiohttp.ClientResponse | None  # None once handed to the fetch, which closes it
         resp, remote = await self._probe_with_retries()
         try:
             expected = self.req.expected_size or remote.linked_size or remote.total
@@ -217,13 +218,13 @@ class FileJob:
                 raise IntegrityError("size", f"{expected} bytes", f"{announced} bytes announced by the server",
                                      self.label)
             t.total = expected
-            self._resume_or_fresh(remote)
+            sidecar = self._resume_or_fresh(remote)
             left = (t.total - covered(self.done)) if t.total is not None else 0
             self._check_space(left)
             self.ceiling = self._ceiling()
             split = (remote.ranges and t.total is not None and t.total >= MIN_SPLIT_SIZE)
             connections = max(1, self.config.connections_per_file) if split else 1
-            self._open_part()
+            self._open_part(sidecar)
             t.state = "downloading"
             action("download_start", target=t.target, url=redact(self.start_url), source=self.req.source,
                    size=t.total, resumed_bytes=covered(self.done), ranges=remote.ranges,
@@ -270,10 +271,11 @@ class FileJob:
         resp, hops = await self._open(self.start_url, {"Range": "bytes=0-"})
         return resp, remote_of(resp, hops)
 
-    async def _open(self, url: str, headers: dict[str, str]) -> tuple[aiohttp.ClientResponse, list]:
+    async def _open(self, url: str, headers: dict[str, str]
+                    ) -> tuple[aiohttp.ClientResponse, list[Mapping[str, str]]]:
         """GET following redirects by hand: each hop checked, the token only on its own origin."""
         session = self.session_factory()
-        hops: list = []
+        hops: list[Mapping[str, str]] = []  # each redirect's headers
         for _ in range(MAX_REDIRECTS + 1):
             hdrs = {"Accept-Encoding": "identity", **headers,
                     **auth_headers(url, self.secrets, self.start_url, self.req.source)}
@@ -312,7 +314,8 @@ class FileJob:
         raise refusal(status, resp.headers, body, self.start_url, self.label, self.req.source, self.secrets)
 
     # -- state on disk ---------------------------------------------------------------
-    def _resume_or_fresh(self, remote: Remote) -> None:
+    def _resume_or_fresh(self, remote: Remote) -> Sidecar:
+        """The ranges already on disk (self.done) if they can be kept, and the sidecar that will record them."""
         old = load_sidecar(self.t.part)
         if old and os.path.exists(self.t.part) and remote.ranges and old.matches(
                 self.start_url, remote.validator, self.t.total):
@@ -325,7 +328,8 @@ class FileJob:
             discard_part(self.t.part)
             self.done = []
         self.sidecar = Sidecar(url=self.start_url, validator=remote.validator, total=self.t.total,
-                                      ranges=list(self.done), sha256=self.req.sha256)
+                               ranges=list(self.done), sha256=self.req.sha256)
+        return self.sidecar
 
     def _check_space(self, needed: int) -> None:
         where = str(Path(self.t.target).parent)
@@ -350,12 +354,18 @@ class FileJob:
         if end > limit:
             raise DownloadTooLarge(self.label, end, limit, why)
 
-    def _open_part(self) -> None:
+    def _open_part(self, sidecar: Sidecar) -> None:
         self.fd = os.open(self.t.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
-        save_sidecar(self.t.part, self.sidecar)
+        save_sidecar(self.t.part, sidecar)
         self.hasher = PrefixHasher(self.fd)
         self.hasher.advance(prefix_end(self.done))
         self.t.bytes_done = covered(self.done)
+
+    def _part_fd(self) -> int:
+        """The open .part, read at each write: once it is closed no write may go to a reused descriptor."""
+        if self.fd is None:
+            raise RuntimeError(f"{self.t.part} is not open")  # pieces are fetched only between open and close
+        return self.fd
 
     def _close_part(self, keep: bool) -> None:
         if self.hasher:
@@ -520,7 +530,7 @@ class FileJob:
         asked_end = piece.end
         chunks: list[bytes] = []
         size = 0
-        pending: asyncio.Future | None = None
+        pending: asyncio.Future[None] | None = None
         pending_range = (0, 0)
         window_start = last_write = time.monotonic()
         window_bytes = 0
@@ -558,7 +568,7 @@ class FileJob:
                         await pending
                         self._written(*pending_range)
                     pending_range = (pos, pos + size)
-                    pending = loop.run_in_executor(self.pool, pwrite_all, self.fd, chunks, pos)
+                    pending = loop.run_in_executor(self.pool, pwrite_all, self._part_fd(), chunks, pos)
                     pos += size
                     chunks, size = [], 0
             if pending is not None:
@@ -566,7 +576,7 @@ class FileJob:
                 self._written(*pending_range)
                 pending = None
             if chunks:
-                await loop.run_in_executor(self.pool, pwrite_all, self.fd, chunks, pos)
+                await loop.run_in_executor(self.pool, pwrite_all, self._part_fd(), chunks, pos)
                 self._written(pos, pos + size)
                 pos += size
             return pos

@@ -13,7 +13,7 @@ import asyncio
 import re
 import socket
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -47,8 +47,10 @@ class Retryable(Exception):
         """What it is when no retry is left."""
         if self.unreachable:
             return "unreachable"
-        return {429: "rate_limited", 503: "service_busy"}.get(self.status or 0, "server_error" if self.status
-                                                                else "interrupted")  # type: ignore[return-value]
+        return _RETRY_CODES.get(self.status or 0, "server_error" if self.status else "interrupted")
+
+
+_RETRY_CODES: dict[int, ErrorCode] = {429: "rate_limited", 503: "service_busy"}
 
 
 class LinkExpired(Exception):
@@ -87,7 +89,7 @@ def content_range_total(value: str | None) -> tuple[int, int | None] | None:
     return int(m.group(1)), (int(m.group(3)) if m.group(3) != "*" else None)
 
 
-def remote_of(resp: aiohttp.ClientResponse, hops: list) -> Remote:
+def remote_of(resp: aiohttp.ClientResponse, hops: Sequence[Mapping[str, str]]) -> Remote:
     """What the answer to `GET Range: bytes=0-` (and the redirects before it) tells about the file."""
     linked_etag = next((strip_etag(h.get("X-Linked-Etag")) for h in hops if h.get("X-Linked-Etag")), None)
     linked_size = next((int(h["X-Linked-Size"]) for h in hops if (h.get("X-Linked-Size") or "").isdigit()), None)
@@ -153,8 +155,8 @@ def open_session(extra_hosts: list[str] | tuple[str, ...], timeout: float,
     """The session downloads share: per-read timeouts, `connections` sockets at most, the guarded resolver."""
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections,
                                      resolver=GuardedResolver(extra_hosts))
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-    return aiohttp.ClientSession(timeout=timeout, connector=connector, read_bufsize=READ_BUFSIZE,
+    per_read = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+    return aiohttp.ClientSession(timeout=per_read, connector=connector, read_bufsize=READ_BUFSIZE,
                                  headers={"User-Agent": USER_AGENT})
 
 
