@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from ..models import ModelStatus, ScanReport, to_jsonable
-from ..shapes import MissingNodeEntry, ModelEntry, ModelHints, NodesNotChecked, ScanCounts
+from ..models import FolderSource, ModelState, ModelStatus, ScanReport, to_jsonable
+from ..shapes import MissingNodeEntry, ModelEntry, ModelHints, NodesNotChecked, PackMatch, ScanCounts
 from ..state import now_iso, write_json_atomic, write_text_atomic
 from ..transfer.policy import redact
 from ..transfer.verify import is_pickle
@@ -39,7 +39,7 @@ def counts(report: ScanReport) -> ScanCounts:
 NODES_NOT_CHECKED: Literal["not checked"] = "not checked"
 
 
-def nodes_output(report: ScanReport, packs: list[Any]) -> list[MissingNodeEntry] | NodesNotChecked:
+def nodes_output(report: ScanReport, packs: list[PackMatch]) -> list[MissingNodeEntry] | NodesNotChecked:
     """missing_nodes.json: the guide's list when node types were checked; when they were not (no running
     ComfyUI or /object_info to check against), an object saying so, never `[]`, which reads "none missing"."""
     from ..nodepacks.lookup import missing_nodes_json
@@ -52,7 +52,7 @@ def nodes_output(report: ScanReport, packs: list[Any]) -> list[MissingNodeEntry]
     return missing_nodes_json(report.missing_nodes, packs)
 
 
-def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None = None) -> None:
+def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list[PackMatch] | None = None) -> None:
     out = state_dir / "output"
     rows = [model_entry(s) for s in report.models if s.state in ("missing", "elsewhere", "unsafe")]
     write_json_atomic(out / "missing_models.json", rows)
@@ -61,16 +61,16 @@ def write_scan_outputs(report: ScanReport, state_dir: Path, packs: list | None =
 
 
 # How each reference's folder was learned, in the report's words (ModelRef.folder_source).
-FOLDER_LEARNED = {
+FOLDER_LEARNED: dict[FolderSource, str] = {
     "node_table": "core loader", "probe": "asked the node", "static": "read from the pack's source",
     "server": "asked the running ComfyUI", "prompt": "prompt text", "hint": "the workflow's models[]",
     "node_def": "the node's options", "keyword": "guessed from the name", "unknown": "unknown",
 }
 
 
-def _by_folder(report: ScanReport, state: str) -> dict[str, list[ModelStatus]]:
+def _by_folder(report: ScanReport, state: ModelState) -> dict[str, list[ModelStatus]]:
     groups: dict[str, list[ModelStatus]] = defaultdict(list)
-    for s in report.by_state(state):  # type: ignore[arg-type]
+    for s in report.by_state(state):
         groups[s.ref.folder or "(folder unknown)"].append(s)
     return dict(sorted(groups.items()))
 
@@ -117,15 +117,19 @@ def summary_text(report: ScanReport) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(report: ScanReport, packs: list, extra_sections: list[str] | None = None) -> str:
+_MARKDOWN_SECTIONS: tuple[tuple[ModelState, str], ...] = (
+    ("missing", "Missing models"), ("elsewhere", "Present elsewhere (relinkable)"),
+    ("unsafe", "Unsafe names (refused)"), ("unused", "Declared but unused"))
+
+
+def summary_markdown(report: ScanReport, packs: list[PackMatch], extra_sections: list[str] | None = None) -> str:
     from ..nodepacks.lookup import packs_markdown
 
     c = to_jsonable(counts(report))
     md = ["# ComfyFixerSmart report", "", f"Generated {now_iso()}", "",
           "| | count |", "|---|---|"]
     md += [f"| {k.replace('_', ' ')} | {v} |" for k, v in c.items()]
-    for state, title in (("missing", "Missing models"), ("elsewhere", "Present elsewhere (relinkable)"),
-                         ("unsafe", "Unsafe names (refused)"), ("unused", "Declared but unused")):
+    for state, title in _MARKDOWN_SECTIONS:
         groups = _by_folder(report, state)
         if not groups:
             continue
