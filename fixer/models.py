@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from .errors import ErrorInfo, TokenName
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # typeshed's protocol of a dataclass instance (no runtime module)
 
 ModelState = Literal["present", "elsewhere", "missing", "unsafe", "unused", "by_node"]  # by_node: the node downloads it
 # How a reference's folder was learned: the core table, asking the node (probe), reading its pack's sources
@@ -212,12 +215,25 @@ class Transfer:
     warning: str | None = None  # e.g. a pickle format; shown in the report and the panel
 
 
+# A JSON value as json.dumps writes it and json.loads gives it back.
+JSON = Union[dict[str, "JSON"], list["JSON"], str, int, float, bool, None]
+JSONObject = dict[str, JSON]
+
 _PLAIN = (str, int, float, bool, type(None))
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # per dataclass, looked up once: scans serialize 100k objects
 
 
-def to_jsonable(obj: Any) -> Any:
-    """The one serializer: dataclasses (nested, fixer/shapes.py) to plain JSON types, field by field."""
+@overload
+def to_jsonable(obj: DataclassInstance | dict[Any, Any]) -> JSONObject: ...
+@overload
+def to_jsonable(obj: list[Any] | tuple[Any, ...] | set[Any] | frozenset[Any]) -> list[JSON]: ...
+@overload
+def to_jsonable(obj: object) -> JSON: ...
+
+
+def to_jsonable(obj: object) -> JSON:
+    """The one serializer: dataclasses (nested, fixer/shapes.py) to plain JSON types, field by field.
+    TypeError for anything else (json.dumps's `default=` contract): no value leaves it that is not JSON."""
     if isinstance(obj, _PLAIN):
         return obj
     cls = type(obj)
@@ -230,4 +246,4 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in obj]
-    return obj
+    raise TypeError(f"{type(obj).__name__} is not a JSON value and no shape of fixer/shapes.py")

@@ -140,3 +140,15 @@ def test_every_field_the_page_reads_is_in_the_schema(page):
     for shape, props in reads.items():
         known = set(SCHEMA["$defs"][shape]["properties"])
         assert props <= known, f"{page} reads {sorted(props - known)} of {shape}, which has {sorted(known)}"
+
+
+def test_the_serializer_refuses_what_is_not_json():
+    """A value no shape describes (a path, an object) is refused where it is serialized, not passed on."""
+    from fixer.state import json_text
+
+    assert to_jsonable({"n": [1, (2.5, None)], 3: {"x"}}) == {"n": [1, [2.5, None]], "3": ["x"]}
+    for value in (Path("models/x.safetensors"), object(), {"nested": [b"bytes"]}):
+        with pytest.raises(TypeError):
+            to_jsonable(value)
+    with pytest.raises(TypeError, match="is not a JSON value"):
+        json_text({"path": Path("x")})

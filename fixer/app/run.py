@@ -134,7 +134,7 @@ class FixRun:
                        overall=Overall(done, total, speed, eta_seconds(done, total, speed)), summary=summary)
 
     def data(self) -> dict[str, Any]:
-        return to_jsonable(self.snapshot())  # type: ignore[no-any-return]
+        return to_jsonable(self.snapshot())
 
     def seed_counts(self) -> dict[str, Any]:
         """The agent guide's counters, true per model: matches by where the bytes come from, downloads by how
@@ -399,4 +399,4 @@ class FixRun:
         # The run got to its end: `complete`, its failures counted in data and listed in errors[] (the guide's
         # agent then reads the results); `error` is for a run that could not finish.
         self.bus.emit(PhaseChanged("complete"))
-        return to_jsonable(data)  # type: ignore[no-any-return]
+        return to_jsonable(data)

@@ -283,7 +283,7 @@ class FixerService:
                                                      for n in report.missing_nodes],
                                       packs=packs, failed_packs=report.failed_packs,
                                       # What earlier runs of this workflow left (shown while another one runs).
-                                      rows=[replace(r, carried=True) for r in self._memory.get(name, {}).values()]))  # type: ignore[no-any-return]
+                                      rows=[replace(r, carried=True) for r in self._memory.get(name, {}).values()]))
 
     def check_offered_pack(self, pack_id: str) -> None:
         """PackNotOffered unless the last scan offered `pack_id` as installable: a page (or a script) cannot

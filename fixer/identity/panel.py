@@ -36,7 +36,7 @@ class IdentityPanel:
             return self._bg.progress
 
     def progress(self) -> dict[str, Any]:
-        return to_jsonable(self._bg.progress if self._bg else IndexProgress())  # type: ignore[no-any-return]
+        return to_jsonable(self._bg.progress if self._bg else IndexProgress())
 
     def lockfile(self, models: list[ModelStatus]) -> dict[str, Any]:
         """The lockfile of a scanned workflow (present files hashed, the index making it cheap)."""
@@ -46,7 +46,7 @@ class IdentityPanel:
                 known.setdefault(rec["path"], []).append(rec["url"])
         lock = build_lockfile(models, self.index, known)
         self.index.save()
-        return to_jsonable(lock)  # type: ignore[no-any-return]
+        return to_jsonable(lock)
 
     def duplicates(self, fix: bool) -> dict[str, Any]:
         """The duplicates report over the last complete index (`index` says how far a running one got);
