@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from .errors import ErrorInfo
 from .models import Resolution, ScanReport, Transfer
-from .shapes import Phase, RunSummary
+from .shapes import FailedCheck, Phase, RunSummary, VerifiedFile
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ class TransferDone(Event):
 
 @dataclass
 class VerificationReport(Event):
-    verified: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    verified: list[VerifiedFile] = field(default_factory=list)
+    failed: list[FailedCheck] = field(default_factory=list)
 
 
 @dataclass

@@ -25,6 +25,7 @@ DOCUMENTS: dict[str, Any] = {
     "output/resolutions.json": list[shapes.ResolutionEntry],
     "output/missing_nodes.json": list[shapes.MissingNodeEntry] | shapes.NodesNotChecked,
     "output/downloaded_models.json": shapes.DownloadRecords,
+    "output/verification_report.json": shapes.VerificationDoc,
     "downloads": shapes.DownloadsData,
     "scan": shapes.ScanResult,
     "run": shapes.RunData,

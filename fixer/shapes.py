@@ -10,7 +10,8 @@ Documents:
 - output/missing_models.json and the page's scan: ModelEntry (filename/expected_type, as the file contract names them);
 - output/resolutions.json: ResolutionEntry;
 - the review plan the panel shows before downloading: PlanDoc;
-- the page's `comfyfixer.done` event: DoneEvent.
+- the page's `comfyfixer.done` event: DoneEvent;
+- output/verification_report.json (the batch check of downloaded files): VerificationDoc.
 """
 
 from __future__ import annotations
@@ -603,3 +604,39 @@ class CacheLockOwner:
     host: str
     pid: int
     since: float
+
+
+# --- output/verification_report.json: the batch check of downloaded files ---------------------------
+@dataclass
+class VerifiedFile:
+    """A downloaded file that passed the batch check (present, its size, a safetensors header)."""
+
+    name: str
+    path: str
+    size: int
+    warning: str | None  # a pickle-based format: it can run code when loaded
+
+
+@dataclass
+class FailedCheck:
+    """A downloaded file that did not pass the batch check, and why."""
+
+    name: str
+    path: str
+    error: str
+
+
+@dataclass
+class VerificationCounts:
+    verified: int
+    failed: int
+
+
+@dataclass
+class VerificationDoc:
+    """output/verification_report.json: every batch checked during the run so far."""
+
+    timestamp: str
+    verified: list[VerifiedFile]
+    failed: list[FailedCheck]
+    counts: VerificationCounts

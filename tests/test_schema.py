@@ -77,6 +77,8 @@ async def test_what_a_real_fix_writes_and_serves_meets_the_schema(comfy_root, tm
     check("status.json", final)
     check("output/resolutions.json", json.loads((state / "output" / "resolutions.json").read_text()))
     check("output/downloaded_models.json", json.loads((state / "output" / "downloaded_models.json").read_text()))
+    check("output/verification_report.json",
+          json.loads((state / "output" / "verification_report.json").read_text()))
     done = [payload for name, payload in events if name == "comfyfixer.done"]
     assert done
     check("comfyfixer.done", done[-1])

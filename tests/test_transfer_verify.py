@@ -58,9 +58,9 @@ def test_batch_check_sorts_files_into_verified_and_failed_and_never_raises(tmp_p
         ("gone.safetensors", str(tmp_path / "gone.safetensors"), 5),
         ("m.ckpt", str(pickle_file), 10),
     ])
-    assert [v["name"] for v in verified] == ["good.safetensors", "m.ckpt"]
-    assert "pickle" in verified[1]["warning"]
-    assert {f["name"] for f in failed} == {"cut.safetensors", "gone.safetensors"}
+    assert [v.name for v in verified] == ["good.safetensors", "m.ckpt"]
+    assert verified[0].warning is None and "pickle" in (verified[1].warning or "")
+    assert {f.name for f in failed} == {"cut.safetensors", "gone.safetensors"}
 
 
 def test_script_reads_tokens_from_the_environment_and_checks_the_hash(tmp_path):

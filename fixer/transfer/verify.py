@@ -18,10 +18,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ..constants import PICKLE_EXTENSIONS
 from ..errors import IntegrityError
+from ..models import to_jsonable
+from ..shapes import FailedCheck, VerificationCounts, VerificationDoc, VerifiedFile
 from ..state import write_text_atomic
 
 MAX_HEADER_BYTES = 100_000_000  # the library's own limit on a header's length
@@ -149,32 +151,27 @@ def check_file(path: str | os.PathLike[str], expected_size: int | None, name: st
 class BatchReport:
     """The verification report: `verified` and `failed` entries, appended batch by batch."""
 
-    verified: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
+    verified: list[VerifiedFile] = field(default_factory=list)
+    failed: list[FailedCheck] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "verified": self.verified, "failed": self.failed,
-                "counts": {"verified": len(self.verified), "failed": len(self.failed)}}
+    def document(self) -> VerificationDoc:
+        counts = VerificationCounts(verified=len(self.verified), failed=len(self.failed))
+        return VerificationDoc(timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"), verified=list(self.verified),
+                               failed=list(self.failed), counts=counts)
 
 
-def verify_batch(entries: list[tuple[str, str, int | None]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def verify_batch(entries: list[tuple[str, str, int | None]]) -> tuple[list[VerifiedFile], list[FailedCheck]]:
     """Check (name, path, expected size) entries; returns (verified, failed). Never raises."""
-    verified: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
+    verified: list[VerifiedFile] = []
+    failed: list[FailedCheck] = []
     for name, path, size in entries:
-        entry: dict[str, Any] = {"name": name, "path": path}
         try:
             check_file(path, size, name)
-            entry["size"] = os.path.getsize(path)
-            warning = pickle_warning(name)
-            if warning:
-                entry["warning"] = warning
-            verified.append(entry)
+            verified.append(VerifiedFile(name, path, os.path.getsize(path), pickle_warning(name)))
         except (IntegrityError, OSError) as e:
-            entry["error"] = str(e)
-            failed.append(entry)
+            failed.append(FailedCheck(name, path, str(e)))
     return verified, failed
 
 
 def write_report(path: Path, report: BatchReport) -> None:
-    write_text_atomic(path, json.dumps(report.to_json(), indent=2))
+    write_text_atomic(path, json.dumps(to_jsonable(report.document()), indent=2))
