@@ -166,6 +166,8 @@ def make_tree(work: Path, workflow: dict[str, object]) -> tuple[Path, Path]:
     shutil.rmtree(root, ignore_errors=True)
     (root / "models" / "loras").mkdir(parents=True)
     (root / "custom_nodes").mkdir()
+    for marker in ("main.py", "folder_paths.py"):  # --comfyui-root must look like a ComfyUI
+        (root / marker).write_text("# stand-in\n")
     wf_dir = root / "user" / "default" / "workflows"
     wf_dir.mkdir(parents=True)
     (wf_dir / "shared.json").write_text(json.dumps(workflow))
