@@ -152,6 +152,11 @@ class Run:
     peak_rss: int  # bytes
     cpu: float  # user + system seconds of the process
     watch: Watch
+    done_at: dict[str, float] = field(default_factory=dict)  # the tool's own word on when a file was complete
+
+    def spans(self) -> dict[str, tuple[float, float]]:
+        spans = self.watch.spans()
+        return {n: (a, self.done_at.get(n, b)) for n, (a, b) in spans.items()}
 
 
 def wait_child(proc: subprocess.Popen[bytes]) -> tuple[int, int, float]:
@@ -201,10 +206,14 @@ def run_aria2(aria2: str, work: Path, listing: Path, names: list[str]) -> Run:
     out = work / "aria2"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
+    log = work / "aria2.log"
+    log.unlink(missing_ok=True)
     cmd = [aria2, "-i", str(listing), "-j3", "-x8", "-s8", "-k1M", "-d", str(out), "--allow-overwrite=true",
-           "--file-allocation=none", "--console-log-level=error", "--summary-interval=0", "--check-integrity=true"]
+           "--file-allocation=none", "--console-log-level=error", "--summary-interval=0", "--check-integrity=true",
+           f"--log={log}", "--log-level=notice"]
     watch = Watch(out, names).start()
     t0 = time.perf_counter()
+    wall0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read()  # type: ignore[union-attr]
     code, rss, cpu = wait_child(proc)
@@ -212,28 +221,58 @@ def run_aria2(aria2: str, work: Path, listing: Path, names: list[str]) -> Run:
     watch.stop()
     if code != 0:
         raise SystemExit(f"aria2c failed (exit {code}): {err.decode(errors='replace')[-2000:]}")
-    return Run("aria2c", elapsed, rss, cpu, watch)
+    return Run("aria2c", elapsed, rss, cpu, watch, aria2_done_at(log, wall0))
 
 
-def timeline(run: Run, names: list[str], sizes: list[int]) -> str:
-    spans = run.watch.spans()
-    end = run.seconds
-    width = 50
-    lines = [f"   {run.tool}: {run.seconds:.2f} s; each file from its first entry in the folder to complete under its "
-             "final name"]
-    for n, size in sorted(zip(names, sizes), key=lambda p: spans[p[0]][0]):
-        a, b = spans[n]
-        bar = [" "] * width
-        if not math.isnan(a):
-            lo = int(a / end * width)
-            hi = width if math.isnan(b) else max(lo + 1, math.ceil(b / end * width))
-            for i in range(lo, min(hi, width)):
-                bar[i] = "#"
-        lines.append(f"   {n:<20}{size / 2**20:7.1f} MiB {a:6.2f} -> {b:6.2f} s |{''.join(bar)}|")
-    rates = run.watch.buckets()
-    lines.append("   MB/s written to disk, per second (aria2c holds up to 16 MiB per file in its cache before "
-                 "writing): "
-                 + " ".join(f"{max(r, 0.0):.0f}" for r in rates))
+def aria2_done_at(log: Path, wall0: float) -> dict[str, float]:
+    """When aria2c said each file was complete (its log's "Download complete", after its sha-256 check), in
+    seconds from its start. aria2c creates its .aria2 control file only after a while (not for small files), so
+    the folder alone cannot tell a file it still writes or checks from a finished one."""
+    done: dict[str, float] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if "Download complete: " not in line:
+            continue
+        stamp = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + float("0" + line[19:26])
+        done[os.path.basename(line.split("Download complete: ", 1)[1].strip())] = stamp - wall0
+    return done
+
+
+def timeline(runs: list[Run], names: list[str], sizes: list[int], width: int = 36) -> str:
+    """Each file (largest last) from its first entry in the folder to complete under its final name, one bar per
+    tool on a common time scale; then the MB/s each wrote to disk, second by second."""
+    scale = max(r.seconds for r in runs)
+    spans = [r.spans() for r in runs]
+    head = "   file                    MiB " + "".join(f"| {f'{r.tool} ({r.seconds:.2f} s)':<{width + 15}}"
+                                                     for r in runs)
+    lines = [f"   0 to {scale:.1f} s, '#' = {scale / width * 1000:.0f} ms: each file from its first entry in the "
+             "folder to complete under its final name (ours: verified and renamed; aria2c: its log's 'Download "
+             "complete')", head]
+    for n, size in sorted(zip(names, sizes), key=lambda p: p[1]):
+        row = f"   {n:<20}{size / 2**20:7.1f} "
+        for sp in spans:
+            a, b = sp[n]
+            bar = [" "] * width
+            if not math.isnan(a):
+                lo = min(width - 1, int(a / scale * width))
+                hi = width if math.isnan(b) else max(lo + 1, math.ceil(b / scale * width))
+                for i in range(lo, min(hi, width)):
+                    bar[i] = "#"
+            row += f"| {a:5.2f}-{b:5.2f} s {''.join(bar)} "
+        lines.append(row)
+    for r, sp in zip(runs, spans):
+        starts = [a for a, _ in sp.values() if not math.isnan(a)]
+        ends = [b for _, b in sp.values() if not math.isnan(b)]
+        if starts and ends:
+            lines.append(f"   {r.tool}: first file in the folder at {min(starts):.2f} s, last complete at "
+                         f"{max(ends):.2f} s, process ended at {r.seconds:.2f} s; CPU {r.cpu:.2f} s, peak RSS "
+                         f"{r.peak_rss / 2**20:.0f} MiB")
+    rates = [r.watch.buckets() for r in runs]
+    seconds = max(len(x) for x in rates)
+    lines.append("   MB/s written to disk in each second (aria2c holds up to 16 MiB per file in its cache before "
+                 "writing)")
+    lines.append("   second    " + "".join(f"{i:>5}" for i in range(seconds)))
+    for r, x in zip(runs, rates):
+        lines.append(f"   {r.tool:<10}" + "".join(f"{max(v, 0.0):5.0f}" for v in x))
     return "\n".join(lines)
 
 
@@ -249,6 +288,14 @@ def user_env(work: Path, code: Path, upstream_env: dict[str, str]) -> dict[str, 
     subprocess.run([sys.executable, "-m", "fixer", "--help"], env=env, cwd=work, check=True,
                    stdout=subprocess.DEVNULL)
     return env
+
+
+def git_head(checkout: Path) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(checkout), "log", "-1", "--format=%h %s"], capture_output=True,
+                              text=True, check=True).stdout.strip()[:70]
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
 
 
 def summary(label: str, runs: list[float]) -> str:
@@ -268,7 +315,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="--total-mib 128, --pairs 1 unless given")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (the last run's state/log) to read")
     ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose fixer package runs (default: this one)")
-    ap.add_argument("--baseline", type=Path, help="a checkout at an older commit, run in the same rounds")
+    ap.add_argument("--baseline", type=Path, action="append", default=[],
+                    help="a checkout at another commit, run in the same rounds (repeatable: one per variant)")
+    ap.add_argument("--no-aria2", action="store_true", help="only ours and the baselines (comparing variants)")
     args = ap.parse_args()
     if args.quick:
         args.total_mib = 128
@@ -308,48 +357,44 @@ def main() -> None:
         config.write_text(json.dumps({"download": {"min_free_margin_bytes": 0}}))
         upstream_env = {"HF_ENDPOINT": base, "CIVITAI_BASE_URL": base, "CIVITAI_RED_BASE_URL": f"{base}/red",
                         "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
-        env = user_env(work, args.code.resolve(), upstream_env)
-        base_env = user_env(work, args.baseline.resolve(), upstream_env) if args.baseline else None
+        tools: list[tuple[str, dict[str, str] | None]] = [("ours", user_env(work, args.code.resolve(), upstream_env))]
+        if aria2 and not args.no_aria2:
+            tools.append(("aria2c", None))
+        for i, b in enumerate(args.baseline):
+            tools.append((f"base{i + 1}" if len(args.baseline) > 1 else "baseline",
+                          user_env(work, b.resolve(), upstream_env)))
 
         print(f"\n{N_FILES} files, {sum(sizes) / 2**20:.0f} MiB, {args.rate_mb:g} MB/s per connection, "
-              f"{args.pairs} alternated pair(s); ours from {args.code.resolve()}")
+              f"{args.pairs} alternated round(s); ours from {args.code.resolve()}")
+        for i, b in enumerate(args.baseline):
+            print(f"   {tools[-len(args.baseline) + i][0]}: {b.resolve()} ({git_head(b)})")
         if not aria2:
             print("   aria2c: skipped (binary not found; apt-get install aria2)")
-        ours: list[Run] = []
-        theirs: list[Run] = []
-        before: list[Run] = []
+        runs: dict[str, list[Run]] = {tool: [] for tool, _ in tools}
         for _ in range(args.pairs):
-            ours.append(run_ours(work, workflow, names, env, config))
-            if aria2:
-                theirs.append(run_aria2(aria2, work, listing, names))
-                shutil.rmtree(work / "aria2", ignore_errors=True)
-            if base_env is not None:
-                before.append(run_ours(work, workflow, names, base_env, config, "baseline"))
-            print("   round: " + ", ".join(f"{r[-1].tool} {r[-1].seconds:.2f} s (CPU {r[-1].cpu:.2f} s)"
-                                          for r in (ours, theirs, before) if r), flush=True)
-        o = [r.seconds for r in ours]
-        print(summary("comfy-fixer --auto --yes (process)", o))
-        peak = statistics.median(r.peak_rss for r in ours) / 2**20
-        print(f"   peak memory (max RSS of the process): median {peak:.0f}"
-              f" MiB, max {max(r.peak_rss for r in ours) / 2**20:.0f} MiB")
-        if before:
-            print(summary(f"baseline {args.baseline}", [r.seconds for r in before]))
-            print(f"   baseline peak memory: median {statistics.median(r.peak_rss for r in before) / 2**20:.0f} MiB")
-        if theirs:
-            a = [r.seconds for r in theirs]
-            print(summary("aria2c -i -j3 -x8 -s8 + sha-256", a))
-            print(f"   aria2c peak memory: median {statistics.median(r.peak_rss for r in theirs) / 2**20:.0f} MiB")
-            ratios = [x / y for x, y in zip(o, a)]
-            print(f"   ratio ours/aria2c: {statistics.median(o) / statistics.median(a):.2f}x of the medians; per pair "
-                  f"{' '.join(f'{r:.2f}' for r in ratios)} (target <= 0.60x)")
-            if before:
-                b = [r.seconds for r in before]
-                print(f"   ratio baseline/aria2c: {statistics.median(b) / statistics.median(a):.2f}x of the medians; "
-                      f"per pair {' '.join(f'{x / y:.2f}' for x, y in zip(b, a))}")
-        print("\ntimeline of the median run of each")
-        print(timeline(median_run(ours), names, sizes))
-        if theirs:
-            print(timeline(median_run(theirs), names, sizes))
+            for tool, tool_env in tools:
+                if tool_env is None:
+                    runs[tool].append(run_aria2(aria2 or "aria2c", work, listing, names))
+                    shutil.rmtree(work / "aria2", ignore_errors=True)
+                else:
+                    runs[tool].append(run_ours(work, workflow, names, tool_env, config, tool))
+            print("   round: " + ", ".join(f"{tool} {r[-1].seconds:.2f} s (CPU {r[-1].cpu:.2f} s)"
+                                          for tool, r in runs.items()), flush=True)
+        labels = {"ours": "comfy-fixer --auto --yes", "aria2c": "aria2c -i -j3 -x8 -s8 + sha-256"}
+        for tool, rs in runs.items():
+            print(summary(labels.get(tool, f"{tool} --auto --yes"), [r.seconds for r in rs]))
+            rss = [r.peak_rss / 2**20 for r in rs]
+            print(f"      CPU median {statistics.median(r.cpu for r in rs):.2f} s; peak RSS median "
+                  f"{statistics.median(rss):.0f} MiB, max {max(rss):.0f}")
+        if "aria2c" in runs:
+            a = [r.seconds for r in runs["aria2c"]]
+            for tool, rs in runs.items():
+                if tool != "aria2c":
+                    o = [r.seconds for r in rs]
+                    print(f"   ratio {tool}/aria2c: {statistics.median(o) / statistics.median(a):.2f}x of the medians; "
+                          f"per round {' '.join(f'{x / y:.2f}' for x, y in zip(o, a))} (target <= 0.60x)")
+        print("\ntimeline of the median run of each, side by side")
+        print(timeline([median_run(rs) for rs in runs.values()], names, sizes))
     finally:
         if server is not None:
             server.stdin.close()  # type: ignore[union-attr]
