@@ -110,7 +110,9 @@ class PrefixHasher:
         with self._cond:
             if prefix_end > self._avail:
                 self._avail = prefix_end
-                self._cond.notify()
+                if prefix_end - self._hashed >= HASH_BLOCK:
+                    # Woken per block, not per write: each wake-up costs both threads the GIL's hand-over.
+                    self._cond.notify()
 
     def finish(self, total: int) -> None:
         with self._cond:
@@ -137,9 +139,8 @@ class PrefixHasher:
         try:
             while True:
                 with self._cond:
-                    while not self._abort and self._hashed >= self._avail and (
-                            self._final is None or self._hashed < self._final):
-                        self._cond.wait()
+                    while not self._abort and self._final is None and self._avail - self._hashed < HASH_BLOCK:
+                        self._cond.wait()  # a whole block to hash, or the end (finish hashes the rest)
                     if self._abort or (self._final is not None and self._hashed >= self._final):
                         return
                     want = min(HASH_BLOCK, self._avail - self._hashed)
