@@ -1,6 +1,7 @@
 """The download queue: TransferManager holds the downloads of one run (CLI) or one ComfyUI session (panel).
 
-At most `max_concurrent` files at once; the same target submitted twice is downloaded once.
+At most `max_concurrent` files at once, a freed slot going to the largest file waiting (slots.LargestFirst);
+the same target submitted twice is downloaded once.
 Failures never raise out of `submit`/`wait`: they end as state "failed" with a message.
 It also writes the file contract's outputs when given an output folder: a curl script per download,
 `downloaded_models.json`, and the batch verification report every `verify_batch_every` files.
@@ -33,6 +34,7 @@ from .records import DOWNLOADED_FILE, record_download
 from .resume import part_path
 from .scripts import write_script
 from .settings import WRITE_THREADS
+from .slots import LargestFirst
 from .verify import BatchReport, verify_batch, write_report
 
 log = logging.getLogger("fixer.transfer")
@@ -51,7 +53,7 @@ class TransferManager:
         self.transfers: dict[str, Transfer] = {}
         self._unreachable: dict[str, tuple[str, float]] = {}  # host -> (why, when) it could not be reached
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._sem: asyncio.Semaphore | None = None
+        self._slots: LargestFirst | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._batch: list[Transfer] = []
@@ -130,13 +132,17 @@ class TransferManager:
         return self._pool
 
     async def _run(self, t: Transfer, dest_root: str, secrets: dict[str, str]) -> None:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(max(1, self.config.max_concurrent))
+        if self._slots is None:
+            self._slots = LargestFirst(self.config.max_concurrent)
+        slots = self._slots
         try:
-            async with self._sem:
+            await slots.acquire(t.total)
+            try:
                 job = FileJob(t, dest_root, self.config, secrets, self._session_factory, self._executor(),
                               self._emit, self.retry, self._unreachable)
                 await job.run()
+            finally:
+                slots.release()
         except asyncio.CancelledError:
             if t.state not in ("done", "failed"):
                 t.state = "cancelled"
