@@ -102,7 +102,7 @@ async def test_connection_dropped_mid_file_continues_and_hash_matches(upstream, 
     data = blob(3 * MiB)
     url = fr.register_hf_file(upstream, "t/reset", "r.bin", data)
     fr.faults(upstream, fr.hf_key("t/reset", "r.bin")).reset_at = 2 * MiB + 123
-    t = await get(upstream, url, tmp_path, "r.bin", sha256=sha(data))
+    t = await get(upstream, url, tmp_path, "r.bin", sha256=sha(data), config=cfg(connections_per_file=1))
     assert t.state == "done", t.error
     resumed = [r.headers.get("Range") for r in upstream.requests if r.path_qs.startswith("/cdn/")]
     assert len(resumed) == 2 and resumed[1] != "bytes=0-"  # the second request continued, not restarted
@@ -393,7 +393,7 @@ async def test_cancelled_download_keeps_the_part_and_resumes_where_it_stopped(up
 
     f.rate = None
     upstream.requests.clear()
-    t2 = await get(upstream, url, tmp_path, "big.bin", sha256=sha(data))
+    t2 = await get(upstream, url, tmp_path, "big.bin", sha256=sha(data), config=cfg(connections_per_file=1))
     assert t2.state == "done", t2.error
     cdn = [r.headers.get("Range") for r in upstream.requests if r.path_qs.startswith("/cdn/")]
     assert cdn[-1] == f"bytes={resume.prefix_end(kept.ranges)}-{len(data) - 1}"
