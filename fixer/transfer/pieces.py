@@ -17,14 +17,18 @@ from collections import deque
 from dataclasses import dataclass
 
 from .resume import Range
-from .settings import HASH_BLOCK, MAX_PIECE, MIN_PIECE, PIECES_PER_CONNECTION, STEAL_MIN, SYNC_EVERY
+from .settings import HASH_BLOCK, MAX_PIECE, MIN_PIECE, PIECES_PER_CONNECTION, SPREAD_PIECE, STEAL_MIN, SYNC_EVERY
 
 datasync = getattr(os, "fdatasync", os.fsync)  # Windows has only fsync
 
 
 def plan_pieces(todo: list[Range], total: int, connections: int) -> list[Range]:
-    """Cut the missing ranges into pieces, in file order, sized so each connection gets several."""
-    size = min(MAX_PIECE, max(MIN_PIECE, total // max(1, connections * PIECES_PER_CONNECTION)))
+    """Cut the missing ranges into pieces, in file order, sized so each connection gets several; a file too
+    small for that gets one piece per connection (up to SPREAD_PIECE each) rather than more, smaller ones:
+    every piece is a request, which costs CPU on both ends."""
+    connections = max(1, connections)
+    spread = min(SPREAD_PIECE, -(-total // connections))
+    size = min(MAX_PIECE, max(MIN_PIECE, total // (connections * PIECES_PER_CONNECTION), spread))
     pieces: list[Range] = []
     for start, end in todo:
         pos = start

@@ -13,6 +13,7 @@ WRITE_THREADS = 4
 # Pieces and connections
 MIN_PIECE = 1 << 20  # as aria2c's -k1M: a 16 MiB file still gets all its connections
 MAX_PIECE = 64 << 20
+SPREAD_PIECE = 4 << 20  # files up to connections x this: one piece per connection (fewer requests than 4 each)
 PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
 MIN_SPLIT_SIZE = 2 << 20  # below this one connection is as fast as several (CDNs cap each connection near 25 MB/s)
 STEAL_MIN = 2 << 20  # an idle connection takes half of a piece with at least this much left (stragglers)
