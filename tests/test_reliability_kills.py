@@ -190,7 +190,7 @@ def test_cli_killed_during_search_leaves_no_file_and_the_next_run_finishes(world
 
 def test_cli_killed_mid_download_resumes_from_the_bytes_on_disk(world):
     up = world["up"]
-    faults(up, hf_key(REPO, NAME)).rate = 2 << 20  # 6 MiB in ~3 s
+    faults(up, hf_key(REPO, NAME)).rate = 384 << 10  # per connection: 6 MiB in ~3 s on its 6 connections
     with JsonWatcher(world["state"]) as watch:
         proc = cli(world, "--auto", "--yes")
         wait_for(lambda: recorded(world["part"]) >= 1 << 20, what="1 MiB recorded in the .part sidecar")
@@ -232,7 +232,7 @@ def test_cli_killed_just_after_the_rename_has_a_verified_file_and_nothing_to_res
 
 def test_comfyui_side_run_killed_mid_download_completes_after_restart(world):
     up = world["up"]
-    faults(up, hf_key(REPO, NAME)).rate = 2 << 20
+    faults(up, hf_key(REPO, NAME)).rate = 384 << 10  # per connection: 6 MiB in ~3 s on its 6 connections
     wf_path = write_json(world["state"].parent / "posted.json", world["wf"])
     args = [sys.executable, "-c", SERVICE_RUN, str(world["root"]), str(world["state"]), str(wf_path)]
     with JsonWatcher(world["state"]) as watch:

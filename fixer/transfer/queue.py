@@ -81,12 +81,6 @@ class TransferManager:
         t = Transfer(request=req, target=target, part=str(part_path(target)), total=req.expected_size)
         self.transfers[target] = t
         self._roots[target] = dest_root
-        if self.output_dir is not None:
-            try:  # in a thread: a busy disk must not stall ComfyUI's event loop
-                await asyncio.to_thread(write_script, self.output_dir, req, target, req.expected_size)
-                await asyncio.to_thread(record_download, self.output_dir / DOWNLOADED_FILE, t, dest_root)
-            except OSError as e:  # scripts and records are conveniences; they must not stop the download
-                log.warning("could not write the download script or record for %s: %s", req.filename, e)
         self._tasks[target] = asyncio.create_task(self._run(t, dest_root, secrets), name=f"download {req.filename}")
         self._emit(events.TransferProgress(t))
         return t
@@ -136,6 +130,10 @@ class TransferManager:
             self._slots = LargestFirst(self.config.max_concurrent)
         slots = self._slots
         try:
+            if self.output_dir is not None:
+                # Written by the download's own task, not by submit: a run submitting 30 files would otherwise
+                # wait for 60 thread round trips (files rewritten as they grow) before the last one is queued.
+                await self._write_queued(t, dest_root)
             await slots.acquire(t.total)
             try:
                 job = FileJob(t, dest_root, self.config, secrets, self._session_factory, self._executor(),
@@ -152,6 +150,16 @@ class TransferManager:
                 self._batch.append(t)
                 if len(self._batch) >= max(1, self.config.verify_batch_every):
                     await self._flush_batch()
+
+    async def _write_queued(self, t: Transfer, dest_root: str) -> None:
+        """The download's curl script and its resumable record, before it waits for a slot."""
+        assert self.output_dir is not None
+        req = t.request
+        try:  # in a thread: a busy disk must not stall ComfyUI's event loop
+            await asyncio.to_thread(write_script, self.output_dir, req, t.target, req.expected_size)
+            await asyncio.to_thread(record_download, self.output_dir / DOWNLOADED_FILE, t, dest_root)
+        except OSError as e:  # scripts and records are conveniences; they must not stop the download
+            log.warning("could not write the download script or record for %s: %s", req.filename, e)
 
     async def _finished(self, t: Transfer) -> None:
         self._emit(events.TransferDone(t))
