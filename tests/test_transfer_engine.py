@@ -445,6 +445,44 @@ async def test_at_most_max_concurrent_files_download_at_once(upstream, tmp_path)
     assert peak[0] == 2
 
 
+async def test_a_freed_slot_goes_to_the_largest_file_waiting(upstream, tmp_path):
+    # The run's end is bound by its last file: a large file queued behind small ones would run alone at the end.
+    bus = EventBus()
+    started: list[str] = []
+
+    def watch(e):
+        if isinstance(e, TransferProgress) and e.transfer.state == "downloading" and \
+                e.transfer.request.filename not in started:
+            started.append(e.transfer.request.filename)
+
+    bus.subscribe(watch)
+    mgr = TransferManager(cfg(max_concurrent=1), {}, bus=bus, retry=FAST)
+    sizes = {"first.bin": MiB, "small.bin": MiB // 2, "big.bin": 3 * MiB, "unknown.bin": None, "mid.bin": 2 * MiB}
+    for name, size in sizes.items():
+        url = fr.register_hf_file(upstream, "t/order", name, blob(size or MiB, name.encode()))
+        await mgr.submit(TransferRequest(url=url, folder="loras", filename=name, expected_size=size), str(tmp_path))
+    done = await mgr.wait()
+    assert all(t.state == "done" for t in done)
+    # The first takes the free slot at once; then the largest waiting (a size not known counts as largest).
+    assert started == ["first.bin", "unknown.bin", "big.bin", "mid.bin", "small.bin"]
+
+
+async def test_a_slot_handed_to_a_cancelled_download_passes_on():
+    from fixer.transfer.slots import LargestFirst
+
+    gate = LargestFirst(1)
+    await gate.acquire(1)
+    waiter = asyncio.create_task(gate.acquire(10))
+    await asyncio.sleep(0)
+    gate.release()  # handed to the waiter...
+    waiter.cancel()  # ...cancelled before it ran
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        pass
+    await asyncio.wait_for(gate.acquire(5), 1)  # the slot came back instead of leaking
+
+
 async def test_one_failure_does_not_stop_the_others(upstream, tmp_path):
     mgr = TransferManager(cfg(), {}, retry=FAST)
     bad = await mgr.submit(TransferRequest(url=tiny_hf_url(upstream, "comfy-fixer-fixtures/gated-tiny"),

@@ -123,6 +123,14 @@ def test_pieces_cover_only_the_missing_ranges_in_file_order():
     assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))
 
 
+def test_a_mid_sized_file_gets_every_connection_with_one_piece_each():
+    mib = 1 << 20  # under a per-connection cap (25 MB/s at a CDN) a file on fewer connections is slower
+    assert len(plan_pieces([(0, 16 * mib)], 16 * mib, connections=8)) == 8
+    assert len(plan_pieces([(0, 3 * mib)], 3 * mib, connections=8)) == 3  # pieces of at least 1 MiB
+    big = plan_pieces([(0, 256 * mib)], 256 * mib, connections=8)
+    assert len(big) == 32  # large files: several pieces per connection, so the hashed prefix keeps up
+
+
 def test_ranges_merge_and_gaps_and_prefix():
     done = resume.merge([(10, 20), (0, 5), (5, 8), (18, 30)])
     assert done == [(0, 8), (10, 30)]
