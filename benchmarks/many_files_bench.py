@@ -63,6 +63,18 @@ class Sample:
     allocated: dict[str, int]
     present: set[str]  # base names with any entry (the file, its .part or .aria2)
     complete: set[str]
+    cpu: float = math.nan  # the process's CPU seconds so far (user + system, all threads), from /proc
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a live process has used so far; nan where /proc cannot tell."""
+    if pid is None:
+        return math.nan
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
 
 
 @dataclass
@@ -73,6 +85,7 @@ class Watch:
     names: list[str]
     every: float = 0.02
     samples: list[Sample] = field(default_factory=list)
+    pid: int | None = None  # the process whose CPU time each sample reads, once it runs
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> Watch:
@@ -109,7 +122,17 @@ class Watch:
         complete = {n for n in self.names if n in present and f"{n}.part" not in present
                     and f"{n}.aria2" not in present}
         bases = {n.removesuffix(".part").removesuffix(".aria2") for n in present}
-        self.samples.append(Sample(time.perf_counter() - self.t0, allocated, bases, complete))
+        self.samples.append(Sample(time.perf_counter() - self.t0, allocated, bases, complete, process_cpu(self.pid)))
+
+    def cpu_at(self, t: float) -> float:
+        """The process's CPU seconds at the last sample taken by time t."""
+        best = math.nan
+        for s in self.samples:
+            if s.t > t:
+                break
+            if not math.isnan(s.cpu):
+                best = s.cpu
+        return best
 
     def spans(self) -> dict[str, tuple[float, float]]:
         """When each file (or its .part / .aria2) first appeared and when it was first complete."""
@@ -191,6 +214,7 @@ def run_ours(work: Path, workflow: dict[str, object], names: list[str], env: dic
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
+    watch.pid = proc.pid
     out = proc.stdout.read()  # type: ignore[union-attr]
     code, rss, cpu = wait_child(proc)
     elapsed = time.perf_counter() - t0
@@ -215,6 +239,7 @@ def run_aria2(aria2: str, work: Path, listing: Path, names: list[str]) -> Run:
     t0 = time.perf_counter()
     wall0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watch.pid = proc.pid
     err = proc.stderr.read()  # type: ignore[union-attr]
     code, rss, cpu = wait_child(proc)
     elapsed = time.perf_counter() - t0
@@ -263,8 +288,11 @@ def timeline(runs: list[Run], names: list[str], sizes: list[int], width: int = 3
         starts = [a for a, _ in sp.values() if not math.isnan(a)]
         ends = [b for _, b in sp.values() if not math.isnan(b)]
         if starts and ends:
-            lines.append(f"   {r.tool}: first file in the folder at {min(starts):.2f} s, last complete at "
-                         f"{max(ends):.2f} s, process ended at {r.seconds:.2f} s; CPU {r.cpu:.2f} s, peak RSS "
+            first, last = min(starts), max(ends)
+            c1, c2 = r.watch.cpu_at(first), r.watch.cpu_at(last)
+            lines.append(f"   {r.tool}: first file in the folder at {first:.2f} s (CPU {c1:.2f} s so far), last "
+                         f"complete at {last:.2f} s (CPU {c2 - c1:.2f} s in between), process ended at "
+                         f"{r.seconds:.2f} s (CPU {r.cpu - c2:.2f} s after); CPU {r.cpu:.2f} s in all, peak RSS "
                          f"{r.peak_rss / 2**20:.0f} MiB")
     rates = [r.watch.buckets() for r in runs]
     seconds = max(len(x) for x in rates)
