@@ -148,7 +148,7 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
                 finally:  # freeing it is ~40 ms per 13 MiB: a thread drops it piece by piece
                     await asyncio.to_thread(free_gradually, body)
         except RequestRefused as e:
-            return error_response(e.status, e.message, e.code or "request_invalid", e.retry_after)
+            return error_response(e.status, e.message, e.code, e.retry_after)
         except FixerError as e:
             return error_response(status_for(e), str(e), e.code)
         except Exception as e:  # the page gets a message; the traceback goes to the ComfyUI log
@@ -236,6 +236,11 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
         types = field_types(body)
         return web.json_response(await asyncio.to_thread(get_service().host.folder_maps, types, ask=True))
 
+    @post("/unqueue")
+    async def unqueue(request: web.Request, body: dict[str, Any]) -> web.Response:
+        # A fix pressed for another workflow while one runs waits its turn: this takes it off the queue.
+        return web.json_response(get_service().unqueue(field_text(body, "workflow", required=True)))
+
     @post("/cancel")
     async def cancel(request: web.Request, body: dict[str, Any]) -> web.Response:
         name = field_model_name(body, required=False)
@@ -292,7 +297,7 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
         if message is None:
             raise RequestRefused(409, f"ComfyUI-Manager is not running in this ComfyUI, so {pack_id} cannot be "
                                       "installed from here. Start ComfyUI with --enable-manager, or install "
-                                      "the pack by hand (see its install commands).")
+                                      "the pack by hand (see its install commands).", code="manager_missing")
         return web.json_response({"ok": True, "message": message}, status=202)
 
 

@@ -21,7 +21,8 @@ ErrorCode = Literal[
     "host_not_allowed", "sha256_mismatch", "size_mismatch", "not_safetensors", "file_missing", "disk_full",
     "target_busy", "bytes_missing", "run_locked", "run_busy", "unsafe_file_type", "download_too_large",
     "pack_not_offered", "lockfile_invalid", "file_differs", "cache_busy", "model_not_found", "needs_choice",
-    "run_interrupted",
+    "run_interrupted", "not_queued", "client_header_missing", "cross_site", "host_untrusted", "body_invalid",
+    "body_too_large", "body_timeout", "manager_missing",
 ]
 TokenName = Literal["HF_TOKEN", "CIVITAI_API_KEY"]
 ServiceKey = Literal["huggingface", "civitai"]
@@ -78,6 +79,16 @@ ERROR_CODES: dict[ErrorCode, str] = {
     "model_not_found": "no source has this model (searched every way there is)",
     "needs_choice": "candidates were found, none sure enough to download without asking: choose one",
     "run_interrupted": "the run was stopped before its end (Ctrl-C, SIGTERM, a killed process): --resume continues",
+    # Refusals of the ComfyUI routes (fixer/comfy/web_guard.py, server_routes.py, the service's queue).
+    "not_queued": "unqueue named a workflow whose fix is not waiting (it started, ended, or was never queued)",
+    "client_header_missing": "a route was called without the X-ComfyFixer-Client header (an old cached panel, "
+                             "a proxy that drops it, a script, or another site's page): 403",
+    "cross_site": "the browser says the request comes from a page of another site (Sec-Fetch-Site, Origin): 403",
+    "host_untrusted": "ComfyUI was reached under a host name that is not allowed (DNS rebinding guard): 403",
+    "body_invalid": "the request body or one of its fields is not what the route takes (400, 415)",
+    "body_too_large": "the request body is larger than the routes accept (413)",
+    "body_timeout": "the request body did not arrive in time (408)",
+    "manager_missing": "install_pack without a ComfyUI-Manager running in this ComfyUI (409)",
 }
 
 

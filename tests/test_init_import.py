@@ -14,8 +14,8 @@ from fake_comfy import PACK_DIR, install_comfy, load_pack, unload_pack
 from tests.conftest import PAGE_HEADERS
 
 CONTRACT_ROUTES = sorted([("GET", f"/comfyfixer/{p}") for p in ("status", "settings", "folder_map")]
-                         + [("POST", f"/comfyfixer/{p}") for p in ("scan", "fix", "cancel", "retry", "relink",
-                                                                    "settings", "portable", "install_pack",
+                         + [("POST", f"/comfyfixer/{p}") for p in ("scan", "fix", "cancel", "unqueue", "retry",
+                                                                    "relink", "settings", "portable", "install_pack",
                                                                     "approve", "discard_partial", "paste_link",
                                                                     "folder_map", "lockfile", "duplicates",
                                                                     "duplicates/fix")])

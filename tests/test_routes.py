@@ -31,7 +31,7 @@ async def refusing_client(aiohttp_client):
     return await aiohttp_client(app, headers=PAGE_HEADERS)
 
 
-POST_ROUTES = ["scan", "fix", "cancel", "retry", "relink", "settings", "portable", "install_pack",
+POST_ROUTES = ["scan", "fix", "cancel", "unqueue", "retry", "relink", "settings", "portable", "install_pack",
                "approve", "discard_partial", "paste_link", "folder_map", "lockfile", "duplicates", "duplicates/fix"]
 
 

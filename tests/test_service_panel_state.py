@@ -8,8 +8,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from fixer.app.review import make_plan
-from fixer.app.service import FixerService
+from fixer.app.service import FixerService, NotQueued
 from fixer.app.settings import parse_patch
 from fixer.host.host import StandaloneHost
 from fixer.transfer.resume import Sidecar, part_path, save
@@ -113,6 +115,32 @@ async def test_a_fix_pressed_for_another_workflow_waits_and_starts_by_itself(com
     status = await wait_for(svc, lambda s: s["data"].get("workflow") == "workflow B" and s["data"].get("summary"))
     assert status["queued"] == []
     assert rows(status)[NOWHERE]["state"] == "not_found"
+
+
+async def test_a_queued_fix_taken_off_the_queue_never_starts(comfy_root, tmp_path, upstream):
+    """Fails on 9ea2fee (no way to take a queued fix off the queue): B is unqueued while A waits for review."""
+    svc = service(comfy_root, tmp_path / "state")
+    await svc.start_fix(make_workflow([node(1, "LoraLoader", [LORA, 1, 1])]), "workflow A", review=True)
+    await wait_for(svc, lambda s: s["phase"] == "review")
+    await svc.start_fix(make_workflow([node(1, "LoraLoader", [NOWHERE, 1, 1])]), "workflow B")
+    await svc.start_fix(make_workflow([node(1, "LoraLoader", [NEAR_MISS, 1, 1])]), "workflow C")
+    assert svc.status()["queued"] == ["workflow B", "workflow C"]
+    sent: list[dict] = []
+    svc.on_event(lambda name, payload: sent.append(payload))
+    answer = svc.unqueue("workflow B")
+    assert answer["queued"] == ["workflow C"] and sent[-1]["queued"] == ["workflow C"]  # the page hears it at once
+    with pytest.raises(NotQueued) as refused:
+        svc.unqueue("workflow B")  # twice, or a fix that has started: refused with its code
+    assert refused.value.code == "not_queued" and "workflow B" in str(refused.value)
+
+    svc.cancel()
+    status = await wait_for(svc, lambda s: s["data"].get("workflow") == "workflow C" and s["data"].get("summary"))
+    await svc._task
+    await asyncio.sleep(0.1)
+    assert svc.status()["data"]["workflow"] == "workflow C" and svc.status()["queued"] == []
+    assert NOWHERE not in rows(status)  # B never ran
+    with pytest.raises(NotQueued):
+        svc.unqueue("workflow C")  # it ran: nothing to take off
 
 
 async def test_a_queued_fix_that_cannot_start_says_so(comfy_root, tmp_path, upstream):

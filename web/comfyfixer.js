@@ -8,6 +8,7 @@ import { dotted, h, morph, plural } from "./lib/dom.js";
 import { clearNodeErrors, currentWorkflow, findNode, noteLoadedGraph, openWorkflowByName, redrawOnErrorFlags, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
 import { isRunActive, progressCounts, renderPanel } from "./lib/panel.js";
 import { Throughput } from "./lib/throughput.js";
+import { requestErrorWords } from "./lib/words.js";
 import { frontendChecksModels, theirList, watchTheirList } from "./lib/theirs.js";
 
 const EXTENSION = "ComfyFixerSmart";
@@ -81,9 +82,16 @@ function drawPanel() {
 }
 
 /** A notice belongs to the workflow open when it was said: another workflow's panel never shows it. */
-function setNotice(kind, text, action = null, workflow = workflowName(app)) {
-  state.notice = text ? { kind, text, action, workflow } : null;
+function setNotice(kind, text, action = null, workflow = workflowName(app), details = null) {
+  state.notice = text ? { kind, text, action, workflow, details } : null;
+  state.expanded.delete("notice");
   rerender();
+}
+
+/** A refused or failed call in words (by its code), the server's own message behind the toggle. */
+function setErrorNotice(e) {
+  const said = requestErrorWords(e);
+  setNotice("error", said?.words || e.message, null, workflowName(app), said?.details ?? null);
 }
 
 async function withBusy(key, fn) {
@@ -94,7 +102,7 @@ async function withBusy(key, fn) {
   try {
     return await fn();
   } catch (e) {
-    setNotice("error", e.message);
+    setErrorNotice(e);
     return undefined;
   } finally {
     state.busy.delete(key);
@@ -118,7 +126,7 @@ async function scan() {
     }
     return report;
   } catch (e) {
-    if (seq === scanSeq) state.scanError = e.message;
+    if (seq === scanSeq) state.scanError = e; // worded by its code (lib/words.js requestErrorWords)
     return null;
   } finally {
     if (seq === scanSeq) state.scanning = false;
@@ -368,6 +376,10 @@ const actions = {
     state.pasting = null;
     onStatus(started);
     setNotice("ok", `Checking ${link} for ${name}…`);
+  }),
+  unqueue: (workflow) => withBusy(`unqueue:${workflow}`, async () => {
+    onStatus(await client.unqueue(workflow));
+    setNotice("ok", `The fix for ${workflow} is off the queue: it will not start by itself.`, null, workflow);
   }),
   toggle: (key) => {
     if (!state.expanded.delete(key)) state.expanded.add(key);
@@ -670,7 +682,7 @@ function serverSetting(key) {
     try {
       state.settings = (await client.saveSettings({ [key]: value })).values;
     } catch (e) {
-      app.extensionManager?.toast?.add?.({ severity: "error", summary: "ComfyFixerSmart setting not saved", detail: e.message, life: 6000 });
+      app.extensionManager?.toast?.add?.({ severity: "error", summary: "ComfyFixerSmart setting not saved", detail: requestErrorWords(e)?.words || e.message, life: 6000 });
     }
   };
 }
@@ -712,7 +724,7 @@ function secretField(key, what) {
         show();
         rerender(); // rows waiting for this token can go now
       } catch (e) {
-        status.textContent = e.message;
+        status.textContent = requestErrorWords(e)?.words || e.message;
       }
     };
     show();
@@ -825,7 +837,7 @@ app.registerExtension({
     try {
       onStatus(await client.status());
     } catch (e) {
-      state.scanError = e.message;
+      state.scanError = e;
     }
     // A reload in the middle of a run shows that run again, once the restored workflow is on the
     // canvas (opening the sidebar during setup is undone by the workspace's own restore).

@@ -63,6 +63,17 @@ class PackNotOffered(FixerError):
                          "the Install button of the pack it shows.")
 
 
+class NotQueued(FixerError):
+    """unqueue named a workflow whose fix is not waiting (it started already, or was never queued)."""
+
+    default_code: ClassVar[ErrorCode] = "not_queued"
+
+    def __init__(self, workflow: str) -> None:
+        self.workflow = workflow
+        super().__init__(f"The fix for {workflow} is not waiting in the queue: it has started or ended already "
+                         "(cancel it in the panel if it runs).")
+
+
 OFFERED_PACKS_FILE = "offered_packs.json"  # the pack ids the last scan offered (a worker's scan writes it too)
 
 
@@ -404,6 +415,15 @@ class FixerService:
             self.status_doc.add_error(error_info(e, f"The fix for {job.name} that was waiting did not start: {e}"),
                                       f"queued:{job.name}")
             self._emit("comfyfixer.status", self.status())
+
+    def unqueue(self, name: str) -> dict[str, Any]:
+        """Take the fix of workflow `name` off the queue before it starts (the queued notice's button)."""
+        if self._queued.pop(name, None) is None:
+            raise NotQueued(name)
+        action("fix_unqueued", workflow=name)
+        self.status_doc.update(queued=list(self._queued), force=True)
+        self._emit("comfyfixer.status", self.status())
+        return self.status()
 
     def status(self) -> dict[str, Any]:
         """This service's run's document while it has one going; otherwise status.json as it truly is when

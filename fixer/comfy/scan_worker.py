@@ -139,9 +139,9 @@ def _refusal(e: Exception) -> dict[str, Any]:
     from .web_guard import status_for
 
     if isinstance(e, RequestRefused):
-        return {"status": e.status, "error": e.message}
+        return {"status": e.status, "error": e.message, "code": e.code}
     if isinstance(e, FixerError):
-        return {"status": status_for(e), "error": str(e)}
+        return {"status": status_for(e), "error": str(e), "code": e.code}
     log.exception("scan worker: the scan failed")
     return {"status": 500,
             "error": f"Internal error in ComfyFixerSmart ({type(e).__name__}: {e}); see the ComfyUI log."}
@@ -263,7 +263,7 @@ class ScanWorker:
                         live = service.host.node_defs()
                     write_frame(proc.stdin, _json({"def": _definition(live, msg["ask"])}))
                 if msg.get("status") != 200:
-                    raise RequestRefused(msg["status"], msg["error"])
+                    raise RequestRefused(msg["status"], msg["error"], code=msg.get("code"))  # the child's code
                 return read_frame(proc.stdout)
             except RequestRefused:  # the child answered and waits for the next body
                 raise

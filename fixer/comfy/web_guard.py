@@ -28,13 +28,19 @@ MAX_ITEMS = 10_000
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
+# The code of a refusal that names none, by its HTTP status: each is worded by the page (web/lib/words.js).
+STATUS_CODES: dict[int, ErrorCode] = {400: "body_invalid", 408: "body_timeout", 413: "body_too_large",
+                                      415: "body_invalid", 500: "unexpected", 503: "service_busy"}
+
+
 class RequestRefused(Exception):
-    """A request answered with `status` and {"error": message} (and {"code": code}, and Retry-After, when set)."""
+    """A request answered with `status` and {"error": message, "code": code} (and Retry-After, when set)."""
 
     def __init__(self, status: int, message: str, *, code: ErrorCode | None = None, retry_after: int | None = None):
         self.status = status
         self.message = message
-        self.code = code  # one of fixer/errors.py's stable codes (default request_invalid): the page words it
+        # One of fixer/errors.py's stable codes: the page words it (tests/test_route_codes.py).
+        self.code: ErrorCode = code or STATUS_CODES.get(status, "request_invalid")
         self.retry_after = retry_after
         super().__init__(message)
 
@@ -137,10 +143,20 @@ def cross_site_reason(fetch_site: str | None, client_header: str | None) -> str 
     also sends CLIENT_HEADER on every call: a page of another site cannot add a custom header without
     a CORS preflight, which ComfyUI does not grant for it. Tools (the CLI's --server, curl) send it too.
     """
+    return cross_site_page_reason(fetch_site) or client_header_reason(client_header)
+
+
+def cross_site_page_reason(fetch_site: str | None) -> str | None:
+    """Why Sec-Fetch-Site names a page of another site, or None."""
     site = (fetch_site or "").strip().lower()
     if site and site not in _OWN_FETCH_SITES:
         return (f"Request refused: the browser says it comes from a page of another site (Sec-Fetch-Site: {site}). "
                 "Use the ComfyUI page itself.")
+    return None
+
+
+def client_header_reason(client_header: str | None) -> str | None:
+    """Why a request without CLIENT_HEADER is refused, or None."""
     if not (client_header or "").strip():
         return (f"Request refused: it lacks the {CLIENT_HEADER} header that the ComfyFixerSmart panel and CLI send "
                 f"(a page of another site cannot add it). From a script, send the header {CLIENT_HEADER}: 1.")
@@ -151,9 +167,16 @@ def caller_refusal(origin: str | None, host: str | None, scheme: str = "http",
                    environ: dict[str, str] | None = None, *, fetch_site: str | None = None,
                    client_header: str | None = None) -> RequestRefused | None:
     """The 403 for a caller that may not use the routes (rebinding or another site's page), or None."""
-    reason = (host_reason(host, configured_host_names(environ)) or cross_origin_reason(origin, host, scheme)
-              or cross_site_reason(fetch_site, client_header))
-    return RequestRefused(403, reason) if reason else None
+    checks: tuple[tuple[ErrorCode, Callable[[], str | None]], ...] = (
+        ("host_untrusted", lambda: host_reason(host, configured_host_names(environ))),
+        ("cross_site", lambda: cross_origin_reason(origin, host, scheme)),
+        ("cross_site", lambda: cross_site_page_reason(fetch_site)),
+        ("client_header_missing", lambda: client_header_reason(client_header)))
+    for code, check in checks:
+        reason = check()
+        if reason:
+            return RequestRefused(403, reason, code=code)
+    return None
 
 
 # ---------------------------------------------------------------- body
@@ -308,7 +331,7 @@ def field_pack_id(body: dict[str, Any], field: str = "pack_id") -> str:
 def status_for(error: FixerError) -> int:
     """409 when the request was right but something else holds what it needs, else 400."""
     # Imported when an error is answered: the service and the Manager client are loaded by then.
-    from ..app.service import PackNotOffered, RunBusy
+    from ..app.service import NotQueued, PackNotOffered, RunBusy
     from ..nodepacks.manager import ManagerError
 
-    return 409 if isinstance(error, (RunBusy, RunLocked, ManagerError, PackNotOffered)) else 400
+    return 409 if isinstance(error, (RunBusy, RunLocked, ManagerError, PackNotOffered, NotQueued)) else 400

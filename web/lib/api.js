@@ -53,6 +53,7 @@ export function createClient(api) {
     pasteLink: (workflow, workflowName, name, link) => call("/paste_link", { workflow, workflow_name: workflowName, name, link }),
     status: () => call("/status"),
     cancel: (name) => call("/cancel", name ? { name } : {}),
+    unqueue: (workflow) => call("/unqueue", { workflow }),
     retry: (name, url, workflow) => call("/retry", { name, ...(url ? { url } : {}), ...(workflow ? { workflow } : {}) }),
     relink: (name, folder, path) => call("/relink", { name, folder, path }),
     settings: () => call("/settings"),

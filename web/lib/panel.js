@@ -1,7 +1,7 @@
 // Renders the ComfyFixerSmart panel from plain state. No network, no graph access: every button
 // calls one of the `actions` the extension hands in. Side-effect free module.
 import { dotted, fmtBytes, fmtEta, fmtPercent, fmtSpeed, h, plural, signature } from "./dom.js";
-import { errorWords, loginNeeded } from "./words.js";
+import { errorWords, loginNeeded, requestErrorWords } from "./words.js";
 
 export const ACTIVE_PHASES = new Set(["scanning", "resolving", "review", "downloading", "verifying"]);
 const ACTIVE_ROW_STATES = new Set(["queued", "resolving", "resolved", "review", "downloading", "verifying"]);
@@ -56,13 +56,17 @@ function destLine(folder, path, verb = "goes to") {
 
 /** An error ({code, message, ...}) in words, with the raw message behind a toggle. */
 function errorBlock(error, key, state, actions) {
-  const said = errorWords(error);
+  return saidBlock(errorWords(error), key, state, actions);
+}
+
+/** {words, details} as a line, the details (the server's own message) behind a toggle. */
+function saidBlock(said, key, state, actions, tag = "div.cfx-error", testid = "cfx-error") {
   if (!said) return null;
   const open = state.expanded?.has(key);
-  return h("div.cfx-error", { "data-testid": "cfx-error" },
+  return h(tag, { "data-testid": testid },
     h("span", said.words),
-    said.details ? h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
-      open ? "Hide details" : "Details") : null,
+    said.details ? [" ", h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle(key); } },
+      open ? "Hide details" : "Details")] : null,
     open && said.details ? h("pre.cfx-details", said.details) : null);
 }
 
@@ -432,7 +436,11 @@ function otherRunBanner(status, state, actions) {
   return h("div.cfx-run.cfx-run-other", { "data-testid": "cfx-other-run" },
     h("div.cfx-run-title", `${verb} for ${data.workflow}`),
     queued ? h("div.cfx-queued", { "data-testid": "cfx-queued" }, h("i.pi.pi-clock"),
-      h("span", `The fix for ${state.workflowName} is queued: it starts by itself when this one ends.`)) : null,
+      h("span", `The fix for ${state.workflowName} is queued: it starts by itself when this one ends.`),
+      button("Take off the queue", () => actions.unqueue(state.workflowName), {
+        icon: "pi pi-times", busy: state.busy.has(`unqueue:${state.workflowName}`), testid: "cfx-unqueue",
+        title: `Do not start the fix for ${state.workflowName} when this one ends`,
+      })) : null,
     h("div.cfx-run-foot",
       h("span.cfx-muted", progressCounts(rows).text),
       h("span.cfx-spacer"),
@@ -529,7 +537,8 @@ function queuedErrors(status, workflow) {
 
 /**
  * Build the panel's DOM for `state`:
- * {workflowName, report, scanning, scanError, status, busy: Set<string>, notice: {kind, text, workflow}|null,
+ * {workflowName, report, scanning, scanError: {code, message}|null, status, busy: Set<string>,
+ *  notice: {kind, text, details, workflow}|null,
  *  compact, showDone, expanded: Set<string>, pasting, theirList, eta, speed}
  * The extension morphs the live panel into this tree (dom.js `morph`), so rebuilding on every
  * status event touches only what changed.
@@ -593,8 +602,11 @@ export function renderPanel(state, actions) {
       }),
       button("", actions.scan, { icon: "pi pi-refresh", title: "Scan the open workflow again", busy: state.scanning, testid: "cfx-scan" })),
     summaryLine(report),
-    state.scanError ? h("div.cfx-error", state.scanError) : null,
+    saidBlock(requestErrorWords(state.scanError), "scan-error", state, actions, "div.cfx-error", "cfx-scan-error"),
     notice ? h(`div.cfx-notice.cfx-notice-${notice.kind}`, { "data-testid": "cfx-notice" }, notice.text,
+      notice.details ? [" ", h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle("notice"); } },
+        state.expanded?.has("notice") ? "Hide details" : "Details")] : null,
+      notice.details && state.expanded?.has("notice") ? h("pre.cfx-details", notice.details) : null,
       notice.action ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); notice.action.run(); } }, notice.action.label)] : null) : null,
     queuedErrors(status, current).map((e) => h("div.cfx-notice.cfx-notice-error", { "data-testid": "cfx-queued-error" }, e.error)),
     busyElsewhere || (!sameWorkflow && status?.phase === "review") ? otherRunBanner(status, state, actions) : sameWorkflow ? runBlock(status, state, actions) : null,

@@ -73,6 +73,21 @@ export const ERROR_WORDS = {
   model_not_found: () => "no source was found for this file",
   needs_choice: () => "several possible sources, none sure enough: pick one",
   run_interrupted: () => "the run was stopped before its end; run it again to continue",
+  // Refusals of the routes themselves (fixer/comfy/web_guard.py): what the person at the page can do.
+  not_queued: () => "that fix is no longer waiting: it has started or ended (cancel it if it runs)",
+  client_header_missing: () => "ComfyUI refused the panel's request: this page runs an older copy of the panel, or a "
+    + "proxy in between drops its X-ComfyFixer-Client header. Reload the page (Ctrl+Shift+R); behind a proxy, let "
+    + "that header through",
+  cross_site: () => "ComfyUI refused the request as coming from another site's page: open ComfyUI at its own "
+    + "address, not inside another site",
+  host_untrusted: () => "ComfyUI refused the request because it was opened under a host name it does not trust: "
+    + "open it by IP address or localhost, or start ComfyUI with COMFYFIXER_ALLOWED_HOSTS=<that name>",
+  body_invalid: () => "the server could not use what the panel sent (a bug, or the page and the server are of "
+    + "different versions: reload the page)",
+  body_too_large: () => "the workflow is too large to send to the server",
+  body_timeout: () => "the workflow took too long to reach the server; try again",
+  manager_missing: () => "ComfyUI-Manager is not running in this ComfyUI: start ComfyUI with --enable-manager, or "
+    + "install the pack by hand",
 };
 
 /** The message's first clause, short enough for a row (the whole message goes behind the toggle). */
@@ -88,6 +103,17 @@ export function errorWords(error) {
   const words = ERROR_WORDS[error.code]?.(error) ?? firstClause(message);
   if (!words) return null;
   return { words, details: message && message !== words ? message : null };
+}
+
+/**
+ * {words, details} for a route's refusal (api.js FixerRequestError: {code, message, status}): the words of
+ * its code, the server's message behind the toggle. Without a code (no answer, a 404 of an older pack) the
+ * client's own message is the words.
+ */
+export function requestErrorWords(error) {
+  if (!error) return null;
+  if (!error.code) return { words: String(error.message ?? ""), details: null };
+  return errorWords({ code: error.code, message: error.message });
 }
 
 /**
