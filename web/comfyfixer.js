@@ -5,7 +5,7 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { createClient } from "./lib/api.js";
 import { dotted, h, morph, plural } from "./lib/dom.js";
-import { clearNodeErrors, currentWorkflow, findNode, noteLoadedGraph, openWorkflowByName, redrawOnErrorFlags, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
+import { clearNodeErrors, currentWorkflow, findNode, noteConfiguredGraph, noteLoadedGraph, openWorkflowByName, redrawOnErrorFlags, revealNode, setModelWidgets, workflowName } from "./lib/graph.js";
 import { isRunActive, progressCounts, renderPanel } from "./lib/panel.js";
 import { Throughput } from "./lib/throughput.js";
 import { requestErrorWords } from "./lib/words.js";
@@ -851,6 +851,7 @@ app.registerExtension({
   },
 
   afterConfigureGraph() {
+    noteConfiguredGraph(app); // under the id the graph got (a workflow saved without one gets it now)
     onWorkflowLoaded();
   },
 

@@ -6,20 +6,34 @@ export function rootGraph(app) {
 }
 
 // Top-level keys of a loaded workflow that the graph does not serialize again (`models`, the links and
-// hashes a template carries), by the workflow's own id (kept by the graph and by every tab switch).
+// hashes a template carries), by the graph's id (kept by the graph and by every tab switch). 1.58 keeps them
+// in neither the workflow's activeState nor its initialState, so this is the one place they survive.
 const heldTop = new Map();
 const HELD_WORKFLOWS = 64;
 let serializedKeys = null; // the keys `serialize()` writes (the same for every graph of a frontend)
+let pendingTop = null; // the keys of the graph being configured, until it has its id
 
 /** Keep the keys of `graphData` (about to be configured) that `serialize()` will not give back. */
 export function noteLoadedGraph(app, graphData) {
-  if (!graphData || typeof graphData !== "object" || typeof graphData.id !== "string") return;
+  pendingTop = null;
+  if (!graphData || typeof graphData !== "object") return;
   serializedKeys ??= new Set(Object.keys(rootGraph(app)?.serialize?.() ?? {}));
-  const extra = Object.fromEntries(Object.entries(graphData).filter(([k, v]) => !serializedKeys.has(k) && v != null));
-  // A tab switch reloads the graph's own serialization: nothing extra, and what its first load kept stays.
-  if (!Object.keys(extra).length) return;
-  heldTop.delete(graphData.id);
-  heldTop.set(graphData.id, extra);
+  pendingTop = Object.fromEntries(Object.entries(graphData).filter(([k, v]) => !serializedKeys.has(k) && v != null));
+}
+
+/**
+ * File what `noteLoadedGraph` kept under the id the graph now has: a workflow saved without an `id` gets
+ * one while it is configured. A tab switch reloads the graph's own serialization, which carries none of
+ * these keys (or others, such as `extensions`): what its first load kept is added to, never replaced.
+ */
+export function noteConfiguredGraph(app) {
+  const extra = pendingTop;
+  pendingTop = null;
+  const id = rootGraph(app)?.id;
+  if (!extra || !Object.keys(extra).length || typeof id !== "string") return;
+  const held = { ...heldTop.get(id), ...extra };
+  heldTop.delete(id);
+  heldTop.set(id, held);
   if (heldTop.size > HELD_WORKFLOWS) heldTop.delete(heldTop.keys().next().value);
 }
 

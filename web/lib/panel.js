@@ -1,7 +1,7 @@
 // Renders the ComfyFixerSmart panel from plain state. No network, no graph access: every button
 // calls one of the `actions` the extension hands in. Side-effect free module.
 import { dotted, fmtBytes, fmtEta, fmtPercent, fmtSpeed, h, plural, signature } from "./dom.js";
-import { errorWords, loginNeeded, requestErrorWords } from "./words.js";
+import { errorWords, failedPackWords, loginNeeded, requestErrorWords } from "./words.js";
 
 export const ACTIVE_PHASES = new Set(["scanning", "resolving", "review", "downloading", "verifying"]);
 const ACTIVE_ROW_STATES = new Set(["queued", "resolving", "resolved", "review", "downloading", "verifying"]);
@@ -354,6 +354,18 @@ function packItem(pack, files, actions, busy) {
       : null);
 }
 
+/** A pack installed but not loaded (ComfyUI's IMPORT FAILED): which one, its reason, what to do. */
+function failedPackItem(pack, state, actions) {
+  const said = failedPackWords(pack);
+  if (!said) return null;
+  const key = `failed:${pack.name}`;
+  return h("li.cfx-item", { dataset: { state: "failed-pack", name: pack.name }, "data-testid": "cfx-failed-pack" },
+    h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-exclamation-triangle"), h("span.cfx-name", said.title)),
+    saidBlock({ words: said.reason, details: said.details }, key, state, actions, "div.cfx-error", "cfx-failed-reason"),
+    h("div.cfx-reason", said.todo),
+    h("div.cfx-meta", said.fromSource));
+}
+
 function unknownNodeItem(node, files, actions) {
   return h("li.cfx-item", { dataset: { state: "node" } },
     h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-question-circle"), h("span.cfx-name", node.node_type)),
@@ -579,9 +591,12 @@ export function renderPanel(state, actions) {
 
   const elsewhere = reportModels.filter((m) => m.state === "elsewhere");
   const unsafe = reportModels.filter((m) => m.state === "unsafe");
-  const packs = report?.packs ?? [];
+  // Packs installed but not loaded: installing them again is no fix, so their node types are not offered below.
+  const failedPacks = report?.failed_packs ?? [];
+  const failedTypes = new Set(failedPacks.flatMap((p) => p.node_types ?? []));
+  const packs = (report?.packs ?? []).filter((p) => !(p.node_types ?? []).every((t) => failedTypes.has(t)));
   const packed = new Set(packs.flatMap((p) => p.node_types ?? []));
-  const unknownNodes = (report?.missing_nodes ?? []).filter((n) => !packed.has(n.node_type));
+  const unknownNodes = (report?.missing_nodes ?? []).filter((n) => !packed.has(n.node_type) && !failedTypes.has(n.node_type));
   const filesOf = (id, types) => waitingForPack.filter((m) => m.needs_pack === id || types.includes(m.needs_pack));
   const nothingWrong = report && !names.length && !elsewhere.length && !unsafe.length && !(report.missing_nodes ?? []).length;
   const busyElsewhere = runActive && !sameWorkflow;
@@ -620,6 +635,8 @@ export function renderPanel(state, actions) {
       "ComfyUI's own Download buttons save to your browser's Downloads folder; this panel puts each file into the right models/ folder and checks it.") : null,
     nothingWrong ? h("div.cfx-empty", h("i.pi.pi-check-circle"), h("span", "Every model and node this workflow uses is here.")) : null,
     !report && !status?.data?.models?.length && state.scanning ? h("div.cfx-empty", "Scanning the workflow…") : null,
+    section("Node packs that failed to load", failedPacks.length, failedPacks.map((p) => failedPackItem(p, state, actions)),
+      null),
     section("Needs you", groups.attention.length, groups.attention.map(item), null, list),
     section(status?.phase === "review" ? "Ready to download" : "In progress", groups.active.length, groups.active.map(item), null, list),
     section("Missing", groups.missing.length, groups.missing.map(item), null, list),
