@@ -355,11 +355,11 @@ function packItem(pack, files, actions, busy) {
 }
 
 /** A pack installed but not loaded (ComfyUI's IMPORT FAILED): which one, its reason, what to do. */
-function failedPackItem(pack, state, actions) {
-  const said = failedPackWords(pack);
+function failedPackItem(failed, state, actions) {
+  const said = failedPackWords(failed);
   if (!said) return null;
-  const key = `failed:${pack.name}`;
-  return h("li.cfx-item", { dataset: { state: "failed-pack", name: pack.name }, "data-testid": "cfx-failed-pack" },
+  const key = `failed:${failed.name}`;
+  return h("li.cfx-item", { dataset: { state: "failed-pack", name: failed.name }, "data-testid": "cfx-failed-pack" },
     h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-exclamation-triangle"), h("span.cfx-name", said.title)),
     saidBlock({ words: said.reason, details: said.details }, key, state, actions, "div.cfx-error", "cfx-failed-reason"),
     h("div.cfx-reason", said.todo),

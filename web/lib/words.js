@@ -148,18 +148,18 @@ const PACK_REASON_CHARS = 120;
  * {title, reason (ComfyUI's own, shortened: no file path, one line), details (the whole reason, or null),
  *  todo (what the user can do), fromSource (why its files are still listed)}.
  */
-export function failedPackWords(pack) {
-  if (!pack?.name) return null;
-  const full = String(pack.reason ?? "").trim();
+export function failedPackWords(failed) {
+  if (!failed?.name) return null;
+  const full = String(failed.reason ?? "").trim();
   // ComfyUI's reason ends with the module's file, "(/…/site-packages/x/y.py)": the path says nothing to a user.
   let reason = full.split("\n")[0].replace(/\s*\((?:[A-Za-z]:)?[\\/][^()]*\)\s*$/, "").trim();
   if (reason.length > PACK_REASON_CHARS) reason = `${reason.slice(0, PACK_REASON_CHARS - 1)}…`;
-  const types = pack.node_types ?? [];
+  const types = failed.node_types ?? [];
   return {
-    title: `${pack.name} is installed but ComfyUI could not load it`,
+    title: `${failed.name} is installed but ComfyUI could not load it`,
     reason: reason ? `ComfyUI says: ${reason}` : "ComfyUI's log says why (look for IMPORT FAILED at start-up)",
     details: full && full !== reason ? full : null,
-    todo: `To fix: install its requirements into ComfyUI's Python (pip install -r custom_nodes/${pack.name}/`
+    todo: `To fix: install its requirements into ComfyUI's Python (pip install -r custom_nodes/${failed.name}/`
       + "requirements.txt) or update the pack, then restart ComfyUI; ComfyUI's log has the whole error. "
       + "Installing it again does not help.",
     fromSource: types.length
