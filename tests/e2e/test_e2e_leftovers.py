@@ -22,7 +22,7 @@ from tests.e2e.test_e2e_fix import graph_node, run_driver
 
 pytestmark = pytest.mark.e2e
 
-BROKEN_PACK = "ComfyUI-BrokenZZ"  # sorts after ComfyFixerSmart: its failure is logged while ours listens
+BROKEN_PACK = "ComfyUI-BrokenZZ"  # ComfyUI imports it before this pack: its reason comes from ComfyUI's log buffer
 BROKEN_FILE = "broken_zz_unet.safetensors"
 LINKED = "linked_zz_model.safetensors"  # named only by the workflow's top-level models[]
 BROKEN_SOURCE = textwrap.dedent("""
