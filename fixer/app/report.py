@@ -42,13 +42,13 @@ NODES_NOT_CHECKED: Literal["not checked"] = "not checked"
 def nodes_output(report: ScanReport, packs: list[PackMatch]) -> list[MissingNodeEntry] | NodesNotChecked:
     """missing_nodes.json: the guide's list when node types were checked; when they were not (no running
     ComfyUI or /object_info to check against), an object saying so, never `[]`, which reads "none missing"."""
-    from ..nodepacks.lookup import missing_nodes_json
-
     if report.node_check == "skipped":
         return NodesNotChecked(node_check=NODES_NOT_CHECKED, missing_nodes=None,
                                why="no running ComfyUI or saved /object_info was given to check the node types "
                                    "against",
                                how="run again with --server URL (a running ComfyUI) or --object-info FILE")
+    from ..nodepacks.lookup import missing_nodes_json  # its import (5-10 ms) only when node types were checked
+
     return missing_nodes_json(report.missing_nodes, packs)
 
 
@@ -123,8 +123,6 @@ _MARKDOWN_SECTIONS: tuple[tuple[ModelState, str], ...] = (
 
 
 def summary_markdown(report: ScanReport, packs: list[PackMatch], extra_sections: list[str] | None = None) -> str:
-    from ..nodepacks.lookup import packs_markdown
-
     c = to_jsonable(counts(report))
     md = ["# ComfyFixerSmart report", "", f"Generated {now_iso()}", "",
           "| | count |", "|---|---|"]
@@ -153,6 +151,8 @@ def summary_markdown(report: ScanReport, packs: list[PackMatch], extra_sections:
     if report.node_check == "skipped":
         md += ["", "## Custom nodes", "", "Not checked: no running ComfyUI or /object_info was given."]
     elif report.missing_nodes:
+        from ..nodepacks.lookup import packs_markdown
+
         md += ["", "## Missing custom nodes", "", packs_markdown(packs)]
     if report.problems:
         md += ["", "## Files that could not be read", ""] + [f"- `{p.path}`: {p.error}" for p in report.problems]
