@@ -150,33 +150,52 @@ def _ui_graph(doc: dict[str, Any]) -> _Graph | None:
     if levels is None:
         return None
     g = _Graph()
+    types, producers, typed_producers, consumers = g.types, g.producers, g.typed, g.consumers
     setters: dict[str, NodeKey] = {}
     getters: list[tuple[NodeKey, str]] = []
     for lv in levels:
-        into: dict[str, list[tuple[str, int, int, str]]] = {}
-        for origin, slot, target, tslot, typ in lv.links.values():
-            into.setdefault(target, []).append((origin, slot, tslot, typ))
-        for nid, node in lv.nodes.items():
-            if nid in lv.children:
+        path, nodes, children = lv.path, lv.nodes, lv.children
+        into: dict[str, list[tuple[str, int, str, int, str]]] = {}
+        for link in lv.links.values():
+            into.setdefault(link[2], []).append(link)
+        for nid, node in nodes.items():
+            if nid in children:
                 continue  # an instance: its inside stands for it
-            key: NodeKey = (lv.path, nid)
+            key: NodeKey = (path, nid)
             ntype = node.get("type")
-            g.types[key] = ntype if isinstance(ntype, str) else ""
+            types[key] = ntype if isinstance(ntype, str) else ""
+            if ntype == "SetNode" or ntype == "GetNode":
+                values = node.get("widgets_values")
+                name_value = values[0] if isinstance(values, list) and values and isinstance(values[0], str) else None
+                if ntype == "SetNode" and name_value:
+                    setters.setdefault(name_value, key)
+                elif name_value:
+                    getters.append((key, name_value))
+            incoming = into.get(nid)
+            if not incoming:
+                continue  # most nodes of a level: nothing feeds them, nothing to follow (one lookup, no parsing)
             declared = _list(node.get("inputs"))
-            values = node.get("widgets_values")
-            name_value = values[0] if isinstance(values, list) and values and isinstance(values[0], str) else None
-            if ntype == "SetNode" and name_value:
-                setters.setdefault(name_value, key)
-            elif ntype == "GetNode" and name_value:
-                getters.append((key, name_value))
-            for origin, slot, tslot, typ in into.get(nid, ()):
-                producer = _producer(lv, origin, slot)
-                if producer is None:
-                    continue
+            found: list[NodeKey] = []
+            typed: list[NodeKey] = []
+            for origin, slot, _, tslot, typ in incoming:
+                if origin in nodes and origin not in children and origin != _SUBGRAPH_IN:
+                    producer: NodeKey = (path, origin)  # a plain wire inside the level: most links
+                else:
+                    resolved = _producer(lv, origin, slot)
+                    if resolved is None:
+                        continue
+                    producer = resolved
                 spec = _dict(declared[tslot]) if 0 <= tslot < len(declared) else {}
                 name, itype = spec.get("name"), spec.get("type")
-                itype = itype if isinstance(itype, str) else typ
-                g.add_input(key, producer, itype in _CHAIN_TYPES or (isinstance(name, str) and name in _CHAIN_INPUTS))
+                found.append(producer)
+                if (itype if isinstance(itype, str) else typ) in _CHAIN_TYPES or \
+                        (isinstance(name, str) and name in _CHAIN_INPUTS):
+                    typed.append(producer)
+                consumers.setdefault(producer, set()).add(key)
+            if found:  # extended, not set: a hostile document can give two levels one path
+                producers.setdefault(key, []).extend(found)
+                if typed:
+                    typed_producers.setdefault(key, []).extend(typed)
     for key, name in getters:  # KJNodes' Set/Get: a named wire without a link (untyped)
         if name in setters:
             g.add_input(key, setters[name], False)
