@@ -261,8 +261,8 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
         pairs: Iterable[tuple[str | int, Any]] = \
             node.values.items() if isinstance(node.values, dict) else enumerate(node.values)
         for key, value in pairs:
-            if not isinstance(value, str):
-                continue
+            if not isinstance(value, str) or ("." not in value and ":" not in value):
+                continue  # no file name, prompt syntax or AIR is without both: most values ("euler", "enable")
             model_like = is_model_value(value)
             if not model_like and not _MAYBE_FILE.match(value) and not has_prompt_syntax(value):
                 if _AIR_MARK in value:  # a loader that takes a Civitai AIR, or a prompt that names one
