@@ -33,17 +33,10 @@ class Extracted:
     airs: list[ModelHint] = field(default_factory=list)  # Civitai AIR URNs: clues for the whole workflow
 
 
-@dataclass(slots=True)
-class _Node:
-    """One node in any format, flattened: what the walkers below yield."""
-
-    node_id: str
-    node_type: str
-    values: list[Any] | dict[str, Any]
-    properties: dict[str, Any]
-    path: tuple[str, ...]
-    optional: bool
-    instances: int = 1  # placements of this node: a subgraph definition's node is placed once per instance
+# One node in any format, flattened, as the walkers below yield it: (node id, node type, widget values,
+# properties, subgraph path, optional, instances: its placements, a subgraph definition's node is placed once
+# per instance). A tuple, not an object: a scan flattens every node (10,000 in the official templates).
+_Node = tuple[str, str, list[Any] | dict[str, Any], dict[str, Any], tuple[str, ...], bool, int]
 
 
 def _hint_from(entry: Any) -> tuple[str, ModelHint] | None:
@@ -84,8 +77,11 @@ def _properties(node: dict[str, Any]) -> dict[str, Any]:
     return props if isinstance(props, dict) else {}
 
 
+_MUTED = (2, 4)  # a node's `mode`: muted, bypassed
+
+
 def _muted(node: dict[str, Any]) -> bool:
-    return node.get("mode") in (2, 4)
+    return node.get("mode") in _MUTED
 
 
 def _placements(doc: dict[str, Any], defs: dict[str, dict[str, Any]]) -> dict[str, _Placement]:
@@ -170,21 +166,24 @@ def _ui_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
             where = placed[sg_id]
         else:  # defined but never placed: still a workflow's content, needed as its nodes' own modes say
             where = _Placement((str(defs[sg_id].get("name") or sg_id),), True, 0)
-        for node in _graph_nodes(nodes):
-            if node["type"] in defs:
-                continue  # an instance: its definition's nodes are walked once, with its placement
+        path, required, instances = where.path, where.required, where.instances
+        for node in nodes if isinstance(nodes, list) else ():
+            node_type = node.get("type") if isinstance(node, dict) else None
+            if not isinstance(node_type, str) or node_type in defs:
+                continue  # not a node, or an instance: its definition's nodes are walked once, with its placement
             values = node.get("widgets_values")
-            yield _Node(str(node.get("id", "?")), node["type"], values if isinstance(values, (list, dict)) else [],
-                        _properties(node), where.path, not where.required or _muted(node), where.instances)
+            props = node.get("properties")
+            yield (str(node.get("id", "?")), node_type, values if isinstance(values, (list, dict)) else [],
+                   props if isinstance(props, dict) else {}, path, not required or node.get("mode") in _MUTED,
+                   instances)
     groups = (doc.get("extra") or {}).get("groupNodes") if isinstance(doc.get("extra"), dict) else None
     if isinstance(groups, dict):
         for gname, gdef in groups.items():
             for i, node in enumerate((gdef or {}).get("nodes") or [] if isinstance(gdef, dict) else []):
                 if isinstance(node, dict) and isinstance(node.get("type"), str):
                     values = node.get("widgets_values")
-                    yield _Node(str(node.get("index", i)), node["type"],
-                                values if isinstance(values, (list, dict)) else [], _properties(node),
-                                (f"group node {gname}",), False)
+                    yield (str(node.get("index", i)), node["type"], values if isinstance(values, (list, dict)) else [],
+                           _properties(node), (f"group node {gname}",), False, 1)
 
 
 def _api_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
@@ -195,7 +194,7 @@ def _api_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
         meta: dict[str, Any] = node["_meta"] if isinstance(node.get("_meta"), dict) else {}
         values = {k: v for k, v in inputs.items() if not isinstance(v, list)}  # lists are links
         path = tuple(str(node_id).split(":")[:-1])
-        yield _Node(str(node_id), node["class_type"], values, meta, path, False)
+        yield (str(node_id), node["class_type"], values, meta, path, False, 1)
 
 
 def _is_structural(node_type: str, subgraph_ids: set[str]) -> bool:
@@ -235,31 +234,29 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
     refs: dict[tuple[str, str], ModelRef] = {}
     node_refs: dict[str, NodeRef] = {}
 
-    for count, node in enumerate(nodes):
+    for count, (node_id, node_type, node_values, properties, path, optional, instances) in enumerate(nodes):
         if count % 64 == 0:  # a clock read per node would cost more than most nodes
             budget.check()
             _check_breadth(refs, node_refs, label)
-        if node.node_type in NOTE_TYPES:
-            for value in (node.values.values() if isinstance(node.values, dict) else node.values):
+        if node_type in NOTE_TYPES:
+            for value in (node_values.values() if isinstance(node_values, dict) else node_values):
                 if isinstance(value, str):
                     out.note_urls.extend(u.rstrip(".,;") for u in _URL.findall(value))
                     if _AIR_MARK in value:
                         out.airs.extend(air_hints(value))
             continue
-        if not _is_structural(node.node_type, subgraph_ids):
-            nref = node_refs.get(node.node_type)
+        if not _is_structural(node_type, subgraph_ids):
+            nref = node_refs.get(node_type)
             if nref is None:
-                p = node.properties
-                nref = node_refs[node.node_type] = NodeRef(node.node_type, cnr_id=_text(p, "cnr_id"),
-                                                           aux_id=_text(p, "aux_id"), ver=_text(p, "ver"))
-            nref.usages.append(Usage(label, node.node_id, node.node_type, None, node.path, node.optional,
-                                     instances=node.instances))
+                nref = node_refs[node_type] = NodeRef(node_type, cnr_id=_text(properties, "cnr_id"),
+                                                      aux_id=_text(properties, "aux_id"), ver=_text(properties, "ver"))
+            nref.usages.append(Usage(label, node_id, node_type, None, path, optional, instances=instances))
         local_hints_lower: dict[str, ModelHint] | None = None
         names: list[str] | None = None
         core: CoreInputs | None = None
         node_def: Any = _UNSET
         pairs: Iterable[tuple[str | int, Any]] = \
-            node.values.items() if isinstance(node.values, dict) else enumerate(node.values)
+            node_values.items() if isinstance(node_values, dict) else enumerate(node_values)
         for key, value in pairs:
             if not isinstance(value, str) or ("." not in value and ":" not in value):
                 continue  # no file name, prompt syntax or AIR is without both: most values ("euler", "enable")
@@ -269,8 +266,8 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
                     out.airs.extend(air_hints(value))
                 continue  # most widget values: the work below is done only for model files and prompts
             if local_hints_lower is None:
-                core = core_inputs(node.node_type)
-                prop_models = node.properties.get("models")
+                core = core_inputs(node_type)
+                prop_models = properties.get("models")
                 local_hints_lower = {n.lower(): h for n, h in (x for x in map(_hint_from, prop_models) if x)} \
                     if isinstance(prop_models, list) else {}
             input_name: str | None
@@ -278,15 +275,15 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
                 input_name = key
             else:
                 if names is None:
-                    names = _widget_names(node.node_type, core, node_defs)
+                    names = _widget_names(node_type, core, node_defs)
                 input_name = names[key] if key < len(names) else None
-            usage = Usage(label, node.node_id, node.node_type, input_name, node.path, node.optional,
-                          instances=node.instances)
+            usage = Usage(label, node_id, node_type, input_name, path, optional,
+                          instances=instances)
             core_input = core is not None and input_name in core[1]
             if node_def is _UNSET and not core_input:  # a core loader's model input needs no definition
-                node_def = _node_def(node_defs, node.node_type)
+                node_def = _node_def(node_defs, node_type)
             if has_prompt_syntax(value):
-                for pref in prompt_refs(node.node_type, input_name, node_def, value):
+                for pref in prompt_refs(node_type, input_name, node_def, value):
                     _add_ref(refs, ModelRef(name=pref.name, folder=pref.folder, folder_source="prompt",
                                             unsafe_reason=unsafe_reason(pref.written),
                                             alternatives=pref.alternatives),
@@ -307,7 +304,7 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
             elif folder_map and folder_map.reads_no_folder(input_name) and _options(node_def, input_name):
                 ref = ModelRef(name=name, folder=None, folder_source=folder_map.source, by_node=True)
             else:
-                found, source = _folder_for(node.node_type, input_name, name, core, hint, combo_folder)
+                found, source = _folder_for(node_type, input_name, name, core, hint, combo_folder)
                 ref = ModelRef(name=name, folder=found, folder_source=source, unsafe_reason=unsafe_reason(value))
             _add_ref(refs, ref, usage, hint)
     used = {name for _, name in refs}
