@@ -42,6 +42,13 @@ class ModelResolved(Event):
 
 
 @dataclass
+class ResolutionChanged(Event):
+    """A resolved model's chosen source changed during the run (its first one failed at download time)."""
+
+    resolution: Resolution
+
+
+@dataclass
 class TransferProgress(Event):
     transfer: Transfer
 

@@ -78,7 +78,7 @@ def test_the_scan_worker_loads_the_engine_once_as_fixer(tmp_path: Path) -> None:
     proc.wait(timeout=60)
     assert proc.stderr is not None
     modules = imported_by(proc.stderr.read().decode())
-    assert "fixer.app.service" in modules
+    assert "fixer.app.application" in modules and "fixer.app.service" not in modules
     assert engine_copies(modules) == {"fixer"}
 
 

@@ -60,7 +60,7 @@ async def test_what_a_real_fix_writes_and_serves_meets_the_schema(comfy_root, tm
                               node(3, "NoSuchCustomNode", [])])
     scan = await svc.scan(workflow, "wf.json")
     check("scan", scan)
-    report, _ = svc._scan_sync(workflow, "wf.json")
+    report, _ = svc.app.scan_workflow(workflow, "wf.json")
     write_scan_outputs(report, state)
     check("output/missing_models.json", json.loads((state / "output" / "missing_models.json").read_text()))
     check("output/missing_nodes.json", json.loads((state / "output" / "missing_nodes.json").read_text()))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from fixer.app.outputs import prune_scripts
 from fixer.app.review import make_plan
-from fixer.app.service import FixerService, RunBusy, prune_scripts
+from fixer.app.service import FixerService, RunBusy
 from fixer.errors import FixerError
 from fixer.host.host import StandaloneHost
 from tests.conftest import make_workflow, node

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import __version__
 from ..actionlog import close_run_log, open_run_log
@@ -24,10 +24,10 @@ from ..config import Config, load_config, user_config_path
 from ..errors import ConfigError, ErrorInfo, FixerError, RunLocked, WorkflowError
 from ..events import ErrorRaised, Event, EventBus, PhaseChanged, ScanFinished
 from ..host.folder_probe import apply_server_maps
-from ..host.host import StandaloneHost, ask_folder_maps, fetch_object_info, load_object_info
+from ..host.host import Host, StandaloneHost, ask_folder_maps, fetch_object_info, load_object_info
 from ..host.static_folders import add_pack_folders
 from ..identity import COMMANDS as IDENTITY_COMMANDS
-from ..models import Resolution, ScanReport, to_jsonable
+from ..models import Candidate, Resolution, ScanReport, to_jsonable
 from ..state import (
     RUNNING_PHASES,
     StateLock,
@@ -37,11 +37,10 @@ from ..state import (
     settled_status,
     write_json_atomic,
 )
-from ..upstream.tokens import load_secrets
+from .application import Application, models_to_fetch
 
 if TYPE_CHECKING:
     from ..read.inventory import Inventory
-    from ..shapes import PackMatch
     from .review import Plan
     from .run import FixRun
 
@@ -53,30 +52,41 @@ log = logging.getLogger("fixer.app.cli")
 
 @dataclass
 class RunContext:
+    """One command of the CLI: its flags and workflows over the application (the ComfyUI it works on, built on
+    first use from the flags; the settings, tokens, state dir and bus)."""
+
     args: argparse.Namespace
-    config: Config
-    state_dir: Path
     root: Path | None
     workflows: list[str]
-    bus: EventBus
-    status: StatusDocument
     default_workflows: bool = False  # ComfyUI's own user/default/workflows: absent on a fresh install, and fine
-    _host: StandaloneHost | None = field(default=None, init=False, repr=False)
-    _inventory: Inventory | None = field(default=None, init=False, repr=False)
+    app: Application = field(init=False, repr=False)
 
-    def host(self) -> StandaloneHost:
+    @property
+    def config(self) -> Config:
+        return self.app.config
+
+    @property
+    def state_dir(self) -> Path:
+        return self.app.state_dir
+
+    @property
+    def bus(self) -> EventBus:
+        return self.app.bus
+
+    @property
+    def status(self) -> StatusDocument:
+        return self.app.status
+
+    def host(self) -> Host:
         """The ComfyUI this run works on, built once: --server means a request to that ComfyUI."""
-        if self._host is None:
-            self._host = self._make_host()
-        return self._host
+        return self.app.host
 
     def inventory(self) -> Inventory:
         """The model files on disk, walked once per run: the scan and the fix after it share it."""
-        from ..read.inventory import build_inventory
+        return self.app.inventory()
 
-        if self._inventory is None:
-            self._inventory = build_inventory(self.host())
-        return self._inventory
+    def secrets(self) -> dict[str, str]:
+        return self.app.secrets()
 
     def _make_host(self) -> StandaloneHost:
         if self.root is None:
@@ -87,18 +97,17 @@ class RunContext:
             if not Path(extra).expanduser().is_file():
                 raise ConfigError(f"--extra-model-paths {extra}: no such file; give the path of an "
                                   "extra_model_paths.yaml")
+        self.app.comfyui_root = self.root
         host = StandaloneHost.from_root(self.root, [str(Path(p).expanduser()) for p in self.args.extra_model_paths])
         host.custom_nodes = self.root / "custom_nodes"  # the packs' sources say which folder an input lists
         add_pack_folders(host, self.root, self.state_dir / "cache" / "custom_nodes.json")  # ... and their folders
         if self.args.object_info:
             host.with_object_info(load_object_info(self.args.object_info), "object_info")
         elif self.args.server:
-            host.with_object_info(fetch_object_info(self.args.server), "server")
-            apply_server_maps(host.object_info, ask_folder_maps(self.args.server))
+            info = fetch_object_info(self.args.server)
+            host.with_object_info(info, "server")
+            apply_server_maps(info, ask_folder_maps(self.args.server))
         return host
-
-    def secrets(self) -> dict[str, str]:
-        return load_secrets()
 
 
 COMFYUI_MARKERS = ("main.py", "folder_paths.py")
@@ -191,18 +200,16 @@ def make_context(args: argparse.Namespace) -> RunContext:
     default = not (args.workflow or config.workflow_directories or recorded)
     workflows = args.workflow or config.workflow_directories or recorded or (
         [str(root / "user" / "default" / "workflows")] if root else [])
-    bus = EventBus()
-    status = StatusDocument(state_dir / "status.json")
-    bus.subscribe(status)
-    return RunContext(args, config, state_dir, root, workflows, bus, status, default)
+    ctx = RunContext(args, root, workflows, default)
+    ctx.app = Application(state_dir, config, make_host=ctx._make_host, comfyui_root=root)
+    return ctx
 
 
 def run_scan(ctx: RunContext) -> ScanReport:
     from ..read.readers import iter_workflow_files
-    from ..read.scan import scan_paths
     from .report import write_scan_outputs
 
-    host = ctx.host()
+    ctx.host()  # the ComfyUI first: without one nothing else can be said
     if not ctx.workflows:
         raise FixerError("No workflows to scan: pass --workflow PATH or set workflow_directories in config.json")
     given = [Path(w).expanduser() for w in ctx.workflows]
@@ -215,7 +222,7 @@ def run_scan(ctx: RunContext) -> ScanReport:
         raise WorkflowError(", ".join(empty), "the folder holds no workflow file (.json, or an image ComfyUI "
                                               "saved: .png, .webp)")
     ctx.bus.emit(PhaseChanged("scanning"))
-    report = scan_paths([str(p) for p in given if p.exists()], host, ctx.inventory())
+    report = ctx.app.scan_files([str(p) for p in given if p.exists()])
     for p in report.problems:
         ctx.bus.emit(ErrorRaised(ErrorInfo("workflow_unreadable", f"Failed to parse {p.path}: {p.error}"),
                                  "the file was skipped; the run went on with the others"))
@@ -224,12 +231,7 @@ def run_scan(ctx: RunContext) -> ScanReport:
     if ctx.default_workflows and not report.workflows:
         print(f"No saved workflow in {given[0]} yet (a fresh ComfyUI has none): nothing to check. Save a workflow "
               "in ComfyUI, or pass --workflow FILE, and run again.", file=sys.stderr)
-    packs: list[PackMatch] = []
-    if report.missing_nodes:  # the pack index (~5-10 ms of imports) only when a node type is missing
-        from ..nodepacks.lookup import PackIndex, match_missing_nodes
-
-        packs = match_missing_nodes(report.missing_nodes, PackIndex.load(ctx.root), None)
-    write_scan_outputs(report, ctx.state_dir, packs)
+    write_scan_outputs(report, ctx.state_dir, ctx.app.packs_for(report))
     write_json_atomic(ctx.state_dir / "output" / LAST_RUN_FILE,
                       {"workflows": [str(p.resolve()) for p in given if p.exists()],
                        "comfyui_root": str(ctx.root.resolve()) if ctx.root else None})
@@ -309,7 +311,8 @@ def cmd_status(ctx: RunContext) -> int:
     return EXIT_OK
 
 
-def review_prompt(plan: Plan, base: Path | None, stream_in=None, origins: dict[str, str] | None = None) -> bool:
+def review_prompt(plan: Plan, base: Path | None, stream_in: TextIO | None = None,
+                  origins: dict[str, str] | None = None) -> bool:
     """The prompt over what is about to be downloaded: y downloads, n stops, v lists where
     each file goes, how big it is and where it comes from (`origins`: name -> words)."""
     from .console import human_bytes
@@ -346,15 +349,6 @@ def plain_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def held_plan(run: FixRun) -> Plan:
-    """The plan of the files a review-mode run holds (the panel's is built the same way in service.py)."""
-    from ..host.host import target_root
-    from .review import make_plan
-
-    return make_plan(((r.name, r.folder, r.size) for r in run.rows.values() if r.state == "review"),
-                     lambda folder: target_root(run.folders, folder))
-
-
 def held_origins(run: FixRun) -> dict[str, str]:
     """Where each held file would come from: a copy already on disk is linked, not downloaded."""
     from urllib.parse import urlsplit
@@ -368,7 +362,7 @@ def held_origins(run: FixRun) -> dict[str, str]:
     return origins
 
 
-def final_summary(data: dict) -> str:
+def final_summary(data: dict[str, Any]) -> str:
     from .console import human_bytes
 
     rows = data["models"]
@@ -416,6 +410,7 @@ def chosen_by_flag(ctx: RunContext) -> dict[str, Any]:
             raise FixerError(f"--choose {item}: no model named {name or item!r} in output/resolutions.json; use "
                              "NAME=N with a name the summary lists under 'Needs your choice'")
         offered = res.candidates
+        candidate: Candidate | None
         if pick.isdigit() and 1 <= int(pick) <= len(offered):
             candidate = offered[int(pick) - 1]
         else:
@@ -487,14 +482,13 @@ def fix(ctx: RunContext, resume: bool) -> int:
     from ..sources.family import report_families
     from .console import ConsoleProgress
     from .report import summary_text
-    from .run import FixRun
 
     command = "--resume" if resume else "--auto"
     with StateLock(ctx.state_dir, f"comfy-fixer {command}"):
         report = run_scan(ctx)
         if not ctx.args.json:
             print(summary_text(report))
-        refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
+        refs = models_to_fetch(report)
         refused = report.by_state("unsafe")  # never fetched, but the workflow still lacks them
         recorded = recorded_choices(ctx.state_dir, refs) if resume else {}
         leftovers = unfinished_records(ctx, refs) if resume else []
@@ -516,13 +510,11 @@ def fix(ctx: RunContext, resume: bool) -> int:
         # Asking needs the sizes, so the question comes after resolving (the run holds every file until
         # the answer). No terminal to ask (CI, pipes): downloads without asking, as scripts expect.
         ask = not ctx.args.yes and sys.stdin.isatty() and not ctx.args.json
-        run = FixRun(refs, config=ctx.config, secrets=ctx.secrets(), bus=ctx.bus, folders=ctx.host().folders(),
-                     extensions=ctx.host().extensions, inventory=ctx.inventory(), state_dir=ctx.state_dir,
-                     comfyui_root=ctx.root, workflow=", ".join(ctx.workflows), families=report_families(report),
-                     review=ask, recorded=recorded, chosen=chosen_by_flag(ctx))
+        run = ctx.app.new_run(refs, inventory=ctx.inventory(), workflow=", ".join(ctx.workflows),
+                              families=report_families(report), review=ask, recorded=recorded,
+                              chosen=chosen_by_flag(ctx))
         if not ctx.args.json:
             ctx.bus.subscribe(ConsoleProgress())
-        ctx.bus.subscribe(lambda _e: (ctx.status.set_counts(run.seed_counts()), ctx.status.set_data(run.snapshot())))
         declined = False
 
         def on_review(event: Event) -> None:
@@ -534,7 +526,8 @@ def fix(ctx: RunContext, resume: bool) -> int:
             declined = True  # an unreadable terminal or Ctrl-C is a no, never a run waiting forever
             try:
                 with plain_ctrl_c():
-                    declined = not review_prompt(held_plan(run), ctx.root, origins=held_origins(run))
+                    declined = not review_prompt(ctx.app.review_plan(run.rows.values()), ctx.root,
+                                                 origins=held_origins(run))
             except KeyboardInterrupt:
                 print()
             finally:
@@ -599,7 +592,7 @@ def cmd_resolve(ctx: RunContext) -> int:
 
     with StateLock(ctx.state_dir, "comfy-fixer --resolve"):
         report = run_scan(ctx)
-        refs = [s.ref for s in report.models if s.state in ("missing", "elsewhere")]
+        refs = models_to_fetch(report)
         rctx = ResolveContext(config=ctx.config.search, secrets=ctx.secrets(), inventory=ctx.inventory(),
                               state_dir=ctx.state_dir, comfyui_root=ctx.root,
                               families=report_families(report))
@@ -613,7 +606,6 @@ def cmd_resolve(ctx: RunContext) -> int:
                 ctx.bus.emit(ModelResolved(res))
                 if res.chosen is None:
                     ctx.bus.emit(unresolved_event(res))
-                write_json_atomic(out, [resolution_entry(r) for r in done])
                 ctx.bus.emit(Progress(len(done), len(refs)))
                 origins = [bytes_source(r.chosen) for r in done]
                 ctx.status.set_counts({"civitai_matches": origins.count("civitai"),
@@ -626,7 +618,6 @@ def cmd_resolve(ctx: RunContext) -> int:
                     print(f"  {bytes_source(c):<12} {res.folder or '?'}/{res.name}{conf}: {where}", flush=True)
 
         asyncio.run(run())
-        write_json_atomic(out, [resolution_entry(r) for r in done])
         if getattr(ctx.args, "portable", False):
             dest = ctx.state_dir / "output" / "portable"
             dest.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from ..events import (
     ModelResolved,
     PhaseChanged,
     Progress,
+    ResolutionChanged,
     RunFinished,
     TransferDone,
     TransferProgress,
@@ -37,9 +38,8 @@ from ..models import Candidate, ModelRef, Resolution, Transfer, TransferRequest,
 from ..read.inventory import Inventory
 from ..read.names import confine
 from ..shapes import FINAL_STATES, Overall, Row, RunData, RunSummary
-from ..state import write_json_atomic
-from ..transfer import TransferManager
 from ..transfer.progress import eta_seconds
+from ..transfer.queue import TransferManager
 from ..transfer.verify import is_pickle
 from ..upstream.source_spec import parse_hf_url
 from .resolve import (
@@ -47,7 +47,6 @@ from .resolve import (
     Resolver,
     bytes_source,
     candidate_entry,
-    resolution_entry,
     unresolved_event,
 )
 
@@ -111,7 +110,7 @@ class FixRun:
         self.result: RunData | None = None  # the run's end state, once it finished
         self.transfers: dict[str, Transfer] = {}
         self.started = time.time()
-        self.manager = None
+        self.manager: TransferManager | None = None  # made when the run starts
         self._cancelled = False
         # Review before download: resolved files wait in state "review" until approve() (the panel's
         # "Download 6 models, 41.2 GB" click); nothing is fetched before.
@@ -188,15 +187,23 @@ class FixRun:
     def _out_dir(self) -> Path | None:
         return self.state_dir / "output" if self.state_dir else None
 
-    async def run(self) -> dict[str, Any]:
+    def _new_manager(self) -> TransferManager:
         self.manager = TransferManager(self.config.download, self.secrets, self.bus, self._out_dir())
+        return self.manager
+
+    def _manager(self) -> TransferManager:
+        """The run's download queue (made by run(); a row chosen before it starts gets one too)."""
+        return self.manager if self.manager is not None else self._new_manager()
+
+    async def run(self) -> dict[str, Any]:
+        manager = self._new_manager()
         try:
             return await self._run()
         except asyncio.CancelledError:
             # Ctrl-C / SIGTERM: every download stops keeping its bytes, and the connections close before
             # the loop does (no "Unclosed connector" on the way out).
             self.cancel()
-            await asyncio.shield(self.manager.wait())
+            await asyncio.shield((self.manager or manager).wait())
             raise
 
     async def _run(self) -> dict[str, Any]:
@@ -227,17 +234,17 @@ class FixRun:
             self.bus.emit(PhaseChanged("review"))
             await self._approved.wait()
             if not self.transfers:  # nothing fetched yet: the downloads use the settings as approved
-                self.manager = TransferManager(self.config.download, self.secrets, self.bus, self._out_dir())
+                self._new_manager()
             for row, c, folder, name in self._held:
                 if row.state == "review":
                     await self._start_or_fail(row, c, folder, name)
         self.bus.emit(PhaseChanged("downloading"))
-        await self.manager.wait()
+        await self._manager().wait()
         while self._fall_through and not self._cancelled:
             names, self._fall_through = self._fall_through, []
             for name in dict.fromkeys(names):
                 await self._next_source(name)
-            await self.manager.wait()
+            await self._manager().wait()
         return self._finish()
 
     def use_settings(self, config: Config, secrets: dict[str, str]) -> None:
@@ -279,7 +286,7 @@ class FixRun:
         row.source, row.origin, row.url, row.reason, row.confidence = (nxt.source, bytes_source(nxt), nxt.url,
                                                                       nxt.reason, nxt.confidence)
         row.size, row.sha256 = nxt.size, nxt.sha256
-        self._write_resolutions()
+        self.bus.emit(ResolutionChanged(res))
         await self._start_or_fail(row, nxt, nxt.folder or row.folder or "", name)
 
     def approve(self, names: set[str] | None = None) -> None:
@@ -289,17 +296,9 @@ class FixRun:
                 row.state = "skipped"
         self._approved.set()
 
-    def _write_resolutions(self) -> None:
-        """output/resolutions.json as far as the run got: a run stopped while searching leaves what it found,
-        and --resume searches only the rest."""
-        if self.state_dir:
-            write_json_atomic(self.state_dir / "output" / "resolutions.json",
-                              [resolution_entry(r) for r in self.resolutions.values()])
-
     async def _handle(self, res: Resolution) -> None:
         self.resolutions[res.name] = res
-        self.bus.emit(ModelResolved(res))
-        await asyncio.to_thread(self._write_resolutions)
+        self.bus.emit(ModelResolved(res))  # output/resolutions.json follows it (outputs.ResolutionsFile)
         row = self.rows[res.name]
         row.candidates = [candidate_entry(c) for c in res.candidates[:5]]
         c = res.chosen
@@ -360,7 +359,7 @@ class FixRun:
         req = TransferRequest(url=c.url, folder=folder, filename=saved_as, expected_size=c.size,
                               sha256=c.sha256, source=bytes_source(c), model_name=name)
         row.state = "resolved"
-        self.transfers[name] = await self.manager.submit(req, dest_root)
+        self.transfers[name] = await self._manager().submit(req, dest_root)
 
     def cancel(self, name: str | None = None) -> None:
         if name is None:
@@ -387,14 +386,13 @@ class FixRun:
             raise FixerError(f"{name}: choose the folder it belongs in", code="folder_unknown")
         row.folder = folder
         await self.start(row, candidate, folder, name)
-        await self.manager.wait()
+        await self._manager().wait()
 
     def _finish(self) -> dict[str, Any]:
         self._unsubscribe()
         data = self.snapshot()
         data.summary = summary = replace(self._summary(), seconds=round(time.time() - self.started, 2))
         self.result = data
-        self._write_resolutions()
         self.bus.emit(RunFinished(summary))
         # The run got to its end: `complete`, its failures counted in data and listed in errors[] (the guide's
         # agent then reads the results); `error` is for a run that could not finish.

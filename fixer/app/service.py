@@ -20,26 +20,24 @@ from typing import Any, Callable, ClassVar
 
 from ..actionlog import action, keep_actions_in
 from ..config import Config
-from ..errors import ConfigError, ErrorCode, FixerError, UnsafePath, error_info
-from ..events import Event, EventBus, PhaseChanged, RunFinished, ScanFinished, TransferDone
+from ..errors import ErrorCode, FixerError, UnsafePath, error_info
+from ..events import ErrorRaised, Event, EventBus, PhaseChanged, RunFinished, ScanFinished, TransferDone
 from ..host.host import Host, model_folders, target_root
-from ..host.pack_nodes import without_download_nodes
 from ..identity.panel import IdentityPanel
-from ..models import Candidate, ModelRef, ModelStatus, Resolution, to_jsonable
-from ..read.inventory import build_inventory
-from ..shapes import DoneEvent, DoneFile, MissingNode, ModelEntry, PartialFile, Row, RunData, ScanResult
+from ..models import Candidate, Resolution, to_jsonable
+from ..shapes import DoneEvent, DoneFile, Row, RunData
 from ..sources.family import report_families
 from ..state import StateLock, StatusDocument, read_json, settled_status, write_json_atomic
 from ..transfer.resume import discard
 from ..upstream.tokens import SecretStore, load_secrets
 from . import settings as settings_schema
+from .application import OFFERED_PACKS_FILE, Application, models_to_fetch
 from .portable import public_url
-from .report import counts, model_entry
-from .review import destination, make_plan
+from .review import destination
 from .run import FixRun, place_local_copy
 
 log = logging.getLogger(__name__)
-Listener = Callable[[str, dict], None]
+Listener = Callable[[str, dict[str, Any]], None]
 SEND_INTERVAL = 0.25  # at most ~4 status events a second to the page
 
 class RunBusy(FixerError):
@@ -74,9 +72,6 @@ class NotQueued(FixerError):
                          "(cancel it in the panel if it runs).")
 
 
-OFFERED_PACKS_FILE = "offered_packs.json"  # the pack ids the last scan offered (a worker's scan writes it too)
-
-
 MEMORY_WORKFLOWS = 16  # workflows whose earlier rows are kept (bounded: a long session opens many)
 
 
@@ -88,7 +83,7 @@ class QueuedFix:
     review: bool
 
 
-def remember(store: OrderedDict, key: str, value: Any) -> None:
+def remember(store: OrderedDict[str, Any], key: str, value: Any) -> None:
     """Keep `value` as the newest entry of a bounded LRU `store`."""
     store[key] = value
     store.move_to_end(key)
@@ -99,32 +94,28 @@ def remember(store: OrderedDict, key: str, value: Any) -> None:
 class FixerService:
     def __init__(self, host: Host, state_dir: Path, config: Config | None = None,
                  comfyui_root: Path | None = None, comfyui_version: str | None = None):
-        self.host = host
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        keep_actions_in(self.state_dir / "log")
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        keep_actions_in(state_dir / "log")
         self.defaults = config or Config()  # config.json's values, before the page's changes
-        self.config = settings_schema.apply(
-            self.defaults, settings_schema.saved_changes(read_json(self._settings_path(), {})))
-        self.secret_store = SecretStore(self.state_dir / settings_schema.SECRETS_FILE)
-        self.comfyui_root = comfyui_root
-        self.comfyui_version = comfyui_version
-        self.bus = EventBus()
-        self.status_doc = StatusDocument(self.state_dir / "status.json")
+        self.secret_store = SecretStore(state_dir / settings_schema.SECRETS_FILE)
+        saved = settings_schema.saved_changes(read_json(state_dir / settings_schema.SETTINGS_FILE, {}))
+        # Inside ComfyUI the download scripts are only a record of the last run (the CLI keeps them all).
+        self.app = Application(state_dir, settings_schema.apply(self.defaults, saved), host,
+                               secrets=lambda: load_secrets(self.secret_store.read()), comfyui_root=comfyui_root,
+                               comfyui_version=comfyui_version, run_view=self._panel_data, keep_scripts=False)
         # A finished earlier run's file is not shown as this service's; one a killed run left saying
         # "downloading" is settled into `error` (and then shown, being newer than what was seen).
         self.status_doc.mark_seen()
         settled_status(self.state_dir, "ComfyUI's comfyfixer service")
-        self.bus.subscribe(self.status_doc)
-        self.bus.subscribe(self._forward)
+        self.bus.subscribe(self._forward)  # after the application's: the page gets the status they wrote
         self._listeners: list[Listener] = []
-        self._run: FixRun | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._last_workflow: tuple[Any, str] | None = None
         self._workflows: OrderedDict[str, Any] = OrderedDict()  # the JSON each workflow was last fixed with
         # Rows and sources of earlier runs, per workflow: a pick, a paste or a retry is a run of its own,
         # and the other rows of the workflow keep what was found for them (not "Missing" again).
-        self._memory: OrderedDict[str, dict[str, dict[str, Any]]] = OrderedDict()
+        self._memory: OrderedDict[str, dict[str, Row]] = OrderedDict()
         self._found: OrderedDict[str, dict[str, Resolution]] = OrderedDict()
         # Fixes pressed for other workflows while a run is busy: started one after the other when it ends.
         self._queued: OrderedDict[str, QueuedFix] = OrderedDict()
@@ -133,11 +124,48 @@ class FixerService:
         self._trailing: threading.Timer | None = None
         self._send_lock = threading.Lock()
 
+    # --- what the application holds --------------------------------------------------------
+    @property
+    def host(self) -> Host:
+        return self.app.host
+
+    @property
+    def state_dir(self) -> Path:
+        return self.app.state_dir
+
+    @property
+    def comfyui_root(self) -> Path | None:
+        return self.app.comfyui_root
+
+    @property
+    def comfyui_version(self) -> str | None:
+        return self.app.comfyui_version
+
+    @property
+    def config(self) -> Config:
+        """The settings as the page left them (config.json's values under the page's changes)."""
+        return self.app.config
+
+    @property
+    def bus(self) -> EventBus:
+        return self.app.bus
+
+    @property
+    def status_doc(self) -> StatusDocument:
+        return self.app.status
+
+    @property
+    def _run(self) -> FixRun | None:
+        return self.app.run
+
+    def secrets(self) -> dict[str, str]:
+        return self.app.secrets()
+
     # --- events --------------------------------------------------------------------------
     def on_event(self, fn: Listener) -> None:
         self._listeners.append(fn)
 
-    def _emit(self, name: str, payload: dict) -> None:
+    def _emit(self, name: str, payload: dict[str, Any]) -> None:
         for fn in list(self._listeners):
             try:
                 fn(name, payload)
@@ -159,33 +187,21 @@ class FixerService:
                     self._trailing.start()
                 return
             self._last_sent = now
-        self._refresh(force=forced)
+        if self.app.run_status.refreshed_on is not event:  # the page gets the rows as they are now
+            self.app.run_status.refresh(force=forced)
         self._emit("comfyfixer.status", self.status())
-
-    def _refresh(self, force: bool) -> None:
-        """The run's rows into the status document (built only when they are sent, not per event)."""
-        if self._run is not None:
-            self._set_run_data(self._run, force)
-
-    def _set_run_data(self, run: FixRun, force: bool) -> None:
-        """The run's rows and the agent guide's counters into the status document."""
-        self.status_doc.set_counts(run.seed_counts())
-        self.status_doc.set_data(self._panel_data(run), force=force)
-
-    def _root_for(self, folder: str) -> str:
-        return target_root(self.host.folders(), folder)
 
     def _panel_data(self, run: FixRun) -> RunData:
         """The run's rows plus where each file goes, and while the run waits for review, the plan."""
         data = run.snapshot()
         for row in data.models:
             if row.folder and not row.path:
-                row.dest, _ = destination(self._root_for, row.folder, row.name)
+                row.dest, _ = destination(self.app.root_for, row.folder, row.name)
             if row.name in run.save_as:  # a pasted link's file keeps its name: the page repoints to it on landing
                 row.saved_as = run.save_as[row.name]
-        held = [(r.name, r.folder, r.size) for r in data.models if r.state == "review" and r.folder]
-        if held:
-            data.plan = make_plan(held, self._root_for).doc(self.comfyui_root)
+        plan = self.app.review_plan(data.models)
+        if plan.files:
+            data.plan = plan.doc(self.comfyui_root)
             data.plan.sizing = self._sizing
         data.models = self._with_earlier_rows(run.workflow, data.models)
         return data
@@ -248,53 +264,24 @@ class FixerService:
         finally:
             self._sizing = 0
             if run is self._run:
-                self.status_doc.set_data(self._panel_data(run), force=True)
+                self.app.run_status.refresh()
                 self._emit("comfyfixer.status", self.status())
 
     def _send_latest(self) -> None:
         with self._send_lock:
             self._trailing = None
             self._last_sent = time.monotonic()
-        self._refresh(force=True)
+        self.app.run_status.refresh()
         self._emit("comfyfixer.status", self.status())
 
     # --- scan ----------------------------------------------------------------------------
-    def _scan_sync(self, workflow: Any, name: str):
-        from ..read.scan import scan_workflow_data
-
-        inventory = build_inventory(self.host)
-        report = scan_workflow_data(without_download_nodes(workflow), name, self.host, inventory)
-        if report.problems:
-            raise ConfigError(f"workflow: {report.problems[0].error}")
-        return report, inventory
-
-    def _scan_with_packs(self, workflow: Any, name: str):
-        """The panel's scan also names the packs of missing node types (a fix run has no use for them)."""
-        from ..nodepacks.lookup import PackIndex, match_missing_nodes
-
-        report, _ = self._scan_sync(workflow, name)
-        packs = match_missing_nodes(report.missing_nodes, PackIndex.load(self.comfyui_root),
-                                    self.comfyui_version) if report.missing_nodes else []
-        return report, packs
-
-    async def scan(self, workflow: dict, name: str = "workflow") -> dict[str, Any]:
-        report, packs = await asyncio.to_thread(self._scan_with_packs, workflow, name)
+    async def scan(self, workflow: dict[str, Any], name: str = "workflow") -> dict[str, Any]:
+        """The page's scan (application.panel_scan), with what earlier runs of this workflow left (shown while
+        another one runs)."""
+        result = await asyncio.to_thread(self.app.panel_scan, workflow, name)
         self.identity.index_in_background()  # hashes for lockfiles and duplicates: never waited for
-        write_json_atomic(self.state_dir / OFFERED_PACKS_FILE, sorted({p.id for p in packs if p.manager_installable}))
-        models = [model_entry(s, self._dest(s)) for s in report.models]
-        for m in models:
-            m.partial = partial_on_disk(m.dest) if m.dest else None
-        summary = counts(report)
-        # Files only an uninstalled pack can load: not downloadable until it is, so not counted as missing.
-        summary.for_missing_packs = files_for_missing_packs(models, {n.node_type for n in report.missing_nodes},
-                                                            {t: p.id or t for p in packs for t in p.node_types})
-        summary.missing -= summary.for_missing_packs
-        return to_jsonable(ScanResult(workflow=name, node_check=report.node_check, summary=summary, models=models,
-                                      missing_nodes=[MissingNode(n.node_type, n.cnr_id, n.aux_id, n.ver, n.usages)
-                                                     for n in report.missing_nodes],
-                                      packs=packs, failed_packs=report.failed_packs,
-                                      # What earlier runs of this workflow left (shown while another one runs).
-                                      rows=[replace(r, carried=True) for r in self._memory.get(name, {}).values()]))
+        result.rows = [replace(r, carried=True) for r in self._memory.get(name, {}).values()]
+        return to_jsonable(result)
 
     def check_offered_pack(self, pack_id: str) -> None:
         """PackNotOffered unless the last scan offered `pack_id` as installable: a page (or a script) cannot
@@ -303,27 +290,10 @@ class FixerService:
         if not isinstance(offered, list) or pack_id not in offered:
             raise PackNotOffered(pack_id)
 
-    def _dest(self, s: ModelStatus) -> str | None:
-        """A missing model's real destination path, so the panel says where it goes before it goes."""
-        if s.state != "missing" or not s.ref.folder:
-            return None
-        return destination(self._root_for, s.ref.folder, s.ref.name)[0]
-
     # --- fix runs ------------------------------------------------------------------------
-    def secrets(self) -> dict[str, str]:
-        return load_secrets(self.secret_store.read())
-
-    def _new_run(self, refs: list[ModelRef], inventory, name: str,
-                 chosen: dict[str, Candidate] | None = None, review: bool = False,
-                 save_as: dict[str, str] | None = None, families: dict[str, str] | None = None) -> FixRun:
-        return FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.host.folders(),
-                      inventory=inventory, state_dir=self.state_dir,
-                      comfyui_root=self.comfyui_root, workflow=name, chosen=chosen, review=review,
-                      save_as=save_as, families=families, extensions=self.host.extensions)
-
-    async def start_fix(self, workflow: dict, name: str = "workflow", items: list[str] | None = None,
+    async def start_fix(self, workflow: dict[str, Any], name: str = "workflow", items: list[str] | None = None,
                         chosen: dict[str, Candidate] | None = None, review: bool = False,
-                        save_as: dict[str, str] | None = None) -> dict:
+                        save_as: dict[str, str] | None = None) -> dict[str, Any]:
         """Resolve and download the workflow's missing models; with `review`, stop after resolving
         until approve() (the panel's "Download 6 models, 41.2 GB" button)."""
         if self._task is not None and not self._task.done():
@@ -341,22 +311,22 @@ class FixerService:
         try:
             self.status_doc.reset()
             self.status_doc.update(phase="scanning", force=True)
-            report, inventory = await asyncio.to_thread(self._scan_sync, workflow, name)
+            report, inventory = await asyncio.to_thread(self.app.scan_workflow, workflow, name)
             self.bus.emit(ScanFinished(report))
         except BaseException:
             lock.release()
             raise
-        wanted = {i.replace("\\", "/") for i in items} if items else None
-        refs = [s.ref for s in report.models if s.state == "missing" and (wanted is None or s.ref.name in wanted)]
+        refs = models_to_fetch(report, items or None)
         self._last_workflow = (workflow, name)
         remember(self._workflows, name, workflow)
-        self._run = self._new_run(refs, inventory, name, chosen, review, save_as,
-                                  report_families(report))  # the present models and node types say it too
-        self._task = asyncio.create_task(self._drive(self._run, lock))
-        self._set_run_data(self._run, True)
+        run = self.app.new_run(refs, inventory=inventory, workflow=name, chosen=chosen, review=review,
+                               save_as=save_as,
+                               families=report_families(report))  # the present models and node types say it too
+        self._task = asyncio.create_task(self._drive(run, lock))
+        self.app.run_status.refresh()
         return self.status()
 
-    def approve(self, names: list[str] | None = None) -> dict:
+    def approve(self, names: list[str] | None = None) -> dict[str, Any]:
         """Start the downloads the user reviewed (all, or only `names`)."""
         run = self._run
         if run is None or not any(r.state == "review" for r in run.rows.values()):
@@ -365,10 +335,10 @@ class FixerService:
         # Tokens and download settings changed while the user read the review apply to what is approved.
         run.use_settings(self.config, self.secrets())
         run.approve({n.replace("\\", "/") for n in names} if names is not None else None)
-        self._set_run_data(run, True)
+        self.app.run_status.refresh()
         return self.status()
 
-    def discard_partial(self, name: str) -> dict:
+    def discard_partial(self, name: str) -> dict[str, Any]:
         """Delete the bytes a cancelled or failed download kept for resuming."""
         run = self._run
         row = run.rows.get(name) if run is not None else None
@@ -379,7 +349,7 @@ class FixerService:
         discard(transfer.part)
         row.bytes_done = 0
         action("partial_discarded", name=name, part=transfer.part)
-        self._set_run_data(run, True)
+        self.app.run_status.refresh()
         self._emit("comfyfixer.status", self.status())
         return self.status()
 
@@ -392,12 +362,11 @@ class FixerService:
             self._emit("comfyfixer.done", to_jsonable(DoneEvent(run.run_id, data.summary, files, run.workflow)))
         except Exception as e:  # the run's own errors are per model; this is a bug or a disk failure
             log.exception("fix run failed")
-            self.status_doc.add_error(error_info(e, f"The fix run stopped: {e}"))
-            self.status_doc.update(phase="error", force=True)
+            self.bus.emit(ErrorRaised(error_info(e, f"The fix run stopped: {e}")))
+            self.bus.emit(PhaseChanged("error"))
         finally:
             lock.release()
             self._remember(run)
-            prune_scripts(self.state_dir / "output", run.started)
             self._emit("comfyfixer.status", self.status())
             if self._queued:
                 asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._start_queued()))
@@ -433,13 +402,13 @@ class FixerService:
             return settled_status(self.state_dir, "ComfyUI's comfyfixer service")[0]
         return self.status_doc.snapshot()
 
-    def cancel(self, name: str | None = None) -> dict:
+    def cancel(self, name: str | None = None) -> dict[str, Any]:
         if self._run is not None:
             self._run.cancel(name)
-            self.status_doc.set_data(self._panel_data(self._run), force=True)
+            self.app.run_status.refresh()
         return self.status()
 
-    async def retry(self, name: str, url: str | None = None, workflow: str | None = None) -> dict:
+    async def retry(self, name: str, url: str | None = None, workflow: str | None = None) -> dict[str, Any]:
         """Download one failed, cancelled or unresolved model again: from `url` when the user picked one of
         the candidates the panel listed, else from the source chosen before. `workflow` names the workflow
         the row belongs to (the last run's when not given): its earlier rows and sources are kept."""
@@ -485,10 +454,14 @@ class FixerService:
         row.reason, row.confidence = candidate.reason, candidate.confidence
         row.size, row.sha256, row.tried = candidate.size, candidate.sha256, []
         task = asyncio.create_task(run.choose(name, candidate))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
-            "%s: the chosen source did not start: %s", name, t.exception()))
 
-    async def relink(self, name: str, folder: str, path: str) -> dict:
+        def said(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("%s: the chosen source did not start: %s", name, t.exception())
+
+        task.add_done_callback(said)
+
+    async def relink(self, name: str, folder: str, path: str) -> dict[str, Any]:
         folders = self.host.folders()
         real = os.path.realpath(path)
         inside = any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root)
@@ -500,13 +473,13 @@ class FixerService:
         self._emit("comfyfixer.done", to_jsonable(DoneEvent(None, None, [DoneFile(folder, name)])))
         return {"ok": True, "folder": folder, "relpath": name.replace("\\", "/"), "path": dest}
 
-    async def paste_link(self, workflow: dict, wf_name: str, name: str, link: str) -> dict:
+    async def paste_link(self, workflow: dict[str, Any], wf_name: str, name: str, link: str) -> dict[str, Any]:
         """A link the user found for `name` (a not-found or pick-a-source row, or one not run yet):
         checked (sources.pasted), then downloaded like any other source under the file's real name;
         the run's other rows keep their results. The panel repoints the widget when it lands."""
         from ..sources.pasted import check_link
 
-        report, _ = await asyncio.to_thread(self._scan_sync, workflow, wf_name)
+        report, _ = await asyncio.to_thread(self.app.scan_workflow, workflow, wf_name)
         ref = next((s.ref for s in report.models if s.ref.name == name), None)
         if ref is None:
             raise FixerError(f"{name} is not a model this workflow uses; scan again", code="request_invalid")
@@ -520,17 +493,18 @@ class FixerService:
         candidate = replace(candidate, folder=folder)
         action("user_link", name=name, folder=folder, source=candidate.source, saved_as=candidate.filename,
                url=public_url(candidate.url or ""))
-        if self._joins_run(name, wf_name):
-            self._run.save_as[name] = candidate.filename
+        run = self._run
+        if run is not None and self._joins_run(name, wf_name):
+            run.save_as[name] = candidate.filename
             self._choose(name, candidate)
             return self.status()
         return await self.start_fix(workflow, wf_name, [name], {name: candidate}, save_as={name: candidate.filename})
 
-    async def portable(self, workflow: dict) -> dict:
+    async def portable(self, workflow: dict[str, Any]) -> dict[str, Any]:
         """The portable copy and the names it still has no link for (the panel says them)."""
         from .portable import make_portable, recorded_resolutions, without_link
 
-        report, _ = await asyncio.to_thread(self._scan_sync, workflow, "portable")
+        report, _ = await asyncio.to_thread(self.app.scan_workflow, workflow, "portable")
         used = {s.ref.name: s.ref.folder for s in report.models}
         known = await asyncio.to_thread(recorded_resolutions, self.state_dir / "output", used, self.comfyui_root)
         resolutions = known + (list(self._run.resolutions.values()) if self._run else [])
@@ -541,12 +515,12 @@ class FixerService:
     def identity(self) -> IdentityPanel:
         return IdentityPanel(self.host, self.state_dir, str(self.comfyui_root or ""))
 
-    async def lockfile(self, workflow: dict) -> dict:
+    async def lockfile(self, workflow: dict[str, Any]) -> dict[str, Any]:
         """The workflow's models.lock.json (the panel's "Save lockfile")."""
-        report, _ = await asyncio.to_thread(self._scan_sync, workflow, "lockfile")
+        report, _ = await asyncio.to_thread(self.app.scan_workflow, workflow, "lockfile")
         return await asyncio.to_thread(self.identity.lockfile, report.models)
 
-    async def duplicates(self, fix: bool = False) -> dict:
+    async def duplicates(self, fix: bool = False) -> dict[str, Any]:
         return await asyncio.to_thread(self.identity.duplicates, fix)
 
     # --- settings ------------------------------------------------------------------------
@@ -564,48 +538,7 @@ class FixerService:
         if patch.config:
             saved = settings_schema.saved_changes(read_json(self._settings_path(), {}))
             write_json_atomic(self._settings_path(), {**saved, **patch.config})
-            self.config = settings_schema.apply(self.config, patch.config)
+            self.app.config = settings_schema.apply(self.config, patch.config)
         if patch.tokens:
             self.secret_store.update(patch.tokens)
         return self.settings()
-
-def files_for_missing_packs(models: list[ModelEntry], missing_types: set[str], pack_of: dict[str, str]) -> int:
-    """Mark each missing file that has nowhere to go in this ComfyUI (no folder, or a folder it does not have)
-    and whose every loader is a missing node type with `needs_pack` (the pack's id, or the node type when
-    no pack is known); returns how many."""
-    marked = 0
-    for m in models:
-        types = [u.node_type for u in m.nodes]
-        if m.state == "missing" and not m.dest and types and all(t in missing_types for t in types):
-            m.needs_pack = pack_of.get(types[0], types[0])
-            marked += 1
-    return marked
-
-
-def partial_on_disk(dest: str) -> PartialFile | None:
-    """{bytes, total} a stopped download left at `dest` (its .part and sidecar), kept for resuming; or None."""
-    from ..transfer.resume import covered, load, part_path
-
-    part = part_path(dest)
-    sidecar = load(part)
-    try:
-        size = part.stat().st_size
-    except OSError:
-        return None
-    if sidecar is None or not size:
-        return None
-    kept = min(covered(sidecar.ranges), size)
-    return PartialFile(bytes=kept, total=sidecar.total) if kept else None
-
-def prune_scripts(output_dir: Path, since: float) -> int:
-    """Inside ComfyUI the download scripts are only a record of the last run (the CLI keeps
-    them all): older ones go, so the folder does not grow by one file per download forever."""
-    removed = 0
-    for path in output_dir.glob("download_[0-9]*.sh"):  # transfer.scripts.script_name
-        try:
-            if path.stat().st_mtime < since:
-                path.unlink()
-                removed += 1
-        except OSError:
-            continue  # another process removed or is replacing it; not ours to fight over
-    return removed

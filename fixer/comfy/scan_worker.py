@@ -8,7 +8,8 @@ bytes; ComfyUI's process builds neither.
 
 The child is plain Python (`-c` with this package's folder on sys.path: no `multiprocessing`, whose
 spawn would re-run ComfyUI's main.py, and no fork of a process with CUDA loaded). It runs the
-service's own `scan` over a `HostSnapshot`: the model folders, their extensions and the node types;
+application's panel scan (the one the service runs in-process, fixer/app/application.py) over a
+`HostSnapshot`: the model folders, their extensions and the node types;
 the definition of a node type is asked of the parent when the scan first needs it (the live node
 classes exist only in ComfyUI's process).
 
@@ -34,9 +35,12 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from .web_guard import RequestRefused
+
+if TYPE_CHECKING:
+    from ..app.service import FixerService
 
 log = logging.getLogger("fixer.comfy.scan_worker")
 
@@ -101,14 +105,21 @@ class HostSnapshot:
     def node_types(self) -> set[str] | None:
         return set(self.types) if self.types is not None else None
 
+    def __post_init__(self) -> None:
+        self.ask: Callable[[str], Any] = _unknown  # in the child: a question to the parent (`answer_with`)
+
+    def answer_with(self, ask: Callable[[str], Any]) -> None:
+        self.ask = ask
+
     def node_defs(self) -> Mapping[str, Any] | None:
         return _AskedDefs(self.types, self.ask) if self.types is not None else None
 
-    def ask(self, node_type: str) -> Any:  # replaced in the child by a question to the parent
-        raise KeyError(node_type)
+
+def _unknown(node_type: str) -> Any:
+    raise KeyError(node_type)
 
 
-class _AskedDefs(Mapping):
+class _AskedDefs(Mapping[str, Any]):
     """Like the live definitions: every node type is listed; a definition is asked for on first use."""
 
     def __init__(self, types: list[str], ask: Callable[[str], Any]):
@@ -148,8 +159,9 @@ def _refusal(e: Exception) -> dict[str, Any]:
 
 
 def _serve_one(src: IO[bytes], out: IO[bytes]) -> None:
-    from ..app.service import FixerService
+    from ..app.application import Application
     from ..config import load_config
+    from ..models import to_jsonable
     from .web_guard import decode_body, scan_fields
 
     job = json.loads(read_frame(src))
@@ -163,13 +175,12 @@ def _serve_one(src: IO[bytes], out: IO[bytes]) -> None:
             write_frame(out, _json({"ask": node_type}))
             return json.loads(read_frame(src))["def"]
 
-        host.ask = ask
+        host.answer_with(ask)
         state_dir = Path(job["state_dir"])
-        svc = FixerService(host, state_dir, load_config(state_dir / "config.json"),
-                           comfyui_root=Path(job["comfyui_root"]) if job.get("comfyui_root") else None,
-                           comfyui_version=job.get("comfyui_version"))
-        _log_to_stderr_only()  # the service opened comfyfixer.log; only ComfyUI's process writes it
-        answer = _json(asyncio.run(svc.scan(workflow, name)))
+        app = Application(state_dir, load_config(state_dir / "config.json"), host,
+                          comfyui_root=Path(job["comfyui_root"]) if job.get("comfyui_root") else None,
+                          comfyui_version=job.get("comfyui_version"))
+        answer = _json(to_jsonable(app.panel_scan(workflow, name)))
     except EOFError:
         raise
     except Exception as e:
@@ -220,7 +231,7 @@ class ScanWorker:
     """One child process, started on first use, serving one scan at a time; restarted if it dies."""
 
     def __init__(self, deadline: float = SCAN_DEADLINE_SECONDS) -> None:
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # uncontended: the routes send big bodies one at a time (WaitLine)
         self.deadline = deadline
 
@@ -232,7 +243,7 @@ class ScanWorker:
         log.info("scan worker started (pid %d)", proc.pid)
         return proc
 
-    def scan_blocking(self, raw: bytes, service: Any) -> bytes:
+    def scan_blocking(self, raw: bytes, service: FixerService) -> bytes:
         """The service's scan answer for a raw /scan body, as JSON bytes, computed in the child.
 
         A scan that runs past `deadline` seconds (whatever the cause: a host too busy, a case the engine's
@@ -289,13 +300,16 @@ class ScanWorker:
         proc.kill()
         return proc.wait()
 
-    async def scan(self, raw: bytes, service: Any) -> bytes:
-        return await asyncio.to_thread(self.scan_blocking, raw, service)
+    async def scan(self, raw: bytes, service: FixerService) -> bytes:
+        answer = await asyncio.to_thread(self.scan_blocking, raw, service)
+        service.identity.index_in_background()  # in ComfyUI's process, as after a scan there
+        return answer
 
     def close(self) -> None:
         with self._lock:
             if self._proc is not None:
-                self._proc.stdin.close()  # the child exits at end of input
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()  # the child exits at end of input
                 try:
                     self._proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -303,7 +317,9 @@ class ScanWorker:
                 self._proc = None
 
 
-def _definition(live: Mapping[str, Any], node_type: str) -> Any:
+def _definition(live: Mapping[str, Any] | None, node_type: str) -> Any:
+    if live is None:  # the host lists no definitions: the node type is unknown
+        return None
     try:
         return live[node_type]
     except KeyError:  # not installed, or its INPUT_TYPES failed
