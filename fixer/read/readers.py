@@ -79,7 +79,8 @@ def read_documents(path: Path) -> list[Doc]:
             elif ext in MEDIA_EXTS:
                 docs = _media_documents(path)
             else:
-                return split_documents(parse_json_bytes(head + f.read(), path), path)
+                f.seek(0)  # one read of the whole file: `head + f.read()` copied every byte once more
+                return split_documents(parse_json_bytes(f.read(), path), path)
     except OSError as e:
         raise WorkflowError(str(path), f"cannot read the file ({e.strerror or e})") from None
     if not docs:
