@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ErrorInfo, RunLocked
 from .events import ErrorRaised, Event, PhaseChanged, Progress, ScanFinished
-from .models import to_jsonable
+from .models import json_default, to_jsonable
 from .shapes import Phase, RunData, StatusDoc, StatusError, StatusProgress
 
 
@@ -31,11 +31,11 @@ def json_text(data: Any) -> str:
     """Compact, C-encoded JSON (indenting switches json to its pure-Python encoder, 6x slower on big
     reports), readable UTF-8; names with lone surrogates (os.listdir's escapes of non-UTF-8 bytes)
     are kept as \\udcxx escapes, which any JSON reader takes and UTF-8 cannot hold."""
-    text = json.dumps(data, ensure_ascii=False, default=to_jsonable)
+    text = json.dumps(data, ensure_ascii=False, default=json_default)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(data, ensure_ascii=True, default=to_jsonable)
+        text = json.dumps(data, ensure_ascii=True, default=json_default)
     return text
 
 
