@@ -94,15 +94,14 @@ def _attach_note_urls(refs: list[ModelRef], urls: list[str]) -> None:
     if not urls:
         return
     by_base: dict[str, list[str]] = {}
-    for u in urls:
+    for u in dict.fromkeys(urls):  # the templates' notes: 3,529 links, 929 different
         base = unquote(u.split("?", 1)[0].split("#", 1)[0].rsplit("/", 1)[-1]).lower()
         if base:
             by_base.setdefault(base, []).append(u)
     for ref in refs:
         for u in by_base.get(ref.basename.lower(), []):
-            hint = ModelHint(url=u)
             if all(h.url != u for h in ref.hints):
-                ref.hints.append(hint)
+                ref.hints.append(ModelHint(url=u))
 
 
 def classify(ref: ModelRef, inv: Inventory) -> ModelStatus:
