@@ -99,6 +99,8 @@ def _expand(doc: dict[str, Any]) -> list[_Level] | None:
     subgraphs = {sg["id"]: sg for sg in _list(defs.get("subgraphs"))
                  if isinstance(sg, dict) and isinstance(sg.get("id"), str)}
     root = _level((), doc.get("nodes"), doc.get("links"))
+    if not subgraphs:
+        return [root]  # most workflows: no instance to look for
     levels, stack = [root], [(root, frozenset[str]())]
     count = len(root.nodes)
     while stack:

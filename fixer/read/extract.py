@@ -87,6 +87,8 @@ def _muted(node: dict[str, Any]) -> bool:
 def _placements(doc: dict[str, Any], defs: dict[str, dict[str, Any]]) -> dict[str, _Placement]:
     """Each definition reachable from the root graph, with its placement. Linear in the document: a
     definition placed 10 times in one placed 10 times in ... is visited once, never once per chain."""
+    if not defs:
+        return {}  # no subgraphs (most workflows): nothing to place, no pass over the nodes
     # (definition placed, instance node) for the root graph (None) and each definition's own graph
     edges: dict[str | None, list[tuple[str, dict[str, Any]]]] = {}
     for graph, nodes in [(None, doc.get("nodes"))] + [(k, d.get("nodes")) for k, d in defs.items()]:
