@@ -201,6 +201,8 @@ def _ui_graph(doc: dict[str, Any]) -> _Graph | None:
     for key, name in getters:  # KJNodes' Set/Get: a named wire without a link (untyped)
         if name in setters:
             g.add_input(key, setters[name], False)
+    for lv in levels:  # parent and children point at each other: freed now, not at the next cyclic collection
+        lv.parent = None
     return g
 
 
