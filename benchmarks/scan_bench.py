@@ -7,7 +7,9 @@
 2. A synthetic 5,000-node workflow: target under 60 ms.
 3. An inventory of 20,000 model files across 10 folders plus an extra_model_paths.yaml: target under 1 s.
 
-Run: python benchmarks/scan_bench.py [--code CHECKOUT]  (the whole-process figure of another checkout)
+Run: python benchmarks/scan_bench.py [--code CHECKOUT] [--baseline CHECKOUT] [--rounds N]
+  --code: the whole-process figure of another checkout; --baseline: an older checkout's `--scan` alternated in the
+  same rounds (before/after side by side); --rounds: alternated rounds of the whole processes (default 7).
 """
 
 from __future__ import annotations
@@ -66,23 +68,29 @@ def spread(xs: list[float]) -> str:
     return f"median {statistics.median(xs) * 1000:6.1f} ms ({min(xs) * 1000:.0f}-{max(xs) * 1000:.0f})"
 
 
-def whole_processes(root: Path, state: Path, code: Path, runs: int = 7) -> tuple[list[tuple[float, float]], ...]:
-    """[(wall, cpu)] of the json-only process and of `comfy-fixer --scan` (checkout `code`), alternated."""
-    env = user_env(code)
-    base_cmd = [sys.executable, "-c", JSON_ONLY, str(TEMPLATES)]
-    scan_cmd = [sys.executable, "-m", "fixer", "--scan", "--comfyui-root", str(root), "--workflow", str(TEMPLATES),
-                "--state-dir", str(state)]
-    base, ours = [], []
-    process_cost(base_cmd, env), process_cost(scan_cmd, env)  # warm the page cache, write the bytecode
+def whole_processes(root: Path, state: Path, checkouts: list[Path], runs: int = 7) -> list[list[tuple[float, float]]]:
+    """[(wall, cpu)] of the json-only process, then of `comfy-fixer --scan` of each checkout, alternated."""
+    cmds = [([sys.executable, "-c", JSON_ONLY, str(TEMPLATES)], user_env(checkouts[0]))]
+    for i, code in enumerate(checkouts):
+        cmds.append(([sys.executable, "-m", "fixer", "--scan", "--comfyui-root", str(root), "--workflow",
+                      str(TEMPLATES), "--state-dir", str(state / str(i))], user_env(code)))
+    for cmd, env in cmds:
+        process_cost(cmd, env)  # warm the page cache, write the bytecode
+    out: list[list[tuple[float, float]]] = [[] for _ in cmds]
     for _ in range(runs):
-        base.append(process_cost(base_cmd, env))
-        ours.append(process_cost(scan_cmd, env))
-    return base, ours
+        for i, (cmd, env) in enumerate(cmds):
+            out[i].append(process_cost(cmd, env))
+    return out
+
+
+def _arg(name: str) -> str | None:
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
 
 
 def main() -> int:
-    code = Path(sys.argv[sys.argv.index("--code") + 1]).resolve() if "--code" in sys.argv else \
-        Path(__file__).resolve().parent.parent  # --code DIR: the whole-process figure of another checkout
+    code = Path(_arg("--code") or Path(__file__).resolve().parent.parent).resolve()
+    baseline = Path(b).resolve() if (b := _arg("--baseline")) else None
+    rounds = int(_arg("--rounds") or 7)
     tmp = Path(tempfile.mkdtemp())
     root = tmp / "ComfyUI"
     (root / "models").mkdir(parents=True)
@@ -105,7 +113,8 @@ def main() -> int:
     (root / "main.py").write_text("# stand-in\n")
     (root / "folder_paths.py").write_text("# stand-in\n")
     load = os.getloadavg()[0]
-    p_base, p_ours = whole_processes(root, tmp / "state-process", code)
+    runs = whole_processes(root, tmp / "state-process", [code] + ([baseline] if baseline else []), rounds)
+    p_base, p_ours = runs[0], runs[1]
     cpu_ratio = statistics.median(c for _, c in p_ours) / statistics.median(c for _, c in p_base)
     wall_ratio = statistics.median(w for w, _ in p_ours) / statistics.median(w for w, _ in p_base)
     ok &= cpu_ratio <= 1.5
@@ -118,11 +127,17 @@ def main() -> int:
     b, o = statistics.median(base), statistics.median(ours)
     ratio = o / b
     print(f"templates: {len(files)} files, {size / 2**20:.1f} MiB")
-    print(f"  whole process ({code}), 7 alternated pairs, load average {load:.1f} -> {os.getloadavg()[0]:.1f}:")
+    print(f"  whole process ({code}), {rounds} alternated rounds, load average {load:.1f} -> "
+          f"{os.getloadavg()[0]:.1f}:")
     print(f"    CPU   python json.load only {spread([c for _, c in p_base])}   "
           f"comfy-fixer --scan {spread([c for _, c in p_ours])}   ratio {cpu_ratio:.2f}x (target <= 1.50x)")
     print(f"    wall  python json.load only {spread([w for w, _ in p_base])}   "
           f"comfy-fixer --scan {spread([w for w, _ in p_ours])}   ratio {wall_ratio:.2f}x")
+    if baseline:
+        p_old = runs[2]
+        print(f"    CPU   baseline {baseline}: comfy-fixer --scan {spread([c for _, c in p_old])}   ratio "
+              f"{statistics.median(c for _, c in p_old) / statistics.median(c for _, c in p_base):.2f}x; "
+              f"per round ours/baseline: {' '.join(f'{o[1] / b[1]:.2f}' for o, b in zip(p_ours, p_old))}")
     print(f"  in process, median of 5:   json.load             {b * 1000:8.1f} ms   "
           f"cli.main --scan    {o * 1000:8.1f} ms   ratio {ratio:.2f}x")
 
