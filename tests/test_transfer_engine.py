@@ -467,14 +467,43 @@ async def test_a_freed_slot_goes_to_the_largest_file_waiting(upstream, tmp_path)
     assert started == ["first.bin", "unknown.bin", "big.bin", "mid.bin", "small.bin"]
 
 
-async def test_a_slot_handed_to_a_cancelled_download_passes_on():
-    from fixer.transfer.slots import LargestFirst
+async def test_with_several_slots_one_takes_the_smallest_waiting_and_the_others_the_largest():
+    # Small files' fixed costs (round trips, checks) hide behind the large transfers instead of making the tail.
+    from fixer.transfer.slots import Slots
 
-    gate = LargestFirst(1)
-    await gate.acquire(1)
+    gate = Slots(2)
+    holders = [await gate.acquire(1), await gate.acquire(1)]  # free slots go at once
+    order: list[int] = []
+
+    async def wait(size: int) -> object:
+        token = await gate.acquire(size)
+        order.append(size)
+        return token
+
+    waiting = [asyncio.create_task(wait(size)) for size in (5, 50, 1, 20, 2)]
+    await asyncio.sleep(0)
+    gate.release(holders[0])  # the small lane: the smallest
+    await asyncio.sleep(0)
+    gate.release(holders[1])  # a large lane: the largest
+    await asyncio.sleep(0)
+    small, large = waiting[2].result(), waiting[1].result()
+    gate.release(large)  # the large lane again: the largest left
+    await asyncio.sleep(0)
+    gate.release(small)  # the small lane again: the smallest left
+    await asyncio.sleep(0)
+    assert order == [1, 50, 20, 2]
+    for task in waiting:
+        task.cancel()
+
+
+async def test_a_slot_handed_to_a_cancelled_download_passes_on():
+    from fixer.transfer.slots import Slots
+
+    gate = Slots(1)
+    held = await gate.acquire(1)
     waiter = asyncio.create_task(gate.acquire(10))
     await asyncio.sleep(0)
-    gate.release()  # handed to the waiter...
+    gate.release(held)  # handed to the waiter...
     waiter.cancel()  # ...cancelled before it ran
     try:
         await waiter

@@ -1,6 +1,7 @@
 """The download queue: TransferManager holds the downloads of one run (CLI) or one ComfyUI session (panel).
 
-At most `max_concurrent` files at once, a freed slot going to the largest file waiting (slots.LargestFirst);
+At most `max_concurrent` files at once, served by size (slots.Slots: one slot for the smallest waiting, the rest
+for the largest);
 the same target submitted twice is downloaded once.
 Failures never raise out of `submit`/`wait`: they end as state "failed" with a message.
 It also writes the file contract's outputs when given an output folder: a curl script per download,
@@ -34,7 +35,7 @@ from .records import DOWNLOADED_FILE, record_download
 from .resume import part_path
 from .scripts import write_script
 from .settings import WRITE_THREADS
-from .slots import LargestFirst
+from .slots import Slots
 from .verify import BatchReport, verify_batch, write_report
 
 log = logging.getLogger("fixer.transfer")
@@ -53,7 +54,7 @@ class TransferManager:
         self.transfers: dict[str, Transfer] = {}
         self._unreachable: dict[str, tuple[str, float]] = {}  # host -> (why, when) it could not be reached
         self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._slots: LargestFirst | None = None
+        self._slots: Slots | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._batch: list[Transfer] = []
@@ -127,20 +128,20 @@ class TransferManager:
 
     async def _run(self, t: Transfer, dest_root: str, secrets: dict[str, str]) -> None:
         if self._slots is None:
-            self._slots = LargestFirst(self.config.max_concurrent)
+            self._slots = Slots(self.config.max_concurrent)
         slots = self._slots
         try:
             if self.output_dir is not None:
                 # Written by the download's own task, not by submit: a run submitting 30 files would otherwise
                 # wait for 60 thread round trips (files rewritten as they grow) before the last one is queued.
                 await self._write_queued(t, dest_root)
-            await slots.acquire(t.total)
+            held = await slots.acquire(t.total)
             try:
                 job = FileJob(t, dest_root, self.config, secrets, self._session_factory, self._executor(),
                               self._emit, self.retry, self._unreachable)
                 await job.run()
             finally:
-                slots.release()
+                slots.release(held)
         except asyncio.CancelledError:
             if t.state not in ("done", "failed"):
                 t.state = "cancelled"
