@@ -49,10 +49,12 @@ JSON_ONLY = ("import json, sys\nfrom pathlib import Path\n"
              "    with open(f, encoding='utf-8') as fh:\n        json.load(fh)\n")
 
 
-def process_cost(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child: user + system, from wait4, so other load on the box barely moves it)."""
+def process_cost(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system, from wait4, so other load on the box barely moves it).
+    `cwd` holds no checkout: `python -m fixer` puts the working directory first on sys.path, so run from a
+    checkout it would import that checkout's engine whatever PYTHONPATH names (--code and --baseline did)."""
     t = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, _, usage = os.wait4(child.pid, 0)
     return time.perf_counter() - t, usage.ru_utime + usage.ru_stime
 
@@ -74,12 +76,13 @@ def whole_processes(root: Path, state: Path, checkouts: list[Path], runs: int = 
     for i, code in enumerate(checkouts):
         cmds.append(([sys.executable, "-m", "fixer", "--scan", "--comfyui-root", str(root), "--workflow",
                       str(TEMPLATES), "--state-dir", str(state / str(i))], user_env(code)))
+    state.mkdir(parents=True, exist_ok=True)
     for cmd, env in cmds:
-        process_cost(cmd, env)  # warm the page cache, write the bytecode
+        process_cost(cmd, env, state)  # warm the page cache, write the bytecode
     out: list[list[tuple[float, float]]] = [[] for _ in cmds]
     for _ in range(runs):
         for i, (cmd, env) in enumerate(cmds):
-            out[i].append(process_cost(cmd, env))
+            out[i].append(process_cost(cmd, env, state))
     return out
 
 
