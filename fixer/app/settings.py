@@ -1,8 +1,9 @@
 """The settings the ComfyUI page may change, described once: key, type, limits, where the value lives.
 
-Each setting has one owner. Download settings live in the engine's `Config` (their defaults are its
-defaults; the page's changes persist in `settings.json` of the state directory); tokens live in the
-secret store (fixer.upstream.tokens) and are write-only: the page learns only whether one is set.
+Each setting has one owner. Download and hashing settings live in the engine's `Config` (a section each;
+their defaults are its defaults; the page's changes persist in `settings.json` of the state directory);
+tokens live in the secret store (fixer.upstream.tokens) and are write-only: the page learns only whether
+one is set.
 `GET /comfyfixer/settings` serves `schema()` and `values()`, so the page draws its controls, limits and
 defaults from here instead of repeating them.
 """
@@ -21,6 +22,7 @@ from ..upstream.services import CIVITAI, HUGGINGFACE
 log = logging.getLogger("fixer.settings")
 
 SettingKind = Literal["integer", "boolean", "token"]
+Section = Literal["download", "hashing"]  # the Config section holding the value, under the setting's key
 SettingValue = Union[int, bool, str]
 # Hugging Face and Civitai tokens are under 100 characters; the bound keeps one request from making the
 # server store an arbitrary amount of text.
@@ -39,6 +41,7 @@ class Setting:
     minimum: int | None = None
     maximum: int | None = None
     token: str | None = None  # kind "token": the secret it sets (the service table's name)
+    section: Section = "download"
 
     @property
     def group(self) -> str:
@@ -60,12 +63,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("allow_pickle", "boolean", "ComfyFixerSmart.Downloads.AllowPickle",
             "Allow pickle formats (.ckpt, .pt, .pth, .bin)",
             "Pickle files can run code when loaded. Off: only .safetensors and other safe formats are downloaded."),
+    Setting("background_hashing", "boolean", "ComfyFixerSmart.Hashing.Background",
+            "Hash model files in the background",
+            "After a scan, the sha256 of every model file is computed once (for duplicates, lockfiles and "
+            "finding renamed copies), paused while ComfyUI runs a prompt. Off: nothing is read in the background; "
+            "a hash is computed only when one is needed, over files of the one matching size.",
+            section="hashing"),
+    Setting("hash_read_mb_per_s", "integer", "ComfyFixerSmart.Hashing.ReadRate",
+            "Background hashing read limit (MB/s)",
+            "The most the background hashing reads from disk per second; 0 means no limit.",
+            minimum=0, maximum=100_000, section="hashing"),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 
 
 def _config_value(config: Config, setting: Setting) -> SettingValue:
-    value: SettingValue = getattr(config.download, setting.key)
+    value: SettingValue = getattr(getattr(config, setting.section), setting.key)
     return value
 
 
@@ -142,11 +155,15 @@ def parse_patch(body: dict[str, Any]) -> SettingsPatch:
 
 
 def apply(config: Config, changes: dict[str, SettingValue]) -> Config:
-    """`config` with the changes made; each value was checked against its setting's kind."""
-    download: Any = replace(config.download)
+    """`config` with the changes made (a new section object for each section changed: whoever holds the
+    old config keeps its values); each value was checked against its setting's kind."""
+    sections: dict[str, Any] = {}
     for key, value in changes.items():
-        setattr(download, key, value)
-    return replace(config, download=download) if changes else config
+        section = BY_KEY[key].section
+        if section not in sections:
+            sections[section] = replace(getattr(config, section))
+        setattr(sections[section], key, value)
+    return replace(config, **sections) if sections else config
 
 
 def saved_changes(saved: object) -> dict[str, SettingValue]:
