@@ -93,7 +93,9 @@ def remember(store: OrderedDict[str, Any], key: str, value: Any) -> None:
 
 class FixerService:
     def __init__(self, host: Host, state_dir: Path, config: Config | None = None,
-                 comfyui_root: Path | None = None, comfyui_version: str | None = None):
+                 comfyui_root: Path | None = None, comfyui_version: str | None = None,
+                 busy: Callable[[], bool] | None = None):
+        self.busy = busy  # ComfyUI is running a prompt (the background hash index waits meanwhile)
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         keep_actions_in(state_dir / "log")
@@ -513,7 +515,8 @@ class FixerService:
 
     @cached_property
     def identity(self) -> IdentityPanel:
-        return IdentityPanel(self.host, self.state_dir, str(self.comfyui_root or ""))
+        return IdentityPanel(self.host, self.state_dir, str(self.comfyui_root or ""),
+                             hashing=lambda: self.config.hashing, busy=self.busy or (lambda: False))
 
     async def lockfile(self, workflow: dict[str, Any]) -> dict[str, Any]:
         """The workflow's models.lock.json (the panel's "Save lockfile")."""

@@ -6,7 +6,10 @@ index lives in the state directory (cache/hash_index.json), written atomically; 
 full walk are dropped, so it stays the size of the model folders.
 
 Hashing runs on a thread of its own (`BackgroundIndex`) with progress a scan or the panel can read:
-nothing waits for it. A safetensors header's own hash metadata (`modelspec.hash_sha256`,
+nothing waits for it. Inside ComfyUI it is paced (fixer.identity.pace: a read limit, no reading while a
+prompt runs, an off switch); hashes a fix or a command needs now are computed unpaced.
+
+A safetensors header's own hash metadata (`modelspec.hash_sha256`,
 `sshs_model_hash`) is kept as a hint beside the real hash, never instead of it: those hash the tensors
 (or whatever the writer chose), and a header is as untrusted as the rest of the file.
 """
@@ -28,6 +31,7 @@ from ..host.host import Host, model_folders
 from ..read.inventory import build_inventory
 from ..shapes import HashIndexFile
 from ..state import json_text, read_json, write_text_atomic
+from .pace import ReadPace
 
 log = logging.getLogger("fixer.identity.hash_index")
 
@@ -70,13 +74,26 @@ def header_hint(head: bytes) -> str | None:
     return None
 
 
-def hash_file(path: str, progress: Callable[[int], None] | None = None) -> tuple[str, str | None]:
-    """(sha256, header hint) of a file, read once in CHUNK pieces; `progress` gets each piece's length."""
+class HashingStopped(Exception):
+    """The pace said stop in the middle of a file (background hashing turned off, or the index stopped)."""
+
+
+def hash_file(path: str, progress: Callable[[int], None] | None = None,
+              admit: Callable[[int], bool] | None = None) -> tuple[str, str | None]:
+    """(sha256, header hint) of a file, read once in CHUNK pieces; `progress` gets each piece's length;
+    `admit` (a pace) is asked before each piece and raises HashingStopped by answering False."""
     h = hashlib.sha256()
     hint = None
     with open(path, "rb") as f:
+        left = os.fstat(f.fileno()).st_size  # what the pace is told each piece will be (never more than read)
         first = True
-        while chunk := f.read(CHUNK):
+        while True:
+            if admit is not None and not admit(max(0, min(CHUNK, left))):
+                raise HashingStopped(path)
+            chunk = f.read(CHUNK)
+            if not chunk:
+                break
+            left -= len(chunk)
             if first:
                 hint, first = header_hint(chunk), False
             h.update(chunk)
@@ -100,12 +117,13 @@ class IndexedFile:
 class IndexProgress:
     """What the background index has done; read from any thread (a copy)."""
 
-    state: str = "idle"  # idle | walking | hashing | done | failed
+    state: str = "idle"  # idle | walking | hashing | paused (ComfyUI runs a prompt) | done | stopped | off | failed
     files_total: int = 0
     files_done: int = 0
     bytes_total: int = 0
     bytes_done: int = 0
     hashed_bytes: int = 0  # bytes read this scan: 0 on a second scan of unchanged files
+    read_limit: int = 0  # bytes a second the pace allows (0: no limit)
     error: str | None = None
 
 
@@ -148,7 +166,8 @@ class HashIndex:
         """The file's sha256, hashed now unless the index has it; None when it cannot be read."""
         return self._sha256_keyed(path, progress)[0]
 
-    def _sha256_keyed(self, path: str, progress: Callable[[int], None] | None = None) -> tuple[str | None, str]:
+    def _sha256_keyed(self, path: str, progress: Callable[[int], None] | None = None,
+                      admit: Callable[[int], bool] | None = None) -> tuple[str | None, str]:
         """(sha256 or None, the stat key it belongs to): one stat when the index has the file."""
         try:
             st = os.stat(path)
@@ -159,8 +178,10 @@ class HashIndex:
             if key in self._entries:
                 return self._entries[key], key
         try:
-            digest, hint = hash_file(path, progress)
+            digest, hint = hash_file(path, progress, admit)
             after = os.stat(path)
+        except HashingStopped:
+            return None, key
         except OSError as e:
             log.warning("Cannot read %s to hash it: %s", path, e)
             return None, key
@@ -184,22 +205,32 @@ class HashIndex:
             self._dirty = True
 
     # -- every model file --------------------------------------------------------------
-    def scan(self, host: Host, progress: IndexProgress | None = None,
-             stop: threading.Event | None = None) -> list[IndexedFile]:
+    def scan(self, host: Host, progress: IndexProgress | None = None, stop: threading.Event | None = None,
+             pace: ReadPace | None = None, shared_sizes_only: bool = False) -> list[IndexedFile]:
         """Hash every model file of the host's model folders (the index's own first); keeps the list for
-        `with_sha256` and saves the index. Files are those the scan's inventory lists."""
+        `with_sha256` and saves the index. Files are those the scan's inventory lists. `pace` bounds and
+        pauses the reading (the background index); `shared_sizes_only` hashes only files whose size another
+        file has too -- all a duplicates report needs, when no complete index exists."""
         progress = progress if progress is not None else IndexProgress()
         progress.state = "walking"
+        if pace is not None:
+            stop = pace.stop
+            progress.read_limit = pace.limit()
         host_folders = model_folders(host.folders())
         inventory = build_inventory(host)
         files = [f for f in inventory.files if f.folder in host_folders]
+        if shared_sizes_only:
+            sizes: dict[int, int] = {}
+            for f in files:
+                sizes[f.size] = sizes.get(f.size, 0) + 1
+            files = [f for f in files if f.size > 0 and sizes[f.size] > 1]
         progress.files_total, progress.bytes_total = len(files), sum(f.size for f in files)
         progress.state = "hashing"
         out: list[IndexedFile] = []
         seen: set[str] = set()
         unsaved = 0
         for f in files:
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or (pace is not None and pace.stopped()):
                 break
             before = progress.hashed_bytes
 
@@ -207,7 +238,11 @@ class HashIndex:
                 progress.bytes_done += n
                 progress.hashed_bytes += n
 
-            digest, key = self._sha256_keyed(f.path, moved)
+            digest, key = self._sha256_keyed(f.path, moved, pace.admit if pace is not None else None)
+            if pace is not None:
+                progress.read_limit = pace.limit()
+            if pace is not None and pace.stopped():
+                break  # this file's digest, if any, was cut short: not counted as done
             if progress.hashed_bytes == before:
                 progress.bytes_done += f.size
             progress.files_done += 1
@@ -219,15 +254,15 @@ class HashIndex:
             if unsaved >= SAVE_EVERY_BYTES:
                 self.save(keep=None)
                 unsaved = 0
-        complete = stop is None or not stop.is_set()
+        complete = progress.files_done == len(files)
         with self._lock:
             self._files = out
             by_sha: dict[str, list[IndexedFile]] = {}
             for item in out:
                 by_sha.setdefault(item.sha256, []).append(item)
             self._by_sha = by_sha
-        self.save(keep=seen if complete else None)
-        progress.state = "done"
+        self.save(keep=seen if complete and not shared_sizes_only else None)
+        progress.state = "done" if complete else "stopped"
         return out
 
     def files(self) -> list[IndexedFile]:
@@ -264,9 +299,18 @@ class BackgroundIndex:
     index: HashIndex
     host: Host
     progress: IndexProgress = field(default_factory=IndexProgress)
+    pace: ReadPace | None = None  # the panel's index is paced; a command's (`comfy-fixer hashes`) is not
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     started: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.pace is not None:
+            self._stop = self.pace.stop
+            self.pace.on_pause = self._paused
+
+    def _paused(self, paused: bool) -> None:
+        self.progress.state = "paused" if paused else "hashing"
 
     def start(self) -> BackgroundIndex:
         if self._thread is None or not self._thread.is_alive():
@@ -278,7 +322,7 @@ class BackgroundIndex:
 
     def _run(self) -> None:
         try:
-            self.index.scan(self.host, self.progress, self._stop)
+            self.index.scan(self.host, self.progress, self._stop, self.pace)
         except Exception as e:  # a bug here must not take a scan or ComfyUI with it
             log.exception("the hash index failed")
             self.progress.state, self.progress.error = "failed", f"{type(e).__name__}: {e}"
