@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,19 @@ from aiohttp import web
 PACK_DIR = Path(__file__).resolve().parent.parent
 PT = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 LEGACY = {"unet": "diffusion_models", "clip": "text_encoders"}
+
+
+class PromptQueue:
+    """ComfyUI's execution.PromptQueue as far as the engine asks it: prompts queued and running."""
+
+    def __init__(self) -> None:
+        self.mutex = threading.RLock()
+        self.queue: list[Any] = []
+        self.currently_running: dict[int, Any] = {}
+
+    def get_tasks_remaining(self) -> int:
+        with self.mutex:
+            return len(self.queue) + len(self.currently_running)
 
 
 def make_server_module() -> ModuleType:
@@ -32,6 +46,7 @@ def make_server_module() -> ModuleType:
             self.app = web.Application()
             self.address, self.port = "127.0.0.1", 8188
             self.sent: list[tuple[str, Any]] = []
+            self.prompt_queue = PromptQueue()
 
         def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
             self.sent.append((event, data))

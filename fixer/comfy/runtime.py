@@ -147,10 +147,27 @@ def build_service(links: ComfyLinks) -> FixerService:
     state_dir.mkdir(parents=True, exist_ok=True)
     # Tokens: the service reads the environment, ~/.secrets and the ones saved from the page itself.
     svc = FixerService(comfy_host(links), state_dir, load_config(state_dir / "config.json"),
-                       comfyui_root=Path(fp.base_path), comfyui_version=links.version)
+                       comfyui_root=Path(fp.base_path), comfyui_version=links.version,
+                       busy=prompt_running(links.server))
     svc.on_event(event_forwarder(links.server.send_sync, fp))
     log.info("comfyfixer: service ready, state in %s", state_dir)
     return svc
+
+
+def prompt_running(server: Any) -> Callable[[], bool]:
+    """Whether ComfyUI is executing or has queued a prompt, from its PromptServer's queue
+    (`prompt_queue.get_tasks_remaining()`: the queue plus the running prompt, under the queue's own lock).
+    A ComfyUI without that method is never called busy: the read limit still applies."""
+
+    def busy() -> bool:
+        queue = getattr(server, "prompt_queue", None)
+        remaining = getattr(queue, "get_tasks_remaining", None)
+        try:
+            return callable(remaining) and int(remaining()) > 0
+        except Exception:  # noqa: BLE001 - another ComfyUI's queue: not knowing is not busy
+            return False
+
+    return busy
 
 
 def invalidate_filename_lists(folder_paths: Any, files: list[dict[str, str]]) -> None:
