@@ -92,6 +92,17 @@ class ModelRef(UsedIn):
     def hint(self, attr: str) -> str | None:
         return next((getattr(h, attr) for h in self.hints if getattr(h, attr)), None)
 
+    @property
+    def stated_sha256(self) -> str | None:
+        """The sha256 the workflow states for this file (a models[] hash whose type is sha256 or unsaid),
+        lower-case; the first when several entries state one. Only these bytes are ever accepted for it."""
+        for h in self.hints:
+            value = (h.hash or "").lower()
+            if (h.hash_type or "sha256").lower() == "sha256" and len(value) == 64 and \
+                    all(c in "0123456789abcdef" for c in value):
+                return value
+        return None
+
 
 @dataclass
 class NodeRef(UsedIn):

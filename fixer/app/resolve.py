@@ -10,6 +10,9 @@ by the family their anchor's resolution revealed (sources.family). The best cand
 confidence reaches search.fuzzy_threshold; below it nothing is chosen and the candidates are listed.
 A remote pick with a known sha256 and size is checked against the local disk first: the same bytes
 under another name are linked instead of downloaded again.
+A model whose workflow states a sha256 is only ever taken with those bytes: a candidate of any source whose
+sha256 is known to differ (a local file's is computed when it has none) is refused, said in `tried` and the
+ACTION log; the download itself is verified against the workflow's sha256 (fixer.app.run).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from ..identity.hash_index import HashIndex, index_path
 from ..models import Candidate, ModelRef, Resolution
 from ..models import Source as SourceName
 from ..shapes import CandidateEntry, ResolutionEntry, ResolutionState
-from ..sources import Found, SearchRun, Source
+from ..sources import CONFIDENCE, Found, SearchRun, Source
 from ..sources.catalogs import CatalogSource, PublisherSource
 from ..sources.civitai import CivitaiSource
 from ..sources.embedded import EmbeddedSource
@@ -179,9 +182,37 @@ class Resolver:
             out.candidates.remove(c)
             out.tried.append(str(c.ids["refused"]))
             action("candidate_refused", model=ref.name, url=c.url, reason=c.ids["refused"])
+        await self._refuse_other_bytes(ref, out)
         for c in out.candidates:
             self._mark_key(c, run)
         return out
+
+    async def _refuse_other_bytes(self, ref: ModelRef, out: Found) -> None:
+        """The workflow states a sha256: candidates known to hold other bytes go, whatever their source (the
+        Hub or Civitai listing another sha256 for the linked file, a search hit of the same name, a local
+        file under a near name -- hashed now when the index does not know it)."""
+        want = ref.stated_sha256
+        if want is None:
+            return
+        for c in list(out.candidates):
+            sha = (c.sha256 or "").lower() or None
+            if sha is None and c.local_path and not c.url:  # a file on this disk (also a near name's, via fuzzy)
+                sha = await self.local.sha256_of(c.local_path)
+                c.sha256 = sha
+            if sha is None:
+                continue  # bytes not known yet: the download is verified against the workflow's sha256
+            if sha == want:  # the very bytes the workflow states: no doubt left about which file it is
+                if c.confidence < CONFIDENCE["hash_match"]:
+                    c.confidence = CONFIDENCE["hash_match"]
+                    c.reason += "; its sha256 is the one the workflow states"
+                continue
+            out.candidates.remove(c)
+            out.other_bytes += 1
+            where = c.url or c.local_path or c.filename
+            out.tried.append(f"{c.source}: {where} refused: its sha256 is {sha[:12]}..., the workflow states "
+                             f"{want[:12]}... (other bytes)")
+            action("candidate_refused", model=ref.name, url=c.url, local_path=c.local_path, source=c.source,
+                   reason="sha256_differs", sha256=sha, workflow_sha256=want)
 
     @staticmethod
     def _mark_key(c: Candidate, run: SearchRun) -> None:
@@ -210,8 +241,9 @@ class Resolver:
                 if chosen is not None:
                     break
             chosen, others = choose(ref, found.candidates, threshold)
-            if chosen is not None and chosen.source != "local" and chosen.sha256 and chosen.size:
-                local = await self.local.by_content(ref, chosen.sha256, chosen.size, run)
+            sha = ref.stated_sha256 or (chosen.sha256 if chosen is not None else None)
+            if chosen is not None and chosen.source != "local" and sha and chosen.size:
+                local = await self.local.by_content(ref, sha, chosen.size, run)
                 if local is not None:
                     others.insert(0, chosen)
                     chosen = local
@@ -224,7 +256,8 @@ class Resolver:
         res = Resolution(name=ref.name, folder=chosen.folder if chosen else ref.folder, chosen=chosen,
                          candidates=others, tried=found.tried)
         searched = {"civitai": self.ctx.config.civitai, "huggingface": self.ctx.config.huggingface and not hf_offline()}
-        res.why = explain(res, [s for s, on in searched.items() if on], len(run.ways(ref)), found.unreached)
+        res.why = explain(res, [s for s, on in searched.items() if on], len(run.ways(ref)), found.unreached,
+                          found.other_bytes)
         if chosen:
             action("model_resolved", model=ref.name, folder=chosen.folder, source=chosen.source,
                    confidence=chosen.confidence, url=chosen.url, local_path=chosen.local_path, reason=chosen.reason)
@@ -241,9 +274,11 @@ FOUND_WORDS = {"local": "on this computer", "embedded": "through the workflow's 
 SERVICE_LABELS = {"civitai": "Civitai", "huggingface": "Hugging Face"}
 
 
-def explain(res: Resolution, services: list[str], ways: int, unreached: set[str] | frozenset[str] = frozenset()) -> str:
+def explain(res: Resolution, services: list[str], ways: int, unreached: set[str] | frozenset[str] = frozenset(),
+            other_bytes: int = 0) -> str:
     """One sentence for a person: where a model was found, or why it was not (the details are `tried`).
-    `services` were asked ("civitai", "huggingface"); `unreached` could not be searched right now."""
+    `services` were asked ("civitai", "huggingface"); `unreached` could not be searched right now;
+    `other_bytes` files were found under the name but refused for a sha256 other than the workflow's."""
     c = res.chosen
     if c is not None:
         return f"Found {FOUND_WORDS.get(c.source, 'by ' + c.source)}."
@@ -265,6 +300,9 @@ def explain(res: Resolution, services: list[str], ways: int, unreached: set[str]
     offline = f" {HF_OFFLINE_NOTE}." if HF_OFFLINE_NOTE in res.tried else ""
     if down:
         return f"Not found: {' and '.join(down)} could not be searched right now (try again later).{offline}"
+    if other_bytes:
+        return (f"Not found with the sha256 the workflow states: {other_bytes} file(s) under the name hold other "
+                f"bytes and were not taken. Paste a link to the right file.{offline}")
     return f"Not found on {where} (searched {ways} way{'s' if ways != 1 else ''}).{offline}"
 
 

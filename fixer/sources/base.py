@@ -55,11 +55,13 @@ class Found:
     candidates: list[Candidate] = field(default_factory=list)
     tried: list[str] = field(default_factory=list)  # words for a person, one line per search; never parsed
     unreached: set[str] = field(default_factory=set)  # services ("civitai", "huggingface") that could not be searched
+    other_bytes: int = 0  # candidates refused: their sha256 is not the one the workflow states
 
     def extend(self, other: Found) -> None:
         self.candidates.extend(other.candidates)
         self.tried.extend(other.tried)
         self.unreached |= other.unreached
+        self.other_bytes += other.other_bytes
 
     def note_reply(self, service: str, status: int) -> None:
         """A service that answered "wait" (429/503, after the retries) could not be searched right now."""

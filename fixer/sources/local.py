@@ -45,7 +45,9 @@ class LocalSource:
         self.index = index
         self._known: dict[str, list[LocalFile]] | None = None
 
-    async def _sha256(self, path: str) -> str | None:
+    async def sha256_of(self, path: str) -> str | None:
+        """A local file's sha256: the index's word for it as it is now, else hashed now (unpaced: a fix
+        needs it) and remembered."""
         known = self.index.known(path)
         if known is not None:
             return known
@@ -70,7 +72,7 @@ class LocalSource:
         if inv is None:
             found.tried.append("local disk: no inventory (skipped)")
             return found
-        want_sha = (ref.hint("hash") or "").lower() if (ref.hint("hash_type") or "sha256").lower() == "sha256" else ""
+        want_sha = ref.stated_sha256 or ""
         hits = [f for f in inv.named(ref.basename) if not (f.folder == ref.folder and f.relpath == ref.name)]
         for f in hits:
             exact = f.relpath.rsplit("/", 1)[-1] == ref.basename
@@ -78,7 +80,7 @@ class LocalSource:
             reason = _offer(ref, f) + ("" if exact else " (the name differs in case)")
             sha = None
             if len(want_sha) == 64:
-                sha = await self._sha256(f.path)
+                sha = await self.sha256_of(f.path)
                 if sha != want_sha:
                     found.tried.append(f"local disk: {f.path} has the name but not the sha256 the workflow gives")
                     continue
@@ -108,7 +110,7 @@ class LocalSource:
         candidates = known.get(want, []) + ([f for f in inv.with_size(size) if f not in known.get(want, [])]
                                             if size is not None else [])
         for f in candidates:
-            if await self._sha256(f.path) == want:  # the index's word checked against the file as it is now
+            if await self.sha256_of(f.path) == want:  # the index's word checked against the file as it is now
                 return _candidate(ref, f, CONFIDENCE["local_content"],
                                   f"same bytes (sha256) as {f.folder}/{f.relpath}: link or copy it into place", want)
         return None
