@@ -34,6 +34,7 @@ from ..events import (
     TransferProgress,
 )
 from ..host.host import target_root
+from ..identity.hash_index import HashIndex, index_path
 from ..models import Candidate, ModelRef, Resolution, Transfer, TransferRequest, to_jsonable
 from ..read.inventory import Inventory
 from ..read.names import confine
@@ -100,6 +101,9 @@ class FixRun:
         self.comfyui_root = comfyui_root
         self.workflow = workflow
         self.rows: dict[str, Row] = {r.name: Row(r.name, r.folder) for r in refs}
+        # The sha256 each workflow states: the only bytes ever accepted for that model, whatever brings them.
+        self.stated_sha256 = {r.name: sha for r in refs if (sha := r.stated_sha256)}
+        self._index: HashIndex | None = None  # hashes local copies no source vouched for (made when needed)
         self.chosen = dict(chosen or {})  # sources the user picked: downloaded without searching again
         self.recorded = dict(recorded or {})  # what an earlier run chose (--resume): taken as it was
         # A link the user pasted keeps its file's real name (a .safetensors is never saved as .pth);
@@ -343,21 +347,50 @@ class FixRun:
         except FixerError as e:
             row.state, row.error = "failed", e.info()
             self.bus.emit(ErrorRaised(error_info(e, f"Download failed: {name}"), str(e)))
+            if e.code == "sha256_mismatch" and not self._cancelled:  # other bytes: the next source may have them
+                self._failed_urls.setdefault(name, set()).add(c.url or "")
+                self._fall_through.append(name)
             self._progress()
 
+    async def _other_bytes(self, c: Candidate, name: str) -> str | None:
+        """The sha256 `c` is known (or, for a local copy no source vouched for, now found) to hold when it is
+        not the one the workflow states for `name`; None when its bytes may be taken."""
+        want = self.stated_sha256.get(name)
+        if want is None:
+            return None
+        have = (c.sha256 or "").lower() or None
+        if have is None and c.local_path and not c.url:
+            if self._index is None:
+                self._index = HashIndex(index_path(self.state_dir) if self.state_dir else None)
+            have = await asyncio.to_thread(self._index.sha256, c.local_path)
+            if have is None:
+                return "unreadable"
+        return have if have is not None and have != want else None
+
     async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
-        saved_as = name if c.source == "local" and c.local_path else self.save_as.get(name, name)
+        # A file already on this disk: the local source's, or a near name's the fuzzy matcher scored.
+        on_disk = c.local_path if c.local_path and (c.source == "local" or not c.url) else None
+        saved_as = name if on_disk else self.save_as.get(name, name)
         dest_root = target_root(self.folders, folder, name=saved_as, extensions=self.extensions)
-        if c.source == "local" and c.local_path:
-            row.path = await asyncio.to_thread(place_local_copy, c.local_path, dest_root, name)
+        want = self.stated_sha256.get(name)
+        other = await self._other_bytes(c, name)
+        if other is not None:
+            where = c.local_path or c.url or c.filename
+            action("candidate_refused", model=name, url=c.url, local_path=c.local_path, source=c.source,
+                   reason="sha256_differs", sha256=other, workflow_sha256=want)
+            raise FixerError(f"{name}: {where} holds other bytes (sha256 {other[:12]}...) than the workflow states "
+                             f"({(want or '')[:12]}...); not taken", code="sha256_mismatch")
+        if on_disk:
+            row.path = await asyncio.to_thread(place_local_copy, on_disk, dest_root, name)
             row.state = "done"
             action("linked", name=name, folder=folder, src=c.local_path, dest=row.path)
             self._progress()
             return
         if not c.url:
             raise UnsafePath(name, "the chosen source has no download address")
+        # Verified against the workflow's sha256 when it states one, else the source's.
         req = TransferRequest(url=c.url, folder=folder, filename=saved_as, expected_size=c.size,
-                              sha256=c.sha256, source=bytes_source(c), model_name=name)
+                              sha256=want or c.sha256, source=bytes_source(c), model_name=name)
         row.state = "resolved"
         self.transfers[name] = await self._manager().submit(req, dest_root)
 
