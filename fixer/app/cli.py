@@ -535,10 +535,7 @@ def fix(ctx: RunContext, resume: bool) -> int:
 
         if ask:
             ctx.bus.subscribe(on_review)
-        data = asyncio.run(run.run()) if refs else {"models": []}
-        ctx.status.set_counts(run.seed_counts())
-        if refs:
-            ctx.status.set_data(run.snapshot(), force=True)
+        data = asyncio.run(run.run()) if refs else {"models": []}  # its rows in status.json: outputs.RunStatus
         extra_ok = True
         if leftovers:
             from ..transfer.commands import download_requests

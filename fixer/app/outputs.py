@@ -37,22 +37,25 @@ class RunStatus:
     Subscribed before the status document: on a phase change the rows are current when the document writes
     the new phase. The rows are built only when they are due (every `interval` seconds, and at once when a
     phase changes, a file ends or the run ends), not per event: a view is O(models) and a download emits
-    many events a second."""
+    many events a second. Once the run has finished, later events (a download command after it, the next
+    scan) leave its rows alone; `refresh` still writes them when the front-end changes one (a discarded part)."""
 
     def __init__(self, status: StatusDocument, view: Callable[[FixRun], RunData] = plain_view) -> None:
         self.status = status
         self.view = view
         self.run: FixRun | None = None
+        self._live = False  # between follow() and the run's RunFinished
         self.refreshed_on: Event | None = None  # the event the rows were last built on (none: asked directly)
         self._last = 0.0
 
     def follow(self, run: FixRun) -> None:
-        self.run = run
+        self.run, self._live = run, True
         self._last = 0.0
 
     def __call__(self, event: Event) -> None:
-        if self.run is None:
+        if not self._live:
             return
+        self._live = not isinstance(event, RunFinished)
         if isinstance(event, PhaseChanged):  # the status document writes the phase right after this
             self.refresh(force=False)
         elif isinstance(event, (TransferDone, RunFinished)):
