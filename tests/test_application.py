@@ -120,3 +120,31 @@ def test_inside_comfyui_a_run_that_ends_keeps_only_its_own_download_scripts(tmp_
         app = Application(state, Config(), StandaloneHost.from_root(root), secrets=dict, keep_scripts=keep)
         asyncio.run(app.new_run([], inventory=None, workflow="wf.json").run())
         assert old.exists() is left
+
+
+def test_resolutions_arriving_together_are_written_at_once_then_within_the_interval(tmp_path):
+    """A burst of resolutions is not one rewrite each: the first goes at once, the rest within `interval`
+    (a timer on the loop, so a run killed while searching still leaves them) or at the next phase."""
+    from fixer.app.outputs import ResolutionsFile
+    from fixer.events import ModelResolved, PhaseChanged
+    from fixer.models import Resolution
+
+    def names() -> list[str]:
+        return [e["filename"] for e in json.loads((tmp_path / "resolutions.json").read_text())]
+
+    async def burst() -> None:
+        out = ResolutionsFile(tmp_path, interval=0.5)
+        out(PhaseChanged("resolving"))
+        for n in ("a", "b", "c"):
+            out(ModelResolved(Resolution(f"{n}.safetensors", "loras", None)))
+        assert names() == ["a.safetensors"]
+        deadline = time.monotonic() + 10
+        while names() != ["a.safetensors", "b.safetensors", "c.safetensors"]:  # the timer writes them
+            assert time.monotonic() < deadline, names()
+            await asyncio.sleep(0.05)
+        for n in ("d", "e"):
+            out(ModelResolved(Resolution(f"{n}.safetensors", "loras", None)))
+        out(PhaseChanged("downloading"))  # the search ended: everything it found is on disk now
+        assert names()[-2:] == ["d.safetensors", "e.safetensors"]
+
+    asyncio.run(burst())

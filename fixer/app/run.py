@@ -340,6 +340,9 @@ class FixRun:
             self._held.append((row, c, folder, res.name))
             return
         await self._start_or_fail(row, c, folder, res.name)
+        # Its first steps (its script and record, a download slot) while the next resolution waits: when the
+        # searches end together the resolutions come back to back, and the downloads would start only after all.
+        await asyncio.sleep(0)
 
     async def _start_or_fail(self, row: Row, c: Candidate, folder: str, name: str) -> None:
         try:
