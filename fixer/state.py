@@ -162,6 +162,14 @@ class StatusDocument:
             self.doc = doc
         self._written_or_due(force)
 
+    def set_run(self, counts: dict[str, Any], data: RunData, force: bool = False) -> None:
+        """A run's counters and rows of one moment, in one write (when due, or forced). Set one after the
+        other, the first call's write would carry the new counters beside the previous rows."""
+        with self._lock:
+            self.seed.update(counts)
+            self.doc = replace(self.doc, timestamp=now_iso(), data=data)
+        self._written_or_due(force)
+
     def set_data(self, data: RunData | dict[str, Any], force: bool = False) -> None:
         if isinstance(data, dict):  # a CLI command's own counts: the guide's fields among them are counters
             self.set_counts({k: v for k, v in data.items() if k in SEED_DATA})

@@ -73,8 +73,7 @@ class RunStatus:
         if run is None:
             return
         self._last, self.refreshed_on = time.monotonic(), None
-        self.status.set_counts(run.seed_counts())
-        self.status.set_data(self.view(run), force=force)
+        self.status.set_run(run.seed_counts(), self.view(run), force=force)
 
 
 class ResolutionsFile:
