@@ -68,7 +68,7 @@ def test_not_enough_space_is_refused_before_a_byte_is_written(small_fs, upstream
 def test_disk_filling_up_mid_download_is_a_clear_error_and_the_part_it_cannot_finish_is_removed(small_fs, upstream):
     data = random.Random(2).randbytes(2 * MiB)
     url = register_hf_file(upstream, REPO, "fill.bin", data)
-    faults(upstream, hf_key(REPO, "fill.bin")).rate = 2 * MiB
+    faults(upstream, hf_key(REPO, "fill.bin")).rate = MiB // 2  # per connection: 2 MiB in ~2 s on its 2 connections
     other = small_fs / "someone_elses.safetensors"
     other.write_bytes(b"keep me" * 1000)
     filler = small_fs / "filler.tmp"

@@ -430,7 +430,7 @@ async def test_at_most_max_concurrent_files_download_at_once(upstream, tmp_path)
     def watch(e):
         if isinstance(e, TransferProgress) and e.transfer.state == "downloading":
             live.add(e.transfer.target)
-        elif isinstance(e, TransferDone):
+        elif isinstance(e, (TransferProgress, TransferDone)):  # its bytes are in: checked while the next starts
             live.discard(e.transfer.target)
         peak[0] = max(peak[0], len(live))
 
@@ -510,6 +510,33 @@ async def test_a_slot_handed_to_a_cancelled_download_passes_on():
     except asyncio.CancelledError:
         pass
     await asyncio.wait_for(gate.acquire(5), 1)  # the slot came back instead of leaking
+
+
+async def test_the_next_file_starts_while_the_last_ones_bytes_are_checked(upstream, tmp_path, monkeypatch):
+    import threading
+
+    from fixer.transfer import engine
+
+    second_started = threading.Event()
+    real_check = engine.check_part
+
+    def slow_check(*args, **kw):  # the checks of the first file (a disk flushing, a big header) take a while
+        if args[0].endswith("a.bin.part"):
+            second_started.wait(5)
+        return real_check(*args, **kw)
+
+    monkeypatch.setattr(engine, "check_part", slow_check)
+    bus = EventBus()
+    bus.subscribe(lambda e: isinstance(e, TransferProgress) and e.transfer.state == "downloading"
+                  and e.transfer.request.filename == "b.bin" and second_started.set())
+    mgr = TransferManager(cfg(max_concurrent=1), {}, bus=bus, retry=FAST)
+    for name in ("a.bin", "b.bin"):
+        url = fr.register_hf_file(upstream, "t/overlap", name, blob(MiB, name.encode()))
+        await mgr.submit(TransferRequest(url=url, folder="loras", filename=name, expected_size=MiB), str(tmp_path))
+    started = asyncio.get_running_loop().time()
+    done = await mgr.wait()
+    assert [t.state for t in done] == ["done", "done"]
+    assert second_started.is_set() and asyncio.get_running_loop().time() - started < 4
 
 
 async def test_one_failure_does_not_stop_the_others(upstream, tmp_path):

@@ -98,8 +98,11 @@ class FileJob:
     def __init__(self, transfer: Transfer, dest_root: str, config: DownloadConfig, secrets: dict[str, str],
                  session_factory: Callable[[], aiohttp.ClientSession], pool: ThreadPoolExecutor,
                  emit: Callable[[events.Event], None], retry: RetryPolicy,
-                 unreachable: dict[str, tuple[str, float]] | None = None):
+                 unreachable: dict[str, tuple[str, float]] | None = None,
+                 fetched: Callable[[], None] | None = None):
         self.t = transfer
+        # Called once every byte is in (before the checks): the queue lets the next file start meanwhile.
+        self.fetched = fetched
         # Hosts this run could not reach at all, shared by the manager's jobs: the next file from the
         # same host fails at once instead of spending its own retries (an offline machine, a dead mirror).
         self.unreachable = unreachable if unreachable is not None else {}
@@ -237,6 +240,8 @@ class FileJob:
         finally:
             if resp is not None:
                 resp.close()
+        if self.fetched is not None:
+            self.fetched()
         await self._verify_and_place(remote)
 
     async def _probe_with_retries(self) -> tuple[aiohttp.ClientResponse, Remote]:

@@ -1,8 +1,8 @@
 """The download queue: TransferManager holds the downloads of one run (CLI) or one ComfyUI session (panel).
 
-At most `max_concurrent` files at once, served by size (slots.Slots: one slot for the smallest waiting, the rest
-for the largest);
-the same target submitted twice is downloaded once.
+At most `max_concurrent` files receiving bytes at once (a file's checks after its last byte overlap the next
+one), served by size (slots.Slots: one slot for the smallest waiting, the rest for the largest); the same
+target submitted twice is downloaded once.
 Failures never raise out of `submit`/`wait`: they end as state "failed" with a message.
 It also writes the file contract's outputs when given an output folder: a curl script per download,
 `downloaded_models.json`, and the batch verification report every `verify_batch_every` files.
@@ -16,7 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -57,6 +57,9 @@ class TransferManager:
         self._slots: Slots | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: ThreadPoolExecutor | None = None
+        # One thread for the scripts and records, so they are written in the order the files were submitted
+        # (scripts are numbered as written; a file's last record never overtaken by its first).
+        self._records: ThreadPoolExecutor | None = None
         self._batch: list[Transfer] = []
         self._roots: dict[str, str] = {}  # target -> dest_root, for the resumable record
         self.report = BatchReport()
@@ -109,10 +112,12 @@ class TransferManager:
         """Release the HTTP session and write threads; a later submit opens new ones."""
         session, self._session = self._session, None
         pool, self._pool = self._pool, None
+        records, self._records = self._records, None
         if session is not None:
             await session.close()
-        if pool is not None:
-            pool.shutdown(wait=True)
+        for threads in (pool, records):
+            if threads is not None:
+                threads.shutdown(wait=True)
 
     # -- internals -------------------------------------------------------------------------
     def _session_factory(self) -> aiohttp.ClientSession:
@@ -126,22 +131,51 @@ class TransferManager:
             self._pool = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="fixer-write")
         return self._pool
 
+    def _in_order(self, fn: Callable[..., object], *args: Any) -> asyncio.Future[None]:
+        """`fn(*args)` on the records thread, after everything handed to it before; OSError is logged."""
+        if self._records is None:
+            self._records = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fixer-records")
+
+        def guarded() -> None:
+            try:
+                fn(*args)
+            except OSError as e:  # scripts and records are conveniences; they must not stop the download
+                log.warning("could not write the download script or record (%s): %s", fn.__name__, e)
+
+        return asyncio.get_running_loop().run_in_executor(self._records, guarded)
+
     async def _run(self, t: Transfer, dest_root: str, secrets: dict[str, str]) -> None:
         if self._slots is None:
             self._slots = Slots(self.config.max_concurrent)
         slots = self._slots
         try:
+            queued: list[asyncio.Future[None]] = []
             if self.output_dir is not None:
-                # Written by the download's own task, not by submit: a run submitting 30 files would otherwise
-                # wait for 60 thread round trips (files rewritten as they grow) before the last one is queued.
-                await self._write_queued(t, dest_root)
+                # Written by the download's own task, not by submit (a run submitting 30 files waited for 60
+                # thread round trips before the last one was queued), and while it waits for its slot; the
+                # record is on disk before the first byte is fetched, for --resume.
+                req = t.request
+                queued = [self._in_order(write_script, self.output_dir, req, t.target, req.expected_size),
+                          self._in_order(record_download, self.output_dir / DOWNLOADED_FILE, t, dest_root)]
             held = await slots.acquire(t.total)
+            freed = False
+
+            def free() -> None:
+                # The slot bounds the files on the network: once a file's bytes are in, its checks (the hash
+                # tail, the flush to disk, the header, the rename, ~0.05-0.2 s) overlap the next file's start.
+                nonlocal freed
+                if not freed:
+                    freed = True
+                    slots.release(held)
+
             try:
+                for written in queued:
+                    await written
                 job = FileJob(t, dest_root, self.config, secrets, self._session_factory, self._executor(),
-                              self._emit, self.retry, self._unreachable)
+                              self._emit, self.retry, self._unreachable, fetched=free)
                 await job.run()
             finally:
-                slots.release(held)
+                free()
         except asyncio.CancelledError:
             if t.state not in ("done", "failed"):
                 t.state = "cancelled"
@@ -152,26 +186,12 @@ class TransferManager:
                 if len(self._batch) >= max(1, self.config.verify_batch_every):
                     await self._flush_batch()
 
-    async def _write_queued(self, t: Transfer, dest_root: str) -> None:
-        """The download's curl script and its resumable record, before it waits for a slot."""
-        assert self.output_dir is not None
-        req = t.request
-        try:  # in a thread: a busy disk must not stall ComfyUI's event loop
-            await asyncio.to_thread(write_script, self.output_dir, req, t.target, req.expected_size)
-            await asyncio.to_thread(record_download, self.output_dir / DOWNLOADED_FILE, t, dest_root)
-        except OSError as e:  # scripts and records are conveniences; they must not stop the download
-            log.warning("could not write the download script or record for %s: %s", req.filename, e)
-
     async def _finished(self, t: Transfer) -> None:
         self._emit(events.TransferDone(t))
         if t.state == "failed":  # every failure reaches status.json's errors[], in the agent guide's words
             self._emit(failure_event(t))
         if self.output_dir is not None:
-            try:
-                await asyncio.to_thread(record_download, self.output_dir / DOWNLOADED_FILE, t,
-                                        self._roots.get(t.target))
-            except OSError as e:
-                log.warning("could not update %s: %s", DOWNLOADED_FILE, e)
+            await self._in_order(record_download, self.output_dir / DOWNLOADED_FILE, t, self._roots.get(t.target))
 
     async def _flush_batch(self) -> None:
         """The batch check (exists, size, header); recorded, never stops the run."""
