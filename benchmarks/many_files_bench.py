@@ -12,7 +12,7 @@ as Hugging Face LFS files (`/resolve` 302 to the CDN host, Range honoured), each
   the Hub, the review plan, downloads, sha256 + size + safetensors checks, records) into a fresh ComfyUI tree.
 - aria2c: `aria2c -i LIST -j3 -x8 -s8` with each file's `checksum=sha-256=...`, the same three files at a
   time and eight connections per file, into a fresh folder. It neither scans nor checks safetensors.
-Runs alternate (ours, aria2c, ours, ...); the medians, ranges and their ratio are printed (target: ours
+Runs alternate, each round starting with the next tool; the medians, ranges and their ratio are printed (target: ours
 <= 0.6x aria2c), with ours' peak memory (the process's own maximum RSS, from wait4) and, for the median
 run of each tool, a timeline: when each file appeared in the folder and when it was complete under its
 final name, and the bytes on disk per second (MB/s buckets), sampled from the outside every 20 ms the same
@@ -405,8 +405,10 @@ def main() -> None:
             if tool_env is not None:
                 run_ours(work, workflow, names, tool_env, config, tool)
         runs: dict[str, list[Run]] = {tool: [] for tool, _ in tools}
-        for _ in range(args.pairs):
-            for tool, tool_env in tools:
+        for i in range(args.pairs):
+            # Each round starts with the next tool: whatever a run leaves behind (dirty pages, a warm cache, the
+            # neighbours' load) must not favour one tool's place in every round.
+            for tool, tool_env in tools[i % len(tools):] + tools[:i % len(tools)]:
                 if tool_env is None:
                     runs[tool].append(run_aria2(aria2 or "aria2c", work, listing, names))
                     shutil.rmtree(work / "aria2", ignore_errors=True)
