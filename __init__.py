@@ -73,6 +73,7 @@ def _register_routes() -> None:
         if not runtime.claim_routes(prompt_server):
             return
         server_routes.add_routes(prompt_server.routes, runtime.service)
+        runtime.build_when_serving(prompt_server)  # settles a killed run's status.json once ComfyUI serves
     except Exception:  # keep the nodes loadable; the log says why the panel has no server side
         log.exception("ComfyFixerSmart: the /comfyfixer routes could not be registered; the panel will not work")
         return

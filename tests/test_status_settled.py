@@ -137,3 +137,29 @@ async def test_a_finished_earlier_run_is_not_shown_as_the_restarted_services_own
     client = await serve(aiohttp_client, svc)
     assert (await (await client.get("/comfyfixer/status")).json())["phase"] == "idle"
     assert on_disk(world)["phase"] == "complete"  # left as it was
+
+
+async def test_comfyui_settles_a_killed_runs_status_as_its_server_starts(tmp_path, monkeypatch, aiohttp_client):
+    """Nobody opens the page: the file alone is settled once ComfyUI's server starts (the service is built
+    on a thread then, off ComfyUI's start-up)."""
+    from fake_comfy import install_comfy, load_pack, unload_pack
+
+    root = make_comfy_root(tmp_path)
+    state = root / "user" / "comfyfixer"
+    state.mkdir(parents=True)
+    write_json(state / "status.json", {"timestamp": "2026-01-01T00:00:00+0000", "phase": "downloading",
+                                       "progress": {"current": 0, "total": 1, "percent": 0.0},
+                                       "data": {"current_download": SLOW}, "errors": []})
+    (state / ".comfyfixer.lock").write_text("pid 999999 comfy-fixer --auto since 2026-01-01T00:00:00+0000")
+    server = install_comfy(monkeypatch, root)
+    try:
+        load_pack("ComfyFixerSmartSettles")
+        assert on_disk({"state": state})["phase"] == "downloading"  # importing the pack settles nothing
+        await aiohttp_client(server.PromptServer.instance.app)  # ComfyUI's server starts
+        deadline = time.monotonic() + 30
+        while on_disk({"state": state}).get("phase") != "error" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert_interrupted(on_disk({"state": state}))
+        assert "pid 999999 comfy-fixer --auto" in on_disk({"state": state})["errors"][-1]["error"]
+    finally:
+        unload_pack("ComfyFixerSmartSettles")

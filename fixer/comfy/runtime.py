@@ -100,6 +100,27 @@ def service() -> FixerService:
         return _service
 
 
+def build_when_serving(server: Any) -> None:
+    """Once ComfyUI's web server starts (every pack loaded), the service is built on a thread of its own:
+    building it settles a status.json a killed run left saying "downloading" (scripts reading the file stop
+    waiting without anyone opening the page), and ComfyUI's start-up never waits for it."""
+    signal = getattr(getattr(server, "app", None), "on_startup", None)
+    if signal is None or getattr(signal, "frozen", True):
+        return
+
+    async def start_building(_app: Any) -> None:
+        threading.Thread(target=_build_quietly, name="comfyfixer-service", daemon=True).start()
+
+    signal.append(start_building)
+
+
+def _build_quietly() -> None:
+    try:
+        service()
+    except Exception:  # noqa: BLE001 - never ComfyUI's start; the first request builds it again and says why
+        log.exception("comfyfixer: the service could not be built at start")
+
+
 def comfy_host(links: ComfyLinks) -> FolderPathsHost:
     from ..host.host import FolderPathsHost
 
