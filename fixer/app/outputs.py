@@ -11,7 +11,6 @@ The application (application.py) subscribes them for every front-end: the CLI, t
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,8 @@ from ..shapes import RunData
 from ..state import StatusDocument, write_json_atomic
 
 if TYPE_CHECKING:
+    from asyncio import TimerHandle
+
     from .run import FixRun
 
 RESOLUTIONS_FILE = "resolutions.json"
@@ -93,7 +94,7 @@ class ResolutionsFile:
         self.found: dict[str, Resolution] = {}
         self._unwritten = False
         self._last = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, PhaseChanged):
@@ -113,6 +114,8 @@ class ResolutionsFile:
             return
         if self._timer is not None:
             return  # the change goes with the write already due
+        import asyncio  # not at import: a --scan never loads it (start-up time)
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # emitted outside a loop: nothing would fire later
