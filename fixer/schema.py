@@ -1,5 +1,6 @@
 """A JSON Schema (draft 2020-12) of every document the product writes or serves, derived from the
-dataclasses of fixer/shapes.py, so the schema cannot drift from the code that writes the JSON.
+dataclasses of fixer/shapes.py (and fixer/identity/shapes.py, fixer/transfer/shapes.py), so the schema
+cannot drift from the code that writes the JSON.
 
 `python -m fixer.schema` prints it; the committed copy is docs/schema.json (tests/test_schema.py
 fails when it is stale, when a file on disk does not validate, or when the page reads a field no
@@ -16,6 +17,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from . import shapes
 from .errors import ErrorInfo
+from .identity import shapes as identity_shapes
+from .transfer import shapes as transfer_shapes
 
 SCHEMA_ID = "https://github.com/comfyfixersmart/ComfyFixerSmart/docs/schema.json"
 # The documents, by the name they go by: files under the state directory, the page's answers and events.
@@ -24,20 +27,20 @@ DOCUMENTS: dict[str, Any] = {
     "output/missing_models.json": list[shapes.ModelEntry],
     "output/resolutions.json": list[shapes.ResolutionEntry],
     "output/missing_nodes.json": list[shapes.MissingNodeEntry] | shapes.NodesNotChecked,
-    "output/downloaded_models.json": shapes.DownloadRecords,
+    "output/downloaded_models.json": transfer_shapes.DownloadRecords,
     "output/verification_report.json": shapes.VerificationDoc,
-    "downloads": shapes.DownloadsData,
+    "downloads": transfer_shapes.DownloadsData,
     "scan": shapes.ScanResult,
     "run": shapes.RunData,
     "plan": shapes.PlanDoc,
     "error": ErrorInfo,
     "comfyfixer.done": shapes.DoneEvent,
-    "models.lock.json": shapes.LockFile,
-    "cache/hash_index.json": shapes.HashIndexFile,
-    "<cache-dir>/locks/<sha256>.lock": shapes.CacheLockOwner,
-    "sync": shapes.SyncData,
-    "duplicates": shapes.DuplicatesReport,
-    "identified": list[shapes.IdentifiedFile],
+    "models.lock.json": identity_shapes.LockFile,
+    "cache/hash_index.json": identity_shapes.HashIndexFile,
+    "<cache-dir>/locks/<sha256>.lock": identity_shapes.CacheLockOwner,
+    "sync": identity_shapes.SyncData,
+    "duplicates": identity_shapes.DuplicatesReport,
+    "identified": list[identity_shapes.IdentifiedFile],
 }
 def _hints(cls: type) -> dict[str, Any]:
     module = sys.modules[cls.__module__]

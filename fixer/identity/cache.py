@@ -27,9 +27,9 @@ from pathlib import Path
 
 from ..actionlog import action
 from ..errors import FixerError, IntegrityError
-from ..shapes import CacheLockOwner
 from ..state import json_text
 from .hash_index import hash_file
+from .shapes import CacheLockOwner
 
 log = logging.getLogger("fixer.identity.cache")
 

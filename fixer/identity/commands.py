@@ -24,10 +24,10 @@ from ..config import Config, load_config, user_config_path
 from ..errors import FixerError
 from ..host.host import StandaloneHost
 from ..models import to_jsonable
-from ..shapes import SyncRow
 from ..state import StateLock, StatusDocument, write_json_atomic
 from ..upstream.tokens import load_secrets
 from .hash_index import BackgroundIndex, HashIndex, IndexedFile, index_path
+from .shapes import SyncRow
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -14,9 +14,9 @@ import os
 from collections.abc import Iterable
 
 from ..actionlog import action
-from ..shapes import DuplicateCopy, DuplicateGroup, DuplicatesReport
 from .hash_index import HashIndex, IndexedFile
 from .links import replace_with_link
+from .shapes import DuplicateCopy, DuplicateGroup, DuplicatesReport
 
 log = logging.getLogger("fixer.identity.duplicates")
 

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from ..host.host import Host, model_folders
 from ..read.inventory import build_inventory
-from ..shapes import HashIndexFile
 from ..state import json_text, read_json, write_text_atomic
 from .pace import ReadPace
+from .shapes import HashIndexFile
 
 log = logging.getLogger("fixer.identity.hash_index")
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from ..constants import civitai_base_url
 from ..errors import UpstreamError
-from ..shapes import IdentifiedFile
 from ..state import write_text_atomic
 from ..upstream.civitai import by_hash_batch, new_session, on_base, red_url
 from .hash_index import IndexedFile
+from .shapes import IdentifiedFile
 
 log = logging.getLogger("fixer.identity.identify")
 SIDECAR = ".civitai.info"

@@ -22,11 +22,11 @@ from .. import __version__
 from ..errors import ErrorInfo, FixerError, LockfileInvalid
 from ..models import ModelStatus
 from ..read.names import safe_relpath
-from ..shapes import FoundBy, LockEntry, LockFile
 from ..state import now_iso
 from ..transfer.policy import check_start_url, redact, strip_secret_query
 from .cache import is_sha256
 from .hash_index import HashIndex
+from .shapes import FoundBy, LockEntry, LockFile
 
 LOCKFILE_VERSION = 1
 MAX_BYTES = 32 * 2**20

@@ -22,12 +22,12 @@ from ..constants import civitai_base_url
 from ..errors import ErrorInfo, FixerError, UnsafePath
 from ..host.host import target_root
 from ..models import TransferRequest
-from ..shapes import LockEntry, SyncData, SyncRow
 from ..transfer.queue import download_one
 from .cache import SharedCache
 from .hash_index import HashIndex
 from .links import link_new, place_of
 from .lockfile import ParsedLockfile
+from .shapes import LockEntry, SyncData, SyncRow
 
 log = logging.getLogger("fixer.identity.sync")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..models import Transfer
-from ..shapes import DownloadsData, DownloadsOverall, FileProgress
+from .shapes import DownloadsData, DownloadsOverall, FileProgress
 
 
 def eta_seconds(done: int, total: int | None, speed: float) -> float | None:

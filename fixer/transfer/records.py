@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..models import Transfer, TransferRequest, to_jsonable
-from ..shapes import DownloadRecord
 from ..state import read_json, write_text_atomic
 from .policy import strip_secret_query
+from .shapes import DownloadRecord
 
 DOWNLOADED_FILE = "downloaded_models.json"
 
