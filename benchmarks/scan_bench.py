@@ -91,6 +91,9 @@ def _arg(name: str) -> str | None:
 
 
 def main() -> int:
+    if "-h" in sys.argv or "--help" in sys.argv:
+        print(__doc__)
+        return 0
     code = Path(_arg("--code") or Path(__file__).resolve().parent.parent).resolve()
     baseline = Path(b).resolve() if (b := _arg("--baseline")) else None
     rounds = int(_arg("--rounds") or 7)
