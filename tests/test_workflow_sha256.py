@@ -9,8 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fixer.app.run import FixRun
 from fixer.app.service import FixerService
+from fixer.config import Config
+from fixer.events import EventBus
 from fixer.host.host import StandaloneHost
+from fixer.models import Candidate, ModelHint, ModelRef, Resolution
 from tests.conftest import make_comfy_root, make_workflow, node
 from tests.fake_upstream import payload_bytes
 from tests.fake_upstream.api_routes import add_hf_repo
@@ -116,3 +120,29 @@ async def test_a_local_copy_under_a_near_name_is_linked_only_with_the_stated_byt
     assert five["state"] == "done", five
     linked = root / "models/loras/zorblax_five.safetensors"
     assert linked.read_bytes() == right and linked.stat().st_nlink == 2
+
+
+async def test_a_choice_recorded_by_an_earlier_run_or_a_local_pick_with_other_bytes_is_refused_unfetched(
+        tmp_path, upstream):
+    """--resume takes resolutions.json's choices as they were (an older version may have chosen the Hub's other
+    bytes; the file is untrusted input); a local copy picked for the model is checked before it is linked."""
+    stated, served = weights("the file the workflow names"), weights("what the linked repo holds")
+    link = hub_file(upstream, "carol/zorblax_six", "zorblax_six.safetensors", served)
+    root = make_comfy_root(tmp_path, {"models/checkpoints/some_other.safetensors": weights("not it either")})
+    refs = [ModelRef(n, "loras", hints=[ModelHint(hash=sha(stated), hash_type="sha256")])
+            for n in ("zorblax_six.safetensors", "zorblax_seven.safetensors")]
+    recorded = Candidate("huggingface", refs[0].name, "loras", 0.9, "chosen by the last run",
+                         url=link.replace("https://huggingface.co", upstream.base), size=len(served),
+                         sha256=sha(served))
+    local = Candidate("local", refs[1].name, "loras", 1.0, "the user's pick",
+                      local_path=str(root / "models/checkpoints/some_other.safetensors"))
+    run = FixRun(refs, config=Config(), secrets={}, bus=EventBus(), folders=StandaloneHost.from_root(root).folders(),
+                 inventory=None, state_dir=tmp_path / "state", chosen={refs[1].name: local},
+                 recorded={refs[0].name: Resolution(refs[0].name, "loras", recorded)})
+    rows = {r["name"]: r for r in (await run.run())["models"]}
+    for row in rows.values():
+        assert row["state"] == "failed" and row["error"]["code"] == "sha256_mismatch", row
+        assert sha(stated) in row["error"]["message"]
+    assert sha(served) in rows[refs[0].name]["error"]["message"]
+    assert [r for r in upstream.requests if r.method == "GET" and "/carol/zorblax_six/resolve/" in r.path_qs] == []
+    assert list((root / "models/loras").iterdir()) == []

@@ -355,34 +355,34 @@ class FixRun:
                 self._fall_through.append(name)
             self._progress()
 
-    async def _other_bytes(self, c: Candidate, name: str) -> str | None:
-        """The sha256 `c` is known (or, for a local copy no source vouched for, now found) to hold when it is
-        not the one the workflow states for `name`; None when its bytes may be taken."""
+    async def _refuse_other_bytes(self, c: Candidate, name: str) -> None:
+        """Raise (sha256_mismatch, both hashes said) when `c` is known -- or, for a local copy no source
+        vouched for, now found -- to hold other bytes than the sha256 the workflow states for `name`."""
         want = self.stated_sha256.get(name)
         if want is None:
-            return None
+            return
         have = (c.sha256 or "").lower() or None
         if have is None and c.local_path and not c.url:
             if self._index is None:
                 self._index = HashIndex(index_path(self.state_dir) if self.state_dir else None)
             have = await asyncio.to_thread(self._index.sha256, c.local_path)
             if have is None:
-                return "unreadable"
-        return have if have is not None and have != want else None
+                raise FixerError(f"{name}: cannot read {c.local_path} to check it holds the sha256 the workflow "
+                                 "states", code="file_missing")
+        if have is None or have == want:
+            return
+        action("candidate_refused", model=name, url=c.url, local_path=c.local_path, source=c.source,
+               reason="sha256_differs", sha256=have, workflow_sha256=want)
+        raise FixerError(f"{name}: {c.local_path or c.url or c.filename} holds other bytes than the workflow states "
+                         f"(sha256 {have}, expected {want}); not taken", code="sha256_mismatch")
 
     async def start(self, row: Row, c: Candidate, folder: str, name: str) -> None:
         # A file already on this disk: the local source's, or a near name's the fuzzy matcher scored.
         on_disk = c.local_path if c.local_path and (c.source == "local" or not c.url) else None
         saved_as = name if on_disk else self.save_as.get(name, name)
         dest_root = target_root(self.folders, folder, name=saved_as, extensions=self.extensions)
+        await self._refuse_other_bytes(c, name)
         want = self.stated_sha256.get(name)
-        other = await self._other_bytes(c, name)
-        if other is not None:
-            where = c.local_path or c.url or c.filename
-            action("candidate_refused", model=name, url=c.url, local_path=c.local_path, source=c.source,
-                   reason="sha256_differs", sha256=other, workflow_sha256=want)
-            raise FixerError(f"{name}: {where} holds other bytes (sha256 {other[:12]}...) than the workflow states "
-                             f"({(want or '')[:12]}...); not taken", code="sha256_mismatch")
         if on_disk:
             row.path = await asyncio.to_thread(place_local_copy, on_disk, dest_root, name)
             row.state = "done"
