@@ -220,6 +220,8 @@ def run_get(url: str, sha256: str, size: int, work: Path, connections: int, env:
     shutil.rmtree(root, ignore_errors=True)
     (root / "models" / "checkpoints").mkdir(parents=True)
     (root / "state").mkdir()
+    for marker in ("main.py", "folder_paths.py"):  # what makes --comfyui-root a ComfyUI folder
+        (root / marker).write_text("")
     config = work / "config.json"
     config.write_text(json.dumps({"download": {"connections_per_file": connections, "min_free_margin_bytes": 0}}))
     script = Path(sys.executable).parent / "comfy-fixer"  # the console script pip installed, not a shim
