@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from fixer.comfy import runtime as comfy_runtime
 from fixer.constants import NON_MODEL_FOLDERS, map_legacy
-from fixer.errors import ConfigError, DownloadError, FixerError
 
 if TYPE_CHECKING:
     from fixer.config import DownloadConfig
@@ -70,6 +69,7 @@ def engine_settings() -> tuple[DownloadConfig, dict[str, str]]:
 async def fetch_model(source: str, folder: str, file_name: str, sha256: str, folder_paths: Any,
                       on_progress: Any = None) -> str:
     """The file name (relative to `folder`) of the model, downloading it first when it is missing."""
+    from fixer.errors import ConfigError, DownloadError
     from fixer.events import EventBus, TransferProgress
     from fixer.host.host import FolderPathsHost, target_root
     from fixer.transfer import download_one
@@ -144,6 +144,7 @@ class DownloadModel:
     def VALIDATE_INPUTS(cls, source: Any) -> bool | str:
         if not isinstance(source, str):  # linked from another node: checked when it runs
             return True
+        from fixer.errors import FixerError
         from fixer.upstream.source_spec import parse_source
 
         try:

@@ -13,35 +13,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import web
 
 from fixer.comfy import runtime as comfy_runtime
-from fixer.comfy.scan_worker import ScanWorker
-from fixer.comfy.wait_line import WaitLine
-from fixer.comfy.web_guard import (
-    RequestRefused,
-    caller_refusal,
-    decode_body,
-    field_abs_path,
-    field_folder,
-    field_items,
-    field_model_name,
-    field_pack_id,
-    field_text,
-    field_types,
-    field_workflow,
-    json_content_type_reason,
-    scan_fields,
-    status_for,
-)
-from fixer.constants import CLIENT_HEADER
-from fixer.errors import FixerError
+
+if TYPE_CHECKING:
+    from fixer.comfy.scan_worker import ScanWorker
+    from fixer.comfy.wait_line import WaitLine
 
 log = logging.getLogger("fixer.comfyui")
 
 PREFIX = "/comfyfixer"
+# The contract's routes. ComfyUI builds its route table right after the packs load, so they are registered
+# at import; what answers them (the handlers, the request checks, the scan worker) loads on the first request
+# (add_routes), which keeps ComfyUI's start-up at a few milliseconds for this pack. A handler added to
+# `handlers` needs its line here (tests/test_routes.py checks both name the same routes).
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("POST", "/scan"), ("POST", "/fix"), ("POST", "/approve"), ("POST", "/discard_partial"),
+    ("POST", "/paste_link"), ("GET", "/status"), ("GET", "/folder_map"), ("POST", "/folder_map"),
+    ("POST", "/cancel"), ("POST", "/unqueue"), ("POST", "/retry"), ("POST", "/relink"), ("GET", "/settings"),
+    ("POST", "/settings"),
+    ("POST", "/portable"), ("POST", "/lockfile"), ("POST", "/duplicates"), ("POST", "/duplicates/fix"),
+    ("POST", "/install_pack"),
+)
 # A UI workflow with several subgraph definitions is a few MB; 16 MiB leaves room and still
 # bounds what one request can make the server hold.
 MAX_BODY_BYTES = 16 * 2**20
@@ -74,6 +70,8 @@ def error_response(status: int, message: str, code: str = "request_invalid",
 
 
 async def read_body(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    from fixer.comfy.web_guard import RequestRefused, json_content_type_reason
+
     reason = json_content_type_reason(request.headers.get("Content-Type"))
     if reason:
         raise RequestRefused(415, reason)
@@ -116,6 +114,9 @@ def _guarded(fn: Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamRes
 
     `raw_above` = (size, handler): bodies larger than size go to handler undecoded.
     """
+    from fixer.comfy.web_guard import RequestRefused, caller_refusal, decode_body, status_for
+    from fixer.constants import CLIENT_HEADER
+    from fixer.errors import FixerError
 
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
@@ -170,25 +171,73 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
     queues a node pack install and returns a message, or None when no installer is available
     (default: the ComfyUI-Manager this ComfyUI runs). Scans of bodies over `worker_scan_bytes` run in
     `scan_worker` (default: a worker process started on the first one).
+
+    Each route gets a stand-in; the first request to any of them builds every handler (`handlers`) on the
+    event loop's thread, in one synchronous step, so concurrent first requests find them built.
     """
+    built: dict[tuple[str, str], Handler] = {}
+
+    def handler_for(method: str, path: str) -> Handler:
+        if not built:
+            built.update(handlers(get_service, install_pack=install_pack, max_body_bytes=max_body_bytes,
+                                  scan_worker=scan_worker, worker_scan_bytes=worker_scan_bytes))
+        return built[(method, path)]
+
+    for method, path in ROUTES:
+        routes.route(method, PREFIX + path)(_stand_in(method, path, handler_for))
+
+
+def _stand_in(method: str, path: str, handler_for: Callable[[str, str], Handler]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            real = handler_for(method, path)
+        except Exception as e:  # the page gets a message; the traceback goes to the ComfyUI log
+            log.exception("comfyfixer: the request handlers could not be loaded")
+            return error_response(500, f"ComfyFixerSmart could not load its request handlers ({type(e).__name__}: "
+                                       f"{e}); see the ComfyUI log.", "unexpected")
+        return await real(request)
+
+    handler.__name__ = f"comfyfixer{path.replace('/', '_')}_{method.lower()}"
+    return handler
+
+
+def handlers(get_service: Callable[[], Any], *, install_pack: Callable[[str], Awaitable[str | None]] | None,
+             max_body_bytes: int, scan_worker: ScanWorker | None,
+             worker_scan_bytes: int) -> dict[tuple[str, str], Handler]:
+    """The handler of each route in ROUTES, by (method, path); see add_routes for the arguments."""
+    from fixer.comfy.scan_worker import ScanWorker
+    from fixer.comfy.wait_line import WaitLine
+    from fixer.comfy.web_guard import (
+        RequestRefused,
+        field_abs_path,
+        field_folder,
+        field_items,
+        field_model_name,
+        field_pack_id,
+        field_text,
+        field_types,
+        field_workflow,
+        scan_fields,
+    )
+
     installer = install_pack or comfy_runtime.install_pack
     worker = scan_worker or ScanWorker()
     big_bodies = WaitLine(MAX_BIG_BODIES, MAX_WAITING_BIG_BODIES, what="big workflow")
+    table: dict[tuple[str, str], Handler] = {}
 
     async def scan_in_worker(request: web.Request, raw: bytes) -> web.Response:
         return web.Response(body=await worker.scan(raw, get_service()), content_type="application/json")
 
     def post(path: str, raw_above: tuple[int, RawHandler] | None = None) -> Callable:
         def deco(fn):
-            routes.post(PREFIX + path)(_guarded(fn, has_body=True, max_bytes=max_body_bytes,
-                                                big_bodies=big_bodies, raw_above=raw_above))
+            table[("POST", path)] = _guarded(fn, has_body=True, max_bytes=max_body_bytes, big_bodies=big_bodies,
+                                             raw_above=raw_above)
             return fn
         return deco
 
     def get(path: str) -> Callable:
         def deco(fn):
-            routes.get(PREFIX + path)(_guarded(fn, has_body=False, max_bytes=max_body_bytes,
-                                               big_bodies=big_bodies))
+            table[("GET", path)] = _guarded(fn, has_body=False, max_bytes=max_body_bytes, big_bodies=big_bodies)
             return fn
         return deco
 
@@ -299,6 +348,8 @@ def add_routes(routes: web.RouteTableDef, get_service: Callable[[], Any], *,
                                       "installed from here. Start ComfyUI with --enable-manager, or install "
                                       "the pack by hand (see its install commands).", code="manager_missing")
         return web.json_response({"ok": True, "message": message}, status=202)
+
+    return table
 
 
 # ---------------------------------------------------------------------------------------------

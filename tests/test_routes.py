@@ -44,6 +44,31 @@ def test_every_contract_route_is_registered_once():
     assert got == want
 
 
+def test_the_route_table_and_the_handlers_built_on_the_first_request_name_the_same_routes():
+    # ComfyUI's start-up registers stand-ins from sr.ROUTES; the first request builds the handlers. A handler
+    # without its line in ROUTES would never be reachable, a line without a handler would answer 500.
+    built = sr.handlers(untouchable_service, install_pack=no_manager, max_body_bytes=sr.MAX_BODY_BYTES,
+                        scan_worker=None, worker_scan_bytes=sr.WORKER_SCAN_BYTES)
+    assert sorted(built) == sorted(sr.ROUTES)
+
+
+async def test_handlers_that_cannot_load_answer_every_request_with_the_reason(aiohttp_client, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ImportError("No module named 'fixer.comfy.web_guard'")
+
+    monkeypatch.setattr(sr, "handlers", broken)
+    routes = web.RouteTableDef()
+    sr.add_routes(routes, untouchable_service)
+    app = web.Application()
+    app.add_routes(routes)
+    client = await aiohttp_client(app, headers=PAGE_HEADERS)
+    r = await client.get("/comfyfixer/status")
+    assert r.status == 500
+    body = await r.json()
+    assert body["code"] == "unexpected" and "could not load its request handlers" in body["error"]
+    assert "web_guard" in body["error"]
+
+
 @pytest.mark.parametrize("route", POST_ROUTES)
 async def test_cross_origin_post_is_refused_on_a_lan_host(refusing_client, route):
     r = await refusing_client.post(f"/comfyfixer/{route}", json={"workflow": {}},
