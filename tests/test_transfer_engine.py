@@ -89,6 +89,30 @@ async def test_large_file_is_fetched_over_several_ranged_connections(upstream, t
     assert (tmp_path / "big.bin").read_bytes() == data
 
 
+def safetensors_blob(size: int) -> bytes:
+    """A valid safetensors file of `size` bytes: one uint8 tensor after a 128-byte padded header."""
+    header = json.dumps({"t": {"dtype": "U8", "shape": [size - 136], "data_offsets": [0, size - 136]}})
+    return (128).to_bytes(8, "little") + header.encode().ljust(128) + blob(size - 136)
+
+
+async def test_the_safetensors_check_imports_load_once_every_connection_streams(upstream, tmp_path, monkeypatch):
+    # numpy's import (~80 ms, mostly holding the GIL) on its thread held up the event loop while it opened the
+    # connections, each starting late; it loads once all of them stream, still well before the last byte.
+    import fixer.transfer.engine as engine
+
+    data = safetensors_blob(24 * MiB)
+    url = fr.register_hf_file(upstream, "t/st", "st.safetensors", data)
+    asked_when_warmed: list[int] = []
+
+    def ranges_asked() -> int:
+        return len({r.headers.get("Range") for r in upstream.requests if r.path_qs.startswith("/cdn/")})
+
+    monkeypatch.setattr(engine, "warm_safetensors", lambda: asked_when_warmed.append(ranges_asked()))
+    t = await get(upstream, url, tmp_path, "st.safetensors", sha256=sha(data), config=cfg(connections_per_file=4))
+    assert t.state == "done", t.error
+    assert len(asked_when_warmed) == 1 and asked_when_warmed[0] >= 4  # the probe and the other three ranges
+
+
 async def test_subfolder_in_the_name_is_created_inside_the_folder(upstream, tmp_path):
     t = await get(upstream, tiny_hf_url(upstream), tmp_path, "SDXL/sub/x.gguf")
     assert t.state == "done", t.error

@@ -123,6 +123,7 @@ class FileJob:
         self.connections_used = 0
         self.ceiling: tuple[int, str] = (0, "")  # (bytes, why): set by each attempt before any byte is read
         self._active = 0
+        self._streams = 0  # responses whose first bytes arrived (see _first_data)
         self._refreshing: asyncio.Future[None] | None = None  # one link renewal shared by all connections
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
@@ -233,8 +234,6 @@ class FileJob:
                    size=t.total, resumed_bytes=covered(self.done), ranges=remote.ranges,
                    connections=connections)
             self._progress(force=True)
-            if looks_safetensors(self.req.filename):
-                warm_safetensors()  # its check's imports load while the bytes arrive, not after the last one
             await self._fetch_all(resp, remote, connections)
             resp = None
         finally:
@@ -540,6 +539,7 @@ class FileJob:
         window_start = last_write = time.monotonic()
         window_bytes = 0
         timeout = self.config.timeout_seconds
+        streaming = False
         try:
             while piece.end is None or pos + size < piece.end:
                 try:
@@ -548,6 +548,9 @@ class FileJob:
                     raise Retryable(f"download interrupted: {describe(e)}") from None
                 if not data:
                     break
+                if not streaming:
+                    streaming = True
+                    self._first_data()
                 end = piece.end
                 if end is not None and pos + size + len(data) > end:
                     if end == self.t.total:  # past the file's last byte, not merely into the next piece
@@ -599,6 +602,15 @@ class FileJob:
                 resp.release()  # the whole answer was read: the connection can serve the next piece
             else:
                 resp.close()
+
+    def _first_data(self) -> None:
+        """A response's first bytes arrived. Once every connection streams, the safetensors check's imports
+        (numpy: ~80 ms, mostly holding the GIL) load on a thread while the bytes arrive, not after the last one.
+        Started before the connections opened, they held up the event loop that opens them: each started
+        50-70 ms late, which the transfer never made up (benchmarks/download_bench.py)."""
+        self._streams += 1
+        if self._streams == self.connections_used and looks_safetensors(self.req.filename):
+            warm_safetensors()
 
     def _written(self, start: int, end: int) -> None:
         self.done = merge(self.done + [(start, end)])
