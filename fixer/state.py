@@ -144,12 +144,16 @@ class StatusDocument:
         self.update(progress=StatusProgress(current, total, pct))
 
     def add_error(self, error: ErrorInfo, details: str = "") -> None:
-        """The file contract's entry {timestamp, error, details}, extended with the error's code and typed facts."""
+        """The file contract's entry {timestamp, error, details}, extended with the error's code and typed facts.
+
+        Written when due, like progress: a burst (a scan's unreadable files) costs one write, not one each. The
+        next write carries the rest; every run ends with a forced one (its last phase), so the file's final
+        state holds every error."""
         facts = {f.name: getattr(error, f.name) for f in fields(error) if f.name not in ("code", "message")}
         with self._lock:
             self.doc.errors.append(StatusError(timestamp=now_iso(), error=error.message, details=details,
                                                code=error.code, **facts))
-        self.flush()
+        self._written_or_due(False)
 
     def update(self, force: bool = False, *, phase: Phase | None = None, progress: StatusProgress | None = None,
                errors: list[StatusError] | None = None, queued: list[str] | None = None) -> None:

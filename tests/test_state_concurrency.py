@@ -90,3 +90,20 @@ def test_status_document_with_a_lone_surrogate_in_an_error_stays_valid_json(tmp_
     doc.add_error(ErrorInfo("workflow_unreadable", "cannot read " + os.fsdecode(b"bad-\xff.json")))
     assert json.loads((tmp_path / "status.json").read_bytes().decode("utf-8"))["errors"][0]["error"].startswith(
         "cannot read bad-")
+
+
+def test_a_burst_of_errors_is_one_status_write_and_the_final_write_holds_them_all(tmp_path, monkeypatch):
+    import fixer.state as state
+
+    writes: list[dict] = []
+    real = state.write_json_atomic
+    monkeypatch.setattr(state, "write_json_atomic", lambda path, doc: (writes.append(doc), real(path, doc)))
+    doc = StatusDocument(tmp_path / "status.json", min_interval=60.0)
+    for i in range(16):  # a scan's unreadable files, one ErrorRaised each
+        doc.add_error(ErrorInfo("workflow_unreadable", f"Failed to parse {i}.json"))
+    assert len(writes) == 1 and len(writes[0]["errors"]) == 1  # the first is written at once, the rest wait
+    doc.update(phase="complete", force=True)  # every run ends with a forced write of its last phase
+    assert len(writes) == 2
+    final = json.loads((tmp_path / "status.json").read_text())
+    assert final["phase"] == "complete" and [e["error"] for e in final["errors"]] == [
+        f"Failed to parse {i}.json" for i in range(16)]
