@@ -8,7 +8,6 @@ user directory. Tokens are not configuration: see fixer.upstream.tokens.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
 import logging
@@ -92,6 +91,8 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     for key, value in data.items():
         f = known.get(key)
         if f is None:  # tolerated so older/newer configs still load, but a typo must not pass unseen
+            import difflib  # only for a key nobody knows: every command reads a config, few have a typo
+
             close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
             log.warning("%s: unknown key %r is ignored%s", where, key, hint)

@@ -21,7 +21,6 @@ from ..host.host import Host, target_root
 from ..models import Candidate, ModelRef, ModelStatus, Resolution, ScanReport
 from ..shapes import MissingNode, ModelEntry, PackMatch, PartialFile, Row, RunData, ScanResult
 from ..state import StatusDocument, write_json_atomic
-from ..upstream.tokens import load_secrets
 from .outputs import ResolutionsFile, RunStatus, ScriptsOfLastRun, plain_view
 
 if TYPE_CHECKING:
@@ -47,13 +46,13 @@ class Application:
     """One ComfyFixerSmart over one ComfyUI and one state dir (see the module's docstring).
 
     `host` is the ComfyUI, or `make_host` builds it on first use (the CLI's --status needs none). `secrets`
-    reads the tokens as they are now. `run_view` is how the front-end shows a run's rows in status.json (the
-    panel adds destinations and the review's plan). `keep_scripts=False` keeps only the last run's download
-    scripts (inside ComfyUI)."""
+    reads the tokens as they are now (by default the saved and environment ones). `run_view` is how the
+    front-end shows a run's rows in status.json (the panel adds destinations and the review's plan).
+    `keep_scripts=False` keeps only the last run's download scripts (inside ComfyUI)."""
 
     def __init__(self, state_dir: Path, config: Config, host: Host | None = None, *,
                  make_host: Callable[[], Host] | None = None,
-                 secrets: Callable[[], dict[str, str]] = load_secrets, comfyui_root: Path | None = None,
+                 secrets: Callable[[], dict[str, str]] | None = None, comfyui_root: Path | None = None,
                  comfyui_version: str | None = None, run_view: Callable[[FixRun], RunData] = plain_view,
                  keep_scripts: bool = True) -> None:
         self.state_dir = Path(state_dir)
@@ -88,7 +87,11 @@ class Application:
         return self._host
 
     def secrets(self) -> dict[str, str]:
-        return self._secrets()
+        if self._secrets is not None:
+            return self._secrets()
+        from ..upstream.tokens import load_secrets  # a scan never needs the tokens (nor their module's import)
+
+        return load_secrets()
 
     # --- the model files on disk ---------------------------------------------------------------
     def inventory(self) -> Inventory:

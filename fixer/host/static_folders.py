@@ -19,7 +19,6 @@ their folders to the node types of packs that failed to import (PackSources).
 from __future__ import annotations
 
 import ast
-import hashlib
 import logging
 import os
 import stat
@@ -904,6 +903,8 @@ def _read_pack(pack_dir: Path) -> Reading:
 
 def _signature(pack_dir: Path) -> str:
     """Changes when any of the pack's Python files does (path, size, modification time)."""
+    import hashlib  # ~2.5 ms (OpenSSL) paid only when a ComfyUI has packs, not by every command's start
+
     h = hashlib.sha1(_CACHE_VERSION.encode())
     for path in _py_files(pack_dir):
         try:
