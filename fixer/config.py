@@ -25,6 +25,8 @@ log = logging.getLogger("fixer.config")
 
 @dataclass
 class DownloadConfig:
+    """config.json's `download`: how many files at once, connections per file, timeouts, what may be fetched."""
+
     max_concurrent: int = 3
     connections_per_file: int = 8
     timeout_seconds: float = 60.0  # per read; a stalled connection is retried after this
@@ -40,6 +42,8 @@ class DownloadConfig:
 
 @dataclass
 class LLMConfig:
+    """config.json's `search.llm`: a language model the search may ask for a model's name (off by default)."""
+
     enabled: bool = False
     endpoint: str = "http://127.0.0.1:11434/v1"
     model: str = "qwen2.5:7b"
@@ -50,6 +54,8 @@ class LLMConfig:
 
 @dataclass
 class SearchConfig:
+    """config.json's `search`: which sources are asked, how hard and how fast."""
+
     fuzzy_threshold: float = 0.7
     per_host_concurrency: int = 4
     timeout_seconds: float = 20.0
@@ -76,6 +82,8 @@ class HashingConfig:
 
 @dataclass
 class Config:
+    """config.json: the ComfyUI, the workflows, and each stage's settings."""
+
     comfyui_root: str | None = None
     workflow_directories: list[str] = field(default_factory=list)
     download: DownloadConfig = field(default_factory=DownloadConfig)

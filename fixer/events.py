@@ -15,17 +15,21 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Event:
-    pass
+    """What the pipeline tells its subscribers (the bus hands each event to every one of them)."""
 
 
 @dataclass
 class PhaseChanged(Event):
+    """The run entered a phase of the file contract; `total` is how many items the phase works through."""
+
     phase: Phase
     total: int = 0
 
 
 @dataclass
 class Progress(Event):
+    """How far the current phase is: `current` of `total` items."""
+
     current: int
     total: int
     message: str = ""
@@ -33,11 +37,15 @@ class Progress(Event):
 
 @dataclass
 class ScanFinished(Event):
+    """The scan of the workflows ended; its report holds every model and node it found."""
+
     report: ScanReport
 
 
 @dataclass
 class ModelResolved(Event):
+    """A missing model's search ended: where it can be had, or why not."""
+
     resolution: Resolution
 
 
@@ -50,28 +58,38 @@ class ResolutionChanged(Event):
 
 @dataclass
 class TransferProgress(Event):
+    """A download moved on (bytes, speed, state)."""
+
     transfer: Transfer
 
 
 @dataclass
 class TransferDone(Event):
+    """A download ended."""
+
     transfer: Transfer  # state done, failed or cancelled
 
 
 @dataclass
 class VerificationReport(Event):
+    """A batch check of downloaded files: those that passed and those that did not."""
+
     verified: list[VerifiedFile] = field(default_factory=list)
     failed: list[FailedCheck] = field(default_factory=list)
 
 
 @dataclass
 class ErrorRaised(Event):
+    """An error the run reports and goes on after (status.json's `errors`)."""
+
     error: ErrorInfo
     details: str = ""
 
 
 @dataclass
 class RunFinished(Event):
+    """A fix run ended: how many models ended in each final state."""
+
     summary: RunSummary
 
 

@@ -145,12 +145,16 @@ class ModelStatus:
 
 @dataclass
 class ParseProblem:
+    """A file the scan could not read as a workflow, and why."""
+
     path: str
     error: str
 
 
 @dataclass
 class ScanReport:
+    """What a scan found over its workflows: every model with its state, missing node types, unreadable files."""
+
     workflows: list[str] = field(default_factory=list)
     problems: list[ParseProblem] = field(default_factory=list)
     models: list[ModelStatus] = field(default_factory=list)
@@ -187,6 +191,8 @@ class Candidate:
 
 @dataclass
 class Resolution:
+    """Where a missing model can be had: the chosen candidate (None: not found), the others, and why."""
+
     name: str
     folder: str | None
     chosen: Candidate | None
@@ -214,6 +220,8 @@ class TransferRequest:
 
 @dataclass
 class Transfer:
+    """One download: its request, where it goes (the final name and its .part), and how far it is."""
+
     request: TransferRequest
     target: str
     part: str
