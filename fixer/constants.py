@@ -11,6 +11,10 @@ MODEL_EXTENSIONS = COMFY_PT_EXTENSIONS | {".gguf", ".onnx", ".engine"}
 # Formats that can execute code when loaded (pickle-based).
 PICKLE_EXTENSIONS = frozenset({".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pt2"})
 
+
+def is_pickle(name: str) -> bool:
+    return os.path.splitext(name.lower())[1] in PICKLE_EXTENSIONS
+
 # Folder keys ComfyUI knows by default (folder_paths.py), in canonical form.
 CORE_FOLDERS = (
     "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import ErrorInfo
 from .models import Resolution, ScanReport, Transfer
-from .shapes import FailedCheck, Phase, RunSummary, VerifiedFile
+from .shapes import Phase, RunSummary
+
+if TYPE_CHECKING:  # a batch check's files: the downloader's shapes, out of a --scan's imports
+    from .transfer.shapes import FailedCheck, VerifiedFile
 
 log = logging.getLogger(__name__)
 

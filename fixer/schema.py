@@ -28,7 +28,7 @@ DOCUMENTS: dict[str, Any] = {
     "output/resolutions.json": list[shapes.ResolutionEntry],
     "output/missing_nodes.json": list[shapes.MissingNodeEntry] | shapes.NodesNotChecked,
     "output/downloaded_models.json": transfer_shapes.DownloadRecords,
-    "output/verification_report.json": shapes.VerificationDoc,
+    "output/verification_report.json": transfer_shapes.VerificationDoc,
     "downloads": transfer_shapes.DownloadsData,
     "scan": shapes.ScanResult,
     "run": shapes.RunData,

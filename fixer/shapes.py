@@ -10,12 +10,11 @@ Documents:
 - output/missing_models.json and the page's scan: ModelEntry (filename/expected_type, as the file contract names them);
 - output/resolutions.json: ResolutionEntry;
 - the review plan the panel shows before downloading: PlanDoc;
-- the page's `comfyfixer.done` event: DoneEvent;
-- output/verification_report.json (the batch check of downloaded files): VerificationDoc.
+- the page's `comfyfixer.done` event: DoneEvent.
 The documents only one part writes live beside it, out of every command's imports (each dataclass costs its
 creation at import, a --scan's included): the downloader's in fixer/transfer/shapes.py (downloaded_models.json,
---download's status data), the identity commands' in fixer/identity/shapes.py (models.lock.json, hash index,
-sync, duplicates, identified files, the shared cache's locks).
+--download's status data, verification_report.json), the identity commands' in fixer/identity/shapes.py
+(models.lock.json, hash index, sync, duplicates, identified files, the shared cache's locks).
 """
 
 from __future__ import annotations
@@ -428,39 +427,3 @@ class DoneEvent:
     summary: RunSummary | None
     files: list[DoneFile]
     workflow: str | None = None
-
-
-# --- output/verification_report.json: the batch check of downloaded files ---------------------------
-@dataclass
-class VerifiedFile:
-    """A downloaded file that passed the batch check (present, its size, a safetensors header)."""
-
-    name: str
-    path: str
-    size: int
-    warning: str | None  # a pickle-based format: it can run code when loaded
-
-
-@dataclass
-class FailedCheck:
-    """A downloaded file that did not pass the batch check, and why."""
-
-    name: str
-    path: str
-    error: str
-
-
-@dataclass
-class VerificationCounts:
-    verified: int
-    failed: int
-
-
-@dataclass
-class VerificationDoc:
-    """output/verification_report.json: every batch checked during the run so far."""
-
-    timestamp: str
-    verified: list[VerifiedFile]
-    failed: list[FailedCheck]
-    counts: VerificationCounts

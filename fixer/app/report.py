@@ -7,11 +7,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
 
+from ..constants import is_pickle
 from ..models import FolderSource, ModelState, ModelStatus, ScanReport, to_jsonable
 from ..shapes import MissingNodeEntry, ModelEntry, ModelHints, NodesNotChecked, PackMatch, ScanCounts
 from ..state import now_iso, write_json_atomic, write_text_atomic
 from ..transfer.policy import redact
-from ..transfer.verify import is_pickle
 
 
 def model_entry(s: ModelStatus, dest: str | None = None) -> ModelEntry:

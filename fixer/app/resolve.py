@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from ..actionlog import action
 from ..config import SearchConfig
-from ..constants import hf_offline
+from ..constants import hf_offline, is_pickle
 from ..errors import ErrorInfo, TokenName
 from ..events import ErrorRaised
 from ..identity.hash_index import HashIndex, index_path
@@ -45,7 +45,6 @@ from ..sources.huggingface import COMFY_ORGS, HuggingFaceSource, trusted
 from ..sources.llm import LLMSource
 from ..sources.local import LocalSource
 from ..transfer.policy import token_name_for
-from ..transfer.verify import is_pickle
 from ..upstream.civitai import KEY_NAME as CIVITAI_KEY
 from ..upstream.civitai import red_url
 from ..upstream.http import HttpClient

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from ..actionlog import action
 from ..config import Config
-from ..constants import hf_endpoint
+from ..constants import hf_endpoint, is_pickle
 from ..errors import ErrorInfo, FixerError, TokenName, UnsafePath, error_info
 from ..events import (
     ErrorRaised,
@@ -41,7 +41,6 @@ from ..read.names import confine
 from ..shapes import FINAL_STATES, Overall, Row, RunData, RunSummary
 from ..transfer.progress import eta_seconds
 from ..transfer.queue import TransferManager
-from ..transfer.verify import is_pickle
 from ..upstream.source_spec import parse_hf_url
 from .resolve import (
     ResolveContext,

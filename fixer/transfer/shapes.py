@@ -1,5 +1,6 @@
 """The downloader's own documents (output/downloaded_models.json, status.json's `data` during `--download` /
-`--resume`), dataclasses in the form of fixer/shapes.py (fixer/schema.py derives their schema likewise).
+`--resume`, output/verification_report.json: the batch check of downloaded files), dataclasses in the form of
+fixer/shapes.py (fixer/schema.py derives their schema likewise).
 Apart from it because only the downloader uses them: fixer/shapes.py is imported by every command, a --scan
 included, and each dataclass costs its creation at import.
 """
@@ -69,3 +70,39 @@ class DownloadsData:
 
     files: list[FileProgress]
     overall: DownloadsOverall
+
+
+# --- output/verification_report.json: the batch check of downloaded files ---------------------------
+@dataclass
+class VerifiedFile:
+    """A downloaded file that passed the batch check (present, its size, a safetensors header)."""
+
+    name: str
+    path: str
+    size: int
+    warning: str | None  # a pickle-based format: it can run code when loaded
+
+
+@dataclass
+class FailedCheck:
+    """A downloaded file that did not pass the batch check, and why."""
+
+    name: str
+    path: str
+    error: str
+
+
+@dataclass
+class VerificationCounts:
+    verified: int
+    failed: int
+
+
+@dataclass
+class VerificationDoc:
+    """output/verification_report.json: every batch checked during the run so far."""
+
+    timestamp: str
+    verified: list[VerifiedFile]
+    failed: list[FailedCheck]
+    counts: VerificationCounts

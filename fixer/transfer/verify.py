@@ -20,21 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ..constants import PICKLE_EXTENSIONS
+from ..constants import is_pickle
 from ..errors import IntegrityError
 from ..models import to_jsonable
-from ..shapes import FailedCheck, VerificationCounts, VerificationDoc, VerifiedFile
 from ..state import write_text_atomic
+from .shapes import FailedCheck, VerificationCounts, VerificationDoc, VerifiedFile
 
 MAX_HEADER_BYTES = 100_000_000  # the library's own limit on a header's length
 # Each parsed value costs the library ~100 bytes: this keeps a hostile header's parse near 100 MiB
 # while leaving room for ~150,000 tensors (the largest real checkpoints hold a few thousand).
 MAX_HEADER_VALUES = 1_000_000
 _COUNT_CHUNK = 2**20
-
-
-def is_pickle(name: str) -> bool:
-    return os.path.splitext(name.lower())[1] in PICKLE_EXTENSIONS
 
 
 def pickle_warning(name: str) -> str | None:
