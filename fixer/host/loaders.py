@@ -78,10 +78,15 @@ _FILE_RULES = [
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-# Compiled once: `re.search(pattern, ...)` looks each pattern up in re's cache on every call (a 5,000-node
-# workflow made 36,000 such lookups).
-_COMPILED = {kind: [(re.compile(rx), folder) for rx, folder in rules]
-             for kind, rules in (("input", _INPUT_RULES), ("node", _NODE_RULES), ("file", _FILE_RULES))}
+_RULES = {"input": _INPUT_RULES, "node": _NODE_RULES, "file": _FILE_RULES}
+
+
+@functools.cache
+def _compiled(kind: str) -> list[tuple[re.Pattern[str], str]]:
+    """Compiled once: `re.search(pattern, ...)` looks each pattern up in re's cache on every call (a 5,000-node
+    workflow made 36,000 such lookups); and on first use, not at import: a workflow of core loaders only (the
+    official templates) never asks, and the 33 patterns cost ~1 ms of every command's start-up."""
+    return [(re.compile(rx), folder) for rx, folder in _RULES[kind]]
 
 
 def _words(text: str) -> str:
@@ -92,7 +97,7 @@ def _words(text: str) -> str:
 @functools.lru_cache(maxsize=4096)  # node types and input names repeat across a workflow's nodes
 def _first(kind: str, text: str) -> str | None:
     low = _words(text)
-    return next((folder for rx, folder in _COMPILED[kind] if rx.search(low)), None)
+    return next((folder for rx, folder in _compiled(kind) if rx.search(low)), None)
 
 
 def core_inputs(node_type: str) -> CoreInputs | None:
