@@ -19,12 +19,13 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .record import Record
 
 log = logging.getLogger("fixer.config")
 
 
-@dataclass
-class DownloadConfig:
+@dataclass(eq=False, repr=False)
+class DownloadConfig(Record):
     """config.json's `download`: how many files at once, connections per file, timeouts, what may be fetched."""
 
     max_concurrent: int = 3
@@ -40,8 +41,8 @@ class DownloadConfig:
     verify_batch_every: int = 6
 
 
-@dataclass
-class LLMConfig:
+@dataclass(eq=False, repr=False)
+class LLMConfig(Record):
     """config.json's `search.llm`: a language model the search may ask for a model's name (off by default)."""
 
     enabled: bool = False
@@ -52,8 +53,8 @@ class LLMConfig:
     allowed_hosts: list[str] = field(default_factory=list)
 
 
-@dataclass
-class SearchConfig:
+@dataclass(eq=False, repr=False)
+class SearchConfig(Record):
     """config.json's `search`: which sources are asked, how hard and how fast."""
 
     fuzzy_threshold: float = 0.7
@@ -68,8 +69,8 @@ class SearchConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
 
 
-@dataclass
-class HashingConfig:
+@dataclass(eq=False, repr=False)
+class HashingConfig(Record):
     """The background hash index (fixer.identity): it reads every model byte once, so it is paced."""
 
     # Off: no background reading at all; a hash is computed when one is needed, over the few files it can be
@@ -80,8 +81,8 @@ class HashingConfig:
     hash_read_mb_per_s: int = 100
 
 
-@dataclass
-class Config:
+@dataclass(eq=False, repr=False)
+class Config(Record):
     """config.json: the ComfyUI, the workflows, and each stage's settings."""
 
     comfyui_root: str | None = None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .errors import ErrorInfo
 from .models import Resolution, ScanReport, Transfer
+from .record import Record
 from .shapes import Phase, RunSummary
 
 if TYPE_CHECKING:  # a batch check's files: the downloader's shapes, out of a --scan's imports
@@ -16,12 +17,12 @@ if TYPE_CHECKING:  # a batch check's files: the downloader's shapes, out of a --
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Event:
+@dataclass(eq=False, repr=False)
+class Event(Record):
     """What the pipeline tells its subscribers (the bus hands each event to every one of them)."""
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class PhaseChanged(Event):
     """The run entered a phase of the file contract; `total` is how many items the phase works through."""
 
@@ -29,7 +30,7 @@ class PhaseChanged(Event):
     total: int = 0
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Progress(Event):
     """How far the current phase is: `current` of `total` items."""
 
@@ -38,42 +39,42 @@ class Progress(Event):
     message: str = ""
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class ScanFinished(Event):
     """The scan of the workflows ended; its report holds every model and node it found."""
 
     report: ScanReport
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class ModelResolved(Event):
     """A missing model's search ended: where it can be had, or why not."""
 
     resolution: Resolution
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class ResolutionChanged(Event):
     """A resolved model's chosen source changed during the run (its first one failed at download time)."""
 
     resolution: Resolution
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class TransferProgress(Event):
     """A download moved on (bytes, speed, state)."""
 
     transfer: Transfer
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class TransferDone(Event):
     """A download ended."""
 
     transfer: Transfer  # state done, failed or cancelled
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class VerificationReport(Event):
     """A batch check of downloaded files: those that passed and those that did not."""
 
@@ -81,7 +82,7 @@ class VerificationReport(Event):
     failed: list[FailedCheck] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class ErrorRaised(Event):
     """An error the run reports and goes on after (status.json's `errors`)."""
 
@@ -89,7 +90,7 @@ class ErrorRaised(Event):
     details: str = ""
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class RunFinished(Event):
     """A fix run ended: how many models ended in each final state."""
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from .errors import ErrorInfo, TokenName
+from .record import Record
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance  # typeshed's protocol of a dataclass instance (no runtime module)
@@ -51,7 +52,7 @@ class Usage:
     instances: int = 1
 
 
-class UsedIn:
+class UsedIn(Record):
     """What ModelRef and NodeRef derive alike from where the workflows use them (`self.usages`)."""
 
     usages: list[Usage]
@@ -66,7 +67,7 @@ class UsedIn:
         return sorted({u.workflow for u in self.usages})
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class ModelRef(UsedIn):
     """One model file the scanned workflows need, merged across every place that names it."""
 
@@ -104,7 +105,7 @@ class ModelRef(UsedIn):
         return None
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class NodeRef(UsedIn):
     """A node type the host does not have."""
 
@@ -115,8 +116,8 @@ class NodeRef(UsedIn):
     ver: str | None = None
 
 
-@dataclass
-class FailedPack:
+@dataclass(eq=False, repr=False)
+class FailedPack(Record):
     """An installed pack that did not load (ComfyUI's "IMPORT FAILED"), and the node types a workflow
     wants from it: its nodes are missing although the pack is there; reinstalling it is no fix."""
 
@@ -133,8 +134,8 @@ class LocalFile:
     size: int
 
 
-@dataclass
-class ModelStatus:
+@dataclass(eq=False, repr=False)
+class ModelStatus(Record):
     """A ModelRef checked against the local inventory."""
 
     ref: ModelRef
@@ -143,16 +144,16 @@ class ModelStatus:
     elsewhere: list[LocalFile] = field(default_factory=list)  # relinkable copies
 
 
-@dataclass
-class ParseProblem:
+@dataclass(eq=False, repr=False)
+class ParseProblem(Record):
     """A file the scan could not read as a workflow, and why."""
 
     path: str
     error: str
 
 
-@dataclass
-class ScanReport:
+@dataclass(eq=False, repr=False)
+class ScanReport(Record):
     """What a scan found over its workflows: every model with its state, missing node types, unreadable files."""
 
     workflows: list[str] = field(default_factory=list)
@@ -168,8 +169,8 @@ class ScanReport:
         return [m for m in self.models if m.state == state]
 
 
-@dataclass
-class Candidate:
+@dataclass(eq=False, repr=False)
+class Candidate(Record):
     """A place a missing model can be had."""
 
     source: Source
@@ -189,8 +190,8 @@ class Candidate:
     shared_by: tuple[str, ...] = ()  # the model families that each ship a file of this name
 
 
-@dataclass
-class Resolution:
+@dataclass(eq=False, repr=False)
+class Resolution(Record):
     """Where a missing model can be had: the chosen candidate (None: not found), the others, and why."""
 
     name: str
@@ -205,8 +206,8 @@ class Resolution:
         return self.chosen.source if self.chosen else "not_found"
 
 
-@dataclass
-class TransferRequest:
+@dataclass(eq=False, repr=False)
+class TransferRequest(Record):
     """What the downloader needs to fetch one file into place."""
 
     url: str
@@ -218,8 +219,8 @@ class TransferRequest:
     model_name: str = ""  # the name the workflow uses, for messages
 
 
-@dataclass
-class Transfer:
+@dataclass(eq=False, repr=False)
+class Transfer(Record):
     """One download: its request, where it goes (the final name and its .part), and how far it is."""
 
     request: TransferRequest

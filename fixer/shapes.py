@@ -24,6 +24,7 @@ from typing import Any, Literal, get_args
 
 from .errors import ErrorInfo, TokenName
 from .models import FailedPack, FolderSource, LocalFile, ModelState, Source, Usage
+from .record import Record
 
 # The file contract's phases plus `review` (a fix waiting for the user's go before downloading).
 Phase = Literal["idle", "scanning", "resolving", "review", "downloading", "verifying", "complete", "error"]
@@ -37,8 +38,8 @@ ResolutionState = Literal["chosen", "needs_choice", "not_found"]  # a resolution
 
 
 # --- output/missing_models.json and the scan the page asks for -------------------------------------
-@dataclass
-class ModelHints:
+@dataclass(eq=False, repr=False)
+class ModelHints(Record):
     """What the workflow itself says about the file (models[] / properties.models); a URL without tokens."""
 
     url: str | None = None
@@ -47,8 +48,8 @@ class ModelHints:
     directory: str | None = None
 
 
-@dataclass
-class ModelEntry:
+@dataclass(eq=False, repr=False)
+class ModelEntry(Record):
     """One model of a scan: the file contract's fields first (filename, expected_type, workflow, node_type,
     node_id), then what we know beyond them."""
 
@@ -72,16 +73,16 @@ class ModelEntry:
     partial: PartialFile | None = None  # the page's scan only: a stopped download's bytes on disk
 
 
-@dataclass
-class PartialFile:
+@dataclass(eq=False, repr=False)
+class PartialFile(Record):
     """What a stopped download left at a missing file's destination, kept for resuming."""
 
     bytes: int
     total: int | None
 
 
-@dataclass
-class ScanCounts:
+@dataclass(eq=False, repr=False)
+class ScanCounts(Record):
     workflows: int
     unreadable: int
     models: int
@@ -95,8 +96,8 @@ class ScanCounts:
     for_missing_packs: int = 0  # the page's scan: files only an uninstalled pack can load (not in `missing`)
 
 
-@dataclass
-class MissingNode:
+@dataclass(eq=False, repr=False)
+class MissingNode(Record):
     """A node type the host does not have, and where the workflow uses it."""
 
     node_type: str
@@ -106,8 +107,8 @@ class MissingNode:
     nodes: list[Usage]
 
 
-@dataclass
-class ScanResult:
+@dataclass(eq=False, repr=False)
+class ScanResult(Record):
     """The page's scan of the open workflow."""
 
     workflow: str
@@ -124,8 +125,8 @@ class ScanResult:
 MatchKind = Literal["cnr_id", "aux_id", "exact", "pattern", "update_comfyui", "unknown"]
 
 
-@dataclass
-class PackCandidate:
+@dataclass(eq=False, repr=False)
+class PackCandidate(Record):
     """Another pack that provides some of the same node types (for the user to choose)."""
 
     id: str
@@ -139,8 +140,8 @@ class PackCandidate:
     cnr_id: str | None = None
 
 
-@dataclass
-class PackMatch:
+@dataclass(eq=False, repr=False)
+class PackMatch(Record):
     """One pack (or "update ComfyUI", or one unknown type) and the missing node types it accounts for."""
 
     id: str | None  # registry id, or "author/repo"; None for an unknown type
@@ -165,8 +166,8 @@ class PackMatch:
     install_cli: list[str] = field(default_factory=list)  # comfy node install <id>, for listed packs
 
 
-@dataclass
-class PackRef:
+@dataclass(eq=False, repr=False)
+class PackRef(Record):
     """Another pack that provides the same node type."""
 
     id: str
@@ -175,16 +176,16 @@ class PackRef:
     stars: int | None
 
 
-@dataclass
-class NodeUsage:
+@dataclass(eq=False, repr=False)
+class NodeUsage(Record):
     workflow: str
     node_id: str
     subgraph_path: list[str]
     optional: bool
 
 
-@dataclass
-class NodesNotChecked:
+@dataclass(eq=False, repr=False)
+class NodesNotChecked(Record):
     """output/missing_nodes.json when node types were not checked (no running ComfyUI or /object_info):
     never `[]`, which a script reads as "nothing missing"."""
 
@@ -194,8 +195,8 @@ class NodesNotChecked:
     how: str
 
 
-@dataclass
-class MissingNodeEntry:
+@dataclass(eq=False, repr=False)
+class MissingNodeEntry(Record):
     """One entry of output/missing_nodes.json: the file contract's node_type and workflows, then the pack that
     provides the type. `class_type` is the same name under the key ComfyUI's API format uses."""
 
@@ -225,8 +226,8 @@ class MissingNodeEntry:
 
 
 # --- candidates and output/resolutions.json -------------------------------------------------------------
-@dataclass
-class CandidateEntry:
+@dataclass(eq=False, repr=False)
+class CandidateEntry(Record):
     """A place a missing model can be had, as the panel lists it for the user to pick from."""
 
     source: Source
@@ -240,8 +241,8 @@ class CandidateEntry:
     gated: bool
 
 
-@dataclass
-class ResolutionEntry:
+@dataclass(eq=False, repr=False)
+class ResolutionEntry(Record):
     """One entry of output/resolutions.json: the file contract's fields (filename, source incl. not_found,
     model_id / version_id / repo_id, download_url, expected_type), then what the panel and report show."""
 
@@ -268,8 +269,8 @@ class ResolutionEntry:
 
 
 # --- the review plan --------------------------------------------------------------------------------------
-@dataclass
-class PlanFile:
+@dataclass(eq=False, repr=False)
+class PlanFile(Record):
     """One file of a plan: where it will be written."""
 
     name: str  # as the workflow writes it
@@ -279,8 +280,8 @@ class PlanFile:
     problem: str | None = None  # why there is no path
 
 
-@dataclass
-class FolderTotal:
+@dataclass(eq=False, repr=False)
+class FolderTotal(Record):
     """One destination folder of a plan: how many files go there, their known bytes, how many of unknown
     size, the folder as the user knows it ("models/loras/") and the free space there."""
 
@@ -292,8 +293,8 @@ class FolderTotal:
     free_bytes: int | None = None
 
 
-@dataclass
-class PlanDoc:
+@dataclass(eq=False, repr=False)
+class PlanDoc(Record):
     """"Download 6 models, 41.2 GB, into models/ (free: 120 GB)": what a fix will fetch, before a byte moves."""
 
     headline: str
@@ -309,8 +310,8 @@ class PlanDoc:
 
 
 # --- a fix run: status.json's `data` and the panel's rows ------------------------------------------------------
-@dataclass
-class Row:
+@dataclass(eq=False, repr=False)
+class Row(Record):
     """What the panel shows for one model."""
 
     name: str
@@ -341,16 +342,16 @@ class Row:
     carried: bool = False  # the row an earlier run of the same workflow left (this run did not touch it)
 
 
-@dataclass
-class Overall:
+@dataclass(eq=False, repr=False)
+class Overall(Record):
     bytes_done: int
     total: int
     speed: float
     eta: float | None
 
 
-@dataclass
-class RunSummary:
+@dataclass(eq=False, repr=False)
+class RunSummary(Record):
     """How many models ended in each final state (and, at the end, how long the run took)."""
 
     done: int
@@ -362,8 +363,8 @@ class RunSummary:
     seconds: float | None = None
 
 
-@dataclass
-class RunData:
+@dataclass(eq=False, repr=False)
+class RunData(Record):
     run_id: str
     workflow: str
     models: list[Row]
@@ -372,15 +373,15 @@ class RunData:
     plan: PlanDoc | None = None  # while the run waits for review
 
 
-@dataclass
-class StatusProgress:
+@dataclass(eq=False, repr=False)
+class StatusProgress(Record):
     current: int = 0
     total: int = 0
     percent: float = 0.0
 
 
-@dataclass
-class StatusError:
+@dataclass(eq=False, repr=False)
+class StatusError(Record):
     """The file contract's error entry {timestamp, error, details}, with the error's code and typed facts beside."""
 
     timestamp: str
@@ -399,8 +400,8 @@ class StatusError:
     free: int | None = None
 
 
-@dataclass
-class StatusDoc:
+@dataclass(eq=False, repr=False)
+class StatusDoc(Record):
     """status.json (the file contract's {timestamp, phase, progress, data, errors}) and the page's status event.
     `data` is a fix run's RunData, or what a CLI command reports (its scan counts, its downloads)."""
 
@@ -412,15 +413,15 @@ class StatusDoc:
     queued: list[str] = field(default_factory=list)  # workflows whose fix waits for the running one to end
 
 
-@dataclass
-class DoneFile:
+@dataclass(eq=False, repr=False)
+class DoneFile(Record):
     folder: str
     name: str
     saved_as: str | None = None  # a pasted link's file keeps its real name; the page repoints the loaders to it
 
 
-@dataclass
-class DoneEvent:
+@dataclass(eq=False, repr=False)
+class DoneEvent(Record):
     """The page's `comfyfixer.done` event: files that landed, for the page to refresh its loaders."""
 
     run_id: str | None
