@@ -79,8 +79,10 @@ def test_unhashable_as_a_mutable_dataclass_and_a_cycle_prints_dots():
 def test_the_shared_documents_use_it_instead_of_generated_methods():
     """The point of Record: the dataclasses every command imports do not compile their own eq/repr."""
     from fixer import config, events, models, shapes
+    from fixer.host import host, probe_isolation, static_folders
+    from fixer.read import chains, extract, inventory
 
-    for module in (shapes, events, models, config):
+    for module in (shapes, events, models, config, host, probe_isolation, static_folders, chains, extract, inventory):
         for cls in vars(module).values():
             if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module.__name__ \
                     and not cls.__dataclass_params__.frozen and "__slots__" not in cls.__dict__:

@@ -27,6 +27,7 @@ from ..constants import (
 from ..errors import ConfigError, UnsafeFileType, UnsafeFolder
 from ..models import FailedPack
 from ..read.names import normalise, unsafe_reason
+from ..record import Record
 from .failed_packs import failed_packs
 from .folder_probe import FOLDER_MAP_ROUTE, FolderProbe, folder_map_of, probe_all, probe_for, with_folder_map
 from .probe_isolation import pack_root
@@ -48,8 +49,8 @@ class Host(Protocol):
         """/object_info-shaped definitions, to learn a custom loader's folder from its COMBO."""
 
 
-@dataclass
-class StandaloneHost:
+@dataclass(eq=False, repr=False)
+class StandaloneHost(Record):
     """A ComfyUI install read from disk, plus optional node definitions from /object_info."""
 
     root: Path
@@ -152,8 +153,8 @@ class StandaloneHost:
         return self.object_info
 
 
-@dataclass
-class FolderPathsHost:
+@dataclass(eq=False, repr=False)
+class FolderPathsHost(Record):
     """Inside ComfyUI: `folder_paths` (the module) and a callable giving the live node classes."""
 
     folder_paths: Any

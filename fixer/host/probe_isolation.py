@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from ..record import Record
+
 _SWEEP_LIMIT = 50_000  # objects visited by the sweep: bounded, whatever a pack keeps in its globals
 _COPY_LIMIT = 5_000  # objects whose contents are copied before the call (deeper ones are swept instead)
 
@@ -89,8 +91,8 @@ def _is_lru(value: Any) -> bool:
     return callable(getattr(value, "cache_info", None)) and callable(getattr(value, "cache_clear", None))
 
 
-@dataclass
-class Snapshot:
+@dataclass(eq=False, repr=False)
+class Snapshot(Record):
     """The pack's state before the probed call."""
 
     modules: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (live dict, copy)

@@ -32,6 +32,7 @@ from typing import Any, Iterator, TypeVar
 
 from ..actionlog import action
 from ..constants import COMFY_PT_EXTENSIONS, map_legacy
+from ..record import Record
 from ..state import read_json, write_json_atomic
 from .folder_probe import FolderMap, Listing, folder_map_of, with_folder_map
 
@@ -66,8 +67,8 @@ def parse(text: str, filename: str) -> ast.Module:
         return ast.parse(text, filename=filename)
 
 
-@dataclass
-class _Pack:
+@dataclass(eq=False, repr=False)
+class _Pack(Record):
     """One pack's parsed modules, indexed by name (first definition wins)."""
 
     functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = field(default_factory=dict)
@@ -826,8 +827,8 @@ def _py_files(pack_dir: Path) -> Iterator[Path]:
                 yield Path(dirpath) / f
 
 
-@dataclass
-class Reading:
+@dataclass(eq=False, repr=False)
+class Reading(Record):
     """What the packs' sources say: node definitions, and the folders they register under models/."""
 
     defs: dict[str, dict[str, Any]] = field(default_factory=dict)

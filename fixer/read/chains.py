@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import ModelRef
+from ..record import Record
 
 NodeKey = tuple[tuple[str, ...], str]  # (subgraph path as the scan labels it, node id)
 AnchorKey = tuple[str, str]  # ModelRef.key of the checkpoint / diffusion model
@@ -31,8 +32,8 @@ _PASS_THROUGH = frozenset({"Reroute", "SetNode", "GetNode", "PrimitiveNode"})
 _SUBGRAPH_IN, _SUBGRAPH_OUT = "-10", "-20"
 
 
-@dataclass
-class _Graph:
+@dataclass(eq=False, repr=False)
+class _Graph(Record):
     """The flattened graph: every real node with its producers, and who consumes whom. Only what the chain
     walk reads is kept (an input that no link feeds decides nothing), so each link costs one append."""
 
@@ -48,8 +49,8 @@ class _Graph:
         self.consumers.setdefault(producer, set()).add(key)
 
 
-@dataclass
-class _Level:
+@dataclass(eq=False, repr=False)
+class _Level(Record):
     """One graph level: the root graph or one instance of a subgraph."""
 
     path: tuple[str, ...]

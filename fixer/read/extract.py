@@ -15,6 +15,7 @@ from ..errors import WorkflowError
 from ..host.folder_probe import folder_map_of
 from ..host.loaders import CoreInputs, combo_options, core_inputs, guess_folder, input_spec, widget_names_from_def
 from ..models import FolderSource, ModelHint, ModelRef, NodeRef, Usage
+from ..record import Record
 from .budget import Budget
 from .clues import MAX_CLUES, air_hints
 from .names import is_model_value, normalise, unsafe_reason
@@ -25,8 +26,10 @@ _URL = re.compile(r"https?://[^\s<>\"')\]]+")
 NOTE_TYPES = frozenset({"Note", "MarkdownNote"})
 
 
-@dataclass
-class Extracted:
+@dataclass(eq=False, repr=False)
+class Extracted(Record):
+    """What one workflow references: its models, node types, notes' links and Civitai AIRs."""
+
     models: list[ModelRef] = field(default_factory=list)
     nodes: list[NodeRef] = field(default_factory=list)
     note_urls: list[str] = field(default_factory=list)

@@ -10,13 +10,16 @@ from dataclasses import dataclass, field
 from ..constants import MODEL_EXTENSIONS
 from ..host.host import Host
 from ..models import LocalFile
+from ..record import Record
 from .walk import printable, walk_files
 
 log = logging.getLogger("fixer.read.inventory")
 
 
-@dataclass
-class Inventory:
+@dataclass(eq=False, repr=False)
+class Inventory(Record):
+    """The model files on disk, by folder, base name and size."""
+
     files: list[LocalFile] = field(default_factory=list)
     folder_paths: dict[str, list[str]] = field(default_factory=dict)
     _by_folder: dict[str, dict[str, LocalFile]] = field(default_factory=dict, repr=False)

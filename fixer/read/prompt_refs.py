@@ -41,6 +41,8 @@ _ENCODER_NAME = re.compile(r"text_?encode|cliptext|textencoder|wildcardencode|po
 
 @dataclass(frozen=True)
 class PromptRef:
+    """A model file a prompt's text names (<lora:name:1.0>, embedding:name), and the folder it goes in."""
+
     folder: str
     name: str  # as the file is most likely named (extension added when the text omits it)
     written: str  # as the text writes it

@@ -35,6 +35,8 @@ _SIGNED_QUERY = re.compile(r"^(x-amz-|x-goog-|signature$|policy$|key-pair-id$|ex
 
 @dataclass(frozen=True)
 class Origin:
+    """Scheme, host and port of a URL: what a redirect may keep or change."""
+
     scheme: str
     host: str
     port: int

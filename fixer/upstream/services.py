@@ -18,6 +18,8 @@ LLM_TOKEN = "COMFYFIXER_LLM_API_KEY"
 
 @dataclass(frozen=True)
 class Service:
+    """A model host the product talks to: its name, the token it takes and the hosts its links use."""
+
     key: ServiceKey
     label: str
     token: TokenName  # the environment variable (and ~/.secrets name) of its token
