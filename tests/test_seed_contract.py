@@ -135,7 +135,11 @@ def test_a_dead_run_never_looks_alive_and_the_recovery_actions_fire(world, how):
         except (OSError, ValueError):
             doc = {}
         codes = {e.get("code") for e in doc.get("errors", [])}
-        if {"login_required", "model_not_found"} <= codes and (doc.get("data") or {}).get("current_download") == SLOW:
+        # Killed once the slow file has a partial on disk (its sidecar is written as the .part opens): the
+        # status names the download when its slot is given, a moment before (racy under load).
+        started = (world["root"] / "models/loras" / f"{SLOW}.part.json").exists()
+        if {"login_required", "model_not_found"} <= codes and (doc.get("data") or {}).get("current_download") == SLOW \
+                and started:
             break
         time.sleep(0.05)
     os.kill(proc.pid, getattr(signal, how))
