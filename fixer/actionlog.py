@@ -8,11 +8,14 @@ import time
 from pathlib import Path
 
 log = logging.getLogger("fixer.action")
+# json.dumps with any option builds a new JSONEncoder per call (~1 us of each ~14 us line; a --scan writes one per
+# missing model); one encoder with the same options writes the same text.
+_encode = json.JSONEncoder(default=str, sort_keys=True).encode
 
 
 def action(kind: str, **fields: object) -> None:
     """One decision, machine-readable, in the `ACTION: {json}` form of the file contract."""
-    log.info("ACTION: %s", json.dumps({"action": kind, **fields}, default=str, sort_keys=True))
+    log.info("ACTION: %s", _encode({"action": kind, **fields}))
 
 
 def open_run_log(log_dir: Path, prefix: str) -> logging.Handler:
