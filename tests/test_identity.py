@@ -203,7 +203,9 @@ def test_four_processes_syncing_one_lockfile_through_one_cache_fetch_each_file_o
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_waited_for(tmp_path):
-    cache = SharedCache(tmp_path / "c", stale_after=0.5)
+    # Stale after 5 s, well past the 0.3 s wait: under load the live lock must not age into a stale one
+    # between taking it and asking (at 0.5 s it did, one suite run in several).
+    cache = SharedCache(tmp_path / "c", stale_after=5)
     body = b"x" * 1000
     digest = sha(body)
 
