@@ -95,6 +95,39 @@ export async function startFlow(tag, resultFile) {
   return { scenario, out, result, page, panel, shot, step, run };
 }
 
+// For flows that record each part apart (round3, leftovers): `item(name, fn)` runs one part and, when it
+// breaks, records why under result.errors_by_item and goes on; `status()` / `untilStatus()` read the service's
+// status document as the page does (with the panel's client header).
+export const PANEL_HEADERS = { "X-ComfyFixer-Client": "panel" };
+
+export function itemTools({ result, page, shot, step }, shotPrefix, statusTimeout) {
+  result.errors_by_item = {};
+  async function item(name, fn) {
+    try {
+      await fn();
+    } catch (e) {
+      // The first break of an item is the one that says why; later parts of it only follow from it.
+      result.errors_by_item[name] ??= `${e.stack ?? e}`;
+      await shot(`99-${shotPrefix}-${name}`).catch(() => {});
+      step(`${name} broke`, { error: `${e.message ?? e}`.slice(0, 300) });
+    }
+  }
+  const status = () => page.evaluate(async (headers) => {
+    const r = await window.comfyAPI.api.api.fetchApi("/comfyfixer/status", { headers });
+    return r.json();
+  }, PANEL_HEADERS);
+  async function untilStatus(check, timeout = statusTimeout) {
+    const end = Date.now() + timeout;
+    while (Date.now() < end) {
+      const doc = await status();
+      if (check(doc)) return doc;
+      await page.waitForTimeout(500);
+    }
+    throw new Error(`status never matched: ${JSON.stringify(await status()).slice(0, 800)}`);
+  }
+  return { item, status, untilStatus };
+}
+
 /** Queue the workflow on screen as the Run button does; the server's answer to POST /api/prompt. */
 export async function queuePrompt(page) {
   const answer = page.waitForResponse((r) => r.url().endsWith("/api/prompt") && r.request().method() === "POST");

@@ -5,36 +5,10 @@
 //
 //   node leftovers_flow.mjs scenario.json
 //   scenario: {url, artifacts, label, workflowA, workflowB, nameA, nameB, linked, brokenPack}
-import { closeDialogs, openComfy, startFlow } from "./browser.mjs";
+import { closeDialogs, openComfy, startFlow, itemTools, PANEL_HEADERS } from "./browser.mjs";
 
 const { scenario: s, result, page, panel, shot, step, run } = await startFlow("leftovers_flow", "leftovers-result.json");
-result.errors_by_item = {};
-const HEADERS = { "X-ComfyFixer-Client": "panel" };
-
-async function item(name, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    result.errors_by_item[name] ??= `${e.stack ?? e}`;
-    await shot(`99-leftovers-${name}`).catch(() => {});
-    step(`${name} broke`, { error: `${e.message ?? e}`.slice(0, 300) });
-  }
-}
-
-const status = () => page.evaluate(async (headers) => {
-  const r = await window.comfyAPI.api.api.fetchApi("/comfyfixer/status", { headers });
-  return r.json();
-}, HEADERS);
-
-async function untilStatus(check, timeout = 120_000) {
-  const end = Date.now() + timeout;
-  while (Date.now() < end) {
-    const doc = await status();
-    if (check(doc)) return doc;
-    await page.waitForTimeout(500);
-  }
-  throw new Error(`status never matched: ${JSON.stringify(await status()).slice(0, 800)}`);
-}
+const { item, status, untilStatus } = itemTools({ result, page, shot, step }, "leftovers", 120_000);
 
 async function load(wf, name) {
   await page.evaluate(({ wf, name }) => app.loadGraphData(wf, true, true, name), { wf, name });
@@ -156,6 +130,6 @@ await run(async () => {
   await page.evaluate(async (headers) => {
     await window.comfyAPI.api.api.fetchApi("/comfyfixer/cancel", {
       method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: "{}" });
-  }, HEADERS);
+  }, PANEL_HEADERS);
   step("done");
 });

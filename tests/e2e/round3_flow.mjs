@@ -6,40 +6,14 @@
 //   node round3_flow.mjs scenario.json
 //   scenario: {url, artifacts, label, workflowA, workflowB, linked, packFile, pick, nowhere, pasteUrl,
 //              realName, gated, partial, token, wrongBytes, bMissing}
-import { closeDialogs, openComfy, queuePrompt, startFlow } from "./browser.mjs";
+import { closeDialogs, openComfy, queuePrompt, startFlow, itemTools } from "./browser.mjs";
 
 const { scenario: s, result, page, panel, shot, step, run } = await startFlow("round3_flow", "round3-result.json");
-result.errors_by_item = {};
-const HEADERS = { "X-ComfyFixer-Client": "panel" };
+const { item, status, untilStatus } = itemTools({ result, page, shot, step }, "r3", 240_000);
 const row = (name) => panel.locator(`[data-name="${name}"]`).first();
 const stateOf = (name) => row(name).getAttribute("data-state").catch(() => null);
 const ACTIVE = new Set(["scanning", "resolving", "review", "downloading", "verifying"]);
 
-async function item(name, fn) {
-  try {
-    await fn();
-  } catch (e) {
-    // The first break of an item is the one that says why; later parts of it only follow from it.
-    result.errors_by_item[name] ??= `${e.stack ?? e}`;
-    await shot(`99-r3-${name}`).catch(() => {});
-    step(`${name} broke`, { error: `${e.message ?? e}`.slice(0, 300) });
-  }
-}
-
-const status = () => page.evaluate(async (headers) => {
-  const r = await window.comfyAPI.api.api.fetchApi("/comfyfixer/status", { headers });
-  return r.json();
-}, HEADERS);
-
-async function untilStatus(check, timeout = 240_000) {
-  const end = Date.now() + timeout;
-  while (Date.now() < end) {
-    const doc = await status();
-    if (check(doc)) return doc;
-    await page.waitForTimeout(500);
-  }
-  throw new Error(`status never matched: ${JSON.stringify(await status()).slice(0, 800)}`);
-}
 
 /** Row states of the panel as the user sees them: name -> data-state. */
 const panelStates = () => panel.evaluate((el) => Object.fromEntries(
