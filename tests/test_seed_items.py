@@ -22,6 +22,8 @@ from fixer.models import Candidate, ModelRef, Transfer, TransferRequest
 from fixer.sources.base import SearchRun
 from fixer.sources.catalogs import CatalogEntry, CatalogSource, template_files
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
+from tests.fake_upstream.file_routes import register_hf_file
+from tests.fake_upstream.server import Fault
 
 
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None,
@@ -99,6 +101,21 @@ def test_resume_in_an_empty_state_dir_is_a_whole_run(upstream, tmp_path):
 
 
 # --- the guide's recovery step (--download again, get again) is idempotent ---------------------------
+def test_resume_of_a_get_that_failed_says_what_it_continues_and_each_failure_once(upstream, tmp_path):
+    root = make_comfy_root(tmp_path, {"models/vae/v.safetensors": ""})
+    write_json(root / "user/default/workflows/w.json", make_workflow([node(1, "VAELoader", ["v.safetensors"])]))
+    state = tmp_path / "state"
+    url = register_hf_file(upstream, "resume/once", "gone.safetensors", b"x" * 4096)
+    upstream.add_fault(Fault(path=r"/resume/once/resolve/", status=404, times=None))  # removed from the Hub
+    args = ("--comfyui-root", str(root), "--state-dir", str(state))
+    assert cli("get", url, "--folder", "loras", *args, env=upstream.env()).returncode == 1
+    r = cli("--resume", *args, env=upstream.env())
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Continuing the last run: 1 recorded download(s) not finished." in r.stdout, r.stdout
+    failed = [line for line in (r.stdout + r.stderr).splitlines() if line.startswith("failed ")]
+    assert len(failed) == 1 and "gone.safetensors" in failed[0], r.stdout + r.stderr
+
+
 def test_download_and_get_again_take_the_file_in_place_as_done(upstream, tmp_path):
     root, lora = lora_root(tmp_path, upstream)
     state = tmp_path / "state"

@@ -441,8 +441,9 @@ def recorded_choices(state_dir: Path, refs: list[Any]) -> dict[str, Resolution]:
     return out
 
 
-def continuing(ctx: RunContext, refs: list[Any], recorded: dict[str, Resolution]) -> str:
-    """What --resume continues, in one line: models not searched yet, downloads not started, partial ones."""
+def continuing(ctx: RunContext, refs: list[Any], recorded: dict[str, Resolution], leftovers: int = 0) -> str:
+    """What --resume continues, in one line: models not searched yet, downloads not started, partial ones, and
+    downloads recorded by `get` or `--download` that did not finish."""
     from ..host.host import target_root
     from ..transfer.resume import covered, load, part_path
 
@@ -460,7 +461,8 @@ def continuing(ctx: RunContext, refs: list[Any], recorded: dict[str, Resolution]
 
     parts = [f"{len(unsearched)} model(s) not searched yet" if unsearched else "",
              f"{len(recorded) - partial} download(s) not started" if len(recorded) > partial else "",
-             f"{partial} partial download(s) ({human_bytes(kept)} already on disk)" if partial else ""]
+             f"{partial} partial download(s) ({human_bytes(kept)} already on disk)" if partial else "",
+             f"{leftovers} recorded download(s) not finished" if leftovers else ""]
     return "Continuing the last run: " + ", ".join(p for p in parts if p) + "."
 
 
@@ -505,16 +507,15 @@ def fix(ctx: RunContext, resume: bool) -> int:
                 print(say, file=sys.stderr if resume else sys.stdout)
             return exit_code(report, EXIT_MISSING if report.missing_nodes or refused else EXIT_OK)
         if resume and not ctx.args.json:
-            print(continuing(ctx, refs, recorded) + (f" And {len(leftovers)} recorded download(s) not finished."
-                                                     if leftovers else ""))
+            print(continuing(ctx, refs, recorded, len(leftovers)))
         # Asking needs the sizes, so the question comes after resolving (the run holds every file until
         # the answer). No terminal to ask (CI, pipes): downloads without asking, as scripts expect.
         ask = not ctx.args.yes and sys.stdin.isatty() and not ctx.args.json
         run = ctx.app.new_run(refs, inventory=ctx.inventory(), workflow=", ".join(ctx.workflows),
                               families=report_families(report), review=ask, recorded=recorded,
                               chosen=chosen_by_flag(ctx))
-        if not ctx.args.json:
-            ctx.bus.subscribe(ConsoleProgress())
+        # The run's console lines; the recorded downloads after it print their own (two would say each twice).
+        unsubscribe_console = ctx.bus.subscribe(ConsoleProgress()) if not ctx.args.json else None
         declined = False
 
         def on_review(event: Event) -> None:
@@ -540,6 +541,8 @@ def fix(ctx: RunContext, resume: bool) -> int:
         if leftovers:
             from ..transfer.commands import download_requests
 
+            if unsubscribe_console is not None:
+                unsubscribe_console()
             extra_ok = download_requests(ctx, leftovers)
         if declined:
             print(f"Nothing downloaded. The sources found are in {ctx.state_dir / 'output' / 'resolutions.json'}; "
