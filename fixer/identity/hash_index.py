@@ -23,6 +23,7 @@ import os
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,9 +221,7 @@ class HashIndex:
         inventory = build_inventory(host)
         files = [f for f in inventory.files if f.folder in host_folders]
         if shared_sizes_only:
-            sizes: dict[int, int] = {}
-            for f in files:
-                sizes[f.size] = sizes.get(f.size, 0) + 1
+            sizes = Counter(f.size for f in files)
             files = [f for f in files if f.size > 0 and sizes[f.size] > 1]
         progress.files_total, progress.bytes_total = len(files), sum(f.size for f in files)
         progress.state = "hashing"
