@@ -20,7 +20,7 @@ from fixer.app.console import ConsoleProgress
 from fixer.events import TransferProgress
 from fixer.models import Candidate, ModelRef, Transfer, TransferRequest
 from fixer.sources.base import SearchRun
-from fixer.sources.catalogs import CatalogEntry, CatalogSource, template_files
+from fixer.sources.catalogs import CatalogEntry, CatalogFiles, CatalogSource, template_files
 from tests.conftest import ROOT, make_comfy_root, make_workflow, node, write_json
 from tests.fake_upstream.file_routes import register_hf_file
 from tests.fake_upstream.server import Fault
@@ -195,7 +195,7 @@ def test_templates_beside_the_comfyui_folder_and_in_its_running_python_are_found
 
 
 def test_catalog_civitai_links_follow_civitai_base_url(tmp_path):
-    src = CatalogSource(None)
+    src = CatalogSource(CatalogFiles(None))
     run = SearchRun(config=None, secrets={}, http=None, history=None)  # type: ignore[arg-type]
     run.civitai_base = "http://mirror.test:8080/civ"
     e = CatalogEntry("up.pth", "https://civitai.com/api/download/models/125843", "upscale_models", None, "list")

@@ -96,7 +96,7 @@ def recorded_resolutions(output_dir: Path, used: dict[str, str | None],
     """Links for models the workflow uses that are already present: this pack's download records
     first (what was really fetched, with its sha256), then the offline catalogs (ComfyUI's
     templates, ComfyUI-Manager's model list) when they give one link for that name and folder."""
-    from ..sources.catalogs import CatalogSource
+    from ..sources.catalogs import CatalogFiles, CatalogSource
     from ..transfer.records import DOWNLOADED_FILE, read_records
 
     found: dict[str, Resolution] = {}
@@ -109,7 +109,7 @@ def recorded_resolutions(output_dir: Path, used: dict[str, str | None],
             c = Candidate(source=source if _is_source(source) else "user", filename=name, folder=e["folder"],
                           confidence=1.0, reason="downloaded by ComfyFixerSmart", url=e["url"], sha256=e.get("sha256"))
             found[name] = Resolution(name, e["folder"], c)
-    index = CatalogSource(comfyui_root).index() if any(n not in found for n in used) else {}
+    index = CatalogSource(CatalogFiles(comfyui_root)).index() if any(n not in found for n in used) else {}
     for name, folder in used.items():
         if name in found:
             continue

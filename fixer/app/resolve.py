@@ -1,8 +1,9 @@
 """Resolve missing models: every model searched concurrently, each handed out the moment it is final.
 
-Per model the sources run in order of trust. The offline ones (local disk, the workflow's own hints,
-the offline catalogs) go first; when one of them is sure enough, no upstream is asked at all (catalog
-files outside ComfyUI's own orgs are checked on the Hub, as their gate is). Otherwise Civitai and
+Per model the sources run in order of trust. The offline ones go first, one after the other: local disk,
+the workflow's own hints, the offline catalogs; when one of them is sure enough, the rest are not asked
+(a workflow that links every model never has the catalogs read; catalog files outside ComfyUI's own orgs
+are checked on the Hub, as their gate is). Otherwise Civitai and
 Hugging Face are asked together, then the repos the folder implies are listed (the long tail), then the
 fuzzy matcher looks at every file name they saw, then (only if enabled) the LLM plug-in.
 Checkpoints and diffusion models (anchors) resolve first: each chain's dependants judge their candidates
@@ -35,7 +36,7 @@ from ..models import Candidate, ModelRef, Resolution
 from ..models import Source as SourceName
 from ..shapes import CandidateEntry, ResolutionEntry, ResolutionState
 from ..sources import CONFIDENCE, Found, SearchRun, Source
-from ..sources.catalogs import CatalogSource, PublisherSource
+from ..sources.catalogs import CatalogFiles, CatalogSource, PublisherSource
 from ..sources.civitai import CivitaiSource
 from ..sources.embedded import EmbeddedSource
 from ..sources.family import ANCHOR_FOLDERS, FIT_RANK, revealed_family, shared_words, workflow_families
@@ -99,16 +100,18 @@ class Resolver:
         self.ctx = ctx
         cfg = ctx.config
         self.local = LocalSource(HashIndex(index_path(ctx.state_dir) if ctx.state_dir else None))
-        self.offline: list[Source] = [EmbeddedSource()]
-        if ctx.catalogs and cfg.use_catalogs:
-            self.offline.append(CatalogSource(ctx.comfyui_root))
+        # The workflow's own hints before the catalogs: a model whose workflow links it (sure once the link is
+        # checked) never waits for ~650 templates to be read, nor makes the run read them.
+        self.hints: list[Source] = [EmbeddedSource()]
+        files = CatalogFiles(ctx.comfyui_root)
+        self.catalogs: list[Source] = [CatalogSource(files)] if ctx.catalogs and cfg.use_catalogs else []
         self.online: list[Source] = []
         if cfg.civitai:
             self.online.append(CivitaiSource())
         if cfg.huggingface:
             self.online.append(HuggingFaceSource())
         # The long tail, after the searches found nothing sure: the trees of the repos the folder implies.
-        self.long_tail: list[Source] = [PublisherSource(ctx.comfyui_root)] \
+        self.long_tail: list[Source] = [PublisherSource(files)] \
             if ctx.catalogs and cfg.use_catalogs and cfg.huggingface else []
         self.fuzzy = FuzzySource()
         self.last: list[Source] = ([LLMSource()] if cfg.llm.enabled else []) + list(ctx.extra_sources)
@@ -229,7 +232,8 @@ class Resolver:
             return Resolution(name=ref.name, folder=ref.folder, chosen=None, tried=found.tried,
                               why=f"Refused: the name is unsafe ({ref.unsafe_reason}); fix it in the workflow")
         try:
-            for stage in ([self.local], self.offline, self.online, self.long_tail, [self.fuzzy], self.last):
+            stages = ([self.local], self.hints, self.catalogs, self.online, self.long_tail, [self.fuzzy], self.last)
+            for stage in stages:
                 if not stage:
                     continue
                 for s in stage:

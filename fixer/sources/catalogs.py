@@ -244,18 +244,34 @@ def loose_index(template_paths: tuple[Path, ...], manager_paths: tuple[Path, ...
     return out
 
 
+class CatalogFiles:
+    """The catalog files of one ComfyUI, found on first use and then kept: finding them walks the installed
+    distributions and the process table (~10-25 ms), which a run whose models all have the workflow's own
+    links never needs. One is shared by the sources that read the catalogs."""
+
+    def __init__(self, comfyui_root: Path | None = None):
+        self.comfyui_root = comfyui_root
+
+    @functools.cached_property
+    def templates(self) -> tuple[Path, ...]:
+        return tuple(template_files(self.comfyui_root))
+
+    @functools.cached_property
+    def managers(self) -> tuple[Path, ...]:
+        return tuple(manager_lists(self.comfyui_root))
+
+
 class CatalogSource:
     name = "catalog"
 
-    def __init__(self, comfyui_root: Path | None = None):
-        self.templates = tuple(template_files(comfyui_root))
-        self.managers = tuple(manager_lists(comfyui_root))
+    def __init__(self, files: CatalogFiles):
+        self.files = files
 
     def index(self) -> dict[str, list[CatalogEntry]]:
-        return load_index(self.templates, self.managers)
+        return load_index(self.files.templates, self.files.managers)
 
     def loose_index(self) -> dict[str, list[CatalogEntry]]:
-        return loose_index(self.templates, self.managers)
+        return loose_index(self.files.templates, self.files.managers)
 
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
@@ -266,8 +282,8 @@ class CatalogSource:
         for e in near.get(loose(ref.basename), []):
             if e.name.lower() != ref.basename.lower():
                 run.saw(ref, e.name, self._candidate(ref, run, e, CONFIDENCE["catalog"], f"{e.origin} lists {e.name}"))
-        found.tried.append(f"offline catalogs: {len(self.templates)} ComfyUI templates, {len(self.managers)} "
-                           f"Manager list(s), {len(entries)} entries named {ref.basename}")
+        found.tried.append(f"offline catalogs: {len(self.files.templates)} ComfyUI templates, "
+                           f"{len(self.files.managers)} Manager list(s), {len(entries)} entries named {ref.basename}")
         if not entries:
             return found
         folders = {e.folder for e in entries if e.folder}
@@ -397,16 +413,15 @@ class PublisherSource:
 
     name = "huggingface"
 
-    def __init__(self, comfyui_root: Path | None = None):
-        self.templates = tuple(template_files(comfyui_root))
-        self.managers = tuple(manager_lists(comfyui_root))
+    def __init__(self, files: CatalogFiles):
+        self.files = files
 
     async def find(self, ref: ModelRef, run: SearchRun) -> Found:
         found = Found()
         if not ref.folder or hf_offline() or is_generic(ref.basename):
             return found
         learnt = await run.once(("catalog_publishers",), lambda: asyncio.to_thread(
-            publishers, self.templates, self.managers))
+            publishers, self.files.templates, self.files.managers))
         repos = list(dict.fromkeys([*IMPLIED_PUBLISHERS.get(ref.folder, ()), *learnt.get(ref.folder, ())]))
         repos = repos[:PUBLISHERS_PER_FOLDER]
         if not repos:
