@@ -90,6 +90,41 @@ class PieceQueue:
         return tail
 
 
+class Flusher:
+    """fdatasync of the .part in a thread of its own, asked for each time the hash passes another SYNC_EVERY
+    bytes. The disk's writeback (~12 ms per 16 MiB on an ordinary ext4 disk) used to run in the hash thread:
+    16 of them for a 256 MiB file held the hash up, so it trailed the last byte by ~50 ms. Requests that come
+    while a flush runs are served by one more flush."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._wanted = threading.Event()
+        self._stop = False
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="fixer-flush", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    def close(self) -> None:
+        """Wait for the flush under way (the descriptor is closed after this)."""
+        self._stop = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stop:
+                return
+            try:
+                datasync(self._fd)
+            except OSError as e:  # the final flush (the engine's own) says it again; keep the first reason
+                self.error = self.error or e
+
+
 class PrefixHasher:
     """sha256 of the file's contiguous prefix, computed in its own thread as the prefix grows.
 
@@ -107,6 +142,7 @@ class PrefixHasher:
         self._cond = threading.Condition()
         self._abort = False
         self.error: BaseException | None = None
+        self._flusher = Flusher(fd)
         self._thread = threading.Thread(target=self._run, name="fixer-sha256", daemon=True)
         self._thread.start()
 
@@ -129,12 +165,16 @@ class PrefixHasher:
             self._abort = True
             self._cond.notify()
         self._thread.join()
+        self._flusher.close()
 
     def result(self) -> str:
         """Blocks until the whole file is hashed (call from a thread)."""
         self._thread.join()
+        self._flusher.close()
         if self.error:
             raise self.error
+        if self._flusher.error:
+            raise self._flusher.error
         return self._h.hexdigest()
 
     def _run(self) -> None:
@@ -154,7 +194,7 @@ class PrefixHasher:
                 self._h.update(view[:n])
                 self._hashed += n
                 if self._hashed - self._synced >= SYNC_EVERY:
-                    datasync(self._fd)
+                    self._flusher.request()
                     self._synced = self._hashed
         except BaseException as e:  # surfaced by result(); a thread must not die silently
             self.error = e
