@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,27 @@ def test_pure_transfer_modules_do_not_load_the_http_stack(tmp_path):
            "print([m for m in ('aiohttp', 'numpy') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+SEE_BLAS = ("import os, fixer.app.cli as cli\n"
+            "cli._run = lambda argv: print(os.environ.get('OPENBLAS_NUM_THREADS')) or 0\n"
+            "cli.main()\n")
+
+
+def test_the_cli_process_keeps_openblas_to_one_thread_unless_the_user_set_it(tmp_path):
+    """numpy (the safetensors check) would start a spinning OpenBLAS worker per core in the CLI's process."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    own = subprocess.run([sys.executable, "-c", SEE_BLAS], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert own.stdout.strip() == "1", own.stderr
+    users = subprocess.run([sys.executable, "-c", SEE_BLAS], cwd=tmp_path, env={**env, "OPENBLAS_NUM_THREADS": "3"},
+                           capture_output=True, text=True)
+    assert users.stdout.strip() == "3", users.stderr
+
+
+def test_main_called_as_a_library_leaves_the_environment_alone(monkeypatch):
+    from fixer.app import cli
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cli, "_run", lambda argv: 0)
+    assert cli.main(["--status"]) == 0
+    assert "OPENBLAS_NUM_THREADS" not in os.environ

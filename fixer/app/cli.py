@@ -690,9 +690,14 @@ def main(argv: list[str] | None = None) -> int:
     the exit code at once, without the interpreter's teardown of every loaded module, which takes 50-120 ms
     after a download is done, the most with numpy loaded for the safetensors check (benchmarks/download_bench.py
     'end' phase). Only stdout, stderr and the log handlers still hold buffered output then: they are flushed.
-    Under a profiler or tracer (cProfile, coverage) it returns, so they can write their results at exit."""
+    Under a profiler or tracer (cProfile, coverage) it returns, so they can write their results at exit.
+    As the process's entry it also keeps numpy's OpenBLAS to one thread (unless the user set it): numpy is
+    loaded only for the safetensors check, which multiplies no matrix, and at import OpenBLAS starts a worker
+    per core that spins while idle -- ~3% of a many-file fix's CPU on a 2-core box, taken from the hash and
+    the downloads (perf, benchmarks/many_files_bench.py)."""
     if argv is not None:
         return _run(list(argv))
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = _run(sys.argv[1:])
     if sys.getprofile() is not None or sys.gettrace() is not None:
         return code  # a profiler or coverage writes its results at the interpreter's exit
