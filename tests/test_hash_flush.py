@@ -23,6 +23,14 @@ def part_file(tmp_path: Path, size: int) -> tuple[int, str]:
     return os.open(path, os.O_RDWR), hashlib.sha256(data).hexdigest()
 
 
+def hash_whole(fd: int, size: int) -> pieces.PrefixHasher:
+    """A hasher told at once that the whole file is written."""
+    hasher = pieces.PrefixHasher(fd)
+    hasher.advance(size)
+    hasher.finish(size)
+    return hasher
+
+
 def test_the_hash_finishes_while_a_flush_is_still_on_the_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
     flushed_by: list[str] = []
@@ -35,9 +43,7 @@ def test_the_hash_finishes_while_a_flush_is_still_on_the_disk(tmp_path: Path, mo
     size = 3 * SYNC_EVERY
     fd, want = part_file(tmp_path, size)
     try:
-        hasher = pieces.PrefixHasher(fd)
-        hasher.advance(size)
-        hasher.finish(size)
+        hasher = hash_whole(fd, size)
         deadline = time.monotonic() + 10
         while hasher._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -59,9 +65,7 @@ def test_a_flush_that_fails_fails_the_download(tmp_path: Path, monkeypatch: pyte
     size = 2 * SYNC_EVERY
     fd, _ = part_file(tmp_path, size)
     try:
-        hasher = pieces.PrefixHasher(fd)
-        hasher.advance(size)
-        hasher.finish(size)
+        hasher = hash_whole(fd, size)
         with pytest.raises(OSError, match="Input/output error"):
             hasher.result()
     finally:
@@ -82,10 +86,7 @@ def test_every_download_flushes_on_the_one_flush_thread(tmp_path: Path, monkeypa
         folder.mkdir()
     files = [part_file(folder, size) for folder in folders]
     try:
-        hashers = [pieces.PrefixHasher(fd) for fd, _ in files]
-        for h in hashers:
-            h.advance(size)
-            h.finish(size)
+        hashers = [hash_whole(fd, size) for fd, _ in files]
         assert [h.result() for h in hashers] == [want for _, want in files]
         assert len(flushed_on) == 1
     finally:
