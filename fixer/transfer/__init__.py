@@ -21,7 +21,7 @@ not load the HTTP stack, and no module of the package imports the face back.
 from importlib import import_module
 
 _EXPORTS = {"RetryPolicy": "..upstream.http", "TransferManager": ".queue", "download_one": ".queue",
-            "record_download": ".records", "transfer_record": ".records", "snapshot": ".progress"}
+            "record_downloads": ".records", "transfer_record": ".records", "snapshot": ".progress"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from .engine import FileJob
 from .failures import failure_event
 from .policy import redact, strip_secret_query, with_url_token
 from .protocol import open_session
-from .records import DOWNLOADED_FILE, record_download
+from .records import DOWNLOADED_FILE, record_downloads
 from .resume import part_path
 from .scripts import write_script
 from .settings import WRITE_THREADS
@@ -62,6 +63,10 @@ class TransferManager:
         self._records: ThreadPoolExecutor | None = None
         self._batch: list[Transfer] = []
         self._roots: dict[str, str] = {}  # target -> dest_root, for the resumable record
+        # Records waiting for the records thread, and the rewrite that will take them (None: none is waiting).
+        self._unrecorded: dict[str, Transfer] = {}
+        self._recording: asyncio.Future[None] | None = None
+        self._recording_lock = threading.Lock()
         self.report = BatchReport()
 
     # -- public ----------------------------------------------------------------------
@@ -144,6 +149,24 @@ class TransferManager:
 
         return asyncio.get_running_loop().run_in_executor(self._records, guarded)
 
+    def _record(self, t: Transfer) -> asyncio.Future[None]:
+        """This download's entry in downloaded_models.json, as the Transfer is when it is written; the future
+        is done once it is on disk. Records that wait for the records thread together are written in one
+        rewrite: a run submitting 30 files rewrote the growing file 30 times in a row (O(n^2)) and its last,
+        largest download waited for all of them before its first byte."""
+        with self._recording_lock:  # the records thread takes the waiting records under it
+            self._unrecorded[t.target] = t
+            if self._recording is None:
+                self._recording = self._in_order(self._write_records)
+            return self._recording
+
+    def _write_records(self) -> None:
+        with self._recording_lock:
+            waiting, self._unrecorded = list(self._unrecorded.values()), {}
+            self._recording = None  # a record from now on needs a rewrite of its own
+        if waiting and self.output_dir is not None:
+            record_downloads(self.output_dir / DOWNLOADED_FILE, [(t, self._roots.get(t.target)) for t in waiting])
+
     async def _run(self, t: Transfer, dest_root: str, secrets: dict[str, str]) -> None:
         if self._slots is None:
             self._slots = Slots(self.config.max_concurrent)
@@ -156,7 +179,7 @@ class TransferManager:
                 # record is on disk before the first byte is fetched, for --resume.
                 req = t.request
                 queued = [self._in_order(write_script, self.output_dir, req, t.target, req.expected_size),
-                          self._in_order(record_download, self.output_dir / DOWNLOADED_FILE, t, dest_root)]
+                          self._record(t)]
             held = await slots.acquire(t.total)
             freed = False
 
@@ -191,7 +214,7 @@ class TransferManager:
         if t.state == "failed":  # every failure reaches status.json's errors[], in the agent guide's words
             self._emit(failure_event(t))
         if self.output_dir is not None:
-            await self._in_order(record_download, self.output_dir / DOWNLOADED_FILE, t, self._roots.get(t.target))
+            await self._record(t)
 
     async def _flush_batch(self) -> None:
         """The batch check (exists, size, header); recorded, never stops the run."""

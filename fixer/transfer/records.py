@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..models import Transfer, TransferRequest, to_jsonable
 from ..state import read_json, write_text_atomic
@@ -28,11 +28,13 @@ def transfer_record(t: Transfer, dest_root: str | None = None) -> DownloadRecord
 _RECORDS_LOCK = threading.Lock()  # records are rewritten from worker threads; one writer at a time
 
 
-def record_download(path: Path, t: Transfer, dest_root: str | None = None) -> None:
-    """Add or replace this target's entry in downloaded_models.json (kept across runs)."""
+def record_downloads(path: Path, downloads: Iterable[tuple[Transfer, str | None]]) -> None:
+    """Add or replace these targets' entries in downloaded_models.json (kept across runs), in one rewrite: each
+    as its Transfer is now, with the destination root its download went to."""
+    fresh = {t.target: to_jsonable(transfer_record(t, dest_root)) for t, dest_root in downloads}
     with _RECORDS_LOCK:
-        entries = [e for e in read_records(path) if e.get("path") != t.target]
-        entries.append(to_jsonable(transfer_record(t, dest_root)))
+        entries = [e for e in read_records(path) if e.get("path") not in fresh]
+        entries.extend(fresh.values())
         write_text_atomic(path, json.dumps({"downloads": entries}, indent=2))
 
 
