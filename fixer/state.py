@@ -16,6 +16,7 @@ from .errors import ErrorInfo, RunLocked
 from .events import ErrorRaised, Event, PhaseChanged, Progress, ScanFinished
 from .models import json_default, to_jsonable
 from .shapes import Phase, RunData, StatusDoc, StatusError, StatusProgress
+from .throttle import Clock, Later, WriteThrottle, call_later
 
 
 def now_iso() -> str:
@@ -96,11 +97,12 @@ class StatusDocument:
     the truth per model: `set_counts`), then whatever else the owner puts there (per-model rows for the panel).
     """
 
-    def __init__(self, path: Path | None, min_interval: float = 0.25):
+    def __init__(self, path: Path | None, min_interval: float = 0.25, *, clock: Clock = time.monotonic,
+                 later: Later = call_later) -> None:
         self.path = path
-        self.min_interval = min_interval
         self._lock = threading.Lock()
-        self._last_write = 0.0
+        # status.json written at most every `min_interval` seconds, each change within it, phases at once.
+        self.throttle = WriteThrottle(self._write, min_interval, clock=clock, later=later)
         self.doc = StatusDoc(timestamp=now_iso())
         self.seed: dict[str, Any] = dict(SEED_DATA)
         self._wrote: tuple[int, int, int] | None = None  # the file this document last wrote (or last saw)
@@ -146,9 +148,8 @@ class StatusDocument:
     def add_error(self, error: ErrorInfo, details: str = "") -> None:
         """The file contract's entry {timestamp, error, details}, extended with the error's code and typed facts.
 
-        Written when due, like progress: a burst (a scan's unreadable files) costs one write, not one each. The
-        next write carries the rest; every run ends with a forced one (its last phase), so the file's final
-        state holds every error."""
+        Written when due, like progress: a burst (a scan's unreadable files) costs one write now and one when the
+        interval ends, not one each."""
         facts = {f.name: getattr(error, f.name) for f in fields(error) if f.name not in ("code", "message")}
         with self._lock:
             self.doc.errors.append(StatusError(timestamp=now_iso(), error=error.message, details=details,
@@ -183,21 +184,18 @@ class StatusDocument:
         self._written_or_due(force)
 
     def _written_or_due(self, force: bool) -> None:
-        if force or time.monotonic() - self._last_write >= self.min_interval:
-            self.flush()
+        if self.path is not None:
+            self.throttle.changed(force)
 
     def snapshot(self) -> dict[str, Any]:
         """status.json as JSON types: a copy, safe to hand to another thread or the page."""
         with self._lock:
             return with_seed_data(to_jsonable(self.doc), self.seed)
 
-    def flush(self) -> None:
+    def _write(self) -> None:
         if self.path is None:
             return
-        snap = self.snapshot()
-        with self._lock:
-            self._last_write = time.monotonic()
-        write_json_atomic(self.path, snap)
+        write_json_atomic(self.path, self.snapshot())
         self.mark_seen()
 
     def mark_seen(self) -> None:

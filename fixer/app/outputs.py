@@ -20,10 +20,9 @@ from ..events import Event, ModelResolved, PhaseChanged, ResolutionChanged, RunF
 from ..models import Resolution
 from ..shapes import RunData
 from ..state import StatusDocument, write_json_atomic
+from ..throttle import Clock, Later, WriteThrottle, call_later
 
 if TYPE_CHECKING:
-    from asyncio import TimerHandle
-
     from .run import FixRun
 
 RESOLUTIONS_FILE = "resolutions.json"
@@ -37,22 +36,26 @@ class RunStatus:
     """The run's rows (as the front-end shows them: `view`) and the agent guide's counters into status.json.
 
     Subscribed before the status document: on a phase change the rows are current when the document writes
-    the new phase. The rows are built only when they are due (every `interval` seconds, and at once when a
-    phase changes, a file ends or the run ends), not per event: a view is O(models) and a download emits
-    many events a second. Once the run has finished, later events (a download command after it, the next
-    scan) leave its rows alone; `refresh` still writes them when the front-end changes one (a discarded part)."""
+    the new phase. The rows are built at once when a phase changes, a file ends or the run ends, otherwise at
+    most every interval of the document's throttle and the last change's at the latest one interval after it
+    (a view is O(models) and a download emits many events a second); the document then writes them by its
+    own throttle, so a change reaches the file within two intervals. Once the run has finished, later events (a
+    download command after it, the next scan) leave its rows alone; `refresh` still writes them when the
+    front-end changes one (a discarded part)."""
 
-    def __init__(self, status: StatusDocument, view: Callable[[FixRun], RunData] = plain_view) -> None:
+    def __init__(self, status: StatusDocument, view: Callable[[FixRun], RunData] = plain_view, *,
+                 clock: Clock = time.monotonic, later: Later = call_later) -> None:
         self.status = status
         self.view = view
         self.run: FixRun | None = None
         self._live = False  # between follow() and the run's RunFinished
         self.refreshed_on: Event | None = None  # the event the rows were last built on (none: asked directly)
-        self._last = 0.0
+        self._rows = WriteThrottle(self._build, status.throttle.interval, clock=clock, later=later)
+        self._building_on: Event | None = None  # the event a build due now is for
+        self._force = False  # the build writes the document at once
 
     def follow(self, run: FixRun) -> None:
         self.run, self._live = run, True
-        self._last = 0.0
 
     def __call__(self, event: Event) -> None:
         if not self._live:
@@ -62,19 +65,27 @@ class RunStatus:
             self.refresh(force=False)
         elif isinstance(event, (TransferDone, RunFinished)):
             self.refresh(force=True)
-        elif time.monotonic() - self._last >= self.status.min_interval:
-            self.refresh(force=False)
         else:
+            self._building_on = event
+            self._rows.changed()
+            self._building_on = None
             return
         self.refreshed_on = event
 
     def refresh(self, force: bool = True) -> None:
         """The rows and counters as they are now; written at once with `force`."""
+        self._force = force
+        try:
+            self._rows.changed(force=True)
+        finally:
+            self._force = False
+
+    def _build(self) -> None:
         run = self.run
         if run is None:
             return
-        self._last, self.refreshed_on = time.monotonic(), None
-        self.status.set_run(run.seed_counts(), self.view(run), force=force)
+        self.refreshed_on = self._building_on
+        self.status.set_run(run.seed_counts(), self.view(run), force=self._force)
 
 
 class ResolutionsFile:
@@ -83,58 +94,31 @@ class ResolutionsFile:
     stays until the first resolution (a run killed before it resumes from the earlier one), and a run that had
     nothing to resolve leaves an empty list once it moves on.
 
-    Written at most every `interval` seconds, the last change at the latest `interval` after it (a timer on the
-    running loop) and at once when the phase changes: when the searches of a big workflow end together, thirty
+    Written by a WriteThrottle: at most every `interval` seconds, the last change at the latest `interval` after
+    it and at once when the phase changes: when the searches of a big workflow end together, thirty
     resolutions arrive back to back, and rewriting the growing file for each (~55 ms on the event loop for 30)
     held back the downloads they had just started."""
 
-    def __init__(self, output_dir: Path, interval: float = 0.25) -> None:
+    def __init__(self, output_dir: Path, interval: float = 0.25, *, clock: Clock = time.monotonic,
+                 later: Later = call_later) -> None:
         self.path = output_dir / RESOLUTIONS_FILE
-        self.interval = interval
         self.found: dict[str, Resolution] = {}
-        self._unwritten = False
-        self._last = 0.0
-        self._timer: TimerHandle | None = None
+        self.file = WriteThrottle(self._write, interval, clock=clock, later=later)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, PhaseChanged):
             if event.phase == "resolving":
-                self.found, self._unwritten = {}, True
-            elif self._unwritten:
-                self.write()
+                self.found = {}
+                self.file.hold()
+            else:
+                self.file.flush()
         elif isinstance(event, (ModelResolved, ResolutionChanged)):
             self.found[event.resolution.name] = event.resolution
-            self._unwritten = True
-            self._due()
+            self.file.changed()
 
-    def _due(self) -> None:
-        wait = self.interval - (time.monotonic() - self._last)
-        if wait <= 0:
-            self.write()
-            return
-        if self._timer is not None:
-            return  # the change goes with the write already due
-        import asyncio  # not at import: a --scan never loads it (start-up time)
-
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # emitted outside a loop: nothing would fire later
-            self.write()
-            return
-        self._timer = loop.call_later(wait, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._unwritten:
-            self.write()
-
-    def write(self) -> None:
+    def _write(self) -> None:
         from .resolve import resolution_entry  # the sources' stack: loaded by a run, never by a scan
 
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._unwritten, self._last = False, time.monotonic()
         write_json_atomic(self.path, [resolution_entry(r) for r in self.found.values()])
 
 
