@@ -560,6 +560,29 @@ def test_a_throttled_status_event_is_still_sent_when_the_interval_ends(tmp_path,
     assert [p["progress"]["current"] for p in sent] == [1, 2]
 
 
+def test_a_burst_of_status_events_is_two_sends_to_the_page_and_a_phase_change_goes_at_once(tmp_path, comfy_root):
+    from fixer.app.service import SEND_INTERVAL
+    from fixer.events import PhaseChanged, Progress
+    from fixer.throttle import WriteThrottle
+    from tests.test_throttle import FakeTime
+
+    svc = FixerService(StandaloneHost.from_root(comfy_root), tmp_path / "state", comfyui_root=comfy_root)
+    fake = FakeTime()
+    svc._sender = WriteThrottle(svc._send, SEND_INTERVAL, clock=fake.clock, later=fake.later)
+    sent: list[dict] = []
+    svc.on_event(lambda event, payload: sent.append(payload) if event == "comfyfixer.status" else None)
+    for i in range(30):
+        svc.bus.emit(Progress(i + 1, 30))
+    assert [p["progress"]["current"] for p in sent] == [1]
+    fake.advance(SEND_INTERVAL)
+    assert [p["progress"]["current"] for p in sent] == [1, 30]  # the newest, once, with no event after it
+    svc.bus.emit(Progress(1, 2))
+    svc.bus.emit(PhaseChanged("complete"))  # at once, inside the interval, carrying the progress before it
+    assert [(p["phase"], p["progress"]["current"]) for p in sent[2:]] == [("complete", 1)]
+    fake.advance(5)
+    assert len(sent) == 3
+
+
 async def test_fix_while_a_cli_run_holds_the_state_lock_is_409_naming_it(live):
     from fixer.state import StateLock
 

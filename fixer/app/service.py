@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -28,6 +26,7 @@ from ..models import Candidate, Resolution, to_jsonable
 from ..shapes import DoneEvent, DoneFile, Row, RunData
 from ..sources.family import report_families
 from ..state import StateLock, StatusDocument, read_json, settled_status, write_json_atomic
+from ..throttle import WriteThrottle
 from ..transfer.resume import discard
 from ..upstream.tokens import SecretStore, load_secrets
 from . import settings as settings_schema
@@ -39,6 +38,7 @@ from .run import FixRun, place_local_copy
 log = logging.getLogger(__name__)
 Listener = Callable[[str, dict[str, Any]], None]
 SEND_INTERVAL = 0.25  # at most ~4 status events a second to the page
+SENT_AT_ONCE = (PhaseChanged, TransferDone, RunFinished)  # and these at once
 
 class RunBusy(FixerError):
     default_code: ClassVar[ErrorCode] = "run_busy"
@@ -122,9 +122,9 @@ class FixerService:
         # Fixes pressed for other workflows while a run is busy: started one after the other when it ends.
         self._queued: OrderedDict[str, QueuedFix] = OrderedDict()
         self._sizing = 0  # files of the review whose size is being asked of their source
-        self._last_sent = 0.0
-        self._trailing: threading.Timer | None = None
-        self._send_lock = threading.Lock()
+        # The page's status events: at most ~4 a second, the newest within the interval, phases and ends at once.
+        self._sender = WriteThrottle(self._send, SEND_INTERVAL)
+        self._sending_on: Event | None = None  # the event a send due now is for (None: the interval's last)
 
     # --- what the application holds --------------------------------------------------------
     @property
@@ -177,20 +177,16 @@ class FixerService:
     def _forward(self, event: Event) -> None:
         if isinstance(event, PhaseChanged) and event.phase == "review" and self._run is not None:
             self._size_unknown_files(self._run)
-        forced = isinstance(event, (PhaseChanged, TransferDone, RunFinished))
-        with self._send_lock:
-            now = time.monotonic()
-            wait = SEND_INTERVAL - (now - self._last_sent)
-            if not forced and wait > 0:
-                # Throttled, but the newest state must still reach the page: send it when the interval ends.
-                if self._trailing is None:
-                    self._trailing = threading.Timer(wait, self._send_latest)
-                    self._trailing.daemon = True
-                    self._trailing.start()
-                return
-            self._last_sent = now
-        if self.app.run_status.refreshed_on is not event:  # the page gets the rows as they are now
-            self.app.run_status.refresh(force=forced)
+        self._sending_on = event
+        try:
+            self._sender.changed(force=isinstance(event, SENT_AT_ONCE))
+        finally:
+            self._sending_on = None
+
+    def _send(self) -> None:
+        event = self._sending_on
+        if event is None or self.app.run_status.refreshed_on is not event:  # the page gets the rows as they are now
+            self.app.run_status.refresh(force=event is None or isinstance(event, SENT_AT_ONCE))
         self._emit("comfyfixer.status", self.status())
 
     def _panel_data(self, run: FixRun) -> RunData:
@@ -268,13 +264,6 @@ class FixerService:
             if run is self._run:
                 self.app.run_status.refresh()
                 self._emit("comfyfixer.status", self.status())
-
-    def _send_latest(self) -> None:
-        with self._send_lock:
-            self._trailing = None
-            self._last_sent = time.monotonic()
-        self.app.run_status.refresh()
-        self._emit("comfyfixer.status", self.status())
 
     # --- scan ----------------------------------------------------------------------------
     async def scan(self, workflow: dict[str, Any], name: str = "workflow") -> dict[str, Any]:
