@@ -32,6 +32,7 @@ def call_later(delay: float, fn: Callable[[], None]) -> Cancel:
     if loop is not None:
         return loop.call_later(delay, fn).cancel
     timer = threading.Timer(delay, fn)
+    timer.name = "fixer-trailing-write"
     timer.daemon = True  # a process ending never waits for it: its last phase is a forced write anyway
     timer.start()
     return timer.cancel
@@ -47,11 +48,14 @@ class WriteThrottle:
     built last (a timer's write cannot land after a forced one with older contents). It must not wait for
     another thread that is calling this throttle.
 
-    A run killed (SIGKILL, power loss) loses at worst the changes of the last `interval` seconds before it died:
-    those waiting for the trailing write. A forced write (phase change, a file done, the end of the run, an
-    interruption the process sees) loses nothing. The trailing write of a change made on an event loop runs on
-    that loop, so a loop blocked longer than the interval delays it until it is free again; one whose loop has
-    closed meanwhile never runs (every run ends with a forced write, which carries it).
+    A run killed (SIGKILL, power loss) loses at worst the changes of the last `interval` seconds before it died,
+    those waiting for the trailing write; what is forced (a phase change, a file done, the end of the run, an
+    interruption the process sees) is on disk before the next step. Worse only when: a writer feeds another
+    (RunStatus's rows into status.json: their intervals add up); the change was made on an event loop that is
+    then blocked (its trailing write runs on that loop once it is free); its loop closed before the write was due
+    (the write never runs: the next change after that moment is due and written at once, and every run ends with
+    a forced write). The file a kill leaves is still whole (the writers' writes are atomic) and the
+    recovery unchanged: `--status` settles the dead run, `--resume` searches again what resolutions.json lacks.
     """
 
     def __init__(self, write: Callable[[], None], interval: float, *, clock: Clock = time.monotonic,

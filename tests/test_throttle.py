@@ -244,3 +244,66 @@ def test_a_run_that_resolved_nothing_leaves_an_empty_resolutions_json_once_it_mo
     out(PhaseChanged("resolving"))
     out(PhaseChanged("complete"))
     assert json.loads((tmp_path / "resolutions.json").read_text()) == []
+
+
+def test_a_run_killed_after_a_change_it_had_no_event_for_leaves_it_in_status_json(tmp_path):
+    """A real process holding the state dir writes its phase, then two errors inside the interval, then goes quiet
+    (a long step with no event); killed once the interval has passed, its status.json holds both, and settling the
+    dead run adds the interrupted entry after them. Fails on a941c31 (the second error waited for an event)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from fixer.state import settled_status
+    from tests.conftest import ROOT
+
+    child = f"""
+import sys, time
+from pathlib import Path
+from fixer.errors import ErrorInfo
+from fixer.state import StateLock, StatusDocument
+state = Path({str(tmp_path)!r})
+lock = StateLock(state, "throttle test").acquire()
+doc = StatusDocument(state / "status.json", min_interval=0.1)
+doc.update(phase="downloading", force=True)
+doc.add_error(ErrorInfo("download_failed", "first"))
+doc.add_error(ErrorInfo("download_failed", "second"))
+print("ready", flush=True)
+time.sleep(60)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", child], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 10
+        while [e["error"] for e in json.loads((tmp_path / "status.json").read_text())["errors"]] != ["first",
+                                                                                                    "second"]:
+            assert time.monotonic() < deadline, "the second error never reached status.json"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    doc, holder = settled_status(tmp_path)
+    assert holder is None and doc["phase"] == "error"
+    assert [e.get("code") for e in doc["errors"]] == ["download_failed", "download_failed", "run_interrupted"]
+
+
+def test_writes_from_several_threads_never_overlap():
+    active, most = [0], [0]
+
+    def write() -> None:
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        time.sleep(0.0005)
+        active[0] -= 1
+
+    throttle = WriteThrottle(write, 0.001)
+    threads = [threading.Thread(target=lambda: [throttle.changed(force=i % 2 == 0) for i in range(20)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    time.sleep(0.01)  # the last trailing write, if one is pending
+    assert most[0] == 1
