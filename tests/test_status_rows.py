@@ -8,7 +8,8 @@ import time
 
 import fixer.state as state
 from fixer.app.outputs import RunStatus
-from fixer.events import Progress, RunFinished
+from fixer.events import Progress, RunFinished, TransferDone
+from fixer.models import Transfer, TransferRequest
 from fixer.shapes import Overall, RunData, RunSummary
 from fixer.state import StatusDocument
 from tests.test_throttle import FakeTime, counted_writes
@@ -79,3 +80,23 @@ def test_the_last_rows_reach_status_json_without_a_later_event(tmp_path):
     while json.loads((tmp_path / "status.json").read_text())["data"]["downloads_successful"] != 2:
         assert time.monotonic() < deadline, "the rows of the last event were never written"
         time.sleep(0.01)
+
+
+def test_files_ending_one_after_another_share_the_rows_writes(tmp_path, monkeypatch):
+    """Each file's end rebuilt every row and rewrote status.json at once: O(files^2) over a run (300 files, 300
+    rewrites of 300 rows). Now a file's end is a change like any other: written within the interval."""
+    fake = FakeTime()
+    writes = counted_writes(monkeypatch, state)
+    doc = StatusDocument(tmp_path / "status.json", min_interval=0.25, clock=fake.clock, later=fake.later)
+    rows = RunStatus(doc, view, clock=fake.clock, later=fake.later)
+    run = StubRun()
+    rows.follow(run)
+    done = Transfer(request=TransferRequest(url="https://x/m.safetensors", folder="loras", filename="m.safetensors"),
+                    target="/m.safetensors", part="/m.safetensors.part", state="done")
+    for i in range(30):
+        run.done = i + 1
+        rows(TransferDone(done))
+        fake.advance(0.002)
+    assert run.views <= 2 and len(writes) <= 2
+    fake.advance(1)
+    assert json.loads((tmp_path / "status.json").read_text())["data"]["downloads_successful"] == 30

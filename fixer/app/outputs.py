@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..events import Event, ModelResolved, PhaseChanged, ResolutionChanged, RunFinished, TransferDone
+from ..events import Event, ModelResolved, PhaseChanged, ResolutionChanged, RunFinished
 from ..models import Resolution
 from ..shapes import RunData
 from ..state import StatusDocument, write_json_atomic
@@ -36,9 +36,10 @@ class RunStatus:
     """The run's rows (as the front-end shows them: `view`) and the agent guide's counters into status.json.
 
     Subscribed before the status document: on a phase change the rows are current when the document writes
-    the new phase. The rows are built at once when a phase changes, a file ends or the run ends, otherwise at
-    most every interval of the document's throttle and the last change's at the latest one interval after it
-    (a view is O(models) and a download emits many events a second); the document then writes them by its
+    the new phase. The rows are built at once when a phase changes or the run ends, otherwise (a download's
+    progress, a file's end) at most every interval of the document's throttle and the last change's at the
+    latest one interval after it (a view is O(models): a download emits many events a second, and one build per
+    file ending made a run O(files^2)); the document then writes them by its
     own throttle, so a change reaches the file within two intervals. Once the run has finished, later events (a
     download command after it, the next scan) leave its rows alone; `refresh` still writes them when the
     front-end changes one (a discarded part)."""
@@ -63,7 +64,7 @@ class RunStatus:
         self._live = not isinstance(event, RunFinished)
         if isinstance(event, PhaseChanged):  # the status document writes the phase right after this
             self.refresh(force=False)
-        elif isinstance(event, (TransferDone, RunFinished)):
+        elif isinstance(event, RunFinished):
             self.refresh(force=True)
         else:
             self._building_on = event
