@@ -1,6 +1,7 @@
 """The many-file job a user waits for, side by side with aria2c, measured in one run on 127.0.0.1.
 
-    python benchmarks/many_files_bench.py [--pairs 3] [--total-mib 1024] [--rate-mb 25] [--quick] [--code DIR]
+    python benchmarks/many_files_bench.py [--pairs 3] [--total-mib 1024] [--files 30] [--rate-mb 25] [--quick]
+                                          [--code DIR]
                                           [--baseline DIR]
 
 A shared workflow names 30 LoRAs (1-256 MiB, --total-mib in all; each a valid safetensors file) and lists
@@ -17,6 +18,8 @@ Runs alternate, each round starting with the next tool; the medians, ranges and 
 run of each tool, a timeline: when each file appeared in the folder and when it was complete under its
 final name, and the bytes on disk per second (MB/s buckets), sampled from the outside every 20 ms the same
 way for both tools.
+--files N: another number of files (sizes spread the same way; e.g. --files 300 --total-mib 512 shows what grows
+faster than the workflow: a cost per file that also grows with the files already handled).
 --quick: --total-mib 128 and 1 pair, for a check in a few seconds. --code DIR: the checkout whose
 `fixer` runs; --baseline DIR: another checkout (a worktree at an older commit: the "before"), run in the
 same rounds (ours, aria2c, baseline).
@@ -340,6 +343,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, help="alternated runs of each tool (default 3, 1 with --quick)")
     ap.add_argument("--total-mib", type=int, default=1024)
+    ap.add_argument("--files", type=int, default=N_FILES, help="number of models in the workflow (default 30)")
     ap.add_argument("--rate-mb", type=float, default=25.0, help="per-connection limit, MB/s (10^6 bytes)")
     ap.add_argument("--quick", action="store_true", help="--total-mib 128, --pairs 1 unless given")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (the last run's state/log) to read")
@@ -356,9 +360,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fixer-many-"))
     server = None
     try:
-        sizes = [max(4096, int(s * 2**20)) for s in sizes_mib(args.total_mib)]
-        names = [f"lora_{i:02d}.safetensors" for i in range(N_FILES)]
-        print(f"preparing {N_FILES} files, {sum(sizes) / 2**20:.0f} MiB in all, in {work} ...", flush=True)
+        sizes = [max(4096, int(s * 2**20)) for s in sizes_mib(args.total_mib, args.files)]
+        names = [f"lora_{i:02d}.safetensors" for i in range(args.files)]
+        print(f"preparing {args.files} files, {sum(sizes) / 2**20:.0f} MiB in all, in {work} ...", flush=True)
         src = work / "src"
         src.mkdir()
         files = []
@@ -393,7 +397,7 @@ def main() -> None:
             tools.append((f"base{i + 1}" if len(args.baseline) > 1 else "baseline",
                           user_env(work, b.resolve(), upstream_env)))
 
-        print(f"\n{N_FILES} files, {sum(sizes) / 2**20:.0f} MiB, {args.rate_mb:g} MB/s per connection, "
+        print(f"\n{args.files} files, {sum(sizes) / 2**20:.0f} MiB, {args.rate_mb:g} MB/s per connection, "
               f"{args.pairs} alternated round(s); ours from {args.code.resolve()}")
         for i, b in enumerate(args.baseline):
             print(f"   {tools[-len(args.baseline) + i][0]}: {b.resolve()} ({git_head(b)})")
