@@ -24,6 +24,7 @@ SCHEMA_ID = "https://github.com/comfyfixersmart/ComfyFixerSmart/docs/schema.json
 # The documents, by the name they go by: files under the state directory, the page's answers and events.
 DOCUMENTS: dict[str, Any] = {
     "status.json": shapes.StatusDoc,
+    "comfyfixer.status": shapes.PanelStatus,
     "output/missing_models.json": list[shapes.ModelEntry],
     "output/resolutions.json": list[shapes.ResolutionEntry],
     "output/missing_nodes.json": list[shapes.MissingNodeEntry] | shapes.NodesNotChecked,

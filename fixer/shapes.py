@@ -6,7 +6,8 @@ reads against it. Field names of the file contract's documents (status.json, mis
 resolutions.json) are a contract: new fields are added, none is renamed or removed.
 
 Documents:
-- status.json and the page's `comfyfixer.status` event: StatusDoc (its `data` a RunData during a fix);
+- status.json: StatusDoc (its `data` a RunData during a fix); the page's status (GET /comfyfixer/status and
+  the `comfyfixer.status` event): PanelStatus, the same with the background hash index's IndexProgress;
 - output/missing_models.json and the page's scan: ModelEntry (filename/expected_type, as the file contract names them);
 - output/resolutions.json: ResolutionEntry;
 - the review plan the panel shows before downloading: PlanDoc;
@@ -411,6 +412,33 @@ class StatusDoc(Record):
     data: RunData | dict[str, Any] = field(default_factory=dict)
     errors: list[StatusError] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)  # workflows whose fix waits for the running one to end
+
+
+# The background hash index (fixer/identity/hash_index.py): walking = listing the model files; paused = ComfyUI
+# runs or queues a prompt; stopped = cut short (turned off meanwhile); off = the settings turned it off.
+IndexState = Literal["idle", "walking", "hashing", "paused", "done", "stopped", "off", "failed"]
+
+
+@dataclass(eq=False, repr=False)
+class IndexProgress(Record):
+    """How far the background hash index got: files and bytes done of those found, and its read limit."""
+
+    state: IndexState = "idle"
+    files_total: int = 0
+    files_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0  # files already in the index count whole at once
+    hashed_bytes: int = 0  # bytes read this walk: 0 on a second walk over unchanged files
+    read_limit: int = 0  # bytes a second the pace allows (0: no limit)
+    error: str | None = None
+
+
+@dataclass(eq=False, repr=False)
+class PanelStatus(StatusDoc):
+    """The panel's status (GET /comfyfixer/status and the `comfyfixer.status` event): status.json's document and
+    beside it the background hash index of this ComfyUI (never in status.json, which any process writes)."""
+
+    index: IndexProgress = field(default_factory=IndexProgress)
 
 
 @dataclass(eq=False, repr=False)

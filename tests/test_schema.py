@@ -68,11 +68,12 @@ async def test_what_a_real_fix_writes_and_serves_meets_the_schema(comfy_root, tm
     await svc.start_fix(workflow, "wf.json", review=True)
     held = await wait_for(svc, lambda s: s["phase"] == "review")
     assert held["data"]["plan"]["files"]
-    check("status.json", held)
+    check("comfyfixer.status", held)
     check("status.json", json.loads((state / "status.json").read_text()))
     svc.approve()
     await svc._task
     final = json.loads((state / "status.json").read_text())
+    assert "index" not in final
     assert {r["state"] for r in final["data"]["models"]} == {"done", "not_found"}
     check("status.json", final)
     check("output/resolutions.json", json.loads((state / "output" / "resolutions.json").read_text()))
@@ -84,7 +85,9 @@ async def test_what_a_real_fix_writes_and_serves_meets_the_schema(comfy_root, tm
     check("comfyfixer.done", done[-1])
     for name, payload in events:
         if name == "comfyfixer.status":
-            check("status.json", payload)
+            check("comfyfixer.status", payload)  # status.json's fields and the background index beside them
+    with pytest.raises(jsonschema.ValidationError):
+        check("status.json", held)  # the index is the panel's, never in status.json
 
 
 async def test_the_clis_download_status_meets_the_schema(upstream, tmp_path):
@@ -115,8 +118,9 @@ def test_a_refused_download_and_the_error_list_meet_the_schema(tmp_path):
 PAGE_READS: dict[str, dict[str, str]] = {
     "web/lib/panel.js": {"row": "Row", "r": "Row", "model": "ModelEntry", "m": "ModelEntry", "pack": "PackMatch",
                          "plan": "PlanDoc", "overall": "Overall", "where": "LocalFile", "u": "Usage",
-                         "data": "RunData", "report": "ScanResult", "n": "MissingNode", "s": "ScanCounts"},
-    "web/lib/words.js": {"row": "Row", "error": "ErrorInfo", "e": "ErrorInfo"},
+                         "data": "RunData", "report": "ScanResult", "n": "MissingNode", "s": "ScanCounts",
+                         "index": "IndexProgress"},
+    "web/lib/words.js": {"row": "Row", "error": "ErrorInfo", "e": "ErrorInfo", "index": "IndexProgress"},
     "web/comfyfixer.js": {"model": "ModelEntry", "m": "ModelEntry", "f": "DoneFile", "r": "Row",
                           "report": "ScanResult", "s": "ScanCounts", "lock": "LockFile", "dupes": "DuplicatesReport"},
 }

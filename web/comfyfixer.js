@@ -252,11 +252,14 @@ async function onReconnected(doc) {
 }
 
 // While a run is active, re-read the status when the socket has been quiet for a while: a
-// throttled or missed event must not leave the panel showing a stale state.
+// throttled or missed event must not leave the panel showing a stale state. The background hash index
+// sends no event per piece: while it reads, the status is read as often for its line.
 const STATUS_POLL_MS = 2000;
+const INDEX_READING = new Set(["walking", "hashing", "paused"]);
 function pollWhileRunning() {
   setInterval(async () => {
-    if (!isRunActive(state.status) || Date.now() - lastStatusAt < STATUS_POLL_MS) return;
+    const polled = isRunActive(state.status) || INDEX_READING.has(state.status?.index?.state);
+    if (!polled || Date.now() - lastStatusAt < STATUS_POLL_MS) return;
     try {
       onStatus(await client.status());
     } catch {

@@ -270,9 +270,16 @@ class FixerService:
         """The page's scan (application.panel_scan), with what earlier runs of this workflow left (shown while
         another one runs)."""
         result = await asyncio.to_thread(self.app.panel_scan, workflow, name)
-        self.identity.index_in_background()  # hashes for lockfiles and duplicates: never waited for
+        self.index_in_background()
         result.rows = [replace(r, carried=True) for r in self._memory.get(name, {}).values()]
         return to_jsonable(result)
+
+    def index_in_background(self) -> None:
+        """After a scan: the hashes for lockfiles and duplicates, computed in the background (never waited for).
+        When one starts, the pages hear it at once: their index line shows, and they read the status until it
+        ends (no event says each piece)."""
+        if self.identity.index_in_background():
+            self._emit("comfyfixer.status", self.status())
 
     def check_offered_pack(self, pack_id: str) -> None:
         """PackNotOffered unless the last scan offered `pack_id` as installable: a page (or a script) cannot
@@ -388,10 +395,15 @@ class FixerService:
     def status(self) -> dict[str, Any]:
         """This service's run's document while it has one going; otherwise status.json as it truly is when
         another process wrote it since (a CLI run in the same state dir, alive, finished or killed: settled
-        as `--status` settles it, so scripts polling through ComfyUI stop waiting for a dead run)."""
+        as `--status` settles it, so scripts polling through ComfyUI stop waiting for a dead run); with the
+        background hash index's progress beside it."""
         if (self._task is None or self._task.done()) and self.status_doc.written_elsewhere():
-            return settled_status(self.state_dir, "ComfyUI's comfyfixer service")[0]
-        return self.status_doc.snapshot()
+            doc = settled_status(self.state_dir, "ComfyUI's comfyfixer service")[0]
+        else:
+            doc = self.status_doc.snapshot()
+        # The panel's status (shapes.PanelStatus): beside the run's document, this ComfyUI's background hash
+        # index, O(1) to read and never started by a read.
+        return {**doc, "index": self.identity.progress()}
 
     def cancel(self, name: str | None = None) -> dict[str, Any]:
         if self._run is not None:

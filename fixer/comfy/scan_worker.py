@@ -302,7 +302,7 @@ class ScanWorker:
 
     async def scan(self, raw: bytes, service: FixerService) -> bytes:
         answer = await asyncio.to_thread(self.scan_blocking, raw, service)
-        service.identity.index_in_background()  # in ComfyUI's process, as after a scan there
+        service.index_in_background()  # in ComfyUI's process, as after a scan there
         return answer
 
     def close(self) -> None:

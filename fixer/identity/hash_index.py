@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..host.host import Host, model_folders
 from ..read.inventory import build_inventory
+from ..shapes import IndexProgress
 from ..state import json_text, read_json, write_text_atomic
 from .pace import ReadPace
 from .shapes import HashIndexFile
@@ -112,20 +113,6 @@ class IndexedFile:
     sha256: str
     hint: str | None = None
     key: str = ""  # device:inode:size:mtime -- files sharing it are already one file (hard links)
-
-
-@dataclass
-class IndexProgress:
-    """What the background index has done; read from any thread (a copy)."""
-
-    state: str = "idle"  # idle | walking | hashing | paused (ComfyUI runs a prompt) | done | stopped | off | failed
-    files_total: int = 0
-    files_done: int = 0
-    bytes_total: int = 0
-    bytes_done: int = 0
-    hashed_bytes: int = 0  # bytes read this scan: 0 on a second scan of unchanged files
-    read_limit: int = 0  # bytes a second the pace allows (0: no limit)
-    error: str | None = None
 
 
 class HashIndex:

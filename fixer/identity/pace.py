@@ -27,6 +27,11 @@ def never_busy() -> bool:
     return False
 
 
+def read_limit(settings: HashingConfig) -> int:
+    """The settings' read limit in bytes a second (0: none)."""
+    return max(0, int(settings.hash_read_mb_per_s)) * MB
+
+
 @dataclass
 class ReadPace:
     """Called before each piece a background hash reads (`admit`); False means stop reading."""
@@ -49,7 +54,7 @@ class ReadPace:
 
     def limit(self) -> int:
         """The read limit in bytes a second now (0: none)."""
-        return max(0, int(self.settings().hash_read_mb_per_s)) * MB
+        return read_limit(self.settings())
 
     def admit(self, n: int) -> bool:
         """Wait until `n` more bytes may be read; False when hashing in the background should stop."""

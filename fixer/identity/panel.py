@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..config import HashingConfig
 from ..host.host import Host
 from ..models import ModelStatus, to_jsonable
+from ..shapes import IndexProgress
 from ..transfer.records import DOWNLOADED_FILE, read_records
 from .duplicates import deduplicate, find_duplicates
-from .hash_index import BackgroundIndex, HashIndex, IndexProgress, index_path
+from .hash_index import BackgroundIndex, HashIndex, index_path
 from .lockfile import build_lockfile
-from .pace import ReadPace, never_busy
+from .pace import ReadPace, never_busy, read_limit
 
 
 @dataclass
@@ -27,28 +28,44 @@ class IdentityPanel:
     root: str = ""
     hashing: Callable[[], HashingConfig] = HashingConfig  # the service's settings, read live
     busy: Callable[[], bool] = never_busy  # ComfyUI is running a prompt (fixer.comfy.runtime knows)
-    index: HashIndex = field(init=False)
+    _index: HashIndex | None = field(default=None, init=False, repr=False)
     _bg: BackgroundIndex | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _index_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.index = HashIndex(index_path(self.state_dir))
+    @property
+    def index(self) -> HashIndex:
+        """The hash index, read from the state dir when first needed: the panel (its status is polled) is made
+        without reading it."""
+        with self._index_lock:
+            if self._index is None:
+                self._index = HashIndex(index_path(self.state_dir))
+            return self._index
 
-    def index_in_background(self) -> IndexProgress:
-        """Start (or keep) the background index; never waits. A scan calls it after it answered. With
-        background hashing off nothing starts (a running one stops within one piece: its pace sees it)."""
+    def index_in_background(self) -> bool:
+        """Start the background index unless one runs; never waits. A scan calls it after it answered. With
+        background hashing off nothing starts (a running one stops within one piece: its pace sees it).
+        True when it started one now."""
         with self._lock:
-            if not self.hashing().background_hashing:
-                return IndexProgress(state="off")
-            if self._bg is None or not self._bg.running():
-                pace = ReadPace(self.hashing, self.busy)
-                self._bg = BackgroundIndex(self.index, self.host, pace=pace).start()
-            return self._bg.progress
+            if not self.hashing().background_hashing or (self._bg is not None and self._bg.running()):
+                return False
+            pace = ReadPace(self.hashing, self.busy)
+            self._bg = BackgroundIndex(self.index, self.host, pace=pace).start()
+            return True
 
     def progress(self) -> dict[str, Any]:
-        on = self.hashing().background_hashing
+        """The background index as the panel shows it: `off` whenever the settings turn it off, `idle` before the
+        first scan started it, else how far it got, with the read limit the settings say now. A copy of a few
+        fields: O(1), reads nothing from disk and starts nothing (the status route asks it on every poll)."""
+        settings = self.hashing()
         bg = self._bg
-        shown = bg.progress if bg is not None and (on or bg.running()) else IndexProgress("idle" if on else "off")
+        if not settings.background_hashing:
+            shown = IndexProgress("off")
+        elif bg is None:
+            shown = IndexProgress("idle")
+        else:
+            shown = replace(bg.progress)  # one copy: the hashing thread goes on updating its own
+        shown.read_limit = read_limit(settings)
         return to_jsonable(shown)
 
     def lockfile(self, models: list[ModelStatus]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 // Renders the ComfyFixerSmart panel from plain state. No network, no graph access: every button
 // calls one of the `actions` the extension hands in. Side-effect free module.
 import { dotted, fmtBytes, fmtEta, fmtPercent, fmtSpeed, h, plural, signature } from "./dom.js";
-import { errorWords, failedPackWords, loginNeeded, requestErrorWords } from "./words.js";
+import { errorWords, failedPackWords, indexWords, loginNeeded, requestErrorWords } from "./words.js";
 
 export const ACTIVE_PHASES = new Set(["scanning", "resolving", "review", "downloading", "verifying"]);
 const ACTIVE_ROW_STATES = new Set(["queued", "resolving", "resolved", "review", "downloading", "verifying"]);
@@ -542,6 +542,23 @@ function rowGroup(row) {
   return "active";
 }
 
+/** One quiet line while the background hash index reads the disk (the status's `index`): how far, how fast at
+ *  most, and where to turn it off; nothing when it is idle, done or off. */
+function indexLine(index, state, actions) {
+  const said = indexWords(index);
+  if (!said) return null;
+  const open = state.expanded?.has("index");
+  return h("div.cfx-index", { "data-testid": "cfx-index", title: said.title, dataset: { state: index.state } },
+    h(`i.pi.${said.paused ? "pi-pause" : index.state === "failed" ? "pi-exclamation-triangle" : "pi-database"}`),
+    h("span", said.text, " · ",
+      h("a", { href: "#", onclick: (e) => { e.preventDefault(); actions.openSettings(); }, "data-testid": "cfx-index-settings" },
+        "Settings"),
+      " to turn off",
+      said.details ? [" · ", h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle("index"); } },
+        open ? "Hide details" : "Details")] : null),
+    open && said.details ? h("pre.cfx-details", said.details) : null);
+}
+
 /** The errors of this workflow's queued fix that could not start (the server says which workflow). */
 function queuedErrors(status, workflow) {
   return (status?.errors ?? []).filter((e) => e.details === `queued:${workflow}`).slice(-1);
@@ -657,6 +674,7 @@ export function renderPanel(state, actions) {
     section("Refused names", unsafe.length, unsafe.map((m) => h("li.cfx-item", { dataset: { state: "unsafe" } },
       h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-ban"), nameEl(m.filename)),
       h("div.cfx-error", m.unsafe_reason ?? "unsafe file name")))),
+    indexLine(status?.index, state, actions),
     h("footer.cfx-foot",
       button("Make this workflow portable", actions.portable, {
         icon: "pi pi-file-export", title: "Save a copy that carries a download link for every model it uses",

@@ -4,6 +4,8 @@
 // (fixer/errors.py ErrorInfo): the words come from its code and typed fields, never from reading the
 // message; tests/test_error_codes.py fails when a code of the engine has no entry here.
 
+import { fmtBytes, fmtSpeed } from "./dom.js";
+
 const SERVICE_NAMES = { huggingface: "Hugging Face", civitai: "Civitai" };
 const TOKEN_SERVICES = { HF_TOKEN: "huggingface", CIVITAI_API_KEY: "civitai" };
 
@@ -167,4 +169,34 @@ export function failedPackWords(failed) {
         + "the pack's source, so those files are listed and can be downloaded now."
       : "The folders of its models were read from the pack's source.",
   };
+}
+
+const INDEX_WHAT = "Indexing your model files for duplicates";
+
+/**
+ * The background hash index (the status's `index`: {state, files_done, files_total, bytes_done, bytes_total,
+ * read_limit, error}) in words while it reads the disk, so a busy disk has a reason the user can see and turn
+ * off: {text, title, paused, details}; null when it reads nothing (idle, done, stopped, off).
+ */
+export function indexWords(index) {
+  const state = index?.state;
+  if (!["walking", "hashing", "paused", "failed"].includes(state)) return null;
+  const title = "The sha256 of each model file, read once (for duplicates, lockfiles and finding renamed copies). "
+    + "Settings → ComfyFixerSmart → Hashing turns it off or changes the read limit.";
+  if (state === "failed") {
+    return { text: `${INDEX_WHAT} stopped on an error (ComfyUI's log says more)`, title, paused: false,
+      details: index.error ?? null };
+  }
+  if (state === "walking" || !index.bytes_total) {
+    return { text: `${INDEX_WHAT}: listing them…`, title, paused: false, details: null };
+  }
+  const done = `${fmtBytes(index.bytes_done ?? 0)} of ${fmtBytes(index.bytes_total)}`;
+  const files = `${index.files_done ?? 0} of ${index.files_total ?? 0} files`;
+  if (state === "paused") {
+    return { text: `${INDEX_WHAT}: paused while ComfyUI renders (${done} done)`, title: `${files}. ${title}`,
+      paused: true, details: null };
+  }
+  const limit = index.read_limit > 0 ? `at most ${fmtSpeed(index.read_limit)}` : "no read limit";
+  return { text: `${INDEX_WHAT}: ${done} (${limit}; paused while ComfyUI renders)`, title: `${files}. ${title}`,
+    paused: false, details: null };
 }
