@@ -550,12 +550,12 @@ function indexLine(index, state, actions) {
   const open = state.expanded?.has("index");
   return h("div.cfx-index", { "data-testid": "cfx-index", title: said.title, dataset: { state: index.state } },
     h(`i.pi.${said.paused ? "pi-pause" : index.state === "failed" ? "pi-exclamation-triangle" : "pi-database"}`),
-    h("span", said.text, " · ",
-      h("a", { href: "#", onclick: (e) => { e.preventDefault(); actions.openSettings(); }, "data-testid": "cfx-index-settings" },
-        "Settings"),
-      " to turn off",
-      said.details ? [" · ", h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle("index"); } },
-        open ? "Hide details" : "Details")] : null),
+    said.text, " · ",
+    h("a", { href: "#", onclick: (e) => { e.preventDefault(); actions.openSettings(); }, "data-testid": "cfx-index-settings" },
+      "Settings"),
+    " to turn off",
+    said.details ? [" · ", h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggle("index"); } },
+      open ? "Hide details" : "Details")] : null,
     open && said.details ? h("pre.cfx-details", said.details) : null);
 }
 

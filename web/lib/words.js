@@ -4,7 +4,7 @@
 // (fixer/errors.py ErrorInfo): the words come from its code and typed fields, never from reading the
 // message; tests/test_error_codes.py fails when a code of the engine has no entry here.
 
-import { fmtBytes, fmtSpeed } from "./dom.js";
+import { fmtBytes } from "./dom.js";
 
 const SERVICE_NAMES = { huggingface: "Hugging Face", civitai: "Civitai" };
 const TOKEN_SERVICES = { HF_TOKEN: "huggingface", CIVITAI_API_KEY: "civitai" };
@@ -196,7 +196,8 @@ export function indexWords(index) {
     return { text: `${INDEX_WHAT}: paused while ComfyUI renders (${done} done)`, title: `${files}. ${title}`,
       paused: true, details: null };
   }
-  const limit = index.read_limit > 0 ? `at most ${fmtSpeed(index.read_limit)}` : "no read limit";
+  // In the setting's own unit (whole MB a second), as the settings show it.
+  const limit = index.read_limit > 0 ? `at most ${Math.round(index.read_limit / 1e6)} MB/s` : "no read limit";
   return { text: `${INDEX_WHAT}: ${done} (${limit}; paused while ComfyUI renders)`, title: `${files}. ${title}`,
     paused: false, details: null };
 }
