@@ -304,10 +304,13 @@ def handlers(get_service: Callable[[], Any], *, install_pack: Callable[[str], Aw
 
     @post("/relink")
     async def relink(request: web.Request, body: dict[str, Any]) -> web.Response:
+        # The workflow says which bytes the model is (a sha256 it states): other bytes are not linked.
+        workflow = field_workflow(body)
+        wf_name = field_text(body, "workflow_name", default="workflow")
         name = field_model_name(body)
         folder = field_folder(body)
         path = field_abs_path(body)
-        return web.json_response(await get_service().relink(name, folder, path))
+        return web.json_response(await get_service().relink(workflow, wf_name, name, folder, path))
 
     @get("/settings")
     async def settings(request: web.Request, body: dict[str, Any]) -> web.Response:

@@ -22,7 +22,7 @@ ErrorCode = Literal[
     "target_busy", "bytes_missing", "run_locked", "run_busy", "unsafe_file_type", "download_too_large",
     "pack_not_offered", "lockfile_invalid", "file_differs", "cache_busy", "model_not_found", "needs_choice",
     "run_interrupted", "not_queued", "client_header_missing", "cross_site", "host_untrusted", "body_invalid",
-    "body_too_large", "body_timeout", "manager_missing",
+    "body_too_large", "body_timeout", "manager_missing", "sha256_differs",
 ]
 TokenName = Literal["HF_TOKEN", "CIVITAI_API_KEY"]
 ServiceKey = Literal["huggingface", "civitai"]
@@ -89,6 +89,8 @@ ERROR_CODES: dict[ErrorCode, str] = {
     "body_too_large": "the request body is larger than the routes accept (413)",
     "body_timeout": "the request body did not arrive in time (408)",
     "manager_missing": "install_pack without a ComfyUI-Manager running in this ComfyUI (409)",
+    "sha256_differs": "relink of a local file whose sha256 is not the one the workflow states for the model: "
+                      "another file of the same name, not linked",
 }
 
 

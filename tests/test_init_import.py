@@ -103,7 +103,8 @@ async def test_relink_through_the_comfy_service_refreshes_the_list_and_tells_the
     src.write_bytes(b"weights")
     folder_paths.filename_list_cache["loras"] = ([], {}, 0.0)
     svc = server_routes.comfy_runtime.build_service(server_routes.comfy_links(comfy.PromptServer.instance))
-    await svc.relink("x.safetensors", "loras", str(src))
+    workflow = {"nodes": [{"id": 1, "type": "LoraLoader", "widgets_values": ["x.safetensors", 1.0, 1.0]}]}
+    await svc.relink(workflow, "wf.json", "x.safetensors", "loras", str(src))
     done = [data for event, data in comfy.PromptServer.instance.sent if event == "comfyfixer.done"]
     assert done and done[-1]["files"] == [{"folder": "loras", "name": "x.safetensors", "saved_as": None}]
     assert "loras" not in folder_paths.filename_list_cache

@@ -167,9 +167,10 @@ async def test_post_with_a_body_that_is_not_a_json_object_is_refused(refusing_cl
     ("retry", {"name": ""}, "'name' is empty"),
     ("retry", {"name": "../../x.safetensors"}, "'name' '../../x.safetensors' is refused"),
     ("cancel", {"name": "/abs/x.safetensors"}, "'name' '/abs/x.safetensors' is refused"),
-    ("relink", {"name": "x.safetensors", "folder": "loras"}, "'path' is missing"),
-    ("relink", {"name": "C:\\x.safetensors", "folder": "loras", "path": "/m/x"}, "'name'"),
-    ("relink", {"name": "x.safetensors", "folder": "../loras", "path": "/m/x"}, "'folder'"),
+    ("relink", {"name": "x.safetensors", "folder": "loras", "path": "/m/x"}, "'workflow' is missing"),
+    ("relink", {"workflow": {}, "name": "x.safetensors", "folder": "loras"}, "'path' is missing"),
+    ("relink", {"workflow": {}, "name": "C:\\x.safetensors", "folder": "loras", "path": "/m/x"}, "'name'"),
+    ("relink", {"workflow": {}, "name": "x.safetensors", "folder": "../loras", "path": "/m/x"}, "'folder'"),
     ("settings", {"max_concurrent": "many"}, "'max_concurrent'"),
     ("portable", {"workflow": "x"}, "'workflow'"),
     ("install_pack", {"pack_id": "../evil"}, "'pack_id'"),
@@ -352,26 +353,85 @@ async def test_setting_out_of_range_is_400_naming_it(live):
     assert "max_concurrent" in (await r.json())["error"]
 
 
+def lora_user(name: str, sha256: str | None = None) -> dict:
+    """A workflow whose LoRA loader asks for `name`, stating its sha256 in models[] when given."""
+    hints = [{"name": name, "directory": "loras", "hash": sha256, "hash_type": "sha256"}] if sha256 else []
+    return make_workflow([node(1, "LoraLoader", [name, 1.0, 1.0], **({"models": hints} if hints else {}))])
+
+
+async def relink(live, name: str, src, workflow: dict):
+    return await live.client.post("/comfyfixer/relink", json={"workflow": workflow, "workflow_name": "wf.json",
+                                                              "name": name, "folder": "loras", "path": str(src)})
+
+
 async def test_relink_of_a_file_outside_the_model_folders_is_refused(live):
     outside = live.tmp / "elsewhere" / "x.safetensors"
     outside.parent.mkdir()
     outside.write_bytes(b"x")
-    r = await live.client.post("/comfyfixer/relink", json={"name": "x.safetensors", "folder": "loras",
-                                                           "path": str(outside)})
+    r = await relink(live, "x.safetensors", outside, lora_user("x.safetensors"))
     assert r.status == 400
     assert "model folders" in (await r.json())["error"]
     assert not (live.root / "models" / "loras" / "x.safetensors").exists()
 
 
 async def test_relink_puts_a_copy_from_another_model_folder_in_place(live):
+    # The workflow states no sha256: the file of the name is linked as it is, as before.
     src = live.root / "models" / "checkpoints" / "x.safetensors"
     src.write_bytes(b"weights")
-    r = await live.client.post("/comfyfixer/relink", json={"name": "sub/x.safetensors", "folder": "loras",
-                                                           "path": str(src)})
+    r = await relink(live, "sub/x.safetensors", src, lora_user("sub/x.safetensors"))
     assert r.status == 200, await r.text()
     answer = await r.json()
     assert (answer["ok"], answer["folder"], answer["relpath"]) == (True, "loras", "sub/x.safetensors")
     assert (live.root / "models" / "loras" / "sub" / "x.safetensors").read_bytes() == b"weights"
+
+
+async def test_relink_of_a_same_named_file_with_other_bytes_than_the_workflow_states_is_refused(live):
+    """Fails on a941c31: "Use this file" linked any file of the name, whatever sha256 the workflow states."""
+    import hashlib
+
+    right, other = hashlib.sha256(b"the workflow's lora").hexdigest(), hashlib.sha256(b"another lora").hexdigest()
+    src = live.root / "models" / "checkpoints" / "x.safetensors"
+    src.write_bytes(b"another lora")
+    r = await relink(live, "x.safetensors", src, lora_user("x.safetensors", right))
+    refused = await r.json()
+    assert (r.status, refused["code"]) == (400, "sha256_differs"), refused
+    # Names the file, both hashes (short) and what to do.
+    assert str(src) in refused["error"] and right[:12] in refused["error"] and other[:12] in refused["error"]
+    assert "Run Fix" in refused["error"]
+    assert not (live.root / "models" / "loras" / "x.safetensors").exists()  # nothing linked
+    assert not [e for e, _ in live.events if e == "comfyfixer.done"]
+    log = (live.tmp / "state" / "log" / "comfyfixer.log").read_text()  # the service's ACTION lines go there
+    decisions = [line for line in log.splitlines() if "ACTION:" in line and '"relink_refused"' in line]
+    assert decisions and '"sha256_differs"' in decisions[0] and right in decisions[0] and other in decisions[0]
+
+
+async def test_relink_of_the_bytes_the_workflow_states_links_them(live):
+    import hashlib
+    import os
+
+    src = live.root / "models" / "checkpoints" / "x.safetensors"
+    src.write_bytes(b"the workflow's lora")
+    stated = hashlib.sha256(b"the workflow's lora").hexdigest()
+    r = await relink(live, "x.safetensors", src, lora_user("x.safetensors", stated))
+    assert r.status == 200, await r.text()
+    assert os.path.samefile(live.root / "models" / "loras" / "x.safetensors", src)
+
+
+async def test_relink_of_a_name_the_workflow_does_not_use_is_refused(live):
+    src = live.root / "models" / "checkpoints" / "x.safetensors"
+    src.write_bytes(b"weights")
+    r = await relink(live, "x.safetensors", src, lora_user("y.safetensors"))
+    assert (r.status, (await r.json())["code"]) == (400, "request_invalid")
+    assert not (live.root / "models" / "loras" / "x.safetensors").exists()
+
+
+async def test_an_elsewhere_row_says_where_use_this_file_puts_it(live):
+    """Fails on a941c31: only missing rows carried their destination; the panel could not say where the link goes."""
+    (live.root / "models" / "checkpoints" / "x.safetensors").write_bytes(b"weights")
+    r = await live.client.post("/comfyfixer/scan", json={"workflow": lora_user("x.safetensors"), "name": "wf.json"})
+    (row,) = (await r.json())["models"]
+    assert row["state"] == "elsewhere"
+    assert row["dest"] == str(live.root / "models" / "loras" / "x.safetensors")
 
 
 async def test_status_document_has_the_contract_shape_after_a_run(live):

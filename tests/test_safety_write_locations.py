@@ -145,7 +145,8 @@ def test_panel_relink_refuses_a_foreign_folder(tmp_path, folder):
     svc = FixerService(StandaloneHost.from_root(root), tmp_path / "state", comfyui_root=root)
     before = snapshot(root)
     with pytest.raises(UnsafePath):
-        asyncio.run(svc.relink("copy.safetensors", folder, str(root / "models/loras/mine.safetensors")))
+        asyncio.run(svc.relink(make_workflow([node(1, "LoraLoader", ["copy.safetensors", 1, 1])]), "wf.json",
+                               "copy.safetensors", folder, str(root / "models/loras/mine.safetensors")))
     assert snapshot(root) == before
 
 

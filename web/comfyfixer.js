@@ -38,6 +38,7 @@ const state = {
   compact: localStorage.getItem(COMPACT_KEY) === null ? null : localStorage.getItem(COMPACT_KEY) === "1",
   showDone: false,
   expanded: new Set(),
+  refusedLinks: new Map(), // model name -> {workflow, error}: its "Use this file" refused (other bytes)
   pasting: null,
   theirList: false, // the frontend has its own missing-models list (1.27's dialog, 1.58's Issues panel)
   eta: null, // seconds left for the whole run, from bytes left and smoothed throughput (lib/throughput.js)
@@ -335,9 +336,19 @@ const actions = {
   relink: (model, where) => withBusy(`relink:${model.filename}`, async () => {
     const name = model.filename;
     let value = where.relpath;
+    state.refusedLinks.delete(name);
     if (where.folder !== model.expected_type) {
-      // Another folder: the server links the file into the right one under the expected name.
-      value = (await client.relink(name, model.expected_type, where.path)).relpath ?? name;
+      // Another folder: the server links the file into the right one under the expected name, once it holds
+      // the bytes the workflow states (when it states a sha256).
+      try {
+        value = (await client.relink(currentWorkflow(app), workflowName(app), name, model.expected_type, where.path))
+          .relpath ?? name;
+      } catch (e) {
+        if (e.code !== "sha256_differs") throw e;
+        // The row says it, with a download instead; only in this workflow (another may state other bytes).
+        state.refusedLinks.set(name, { workflow: workflowName(app), error: { code: e.code, message: e.message } });
+        return;
+      }
     }
     await refreshModelLists();
     // A file linked in under the expected name changes no widget: nothing to save, and it is not said.

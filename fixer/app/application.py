@@ -158,10 +158,11 @@ class Application:
         return target_root(self.host.folders(), folder)
 
     def dest_of(self, s: ModelStatus) -> str | None:
-        """A missing model's real destination path, so the panel says where it goes before it goes."""
+        """Where a fix puts a model it fetches (a missing one, or one linked in from another place: the panel's
+        "Use this file"), so the panel says where it goes before it goes."""
         from .review import destination
 
-        if s.state != "missing" or not s.ref.folder:
+        if s.state not in FETCHED_STATES or not s.ref.folder:
             return None
         return destination(self.root_for, s.ref.folder, s.ref.name)[0]
 

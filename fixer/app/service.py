@@ -25,6 +25,7 @@ from ..identity.panel import IdentityPanel
 from ..models import Candidate, Resolution, to_jsonable
 from ..shapes import DoneEvent, DoneFile, Row, RunData
 from ..sources.family import report_families
+from ..sources.local import LocalSource
 from ..state import StateLock, StatusDocument, read_json, settled_status, write_json_atomic
 from ..throttle import WriteThrottle
 from ..transfer.resume import discard
@@ -464,15 +465,39 @@ class FixerService:
 
         task.add_done_callback(said)
 
-    async def relink(self, name: str, folder: str, path: str) -> dict[str, Any]:
+    async def relink(self, workflow: dict[str, Any], wf_name: str, name: str, folder: str,
+                     path: str) -> dict[str, Any]:
+        """The panel's "Use this file": link `path`, a file in another model folder, into `folder` as
+        `name`, a model the workflow uses. When the workflow states a sha256 for it, the file is hashed
+        (the hash index's word, else read now on a thread) and other bytes are refused, as a fix run
+        refuses them (resolve.py): a file of the same name is not always the same model."""
         folders = self.host.folders()
         real = os.path.realpath(path)
         inside = any(os.path.commonpath([real, os.path.realpath(root)]) == os.path.realpath(root)
                      for roots in model_folders(folders).values() for root in roots if os.path.isdir(root))
         if not inside or not os.path.isfile(real):
             raise UnsafePath(path, "only files inside ComfyUI's model folders can be relinked")
-        dest = await asyncio.to_thread(place_local_copy, real,
-                                       target_root(folders, folder, name=name, extensions=self.host.extensions), name)
+        dest_root = target_root(folders, folder, name=name, extensions=self.host.extensions)
+        report, _ = await asyncio.to_thread(self.app.scan_workflow, workflow, wf_name)
+        ref = next((s.ref for s in report.models if s.ref.name == name), None)
+        if ref is None:
+            raise FixerError(f"{name} is not a model this workflow uses; scan again", code="request_invalid")
+        want = ref.stated_sha256
+        have = await LocalSource(self.identity.index).sha256_of(real) if want else None
+        if want and have != want:
+            action("relink_refused", name=name, folder=folder, src=real, sha256=have, workflow_sha256=want,
+                   reason="sha256_differs" if have else "file_missing")
+            if have is None:
+                raise FixerError(f"{name}: {real} could not be read to check it holds the sha256 the workflow "
+                                 f"states for it ({want[:12]}…), so it was not linked. Run Fix to download the "
+                                 "workflow's own file.", code="file_missing")
+            raise FixerError(f"{name}: {real} holds other bytes (sha256 {have[:12]}…) than the workflow states for "
+                             f"it (sha256 {want[:12]}…), so it was not linked: it is another file of the same name. "
+                             "Run Fix to download the workflow's own file, which is checked against that sha256.",
+                             code="sha256_differs")
+        dest = await asyncio.to_thread(place_local_copy, real, dest_root, name)
+        action("linked", name=name, folder=folder, src=real, dest=dest, by="panel",
+               sha256_checked=want is not None)
         self._emit("comfyfixer.done", to_jsonable(DoneEvent(None, None, [DoneFile(folder, name)])))
         return {"ok": True, "folder": folder, "relpath": name.replace("\\", "/"), "path": dest}
 

@@ -55,7 +55,7 @@ export function createClient(api) {
     cancel: (name) => call("/cancel", name ? { name } : {}),
     unqueue: (workflow) => call("/unqueue", { workflow }),
     retry: (name, url, workflow) => call("/retry", { name, ...(url ? { url } : {}), ...(workflow ? { workflow } : {}) }),
-    relink: (name, folder, path) => call("/relink", { name, folder, path }),
+    relink: (workflow, workflowName, name, folder, path) => call("/relink", { workflow, workflow_name: workflowName, name, folder, path }),
     settings: () => call("/settings"),
     saveSettings: (patch) => call("/settings", patch),
     portable: (workflow) => call("/portable", { workflow }),

@@ -297,12 +297,23 @@ function pasteForm(name, state, actions) {
     button("", () => actions.startPaste(null), { icon: "pi pi-times", title: "Close" }));
 }
 
-function elsewhereItem(model, actions, busy) {
+function elsewhereItem(model, state, actions) {
   const name = model.filename;
-  return h("li.cfx-item", { dataset: { state: "elsewhere", name, sig: signature([model, busy.has(`relink:${name}`)]) } },
+  const busy = state.busy;
+  const shown = (model.elsewhere ?? []).slice(0, 3);
+  // "Use this file" links a copy of another folder in at the model's destination (said like a missing row's);
+  // a copy in the loader's own folder is pointed at where it is.
+  const links = shown.some((where) => where.folder !== model.expected_type);
+  // A copy refused for other bytes than the workflow states: said on the row, with the download instead.
+  const said = state.refusedLinks?.get(name);
+  const refused = said && said.workflow === (state.report?.workflow ?? state.workflowName) ? said.error : null;
+  const sig = signature([model, busy.has(`relink:${name}`), refused, busy.has("fix"), state.expanded?.has(`refused:${name}`),
+    isRunActive(state.status)]);
+  return h("li.cfx-item", { dataset: { state: "elsewhere", name, sig } },
     h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-link"), nameEl(name)),
-    usageLine(model, actions, model.expected_type),
-    (model.elsewhere ?? []).slice(0, 3).map((where) => {
+    destLine(model.expected_type, links ? model.dest : null),
+    usageLine(model, actions),
+    shown.map((where) => {
       const sameFolder = where.folder === model.expected_type;
       return h("div.cfx-candidate",
         h("div.cfx-candidate-text",
@@ -313,7 +324,13 @@ function elsewhereItem(model, actions, busy) {
         button("Use this file", () => actions.relink(model, where), {
           icon: "pi pi-link", kind: "primary", busy: busy.has(`relink:${name}`), testid: "cfx-relink",
         }));
-    }));
+    }),
+    errorBlock(refused, `refused:${name}`, state, actions),
+    refused && model.expected_type && !isRunActive(state.status) ? h("div.cfx-item-foot", h("span.cfx-spacer"),
+      button("Download", () => actions.fix([name]), {
+        icon: "pi pi-download", busy: busy.has("fix"), testid: "cfx-download-instead",
+        title: "Download the file the workflow names, checked against the sha256 it states",
+      })) : null);
 }
 
 /** "Install X, then these 2 files": files only the pack's nodes can load wait under it, not as downloads. */
@@ -665,7 +682,7 @@ export function renderPanel(state, actions) {
         h("span.cfx-spacer"),
         h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggleDone(); } }, state.showDone ? "Hide" : "Show")),
       state.showDone ? h(list, groups.finished.map(item)) : null) : null,
-    section("On disk in another place", elsewhere.length, elsewhere.map((m) => elsewhereItem(m, actions, state.busy)),
+    section("On disk in another place", elsewhere.length, elsewhere.map((m) => elsewhereItem(m, state, actions)),
       "The file is already on this computer under another folder or name."),
     section("Missing node packs", packs.length + unknownNodes.length,
       [...packs.map((p) => packItem(p, filesOf(p.id, p.node_types ?? []), actions, state.busy)),

@@ -63,7 +63,7 @@ export const ERROR_WORDS = {
   sha256_mismatch: () => "the downloaded bytes are not the expected file (sha256 differs)",
   size_mismatch: () => "the file's size differs from what the source announced",
   not_safetensors: () => "the downloaded file is not a valid safetensors file",
-  file_missing: () => "the downloaded file is not there",
+  file_missing: () => "the file is not there or cannot be read",
   disk_full: () => "not enough free disk space",
   target_busy: () => "another ComfyFixerSmart is downloading this file right now",
   bytes_missing: () => "part of the file never arrived; run again to resume",
@@ -88,6 +88,8 @@ export const ERROR_WORDS = {
     + "different versions: reload the page)",
   body_too_large: () => "the workflow is too large to send to the server",
   body_timeout: () => "the workflow took too long to reach the server; try again",
+  sha256_differs: () => "that file has the same name but other bytes than the workflow states (sha256), so it "
+    + "was not linked: press Download to fetch the workflow's own file",
   manager_missing: () => "ComfyUI-Manager is not running in this ComfyUI: start ComfyUI with --enable-manager, or "
     + "install the pack by hand",
 };
