@@ -397,7 +397,7 @@ async def test_relink_of_a_same_named_file_with_other_bytes_than_the_workflow_st
     assert (r.status, refused["code"]) == (400, "sha256_differs"), refused
     # Names the file, both hashes (short) and what to do.
     assert str(src) in refused["error"] and right[:12] in refused["error"] and other[:12] in refused["error"]
-    assert "Run Fix" in refused["error"]
+    assert "Download the workflow's own file" in refused["error"]
     assert not (live.root / "models" / "loras" / "x.safetensors").exists()  # nothing linked
     assert not [e for e, _ in live.events if e == "comfyfixer.done"]
     log = (live.tmp / "state" / "log" / "comfyfixer.log").read_text()  # the service's ACTION lines go there

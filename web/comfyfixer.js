@@ -344,7 +344,8 @@ const actions = {
         value = (await client.relink(currentWorkflow(app), workflowName(app), name, model.expected_type, where.path))
           .relpath ?? name;
       } catch (e) {
-        if (e.code !== "sha256_differs") throw e;
+        // Not the workflow's bytes, or unreadable: this copy cannot serve, the workflow's own file can.
+        if (!["sha256_differs", "file_missing"].includes(e.code)) throw e;
         // The row says it, with a download instead; only in this workflow (another may state other bytes).
         state.refusedLinks.set(name, { workflow: workflowName(app), error: { code: e.code, message: e.message } });
         return;

@@ -489,12 +489,12 @@ class FixerService:
                    reason="sha256_differs" if have else "file_missing")
             if have is None:
                 raise FixerError(f"{name}: {real} could not be read to check it holds the sha256 the workflow "
-                                 f"states for it ({want[:12]}…), so it was not linked. Run Fix to download the "
-                                 "workflow's own file.", code="file_missing")
+                                 f"states for it ({want[:12]}…), so it was not linked. Download the workflow's "
+                                 "own file instead (a fix of this model: Download on its row).", code="file_missing")
             raise FixerError(f"{name}: {real} holds other bytes (sha256 {have[:12]}…) than the workflow states for "
                              f"it (sha256 {want[:12]}…), so it was not linked: it is another file of the same name. "
-                             "Run Fix to download the workflow's own file, which is checked against that sha256.",
-                             code="sha256_differs")
+                             "Download the workflow's own file instead (a fix of this model: Download on its row), "
+                             "which is checked against that sha256.", code="sha256_differs")
         dest = await asyncio.to_thread(place_local_copy, real, dest_root, name)
         action("linked", name=name, folder=folder, src=real, dest=dest, by="panel",
                sha256_checked=want is not None)

@@ -297,7 +297,7 @@ function pasteForm(name, state, actions) {
     button("", () => actions.startPaste(null), { icon: "pi pi-times", title: "Close" }));
 }
 
-function elsewhereItem(model, state, actions) {
+function elsewhereItem(model, state, actions, fetched) {
   const name = model.filename;
   const busy = state.busy;
   const shown = (model.elsewhere ?? []).slice(0, 3);
@@ -308,7 +308,7 @@ function elsewhereItem(model, state, actions) {
   const said = state.refusedLinks?.get(name);
   const refused = said && said.workflow === (state.report?.workflow ?? state.workflowName) ? said.error : null;
   const sig = signature([model, busy.has(`relink:${name}`), refused, busy.has("fix"), state.expanded?.has(`refused:${name}`),
-    isRunActive(state.status)]);
+    isRunActive(state.status), fetched]);
   return h("li.cfx-item", { dataset: { state: "elsewhere", name, sig } },
     h("div.cfx-item-head", h("i.cfx-state-icon.pi.pi-link"), nameEl(name)),
     destLine(model.expected_type, links ? model.dest : null),
@@ -326,7 +326,8 @@ function elsewhereItem(model, state, actions) {
         }));
     }),
     errorBlock(refused, `refused:${name}`, state, actions),
-    refused && model.expected_type && !isRunActive(state.status) ? h("div.cfx-item-foot", h("span.cfx-spacer"),
+    // Once pressed, the run's own row says what became of the download (and offers a retry or a link).
+    refused && model.expected_type && !fetched && !isRunActive(state.status) ? h("div.cfx-item-foot", h("span.cfx-spacer"),
       button("Download", () => actions.fix([name]), {
         icon: "pi pi-download", busy: busy.has("fix"), testid: "cfx-download-instead",
         title: "Download the file the workflow names, checked against the sha256 it states",
@@ -682,7 +683,7 @@ export function renderPanel(state, actions) {
         h("span.cfx-spacer"),
         h("a.cfx-toggle", { href: "#", onclick: (e) => { e.preventDefault(); actions.toggleDone(); } }, state.showDone ? "Hide" : "Show")),
       state.showDone ? h(list, groups.finished.map(item)) : null) : null,
-    section("On disk in another place", elsewhere.length, elsewhere.map((m) => elsewhereItem(m, state, actions)),
+    section("On disk in another place", elsewhere.length, elsewhere.map((m) => elsewhereItem(m, state, actions, runRows.has(m.filename))),
       "The file is already on this computer under another folder or name."),
     section("Missing node packs", packs.length + unknownNodes.length,
       [...packs.map((p) => packItem(p, filesOf(p.id, p.node_types ?? []), actions, state.busy)),
