@@ -11,6 +11,11 @@ const { scenario, result, page, panel, shot, step, run } = flow;
 const { status, untilStatus } = itemTools(flow, "index", 60_000);
 const line = panel.locator('[data-testid="cfx-index"]');
 const SETTING = "ComfyFixerSmart.Hashing.Background";
+const BUSY_PROMPT = {
+  1: { class_type: "EmptyImage", inputs: { width: 2048, height: 2048, batch_size: 1, color: 8421504 } },
+  2: { class_type: "ImageBlur", inputs: { image: ["1", 0], blur_radius: 31, sigma: 10.0 } },
+  3: { class_type: "PreviewImage", inputs: { images: ["2", 0] } },
+};
 
 /** Until the server has the page's change of the setting (the page posts it when the dialog's value changes). */
 async function untilSaved(on) {
@@ -53,6 +58,20 @@ await run(async () => {
   result.later = await line.innerText();
   result.laterIndex = (await status()).index;
   step("line moves", { first: result.hashing, later: result.later });
+
+  // ComfyUI renders (a slow blur of a large empty image, no model needed): the index reads nothing meanwhile
+  // and its line says so; when the prompt is done it goes on by itself.
+  const queued = await page.evaluate(async (prompt) => {
+    const r = await window.comfyAPI.api.api.fetchApi("/prompt", { method: "POST", body: JSON.stringify({ prompt }) });
+    return r.status;
+  }, BUSY_PROMPT);
+  const paused = await untilStatus((s) => s.index.state === "paused", 30_000);
+  await page.waitForTimeout(2500);
+  result.paused = await line.innerText();
+  result.pausedState = await line.getAttribute("data-state");
+  await shot("index-01b-paused");
+  const resumed = await untilStatus((s) => s.index.state === "hashing" && s.index.bytes_done > paused.index.bytes_done, 180_000);
+  step("paused while ComfyUI renders", { queued, pausedAt: paused.index.bytes_done, resumedAt: resumed.index.bytes_done });
 
   // "Settings" opens ComfyUI's settings on ours; the setting turns it off and the line goes.
   await line.locator('[data-testid="cfx-index-settings"]').click();

@@ -1,6 +1,7 @@
 """The background hash index in the panel, in a real ComfyUI and headless Chromium, on both frontends: while it
 reads the model files (three of 80 MB here, at most 10 MB/s) the panel says so in one line that moves, with the
-read limit and the way to turn it off; turned off, the line goes; done, it goes too.
+read limit and the way to turn it off; while ComfyUI renders a prompt it says paused; turned off, the line
+goes; done, it goes too.
 
 Screenshots at 1400x900 go to tests/e2e/artifacts/<frontend>/index-*.png.
 """
@@ -66,6 +67,15 @@ def test_the_panel_says_the_background_index_in_one_moving_line(flow):
     assert flow["later"] != flow["hashing"]  # the page reads the status while the index runs: the line moves
     later = flow["laterIndex"]
     assert later["files_total"] == 3 and later["bytes_total"] == 240 * MB and later["read_limit"] == LIMIT_MB * MB
+
+
+def test_while_comfyui_renders_the_line_says_paused_and_the_index_goes_on_after(flow):
+    said = flow["paused"]
+    assert flow["pausedState"] == "paused"
+    assert said.startswith("Indexing your model files for duplicates: paused while ComfyUI renders (")
+    assert "of 240 MB done)" in said
+    step = next(s for s in flow["steps"] if s["name"] == "paused while ComfyUI renders")
+    assert step["queued"] == 200 and step["resumedAt"] > step["pausedAt"]
 
 
 def test_the_settings_link_and_the_off_switch(flow):
