@@ -79,10 +79,13 @@ from .resume import save as save_sidecar
 from .settings import (
     FAST_CONNECTION,
     LOW_SPEED_BYTES_PER_S,
+    MAX_PIECE,
     MAX_REDIRECTS,
     MAX_RESTARTS,
+    MIN_PIECE,
     MIN_SPLIT_SIZE,
     PROGRESS_INTERVAL,
+    REQUEST_SHARE,
     SIDECAR_INTERVAL,
     UNREACHABLE_MEMO_SECONDS,
     WRITE_CHUNK,
@@ -90,6 +93,11 @@ from .settings import (
 from .verify import looks_safetensors, pickle_warning, warm_safetensors
 
 log = logging.getLogger("fixer.transfer")
+
+
+def moving_average(previous: float | None, sample: float, weight: float = 0.3) -> float:
+    """An exponentially weighted average: the recent samples count most (a link's speed drifts)."""
+    return sample if previous is None else previous + weight * (sample - previous)
 
 
 class FileJob:
@@ -124,6 +132,10 @@ class FileJob:
         self.ceiling: tuple[int, str] = (0, "")  # (bytes, why): set by each attempt before any byte is read
         self._active = 0
         self._streams = 0  # responses whose first bytes arrived (see _first_data)
+        # What a request costs on this link, for the smallest piece worth one (_piece_floor): the wait from a
+        # range request to its answer, and the bytes per second one connection gets (moving averages).
+        self._request_wait: float | None = None
+        self._connection_speed: float | None = None
         self._refreshing: asyncio.Future[None] | None = None  # one link renewal shared by all connections
         self._samples: deque[tuple[float, int]] = deque()
         self._last_emit = 0.0
@@ -397,7 +409,7 @@ class FileJob:
             spans = list(plan_pieces(gaps(self.done, t.total), t.total, connections))
         else:
             spans = list(gaps(self.done, t.total))
-        pieces = PieceQueue(spans)
+        pieces = PieceQueue(spans, connections)
         handoff = probe if pieces.first is not None and pieces.first.start == 0 else None
         if handoff is None:
             probe.close()
@@ -420,7 +432,7 @@ class FileJob:
         self._active += 1
         try:
             while True:
-                piece = pieces.take()
+                piece = pieces.take(self._piece_floor())
                 if piece is None:
                     return
                 began = time.monotonic()
@@ -430,6 +442,7 @@ class FileJob:
                     pieces.done(piece)
                 handoff = None
                 own_speed = ((piece.end or piece.start) - piece.start) / max(time.monotonic() - began, 1e-6)
+                self._connection_speed = moving_average(self._connection_speed, own_speed)
                 if own_speed > FAST_CONNECTION and self._active > 2:
                     # This connection alone is faster than any per-connection CDN limit: the server does
                     # not throttle connections, so more of them only cost CPU (a LAN mirror, localhost).
@@ -498,6 +511,15 @@ class FileJob:
                 return b if end is None else min(b, end)
         return start
 
+    def _piece_floor(self) -> int | None:
+        """The smallest piece worth a request on this link: one whose bytes take REQUEST_SHARE times the wait
+        for a range request's answer (a connection idles that long between two pieces). None until both are
+        measured. On localhost or a near mirror that is MIN_PIECE, so the last pieces shrink and the hash ends
+        with the bytes; on a CDN 50 ms away at 25 MB/s it is ~10 MB, about the planned size: nothing changes."""
+        if self._request_wait is None or self._connection_speed is None:
+            return None
+        return int(min(MAX_PIECE, max(MIN_PIECE, self._request_wait * self._connection_speed * REQUEST_SHARE)))
+
     async def _open_range(self, pos: int, end: int | None, remote: Remote) -> aiohttp.ClientResponse:
         if end is None:
             raise ValidatorChanged("the stream broke and the server does not support resuming")
@@ -505,12 +527,14 @@ class FileJob:
         if remote.if_range:
             headers["If-Range"] = remote.if_range
         used = remote.url
+        asked = time.monotonic()
         try:
             resp, _ = await self._open(used, headers)
         except LinkExpired as e:
             if remote.url == used:  # else another connection already renewed it meanwhile
                 await self._refresh_link(remote, str(e))
             resp, _ = await self._open(remote.url, headers)
+        self._request_wait = moving_average(self._request_wait, time.monotonic() - asked)
         etag = strip_etag(resp.headers.get("ETag"))
         if resp.status == 200 or (remote.etag and etag and etag != remote.etag):
             resp.close()

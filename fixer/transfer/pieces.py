@@ -59,8 +59,10 @@ class Piece:
 class PieceQueue:
     """The pieces still to fetch and those in flight; an idle connection steals the tail of the slowest."""
 
-    def __init__(self, spans: list[tuple[int, int | None]]):
+    def __init__(self, spans: list[tuple[int, int | None]], connections: int = 1):
         self._queued: deque[Piece] = deque(Piece(a, b) for a, b in spans)
+        self._queued_bytes = sum(b - a for a, b in spans if b is not None)
+        self._connections = max(1, connections)
         self._inflight: set[Piece] = set()
 
     def __len__(self) -> int:
@@ -70,9 +72,34 @@ class PieceQueue:
     def first(self) -> Piece | None:
         return self._queued[0] if self._queued else None
 
-    def take(self) -> Piece | None:
-        """The next piece in file order, else a stolen tail; None when nothing is worth taking."""
-        piece = self._queued.popleft() if self._queued else self._steal()
+    def take(self, floor: int | None = None) -> Piece | None:
+        """The next piece in file order, else a stolen tail; None when nothing is worth taking.
+
+        With a `floor` (the smallest piece worth a request on this link: see FileJob._piece_floor), the file's
+        last pieces get smaller as the queue empties, each at most a 2n-th of what is queued (guided
+        scheduling by factoring), never under the floor: connections at one speed then end their last pieces one after
+        another in file order instead of together, and the hash keeps up with them (n pieces of 8 MiB ending
+        together left 56 MiB to hash after the last byte)."""
+        if not self._queued:
+            piece = self._steal()
+        else:
+            piece = self._queued.popleft()
+            end = piece.end
+            if end is not None:
+                share = self._queued_bytes // (2 * self._connections)
+                self._queued_bytes -= end - piece.start
+                cut = None if floor is None else max(floor, share)
+                # The rest goes back to the queue only when it is a piece worth its request too.
+                if cut is not None and floor is not None and end - piece.start - cut >= floor:
+                    # The rest goes back in front, joined to the next piece when they touch: the pieces after
+                    # a cut keep shrinking with the queue instead of alternating big and small.
+                    rest_start, rest_end = piece.start + cut, end
+                    if self._queued and self._queued[0].start == rest_end and self._queued[0].end is not None:
+                        rest_end = self._queued.popleft().end or rest_end
+                        self._queued_bytes -= rest_end - end
+                    self._queued.appendleft(Piece(rest_start, rest_end))
+                    self._queued_bytes += rest_end - rest_start
+                    piece.end = rest_start
         if piece is not None:
             self._inflight.add(piece)
         return piece

@@ -17,6 +17,7 @@ SPREAD_PIECE = 4 << 20  # files up to connections x this: one piece per connecti
 PIECES_PER_CONNECTION = 4  # enough pieces that the hashed prefix keeps up with the download
 MIN_SPLIT_SIZE = 2 << 20  # below this one connection is as fast as several (CDNs cap each connection near 25 MB/s)
 STEAL_MIN = 2 << 20  # an idle connection takes half of a piece with at least this much left (stragglers)
+REQUEST_SHARE = 8  # a piece cut small near the file's end lasts at least this many times its request's wait
 FAST_CONNECTION = 100e6  # bytes/s one connection reached; no CDN limits a connection this high
 
 # Failures
