@@ -45,13 +45,19 @@ def test_a_due_refresh_writes_the_counters_and_the_rows_of_one_moment(tmp_path):
     assert doc["data"]["overall"]["bytes_done"] == 2
 
 
-def test_the_rows_of_a_burst_of_events_are_built_twice_and_the_last_reach_status_json(tmp_path, monkeypatch):
+def rows_on_a_fake_clock(tmp_path, monkeypatch) -> tuple[FakeTime, list, RunStatus, StubRun]:
+    """A run's rows into status.json, the throttles on a fake clock, the file's writes counted."""
     fake = FakeTime()
     writes = counted_writes(monkeypatch, state)
     doc = StatusDocument(tmp_path / "status.json", min_interval=0.25, clock=fake.clock, later=fake.later)
     rows = RunStatus(doc, view, clock=fake.clock, later=fake.later)
     run = StubRun()
     rows.follow(run)
+    return fake, writes, rows, run
+
+
+def test_the_rows_of_a_burst_of_events_are_built_twice_and_the_last_reach_status_json(tmp_path, monkeypatch):
+    fake, writes, rows, run = rows_on_a_fake_clock(tmp_path, monkeypatch)
     for i in range(40):  # a download's progress events, many a second
         run.done = i + 1
         rows(Progress(i + 1, 40))
@@ -85,12 +91,7 @@ def test_the_last_rows_reach_status_json_without_a_later_event(tmp_path):
 def test_files_ending_one_after_another_share_the_rows_writes(tmp_path, monkeypatch):
     """Each file's end rebuilt every row and rewrote status.json at once: O(files^2) over a run (300 files, 300
     rewrites of 300 rows). Now a file's end is a change like any other: written within the interval."""
-    fake = FakeTime()
-    writes = counted_writes(monkeypatch, state)
-    doc = StatusDocument(tmp_path / "status.json", min_interval=0.25, clock=fake.clock, later=fake.later)
-    rows = RunStatus(doc, view, clock=fake.clock, later=fake.later)
-    run = StubRun()
-    rows.follow(run)
+    fake, writes, rows, run = rows_on_a_fake_clock(tmp_path, monkeypatch)
     done = Transfer(request=TransferRequest(url="https://x/m.safetensors", folder="loras", filename="m.safetensors"),
                     target="/m.safetensors", part="/m.safetensors.part", state="done")
     for i in range(30):
