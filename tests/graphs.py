@@ -56,3 +56,18 @@ class Graph:
                 "last_link_id": self._next_link - 1, "nodes": self.nodes, "links": self.links, "groups": [],
                 "config": {}, "extra": {}, "version": 0.4,
                 "definitions": {"subgraphs": self.subgraphs}}
+
+
+def detailer_in_a_subgraph() -> Graph:
+    """A checkpoint feeding a subgraph instance whose inside holds a LoRA and a sampler."""
+    inner = Graph()
+    inner.add(5, "LoraLoaderModelOnly", ["moss_glow.safetensors", 1])
+    inner.add(6, "KSampler", [0, "fixed", 20, 7, "euler", "normal", 1])
+    inner.boundary_link(-10, 0, 5, 0, "MODEL")
+    inner.link(5, 0, 6, "model", "MODEL")
+    g = Graph()
+    g.add(1, "CheckpointLoaderSimple", ["moonlit_merge_q.safetensors"], inputs=[])
+    g.add(2, "a1b2c3d4-0000-4000-8000-000000000001", inputs=[("model", "MODEL")])
+    g.link(1, 0, 2, "model", "MODEL")
+    g.subgraph("a1b2c3d4-0000-4000-8000-000000000001", "Detailer", inner, [("model", "MODEL")], [])
+    return g

@@ -11,7 +11,7 @@ from fixer.read.scan import scan_workflow_data
 from fixer.sources.family import report_families
 from tests.conftest import make_comfy_root
 from tests.fake_upstream.api_routes import add_civitai_model
-from tests.graphs import Graph
+from tests.graphs import Graph, detailer_in_a_subgraph
 from tests.test_civitai_real import civitai
 
 XL = ("checkpoints", "sd_xl_base_1.0.safetensors")
@@ -76,16 +76,7 @@ def test_each_reference_knows_the_anchor_of_its_own_chain(tmp_path):
 
 
 def test_chains_are_followed_through_subgraphs_and_set_get_nodes(tmp_path):
-    inner = Graph()
-    inner.add(5, "LoraLoaderModelOnly", ["moss_glow.safetensors", 1])
-    inner.add(6, "KSampler", [0, "fixed", 20, 7, "euler", "normal", 1])
-    inner.boundary_link(-10, 0, 5, 0, "MODEL")
-    inner.link(5, 0, 6, "model", "MODEL")
-    g = Graph()
-    g.add(1, "CheckpointLoaderSimple", ["moonlit_merge_q.safetensors"], inputs=[])
-    g.add(2, "a1b2c3d4-0000-4000-8000-000000000001", inputs=[("model", "MODEL")])
-    g.link(1, 0, 2, "model", "MODEL")
-    g.subgraph("a1b2c3d4-0000-4000-8000-000000000001", "Detailer", inner, [("model", "MODEL")], [])
+    g = detailer_in_a_subgraph()
     g.add(3, "CheckpointLoaderSimple", ["sd_xl_base_1.0.safetensors"], inputs=[])
     g.add(4, "SetNode", ["model_xl"])
     g.link(3, 0, 4, "MODEL", "MODEL")

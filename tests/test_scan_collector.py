@@ -14,22 +14,7 @@ from fixer.read.chains import attach_chains
 from fixer.read.extract import extract
 from fixer.read.scan import scan_paths
 from tests.conftest import make_comfy_root
-from tests.graphs import Graph
-
-
-def detailer_in_a_subgraph() -> Graph:
-    """A checkpoint feeding a subgraph instance whose inside holds a LoRA and a sampler."""
-    inner = Graph()
-    inner.add(5, "LoraLoaderModelOnly", ["moss_glow.safetensors", 1])
-    inner.add(6, "KSampler", [0, "fixed", 20, 7, "euler", "normal", 1])
-    inner.boundary_link(-10, 0, 5, 0, "MODEL")
-    inner.link(5, 0, 6, "model", "MODEL")
-    g = Graph()
-    g.add(1, "CheckpointLoaderSimple", ["moonlit_merge_q.safetensors"], inputs=[])
-    g.add(2, "a1b2c3d4-0000-4000-8000-000000000001", inputs=[("model", "MODEL")])
-    g.link(1, 0, 2, "model", "MODEL")
-    g.subgraph("a1b2c3d4-0000-4000-8000-000000000001", "Detailer", inner, [("model", "MODEL")], [])
-    return g
+from tests.graphs import detailer_in_a_subgraph
 
 
 def test_following_chains_through_subgraphs_leaves_no_cycle_for_the_collector():
