@@ -23,6 +23,7 @@ from fixer.errors import all_codes
 from fixer.host.host import StandaloneHost
 from tests.conftest import PAGE_HEADERS, ROOT, make_workflow, node
 from tests.test_error_codes import needs_node, page
+from tests.test_routes import routes_client
 
 JSON = {"Content-Type": "application/json"}
 # Codes whose message is itself written for the person at the page (it names the setting, the field, the
@@ -43,17 +44,9 @@ class Refuses:
         return None
 
 
-async def no_manager(pack_id: str) -> None:
-    return None
-
-
 @pytest.fixture
 async def client(aiohttp_client):
-    routes = web.RouteTableDef()
-    sr.add_routes(routes, Refuses, install_pack=no_manager, max_body_bytes=4096)
-    app = web.Application()
-    app.add_routes(routes)
-    return await aiohttp_client(app)
+    return await routes_client(aiohttp_client, Refuses)
 
 
 # (what the caller did, method, route, request kwargs, status, code)

@@ -22,13 +22,18 @@ async def no_manager(pack_id: str) -> None:
     return None
 
 
-@pytest.fixture
-async def refusing_client(aiohttp_client):
+async def routes_client(aiohttp_client, service, **client_kw):
+    """The pack's routes in an aiohttp test app over `service`, no Manager, bodies up to 4 KiB."""
     routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service, install_pack=no_manager, max_body_bytes=4096)
+    sr.add_routes(routes, service, install_pack=no_manager, max_body_bytes=4096)
     app = web.Application()
     app.add_routes(routes)
-    return await aiohttp_client(app, headers=PAGE_HEADERS)
+    return await aiohttp_client(app, **client_kw)
+
+
+@pytest.fixture
+async def refusing_client(aiohttp_client):
+    return await routes_client(aiohttp_client, untouchable_service, headers=PAGE_HEADERS)
 
 
 POST_ROUTES = ["scan", "fix", "cancel", "unqueue", "retry", "relink", "settings", "portable", "install_pack",
@@ -84,11 +89,7 @@ EVERY_ROUTE = [("POST", r) for r in POST_ROUTES] + [("GET", r) for r in GET_ROUT
 @pytest.fixture
 async def bare_client(aiohttp_client):
     """A client that sends only what a page of another site can make a browser send."""
-    routes = web.RouteTableDef()
-    sr.add_routes(routes, untouchable_service, install_pack=no_manager, max_body_bytes=4096)
-    app = web.Application()
-    app.add_routes(routes)
-    return await aiohttp_client(app)
+    return await routes_client(aiohttp_client, untouchable_service)
 
 
 @pytest.mark.parametrize("method,route", EVERY_ROUTE)
