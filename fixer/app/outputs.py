@@ -39,10 +39,10 @@ class RunStatus:
     the new phase. The rows are built at once when a phase changes or the run ends, otherwise (a download's
     progress, a file's end) at most every interval of the document's throttle and the last change's at the
     latest one interval after it (a view is O(models): a download emits many events a second, and one build per
-    file ending made a run O(files^2)); the document then writes them by its
-    own throttle, so a change reaches the file within two intervals. Once the run has finished, later events (a
-    download command after it, the next scan) leave its rows alone; `refresh` still writes them when the
-    front-end changes one (a discarded part)."""
+    file ending made a run O(files^2)); the document then writes them by its own throttle, so a change reaches
+    the file within two intervals. Once the run has finished, later events (a download command after it, the
+    next scan) leave its rows alone; `refresh` still writes them when the front-end changes one (a discarded
+    part)."""
 
     def __init__(self, status: StatusDocument, view: Callable[[FixRun], RunData] = plain_view, *,
                  clock: Clock = time.monotonic, later: Later = call_later) -> None:

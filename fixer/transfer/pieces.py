@@ -76,36 +76,40 @@ class PieceQueue:
         """The next piece in file order, else a stolen tail; None when nothing is worth taking.
 
         With a `floor` (the smallest piece worth a request on this link: see FileJob._piece_floor), the file's
-        last pieces get smaller as the queue empties, each at most a 2n-th of what is queued (guided
-        scheduling by factoring), never under the floor: connections at one speed then end their last pieces one after
-        another in file order instead of together, and the hash keeps up with them (n pieces of 8 MiB ending
-        together left 56 MiB to hash after the last byte)."""
+        last pieces get smaller as the queue empties (`_shrink`): connections at one speed then end their last
+        pieces one after another in file order instead of together, and the hash keeps up with them (n pieces
+        of 8 MiB ending together left 56 MiB to hash after the last byte)."""
         if not self._queued:
             piece = self._steal()
         else:
             piece = self._queued.popleft()
-            end = piece.end
-            if end is not None:
-                share = self._queued_bytes // (2 * self._connections)
-                self._queued_bytes -= end - piece.start
-                cut = None if floor is None else max(floor, share)
-                # The rest goes back to the queue only when it is a piece worth its request too.
-                if cut is not None and floor is not None and end - piece.start - cut >= floor:
-                    # The rest goes back in front, joined to the next piece when they touch: the pieces after
-                    # a cut keep shrinking with the queue instead of alternating big and small.
-                    rest_start, rest_end = piece.start + cut, end
-                    if self._queued and self._queued[0].start == rest_end and self._queued[0].end is not None:
-                        rest_end = self._queued.popleft().end or rest_end
-                        self._queued_bytes -= rest_end - end
-                    self._queued.appendleft(Piece(rest_start, rest_end))
-                    self._queued_bytes += rest_end - rest_start
-                    piece.end = rest_start
+            if piece.end is not None:
+                if floor is not None:
+                    self._shrink(piece, piece.end, floor)
+                self._queued_bytes -= piece.end - piece.start
         if piece is not None:
             self._inflight.add(piece)
         return piece
 
     def done(self, piece: Piece) -> None:
         self._inflight.discard(piece)
+
+    def _shrink(self, piece: Piece, end: int, floor: int) -> None:
+        """Cut a piece just taken (`end` its end) to a 2n-th of what was queued with it (guided scheduling by
+        factoring), never under `floor`. The rest goes back in front, joined to the next piece when they touch, so
+        the pieces after a cut keep shrinking with the queue instead of alternating big and small; a rest under
+        the floor (not worth its request) stays with the piece. The rest's bytes stay counted as queued: take()
+        counts off only what the piece keeps."""
+        rest_start = piece.start + max(floor, self._queued_bytes // (2 * self._connections))
+        if end - rest_start < floor:
+            return
+        rest_end = end
+        following = self._queued[0] if self._queued else None
+        if following is not None and following.start == end and following.end is not None:
+            self._queued.popleft()
+            rest_end = following.end
+        self._queued.appendleft(Piece(rest_start, rest_end))
+        piece.end = rest_start
 
     def _steal(self) -> Piece | None:
         """Nothing queued: take the second half of the piece with the most left (a slow connection's)."""
