@@ -151,3 +151,19 @@ export async function waitForLandedRow(page, panel, name, timeout = 120_000) {
     await page.waitForTimeout(500);
   }
 }
+
+/** The page's scan requests from now on, in order: the workflow's name, its node count and the names in its
+ *  models[] (what a rescan sends is the point of several flows). */
+export function recordScanBodies(page) {
+  const bodies = [];
+  page.on("request", (req) => {
+    if (req.url().endsWith("/comfyfixer/scan") && req.method() === "POST") {
+      try {
+        const body = JSON.parse(req.postData() ?? "{}");
+        bodies.push({ name: body.name, nodes: body.workflow?.nodes?.length ?? 0,
+          models: (body.workflow?.models ?? []).map((m) => m.name) });
+      } catch { bodies.push({ name: null, nodes: 0, models: [] }); }
+    }
+  });
+  return bodies;
+}

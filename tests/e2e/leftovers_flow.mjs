@@ -5,7 +5,7 @@
 //
 //   node leftovers_flow.mjs scenario.json
 //   scenario: {url, artifacts, label, workflowA, workflowB, nameA, nameB, linked, brokenPack}
-import { closeDialogs, openComfy, startFlow, itemTools, PANEL_HEADERS } from "./browser.mjs";
+import { closeDialogs, openComfy, startFlow, itemTools, recordScanBodies, PANEL_HEADERS } from "./browser.mjs";
 
 const { scenario: s, result, page, panel, shot, step, run } = await startFlow("leftovers_flow", "leftovers-result.json");
 const { item, status, untilStatus } = itemTools({ result, page, shot, step }, "leftovers", 120_000);
@@ -37,15 +37,7 @@ async function rescan() {
 }
 
 await run(async () => {
-  const scanBodies = [];
-  page.on("request", (req) => {
-    if (req.url().endsWith("/comfyfixer/scan") && req.method() === "POST") {
-      try {
-        const body = JSON.parse(req.postData() ?? "{}");
-        scanBodies.push({ name: body.name, models: (body.workflow?.models ?? []).map((m) => m.name) });
-      } catch { scanBodies.push({ name: null, models: [] }); }
-    }
-  });
+  const scanBodies = recordScanBodies(page);
   await page.setViewportSize({ width: 1280, height: 720 });
   await openComfy(page, s.url, "ComfyFixerSmart");
   await page.waitForTimeout(1500);

@@ -6,7 +6,7 @@
 //   node round3_flow.mjs scenario.json
 //   scenario: {url, artifacts, label, workflowA, workflowB, linked, packFile, pick, nowhere, pasteUrl,
 //              realName, gated, partial, token, wrongBytes, bMissing}
-import { closeDialogs, openComfy, queuePrompt, startFlow, itemTools } from "./browser.mjs";
+import { closeDialogs, openComfy, queuePrompt, startFlow, itemTools, recordScanBodies } from "./browser.mjs";
 
 const { scenario: s, result, page, panel, shot, step, run } = await startFlow("round3_flow", "round3-result.json");
 const { item, status, untilStatus } = itemTools({ result, page, shot, step }, "r3", 240_000);
@@ -56,16 +56,7 @@ function nodeIdOf(wf, name) {
 }
 
 await run(async () => {
-  const scanBodies = [];
-  page.on("request", (req) => {
-    if (req.url().endsWith("/comfyfixer/scan") && req.method() === "POST") {
-      try {
-        const body = JSON.parse(req.postData() ?? "{}");
-        scanBodies.push({ name: body.name, nodes: body.workflow?.nodes?.length ?? 0,
-          models: (body.workflow?.models ?? []).map((m) => m.name) });
-      } catch { scanBodies.push({ name: null, models: [] }); }
-    }
-  });
+  const scanBodies = recordScanBodies(page);
   await page.setViewportSize({ width: 1280, height: 720 });
   await openComfy(page, s.url, "ComfyFixerSmart");
   await page.waitForTimeout(1500);
