@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any, BinaryIO, Iterator
 
 from ..errors import WorkflowError
+from .audio_tags import FLAC_MAGIC, OGG_MAGIC, flac_texts, ogg_texts
 from .walk import printable, walk_files
 
 _orjson: ModuleType | None
@@ -74,6 +75,12 @@ def read_documents(path: Path) -> list[Doc]:
                 docs = _png_documents(f, head[:8], path)
             elif (head[:4], head[8:12]) == RIFF_WEBP:
                 docs = _webp_documents(f, path)
+            elif head[:4] == FLAC_MAGIC:  # ComfyUI's SaveAudio: read without PyAV (audio_tags)
+                f.seek(4)
+                docs = _docs_from_texts(flac_texts(f, str(path)), path)
+            elif head[:4] == OGG_MAGIC:  # SaveAudioOpus
+                f.seek(0)
+                docs = _docs_from_texts(ogg_texts(f, str(path)), path)
             elif ext in IMAGE_EXTS:
                 docs = _pillow_documents(path)
             elif ext in MEDIA_EXTS:
@@ -376,7 +383,8 @@ def _pillow_documents(path: Path) -> list[Doc]:
 
 
 def _media_documents(path: Path) -> list[Doc]:
-    """Audio/video containers: metadata keys `workflow`/`prompt` (written by ComfyUI through PyAV)."""
+    """Other audio/video containers (MP3, MP4, WebM): metadata keys `workflow`/`prompt` (written by ComfyUI
+    through PyAV), read through PyAV."""
     try:
         import av  # ComfyUI ships PyAV; the standalone CLI may not have it
     except ImportError:
