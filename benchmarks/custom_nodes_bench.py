@@ -85,6 +85,7 @@ class Score:
     found: int = 0
     right: int = 0
     unknown: int = 0
+    unknowns: list[str] = field(default_factory=list)  # found without a folder
     wrong: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
     fp_self: list[str] = field(default_factory=list)
@@ -102,7 +103,7 @@ class Score:
         return {"references": self.refs, "recall": self.found / self.refs, "folder_right": self.right / self.refs,
                 "folder_unknown": self.unknown / self.refs, "fp_self_downloading": len(self.fp_self),
                 "fp_prompt_text": len(self.fp_prompt), "fp_other": len(self.fp_other), "seconds": self.seconds,
-                "wrong": self.wrong, "missed": self.missed,
+                "wrong": self.wrong, "missed": self.missed, "folder_unknown_refs": self.unknowns,
                 "fp": self.fp_self + self.fp_prompt + self.fp_other, "object_info_reads": self.polls,
                 "object_info_changed": self.leaks,
                 "object_info_with_marker": self.markers_seen}
@@ -143,6 +144,7 @@ def score_workflow(score: Score, wf_key: str, rows: list[dict], truth: dict) -> 
             score.right += 1
         elif not r["folder"]:
             score.unknown += 1
+            score.unknowns.append(f"{label} ({r['source']})")
         else:
             score.wrong.append(f"{label} -> {r['folder']} ({r['source']})")
     self_dl = {(s["node"], stem(s["value"])) for s in expected["self_downloading"]}
@@ -359,7 +361,8 @@ def print_table(scores: dict[str, Score]) -> None:
     for label, fn in rows:
         print(f"{label:20}" + "".join(f"{fn(s):>22}" for s in scores.values()))
     for mode, s in scores.items():
-        for kind, items in (("wrong", s.wrong), ("missed", s.missed), ("FP", s.fp_self + s.fp_prompt + s.fp_other),
+        for kind, items in (("wrong", s.wrong), ("missed", s.missed), ("folder unknown", s.unknowns),
+                            ("FP", s.fp_self + s.fp_prompt + s.fp_other),
                             ("/object_info changed", s.leaks)):
             for item in items:
                 print(f"  [{mode}] {kind}: {item}")
