@@ -45,7 +45,7 @@ _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "ven
                         "tests", "test", "docs", "example_workflows", "examples", "workflows"})
 _MENTIONS = ("INPUT_TYPES", "define_schema", "folder_paths", "NODE_CLASS_MAPPINGS")
 _MAX_FILE_BYTES = 2_000_000
-_CACHE_VERSION = "static_folders 3"  # bump when what a reading holds changes
+_CACHE_VERSION = "static_folders 4"  # bump when what a reading holds changes
 _DEPTH = 6
 _MODELS = "\x00models"  # stands for folder_paths.models_dir while a path expression is evaluated
 
@@ -524,6 +524,14 @@ def _attr_name(e: ast.AST) -> str | None:
     return e.attr if isinstance(e, ast.Attribute) else e.id if isinstance(e, ast.Name) else None
 
 
+def _value_key(e: ast.AST) -> str | None:
+    """The name _Scope.values() knows an expression by: `x` for a name, `.x` for a class member read
+    through `s.x` / `cls.x` / `self.x`, else the attribute's own name (`IO.ANY` -> `ANY`)."""
+    if isinstance(e, ast.Attribute) and _name_of(e.value) in ("s", "cls", "self"):
+        return "." + e.attr
+    return _attr_name(e)
+
+
 def _str(e: ast.AST | None) -> str | None:
     return e.value if isinstance(e, ast.Constant) and isinstance(e.value, str) else None
 
@@ -648,8 +656,8 @@ def _literal_options(e: ast.expr | None, scope: _Scope, depth: int = 0) -> list[
         return _complete([_str(x) for x in e.elts])
     if isinstance(e, ast.Dict):
         return _complete([_str(k) for k in e.keys])
-    if isinstance(e, ast.Name):
-        values = scope.values(e.id)
+    if isinstance(e, ast.Name) or (isinstance(e, ast.Attribute) and _name_of(e.value) in ("s", "cls", "self")):
+        values = scope.values(_value_key(e) or "")  # a local, module constant or class member (cls.modes)
         return _literal_options(values[0], scope, depth + 1) if len(values) == 1 else None
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
         a, b = _literal_options(e.left, scope, depth + 1), _literal_options(e.right, scope, depth + 1)
@@ -705,11 +713,12 @@ def _entry(e: ast.expr, scope: _Scope) -> tuple[list[Any], list[tuple[str, str]]
             if key in ("forceInput", "control_after_generate") and isinstance(v, ast.Constant):
                 config[key] = v.value
     kind = _str(first)
-    if kind is None and isinstance(first, ast.Name):
-        kind = next((s for s in map(_str, scope.values(first.id)) if s), None)
+    key = _value_key(first) if isinstance(first, (ast.Name, ast.Attribute)) else None
+    if kind is None and key is not None:
+        kind = next((s for s in map(_str, scope.values(key)) if s), None)
     if kind is not None:
         return [kind, config], [], False
-    if isinstance(first, (ast.Name, ast.Attribute)) and not scope.values(_attr_name(first) or ""):
+    if key is not None and not scope.values(key):
         return ["*", config], [], False  # a custom type constant (any_type, IO.ANY): a link, not a widget
     literal = _literal_options(first, scope)
     if literal is not None:
@@ -778,7 +787,14 @@ class _NodeReader:
                             fixed.add(kw.arg)
             if inputs:
                 break
-        return self._definition(inputs, listings, fixed) if inputs else None
+        return self._definition(inputs, listings, fixed, self._outputs(owner or cls)) if inputs else None
+
+    def _outputs(self, cls: ast.ClassDef) -> list[str] | None:
+        """RETURN_TYPES written out as strings (the scan asks whether a node makes CONDITIONING)."""
+        value = self.pack.member(cls, "RETURN_TYPES", method=False)
+        if not isinstance(value, (ast.Tuple, ast.List)):
+            return None
+        return _complete([_str(x) for x in value.elts])
 
     def v3(self, cls: ast.ClassDef) -> tuple[str, dict[str, Any]] | None:
         fn = next((m for m in cls.body if isinstance(m, ast.FunctionDef) and m.name == "define_schema"), None)
@@ -811,12 +827,15 @@ class _NodeReader:
         return node_id, self._definition(inputs, listings)
 
     def _definition(self, inputs: dict[str, dict[str, list[Any]]], listings: dict[str, list[tuple[str, str]]],
-                    fixed: AbstractSet[str] = frozenset()) -> dict[str, Any]:
+                    fixed: AbstractSet[str] = frozenset(), outputs: list[str] | None = None) -> dict[str, Any]:
         ext = self.pack.extensions
         folder_map = FolderMap("static", {
             name: tuple(dict.fromkeys(Listing(map_legacy(f), p, ext.get(f, frozenset())) for p, f in found))
             for name, found in listings.items()}, fixed=frozenset(fixed))
-        return with_folder_map({"input": inputs, "input_order": {s: list(v) for s, v in inputs.items()}}, folder_map)
+        node_def: dict[str, Any] = {"input": inputs, "input_order": {s: list(v) for s, v in inputs.items()}}
+        if outputs is not None:
+            node_def["output"] = outputs
+        return with_folder_map(node_def, folder_map)
 
 
 def _py_files(pack_dir: Path) -> Iterator[Path]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ..host.folder_probe import extension_of
 
@@ -53,15 +54,26 @@ def has_prompt_syntax(text: str) -> bool:
     return "embedding:" in text or "<lora:" in text or "<LORA:" in text  # no lower(): prompts are long
 
 
+def _input_kinds(node_def: dict[str, Any]) -> set[str]:
+    inputs = node_def.get("input")
+    kinds: set[str] = set()
+    for section in ("required", "optional"):
+        spec = inputs.get(section) if isinstance(inputs, dict) else None
+        if isinstance(spec, dict):
+            kinds.update(e[0] for e in spec.values() if isinstance(e, (list, tuple)) and e and isinstance(e[0], str))
+    return kinds
+
+
 def encodes_text(node_type: str, node_def: object) -> bool:
-    """A node whose text reaches a CLIP tokenizer: it takes a CLIP input, else its name says so."""
-    inputs = node_def.get("input") if isinstance(node_def, dict) else None
-    if isinstance(inputs, dict):
-        for section in ("required", "optional"):
-            spec = inputs.get(section)
-            if isinstance(spec, dict) and any(isinstance(e, (list, tuple)) and e and e[0] == "CLIP"
-                                              for e in spec.values()):
-                return True
+    """A node whose text reaches a CLIP tokenizer: it takes a CLIP input, or it makes CONDITIONING out of no
+    conditioning (a loader that encodes its own prompts, as Efficiency's Efficient Loader), else its name
+    says so."""
+    if isinstance(node_def, dict):
+        kinds = _input_kinds(node_def)
+        outputs = node_def.get("output")
+        if "CLIP" in kinds or ("CONDITIONING" not in kinds and isinstance(outputs, (list, tuple))
+                               and "CONDITIONING" in outputs):
+            return True
     return bool(_ENCODER_NAME.search(node_type))
 
 
