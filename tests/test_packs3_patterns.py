@@ -5,6 +5,9 @@ Each test reproduces one way a pack builds its inputs or reads text that the sca
 
 from __future__ import annotations
 
+from fixer.host.folder_probe import folder_map_of
+from fixer.host.loaders import widget_names_from_def
+from fixer.host.static_folders import read_pack
 from fixer.read.scan import scan_workflow_data
 from tests.conftest import make_comfy_root, make_workflow, node
 from tests.test_static_folders import write_pack
@@ -82,3 +85,59 @@ def test_a_loader_that_encodes_its_own_prompts_reads_their_embeddings_from_objec
                         node(2, "ConditioningNote", ["see embedding:other.pt"])])
     assert ("embeddings", "EasyNegative.pt", "prompt") in _found(scan_workflow_data(wf, "wf", host))
     assert not any(s.ref.name == "other.pt" for s in scan_workflow_data(wf, "wf", host).models)
+
+
+def test_inputs_a_loop_adds_to_the_returned_dict_are_read_in_order(tmp_path):
+    defs = read_pack(write_pack(tmp_path, "stacker", {"__init__.py": """
+        import folder_paths
+        SLOTS = 3
+
+        class LoraStack:
+            @classmethod
+            def INPUT_TYPES(cls):
+                loras = ["None"] + folder_paths.get_filename_list("loras")
+                inputs = {"required": {"count": ("INT", {"default": 2})}}
+                for i in range(1, SLOTS + 1):
+                    inputs["required"][f"lora_{i}"] = (loras,)
+                    inputs["required"][f"weight_{i}"] = ("FLOAT", {"default": 1.0})
+                inputs["optional"] = {"stack": ("LORA_STACK",), "vae": (folder_paths.get_filename_list("vae"),)}
+                return inputs
+
+        NODE_CLASS_MAPPINGS = {"LoraStack": LoraStack}
+    """}))
+    d = defs["LoraStack"]
+    assert widget_names_from_def(d) == ["count", "lora_1", "weight_1", "lora_2", "weight_2", "lora_3", "weight_3",
+                                        "vae"]
+    fm = folder_map_of(d)
+    assert fm is not None
+    assert [fm.locate(f"lora_{i}", "x.safetensors") for i in (1, 3)] == [("loras", "x.safetensors")] * 2
+    assert fm.locate("vae", "y.safetensors") == ("vae", "y.safetensors")
+
+
+def test_node_types_merged_into_the_mappings_by_name_are_read(tmp_path):
+    """`NODE_CLASS_MAPPINGS.update(IMAGE_CLASS_MAPPINGS)` and `{**A}`: the keys of dicts other modules hold."""
+    defs = read_pack(write_pack(tmp_path, "essentials", {
+        "image.py": """
+            import folder_paths
+            class ApplyLut:
+                @classmethod
+                def INPUT_TYPES(s):
+                    return {"required": {"lut_file": (folder_paths.get_filename_list("luts"),)}}
+            IMAGE_CLASS_MAPPINGS = {"ApplyLut+": ApplyLut}
+        """,
+        "mask.py": """
+            import folder_paths
+            class MaskModel:
+                @classmethod
+                def INPUT_TYPES(s):
+                    return {"required": {"model": (folder_paths.get_filename_list("sams"),)}}
+            MASK_CLASS_MAPPINGS = {"MaskModel+": MaskModel}
+        """,
+        "__init__.py": """
+            from .image import IMAGE_CLASS_MAPPINGS
+            from .mask import MASK_CLASS_MAPPINGS
+            NODE_CLASS_MAPPINGS = {**MASK_CLASS_MAPPINGS}
+            NODE_CLASS_MAPPINGS.update(IMAGE_CLASS_MAPPINGS)
+        """}))
+    assert {t: folder_map_of(d).locate(next(iter(d["input"]["required"])), "a.pt")
+            for t, d in defs.items()} == {"ApplyLut+": ("luts", "a.pt"), "MaskModel+": ("sams", "a.pt")}

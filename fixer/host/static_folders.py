@@ -78,6 +78,7 @@ class _Pack(Record):
     extensions: dict[str, frozenset[str]] = field(default_factory=dict)  # folder key -> registered extensions
     module_constants: dict[str, dict[str, ast.expr]] = field(default_factory=dict)  # class -> its module's names
     pending: list[tuple[ast.expr, str]] = field(default_factory=list)  # NODE_CLASS_MAPPINGS (key, class) to resolve
+    merged: list[str] = field(default_factory=list)  # names of mapping dicts merged into NODE_CLASS_MAPPINGS
     bodies: list[tuple[list[ast.stmt], dict[str, ast.expr], str]] = field(default_factory=list)  # modules run
     unread_registrations: list[str] = field(default_factory=list)  # "file:line: source" it could not follow
     class_env: dict[str, dict[str, str]] = field(default_factory=dict)  # generated class -> names bound in it
@@ -131,7 +132,8 @@ class _Pack(Record):
         return self.constants.get(name)
 
     def _mapping(self, n: ast.AST) -> None:
-        """NODE_CLASS_MAPPINGS = {...}, .update({...}) and ["Type"] = Class."""
+        """NODE_CLASS_MAPPINGS = {...}, .update({...}) and ["Type"] = Class; a dict merged in by name
+        (`.update(IMAGE_CLASS_MAPPINGS)`, `{**A, **B}`) is looked up once every module is read."""
         if isinstance(n, ast.Assign) and any(_name_of(t) == "NODE_CLASS_MAPPINGS" for t in n.targets):
             self._mapping_dict(n.value)
         elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "update" \
@@ -143,10 +145,14 @@ class _Pack(Record):
                 self.pending.append((n.targets[0].slice, n.value.id))
 
     def _mapping_dict(self, d: ast.expr) -> None:
+        if isinstance(d, ast.Name) and d.id != "NODE_CLASS_MAPPINGS":
+            self.merged.append(d.id)
         if not isinstance(d, ast.Dict):
             return
         for k, v in zip(d.keys, d.values):
-            if isinstance(v, ast.Name) and k is not None:
+            if k is None and isinstance(v, ast.Name):
+                self.merged.append(v.id)
+            elif isinstance(v, ast.Name) and k is not None:
                 self.pending.append((k, v.id))
 
     def resolve_mappings(self) -> None:
@@ -155,6 +161,11 @@ class _Pack(Record):
         in a loop over a literal list or dict) are made here too."""
         for body, names, where in list(self.bodies):
             self._generated(body, names, {}, {})
+        for name in dict.fromkeys(self.merged):
+            merged = self.constant(name)
+            if isinstance(merged, ast.Dict):  # one level: a merged dict's own `**` parts are not followed
+                self.pending += [(k, v.id) for k, v in zip(merged.keys, merged.values)
+                                 if k is not None and isinstance(v, ast.Name)]
         for k, cls in self.pending:
             key = self.string(k, self.module_constants.get(cls, {}), {})
             if key:
@@ -532,6 +543,49 @@ def _value_key(e: ast.AST) -> str | None:
     return _attr_name(e)
 
 
+_MAX_LOOP = 256  # inputs a loop in INPUT_TYPES adds: packs add up to 50 of a kind
+
+
+def _int(e: ast.expr, scope: _Scope, depth: int = 0) -> int | None:
+    if isinstance(e, ast.Constant) and isinstance(e.value, int) and not isinstance(e.value, bool):
+        return e.value
+    if isinstance(e, ast.Name) and depth < 3:
+        values = scope.values(e.id)
+        return _int(values[0], scope, depth + 1) if len(values) == 1 else None
+    if isinstance(e, ast.BinOp) and isinstance(e.op, (ast.Add, ast.Sub)) and depth < 3:
+        a, b = _int(e.left, scope, depth + 1), _int(e.right, scope, depth + 1)
+        if a is not None and b is not None:
+            return a + b if isinstance(e.op, ast.Add) else a - b
+    return None
+
+
+def _range_of(e: ast.expr, scope: _Scope) -> range:
+    """`range(a, b)` with bounds the source writes out (literals, constants, `X + 1`); else empty."""
+    if not (isinstance(e, ast.Call) and _name_of(e.func) == "range" and 1 <= len(e.args) <= 2 and not e.keywords):
+        return range(0)
+    bounds = [b for b in (_int(a, scope) for a in e.args) if b is not None]
+    if len(bounds) != len(e.args):
+        return range(0)
+    start, stop = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
+    return range(start, min(stop, start + _MAX_LOOP))
+
+
+def _formatted(e: ast.expr, env: dict[str, str]) -> str | None:
+    """A string literal or an f-string over loop variables (`f"lora_name_{i}"`)."""
+    if not isinstance(e, ast.JoinedStr):
+        return _str(e)
+    parts: list[str] = []
+    for v in e.values:
+        if isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name) and v.value.id in env \
+                and v.format_spec is None and v.conversion == -1:
+            parts.append(env[v.value.id])
+        elif (text := _str(v)) is not None:
+            parts.append(text)
+        else:
+            return None
+    return "".join(parts)
+
+
 def _str(e: ast.AST | None) -> str | None:
     return e.value if isinstance(e, ast.Constant) and isinstance(e.value, str) else None
 
@@ -785,9 +839,41 @@ class _NodeReader:
                             listings[kw.arg] = entry[1]
                         if entry[2]:
                             fixed.add(kw.arg)
+            if inputs and isinstance(ret, ast.Name):
+                self._assigned_later(fn, ret.id, scope, inputs, listings, fixed)
             if inputs:
                 break
         return self._definition(inputs, listings, fixed, self._outputs(owner or cls)) if inputs else None
+
+    def _assigned_later(self, fn: ast.FunctionDef, var: str, scope: _Scope, inputs: dict[str, dict[str, list[Any]]],
+                        listings: dict[str, list[tuple[str, str]]], fixed: set[str]) -> None:
+        """Inputs added to the returned dict after it was written (`inputs["required"][f"lora_name_{i}"] =
+        (loras,)` in a `for i in range(1, 51)`, `inputs["optional"] = {...}`), in the order they run."""
+        def add(section: str | None, name: str | None, node: ast.expr) -> None:
+            entry = _entry(node, scope) if section in ("required", "optional") and name else None
+            if entry is None or section is None or name is None:
+                return
+            inputs.setdefault(section, {})[name] = entry[0]
+            if entry[1]:
+                listings[name] = entry[1]
+            if entry[2]:
+                fixed.add(name)
+
+        def run(body: list[ast.stmt], env: dict[str, str], depth: int) -> None:
+            for st in body:
+                if isinstance(st, ast.For) and isinstance(st.target, ast.Name) and depth < 2:
+                    for i in _range_of(st.iter, scope):
+                        run(st.body, {**env, st.target.id: str(i)}, depth + 1)
+                if not isinstance(st, ast.Assign) or len(st.targets) != 1 \
+                        or not isinstance(target := st.targets[0], ast.Subscript):
+                    continue
+                if isinstance(target.value, ast.Subscript) and _name_of(target.value.value) == var:
+                    add(_str(target.value.slice), _formatted(target.slice, env), st.value)
+                elif _name_of(target.value) == var and isinstance(st.value, ast.Dict):
+                    for k, v in zip(st.value.keys, st.value.values):
+                        add(_str(target.slice), _str(k), v)
+
+        run(fn.body, {}, 0)
 
     def _outputs(self, cls: ast.ClassDef) -> list[str] | None:
         """RETURN_TYPES written out as strings (the scan asks whether a node makes CONDITIONING)."""
