@@ -141,3 +141,48 @@ def test_node_types_merged_into_the_mappings_by_name_are_read(tmp_path):
         """}))
     assert {t: folder_map_of(d).locate(next(iter(d["input"]["required"])), "a.pt")
             for t, d in defs.items()} == {"ApplyLut+": ("luts", "a.pt"), "MaskModel+": ("sams", "a.pt")}
+
+
+def test_a_helper_that_lists_the_folder_it_is_given_names_that_folder(tmp_path):
+    """`self.files = helper("clip")` then `[f for f in self.files]`: the helper returns a dict built from the
+    files of the folder named by its argument, not the listing call itself."""
+    defs = read_pack(write_pack(tmp_path, "inpaint-pack", {"nodes.py": """
+        import os
+        import folder_paths
+
+        def files_in(folder_name, extensions=(".safetensors",)):
+            try:
+                dirs = folder_paths.get_folder_paths(folder_name)
+            except KeyError:
+                dirs = [os.path.join(folder_paths.models_dir, folder_name)]
+            found = {}
+            for d in dirs:
+                for f in os.listdir(d):
+                    found[f] = d
+            return found
+
+        class PaintLoader:
+            @classmethod
+            def INPUT_TYPES(self):
+                self.clip_files = files_in("clip")
+                self.paint_files = files_in("inpaint", [".bin"])
+                return {"required": {"base": ([f for f in self.clip_files],),
+                                     "paint": ([f for f in self.paint_files],)}}
+
+        NODE_CLASS_MAPPINGS = {"PaintLoader": PaintLoader}
+    """}))
+    fm = folder_map_of(defs["PaintLoader"])
+    assert fm is not None
+    assert (fm.locate("base", "a.safetensors"), fm.locate("paint", "p/b.bin")) == (
+        ("text_encoders", "a.safetensors"), ("inpaint", "p/b.bin"))
+
+
+def test_a_core_loaders_file_written_without_its_extension_is_a_reference(tmp_path, host_for):
+    """ComfyUI lists only files with a model extension: the node needs the name with one."""
+    host = host_for(make_comfy_root(tmp_path))
+    wf = make_workflow([node(1, "LoraLoaderModelOnly", ["detailer-13B-0.9.8", 1.0]),
+                        node(2, "CheckpointLoaderSimple", ["urn:air:sdxl:checkpoint:civitai:1@2"]),
+                        node(3, "LoraLoaderModelOnly", ["None", 1.0])])
+    (s,) = scan_workflow_data(wf, "wf", host).models
+    assert (s.ref.folder, s.ref.name, s.state) == ("loras", "detailer-13B-0.9.8.safetensors", "missing")
+    assert "detailer-13B-0.9.8.ckpt" in s.ref.alternatives

@@ -676,8 +676,18 @@ def _listings(e: ast.expr, scope: _Scope, depth: int = 0, prefix: str = "") -> l
         target = scope.method(e.func) if not out else None
         if target is not None:
             inner = _Scope(scope.pack, target, scope.cls)
+            given = _bound_folders(target, e, scope)
+            inner.env = {**inner.env, **given}
             for ret in (n.value for n in ast.walk(target) if isinstance(n, ast.Return) and n.value is not None):
                 out += _listings(ret, inner, depth + 1, prefix)
+            if not out and given:
+                # A helper that lists the folder it is given and returns something built from the files
+                # (BrushNet's get_files_with_extension("inpaint") -> {file: dir}).
+                for n in ast.walk(target):
+                    arg = _name_of(n.args[0]) if isinstance(n, ast.Call) and n.args \
+                        and _attr_name(n.func) in _FOLDER_CALLS else None
+                    if arg is not None and arg in given:
+                        out.append((prefix, given[arg]))
         return out
     if isinstance(e, (ast.ListComp, ast.GeneratorExp, ast.SetComp)):
         elt = e.elt
@@ -700,6 +710,17 @@ def _listings(e: ast.expr, scope: _Scope, depth: int = 0, prefix: str = "") -> l
     if isinstance(e, ast.IfExp):
         return _listings(e.body, scope, depth + 1, prefix) + _listings(e.orelse, scope, depth + 1, prefix)
     return []
+
+
+def _bound_folders(fn: ast.AST, call: ast.Call, scope: _Scope) -> dict[str, str]:
+    """Parameters of a pack helper the call gives a folder name (`helper("inpaint")`), by name."""
+    if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return {}
+    params = [a.arg for a in fn.args.args]
+    if params and params[0] in ("self", "cls", "s") and isinstance(call.func, ast.Attribute):
+        params = params[1:]
+    given = {**dict(zip(params, call.args)), **{k.arg: k.value for k in call.keywords if k.arg}}
+    return {p: f for p, v in given.items() if (f := scope.folder_name(v))}
 
 
 def _literal_options(e: ast.expr | None, scope: _Scope, depth: int = 0) -> list[str] | None:
