@@ -19,7 +19,7 @@ from ..record import Record
 from .budget import Budget
 from .clues import MAX_CLUES, air_hints
 from .names import is_model_value, normalise, unsafe_reason
-from .prompt_refs import has_prompt_syntax, prompt_refs
+from .prompt_refs import LORA_EXTENSIONS, has_prompt_syntax, prompt_refs
 
 ComboFolder = Callable[[str, str], "str | None"]
 _URL = re.compile(r"https?://[^\s<>\"')\]]+")
@@ -266,7 +266,8 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
             if not isinstance(value, str) or ("." not in value and ":" not in value):
                 continue  # no file name, prompt syntax or AIR is without both: most values ("euler", "enable")
             model_like = is_model_value(value)
-            if not model_like and not _MAYBE_FILE.match(value) and not has_prompt_syntax(value):
+            if not model_like and not _MAYBE_FILE.match(value) and not has_prompt_syntax(value) \
+                    and not _bare_name(value, node_type):
                 if _AIR_MARK in value:  # a loader that takes a Civitai AIR, or a prompt that names one
                     out.airs.extend(air_hints(value))
                 continue  # most widget values: the work below is done only for model files and prompts
@@ -295,11 +296,18 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
                              usage, None)
                 continue  # prompt text is never itself a file name
             folder_map = None if core_input else folder_map_of(node_def)
-            if not model_like and not (folder_map and folder_map.accepts_extension(input_name, value)):
+            # A core loader's file written without its extension ("ltx-video-ICLoRA-detailer-13B-0.9.8" in
+            # Lightricks' workflows): ComfyUI lists only files with a model extension, so the node needs this
+            # name with one; the first is the likely one, the others are accepted too.
+            bare = core_input and not model_like and _bare_name(value, node_type)
+            if not model_like and not bare and not (folder_map and folder_map.accepts_extension(input_name, value)):
                 continue
             if not core_input and _is_text(value, node_def, input_name):
                 continue
             name = normalise(value)
+            alternatives: tuple[str, ...] = ()
+            if bare:
+                name, alternatives = name + LORA_EXTENSIONS[0], tuple(name + e for e in LORA_EXTENSIONS[1:])
             hint = local_hints_lower.get(name.lower()) or declared_by_name.get(name.lower())
             listed = folder_map.locate(input_name, name) if folder_map else None
             if listed and folder_map:
@@ -310,7 +318,8 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
                 ref = ModelRef(name=name, folder=None, folder_source=folder_map.source, by_node=True)
             else:
                 found, source = _folder_for(node_type, input_name, name, core, hint, combo_folder)
-                ref = ModelRef(name=name, folder=found, folder_source=source, unsafe_reason=unsafe_reason(value))
+                ref = ModelRef(name=name, folder=found, folder_source=source, unsafe_reason=unsafe_reason(value),
+                               alternatives=alternatives)
             _add_ref(refs, ref, usage, hint)
     used = {name for _, name in refs}
     for name, hint in declared:
@@ -350,6 +359,12 @@ _MAYBE_FILE = re.compile(r"^[^\s]+\.(?!(?:png|jpe?g|webp|gif|bmp|tiff?|mp4|webm|
                          r"[A-Za-z][A-Za-z0-9]{0,7}$", re.IGNORECASE)
 _SPACE = re.compile(r"\s")
 _PROSE = re.compile(r",\s")  # file names have spaces and brackets ("model (1).safetensors"), not ", "
+
+
+def _bare_name(value: str, node_type: str) -> bool:
+    """A core loader's value that may be a file name without its extension: one word, no AIR, no extension."""
+    return core_inputs(node_type) is not None and ":" not in value and not _SPACE.search(value) \
+        and not _MAYBE_FILE.match(value)
 
 
 def _text(props: dict[str, Any], key: str) -> str | None:

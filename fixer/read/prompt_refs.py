@@ -22,7 +22,7 @@ _NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
 _LORA = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
 # Names without extension are tried with these, first one first (sd1_clip.load_embed; loras as Impact does).
 EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin")
-LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin", ".pth")
+LORA_EXTENSIONS = (".safetensors", ".ckpt", ".pt", ".bin", ".pth")  # also a core loader's file written bare
 # Distinct names of one syntax read from one text: no prompt a person writes names more, and each one
 # becomes a model to look up upstream.
 MAX_PROMPT_REFS = 200
