@@ -79,6 +79,30 @@ def test_legacy_group_nodes_are_scanned_and_not_reported_as_missing_types(comfy_
     assert report.missing_nodes == []
 
 
+def test_a_group_node_instance_s_own_values_are_read_for_the_nodes_it_holds(comfy_root, host_for, object_info):
+    """As ComfyUI_examples' sdxl_edit_model.png: the definition keeps the values the group was made with,
+    the instance the ones the user set since (and those are what the API form runs)."""
+    groups = {"Loaders": {"nodes": [
+        {"index": 0, "type": "CheckpointLoaderSimple", "widgets_values": ["made_with.safetensors"]},
+        {"index": 1, "type": "LoraLoader", "widgets_values": ["old_style.safetensors", 1, 1]},
+        {"index": 2, "type": "KSampler", "widgets_values": [1, "fixed", 20, 8, "euler", "normal", 1]}]}}
+    values = ["my_vae_baked.safetensors", "new_style.safetensors", 0.8, 1, 5, "randomize", 30, 7, "euler", "karras", 1]
+    wf = make_workflow([node(1, "workflow>Loaders", values, mode=4)], extra={"groupNodes": groups})
+    report = scan_workflow_data(wf, "wf", host_for(comfy_root, object_info))
+    assert {(s.ref.folder, s.ref.name) for s in report.models} == {
+        ("checkpoints", "my_vae_baked.safetensors"), ("loras", "new_style.safetensors")}
+    assert {(u.node_id, u.node_type, u.input_name, u.optional) for s in report.models for u in s.ref.usages} == {
+        ("1:0", "CheckpointLoaderSimple", "ckpt_name", True), ("1:1", "LoraLoader", "lora_name", True)}
+    assert report.missing_nodes == []
+
+
+def test_a_group_node_instance_whose_values_do_not_fit_its_nodes_falls_back_to_the_definition(comfy_root, host_for):
+    groups = {"G": {"nodes": [{"index": 0, "type": "VAELoader", "widgets_values": ["defined.safetensors"]}]}}
+    wf = make_workflow([node(1, "workflow/G", ["a", "b"])], extra={"groupNodes": groups})
+    report = scan_workflow_data(wf, "wf", host_for(comfy_root))
+    assert names(report) == [("vae", "defined.safetensors")]
+
+
 def test_bypassed_and_muted_nodes_are_reported_but_optional(comfy_root, host_for):
     wf = make_workflow([node(1, "LoraLoader", ["a.safetensors", 1, 1], mode=4),
                         node(2, "LoraLoader", ["b.safetensors", 1, 1], mode=2),

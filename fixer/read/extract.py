@@ -157,12 +157,14 @@ def _chain_counts(edges: dict[str | None, list[tuple[str, dict[str, Any]]]],
 
 
 def _ui_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
-    """Root nodes, each subgraph definition's nodes once (with their placement), legacy group-node definitions."""
+    """Root nodes, each subgraph definition's nodes once (with their placement), legacy group nodes' nodes."""
     defs: dict[str, dict[str, Any]] = {}
     sgs = (doc.get("definitions") or {}).get("subgraphs") if isinstance(doc.get("definitions"), dict) else None
     for sg in sgs if isinstance(sgs, list) else []:
         if isinstance(sg, dict) and isinstance(sg.get("id"), str):
             defs[sg["id"]] = sg
+    groups = _group_nodes(doc)
+    placed_groups: set[str] = set()
     placed = _placements(doc, defs)
     for sg_id, nodes in [(None, doc.get("nodes"))] + [(k, d.get("nodes")) for k, d in defs.items()]:
         if sg_id is None:
@@ -178,17 +180,57 @@ def _ui_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
                 continue  # not a node, or an instance: its definition's nodes are walked once, with its placement
             values = node.get("widgets_values")
             props = node.get("properties")
+            optional = not required or node.get("mode") in _MUTED
+            gname = node_type[len(_GROUP_PREFIX):] if node_type[:len(_GROUP_PREFIX)] in _GROUP_PREFIXES else None
+            inner = _group_instance_nodes(str(node.get("id", "?")), groups[gname], values) \
+                if gname in groups and isinstance(values, list) else None
+            if inner is not None and gname is not None:
+                placed_groups.add(gname)
+                for inner_id, inner_type, inner_values, inner_props in inner:
+                    yield inner_id, inner_type, inner_values, inner_props, path, optional, instances
+                continue
             yield (str(node.get("id", "?")), node_type, values if isinstance(values, (list, dict)) else [],
-                   props if isinstance(props, dict) else {}, path, not required or node.get("mode") in _MUTED,
-                   instances)
-    groups = (doc.get("extra") or {}).get("groupNodes") if isinstance(doc.get("extra"), dict) else None
-    if isinstance(groups, dict):
-        for gname, gdef in groups.items():
-            for i, node in enumerate((gdef or {}).get("nodes") or [] if isinstance(gdef, dict) else []):
-                if isinstance(node, dict) and isinstance(node.get("type"), str):
-                    values = node.get("widgets_values")
-                    yield (str(node.get("index", i)), node["type"], values if isinstance(values, (list, dict)) else [],
-                           _properties(node), (f"group node {gname}",), False, 1)
+                   props if isinstance(props, dict) else {}, path, optional, instances)
+    for gname, gnodes in groups.items():
+        if gname in placed_groups:
+            continue  # its instances' own values were read: the definition's are the ones it was made with
+        for i, node in enumerate(gnodes):
+            values = node.get("widgets_values")
+            yield (str(node.get("index", i)), node["type"], values if isinstance(values, (list, dict)) else [],
+                   _properties(node), (f"group node {gname}",), False, 1)
+
+
+# A legacy group node's instance type: "workflow>" + its name (frontends before 1.3: "workflow/").
+_GROUP_PREFIX = "workflow>"
+_GROUP_PREFIXES = frozenset({"workflow>", "workflow/"})
+
+
+def _group_nodes(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Legacy group nodes (`extra.groupNodes`): name -> the nodes it holds."""
+    extra = doc.get("extra")
+    groups = extra.get("groupNodes") if isinstance(extra, dict) else None
+    out: dict[str, list[dict[str, Any]]] = {}
+    for gname, gdef in groups.items() if isinstance(groups, dict) else ():
+        nodes = gdef.get("nodes") if isinstance(gdef, dict) else None
+        out[str(gname)] = [n for n in nodes if isinstance(n, dict) and isinstance(n.get("type"), str)] \
+            if isinstance(nodes, list) else []
+    return out
+
+
+def _group_instance_nodes(instance_id: str, nodes: list[dict[str, Any]], values: list[Any]) \
+        -> list[tuple[str, str, list[Any], dict[str, Any]]] | None:
+    """The nodes of one placed group node with the values the instance holds: the instance's widgets are
+    its nodes' widgets in order (the definition keeps the values the group was made with, the instance the
+    ones the user set since). None when the counts disagree: then which value is whose is unknown.
+    Ids as the API form names them: `<instance>:<index>`."""
+    counts = [len(n["widgets_values"]) if isinstance(n.get("widgets_values"), list) else 0 for n in nodes]
+    if sum(counts) != len(values):
+        return None
+    out, at = [], 0
+    for i, (node, count) in enumerate(zip(nodes, counts)):
+        out.append((f"{instance_id}:{node.get('index', i)}", node["type"], values[at:at + count], _properties(node)))
+        at += count
+    return out
 
 
 def _api_nodes(doc: dict[str, Any]) -> Iterator[_Node]:
