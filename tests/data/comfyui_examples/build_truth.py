@@ -127,11 +127,12 @@ def widget_names(node_def: dict[str, Any]) -> list[str]:
 
 
 def ui_nodes(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(node type, {input: value}) of the root graph, each subgraph definition and each legacy group node."""
+    """(node type, {input: value}) of the root graph and each subgraph definition. A legacy group node's
+    definition is left out: it keeps the values the group was made with, not the ones its instance runs with
+    (the API form, read beside, has those)."""
     info = json.loads(OBJECT_INFO.read_text(encoding="utf-8"))
     graphs = [doc.get("nodes") or []]
     graphs += [sg.get("nodes") or [] for sg in (doc.get("definitions") or {}).get("subgraphs") or []]
-    graphs += [g.get("nodes") or [] for g in ((doc.get("extra") or {}).get("groupNodes") or {}).values()]
     for nodes in graphs:
         for node in nodes:
             values = node.get("widgets_values")
