@@ -1,7 +1,8 @@
-"""Audio ComfyUI saved (SaveAudio's FLAC, SaveAudioOpus's Ogg) is read without PyAV, as ComfyUI_examples' audio/*.flac.
+"""Audio ComfyUI saved (SaveAudio's FLAC, SaveAudioOpus's Ogg, SaveAudioMP3) is read without PyAV, as
+ComfyUI_examples' audio/*.flac.
 
 The files are laid out here as PyAV (ffmpeg) writes them for ComfyUI: `prompt` and `workflow` as fields of a
-Vorbis comment, in a FLAC metadata block or in an Ogg stream's second packet.
+Vorbis comment, in a FLAC metadata block or in an Ogg stream's second packet, or as ID3v2.4 TXXX frames.
 """
 
 from __future__ import annotations
@@ -88,6 +89,30 @@ def test_an_opus_file_whose_comment_spans_pages_is_read_without_pyav(tmp_path, c
     assert missing(report) == [("checkpoints", "ace_step_v1_3.5b.safetensors")]
 
 
+def syncsafe(n: int) -> bytes:
+    return bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
+
+
+def mp3(fields: dict[str, str], version: int = 4, encoding: int = 3) -> bytes:
+    codec, end = {3: ("utf-8", b"\x00"), 1: ("utf-16", b"\x00\x00")}[encoding]
+    frames = b""
+    for key, value in fields.items():
+        body = bytes([encoding]) + key.encode(codec) + end + value.encode(codec)
+        size = syncsafe(len(body)) if version == 4 else struct.pack(">I", len(body))
+        frames += b"TXXX" + size + b"\x00\x00" + body
+    frames += bytes(64)  # padding
+    return b"ID3" + bytes([version, 0, 0]) + syncsafe(len(frames)) + frames + b"\xff\xfb\x90\x64" + bytes(400)
+
+
+@pytest.mark.parametrize(("version", "encoding"), [(4, 3), (3, 1)], ids=["ffmpeg-v2.4-utf8", "v2.3-utf16"])
+def test_an_mp3_comfyui_saved_is_read_without_pyav(tmp_path, comfy_root, host_for, version, encoding) -> None:
+    fields = {"prompt": json.dumps(PROMPT), "workflow": workflow_text(1000)}
+    (tmp_path / "song.mp3").write_bytes(mp3({"encoder": "Lavf", **fields}, version, encoding))
+    report = scan_paths([str(tmp_path / "song.mp3")], host_for(comfy_root))
+    assert report.problems == []
+    assert missing(report) == [("checkpoints", "ace_step_v1_3.5b.safetensors")]
+
+
 def test_audio_without_a_workflow_or_with_a_damaged_comment_says_so(tmp_path, comfy_root, host_for) -> None:
     whole = vorbis_comment({"workflow": workflow_text()})
     files = {
@@ -95,6 +120,8 @@ def test_audio_without_a_workflow_or_with_a_damaged_comment_says_so(tmp_path, co
         "cut.flac": flac(whole[:-40]),  # the workflow field runs past the block: read to where it is whole
         "plain.ogg": ogg([b"\x01vorbis" + bytes(23), b"\x03vorbis" + vorbis_comment({"title": "x"})]),
         "lies.flac": flac(struct.pack("<II", 2**31, 2**31)),  # lengths past the end of everything
+        "plain.mp3": mp3({"comment": "no workflow"}),
+        "cut.mp3": mp3({"workflow": workflow_text()})[:200],  # the frame runs past the end of the file
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -115,3 +142,10 @@ def test_an_ogg_comment_past_the_bound_is_refused_unread(tmp_path, comfy_root, h
     (tmp_path / "huge.opus").write_bytes(ogg([b"OpusHead" + bytes(11), comment]))
     report = scan_paths([str(tmp_path / "huge.opus")], host_for(comfy_root))
     assert "comment header is more than" in report.problems[0].error
+
+
+def test_an_id3_tag_past_the_bound_is_refused_unread(tmp_path, comfy_root, host_for, monkeypatch) -> None:
+    monkeypatch.setattr(audio_tags, "MAX_COMMENT_BYTES", 100_000)
+    (tmp_path / "huge.mp3").write_bytes(mp3({"workflow": workflow_text(150_000)}))
+    report = scan_paths([str(tmp_path / "huge.mp3")], host_for(comfy_root))
+    assert "its ID3 tag is" in report.problems[0].error

@@ -1,10 +1,11 @@
-"""The workflow text in the audio files ComfyUI saves (SaveAudio: FLAC, SaveAudioOpus: Ogg Opus), read without PyAV.
+"""The workflow text in the audio files ComfyUI saves (SaveAudio: FLAC, SaveAudioOpus: Ogg Opus, SaveAudioMP3),
+read without PyAV.
 
-ComfyUI writes `prompt` and `workflow` as container metadata through PyAV, which lands in a Vorbis comment:
-a FLAC VORBIS_COMMENT metadata block, the Ogg stream's comment header packet. PyAV is ComfyUI's dependency,
-not the standalone CLI's; and both layouts are a few length-prefixed fields. Read as the PNG and WebP
-readers read: only the comment is loaded, everything else is skipped over, every length is checked against
-what is left and against the bound a workflow and its prompt can be.
+ComfyUI writes `prompt` and `workflow` as container metadata through PyAV, which lands in a Vorbis comment
+(a FLAC VORBIS_COMMENT metadata block, the Ogg stream's comment header packet) or in ID3v2 TXXX frames
+(MP3). PyAV is ComfyUI's dependency, not the standalone CLI's; and these layouts are a few length-prefixed
+fields. Read as the PNG and WebP readers read: only the comment or tag is loaded, everything else is skipped
+over, every length is checked against what is left and against the bound a workflow and its prompt can be.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..errors import WorkflowError
 
 FLAC_MAGIC = b"fLaC"
 OGG_MAGIC = b"OggS"
+ID3_MAGIC = b"ID3"
 MAX_COMMENT_BYTES = 2 * 64 * 2**20 + 2**20  # a workflow and its prompt, each at most a workflow's bound
 MAX_BLOCKS = 100_000  # FLAC metadata blocks or Ogg pages before the comment: no saved file has this many
 _KEYS = ("workflow", "prompt")
@@ -104,3 +106,57 @@ def _ogg_comment(packet: bytes) -> dict[str, str]:
         if packet.startswith(mark):
             return vorbis_comment_texts(packet[len(mark):])
     return {}
+
+
+_ID3_TEXT_CODECS = {0: ("latin-1", b"\x00"), 1: ("utf-16", b"\x00\x00"), 2: ("utf-16-be", b"\x00\x00"),
+                    3: ("utf-8", b"\x00")}
+
+
+def id3_texts(f: BinaryIO, path: str) -> dict[str, str]:
+    """`workflow`/`prompt` TXXX frames (description = key) of the ID3v2.3/2.4 tag at the start of `f`."""
+    head = f.read(10)
+    if len(head) < 10 or head[:3] != ID3_MAGIC or head[3] not in (3, 4):
+        return {}
+    version, flags, size = head[3], head[5], _syncsafe(head[6:10])
+    if size > MAX_COMMENT_BYTES:
+        raise WorkflowError(path, f"its ID3 tag is {size / 2**20:.0f} MiB, more than a workflow and its prompt "
+                            "can be; it was not read")
+    tag = f.read(size)
+    if version == 3 and flags & 0x80:  # v2.3: the whole tag unsynchronised
+        tag = tag.replace(b"\xff\x00", b"\xff")
+    at = 0
+    if flags & 0x40 and len(tag) >= 4:  # an extended header; v2.3's size leaves out its own 4 bytes
+        at = _syncsafe(tag[:4]) if version == 4 else 4 + struct.unpack_from(">I", tag)[0]
+    texts: dict[str, str] = {}
+    while at + 10 <= len(tag) and tag[at:at + 1] != b"\x00":  # then padding
+        frame_id, frame_flags = tag[at:at + 4], tag[at + 9]
+        length = _syncsafe(tag[at + 4:at + 8]) if version == 4 else struct.unpack_from(">I", tag, at + 4)[0]
+        body = tag[at + 10:at + 10 + length]
+        at += 10 + length
+        if frame_id != b"TXXX" or len(body) < length or frame_flags & 0x0C:  # compressed or encrypted: not ours
+            continue
+        if version == 4 and frame_flags & 0x02:
+            body = body.replace(b"\xff\x00", b"\xff")
+        key, value = _txxx(body)
+        if key in _KEYS:
+            texts.setdefault(key, value)
+    return texts
+
+
+def _syncsafe(four: bytes) -> int:
+    return (four[0] & 0x7F) << 21 | (four[1] & 0x7F) << 14 | (four[2] & 0x7F) << 7 | (four[3] & 0x7F)
+
+
+def _txxx(body: bytes) -> tuple[str, str]:
+    """(lower-case description, value) of a TXXX frame body: an encoding byte, then both texts in it."""
+    codec, end = _ID3_TEXT_CODECS.get(body[0], ("latin-1", b"\x00")) if body else ("latin-1", b"\x00")
+    text = body[1:]
+    cut = text.find(end)
+    while cut > 0 and len(end) == 2 and cut % 2:  # UTF-16: a terminator on a character boundary
+        cut = text.find(end, cut + 1)
+    if cut < 0:
+        return "", ""
+    value = text[cut + len(end):]
+    if value.endswith(end):
+        value = value[:-len(end)]
+    return text[:cut].decode(codec, "replace").lower(), value.decode(codec, "replace")

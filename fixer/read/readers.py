@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, BinaryIO, Iterator
 
 from ..errors import WorkflowError
-from .audio_tags import FLAC_MAGIC, OGG_MAGIC, flac_texts, ogg_texts
+from .audio_tags import FLAC_MAGIC, ID3_MAGIC, OGG_MAGIC, flac_texts, id3_texts, ogg_texts
 from .walk import printable, walk_files
 
 _orjson: ModuleType | None
@@ -81,6 +81,9 @@ def read_documents(path: Path) -> list[Doc]:
             elif head[:4] == OGG_MAGIC:  # SaveAudioOpus
                 f.seek(0)
                 docs = _docs_from_texts(ogg_texts(f, str(path)), path)
+            elif head[:3] == ID3_MAGIC and ext == ".mp3":  # SaveAudioMP3
+                f.seek(0)
+                docs = _docs_from_texts(id3_texts(f, str(path)), path)
             elif ext in IMAGE_EXTS:
                 docs = _pillow_documents(path)
             elif ext in MEDIA_EXTS:
@@ -383,7 +386,7 @@ def _pillow_documents(path: Path) -> list[Doc]:
 
 
 def _media_documents(path: Path) -> list[Doc]:
-    """Other audio/video containers (MP3, MP4, WebM): metadata keys `workflow`/`prompt` (written by ComfyUI
+    """Other audio/video containers (MP4, WebM, MKV): metadata keys `workflow`/`prompt` (written by ComfyUI
     through PyAV), read through PyAV."""
     try:
         import av  # ComfyUI ships PyAV; the standalone CLI may not have it
