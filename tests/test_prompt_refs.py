@@ -18,6 +18,14 @@ def test_embedding_names_with_weights_commas_and_extensions():
                                           ("embeddings", "sub/neg.safetensors")]
 
 
+def test_embedding_syntax_counts_only_where_comfyui_s_tokenizer_reads_it():
+    # sd1_clip.tokenize_with_weights: a word starting it (after a space or a line break), or a weighted
+    # segment starting it (after a bracket); inside a word it is text
+    text = "photo,embedding:glued my_embedding:inside\nembedding:a (b)embedding:c (embedding:d:0.8)"
+    assert [r.written for r in embeddings_in(text)] == ["a", "c", "d"]
+    assert [r.written for r in embeddings_in("embedding:first words")] == ["first"]
+
+
 def test_an_embedding_without_extension_accepts_the_files_comfyui_tries():
     (ref,) = embeddings_in("embedding:EasyNegative")
     assert ref.alternatives == ("EasyNegative.pt", "EasyNegative.bin")

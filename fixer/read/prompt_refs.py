@@ -1,8 +1,8 @@
 """Model files named inside prompt text (docs/comfyui-facts.md, "Which folder an input reads").
 
-`embedding:<name>` is ComfyUI's CLIP tokenizer syntax (comfy/sd1_clip.py): the name runs to the next
-space, may carry a weight inside brackets (`(embedding:x:1.2)`), a trailing comma is dropped, and a
-name without extension is tried as .safetensors, .pt and .bin in folder `embeddings`.
+`embedding:<name>` is ComfyUI's CLIP tokenizer syntax (comfy/sd1_clip.py), read at the start of a word:
+the name runs to the next space, may carry a weight inside brackets (`(embedding:x:1.2)`), a trailing
+comma is dropped, and a name without extension is tried as .safetensors, .pt and .bin in folder `embeddings`.
 `<lora:name:weight>` is parsed only by some custom nodes (Impact's wildcard encoders, rgthree's Power
 Prompt, LoRA Manager's loaders): the name is what precedes the first ':' and is looked up in `loras`,
 also without extension.
@@ -16,7 +16,9 @@ from typing import Any
 
 from ..host.folder_probe import extension_of
 
-_EMBEDDING = re.compile(r"embedding:([^\s()\[\]{}<>|]+)")
+# Where ComfyUI's tokenizer reads it: at the start of a word (after a space or a line break) or of a weighted
+# segment (the text's start, a bracket); `photo,embedding:x` and `my_embedding:x` are plain words to it.
+_EMBEDDING = re.compile(r"(?:^|(?<=[ \n()]))embedding:([^\s()\[\]{}<>|]+)")
 # A weight, matched on a short tail only: `:-?\d*\.?\d+$` over a name backtracks quadratically.
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)")
 _LORA = re.compile(r"<lora:([^>]+)>", re.IGNORECASE)
