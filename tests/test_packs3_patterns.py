@@ -6,9 +6,11 @@ Each test reproduces one way a pack builds its inputs or reads text that the sca
 from __future__ import annotations
 
 from fixer.host.folder_probe import folder_map_of
+from fixer.host.host import FolderPathsHost
 from fixer.host.loaders import widget_names_from_def
 from fixer.host.static_folders import read_pack
 from fixer.read.scan import scan_workflow_data
+from tests import fake_folder_paths
 from tests.conftest import make_comfy_root, make_workflow, node
 from tests.test_static_folders import write_pack
 
@@ -186,3 +188,20 @@ def test_a_core_loaders_file_written_without_its_extension_is_a_reference(tmp_pa
     (s,) = scan_workflow_data(wf, "wf", host).models
     assert (s.ref.folder, s.ref.name, s.state) == ("loras", "detailer-13B-0.9.8.safetensors", "missing")
     assert "detailer-13B-0.9.8.ckpt" in s.ref.alternatives
+
+
+def test_a_loader_that_encodes_its_own_prompts_reads_their_embeddings_inside_comfyui(tmp_path):
+    fp = fake_folder_paths.make(tmp_path, {})
+
+    class PromptedCheckpoint:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"ckpt_name": (fp.get_filename_list("checkpoints"),),
+                                 "positive": ("STRING", {"multiline": True}),
+                                 "negative": ("STRING", {"multiline": True})}}
+
+        RETURN_TYPES = ("MODEL", "CONDITIONING", "CONDITIONING", "VAE")
+
+    host = FolderPathsHost(fp, node_classes=lambda: {"PromptedCheckpoint": PromptedCheckpoint})
+    report = scan_workflow_data(make_workflow([node(1, "PromptedCheckpoint", PROMPTED)]), "wf", host)
+    assert ("embeddings", "EasyNegative.pt", "prompt") in _found(report)

@@ -339,11 +339,15 @@ class LiveNodeDefs(Mapping[str, Any]):
             # Probe first: the plain call after it leaves whatever the pack caches in its real state.
             folder_map = self._probe.probe(cls) if self._probe else None
             answer = cls.INPUT_TYPES()
+            outputs = getattr(cls, "RETURN_TYPES", None)
         except Exception:  # a broken custom node must not break our scan
             return None
         static = self._static_map(cls, name)
         folder_map = folder_map.with_static(static) if folder_map is not None else static
-        return with_folder_map({"input": answer}, folder_map)
+        node_def: dict[str, Any] = {"input": answer}
+        if isinstance(outputs, (list, tuple)):  # as /object_info's "output": the scan asks for CONDITIONING
+            node_def["output"] = [o for o in outputs if isinstance(o, str)]
+        return with_folder_map(node_def, folder_map)
 
     def _static_map(self, cls: Any, name: str) -> Any:
         root = pack_root(cls) if self._sources is not None and isinstance(cls, type) else None
