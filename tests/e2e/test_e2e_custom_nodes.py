@@ -4,7 +4,8 @@ Opt-in: needs COMFYUI_DIR with the packs of tests/data/real_packs/packs.json in 
 empty model folders. The truth (tests/data/real_packs/truth.json) was probed in that ComfyUI: a
 marker file in every registered folder, then /object_info. Figures for the three ways of scanning
 (and the CLI asking that ComfyUI with --server) are printed side by side (`-s`), as
-benchmarks/custom_nodes_bench.py does.
+benchmarks/custom_nodes_bench.py does. COMFY_CORPUS=tests/data/real_packs_2 (or _3) runs another corpus
+against a ComfyUI with that corpus' packs installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.custom_nodes_bench import (
+    DATA,
     MODES,
     NotReady,
     missing_workflows,
@@ -36,11 +38,12 @@ def scores():
         pytest.skip("COMFYUI_DIR is not set: the real node pack corpus needs a ComfyUI with the packs of "
                     "tests/data/real_packs/packs.json installed (scripts/setup_e2e.sh with COMFY_PACKS_FROM)")
     root = Path(value).expanduser().resolve()
-    missing = missing_workflows(workflow_files(root))
+    corpus = Path(os.environ.get("COMFY_CORPUS") or DATA).resolve()
+    missing = missing_workflows(workflow_files(root, corpus))
     if missing:
         pytest.skip(missing)
     try:
-        result, agreement = run_all(root)
+        result, agreement = run_all(root, corpus=corpus)
     except NotReady as e:
         pytest.fail(str(e))
     print()
