@@ -5,7 +5,9 @@ Each test reproduces one way a pack builds its inputs or reads text that the sca
 
 from __future__ import annotations
 
-from fixer.host.folder_probe import folder_map_of
+import os
+
+from fixer.host.folder_probe import folder_map_of, probe_for
 from fixer.host.host import FolderPathsHost
 from fixer.host.loaders import widget_names_from_def
 from fixer.host.static_folders import read_pack
@@ -205,3 +207,35 @@ def test_a_loader_that_encodes_its_own_prompts_reads_their_embeddings_inside_com
     host = FolderPathsHost(fp, node_classes=lambda: {"PromptedCheckpoint": PromptedCheckpoint})
     report = scan_workflow_data(make_workflow([node(1, "PromptedCheckpoint", PROMPTED)]), "wf", host)
     assert ("embeddings", "EasyNegative.pt", "prompt") in _found(report)
+
+
+def _files_in(fp, folder: str) -> list[str]:
+    """A pack's own listing (BrushNet's get_files_with_extension): the folder's paths, else models/<folder>."""
+    try:
+        dirs = fp.get_folder_paths(folder)
+    except KeyError:
+        dirs = [os.path.join(fp.models_dir, folder)]
+    return sorted(f for d in dirs if os.path.isdir(d) for f in os.listdir(d))
+
+
+def test_an_input_listing_a_folder_comfyui_does_not_have_is_not_put_down_to_another_folder(tmp_path):
+    """Two folders asked, one unregistered (its listing comes back empty): the empty input is not the other's."""
+    fp = fake_folder_paths.make(tmp_path, {})
+
+    class PaintClipLoader:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"base": (_files_in(fp, "text_encoders"),), "paint": (_files_in(fp, "inpaint"),)}}
+
+    class PaintLoader:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"paint": (_files_in(fp, "inpaint"),)}}
+
+    probe = probe_for(fp)
+    both = probe.probe(PaintClipLoader)
+    assert both is not None
+    assert (both.locate("base", "clip_l.safetensors"), both.locate("paint", "p/model.bin")) == (
+        ("text_encoders", "clip_l.safetensors"), None)
+    alone = probe.probe(PaintLoader)  # the only folder asked: its empty input is that folder's
+    assert alone is not None and alone.locate("paint", "p/model.bin") == ("inpaint", "p/model.bin")

@@ -400,17 +400,19 @@ def _wrapper(name: str, real: Callable[..., Any],
         if recording is None or not args or not isinstance(args[0], str):
             return real(*args, **kwargs)
         folder = map_legacy(args[0])
+        if recording.probe.registered(folder) is None:
+            # A folder this ComfyUI does not have (BrushNet lists models/inpaint itself when ComfyUI has no
+            # "inpaint"): asked all the same, so an empty input is never put down to another folder asked.
+            recording.ask(folder)
+            return real(*args, **kwargs)
         if name in ("get_filename_list", "get_filename_list_"):
-            if recording.probe.registered(folder) is None:
-                return real(*args, **kwargs)
             answer = real(*args, **kwargs)
             names = recording.listing(folder, answer if name == "get_filename_list" else answer[0])
             return names if name == "get_filename_list" else (names, *answer[1:])
         if name == "get_folder_paths":
             d = recording.probe.marker_dir(folder, recording)
             return [d] if d else real(*args, **kwargs)
-        if recording.probe.registered(folder) is not None:
-            recording.ask(folder)
+        recording.ask(folder)
         return real(*args, **kwargs)
 
     wrapper._comfyfixer_probe = active  # type: ignore[attr-defined]
