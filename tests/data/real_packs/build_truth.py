@@ -6,7 +6,9 @@ CORPUS is the folder holding packs.json, where truth.json is written (default: t
 corpus is tests/data/real_packs_2).
 
 The truth is probed, not guessed: a throwaway extension reports folder_paths' registered folders
-(paths and accepted extensions), a marker file `__probe__<folder><ext>` goes into every folder,
+(paths and accepted extensions) and the names the nodes ask folder_paths for that it does not register
+(a pack that then lists models/<name> itself: BrushNet's "inpaint"; such a folder is made for the probe,
+marked "unregistered", and removed afterwards), a marker file `__probe__<folder><ext>` goes into every folder,
 and /object_info then shows which input's COMBO lists which marker => input -> folder (a marker
 listed as `bbox/__probe__ultralytics_bbox.pt` is a prefixed listing); ComfyUI restarts between the
 two so indexes built at startup see the markers too. Markers and the extension are removed afterwards,
@@ -40,11 +42,30 @@ PROBE_CODE = '''
 from aiohttp import web
 import folder_paths, server
 NODE_CLASS_MAPPINGS = {}
+UNREGISTERED = set()
+
+def recording(real):
+    def asked(name, *args, **kwargs):
+        if isinstance(name, str) and name not in folder_paths.folder_names_and_paths:
+            UNREGISTERED.add(name)
+        return real(name, *args, **kwargs)
+    return asked
+
+for _f in ("get_folder_paths", "get_filename_list"):
+    setattr(folder_paths, _f, recording(getattr(folder_paths, _f)))
+
 @server.PromptServer.instance.routes.get("/truthprobe/folders")
 async def folders(request):
     return web.json_response({k: {"paths": list(p), "exts": sorted(e)}
                               for k, (p, e) in folder_paths.folder_names_and_paths.items()})
+
+@server.PromptServer.instance.routes.get("/truthprobe/unregistered")
+async def unregistered(request):
+    return web.json_response({"names": sorted(UNREGISTERED), "models_dir": folder_paths.models_dir})
 '''
+# Marker extensions for a folder ComfyUI does not register (a pack lists models/<name> itself and filters
+# by extensions of its own).
+UNREGISTERED_EXTS = [".safetensors", ".bin", ".pth", ".pt", ".ckpt"]
 SKIP_FOLDERS = {"custom_nodes"}  # not a model folder; a file there is a node pack candidate
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Nodes whose text inputs parse `<lora:name:weight>`: Lora-Manager's loaders and stackers (not its
@@ -91,6 +112,11 @@ def place_markers(folders: dict) -> list[Path]:
             m = d / f"{MARKER}{name}"
             m.mkdir(exist_ok=True)
             (m / "model_index.json").write_text("{}")
+        elif info.get("unregistered"):  # one marker per extension: the pack's own filter keeps one
+            for ext in info["exts"]:
+                (d / f"{MARKER}{name}{ext}").write_text("")
+                placed.append(d / f"{MARKER}{name}{ext}")
+            continue
         else:
             m = d / marker_name(name, info["exts"])
             m.write_text("{}" if m.suffix == ".json" else "")
@@ -116,7 +142,8 @@ def combo_options(spec) -> list | None:
 
 def input_folders(object_info: dict, folders: dict) -> dict[str, dict[str, str]]:
     """'Type.input' -> {listing prefix: folder}, from the markers each COMBO lists."""
-    names = {marker_name(f, i["exts"]): f for f, i in folders.items()} | {f"{MARKER}{f}": f for f in folders}
+    names = {marker_name(f, i["exts"]): f for f, i in folders.items()} | {f"{MARKER}{f}": f for f in folders} \
+        | {f"{MARKER}{f}{e}": f for f, i in folders.items() if i.get("unregistered") for e in i["exts"]}
     result = {}
     for node_type, info in object_info.items():
         for section in ("required", "optional"):
@@ -263,11 +290,21 @@ def main() -> None:
     probe.mkdir(exist_ok=True)
     (probe / "__init__.py").write_text(PROBE_CODE)
     placed: list[Path] = []
+    made: list[Path] = []  # models/<name> folders created for unregistered names, removed afterwards
     comfy = None
     try:
         comfy = start(comfyui_dir, python, comfyui_dir.parent / "build_truth.log")
         folders = comfy.get_json("/truthprobe/folders")
         folders = {k: v for k, v in folders.items() if k not in SKIP_FOLDERS}
+        # Folders the packs' nodes ask for that ComfyUI does not register (BrushNet reads models/inpaint
+        # itself when there is no "inpaint"): asked while /object_info runs every INPUT_TYPES.
+        comfy.get_json("/object_info")
+        asked = comfy.get_json("/truthprobe/unregistered")
+        for name in asked["names"]:
+            d = Path(asked["models_dir"]) / name
+            if re.fullmatch(r"[A-Za-z0-9_.-]+", name) and name not in folders and not d.exists():
+                made.append(d)
+                folders[name] = {"paths": [str(d)], "exts": UNREGISTERED_EXTS, "unregistered": True}
         placed = place_markers(folders)
         # Restart, not only refresh: some packs (Lora-Manager) list their own index, built at startup.
         comfy.stop()
@@ -275,6 +312,8 @@ def main() -> None:
         object_info = comfy.get_json("/object_info")
     finally:
         remove_markers(placed)
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(probe, ignore_errors=True)
         if comfy:
             comfy.stop()
@@ -288,7 +327,8 @@ def main() -> None:
     root = str(comfyui_dir)
     truth = {
         "comfyui": packs["comfyui"],
-        "folders": {k: {"paths": [os.path.relpath(p, root) for p in v["paths"]], "exts": v["exts"]}
+        "folders": {k: {"paths": [os.path.relpath(p, root) for p in v["paths"]], "exts": v["exts"],
+                        **({"unregistered": True} if v.get("unregistered") else {})}
                     for k, v in sorted(folders.items())},
         "input_folders": dict(sorted(in_folders.items())),
         "workflows": {},
