@@ -239,3 +239,36 @@ def test_an_input_listing_a_folder_comfyui_does_not_have_is_not_put_down_to_anot
         ("text_encoders", "clip_l.safetensors"), None)
     alone = probe.probe(PaintLoader)  # the only folder asked: its empty input is that folder's
     assert alone is not None and alone.locate("paint", "p/model.bin") == ("inpaint", "p/model.bin")
+
+
+def test_a_class_a_pack_decorator_registers_under_a_written_name_is_read(tmp_path):
+    defs = read_pack(write_pack(tmp_path, "video-pack", {
+        "registry.py": """
+            NODE_CLASS_MAPPINGS = {}
+
+            def register(node_class, name):
+                NODE_CLASS_MAPPINGS[name] = node_class
+
+            def video_node(node_class=None, name=None):
+                def decorator(node_class):
+                    register(node_class, name or node_class.__name__)
+                    return node_class
+                return decorator if node_class is None else decorator(node_class)
+        """,
+        "upsampler.py": """
+            import folder_paths
+            from .registry import video_node
+
+            @video_node(name="VideoLatentUpsamplerLoader")
+            class UpsamplerLoader:
+                @classmethod
+                def INPUT_TYPES(s):
+                    return {"required": {"upscale_model": (folder_paths.get_filename_list("upscale_models"),)}}
+        """,
+        "__init__.py": """
+            from .registry import NODE_CLASS_MAPPINGS as RUNTIME
+            NODE_CLASS_MAPPINGS = {}
+            NODE_CLASS_MAPPINGS.update(RUNTIME)
+        """}))
+    fm = folder_map_of(defs["VideoLatentUpsamplerLoader"])
+    assert fm is not None and fm.locate("upscale_model", "x2.safetensors") == ("upscale_models", "x2.safetensors")

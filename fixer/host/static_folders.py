@@ -161,6 +161,7 @@ class _Pack(Record):
         in a loop over a literal list or dict) are made here too."""
         for body, names, where in list(self.bodies):
             self._generated(body, names, {}, {})
+        self._decorated()
         for name in dict.fromkeys(self.merged):
             merged = self.constant(name)
             if isinstance(merged, ast.Dict):  # one level: a merged dict's own `**` parts are not followed
@@ -172,6 +173,32 @@ class _Pack(Record):
                 self.mappings.setdefault(key, cls)
             else:
                 self.unresolved.add(cls)
+
+    def _decorated(self) -> None:
+        """Classes a pack decorator registers under the name it is given (Lightricks' LTXVideo:
+        `@comfy_node(name="LTXVLatentUpsamplerModelLoader")`, whose helper ends in NODE_CLASS_MAPPINGS[name] =
+        node_class). Only a name written out: without one the decorator derives it in its own way."""
+        for cls_name, cls in list(self.classes.items()):
+            for deco in cls.decorator_list:
+                if not isinstance(deco, ast.Call) or not isinstance(deco.func, ast.Name):
+                    continue
+                given = [k.value for k in deco.keywords if k.arg == "name"] or deco.args[:1]
+                key = _str(given[0]) if given else None
+                fn = self.function(deco.func.id) if key else None
+                if key and fn is not None and self._registers(fn):
+                    self.mappings.setdefault(key, cls_name)
+
+    def _registers(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, depth: int = 0) -> bool:
+        """The function (or a pack function it calls, two deep) assigns into NODE_CLASS_MAPPINGS."""
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Subscript) and _name_of(t.value) ==
+                                                 "NODE_CLASS_MAPPINGS" for t in n.targets):
+                return True
+            if depth < 2 and isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id != fn.name:
+                called = self.function(n.func.id)
+                if called is not None and self._registers(called, depth + 1):
+                    return True
+        return False
 
     def _generated(self, body: list[ast.stmt], names: dict[str, ast.expr], env: dict[str, str],
                    local: dict[str, ast.expr]) -> None:
