@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from fixer.host.folder_probe import folder_map_of, probe_for
+from fixer.host.folder_probe import apply_server_maps, folder_map_of, probe_for
 from fixer.host.host import FolderPathsHost
 from fixer.host.loaders import widget_names_from_def
 from fixer.host.static_folders import read_pack
@@ -272,3 +272,28 @@ def test_a_class_a_pack_decorator_registers_under_a_written_name_is_read(tmp_pat
         """}))
     fm = folder_map_of(defs["VideoLatentUpsamplerLoader"])
     assert fm is not None and fm.locate("upscale_model", "x2.safetensors") == ("upscale_models", "x2.safetensors")
+
+
+def test_a_servers_map_that_missed_a_folder_is_completed_by_the_packs_sources(tmp_path, host_for):
+    """--server: the running pack could not list models/inpaint (not registered), the sources name it."""
+    root = make_comfy_root(tmp_path)
+    write_pack(root, "inpaint-pack", {"nodes.py": """
+        import folder_paths
+
+        class PaintLoader:
+            @classmethod
+            def INPUT_TYPES(s):
+                return {"required": {"base": (folder_paths.get_filename_list("text_encoders"),),
+                                     "paint": (folder_paths.get_filename_list("inpaint"),)}}
+
+        NODE_CLASS_MAPPINGS = {"PaintLoader": PaintLoader}
+    """})
+    info = {"PaintLoader": {"input": {"required": {"base": [[]], "paint": [[]]}},
+                            "input_order": {"required": ["base", "paint"]}}}
+    assert apply_server_maps(info, {"PaintLoader": {"complete": False, "inputs": {
+        "base": [{"folder": "text_encoders", "prefix": "", "extensions": []}]}}}) == 1
+    host = host_for(root, info)
+    host.custom_nodes = root / "custom_nodes"
+    wf = make_workflow([node(1, "PaintLoader", ["clip_l.safetensors", "powerpaint/pytorch_model.bin"])])
+    assert {(s.ref.folder, s.ref.name, s.ref.folder_source) for s in scan_workflow_data(wf, "wf", host).models} == {
+        ("text_encoders", "clip_l.safetensors", "server"), ("inpaint", "powerpaint/pytorch_model.bin", "static")}

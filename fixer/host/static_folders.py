@@ -1131,7 +1131,8 @@ def add_pack_folders(host: Any, comfyui_root: Path, cache_file: Path | None = No
 
 class WithPackDefs(Mapping[str, Any]):
     """/object_info definitions (maybe none) completed by what the packs' sources say, read on first use:
-    a definition without a folder map gets the one read statically; a node type /object_info lacks gets
+    a definition without a folder map gets the one read statically, one whose map is not complete (a running
+    ComfyUI's, --server) gets the inputs it lacks; a node type /object_info lacks gets
     its read definition (input order included). Only `get`/`[]` are cheap: iterating reads every pack."""
 
     def __init__(self, object_info: dict[str, Any] | None, custom_nodes: Path):
@@ -1143,13 +1144,18 @@ class WithPackDefs(Mapping[str, Any]):
 
     def __getitem__(self, node_type: str) -> Any:
         d = self._info.get(node_type)
-        if isinstance(d, dict) and folder_map_of(d) is not None:
+        given = folder_map_of(d) if isinstance(d, dict) else None
+        if given is not None and given.complete:
             return d
         read = self._read().get(node_type)
         if d is None:
             if read is None:
                 raise KeyError(node_type)
             return read
+        if given is not None:
+            # A server's map that did not list every folder asked (a pack that lists a folder ComfyUI does
+            # not register itself): the sources complete it, as inside ComfyUI.
+            return with_folder_map(d, given.with_static(folder_map_of(read))) if read else d
         return with_folder_map(d, folder_map_of(read)) if read else d
 
     def __iter__(self) -> Iterator[str]:
