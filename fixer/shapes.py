@@ -120,6 +120,9 @@ class ScanResult(Record):
     packs: list[PackMatch]
     failed_packs: list[FailedPack]  # installed packs that did not load, whose node types the workflow wants
     rows: list[Row] = field(default_factory=list)  # what earlier runs of this workflow left per model (carried)
+    # How this workflow's last run ended, while the status is another workflow's run (a queued fix starts as
+    # soon as this one ends): the panel keeps saying how its own run went.
+    last_run: RunSummary | None = None
 
 
 # How the pack of a missing node type was identified (fixer/nodepacks/lookup.py).

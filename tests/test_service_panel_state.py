@@ -201,3 +201,25 @@ async def test_rows_of_a_workflow_survive_another_workflows_run_and_a_pick_there
     assert svc.status()["data"]["workflow"] == "A"
     assert after[NEAR_MISS]["state"] == "done" and after[NOWHERE]["state"] == "not_found"
     assert LORA not in after
+
+
+async def test_a_workflows_scan_says_how_its_last_run_ended_after_another_workflows_run(comfy_root, tmp_path,
+                                                                                          upstream):
+    """Fails on 0b301be (no `last_run` in the scan): B's fix, queued behind A's, starts the moment A's run ends
+    and takes the status; A's panel then had nothing to say how A's run went (the e2e panel flow saw A's
+    summary only when it looked in the moment between the two)."""
+    svc = service(comfy_root, tmp_path / "state")
+    wf_a = make_workflow([node(1, "LoraLoader", [LORA, 1, 1]), node(2, "LoraLoader", [NOWHERE, 1, 1])])
+    await svc.start_fix(wf_a, "A", review=True)
+    await wait_for(svc, lambda s: s["phase"] == "review")
+    await svc.start_fix(make_workflow([node(1, "LoraLoader", [NEAR_MISS, 1, 1])]), "B")
+    svc.cancel()
+    await wait_for(svc, lambda s: s["data"].get("workflow") == "B" and s["data"].get("summary"))
+
+    ended = (await svc.scan(wf_a, "A"))["last_run"]
+    assert ended is not None and ended["cancelled"] + ended["not_found"] == 2 and ended["done"] == 0
+    assert (await svc.scan(make_workflow([node(1, "LoraLoader", [LORA, 1, 1])]), "never fixed"))["last_run"] is None
+    # A's next run ending replaces what is said of it.
+    await svc.start_fix(wf_a, "A")
+    await svc._task
+    assert (await svc.scan(wf_a, "A"))["last_run"]["done"] == 1

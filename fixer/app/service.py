@@ -23,7 +23,7 @@ from ..events import ErrorRaised, Event, EventBus, PhaseChanged, RunFinished, Sc
 from ..host.host import Host, model_folders, target_root
 from ..identity.panel import IdentityPanel
 from ..models import Candidate, Resolution, to_jsonable
-from ..shapes import DoneEvent, DoneFile, Row, RunData
+from ..shapes import DoneEvent, DoneFile, Row, RunData, RunSummary
 from ..sources.family import report_families
 from ..sources.local import LocalSource
 from ..state import StateLock, StatusDocument, read_json, settled_status, write_json_atomic
@@ -120,6 +120,7 @@ class FixerService:
         # and the other rows of the workflow keep what was found for them (not "Missing" again).
         self._memory: OrderedDict[str, dict[str, Row]] = OrderedDict()
         self._found: OrderedDict[str, dict[str, Resolution]] = OrderedDict()
+        self._ended: OrderedDict[str, RunSummary] = OrderedDict()  # how each workflow's last run ended
         # Fixes pressed for other workflows while a run is busy: started one after the other when it ends.
         self._queued: OrderedDict[str, QueuedFix] = OrderedDict()
         self._sizing = 0  # files of the review whose size is being asked of their source
@@ -217,9 +218,11 @@ class FixerService:
         return list(merged.values())
 
     def _remember(self, run: FixRun) -> None:
-        """Keep the ended run's rows and sources for the next run of its workflow."""
-        rows = {r.name: replace(r, carried=False) for r in self._panel_data(run).models}
-        remember(self._memory, run.workflow, rows)
+        """Keep the ended run's rows, sources and summary for the workflow's next scan and run."""
+        data = self._panel_data(run)
+        remember(self._memory, run.workflow, {r.name: replace(r, carried=False) for r in data.models})
+        if data.summary is not None:
+            remember(self._ended, run.workflow, data.summary)
         remember(self._found, run.workflow, {**self._found.get(run.workflow, {}), **run.resolutions})
 
     def _resolution(self, name: str, workflow: str | None = None) -> Resolution | None:
@@ -273,6 +276,7 @@ class FixerService:
         result = await asyncio.to_thread(self.app.panel_scan, workflow, name)
         self.index_in_background()
         result.rows = [replace(r, carried=True) for r in self._memory.get(name, {}).values()]
+        result.last_run = self._ended.get(name)
         return to_jsonable(result)
 
     def index_in_background(self) -> None:

@@ -7,9 +7,11 @@
 //   scenario: {url, artifacts, models, wfModal, wfA, wfB, wfC, wfReport, nowhere, checkpoint, lora, modalModel}
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { closeDialogs, dialogTexts, openComfy, startFlow } from "./browser.mjs";
+import { closeDialogs, dialogTexts, itemTools, openComfy, startFlow } from "./browser.mjs";
 
-const { scenario, out, result, page, panel, shot, step, run } = await startFlow("panel_flow", "panel-result.json");
+const flow = await startFlow("panel_flow", "panel-result.json");
+const { scenario, out, result, page, panel, shot, step, run } = flow;
+const { untilStatus } = itemTools(flow, "panel", 60_000);
 const item = (name) => panel.locator(`.cfx-item[data-name="${name}"]`);
 const activeName = () => page.evaluate(() => app.extensionManager.workflow.activeWorkflow?.filename ?? null);
 
@@ -100,6 +102,11 @@ await run(async () => {
   step("partial discarded", { name: result.cancelledName });
   await panel.getByRole("button", { name: "Cancel all" }).click().catch(() => {});
   await untilSummary(60_000);
+  // B's queued fix starts as soon as A's run ends; once it has ended too, A's panel still says how A's went.
+  await untilStatus((doc) => doc?.data?.workflow === "workflow_B" && Boolean(doc.data.summary));
+  await page.waitForTimeout(800);
+  result.summaryAAfterB = await panel.locator('[data-testid="cfx-summary"]').innerText().catch(() => null);
+  await shot("34b-own-summary-after-queued-run");
 
   // 5. Workflow C: one file found, one not: the problem comes first, the finished row folds away.
   await load(scenario.wfC, "workflow_C");

@@ -76,6 +76,8 @@ def test_panel_keeps_runs_apart_problems_first_and_one_notice(comfy, upstream):
     assert "kept for resuming" in result["cancelledText"] and "Discard partial" in result["cancelledText"]
     assert "kept for resuming" not in result["discardedText"]
     folder = "checkpoints" if result["cancelledName"] == CHECKPOINT else "loras"
+    # A's run ended (Cancel all) and B's queued fix ran right after: A's panel still says how A's run went.
+    assert "for workflow_A" in (result["summaryAAfterB"] or ""), result["summaryAAfterB"]
     assert not list((comfy.models / folder).glob(result["cancelledName"] + ".part*"))
 
     # Problems first; finished rows fold into one line; compact is shorter.

@@ -523,21 +523,23 @@ function reviewBlock(data, state, actions) {
       button("Cancel", () => actions.cancel(null), { icon: "pi pi-times", busy: state.busy.has("cancel:*") })));
 }
 
+/** How a workflow's run ended, counted from its rows. */
+function endedBanner(workflow, rows) {
+  const c = rowCounts(rows);
+  const ok = c.failed + c.not_found + c.needs_choice + c.cancelled + c.login === 0;
+  const text = countsText(c) || "Nothing was downloaded";
+  return h(`div.cfx-banner.cfx-banner-${ok ? "ok" : "warn"}`, { "data-testid": "cfx-summary" },
+    h(`i.pi.${ok ? "pi-check-circle" : "pi-exclamation-triangle"}`),
+    h("div", h("div.cfx-banner-title", `${ok ? "All done" : "Finished with problems"} for ${workflow}`), h("div", text)));
+}
+
 function runBlock(status, state, actions) {
   const data = status?.data;
   if (!data?.models?.length && !isRunActive(status)) return null;
   const active = isRunActive(status);
   const rows = data?.models ?? [];
   if (status.phase === "review") return reviewBlock(data, state, actions);
-  if (!active) {
-    if (!data?.summary) return null;
-    const c = rowCounts(rows);
-    const ok = c.failed + c.not_found + c.needs_choice + c.cancelled + c.login === 0;
-    const text = countsText(c) || "Nothing was downloaded";
-    return h(`div.cfx-banner.cfx-banner-${ok ? "ok" : "warn"}`, { "data-testid": "cfx-summary" },
-      h(`i.pi.${ok ? "pi-check-circle" : "pi-exclamation-triangle"}`),
-      h("div", h("div.cfx-banner-title", `${ok ? "All done" : "Finished with problems"} for ${data.workflow}`), h("div", text)));
-  }
+  if (!active) return data?.summary ? endedBanner(data.workflow, rows) : null;
   const overall = data?.overall ?? {};
   const phase = { scanning: "Scanning", resolving: "Finding sources", downloading: "Downloading", verifying: "Verifying" }[status.phase];
   return h("div.cfx-run", { "data-testid": "cfx-run" },
@@ -636,8 +638,11 @@ export function renderPanel(state, actions) {
   const nothingWrong = report && !names.length && !elsewhere.length && !unsafe.length && !(report.missing_nodes ?? []).length;
   const busyElsewhere = runActive && !sameWorkflow;
   const finishedRows = groups.finished.map(rowFor);
-  const bannerShown = sameWorkflow && !runActive && Boolean(status?.data?.summary);
   const queuedHere = (status?.queued ?? []).includes(current);
+  // This workflow's last run ended and another workflow's run (a queued fix starts at once) holds the
+  // status: the panel still says how this one went, from what the server kept of it.
+  const ownEnded = !sameWorkflow && !queuedHere && report?.last_run ? endedBanner(current, [...runRows.values()]) : null;
+  const bannerShown = Boolean(ownEnded) || (sameWorkflow && !runActive && Boolean(status?.data?.summary));
   const notice = state.notice && (!state.notice.workflow || state.notice.workflow === current) ? state.notice : null;
   const list = state.compact ? "ul.cfx-table" : "ul.cfx-list";
 
@@ -659,6 +664,7 @@ export function renderPanel(state, actions) {
       notice.details && state.expanded?.has("notice") ? h("pre.cfx-details", notice.details) : null,
       notice.action ? [" ", h("a", { href: "#", onclick: (e) => { e.preventDefault(); notice.action.run(); } }, notice.action.label)] : null) : null,
     queuedErrors(status, current).map((e) => h("div.cfx-notice.cfx-notice-error", { "data-testid": "cfx-queued-error" }, e.error)),
+    ownEnded,
     busyElsewhere || (!sameWorkflow && status?.phase === "review") ? otherRunBanner(status, state, actions) : sameWorkflow ? runBlock(status, state, actions) : null,
     !runActive && !queuedHere && downloadable.length
       ? h("div.cfx-cta", button(`Download ${plural(downloadable.length, "missing model")}`, () => actions.fix(downloadable), {
