@@ -297,3 +297,22 @@ def test_a_servers_map_that_missed_a_folder_is_completed_by_the_packs_sources(tm
     wf = make_workflow([node(1, "PaintLoader", ["clip_l.safetensors", "powerpaint/pytorch_model.bin"])])
     assert {(s.ref.folder, s.ref.name, s.ref.folder_source) for s in scan_workflow_data(wf, "wf", host).models} == {
         ("text_encoders", "clip_l.safetensors", "server"), ("inpaint", "powerpaint/pytorch_model.bin", "static")}
+
+
+def test_a_loop_over_a_huge_range_adds_a_bounded_number_of_inputs(tmp_path):
+    """A pack's source is untrusted: `range(10000000)` in INPUT_TYPES is not run ten million times."""
+    defs = read_pack(write_pack(tmp_path, "huge", {"__init__.py": """
+        import folder_paths
+
+        class Huge:
+            @classmethod
+            def INPUT_TYPES(cls):
+                inputs = {"required": {}}
+                for i in range(10000000):
+                    for j in range(10000000):
+                        inputs["required"][f"lora_{i}_{j}"] = (folder_paths.get_filename_list("loras"),)
+                return inputs
+
+        NODE_CLASS_MAPPINGS = {"Huge": Huge}
+    """}))
+    assert 0 < len(defs["Huge"]["input"]["required"]) <= 256

@@ -570,7 +570,7 @@ def _value_key(e: ast.AST) -> str | None:
     return _attr_name(e)
 
 
-_MAX_LOOP = 256  # inputs a loop in INPUT_TYPES adds: packs add up to 50 of a kind
+_MAX_LOOP = 256  # inputs loops in one INPUT_TYPES add, all together: packs add up to 50 of a kind (x3 or x4)
 
 
 def _int(e: ast.expr, scope: _Scope, depth: int = 0) -> int | None:
@@ -897,7 +897,10 @@ class _NodeReader:
                         listings: dict[str, list[tuple[str, str]]], fixed: set[str]) -> None:
         """Inputs added to the returned dict after it was written (`inputs["required"][f"lora_name_{i}"] =
         (loras,)` in a `for i in range(1, 51)`, `inputs["optional"] = {...}`), in the order they run."""
+        added = [0]  # statements run, all loops together: bounded whatever ranges the source writes
+
         def add(section: str | None, name: str | None, node: ast.expr) -> None:
+            added[0] += 1
             entry = _entry(node, scope) if section in ("required", "optional") and name else None
             if entry is None or section is None or name is None:
                 return
@@ -909,8 +912,12 @@ class _NodeReader:
 
         def run(body: list[ast.stmt], env: dict[str, str], depth: int) -> None:
             for st in body:
+                if added[0] >= _MAX_LOOP:
+                    return
                 if isinstance(st, ast.For) and isinstance(st.target, ast.Name) and depth < 2:
                     for i in _range_of(st.iter, scope):
+                        if added[0] >= _MAX_LOOP:
+                            break
                         run(st.body, {**env, st.target.id: str(i)}, depth + 1)
                 if not isinstance(st, ast.Assign) or len(st.targets) != 1 \
                         or not isinstance(target := st.targets[0], ast.Subscript):
