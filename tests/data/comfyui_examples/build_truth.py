@@ -61,9 +61,10 @@ AUDIO_CORE = {"EmptyLatentAudio", "VAEEncodeAudio", "VAEDecodeAudio", "SaveAudio
               "AudioEncoderLoader", "AudioEncoderEncode"}
 # The frontend's own nodes: never sent to the server, never missing.
 FRONTEND_ONLY = {"Note", "MarkdownNote", "PrimitiveNode", "Reroute"}
-# ComfyUI's tokenizer reads `embedding:<name>` in any prompt text (comfy/sd1_clip.py); the name ends at
-# white space, a comma or a bracket of the weighting syntax.
-EMBEDDING = re.compile(r"embedding:([^\s,()]+)")
+# ComfyUI's tokenizer reads `embedding:<name>` in any prompt text it encodes (comfy/sd1_clip.py), at the
+# start of a word (after a space or a line break) or of a weighted segment (after a bracket); the name ends
+# at white space, a comma or a bracket of the weighting syntax.
+EMBEDDING = re.compile(r"(?:^|(?<=[ \n()]))embedding:([^\s,()]+)")
 WORKFLOW_SUFFIXES = {".png", ".webp", ".json", ".flac", ".jpg", ".jpeg"}
 
 
