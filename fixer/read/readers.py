@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Iterator
 
 from ..errors import WorkflowError
 from .audio_tags import FLAC_MAGIC, ID3_MAGIC, OGG_MAGIC, flac_texts, id3_texts, ogg_texts
+from .video_tags import EBML_MAGIC, matroska_texts, mp4_texts
 from .walk import printable, walk_files
 
 _orjson: ModuleType | None
@@ -84,6 +85,12 @@ def read_documents(path: Path) -> list[Doc]:
             elif head[:3] == ID3_MAGIC and ext == ".mp3":  # SaveAudioMP3
                 f.seek(0)
                 docs = _docs_from_texts(id3_texts(f, str(path)), path)
+            elif head[:4] == EBML_MAGIC:  # SaveWEBM (Matroska)
+                f.seek(0)
+                docs = _docs_from_texts(matroska_texts(f, str(path)), path)
+            elif head[4:8] == b"ftyp":  # SaveVideo (MP4)
+                f.seek(0)
+                docs = _docs_from_texts(mp4_texts(f, str(path)), path)
             elif ext in IMAGE_EXTS:
                 docs = _pillow_documents(path)
             elif ext in MEDIA_EXTS:
@@ -386,8 +393,8 @@ def _pillow_documents(path: Path) -> list[Doc]:
 
 
 def _media_documents(path: Path) -> list[Doc]:
-    """Other audio/video containers (MP4, WebM, MKV): metadata keys `workflow`/`prompt` (written by ComfyUI
-    through PyAV), read through PyAV."""
+    """Audio/video containers laid out otherwise than ComfyUI's savers write them (audio_tags, video_tags):
+    metadata keys `workflow`/`prompt`, read through PyAV when it is there."""
     try:
         import av  # ComfyUI ships PyAV; the standalone CLI may not have it
     except ImportError:
