@@ -120,6 +120,7 @@ def test_audio_without_a_workflow_or_with_a_damaged_comment_says_so(tmp_path, co
         "cut.flac": flac(whole[:-40]),  # the workflow field runs past the block: read to where it is whole
         "plain.ogg": ogg([b"\x01vorbis" + bytes(23), b"\x03vorbis" + vorbis_comment({"title": "x"})]),
         "lies.flac": flac(struct.pack("<II", 2**31, 2**31)),  # lengths past the end of everything
+        "count.flac": flac(struct.pack("<III", 0, 3, 8) + b"title=ab" + b"\x00\x00"),  # more fields than bytes
         "plain.mp3": mp3({"comment": "no workflow"}),
         "cut.mp3": mp3({"workflow": workflow_text()})[:200],  # the frame runs past the end of the file
     }

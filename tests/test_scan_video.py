@@ -12,8 +12,12 @@ import struct
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 
+from fixer.errors import WorkflowError
 from fixer.read import video_tags
+from fixer.read.readers import read_documents
 from fixer.read.scan import scan_paths
 from tests.conftest import make_workflow, node
 
@@ -105,3 +109,38 @@ def test_video_metadata_past_the_bound_is_refused_unread(tmp_path, comfy_root, h
     report = scan_paths([str(tmp_path)], host_for(comfy_root))
     assert {p.path: p.error.split(" is ")[0] for p in report.problems} == {
         "huge.webm": "its tags element", "huge.mp4": "its metadata box"}
+
+
+def _containers() -> dict[str, bytes]:
+    from tests.test_scan_audio import PROMPT as AUDIO_PROMPT
+    from tests.test_scan_audio import flac, mp3, ogg, vorbis_comment
+
+    fields = {"prompt": json.dumps(AUDIO_PROMPT), "workflow": workflow_text(2000)}
+    return {"a.flac": flac(vorbis_comment(fields), padding=64),
+            "a.opus": ogg([b"OpusHead" + bytes(11), b"OpusTags" + vorbis_comment(fields)]),
+            "a.mp3": mp3(fields), "a.webm": CASES["tags-after-clusters.webm"], "a.mp4": CASES["video.mp4"]}
+
+
+CONTAINERS = _containers()
+
+
+@seed(20261207)
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(sorted(CONTAINERS)), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)),
+                                                                 min_size=1, max_size=12),
+       cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_byte_mutated_audio_and_video_are_read_or_refused_never_crash(tmp_path, name, flips, cut) -> None:
+    """Every length field of these layouts is untrusted: a flipped or cut one reads or refuses the file."""
+    raw = bytearray(CONTAINERS[name])
+    for where, value in flips:
+        raw[min(len(raw) - 1, int(where * len(raw)))] = value
+    if cut is not None:
+        raw = raw[:int(cut * len(raw))]
+    path = tmp_path / name
+    path.write_bytes(bytes(raw))
+    try:
+        docs = read_documents(path)
+    except WorkflowError as e:
+        assert e.reason
+    else:
+        assert docs and all(kind in ("workflow", "prompt") for kind, _ in docs)

@@ -38,6 +38,8 @@ def vorbis_comment_texts(data: bytes) -> dict[str, str]:
     count = struct.unpack_from("<I", data, at)[0]
     at += 4
     for _ in range(min(count, (len(data) - at) // 4)):  # each field holds at least its length
+        if at + 4 > len(data):
+            break
         size = struct.unpack_from("<I", data, at)[0]
         field = data[at + 4:at + 4 + size]
         if len(field) < size:
