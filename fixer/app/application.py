@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from ..config import Config
 from ..errors import ConfigError
 from ..events import EventBus
-from ..host.host import Host, target_root
-from ..models import Candidate, ModelRef, ModelStatus, Resolution, ScanReport
+from ..host.host import Host, target_root, with_pack_folders
+from ..models import Candidate, MapSource, ModelRef, ModelStatus, Resolution, ScanReport
 from ..shapes import MissingNode, ModelEntry, PackMatch, PartialFile, Row, RunData, ScanResult
 from ..state import StatusDocument, write_json_atomic
 from .outputs import ResolutionsFile, RunStatus, ScriptsOfLastRun, plain_view
@@ -33,6 +33,7 @@ OFFERED_PACKS_FILE = "offered_packs.json"  # the pack ids the last panel scan of
 # another place ("elsewhere") is linked from there (never moved; no bytes downloaded when it is the same file),
 # so the workflow runs after the fix; a refused reference ("unsafe") is never fetched.
 FETCHED_STATES = ("missing", "elsewhere")
+_FROM_A_PACK = frozenset(get_args(MapSource))  # folders learned from an installed pack's node definition
 
 
 def models_to_fetch(report: ScanReport, wanted: Iterable[str] | None = None) -> list[ModelRef]:
@@ -154,8 +155,12 @@ class Application:
                                          for n in report.missing_nodes],
                           packs=packs, failed_packs=report.failed_packs)
 
-    def root_for(self, folder: str) -> str:
-        return target_root(self.host.folders(), folder)
+    def write_folders(self, refs: Iterable[ModelRef] = ()) -> dict[str, list[str]]:
+        """Where files for `refs` may go: the host's folders, plus models/<key> for a folder an installed pack's
+        loader among them reads without registering it (learned from the pack's definition, never from a
+        workflow's word or a keyword guess)."""
+        keys = {r.folder for r in refs if r.folder and r.folder_source in _FROM_A_PACK}
+        return with_pack_folders(self.host.folders(), self.host.models_dir(), keys)
 
     def dest_of(self, s: ModelStatus) -> str | None:
         """Where a fix puts a model it fetches (a missing one, or one linked in from another place: the panel's
@@ -164,14 +169,16 @@ class Application:
 
         if s.state not in FETCHED_STATES or not s.ref.folder:
             return None
-        return destination(self.root_for, s.ref.folder, s.ref.name)[0]
+        folders = self.write_folders([s.ref])
+        return destination(lambda folder: target_root(folders, folder), s.ref.folder, s.ref.name)[0]
 
-    def review_plan(self, rows: Iterable[Row]) -> Plan:
-        """The plan of the files a run holds for review (the CLI's question, the panel's button)."""
+    def review_plan(self, rows: Iterable[Row], folders: dict[str, list[str]]) -> Plan:
+        """The plan of the files a run holds for review (the CLI's question, the panel's button), into the
+        run's folders."""
         from .review import make_plan
 
         return make_plan(((r.name, r.folder, r.size) for r in rows if r.state == "review" and r.folder),
-                         self.root_for)
+                         lambda folder: target_root(folders, folder))
 
     # --- fix runs ------------------------------------------------------------------------------
     def new_run(self, refs: list[ModelRef], *, inventory: Inventory | None, workflow: str,
@@ -183,7 +190,7 @@ class Application:
         from .run import FixRun
 
         host = self.host
-        run = FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=host.folders(),
+        run = FixRun(refs, config=self.config, secrets=self.secrets(), bus=self.bus, folders=self.write_folders(refs),
                      extensions=host.extensions, inventory=inventory, state_dir=self.state_dir,
                      comfyui_root=self.comfyui_root, workflow=workflow, chosen=chosen, recorded=recorded,
                      review=review, save_as=save_as, families=families)

@@ -527,7 +527,7 @@ def fix(ctx: RunContext, resume: bool) -> int:
             declined = True  # an unreadable terminal or Ctrl-C is a no, never a run waiting forever
             try:
                 with plain_ctrl_c():
-                    declined = not review_prompt(ctx.app.review_plan(run.rows.values()), ctx.root,
+                    declined = not review_prompt(ctx.app.review_plan(run.rows.values(), run.folders), ctx.root,
                                                  origins=held_origins(run))
             except KeyboardInterrupt:
                 print()

@@ -196,10 +196,10 @@ class FixerService:
         data = run.snapshot()
         for row in data.models:
             if row.folder and not row.path:
-                row.dest, _ = destination(self.app.root_for, row.folder, row.name)
+                row.dest, _ = destination(lambda folder: target_root(run.folders, folder), row.folder, row.name)
             if row.name in run.save_as:  # a pasted link's file keeps its name: the page repoints to it on landing
                 row.saved_as = run.save_as[row.name]
-        plan = self.app.review_plan(data.models)
+        plan = self.app.review_plan(data.models, run.folders)
         if plan.files:
             data.plan = plan.doc(self.comfyui_root)
             data.plan.sizing = self._sizing
@@ -481,11 +481,12 @@ class FixerService:
                      for roots in model_folders(folders).values() for root in roots if os.path.isdir(root))
         if not inside or not os.path.isfile(real):
             raise UnsafePath(path, "only files inside ComfyUI's model folders can be relinked")
-        dest_root = target_root(folders, folder, name=name, extensions=self.host.extensions)
         report, _ = await asyncio.to_thread(self.app.scan_workflow, workflow, wf_name)
         ref = next((s.ref for s in report.models if s.ref.name == name), None)
         if ref is None:
             raise FixerError(f"{name} is not a model this workflow uses; scan again", code="request_invalid")
+        dest_root = target_root(self.app.write_folders([ref] if ref.folder == folder else []), folder, name=name,
+                                extensions=self.host.extensions)
         want = ref.stated_sha256
         have = await LocalSource(self.identity.index).sha256_of(real) if want else None
         if want and have != want:
@@ -521,7 +522,7 @@ class FixerService:
             raise FixerError(f"{name}: its ComfyUI folder is unknown, so the file has nowhere to go; install the "
                              "node pack that loads it, then scan again", code="folder_unknown")
         # Refused here, before anything starts, with the file's name: `hf:org/repo/evil.py` is not a model.
-        target_root(self.host.folders(), folder, name=candidate.filename, extensions=self.host.extensions)
+        target_root(self.app.write_folders([ref]), folder, name=candidate.filename, extensions=self.host.extensions)
         candidate = replace(candidate, folder=folder)
         action("user_link", name=name, folder=folder, source=candidate.source, saved_as=candidate.filename,
                url=public_url(candidate.url or ""))

@@ -85,6 +85,7 @@ class HostSnapshot:
     exts: dict[str, list[str]]
     types: list[str] | None
     node_source: str = "host"
+    models: str | None = None
 
     @classmethod
     def of(cls, host: Any) -> "HostSnapshot":
@@ -92,10 +93,13 @@ class HostSnapshot:
         known = host.node_types()
         return cls(paths=paths, exts={k: sorted(host.extensions(k)) for k in paths},
                    types=sorted(known) if known is not None else None,
-                   node_source=getattr(host, "node_source", "host"))
+                   node_source=getattr(host, "node_source", "host"), models=host.models_dir())
 
     def folders(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.paths.items()}
+
+    def models_dir(self) -> str | None:
+        return self.models
 
     def extensions(self, folder: str) -> frozenset[str]:
         from ..constants import map_legacy

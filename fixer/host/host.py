@@ -48,6 +48,9 @@ class Host(Protocol):
     def node_defs(self) -> Mapping[str, Any] | None:
         """/object_info-shaped definitions, to learn a custom loader's folder from its COMBO."""
 
+    def models_dir(self) -> str | None:
+        """ComfyUI's models/ folder (folder_paths.models_dir), or None when unknown."""
+
 
 @dataclass(eq=False, repr=False)
 class StandaloneHost(Record):
@@ -141,6 +144,9 @@ class StandaloneHost(Record):
     def folders(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.paths.items()}
 
+    def models_dir(self) -> str | None:
+        return str(self.root / "models")
+
     def extensions(self, folder: str) -> frozenset[str]:
         return self.exts.get(folder, frozenset())
 
@@ -177,6 +183,10 @@ class FolderPathsHost(Record):
     def extensions(self, folder: str) -> frozenset[str]:
         entry = self.folder_paths.folder_names_and_paths.get(map_legacy(folder))
         return frozenset(entry[1]) if entry else frozenset()
+
+    def models_dir(self) -> str | None:
+        models_dir = getattr(self.folder_paths, "models_dir", None)
+        return models_dir if isinstance(models_dir, str) else None
 
     def node_types(self) -> set[str] | None:
         return set(self.node_classes()) if self.node_classes else None
@@ -242,6 +252,20 @@ def pack_model_dirs(models_dir: Path, registered: dict[str, list[str]]) -> dict[
         return {}
     return {d.name: str(d) for d in dirs
             if os.path.normpath(str(d)) not in known and d.name not in registered and d.name not in NON_MODEL_FOLDERS}
+
+
+def with_pack_folders(folders: dict[str, list[str]], models_dir: str | None,
+                      keys: Iterable[str]) -> dict[str, list[str]]:
+    """`folders` plus models/<key> for each of `keys` nothing registers: folders an installed pack's loader
+    reads under ComfyUI's models/ itself (BrushNet lists models/inpaint), named by the pack's definition. Until
+    the folder exists ComfyUI knows no such key; the loader still reads there, so that is where its files go
+    (created by the download). Only a plain key names such a folder, never a path."""
+    out = dict(folders)
+    for key in keys:
+        if models_dir and key not in out and key not in NON_MODEL_FOLDERS and "/" not in key \
+                and map_legacy(key) == key and not unsafe_reason(key):
+            out[key] = [os.path.join(models_dir, key)]
+    return out
 
 
 def model_folders(folders: dict[str, list[str]]) -> dict[str, list[str]]:
