@@ -32,10 +32,9 @@ DEFAULT_FOLDER_DIRS: dict[str, tuple[str, ...]] = {
 LEGACY_FOLDERS = {"unet": "diffusion_models", "clip": "text_encoders"}
 
 # Node types the frontend owns: never "missing" on the server.
-FRONTEND_ONLY_NODE_TYPES = frozenset(
-    {"Reroute", "Note", "MarkdownNote", "PrimitiveNode", "PrimitiveInt", "PrimitiveFloat",
-     "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean", "Comfy.ImagePreview"}
-)
+# PrimitiveInt, PrimitiveString, ... are not among them: they are server nodes (comfy_extras/nodes_primitive.py),
+# which a ComfyUI older than them lacks (then they are missing node types: update ComfyUI).
+FRONTEND_ONLY_NODE_TYPES = frozenset({"Reroute", "Note", "MarkdownNote", "PrimitiveNode", "Comfy.ImagePreview"})
 
 # Sent by the panel (web/lib/api.js) and the CLI on every call to the pack's routes, which refuse requests
 # without it: a page of another site cannot add a custom header (see fixer/comfy/web_guard.py).

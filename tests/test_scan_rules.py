@@ -118,6 +118,16 @@ def test_missing_node_types_skip_frontend_only_types(comfy_root, host_for, objec
                                                                         "comfyui-impact-pack")]
 
 
+def test_primitive_value_nodes_are_server_nodes_an_older_comfyui_lacks(comfy_root, host_for, object_info):
+    """Fails on 3ac7c4e: PrimitiveInt & co. were taken for frontend-only nodes (like PrimitiveNode), so a ComfyUI
+    without them (older than comfy_extras/nodes_primitive.py) was never told they are missing."""
+    wf = make_workflow([node(1, "PrimitiveNode"), node(2, "PrimitiveInt", [7]), node(3, "PrimitiveString", ["x"])])
+    assert scan_workflow_data(wf, "wf", host_for(comfy_root, object_info)).missing_nodes == []  # 0.3.64 has them
+    older = {k: v for k, v in object_info.items() if not k.startswith("Primitive")}
+    missing = scan_workflow_data(wf, "wf", host_for(comfy_root, older)).missing_nodes
+    assert [n.node_type for n in missing] == ["PrimitiveInt", "PrimitiveString"]
+
+
 def test_without_node_definitions_node_checking_is_skipped(comfy_root, host_for):
     report = scan_workflow_data(make_workflow([node(1, "Anything")]), "wf", host_for(comfy_root))
     assert report.node_check == "skipped" and report.missing_nodes == []
