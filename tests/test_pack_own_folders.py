@@ -12,36 +12,53 @@ import os
 
 from fixer.app.application import Application
 from fixer.config import Config
+from fixer.host.folder_probe import folder_map_of
 from fixer.host.host import StandaloneHost, target_root, with_pack_folders
+from fixer.host.static_folders import read_pack
 from fixer.models import ModelRef, ModelStatus
 from tests.conftest import make_comfy_root, make_workflow, node, write_json
 from tests.test_cli_auto import run_auto
 from tests.test_static_folders import write_pack
 
-# BrushNet's way: the folder from folder_paths when registered, else models/<name> itself.
+# A folder the pack lists itself under models/, as many packs do (BrushNet through a helper, others inline).
 OWN_FOLDER_PACK = {"nodes.py": """
     import os
     import folder_paths
 
-    def files_in(folder_name):
-        try:
-            dirs = folder_paths.get_folder_paths(folder_name)
-        except KeyError:
-            dirs = [os.path.join(folder_paths.models_dir, folder_name)]
-        found = {}
-        for d in dirs:
-            for f in os.listdir(d) if os.path.isdir(d) else []:
-                found[f] = d
-        return found
-
     class PaintLoader:
         @classmethod
-        def INPUT_TYPES(self):
-            self.paint_files = files_in("inpaint")
-            return {"required": {"paint": ([f for f in self.paint_files],)}}
+        def INPUT_TYPES(s):
+            own = os.path.join(folder_paths.models_dir, "inpaint")
+            return {"required": {"paint": (sorted(os.listdir(own)) if os.path.isdir(own) else [],)}}
 
     NODE_CLASS_MAPPINGS = {"PaintLoader": PaintLoader}
 """}
+
+
+def test_a_folder_a_pack_lists_itself_under_models_is_read_as_that_folder(tmp_path):
+    """Fails on 3ac7c4e (folder unknown): `os.listdir(os.path.join(folder_paths.models_dir, "luts"))` in
+    INPUT_TYPES. A legacy directory (models/clip is text_encoders' second place, where a download would not go)
+    and a deeper subfolder (names the node joins to models/tensorrt/rife) stay unknown rather than wrong."""
+    defs = read_pack(write_pack(tmp_path, "own-folders", {"nodes.py": """
+        import os
+        import folder_paths
+
+        class OwnFolders:
+            @classmethod
+            def INPUT_TYPES(cls):
+                luts = os.path.join(folder_paths.models_dir, "luts")
+                return {"required": {
+                    "lut_file": (os.listdir(luts), {"default": "Cinematic.cube"}),
+                    "font": (["None"] + os.listdir(os.path.join(folder_paths.models_dir, "fonts")),),
+                    "clip": (os.listdir(os.path.join(folder_paths.models_dir, "clip")),),
+                    "engine": (os.listdir(os.path.join(folder_paths.models_dir, "tensorrt", "rife")),)}}
+
+        NODE_CLASS_MAPPINGS = {"OwnFolders": OwnFolders}
+    """}))
+    fm = folder_map_of(defs["OwnFolders"])
+    assert fm is not None
+    assert [fm.locate(i, "a.safetensors") for i in ("lut_file", "font", "clip", "engine")] == [
+        ("luts", "a.safetensors"), ("fonts", "a.safetensors"), None, None]
 
 
 def test_a_folder_nothing_registers_is_added_under_models_only_as_a_plain_key(tmp_path):
@@ -66,8 +83,8 @@ def test_only_a_folder_learned_from_a_pack_gets_a_destination(tmp_path):
 
 
 def test_auto_downloads_into_the_folder_a_pack_reads_itself(tmp_path, upstream):
-    """Fails on 259e5ad: "ComfyUI has no model folder 'inpaint': ... install the node pack that registers it"
-    while the pack was installed and reads models/inpaint itself."""
+    """Fails on 3ac7c4e: "ComfyUI has no model folder 'inpaint': ... install the node pack that registers it"
+    while the pack was installed and lists models/inpaint itself (on 259e5ad for BrushNet's helper pattern)."""
     root = make_comfy_root(tmp_path)
     write_pack(root, "paint-pack", OWN_FOLDER_PACK)
     lora = upstream.payloads["tiny-lora"]

@@ -40,12 +40,13 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _FOLDER_CALLS = frozenset({"get_filename_list", "get_filename_list_", "get_folder_paths"})
+_LISTING_CALLS = frozenset({"listdir", "scandir"})  # a folder the pack lists itself (os.listdir(path))
 _V3_KINDS = {"Combo": "COMBO", "Int": "INT", "Float": "FLOAT", "String": "STRING", "Boolean": "BOOLEAN"}
 _SKIP_DIRS = frozenset({".git", "__pycache__", "node_modules", "web", "js", "venv", ".venv", "site-packages",
                         "tests", "test", "docs", "example_workflows", "examples", "workflows"})
 _MENTIONS = ("INPUT_TYPES", "define_schema", "folder_paths", "NODE_CLASS_MAPPINGS")
 _MAX_FILE_BYTES = 2_000_000
-_CACHE_VERSION = "static_folders 4"  # bump when what a reading holds changes
+_CACHE_VERSION = "static_folders 5"  # bump when what a reading holds changes
 _DEPTH = 6
 _MODELS = "\x00models"  # stands for folder_paths.models_dir while a path expression is evaluated
 
@@ -697,6 +698,9 @@ def _listings(e: ast.expr, scope: _Scope, depth: int = 0, prefix: str = "") -> l
         if name in _FOLDER_CALLS and e.args:
             folder = scope.folder_name(e.args[0])
             return [(prefix, folder)] if folder else []
+        if name in _LISTING_CALLS and e.args:  # os.listdir(os.path.join(folder_paths.models_dir, "luts"))
+            folder = _own_models_folder(e.args[0], scope)
+            return [(prefix, folder)] if folder else []
         out: list[tuple[str, str]] = []
         for a in list(e.args) + [k.value for k in e.keywords]:
             out += _listings(a, scope, depth + 1, prefix)
@@ -737,6 +741,21 @@ def _listings(e: ast.expr, scope: _Scope, depth: int = 0, prefix: str = "") -> l
     if isinstance(e, ast.IfExp):
         return _listings(e.body, scope, depth + 1, prefix) + _listings(e.orelse, scope, depth + 1, prefix)
     return []
+
+
+def _own_models_folder(e: ast.expr, scope: _Scope) -> str | None:
+    """The folder a pack lists itself under ComfyUI's models/ (`os.listdir(os.path.join(folder_paths.models_dir,
+    "luts"))`): its key when the path is exactly models/<key>. A deeper subfolder (`models/tensorrt/rife`) lists
+    names the node joins to that subfolder, which no folder key says; a legacy directory (`models/clip`) is only
+    the second place of its key (`text_encoders`), where a download would not go: both left unknown."""
+    names = {k: v[0] for k, v in scope.assigned.items() if len(v) == 1}
+    path = scope.pack.string(e, names, scope.env)
+    if path is None or not path.startswith(_MODELS + "/"):
+        return None
+    rel = path[len(_MODELS) + 1:].replace("\\", "/").strip("/")
+    if not rel or "/" in rel or rel in (".", "..") or map_legacy(rel) != rel:
+        return None
+    return rel
 
 
 def _bound_folders(fn: ast.AST, call: ast.Call, scope: _Scope) -> dict[str, str]:
