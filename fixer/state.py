@@ -108,8 +108,9 @@ class StatusDocument:
         self._wrote: tuple[int, int, int] | None = None  # the file this document last wrote (or last saw)
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, PhaseChanged):
-            self.update(phase=event.phase, force=True)
+        if isinstance(event, PhaseChanged):  # a phase that says how many items it works through starts at 0 of them
+            self.update(phase=event.phase, progress=StatusProgress(0, event.total, 0.0) if event.total else None,
+                        force=True)
         elif isinstance(event, Progress):
             self.set_progress(event.current, event.total)
         elif isinstance(event, ErrorRaised):

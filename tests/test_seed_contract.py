@@ -183,3 +183,21 @@ def test_status_with_nothing_run_is_idle(world):
     proc = fixer(world, "--status", "--json")
     doc = json.loads(proc.communicate(timeout=30)[0])
     assert doc["phase"] == "idle" and doc["data"]["downloads_failed"] == 0 and doc["errors"] == []
+
+
+def test_a_phase_that_says_its_number_of_items_starts_the_progress_at_0_of_them(tmp_path):
+    """Fails on c217907: progress stayed 0 of 0 until an item ended (a run killed while resolving or during its
+    first download left `total` 0, so the guide's agent script, which reports while `total` > 0, said nothing)."""
+    from fixer.events import PhaseChanged, Progress
+    from fixer.state import StatusDocument
+
+    doc = StatusDocument(tmp_path / "status.json", min_interval=0)
+
+    def progress() -> dict:
+        return json.loads((tmp_path / "status.json").read_text())["progress"]
+
+    doc(PhaseChanged("resolving", total=3))
+    assert progress() == {"current": 0, "total": 3, "percent": 0.0}
+    doc(Progress(2, 3))
+    doc(PhaseChanged("downloading"))  # a phase that does not count items leaves the figures as they are
+    assert progress() == {"current": 2, "total": 3, "percent": 66.7}

@@ -58,6 +58,9 @@ def test_get_killed_mid_download_resumes_to_the_right_bytes(upstream, tmp_path):
     assert not target.exists() and part.exists()
     record = json.loads((state / "output" / "downloaded_models.json").read_text())["downloads"][0]
     assert record["state"] == "queued" and record["path"] == str(target)
+    # The guide's progress said how many files the command works through from its start (the agent script
+    # reports progress only while `total` > 0): 0 of 1 here.
+    assert json.loads((state / "status.json").read_text())["progress"] == {"current": 0, "total": 1, "percent": 0.0}
 
     fr.faults(upstream, fr.hf_key("t/kill", "killme.safetensors")).rate = None
     upstream.requests.clear()
@@ -73,6 +76,8 @@ def test_get_killed_mid_download_resumes_to_the_right_bytes(upstream, tmp_path):
     assert sum(end - start for start, end in closed) < len(data)
     record = json.loads((state / "output" / "downloaded_models.json").read_text())["downloads"][0]
     assert record["state"] == "done" and record["sha256"] == hashlib.sha256(data).hexdigest()
+    status = json.loads((state / "status.json").read_text())
+    assert (status["phase"], status["progress"]) == ("complete", {"current": 1, "total": 1, "percent": 100.0})
 
 
 def test_get_takes_name_and_sha256_from_civitai_and_writes_a_token_free_script(upstream, tmp_path):

@@ -117,7 +117,7 @@ async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
 
     def on_event(event: object) -> None:
         if isinstance(event, (TransferProgress, TransferDone)):
-            publish(ctx, transfers, isinstance(event, TransferDone))
+            publish(ctx, transfers, len(reqs), isinstance(event, TransferDone))
 
     unsubscribe = [ctx.bus.subscribe(on_event)]
     if not quiet:
@@ -155,15 +155,17 @@ async def _run(ctx: Any, reqs: list[TransferRequest]) -> list[Transfer]:
     finally:
         for fn in unsubscribe:
             fn()
-    publish(ctx, transfers, True)
+    publish(ctx, transfers, len(reqs), True)
     # The command got to its end: complete, failures counted (phase error is for a run that could not finish).
     ctx.bus.emit(PhaseChanged("complete"))
     return transfers
 
 
-def publish(ctx: Any, transfers: list[Transfer], force: bool) -> None:
-    """status.json for the download commands: the guide's counters, and the files as data."""
+def publish(ctx: Any, transfers: list[Transfer], total: int, force: bool) -> None:
+    """status.json for the download commands: the guide's progress (files ended of the command's `total`),
+    its counters, and the files as data."""
     current = next((t.request.model_name or t.request.filename for t in transfers if t.state == "downloading"), None)
+    ctx.status.set_progress(sum(t.state in ("done", "failed", "cancelled") for t in transfers), total)
     ctx.status.set_counts({"downloads_successful": sum(t.state == "done" for t in transfers),
                            "downloads_failed": sum(t.state == "failed" for t in transfers),
                            "current_download": current})
