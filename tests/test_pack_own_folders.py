@@ -75,10 +75,10 @@ def test_only_a_folder_learned_from_a_pack_gets_a_destination(tmp_path):
     app = Application(tmp_path / "state", Config(), StandaloneHost.from_root(root), comfyui_root=root)
     ref = ModelRef(name="brushnet/x.safetensors", folder="inpaint", folder_source="static")
     from_pack = ModelStatus(ref, "missing")
-    assert app.dest_of(from_pack) == str(root / "models" / "inpaint" / "brushnet" / "x.safetensors")
+    assert app.dest_of(from_pack, app.host.folders()) == str(root / "models" / "inpaint" / "brushnet" / "x.safetensors")
     for said_by in ("hint", "keyword"):  # a workflow's word or a guess: ComfyUI has no such folder, refused
         other = ModelStatus(ModelRef(name="x.safetensors", folder="inpaint", folder_source=said_by), "missing")
-        assert app.dest_of(other) is None
+        assert app.dest_of(other, app.host.folders()) is None
     assert target_root(app.write_folders([from_pack.ref]), "inpaint") == str(root / "models" / "inpaint")
 
 

@@ -142,7 +142,8 @@ class Application:
         report, _ = self.scan_workflow(workflow, name)
         packs = self.packs_for(report)
         write_json_atomic(self.state_dir / OFFERED_PACKS_FILE, sorted({p.id for p in packs if p.manager_installable}))
-        models = [model_entry(s, self.dest_of(s)) for s in report.models]
+        folders = self.host.folders()  # asked once: inside ComfyUI it lists models/ for the packs' own folders
+        models = [model_entry(s, self.dest_of(s, folders)) for s in report.models]
         for m in models:
             m.partial = partial_on_disk(m.dest) if m.dest else None
         summary = counts(report)
@@ -155,22 +156,23 @@ class Application:
                                          for n in report.missing_nodes],
                           packs=packs, failed_packs=report.failed_packs)
 
-    def write_folders(self, refs: Iterable[ModelRef] = ()) -> dict[str, list[str]]:
-        """Where files for `refs` may go: the host's folders, plus models/<key> for a folder an installed pack's
-        loader among them reads without registering it (learned from the pack's definition, never from a
-        workflow's word or a keyword guess)."""
+    def write_folders(self, refs: Iterable[ModelRef] = (),
+                      folders: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+        """Where files for `refs` may go: the host's folders (`folders` when the caller already asked for
+        them), plus models/<key> for a folder an installed pack's loader among them reads without registering
+        it (learned from the pack's definition, never from a workflow's word or a keyword guess)."""
         keys = {r.folder for r in refs if r.folder and r.folder_source in _FROM_A_PACK}
-        return with_pack_folders(self.host.folders(), self.host.models_dir(), keys)
+        return with_pack_folders(self.host.folders() if folders is None else folders, self.host.models_dir(), keys)
 
-    def dest_of(self, s: ModelStatus) -> str | None:
+    def dest_of(self, s: ModelStatus, folders: dict[str, list[str]]) -> str | None:
         """Where a fix puts a model it fetches (a missing one, or one linked in from another place: the panel's
-        "Use this file"), so the panel says where it goes before it goes."""
+        "Use this file"), so the panel says where it goes before it goes; `folders`: the host's."""
         from .review import destination
 
         if s.state not in FETCHED_STATES or not s.ref.folder:
             return None
-        folders = self.write_folders([s.ref])
-        return destination(lambda folder: target_root(folders, folder), s.ref.folder, s.ref.name)[0]
+        within = self.write_folders([s.ref], folders)
+        return destination(lambda folder: target_root(within, folder), s.ref.folder, s.ref.name)[0]
 
     def review_plan(self, rows: Iterable[Row], folders: dict[str, list[str]]) -> Plan:
         """The plan of the files a run holds for review (the CLI's question, the panel's button), into the

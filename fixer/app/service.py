@@ -485,8 +485,8 @@ class FixerService:
         ref = next((s.ref for s in report.models if s.ref.name == name), None)
         if ref is None:
             raise FixerError(f"{name} is not a model this workflow uses; scan again", code="request_invalid")
-        dest_root = target_root(self.app.write_folders([ref] if ref.folder == folder else []), folder, name=name,
-                                extensions=self.host.extensions)
+        dest_root = target_root(self.app.write_folders([ref] if ref.folder == folder else [], folders), folder,
+                                name=name, extensions=self.host.extensions)
         want = ref.stated_sha256
         have = await LocalSource(self.identity.index).sha256_of(real) if want else None
         if want and have != want:
