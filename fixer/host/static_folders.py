@@ -445,11 +445,8 @@ class _Registrar:
         if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
             a, b = self.dirs(e.left, env, depth + 1), self.dirs(e.right, env, depth + 1)
             return a + b if a is not None and b is not None else None
-        path = self.pack.string(e, self.names, env)
-        if path is None or not path.startswith(_MODELS + "/"):
-            return None
-        rel = path[len(_MODELS) + 1:].replace("\\", "/").strip("/")
-        return [rel] if rel and ".." not in rel.split("/") else None
+        rel = _under_models(self.pack.string(e, self.names, env))
+        return [rel] if rel else None
 
     def node(self, n: ast.AST, env: dict[str, str], exts: dict[str, frozenset[str]],
              depth: int) -> Iterator[tuple[str, list[str]]]:
@@ -749,13 +746,17 @@ def _own_models_folder(e: ast.expr, scope: _Scope) -> str | None:
     names the node joins to that subfolder, which no folder key says; a legacy directory (`models/clip`) is only
     the second place of its key (`text_encoders`), where a download would not go: both left unknown."""
     names = {k: v[0] for k, v in scope.assigned.items() if len(v) == 1}
-    path = scope.pack.string(e, names, scope.env)
+    rel = _under_models(scope.pack.string(e, names, scope.env))
+    return rel if rel and "/" not in rel and rel != "." and map_legacy(rel) == rel else None
+
+
+def _under_models(path: str | None) -> str | None:
+    """The part of an evaluated path under ComfyUI's models/ (`_MODELS/xlabs/controlnets` -> `xlabs/controlnets`),
+    or None: not under it, or climbing out of it."""
     if path is None or not path.startswith(_MODELS + "/"):
         return None
     rel = path[len(_MODELS) + 1:].replace("\\", "/").strip("/")
-    if not rel or "/" in rel or rel in (".", "..") or map_legacy(rel) != rel:
-        return None
-    return rel
+    return rel if rel and ".." not in rel.split("/") else None
 
 
 def _bound_folders(fn: ast.AST, call: ast.Call, scope: _Scope) -> dict[str, str]:
