@@ -21,9 +21,15 @@ OGG_MAGIC = b"OggS"
 ID3_MAGIC = b"ID3"
 MAX_COMMENT_BYTES = 2 * 64 * 2**20 + 2**20  # a workflow and its prompt, each at most a workflow's bound
 MAX_BLOCKS = 100_000  # FLAC metadata blocks or Ogg pages before the comment: no saved file has this many
-_KEYS = ("workflow", "prompt")
+WORKFLOW_KEYS = ("workflow", "prompt")  # the metadata ComfyUI writes (video_tags reads the same)
 _FLAC_VORBIS_COMMENT = 4
 _OGG_COMMENT_MARKS = (b"OpusTags", b"\x03vorbis")  # the second packet of an Opus / a Vorbis stream
+
+
+def too_big(path: str, what: str, size: int) -> WorkflowError:
+    """The refusal of a tag or comment larger than the bound, unread."""
+    return WorkflowError(path, f"its {what} is {size / 2**20:.0f} MiB, more than a workflow and its prompt can be; "
+                         "it was not read")
 
 
 def vorbis_comment_texts(data: bytes) -> dict[str, str]:
@@ -47,7 +53,7 @@ def vorbis_comment_texts(data: bytes) -> dict[str, str]:
         at += 4 + size
         key, sep, value = field.partition(b"=")
         name = key.decode("ascii", "replace").lower()
-        if sep and name in _KEYS:
+        if sep and name in WORKFLOW_KEYS:
             texts.setdefault(name, value.decode("utf-8", "replace"))
     return texts
 
@@ -121,8 +127,7 @@ def id3_texts(f: BinaryIO, path: str) -> dict[str, str]:
         return {}
     version, flags, size = head[3], head[5], _syncsafe(head[6:10])
     if size > MAX_COMMENT_BYTES:
-        raise WorkflowError(path, f"its ID3 tag is {size / 2**20:.0f} MiB, more than a workflow and its prompt "
-                            "can be; it was not read")
+        raise too_big(path, "ID3 tag", size)
     tag = f.read(size)
     if version == 3 and flags & 0x80:  # v2.3: the whole tag unsynchronised
         tag = tag.replace(b"\xff\x00", b"\xff")
@@ -140,7 +145,7 @@ def id3_texts(f: BinaryIO, path: str) -> dict[str, str]:
         if version == 4 and frame_flags & 0x02:
             body = body.replace(b"\xff\x00", b"\xff")
         key, value = _txxx(body)
-        if key in _KEYS:
+        if key in WORKFLOW_KEYS:
             texts.setdefault(key, value)
     return texts
 

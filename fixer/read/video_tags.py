@@ -14,18 +14,12 @@ import struct
 from typing import BinaryIO
 
 from ..errors import WorkflowError
-from .audio_tags import MAX_BLOCKS, MAX_COMMENT_BYTES
+from .audio_tags import MAX_BLOCKS, MAX_COMMENT_BYTES, WORKFLOW_KEYS, too_big
 
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
-_KEYS = ("workflow", "prompt")
 _SEGMENT, _CLUSTER, _TAGS, _TAG, _SIMPLE_TAG, _TAG_NAME, _TAG_STRING = \
     0x18538067, 0x1F43B675, 0x1254C367, 0x7373, 0x67C8, 0x45A3, 0x4487
 _UNKNOWN = -1  # an element of unknown size (a live stream's): it runs to its parent's end
-
-
-def _too_big(path: str, what: str, size: int) -> WorkflowError:
-    return WorkflowError(path, f"its {what} is {size / 2**20:.0f} MiB, more than a workflow and its prompt can be; "
-                         "it was not read")
 
 
 def _vint(data: bytes, at: int, keep_marker: bool) -> tuple[int, int] | None:
@@ -69,7 +63,7 @@ def matroska_texts(f: BinaryIO, path: str) -> dict[str, str]:
             continue
         if element == _TAGS and inside_segment:
             if size == _UNKNOWN or size > MAX_COMMENT_BYTES:
-                raise _too_big(path, "tags element", size if size != _UNKNOWN else MAX_COMMENT_BYTES + 1)
+                raise too_big(path, "tags element", size if size != _UNKNOWN else MAX_COMMENT_BYTES + 1)
             _read_tags(f.read(size), texts)
             continue
         if size == _UNKNOWN:
@@ -102,7 +96,7 @@ def _read_tags(data: bytes, texts: dict[str, str]) -> None:
                 continue
             fields = dict(_children(simple))
             name = fields.get(_TAG_NAME, b"").decode("utf-8", "replace").lower()
-            if name in _KEYS and _TAG_STRING in fields:
+            if name in WORKFLOW_KEYS and _TAG_STRING in fields:
                 texts.setdefault(name, fields[_TAG_STRING].decode("utf-8", "replace"))
 
 
@@ -169,7 +163,7 @@ def _boxes(f: BinaryIO, start: int, end: int) -> list[tuple[bytes, int, int]]:
 def _meta_texts(f: BinaryIO, start: int, end: int, path: str, texts: dict[str, str]) -> None:
     """A `meta` box of `mdta` items: names in its `keys` box, values in `ilst` (item type = the key's number)."""
     if end - start > MAX_COMMENT_BYTES:
-        raise _too_big(path, "metadata box", end - start)
+        raise too_big(path, "metadata box", end - start)
     f.seek(start)
     data = f.read(end - start)
     at = 0 if data[4:8] == b"hdlr" else 4  # ISO's meta is a full box (version, flags); QuickTime's is not
@@ -185,7 +179,7 @@ def _meta_texts(f: BinaryIO, start: int, end: int, path: str, texts: dict[str, s
         for item, value_boxes in _memory_boxes(body, 0):
             name = names.get(int.from_bytes(item, "big"))
             for inner, value in _memory_boxes(value_boxes, 0):
-                if name in _KEYS and inner == b"data" and len(value) >= 8:
+                if name in WORKFLOW_KEYS and inner == b"data" and len(value) >= 8:
                     texts.setdefault(name, value[8:].decode("utf-8", "replace"))  # after type and locale
 
 
