@@ -308,8 +308,9 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
             if not isinstance(value, str) or ("." not in value and ":" not in value):
                 continue  # no file name, prompt syntax or AIR is without both: most values ("euler", "enable")
             model_like = is_model_value(value)
-            if not model_like and not _MAYBE_FILE.match(value) and not has_prompt_syntax(value) \
-                    and not _bare_name(value, node_type):
+            maybe_file = model_like or bool(_MAYBE_FILE.match(value))
+            bare = not maybe_file and _bare_name(value, node_type)
+            if not maybe_file and not bare and not has_prompt_syntax(value):
                 if _AIR_MARK in value:  # a loader that takes a Civitai AIR, or a prompt that names one
                     out.airs.extend(air_hints(value))
                 continue  # most widget values: the work below is done only for model files and prompts
@@ -341,7 +342,7 @@ def extract(kind: str, doc: dict[str, Any], label: str, node_defs: Mapping[str, 
             # A core loader's file written without its extension ("ltx-video-ICLoRA-detailer-13B-0.9.8" in
             # Lightricks' workflows): ComfyUI lists only files with a model extension, so the node needs this
             # name with one; the first is the likely one, the others are accepted too.
-            bare = core_input and not model_like and _bare_name(value, node_type)
+            bare = core_input and bare
             if not model_like and not bare and not (folder_map and folder_map.accepts_extension(input_name, value)):
                 continue
             if not core_input and _is_text(value, node_def, input_name):
@@ -404,9 +405,8 @@ _PROSE = re.compile(r",\s")  # file names have spaces and brackets ("model (1).s
 
 
 def _bare_name(value: str, node_type: str) -> bool:
-    """A core loader's value that may be a file name without its extension: one word, no AIR, no extension."""
-    return core_inputs(node_type) is not None and ":" not in value and not _SPACE.search(value) \
-        and not _MAYBE_FILE.match(value)
+    """A core loader's value (not a file name with an extension) that may be one without it: one word, no AIR."""
+    return core_inputs(node_type) is not None and ":" not in value and not _SPACE.search(value)
 
 
 def _text(props: dict[str, Any], key: str) -> str | None:
