@@ -23,6 +23,7 @@ from ..events import PhaseChanged, TransferDone, TransferProgress
 from ..host.host import target_root
 from ..models import Transfer, TransferRequest, to_jsonable
 from ..read.names import confine, safe_relpath
+from ..shapes import FINAL_STATES
 from ..state import read_json
 from .failures import failure_event
 from .policy import auth_headers, check_redirect, check_start_url, strip_secret_query
@@ -165,7 +166,7 @@ def publish(ctx: Any, transfers: list[Transfer], total: int, force: bool) -> Non
     """status.json for the download commands: the guide's progress (files ended of the command's `total`),
     its counters, and the files as data."""
     current = next((t.request.model_name or t.request.filename for t in transfers if t.state == "downloading"), None)
-    ctx.status.set_progress(sum(t.state in ("done", "failed", "cancelled") for t in transfers), total)
+    ctx.status.set_progress(sum(t.state in FINAL_STATES for t in transfers), total)
     ctx.status.set_counts({"downloads_successful": sum(t.state == "done" for t in transfers),
                            "downloads_failed": sum(t.state == "failed" for t in transfers),
                            "current_download": current})
